@@ -1,0 +1,148 @@
+"""Population stability (PSI) of features and score against the training reference.
+
+:func:`reference_profile` summarises the training rows once (stored with the model, JSON);
+:func:`psi_table` compares a scoring frame with it. PSI = sum over bins of
+``(actual - expected) * ln(actual / expected)``, shares floored at 1e-4 so empty bins stay
+finite. Flags follow the usual reading: ``ok`` below 0.1, ``watch`` from 0.1 to 0.25,
+``alert`` from 0.25.
+
+Numeric features: decile edges of the training values (duplicates merged, so a feature
+with few distinct values gets fewer bins) plus one bin for missing values. Categorical
+features: one bin per training level, one for unseen levels, one for missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+WATCH: float = 0.1
+ALERT: float = 0.25
+SCORE_KEY = "__score__"
+_FLOOR = 1e-4
+_OTHER = "__other__"
+_MISSING = "__missing__"
+
+
+def _is_categorical(s: pd.Series) -> bool:
+    return isinstance(s.dtype, pd.CategoricalDtype) or not (
+        pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
+    )
+
+
+def _as_float(values: Any) -> np.ndarray:
+    v = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    return np.where(np.isfinite(v), v, np.nan)
+
+
+def _numeric_profile(values: Any, bins: int = 10) -> dict[str, Any]:
+    v = _as_float(values)
+    ok = v[~np.isnan(v)]
+    edges = (
+        np.unique(np.quantile(ok, np.linspace(0, 1, bins + 1)[1:-1])) if len(ok) else np.array([])
+    )
+    return {
+        "kind": "numeric",
+        "edges": [float(e) for e in edges],
+        "shares": [float(s) for s in _numeric_shares(v, edges)],
+    }
+
+
+def _numeric_shares(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Shares of len(edges)+1 value bins (right-closed inner edges) then the missing bin."""
+    n = len(v)
+    if n == 0:
+        return np.zeros(len(edges) + 2)
+    miss = np.isnan(v)
+    idx = np.searchsorted(np.asarray(edges, dtype=float), v[~miss], side="left")
+    counts = np.bincount(idx, minlength=len(edges) + 1).astype(float)
+    return np.append(counts, miss.sum()) / n
+
+
+def _categorical_profile(values: pd.Series) -> dict[str, Any]:
+    s = values.astype(object)
+    n = len(s)
+    counts = s[s.notna()].astype(str).value_counts()
+    return {
+        "kind": "categorical",
+        "levels": [str(x) for x in counts.index],
+        "shares": [float(c / n) for c in counts.to_numpy()] if n else [],
+        "other_share": 0.0,
+        "missing_share": float(s.isna().mean()) if n else 0.0,
+    }
+
+
+def _categorical_shares(values: pd.Series, levels: Sequence[str]) -> np.ndarray:
+    s = values.astype(object)
+    n = len(s)
+    if n == 0:
+        return np.zeros(len(levels) + 2)
+    present = s[s.notna()].astype(str)
+    counts = present.value_counts()
+    known = np.array([float(counts.get(lv, 0)) for lv in levels])
+    other = float(len(present) - known.sum())
+    return np.append(known, [other, float(s.isna().sum())]) / n
+
+
+def reference_profile(
+    frame: pd.DataFrame, *, feature_names: Sequence[str], scores: np.ndarray
+) -> dict[str, Any]:
+    """Training reference for drift: per-feature bins and shares, and the score's bins.
+
+    ``scores`` are the model's calibrated probabilities on the same rows. The result holds
+    only lists, floats and strings (JSON-serialisable) and is stored with the model.
+    """
+    features: dict[str, Any] = {}
+    for name in feature_names:
+        col = frame[name]
+        is_cat = _is_categorical(col)
+        features[name] = _categorical_profile(col) if is_cat else _numeric_profile(col)
+    return {
+        "n_rows": len(frame),
+        "features": features,
+        "score": _numeric_profile(np.asarray(scores, dtype=float)),
+    }
+
+
+def psi(expected: Sequence[float], actual: Sequence[float]) -> float:
+    """Population stability index of two share vectors over the same bins."""
+    e = np.clip(np.asarray(expected, dtype=float), _FLOOR, None)
+    a = np.clip(np.asarray(actual, dtype=float), _FLOOR, None)
+    return float(np.sum((a - e) * np.log(a / e)))
+
+
+def flag(value: float) -> str:
+    """``ok`` (< 0.1), ``watch`` (0.1 to < 0.25) or ``alert`` (>= 0.25)."""
+    if value >= ALERT:
+        return "alert"
+    return "watch" if value >= WATCH else "ok"
+
+
+def psi_table(
+    profile: dict[str, Any], frame: pd.DataFrame, *, scores: np.ndarray | None = None
+) -> pd.DataFrame:
+    """PSI of each profiled feature present in ``frame`` (and of ``scores`` if given).
+
+    Columns: ``feature`` (``__score__`` for the score), ``psi``, ``flag``; sorted by PSI,
+    largest first. A feature missing from ``frame`` is reported as all-missing.
+    """
+    rows = []
+    for name, ref in profile["features"].items():
+        col = frame[name] if name in frame.columns else pd.Series([np.nan] * len(frame))
+        if ref["kind"] == "numeric":
+            actual = _numeric_shares(_as_float(col), np.asarray(ref["edges"], dtype=float))
+            expected = ref["shares"]
+        else:
+            actual = _categorical_shares(col, ref["levels"])
+            expected = [*ref["shares"], ref["other_share"], ref["missing_share"]]
+        rows.append((name, psi(expected, actual)))
+    if scores is not None:
+        ref = profile["score"]
+        actual = _numeric_shares(_as_float(scores), np.asarray(ref["edges"], dtype=float))
+        rows.append((SCORE_KEY, psi(ref["shares"], actual)))
+    table = pd.DataFrame(rows, columns=["feature", "psi"])
+    table["flag"] = [flag(v) for v in table["psi"]]
+    return table.sort_values("psi", ascending=False, kind="mergesort").reset_index(drop=True)

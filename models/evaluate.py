@@ -1,0 +1,326 @@
+"""Test-period metrics of a model side by side with the baselines collections teams use.
+
+Metrics (all on the test period of one model's population):
+
+- ``roc_auc``, ``avg_precision``: ranking quality of the probability;
+- ``brier``: mean squared error of the probability;
+- ``ece``: expected calibration error over **10 equal-frequency bins** of the
+  probability (mean |observed rate - mean probability|, weighted by bin size);
+- ``capture@k`` (k = 5, 10, 20): the share of next-period delinquent dollars
+  (``delinquent_amount`` of the label frame) held by the top k% of accounts of the
+  worklist. The worklist is ranked separately for each ``as_of`` date (that is what an
+  analyst sees), and dollars are pooled over dates: sum of captured dollars / sum of all
+  delinquent dollars. Ties are broken by open balance, then by row order.
+
+Baselines: ``aging_rule`` (oldest DPD, then open balance), ``balance_only``,
+``hist_days_late`` (the account's historical average days late), each ranking by its own
+key; their probabilities (for Brier and ECE) come from a calibrator fitted on the
+validation period, as for the model. ``logistic_regression`` is fitted on the training
+rows with the same features (median imputation with missing indicators, scaling,
+one-hot categoricals) and ranks by probability x open balance, like the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from models.calibration import Calibrator, brier, choose_calibrator
+
+CAPTURE_KS: tuple[int, ...] = (5, 10, 20)
+METRIC_COLUMNS: list[str] = [
+    "roc_auc",
+    "avg_precision",
+    "brier",
+    "ece",
+    *[f"capture@{k}" for k in CAPTURE_KS],
+]
+#: Feature names tried, in order, for the historical-average-days-late baseline.
+HIST_DAYS_LATE_CANDIDATES: tuple[str, ...] = (
+    "days_late_mean_all",
+    "days_late_mean_365d",
+    "days_late_mean_180d",
+)
+
+
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> float:
+    """ECE over ``bins`` equal-frequency bins of ``p`` (sorted, split in equal counts)."""
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(p, dtype=float)
+    if len(p) == 0:
+        return float("nan")
+    order = np.argsort(p, kind="mergesort")
+    total = 0.0
+    for idx in np.array_split(order, min(bins, len(p))):
+        if len(idx):
+            total += len(idx) * abs(y[idx].mean() - p[idx].mean())
+    return float(total / len(p))
+
+
+def capture_at_k(
+    score: np.ndarray,
+    amount: np.ndarray,
+    *,
+    k: float,
+    groups: np.ndarray | None = None,
+    tiebreak: np.ndarray | None = None,
+) -> float:
+    """Share of ``amount`` held by the top ``k`` percent of rows by ``score``.
+
+    With ``groups`` (for example the ``as_of`` date), each group is ranked on its own and
+    its top ``ceil(k% of group size)`` rows are taken; captured amounts are pooled over
+    groups. ``tiebreak`` orders rows of equal score (higher first). NaN when there is no
+    delinquent amount at all.
+    """
+    score = np.nan_to_num(np.asarray(score, dtype=float), nan=-np.inf)
+    amount = np.nan_to_num(np.asarray(amount, dtype=float), nan=0.0)
+    tie = np.zeros(len(score)) if tiebreak is None else np.asarray(tiebreak, dtype=float)
+    tie = np.nan_to_num(tie, nan=-np.inf)
+    grp = np.zeros(len(score), dtype=np.int64) if groups is None else pd.factorize(groups)[0]
+    total = amount.sum()
+    if total <= 0:
+        return float("nan")
+    # One lexsort: by group, then score descending, then tiebreak descending, then row.
+    order = np.lexsort((np.arange(len(score)), -tie, -score, grp))
+    grp_sorted = grp[order]
+    starts = np.flatnonzero(np.r_[True, grp_sorted[1:] != grp_sorted[:-1]])
+    sizes = np.diff(np.r_[starts, len(order)])
+    position = np.arange(len(order)) - np.repeat(starts, sizes)
+    n_top = np.ceil(k / 100.0 * sizes).astype(np.int64)
+    taken = position < np.repeat(n_top, sizes)
+    return float(amount[order][taken].sum() / total)
+
+
+def score_metrics(
+    y: np.ndarray,
+    proba: np.ndarray,
+    *,
+    priority: np.ndarray,
+    amount: np.ndarray,
+    ranking: np.ndarray | None = None,
+    groups: np.ndarray | None = None,
+    tiebreak: np.ndarray | None = None,
+) -> dict[str, float]:
+    """All metric columns for one scorer.
+
+    ROC-AUC and average precision judge ``ranking`` (the scorer's own ranking score: the
+    raw log-odds for LightGBM, the rule key for a rule; ``proba`` when not given), Brier
+    and ECE judge ``proba``, capture@k judges ``priority`` (the worklist order) against
+    ``amount``, the delinquent dollars per row.
+    """
+    y = np.asarray(y, dtype=float)
+    two_classes = len(np.unique(y)) == 2
+    rs = np.nan_to_num(np.asarray(proba if ranking is None else ranking, dtype=float), nan=-1e300)
+    out = {
+        "roc_auc": float(roc_auc_score(y, rs)) if two_classes else float("nan"),
+        "avg_precision": float(average_precision_score(y, rs)) if two_classes else float("nan"),
+        "brier": brier(y, proba),
+        "ece": expected_calibration_error(y, proba),
+    }
+    for k in CAPTURE_KS:
+        out[f"capture@{k}"] = capture_at_k(
+            priority, amount, k=k, groups=groups, tiebreak=tiebreak
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class Scores:
+    """What one scorer says about the test rows (see :func:`score_metrics`)."""
+
+    proba: np.ndarray
+    priority: np.ndarray
+    ranking: np.ndarray | None = None
+
+
+def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def aging_rule_score(frame: pd.DataFrame) -> np.ndarray:
+    """Oldest DPD (whole days), then open balance: ``floor(dpd) + x / (1 + x)``.
+
+    The fractional part ``x / (1 + x)`` with ``x = balance / 1000`` lies in [0, 1), so the
+    single number orders rows exactly as the two-key rule does.
+    """
+    dpd = np.floor(np.nan_to_num(_numeric(frame, "oldest_dpd"), nan=0.0))
+    x = np.clip(np.nan_to_num(_numeric(frame, "open_balance"), nan=0.0), 0, None) / 1000.0
+    return dpd + x / (1.0 + x)
+
+
+def balance_score(frame: pd.DataFrame) -> np.ndarray:
+    """Open balance (currency units)."""
+    return np.nan_to_num(_numeric(frame, "open_balance"), nan=0.0)
+
+
+def hist_days_late_column(columns: Sequence[str]) -> str | None:
+    """The feature used by the historical-days-late baseline, if the frame has one."""
+    for name in HIST_DAYS_LATE_CANDIDATES:
+        if name in columns:
+            return name
+    return next((c for c in columns if c.startswith("days_late_mean")), None)
+
+
+def hist_days_late_score(frame: pd.DataFrame) -> np.ndarray:
+    """Historical mean days late of cleared invoices; no history counts as 0 (on time)."""
+    col = hist_days_late_column(list(frame.columns))
+    if col is None:
+        return np.zeros(len(frame))
+    return np.nan_to_num(_numeric(frame, col), nan=0.0)
+
+
+@dataclass
+class Baseline:
+    """A named scorer: ``rank_score(frame)`` orders the worklist, ``predict_proba`` is its
+    probability (for Brier/ECE)."""
+
+    name: str
+    rank: Callable[[pd.DataFrame], np.ndarray]
+    proba: Callable[[pd.DataFrame], np.ndarray]
+
+    def rank_score(self, frame: pd.DataFrame) -> np.ndarray:
+        """Worklist key, higher = contact first."""
+        return self.rank(frame)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability of the bad event per row."""
+        return self.proba(frame)
+
+
+def _rule_baseline(
+    name: str, fn: Callable[[pd.DataFrame], np.ndarray], val: pd.DataFrame
+) -> Baseline:
+    cal: Calibrator = choose_calibrator(fn(val), val["y"].to_numpy(dtype=float)).calibrator
+    return Baseline(name=name, rank=fn, proba=lambda f: cal.predict(fn(f)))
+
+
+def logistic_pipeline(
+    feature_names: Sequence[str], categorical: Sequence[str], *, seed: int = 0
+) -> Pipeline:
+    """Impute + scale + one-hot + logistic regression on the model's own features."""
+    numeric = [c for c in feature_names if c not in categorical]
+    pre = ColumnTransformer(
+        [
+            (
+                "num",
+                make_pipeline(
+                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                ),
+                numeric,
+            ),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), list(categorical)),
+        ]
+    )
+    return make_pipeline(pre, LogisticRegression(max_iter=2000, C=1.0, random_state=seed))
+
+
+def logistic_input(
+    frame: pd.DataFrame, feature_names: Sequence[str], categorical: Sequence[str]
+) -> pd.DataFrame:
+    """Plain float / string columns for the logistic pipeline (no pandas extension types)."""
+    cols: dict[str, Any] = {}
+    for c in feature_names:
+        if c in categorical:
+            cols[c] = frame[c].astype(object).where(frame[c].notna(), "__missing__").astype(str)
+        else:
+            v = _numeric(frame, c)
+            cols[c] = np.where(np.isfinite(v), v, np.nan)
+    return pd.DataFrame(cols, index=frame.index)
+
+
+def fit_baselines(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    *,
+    feature_names: Sequence[str],
+    categorical: Sequence[str] = (),
+    seed: int = 0,
+) -> dict[str, Baseline]:
+    """Fit the four baselines: rules calibrated on ``val``, logistic regression on ``train``."""
+    out = {
+        "aging_rule": _rule_baseline("aging_rule", aging_rule_score, val),
+        "balance_only": _rule_baseline("balance_only", balance_score, val),
+        "hist_days_late": _rule_baseline("hist_days_late", hist_days_late_score, val),
+    }
+    feats = list(feature_names)
+    cats = [c for c in categorical if c in feats]
+    pipe = logistic_pipeline(feats, cats, seed=seed)
+    pipe.fit(logistic_input(train, feats, cats), train["y"].to_numpy(dtype=int))
+
+    def lr_proba(frame: pd.DataFrame) -> np.ndarray:
+        return pipe.predict_proba(logistic_input(frame, feats, cats))[:, 1]
+
+    out["logistic_regression"] = Baseline(
+        name="logistic_regression",
+        rank=lambda f: lr_proba(f) * balance_score(f),
+        proba=lr_proba,
+    )
+    return out
+
+
+def evaluate_scorers(test: pd.DataFrame, scorers: Mapping[str, Scores]) -> pd.DataFrame:
+    """Metrics table for ``{name: Scores}`` on the ``test`` label frame.
+
+    ``test`` needs ``y``, ``delinquent_amount``, ``open_balance`` and ``as_of``.
+    """
+    rows = {
+        name: score_metrics(
+            test["y"].to_numpy(dtype=float),
+            sc.proba,
+            priority=sc.priority,
+            ranking=sc.ranking,
+            amount=test["delinquent_amount"].to_numpy(dtype=float),
+            groups=test["as_of"].to_numpy(),
+            tiebreak=balance_score(test),
+        )
+        for name, sc in scorers.items()
+    }
+    return metrics_table(rows, n_rows=len(test), base_rate=float(test["y"].mean()))
+
+
+def baseline_scores(baseline: Baseline, frame: pd.DataFrame) -> Scores:
+    """Scores of a baseline: its probability, and its own key as priority and ranking."""
+    rank = baseline.rank_score(frame)
+    return Scores(proba=baseline.predict_proba(frame), priority=rank, ranking=rank)
+
+
+def metrics_table(
+    rows: Mapping[str, Mapping[str, float]], *, n_rows: int | None = None,
+    base_rate: float | None = None,
+) -> pd.DataFrame:
+    """One row per scorer (model first, then baselines), one column per metric."""
+    table = pd.DataFrame.from_dict({k: dict(v) for k, v in rows.items()}, orient="index")
+    table = table.reindex(columns=METRIC_COLUMNS)
+    table.index.name = "scorer"
+    if n_rows is not None:
+        table.attrs["n_rows"] = n_rows
+    if base_rate is not None:
+        table.attrs["base_rate"] = base_rate
+    return table
+
+
+def format_metrics_table(table: pd.DataFrame, *, title: str = "") -> str:
+    """Fixed-width text of a metrics table (3 decimals), with an optional title line."""
+    header = f"{'scorer':<22}" + "".join(f"{c:>14}" for c in table.columns)
+    lines = [title] if title else []
+    lines.append(header)
+    for name, row in table.iterrows():
+        lines.append(f"{name!s:<22}" + "".join(f"{v:>14.3f}" for v in row.to_numpy(float)))
+    extra = []
+    if "n_rows" in table.attrs:
+        extra.append(f"test rows: {table.attrs['n_rows']}")
+    if "base_rate" in table.attrs:
+        extra.append(f"base rate: {table.attrs['base_rate']:.3f}")
+    if extra:
+        lines.append("  " + ", ".join(extra))
+    return "\n".join(lines)

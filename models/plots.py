@@ -1,0 +1,130 @@
+"""Evaluation plots logged with each model: ROC, calibration, capture curve, SHAP summary.
+
+Every function returns a matplotlib Figure drawn with the non-interactive Agg canvas
+(no display, no global backend switch); :func:`save_all` writes the PNG files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from sklearn.metrics import roc_curve
+
+from models.evaluate import Scores
+
+
+def _figure(width: float = 6.0, height: float = 4.5) -> Figure:
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def roc_figure(y: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
+    """ROC curves of every scorer's ranking score on the test period."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    y = np.asarray(y, dtype=float)
+    for name, sc in scorers.items():
+        rank = np.nan_to_num(np.asarray(sc.proba if sc.ranking is None else sc.ranking), nan=-1e300)
+        if len(np.unique(y)) == 2:
+            fpr, tpr, _ = roc_curve(y, rank)
+            ax.plot(fpr, tpr, label=name, lw=2 if name == "lightgbm" else 1)
+    ax.plot([0, 1], [0, 1], ls=":", color="grey")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test period")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def calibration_figure(y: np.ndarray, proba: np.ndarray, *, bins: int = 10) -> Figure:
+    """Observed rate vs mean probability over equal-frequency bins (test period)."""
+    fig = _figure()
+    ax = fig.add_subplot()
+    y = np.asarray(y, dtype=float)
+    p = np.asarray(proba, dtype=float)
+    order = np.argsort(p, kind="mergesort")
+    parts = [i for i in np.array_split(order, min(bins, max(len(p), 1))) if len(i)]
+    ax.plot([p[i].mean() for i in parts], [y[i].mean() for i in parts], marker="o", label="model")
+    ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect")
+    ax.set(xlabel="mean calibrated probability", ylabel="observed rate",
+           title="Calibration, test period (equal-frequency bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def capture_figure(amount: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
+    """Cumulative share of delinquent dollars vs share of accounts worked, per scorer.
+
+    Pools the test rows (one ranking over all test dates), which is what a curve can show;
+    the capture@k metrics rank within each date.
+    """
+    fig = _figure()
+    ax = fig.add_subplot()
+    amt = np.nan_to_num(np.asarray(amount, dtype=float))
+    total = amt.sum()
+    for name, sc in scorers.items():
+        if total <= 0:
+            break
+        order = np.argsort(-np.nan_to_num(np.asarray(sc.priority, dtype=float), nan=-np.inf),
+                           kind="mergesort")
+        share = np.cumsum(amt[order]) / total
+        x = np.arange(1, len(order) + 1) / len(order)
+        ax.plot(x, share, label=name, lw=2 if name == "lightgbm" else 1)
+    for k in (0.05, 0.10, 0.20):
+        ax.axvline(k, ls=":", color="grey", lw=0.8)
+    ax.set(xlabel="share of accounts worked (ranked)", ylabel="share of delinquent dollars",
+           title="Capture curve, test period")
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def shap_summary_figure(
+    shap_values: np.ndarray, features: pd.DataFrame, *, top: int = 15
+) -> Figure:
+    """Beeswarm-style summary: per top feature (by mean |SHAP|), one dot per row at its
+    SHAP value (log-odds), coloured by the feature's within-column percentile."""
+    sv = np.asarray(shap_values, dtype=float)
+    names = list(features.columns)
+    importance = np.abs(sv).mean(axis=0)
+    order = np.argsort(-importance)[:top][::-1]
+    fig = _figure(7.0, max(3.0, 0.35 * len(order) + 1.2))
+    ax = fig.add_subplot()
+    rng = np.random.default_rng(0)
+    for row, j in enumerate(order):
+        col = features.iloc[:, j]
+        if isinstance(col.dtype, pd.CategoricalDtype):
+            vals = col.cat.codes.to_numpy(dtype=float)
+            vals[vals < 0] = np.nan
+        else:
+            vals = pd.to_numeric(col, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        pct = pd.Series(vals).rank(pct=True).to_numpy()
+        jitter = rng.uniform(-0.3, 0.3, len(sv))
+        ax.scatter(sv[:, j], row + jitter, c=np.nan_to_num(pct, nan=0.5), cmap="coolwarm",
+                   s=4, vmin=0, vmax=1, alpha=0.6, linewidths=0)
+    ax.set_yticks(range(len(order)), [names[j] for j in order], fontsize=7)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set(xlabel="SHAP value (log-odds; colour: low -> high feature value)",
+           title="SHAP summary, test sample")
+    fig.tight_layout()
+    return fig
+
+
+def save_all(figures: Mapping[str, Figure], folder: Path) -> list[Path]:
+    """Write each figure as ``<name>.png`` in ``folder``; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        path = folder / f"{name}.png"
+        fig.savefig(path)
+        paths.append(path)
+    return paths
+
+
+def feature_importance_order(shap_values: np.ndarray, names: Sequence[str]) -> list[str]:
+    """Feature names by mean |SHAP|, largest first."""
+    imp = np.abs(np.asarray(shap_values, dtype=float)).mean(axis=0)
+    return [names[j] for j in np.argsort(-imp)]
