@@ -1,0 +1,463 @@
+"""Nightly scoring: a book as of a date -> worklist, explanations, drift (DESIGN section 8).
+
+:func:`score_book` is the pure library step (features, calibrated probability of the model
+that fits each account's segment, priority, rank, action, reason codes, exact TreeSHAP
+vectors, PSI drift). :func:`run_scoring` adds the side effects: it loads the champion
+models from MLflow and writes one atomic run into the worklist store.
+
+Time semantics: features use everything dated strictly before ``as_of`` (see
+``features.build_features``); nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from features.book import Book
+from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
+from serving.reasons import REASON_COLUMNS, reason_codes
+
+if TYPE_CHECKING:
+    from serving.store import RunRecord
+
+#: Which model scores which collections segment (DESIGN section 5).
+MODEL_OF_SEGMENT: dict[str, str] = {
+    "preventive": "early_warning",
+    "early": "early_warning",
+    "delinquent": "persistence",
+    "late": "persistence",
+}
+
+WORKLIST_COLUMNS: tuple[str, ...] = (
+    "rank",
+    "account_id",
+    "segment",
+    "open_balance",
+    "past_due_amount",
+    "oldest_dpd",
+    "model",
+    "probability",
+    "priority",
+    "action",
+    *REASON_COLUMNS,
+    "model_version",
+    "as_of",
+)
+SHAP_PREFIX = "shap_"
+
+
+class FeatureSetMismatchError(ValueError):
+    """The model was trained on a different feature-set version than the code builds."""
+
+
+class ScoringModel(Protocol):
+    """What scoring needs of a model (``models.registry.LoadedModel`` provides it)."""
+
+    booster: Any
+    calibrator: Any
+    feature_names: list[str]
+    categories: dict[str, list[str]]
+    feature_set_version: str
+    reference_profile: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoreResult:
+    """Output of :func:`score_book`.
+
+    ``worklist``: one row per scored account (:data:`WORKLIST_COLUMNS`, rank order).
+    ``explanations``: ``account_id``, ``model``, ``model_version``, ``base_value`` and
+    ``raw_score`` (log-odds), the feature values under their own names and the SHAP values
+    as ``shap_<feature>`` (raw-score units; ``base_value + sum(shap_*) == raw_score``).
+    ``drift``: ``model``, ``feature`` (``__score__`` for the score), ``psi``, ``flag``.
+    ``meta``: counts, per-stage ``timings`` in seconds and a one-line ``message``.
+    """
+
+    worklist: pd.DataFrame
+    explanations: pd.DataFrame
+    drift: pd.DataFrame
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class _Timer:
+    """Per-stage wall-clock timings (seconds), accumulated by stage name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+
+def check_feature_set(models: Mapping[str, ScoringModel], version: str) -> None:
+    """Refuse models trained on another feature-set version (error names both versions)."""
+    for name, model in models.items():
+        if str(model.feature_set_version) != str(version):
+            raise FeatureSetMismatchError(
+                f"model {name!r} was trained on feature set {model.feature_set_version!r} but "
+                f"this code builds feature set {version!r}: retrain (`delinq train`) or score "
+                "with the matching delinq version"
+            )
+
+
+def score_book(
+    book: Book,
+    *,
+    as_of: date | pd.Timestamp,
+    models: Mapping[str, ScoringModel],
+    table_budget_mb: int = 512,
+    policy: ActionPolicy = DEFAULT_POLICY,
+    currency: str = "$",
+) -> ScoreResult:
+    """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
+
+    ``models`` maps ``"early_warning"`` and ``"persistence"`` to loaded models; each
+    account is scored by the model of its segment (:data:`MODEL_OF_SEGMENT`).
+    ``probability`` is that model's calibrated probability (0-1), ``priority`` =
+    probability x open balance (expected amount at risk, book currency) and ``rank`` 1 is
+    the highest priority over the whole book (ties broken by ``account_id``). Explanations
+    are exact TreeSHAP values of each account's own model (``models.treeshap``).
+
+    Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
+    ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a needed model is missing.
+    """
+    from features import FEATURE_SET_VERSION, build_features
+
+    check_feature_set(models, FEATURE_SET_VERSION)
+    as_of_ts = pd.Timestamp(as_of).normalize()
+    timer = _Timer()
+    with timer.stage("features"):
+        feats = build_features(book, as_of=as_of_ts.date())
+    if feats.empty:
+        return _empty_result(models, as_of_ts, timer)
+    feats = feats.reset_index(drop=True)
+    with timer.stage("facts"):
+        facts = oldest_open_invoices(book, as_of=as_of_ts)
+        detail = feats[["account_id"]].merge(facts, on="account_id", how="left")
+        frame = pd.concat([feats, detail.drop(columns="account_id")], axis=1)
+
+    model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
+    needed = sorted(set(model_of[pd.notna(model_of)]))
+    lacking = [m for m in needed if m not in models]
+    if lacking:
+        raise KeyError(f"no model given for {lacking}; got {sorted(models)}")
+
+    n = len(feats)
+    probability = np.full(n, np.nan)
+    version = np.full(n, "", dtype=object)
+    reason_parts, expl_parts, drift_parts = [], [], []
+    counts: dict[str, int] = {}
+    for name in needed:
+        model = models[name]
+        rows = np.flatnonzero(model_of == name)
+        part = frame.iloc[rows]
+        counts[name] = len(rows)
+        with timer.stage("explain"):
+            from models.train import feature_matrix
+            from models.treeshap import TreeExplainer
+
+            x = feature_matrix(part, model.feature_names, model.categories)
+            explainer = TreeExplainer(model.booster, table_budget_mb=table_budget_mb)
+            phi = explainer.shap_values(x)
+            base = float(explainer.expected_value)
+            # Additivity of exact TreeSHAP: the row sum plus the base value *is* the raw
+            # score (to ~1e-9), so the booster need not be evaluated a second time.
+            raw = phi.sum(axis=1) + base
+        with timer.stage("score"):
+            probability[rows] = np.asarray(model.calibrator.predict(raw), dtype=np.float64)
+            version[rows] = str(getattr(model, "version", "") or "")
+        with timer.stage("reasons"):
+            reasons = reason_codes(
+                part, phi, model.feature_names, segment=part["segment"], currency=currency
+            )
+            reason_parts.append(reasons.set_index(pd.Index(rows)))
+        with timer.stage("explanations"):
+            expl_parts.append(_explanations(part, x, phi, base, raw, name, version[rows]))
+        with timer.stage("drift"):
+            drift_parts.append(_drift(model, x, probability[rows], name))
+
+    with timer.stage("worklist"):
+        reasons_all = pd.concat(reason_parts).sort_index()
+        worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy)
+        explanations = pd.concat(expl_parts, ignore_index=True)
+        drift = pd.concat(drift_parts, ignore_index=True)
+
+    segments = feats["segment"].astype(object).value_counts().to_dict()
+    meta = {
+        "as_of": as_of_ts.date().isoformat(),
+        "n_accounts": n,
+        "n_by_model": counts,
+        "n_by_segment": {str(k): int(v) for k, v in segments.items()},
+        "amount_at_risk": float(worklist["priority"].sum()),
+        "n_drift_alerts": int((drift["flag"] == "alert").sum()) if len(drift) else 0,
+        "timings": dict(timer.seconds),
+        "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
+    }
+    return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
+
+
+def oldest_open_invoices(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFrame:
+    """Per account with open invoices at ``as_of``: the facts reasons and actions cite.
+
+    Columns: ``account_id``, ``oldest_invoice_id`` and ``oldest_invoice_open`` (open amount,
+    currency) of the open invoice with the earliest due date (ties: smallest id),
+    ``has_open_dispute`` (a dispute opened before ``as_of``, unresolved at ``as_of``, on an
+    open invoice) and ``partial_payer`` (an open invoice is partly paid). An invoice is
+    open when issued before ``as_of`` and its payments dated before ``as_of`` leave more
+    than one cent unpaid.
+    """
+    import polars as pl
+
+    cut = pd.Timestamp(as_of).normalize().to_datetime64().astype("datetime64[s]")
+    inv = book.invoices
+    inv = inv.loc[inv["issue_date"].to_numpy() < cut,
+                  ["invoice_id", "account_id", "due_date", "amount"]]
+    pay = book.payments
+    pay = pay.loc[pay["payment_date"].to_numpy() < cut, ["invoice_id", "amount"]]
+    dis = book.disputes
+    opened = dis["opened_date"].to_numpy() < cut
+    resolved = dis["resolved_date"].to_numpy()
+    unresolved = np.isnat(resolved) | (resolved >= cut)
+    dis = dis.loc[opened & unresolved, ["invoice_id"]]
+
+    paid = pl.from_pandas(pay).group_by("invoice_id").agg(pl.col("amount").sum().alias("paid"))
+    disputed = pl.from_pandas(dis).unique().with_columns(pl.lit(True).alias("disputed"))
+    open_inv = (
+        pl.from_pandas(inv)
+        .join(paid, on="invoice_id", how="left")
+        .join(disputed, on="invoice_id", how="left")
+        .with_columns(
+            paid=pl.col("paid").fill_null(0.0), disputed=pl.col("disputed").fill_null(False)
+        )
+        .with_columns(open_amount=pl.col("amount") - pl.col("paid"))
+        .filter(pl.col("open_amount") > 0.01)
+        .sort(["account_id", "due_date", "invoice_id"])
+    )
+    out = open_inv.group_by("account_id", maintain_order=True).agg(
+        oldest_invoice_id=pl.col("invoice_id").first(),
+        oldest_invoice_open=pl.col("open_amount").first(),
+        has_open_dispute=pl.col("disputed").any(),
+        partial_payer=(pl.col("paid") > 0.0).any(),
+    )
+    frame = out.to_pandas()
+    frame["account_id"] = frame["account_id"].astype("str")
+    frame["oldest_invoice_id"] = frame["oldest_invoice_id"].astype("str")
+    return frame
+
+
+def _worklist(
+    feats: pd.DataFrame,
+    model_of: np.ndarray,
+    probability: np.ndarray,
+    version: np.ndarray,
+    reasons: pd.DataFrame,
+    as_of: pd.Timestamp,
+    policy: ActionPolicy,
+) -> pd.DataFrame:
+    balance = feats["open_balance"].to_numpy(dtype=np.float64)
+    priority = probability * balance
+    actions = recommend_actions(
+        segment=feats["segment"],
+        probability=probability,
+        open_balance=balance,
+        has_open_dispute=feats["has_open_dispute"],
+        partial_payer=feats["partial_payer"],
+        policy=policy,
+    )
+    ids = feats["account_id"].astype("str").to_numpy(dtype=object)
+    # Highest priority first; ties (and NaN priorities, last) broken by account_id.
+    order = np.lexsort((ids, -np.nan_to_num(priority, nan=-np.inf)))
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(1, len(order) + 1)
+    wl = pd.DataFrame(
+        {
+            "rank": rank,
+            "account_id": feats["account_id"].astype("str"),
+            "segment": feats["segment"].astype("str"),
+            "open_balance": balance,
+            "past_due_amount": feats["past_due_amount"].to_numpy(dtype=np.float64),
+            "oldest_dpd": feats["oldest_dpd"].to_numpy(dtype=np.float64),
+            "model": pd.Series(model_of, dtype="str"),
+            "probability": probability,
+            "priority": priority,
+            "action": pd.Series(actions, dtype="str"),
+        }
+    )
+    for col in REASON_COLUMNS:
+        wl[col] = reasons[col].to_numpy(dtype=object)
+    wl["model_version"] = pd.Series(version, dtype="str")
+    wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
+    return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
+
+
+def _explanations(
+    part: pd.DataFrame,
+    x: pd.DataFrame,
+    phi: np.ndarray,
+    base: float,
+    raw: np.ndarray,
+    model: str,
+    version: np.ndarray,
+) -> pd.DataFrame:
+    """Wide explanations: ids, base value, raw score, feature values, ``shap_<feature>``."""
+    head = pd.DataFrame(
+        {
+            "account_id": part["account_id"].astype("str").to_numpy(dtype=object),
+            "model": model,
+            "model_version": pd.Series(version, dtype="str").to_numpy(dtype=object),
+            "base_value": base,
+            "raw_score": raw,
+        }
+    ).astype({"account_id": "str", "model": "str", "model_version": "str"})
+    values = x.reset_index(drop=True)
+    shap = pd.DataFrame(phi, columns=[SHAP_PREFIX + c for c in x.columns])
+    return pd.concat([head, values, shap], axis=1)
+
+
+def _drift(model: ScoringModel, x: pd.DataFrame, scores: np.ndarray, name: str) -> pd.DataFrame:
+    from models.drift import psi_table
+
+    profile = getattr(model, "reference_profile", None)
+    if not profile:
+        return pd.DataFrame({"model": pd.Series(dtype="str"), "feature": pd.Series(dtype="str"),
+                             "psi": pd.Series(dtype="float64"), "flag": pd.Series(dtype="str")})
+    table = psi_table(profile, x, scores=scores)
+    table.insert(0, "model", name)
+    return table
+
+
+def _empty_result(
+    models: Mapping[str, ScoringModel], as_of: pd.Timestamp, timer: _Timer
+) -> ScoreResult:
+    worklist = pd.DataFrame({c: pd.Series(dtype=_WORKLIST_DTYPES.get(c, "str"))
+                             for c in WORKLIST_COLUMNS})
+    explanations = pd.DataFrame(
+        {c: pd.Series(dtype="str") for c in ("account_id", "model", "model_version")}
+        | {c: pd.Series(dtype="float64") for c in ("base_value", "raw_score")}
+    )
+    drift = pd.DataFrame({"model": pd.Series(dtype="str"), "feature": pd.Series(dtype="str"),
+                          "psi": pd.Series(dtype="float64"), "flag": pd.Series(dtype="str")})
+    message = f"no accounts with open receivables as of {as_of.date()}: the worklist is empty"
+    meta = {
+        "as_of": as_of.date().isoformat(),
+        "n_accounts": 0,
+        "n_by_model": {m: 0 for m in models},
+        "n_by_segment": {},
+        "amount_at_risk": 0.0,
+        "n_drift_alerts": 0,
+        "timings": dict(timer.seconds),
+        "message": message,
+    }
+    return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
+
+
+_WORKLIST_DTYPES = {
+    "rank": "int64",
+    "open_balance": "float64",
+    "past_due_amount": "float64",
+    "oldest_dpd": "float64",
+    "probability": "float64",
+    "priority": "float64",
+    "reason_1": "object",
+    "reason_2": "object",
+    "reason_3": "object",
+    "mitigating_reason": "object",
+    "as_of": "datetime64[s]",
+}
+
+
+def load_champions(
+    *, tracking_uri: str, model_names: Mapping[str, str]
+) -> dict[str, ScoringModel]:
+    """The ``champion`` of each registered model: ``{"early_warning": .., ...}``.
+
+    Raises ``models.registry.NoChampionError`` ("no champion model: run `delinq train`
+    first") when one is missing.
+    """
+    from models.registry import NoChampionError, load_model
+
+    loaded: dict[str, ScoringModel] = {}
+    for key, registered in model_names.items():
+        try:
+            loaded[key] = load_model(tracking_uri=tracking_uri, registered_name=registered)
+        except NoChampionError as exc:
+            raise NoChampionError(
+                f"no champion model: run `delinq train` first ({key} model {registered!r} "
+                "has no champion)"
+            ) from exc
+    return loaded
+
+
+def run_scoring(
+    book: Book,
+    *,
+    as_of: date | pd.Timestamp,
+    tracking_uri: str,
+    store_url: str,
+    export_dir: str | Path | None,
+    model_names: Mapping[str, str],
+    table_budget_mb: int = 512,
+    policy: ActionPolicy = DEFAULT_POLICY,
+) -> RunRecord:
+    """Score ``book`` as of ``as_of`` with the champions and publish one run in the store.
+
+    Loads the champion of each entry of ``model_names`` (model key -> registered name),
+    begins a run, scores (:func:`score_book`, drift included) and writes the worklist,
+    explanations and drift atomically. On any exception the run is marked ``failed`` (the
+    previous worklist for that ``as_of`` stays current) and the exception is re-raised.
+    """
+    from features import FEATURE_SET_VERSION
+    from serving.store import WorklistStore
+
+    t0 = time.perf_counter()
+    models = load_champions(tracking_uri=tracking_uri, model_names=model_names)
+    t_load = time.perf_counter() - t0
+    day = pd.Timestamp(as_of).date()
+    versions = {k: str(getattr(m, "version", "") or "") for k, m in models.items()}
+    store = WorklistStore(store_url, export_dir=Path(export_dir) if export_dir else None)
+    try:
+        run_id = store.begin_run(
+            as_of=day,
+            meta={"model_versions": versions, "feature_set_version": FEATURE_SET_VERSION},
+        )
+        try:
+            result = score_book(
+                book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy
+            )
+            meta = {**result.meta, "model_versions": versions,
+                    "feature_set_version": FEATURE_SET_VERSION}
+            meta["timings"] = {"load_models": t_load, **result.meta["timings"]}
+            t_write = time.perf_counter()
+            record = store.write_run(
+                run_id,
+                worklist=result.worklist,
+                explanations=result.explanations,
+                drift=result.drift,
+                meta=meta,
+            )
+        except BaseException as exc:
+            # write_run marks its own failures; this covers everything before it.
+            with contextlib.suppress(Exception):
+                store.fail_run(run_id, message=f"{type(exc).__name__}: {exc}")
+            raise
+        record = replace(record, timings={**record.timings,
+                                          "write": time.perf_counter() - t_write,
+                                          "total": time.perf_counter() - t0})
+        return record
+    finally:
+        store.close()

@@ -1,0 +1,142 @@
+"""Reason codes: every feature has a template; sentences carry the account's own numbers."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from serving import reasons as R
+from serving._reason_table import Template
+
+TOY = {
+    "oldest_dpd": Template(
+        "oldest open invoice is {v:int} days past due",
+        variants=((lambda v: v <= 0, "nothing is past due yet"),),
+        detail=" ({oldest_invoice_id:str}, {oldest_invoice_open:money} open)",
+    ),
+    "past_due_share": Template("{v:pct} of the open balance is past due"),
+    "n_late15": Template("{v:int} of the last {n_paid:int} invoices were paid 15+ days late"),
+    "days_late_mean": Template(
+        "invoices were paid {v:dec} days late on average",
+        variants=((lambda v: v < 0, "invoices were paid {v:abs} days early on average"),),
+        if_missing="no invoice was paid in the window",
+    ),
+    "region": Template("customer region is {v:str}"),
+    "n_paid": Template("{v:int} invoices paid"),
+}
+NAMES = list(TOY)
+
+
+def _frame() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "oldest_dpd": [47.0, -3.0, 95.0],
+            "past_due_share": [0.62, 0.0, 1.0],
+            "n_late15": [4.0, 0.0, 2.0],
+            "days_late_mean": [12.25, np.nan, -2.4],
+            "region": pd.Categorical(["north", None, 'so"uth']),
+            "n_paid": [6.0, 0.0, np.nan],
+            "oldest_invoice_id": pd.Series(["INV-123", "INV-9", None], dtype="str"),
+            "oldest_invoice_open": [1200.0, 50.0, 3.0],
+        }
+    )
+
+
+def test_top_three_and_mitigating_use_own_numbers() -> None:
+    frame = _frame()
+    shap = np.array(
+        [
+            [0.9, 0.5, 0.7, 0.1, -0.2, -0.8],
+            [0.0, 0.0, 0.0, 0.4, 0.0, -0.1],
+            [-0.5, 0.3, 0.2, 0.1, 0.0, 0.6],
+        ]
+    )
+    out = R.reason_codes(frame, shap, NAMES, templates=TOY)
+    first = "oldest open invoice is 47 days past due (INV-123, $1,200 open)"
+    assert out.loc[0, "reason_1"] == first
+    assert out.loc[0, "reason_2"] == "4 of the last 6 invoices were paid 15+ days late"
+    assert out.loc[0, "reason_3"] == "62% of the open balance is past due"
+    assert out.loc[0, "mitigating_reason"] == "6 invoices paid"
+    # Missing value with an if_missing sentence: the sentence, not a number.
+    assert out.loc[1, "reason_1"] == "no invoice was paid in the window"
+    assert pd.isna(out.loc[1, "reason_2"])
+    assert out.loc[1, "mitigating_reason"] == "0 invoices paid"
+    # n_paid missing (no if_missing) -> skipped; so is n_late15 (its field n_paid is missing).
+    assert out.loc[2, "reason_1"] == "0% of the open balance is past due".replace("0%", "100%")
+    assert out.loc[2, "reason_2"] == "invoices were paid 2 days early on average"
+    assert out.loc[2, "mitigating_reason"].startswith("oldest open invoice is 95 days past due")
+    for text in out["reasons_json"]:
+        json.loads(text)
+
+
+def test_delinquent_accounts_always_state_the_fact() -> None:
+    frame = _frame()
+    shap = np.array(
+        [
+            [-0.9, 0.5, 0.7, 0.1, 0.2, -0.1],
+            [-0.9, 0.5, 0.7, 0.1, 0.2, -0.1],
+            [-0.9, 0.5, 0.7, 0.1, 0.2, -0.1],
+        ]
+    )
+    seg = ["delinquent", "early", "late"]
+    out = R.reason_codes(frame, shap, NAMES, segment=seg, templates=TOY)
+    assert out.loc[0, "reason_3"].startswith("oldest open invoice is 47 days past due")
+    assert out.loc[0, "mitigating_reason"] == "6 invoices paid"  # the fact is not repeated
+    assert not str(out.loc[1, "reason_3"]).startswith("oldest")
+    items = json.loads(out.loc[2, "reasons_json"])
+    fact = [i for i in items if i["feature"] == "oldest_dpd"]
+    assert fact and fact[0]["direction"] == "fact" and fact[0]["value"] == 95
+    assert "so'uth" not in out.loc[2, "reason_1"]  # region SHAP 0.2 < others
+
+
+def test_reasons_json_is_structured() -> None:
+    frame = _frame()
+    shap = np.array([[0.9, 0.5, 0.7, 0.1, -0.2, -0.8]] * 3)
+    out = R.reason_codes(frame, shap, NAMES, templates=TOY)
+    items = json.loads(out.loc[0, "reasons_json"])
+    assert [i["feature"] for i in items] == ["oldest_dpd", "n_late15", "past_due_share", "n_paid"]
+    assert [i["direction"] for i in items] == ["raises"] * 3 + ["lowers"]
+    assert items[0]["value"] == 47 and items[0]["shap"] == pytest.approx(0.9)
+    assert items[0]["text"] == out.loc[0, "reason_1"]
+
+
+def test_text_values_are_json_safe() -> None:
+    frame = _frame()
+    shap = np.zeros((3, len(NAMES)))
+    shap[:, 4] = 1.0
+    out = R.reason_codes(frame, shap, NAMES, templates=TOY)
+    assert out.loc[2, "reason_1"] == "customer region is so'uth"
+    assert json.loads(out.loc[2, "reasons_json"])[0]["value"] == "so'uth"
+    assert pd.isna(out.loc[1, "reason_1"])  # region missing and no if_missing sentence
+
+
+def test_empty_frame() -> None:
+    frame = _frame().iloc[:0]
+    out = R.reason_codes(frame, np.zeros((0, len(NAMES))), NAMES, templates=TOY)
+    assert list(out.columns) == list(R.REASON_COLUMNS) and len(out) == 0
+
+
+def test_missing_template_is_refused() -> None:
+    with pytest.raises(KeyError, match="no_such_feature"):
+        R.reason_codes(_frame(), np.zeros((3, 1)), ["no_such_feature"], templates=TOY)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=20))
+def test_money_format_matches_python(values: list[float]) -> None:
+    got = R._fmt_money(np.array(values), "$").to_pylist()
+    want = [("-" if round(v) < 0 else "") + f"${abs(round(v)):,}" for v in values]
+    assert got == want
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=20))
+def test_decimal_format_matches_python(values: list[float]) -> None:
+    got = R._fmt_dec(np.array(values), "").to_pylist()
+    for g, v in zip(got, values, strict=True):
+        assert float(g) == pytest.approx(v, abs=0.051)
