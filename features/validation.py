@@ -1,0 +1,342 @@
+"""Validation at the boundary: raw tables in, a typed :class:`~features.book.Book` out.
+
+Validation happens once, when data enters (DESIGN section 3). Every row of every table is
+either kept in the returned Book or quarantined with the first named rule it broke (see
+:mod:`features.rules` for the rules and their order), so ``rows_read == kept +
+quarantined`` holds for every table. Whole-file problems (missing file or required column,
+empty file, bad encoding, mixed currencies, too many bad rows) raise
+:class:`DataContractError` with one message naming the file, the column and the rule.
+
+Input is raw: CSV tables read as strings (dates ISO ``YYYY-MM-DD``, amounts as decimal
+numbers) or typed Parquet tables, whose typed columns skip string parsing. The work is
+vectorised in polars; the returned Book holds pandas frames in canonical dtypes, sorted in
+a canonical order (so shuffled input gives the same Book).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from features import rules as R
+from features.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
+from features.rules import RULES, DataContractError
+
+__all__ = [
+    "RULES",
+    "DataContractError",
+    "ValidationResult",
+    "validate_folder",
+    "validate_tables",
+    "write_quarantine",
+]
+
+# Canonical row order of each Book table (ties broken by every other contract column).
+_SORT_KEYS = {
+    "invoices": ["account_id", "issue_date", "invoice_id"],
+    "payments": ["invoice_id", "payment_date", "amount", "payment_id"],
+    "accounts": ["account_id"],
+    "disputes": ["invoice_id", "opened_date", "resolved_date", "reason"],
+}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Outcome of validating one source.
+
+    ``book``: the kept rows, typed. ``quarantine``: per table, the bad rows as read (all
+    source columns as strings) plus ``_row`` (1-based data row number), ``_rule`` and
+    ``_message``. ``summary``: one row per contract table with ``table``, ``rows_read``,
+    ``kept``, ``quarantined`` and one count column per rule (in :data:`RULES` order).
+    """
+
+    book: Book
+    quarantine: dict[str, pd.DataFrame]
+    summary: pd.DataFrame
+
+    @property
+    def ok(self) -> bool:
+        """True when no row at all was quarantined (a result is only returned within the
+        bad-row threshold; ``ok`` says whether it was also perfectly clean)."""
+        return int(self.summary["quarantined"].sum()) == 0
+
+    def render(self) -> str:
+        """A readable text summary: rows read/kept/quarantined per table, then per rule."""
+        lines = [f"{'table':<10} {'rows_read':>12} {'kept':>12} {'quarantined':>12}"]
+        for row in self.summary.itertuples(index=False):
+            lines.append(
+                f"{row.table:<10} {row.rows_read:>12,} {row.kept:>12,} {row.quarantined:>12,}"
+            )
+        broken = [
+            (t, rule, int(n))
+            for t, rec in zip(self.summary["table"], self.summary.to_dict("records"), strict=True)
+            for rule in RULES
+            if (n := rec[rule])
+        ]
+        if broken:
+            lines.append("quarantined by rule:")
+            lines += [f"  {t:<10} {rule:<24} {n:>10,}" for t, rule, n in broken]
+        else:
+            lines.append("no row quarantined")
+        return "\n".join(lines)
+
+
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame],
+    *,
+    sources: Mapping[str, str] | None = None,
+    max_bad_share: float = 0.05,
+) -> ValidationResult:
+    """Validate raw contract tables (by table name) and return the Book plus quarantine.
+
+    ``sources`` maps table names to the file names used in error messages (default: the
+    table name). ``max_bad_share`` (0-1) is the largest tolerated share of bad rows per
+    table; rows quarantined only because their invoice was (``parent_quarantined``) are
+    not counted against the child table. Raises :class:`DataContractError`; when the error
+    is ``too_many_bad_rows`` its ``result`` attribute holds the full result.
+    """
+    result, error = _validate(raw, dict(sources or {}), max_bad_share)
+    if error is not None:
+        error.result = result
+        raise error
+    return result
+
+
+def validate_folder(
+    path: str | Path, *, max_bad_share: float = 0.05, quarantine_dir: str | Path | None = None
+) -> ValidationResult:
+    """Read a data folder (see :func:`features.io.read_folder`), validate it, and write the
+    quarantine CSVs to ``quarantine_dir`` (default ``<path>/_quarantine``).
+
+    Quarantine files are written (and stale ones removed) even when the run then stops
+    with ``too_many_bad_rows``, so the bad rows can be inspected.
+    """
+    from features.io import read_folder  # local: io imports this package's errors
+
+    path = Path(path)
+    found = read_folder(path)
+    raw = {t: frame for t, (_, frame) in found.items()}
+    sources = {t: file.name for t, (file, _) in found.items()}
+    qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
+    try:
+        result = validate_tables(raw, sources=sources, max_bad_share=max_bad_share)
+    except DataContractError as err:
+        if isinstance(err.result, ValidationResult):
+            write_quarantine(err.result.quarantine, qdir)
+        raise
+    write_quarantine(result.quarantine, qdir)
+    return result
+
+
+def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
+    """Write each non-empty quarantine table to ``<out_dir>/<table>.csv``; remove stale ones.
+
+    Returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for table in TABLES:
+        target = out_dir / f"{table}.csv"
+        frame = quarantine.get(table)
+        if frame is None or frame.empty:
+            target.unlink(missing_ok=True)
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(target, index=False)
+        written.append(target)
+    return written
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _check_files(raw: Mapping[str, pd.DataFrame], sources: dict[str, str]) -> None:
+    """Whole-file checks that need no row parsing; raise the first violation."""
+    if "invoices" not in raw:
+        raise DataContractError(
+            sources.get("invoices", "invoices"), None, "missing_file",
+            "the invoices table is required but no such file was found",
+        )
+    for table in TABLES:
+        if table not in raw:
+            continue
+        frame, name = raw[table], sources.get(table, table)
+        if len(frame.columns) == 0 or (table == "invoices" and len(frame) == 0):
+            raise DataContractError(name, None, "empty_file", "has no data rows")
+        for col in REQUIRED[table]:
+            if col not in frame.columns:
+                raise DataContractError(name, col, "missing_column", "is required but missing")
+    inv = raw["invoices"]
+    if "currency" in inv.columns:
+        cur = pl.from_pandas(inv[["currency"]].astype("str")).get_column("currency")
+        found = cur.str.strip_chars().str.to_uppercase().drop_nulls().unique().sort()
+        found = found.filter(found != "")
+        if len(found) > 1:
+            shown = ", ".join(found.head(5).to_list())
+            raise DataContractError(
+                sources.get("invoices", "invoices"), "currency", "mixed_currency",
+                f"has {len(found)} currencies ({shown}) and no exchange rate",
+            )
+
+
+def _to_polars(frame: pd.DataFrame) -> pl.DataFrame:
+    """The raw frame in polars (zero-copy for Arrow-backed and numeric columns)."""
+    fixed = {
+        c: frame[c].astype("str")
+        for c in frame.columns
+        if frame[c].dtype == object or isinstance(frame[c].dtype, pd.CategoricalDtype)
+    }
+    if fixed:
+        frame = frame.assign(**fixed)
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    out = pl.from_pandas(frame.reset_index(drop=True))
+    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+
+
+def _quarantine(bad: pl.DataFrame) -> pd.DataFrame:
+    """Quarantined rows (decoded) as read: source columns as strings + _row, _rule, _message."""
+    source = [c for c in bad.columns if not c.startswith("__")]
+    out = bad.select(
+        *[pl.col(c).cast(pl.String).fill_null("") for c in source],
+        pl.col(R.ROW).alias("_row"),
+        pl.col(R.RULE).alias("_rule"),
+        R.messages(bad).alias("_message"),
+    )
+    return out.to_pandas()
+
+
+def _is_sorted(frame: pl.DataFrame, keys: list[str]) -> bool:
+    """Whether rows are already in ascending lexicographic order of ``keys`` (nulls last).
+
+    One linear pass; it lets sources written in canonical order skip a costly sort.
+    """
+    if frame.height < 2:
+        return True
+    ok_so_far = pl.lit(False)  # "strictly less on an earlier key" accumulates backwards
+    for key in reversed(keys):
+        cur, nxt = pl.col(key), pl.col(key).shift(-1)
+        less = (cur < nxt) | (cur.is_not_null() & nxt.is_null())
+        same = (cur == nxt) | (cur.is_null() & nxt.is_null())
+        ok_so_far = less.fill_null(False) | (same.fill_null(False) & ok_so_far)
+    in_order = ok_so_far | pl.int_range(pl.len()).eq(pl.len() - 1)
+    return bool(frame.select(in_order.all()).item())
+
+
+def _canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Kept rows with parsed values under contract names, in canonical column/row order."""
+    contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
+    extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
+    values = {c: pl.col(R.value(c)) for c in contract}
+    if table == "payments":
+        # Each payment carries its invoice's account (filled when the source left it out).
+        parent = pl.col("__parent_account")
+        values["account_id"] = pl.coalesce(values["account_id"], parent) if (
+            "account_id" in values
+        ) else parent
+    ordered = [c for c in columns_of(table) if c in values]
+    out = kept.select(*[values[c].alias(c) for c in ordered],
+                      *[pl.col(c).cast(pl.String) for c in extras])
+    keys = [k for k in _SORT_KEYS[table] if k in out.columns]
+    keys += [c for c in ordered if c not in keys]
+    if not _is_sorted(out, keys):
+        out = out.sort(keys, nulls_last=True, maintain_order=True)
+    return out
+
+
+def _to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
+    """A canonical polars table as a pandas frame with every contract column and dtype."""
+    missing = [c for c in columns_of(table) if c not in frame.columns]
+    arrow = frame.to_arrow()
+    for c in missing:
+        dtype = columns_of(table)[c]
+        kind = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
+        arrow = arrow.append_column(c, pa.nulls(frame.height, kind.get(dtype, pa.large_string())))
+    for i, name in enumerate(arrow.column_names):
+        if columns_of(table).get(name) == DATE_DTYPE:
+            arrow = arrow.set_column(i, name, arrow.column(i).cast(pa.timestamp("s")))
+    order = list(columns_of(table)) + [c for c in frame.columns if c not in columns_of(table)]
+    out = arrow.select(order).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    # All-null string columns come back as object/float: give them the canonical dtype.
+    fix = {c: d for c, d in columns_of(table).items() if str(out[c].dtype) != d}
+    return out.astype(fix) if fix else out
+
+
+def _book(kept: dict[str, pl.DataFrame]) -> Book:
+    """The Book of the kept tables; accounts seen only in invoices get bare rows."""
+    inv = kept["invoices"]
+    accounts = kept.get("accounts")
+    seen = inv.select(pl.col("account_id").unique())
+    if accounts is not None:
+        seen = seen.join(accounts.select("account_id"), on="account_id", how="anti")
+        accounts = pl.concat([accounts, seen], how="diagonal_relaxed")
+    else:
+        accounts = seen
+    if seen.height:
+        accounts = accounts.sort("account_id", maintain_order=True)
+    frames = {t: _to_pandas(f, t) for t, f in {**kept, "accounts": accounts}.items()}
+    empty = {t: empty_table(t) for t in TABLES if t not in frames}
+    return Book(**{**empty, **frames})
+
+
+def _validate(
+    raw: Mapping[str, pd.DataFrame], sources: dict[str, str], max_bad_share: float
+) -> tuple[ValidationResult, DataContractError | None]:
+    _check_files(raw, sources)
+    frames: dict[str, pl.DataFrame] = {}
+    for table in TABLES:
+        if table in raw:
+            frames[table] = R.row_local_rules(_to_polars(raw[table]), table)
+    for table in ("payments", "disputes"):
+        if table in frames:
+            frames[table] = R.child_rules(frames[table], table, frames["invoices"])
+
+    kept: dict[str, pl.DataFrame] = {}
+    quarantine: dict[str, pd.DataFrame] = {}
+    rows = []
+    error: DataContractError | None = None
+    derived = [R.code(rule) for rule in R.DERIVED_RULES]
+    for table in TABLES:
+        if table not in frames:
+            rows.append({"table": table, "rows_read": 0, "kept": 0, "quarantined": 0})
+            continue
+        frame = frames[table]
+        is_bad = pl.col(R.RULE) > 0
+        bad = R.decoded(frame.filter(is_bad), table)
+        kept[table] = _canonical(frame.filter(~is_bad), table)
+        quarantine[table] = _quarantine(bad)
+        counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
+        rows.append(
+            {"table": table, "rows_read": frame.height, "kept": kept[table].height,
+             "quarantined": bad.height, **counts}
+        )
+        n_charged = frame.filter(is_bad & ~pl.col(R.RULE).is_in(derived)).height
+        if error is None and n_charged > max_bad_share * frame.height:
+            charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
+            name = sources.get(table, table)
+            error = _too_many(name, charged, frame.height, max_bad_share)
+
+    summary = pd.DataFrame(rows, columns=["table", "rows_read", "kept", "quarantined", *RULES])
+    summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
+    result = ValidationResult(book=_book(kept), quarantine=quarantine, summary=summary)
+    return result, error
+
+
+def _too_many(
+    name: str, charged: pl.DataFrame, height: int, max_bad_share: float
+) -> DataContractError:
+    """The ``too_many_bad_rows`` error, naming the worst rule and its commonest column."""
+    by_rule = charged.group_by(R.RULE).len().sort(["len", R.RULE], descending=[True, False])
+    rule, n = by_rule.row(0)
+    columns = charged.filter(pl.col(R.RULE) == rule).get_column(R.COLUMN).drop_nulls()
+    column = columns.mode().sort().first() if len(columns) else None
+    share = charged.height / height
+    detail = (
+        f"{charged.height:,} of {height:,} rows are bad ({share:.1%} > {max_bad_share:.1%} "
+        f"allowed); worst rule {rule} ({n:,} rows)"
+    )
+    return DataContractError(name, column, "too_many_bad_rows", detail)
