@@ -18,7 +18,7 @@ from sklearn.isotonic import IsotonicRegression
 
 Method = Literal["isotonic", "platt"]
 
-# Keeps isotonic probabilities off exactly 0/1: a validation bin with no events must not
+# Keeps probabilities off exactly 0/1: a validation bin with no events must not
 # tell the worklist an account is certainly safe (or certainly bad).
 _EPS = 1e-4
 
@@ -101,7 +101,7 @@ class Calibrator:
         s = np.asarray(scores, dtype=float).ravel()
         if self.method == "isotonic":
             return np.interp(s, self.params["x"], self.params["y"])
-        return sigmoid(self.params["a"] * s + self.params["b"])
+        return np.clip(sigmoid(self.params["a"] * s + self.params["b"]), _EPS, 1 - _EPS)
 
     def predict_proba(self, scores: np.ndarray) -> np.ndarray:
         """``(n, 2)`` array of class probabilities (negative, positive)."""

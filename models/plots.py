@@ -19,7 +19,7 @@ from models.evaluate import Scores
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> Figure:
-    fig = Figure(figsize=(width, height), dpi=100)
+    fig = Figure(figsize=(width, height), dpi=80)
     FigureCanvasAgg(fig)
     return fig
 

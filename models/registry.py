@@ -82,6 +82,12 @@ def quiet_mlflow() -> Iterator[None]:
     """Silence MLflow's informational chatter (schema creation, git, pickling notes)."""
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    # No usage telemetry: the product runs offline and must not phone home.
+    if os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true").lower() == "true":
+        with contextlib.suppress(Exception):
+            from mlflow.telemetry import set_telemetry_client
+
+            set_telemetry_client()
     saved = {}
     for name, level in _QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
@@ -185,6 +191,24 @@ def _write_model_files(trained: TrainedModel, folder: Path) -> dict[str, str]:
     Path(paths["meta"]).write_text(json.dumps(meta, indent=1))
     Path(paths["reference_profile"]).write_text(json.dumps(trained.reference_profile))
     return paths
+
+
+@contextlib.contextmanager
+def _skip_requirement_check() -> Iterator[None]:
+    try:
+        import mlflow.utils.environment as env
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    original = getattr(env, "warn_dependency_requirement_mismatches", None)
+    if original is None:
+        yield
+        return
+    env.warn_dependency_requirement_mismatches = lambda *a, **k: None
+    try:
+        yield
+    finally:
+        env.warn_dependency_requirement_mismatches = original
 
 
 def _pip_requirements() -> list[str]:
@@ -330,12 +354,16 @@ def log_and_register(
             mlflow.log_text(trained.metrics.to_csv(), "metrics_table.csv")
             mlflow.log_dict(trained.reference_profile, "reference_profile.json")
             files = _write_model_files(trained, folder / "model_files")
-            info = mlflow.pyfunc.log_model(
-                name="model",
-                python_model=DelinqPyfunc(),
-                artifacts=files,
-                pip_requirements=_pip_requirements(),
-            )
+            # MLflow re-checks our exact pins against the running environment by scanning
+            # every installed distribution (seconds per requirement); the pins are read
+            # from this very environment, so the check can only pass: skip it.
+            with _skip_requirement_check():
+                info = mlflow.pyfunc.log_model(
+                    name="model",
+                    python_model=DelinqPyfunc(),
+                    artifacts=files,
+                    pip_requirements=_pip_requirements(),
+                )
         champion = _current(client, registered_name, CHAMPION, tracking_uri)
         with contextlib.suppress(Exception):
             client.create_registered_model(registered_name)

@@ -34,6 +34,7 @@ from models.evaluate import (
     baseline_scores,
     evaluate_scorers,
     fit_baselines,
+    format_metrics_table,
 )
 
 MODELS: tuple[str, ...] = ("early_warning", "persistence")
@@ -188,10 +189,11 @@ def feature_matrix(
     cols: dict[str, Any] = {}
     for c in feature_names:
         if c in categories:
+            levels = pd.Index(list(categories[c]), dtype=object)
             values = frame[c].astype(object).where(frame[c].notna(), None)
             values = values.map(lambda v: None if v is None else str(v))
-            dtype = pd.CategoricalDtype(pd.Index(list(categories[c]), dtype=object))
-            cols[c] = pd.Categorical(values, dtype=dtype)
+            values = values.where(values.isin(levels), None)  # unseen level -> missing
+            cols[c] = pd.Categorical(values, dtype=pd.CategoricalDtype(levels))
         else:
             v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             cols[c] = np.where(np.isfinite(v), v, np.nan)
@@ -375,3 +377,76 @@ def train_both(
                        split=split)
         for m in MODELS
     }
+
+
+# ---------------------------------------------------------------------- pipeline entry
+
+
+def train_and_register(
+    book: Any,
+    *,
+    tracking_uri: str,
+    grid: str = "weekly",
+    config: TrainConfig | None = None,
+    names: Mapping[str, str] | None = None,
+    delinquency_dpd: int = 30,
+    persistence_days: int = 30,
+) -> dict[str, dict[str, Any]]:
+    """Build the training set of ``book`` over the ``grid`` of ``as_of`` dates, train both
+    models, register both; promotion by the registry's rule.
+
+    Returns ``{model: {registered_name, version, promoted, champion_version, reason,
+    run_id, metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}),
+    data_window, n_rows}}``; :func:`format_report` prints it.
+    """
+    from features import build_training_set
+    from features.training_set import as_of_grid
+    from models.registry import log_and_register
+
+    names = {**DEFAULT_NAMES, **dict(names or {})}
+    dates = as_of_grid(book, freq=grid)
+    training_set = build_training_set(
+        book, as_of_dates=dates, delinquency_dpd=delinquency_dpd,
+        persistence_days=persistence_days,
+    )
+    trained = train_both(training_set, config=config)
+    summary: dict[str, dict[str, Any]] = {}
+    for model, tm in trained.items():
+        res = log_and_register(tm, tracking_uri=tracking_uri, registered_name=names[model],
+                               extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
+                                             "persistence_days": persistence_days})
+        summary[model] = {
+            "registered_name": names[model],
+            "version": res.version,
+            "promoted": res.promoted,
+            "champion_version": res.champion_version,
+            "reason": res.reason,
+            "run_id": res.run_id,
+            "metrics": {k: float(v) for k, v in tm.metrics.loc["lightgbm"].items()},
+            "metrics_table": {str(s): {k: float(v) for k, v in row.items()}
+                              for s, row in tm.metrics.iterrows()},
+            "data_window": dict(tm.data_window),
+            "n_rows": dict(tm.n_rows),
+        }
+    return summary
+
+
+def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """The printed training report: per model, the metrics table (model vs baselines) on
+    the test period, the registered version and whether it was promoted."""
+    blocks = []
+    for model, info in summary.items():
+        table = pd.DataFrame.from_dict(dict(info["metrics_table"]), orient="index")
+        w = info.get("data_window", {})
+        n = info.get("n_rows", {})
+        title = (f"{model}: test period {w.get('test_start')}..{w.get('test_end')} "
+                 f"({n.get('test', '?')} rows; trained on {n.get('train', '?')} rows "
+                 f"{w.get('train_start')}..{w.get('train_end')})")
+        status = "promoted to champion" if info["promoted"] else (
+            f"challenger (champion stays v{info.get('champion_version')})")
+        blocks.append(
+            format_metrics_table(table, title=title)
+            + f"\n  registered {info['registered_name']} v{info['version']}: {status}"
+            + f"\n  {info['reason']}"
+        )
+    return "\n\n".join(blocks)
