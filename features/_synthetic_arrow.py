@@ -147,13 +147,13 @@ def event_tables(
     account_ids: pa.Array,
     *,
     inv_offset: int,
-    pay_offset: int,
     w: IdWidths,
     text: bool,
 ) -> dict[str, pa.Table]:
     """Invoices, payments and disputes of one chunk as Arrow tables.
 
-    Invoice numbers start at ``inv_offset + 1`` and payment numbers at ``pay_offset + 1``.
+    Invoice numbers start at ``inv_offset + 1``. ``payment_id`` is left null: payment
+    numbers depend on earlier chunks, so :func:`number_payments` fills them in order.
     """
     inv, pay, dis = ev["invoices"], ev["payments"], ev["disputes"]
     m = len(inv["acc"])
@@ -179,7 +179,7 @@ def event_tables(
             "invoice_id": inv_ids.take(pay_idx),
             "payment_date": _dates(pay["date"], text),
             "amount": _money(pay["amount"], text),
-            "payment_id": ids("P", np.arange(pay_offset + 1, pay_offset + k + 1), w.payment),
+            "payment_id": pa.nulls(k, pa.string()),
             "account_id": inv_acc.take(pay_idx),
             "method": labels(p["method"][inv["acc"][pay["inv"]]], core.METHODS),
         },
@@ -196,3 +196,11 @@ def event_tables(
         schema=schema("disputes", text=text),
     )
     return {"invoices": invoices, "payments": payments, "disputes": disputes}
+
+
+def number_payments(payments: pa.Table, pay_offset: int, w: IdWidths) -> pa.Table:
+    """Fill ``payment_id`` with ``P<pay_offset + 1>``, ``P<pay_offset + 2>``, ..."""
+    k = payments.num_rows
+    col = payments.schema.get_field_index("payment_id")
+    new = ids("P", np.arange(pay_offset + 1, pay_offset + k + 1), w.payment)
+    return payments.set_column(col, "payment_id", new)

@@ -54,7 +54,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
 
@@ -80,9 +82,14 @@ def _day(d: date | str) -> int:
 
 
 def _chunks(
-    n_accounts: int, seed: int, start: int, end: int, *, text: bool
+    n_accounts: int, seed: int, start: int, end: int, *, text: bool, workers: int = 2
 ) -> Iterator[tuple[dict[str, pa.Table], dict]]:
-    """Yield (tables, info) for the accounts table then each account chunk, in order."""
+    """Yield (tables, info) for the accounts table then each account chunk, in order.
+
+    Chunks are built by ``workers`` threads (numpy and Arrow release the GIL), at most
+    ``workers`` ahead of the consumer, so memory stays bounded while the consumer writes.
+    Each chunk has its own random stream, so the result does not depend on ``workers``.
+    """
     if n_accounts < 1:
         raise ValueError(f"n_accounts must be >= 1, got {n_accounts}")
     if end < start:
@@ -92,16 +99,26 @@ def _chunks(
     accounts = sa.accounts_table(p, widths, text=text)
     yield {"accounts": accounts}, {"params": p, "widths": widths}
     account_ids = accounts.column("account_id").combine_chunks()
-    inv_offset = pay_offset = 0
-    for c, lo in enumerate(range(0, n_accounts, core.CHUNK_ACCOUNTS)):
-        hi = min(lo + core.CHUNK_ACCOUNTS, n_accounts)
-        ev = core.chunk_events(p, lo, hi, seed=seed, chunk=c, end=end)
+    bounds = list(range(0, n_accounts, core.CHUNK_ACCOUNTS)) + [n_accounts]
+    inv_offsets = np.concatenate([[0], np.cumsum(p["n_invoices"])])[bounds]
+
+    def build(c: int) -> tuple[dict[str, pa.Table], dict]:
+        ev = core.chunk_events(p, bounds[c], bounds[c + 1], seed=seed, chunk=c, end=end)
         tables = sa.event_tables(
-            ev, p, account_ids, inv_offset=inv_offset, pay_offset=pay_offset, w=widths, text=text
+            ev, p, account_ids, inv_offset=int(inv_offsets[c]), w=widths, text=text
         )
-        yield tables, {"events": ev}
-        inv_offset += tables["invoices"].num_rows
-        pay_offset += tables["payments"].num_rows
+        return tables, {"events": ev}
+
+    pay_offset = 0
+    with ThreadPoolExecutor(max_workers=max(workers, 1)) as pool:
+        pending: deque[Future] = deque()
+        for c in range(len(bounds) - 1):
+            pending.append(pool.submit(build, c))
+            while pending and (len(pending) > workers or c == len(bounds) - 2):
+                tables, info = pending.popleft().result()
+                tables["payments"] = sa.number_payments(tables["payments"], pay_offset, widths)
+                pay_offset += tables["payments"].num_rows
+                yield tables, info
 
 
 def _to_pandas(table: str, tbl: pa.Table) -> pd.DataFrame:
