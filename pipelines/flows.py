@@ -224,37 +224,90 @@ def training_set_task(
 
 @task(name="train-and-register", retries=1, retry_delay_seconds=5,
       retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
-def train_task(staged: str, tracking_uri: str, grid: str, names: dict[str, str]) -> dict[str, Any]:
-    """Train both models, compare with baselines, register; promote only if better."""
+def train_task(
+    staged: str,
+    tracking_uri: str,
+    grid: str,
+    names: dict[str, str],
+    training_set: str | None = None,
+    delinquency_dpd: int = 30,
+    persistence_days: int = 30,
+) -> dict[str, Any]:
+    """Train both models, compare with baselines, register; promote only if better.
+
+    With ``training_set`` (the Parquet file of the training-set stage) the models are fit
+    on it; otherwise the training set is built from the staged book.
+    """
     from models.train import format_report, train_and_register
 
     progress("training and registering the two models (LightGBM, calibrated)")
     t0 = time.perf_counter()
-    book = read_staged_book(staged)
-    summary = train_and_register(book, tracking_uri=tracking_uri, grid=grid, names=names)
+    if training_set is not None:
+        import pandas as pd
+
+        summary = register_training_set(
+            pd.read_parquet(training_set), tracking_uri=tracking_uri, grid=grid, names=names,
+            delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+        )
+    else:
+        summary = train_and_register(
+            read_staged_book(staged), tracking_uri=tracking_uri, grid=grid, names=names,
+            delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+        )
     seconds = time.perf_counter() - t0
-    progress(f"  trained in {seconds:.1f} s")
-    return {"report": format_report(summary), "models": _train_rows(summary), "seconds": seconds}
+    promoted = [m for m, info in summary.items() if info["promoted"]]
+    progress(f"  trained in {seconds:.1f} s; promoted to champion: "
+             f"{', '.join(promoted) if promoted else 'none (champions stay)'}")
+    return {"report": format_report(summary), "models": train_rows(summary), "seconds": seconds}
 
 
-def _train_rows(summary: Any) -> list[dict[str, Any]]:
-    """One JSON-safe metrics row per model from ``train_and_register``'s summary."""
+def register_training_set(
+    training_set: Any,
+    *,
+    tracking_uri: str,
+    grid: str,
+    names: Mapping[str, str],
+    delinquency_dpd: int,
+    persistence_days: int,
+) -> dict[str, dict[str, Any]]:
+    """``models.train.train_and_register`` from an already built training set: train both
+    models, register them, and return the same summary (``format_report`` prints it)."""
+    from models.registry import log_and_register
+    from models.train import train_both
+
+    summary: dict[str, dict[str, Any]] = {}
+    for model, tm in train_both(training_set).items():
+        res = log_and_register(
+            tm, tracking_uri=tracking_uri, registered_name=names[model],
+            extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
+                          "persistence_days": persistence_days},
+        )
+        summary[model] = {
+            "registered_name": names[model],
+            "version": res.version,
+            "promoted": res.promoted,
+            "champion_version": res.champion_version,
+            "reason": res.reason,
+            "run_id": res.run_id,
+            "metrics": {k: float(v) for k, v in tm.metrics.loc["lightgbm"].items()},
+            "metrics_table": {str(sc): {k: float(v) for k, v in row.items()}
+                              for sc, row in tm.metrics.iterrows()},
+            "data_window": dict(tm.data_window),
+            "n_rows": dict(tm.n_rows),
+        }
+    return summary
+
+
+def train_rows(summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One JSON-safe row per model (version, promoted, LightGBM test metrics) for artifacts."""
     from pipelines.artifacts import json_safe
 
-    rows = []
-    items = summary.items() if isinstance(summary, Mapping) else []
-    for model, info in items:
-        if not isinstance(info, Mapping):
-            continue
-        row: dict[str, Any] = {"model": model}
-        for key, value in info.items():
-            if isinstance(value, Mapping):
-                row.update({f"{k}": json_safe(v) for k, v in value.items()
-                            if not isinstance(v, (Mapping, list))})
-            elif not isinstance(value, (list, tuple)):
-                row[key] = json_safe(value)
-        rows.append(row)
-    return rows
+    return [
+        {"model": model, "version": str(info.get("version")),
+         "promoted": bool(info.get("promoted")),
+         **{k: json_safe(v) for k, v in dict(info.get("metrics", {})).items()}}
+        for model, info in summary.items()
+    ]
 
 
 @task(name="score", **_IO)
@@ -268,8 +321,8 @@ def score_task(
     table_budget_mb: int,
 ) -> dict[str, Any]:
     """Score every account with open receivables as of ``as_of``; write the worklist run to
-    the store and its Parquet export; return the run record and the worklist's top rows."""
-    from pipelines.artifacts import json_safe, worklist_table
+    the store and its Parquet export; return the run record, drift flags and the top rows."""
+    from pipelines.artifacts import worklist_table
     from serving.score import run_scoring
     from serving.store import WorklistStore
 
@@ -286,14 +339,30 @@ def score_task(
         model_names=names,
         table_budget_mb=table_budget_mb,
     )
-    top = WorklistStore(store_url).read_worklist(as_of=day, top=TOP_ROWS)
+    store = WorklistStore(store_url)
+    try:
+        top = store.read_worklist(as_of=day, top=TOP_ROWS)
+        drift = store.read_drift(record.run_id)
+    finally:
+        store.close()
     seconds = time.perf_counter() - t0
-    fields = record.__dict__ if hasattr(record, "__dict__") else {}
-    rec = {k: json_safe(v) for k, v in fields.items() if not isinstance(v, (Mapping, list))}
-    flags = [str(f) for f in (getattr(record, "drift_flags", None) or [])]
-    progress(f"  {rec.get('n_accounts', len(top)):,} accounts scored ({seconds:.1f} s)")
-    return {"as_of": as_of, "record": rec, "flags": flags, "top": worklist_table(top, top=TOP_ROWS),
-            "seconds": seconds}
+    flagged = drift[drift["flag"] != "ok"]
+    flags = [f"PSI {r.flag}: {r.model} {r.feature} = {r.psi:.3f}"
+             for r in flagged.itertuples(index=False)]
+    progress(f"  {record.n_scored or 0:,} accounts scored, {len(flagged)} drift flag(s) "
+             f"({seconds:.1f} s)")
+    summary = {
+        "run_id": record.run_id,
+        "status": record.status,
+        "n_scored": int(record.n_scored or 0),
+        **{f"n_{k}": int(v) for k, v in record.n_by_segment.items()},
+        "early_warning_version": record.early_warning_version,
+        "persistence_version": record.persistence_version,
+        "feature_set_version": record.feature_set_version,
+        "export_path": str(Path(export_dir) / as_of / "worklist.parquet"),
+    }
+    return {"as_of": as_of, "record": summary, "flags": flags,
+            "top": worklist_table(top, top=TOP_ROWS), "seconds": seconds}
 
 
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -314,9 +383,10 @@ def _training_set(settings: Settings, staged: str) -> dict[str, Any]:
                              settings.delinquency_dpd, settings.persistence_days)
 
 
-def _train(settings: Settings, staged: str) -> dict[str, Any]:
+def _train(settings: Settings, staged: str, training_set: str | None = None) -> dict[str, Any]:
     return train_task(staged, settings.resolved_tracking_uri, settings.grid,
-                      model_names(settings))
+                      model_names(settings), training_set, settings.delinquency_dpd,
+                      settings.persistence_days)
 
 
 def _score(settings: Settings, staged: str, as_of: str) -> dict[str, Any]:
@@ -382,7 +452,8 @@ def build_training_set_flow(
 def train_flow(
     book_path: str | None = None, settings: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Train, evaluate and register both models from the staged book."""
+    """Train, evaluate and register both models from the staged book (the training set is
+    built from it with the settings' grid and horizons)."""
     s = resolve_settings(settings)
     stages = {"train": _train(s, book_path or str(staging_dir(s)))}
     _publish("train", s, stages)
@@ -431,7 +502,7 @@ def weekly_retrain(
     stages: dict[str, dict[str, Any]] = {}
     stages["ingest"] = _ingest(s, data_source or str(Path(s.data_dir) / "book"))
     stages["training_set"] = _training_set(s, stages["ingest"]["staged"])
-    stages["train"] = _train(s, stages["ingest"]["staged"])
+    stages["train"] = _train(s, stages["ingest"]["staged"], stages["training_set"]["path"])
     keys = _publish("weekly-retrain", s, stages)
     return {**stages, "artifacts": keys}
 
@@ -454,7 +525,7 @@ def main_job_flow(
     stages["ingest"] = _ingest(s, book_dir)
     staged = stages["ingest"]["staged"]
     stages["training_set"] = _training_set(s, staged)
-    stages["train"] = _train(s, staged)
+    stages["train"] = _train(s, staged, stages["training_set"]["path"])
     stages["score"] = _score(s, staged, _day_after(stages["ingest"]["last_date"]))
     keys = _publish("main-job", s, stages)
     return {**stages, "artifacts": keys}
