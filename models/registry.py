@@ -242,6 +242,7 @@ def _figures(trained: TrainedModel, seed: int) -> dict[str, Any]:
     test = trained.test_frame
     y = test["y"].to_numpy(dtype=float)
     scorers = {"lightgbm": model_scores(trained, test)}
+    scorers |= {k: v for k, v in trained.baseline_scores.items() if len(v.proba) == len(test)}
     figs = {
         "roc": plots.roc_figure(y, scorers),
         "calibration": plots.calibration_figure(y, scorers["lightgbm"].proba),

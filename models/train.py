@@ -235,6 +235,8 @@ class TrainedModel(ScoringMixin):
     calibration_brier: dict[str, float]
     test_frame: pd.DataFrame = field(repr=False)
     n_rows: dict[str, int] = field(default_factory=dict)
+    #: Each baseline's scores on ``test_frame`` (for the plots).
+    baseline_scores: dict[str, Scores] = field(default_factory=dict, repr=False)
 
 
 def model_scores(model: ScoringMixin, frame: pd.DataFrame) -> Scores:
@@ -354,8 +356,8 @@ def train_model(
     baselines = fit_baselines(
         train, val, feature_names=names, categorical=list(cats), seed=config.seed
     )
-    scorers = {"lightgbm": model_scores(trained, test)}
-    scorers.update({name: baseline_scores(b, test) for name, b in baselines.items()})
+    trained.baseline_scores = {name: baseline_scores(b, test) for name, b in baselines.items()}
+    scorers = {"lightgbm": model_scores(trained, test), **trained.baseline_scores}
     trained.metrics = evaluate_scorers(test, scorers)
     trained.reference_profile = reference_profile(
         train, feature_names=names, scores=trained.predict_proba(train)

@@ -54,7 +54,8 @@ def shuffled(frames: pd.DataFrame):
     key = ["account_id", "as_of"]
     truth = frames[key + ["y", "delinquent_amount"]]
     real_test = real_test.drop(columns=["y", "delinquent_amount"]).merge(truth, on=key)
-    return dataclasses.replace(trained, test_frame=real_test[real_test["y"].notna()])
+    return dataclasses.replace(trained, test_frame=real_test[real_test["y"].notna()],
+                               baseline_scores={})
 
 
 def test_no_champion_is_a_clear_error(uri: str) -> None:

@@ -1,0 +1,300 @@
+"""Benchmark: model quality on real public data and the synthetic book, vs baselines.
+
+Everything goes through the generic pipeline (adapters -> Book -> ``build_features`` /
+``build_labels`` -> ``models.train``), with no hand-made features for one data set.
+
+- **UCI Taiwan** (``<shared>/data/taiwan_credit``): a stratified 30% of clients (seed 0)
+  is held out. The adapter converts the monthly statements into invoices and payments;
+  for the other 70% it also encodes the dataset's own target as the outcome of the
+  September statement (``encode_target=True, holdout_ids=...``) so that ``build_labels``
+  derives it; held-out clients' targets never enter the book. Models are trained on the
+  70% only (their monthly snapshots; a random 20% of them validates). Each held-out
+  client is scored as of 2005-10-01 by the model of its segment, and ROC-AUC is taken
+  over all held-out clients against the dataset's target. Peer in the same run: LightGBM
+  on the 23 raw columns, same 70/30 split. Keys ``taiwan_auc``, ``taiwan_raw_lgbm_auc``.
+- **IBM AR sample** (``<shared>/data/ibm_ar``): time split as in production, for a
+  lateness threshold of 30 days (0.5% of invoices) and 10 days: AUC and capture@10.
+- **Synthetic book**: the whole-book worklist on the test period (both models, ranked by
+  calibrated probability x open balance) vs the aging rule (oldest DPD, then balance):
+  ``synthetic_auc``, ``synthetic_capture10``, ``aging_rule_capture10``,
+  ``capture10_ratio_vs_aging``.
+
+    python -m bench.quality --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import time
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from models.evaluate import aging_rule_score, capture_at_k
+from models.train import TrainConfig, train_both, train_model
+
+TAIWAN_AS_OF = date(2005, 10, 1)
+TAIWAN_TARGET = "default payment next month"
+TAIWAN_AUC_TARGET = 0.785
+CAPTURE_RATIO_TARGET = 1.5
+
+
+def data_root() -> Path:
+    """The shared data folder: ``$DELINQ_SHARED_DATA`` or ``../shared/data`` of the checkout."""
+    env = os.environ.get("DELINQ_SHARED_DATA")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+# ------------------------------------------------------------------------- Taiwan
+
+
+def taiwan_split(raw: pd.DataFrame, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Client ids ``(train, holdout)``: stratified on the target, 30% held out."""
+    ids = raw["ID"].to_numpy()
+    train, hold = train_test_split(ids, test_size=0.3, stratify=raw[TAIWAN_TARGET].to_numpy(),
+                                   random_state=seed)
+    return np.sort(train), np.sort(hold)
+
+
+def taiwan_raw_peer(raw: pd.DataFrame, train_ids: np.ndarray, hold_ids: np.ndarray,
+                    *, seed: int = 0) -> float:
+    """AUC of a LightGBM on the 23 raw columns (early stopping on 20% of the train ids)."""
+    import lightgbm as lgb
+
+    cols = [c for c in raw.columns if c not in ("ID", TAIWAN_TARGET)]
+    tr = raw[raw["ID"].isin(train_ids)]
+    fit_part, val_part = train_test_split(tr, test_size=0.2, stratify=tr[TAIWAN_TARGET],
+                                          random_state=seed)
+    clf = lgb.LGBMClassifier(n_estimators=1000, learning_rate=0.05, num_leaves=31,
+                             min_child_samples=40, colsample_bytree=0.8, subsample=0.8,
+                             subsample_freq=1, random_state=seed, n_jobs=2, verbose=-1)
+    clf.fit(fit_part[cols], fit_part[TAIWAN_TARGET], eval_X=(val_part[cols],),
+            eval_y=(val_part[TAIWAN_TARGET],),
+            callbacks=[lgb.early_stopping(50, verbose=False)])
+    ho = raw[raw["ID"].isin(hold_ids)]
+    return float(roc_auc_score(ho[TAIWAN_TARGET], clf.predict_proba(ho[cols])[:, 1]))
+
+
+def _client_split(frame: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ids = np.sort(frame["account_id"].unique())
+    rng = np.random.default_rng(seed)
+    val_ids = set(rng.choice(ids, size=max(1, len(ids) // 5), replace=False))
+    is_val = frame["account_id"].isin(val_ids)
+    return frame[~is_val].reset_index(drop=True), frame[is_val].reset_index(drop=True)
+
+
+def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
+                   snapshot_months: int = 6) -> dict[str, Any]:
+    """The Taiwan protocol (module docstring); returns AUCs and what was measured."""
+    from features import build_features, build_training_set
+    from features.adapters import taiwan
+
+    path = data_root() / "taiwan_credit" / "default_of_credit_card_clients.csv"
+    if not path.exists():
+        return {"taiwan_skipped": f"data not found at {path}"}
+    t0 = time.perf_counter()
+    raw = pd.read_csv(path, header=1)
+    train_ids, hold_ids = taiwan_split(raw, seed=seed)
+    peer = taiwan_raw_peer(raw, train_ids, hold_ids, seed=seed)
+    book = taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids])
+    dates = [
+        (pd.Timestamp(TAIWAN_AS_OF) - pd.DateOffset(months=k)).date()
+        for k in range(snapshot_months - 1, -1, -1)
+    ]
+    ts = build_training_set(book, as_of_dates=dates)
+    hold = {str(i) for i in hold_ids}
+    train_rows = ts[~ts["account_id"].astype(str).isin(hold) & ~ts["censored"].astype(bool)]
+    fit_rows, val_rows = _client_split(train_rows, seed=seed)
+    cfg = config or TrainConfig(n_estimators=1000, early_stopping_rounds=50, n_jobs=2)
+    scores = pd.Series(np.nan, index=pd.Index([str(i) for i in hold_ids], name="account_id"))
+    feats = build_features(book, as_of=TAIWAN_AS_OF)
+    feats = feats[feats["account_id"].astype(str).isin(hold)].copy()
+    per_model: dict[str, Any] = {}
+    for model, segs in (("early_warning", ("preventive", "early")),
+                        ("persistence", ("delinquent", "late"))):
+        rows = feats[feats["segment"].isin(segs)]
+        if rows.empty:
+            continue
+        tm = _fit_only(fit_rows, val_rows, model=model, config=cfg)
+        scores.loc[rows["account_id"].astype(str).to_numpy()] = tm.predict_proba(rows)
+        per_model[model] = {"train_rows": tm.n_rows, "calibration": tm.calibrator.method,
+                            "best_iteration": tm.params["best_iteration"],
+                            "scored_holdout": len(rows)}
+    truth = raw.set_index(raw["ID"].astype(str))[TAIWAN_TARGET].reindex(scores.index)
+    unscored = int(scores.isna().sum())
+    # Held-out clients with nothing open on 2005-10-01 are outside the scored population;
+    # they count in the AUC at the lowest score (nothing at risk), never dropped.
+    filled = scores.fillna(-1.0)
+    auc = float(roc_auc_score(truth.to_numpy(), filled.to_numpy()))
+    return {
+        "taiwan_auc": auc,
+        "taiwan_raw_lgbm_auc": peer,
+        "taiwan_auc_target": TAIWAN_AUC_TARGET,
+        "taiwan_meets_target": bool(auc >= TAIWAN_AUC_TARGET and auc > peer),
+        "taiwan_holdout_clients": len(hold_ids),
+        "taiwan_unscored_holdout": unscored,
+        "taiwan_models": per_model,
+        "taiwan_snapshot_months": snapshot_months,
+        "taiwan_seconds": time.perf_counter() - t0,
+    }
+
+
+def _fit_only(fit_rows: pd.DataFrame, val_rows: pd.DataFrame, *, model: str,
+              config: TrainConfig):
+    """Train ``model`` on client-split rows; the validation rows double as its test."""
+    split = tuple(p[p["model"] == model].reset_index(drop=True)
+                  for p in (fit_rows, val_rows, val_rows))
+    return train_model(pd.concat(split[:2]), model=model, config=config, split=split)
+
+
+# ------------------------------------------------------------------------- IBM AR
+
+
+def ibm_quality(*, thresholds: Sequence[int] = (30, 10), grid: str = "weekly",
+                config: TrainConfig | None = None) -> dict[str, Any]:
+    """AUC and capture@10 of the early-warning model on the IBM sample per threshold."""
+    from features import build_training_set
+    from features.adapters import ibm
+    from features.training_set import as_of_grid
+
+    path = data_root() / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
+    if not path.exists():
+        return {"ibm_skipped": f"data not found at {path}"}
+    book = ibm.convert(path)
+    dates = as_of_grid(book, freq=grid)
+    cfg = config or TrainConfig(min_child_samples=10, val_weeks=12, test_weeks=16)
+    out: dict[str, Any] = {}
+    for thr in thresholds:
+        ts = build_training_set(book, as_of_dates=dates, delinquency_dpd=thr)
+        key = f"ibm_{thr}d"
+        resolved = ts[~ts["censored"].astype(bool)]
+        out[f"{key}_rows"] = len(resolved)
+        out[f"{key}_positive_rate"] = float(resolved["y"].mean()) if len(resolved) else None
+        try:
+            tm = train_model(ts, model="early_warning", config=cfg)
+        except ValueError as exc:
+            out[f"{key}_error"] = str(exc)
+            continue
+        m = tm.metrics
+        out[f"{key}_auc"] = float(m.loc["lightgbm", "roc_auc"])
+        out[f"{key}_capture10"] = float(m.loc["lightgbm", "capture@10"])
+        out[f"{key}_aging_capture10"] = float(m.loc["aging_rule", "capture@10"])
+        out[f"{key}_test_rows"] = tm.n_rows["test"]
+        out[f"{key}_test_positives"] = int(tm.test_frame["y"].sum())
+    return out
+
+
+# ------------------------------------------------------------------------- synthetic
+
+
+def synthetic_quality(*, n_accounts: int = 3000, seed: int = 0, grid: str = "weekly",
+                      config: TrainConfig | None = None) -> dict[str, Any]:
+    """Whole-book worklist on the synthetic book's test period vs the aging rule."""
+    from features import build_training_set
+    from features.synthetic import generate_book
+    from features.training_set import as_of_grid
+
+    t0 = time.perf_counter()
+    book = generate_book(n_accounts, seed=seed)
+    ts = build_training_set(book, as_of_dates=as_of_grid(book, freq=grid))
+    t_build = time.perf_counter() - t0
+    cfg = config or TrainConfig()
+    models = train_both(ts, config=cfg)
+    tests = []
+    for tm in models.values():
+        t = tm.test_frame.copy()
+        t["p"] = tm.predict_proba(t)
+        tests.append(t)
+    test = pd.concat(tests, ignore_index=True)
+    y = test["y"].to_numpy(dtype=float)
+    amount = test["delinquent_amount"].to_numpy(dtype=float)
+    balance = test["open_balance"].to_numpy(dtype=float)
+    groups = test["as_of"].to_numpy()
+    priority = test["p"].to_numpy() * balance
+    aging = aging_rule_score(test)
+    cap = capture_at_k(priority, amount, k=10, groups=groups, tiebreak=balance)
+    cap_aging = capture_at_k(aging, amount, k=10, groups=groups, tiebreak=balance)
+    out = {
+        "synthetic_accounts": n_accounts,
+        "synthetic_auc": float(roc_auc_score(y, test["p"])),
+        "synthetic_aging_auc": float(roc_auc_score(y, aging)),
+        "synthetic_capture10": cap,
+        "aging_rule_capture10": cap_aging,
+        "capture10_ratio_vs_aging": cap / cap_aging if cap_aging > 0 else float("inf"),
+        "capture10_ratio_target": CAPTURE_RATIO_TARGET,
+        "synthetic_test_rows": len(test),
+        "synthetic_test_window": [models["early_warning"].data_window["test_start"],
+                                  models["early_warning"].data_window["test_end"]],
+        "synthetic_build_seconds": t_build,
+        "synthetic_seconds": time.perf_counter() - t0,
+    }
+    for name, tm in models.items():
+        for metric in ("roc_auc", "capture@10"):
+            key = metric.replace("@", "")
+            out[f"synthetic_{name}_{key}"] = float(tm.metrics.loc["lightgbm", metric])
+            out[f"synthetic_{name}_aging_{key}"] = float(tm.metrics.loc["aging_rule", metric])
+    return out
+
+
+# ------------------------------------------------------------------------- entry
+
+
+def run(json_path: str | Path | None = None, *, synthetic_accounts: int = 3000) -> dict:
+    """Run all three parts, print the figures, write JSON if asked; returns the result."""
+    result: dict[str, Any] = {"benchmark": "quality"}
+    for name, part in (("taiwan", taiwan_quality), ("ibm", ibm_quality),
+                       ("synthetic", lambda: synthetic_quality(n_accounts=synthetic_accounts))):
+        try:
+            result.update(part())
+        except Exception as exc:  # noqa: BLE001 - report the failure, keep other parts
+            result[f"{name}_error"] = f"{type(exc).__name__}: {exc}"
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    _print(result)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def _print(result: dict[str, Any]) -> None:
+    if "taiwan_auc" in result:
+        print(f"Taiwan: AUC {result['taiwan_auc']:.4f} (target >= {TAIWAN_AUC_TARGET}); raw "
+              f"23-column LightGBM peer {result['taiwan_raw_lgbm_auc']:.4f}; "
+              f"ratio {result['taiwan_auc'] / result['taiwan_raw_lgbm_auc']:.4f}")
+    for thr in (30, 10):
+        k = f"ibm_{thr}d"
+        if f"{k}_auc" in result:
+            print(f"IBM AR {thr}+ days: AUC {result[f'{k}_auc']:.3f}, capture@10 "
+                  f"{result[f'{k}_capture10']:.3f} (aging {result[f'{k}_aging_capture10']:.3f})")
+        elif f"{k}_error" in result:
+            print(f"IBM AR {thr}+ days: {result[f'{k}_error']}")
+    if "synthetic_capture10" in result:
+        print(f"Synthetic: AUC {result['synthetic_auc']:.3f}; capture@10 "
+              f"{result['synthetic_capture10']:.3f} vs aging rule "
+              f"{result['aging_rule_capture10']:.3f}: ratio "
+              f"{result['capture10_ratio_vs_aging']:.2f} (target >= {CAPTURE_RATIO_TARGET})")
+    for k, v in result.items():
+        if k.endswith(("_error", "_skipped")):
+            print(f"{k}: {v}")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--synthetic-accounts", type=int, default=3000)
+    args = parser.parse_args(argv)
+    run(args.json_path, synthetic_accounts=args.synthetic_accounts)
+
+
+if __name__ == "__main__":
+    main()
