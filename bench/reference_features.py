@@ -22,6 +22,7 @@ from features.pit import (
     ordered_categories,
     segment_of,
 )
+
 DAY = pd.Timedelta(days=1)
 
 

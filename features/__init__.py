@@ -30,7 +30,16 @@ _EXPORTS = {
     "as_of_grid": "features.training_set",
     "build_training_set": "features.training_set",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "FEATURE_DESCRIPTIONS",
+    "FEATURE_SET_VERSION",
+    "Book",
+    "as_of_grid",
+    "build_features",
+    "build_labels",
+    "build_training_set",
+    "feature_names",
+]
 
 
 def __getattr__(name: str) -> Any:

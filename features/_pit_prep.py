@@ -76,7 +76,7 @@ def _eq(ao, ad, i, bo, bd, j):
     if la != bo[j + 1] - bo[j]:
         return False
     a0, b0 = ao[i], bo[j]
-    for k in range(la):
+    for k in range(la):  # noqa: SIM110 (a plain loop compiles to the tightest numba code)
         if ad[a0 + k] != bd[b0 + k]:
             return False
     return True

@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features import _pit_prep
-from features._pit_kernels import _pay_state, _day_number
+from features._pit_kernels import _day_number, _pay_state
 from features._pit_prep import NONE, Prepared
 from features.book import Book
 from features.pit import CLEAR_SLACK, to_day
