@@ -1,0 +1,289 @@
+"""Tables of the worklist store and the checks a run's frames pass before they are written.
+
+Four tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL):
+
+- ``runs``: one row per scoring run (``running`` -> ``succeeded`` | ``failed``); at most one
+  run per ``as_of`` has ``is_current`` (a partial unique index enforces it).
+- ``worklist``: one row per scored account and run, keyed by ``(run_id, rank)``.
+- ``explanations``: one row per run that *references* the run's explanation file: the full
+  SHAP vectors and feature values of every scored account, as one wide Parquet file (see
+  ``serving.store`` for why a file and not rows: measured).
+- ``drift``: PSI per (model, feature) and run.
+
+The checks (:func:`check_worklist`, :func:`check_explanations`, :func:`check_drift`) turn a
+pandas frame into an Arrow table with the store's fixed types, or raise
+:class:`StoreSchemaError` naming the offending column.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+
+SEGMENTS: Final = ("preventive", "early", "delinquent", "late")
+MODELS: Final = ("early_warning", "persistence")
+STATUSES: Final = ("running", "succeeded", "failed")
+
+#: Worklist columns in store order: name -> (Arrow type, nullable).
+WORKLIST_COLUMNS: Final[dict[str, tuple[pa.DataType, bool]]] = {
+    "rank": (pa.int64(), False),
+    "account_id": (pa.string(), False),
+    "segment": (pa.string(), False),
+    "open_balance": (pa.float64(), False),
+    "past_due_amount": (pa.float64(), True),
+    "oldest_dpd": (pa.float64(), True),
+    "model": (pa.string(), False),
+    "probability": (pa.float64(), False),
+    "priority": (pa.float64(), False),
+    "action": (pa.string(), False),
+    "reason_1": (pa.string(), True),
+    "reason_2": (pa.string(), True),
+    "reason_3": (pa.string(), True),
+    "mitigating_reason": (pa.string(), True),
+    "reasons_json": (pa.string(), True),
+    "model_version": (pa.string(), True),
+    "as_of": (pa.date32(), False),
+}
+#: Drift columns: name -> (Arrow type, nullable, required in the input frame).
+DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
+    "model": (pa.string(), True, False),
+    "feature": (pa.string(), False, True),
+    "psi": (pa.float64(), True, True),
+    "flag": (pa.string(), True, False),
+}
+ID_LENGTH: Final = 64
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(ID_LENGTH), primary_key=True),
+    sa.Column("as_of", sa.Date, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("early_warning_version", sa.String(ID_LENGTH)),
+    sa.Column("persistence_version", sa.String(ID_LENGTH)),
+    sa.Column("feature_set_version", sa.String(ID_LENGTH)),
+    sa.Column("n_scored", sa.Integer),
+    sa.Column("n_by_segment", sa.JSON),
+    sa.Column("timings", sa.JSON),
+    sa.Column("meta", sa.JSON),
+    sa.Column("message", sa.Text),
+    sa.Column("is_current", sa.Boolean, nullable=False),
+    sa.Column("replaced_by", sa.String(ID_LENGTH)),
+    sa.CheckConstraint(
+        "status IN ('running', 'succeeded', 'failed')", name="ck_runs_status"
+    ),
+)
+# One current run per as_of, enforced by the database itself.
+sa.Index(
+    "ux_runs_current_as_of",
+    runs.c.as_of,
+    unique=True,
+    sqlite_where=runs.c.is_current,
+    postgresql_where=runs.c.is_current,
+)
+
+_SQL_TYPES: Final = {
+    pa.int64(): sa.Integer,
+    pa.string(): sa.Text,
+    pa.float64(): sa.Double,
+    pa.date32(): sa.Date,
+}
+
+worklist = sa.Table(
+    "worklist",
+    metadata,
+    sa.Column("run_id", sa.String(ID_LENGTH), sa.ForeignKey("runs.run_id"), nullable=False),
+    *(
+        sa.Column(name, _SQL_TYPES[typ], nullable=nullable)
+        for name, (typ, nullable) in WORKLIST_COLUMNS.items()
+    ),
+    sa.PrimaryKeyConstraint("run_id", "rank", name="pk_worklist"),
+)
+
+explanations = sa.Table(
+    "explanations",
+    metadata,
+    sa.Column("run_id", sa.String(ID_LENGTH), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("format", sa.String(32), nullable=False),
+    sa.Column("path", sa.Text, nullable=False),
+    sa.Column("n_rows", sa.Integer, nullable=False),
+    sa.Column("columns", sa.JSON, nullable=False),
+    sa.Column("size_bytes", sa.BigInteger, nullable=False),
+)
+
+drift = sa.Table(
+    "drift",
+    metadata,
+    sa.Column("run_id", sa.String(ID_LENGTH), sa.ForeignKey("runs.run_id"), nullable=False),
+    sa.Column("position", sa.Integer, nullable=False),
+    *(
+        sa.Column(name, _SQL_TYPES[typ], nullable=nullable)
+        for name, (typ, nullable, _) in DRIFT_COLUMNS.items()
+    ),
+    sa.PrimaryKeyConstraint("run_id", "position", name="pk_drift"),
+)
+
+
+class StoreSchemaError(ValueError):
+    """A frame handed to the store breaks the store's schema (message names the column)."""
+
+
+def _as_arrow(frame: pd.DataFrame, name: str, typ: pa.DataType, what: str) -> pa.Array:
+    """Column ``name`` as an Arrow array of ``typ`` (NaN and None become null)."""
+    col = frame[name]
+    if col.isna().all():  # e.g. an empty frame, or reason_3 all None (pandas: float64)
+        return pa.nulls(len(col), typ)
+    try:
+        if pa.types.is_date32(typ):
+            values = pd.to_datetime(col.astype(object), errors="raise")
+            arr = pa.array(values.to_numpy(dtype="datetime64[s]"), from_pandas=True)
+            return arr.cast(pa.date32())
+        if pa.types.is_string(typ) and not (
+            pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_object_dtype(col.dtype)
+        ):
+            raise TypeError(f"dtype {col.dtype} is not a string dtype")
+        arr = pa.array(col, from_pandas=True)
+        if pa.types.is_integer(typ) and pa.types.is_floating(arr.type):
+            whole = pc.equal(arr, pc.floor(arr))
+            if not pc.all(whole).as_py():
+                raise TypeError("holds non-integer numbers")
+        return arr.cast(typ)
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        raise StoreSchemaError(
+            f"{what} column {name!r}: expected {typ}, got {col.dtype} ({exc})"
+        ) from exc
+
+
+def _check_columns(frame: pd.DataFrame, known: list[str], required: list[str], what: str) -> None:
+    if not isinstance(frame, pd.DataFrame):
+        raise StoreSchemaError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise StoreSchemaError(f"{what} is missing column(s) {missing}")
+    extra = [str(c) for c in frame.columns if c not in known]
+    if extra:
+        raise StoreSchemaError(f"{what} has unexpected column(s) {extra}; expected {known}")
+
+
+def _no_nulls(arr: pa.Array, name: str, what: str) -> None:
+    if arr.null_count:
+        raise StoreSchemaError(f"{what} column {name!r} has {arr.null_count} missing value(s)")
+
+
+def _one_of(arr: pa.Array, allowed: tuple[str, ...], name: str, what: str) -> None:
+    bad = pc.unique(pc.filter(arr, pc.invert(pc.is_in(arr, value_set=pa.array(allowed)))))
+    if len(bad):
+        raise StoreSchemaError(
+            f"{what} column {name!r} has value(s) {bad.to_pylist()[:5]}; allowed {list(allowed)}"
+        )
+
+
+def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
+    """The worklist as an Arrow table in store column order, or :class:`StoreSchemaError`.
+
+    Rules: exactly the :data:`WORKLIST_COLUMNS`; no missing values where not nullable;
+    ``rank`` is 1..n without gaps or ties; ``account_id`` unique; ``segment`` and ``model``
+    from the allowed sets; ``probability`` in [0, 1]; money finite; ``priority`` does not
+    increase with ``rank``; every ``as_of`` equals the run's ``as_of``.
+    """
+    what = "worklist"
+    names = list(WORKLIST_COLUMNS)
+    _check_columns(frame, names, names, what)
+    arrays: dict[str, pa.Array] = {}
+    for name, (typ, nullable) in WORKLIST_COLUMNS.items():
+        arr = _as_arrow(frame, name, typ, what)
+        if not nullable:
+            _no_nulls(arr, name, what)
+        arrays[name] = arr
+    n = len(frame)
+    rank = arrays["rank"].to_numpy()
+    if n and not np.array_equal(np.sort(rank), np.arange(1, n + 1)):
+        raise StoreSchemaError(f"{what} column 'rank' must be 1..{n} without gaps or ties")
+    if n and pc.count_distinct(arrays["account_id"]).as_py() != n:
+        raise StoreSchemaError(f"{what} column 'account_id' has duplicate values")
+    _one_of(arrays["segment"], SEGMENTS, "segment", what)
+    _one_of(arrays["model"], MODELS, "model", what)
+    prob = arrays["probability"].to_numpy()
+    if n and not ((prob >= 0.0) & (prob <= 1.0)).all():
+        raise StoreSchemaError(f"{what} column 'probability' must be within [0, 1]")
+    for name in ("open_balance", "priority", "past_due_amount", "oldest_dpd"):
+        values = arrays[name].to_numpy(zero_copy_only=False)
+        if np.isinf(values).any():
+            raise StoreSchemaError(f"{what} column {name!r} has infinite values")
+    if n > 1:
+        by_rank = arrays["priority"].to_numpy()[np.argsort(rank)]
+        if (np.diff(by_rank) > 0).any():
+            raise StoreSchemaError(f"{what} column 'priority' increases with 'rank'")
+    days = pc.unique(arrays["as_of"]).to_pylist()
+    if any(d != as_of for d in days):
+        raise StoreSchemaError(f"{what} column 'as_of' has {days[:3]}; the run is as of {as_of}")
+    return pa.table(arrays)
+
+
+def check_explanations(frame: pd.DataFrame, *, account_ids: pa.Array) -> pa.Table:
+    """The explanations as an Arrow table sorted by ``account_id``, or an error.
+
+    Wide format, one row per scored account: ``account_id`` (unique, the same set as the
+    worklist's) and any other columns (feature values, ``shap_<feature>``, ``base_value``,
+    ...), stored as given. Sorting by account lets a reader fetch a few accounts from one
+    Parquet row group instead of the whole file.
+    """
+    what = "explanations"
+    if not isinstance(frame, pd.DataFrame):
+        raise StoreSchemaError(f"{what} must be a pandas DataFrame, got {type(frame).__name__}")
+    if frame.shape[1] == 0 and len(account_ids) == 0:
+        frame = pd.DataFrame({"account_id": pd.Series(dtype="str")})
+    if "account_id" not in frame.columns:
+        raise StoreSchemaError(f"{what} is missing column(s) ['account_id']")
+    if not all(isinstance(c, str) for c in frame.columns) or frame.columns.duplicated().any():
+        raise StoreSchemaError(f"{what} column names must be unique strings")
+    ids = _as_arrow(frame, "account_id", pa.string(), what)
+    _no_nulls(ids, "account_id", what)
+    if pc.count_distinct(ids).as_py() != len(ids):
+        raise StoreSchemaError(f"{what} column 'account_id' has duplicate values")
+    if len(account_ids):
+        missing = pc.filter(account_ids, pc.invert(pc.is_in(account_ids, value_set=ids)))
+    else:
+        missing = account_ids
+    if len(ids) != len(account_ids) or len(missing):
+        raise StoreSchemaError(
+            f"{what} must have one row per worklist account: {len(ids)} rows for "
+            f"{len(account_ids)} accounts, e.g. missing {missing.to_pylist()[:3]}"
+        )
+    try:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+    except (TypeError, ValueError, pa.ArrowException) as exc:
+        raise StoreSchemaError(f"{what} cannot be stored as Parquet: {exc}") from exc
+    table = table.set_column(table.schema.get_field_index("account_id"), "account_id", ids)
+    return table.take(pc.sort_indices(ids))
+
+
+def check_drift(frame: pd.DataFrame) -> pa.Table:
+    """The drift frame (``feature``, ``psi``, optional ``model`` and ``flag``) as Arrow."""
+    what = "drift"
+    _check_columns(
+        frame, list(DRIFT_COLUMNS), [c for c, (_, _, req) in DRIFT_COLUMNS.items() if req], what
+    )
+    arrays: dict[str, pa.Array] = {}
+    for name, (typ, nullable, _) in DRIFT_COLUMNS.items():
+        if name not in frame.columns:
+            arrays[name] = pa.nulls(len(frame), typ)
+            continue
+        arr = _as_arrow(frame, name, typ, what)
+        if not nullable:
+            _no_nulls(arr, name, what)
+        arrays[name] = arr
+    keys = pd.DataFrame({"m": arrays["model"].to_pylist(), "f": arrays["feature"].to_pylist()})
+    if keys.duplicated().any():
+        raise StoreSchemaError(f"{what} has repeated (model, feature) pairs")
+    return pa.table(arrays)

@@ -1,0 +1,444 @@
+"""The worklist store on SQLite and on a real PostgreSQL: round trips, atomic idempotent runs,
+failure in the middle of a write, readers during a write, exports, schema checks."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from serving import store_bulk
+from serving.store import RunRecord, StoreSchemaError, WorklistStore
+
+DAY = date(2024, 3, 1)
+FEATURES = ("late_share_6", "open_balance", "account_segment")
+SEGMENTS = ("preventive", "early", "delinquent", "late")
+
+
+def frames(
+    n: int, *, as_of: date = DAY, seed: int = 0, version: str = "1"
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A small consistent run: worklist (rank order), explanations, drift."""
+    rng = np.random.default_rng(seed)
+    ids = [f"A{seed:02d}{i:05d}" for i in range(n)]
+    segment = np.array(SEGMENTS, dtype=object)[rng.integers(0, 4, n)]
+    balance = rng.gamma(2.0, 1000.0, n).round(2)
+    prob = rng.random(n)
+    priority = prob * balance
+    order = np.lexsort((np.array(ids, dtype=object), -priority))
+    wl = pd.DataFrame(
+        {
+            "rank": np.arange(1, n + 1, dtype=np.int64),
+            "account_id": pd.Series(np.array(ids, dtype=object)[order], dtype="str"),
+            "segment": pd.Series(segment[order], dtype="str"),
+            "open_balance": balance[order],
+            "past_due_amount": np.where(rng.random(n) < 0.2, np.nan, balance / 3)[order],
+            "oldest_dpd": rng.integers(-20, 150, n).astype(float)[order],
+            "model": pd.Series(
+                np.where(np.isin(segment, ["preventive", "early"]), "early_warning",
+                         "persistence")[order], dtype="str"),
+            "probability": prob[order],
+            "priority": priority[order],
+            "action": pd.Series(["automated reminder"] * n, dtype="str"),
+            "reason_1": [f'4 of the last 6 invoices were paid 15+ days late, "{i}"' for i in order],
+            "reason_2": [None if i % 3 == 0 else f"balance up {i}%" for i in order],
+            "reason_3": [None] * n,
+            "mitigating_reason": ["customer for 7 years"] * n,
+            "reasons_json": [json.dumps([{"feature": "late_share_6", "value": int(i)}])
+                             for i in order],
+            "model_version": pd.Series([version] * n, dtype="str"),
+            "as_of": pd.Series([pd.Timestamp(as_of)] * n, dtype="datetime64[s]"),
+        }
+    )
+    ex = pd.DataFrame(
+        {
+            "account_id": pd.Series(ids, dtype="str"),
+            "model": pd.Series(["early_warning"] * n, dtype="str"),
+            "model_version": pd.Series([version] * n, dtype="str"),
+            "base_value": -2.0,
+            "raw_score": rng.normal(size=n),
+            "late_share_6": rng.random(n),
+            "open_balance": balance,
+            "account_segment": pd.Categorical(rng.choice(["smb", "corp"], n)),
+            **{f"shap_{f}": rng.normal(size=n) for f in FEATURES},
+        }
+    )
+    drift = pd.DataFrame(
+        {
+            "model": ["early_warning", "early_warning", "persistence"],
+            "feature": ["late_share_6", "__score__", "late_share_6"],
+            "psi": [0.02, 0.3, np.nan],
+            "flag": ["ok", "alert", None],
+        }
+    )
+    return wl, ex, drift
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'worklist.db'}"
+    return request.getfixturevalue("pg_schema_url")
+
+
+@pytest.fixture
+def store(url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    s = WorklistStore(url, export_dir=tmp_path / "exports",
+                      explanations_dir=tmp_path / "explanations")
+    yield s
+    s.close()
+
+
+def publish(store: WorklistStore, n: int, *, as_of: date = DAY, seed: int = 0,
+            version: str = "1") -> RunRecord:
+    wl, ex, dr = frames(n, as_of=as_of, seed=seed, version=version)
+    run_id = store.begin_run(
+        as_of=as_of,
+        meta={"model_versions": {"early_warning": version, "persistence": "p" + version},
+              "feature_set_version": "fs1", "data": "synthetic"},
+    )
+    return store.write_run(run_id, worklist=wl, explanations=ex, drift=dr,
+                           meta={"timings": {"features": 1.5}, "message": "ok"})
+
+
+def assert_same_worklist(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(
+        got.drop(columns="run_id").reset_index(drop=True),
+        want.astype({c: "str" for c in ("reason_1", "reason_2", "reason_3",
+                                        "mitigating_reason", "reasons_json")}),
+        check_dtype=True,
+    )
+
+
+# ------------------------------------------------------------------------ round trips
+def test_round_trip_worklist_run_record_drift_explanations(store: WorklistStore) -> None:
+    wl, ex, dr = frames(40)
+    rec = publish(store, 40)
+    assert rec.status == "succeeded" and rec.is_current and rec.as_of == DAY
+    assert rec.n_scored == 40 and sum(rec.n_by_segment.values()) == 40
+    assert rec.early_warning_version == "1" and rec.persistence_version == "p1"
+    assert rec.feature_set_version == "fs1" and rec.message == "ok"
+    assert rec.meta == {"data": "synthetic"}
+    assert rec.timings["features"] == 1.5 and "store_worklist_s" in rec.timings
+    assert rec.started_at.tzinfo is not None and rec.finished_at >= rec.started_at
+
+    got = store.read_worklist(as_of=DAY)
+    assert (got["run_id"] == rec.run_id).all()
+    assert_same_worklist(got, wl)
+    assert store.current_run() == rec == store.current_run(as_of=DAY)
+
+    drift = store.read_drift(rec.run_id)
+    assert drift["feature"].tolist() == dr["feature"].tolist()
+    assert drift["psi"].iloc[0] == 0.02 and np.isnan(drift["psi"].iloc[2])
+
+    expl = store.read_explanations(rec.run_id)
+    want = ex.sort_values("account_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(expl, want, check_dtype=False, check_categorical=False)
+    some = store.read_explanations(rec.run_id, account_ids=[want.account_id[3], "nope"])
+    assert some["account_id"].tolist() == [want.account_id[3]]
+    assert store.read_explanations(rec.run_id, account_ids=[]).empty
+
+
+def test_top_segment_and_latest_as_of(store: WorklistStore) -> None:
+    first = publish(store, 30, as_of=DAY, seed=1)
+    later = publish(store, 20, as_of=DAY + timedelta(days=7), seed=2)
+    assert store.current_run() == later
+    assert store.current_run(as_of=DAY) == first
+    assert store.current_run(as_of=DAY - timedelta(days=1)) is None
+    assert store.read_worklist()["run_id"].unique().tolist() == [later.run_id]
+    top = store.read_worklist(as_of=DAY, top=5)
+    assert top["rank"].tolist() == [1, 2, 3, 4, 5]
+    late = store.read_worklist(as_of=DAY, segment="late")
+    full = store.read_worklist(as_of=DAY)
+    assert late["rank"].tolist() == full.loc[full.segment == "late", "rank"].tolist()
+    with pytest.raises(ValueError, match="segment"):
+        store.read_worklist(segment="vip")
+    runs = store.list_runs()
+    assert runs["run_id"].tolist() == [first.run_id, later.run_id]
+    assert runs["is_current"].all()
+
+
+def test_no_run_gives_empty_frames(store: WorklistStore) -> None:
+    assert store.current_run() is None
+    empty = store.read_worklist()
+    assert empty.empty and "priority" in empty.columns and "run_id" in empty.columns
+    assert store.list_runs().empty
+    with pytest.raises(KeyError):
+        store.read_explanations("nope")
+
+
+def test_empty_population_is_a_valid_run(store: WorklistStore) -> None:
+    wl, ex, dr = frames(0)
+    run_id = store.begin_run(as_of=DAY, meta={})
+    rec = store.write_run(run_id, worklist=wl, explanations=ex, drift=dr.iloc[:0],
+                          meta={"message": "no accounts with open receivables"})
+    assert rec.status == "succeeded" and rec.n_scored == 0 and rec.is_current
+    assert store.read_worklist(as_of=DAY).empty
+    assert store.read_drift(run_id).empty
+    assert store.read_explanations(run_id).empty
+
+
+# ------------------------------------------------------------------------ idempotent reruns
+def test_rerun_replaces_the_run_for_that_day_only(store: WorklistStore, tmp_path: Path) -> None:
+    other_day = publish(store, 10, as_of=DAY - timedelta(days=7), seed=3)
+    old = publish(store, 25, seed=4, version="1")
+    new = publish(store, 15, seed=5, version="2")
+    assert store.current_run(as_of=DAY) == new
+    got = store.read_worklist(as_of=DAY)
+    assert len(got) == 15 and set(got["model_version"]) == {"2"}
+    runs = store.list_runs().set_index("run_id")
+    assert not runs.loc[old.run_id, "is_current"]
+    assert runs.loc[old.run_id, "replaced_by"] == new.run_id
+    assert runs.loc[other_day.run_id, "is_current"]  # another as_of is untouched
+    with pytest.raises(KeyError):
+        store.read_explanations(old.run_id)
+    assert not Path(old.explanations_path).exists()
+    assert store.read_drift(old.run_id).empty
+    assert len(store.read_worklist(as_of=other_day.as_of)) == 10
+    # The export follows the current run and no temp files are left behind.
+    out = tmp_path / "exports" / DAY.isoformat()
+    exported = pq.read_table(out / "worklist.parquet")
+    assert exported.schema.metadata[b"delinq.run_id"] == new.run_id.encode()
+    assert exported.num_rows == 15
+    assert pq.read_table(out / "explanations.parquet").num_rows == 15
+    assert sorted(p.name for p in out.iterdir()) == ["explanations.parquet", "worklist.parquet"]
+
+
+# ------------------------------------------------------------------------ failures
+def test_failure_mid_write_keeps_previous_run(
+    store: WorklistStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = publish(store, 30, seed=6, version="old")
+    before = store.read_worklist(as_of=DAY)
+    export = tmp_path / "exports" / DAY.isoformat() / "worklist.parquet"
+    export_bytes = export.read_bytes()
+
+    seen: list[int] = []
+
+    def explode(table: str, rows_done: int) -> None:
+        seen.append(rows_done)
+        if table == "worklist" and rows_done >= 14:
+            raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(store_bulk, "_after_chunk", explode)
+    wl, ex, dr = frames(40, seed=7, version="new")
+    run_id = store.begin_run(as_of=DAY, meta={})
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    assert seen == [7, 14]  # it really failed half way through
+
+    failed = store.list_runs().set_index("run_id").loc[run_id]
+    assert failed["status"] == "failed" and "disk on fire" in failed["message"]
+    assert not failed["is_current"]
+    assert store.current_run(as_of=DAY) == old
+    pd.testing.assert_frame_equal(store.read_worklist(as_of=DAY), before)
+    assert export.read_bytes() == export_bytes
+    assert not (tmp_path / "explanations" / run_id).exists()
+    assert [p.name for p in export.parent.iterdir() if p.name.startswith(".")] == []
+    with pytest.raises(KeyError):
+        store.read_explanations(run_id)
+    with pytest.raises(ValueError, match="failed"):
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+
+
+def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    wl, ex = wl.copy(), ex.copy()
+    if kind == "missing_column":
+        wl = wl.drop(columns="priority")
+    elif kind == "extra_column":
+        wl["surprise"] = 1
+    elif kind == "probability":
+        wl.loc[3, "probability"] = 1.5
+    elif kind == "null_probability":
+        wl.loc[3, "probability"] = np.nan
+    elif kind == "duplicate_account":
+        wl.loc[1, "account_id"] = wl.loc[0, "account_id"]
+    elif kind == "rank_gap":
+        wl.loc[len(wl) - 1, "rank"] = len(wl) + 5
+    elif kind == "priority_order":
+        wl["rank"] = wl["rank"].to_numpy()[::-1]
+    elif kind == "as_of":
+        wl["as_of"] = pd.Timestamp(DAY + timedelta(days=1))
+    elif kind == "segment":
+        wl.loc[0, "segment"] = "vip"
+    elif kind == "string_type":
+        wl["action"] = 3.0
+    elif kind == "explanations_missing_account":
+        ex = ex.iloc[1:]
+    return wl, ex
+
+
+@pytest.mark.parametrize(
+    ("kind", "column"),
+    [
+        ("missing_column", "priority"),
+        ("extra_column", "surprise"),
+        ("probability", "probability"),
+        ("null_probability", "probability"),
+        ("duplicate_account", "account_id"),
+        ("rank_gap", "rank"),
+        ("priority_order", "priority"),
+        ("as_of", "as_of"),
+        ("segment", "segment"),
+        ("string_type", "action"),
+        ("explanations_missing_account", "explanations"),
+    ],
+)
+def test_schema_violations_name_the_column_and_fail_the_run(
+    tmp_path: Path, kind: str, column: str
+) -> None:
+    with WorklistStore(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        old = publish(store, 12, seed=8)
+        wl, ex, dr = frames(12, seed=9)
+        wl, ex = _break(kind, wl, ex)
+        run_id = store.begin_run(as_of=DAY, meta={})
+        with pytest.raises(StoreSchemaError, match=column):
+            store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+        assert store.current_run(as_of=DAY) == old
+        status = store.list_runs().set_index("run_id").loc[run_id, "status"]
+        assert status == "failed"
+
+
+def test_fail_run_and_unknown_runs(store: WorklistStore) -> None:
+    run_id = store.begin_run(as_of=DAY, meta={})
+    store.fail_run(run_id, message="no champion model")
+    rec = store.list_runs().iloc[0]
+    assert rec["status"] == "failed" and rec["message"] == "no champion model"
+    with pytest.raises(ValueError, match="only a running run"):
+        store.fail_run(run_id, message="again")
+    with pytest.raises(KeyError):
+        store.fail_run("nope", message="x")
+    with pytest.raises(KeyError):
+        store.write_run("nope", worklist=pd.DataFrame(), explanations=pd.DataFrame(),
+                        drift=pd.DataFrame(), meta={})
+
+
+# ------------------------------------------------------------------------ concurrency
+def test_reader_during_write_sees_old_or_new_never_a_mix(
+    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    n_old, n_new = 300, 500
+    old = publish(store, n_old, seed=10, version="old")
+    # Many small chunks, each followed by a pause, stretch the write over ~0.5 s.
+    monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 10)
+    writing = threading.Event()
+
+    def slow(table: str, rows_done: int) -> None:
+        writing.set()
+        threading.Event().wait(0.01)
+
+    monkeypatch.setattr(store_bulk, "_after_chunk", slow)
+    reads: list[tuple[str, int, bool]] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def reader() -> None:
+        try:
+            reader_store = WorklistStore(store.url.render_as_string(hide_password=False))
+            while not done.is_set() or len(reads) < 3:
+                started_during = writing.is_set() and not done.is_set()
+                got = reader_store.read_worklist(as_of=DAY)
+                ids = got["run_id"].unique().tolist()
+                assert len(ids) == 1, f"mixed runs {ids}"
+                assert got["rank"].tolist() == list(range(1, len(got) + 1))
+                assert got["model_version"].nunique() == 1
+                reads.append((ids[0], len(got), started_during))
+            reader_store.close()
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    new = publish(store, n_new, seed=11, version="new")
+    done.set()
+    thread.join(timeout=60)
+    assert not errors, errors[0]
+    sizes = {old.run_id: n_old, new.run_id: n_new}
+    assert {run for run, _, _ in reads} <= set(sizes)
+    assert all(size == sizes[run] for run, size, _ in reads)
+    during = [r for r in reads if r[2]]
+    assert during, "no read happened while the write was in progress"
+    # Once a reader has seen the new run it never sees the old one again.
+    seen_new = [run == new.run_id for run, _, _ in reads]
+    assert seen_new == sorted(seen_new)
+    assert store.read_worklist(as_of=DAY)["run_id"].unique().tolist() == [new.run_id]
+
+
+# ------------------------------------------------------------------------ properties
+_text = st.one_of(
+    st.none(),
+    st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=20),
+    st.sampled_from(['', '"', '""', ',', '\n', '\\N', 'a,"b"\r\nc', '\\', 'NULL']),
+)
+
+
+def _py(values: pd.Series) -> list[object]:
+    return [None if pd.isna(v) else v for v in values]
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_text_and_numbers_survive_the_round_trip(store: WorklistStore, data: st.DataObject) -> None:
+    n = data.draw(st.integers(1, 6))
+    wl, ex, dr = frames(n, seed=12)
+    for col in ("reason_1", "reason_2", "reason_3", "mitigating_reason", "reasons_json"):
+        wl[col] = data.draw(st.lists(_text, min_size=n, max_size=n))
+    floats = st.floats(0, 1e12, allow_nan=False)
+    wl["probability"] = data.draw(st.lists(st.floats(0, 1), min_size=n, max_size=n))
+    wl["open_balance"] = data.draw(st.lists(floats, min_size=n, max_size=n))
+    wl["priority"] = sorted(data.draw(st.lists(floats, min_size=n, max_size=n)), reverse=True)
+    run_id = store.begin_run(as_of=DAY, meta={})
+    store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    got = store.read_worklist(as_of=DAY)
+    assert (got["run_id"] == run_id).all()
+    for col in ("reason_1", "reason_2", "reason_3", "mitigating_reason", "reasons_json"):
+        assert _py(got[col]) == _py(wl[col]), col
+    for col in ("probability", "open_balance", "priority"):
+        assert got[col].tolist() == wl[col].tolist(), col  # bit-exact doubles
+
+
+# ------------------------------------------------------------------------ construction
+def test_schema_creation_is_idempotent_and_urls_are_checked(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x' / 'w.db'}"
+    with WorklistStore(url) as a:
+        run = publish(a, 5)
+    with WorklistStore(url) as b:
+        assert b.current_run() == run
+        assert b.explanations_dir == tmp_path / "x" / "w_explanations"
+    with pytest.raises(ValueError, match="unsupported store URL"):
+        WorklistStore("mysql://u@localhost/db")
+    memory = WorklistStore("sqlite://")
+    run_id = memory.begin_run(as_of=DAY, meta={})
+    wl, ex, dr = frames(3)
+    with pytest.raises(ValueError, match="explanations_dir"):
+        memory.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    assert memory.list_runs()["status"].tolist() == ["failed"]
+    memory.close()
+
+
+def test_clock_is_injectable(tmp_path: Path) -> None:
+    t0 = datetime(2024, 3, 1, 2, 0, tzinfo=UTC)
+    ticks = iter([t0 + timedelta(seconds=s) for s in range(10)])
+    with WorklistStore(f"sqlite:///{tmp_path / 'w.db'}", clock=lambda: next(ticks)) as store:
+        rec = publish(store, 3)
+    assert rec.started_at == t0 and rec.finished_at == t0 + timedelta(seconds=1)
+
+
+def test_bench_store_reports_each_part(tmp_path: Path) -> None:
+    from bench.store import bench_store
+
+    out = bench_store(300, f"sqlite:///{tmp_path / 'b.db'}", features=4, baseline_rows=100)
+    for key in ("worklist_s", "explanations_file_s", "write_run_s", "read_top10_s",
+                "baseline_to_sql_s"):
+        assert out[key] >= 0, key
+    assert out["rows"] == 300
