@@ -48,6 +48,14 @@ TAIWAN_AUC_TARGET = 0.785
 CAPTURE_RATIO_TARGET = 1.5
 
 
+def _book(tables: dict[str, pd.DataFrame]) -> Any:
+    """Validate an adapter's raw tables into a Book (side tables such as targets dropped)."""
+    from features.book import TABLES
+    from features.validation import validate_tables
+
+    return validate_tables({t: f for t, f in tables.items() if t in TABLES}).book
+
+
 def data_root() -> Path:
     """The shared data folder: ``$DELINQ_SHARED_DATA`` or ``../shared/data`` of the checkout."""
     env = os.environ.get("DELINQ_SHARED_DATA")
@@ -107,12 +115,14 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
     raw = pd.read_csv(path, header=1)
     train_ids, hold_ids = taiwan_split(raw, seed=seed)
     peer = taiwan_raw_peer(raw, train_ids, hold_ids, seed=seed)
-    book = taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids])
+    book = _book(taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids]))
     dates = [
         (pd.Timestamp(TAIWAN_AS_OF) - pd.DateOffset(months=k)).date()
         for k in range(snapshot_months - 1, -1, -1)
     ]
-    ts = build_training_set(book, as_of_dates=dates)
+    # data_end: the adapter's encoded outcomes end in October; without it, never-paying
+    # clients' labels would look censored (see features.adapters.taiwan).
+    ts = build_training_set(book, as_of_dates=dates, data_end=taiwan.DATA_END)
     hold = {str(i) for i in hold_ids}
     train_rows = ts[~ts["account_id"].astype(str).isin(hold) & ~ts["censored"].astype(bool)]
     fit_rows, val_rows = _client_split(train_rows, seed=seed)
@@ -165,13 +175,13 @@ def ibm_quality(*, thresholds: Sequence[int] = (30, 10), grid: str = "weekly",
                 config: TrainConfig | None = None) -> dict[str, Any]:
     """AUC and capture@10 of the early-warning model on the IBM sample per threshold."""
     from features import build_training_set
-    from features.adapters import ibm
+    from features.adapters import ibm_ar
     from features.training_set import as_of_grid
 
     path = data_root() / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
     if not path.exists():
         return {"ibm_skipped": f"data not found at {path}"}
-    book = ibm.convert(path)
+    book = _book(ibm_ar.convert(path))
     dates = as_of_grid(book, freq=grid)
     cfg = config or TrainConfig(min_child_samples=10, val_weeks=12, test_weeks=16)
     out: dict[str, Any] = {}

@@ -424,7 +424,10 @@ def load_model(
                 f"no {what} for '{registered_name}': run `delinq train` first"
             ) from exc
         mlflow.set_tracking_uri(tracking_uri)
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{registered_name}@{alias}")
+        # suppress_warnings: skips the slow environment re-check (and its chatter); the
+        # model's own files are validated by loading them.
+        pyfunc = mlflow.pyfunc.load_model(f"models:/{registered_name}/{mv.version}",
+                                          suppress_warnings=True)
     state: LoadedModel = pyfunc.unwrap_python_model().state
     state.version = str(mv.version)
     state.registered_name = registered_name

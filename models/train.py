@@ -399,7 +399,9 @@ def train_and_register(
 
     Returns ``{model: {registered_name, version, promoted, champion_version, reason,
     run_id, metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}),
-    data_window, n_rows}}``; :func:`format_report` prints it.
+    data_window, n_rows}}`` (or ``{registered_name, error}`` for a model whose population
+    cannot be trained in this book; ``ValueError`` if neither can);
+    :func:`format_report` prints it.
     """
     from features import build_training_set
     from features.training_set import as_of_grid
@@ -411,9 +413,17 @@ def train_and_register(
         book, as_of_dates=dates, delinquency_dpd=delinquency_dpd,
         persistence_days=persistence_days,
     )
-    trained = train_both(training_set, config=config)
+    config = config or TrainConfig()
+    split = split_by_time(training_set, config=config)
     summary: dict[str, dict[str, Any]] = {}
-    for model, tm in trained.items():
+    errors = []
+    for model in MODELS:
+        try:
+            tm = train_model(training_set, model=model, config=config, split=split)
+        except ValueError as exc:  # e.g. a population too small in this book: say so
+            summary[model] = {"registered_name": names[model], "error": str(exc)}
+            errors.append(f"{model}: {exc}")
+            continue
         res = log_and_register(tm, tracking_uri=tracking_uri, registered_name=names[model],
                                extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
                                              "persistence_days": persistence_days})
@@ -430,6 +440,8 @@ def train_and_register(
             "data_window": dict(tm.data_window),
             "n_rows": dict(tm.n_rows),
         }
+    if len(errors) == len(MODELS):
+        raise ValueError("no model could be trained: " + "; ".join(errors))
     return summary
 
 
@@ -438,6 +450,9 @@ def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
     the test period, the registered version and whether it was promoted."""
     blocks = []
     for model, info in summary.items():
+        if "error" in info:
+            blocks.append(f"{model}: not trained ({info['error']})")
+            continue
         table = pd.DataFrame.from_dict(dict(info["metrics_table"]), orient="index")
         w = info.get("data_window", {})
         n = info.get("n_rows", {})
