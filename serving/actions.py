@@ -131,4 +131,4 @@ def recommend_actions(
 def _bool(values: npt.ArrayLike) -> np.ndarray:
     """Booleans with missing (NaN/NA) read as False."""
     series = pd.Series(values)
-    return series.fillna(False).astype(bool).to_numpy()
+    return (series.notna() & series.astype(object).fillna(False).astype(bool)).to_numpy()

@@ -108,14 +108,43 @@ def _fmt_str(v: np.ndarray, currency: str) -> pa.Array:
     return pc.replace_substring_regex(text, "[\\x00-\\x1f]", " ")
 
 
+def _fmt_absdec(v: np.ndarray, currency: str) -> pa.Array:
+    return _fmt_dec(np.abs(v.astype(np.float64)), currency)
+
+
+def _counted(singular: str, plural: str) -> Callable[[np.ndarray, str], pa.Array]:
+    def fmt(v: np.ndarray, currency: str) -> pa.Array:
+        n = np.rint(np.abs(v.astype(np.float64)))
+        noun = pc.if_else(pa.array(n == 1), f" {singular}", f" {plural}")
+        return pc.binary_join_element_wise(_digits(n), noun, "")
+
+    return fmt
+
+
+def _fmt_span(v: np.ndarray, currency: str) -> pa.Array:
+    """A duration in days as days (< 61), months (< 730) or years with one decimal."""
+    d = np.abs(v.astype(np.float64))
+    days = _counted("day", "days")(d, currency)
+    months = _counted("month", "months")(np.rint(d / 30.44), currency)
+    years = pc.binary_join_element_wise(_fmt_dec(d / 365.25, currency), " years", "")
+    return pc.if_else(pa.array(d < 61), days, pc.if_else(pa.array(d < 730), months, years))
+
+
 _FORMATS: dict[str, Callable[[np.ndarray, str], pa.Array]] = {
     "int": _fmt_int,
     "abs": _fmt_abs,
     "pct": _fmt_pct,
     "money": _fmt_money,
     "dec": _fmt_dec,
+    "absdec": _fmt_absdec,
+    "days": _counted("day", "days"),
+    "span": _fmt_span,
+    "invoices": _counted("invoice", "invoices"),
+    "disputes": _counted("dispute", "disputes"),
     "str": _fmt_str,
 }
+#: Field computed from the template's ``count_of`` column rather than read from the frame.
+_COUNT = "count"
 
 
 @dataclass(frozen=True)
@@ -135,6 +164,8 @@ def _compile(text: str, feature: str) -> _Compiled:
         if name is not None:
             col = feature if name == "v" else name
             fmt = spec or "int"
+            if col == _COUNT:
+                col = f"{_COUNT}:{feature}"
             if fmt not in _FORMATS:
                 raise ValueError(f"template of {feature!r}: unknown format {fmt!r}")
             pieces.append((col, fmt))
@@ -188,6 +219,8 @@ def render_reason(
     tmpl = templates[feature]
     own = np.asarray(values[feature])
     n = len(own)
+    if tmpl.count_of is not None:
+        values = {**values, f"{_COUNT}:{feature}": own * np.asarray(values[tmpl.count_of])}
     missing = _isna(own)
     todo = ~missing
     chunks: list[tuple[np.ndarray, pa.Array]] = []
@@ -224,11 +257,12 @@ def _render_rows(
 
 
 def _template_columns(feature: str, tmpl: Template) -> list[str]:
+    """Frame columns a template reads (its own, other fields, the ``count_of`` column)."""
     texts = [tmpl.text, *(t for _, t in tmpl.variants)]
     texts += [t for t in (tmpl.detail, tmpl.if_missing) if t]
-    cols = [feature]
+    cols = [feature, *([tmpl.count_of] if tmpl.count_of else [])]
     for t in texts:
-        cols += _compile(t, feature).columns
+        cols += [c for c in _compile(t, feature).columns if not c.startswith(_COUNT + ":")]
     return list(dict.fromkeys(cols))
 
 
@@ -256,7 +290,8 @@ def _renderable(frame: pd.DataFrame, names: Sequence[str], templates: Mapping) -
     for f in names:
         tmpl = templates[f]
         ok = ~na[f]
-        for c in _compile(tmpl.text, f).columns:
+        needed = [c for c in _compile(tmpl.text, f).columns if not c.startswith(_COUNT + ":")]
+        for c in [*needed, *([tmpl.count_of] if tmpl.count_of else [])]:
             if c != f:
                 ok = ok & ~na[c]
         if tmpl.if_missing is not None:

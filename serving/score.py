@@ -275,8 +275,13 @@ def _worklist(
         segment=feats["segment"],
         probability=probability,
         open_balance=balance,
-        has_open_dispute=feats["has_open_dispute"],
-        partial_payer=feats["partial_payer"],
+        has_open_dispute=_flag(feats, "has_open_dispute"),
+        # A partial payer can pay, just not all at once: an open invoice is part-paid, or
+        # invoices of the last year were paid in instalments.
+        partial_payer=_flag(feats, "partial_payer") | (
+            feats.get("partial_payment_share_365d", pd.Series(0.0, index=feats.index))
+            .fillna(0.0).to_numpy() > 0
+        ),
         policy=policy,
     )
     ids = feats["account_id"].astype("str").to_numpy(dtype=object)
@@ -299,10 +304,16 @@ def _worklist(
         }
     )
     for col in REASON_COLUMNS:
-        wl[col] = reasons[col].to_numpy(dtype=object)
+        wl[col] = pd.Series(reasons[col].array, index=wl.index)
     wl["model_version"] = pd.Series(version, dtype="str")
     wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
     return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
+
+
+def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
+    """A boolean fact column (missing -> False)."""
+    s = frame[column]
+    return (s.notna() & s.astype(object).fillna(False).astype(bool)).to_numpy()
 
 
 def _explanations(
@@ -368,15 +379,12 @@ def _empty_result(
 
 _WORKLIST_DTYPES = {
     "rank": "int64",
+    "reasons_json": "str",
     "open_balance": "float64",
     "past_due_amount": "float64",
     "oldest_dpd": "float64",
     "probability": "float64",
     "priority": "float64",
-    "reason_1": "object",
-    "reason_2": "object",
-    "reason_3": "object",
-    "mitigating_reason": "object",
     "as_of": "datetime64[s]",
 }
 
