@@ -18,8 +18,9 @@ import numpy as np
 
 from models import _treeshap_kernels as K
 
-MAX_GROUP_BITS = 10  # decision bits of a merged (multi-leaf) group table
+MAX_GROUP_BITS = 8  # decision bits of a merged (multi-leaf) group table
 MAX_LEAF_BITS = 16  # deepest leaf that may get a table of its own (2^16 x 16 doubles = 8 MB)
+MEM_WEIGHT = 1.5 / 4096  # estimated per-row cost of one table double (cache refills)
 
 
 @dataclass
@@ -41,6 +42,17 @@ class ParsedTree:
     @property
     def n_internal(self) -> int:
         return int(self.feat.shape[0])
+
+    def lists(self) -> tuple[list, list, list, list, list]:
+        """(feat, count, leaf_count, left, right) as Python lists (fast scalar access)."""
+        cached = getattr(self, "_lists", None)
+        if cached is None:
+            cached = (
+                self.feat.tolist(), self.count.tolist(), self.leaf_count.tolist(),
+                self.left.tolist(), self.right.tolist(),
+            )
+            self._lists = cached
+        return cached
 
 
 def _cat_words(threshold: str) -> np.ndarray:
@@ -112,21 +124,18 @@ def parse_tree(structure: dict) -> ParsedTree:
     return ParsedTree(feat, thr, mode, cat, left, right, count, lv, lc, paths, ev)
 
 
-def _data_count(tree: ParsedTree, c: int) -> float:
-    return float(tree.count[c]) if c >= 0 else float(tree.leaf_count[~c])
-
-
 def leaf_slots(tree: ParsedTree, leaf: int) -> tuple[list[int], list[float], list[int]]:
     """Unique path features of a leaf (first-appearance order), their zero fractions, and
     the slot of every path node."""
+    feat, count, leaf_count = tree.lists()[:3]
     feats: list[int] = []
     zs: list[float] = []
     node_slot: list[int] = []
     path = tree.leaf_path[leaf]
-    for j, (nd, d) in enumerate(path):
+    for j, (nd, _) in enumerate(path):
         nxt = path[j + 1][0] if j + 1 < len(path) else ~leaf
-        frac = _data_count(tree, nxt) / float(tree.count[nd])
-        f = int(tree.feat[nd])
+        frac = (count[nxt] if nxt >= 0 else leaf_count[~nxt]) / count[nd]
+        f = feat[nd]
         if f in feats:
             s = feats.index(f)
             zs[s] *= frac
@@ -135,7 +144,6 @@ def leaf_slots(tree: ParsedTree, leaf: int) -> tuple[list[int], list[float], lis
             feats.append(f)
             zs.append(frac)
         node_slot.append(s)
-        assert (tree.left[nd] if d == 1 else tree.right[nd]) == nxt
     return feats, zs, node_slot
 
 
@@ -149,54 +157,48 @@ class Group:
         return len(self.bits)
 
 
-def _subtree(tree: ParsedTree, root: int) -> tuple[list[int], list[int]]:
-    """(internal nodes, leaves) under ``root`` (an internal id or ~leaf)."""
-    ints: list[int] = []
-    lvs: list[int] = []
-    stack = [root]
-    while stack:
-        c = stack.pop()
-        if c < 0:
-            lvs.append(~c)
-        else:
-            ints.append(c)
-            stack.append(int(tree.right[c]))
-            stack.append(int(tree.left[c]))
-    return ints, lvs
-
-
 def plan_groups(tree: ParsedTree, max_group_bits: int = MAX_GROUP_BITS) -> list[Group] | None:
     """Partition leaves into groups minimising estimated per-row work; None if a leaf is
     too deep for any table."""
     if max(len(p) for p in tree.leaf_path) > MAX_LEAF_BITS:
         return None
-    # path (internal nodes from the root) to every internal node
+    feat, _, _, left, right = tree.lists()
+    # path (internal nodes from the root) to every internal node, parents before children
     node_path: dict[int, list[int]] = {0: []}
     order = [0]
     for nd in order:
-        for c in (int(tree.left[nd]), int(tree.right[nd])):
+        for c in (left[nd], right[nd]):
             if c >= 0:
                 node_path[c] = [*node_path[nd], nd]
                 order.append(c)
 
     def cost(bits: list[int]) -> float:
-        n_cols = len({int(tree.feat[i]) for i in bits})
-        # index build is vectorised (cheap per bit); each column is a gather + add.
-        return 2.0 + 0.4 * len(bits) + 1.5 * n_cols + 1.5 * n_cols * (1 << len(bits)) / 4096
+        n_cols = len({feat[i] for i in bits})
+        # index build is vectorised (cheap per bit); each column is a gather + add; big
+        # tables cost cache refills once per block of rows.
+        return 2.0 + 0.4 * len(bits) + 1.5 * n_cols + MEM_WEIGHT * n_cols * (1 << len(bits))
 
     best: dict[int, tuple[float, list[Group]]] = {}
+    sub_ints: dict[int, list[int]] = {}
+    sub_leaves: dict[int, list[int]] = {}
     for nd in reversed(order):  # children before parents
         parts: list[Group] = []
         split_cost = 0.0
-        for c in (int(tree.left[nd]), int(tree.right[nd])):
+        ints = [nd]
+        lvs: list[int] = []
+        for c in (left[nd], right[nd]):
             if c >= 0:
                 sc, sg = best[c]
+                ints += sub_ints[c]
+                lvs += sub_leaves[c]
             else:
                 lbits = [i for i, _ in tree.leaf_path[~c]]
                 sc, sg = cost(lbits), [Group(lbits, [~c])]
+                lvs.append(~c)
             split_cost += sc
             parts.extend(sg)
-        ints, lvs = _subtree(tree, nd)
+        sub_ints[nd] = ints
+        sub_leaves[nd] = lvs
         bits = node_path[nd] + ints
         if len(bits) <= max_group_bits:
             gc = cost(bits)
@@ -208,9 +210,10 @@ def plan_groups(tree: ParsedTree, max_group_bits: int = MAX_GROUP_BITS) -> list[
 
 
 def group_cols(tree: ParsedTree, g: Group) -> list[int]:
+    feat = tree.lists()[0]
     cols: list[int] = []
     for nd in g.bits:
-        f = int(tree.feat[nd])
+        f = feat[nd]
         if f not in cols:
             cols.append(f)
     return cols
