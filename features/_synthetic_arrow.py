@@ -20,7 +20,7 @@ import pyarrow.compute as pc
 from features import _synthetic_core as core
 from features.book import columns_of
 
-NATIVE_TYPES: Final = {"str": pa.string(), "datetime64[s]": pa.timestamp("s"),
+NATIVE_TYPES: Final = {"str": pa.large_string(), "datetime64[s]": pa.timestamp("s"),
                        "float64": pa.float64(), "Int64": pa.int64()}
 #: Columns that hold dates or amounts (text in the raw-export schema).
 DATE_COLS: Final = {"issue_date", "due_date", "payment_date", "opened_date", "resolved_date",
@@ -34,7 +34,7 @@ def schema(table: str, *, text: bool) -> pa.Schema:
     for col, dtype in columns_of(table).items():
         typ = NATIVE_TYPES[dtype]
         if text and (col in DATE_COLS or col in AMOUNT_COLS):
-            typ = pa.string()
+            typ = pa.large_string()
         fields.append(pa.field(col, typ))
     return pa.schema(fields)
 
@@ -42,15 +42,14 @@ def schema(table: str, *, text: bool) -> pa.Schema:
 def _fixed(buf: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
     """Wrap an (n, w) uint8 matrix as an Arrow string array of n w-byte strings."""
     n, w = buf.shape
-    big = (n + 1) * w >= 2**31
-    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64 if big else np.int32)
+    # large_string (int64 offsets) is what pandas' ``str`` dtype holds: zero-copy later.
+    offsets = np.arange(0, (n + 1) * w, w, dtype=np.int64)
     bitmap, nulls = None, 0
     if valid is not None and not valid.all():
         bitmap = pa.py_buffer(np.packbits(valid, bitorder="little"))
         nulls = int((~valid).sum())
-    typ = pa.large_string() if big else pa.string()
-    arr = pa.Array.from_buffers(typ, n, [bitmap, pa.py_buffer(offsets), pa.py_buffer(buf)], nulls)
-    return arr.cast(pa.string()) if big else arr
+    buffers = [bitmap, pa.py_buffer(offsets), pa.py_buffer(buf)]
+    return pa.Array.from_buffers(pa.large_string(), n, buffers, nulls)
 
 
 def _digits(buf: np.ndarray, col: int, values: np.ndarray, width: int) -> None:
@@ -95,18 +94,18 @@ def timestamps(days: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
 
 def amount_strings(cents: np.ndarray) -> pa.Array:
     """``1234.50``-style strings of non-negative integer cents."""
-    whole = pa.array(cents // 100).cast(pa.string())
+    whole = pa.array(cents // 100).cast(pa.large_string())
     buf = np.empty((len(cents), 3), dtype=np.uint8)
     buf[:, 0] = ord(".")
     _digits(buf, 1, cents % 100, 2)
-    return pc.binary_join_element_wise(whole, _fixed(buf), "")
+    return pc.binary_join_element_wise(whole, _fixed(buf), pa.scalar("", pa.large_string()))
 
 
 def labels(codes: np.ndarray, names: tuple[str, ...]) -> pa.Array:
     """Decode small integer codes into their string labels."""
     return pa.DictionaryArray.from_arrays(
         pa.array(codes.astype(np.int32)), pa.array(list(names))
-    ).dictionary_decode()
+    ).dictionary_decode().cast(pa.large_string())
 
 
 def _dates(days: np.ndarray, text: bool, valid: np.ndarray | None = None) -> pa.Array:
@@ -179,7 +178,7 @@ def event_tables(
             "invoice_id": inv_ids.take(pay_idx),
             "payment_date": _dates(pay["date"], text),
             "amount": _money(pay["amount"], text),
-            "payment_id": pa.nulls(k, pa.string()),
+            "payment_id": pa.nulls(k, pa.large_string()),
             "account_id": inv_acc.take(pay_idx),
             "method": labels(p["method"][inv["acc"][pay["inv"]]], core.METHODS),
         },

@@ -122,7 +122,8 @@ def _chunks(
 
 
 def _to_pandas(table: str, tbl: pa.Table) -> pd.DataFrame:
-    df = tbl.to_pandas()
+    # Strings are large_string already, so they pass to pandas' ``str`` without a copy.
+    df = tbl.to_pandas(split_blocks=True)
     if table == "invoices":
         df["terms_days"] = df["terms_days"].astype("Int64")
     for col in df.columns:
@@ -155,7 +156,11 @@ def generate_book_with_truth(
         p = info.get("params", p)
         for name, tbl in tables.items():
             parts[name].append(tbl)
-    frames = {t: _to_pandas(t, pa.concat_tables(parts[t])) for t in TABLES}
+    frames = {}
+    for t in TABLES:
+        table = pa.concat_tables(parts.pop(t))
+        frames[t] = _to_pandas(t, table)
+        del table
     book = Book(**frames)
     return book, _truth(p, frames["accounts"]["account_id"])
 
