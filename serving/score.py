@@ -424,17 +424,39 @@ def run_scoring(
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` with the champions and publish one run in the store.
 
-    Loads the champion of each entry of ``model_names`` (model key -> registered name),
-    begins a run, scores (:func:`score_book`, drift included) and writes the worklist,
-    explanations and drift atomically. On any exception the run is marked ``failed`` (the
-    previous worklist for that ``as_of`` stays current) and the exception is re-raised.
+    Loads the champion of each entry of ``model_names`` (model key -> registered name;
+    ``NoChampionError`` if one is missing), then :func:`score_into_store`.
+    """
+    t0 = time.perf_counter()
+    models = load_champions(tracking_uri=tracking_uri, model_names=model_names)
+    return score_into_store(
+        book, as_of=as_of, models=models, store_url=store_url, export_dir=export_dir,
+        table_budget_mb=table_budget_mb, policy=policy,
+        timings={"load_models": time.perf_counter() - t0},
+    )
+
+
+def score_into_store(
+    book: Book,
+    *,
+    as_of: date | pd.Timestamp,
+    models: Mapping[str, ScoringModel],
+    store_url: str,
+    export_dir: str | Path | None,
+    table_budget_mb: int = 512,
+    policy: ActionPolicy = DEFAULT_POLICY,
+    timings: Mapping[str, float] | None = None,
+) -> RunRecord:
+    """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
+
+    On any exception the run is marked ``failed`` (the previous worklist for that ``as_of``
+    stays current) and the exception is re-raised. The returned record's ``timings`` hold
+    the scoring stages, the store's own figures, ``write`` and ``total`` (seconds).
     """
     from features import FEATURE_SET_VERSION
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()
-    models = load_champions(tracking_uri=tracking_uri, model_names=model_names)
-    t_load = time.perf_counter() - t0
     day = pd.Timestamp(as_of).date()
     versions = {k: str(getattr(m, "version", "") or "") for k, m in models.items()}
     store = WorklistStore(store_url, export_dir=Path(export_dir) if export_dir else None)
@@ -449,7 +471,7 @@ def run_scoring(
             )
             meta = {**result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION}
-            meta["timings"] = {"load_models": t_load, **result.meta["timings"]}
+            meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
             t_write = time.perf_counter()
             record = store.write_run(
                 run_id,
@@ -463,9 +485,9 @@ def run_scoring(
             with contextlib.suppress(Exception):
                 store.fail_run(run_id, message=f"{type(exc).__name__}: {exc}")
             raise
-        record = replace(record, timings={**record.timings,
-                                          "write": time.perf_counter() - t_write,
-                                          "total": time.perf_counter() - t0})
-        return record
+        total = time.perf_counter() - t0 + sum((timings or {}).values())
+        return replace(record, timings={**record.timings,
+                                        "write": time.perf_counter() - t_write,
+                                        "total": total})
     finally:
         store.close()

@@ -9,7 +9,6 @@ import pytest
 from serving import actions as A
 from serving.worklist import format_worklist
 
-
 # ------------------------------------------------------------------------- actions
 
 
@@ -253,38 +252,27 @@ def test_accounts_never_seen_in_training_are_scored(book, models) -> None:
 # ------------------------------------------------------------------------- runs in the store
 
 
-@pytest.fixture(scope="module")
-def registry(models, tmp_path_factory):
-    from models.registry import default_tracking_uri, log_and_register
-
-    uri = default_tracking_uri(tmp_path_factory.mktemp("mlflow"))
-    names = {"early_warning": "t-early-warning", "persistence": "t-persistence"}
-    for key, model in models.items():
-        log_and_register(model, tracking_uri=uri, registered_name=names[key])
-    return uri, names
-
-
-def test_run_scoring_writes_a_run_and_fails_cleanly(book, registry, tmp_path, monkeypatch):
+def test_score_into_store_writes_a_run_and_fails_cleanly(book, models, tmp_path, monkeypatch):
     from serving import score as S
     from serving.store import WorklistStore
 
-    uri, names = registry
     url = f"sqlite:///{tmp_path / 'worklist.db'}"
-    kwargs = dict(as_of=AS_OF.date(), tracking_uri=uri, store_url=url,
-                  export_dir=tmp_path / "exports", model_names=names)
-    record = S.run_scoring(book, **kwargs)
+    kwargs = dict(as_of=AS_OF.date(), models=models, store_url=url,
+                  export_dir=tmp_path / "exports")
+    record = S.score_into_store(book, **kwargs)
     assert record.status == "succeeded" and record.n_scored > 0
-    assert record.early_warning_version and record.persistence_version
+    assert {"features", "explain", "write", "total"} <= set(record.timings)
     with WorklistStore(url) as store:
         first = store.read_worklist(as_of=AS_OF.date())
     assert len(first) == record.n_scored and first["rank"].iloc[0] == 1
+    assert (tmp_path / "exports").exists()
 
     def boom(*args, **kwargs):
         raise RuntimeError("injected failure while explaining")
 
     monkeypatch.setattr(S, "reason_codes", boom)
     with pytest.raises(RuntimeError, match="injected failure"):
-        S.run_scoring(book, **kwargs)
+        S.score_into_store(book, **kwargs)
     with WorklistStore(url) as store:
         runs = store.list_runs()
         after = store.read_worklist(as_of=AS_OF.date())
@@ -293,11 +281,38 @@ def test_run_scoring_writes_a_run_and_fails_cleanly(book, registry, tmp_path, mo
     pd.testing.assert_frame_equal(after, first)  # the previous worklist is intact
 
 
-def test_no_champion_is_a_clear_error(book, tmp_path) -> None:
-    from models.registry import NoChampionError, default_tracking_uri
+@pytest.mark.slow
+def test_run_scoring_loads_the_champions(book, models, tmp_path) -> None:
+    from models.registry import default_tracking_uri, log_and_register
+    from serving.score import run_scoring
+    from serving.store import WorklistStore
+
+    uri = default_tracking_uri(tmp_path / "mlflow")
+    names = {"early_warning": "t-early-warning", "persistence": "t-persistence"}
+    for key, model in models.items():
+        log_and_register(model, tracking_uri=uri, registered_name=names[key])
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    record = run_scoring(book, as_of=AS_OF.date(), tracking_uri=uri, store_url=url,
+                         export_dir=None, model_names=names)
+    assert record.status == "succeeded"
+    assert record.early_warning_version == "1" and record.persistence_version == "1"
+    with WorklistStore(url) as store:
+        assert len(store.read_worklist(as_of=AS_OF.date(), top=5)) == 5
+
+
+def test_no_champion_is_a_clear_error(book, tmp_path, monkeypatch) -> None:
+    import models.registry as registry
     from serving.score import run_scoring
 
-    with pytest.raises(NoChampionError, match="no champion model: run `delinq train` first"):
-        run_scoring(book, as_of=AS_OF.date(), tracking_uri=default_tracking_uri(tmp_path),
+    def no_champion(*, tracking_uri: str, registered_name: str, alias: str = "champion"):
+        raise registry.NoChampionError(f"no champion model for '{registered_name}'")
+
+    # The registry's own test covers a real empty MLflow store (slow to create); here the
+    # point is the message scoring gives and that nothing is written.
+    monkeypatch.setattr(registry, "load_model", no_champion)
+    with pytest.raises(registry.NoChampionError,
+                       match="no champion model: run `delinq train` first"):
+        run_scoring(book, as_of=AS_OF.date(), tracking_uri="sqlite:///unused.db",
                     store_url=f"sqlite:///{tmp_path / 'w.db'}", export_dir=None,
                     model_names={"early_warning": "nope", "persistence": "nope2"})
+    assert not (tmp_path / "w.db").exists()
