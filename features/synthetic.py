@@ -123,7 +123,7 @@ def _chunks(
 
 def _to_pandas(table: str, tbl: pa.Table) -> pd.DataFrame:
     # Strings are large_string already, so they pass to pandas' ``str`` without a copy.
-    df = tbl.to_pandas(split_blocks=True)
+    df = tbl.to_pandas(split_blocks=True, self_destruct=True)
     if table == "invoices":
         df["terms_days"] = df["terms_days"].astype("Int64")
     for col in df.columns:

@@ -342,3 +342,14 @@ def test_risk_is_learnable_but_noisy(story: tuple[Book, pd.DataFrame, pd.DataFra
     auc = roc_auc_score(test["y"], model.predict_proba(test[x])[:, 1])
     assert 0.72 < auc < 0.93, auc
     assert 0.08 < test["y"].mean() < 0.4
+
+
+def test_bench_run_reports_rows_time_and_memory(tmp_path: Path) -> None:
+    from bench.generate import run
+
+    result = run(200, str(tmp_path / "book"), str(tmp_path / "gen.json"), baseline_accounts=50)
+    assert json.loads((tmp_path / "gen.json").read_text()) == result
+    assert result["rows"]["accounts"] == 200 and result["rows"]["invoices"] > 0
+    assert result["peak_rss_mb"] > 0 and result["seconds"] > 0
+    assert result["baseline"]["accounts"] == 50 and result["speedup_vs_baseline"] > 0
+    assert (tmp_path / "book" / "invoices.parquet").exists()
