@@ -1,22 +1,26 @@
 """Reason codes: SHAP values turned into sentences with the account's own numbers.
 
-:data:`TEMPLATES` is the one table mapping every model feature to a sentence template.
-Templates use ``str.format`` fields naming feature columns (``{v}`` is the feature itself)
-with a *format* after the colon: ``int`` (rounded count), ``abs`` (rounded absolute value),
-``money`` (currency, thousands separators), ``pct`` (a 0-1 share as percent), ``dec``
-(one decimal), ``str`` (as is). Optional ``variants`` pick another sentence by the value
-(e.g. "paid 3 days early" when the mean lateness is negative), ``if_missing`` is the
-sentence when the value is missing (None: the feature is skipped and the next reason is
-used) and ``detail`` is appended when its extra fields are present (e.g. which invoice).
+:data:`TEMPLATES` (in ``serving._reason_table``) is the one table mapping every model
+feature to a sentence template. Templates use ``str.format`` fields naming feature columns
+(``{v}`` is the feature itself, ``{count}`` a share turned into a count) with a *format*
+after the colon: ``int``, ``money`` (currency, thousands separators), ``pct`` (a 0-1 share
+as percent), ``dec``/``absdec`` (one decimal), ``days`` ("1 day", "12 days"), ``span``
+("45 days", "7 months", "2.5 years"), ``invoices``/``disputes`` (count with the noun),
+``str``. ``variants`` pick another sentence by the value (e.g. "paid 3 days early" when the
+mean lateness is negative), ``if_missing`` is the sentence when the value is missing (None:
+the feature is skipped and the next reason is used) and ``detail`` is appended when its
+fields are present (e.g. which invoice: "(INV-123, $1,200 open)").
 
 Per account (:func:`reason_codes`): the three features with the largest positive SHAP
 (risk-raising) and the one with the most negative SHAP (mitigating). For ``delinquent`` and
-``late`` accounts the reasons always state the delinquency facts: if the oldest-DPD fact is
-not among the three, it takes the last risk slot.
+``late`` accounts the reasons always state the delinquency fact (how many days past due,
+which invoice, how much is open): if the oldest-DPD reason is not among the three, it takes
+the first free risk slot or replaces the third.
 
-Vectorised: the top-k choice is a numpy ``argpartition`` over the SHAP matrix; sentences
-are rendered per feature (one pass over the accounts whose reason it is), numbers are
-formatted only for the chosen (account, feature) pairs and joined with Arrow kernels.
+Vectorised for 1M accounts: the top-k choice is a numpy ``argpartition`` over the SHAP
+matrix; sentences are rendered per feature (one pass over the accounts whose reason it is),
+numbers are formatted with numpy arithmetic and Arrow string kernels only for the chosen
+(account, feature) pairs, and ``reasons_json`` is assembled with the same kernels.
 """
 
 from __future__ import annotations

@@ -140,3 +140,63 @@ def test_decimal_format_matches_python(values: list[float]) -> None:
     got = R._fmt_dec(np.array(values), "").to_pylist()
     for g, v in zip(got, values, strict=True):
         assert float(g) == pytest.approx(v, abs=0.051)
+
+
+# ------------------------------------------------------------------ the real feature table
+
+
+def test_every_feature_has_a_template() -> None:
+    from features import feature_names
+
+    assert R.missing_templates(feature_names()) == []
+    assert R.missing_templates(["open_balance", "not_a_feature"]) == ["not_a_feature"]
+
+
+def _real_frame(names: list[str]) -> pd.DataFrame:
+    frame = pd.DataFrame({f: [3.0, np.nan, 0.0, -4.0] for f in names})
+    for c in ("account_segment", "account_region"):
+        if c in frame:
+            frame[c] = pd.Categorical(["smb", None, "smb", "smb"])
+    frame["oldest_invoice_id"] = pd.Series(["INV-7", "INV-8", None, "INV-9"], dtype="str")
+    frame["oldest_invoice_open"] = [1234.6, 10.0, 5.0, 7.0]
+    return frame
+
+
+def test_every_template_renders_values_and_missing_values() -> None:
+    from features import feature_names
+
+    names = feature_names()
+    frame = _real_frame(names)
+    for j, feature in enumerate(names):
+        shap = np.zeros((len(frame), len(names)))
+        shap[:, j] = 1.0
+        out = R.reason_codes(frame, shap, names)
+        texts = out["reason_1"].tolist()
+        assert isinstance(texts[0], str) and texts[0], feature
+        if feature not in ("account_segment", "account_region"):
+            assert "3" in texts[0], (feature, texts[0])  # the account's own value
+        else:
+            assert texts[0].endswith("smb")
+        # Missing value: the template's sentence for it, or skipped (no reason at all).
+        if R.TEMPLATES[feature].if_missing is None:
+            assert pd.isna(texts[1]), (feature, texts[1])
+        else:
+            assert texts[1] == R.TEMPLATES[feature].if_missing
+        for text in (t for t in texts if isinstance(t, str)):
+            assert "nan" not in text and "None" not in text and "--" not in text, text
+            assert "{" not in text, text
+
+
+def test_fact_sentence_names_the_invoice() -> None:
+    from features import feature_names
+
+    names = feature_names()
+    frame = _real_frame(names)
+    frame["oldest_dpd"] = [47.0, 5.0, 0.0, -12.0]
+    shap = np.zeros((len(frame), len(names)))
+    shap[:, names.index("oldest_dpd")] = 1.0
+    out = R.reason_codes(frame, shap, names)
+    assert out.loc[0, "reason_1"] == "oldest open invoice is 47 days past due (INV-7, $1,235 open)"
+    assert out.loc[2, "reason_1"] == "oldest open invoice falls due today"
+    assert out.loc[3, "reason_1"].startswith("nothing is past due; the oldest open invoice is "
+                                             "due in 12 days (INV-9")
