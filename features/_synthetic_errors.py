@@ -13,6 +13,7 @@ keeps the clean one.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from typing import Final
 
 import numpy as np
@@ -56,15 +57,19 @@ class Samples:
         """Keep a random few clean invoice and payment rows of one chunk (text schema)."""
         for name in ("invoices", "payments"):
             n = tables[name].num_rows
-            k = min(n, int(np.ceil(3 * self.rate * n)) + 50)
+            k = min(n, int(np.ceil(self.rate * n)) + 50)
             idx = np.sort(self.rng.choice(n, size=k, replace=False)) if n else np.zeros(0, int)
             self.parts[name].append(tables[name].take(pa.array(idx, type=pa.int64())))
             if name == "invoices":
                 self.inv_days.append(np.stack([issue[idx], due[idx]], axis=1))
 
 
-def _strs(days: np.ndarray) -> list[str]:
-    return sa.date_strings(np.asarray(days, dtype=np.int64)).to_pylist()
+_ORDINAL_1970: Final = date(1970, 1, 1).toordinal()
+
+
+def _iso(day: int | np.integer) -> str:
+    """``YYYY-MM-DD`` of an epoch day number."""
+    return date.fromordinal(_ORDINAL_1970 + int(day)).isoformat()
 
 
 def injected_tables(
@@ -101,7 +106,8 @@ def injected_tables(
     def invoice_rows(rule: str, k: int) -> list[dict]:
         if rule == "duplicate_id":
             return copy(inv_pool, dup_rows[:k])
-        rows = copy(inv_pool, refs(k))
+        src = refs(k)
+        rows = copy(inv_pool, src)
         for j, row in enumerate(rows):
             row["invoice_id"] = inv_id()
             if rule == "missing_value":
@@ -113,8 +119,7 @@ def injected_tables(
             elif rule == "non_positive_amount":
                 row["amount"] = "0.00" if j % 2 == 0 else "-" + row["amount"]
             elif rule == "due_before_issue":
-                issue = np.datetime64(row["issue_date"]).astype(np.int64)
-                row["due_date"] = _strs([issue - 1 - j % 30])[0]
+                row["due_date"] = _iso(days[src[j], 0] - 1 - j % 30)
                 row["terms_days"] = None
         return rows
 
@@ -122,13 +127,15 @@ def injected_tables(
         if rule == "duplicate_id":
             return copy(pay_pool, rng.choice(len(pay_pool["payment_id"]), size=k, replace=False))
         src = refs(k)
+        # A plausible part payment: 0.01 up to half the invoice, in cents.
+        half = np.array([round(float(inv_pool["amount"][i]) * 50) for i in src], dtype=np.int64)
+        all_cents = rng.integers(1, 1 + np.maximum(half, 1))
         rows = []
         for j, i in enumerate(src):
-            issue = days[i, 0]
-            cents = max(1, int(rng.integers(1, 1 + round(float(inv_pool["amount"][i]) * 50))))
+            issue, cents = days[i, 0], int(all_cents[j])
             rows.append({
                 "invoice_id": inv_pool["invoice_id"][i],
-                "payment_date": _strs([issue + j % 30])[0],
+                "payment_date": _iso(issue + j % 30),
                 "amount": f"{cents // 100}.{cents % 100:02d}",
                 "payment_id": f"P{next(fresh_pay):0{widths.payment}d}",
                 "account_id": inv_pool["account_id"][i],
@@ -146,7 +153,7 @@ def injected_tables(
             elif rule == "unknown_invoice":
                 row["invoice_id"] = unknown_ids.pop()
             elif rule == "payment_before_issue":
-                row["payment_date"] = _strs([issue - 1 - j % 30])[0]
+                row["payment_date"] = _iso(issue - 1 - j % 30)
         return rows
 
     def account_rows(rule: str, k: int) -> list[dict]:
@@ -162,7 +169,7 @@ def injected_tables(
         for j, i in enumerate(refs(k)):
             issue = days[i, 0]
             row = {"invoice_id": inv_pool["invoice_id"][i],
-                   "opened_date": _strs([issue + j % 20])[0],
+                   "opened_date": _iso(issue + j % 20),
                    "resolved_date": None, "reason": "pricing"}
             if rule == "missing_value":
                 row[("invoice_id", "opened_date")[j % 2]] = None
@@ -171,10 +178,11 @@ def injected_tables(
             elif rule == "unknown_invoice":
                 row["invoice_id"] = unknown_ids.pop()
             elif rule == "dispute_before_issue":
-                row["opened_date"] = _strs([issue - 1 - j % 30])[0]
+                row["opened_date"] = _iso(issue - 1 - j % 30)
             elif rule == "resolved_before_opened":
                 opened = issue + 20 + j % 10
-                row["opened_date"], row["resolved_date"] = _strs([opened, opened - 1 - j % 15])
+                row["opened_date"] = _iso(opened)
+                row["resolved_date"] = _iso(opened - 1 - j % 15)
             rows.append(row)
         return rows
 
