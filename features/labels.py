@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features import _pit_prep
-from features._pit_kernels import _day_number, _pay_state
+from features._pit_kernels import _day_number, _pay_state, run_chunked
 from features._pit_prep import NONE, Prepared
 from features.book import Book
 from features.pit import CLEAR_SLACK, to_day
@@ -40,7 +40,7 @@ LABEL_COLUMNS = ("account_id", "as_of", "model", "y", "label_resolved_date", "ce
                  "delinquent_amount")
 
 
-@nb.njit(cache=True, inline="always")
+@nb.njit(cache=True)
 def _full_clear(i, end, amount, pay_ptr, pay_day, pay_amt):
     """Clear day of invoice ``i`` from all payments before ``end`` (NONE if not cleared)."""
     paid = 0.0
@@ -54,76 +54,82 @@ def _full_clear(i, end, amount, pay_ptr, pay_day, pay_amt):
     return NONE
 
 
-@nb.njit(cache=True, parallel=True)
-def _labels(as_of, end, dpd_limit, persist, acc_ptr, issue, due, amount, pay_ptr, pay_day,
-            pay_amt):
+@nb.njit(cache=True)
+def _account_label(a, as_of, end, dpd_limit, check, acc_ptr, issue, due, amount, pay_ptr,
+                   pay_day, pay_amt):
+    """(model code or -1 if not scored, y or NaN, resolved day or NONE, bad dollars)."""
+    lo, hi = acc_ptr[a], acc_ptr[a + 1]
+    oldest = NONE
+    for i in range(lo, hi):
+        if issue[i] < as_of:
+            clear = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)[1]
+            if clear == NONE and as_of - due[i] > oldest:
+                oldest = as_of - due[i]
+    if oldest == NONE:
+        return -1, np.nan, NONE, np.nan
+    early = oldest < dpd_limit
+    model = 0 if early else 1
+    any_bad = False
+    all_good = True
+    first_cross = np.int64(1) << 40
+    last_clear = NONE
+    amt_bad = 0.0
+    for i in range(lo, hi):
+        if issue[i] >= as_of:
+            continue
+        paid, clear, _, _ = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)
+        if clear != NONE:
+            continue
+        rest = amount[i] - paid
+        f = _full_clear(i, end, amount, pay_ptr, pay_day, pay_amt)
+        if f != NONE and f > last_clear:
+            last_clear = f
+        if early:
+            c = due[i] + dpd_limit
+            if f != NONE and f < c:
+                continue
+            all_good = False
+            if f != NONE or c <= end:  # crossed unpaid (known once day c is in the data)
+                any_bad = True
+                amt_bad += rest
+                if c < first_cross:
+                    first_cross = c
+        else:
+            if f != NONE and f < check:
+                continue
+            all_good = False
+            if check - due[i] >= dpd_limit:
+                any_bad = True
+                amt_bad += rest
+    if early and any_bad:
+        return model, 1.0, first_cross, amt_bad
+    if all_good:
+        return model, 0.0, last_clear, 0.0
+    if not early and check <= end:
+        return model, (1.0 if any_bad else 0.0), check, amt_bad
+    return model, np.nan, NONE, np.nan
+
+
+@nb.njit(cache=True, nogil=True)
+def _labels_range(start, stop, model, y, resolved, bad_amt, as_of, end, dpd_limit, check,
+                  acc_ptr, issue, due, amount, pay_ptr, pay_day, pay_amt):
+    for a in range(start, stop):
+        m, ya, r, b = _account_label(a, as_of, end, dpd_limit, check, acc_ptr, issue, due,
+                                     amount, pay_ptr, pay_day, pay_amt)
+        model[a] = m
+        y[a] = ya
+        resolved[a] = r
+        bad_amt[a] = b
+
+
+def _labels(as_of, end, dpd_limit, persist, acc_ptr, *arrays):
     n_acc = len(acc_ptr) - 1
     model = np.full(n_acc, -1, np.int8)
     y = np.full(n_acc, np.nan)
     resolved = np.full(n_acc, NONE, np.int64)
     bad_amt = np.full(n_acc, np.nan)
-    check = as_of + persist
-    for a in nb.prange(n_acc):
-        lo, hi = acc_ptr[a], acc_ptr[a + 1]
-        oldest = NONE
-        for i in range(lo, hi):
-            if issue[i] < as_of:
-                clear = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)[1]
-                if clear == NONE and as_of - due[i] > oldest:
-                    oldest = as_of - due[i]
-        if oldest == NONE:
-            continue
-        early = oldest < dpd_limit
-        model[a] = 0 if early else 1
-        any_bad = False
-        all_good = True
-        first_cross = np.int64(1) << 40
-        last_clear = NONE
-        amt_bad = 0.0
-        for i in range(lo, hi):
-            if issue[i] >= as_of:
-                continue
-            paid, clear, _, _ = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)
-            if clear != NONE:
-                continue
-            rest = amount[i] - paid
-            f = _full_clear(i, end, amount, pay_ptr, pay_day, pay_amt)
-            if f != NONE and f > last_clear:
-                last_clear = f
-            if early:
-                c = due[i] + dpd_limit
-                if f != NONE and f < c:
-                    continue
-                all_good = False
-                if f != NONE or c <= end:
-                    any_bad = True
-                    amt_bad += rest
-                    if c < first_cross:
-                        first_cross = c
-            else:
-                if f != NONE and f < check:
-                    continue
-                all_good = False
-                if check - due[i] >= dpd_limit:
-                    any_bad = True
-                    amt_bad += rest
-        if early:
-            if any_bad:
-                y[a] = 1.0
-                resolved[a] = first_cross
-                bad_amt[a] = amt_bad
-            elif all_good:
-                y[a] = 0.0
-                resolved[a] = last_clear
-                bad_amt[a] = 0.0
-        elif all_good:
-            y[a] = 0.0
-            resolved[a] = last_clear
-            bad_amt[a] = 0.0
-        elif check <= end:
-            y[a] = 1.0 if any_bad else 0.0
-            resolved[a] = check
-            bad_amt[a] = amt_bad if any_bad else 0.0
+    run_chunked(_labels_range, n_acc, model, y, resolved, bad_amt, as_of, end, dpd_limit,
+                as_of + persist, acc_ptr, *arrays)
     return model, y, resolved, bad_amt
 
 
