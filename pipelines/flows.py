@@ -346,11 +346,8 @@ def score_task(
     finally:
         store.close()
     seconds = time.perf_counter() - t0
-    flagged = drift[drift["flag"] != "ok"]
-    flags = [f"PSI {r.flag}: {r.model} {r.feature} = {r.psi:.3f}"
-             for r in flagged.itertuples(index=False)]
-    progress(f"  {record.n_scored or 0:,} accounts scored, {len(flagged)} drift flag(s) "
-             f"({seconds:.1f} s)")
+    flags = drift_flags(drift)
+    progress(f"  {record.n_scored or 0:,} accounts scored; drift: {flags[0]} ({seconds:.1f} s)")
     summary = {
         "run_id": record.run_id,
         "status": record.status,
@@ -363,6 +360,18 @@ def score_task(
     }
     return {"as_of": as_of, "record": summary, "flags": flags,
             "top": worklist_table(top, top=TOP_ROWS), "seconds": seconds}
+
+
+def drift_flags(drift: Any, *, top: int = 10) -> list[str]:
+    """Drift lines for the summary: counts of PSI flags (``watch`` >= 0.1, ``alert`` >= 0.25)
+    over all (model, feature) rows, then the ``top`` largest flagged PSIs."""
+    flagged = drift[drift["flag"] != "ok"].sort_values("psi", ascending=False)
+    counts = flagged["flag"].value_counts()
+    lines = [f"{int(counts.get('alert', 0))} alert, {int(counts.get('watch', 0))} watch "
+             f"of {len(drift)} PSI checks"]
+    lines += [f"PSI {r.flag}: {r.model} {r.feature} = {r.psi:.3f}"
+              for r in flagged.head(top).itertuples(index=False)]
+    return lines
 
 
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

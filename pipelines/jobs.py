@@ -189,7 +189,7 @@ def _print_results(settings: Settings, result: dict[str, Any], log_file: Path, e
     as_of = result["score"]["as_of"]
     store = WorklistStore(settings.resolved_store_url)
     frame = store.read_worklist(as_of=date.fromisoformat(as_of), top=10)
-    n = result["score"]["record"].get("n_accounts")
+    n = result["score"]["record"].get("n_scored")
     echo("")
     echo(f"Worklist as of {as_of}: top 10" + (f" of {n:,} accounts" if n else ""))
     echo(format_worklist(frame, top=10))

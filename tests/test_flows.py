@@ -3,7 +3,8 @@
 Pure helpers are tested directly. Flows run against Prefect's test harness (a temporary
 server and database, one per session) on a small synthetic book with throw-away stores
 under ``tmp_path``; the main job is checked at small size: worklist rows in the store, a
-champion in MLflow, artifacts on the flow run.
+champion in MLflow, artifacts on the flow run. Tests that train models are marked ``slow``
+(about a minute of CPU on 2 cores); CI runs them.
 """
 
 from __future__ import annotations
@@ -167,6 +168,7 @@ def _artifacts(key: str) -> list:
         )
 
 
+@pytest.mark.slow
 def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> None:
     from models.registry import load_model
     from serving.store import WorklistStore
@@ -188,6 +190,7 @@ def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> Non
     assert worklist["account_id"].iloc[0] in text
 
 
+@pytest.mark.slow
 def test_main_job_publishes_artifacts(main_job) -> None:
     result, _, _ = main_job
     assert result["artifacts"] == ["main-job-summary", "main-job-worklist"]
@@ -199,6 +202,7 @@ def test_main_job_publishes_artifacts(main_job) -> None:
     assert rows[0]["rank"] == 1
 
 
+@pytest.mark.slow
 def test_nightly_and_run_folder_reuse_the_champion(main_job) -> None:
     from pipelines.flows import nightly_score, run_folder_flow
     from serving.store import WorklistStore
@@ -217,25 +221,57 @@ def test_nightly_and_run_folder_reuse_the_champion(main_job) -> None:
     assert again["score"]["as_of"] == result["score"]["as_of"]
 
 
-def test_ingest_flow_quarantines_and_user_errors_are_not_retried(prefect_server, tmp_path):
+def test_ingest_stage_quarantines_and_stages_the_book(tmp_path: Path) -> None:
+    """The ingest task's body without a server: bad rows counted, the staged book exact."""
     from features.synthetic import write_book_folder
-    from features.validation import DataContractError
-    from pipelines.flows import ingest_flow, read_staged_book
+    from features.validation import DataContractError, validate_folder
+    from pipelines.flows import ingest_task, read_staged_book
 
     src = tmp_path / "src"
     write_book_folder(50, src, seed=1, error_rate=0.02, fmt="csv")
     injected = json.loads((src / "_injected_errors.json").read_text())
-    params = settings_params(load_settings(data_dir=tmp_path / "state"))
-    out = ingest_flow(source=str(src), settings=params)
+    # A tiny book: a few injected rows are a large share of its small tables.
+    out = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5)
     assert out["quarantined"] == sum(n for t in injected.values() for n in t.values())
-    book = read_staged_book(out["staged"])
-    assert len(book.invoices) == out["invoices"]
-    assert book.last_date.date().isoformat() == out["last_date"]
+    staged = read_staged_book(out["staged"])
+    expected = validate_folder(src, max_bad_share=0.5).book
+    for table in ("invoices", "payments", "accounts", "disputes"):
+        pd.testing.assert_frame_equal(getattr(staged, table), getattr(expected, table))
+    assert staged.last_date.date().isoformat() == out["last_date"]
+    assert (src / "_quarantine").is_dir()
+    # A second ingest replaces the staged folder whole (no leftovers of the first).
+    write_book_folder(20, src, seed=2, fmt="csv")
+    again = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5)
+    assert again["accounts"] == 20 and len(read_staged_book(again["staged"]).accounts) == 20
 
     empty = tmp_path / "empty"
     empty.mkdir()
     with pytest.raises(DataContractError, match="missing_file"):
-        ingest_flow(source=str(empty), settings=params)
+        ingest_task.fn(str(empty), str(tmp_path / "staged2"), 0.05)
+
+
+@pytest.mark.slow
+def test_ingest_flow_user_error_fails_once_without_retry(prefect_server, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from features.validation import DataContractError
+    from pipelines.flows import ingest_flow
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    params = settings_params(load_settings(data_dir=tmp_path / "state"))
+    name = f"ingest-empty-{tmp_path.name}"
+    with pytest.raises(DataContractError, match="missing_file"):
+        ingest_flow.with_options(flow_run_name=name)(source=str(empty), settings=params)
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+        )
+        (task_run,) = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[name])))
+    assert run.state.is_failed()
+    assert task_run.run_count == 1  # a user error is not retried
 
 
 @pytest.mark.slow
