@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 
 from features.book import TABLES, Book
@@ -23,6 +24,8 @@ from features.rules import DataContractError
 _SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
 
 Format = Literal["parquet", "csv"]
+Engine = Literal["pandas", "polars"]
+Frame = pd.DataFrame | pl.DataFrame
 
 
 def _table_files(path: Path) -> dict[str, list[Path]]:
@@ -37,14 +40,18 @@ def _table_files(path: Path) -> dict[str, list[Path]]:
     return found
 
 
-def read_table(file: str | Path) -> pd.DataFrame:
+def read_table(file: str | Path, *, engine: Engine = "pandas") -> Frame:
     """Read one CSV (all cells as strings, UTF-8) or Parquet (stored types) table.
 
     A zero-byte CSV gives a frame without columns (validation reports ``empty_file``).
     Raises :class:`DataContractError` ``bad_encoding`` for a CSV that is not UTF-8.
+    ``engine="polars"`` returns a polars frame with the same cells (validation uses it:
+    several times faster on large folders, no pandas copy of the raw strings).
     """
     file = Path(file)
     kind = next(k for s, k in _SUFFIXES.items() if file.name.endswith(s))
+    if engine == "polars":
+        return _read_polars(file, kind)
     if kind == "parquet":
         try:
             return pd.read_parquet(file)
@@ -64,7 +71,26 @@ def read_table(file: str | Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def read_folder(path: str | Path) -> dict[str, tuple[Path, pd.DataFrame]]:
+def _read_polars(file: Path, kind: str) -> pl.DataFrame:
+    try:
+        if kind == "parquet":
+            return pl.read_parquet(file)
+        # Strings only, empty cells stay "" (never null), like the pandas reader.
+        return pl.read_csv(file, infer_schema=False, empty_string_is_null=False)
+    except pl.exceptions.NoDataError:
+        return pl.DataFrame()
+    except pl.exceptions.ComputeError as exc:
+        if kind == "csv" and "utf-8" in str(exc).lower():
+            detail = "is not valid UTF-8; re-save it as UTF-8"
+            raise DataContractError(file.name, None, "bad_encoding", detail) from exc
+        raise DataContractError(file.name, None, "empty_file", f"is unreadable ({exc})") from exc
+    except (OSError, pa.ArrowException) as exc:
+        raise DataContractError(file.name, None, "empty_file", f"is unreadable ({exc})") from exc
+
+
+def read_folder(
+    path: str | Path, *, engine: Engine = "pandas"
+) -> dict[str, tuple[Path, Frame]]:
     """Raw tables of a data folder by contract name: ``{table: (file, frame)}``.
 
     Only tables present are returned (a missing invoices file is reported by validation).
@@ -81,7 +107,7 @@ def read_folder(path: str | Path) -> dict[str, tuple[Path, pd.DataFrame]]:
             raise DataContractError(
                 files[0].name, None, "ambiguous_file", f"table {table} is given twice ({names})"
             )
-        out[table] = (files[0], read_table(files[0]))
+        out[table] = (files[0], read_table(files[0], engine=engine))
     return out
 
 

@@ -32,6 +32,7 @@ from typing import Final
 
 import polars as pl
 
+from features._keys import first_occurrence, lookup
 from features.book import DATE_DTYPE, REQUIRED, columns_of
 
 RULES: Final = (
@@ -109,41 +110,58 @@ def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
 def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
     """Add parsed ``__v_<col>`` columns; return the frame and per-column flag expressions.
 
-    Flags: ``missing:<col>`` (empty or null) and ``bad:<col>`` (present but unparseable).
+    Flags: ``missing:<col>`` (empty or null) and ``bad:<col>`` (present but unparseable),
+    materialised as boolean columns so the rule chains read them instead of recomputing.
     String columns are parsed; already-typed columns (Parquet) are only cast, which is cheap.
     """
-    exprs: list[pl.Expr] = []
-    flags: dict[str, pl.Expr] = {}
-    for col, dtype in columns_of(table).items():
-        if col not in frame.columns:
-            continue
-        kind, src_type, src = _kind(dtype), frame.schema[col], pl.col(col)
-        text = _text(src, src_type)
-        missing = text.is_null() | (text == "")
+    present = {c: d for c, d in columns_of(table).items() if c in frame.columns}
+    # Pass 1: stripped text of every column that needs parsing or is text.
+    texts = {}
+    for col in present:
+        src_type = frame.schema[col]
+        if not (src_type.is_temporal() or src_type.is_numeric()) or _kind(present[col]) == "text":
+            texts[f"__t_{col}"] = _text(pl.col(col), src_type)
+    frame = frame.with_columns(**texts)
+    # Pass 2: parsed values.  Pass 3: flags, reading the materialised values.
+    values, flags = [], {}
+    for col, dtype in present.items():
+        kind, typed = _kind(dtype), f"__t_{col}" not in texts
+        src, text, val = pl.col(col), pl.col(f"__t_{col}"), pl.col(value(col))
+        empty = text.is_null() | (text == "") if not typed else src.is_null()
         bad = pl.lit(False)
         if kind == "text":
-            parsed = pl.when(missing).then(None).otherwise(text)
+            parsed = pl.when(text == "").then(None).otherwise(text)
+            missing = val.is_null()
         elif kind == "date":
-            if src_type.is_temporal():
-                parsed, missing = src.cast(pl.Date), src.is_null()
-            else:
-                parsed = text.str.strptime(pl.Date, "%Y-%m-%d", strict=False)
-                bad = ~missing & parsed.is_null()
+            parsed = src.cast(pl.Date) if typed else text.str.strptime(
+                pl.Date, "%Y-%m-%d", strict=False)
+            missing = empty
+            if not typed:
+                bad = ~missing & val.is_null()
         else:
-            if src_type.is_numeric():
-                parsed = src.cast(pl.Float64)
-                missing = parsed.is_null() | parsed.is_nan()
-                bad = parsed.is_infinite()
+            parsed = src.cast(pl.Float64) if typed else text.cast(pl.Float64, strict=False)
+            if typed:
+                missing = val.is_null() | val.is_nan()
+                bad = val.is_infinite()
             else:
-                parsed = text.cast(pl.Float64, strict=False)
-                bad = ~missing & (parsed.is_null() | ~parsed.is_finite())
+                missing = empty
+                bad = ~missing & (val.is_null() | ~val.is_finite())
             if kind == "int":
-                bad = bad | (~missing & (parsed != parsed.round(0)))
-                parsed = pl.when(missing | bad).then(None).otherwise(parsed).cast(pl.Int64)
-        exprs.append(parsed.alias(value(col)))
-        flags[f"missing:{col}"] = missing
-        flags[f"bad:{col}"] = bad
-    return frame.with_columns(exprs), flags
+                bad = bad | (~missing & (val != val.round(0)))
+        values.append(parsed.alias(value(col)))
+        flags[f"__m_{col}"] = missing
+        flags[f"__b_{col}"] = bad
+    frame = frame.with_columns(values).with_columns(**flags).drop(list(texts))
+    ints = [value(c) for c, d in present.items() if _kind(d) == "int"]
+    if ints:  # whole numbers only; the rest is flagged above
+        frame = frame.with_columns(
+            pl.when(pl.col(f"__b_{c[4:]}") | pl.col(f"__m_{c[4:]}")).then(None)
+            .otherwise(pl.col(c)).cast(pl.Int64).alias(c)
+            for c in ints
+        )
+    names = {f"missing:{c}": pl.col(f"__m_{c}") for c in present}
+    names |= {f"bad:{c}": pl.col(f"__b_{c}") for c in present}
+    return frame, names
 
 
 def code(rule: str) -> int:
@@ -186,16 +204,19 @@ def _chain(checks: list[tuple[str, pl.Expr, pl.Expr | int]]) -> tuple[pl.Expr, p
 def assign(frame: pl.DataFrame, checks: list[tuple[str, pl.Expr, pl.Expr | int]]) -> pl.DataFrame:
     """Give rows that broke no earlier rule the first of ``checks`` they fail.
 
-    ``checks`` are ``(rule, failing condition, column code)`` in rule order. Rows are
-    untouched (cheaply) when no check fails.
+    ``checks`` are ``(rule, failing condition, column code)`` in rule order. Conditions are
+    materialised once (polars would evaluate them once per when/then branch otherwise).
     """
-    rule, col = _chain(checks)
+    conds = {f"__c{i}": cond for i, (_, cond, _) in enumerate(checks)}
+    frame = frame.with_columns(**conds)
+    named = [(rule, pl.col(f"__c{i}"), col) for i, (rule, _, col) in enumerate(checks)]
+    rule, col = _chain(named)
     frame = frame.with_columns(rule.alias("__new_rule"), col.alias("__new_col"))
     hit = (pl.col(RULE) == 0) & (pl.col("__new_rule") > 0)
     return frame.with_columns(
         pl.when(hit).then(pl.col("__new_rule")).otherwise(pl.col(RULE)).alias(RULE),
         pl.when(hit).then(pl.col("__new_col")).otherwise(pl.col(COLUMN)).alias(COLUMN),
-    ).drop("__new_rule", "__new_col")
+    ).drop("__new_rule", "__new_col", *conds)
 
 
 def row_local_rules(frame: pl.DataFrame, table: str) -> pl.DataFrame:
@@ -222,30 +243,33 @@ def row_local_rules(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     frame = frame.with_columns(rule.alias(RULE), col.alias(COLUMN))
     id_col = ID_COLUMN.get(table)
     if id_col and value(id_col) in frame.columns:
-        idv = pl.col(value(id_col))
-        alive = pl.col(RULE) == 0
+        alive = frame.get_column(RULE) == 0
         # Only rows still alive compete for "first occurrence" (others are masked to null,
         # which never counts); an empty optional id (payment_id) is never a duplicate.
-        all_alive = bool(frame.select(alive.all()).item())
-        ids = idv if all_alive else pl.when(alive).then(idv)
-        dup = alive & idv.is_not_null() & ~ids.is_first_distinct()
-        frame = assign(frame, [("duplicate_id", dup, column_code(table, id_col))])
+        ids = frame.get_column(value(id_col))
+        if not alive.all():
+            ids = frame.select(pl.when(alive).then(ids.name)).to_series()
+        dup = alive & ids.is_not_null() & ~first_occurrence(ids)
+        frame = assign(frame, [("duplicate_id", pl.lit(dup), column_code(table, id_col))])
     return frame
 
 
 def child_rules(frame: pl.DataFrame, table: str, invoices: pl.DataFrame) -> pl.DataFrame:
     """Rules of payments/disputes that need their invoice (``invoices`` after its rules)."""
     inv_id, issue = value("invoice_id"), value("issue_date")
-    kept = invoices.filter(pl.col(RULE) == 0).select(
-        pl.col(inv_id),
-        pl.col(issue).alias("__parent_issue"),
-        pl.col(value("account_id")).alias("__parent_account"),
+    kept = invoices.filter(pl.col(RULE) == 0)
+    at = lookup(frame.get_column(inv_id), kept.get_column(inv_id))
+    frame = frame.with_columns(
+        kept.get_column(issue).gather(at).alias("__parent_issue"),
+        kept.get_column(value("account_id")).gather(at).alias("__parent_account"),
     )
-    dropped = invoices.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())
-    dropped_ids = dropped.get_column(inv_id).unique().implode()
-    frame = frame.join(kept, on=inv_id, how="left", maintain_order="left")
     found = pl.col("__parent_issue").is_not_null()
-    quarantined_parent = ~found & pl.col(inv_id).is_in(dropped_ids)
+    dropped = invoices.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())
+    if dropped.height:
+        dropped_ids = dropped.get_column(inv_id).unique().implode()
+        quarantined_parent = ~found & pl.col(inv_id).is_in(dropped_ids)
+    else:
+        quarantined_parent = pl.lit(False)
     ref = column_code(table, "invoice_id")
     checks: list[tuple[str, pl.Expr, pl.Expr | int]] = [
         ("unknown_invoice", ~found & ~quarantined_parent, ref),

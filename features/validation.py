@@ -24,6 +24,7 @@ import polars as pl
 import pyarrow as pa
 
 from features import rules as R
+from features._keys import first_occurrence
 from features.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
 from features.rules import RULES, DataContractError
 
@@ -87,13 +88,15 @@ class ValidationResult:
 
 
 def validate_tables(
-    raw: Mapping[str, pd.DataFrame],
+    raw: Mapping[str, pd.DataFrame | pl.DataFrame],
     *,
     sources: Mapping[str, str] | None = None,
     max_bad_share: float = 0.05,
 ) -> ValidationResult:
     """Validate raw contract tables (by table name) and return the Book plus quarantine.
 
+    Tables are pandas frames (polars frames are accepted too) as read: strings, or typed
+    columns (Parquet) that skip parsing.
     ``sources`` maps table names to the file names used in error messages (default: the
     table name). ``max_bad_share`` (0-1) is the largest tolerated share of bad rows per
     table; rows quarantined only because their invoice was (``parent_quarantined``) are
@@ -119,7 +122,7 @@ def validate_folder(
     from features.io import read_folder  # local: io imports this package's errors
 
     path = Path(path)
-    found = read_folder(path)
+    found = read_folder(path, engine="polars")
     raw = {t: frame for t, (_, frame) in found.items()}
     sources = {t: file.name for t, (file, _) in found.items()}
     qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
@@ -155,7 +158,7 @@ def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path
 # --------------------------------------------------------------------------- internals
 
 
-def _check_files(raw: Mapping[str, pd.DataFrame], sources: dict[str, str]) -> None:
+def _check_files(raw: Mapping[str, pd.DataFrame | pl.DataFrame], sources: dict[str, str]) -> None:
     """Whole-file checks that need no row parsing; raise the first violation."""
     if "invoices" not in raw:
         raise DataContractError(
@@ -171,21 +174,33 @@ def _check_files(raw: Mapping[str, pd.DataFrame], sources: dict[str, str]) -> No
         for col in REQUIRED[table]:
             if col not in frame.columns:
                 raise DataContractError(name, col, "missing_column", "is required but missing")
-    inv = raw["invoices"]
-    if "currency" in inv.columns:
-        cur = pl.from_pandas(inv[["currency"]].astype("str")).get_column("currency")
-        found = cur.str.strip_chars().str.to_uppercase().drop_nulls().unique().sort()
-        found = found.filter(found != "")
-        if len(found) > 1:
-            shown = ", ".join(found.head(5).to_list())
-            raise DataContractError(
-                sources.get("invoices", "invoices"), "currency", "mixed_currency",
-                f"has {len(found)} currencies ({shown}) and no exchange rate",
-            )
 
 
-def _to_polars(frame: pd.DataFrame) -> pl.DataFrame:
+def _check_currency(invoices: pl.DataFrame, name: str) -> None:
+    """``mixed_currency`` when invoices hold more than one currency (case/space-insensitive).
+
+    The common single-currency case costs one linear comparison, no hashing.
+    """
+    if "currency" not in invoices.columns:
+        return
+    cur = invoices.get_column("currency").cast(pl.String)
+    present = cur.filter(cur.is_not_null() & (cur != ""))
+    if present.is_empty() or (present == present[0]).all():
+        return
+    found = present.str.strip_chars().str.to_uppercase()
+    found = found.filter(found != "").unique().sort()
+    if len(found) > 1:
+        shown = ", ".join(found.head(5).to_list())
+        raise DataContractError(
+            name, "currency", "mixed_currency",
+            f"has {len(found)} currencies ({shown}) and no exchange rate",
+        )
+
+
+def _to_polars(frame: pd.DataFrame | pl.DataFrame) -> pl.DataFrame:
     """The raw frame in polars (zero-copy for Arrow-backed and numeric columns)."""
+    if isinstance(frame, pl.DataFrame):
+        return frame.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
     fixed = {
         c: frame[c].astype("str")
         for c in frame.columns
@@ -268,9 +283,10 @@ def _to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
 
 def _book(kept: dict[str, pl.DataFrame]) -> Book:
     """The Book of the kept tables; accounts seen only in invoices get bare rows."""
-    inv = kept["invoices"]
+    ids = kept["invoices"].get_column("account_id")
+    # Canonical invoices are sorted by account_id, so distinct accounts are where it changes.
+    seen = ids.filter(first_occurrence(ids)).to_frame()
     accounts = kept.get("accounts")
-    seen = inv.select(pl.col("account_id").unique())
     if accounts is not None:
         seen = seen.join(accounts.select("account_id"), on="account_id", how="anti")
         accounts = pl.concat([accounts, seen], how="diagonal_relaxed")
@@ -284,13 +300,14 @@ def _book(kept: dict[str, pl.DataFrame]) -> Book:
 
 
 def _validate(
-    raw: Mapping[str, pd.DataFrame], sources: dict[str, str], max_bad_share: float
+    raw: Mapping[str, pd.DataFrame | pl.DataFrame], sources: dict[str, str], max_bad_share: float
 ) -> tuple[ValidationResult, DataContractError | None]:
     _check_files(raw, sources)
+    polars_raw = {t: _to_polars(raw[t]) for t in TABLES if t in raw}
+    _check_currency(polars_raw["invoices"], sources.get("invoices", "invoices"))
     frames: dict[str, pl.DataFrame] = {}
-    for table in TABLES:
-        if table in raw:
-            frames[table] = R.row_local_rules(_to_polars(raw[table]), table)
+    for table, frame in polars_raw.items():
+        frames[table] = R.row_local_rules(frame, table)
     for table in ("payments", "disputes"):
         if table in frames:
             frames[table] = R.child_rules(frames[table], table, frames["invoices"])

@@ -6,10 +6,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from features._keys import first_occurrence, lookup
 from features.book import TABLES, Book
 from features.io import read_folder, write_book, write_tables
 from features.rules import RULES
@@ -440,3 +442,37 @@ def test_synthetic_errors_are_quarantined_exactly(tmp_path) -> None:
     for table, per_rule in injected.items():
         for rule in RULES:
             assert summary.loc[table, rule] == per_rule.get(rule, 0), (table, rule)
+
+
+# ------------------------------------------------------------------ fast key helpers
+
+
+@settings(max_examples=40, deadline=None)
+@given(keys=st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "ab", ""])),
+                     max_size=30),
+       sort=st.booleans())
+def test_first_occurrence_matches_polars(keys: list[str | None], sort: bool) -> None:
+    series = pl.Series(sorted(keys, key=lambda k: (k is None, k or "")) if sort else keys,
+                       dtype=pl.String)
+    got = first_occurrence(series)
+    expected = series.is_first_distinct() | series.is_null()
+    assert got.to_list() == expected.to_list()
+
+
+@settings(max_examples=40, deadline=None)
+@given(table=st.lists(st.text("abc", max_size=3), unique=True, max_size=12),
+       keys=st.lists(st.one_of(st.none(), st.text("abc", max_size=3)), max_size=20))
+def test_lookup_matches_a_join(table: list[str], keys: list[str | None]) -> None:
+    got = lookup(pl.Series(keys, dtype=pl.String), pl.Series(table, dtype=pl.String))
+    expected = [table.index(k) if k in table else None for k in keys]
+    assert got.to_list() == expected
+
+
+def test_lookup_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Force every string to the same hash: results must still be exact.
+    monkeypatch.setattr(pl.Series, "hash", lambda self, seed=0: pl.Series(
+        np.zeros(len(self), dtype=np.uint64)))
+    table = pl.Series(["x", "y", "z"])
+    assert lookup(pl.Series(["z", "q", None, "x"]), table).to_list() == [2, None, None, 0]
+    assert first_occurrence(pl.Series(["b", "a", "b", "c", "a"])).to_list() == [
+        True, True, False, True, False]
