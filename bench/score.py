@@ -142,6 +142,8 @@ def run(
             "peak_rss_mb": round(peak, 1),
             "rss_before_scoring_mb": round(rss_before, 1),
             "stages_s": {k: round(float(v), 3) for k, v in record.timings.items()},
+            "stages_cpu_s": {k: round(float(v), 3)
+                             for k, v in record.meta.get("cpu_timings", {}).items()},
             "explain_reasons_rows_per_s": round(ours_rate, 1),
             "baseline": base,
             "speedup_explain_reasons": round(ours_rate / base["rows_per_s"], 1),
@@ -174,6 +176,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"end to end: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
           f"peak RSS {r['peak_rss_mb']:.0f} MB (target for 1M: < {TARGET_SECONDS:.0f} s)")
     print("stages (s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items()))
+    print("stages (CPU s): " + ", ".join(f"{k} {v:.2f}" for k, v in r["stages_cpu_s"].items()))
     b = r["baseline"]
     print(f"explain+reasons: {r['explain_reasons_rows_per_s']:,.0f} accounts/s vs baseline "
           f"(pred_contrib + per-row loop, {b['rows']:,} rows) {b['rows_per_s']:,.0f}/s: "

@@ -316,3 +316,19 @@ def test_no_champion_is_a_clear_error(book, tmp_path, monkeypatch) -> None:
                     store_url=f"sqlite:///{tmp_path / 'w.db'}", export_dir=None,
                     model_names={"early_warning": "nope", "persistence": "nope2"})
     assert not (tmp_path / "w.db").exists()
+
+
+def test_oldest_open_invoice_facts_agree_with_features(book) -> None:
+    from features import build_features
+    from serving.score import oldest_open_invoices
+
+    feats = build_features(book, as_of=AS_OF.date()).set_index("account_id")
+    facts = oldest_open_invoices(book, as_of=AS_OF.date()).set_index("account_id")
+    assert sorted(facts.index) == sorted(feats.index)
+    inv = book.invoices.set_index("invoice_id")
+    due = inv.loc[facts["oldest_invoice_id"], "due_date"].to_numpy()
+    dpd = (AS_OF.to_datetime64() - due).astype("timedelta64[D]").astype(float)
+    np.testing.assert_array_equal(dpd, feats.loc[facts.index, "oldest_dpd"].to_numpy())
+    assert (facts["oldest_invoice_open"] > 0.01).all()
+    assert (facts["oldest_invoice_open"]
+            <= feats.loc[facts.index, "largest_open_amount"] + 1e-9).all()
