@@ -116,10 +116,19 @@ def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[s
     """
     present = {c: d for c, d in columns_of(table).items() if c in frame.columns}
     # Pass 1: stripped text of every column that needs parsing or is text.
-    texts = {}
+    texts, plain = {}, set()
     for col in present:
         src_type = frame.schema[col]
-        if not (src_type.is_temporal() or src_type.is_numeric()) or _kind(present[col]) == "text":
+        if _kind(present[col]) == "text" and col not in REQUIRED[table] and (
+            src_type == pl.String
+        ):
+            # Optional text is kept as written (no strip: saves a copy of every string);
+            # only blanks become missing.
+            plain.add(col)
+            texts[f"__t_{col}"] = pl.col(col)
+        elif not (src_type.is_temporal() or src_type.is_numeric()) or (
+            _kind(present[col]) == "text"
+        ):
             texts[f"__t_{col}"] = _text(pl.col(col), src_type)
     frame = frame.with_columns(**texts)
     # Pass 2: parsed values.  Pass 3: flags, reading the materialised values.
@@ -130,7 +139,9 @@ def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[s
         empty = text.is_null() | (text == "") if not typed else src.is_null()
         bad = pl.lit(False)
         if kind == "text":
-            parsed = pl.when(text == "").then(None).otherwise(text)
+            blank = text == "" if col not in plain else text.str.strip_chars() == ""
+            has_blank = bool(frame.select(blank.any()).item())
+            parsed = pl.when(blank).then(None).otherwise(text) if has_blank else text
             missing = val.is_null()
         elif kind == "date":
             parsed = src.cast(pl.Date) if typed else text.str.strptime(

@@ -37,7 +37,8 @@ __all__ = [
     "write_quarantine",
 ]
 
-# Canonical row order of each Book table (ties broken by every other contract column).
+# Canonical row order of each Book table (invoice and account ids are unique once
+# validated; payments and disputes break ties on every other contract column).
 _SORT_KEYS = {
     "invoices": ["account_id", "issue_date", "invoice_id"],
     "payments": ["invoice_id", "payment_date", "amount", "payment_id"],
@@ -257,7 +258,8 @@ def _canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
     out = kept.select(*[values[c].alias(c) for c in ordered],
                       *[pl.col(c).cast(pl.String) for c in extras])
     keys = [k for k in _SORT_KEYS[table] if k in out.columns]
-    keys += [c for c in ordered if c not in keys]
+    if table in ("payments", "disputes"):  # no unique id: every column breaks ties
+        keys += [c for c in ordered if c not in keys]
     if not _is_sorted(out, keys):
         out = out.sort(keys, nulls_last=True, maintain_order=True)
     return out
