@@ -169,7 +169,7 @@ def shap_blocks(
     tree_leaf_ptr, fb_leaf_val, fb_leaf_slot_ptr, fb_slot_feat, fb_slot_z,
     fb_leaf_path_ptr, fb_path_node, fb_path_dir, fb_path_slot, max_nodes, max_slots,
 ):
-    """SHAP values of all rows of X (n, p) into out (n, p); rows in blocks, trees inside."""
+    """SHAP values of all rows of X (n, p) into out[:, :p]; rows in blocks, trees inside."""
     n, p = X.shape
     n_trees = tree_node_ptr.shape[0] - 1
     n_blocks = (n + block - 1) // block
@@ -199,42 +199,38 @@ def shap_blocks(
                     xt[node_feat[nd]], R, node_mode[nd], node_thr[nd], cat_words,
                     node_cat_ptr[nd], node_cat_ptr[nd + 1], bits[nd - n0],
                 )
-            g0 = tree_grp_ptr[t]
-            g1 = tree_grp_ptr[t + 1]
-            if g1 > g0:
-                for g in range(g0, g1):
+            for g in range(tree_grp_ptr[t], tree_grp_ptr[t + 1]):
+                for r in range(R):
+                    idx[r] = 0
+                j0 = grp_bit_ptr[g]
+                for j in range(j0, grp_bit_ptr[g + 1]):
+                    brow = bits[grp_bits[j]]
+                    pos = j - j0
                     for r in range(R):
-                        idx[r] = 0
-                    j0 = grp_bit_ptr[g]
-                    for j in range(j0, grp_bit_ptr[g + 1]):
-                        brow = bits[grp_bits[j]]
-                        pos = j - j0
-                        for r in range(R):
-                            idx[r] |= np.int64(brow[r]) << pos
-                    nc = 1 << grp_b[g]
-                    base = grp_off[g]
-                    for j in range(grp_col_ptr[g], grp_col_ptr[g + 1]):
-                        arow = acc[grp_cols[j]]
-                        for r in range(R):
-                            arow[r] += tables[base + idx[r]]
-                        base += nc
-            else:
-                l0 = tree_leaf_ptr[t]
-                l1 = tree_leaf_ptr[t + 1]
-                for lf in range(l0, l1):
-                    s0 = fb_leaf_slot_ptr[lf]
-                    d = fb_leaf_slot_ptr[lf + 1] - s0
-                    w = shapley_weights(d)
-                    zz = fb_slot_z[s0 : s0 + d]
+                        idx[r] |= np.int64(brow[r]) << pos
+                nc = 1 << grp_b[g]
+                base = grp_off[g]
+                for j in range(grp_col_ptr[g], grp_col_ptr[g + 1]):
+                    arow = acc[grp_cols[j]]
                     for r in range(R):
-                        for k in range(d):
-                            ones[k] = 1
-                        for j in range(fb_leaf_path_ptr[lf], fb_leaf_path_ptr[lf + 1]):
-                            if bits[fb_path_node[j], r] != fb_path_dir[j]:
-                                ones[fb_path_slot[j]] = 0
-                        leaf_phi(fb_leaf_val[lf], zz, ones, d, w, q, pp, phi)
-                        for k in range(d):
-                            acc[fb_slot_feat[s0 + k], r] += phi[k]
+                        arow[r] += tables[base + idx[r]]
+                    base += nc
+            l0 = tree_leaf_ptr[t]
+            l1 = tree_leaf_ptr[t + 1]
+            for lf in range(l0, l1):
+                s0 = fb_leaf_slot_ptr[lf]
+                d = fb_leaf_slot_ptr[lf + 1] - s0
+                w = shapley_weights(d)
+                zz = fb_slot_z[s0 : s0 + d]
+                for r in range(R):
+                    for k in range(d):
+                        ones[k] = 1
+                    for j in range(fb_leaf_path_ptr[lf], fb_leaf_path_ptr[lf + 1]):
+                        if bits[fb_path_node[j], r] != fb_path_dir[j]:
+                            ones[fb_path_slot[j]] = 0
+                    leaf_phi(fb_leaf_val[lf], zz, ones, d, w, q, pp, phi)
+                    for k in range(d):
+                        acc[fb_slot_feat[s0 + k], r] += phi[k]
         for r in range(R):
             for f in range(p):
                 out[r0 + r, f] = acc[f, r]

@@ -5,13 +5,16 @@ nodes numbered by LightGBM's ``split_index``); then either
 
 * a *table tree*: its leaves are partitioned into groups (a subtree plus the path above
   it); each group gets one table indexed by the raw decision bits of its nodes, or
-* a *fallback tree* (table too large for the remaining memory budget, or a leaf deeper
-  than ``MAX_LEAF_BITS``): per-leaf exact evaluation, O(leaves x depth^2) per row.
+* a *fallback tree* (its tables do not fit the remaining memory budget): per-leaf exact
+  evaluation, O(leaves x depth^2) per row.
+
+Leaves deeper than ``MAX_LEAF_BITS`` never get a table (it would hold 2^depth rows); they
+are evaluated directly like the leaves of a fallback tree, the rest of the tree still uses
+tables.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,7 +22,7 @@ import numpy as np
 from models import _treeshap_kernels as K
 
 MAX_GROUP_BITS = 8  # decision bits of a merged (multi-leaf) group table
-MAX_LEAF_BITS = 16  # deepest leaf that may get a table of its own (2^16 x 16 doubles = 8 MB)
+MAX_LEAF_BITS = 12  # deepest leaf that may get a table of its own (2^12 x 12 doubles = 384 KB)
 MEM_WEIGHT = 1.5 / 4096  # estimated per-row cost of one table double (cache refills)
 
 
@@ -157,11 +160,12 @@ class Group:
         return len(self.bits)
 
 
-def plan_groups(tree: ParsedTree, max_group_bits: int = MAX_GROUP_BITS) -> list[Group] | None:
-    """Partition leaves into groups minimising estimated per-row work; None if a leaf is
-    too deep for any table."""
-    if max(len(p) for p in tree.leaf_path) > MAX_LEAF_BITS:
-        return None
+def plan_groups(
+    tree: ParsedTree, max_group_bits: int = MAX_GROUP_BITS
+) -> tuple[list[Group], list[int]]:
+    """Partition the leaves into table groups minimising estimated per-row work, plus the
+    leaves too deep for a table (evaluated directly)."""
+    direct = [lf for lf, p in enumerate(tree.leaf_path) if len(p) > MAX_LEAF_BITS]
     feat, _, _, left, right = tree.lists()
     # path (internal nodes from the root) to every internal node, parents before children
     node_path: dict[int, list[int]] = {0: []}
@@ -181,6 +185,7 @@ def plan_groups(tree: ParsedTree, max_group_bits: int = MAX_GROUP_BITS) -> list[
     best: dict[int, tuple[float, list[Group]]] = {}
     sub_ints: dict[int, list[int]] = {}
     sub_leaves: dict[int, list[int]] = {}
+    has_direct: set[int] = set()  # subtrees holding a leaf too deep for a table
     for nd in reversed(order):  # children before parents
         parts: list[Group] = []
         split_cost = 0.0
@@ -191,22 +196,28 @@ def plan_groups(tree: ParsedTree, max_group_bits: int = MAX_GROUP_BITS) -> list[
                 sc, sg = best[c]
                 ints += sub_ints[c]
                 lvs += sub_leaves[c]
+                if c in has_direct:
+                    has_direct.add(nd)
             else:
                 lbits = [i for i, _ in tree.leaf_path[~c]]
-                sc, sg = cost(lbits), [Group(lbits, [~c])]
-                lvs.append(~c)
+                if len(lbits) > MAX_LEAF_BITS:  # evaluated directly, never in a group
+                    sc, sg = 4.0 * len(lbits) ** 2, []
+                    has_direct.add(nd)
+                else:
+                    sc, sg = cost(lbits), [Group(lbits, [~c])]
+                    lvs.append(~c)
             split_cost += sc
             parts.extend(sg)
         sub_ints[nd] = ints
         sub_leaves[nd] = lvs
         bits = node_path[nd] + ints
-        if len(bits) <= max_group_bits:
+        if len(bits) <= max_group_bits and nd not in has_direct:
             gc = cost(bits)
             if gc <= split_cost:
                 best[nd] = (gc, [Group(bits, lvs)])
                 continue
         best[nd] = (split_cost, parts)
-    return best[0][1]
+    return best[0][1], direct
 
 
 def group_cols(tree: ParsedTree, g: Group) -> list[int]:
@@ -231,6 +242,7 @@ class Model:
     max_nodes: int
     max_slots: int
     n_fallback_trees: int
+    n_direct_leaves: int
     table_bytes: int
     expected_value: float
 
@@ -243,11 +255,8 @@ def build_model(
     trees: list[ParsedTree], table_budget_bytes: int, max_group_bits: int = MAX_GROUP_BITS
 ) -> Model:
     """Choose table vs fallback per tree under the budget, then precompute all tables."""
-    plans = [plan_groups(t, max_group_bits) if t.n_internal > 0 else [] for t in trees]
-    sizes = [
-        group_bytes(t, p) if p is not None else math.inf
-        for t, p in zip(trees, plans, strict=True)
-    ]
+    plans = [plan_groups(t, max_group_bits) if t.n_internal > 0 else ([], []) for t in trees]
+    sizes = [group_bytes(t, p[0]) for t, p in zip(trees, plans, strict=True)]
     # cheapest tables first, so the budget covers as many trees as possible
     used = 0
     use_table = [False] * len(trees)
@@ -303,9 +312,12 @@ def build_model(
             node_cat_ptr.append(len(cat_words))
         tree_node_ptr.append(len(node_feat))
         max_nodes = max(max_nodes, t.n_internal)
-        if t.n_internal > 0 and tab:
-            assert plan is not None
-            for g in plan:
+        groups, direct = plan
+        if t.n_internal > 0 and not tab:
+            n_fallback += 1
+            groups, direct = [], list(range(len(t.leaf_value)))
+        if t.n_internal > 0:
+            for g in groups:
                 cols = group_cols(t, g)
                 bitpos = {nd: i for i, nd in enumerate(g.bits)}
                 grp_bits.extend(g.bits)
@@ -327,9 +339,7 @@ def build_model(
                         g_path_slot.append(s)
                     g_leaf_path_ptr.append(len(g_path_bit))
                 grp_leaf_ptr.append(len(g_leaf_val))
-        elif t.n_internal > 0:
-            n_fallback += 1
-            for lf in range(len(t.leaf_value)):
+            for lf in direct:
                 feats, zs, slots = leaf_slots(t, lf)
                 fb_leaf_val.append(float(t.leaf_value[lf]))
                 fb_slot_feat.extend(feats)
@@ -380,6 +390,6 @@ def build_model(
         "fb_path_slot": _i64(fb_path_slot),
     }
     return Model(
-        arrays, max_nodes, max_slots, n_fallback, int(tables.nbytes),
+        arrays, max_nodes, max_slots, n_fallback, len(fb_leaf_val), int(tables.nbytes),
         float(sum(t.expected_value for t in trees)),
     )

@@ -18,6 +18,7 @@ import warnings
 from typing import Any
 
 import lightgbm
+import numba
 import numpy as np
 import pandas as pd
 
@@ -95,8 +96,9 @@ class TreeExplainer:
     """Exact TreeSHAP values of a LightGBM model's raw score.
 
     Attributes: ``expected_value`` (base value, raw-score units), ``n_fallback_trees``
-    (trees evaluated without tables), ``precompute_seconds`` (dump parse + tables),
-    ``table_bytes``.
+    (trees evaluated without tables because of ``table_budget_mb``), ``n_direct_leaves``
+    (leaves evaluated without a table: those of fallback trees and leaves too deep for
+    one), ``precompute_seconds`` (dump parse + tables), ``table_bytes``.
     """
 
     expected_value: float
@@ -129,11 +131,13 @@ class TreeExplainer:
             self._model: T.Model | None = None
             self.expected_value = float(sum(t.expected_value for t in trees))
             self.n_fallback_trees = self.n_trees
+            self.n_direct_leaves = 0
             self.table_bytes = 0
         else:
             self._model = T.build_model(trees, int(table_budget_mb) * 1024 * 1024)
             self.expected_value = self._model.expected_value
             self.n_fallback_trees = self._model.n_fallback_trees
+            self.n_direct_leaves = self._model.n_direct_leaves
             self.table_bytes = self._model.table_bytes
         self.precompute_seconds = time.perf_counter() - t0
 
@@ -147,20 +151,30 @@ class TreeExplainer:
             return self.contributions(X)[:, :-1]
         arr = _to_float64(X, self._pandas_categorical, self.n_features)
         out = np.empty_like(arr)
-        if arr.shape[0] == 0:
-            return out
-        m = self._model
-        a = m.arrays
-        K.shap_blocks(
-            arr, out, _BLOCK_ROWS,
-            a["tree_node_ptr"], a["node_feat"], a["node_thr"], a["node_mode"],
-            a["node_cat_ptr"], a["cat_words"], a["tree_grp_ptr"], a["grp_bit_ptr"],
-            a["grp_bits"], a["grp_col_ptr"], a["grp_cols"], a["grp_off"], a["grp_b"],
-            a["tables"], a["tree_leaf_ptr"], a["fb_leaf_val"], a["fb_leaf_slot_ptr"],
-            a["fb_slot_feat"], a["fb_slot_z"], a["fb_leaf_path_ptr"], a["fb_path_node"],
-            a["fb_path_dir"], a["fb_path_slot"], m.max_nodes, m.max_slots,
-        )
+        self._phi_into(arr, out)
         return out
+
+    def _phi_into(self, arr: np.ndarray, out: np.ndarray) -> None:
+        """Write SHAP values of ``arr`` (n, p) into ``out[:, :p]`` (``out`` C-contiguous)."""
+        m = self._model
+        assert m is not None
+        if arr.shape[0] == 0:
+            return
+        a = m.arrays
+        # enough blocks to keep every thread busy on small inputs
+        block = max(64, min(_BLOCK_ROWS, -(-arr.shape[0] // (2 * numba.get_num_threads()))))
+        # chunk size 1 = dynamic scheduling of blocks: on a shared machine a descheduled
+        # thread does not leave the other one idle at the end.
+        with numba.parallel_chunksize(1):
+            K.shap_blocks(
+                arr, out, block,
+                a["tree_node_ptr"], a["node_feat"], a["node_thr"], a["node_mode"],
+                a["node_cat_ptr"], a["cat_words"], a["tree_grp_ptr"], a["grp_bit_ptr"],
+                a["grp_bits"], a["grp_col_ptr"], a["grp_cols"], a["grp_off"], a["grp_b"],
+                a["tables"], a["tree_leaf_ptr"], a["fb_leaf_val"], a["fb_leaf_slot_ptr"],
+                a["fb_slot_feat"], a["fb_slot_z"], a["fb_leaf_path_ptr"], a["fb_path_node"],
+                a["fb_path_dir"], a["fb_path_slot"], m.max_nodes, m.max_slots,
+            )
 
     def contributions(self, X: np.ndarray | pd.DataFrame) -> np.ndarray:
         """Same layout as ``pred_contrib``: (n_rows, n_features + 1), last = expected value."""
@@ -173,8 +187,8 @@ class TreeExplainer:
                 raise NotImplementedError(
                     f"SHAP values for linear-tree models are unavailable: {err}"
                 ) from err
-        phi = self.shap_values(X)
-        out = np.empty((phi.shape[0], phi.shape[1] + 1))
-        out[:, :-1] = phi
+        arr = _to_float64(X, self._pandas_categorical, self.n_features)
+        out = np.empty((arr.shape[0], arr.shape[1] + 1))
+        self._phi_into(arr, out)
         out[:, -1] = self.expected_value
         return out

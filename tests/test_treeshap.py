@@ -147,6 +147,21 @@ def test_tiny_budget_forces_fallback_and_stays_exact():
         _assert_exact(booster, X[:400], ex)
 
 
+def test_leaves_too_deep_for_a_table_are_evaluated_directly(monkeypatch):
+    from models import _treeshap_tables
+
+    X, y = _data(11, 1500, 5, 0.1, 0.1)
+    booster = lgb.train(
+        dict(objective="binary", num_leaves=40, max_depth=-1, min_data_in_leaf=3, verbose=-1),
+        lgb.Dataset(X, y), 10,
+    )
+    monkeypatch.setattr(_treeshap_tables, "MAX_LEAF_BITS", 3)
+    ex = TreeExplainer(booster)
+    assert ex.n_fallback_trees == 0
+    assert 0 < ex.n_direct_leaves < sum(t["num_leaves"] for t in booster.dump_model()["tree_info"])
+    _assert_exact(booster, X[:400], ex)
+
+
 def test_linear_tree_falls_back_to_pred_contrib_with_one_warning():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(500, 3))
@@ -215,3 +230,26 @@ def test_input_does_not_get_mutated_and_empty_input():
     assert ex.shap_values(X[:0]).shape == (0, 3)
     with pytest.raises(ValueError, match="columns"):
         ex.shap_values(X[:, :2])
+
+
+def test_model_on_synthetic_book_matches_pred_contrib():
+    from features.synthetic import generate_book
+    from features.training_set import as_of_grid, build_training_set
+    from models.train import categorical_levels, feature_matrix, resolve_feature_names
+
+    book = generate_book(300, seed=4)
+    dates = as_of_grid(book, freq="monthly")[-8:]
+    ts = build_training_set(book, as_of_dates=dates)
+    ts = ts[~ts["censored"] & ts["y"].notna()]
+    names = resolve_feature_names(ts)
+    x = feature_matrix(ts, names, categorical_levels(ts, names))
+    booster = lgb.train(
+        dict(objective="binary", num_leaves=15, verbose=-1, min_data_in_leaf=10, seed=0),
+        lgb.Dataset(x, ts["y"].astype(int).to_numpy()), 30,
+    )
+    ex = TreeExplainer(booster)
+    ours = ex.contributions(x)
+    np.testing.assert_allclose(ours, booster.predict(x, pred_contrib=True), rtol=0, atol=TOL)
+    np.testing.assert_allclose(
+        ours.sum(axis=1), booster.predict(x, raw_score=True), rtol=0, atol=TOL
+    )
