@@ -244,8 +244,9 @@ def _children(ids: pd.Series, inv_ids: pd.Series, rank: np.ndarray, day: np.ndar
         sel = None
     pos = rank[pos] if rank is not None else pos
     d = day if sel is None else day[sel]
-    span = int(d.max() - d.min()) if len(d) else 0
-    key = pos * np.int64(2**22) + (d - d.min()) if span < 2**22 else None
+    dmin = d.min() if len(d) else 0
+    span = int(d.max() - dmin) if len(d) else 0
+    key = pos * np.int64(2**22) + (d - dmin) if span < 2**22 else None
     if key is not None and _is_sorted(key):
         order = sel
     else:

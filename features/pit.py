@@ -107,10 +107,17 @@ CATEGORICAL: Final = ("account_segment", "account_region")
 FEATURE_COLUMNS: Final = tuple(FEATURE_SPEC)
 NUMERIC_COLUMNS: Final = tuple(c for c in FEATURE_COLUMNS if c not in CATEGORICAL)
 
-FEATURE_SET_VERSION: Final[str] = hashlib.sha256(
-    json.dumps({"manual": _MANUAL_VERSION, "spec": FEATURE_SPEC, "slack": CLEAR_SLACK,
-                "segments": [0, 29, 89]}, sort_keys=False).encode()
-).hexdigest()[:12]
+
+
+def feature_set_version(spec: dict[str, str] | None = None) -> str:
+    """Short hash of the feature definitions (name -> text, in order), the clear tolerance,
+    the segment boundaries and a manual version: changes whenever a definition does."""
+    payload = {"manual": _MANUAL_VERSION, "spec": FEATURE_SPEC if spec is None else spec,
+               "slack": CLEAR_SLACK, "segments": [0, 29, 89]}
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:12]
+
+
+FEATURE_SET_VERSION: Final[str] = feature_set_version()
 
 
 def feature_names() -> list[str]:

@@ -1,0 +1,121 @@
+"""Seeded tiny-book factories shared by the tests.
+
+``make_book`` takes readable tuples (dates as ISO strings or day offsets from ``BASE``)::
+
+    book = make_book(
+        # invoice_id, account_id, issue_date, due_date, amount
+        invoices=[("I1", "A1", "2024-01-01", "2024-01-31", 100.0)],
+        # invoice_id, payment_date, amount
+        payments=[("I1", "2024-02-05", 100.0)],
+        # invoice_id, opened_date, resolved_date (None = unresolved)
+        disputes=[("I1", "2024-01-10", None)],
+        # account_id, segment, region, credit_limit, created_date (trailing fields optional)
+        accounts=[("A1", "small", "emea", 500.0, "2020-01-01")],
+    )
+
+``random_book(seed, ...)`` draws a small random book (partial payments, payments on any day,
+disputes, missing optional attributes) and ``books()`` is the hypothesis strategy over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from hypothesis import strategies as st
+
+from features.book import Book
+
+BASE = pd.Timestamp("2024-01-01")
+
+DateLike = str | int | date | pd.Timestamp | None
+
+
+def day(d: DateLike) -> pd.Timestamp | None:
+    """A date from an ISO string, a date, or an int offset in days from ``BASE``."""
+    if d is None:
+        return None
+    if isinstance(d, int | np.integer):
+        return BASE + pd.Timedelta(days=int(d))
+    return pd.Timestamp(d)
+
+
+def make_book(
+    invoices: Sequence[tuple],
+    payments: Sequence[tuple] = (),
+    disputes: Sequence[tuple] = (),
+    accounts: Sequence[tuple] = (),
+) -> Book:
+    """A Book from tuples (see module docstring); accounts may be given partially."""
+    inv = pd.DataFrame(
+        [(i, a, day(s), day(d), float(x)) for i, a, s, d, x in invoices],
+        columns=["invoice_id", "account_id", "issue_date", "due_date", "amount"],
+    )
+    pay = pd.DataFrame([(i, day(d), float(x)) for i, d, x in payments],
+                       columns=["invoice_id", "payment_date", "amount"])
+    dis = pd.DataFrame([(i, day(o), day(r)) for i, o, r in disputes],
+                       columns=["invoice_id", "opened_date", "resolved_date"])
+    cols = ["account_id", "segment", "region", "credit_limit", "created_date"]
+    acc = pd.DataFrame([tuple(t) + (None,) * (5 - len(t)) for t in accounts], columns=cols)
+    acc["credit_limit"] = acc["credit_limit"].astype("float64")
+    acc["created_date"] = pd.to_datetime(acc["created_date"].map(day))
+    return Book.from_frames(inv, pay, acc, dis)
+
+
+def random_book(seed: int, *, n_accounts: int = 4, n_invoices: int = 12, span: int = 120,
+                ) -> Book:
+    """A small random book over ``span`` days from ``BASE``: terms 0-45 days, amounts in
+    cents, 0-3 payments per invoice (some partial, some never completed, some overpaid),
+    disputes on ~25% of invoices, optional account attributes often missing."""
+    rng = np.random.default_rng(seed)
+    n_acc = int(rng.integers(1, n_accounts + 1))
+    n_inv = int(rng.integers(1, n_invoices + 1))
+    invoices, payments, disputes = [], [], []
+    for k in range(n_inv):
+        acc = f"A{int(rng.integers(0, n_acc))}"
+        issue = int(rng.integers(0, span))
+        terms = int(rng.choice([0, 10, 15, 30, 45]))
+        amount = round(float(rng.choice([50.0, 100.0, 99.99, 1234.56, float(rng.integers(1, 500))]
+                                        )), 2)
+        inv_id = f"I{k}"
+        invoices.append((inv_id, acc, issue, issue + terms, amount))
+        n_pay = int(rng.choice([0, 1, 1, 2, 3]))
+        left = amount
+        for p in range(n_pay):
+            last = p == n_pay - 1
+            share = 1.0 if last and rng.random() < 0.7 else float(rng.choice([0.25, 0.5, 0.6]))
+            pay = round(left * share, 2) if last else round(amount * share, 2)
+            if rng.random() < 0.05:
+                pay = round(pay + 10.0, 2)  # overpayment
+            if pay <= 0:
+                continue
+            left = round(left - pay, 2)
+            payments.append((inv_id, issue + int(rng.integers(0, 90)), pay))
+        if rng.random() < 0.25:
+            opened = issue + int(rng.integers(0, 40))
+            resolved = None if rng.random() < 0.4 else opened + int(rng.integers(0, 40))
+            disputes.append((inv_id, opened, resolved))
+    accounts = []
+    for a in range(n_acc):
+        if rng.random() < 0.8:
+            accounts.append((
+                f"A{a}",
+                rng.choice(["small", "mid", None]),
+                rng.choice(["emea", "apac", None]),
+                rng.choice([None, 0.0, 500.0, 5000.0]),
+                rng.choice([None, -400, 30, 200]),
+            ))
+    return make_book(invoices, payments, disputes, accounts)
+
+
+def books(max_accounts: int = 4, max_invoices: int = 12) -> st.SearchStrategy[Book]:
+    """Hypothesis strategy of small random books (seeded, so failures reproduce)."""
+    return st.integers(0, 2**31 - 1).map(
+        lambda s: random_book(s, n_accounts=max_accounts, n_invoices=max_invoices))
+
+
+def as_of_days(span: int = 140) -> st.SearchStrategy[pd.Timestamp]:
+    """Hypothesis strategy of as_of dates over the span of ``random_book``."""
+    return st.integers(0, span).map(lambda k: BASE + pd.Timedelta(days=k))
