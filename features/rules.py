@@ -123,7 +123,7 @@ def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[s
             src_type == pl.String
         ):
             # Optional text is kept as written (no strip: saves a copy of every string);
-            # only blanks become missing.
+            # only empty cells become missing.
             plain.add(col)
             texts[f"__t_{col}"] = pl.col(col)
         elif not (src_type.is_temporal() or src_type.is_numeric()) or (
@@ -139,7 +139,7 @@ def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[s
         empty = text.is_null() | (text == "") if not typed else src.is_null()
         bad = pl.lit(False)
         if kind == "text":
-            blank = text == "" if col not in plain else text.str.strip_chars() == ""
+            blank = text == ""
             has_blank = bool(frame.select(blank.any()).item())
             parsed = pl.when(blank).then(None).otherwise(text) if has_blank else text
             missing = val.is_null()

@@ -41,7 +41,7 @@ __all__ = [
 # validated; payments and disputes break ties on every other contract column).
 _SORT_KEYS = {
     "invoices": ["account_id", "issue_date", "invoice_id"],
-    "payments": ["invoice_id", "payment_date", "amount", "payment_id"],
+    "payments": ["invoice_id", "payment_date", "payment_id", "amount"],
     "accounts": ["account_id"],
     "disputes": ["invoice_id", "opened_date", "resolved_date", "reason"],
 }

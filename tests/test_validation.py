@@ -431,9 +431,10 @@ def test_render_lists_tables_and_rules() -> None:
         assert word in text
 
 
-def test_synthetic_errors_are_quarantined_exactly(tmp_path) -> None:
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_synthetic_errors_are_quarantined_exactly(tmp_path, fmt: str) -> None:
     synthetic = pytest.importorskip("features.synthetic")
-    synthetic.write_book_folder(60, tmp_path, seed=3, error_rate=0.03, fmt="csv")
+    synthetic.write_book_folder(60, tmp_path, seed=3, error_rate=0.03, fmt=fmt)
     injected = json.loads((tmp_path / "_injected_errors.json").read_text())
     # A tiny book gets at least one bad row per rule, so its bad share can exceed 5%.
     result = validate_folder(tmp_path, max_bad_share=0.5)
@@ -442,6 +443,8 @@ def test_synthetic_errors_are_quarantined_exactly(tmp_path) -> None:
     for table, per_rule in injected.items():
         for rule in RULES:
             assert summary.loc[table, rule] == per_rule.get(rule, 0), (table, rule)
+    # Injected rows are extra rows: what is kept is exactly the true book.
+    assert_books_equal(result.book, synthetic.generate_book(60, seed=3))
 
 
 # ------------------------------------------------------------------ fast key helpers
