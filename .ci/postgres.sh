@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Throw-away PostgreSQL server on loopback for the store tests (DESIGN section 8).
 #
-#   eval "$(bash .ci/postgres.sh)"   # install if missing, init, start; prints the export line
+#   eval "$(bash .ci/postgres.sh)"   # (or `start`) install if missing, init, start; prints
+#                                    # the export line
 #   bash .ci/postgres.sh stop        # stop the server and delete its directory
 #
 # Only the `export DELINQ_TEST_PG_URL=...` line goes to stdout; progress goes to stderr.
@@ -31,16 +32,23 @@ find_bin() {
 
 # Run a command as the server's owner: `postgres` when we are root, ourselves otherwise.
 as_owner() {
-    if [[ "$(id -u)" == 0 ]]; then
+    if [[ "$(id -u)" != 0 ]]; then
+        "$@"
+    elif command -v runuser >/dev/null 2>&1; then
         runuser -u "$PGUSER_NAME" -- "$@"
     else
-        "$@"
+        su "$PGUSER_NAME" -s /bin/sh -c "$(printf '%q ' "$@")"
     fi
 }
 
 BIN="$(find_bin)"
+ACTION="${1:-start}"
+case "$ACTION" in
+    start|stop) ;;
+    *) say "usage: bash .ci/postgres.sh [start|stop]"; exit 2 ;;
+esac
 
-if [[ "${1:-start}" == "stop" ]]; then
+if [[ "$ACTION" == stop ]]; then
     if [[ -n "$BIN" && -f "$DATA/postmaster.pid" ]]; then
         as_owner "$BIN/pg_ctl" -D "$DATA" -m fast -w stop >&2 || true
     fi
@@ -66,8 +74,13 @@ if [[ "$(id -u)" != 0 ]]; then
     PGUSER_NAME="$(id -un)"
 fi
 
-# A directory left by an interrupted run (no PG_VERSION) is rebuilt from scratch.
-if [[ -d "$ROOT" && ! -f "$DATA/PG_VERSION" ]]; then
+# A directory left by an interrupted run (no PG_VERSION) or made by another PostgreSQL
+# major version is rebuilt from scratch (after stopping whatever still runs there).
+MAJOR="$("$BIN/pg_config" --version 2>/dev/null | sed -E 's/^PostgreSQL ([0-9]+).*/\1/' || true)"
+if [[ -d "$ROOT" ]] && { [[ ! -f "$DATA/PG_VERSION" ]] || \
+        [[ -n "$MAJOR" && "$(cat "$DATA/PG_VERSION")" != "$MAJOR" ]]; }; then
+    say "rebuilding $ROOT"
+    [[ -f "$DATA/postmaster.pid" ]] && as_owner "$BIN/pg_ctl" -D "$DATA" -m immediate stop >&2 || true
     rm -rf "$ROOT"
 fi
 if [[ ! -d "$ROOT" ]]; then

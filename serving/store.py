@@ -43,8 +43,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -57,7 +59,10 @@ from serving.store_schema import StoreSchemaError
 __all__ = ["RunRecord", "StoreSchemaError", "WorklistStore", "EXPLANATIONS_FORMAT"]
 
 EXPLANATIONS_FORMAT = "parquet-wide-v1"
-_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 65_536}
+# zstd without dictionary encoding of number columns: dictionary attempts on 120 float
+# columns were half the CPU of the write and made the file larger (bench/store.py).
+# Row groups of 16k rows: reading a few accounts decodes only their groups.
+_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 16_384}
 _BUSY_TIMEOUT_MS = 120_000
 _PG_LOCK_SPACE = 0x64656C  # namespace of the advisory lock that serialises publishes
 
@@ -89,6 +94,9 @@ class RunRecord:
 
 
 _RUN_FIELDS = [f.name for f in fields(RunRecord)]
+_WORKLIST_ARROW = pa.schema(
+    [("run_id", pa.string())] + [(n, t) for n, (t, _) in S.WORKLIST_COLUMNS.items()]
+)
 
 
 class WorklistStore:
@@ -234,7 +242,7 @@ class WorklistStore:
                         n_rows=wl.num_rows, columns=_explanation_columns(path), size_bytes=size,
                     ))
                 retired = self._retire(conn, run)
-                counts = pd.Series(wl.column("segment").to_pylist(), dtype="object")
+                counts = pc.value_counts(wl.column("segment")).to_pylist()
                 timings["store_total_s"] = round(time.perf_counter() - t_start + check_s, 3)
                 values = _meta_columns(meta, base=run)
                 values["timings"] = {**values.get("timings", {}), **timings}
@@ -242,7 +250,7 @@ class WorklistStore:
                     S.runs.update().where(S.runs.c.run_id == run.run_id).values(
                         status="succeeded", is_current=True, finished_at=self._now(),
                         n_scored=wl.num_rows,
-                        n_by_segment={str(k): int(v) for k, v in counts.value_counts().items()},
+                        n_by_segment={c["values"]: int(c["counts"]) for c in counts},
                         **values,
                     )
                 )
@@ -275,8 +283,7 @@ class WorklistStore:
             run_dir.mkdir(parents=True, exist_ok=True)
             path = run_dir / "explanations.parquet"
             tmp = run_dir / ".explanations.parquet.tmp"
-            pq.write_table(ex.replace_schema_metadata({**(ex.schema.metadata or {}), **meta}),
-                           tmp, **_PARQUET_OPTIONS)
+            _write_parquet(ex.replace_schema_metadata({**(ex.schema.metadata or {}), **meta}), tmp)
             os.replace(tmp, path)
             size = path.stat().st_size
         if self.export_dir is not None:
@@ -286,7 +293,7 @@ class WorklistStore:
             tmp = out / f".{tag}.worklist.parquet"
             staged.append(tmp)
             table = wl.add_column(0, "run_id", pa.repeat(pa.scalar(run_id), wl.num_rows))
-            pq.write_table(table.replace_schema_metadata(meta), tmp, **_PARQUET_OPTIONS)
+            _write_parquet(table.replace_schema_metadata(meta), tmp)
             if path is not None:
                 tmp = out / f".{tag}.explanations.parquet"
                 staged.append(tmp)
@@ -339,16 +346,17 @@ class WorklistStore:
         if top is not None:
             query = query.limit(top)
         with self._engine.connect() as conn:
-            rows = conn.execute(query).all()
-        frame = pd.DataFrame.from_records(rows, columns=[c.name for c in w.columns])
-        return _typed_worklist(frame)
+            table = store_bulk.read_arrow(conn, query, _WORKLIST_ARROW)
+        frame = table.to_pandas(date_as_object=False)
+        frame["as_of"] = frame["as_of"].astype("datetime64[s]")
+        return frame
 
     def read_explanations(
         self, run_id: str, *, account_ids: list[str] | None = None
     ) -> pd.DataFrame:
         """SHAP vectors and feature values of a run's accounts (all, or ``account_ids``).
 
-        Rows are sorted by ``account_id``; columns are as written by the scorer. Raises
+        Rows are in written order; columns are as written by the scorer. Raises
         ``KeyError`` if the run has no stored explanations (unknown, failed or replaced).
         """
         with self._engine.connect() as conn:
@@ -357,16 +365,10 @@ class WorklistStore:
             ).scalar_one_or_none()
         if path is None:
             raise KeyError(f"run {run_id!r} has no stored explanations in {self!r}")
-        filters = None
-        if account_ids is not None:
-            # An empty list gives an empty frame (a filter that matches nothing).
-            filters = [("account_id", "in", [str(a) for a in account_ids] or [""])]
         try:
-            table = pq.read_table(path, filters=filters)
+            table = _read_parquet_accounts(Path(path), account_ids)
         except FileNotFoundError as exc:
             raise KeyError(f"run {run_id!r} was replaced while reading; read again") from exc
-        if account_ids is not None and not account_ids:
-            table = table.slice(0, 0)
         return table.to_pandas()
 
     def read_drift(self, run_id: str) -> pd.DataFrame:
@@ -427,21 +429,6 @@ def _current_run_id(as_of: date | None) -> sa.ScalarSelect[Any]:
     return sa.select(r.c.run_id).where(r.c.is_current, r.c.as_of == day).scalar_subquery()
 
 
-def _typed_worklist(frame: pd.DataFrame) -> pd.DataFrame:
-    out = {"run_id": frame["run_id"].astype("str")}
-    for name, (typ, _) in S.WORKLIST_COLUMNS.items():
-        col = frame[name]
-        if pa.types.is_string(typ):
-            out[name] = col.astype("str")
-        elif pa.types.is_date32(typ):
-            out[name] = pd.to_datetime(col.astype("str")).astype("datetime64[s]")
-        elif pa.types.is_integer(typ):
-            out[name] = col.astype("int64")
-        else:
-            out[name] = pd.to_numeric(col).astype("float64")
-    return pd.DataFrame(out, index=pd.RangeIndex(len(frame)))
-
-
 def _meta_columns(meta: dict[str, Any], *, base: RunRecord | None = None) -> dict[str, Any]:
     """Map a ``meta`` dict onto run columns; unknown keys are kept in the ``meta`` JSON."""
     meta = dict(meta or {})
@@ -488,6 +475,36 @@ def _record(row: Any) -> RunRecord:
         values[name] = dict(values[name] or {})
     values["is_current"] = bool(values["is_current"])
     return RunRecord(**values)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Parquet with dictionary encoding only for repetitive text (not ids, not numbers)."""
+    repetitive = [
+        f.name for f in table.schema
+        if f.name != "account_id"
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
+             or pa.types.is_dictionary(f.type))
+    ]
+    pq.write_table(table, path, use_dictionary=repetitive, **_PARQUET_OPTIONS)
+
+
+def _read_parquet_accounts(path: Path, account_ids: list[str] | None) -> pa.Table:
+    """The whole file, or only the rows of ``account_ids`` (reading just their row groups)."""
+    if account_ids is None:
+        return pq.read_table(path)
+    with pq.ParquetFile(path) as f:
+        ids = f.read(columns=["account_id"]).column("account_id")
+        rows = np.flatnonzero(pc.is_in(ids, value_set=pa.array(
+            [str(a) for a in account_ids], pa.string())).to_numpy(zero_copy_only=False))
+        bounds = np.cumsum([0] + [f.metadata.row_group(i).num_rows
+                                  for i in range(f.num_row_groups)])
+        groups = sorted(set(np.searchsorted(bounds, rows, side="right") - 1))
+        if not groups:
+            return f.schema_arrow.empty_table()
+        part = f.read_row_groups(groups)
+    keep = pc.is_in(part.column("account_id"), value_set=pa.array(
+        [str(a) for a in account_ids], pa.string()))
+    return part.filter(keep)
 
 
 def _explanation_columns(path: Path) -> list[str]:

@@ -126,3 +126,50 @@ def _copy_postgres(
 
 def _csv_scalar(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def read_arrow(conn: sa.Connection, query: sa.Select[Any], schema: pa.Schema) -> pa.Table:
+    """Rows of ``query`` as an Arrow table with ``schema`` (names in select order).
+
+    PostgreSQL streams ``COPY (query) TO STDOUT`` as CSV into Arrow's CSV reader; SQLite
+    fetches tuples from the raw cursor and builds each column with one ``pa.array`` call.
+    Both skip SQLAlchemy's per-row result processing (the slow part for 1M rows).
+    """
+    compiled = query.compile(dialect=conn.dialect)
+    sql = str(compiled)
+    if conn.dialect.name == "postgresql":
+        driver = conn.connection.dbapi_connection
+        with driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+            f"COPY ({sql}) TO STDOUT (FORMAT csv)", compiled.params
+        ) as copy:
+            data = b"".join(bytes(block) for block in copy)
+        if not data:
+            return schema.empty_table()
+        return pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=schema.names),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            # PostgreSQL writes NULL as an unquoted empty field and '' as "": only the
+            # former is null ("NULL" or "NaN" text stays text).
+            convert_options=pacsv.ConvertOptions(
+                column_types=schema, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=False,
+            ),
+        )
+    params = [compiled.params[name] for name in compiled.positiontup or []]
+    params = [p.isoformat() if hasattr(p, "isoformat") else p for p in params]
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        rows = cursor.execute(sql, params).fetchall()
+    finally:
+        cursor.close()
+    if not rows:
+        return schema.empty_table()
+    columns = list(zip(*rows, strict=True))
+    arrays = []
+    for values, fld in zip(columns, schema, strict=True):
+        if pa.types.is_date32(fld.type):
+            arrays.append(pa.array(values, pa.string()).cast(pa.date32()))
+        else:
+            arrays.append(pa.array(values, fld.type))
+    return pa.table(arrays, schema=schema)

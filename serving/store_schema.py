@@ -145,9 +145,13 @@ def _as_arrow(frame: pd.DataFrame, name: str, typ: pa.DataType, what: str) -> pa
         return pa.nulls(len(col), typ)
     try:
         if pa.types.is_date32(typ):
-            values = pd.to_datetime(col.astype(object), errors="raise")
-            arr = pa.array(values.to_numpy(dtype="datetime64[s]"), from_pandas=True)
-            return arr.cast(pa.date32())
+            if not pd.api.types.is_datetime64_dtype(col.dtype):
+                col = pd.to_datetime(col, errors="raise")
+            stamps = col.to_numpy()
+            days = stamps.astype("datetime64[D]")
+            if ((days != stamps) & ~np.isnat(stamps)).any():
+                raise ValueError("holds times of day; dates are midnight")
+            return pa.array(days, from_pandas=True).cast(pa.date32())
         if pa.types.is_string(typ) and not (
             pd.api.types.is_string_dtype(col.dtype) or pd.api.types.is_object_dtype(col.dtype)
         ):
@@ -231,12 +235,12 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
 
 
 def check_explanations(frame: pd.DataFrame, *, account_ids: pa.Array) -> pa.Table:
-    """The explanations as an Arrow table sorted by ``account_id``, or an error.
+    """The explanations as an Arrow table (rows in the given order), or an error.
 
     Wide format, one row per scored account: ``account_id`` (unique, the same set as the
     worklist's) and any other columns (feature values, ``shap_<feature>``, ``base_value``,
-    ...), stored as given. Sorting by account lets a reader fetch a few accounts from one
-    Parquet row group instead of the whole file.
+    ...), stored as given (no sort: a reader finds a few accounts through the
+    ``account_id`` column and reads only their Parquet row groups).
     """
     what = "explanations"
     if not isinstance(frame, pd.DataFrame):
@@ -264,8 +268,7 @@ def check_explanations(frame: pd.DataFrame, *, account_ids: pa.Array) -> pa.Tabl
         table = pa.Table.from_pandas(frame, preserve_index=False)
     except (TypeError, ValueError, pa.ArrowException) as exc:
         raise StoreSchemaError(f"{what} cannot be stored as Parquet: {exc}") from exc
-    table = table.set_column(table.schema.get_field_index("account_id"), "account_id", ids)
-    return table.take(pc.sort_indices(ids))
+    return table.set_column(table.schema.get_field_index("account_id"), "account_id", ids)
 
 
 def check_drift(frame: pd.DataFrame) -> pa.Table:

@@ -140,7 +140,7 @@ def test_round_trip_worklist_run_record_drift_explanations(store: WorklistStore)
     assert drift["psi"].iloc[0] == 0.02 and np.isnan(drift["psi"].iloc[2])
 
     expl = store.read_explanations(rec.run_id)
-    want = ex.sort_values("account_id").reset_index(drop=True)
+    want = ex
     pd.testing.assert_frame_equal(expl, want, check_dtype=False, check_categorical=False)
     some = store.read_explanations(rec.run_id, account_ids=[want.account_id[3], "nope"])
     assert some["account_id"].tolist() == [want.account_id[3]]
@@ -442,3 +442,20 @@ def test_bench_store_reports_each_part(tmp_path: Path) -> None:
                 "baseline_to_sql_s"):
         assert out[key] >= 0, key
     assert out["rows"] == 300
+
+
+def test_read_explanations_of_a_few_accounts_reads_their_row_groups(
+    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import serving.store as store_module
+
+    monkeypatch.setitem(store_module._PARQUET_OPTIONS, "row_group_size", 4)
+    wl, ex, dr = frames(30, seed=13)
+    run_id = store.begin_run(as_of=DAY, meta={})
+    rec = store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    assert pq.ParquetFile(rec.explanations_path).num_row_groups == 8
+    wanted = [ex.account_id[29], ex.account_id[0], ex.account_id[13], "missing"]
+    got = store.read_explanations(run_id, account_ids=wanted)
+    assert got["account_id"].tolist() == [ex.account_id[0], ex.account_id[13], ex.account_id[29]]
+    want = ex.iloc[[0, 13, 29]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want, check_dtype=False, check_categorical=False)
