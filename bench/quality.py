@@ -115,7 +115,8 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
     raw = pd.read_csv(path, header=1)
     train_ids, hold_ids = taiwan_split(raw, seed=seed)
     peer = taiwan_raw_peer(raw, train_ids, hold_ids, seed=seed)
-    book = _book(taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids]))
+    tables = taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids])
+    book = _book(tables)
     dates = [
         (pd.Timestamp(TAIWAN_AS_OF) - pd.DateOffset(months=k)).date()
         for k in range(snapshot_months - 1, -1, -1)
@@ -142,18 +143,31 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
                             "best_iteration": tm.params["best_iteration"],
                             "scored_holdout": len(rows)}
     truth = raw.set_index(raw["ID"].astype(str))[TAIWAN_TARGET].reindex(scores.index)
-    unscored = int(scores.isna().sum())
-    # Held-out clients with nothing open on 2005-10-01 are outside the scored population;
-    # they count in the AUC at the lowest score (nothing at risk), never dropped.
-    filled = scores.fillna(-1.0)
-    auc = float(roc_auc_score(truth.to_numpy(), filled.to_numpy()))
+    unscored = scores.isna().to_numpy()
+    # Held-out clients with nothing open on 2005-10-01 are outside the scored population
+    # (no feature row). They still count in the AUC, never dropped: they get the default
+    # rate of the *training* clients who had nothing open at the cut-off (their targets are
+    # training data). Such clients default more often than the scored ones here, so the
+    # lowest score would be wrong.
+    targets = tables["targets"].set_index(tables["targets"]["account_id"].astype(str))
+    scored_train = set(ts.loc[ts["as_of"] == pd.Timestamp(TAIWAN_AS_OF), "account_id"]
+                       .astype(str))
+    idle_train = [i for i in map(str, train_ids) if i not in scored_train]
+    idle_rate = float(targets["default_next_month"].reindex(idle_train).mean())
+    filled = scores.fillna(idle_rate)
+    y_hold = truth.to_numpy()
+    auc = float(roc_auc_score(y_hold, filled.to_numpy()))
+    auc_scored = float(roc_auc_score(y_hold[~unscored], scores.to_numpy()[~unscored]))
     return {
         "taiwan_auc": auc,
         "taiwan_raw_lgbm_auc": peer,
         "taiwan_auc_target": TAIWAN_AUC_TARGET,
         "taiwan_meets_target": bool(auc >= TAIWAN_AUC_TARGET and auc > peer),
         "taiwan_holdout_clients": len(hold_ids),
-        "taiwan_unscored_holdout": unscored,
+        "taiwan_auc_scored_population": auc_scored,
+        "taiwan_unscored_holdout": int(unscored.sum()),
+        "taiwan_unscored_default_rate": float(y_hold[unscored].mean()) if unscored.any() else None,
+        "taiwan_unscored_score": idle_rate,
         "taiwan_models": per_model,
         "taiwan_snapshot_months": snapshot_months,
         "taiwan_seconds": time.perf_counter() - t0,

@@ -214,7 +214,9 @@ def logistic_pipeline(
             (
                 "num",
                 make_pipeline(
-                    SimpleImputer(strategy="median", add_indicator=True), StandardScaler()
+                    SimpleImputer(strategy="median", add_indicator=True,
+                                  keep_empty_features=True),
+                    StandardScaler(),
                 ),
                 numeric,
             ),

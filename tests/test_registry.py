@@ -108,3 +108,29 @@ def test_champion_then_worse_model_stays_challenger(uri: str, good, shuffled) ->
     again = log_and_register(good, tracking_uri=uri, registered_name="ew")
     assert not again.promoted and again.champion_version == "1" and "not better" in again.reason
     assert load_model(tracking_uri=uri, registered_name="ew").version == "1"
+
+
+@pytest.mark.slow
+def test_train_and_register_end_to_end_on_a_synthetic_book(tmp_path: Path) -> None:
+    from features.synthetic import generate_book
+    from models.train import TrainConfig, format_report, train_and_register
+
+    book = generate_book(300, seed=5, start="2023-01-01", end="2024-06-30")
+    uri = default_tracking_uri(tmp_path)
+    cfg = TrainConfig(n_estimators=60, min_child_samples=10, n_jobs=1)
+    names = {"early_warning": "t-ew", "persistence": "t-pe"}
+    summary = train_and_register(book, tracking_uri=uri, grid="weekly", config=cfg, names=names)
+    assert set(summary) == {"early_warning", "persistence"}
+    for model, info in summary.items():
+        assert info["promoted"] and info["version"] == "1", info
+        table = pd.DataFrame.from_dict(info["metrics_table"], orient="index")
+        assert {"lightgbm", "aging_rule", "logistic_regression"} <= set(table.index)
+        loaded = load_model(tracking_uri=uri, registered_name=names[model])
+        assert loaded.model == model and loaded.version == "1"
+    report = format_report(summary)
+    assert "promoted to champion" in report and "aging_rule" in report and "capture@10" in report
+
+    # Same book, same config: an identical model, so nothing is promoted the second time.
+    again = train_and_register(book, tracking_uri=uri, grid="weekly", config=cfg, names=names)
+    assert all(not info["promoted"] and info["version"] == "2" for info in again.values())
+    assert "challenger" in format_report(again)
