@@ -284,7 +284,8 @@ def _to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
 
 
 def _book(kept: dict[str, pl.DataFrame]) -> Book:
-    """The Book of the kept tables; accounts seen only in invoices get bare rows."""
+    """The Book of the kept tables (``kept`` is consumed); accounts seen only in invoices
+    get bare rows."""
     ids = kept["invoices"].get_column("account_id")
     # Canonical invoices are sorted by account_id, so distinct accounts are where it changes.
     seen = ids.filter(first_occurrence(ids)).to_frame()
@@ -296,7 +297,10 @@ def _book(kept: dict[str, pl.DataFrame]) -> Book:
         accounts = seen
     if seen.height:
         accounts = accounts.sort("account_id", maintain_order=True)
-    frames = {t: _to_pandas(f, t) for t, f in {**kept, "accounts": accounts}.items()}
+    kept["accounts"] = accounts  # (a private dict: emptied below to free memory early)
+    frames = {}
+    for table in list(kept):  # convert one table at a time, releasing its polars copy
+        frames[table] = _to_pandas(kept.pop(table), table)
     empty = {t: empty_table(t) for t in TABLES if t not in frames}
     return Book(**{**empty, **frames})
 
@@ -305,39 +309,42 @@ def _validate(
     raw: Mapping[str, pd.DataFrame | pl.DataFrame], sources: dict[str, str], max_bad_share: float
 ) -> tuple[ValidationResult, DataContractError | None]:
     _check_files(raw, sources)
-    polars_raw = {t: _to_polars(raw[t]) for t in TABLES if t in raw}
-    _check_currency(polars_raw["invoices"], sources.get("invoices", "invoices"))
     frames: dict[str, pl.DataFrame] = {}
-    for table, frame in polars_raw.items():
-        frames[table] = R.row_local_rules(frame, table)
+    for table in TABLES:
+        if table in raw:
+            frame = _to_polars(raw[table])
+            if table == "invoices":
+                _check_currency(frame, sources.get("invoices", "invoices"))
+            frames[table] = R.row_local_rules(frame, table)
     for table in ("payments", "disputes"):
         if table in frames:
             frames[table] = R.child_rules(frames[table], table, frames["invoices"])
 
+    # Memory: each table's working frame (raw + parsed columns) is released as soon as
+    # its kept rows and quarantine are extracted; only the canonical columns live on.
     kept: dict[str, pl.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
     rows = []
     error: DataContractError | None = None
-    derived = [R.code(rule) for rule in R.DERIVED_RULES]
     for table in TABLES:
         if table not in frames:
             rows.append({"table": table, "rows_read": 0, "kept": 0, "quarantined": 0})
             continue
-        frame = frames[table]
+        frame = frames.pop(table)
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
-        kept[table] = _canonical(frame.filter(~is_bad), table)
+        height = frame.height
+        kept[table] = _canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
+        del frame
         quarantine[table] = _quarantine(bad)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
         rows.append(
-            {"table": table, "rows_read": frame.height, "kept": kept[table].height,
+            {"table": table, "rows_read": height, "kept": kept[table].height,
              "quarantined": bad.height, **counts}
         )
-        n_charged = frame.filter(is_bad & ~pl.col(R.RULE).is_in(derived)).height
-        if error is None and n_charged > max_bad_share * frame.height:
-            charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
-            name = sources.get(table, table)
-            error = _too_many(name, charged, frame.height, max_bad_share)
+        charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
+        if error is None and charged.height > max_bad_share * height:
+            error = _too_many(sources.get(table, table), charged, height, max_bad_share)
 
     summary = pd.DataFrame(rows, columns=["table", "rows_read", "kept", "quarantined", *RULES])
     summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
