@@ -43,27 +43,18 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
-from sqlalchemy import event
-from sqlalchemy.pool import StaticPool
 
-from serving import store_bulk
+from serving import store_bulk, store_io
 from serving import store_schema as S
 from serving.store_schema import StoreSchemaError
 
 __all__ = ["RunRecord", "StoreSchemaError", "WorklistStore", "EXPLANATIONS_FORMAT"]
 
 EXPLANATIONS_FORMAT = "parquet-wide-v1"
-# zstd without dictionary encoding of number columns: dictionary attempts on 120 float
-# columns were half the CPU of the write and made the file larger (bench/store.py).
-# Row groups of 16k rows: reading a few accounts decodes only their groups.
-_PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 16_384}
-_BUSY_TIMEOUT_MS = 120_000
 _PG_LOCK_SPACE = 0x64656C  # namespace of the advisory lock that serialises publishes
 
 
@@ -115,11 +106,13 @@ class WorklistStore:
         explanations_dir: Path | None = None,
         clock: Callable[[], datetime] = _utc_now,
     ) -> None:
-        self.url = _normalise_url(url)
+        self.url = store_io.normalise_url(url)
         self.export_dir = Path(export_dir) if export_dir is not None else None
         self._clock = clock
-        self._engine = _make_engine(self.url)
-        self.explanations_dir = _explanations_dir(self.url, explanations_dir, self.export_dir)
+        self._engine = store_io.make_engine(self.url)
+        self.explanations_dir = store_io.explanations_dir(
+            self.url, explanations_dir, self.export_dir
+        )
         S.metadata.create_all(self._engine, checkfirst=True)
 
     # ------------------------------------------------------------------ lifecycle
@@ -239,7 +232,8 @@ class WorklistStore:
                 if path is not None:
                     conn.execute(S.explanations.insert().values(
                         run_id=run.run_id, format=EXPLANATIONS_FORMAT, path=str(path),
-                        n_rows=wl.num_rows, columns=_explanation_columns(path), size_bytes=size,
+                        n_rows=wl.num_rows, columns=store_io.parquet_columns(path),
+                        size_bytes=size,
                     ))
                 retired = self._retire(conn, run)
                 counts = pc.value_counts(wl.column("segment")).to_pylist()
@@ -283,7 +277,8 @@ class WorklistStore:
             run_dir.mkdir(parents=True, exist_ok=True)
             path = run_dir / "explanations.parquet"
             tmp = run_dir / ".explanations.parquet.tmp"
-            _write_parquet(ex.replace_schema_metadata({**(ex.schema.metadata or {}), **meta}), tmp)
+            tagged = ex.replace_schema_metadata({**(ex.schema.metadata or {}), **meta})
+            store_io.write_parquet(tagged, tmp)
             os.replace(tmp, path)
             size = path.stat().st_size
         if self.export_dir is not None:
@@ -293,7 +288,7 @@ class WorklistStore:
             tmp = out / f".{tag}.worklist.parquet"
             staged.append(tmp)
             table = wl.add_column(0, "run_id", pa.repeat(pa.scalar(run_id), wl.num_rows))
-            _write_parquet(table.replace_schema_metadata(meta), tmp)
+            store_io.write_parquet(table.replace_schema_metadata(meta), tmp)
             if path is not None:
                 tmp = out / f".{tag}.explanations.parquet"
                 staged.append(tmp)
@@ -366,7 +361,7 @@ class WorklistStore:
         if path is None:
             raise KeyError(f"run {run_id!r} has no stored explanations in {self!r}")
         try:
-            table = _read_parquet_accounts(Path(path), account_ids)
+            table = store_io.read_parquet_accounts(Path(path), account_ids)
         except FileNotFoundError as exc:
             raise KeyError(f"run {run_id!r} was replaced while reading; read again") from exc
         return table.to_pandas()
@@ -477,40 +472,6 @@ def _record(row: Any) -> RunRecord:
     return RunRecord(**values)
 
 
-def _write_parquet(table: pa.Table, path: Path) -> None:
-    """Parquet with dictionary encoding only for repetitive text (not ids, not numbers)."""
-    repetitive = [
-        f.name for f in table.schema
-        if f.name != "account_id"
-        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-             or pa.types.is_dictionary(f.type))
-    ]
-    pq.write_table(table, path, use_dictionary=repetitive, **_PARQUET_OPTIONS)
-
-
-def _read_parquet_accounts(path: Path, account_ids: list[str] | None) -> pa.Table:
-    """The whole file, or only the rows of ``account_ids`` (reading just their row groups)."""
-    if account_ids is None:
-        return pq.read_table(path)
-    with pq.ParquetFile(path) as f:
-        ids = f.read(columns=["account_id"]).column("account_id")
-        rows = np.flatnonzero(pc.is_in(ids, value_set=pa.array(
-            [str(a) for a in account_ids], pa.string())).to_numpy(zero_copy_only=False))
-        bounds = np.cumsum([0] + [f.metadata.row_group(i).num_rows
-                                  for i in range(f.num_row_groups)])
-        groups = sorted(set(np.searchsorted(bounds, rows, side="right") - 1))
-        if not groups:
-            return f.schema_arrow.empty_table()
-        part = f.read_row_groups(groups)
-    keep = pc.is_in(part.column("account_id"), value_set=pa.array(
-        [str(a) for a in account_ids], pa.string()))
-    return part.filter(keep)
-
-
-def _explanation_columns(path: Path) -> list[str]:
-    return pq.read_schema(path).names
-
-
 def _as_date(value: Any) -> date:
     if isinstance(value, datetime | pd.Timestamp):
         return value.date()
@@ -519,56 +480,3 @@ def _as_date(value: Any) -> date:
     if isinstance(value, str):
         return date.fromisoformat(value[:10])
     raise TypeError(f"as_of must be a date, got {type(value).__name__}")
-
-
-def _normalise_url(url: str) -> sa.URL:
-    parsed = sa.make_url(url)
-    if parsed.drivername in ("postgresql", "postgres"):
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ValueError(f"unsupported store URL {url!r}: use sqlite:/// or postgresql+psycopg://")
-    return parsed
-
-
-def _make_engine(url: sa.URL) -> sa.Engine:
-    if url.get_backend_name() == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=True)
-    memory = url.database in (None, "", ":memory:")
-    if memory:
-        engine = sa.create_engine(
-            url, poolclass=StaticPool, connect_args={"check_same_thread": False}
-        )
-    else:
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = sa.create_engine(url, connect_args={"check_same_thread": False})
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # We issue BEGIN ourselves (below), so reads get snapshot transactions and writers
-        # take the write lock up front (BEGIN IMMEDIATE) instead of failing to upgrade.
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        if not memory:
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable, no corruption
-        cursor.execute("PRAGMA foreign_keys = ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: sa.Connection) -> None:
-        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
-
-    return engine
-
-
-def _explanations_dir(url: sa.URL, given: Path | None, export_dir: Path | None) -> Path | None:
-    if given is not None:
-        return Path(given)
-    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
-        db = Path(url.database)
-        return db.parent / f"{db.stem}_explanations"
-    if export_dir is not None:
-        return export_dir / "_explanations"
-    return None
