@@ -299,6 +299,7 @@ def _features(as_of, acc_ptr, *arrays):
 
 
 def _day_number(ts: pd.Timestamp) -> int:
+    """Days since 1970-01-01 of a midnight Timestamp."""
     return int((ts.to_datetime64().astype("datetime64[D]")).astype(np.int64))
 
 
@@ -311,15 +312,15 @@ def feature_matrix(prep: Prepared, as_of: pd.Timestamp) -> np.ndarray:
         prep.credit_limit, prep.created)
 
 
-def features_frame(prep: Prepared, as_of: pd.Timestamp) -> pd.DataFrame:
-    """The :func:`features.pit.build_features` frame from a prepared book."""
+def feature_columns(prep: Prepared, as_of: pd.Timestamp) -> tuple[np.ndarray, dict]:
+    """(account rows with an open invoice, {column: values}) of one snapshot, in the
+    :func:`features.pit.build_features` column order minus ``account_id``."""
     from features.pit import FEATURE_COLUMNS, segment_of
 
     mat = feature_matrix(prep, as_of)
     rows = np.flatnonzero(~np.isnan(mat[:, 0]))
     mat = mat[rows]
     cols: dict[str, object] = {
-        "account_id": pd.Series(prep.account_ids.take(rows), dtype="str"),
         "as_of": np.full(len(rows), as_of.to_datetime64(), dtype="datetime64[s]"),
         "segment": segment_of(mat[:, 2]),
     }
@@ -328,5 +329,15 @@ def features_frame(prep: Prepared, as_of: pd.Timestamp) -> pd.DataFrame:
     for name, codes, cats in (("account_segment", prep.segment_codes, prep.segment_cats),
                               ("account_region", prep.region_codes, prep.region_cats)):
         cols[name] = pd.Categorical.from_codes(codes[rows], categories=cats)
-    frame = pd.DataFrame(cols)
-    return frame[["account_id", "as_of", "segment", *FEATURE_COLUMNS]]
+    return rows, {c: cols[c] for c in ("as_of", "segment", *FEATURE_COLUMNS)}
+
+
+def account_id_column(prep: Prepared, rows: np.ndarray) -> pd.Series:
+    """The ``account_id`` column (pandas ``str``) of the given account rows."""
+    return pd.Series(prep.account_ids.take(rows), dtype="str")
+
+
+def features_frame(prep: Prepared, as_of: pd.Timestamp) -> pd.DataFrame:
+    """The :func:`features.pit.build_features` frame from a prepared book."""
+    rows, cols = feature_columns(prep, as_of)
+    return pd.DataFrame({"account_id": account_id_column(prep, rows), **cols})

@@ -57,14 +57,19 @@ class Prepared:
 
 
 def _strings(values: pd.Series | pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, bytes) of a string column, zero-copy where Arrow allows."""
+    """(offsets, bytes) of a string column, zero-copy (int32 or int64 offsets)."""
     arr = values if isinstance(values, pa.Array) else pa.array(values)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
-    if not pa.types.is_large_string(arr.type):
+    if pa.types.is_large_string(arr.type):
+        width = np.int64
+    elif pa.types.is_string(arr.type):
+        width = np.int32
+    else:
         arr = arr.cast(pa.large_string())
+        width = np.int64
     bufs = arr.buffers()
-    offsets = np.frombuffer(bufs[1], dtype=np.int64)[arr.offset: arr.offset + len(arr) + 1]
+    offsets = np.frombuffer(bufs[1], dtype=width)[arr.offset: arr.offset + len(arr) + 1]
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(
         1, np.uint8)
     return offsets, data
@@ -201,10 +206,10 @@ def match_ids(query: pd.Series | pa.Array, reference: pd.Series | pa.Array) -> n
 
 
 def _days(values: pd.Series, missing: np.int64) -> np.ndarray:
-    """Day numbers (int64) of a datetime64 column; ``missing`` where NaT."""
-    arr = values.to_numpy(dtype="datetime64[s]")
-    days = arr.astype("datetime64[D]").astype(np.int64)
-    nat = np.isnat(arr)
+    """Day numbers (int64) of a midnight datetime64[s] column; ``missing`` where NaT."""
+    secs = values.to_numpy(dtype="datetime64[s]").view(np.int64)
+    days = secs // 86400  # floor division: correct before 1970 too
+    nat = secs == np.iinfo(np.int64).min
     if nat.any():
         days[nat] = missing
     return days

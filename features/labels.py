@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from features import _pit_prep
-from features._pit_kernels import _day_number, _pay_state, run_chunked
+from features._pit_kernels import _day_number, _pay_state, account_id_column, run_chunked
 from features._pit_prep import NONE, Prepared
 from features.book import Book
 from features.pit import CLEAR_SLACK, to_day
@@ -138,9 +138,10 @@ def default_data_end(book: Book) -> pd.Timestamp:
     return book.last_date.normalize() + pd.Timedelta(days=1)
 
 
-def labels_frame(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
-                 persistence_days: int, data_end: pd.Timestamp) -> pd.DataFrame:
-    """The :func:`build_labels` frame from a prepared book."""
+def label_columns(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
+                  persistence_days: int, data_end: pd.Timestamp) -> tuple[np.ndarray, dict]:
+    """(scored account rows, {column: values}) of the labels at ``as_of``, columns in the
+    :func:`build_labels` order minus ``account_id`` and ``as_of``."""
     model, y, resolved, amt = _labels(
         _day_number(as_of), _day_number(data_end), int(delinquency_dpd),
         int(persistence_days), prep.acc_ptr, prep.issue, prep.due, prep.amount, prep.pay_ptr,
@@ -150,14 +151,24 @@ def labels_frame(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
     res_dates = np.where(res == NONE, np.datetime64("NaT"),
                          res.astype("datetime64[D]")).astype("datetime64[s]")
     y = y[rows]
-    return pd.DataFrame({
-        "account_id": pd.Series(prep.account_ids.take(rows), dtype="str"),
-        "as_of": np.full(len(rows), as_of.to_datetime64(), dtype="datetime64[s]"),
+    return rows, {
         "model": pd.Series(np.asarray(MODELS, dtype=object)[model[rows]], dtype="str"),
         "y": y,
         "label_resolved_date": res_dates,
         "censored": np.isnan(y),
         "delinquent_amount": amt[rows],
+    }
+
+
+def labels_frame(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
+                 persistence_days: int, data_end: pd.Timestamp) -> pd.DataFrame:
+    """The :func:`build_labels` frame from a prepared book."""
+    rows, cols = label_columns(prep, as_of, delinquency_dpd=delinquency_dpd,
+                               persistence_days=persistence_days, data_end=data_end)
+    return pd.DataFrame({
+        "account_id": account_id_column(prep, rows),
+        "as_of": np.full(len(rows), as_of.to_datetime64(), dtype="datetime64[s]"),
+        **cols,
     })
 
 

@@ -11,11 +11,12 @@ from collections.abc import Iterable
 from datetime import date
 from typing import Literal
 
+import numpy as np
 import pandas as pd
 
 from features import _pit_kernels, _pit_prep
 from features.book import Book
-from features.labels import default_data_end, labels_frame
+from features.labels import default_data_end, label_columns, labels_frame
 from features.pit import to_day
 
 
@@ -50,18 +51,24 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     ``delinquent_amount``. Censored rows are kept (filter on ``censored`` to train).
     """
     end = default_data_end(book) if data_end is None else to_day(data_end)
+    label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+                    data_end=end)
     prep = _pit_prep.prepare(book)
-    parts = []
+    rows_all, parts = [], []
     for d in as_of_dates:
         as_of = to_day(d)
-        feats = _pit_kernels.features_frame(prep, as_of)
-        labels = labels_frame(prep, as_of, delinquency_dpd=delinquency_dpd,
-                              persistence_days=persistence_days, data_end=end)
-        parts.append(feats.merge(labels, on=["account_id", "as_of"], how="left",
-                                 validate="one_to_one"))
+        rows, feats = _pit_kernels.feature_columns(prep, as_of)
+        label_rows, labels = label_columns(prep, as_of, **label_kw)
+        # both populations are "accounts with an open invoice at as_of", in account order,
+        # so the join on (account_id, as_of) is positional
+        if not np.array_equal(rows, label_rows):
+            raise AssertionError("features and labels disagree on the population")
+        rows_all.append(rows)
+        parts.append(pd.DataFrame({**feats, **labels}, copy=False))
     if not parts:
-        empty = _pit_kernels.features_frame(prep, end).iloc[:0]
-        return empty.merge(labels_frame(prep, end, delinquency_dpd=delinquency_dpd,
-                                        persistence_days=persistence_days,
-                                        data_end=end).iloc[:0], on=["account_id", "as_of"])
-    return pd.concat(parts, ignore_index=True)
+        frame = _pit_kernels.features_frame(prep, end).iloc[:0]
+        return frame.merge(labels_frame(prep, end, **label_kw).iloc[:0],
+                           on=["account_id", "as_of"])
+    out = pd.concat(parts, ignore_index=True)
+    out.insert(0, "account_id", _pit_kernels.account_id_column(prep, np.concatenate(rows_all)))
+    return out
