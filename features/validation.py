@@ -104,7 +104,7 @@ def validate_tables(
     not counted against the child table. Raises :class:`DataContractError`; when the error
     is ``too_many_bad_rows`` its ``result`` attribute holds the full result.
     """
-    result, error = _validate(raw, dict(sources or {}), max_bad_share)
+    result, error = _validate(dict(raw), dict(sources or {}), max_bad_share)
     if error is not None:
         error.result = result
         raise error
@@ -124,16 +124,15 @@ def validate_folder(
 
     path = Path(path)
     found = read_folder(path, engine="polars")
-    raw = {t: frame for t, (_, frame) in found.items()}
     sources = {t: file.name for t, (file, _) in found.items()}
+    # The raw frames are handed over (not kept here), so each is freed once parsed.
+    raw = {t: found.pop(t)[1] for t in list(found)}
     qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
-    try:
-        result = validate_tables(raw, sources=sources, max_bad_share=max_bad_share)
-    except DataContractError as err:
-        if isinstance(err.result, ValidationResult):
-            write_quarantine(err.result.quarantine, qdir)
-        raise
+    result, error = _validate(raw, sources, max_bad_share, consume=True)
     write_quarantine(result.quarantine, qdir)
+    if error is not None:
+        error.result = result
+        raise error
     return result
 
 
@@ -306,13 +305,19 @@ def _book(kept: dict[str, pl.DataFrame]) -> Book:
 
 
 def _validate(
-    raw: Mapping[str, pd.DataFrame | pl.DataFrame], sources: dict[str, str], max_bad_share: float
+    raw: dict[str, pd.DataFrame | pl.DataFrame],
+    sources: dict[str, str],
+    max_bad_share: float,
+    *,
+    consume: bool = False,
 ) -> tuple[ValidationResult, DataContractError | None]:
+    """Row checks and the result; ``consume=True`` empties ``raw`` (a private dict) so the
+    raw frames can be freed table by table."""
     _check_files(raw, sources)
     frames: dict[str, pl.DataFrame] = {}
     for table in TABLES:
         if table in raw:
-            frame = _to_polars(raw[table])
+            frame = _to_polars(raw.pop(table) if consume else raw[table])
             if table == "invoices":
                 _check_currency(frame, sources.get("invoices", "invoices"))
             frames[table] = R.row_local_rules(frame, table)
