@@ -15,8 +15,10 @@ import argparse
 import json
 import os
 import resource
+import tempfile
 import time
 import warnings
+from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
@@ -51,15 +53,23 @@ def synthetic_target(X: np.ndarray, seed: int) -> np.ndarray:
     return (rng.random(X.shape[0]) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int64)
 
 
-def train_model(max_depth: int, seed: int = 0) -> lgb.Booster:
+def train_model(max_depth: int, seed: int = 0, cache: bool = True) -> lgb.Booster:
+    """The benchmark model (deterministic); cached as a model file in the temp dir."""
+    path = Path(tempfile.gettempdir()) / f"delinq_bench_explain_d{max_depth}_s{seed}.txt"
+    if cache and path.exists():
+        return lgb.Booster(model_file=str(path))
     X = synthetic_features(N_TRAIN, seed)
     y = synthetic_target(X, seed + 1)
     params = dict(
         objective="binary", num_leaves=31, max_depth=max_depth, learning_rate=0.05,
         max_bin=63, min_data_in_leaf=20, feature_fraction=0.8, bagging_fraction=0.8,
-        bagging_freq=1, seed=seed, num_threads=2, verbose=-1,
+        bagging_freq=1, seed=seed, num_threads=2, verbose=-1, deterministic=True,
+        force_row_wise=True,
     )
-    return lgb.train(params, lgb.Dataset(X, y), num_boost_round=N_TREES)
+    booster = lgb.train(params, lgb.Dataset(X, y), num_boost_round=N_TREES)
+    if cache:
+        booster.save_model(str(path))
+    return booster
 
 
 def _rate(rows: int, seconds: float) -> float:
