@@ -75,8 +75,10 @@ def _to_float64(X: Any, pandas_categorical: list[list] | None, n_features: int) 
                 codes = data[col].cat.codes.to_numpy().astype(np.float64)
                 codes[codes < 0] = np.nan
                 data[col] = codes
-        dtypes = [np.dtype(dt) if not isinstance(dt, np.dtype) else dt for dt in data.dtypes]
-        target = np.result_type(*[d.type for d in dtypes], np.float32)
+        try:  # LightGBM's rule: common type of the columns and float32
+            target = np.result_type(*[dt.type for dt in data.dtypes], np.float32)
+        except TypeError as err:
+            raise ValueError(f"X has non-numeric columns: {dict(data.dtypes)}") from err
         try:
             arr = data.to_numpy(dtype=target)
         except ValueError:  # nullable dtypes with pd.NA

@@ -253,3 +253,20 @@ def test_model_on_synthetic_book_matches_pred_contrib():
     np.testing.assert_allclose(
         ours.sum(axis=1), booster.predict(x, raw_score=True), rtol=0, atol=TOL
     )
+
+
+def test_integer_and_float32_inputs_are_cast_like_lightgbm():
+    rng = np.random.default_rng(5)
+    X = rng.integers(0, 2**25, size=(800, 3))  # ints above 2^24 lose bits in float32
+    y = (X[:, 0] % 7 > 3).astype(int)
+    booster = lgb.train(
+        dict(objective="binary", verbose=-1, num_leaves=31, max_bin=255), lgb.Dataset(X, y), 5
+    )
+    _assert_exact(booster, X[:300])
+    _assert_exact(booster, X[:300].astype(np.float32))
+    frame = pd.DataFrame(X[:300], columns=["a", "b", "c"]).astype({"a": "Int64"})
+    frame.loc[3, "a"] = pd.NA
+    ex = TreeExplainer(booster)
+    np.testing.assert_allclose(
+        ex.contributions(frame), booster.predict(frame, pred_contrib=True), rtol=0, atol=TOL
+    )
