@@ -397,22 +397,41 @@ def train_and_register(
     """Build the training set of ``book`` over the ``grid`` of ``as_of`` dates, train both
     models, register both; promotion by the registry's rule.
 
-    Returns ``{model: {registered_name, version, promoted, champion_version, reason,
-    run_id, metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}),
-    data_window, n_rows}}`` (or ``{registered_name, error}`` for a model whose population
-    cannot be trained in this book; ``ValueError`` if neither can);
-    :func:`format_report` prints it.
+    Returns what :func:`train_and_register_frame` returns; :func:`format_report` prints it.
     """
     from features import build_training_set
     from features.training_set import as_of_grid
-    from models.registry import log_and_register
 
-    names = {**DEFAULT_NAMES, **dict(names or {})}
     dates = as_of_grid(book, freq=grid)
     training_set = build_training_set(
         book, as_of_dates=dates, delinquency_dpd=delinquency_dpd,
         persistence_days=persistence_days,
     )
+    return train_and_register_frame(
+        training_set, tracking_uri=tracking_uri, config=config, names=names,
+        extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
+                      "persistence_days": persistence_days},
+    )
+
+
+def train_and_register_frame(
+    training_set: pd.DataFrame,
+    *,
+    tracking_uri: str,
+    config: TrainConfig | None = None,
+    names: Mapping[str, str] | None = None,
+    extra_params: Mapping[str, Any] | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Train both models on an already built training set and register them.
+
+    Returns ``{model: {registered_name, version, promoted, champion_version, reason,
+    run_id, metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}),
+    data_window, n_rows}}`` (or ``{registered_name, error}`` for a model whose population
+    cannot be trained in this book; ``ValueError`` if neither can).
+    """
+    from models.registry import log_and_register
+
+    names = {**DEFAULT_NAMES, **dict(names or {})}
     config = config or TrainConfig()
     split = split_by_time(training_set, config=config)
     summary: dict[str, dict[str, Any]] = {}
@@ -425,8 +444,7 @@ def train_and_register(
             errors.append(f"{model}: {exc}")
             continue
         res = log_and_register(tm, tracking_uri=tracking_uri, registered_name=names[model],
-                               extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
-                                             "persistence_days": persistence_days})
+                               extra_params=extra_params)
         summary[model] = {
             "registered_name": names[model],
             "version": res.version,
