@@ -98,32 +98,51 @@ def _sorted_lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
     return pl.Series(out).replace(-1, None)
 
 
+def _join_lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
+    """Exact hash join in polars (large unsorted inputs, or a 64-bit hash collision)."""
+    idx = pl.DataFrame({"k": table_keys, "i": pl.int_range(len(table_keys), eager=True)})
+    joined = pl.DataFrame({"k": keys}).join(idx, on="k", how="left", maintain_order="left")
+    return joined.get_column("i").cast(pl.Int64)
+
+
+def _narrow_lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
+    """Few keys, big table: keep only table rows whose hash a key has, then match there.
+
+    Searching the big table's hashes in the small sorted key hashes stays in cache, unlike
+    random probes into a big sorted array.
+    """
+    th = table_keys.hash(seed=0).to_numpy()
+    kh = keys.hash(seed=0).to_numpy()
+    sk = np.sort(kh)
+    pos = np.minimum(np.searchsorted(sk, th), len(sk) - 1)
+    rows = np.flatnonzero(sk[pos] == th)
+    sub = th[rows]
+    order = np.argsort(sub)
+    sorted_h = sub[order]
+    if len(rows) == 0:
+        return pl.Series([None] * len(keys), dtype=pl.Int64)
+    if np.any(sorted_h[1:] == sorted_h[:-1]):
+        return _join_lookup(keys, table_keys)  # two ids share a 64-bit hash: rare
+    at = np.minimum(np.searchsorted(sorted_h, kh), len(sorted_h) - 1)
+    cand = rows[order[at]]
+    # Confirm on the strings (a hash hit with a different id is a miss).
+    same = (table_keys.gather(cand) == keys).fill_null(False).to_numpy()
+    found = (sorted_h[at] == kh) & same
+    return pl.Series(np.where(found, cand, -1)).cast(pl.Int64).replace(-1, None)
+
+
 def lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
     """Row index (Int64) into ``table_keys`` of each key, null when absent.
 
     ``table_keys`` must be unique and non-null (the caller guarantees it: kept invoice ids).
     Sorted inputs (as written by the synthetic generator or from a canonical Book) take a
-    linear merge; others a hash lookup confirmed on the strings.
+    linear merge; few keys (disputes) a hash lookup confirmed on the strings; anything
+    else a polars hash join.
     """
-    m = len(table_keys)
-    if m == 0 or len(keys) == 0:
+    if len(table_keys) == 0 or len(keys) == 0:
         return pl.Series([None] * len(keys), dtype=pl.Int64)
     if _is_sorted(table_keys) and _is_sorted(keys.drop_nulls()):
         return _sorted_lookup(keys, table_keys)
-    th = table_keys.hash(seed=0).to_numpy()
-    order = np.argsort(th)
-    sorted_h = th[order]
-    if np.any(sorted_h[1:] == sorted_h[:-1]):
-        # Two different ids share a 64-bit hash: rare enough to take the slow exact path.
-        idx = pl.DataFrame({"k": table_keys, "i": pl.int_range(m, eager=True)})
-        joined = pl.DataFrame({"k": keys}).join(idx, on="k", how="left", maintain_order="left")
-        return joined.get_column("i").cast(pl.Int64)
-    kh = keys.hash(seed=0).to_numpy()
-    pos = np.searchsorted(sorted_h, kh)
-    pos[pos == m] = 0
-    hit = sorted_h[pos] == kh
-    cand = order[pos]
-    # Confirm on the strings (a hash hit with a different id is a miss).
-    same = (table_keys.gather(cand) == keys).fill_null(False).to_numpy()
-    found = hit & same
-    return pl.Series(np.where(found, cand, -1)).cast(pl.Int64).replace(-1, None)
+    if 4 * len(keys) <= len(table_keys):
+        return _narrow_lookup(keys, table_keys)
+    return _join_lookup(keys, table_keys)

@@ -268,14 +268,16 @@ def row_local_rules(frame: pl.DataFrame, table: str) -> pl.DataFrame:
 def child_rules(frame: pl.DataFrame, table: str, invoices: pl.DataFrame) -> pl.DataFrame:
     """Rules of payments/disputes that need their invoice (``invoices`` after its rules)."""
     inv_id, issue = value("invoice_id"), value("issue_date")
-    kept = invoices.filter(pl.col(RULE) == 0)
+    parents = invoices.select(inv_id, issue, value("account_id"), RULE)
+    alive = parents.get_column(RULE) == 0
+    kept = parents if alive.all() else parents.filter(alive)
     at = lookup(frame.get_column(inv_id), kept.get_column(inv_id))
     frame = frame.with_columns(
         kept.get_column(issue).gather(at).alias("__parent_issue"),
         kept.get_column(value("account_id")).gather(at).alias("__parent_account"),
     )
     found = pl.col("__parent_issue").is_not_null()
-    dropped = invoices.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())
+    dropped = parents.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())
     if dropped.height:
         dropped_ids = dropped.get_column(inv_id).unique().implode()
         quarantined_parent = ~found & pl.col(inv_id).is_in(dropped_ids)

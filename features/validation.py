@@ -26,6 +26,7 @@ import pyarrow as pa
 from features import rules as R
 from features._keys import first_occurrence
 from features.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
+from features.io import read_folder
 from features.rules import RULES, DataContractError
 
 __all__ = [
@@ -120,8 +121,6 @@ def validate_folder(
     Quarantine files are written (and stale ones removed) even when the run then stops
     with ``too_many_bad_rows``, so the bad rows can be inspected.
     """
-    from features.io import read_folder  # local: io imports this package's errors
-
     path = Path(path)
     found = read_folder(path, engine="polars")
     sources = {t: file.name for t, (file, _) in found.items()}

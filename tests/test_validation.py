@@ -477,5 +477,15 @@ def test_lookup_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> Non
         np.zeros(len(self), dtype=np.uint64)))
     table = pl.Series(["x", "y", "z"])
     assert lookup(pl.Series(["z", "q", None, "x"]), table).to_list() == [2, None, None, 0]
+    big = pl.Series(["h", "b", "g", "a", "f", "c", "e", "d"])  # unsorted, few keys
+    assert lookup(pl.Series(["c", "zz"]), big).to_list() == [5, None]
     assert first_occurrence(pl.Series(["b", "a", "b", "c", "a"])).to_list() == [
         True, True, False, True, False]
+
+
+@settings(max_examples=30, deadline=None)
+@given(table=st.lists(st.text("abcd", max_size=4), unique=True, min_size=4, max_size=40),
+       keys=st.lists(st.one_of(st.none(), st.text("abcd", max_size=4)), max_size=10))
+def test_lookup_few_keys_in_a_big_table(table: list[str], keys: list[str | None]) -> None:
+    got = lookup(pl.Series(keys, dtype=pl.String), pl.Series(table, dtype=pl.String))
+    assert got.to_list() == [table.index(k) if k in table else None for k in keys]
