@@ -77,6 +77,28 @@ def worklist_table(frame: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]
     ]
 
 
+def train_rows(summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One JSON-safe row per model (version, promoted, LightGBM test metrics) for artifacts."""
+    return [
+        {"model": model, "version": str(info.get("version")),
+         "promoted": bool(info.get("promoted")),
+         **{k: json_safe(v) for k, v in dict(info.get("metrics", {})).items()}}
+        for model, info in summary.items()
+    ]
+
+
+def drift_flags(drift: Any, *, top: int = 10) -> list[str]:
+    """Drift lines for the summary: counts of PSI flags (``watch`` >= 0.1, ``alert`` >= 0.25)
+    over all (model, feature) rows, then the ``top`` largest flagged PSIs."""
+    flagged = drift[drift["flag"] != "ok"].sort_values("psi", ascending=False)
+    counts = flagged["flag"].value_counts()
+    lines = [f"{int(counts.get('alert', 0))} alert, {int(counts.get('watch', 0))} watch "
+             f"of {len(drift)} PSI checks"]
+    lines += [f"PSI {r.flag}: {r.model} {r.feature} = {r.psi:.3f}"
+              for r in flagged.head(top).itertuples(index=False)]
+    return lines
+
+
 def _md_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:

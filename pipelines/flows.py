@@ -23,8 +23,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import shutil
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,13 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
-from pipelines.artifacts import publish_run_artifacts, summary_markdown
+from pipelines.artifacts import drift_flags, publish_run_artifacts, summary_markdown, train_rows
 from pipelines.settings import Settings, load_settings
 
 #: Logger of the one-line progress messages; interactive jobs print it (pipelines.jobs).
 PROGRESS_LOGGER = "delinq.progress"
 TOP_ROWS = 10
+HEARTBEAT_S = 30.0
 _progress_log = logging.getLogger(PROGRESS_LOGGER)
 
 
@@ -88,6 +90,26 @@ def progress(message: str) -> None:
     _progress_log.info(message)
     with contextlib.suppress(MissingContextError):
         get_run_logger().info(message)
+
+
+@contextlib.contextmanager
+def heartbeat(label: str, *, every: float = HEARTBEAT_S) -> Iterator[None]:
+    """While the block runs, print ``  ... <label>: <n> s`` every ``every`` seconds (terminal
+    only), so a long stage without progress hooks never looks hung."""
+    done = threading.Event()
+    t0 = time.perf_counter()
+
+    def beat() -> None:
+        while not done.wait(every):
+            _progress_log.info(f"  ... {label}: {time.perf_counter() - t0:.0f} s")
+
+    thread = threading.Thread(target=beat, name="delinq-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -201,12 +223,13 @@ def training_set_task(
     t0 = time.perf_counter()
     book = read_staged_book(staged)
     dates = as_of_grid(book, freq=grid)
-    frame = build_training_set(
-        book,
-        as_of_dates=dates,
-        delinquency_dpd=delinquency_dpd,
-        persistence_days=persistence_days,
-    )
+    with heartbeat("building the training set"):
+        frame = build_training_set(
+            book,
+            as_of_dates=dates,
+            delinquency_dpd=delinquency_dpd,
+            persistence_days=persistence_days,
+        )
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     frame.to_parquet(out, index=False)
     resolved = frame[~frame["censored"].astype(bool)]
@@ -242,18 +265,19 @@ def train_task(
 
     progress("training and registering the two models (LightGBM, calibrated)")
     t0 = time.perf_counter()
-    if training_set is not None:
-        import pandas as pd
+    with heartbeat("training"):
+        if training_set is not None:
+            import pandas as pd
 
-        summary = register_training_set(
-            pd.read_parquet(training_set), tracking_uri=tracking_uri, grid=grid, names=names,
-            delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        )
-    else:
-        summary = train_and_register(
-            read_staged_book(staged), tracking_uri=tracking_uri, grid=grid, names=names,
-            delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        )
+            summary = register_training_set(
+                pd.read_parquet(training_set), tracking_uri=tracking_uri, grid=grid,
+                names=names, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+            )
+        else:
+            summary = train_and_register(
+                read_staged_book(staged), tracking_uri=tracking_uri, grid=grid, names=names,
+                delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+            )
     seconds = time.perf_counter() - t0
     promoted = [m for m, info in summary.items() if info["promoted"]]
     progress(f"  trained in {seconds:.1f} s; promoted to champion: "
@@ -298,18 +322,6 @@ def register_training_set(
     return summary
 
 
-def train_rows(summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One JSON-safe row per model (version, promoted, LightGBM test metrics) for artifacts."""
-    from pipelines.artifacts import json_safe
-
-    return [
-        {"model": model, "version": str(info.get("version")),
-         "promoted": bool(info.get("promoted")),
-         **{k: json_safe(v) for k, v in dict(info.get("metrics", {})).items()}}
-        for model, info in summary.items()
-    ]
-
-
 @task(name="score", **_IO)
 def score_task(
     staged: str,
@@ -330,15 +342,16 @@ def score_task(
     t0 = time.perf_counter()
     book = read_staged_book(staged)
     day = date.fromisoformat(as_of)
-    record = run_scoring(
-        book,
-        as_of=day,
-        tracking_uri=tracking_uri,
-        store_url=store_url,
-        export_dir=Path(export_dir),
-        model_names=names,
-        table_budget_mb=table_budget_mb,
-    )
+    with heartbeat("scoring"):
+        record = run_scoring(
+            book,
+            as_of=day,
+            tracking_uri=tracking_uri,
+            store_url=store_url,
+            export_dir=Path(export_dir),
+            model_names=names,
+            table_budget_mb=table_budget_mb,
+        )
     store = WorklistStore(store_url)
     try:
         top = store.read_worklist(as_of=day, top=TOP_ROWS)
@@ -360,18 +373,6 @@ def score_task(
     }
     return {"as_of": as_of, "record": summary, "flags": flags,
             "top": worklist_table(top, top=TOP_ROWS), "seconds": seconds}
-
-
-def drift_flags(drift: Any, *, top: int = 10) -> list[str]:
-    """Drift lines for the summary: counts of PSI flags (``watch`` >= 0.1, ``alert`` >= 0.25)
-    over all (model, feature) rows, then the ``top`` largest flagged PSIs."""
-    flagged = drift[drift["flag"] != "ok"].sort_values("psi", ascending=False)
-    counts = flagged["flag"].value_counts()
-    lines = [f"{int(counts.get('alert', 0))} alert, {int(counts.get('watch', 0))} watch "
-             f"of {len(drift)} PSI checks"]
-    lines += [f"PSI {r.flag}: {r.model} {r.feature} = {r.psi:.3f}"
-              for r in flagged.head(top).itertuples(index=False)]
-    return lines
 
 
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

@@ -82,6 +82,58 @@ def test_summary_markdown_sections() -> None:
     assert "- none" in summary_markdown("x", facts={}, timings={})
 
 
+def test_drift_flags_count_then_largest() -> None:
+    from pipelines.artifacts import drift_flags
+
+    drift = pd.DataFrame({
+        "model": ["early_warning"] * 4,
+        "feature": ["a", "b", "c", "__score__"],
+        "psi": [0.05, 0.12, 0.4, 0.3],
+        "flag": ["ok", "watch", "alert", "alert"],
+    })
+    lines = drift_flags(drift, top=2)
+    assert lines[0] == "2 alert, 1 watch of 4 PSI checks"
+    assert lines[1:] == ["PSI alert: early_warning c = 0.400",
+                         "PSI alert: early_warning __score__ = 0.300"]
+
+
+def test_train_rows_are_json_safe() -> None:
+    from pipelines.artifacts import train_rows
+
+    summary = {"early_warning": {"version": 3, "promoted": False,
+                                 "metrics": {"roc_auc": np.float64(0.81234), "ece": np.nan}}}
+    rows = train_rows(summary)
+    assert rows == [{"model": "early_warning", "version": "3", "promoted": False,
+                     "roc_auc": 0.8123, "ece": None}]
+    json.dumps(rows)
+
+
+def test_heartbeat_beats_while_running_and_stops_after() -> None:
+    import time
+
+    from pipelines.flows import PROGRESS_LOGGER, heartbeat
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with heartbeat("training", every=0.01):
+            deadline = time.monotonic() + 30
+            while not lines and time.monotonic() < deadline:
+                time.sleep(0.01)
+        seen = len(lines)
+        time.sleep(0.05)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert seen >= 1 and lines[0].startswith("  ... training: ")
+    assert len(lines) == seen  # the thread stopped with the block
+
+
 def test_today_in_uses_the_timezone() -> None:
     # UTC+14 and UTC-11 are 25 hours apart: their dates always differ by one or two days.
     ahead, behind = today_in("Pacific/Kiritimati"), today_in("Pacific/Pago_Pago")
