@@ -40,7 +40,7 @@ def _future_events(book: Book, as_of: pd.Timestamp, seed: int) -> Book:
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(book=books(), as_of=as_of_days(), seed=st.integers(0, 10_000))
 def test_events_on_or_after_as_of_change_no_feature(book, as_of, seed):
     before = build_features(book, as_of=as_of)
@@ -48,7 +48,7 @@ def test_events_on_or_after_as_of_change_no_feature(book, as_of, seed):
     pd.testing.assert_frame_equal(before, after)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(book=books(), as_of=as_of_days(), seed=st.integers(0, 10_000))
 def test_shuffling_rows_changes_nothing(book, as_of, seed):
     rng = np.random.default_rng(seed)
