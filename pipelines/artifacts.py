@@ -78,13 +78,18 @@ def worklist_table(frame: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]
 
 
 def train_rows(summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One JSON-safe row per model (version, promoted, LightGBM test metrics) for artifacts."""
-    return [
-        {"model": model, "version": str(info.get("version")),
-         "promoted": bool(info.get("promoted")),
-         **{k: json_safe(v) for k, v in dict(info.get("metrics", {})).items()}}
-        for model, info in summary.items()
-    ]
+    """One JSON-safe row per model (version, promoted, LightGBM test metrics, or the error
+    that kept it from training) for the summary artifact."""
+    rows = []
+    for model, info in summary.items():
+        version = info.get("version")
+        row: dict[str, Any] = {"model": model, "version": None if version is None else str(version),
+                               "promoted": bool(info.get("promoted"))}
+        row |= {k: json_safe(v) for k, v in dict(info.get("metrics", {})).items()}
+        if "error" in info:
+            row["error"] = str(info["error"])
+        rows.append(row)
+    return rows
 
 
 def drift_flags(drift: Any, *, top: int = 10) -> list[str]:

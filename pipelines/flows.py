@@ -261,7 +261,7 @@ def train_task(
     With ``training_set`` (the Parquet file of the training-set stage) the models are fit
     on it; otherwise the training set is built from the staged book.
     """
-    from models.train import format_report, train_and_register
+    from models.train import format_report, train_and_register, train_and_register_frame
 
     progress("training and registering the two models (LightGBM, calibrated)")
     t0 = time.perf_counter()
@@ -269,9 +269,10 @@ def train_task(
         if training_set is not None:
             import pandas as pd
 
-            summary = register_training_set(
-                pd.read_parquet(training_set), tracking_uri=tracking_uri, grid=grid,
-                names=names, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+            summary = train_and_register_frame(
+                pd.read_parquet(training_set), tracking_uri=tracking_uri, names=names,
+                extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
+                              "persistence_days": persistence_days},
             )
         else:
             summary = train_and_register(
@@ -279,47 +280,10 @@ def train_task(
                 delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
             )
     seconds = time.perf_counter() - t0
-    promoted = [m for m, info in summary.items() if info["promoted"]]
+    promoted = [m for m, info in summary.items() if info.get("promoted")]
     progress(f"  trained in {seconds:.1f} s; promoted to champion: "
              f"{', '.join(promoted) if promoted else 'none (champions stay)'}")
     return {"report": format_report(summary), "models": train_rows(summary), "seconds": seconds}
-
-
-def register_training_set(
-    training_set: Any,
-    *,
-    tracking_uri: str,
-    grid: str,
-    names: Mapping[str, str],
-    delinquency_dpd: int,
-    persistence_days: int,
-) -> dict[str, dict[str, Any]]:
-    """``models.train.train_and_register`` from an already built training set: train both
-    models, register them, and return the same summary (``format_report`` prints it)."""
-    from models.registry import log_and_register
-    from models.train import train_both
-
-    summary: dict[str, dict[str, Any]] = {}
-    for model, tm in train_both(training_set).items():
-        res = log_and_register(
-            tm, tracking_uri=tracking_uri, registered_name=names[model],
-            extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
-                          "persistence_days": persistence_days},
-        )
-        summary[model] = {
-            "registered_name": names[model],
-            "version": res.version,
-            "promoted": res.promoted,
-            "champion_version": res.champion_version,
-            "reason": res.reason,
-            "run_id": res.run_id,
-            "metrics": {k: float(v) for k, v in tm.metrics.loc["lightgbm"].items()},
-            "metrics_table": {str(sc): {k: float(v) for k, v in row.items()}
-                              for sc, row in tm.metrics.iterrows()},
-            "data_window": dict(tm.data_window),
-            "n_rows": dict(tm.n_rows),
-        }
-    return summary
 
 
 @task(name="score", **_IO)
