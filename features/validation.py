@@ -281,26 +281,15 @@ def _to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
     return out.astype(fix) if fix else out
 
 
-def _book(kept: dict[str, pl.DataFrame]) -> Book:
-    """The Book of the kept tables (``kept`` is consumed); accounts seen only in invoices
-    get bare rows."""
-    ids = kept["invoices"].get_column("account_id")
-    # Canonical invoices are sorted by account_id, so distinct accounts are where it changes.
-    seen = ids.filter(first_occurrence(ids)).to_frame()
-    accounts = kept.get("accounts")
-    if accounts is not None:
-        seen = seen.join(accounts.select("account_id"), on="account_id", how="anti")
-        accounts = pl.concat([accounts, seen], how="diagonal_relaxed")
-    else:
-        accounts = seen
-    if seen.height:
-        accounts = accounts.sort("account_id", maintain_order=True)
-    kept["accounts"] = accounts  # (a private dict: emptied below to free memory early)
-    frames = {}
-    for table in list(kept):  # convert one table at a time, releasing its polars copy
-        frames[table] = _to_pandas(kept.pop(table), table)
-    empty = {t: empty_table(t) for t in TABLES if t not in frames}
-    return Book(**{**empty, **frames})
+def _with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl.DataFrame:
+    """Accounts plus a bare row for every invoiced account the accounts table lacks."""
+    if accounts is None:
+        return seen
+    missing = seen.join(accounts.select("account_id"), on="account_id", how="anti")
+    if missing.is_empty():
+        return accounts
+    out = pl.concat([accounts, missing], how="diagonal_relaxed")
+    return out.sort("account_id", maintain_order=True)
 
 
 def _validate(
@@ -325,11 +314,12 @@ def _validate(
             frames[table] = R.child_rules(frames[table], table, frames["invoices"])
 
     # Memory: each table's working frame (raw + parsed columns) is released as soon as
-    # its kept rows and quarantine are extracted; only the canonical columns live on.
-    kept: dict[str, pl.DataFrame] = {}
+    # its kept rows and quarantine are extracted, and its kept rows go to pandas at once.
+    kept: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
     rows = []
     error: DataContractError | None = None
+    seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
     for table in TABLES:
         if table not in frames:
             rows.append({"table": table, "rows_read": 0, "kept": 0, "quarantined": 0})
@@ -338,21 +328,35 @@ def _validate(
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
-        kept[table] = _canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
+        canon = _canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
         del frame
+        if table == "invoices":
+            # Canonical invoices are sorted by account_id: distinct accounts are where it
+            # changes (linear, no hashing).
+            ids = canon.get_column("account_id")
+            seen = ids.filter(first_occurrence(ids)).to_frame()
+        if table == "accounts":
+            canon = _with_bare_accounts(canon, seen)
+        n_kept = height - bad.height
+        kept[table] = _to_pandas(canon, table)
+        del canon
         quarantine[table] = _quarantine(bad)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
         rows.append(
-            {"table": table, "rows_read": height, "kept": kept[table].height,
+            {"table": table, "rows_read": height, "kept": n_kept,
              "quarantined": bad.height, **counts}
         )
         charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
         if error is None and charged.height > max_bad_share * height:
             error = _too_many(sources.get(table, table), charged, height, max_bad_share)
+    if "accounts" not in kept:
+        kept["accounts"] = _to_pandas(_with_bare_accounts(None, seen), "accounts")
 
     summary = pd.DataFrame(rows, columns=["table", "rows_read", "kept", "quarantined", *RULES])
     summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
-    result = ValidationResult(book=_book(kept), quarantine=quarantine, summary=summary)
+    empty = {t: empty_table(t) for t in TABLES if t not in kept}
+    book = Book(**{**empty, **kept})
+    result = ValidationResult(book=book, quarantine=quarantine, summary=summary)
     return result, error
 
 

@@ -194,7 +194,7 @@ def bad_mixes(draw: st.DrawFn) -> list[int]:
     return draw(st.lists(st.integers(0, len(BAD_ROWS) - 1), max_size=12))
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(picks=bad_mixes(), seed=st.integers(0, 2**16))
 def test_no_row_is_lost_and_counts_match_injected(picks: list[int], seed: int) -> None:
     raw = clean_raw()
@@ -220,7 +220,7 @@ def test_no_row_is_lost_and_counts_match_injected(picks: list[int], seed: int) -
     assert got == expected
 
 
-@settings(max_examples=15, deadline=None)
+@settings(max_examples=8, deadline=None)
 @given(seed=st.integers(0, 2**16))
 def test_shuffled_input_gives_the_same_book(seed: int) -> None:
     raw = with_rows(clean_raw(), "invoices", {**INV, "amount": "0"})
@@ -450,7 +450,7 @@ def test_synthetic_errors_are_quarantined_exactly(tmp_path, fmt: str) -> None:
 # ------------------------------------------------------------------ fast key helpers
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(keys=st.lists(st.one_of(st.none(), st.sampled_from(["a", "b", "c", "d", "ab", ""])),
                      max_size=30),
        sort=st.booleans())
@@ -462,7 +462,7 @@ def test_first_occurrence_matches_polars(keys: list[str | None], sort: bool) -> 
     assert got.to_list() == expected.to_list()
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=30, deadline=None)
 @given(table=st.lists(st.text("abc", max_size=3), unique=True, max_size=12),
        keys=st.lists(st.one_of(st.none(), st.text("abc", max_size=3)), max_size=20))
 def test_lookup_matches_a_join(table: list[str], keys: list[str | None]) -> None:
