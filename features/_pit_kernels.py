@@ -268,7 +268,7 @@ def _account_features(a, o, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day
 def _features_range(start, stop, out, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day,
                     pay_amt, dis_ptr, dis_open, dis_res, credit_limit, created):
     for a in range(start, stop):
-        _account_features(a, out[a], as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day,
+        _account_features(a, out[:, a], as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day,
                           pay_amt, dis_ptr, dis_open, dis_res, credit_limit, created)
 
 
@@ -293,7 +293,8 @@ def run_chunked(kernel, n: int, *args: object) -> None:
 
 def _features(as_of, acc_ptr, *arrays):
     n_acc = len(acc_ptr) - 1
-    out = np.full((n_acc, _NK), np.nan)
+    # feature-major, so each output column is one contiguous slice
+    out = np.full((_NK, n_acc), np.nan)
     run_chunked(_features_range, n_acc, out, as_of, acc_ptr, *arrays)
     return out
 
@@ -304,8 +305,7 @@ def _day_number(ts: pd.Timestamp) -> int:
 
 
 def feature_matrix(prep: Prepared, as_of: pd.Timestamp) -> np.ndarray:
-    """(n_accounts, len(KERNEL_COLUMNS)) float64; rows of accounts with no open invoice
-    are all NaN."""
+    """(len(KERNEL_COLUMNS), n_accounts) float64; accounts with no open invoice are NaN."""
     return _features(
         _day_number(as_of), prep.acc_ptr, prep.issue, prep.due, prep.amount, prep.pay_ptr,
         prep.pay_day, prep.pay_amt, prep.dis_ptr, prep.dis_open, prep.dis_res,
@@ -318,14 +318,14 @@ def feature_columns(prep: Prepared, as_of: pd.Timestamp) -> tuple[np.ndarray, di
     from features.pit import FEATURE_COLUMNS, segment_of
 
     mat = feature_matrix(prep, as_of)
-    rows = np.flatnonzero(~np.isnan(mat[:, 0]))
-    mat = mat[rows]
+    rows = np.flatnonzero(~np.isnan(mat[0]))
     cols: dict[str, object] = {
         "as_of": np.full(len(rows), as_of.to_datetime64(), dtype="datetime64[s]"),
-        "segment": segment_of(mat[:, 2]),
+        "segment": segment_of(mat[2, rows]),
     }
     for k, name in enumerate(KERNEL_COLUMNS):
-        cols[name] = mat[:, k]
+        cols[name] = mat[k, rows]
+    del mat
     for name, codes, cats in (("account_segment", prep.segment_codes, prep.segment_cats),
                               ("account_region", prep.region_codes, prep.region_cats)):
         cols[name] = pd.Categorical.from_codes(codes[rows], categories=cats)

@@ -28,9 +28,10 @@ import pyarrow.compute as pc
 from features.book import Book
 from features.pit import ordered_categories
 
-#: Day number used for "never" (missing resolved date): later than any real date.
-NEVER = np.int64(2**40)
-NONE = np.int64(-(2**40))
+#: Day numbers for "never" (missing resolved date) and "none" (missing date): beyond any
+#: real date but within int32, in which day arrays are stored (half the memory of int64).
+NEVER = np.int64(2**30)
+NONE = np.int64(-(2**30))
 
 
 @dataclass(frozen=True)
@@ -206,9 +207,9 @@ def match_ids(query: pd.Series | pa.Array, reference: pd.Series | pa.Array) -> n
 
 
 def _days(values: pd.Series, missing: np.int64) -> np.ndarray:
-    """Day numbers (int64) of a midnight datetime64[s] column; ``missing`` where NaT."""
+    """Day numbers (int32) of a midnight datetime64[s] column; ``missing`` where NaT."""
     secs = values.to_numpy(dtype="datetime64[s]").view(np.int64)
-    days = secs // 86400  # floor division: correct before 1970 too
+    days = (secs // 86400).astype(np.int32)  # floor division: correct before 1970 too
     nat = secs == np.iinfo(np.int64).min
     if nat.any():
         days[nat] = missing
@@ -309,7 +310,7 @@ def prepare(book: Book) -> Prepared:
     ok = acc_row >= 0
     credit = np.full(n_acc, np.nan)
     credit[ok] = acc["credit_limit"].to_numpy(np.float64, na_value=np.nan)[acc_row[ok]]
-    created = np.full(n_acc, NONE, np.int64)
+    created = np.full(n_acc, NONE, np.int32)
     created[ok] = _days(acc["created_date"], NONE)[acc_row[ok]]
     seg_codes, seg_cats = _categories(acc["segment"], acc_row)
     reg_codes, reg_cats = _categories(acc["region"], acc_row)
