@@ -171,15 +171,19 @@ def generate_task(out: str, accounts: int, seed: int, start: str, end: str) -> d
 
 
 @task(name="ingest", **_IO)
-def ingest_task(source: str, staged: str, max_bad_share: float) -> dict[str, Any]:
-    """Validate the data folder ``source`` (bad rows to ``<source>/_quarantine``) and write
-    the kept rows as Parquet to ``staged``; return the validation summary and the dates."""
+def ingest_task(
+    source: str, staged: str, max_bad_share: float, quarantine: str | None = None
+) -> dict[str, Any]:
+    """Validate the data folder ``source`` (bad rows to ``quarantine``, default
+    ``<source>/_quarantine``) and write the kept rows as Parquet to ``staged``; return the
+    validation summary and the book's dates."""
     from features.io import write_book
     from features.validation import validate_folder
 
     progress(f"validating {source}")
     t0 = time.perf_counter()
-    result = validate_folder(source, max_bad_share=max_bad_share)
+    qdir = Path(quarantine) if quarantine is not None else Path(source) / "_quarantine"
+    result = validate_folder(source, max_bad_share=max_bad_share, quarantine_dir=qdir)
     target = Path(staged)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -199,7 +203,7 @@ def ingest_task(source: str, staged: str, max_bad_share: float) -> dict[str, Any
     return {
         "source": str(source),
         "staged": str(target),
-        "quarantine": str(Path(source) / "_quarantine"),
+        "quarantine": str(qdir),
         "summary": summary,
         "report": result.render(),
         "quarantined": quarantined,
@@ -349,7 +353,9 @@ def publish_task(key: str, markdown: str, top: list[dict[str, Any]] | None) -> l
 
 
 def _ingest(settings: Settings, source: str) -> dict[str, Any]:
-    return ingest_task(source, str(staging_dir(settings)), settings.max_bad_share)
+    # Bad rows go under data_dir, not into the source folder (which may be read-only).
+    return ingest_task(source, str(staging_dir(settings)), settings.max_bad_share,
+                       str(Path(settings.data_dir) / "quarantine"))
 
 
 def _training_set(settings: Settings, staged: str) -> dict[str, Any]:

@@ -283,14 +283,16 @@ def test_ingest_stage_quarantines_and_stages_the_book(tmp_path: Path) -> None:
     write_book_folder(50, src, seed=1, error_rate=0.02, fmt="csv")
     injected = json.loads((src / "_injected_errors.json").read_text())
     # A tiny book: a few injected rows are a large share of its small tables.
-    out = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5)
+    out = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5, str(tmp_path / "q"))
     assert out["quarantined"] == sum(n for t in injected.values() for n in t.values())
     staged = read_staged_book(out["staged"])
     expected = validate_folder(src, max_bad_share=0.5).book
     for table in ("invoices", "payments", "accounts", "disputes"):
         pd.testing.assert_frame_equal(getattr(staged, table), getattr(expected, table))
     assert staged.last_date.date().isoformat() == out["last_date"]
-    assert (src / "_quarantine").is_dir()
+    assert out["quarantine"] == str(tmp_path / "q")
+    quarantined = sum(len(pd.read_csv(f)) for f in (tmp_path / "q").glob("*.csv"))
+    assert quarantined == out["quarantined"]
     # A second ingest replaces the staged folder whole (no leftovers of the first).
     write_book_folder(20, src, seed=2, fmt="csv")
     again = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5)
