@@ -97,17 +97,26 @@ def read_folder(
     Raises :class:`DataContractError`: ``missing_file`` if ``path`` is not a folder,
     ``ambiguous_file`` if a table exists in two formats, ``bad_encoding`` for non-UTF-8 CSV.
     """
+    return {t: (f, read_table(f, engine=engine)) for t, f in table_files(path).items()}
+
+
+def table_files(path: str | Path) -> dict[str, Path]:
+    """The file of each contract table present in data folder ``path`` (not read).
+
+    Raises :class:`DataContractError`: ``missing_file`` if ``path`` is not a folder,
+    ``ambiguous_file`` if a table exists in two formats.
+    """
     path = Path(path)
     if not path.is_dir():
         raise DataContractError(str(path), None, "missing_file", "is not a data folder")
-    out: dict[str, tuple[Path, pd.DataFrame]] = {}
+    out: dict[str, Path] = {}
     for table, files in _table_files(path).items():
         if len(files) > 1:
             names = ", ".join(f.name for f in files)
             raise DataContractError(
                 files[0].name, None, "ambiguous_file", f"table {table} is given twice ({names})"
             )
-        out[table] = (files[0], read_table(files[0], engine=engine))
+        out[table] = files[0]
     return out
 
 

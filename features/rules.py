@@ -265,10 +265,14 @@ def row_local_rules(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     return frame
 
 
-def child_rules(frame: pl.DataFrame, table: str, invoices: pl.DataFrame) -> pl.DataFrame:
-    """Rules of payments/disputes that need their invoice (``invoices`` after its rules)."""
+def parents_of(invoices: pl.DataFrame) -> pl.DataFrame:
+    """The slim view of checked invoices that payment/dispute rules need."""
+    return invoices.select(value("invoice_id"), value("issue_date"), value("account_id"), RULE)
+
+
+def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.DataFrame:
+    """Rules of payments/disputes that need their invoice (``parents``: see parents_of)."""
     inv_id, issue = value("invoice_id"), value("issue_date")
-    parents = invoices.select(inv_id, issue, value("account_id"), RULE)
     alive = parents.get_column(RULE) == 0
     kept = parents if alive.all() else parents.filter(alive)
     at = lookup(frame.get_column(inv_id), kept.get_column(inv_id))

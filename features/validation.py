@@ -15,8 +15,9 @@ a canonical order (so shuffled input gives the same Book).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,7 @@ import pyarrow as pa
 from features import rules as R
 from features._keys import first_occurrence
 from features.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
-from features.io import read_folder
+from features.io import read_table, table_files
 from features.rules import RULES, DataContractError
 
 __all__ = [
@@ -37,6 +38,9 @@ __all__ = [
     "validate_tables",
     "write_quarantine",
 ]
+
+#: A table given lazily: called once, when validation reaches that table.
+Loader = Callable[[], "pd.DataFrame | pl.DataFrame"]
 
 # Canonical row order of each Book table (invoice and account ids are unique once
 # validated; payments and disputes break ties on every other contract column).
@@ -122,12 +126,14 @@ def validate_folder(
     with ``too_many_bad_rows``, so the bad rows can be inspected.
     """
     path = Path(path)
-    found = read_folder(path, engine="polars")
-    sources = {t: file.name for t, (file, _) in found.items()}
-    # The raw frames are handed over (not kept here), so each is freed once parsed.
-    raw = {t: found.pop(t)[1] for t in list(found)}
+    files = table_files(path)
+    sources = {t: file.name for t, file in files.items()}
+    # Loaders, not frames: each table is read when its turn comes and freed after.
+    raw: dict[str, pd.DataFrame | pl.DataFrame | Loader] = {
+        t: partial(read_table, file, engine="polars") for t, file in files.items()
+    }
     qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
-    result, error = _validate(raw, sources, max_bad_share, consume=True)
+    result, error = _validate(raw, sources, max_bad_share)
     write_quarantine(result.quarantine, qdir)
     if error is not None:
         error.result = result
@@ -157,22 +163,13 @@ def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path
 # --------------------------------------------------------------------------- internals
 
 
-def _check_files(raw: Mapping[str, pd.DataFrame | pl.DataFrame], sources: dict[str, str]) -> None:
-    """Whole-file checks that need no row parsing; raise the first violation."""
-    if "invoices" not in raw:
-        raise DataContractError(
-            sources.get("invoices", "invoices"), None, "missing_file",
-            "the invoices table is required but no such file was found",
-        )
-    for table in TABLES:
-        if table not in raw:
-            continue
-        frame, name = raw[table], sources.get(table, table)
-        if len(frame.columns) == 0 or (table == "invoices" and len(frame) == 0):
-            raise DataContractError(name, None, "empty_file", "has no data rows")
-        for col in REQUIRED[table]:
-            if col not in frame.columns:
-                raise DataContractError(name, col, "missing_column", "is required but missing")
+def _check_file(table: str, frame: pd.DataFrame | pl.DataFrame, name: str) -> None:
+    """Whole-file checks of one table that need no row parsing; raise the first violation."""
+    if len(frame.columns) == 0 or (table == "invoices" and len(frame) == 0):
+        raise DataContractError(name, None, "empty_file", "has no data rows")
+    for col in REQUIRED[table]:
+        if col not in frame.columns:
+            raise DataContractError(name, col, "missing_column", "is required but missing")
 
 
 def _check_currency(invoices: pl.DataFrame, name: str) -> None:
@@ -292,39 +289,51 @@ def _with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl
     return out.sort("account_id", maintain_order=True)
 
 
+# Processing order: invoices first (their kept ids and issue dates are the parents of
+# payments and disputes), accounts last (they get bare rows for invoiced accounts).
+_ORDER = ("invoices", "payments", "disputes", "accounts")
+
+
 def _validate(
-    raw: dict[str, pd.DataFrame | pl.DataFrame],
+    raw: dict[str, pd.DataFrame | pl.DataFrame | Loader],
     sources: dict[str, str],
     max_bad_share: float,
-    *,
-    consume: bool = False,
 ) -> tuple[ValidationResult, DataContractError | None]:
-    """Row checks and the result; ``consume=True`` empties ``raw`` (a private dict) so the
-    raw frames can be freed table by table."""
-    _check_files(raw, sources)
-    frames: dict[str, pl.DataFrame] = {}
-    for table in TABLES:
-        if table in raw:
-            frame = _to_polars(raw.pop(table) if consume else raw[table])
-            if table == "invoices":
-                _check_currency(frame, sources.get("invoices", "invoices"))
-            frames[table] = R.row_local_rules(frame, table)
-    for table in ("payments", "disputes"):
-        if table in frames:
-            frames[table] = R.child_rules(frames[table], table, frames["invoices"])
+    """Validate table by table. ``raw`` values are frames or loaders (called once, when
+    the table's turn comes); ``raw`` is emptied as it goes so every table's raw and
+    working frames are freed before the next one is read (peak memory ~ one table)."""
+    if "invoices" not in raw:
+        raise DataContractError(
+            sources.get("invoices", "invoices"), None, "missing_file",
+            "the invoices table is required but no such file was found",
+        )
+    for table in _ORDER:  # in-memory frames: fail fast on whole-file errors
+        given = raw.get(table)
+        if given is not None and not callable(given):
+            _check_file(table, given, sources.get(table, table))
 
-    # Memory: each table's working frame (raw + parsed columns) is released as soon as
-    # its kept rows and quarantine are extracted, and its kept rows go to pandas at once.
     kept: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
-    rows = []
+    rows = {t: {"table": t, "rows_read": 0, "kept": 0, "quarantined": 0} for t in TABLES}
     error: DataContractError | None = None
+    parents = pl.DataFrame()
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
-    for table in TABLES:
-        if table not in frames:
-            rows.append({"table": table, "rows_read": 0, "kept": 0, "quarantined": 0})
+    for table in _ORDER:
+        if table not in raw:
             continue
-        frame = frames.pop(table)
+        given = raw.pop(table)
+        source = given() if callable(given) else given
+        name = sources.get(table, table)
+        _check_file(table, source, name)
+        frame = _to_polars(source)
+        del source, given
+        if table == "invoices":
+            _check_currency(frame, name)
+        frame = R.row_local_rules(frame, table)
+        if table == "invoices":
+            parents = R.parents_of(frame)
+        elif table in ("payments", "disputes"):
+            frame = R.child_rules(frame, table, parents)
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
@@ -337,27 +346,25 @@ def _validate(
             seen = ids.filter(first_occurrence(ids)).to_frame()
         if table == "accounts":
             canon = _with_bare_accounts(canon, seen)
-        n_kept = height - bad.height
         kept[table] = _to_pandas(canon, table)
         del canon
         quarantine[table] = _quarantine(bad)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
-        rows.append(
-            {"table": table, "rows_read": height, "kept": n_kept,
-             "quarantined": bad.height, **counts}
+        rows[table].update(
+            rows_read=height, kept=height - bad.height, quarantined=bad.height, **counts
         )
         charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
         if error is None and charged.height > max_bad_share * height:
-            error = _too_many(sources.get(table, table), charged, height, max_bad_share)
+            error = _too_many(name, charged, height, max_bad_share)
     if "accounts" not in kept:
         kept["accounts"] = _to_pandas(_with_bare_accounts(None, seen), "accounts")
 
-    summary = pd.DataFrame(rows, columns=["table", "rows_read", "kept", "quarantined", *RULES])
+    summary = pd.DataFrame(list(rows.values()),
+                           columns=["table", "rows_read", "kept", "quarantined", *RULES])
     summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
     empty = {t: empty_table(t) for t in TABLES if t not in kept}
     book = Book(**{**empty, **kept})
-    result = ValidationResult(book=book, quarantine=quarantine, summary=summary)
-    return result, error
+    return ValidationResult(book=book, quarantine=quarantine, summary=summary), error
 
 
 def _too_many(
