@@ -280,6 +280,11 @@ def test_score_into_store_writes_a_run_and_fails_cleanly(book, models, tmp_path,
     assert len(failed) == 1 and "injected failure" in failed["message"].iloc[0]
     pd.testing.assert_frame_equal(after, first)  # the previous worklist is intact
 
+    monkeypatch.undo()
+    empty = S.score_into_store(book, **{**kwargs, "as_of": pd.Timestamp("2022-06-01").date()})
+    assert empty.status == "succeeded" and empty.n_scored == 0
+    assert empty.message.startswith("no accounts with open receivables as of 2022-06-01")
+
 
 @pytest.mark.slow
 def test_run_scoring_loads_the_champions(book, models, tmp_path) -> None:
