@@ -173,6 +173,8 @@ def event_tables(
     )
     k = len(pay["inv"])
     pay_idx = pa.array(pay["inv"])
+    habit = p["method"][inv["acc"][pay["inv"]]]
+    method = np.where(pay["write_off"], core.METHODS.index("write_off"), habit)
     payments = pa.table(
         {
             "invoice_id": inv_ids.take(pay_idx),
@@ -180,7 +182,7 @@ def event_tables(
             "amount": _money(pay["amount"], text),
             "payment_id": pa.nulls(k, pa.large_string()),
             "account_id": inv_acc.take(pay_idx),
-            "method": labels(p["method"][inv["acc"][pay["inv"]]], core.METHODS),
+            "method": labels(method, core.METHODS),
         },
         schema=schema("payments", text=text),
     )

@@ -33,7 +33,7 @@ TERMS_P: Final = np.array(  # by segment: enterprise, mid-market, small
 # Mean days between invoices and median invoice amount (dollars), by segment.
 GAP_DAYS: Final = np.array([6.0, 10.0, 17.0])
 MEDIAN_AMOUNT: Final = np.array([15_000.0, 3_500.0, 800.0])
-METHODS: Final = ("wire", "ach", "check", "card")
+METHODS: Final = ("wire", "ach", "check", "card", "write_off")  # METHOD_P: first four
 METHOD_P: Final = np.array(
     [[0.60, 0.35, 0.05, 0.00], [0.20, 0.55, 0.20, 0.05], [0.00, 0.35, 0.30, 0.35]]
 )
@@ -235,14 +235,28 @@ def chunk_events(
     na = np.floor(amount[ni] * rng.uniform(0.2, 0.6, len(ni))).astype(np.int64)
     ok = nd < stop[ni]
     rows += [(ni[ok], np.zeros(ok.sum(), np.int64), nd[ok], na[ok])]
+    # The seller writes the unpaid rest off 120-270 days after due: a clearing row with
+    # method "write_off" (as ERPs clear such invoices with a credit document).
+    wo = np.flatnonzero(never)
+    part_paid = np.zeros(m, dtype=np.int64)
+    part_paid[ni[ok]] = na[ok]
+    wo_day = due[wo] + rng.integers(120, 271, len(wo))
+    rows += [(wo, np.ones(len(wo), np.int64), wo_day, amount[wo] - part_paid[wo])]
+    n_cash = sum(len(r[0]) for r in rows) - len(wo)
 
     inv, kth, pdate, pamt = (np.concatenate(c) for c in zip(*rows, strict=True))
+    write_off = np.arange(len(inv)) >= n_cash
     keep = np.flatnonzero(pdate <= end)
     order = keep[np.argsort(inv[keep] * 4 + kth[keep])]
     has = opened <= end
     return {
         "invoices": {"acc": acc, "issue": issue, "due": due, "amount": amount, "terms": terms},
-        "payments": {"inv": inv[order], "date": pdate[order], "amount": pamt[order]},
+        "payments": {
+            "inv": inv[order],
+            "date": pdate[order],
+            "amount": pamt[order],
+            "write_off": write_off[order],
+        },
         "disputes": {
             "inv": dis[has],
             "opened": opened[has],

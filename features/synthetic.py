@@ -37,7 +37,10 @@ disputed invoice (2% x exp(z/2), opened 3 days to terms+10 days after issue, res
 after a lognormal ~21 days, some still open at ``end``) is paid only 1-10 days after its
 resolution. Some invoices (4% x exp(z/2) + distress) are paid in 2-3 instalments, the last
 on the scheduled date and earlier ones 7-30 days apart. A few balances are never paid
-(0.2% write-offs, distress, failures, defaults); 40% of those got one partial payment.
+(0.2% at random, more in distress, everything owed by failed or defaulted accounts); 40%
+of those got one partial payment first, and 120-270 days after due the seller writes the
+rest off: a final clearing row in ``payments`` with ``method == "write_off"`` (as ERPs
+clear such invoices with a credit document), so dead accounts leave the open book.
 Payments dated after ``end`` have not happened yet, so those invoices are open at ``end``.
 
 The drivers of risk are therefore known (see :func:`generate_book_with_truth`): recent
