@@ -129,3 +129,18 @@ def test_fit_baselines_all_four() -> None:
     # An unseen region level must not break the logistic regression.
     other = frame.assign(account_region=pd.Categorical(["w"] * n))
     assert np.isfinite(base["logistic_regression"].predict_proba(other)).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(min_value=1, max_value=60), st.integers(min_value=0, max_value=10_000))
+def test_capture_is_monotone_in_k_and_complete_at_100(n: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    score = rng.random(n)
+    amount = np.where(rng.random(n) < 0.3, rng.lognormal(5, 1, n), 0.0)
+    amount[0] = 1.0  # at least some delinquent dollars
+    groups = rng.integers(0, 3, n)
+    caps = [capture_at_k(score, amount, k=k, groups=groups) for k in (5, 10, 20, 50, 100)]
+    assert all(a <= b + 1e-12 for a, b in zip(caps, caps[1:], strict=False))
+    assert caps[-1] == pytest.approx(1.0)
+    # Perfect foresight is an upper bound for any ranking.
+    assert capture_at_k(amount, amount, k=10, groups=groups) >= caps[1] - 1e-12
