@@ -99,10 +99,13 @@ _SQL_TYPES: Final = {
     pa.date32(): sa.Date,
 }
 
+# No foreign key to runs here: a per-row referential check doubled PostgreSQL's COPY cost
+# (measured: 2.5 s vs 1.3 s server CPU per 200k rows). Rows are only ever written by
+# write_run for its own run inside the publishing transaction, and deleted with it.
 worklist = sa.Table(
     "worklist",
     metadata,
-    sa.Column("run_id", sa.String(ID_LENGTH), sa.ForeignKey("runs.run_id"), nullable=False),
+    sa.Column("run_id", sa.String(ID_LENGTH), nullable=False),
     *(
         sa.Column(name, _SQL_TYPES[typ], nullable=nullable)
         for name, (typ, nullable) in WORKLIST_COLUMNS.items()
