@@ -84,6 +84,13 @@ def _day(d: date | str) -> int:
     return int((np.datetime64(pd.Timestamp(d).date(), "D") - _EPOCH).astype(np.int64))
 
 
+def _check(n_accounts: int, start: int, end: int) -> None:
+    if n_accounts < 1:
+        raise ValueError(f"n_accounts must be >= 1, got {n_accounts}")
+    if end < start:
+        raise ValueError("end must not be before start")
+
+
 def _chunks(
     n_accounts: int, seed: int, start: int, end: int, *, text: bool, workers: int = 2
 ) -> Iterator[tuple[dict[str, pa.Table], dict]]:
@@ -93,10 +100,7 @@ def _chunks(
     ``workers`` ahead of the consumer, so memory stays bounded while the consumer writes.
     Each chunk has its own random stream, so the result does not depend on ``workers``.
     """
-    if n_accounts < 1:
-        raise ValueError(f"n_accounts must be >= 1, got {n_accounts}")
-    if end < start:
-        raise ValueError("end must not be before start")
+    _check(n_accounts, start, end)
     p = core.account_params(n_accounts, seed, start, end)
     widths = sa.IdWidths(n_accounts, int(p["n_invoices"].sum()))
     accounts = sa.accounts_table(p, widths, text=text)
@@ -277,13 +281,14 @@ def write_book_folder(
         raise ValueError(f"fmt must be 'parquet' or 'csv', got {fmt!r}")
     if not 0.0 <= error_rate < 0.5:
         raise ValueError(f"error_rate must be in [0, 0.5), got {error_rate}")
+    s, e = _day(start), _day(end)
+    _check(n_accounts, s, e)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     text = fmt == "csv" or error_rate > 0
     sink = _Sink(out, fmt, text)
     samples = se.Samples(error_rate, np.random.default_rng([seed, 2])) if error_rate else None
     accounts, widths = None, None
-    s, e = _day(start), _day(end)
     try:
         for tables, info in _chunks(n_accounts, seed, s, e, text=text):
             if "params" in info:

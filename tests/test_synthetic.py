@@ -287,6 +287,9 @@ def test_bad_arguments(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         generate_book(5, start="2024-01-01", end="2023-01-01")
     with pytest.raises(ValueError):
+        write_book_folder(0, tmp_path / "none")
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(ValueError):
         write_book_folder(5, tmp_path, fmt="xlsx")
     with pytest.raises(ValueError):
         write_book_folder(5, tmp_path, error_rate=0.7)
