@@ -334,6 +334,9 @@ def test_folder_round_trip_gives_the_same_book(tmp_path, fmt: str) -> None:
         result = validate_folder(tmp_path / name)
         assert result.ok
         assert_books_equal(result.book, expected)
+        # The public pandas reader gives the same cells as validate_folder's polars reader.
+        raw = {t: frame for t, (_, frame) in read_folder(tmp_path / name).items()}
+        assert_books_equal(validate_tables(raw).book, expected)
 
 
 def test_csv_cells_are_read_as_strings_without_na_conversion(tmp_path) -> None:
