@@ -107,7 +107,7 @@ TEMPLATES: dict[str, Template] = {
     "past_due_amount": T("{v:money} is past due ({past_due_share:pct} of the open balance)",
                          variants=((_zero, "nothing is past due"),)),
     FACT_FEATURE: T(
-        "oldest open invoice is {v:days} past due",
+        "{past_due_amount:money} is past due; the oldest open invoice is {v:days} past due",
         variants=((_zero, "oldest open invoice falls due today"),
                   (_neg, "nothing is past due; the oldest open invoice is due in {v:days}")),
         detail=" ({oldest_invoice_id:str}, {oldest_invoice_open:money} open)",

@@ -196,7 +196,9 @@ def test_fact_sentence_names_the_invoice() -> None:
     shap = np.zeros((len(frame), len(names)))
     shap[:, names.index("oldest_dpd")] = 1.0
     out = R.reason_codes(frame, shap, names)
-    assert out.loc[0, "reason_1"] == "oldest open invoice is 47 days past due (INV-7, $1,235 open)"
+    assert out.loc[0, "reason_1"] == (
+        "$3 is past due; the oldest open invoice is 47 days past due (INV-7, $1,235 open)"
+    )
     assert out.loc[2, "reason_1"] == "oldest open invoice falls due today"
     assert out.loc[3, "reason_1"].startswith("nothing is past due; the oldest open invoice is "
                                              "due in 12 days (INV-9")
