@@ -328,13 +328,13 @@ def test_reader_during_write_sees_old_or_new_never_a_mix(
 ) -> None:
     n_old, n_new = 300, 500
     old = publish(store, n_old, seed=10, version="old")
-    # Many small chunks, each followed by a pause, stretch the write over ~0.5 s.
+    # Many small chunks, each followed by a pause, stretch the write over ~1 s.
     monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 10)
     writing = threading.Event()
 
     def slow(table: str, rows_done: int) -> None:
         writing.set()
-        threading.Event().wait(0.01)
+        threading.Event().wait(0.02)
 
     monkeypatch.setattr(store_bulk, "_after_chunk", slow)
     reads: list[tuple[str, int, bool]] = []
@@ -371,6 +371,37 @@ def test_reader_during_write_sees_old_or_new_never_a_mix(
     seen_new = [run == new.run_id for run, _, _ in reads]
     assert seen_new == sorted(seen_new)
     assert store.read_worklist(as_of=DAY)["run_id"].unique().tolist() == [new.run_id]
+
+
+def test_two_writers_for_one_day_both_succeed_and_the_last_one_is_current(
+    store: WorklistStore,
+) -> None:
+    url = store.url.render_as_string(hide_password=False)
+    records: list[RunRecord] = []
+    errors: list[BaseException] = []
+
+    def writer(seed: int) -> None:
+        try:
+            with WorklistStore(url, explanations_dir=store.explanations_dir) as own:
+                records.append(publish(own, 200, seed=seed, version=str(seed)))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(seed,)) for seed in (20, 21)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, errors
+    runs = store.list_runs().set_index("run_id")
+    current = runs[runs["is_current"]]
+    assert len(current) == 1
+    winner = current.index[0]
+    loser = next(r.run_id for r in records if r.run_id != winner)
+    assert runs.loc[loser, "replaced_by"] == winner
+    assert runs.loc[winner, "finished_at"] >= runs.loc[loser, "finished_at"]
+    got = store.read_worklist(as_of=DAY)
+    assert set(got["run_id"]) == {winner} and len(got) == 200
 
 
 # ------------------------------------------------------------------------ properties
