@@ -139,7 +139,9 @@ def _measure(booster: lgb.Booster, X: np.ndarray, with_shap: bool) -> dict[str, 
     return res
 
 
-def run(rows: int = 20000, json_path: str | None = None, deep: bool = True) -> dict:
+def run(
+    rows: int = 20000, json_path: str | os.PathLike[str] | None = None, deep: bool = True
+) -> dict:
     """Run the benchmark; returns (and optionally writes) the JSON-able result dict."""
     load_before = os.getloadavg()[0]
     jit_s = _jit_seconds()
