@@ -125,6 +125,9 @@ def _measure(booster: lgb.Booster, X: np.ndarray, with_shap: bool) -> dict[str, 
         "table_mb": ex.table_bytes / 2**20,
         "n_trees": ex.n_trees,
         "n_fallback_trees": ex.n_fallback_trees,
+        "n_direct_leaves": ex.n_direct_leaves,
+        # CPU-bound estimate for a machine shared with other work: rows per CPU second
+        "ours_rows_per_cpu_s": _rate(rows, ours_cpu),
     }
     if with_shap:
         import shap
@@ -204,7 +207,8 @@ def _print_summary(r: dict) -> None:
         f = d["all_fallback"]
         print(
             f"  deep (no depth cap): speedup {d['speedup']:.1f}x, max |diff| "
-            f"{d['max_abs_diff']:.2e}, fallback trees {d['n_fallback_trees']}/{d['n_trees']}; "
+            f"{d['max_abs_diff']:.2e}, fallback trees {d['n_fallback_trees']}/{d['n_trees']}, "
+            f"leaves too deep for a table {d['n_direct_leaves']}; "
             f"all-fallback speedup {f['speedup']:.1f}x (max |diff| {f['max_abs_diff']:.2e})"
         )
 
