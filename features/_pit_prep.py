@@ -216,14 +216,31 @@ def _days(values: pd.Series, missing: np.int64) -> np.ndarray:
     return days
 
 
-def _is_sorted(x: np.ndarray) -> bool:
-    return bool(len(x) < 2 or (x[1:] >= x[:-1]).all())
+@nb.njit(cache=True)
+def _is_sorted(x):
+    for i in range(len(x) - 1):  # noqa: SIM110 (numba: plain loop)
+        if x[i + 1] < x[i]:
+            return False
+    return True
 
 
-def _ptr(group: np.ndarray, n: int) -> np.ndarray:
+@nb.njit(cache=True)
+def _pairs_sorted(pos, d):
+    """Whether rows are already ordered by (pos, d): then no sort and no key array."""
+    for i in range(len(pos) - 1):
+        if pos[i + 1] < pos[i] or (pos[i + 1] == pos[i] and d[i + 1] < d[i]):
+            return False
+    return True
+
+
+@nb.njit(cache=True)
+def _ptr(group, n):
     """CSR offsets of a sorted group-index array with ``n`` groups."""
     ptr = np.zeros(n + 1, np.int64)
-    np.cumsum(np.bincount(group, minlength=n), out=ptr[1:])
+    for g in group:
+        ptr[g + 1] += 1
+    for k in range(n):
+        ptr[k + 1] += ptr[k]
     return ptr
 
 
@@ -250,13 +267,15 @@ def _children(ids: pd.Series, inv_ids: pd.Series, rank: np.ndarray, day: np.ndar
         sel = None
     pos = rank[pos] if rank is not None else pos
     d = day if sel is None else day[sel]
-    dmin = d.min() if len(d) else 0
-    span = int(d.max() - dmin) if len(d) else 0
-    key = pos * np.int64(2**22) + (d - dmin) if span < 2**22 else None
-    if key is not None and _is_sorted(key):
+    if _pairs_sorted(pos, d):
         order = sel
     else:
-        o = np.argsort(key, kind="stable") if key is not None else np.lexsort((d, pos))
+        dmin = d.min() if len(d) else 0
+        span = int(d.max() - dmin) if len(d) else 0
+        if span < 2**22:
+            o = np.argsort(pos * np.int64(2**22) + (d - dmin), kind="stable")
+        else:
+            o = np.lexsort((d, pos))
         order = o if sel is None else sel[o]
         pos = pos[o]
     return order, pos, _ptr(pos, n_inv)
@@ -278,6 +297,7 @@ def prepare(book: Book) -> Prepared:
         universe = pa.concat_arrays([universe, extra.cast(universe.type)])
         universe = universe.take(pc.sort_indices(universe))
         inv_acc = match_ids(inv["account_id"], universe)
+    inv_acc = inv_acc.astype(np.int32)
     n_acc, n_inv = len(universe), len(inv)
 
     rank = None
@@ -288,6 +308,7 @@ def prepare(book: Book) -> Prepared:
         rank[order] = np.arange(n_inv)
         inv_acc = inv_acc[order]
     acc_ptr = _ptr(inv_acc, n_acc)
+    del inv_acc
     issue = _take(_days(inv["issue_date"], NONE), order)
     due = _take(_days(inv["due_date"], NONE), order)
     amount = _take(inv["amount"].to_numpy(np.float64), order)
