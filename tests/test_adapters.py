@@ -180,12 +180,22 @@ def test_ibm_ar_sample_converts_and_validates() -> None:
     assert (dis["resolved_date"] >= dis["opened_date"]).all()
 
 
+HOLDOUT = {str(i) for i in range(1, 30001, 10)}
+
+
+@pytest.fixture(scope="module")
+def taiwan_encoded() -> tuple[dict[str, pd.DataFrame], ValidationResult]:
+    if not DATA.is_dir():
+        pytest.skip(f"real data folder {DATA} is absent (never committed)")
+    tables = convert("taiwan_credit", DATA / "taiwan_credit", encode_target=True,
+                     holdout_ids=HOLDOUT)
+    return tables, validated(tables)
+
+
 @needs_data
-def test_taiwan_real_file_converts_validates_and_encodes_the_target() -> None:
-    src = DATA / "taiwan_credit"
-    holdout = {str(i) for i in range(1, 30001, 10)}
-    tables = convert("taiwan_credit", src, encode_target=True, holdout_ids=holdout)
-    book = validated(tables).book
+def test_taiwan_real_file_converts_validates_and_encodes_the_target(taiwan_encoded) -> None:
+    tables, result = taiwan_encoded
+    book = result.book
     assert len(book.accounts) == 30000
     assert book.accounts["credit_limit"].gt(0).all()
     targets = tables["targets"].set_index("account_id")["default_next_month"]
@@ -197,12 +207,25 @@ def test_taiwan_real_file_converts_validates_and_encodes_the_target() -> None:
     paid_at = pay.groupby("invoice_id")["payment_date"].min()
     when = inv["invoice_id"].map(paid_at)
     open_at_cutoff = inv[when.isna() | (when >= cutoff)].assign(never=when.isna())
-    encoded = open_at_cutoff[~open_at_cutoff["account_id"].isin(holdout)]
+    encoded = open_at_cutoff[~open_at_cutoff["account_id"].isin(HOLDOUT)]
     never = encoded.groupby("account_id")["never"].any()
     assert (never.astype(int) == targets.loc[never.index]).all()
     assert len(never) > 20000
-    held = pay["account_id"].isin(holdout)
+    held = pay["account_id"].isin(HOLDOUT)
     assert (pay.loc[held, "payment_date"] < cutoff).all()
+
+
+@needs_data
+def test_generic_labels_as_of_the_cutoff_equal_the_taiwan_target(taiwan_encoded) -> None:
+    from features.labels import build_labels
+
+    tables, result = taiwan_encoded
+    labels = build_labels(result.book, as_of=tw.CUTOFF, data_end=tw.DATA_END)
+    labels = labels[~labels["account_id"].isin(HOLDOUT)]
+    target = tables["targets"].set_index("account_id")["default_next_month"]
+    assert not labels["censored"].any() and len(labels) > 25000
+    assert (labels["y"].to_numpy() == target.loc[labels["account_id"]].to_numpy()).all()
+    assert set(labels["model"]) == {"early_warning", "persistence"}
 
 
 @needs_data

@@ -27,7 +27,9 @@ Mapping (approximate by nature: the source has statuses, not invoices and paymen
   target 1 -> none of them is ever paid; target 0 -> September's statement is paid on its
   due date and older open invoices on the cut-off date. The generic ``build_labels`` as of
   ``CUTOFF`` then gives y = target for every client with an open invoice at the cut-off
-  (clients without one are not in the scored population). Pass
+  (checked on the real file: 27,956 clients, 23,662 early-warning and 4,294 persistence,
+  all labels equal to the target; the 2,044 clients with nothing open at the cut-off are
+  not in the scored population). Pass
   ``data_end=DATA_END`` to ``build_labels``: with no event after 25 October the label of
   a never-paying client would otherwise be censored. ``holdout_ids`` (client ids) keep
   their post-cut-off outcome unknown (no payment on or after the cut-off), so a model can
