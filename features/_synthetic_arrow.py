@@ -54,10 +54,13 @@ def _fixed(buf: np.ndarray, valid: np.ndarray | None = None) -> pa.Array:
 
 def _digits(buf: np.ndarray, col: int, values: np.ndarray, width: int) -> None:
     """Write ``values`` zero-padded to ``width`` digits into ``buf[:, col:col+width]``."""
-    x = values.astype(np.int64, copy=True)
+    # uint32 division is ~10x faster than int64 here; ids below 2**32 are the common case.
+    small = len(values) == 0 or int(values.max()) < 2**32
+    x = values.astype(np.uint32 if small else np.uint64)
     for j in range(col + width - 1, col - 1, -1):
-        x, r = np.divmod(x, 10)
-        buf[:, j] = r + 48
+        q = x // 10
+        buf[:, j] = x - q * 10 + 48
+        x = q
 
 
 def ids(prefix: str, numbers: np.ndarray, width: int) -> pa.Array:
