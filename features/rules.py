@@ -100,6 +100,11 @@ def _kind(dtype: str) -> str:
     return "text"
 
 
+def _padded(values: pl.Series) -> bool:
+    """Whether any value has leading or trailing whitespace (a scan, no string copies)."""
+    return bool(values.str.contains(r"^\s|\s$").any())
+
+
 def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     """Source values as stripped strings (typed columns are cast first)."""
     if dtype != pl.String:
@@ -130,6 +135,8 @@ def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[s
             _kind(present[col]) == "text"
         ):
             texts[f"__t_{col}"] = _text(pl.col(col), src_type)
+            if src_type == pl.String and not _padded(frame.get_column(col)):
+                texts[f"__t_{col}"] = pl.col(col)  # nothing to strip: no copy
     frame = frame.with_columns(**texts)
     # Pass 2: parsed values.  Pass 3: flags, reading the materialised values.
     values, flags = [], {}
