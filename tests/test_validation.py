@@ -492,3 +492,11 @@ def test_lookup_survives_hash_collisions(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_lookup_few_keys_in_a_big_table(table: list[str], keys: list[str | None]) -> None:
     got = lookup(pl.Series(keys, dtype=pl.String), pl.Series(table, dtype=pl.String))
     assert got.to_list() == [table.index(k) if k in table else None for k in keys]
+
+
+def test_ids_are_stripped_so_padded_references_match() -> None:
+    raw = with_rows(clean_raw(), "payments", {**PAY, "invoice_id": " I1\t", "payment_id": "PZ"})
+    result = validate_tables(raw)
+    assert result.ok
+    assert "PZ" in set(result.book.payments.loc[
+        result.book.payments["invoice_id"] == "I1", "payment_id"])
