@@ -1,10 +1,11 @@
 """Real schedules on a real Prefect server (DESIGN section 9): an integration test.
 
 Starts ``prefect server start`` on a free loopback port with a throw-away PREFECT_HOME,
-creates the two deployments, checks their cron schedules and timezone through the API,
-starts the serving process (``delinq schedule --serve``), triggers ``nightly-score``
-through the API, waits for it to complete (bounded), and checks the worklist it wrote and
-its artifacts. Everything started here is stopped, also on failure.
+creates the two deployments, checks their cron schedules and timezone through the API and
+that the server's scheduler turns them into upcoming runs at 02:00 local time, starts the
+serving process (``delinq schedule --serve``), triggers ``nightly-score`` through the API,
+waits for it to complete (bounded), and checks the worklist it wrote and its artifacts.
+Everything started here is stopped, also on failure.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -43,16 +45,16 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 30) -> None:
-    """Stop a process group we started: SIGTERM, then SIGKILL after ``timeout``."""
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=timeout)
+def _stop(proc: subprocess.Popen, first: int = signal.SIGTERM, timeout: float = 30) -> None:
+    """Stop a process group we started: ``first`` (then SIGTERM), SIGKILL as a last resort."""
+    for sig in dict.fromkeys((first, signal.SIGTERM, signal.SIGKILL)):
+        if proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _tail(path: Path, n: int = 60) -> str:
@@ -86,6 +88,8 @@ def server(tmp_path: Path) -> Iterator[str]:
         PREFECT_HOME=str(tmp_path / "server-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_UI_ENABLED="false",
+        # Let the scheduler service create upcoming runs within seconds, not a minute.
+        PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS="5",
     )
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -113,6 +117,32 @@ def server(tmp_path: Path) -> Iterator[str]:
         _stop(proc)
 
 
+def _scheduled_runs(deployment: str, *, timeout: float) -> list:
+    """Upcoming SCHEDULED runs of ``deployment`` (waits up to ``timeout`` seconds)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        DeploymentFilter,
+        DeploymentFilterName,
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateName,
+    )
+
+    deadline = time.monotonic() + timeout
+    while True:
+        with get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[deployment])),
+                flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(name=FlowRunFilterStateName(any_=["Scheduled"]))
+                ),
+                limit=3,
+            )
+        if runs or time.monotonic() > deadline:
+            return runs
+        time.sleep(2)
+
+
 def test_nightly_score_deployment_runs_on_a_real_server(server, trained, tmp_path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
@@ -123,6 +153,7 @@ def test_nightly_score_deployment_runs_on_a_real_server(server, trained, tmp_pat
     from serving.store import WorklistStore
 
     source, settings = trained
+    server_log = tmp_path / "server.log"
     with temporary_settings(updates={PREFECT_API_URL: server}):
         names = create_deployments(settings, data_source=str(source))
         assert names == ["nightly-score/nightly-score", "weekly-retrain/weekly-retrain"]
@@ -136,6 +167,12 @@ def test_nightly_score_deployment_runs_on_a_real_server(server, trained, tmp_pat
                 assert schedule.schedule.timezone == TIMEZONE
                 assert deployment.parameters["data_source"] == str(source.resolve())
         assert settings.nightly_cron == "0 2 * * *"
+        # The server's scheduler turns the cron into upcoming runs at 02:00 Paris time.
+        upcoming = _scheduled_runs("nightly-score", timeout=120)
+        assert upcoming, f"no scheduled run was created:\n{_tail(server_log)}"
+        for run in upcoming:
+            local = run.expected_start_time.astimezone(ZoneInfo(TIMEZONE))
+            assert (local.hour, local.minute) == (2, 0)
 
         # The serving process, as a user starts it; it re-registers and executes runs.
         runner_log = tmp_path / "runner.log"
@@ -166,7 +203,7 @@ def test_nightly_score_deployment_runs_on_a_real_server(server, trained, tmp_pat
                     flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run.id]))
                 )
         finally:
-            _stop(runner)
+            _stop(runner, first=signal.SIGINT)  # what Ctrl-C sends: a clean runner shutdown
 
     keys = {a.key for a in artifacts}
     assert {"nightly-score-summary", "nightly-score-worklist"} <= keys
