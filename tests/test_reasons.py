@@ -202,3 +202,30 @@ def test_fact_sentence_names_the_invoice() -> None:
     assert out.loc[2, "reason_1"] == "oldest open invoice falls due today"
     assert out.loc[3, "reason_1"].startswith("nothing is past due; the oldest open invoice is "
                                              "due in 12 days (INV-9")
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(
+        st.lists(st.floats(-5, 5, allow_nan=False), min_size=len(NAMES), max_size=len(NAMES)),
+        min_size=3, max_size=3,
+    )
+)
+def test_chosen_reasons_are_the_extreme_shap_values(rows: list[list[float]]) -> None:
+    frame = _frame()
+    shap = np.array(rows)
+    out = R.reason_codes(frame, shap, NAMES, templates=TOY)
+    ok = R._renderable(frame, NAMES, TOY)
+    for i in range(3):
+        items = json.loads(out.loc[i, "reasons_json"])
+        risk = [it["shap"] for it in items if it["direction"] == "raises"]
+        low = [it["shap"] for it in items if it["direction"] == "lowers"]
+        candidates = sorted((s for s, k in zip(shap[i], ok[i], strict=True) if k and s > 0),
+                            reverse=True)
+        assert risk == pytest.approx([round(s, 6) for s in candidates[:3]], abs=1e-6)
+        negatives = [s for s, k in zip(shap[i], ok[i], strict=True) if k and s < 0]
+        assert low == pytest.approx([round(min(negatives), 6)] if negatives else [], abs=1e-6)
+        texts = [out.loc[i, c] for c in ("reason_1", "reason_2", "reason_3")]
+        assert [t for t in texts if isinstance(t, str)] == [
+            it["text"] for it in items if it["direction"] == "raises"
+        ]
