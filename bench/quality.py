@@ -227,7 +227,7 @@ def ibm_quality(*, thresholds: Sequence[int] = (30, 10), grid: str = "weekly",
 # ------------------------------------------------------------------------- synthetic
 
 
-def synthetic_quality(*, n_accounts: int = 3000, seed: int = 0, grid: str = "weekly",
+def synthetic_quality(*, n_accounts: int = 5000, seed: int = 0, grid: str = "weekly",
                       config: TrainConfig | None = None) -> dict[str, Any]:
     """Whole-book worklist on the synthetic book's test period vs the aging rule."""
     from features import build_training_set
@@ -279,10 +279,12 @@ def synthetic_quality(*, n_accounts: int = 3000, seed: int = 0, grid: str = "wee
 # ------------------------------------------------------------------------- entry
 
 
-def run(json_path: str | Path | None = None, *, synthetic_accounts: int = 3000) -> dict:
+def run(json_path: str | Path | None = None, *, synthetic_accounts: int = 5000,
+        taiwan_months: int = 6) -> dict:
     """Run all three parts, print the figures, write JSON if asked; returns the result."""
     result: dict[str, Any] = {"benchmark": "quality"}
-    for name, part in (("taiwan", taiwan_quality), ("ibm", ibm_quality),
+    for name, part in (("taiwan", lambda: taiwan_quality(snapshot_months=taiwan_months)),
+                       ("ibm", ibm_quality),
                        ("synthetic", lambda: synthetic_quality(n_accounts=synthetic_accounts))):
         try:
             result.update(part())
@@ -322,9 +324,12 @@ def _print(result: dict[str, Any]) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", dest="json_path", default=None)
-    parser.add_argument("--synthetic-accounts", type=int, default=3000)
+    parser.add_argument("--synthetic-accounts", type=int, default=5000)
+    parser.add_argument("--taiwan-months", type=int, default=6,
+                        help="monthly snapshots of the training clients, ending 2005-10-01")
     args = parser.parse_args(argv)
-    run(args.json_path, synthetic_accounts=args.synthetic_accounts)
+    run(args.json_path, synthetic_accounts=args.synthetic_accounts,
+        taiwan_months=args.taiwan_months)
 
 
 if __name__ == "__main__":
