@@ -121,12 +121,27 @@ def import_(
     fmt: Annotated[ImportFormat, typer.Option("--format", help="Source export format.")],
     src: Annotated[Path, typer.Argument(help="Source file (or folder) of the export.")],
     out: Annotated[Path, typer.Option("--out", help="Data folder to write.")],
+    rate: Annotated[
+        list[str] | None,
+        typer.Option(help="HighRadius: exchange rate CUR=RATE into the base currency (repeat)."),
+    ] = None,
+    currency: Annotated[
+        str | None, typer.Option(help="HighRadius: keep only invoices in this currency.")
+    ] = None,
 ) -> None:
     """Convert a real export (HighRadius, IBM AR sample, UCI Taiwan) into a data folder."""
     from features.adapters import convert
     from features.io import write_tables
 
-    tables = _guarded(convert, fmt.value, src)
+    options: dict[str, object] = {}
+    if rate:
+        try:
+            options["rates"] = {k.strip(): float(v) for k, v in (r.split("=", 1) for r in rate)}
+        except ValueError:
+            _fail(f"--rate takes CUR=RATE, for example CAD=0.74; got {rate}")
+    if currency:
+        options["currency"] = currency
+    tables = _guarded(convert, fmt.value, src, **options)
     paths = write_tables(tables, out)
     for table, path in paths.items():
         typer.echo(f"{table:<10} {len(tables[table]):>9,} rows -> {path}")

@@ -71,3 +71,20 @@ def test_bad_as_of_is_one_clear_line(tmp_path: Path):
     assert result.exit_code == 2
     assert "--as-of must be a date YYYY-MM-DD" in result.output
     assert "Traceback" not in result.output
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "highradius_sample.csv"
+
+
+def test_import_highradius_needs_a_rate_for_mixed_currencies(tmp_path: Path):
+    runner = CliRunner()
+    refused = runner.invoke(app, ["import", "--format", "highradius", str(FIXTURE), "--out",
+                                  str(tmp_path / "a")])
+    assert refused.exit_code == 2
+    assert "mixed_currency" in refused.output and "Traceback" not in refused.output
+    done = runner.invoke(app, ["import", "--format", "highradius", str(FIXTURE), "--out",
+                               str(tmp_path / "b"), "--rate", "CAD=0.74"])
+    assert done.exit_code == 0, done.output
+    checked = runner.invoke(app, ["validate", str(tmp_path / "b")])
+    assert checked.exit_code == 0, checked.output
+    assert "no row quarantined" in checked.output
