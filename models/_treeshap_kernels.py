@@ -183,7 +183,7 @@ def shap_blocks(
                 xt[f, r] = X[r0 + r, f]
         acc = np.zeros((p, R))
         bits = np.empty((max(max_nodes, 1), R), np.uint8)
-        idx = np.empty(R, np.int64)
+        idx = np.empty(R, np.uint64)  # unsigned: no negative-index wraparound checks
         # fallback scratch
         ones = np.empty(max_slots + 1, np.uint8)
         q = np.empty(max_slots + 2)
@@ -201,15 +201,15 @@ def shap_blocks(
                 )
             for g in range(tree_grp_ptr[t], tree_grp_ptr[t + 1]):
                 for r in range(R):
-                    idx[r] = 0
+                    idx[r] = np.uint64(0)
                 j0 = grp_bit_ptr[g]
                 for j in range(j0, grp_bit_ptr[g + 1]):
                     brow = bits[grp_bits[j]]
                     pos = j - j0
                     for r in range(R):
-                        idx[r] |= np.int64(brow[r]) << pos
-                nc = 1 << grp_b[g]
-                base = grp_off[g]
+                        idx[r] |= np.uint64(brow[r]) << np.uint64(pos)
+                nc = np.uint64(1) << np.uint64(grp_b[g])
+                base = np.uint64(grp_off[g])
                 for j in range(grp_col_ptr[g], grp_col_ptr[g + 1]):
                     arow = acc[grp_cols[j]]
                     for r in range(R):
