@@ -20,6 +20,7 @@ import logging
 import os
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import date
@@ -51,12 +52,37 @@ def prefect_environment(data_dir: Path) -> dict[str, str]:
 
 
 class _EchoHandler(logging.Handler):
+    """Prints progress lines; ``seen`` is set by the first one (the flow run has started)."""
+
     def __init__(self, echo: Echo) -> None:
         super().__init__(logging.INFO)
         self.echo = echo
+        self.seen = threading.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
+        self.seen.set()
         self.echo(record.getMessage())
+
+
+@contextlib.contextmanager
+def _until_first_progress(seen: threading.Event, echo: Echo, every: float = 15.0
+                          ) -> Iterator[None]:
+    """Until the flow run prints its first progress line (a fresh machine first starts and
+    migrates Prefect's local server), say every ``every`` seconds that we are waiting."""
+    done = threading.Event()
+    t0 = time.perf_counter()
+
+    def beat() -> None:
+        while not (done.wait(every) or seen.is_set()):
+            echo(f"  ... starting Prefect: {time.perf_counter() - t0:.0f} s")
+
+    thread = threading.Thread(target=beat, name="delinq-start-beat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
 
 
 class _HideUserErrors(logging.Filter):
@@ -77,6 +103,8 @@ class _HideUserErrors(logging.Filter):
 @contextlib.contextmanager
 def quiet_prefect_run(data_dir: Path, echo: Echo) -> Iterator[Path]:
     """Run Prefect quietly under ``data_dir`` (see module docstring); yields the log file.
+
+    Until the flow run's first progress line, a waiting line is printed every 15 s.
 
     Environment variables the user set win over the defaults. The environment and our
     logging handlers are restored on exit.
@@ -110,7 +138,8 @@ def quiet_prefect_run(data_dir: Path, echo: Echo) -> Iterator[Path]:
     for handler in consoles:
         handler.addFilter(console_filter)
     try:
-        yield log_file
+        with _until_first_progress(echo_handler.seen, echo):
+            yield log_file
     finally:
         for handler in consoles:
             handler.removeFilter(console_filter)
