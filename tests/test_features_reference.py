@@ -27,13 +27,13 @@ def assert_same(fast: pd.DataFrame, ref: pd.DataFrame) -> None:
     pd.testing.assert_frame_equal(fast, ref, check_exact=False, rtol=1e-9, atol=1e-9)
 
 
-@settings(max_examples=35, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(book=books(), as_of=as_of_days())
 def test_features_equal_reference_on_random_books(book, as_of):
     assert_same(build_features(book, as_of=as_of), reference_features(book, as_of=as_of))
 
 
-@settings(max_examples=35, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(book=books(), as_of=as_of_days(), dpd=st.sampled_from([1, 15, 30]),
        persist=st.sampled_from([1, 29, 30, 45]), end=st.one_of(st.none(), as_of_days(260)))
 def test_labels_equal_reference_on_random_books(book, as_of, dpd, persist, end):
