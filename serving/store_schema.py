@@ -211,6 +211,9 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
         arr = _as_arrow(frame, name, typ, what)
         if not nullable:
             _no_nulls(arr, name, what)
+        # PostgreSQL text cannot hold NUL; say so here rather than fail inside COPY.
+        if pa.types.is_string(typ) and pc.any(pc.match_substring(arr, "\x00")).as_py():
+            raise StoreSchemaError(f"{what} column {name!r} has text with a NUL character")
         arrays[name] = arr
     n = len(frame)
     rank = arrays["rank"].to_numpy()

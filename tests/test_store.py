@@ -272,6 +272,8 @@ def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame,
         wl.loc[0, "segment"] = "vip"
     elif kind == "string_type":
         wl["action"] = 3.0
+    elif kind == "nul_text":
+        wl.loc[2, "reason_2"] = "bad\x00text"
     elif kind == "explanations_missing_account":
         ex = ex.iloc[1:]
     return wl, ex
@@ -290,6 +292,7 @@ def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame,
         ("as_of", "as_of"),
         ("segment", "segment"),
         ("string_type", "action"),
+        ("nul_text", "reason_2"),
         ("explanations_missing_account", "explanations"),
     ],
 )
