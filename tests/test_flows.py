@@ -273,6 +273,21 @@ def test_nightly_and_run_folder_reuse_the_champion(main_job) -> None:
     assert again["score"]["as_of"] == result["score"]["as_of"]
 
 
+@pytest.mark.slow
+def test_stage_flows_read_the_staged_book(main_job) -> None:
+    from pipelines.flows import build_training_set_flow, score_flow
+
+    result, _, settings = main_job
+    params = settings_params(settings)
+    built = build_training_set_flow(settings=params)
+    frame = pd.read_parquet(built["path"])
+    assert len(frame) == built["rows"] == result["training_set"]["rows"] > 0
+    day = (date.fromisoformat(result["ingest"]["last_date"]) - timedelta(days=60)).isoformat()
+    scored = score_flow(as_of=day, settings=params)
+    assert scored["as_of"] == day and scored["record"]["n_scored"] > 0
+    assert [r["rank"] for r in scored["top"]] == list(range(1, len(scored["top"]) + 1))
+
+
 def test_ingest_stage_quarantines_and_stages_the_book(tmp_path: Path) -> None:
     """The ingest task's body without a server: bad rows counted, the staged book exact."""
     from features.synthetic import write_book_folder
