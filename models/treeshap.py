@@ -1,12 +1,15 @@
 """Exact, fast path-dependent TreeSHAP for LightGBM boosters.
 
 ``TreeExplainer(booster).contributions(X)`` equals ``booster.predict(X, pred_contrib=True)``
-(same layout, same numbers up to float rounding) for single-output models, typically
-50-100x faster on 2 cores. Trees are read from ``booster.dump_model()``; per tree, the
-contributions of every leaf for every pattern of its path decisions are precomputed into
-lookup tables (Fast TreeSHAP v2 idea, arXiv 2109.09847), with small subtrees merged into one
-table. Trees whose tables would not fit ``table_budget_mb`` fall back, per tree, to an exact
-per-leaf evaluation. Models with linear trees fall back to ``pred_contrib`` (with a warning).
+(same layout, same numbers up to float rounding, ~1e-14) for single-output models, over
+100x faster for depth-6 trees on 2 cores (``python -m bench.explain``).
+
+Trees are read from ``booster.dump_model()``. Per tree, the contributions of every leaf for
+every pattern of its path decisions are precomputed into lookup tables (the Fast TreeSHAP v2
+idea, arXiv 2109.09847), with small subtrees merged into one table. Trees whose tables do
+not fit ``table_budget_mb`` fall back, per tree, to an exact per-leaf evaluation; so do
+single leaves too deep for a table. Models with linear trees fall back to ``pred_contrib``
+(with a warning).
 
 All values are in raw-score units (log-odds for the binary objective).
 """
