@@ -29,6 +29,8 @@ from hypothesis import strategies as st
 from features.book import Book
 
 BASE = pd.Timestamp("2024-01-01")
+#: Days after the due date at which random payments cluster (label horizon edges).
+LATE_OFFSETS = (0, 1, 15, 29, 30, 31, 45)
 
 DateLike = str | int | date | pd.Timestamp | None
 
@@ -64,12 +66,15 @@ def make_book(
     return Book.from_frames(inv, pay, acc, dis)
 
 
-def random_book(seed: int, *, n_accounts: int = 4, n_invoices: int = 12, span: int = 120,
-                ) -> Book:
-    """A small random book over ``span`` days from ``BASE``: terms 0-45 days, amounts in
-    cents, 0-3 payments per invoice (some partial, some never completed, some overpaid),
-    disputes on ~25% of invoices, optional account attributes often missing."""
+def random_book(seed: int, *, n_accounts: int = 4, n_invoices: int = 12,
+                span: int | None = None) -> Book:
+    """A small random book over ``span`` days from ``BASE`` (drawn from 60/400/800 when not
+    given, so every 90/180/365-day window is exercised): terms 0-45 days, amounts in cents,
+    0-3 payments per invoice (some partial, some never completed, some overpaid), disputes
+    on ~25% of invoices, optional account attributes often missing."""
     rng = np.random.default_rng(seed)
+    if span is None:
+        span = int(rng.choice([60, 400, 800]))
     n_acc = int(rng.integers(1, n_accounts + 1))
     n_inv = int(rng.integers(1, n_invoices + 1))
     invoices, payments, disputes = [], [], []
@@ -92,7 +97,11 @@ def random_book(seed: int, *, n_accounts: int = 4, n_invoices: int = 12, span: i
             if pay <= 0:
                 continue
             left = round(left - pay, 2)
-            payments.append((inv_id, issue + int(rng.integers(0, 90)), pay))
+            if rng.random() < 0.6:  # around the label horizons: due + 0/1/15/30/45 days
+                when = max(issue, issue + terms + int(rng.choice(LATE_OFFSETS)))
+            else:
+                when = issue + int(rng.integers(0, 90))
+            payments.append((inv_id, when, pay))
         if rng.random() < 0.25:
             opened = issue + int(rng.integers(0, 40))
             resolved = None if rng.random() < 0.4 else opened + int(rng.integers(0, 40))
@@ -117,5 +126,33 @@ def books(max_accounts: int = 4, max_invoices: int = 12) -> st.SearchStrategy[Bo
 
 
 def as_of_days(span: int = 140) -> st.SearchStrategy[pd.Timestamp]:
-    """Hypothesis strategy of as_of dates over the span of ``random_book``."""
+    """Hypothesis strategy of as_of dates over the first ``span`` days from ``BASE``."""
     return st.integers(0, span).map(lambda k: BASE + pd.Timedelta(days=k))
+
+
+#: Offsets from an event that put as_of on a definition's boundary (window edges, DPD
+#: bucket and segment edges, "on the day" of the event).
+BOUNDARY_OFFSETS = (-45, -30, -29, -1, 0, 1, 7, 14, 29, 30, 31, 60, 61, 89, 90, 91, 180,
+                    181, 365, 366)
+
+
+def as_of_near_events(book: Book, seed: int) -> pd.Timestamp:
+    """An as_of that often sits on a boundary: an event date (issue, due, payment, dispute)
+    plus one of :data:`BOUNDARY_OFFSETS`, or (1 time in 4) any day of the book."""
+    rng = np.random.default_rng(seed)
+    dates = pd.concat([book.invoices["issue_date"], book.invoices["due_date"],
+                       book.payments["payment_date"], book.disputes["opened_date"]])
+    if rng.random() < 0.25 or dates.empty:
+        return BASE + pd.Timedelta(days=int(rng.integers(0, 830)))
+    base = dates.iloc[int(rng.integers(0, len(dates)))]
+    return base + pd.Timedelta(days=int(rng.choice(BOUNDARY_OFFSETS)))
+
+
+def books_and_as_of(max_accounts: int = 4, max_invoices: int = 12
+                    ) -> st.SearchStrategy[tuple[Book, pd.Timestamp]]:
+    """Hypothesis strategy of (random book, as_of near its events)."""
+    def build(seed: int) -> tuple[Book, pd.Timestamp]:
+        book = random_book(seed, n_accounts=max_accounts, n_invoices=max_invoices)
+        return book, as_of_near_events(book, seed + 1)
+
+    return st.integers(0, 2**31 - 1).map(build)

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from features import build_features, build_labels
 from features.book import Book
-from tests.factories import as_of_days, books, make_book
+from tests.factories import books_and_as_of, make_book
 
 
 def _future_events(book: Book, as_of: pd.Timestamp, seed: int) -> Book:
@@ -41,16 +41,18 @@ def _future_events(book: Book, as_of: pd.Timestamp, seed: int) -> Book:
 
 
 @settings(max_examples=25, deadline=None)
-@given(book=books(), as_of=as_of_days(), seed=st.integers(0, 10_000))
-def test_events_on_or_after_as_of_change_no_feature(book, as_of, seed):
+@given(case=books_and_as_of(), seed=st.integers(0, 10_000))
+def test_events_on_or_after_as_of_change_no_feature(case, seed):
+    book, as_of = case
     before = build_features(book, as_of=as_of)
     after = build_features(_future_events(book, as_of, seed), as_of=as_of)
     pd.testing.assert_frame_equal(before, after)
 
 
 @settings(max_examples=20, deadline=None)
-@given(book=books(), as_of=as_of_days(), seed=st.integers(0, 10_000))
-def test_shuffling_rows_changes_nothing(book, as_of, seed):
+@given(case=books_and_as_of(), seed=st.integers(0, 10_000))
+def test_shuffling_rows_changes_nothing(case, seed):
+    book, as_of = case
     rng = np.random.default_rng(seed)
 
     def shuffle(frame: pd.DataFrame) -> pd.DataFrame:
