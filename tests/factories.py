@@ -130,22 +130,33 @@ def as_of_days(span: int = 140) -> st.SearchStrategy[pd.Timestamp]:
     return st.integers(0, span).map(lambda k: BASE + pd.Timedelta(days=k))
 
 
-#: Offsets from an event that put as_of on a definition's boundary (window edges, DPD
-#: bucket and segment edges, "on the day" of the event).
-BOUNDARY_OFFSETS = (-45, -30, -29, -1, 0, 1, 7, 14, 29, 30, 31, 60, 61, 89, 90, 91, 180,
-                    181, 365, 366)
+#: Offsets (days) from each kind of event that put as_of on a definition's boundary:
+#: activity windows after an issue, next-N-days / aging / segment edges around a due date,
+#: behaviour windows and "on the day" after a payment (and the persistence check day
+#: before it), dispute windows after an opening.
+BOUNDARY_OFFSETS = {
+    "issue": (0, 1, 90, 91, 365, 366),
+    "due": (-30, -29, -14, -13, -7, -6, -1, 0, 1, 29, 30, 31, 60, 61, 89, 90, 91),
+    "payment": (-45, -30, -29, -1, 0, 1, 90, 91, 180, 181, 365, 366),
+    "dispute": (0, 1, 365, 366),
+}
 
 
 def as_of_near_events(book: Book, seed: int) -> pd.Timestamp:
-    """An as_of that often sits on a boundary: an event date (issue, due, payment, dispute)
-    plus one of :data:`BOUNDARY_OFFSETS`, or (1 time in 4) any day of the book."""
+    """An as_of that often sits on a boundary: an event of a random kind plus one of its
+    :data:`BOUNDARY_OFFSETS`, or (1 time in 4) any day of the book."""
     rng = np.random.default_rng(seed)
-    dates = pd.concat([book.invoices["issue_date"], book.invoices["due_date"],
-                       book.payments["payment_date"], book.disputes["opened_date"]])
-    if rng.random() < 0.25 or dates.empty:
+    events = {
+        "issue": book.invoices["issue_date"], "due": book.invoices["due_date"],
+        "payment": book.payments["payment_date"], "dispute": book.disputes["opened_date"],
+    }
+    kinds = [k for k, v in events.items() if len(v)]
+    if rng.random() < 0.25 or not kinds:
         return BASE + pd.Timedelta(days=int(rng.integers(0, 830)))
+    kind = kinds[int(rng.integers(0, len(kinds)))]
+    dates = events[kind]
     base = dates.iloc[int(rng.integers(0, len(dates)))]
-    return base + pd.Timedelta(days=int(rng.choice(BOUNDARY_OFFSETS)))
+    return base + pd.Timedelta(days=int(rng.choice(BOUNDARY_OFFSETS[kind])))
 
 
 def books_and_as_of(max_accounts: int = 4, max_invoices: int = 12

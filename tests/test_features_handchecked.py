@@ -161,3 +161,26 @@ def test_feature_set_version_changes_with_any_definition():
         assert feature_set_version(spec) != FEATURE_SET_VERSION
     renamed = {("x" if k == "tenure_days" else k): v for k, v in FEATURE_SPEC.items()}
     assert feature_set_version(renamed) != FEATURE_SET_VERSION
+
+
+def test_due_soon_and_aging_bucket_edges():
+    as_of = pd.Timestamp(AS_OF)
+    # one invoice per edge, amount = 2**k so every sum identifies its members
+    dpds = [-30, -29, -14, -13, -7, -6, 0, 1, 30, 31, 60, 61, 90, 91]
+    invoices = [(f"I{k}", "A", as_of - pd.Timedelta(days=max(d, 0) + 40),
+                 as_of - pd.Timedelta(days=d), float(2**k)) for k, d in enumerate(dpds)]
+    row = build_features(make_book(invoices), as_of=AS_OF).iloc[0]
+
+    def total(*members):
+        return float(sum(2 ** dpds.index(d) for d in members))
+
+    assert row["amt_due_next_7d"] == total(-6, 0)
+    assert row["amt_due_next_14d"] == total(-13, -7, -6, 0)
+    assert row["amt_due_next_30d"] == total(-29, -14, -13, -7, -6, 0)
+    assert row["amt_not_due"] == total(-30, -29, -14, -13, -7, -6, 0)
+    assert row["amt_dpd_1_30"] == total(1, 30)
+    assert row["amt_dpd_31_60"] == total(31, 60)
+    assert row["amt_dpd_61_90"] == total(61, 90)
+    assert row["amt_dpd_91_plus"] == total(91)
+    assert row["n_past_due_invoices"] == 7 and row["oldest_dpd"] == 91
+    assert row["segment"] == "late"
