@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.book import Book
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
@@ -285,9 +287,12 @@ def _worklist(
         ),
         policy=policy,
     )
-    ids = feats["account_id"].astype("str").to_numpy(dtype=object)
-    # Highest priority first; ties (and NaN priorities, last) broken by account_id.
-    order = np.lexsort((ids, -np.nan_to_num(priority, nan=-np.inf)))
+    # Highest priority first; ties (and NaN priorities, last) broken by account_id. Arrow
+    # sorts the string key in C++ (a numpy lexsort on Python strings takes seconds at 1M).
+    keys = pa.table({"p": np.nan_to_num(priority, nan=-np.inf),
+                     "id": pa.array(feats["account_id"].astype("str"))})
+    order = pc.sort_indices(keys, sort_keys=[("p", "descending"), ("id", "ascending")])
+    order = order.to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
     wl = pd.DataFrame(
