@@ -60,6 +60,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
         errors.append(NoChampionError)
     except ImportError:  # pragma: no cover - registry optional in partial installs
         pass
+    from pipelines.deploy import PrefectServerUnavailable
+
+    errors.append(PrefectServerUnavailable)
     return tuple(errors)
 
 
