@@ -20,6 +20,7 @@ Everything goes through the generic pipeline (adapters -> Book -> ``build_featur
   ``capture10_ratio_vs_aging``.
 
     python -m bench.quality --json out.json
+    python -m bench.quality --only taiwan --json tw.json   # one part only
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ def _client_split(frame: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, pd.D
 
 
 def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
-                   snapshot_months: int = 6) -> dict[str, Any]:
-    """The Taiwan protocol (module docstring); returns AUCs and what was measured."""
+                   snapshot_months: int = 6,
+                   adapter_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Taiwan protocol (module docstring); returns AUCs and what was measured.
+
+    ``adapter_options`` go to ``features.adapters.taiwan.convert`` (mapping experiments).
+    """
     from features import build_features, build_training_set
     from features.adapters import taiwan
 
@@ -115,7 +120,8 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
     raw = pd.read_csv(path, header=1)
     train_ids, hold_ids = taiwan_split(raw, seed=seed)
     peer = taiwan_raw_peer(raw, train_ids, hold_ids, seed=seed)
-    tables = taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids])
+    tables = taiwan.convert(path, encode_target=True, holdout_ids=[str(i) for i in hold_ids],
+                            **(adapter_options or {}))
     book = _book(tables)
     dates = [
         (pd.Timestamp(TAIWAN_AS_OF) - pd.DateOffset(months=k)).date()
@@ -170,6 +176,7 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
         "taiwan_unscored_score": idle_rate,
         "taiwan_models": per_model,
         "taiwan_snapshot_months": snapshot_months,
+        "taiwan_adapter_options": adapter_options or {},
         "taiwan_seconds": time.perf_counter() - t0,
     }
 
@@ -279,13 +286,22 @@ def synthetic_quality(*, n_accounts: int = 5000, seed: int = 0, grid: str = "wee
 # ------------------------------------------------------------------------- entry
 
 
+PARTS = ("taiwan", "ibm", "synthetic")
+
+
 def run(json_path: str | Path | None = None, *, synthetic_accounts: int = 5000,
-        taiwan_months: int = 6) -> dict:
-    """Run all three parts, print the figures, write JSON if asked; returns the result."""
+        taiwan_months: int = 6, only: Sequence[str] | None = None,
+        taiwan_options: dict[str, Any] | None = None) -> dict:
+    """Run the parts named in ``only`` (default all three), print the figures, write JSON if
+    asked; returns the result. ``taiwan_options`` go to the Taiwan adapter's ``convert``."""
     result: dict[str, Any] = {"benchmark": "quality"}
-    for name, part in (("taiwan", lambda: taiwan_quality(snapshot_months=taiwan_months)),
-                       ("ibm", ibm_quality),
-                       ("synthetic", lambda: synthetic_quality(n_accounts=synthetic_accounts))):
+    parts = {"taiwan": lambda: taiwan_quality(snapshot_months=taiwan_months,
+                                              adapter_options=taiwan_options),
+             "ibm": ibm_quality,
+             "synthetic": lambda: synthetic_quality(n_accounts=synthetic_accounts)}
+    for name, part in parts.items():
+        if only and name not in only:
+            continue
         try:
             result.update(part())
         except Exception as exc:  # noqa: BLE001 - report the failure, keep other parts
@@ -327,9 +343,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--synthetic-accounts", type=int, default=5000)
     parser.add_argument("--taiwan-months", type=int, default=6,
                         help="monthly snapshots of the training clients, ending 2005-10-01")
+    parser.add_argument("--only", action="append", choices=PARTS, default=None,
+                        help="run only this part (repeatable); default all")
+    parser.add_argument("--taiwan-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="keyword option for the Taiwan adapter (value parsed as JSON)")
     args = parser.parse_args(argv)
+    options = {k: json.loads(v) for k, v in (o.split("=", 1) for o in args.taiwan_option)}
     run(args.json_path, synthetic_accounts=args.synthetic_accounts,
-        taiwan_months=args.taiwan_months)
+        taiwan_months=args.taiwan_months, only=args.only, taiwan_options=options)
 
 
 if __name__ == "__main__":

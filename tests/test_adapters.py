@@ -110,13 +110,18 @@ def test_unknown_format_is_refused() -> None:
 HEADER = ("ID,LIMIT_BAL,SEX,EDUCATION,MARRIAGE,AGE,PAY_0,PAY_2,PAY_3,PAY_4,PAY_5,PAY_6,"
           "BILL_AMT1,BILL_AMT2,BILL_AMT3,BILL_AMT4,BILL_AMT5,BILL_AMT6,"
           "PAY_AMT1,PAY_AMT2,PAY_AMT3,PAY_AMT4,PAY_AMT5,PAY_AMT6,default payment next month")
-# Client 1: on time, except August's statement paid a month late (PAY_0 = 1); target 0.
-# Client 2: April's statement 2 months late, July's bill 0 (no invoice); target 1.
+# Client 1: Apr/May/Jul statements revolving (status 0), June's paid in full (-1), August's a
+# month late (PAY_0 = 1) with 300 paid in September; 700 paid in August covers July's bill,
+# 100 paid in July is part of June's; target 0.
+# Client 2: April's statement 2 months behind in May (PAY_5 = 2), caught up in June; July's
+# bill 0 (no invoice); target 1.
 # Client 3: only a September statement; target 1.
+# Client 4: two months behind in September (PAY_0 = 2): July's and August's statements open.
 ROWS = (
-    "1,50000,2,2,1,30,1,0,-1,0,0,-2,900,800,700,600,500,400,0,0,0,0,0,0,0",
+    "1,50000,2,2,1,30,1,0,-1,0,0,-2,900,800,700,600,500,400,300,700,100,0,0,0,0",
     "2,20000,1,1,2,45,0,-1,0,0,2,0,300,200,0,100,100,100,0,0,0,0,0,0,1",
     "3,10000,2,6,3,22,-2,-2,-2,-2,-2,-2,50,0,0,0,0,-10,0,0,0,0,0,0,1",
+    "4,30000,1,3,1,50,2,1,0,-1,-1,-1,400,300,200,100,100,100,0,0,0,100,100,0,1",
 )
 
 
@@ -128,40 +133,73 @@ def tiny_taiwan(tmp_path: Path) -> Path:
     return path
 
 
-def _payments_by_invoice(tables: dict[str, pd.DataFrame]) -> dict[str, str]:
-    pay = tables["payments"]
-    return dict(zip(pay["invoice_id"], pay["payment_date"], strict=True))
+def _payments_by_invoice(tables: dict[str, pd.DataFrame]) -> dict[str, list[tuple[str, str]]]:
+    """invoice_id -> [(payment_date, amount), ...] in payment-date order."""
+    pay = tables["payments"].sort_values(["payment_date", "payment_id"], kind="stable")
+    out: dict[str, list[tuple[str, str]]] = {}
+    for inv, day, amt in zip(pay["invoice_id"], pay["payment_date"], pay["amount"],
+                             strict=True):
+        out.setdefault(inv, []).append((day, amt))
+    return out
 
 
 def test_taiwan_statements_become_invoices_and_statuses_payments(tiny_taiwan: Path) -> None:
     tables = convert("taiwan_credit", tiny_taiwan)
     inv = tables["invoices"].set_index("invoice_id")
-    assert len(inv) == 6 + 5 + 1  # bills <= 0 give no invoice
+    assert len(inv) == 6 + 5 + 1 + 6  # bills <= 0 give no invoice
     assert inv.loc["1-2005-04", ["issue_date", "due_date", "amount"]].tolist() == [
         "2005-04-30", "2005-05-25", "400.00"]
     assert inv.loc["1-2005-09", "due_date"] == "2005-10-25"
     paid = _payments_by_invoice(tables)
-    assert paid["1-2005-07"] == "2005-08-25"  # PAY_2 = 0: on the due date
-    assert paid["2-2005-04"] == "2005-07-24"  # PAY_5 = 2: due 25 May + 60 days
-    # August's statement, PAY_0 = 1: due 25 Sep + 30 days is after the cut-off -> open.
-    assert "1-2005-08" not in paid
+    # Status 0 with nothing paid: the balance rolls into the next statement 5 days later.
+    assert paid["1-2005-04"] == [("2005-05-30", "400.00")]
+    # Status -1 (paid in full): July's 100 is a part, the rest is paid on the due date.
+    assert paid["1-2005-06"] == [("2005-07-25", "100.00"), ("2005-07-25", "500.00")]
+    # Status 0 and August's 700 covers July's bill: an on-time full payment, no rollover.
+    assert paid["1-2005-07"] == [("2005-08-25", "700.00")]
+    # August's statement, PAY_0 = 1: still overdue; September's 300 is a partial payment.
+    assert paid["1-2005-08"] == [("2005-09-25", "300.00")]
+    # Client 2: April's statement 2 months behind in May, settled with June's catch-up.
+    assert paid["2-2005-04"] == [("2005-06-25", "100.00")]
+    assert paid["2-2005-05"] == [("2005-06-30", "100.00")]
+    # Client 4: PAY_0 = 2 leaves July's and August's statements open (2 months behind);
+    # May's and June's 100 paid April's and May's bills on time; June's rolled over in July.
+    assert "4-2005-07" not in paid and "4-2005-08" not in paid
+    assert paid["4-2005-04"] == [("2005-05-25", "100.00")]
+    assert paid["4-2005-06"] == [("2005-07-30", "100.00")]
     assert not any(i.endswith("-2005-09") for i in paid)  # September: the unknown future
-    assert max(paid.values()) < str(tw.CUTOFF)
+    assert max(d for v in paid.values() for d, _ in v) < str(tw.CUTOFF)
     acc = tables["accounts"].set_index("account_id")
     assert acc.loc["1", ["segment", "credit_limit", "sex"]].tolist() == [
         "university", "50000.00", "female"]
     assert acc.loc["3", "segment"] == "unknown"
-    assert tables["targets"]["default_next_month"].tolist() == [0, 1, 1]
+    assert tables["targets"]["default_next_month"].tolist() == [0, 1, 1, 1]
     validated(tables)
+
+
+def test_taiwan_delay_months_show_as_days_past_due_at_the_cutoff(tiny_taiwan: Path) -> None:
+    from features import build_features
+
+    book = validated(convert("taiwan_credit", tiny_taiwan)).book
+    feats = build_features(book, as_of=tw.CUTOFF).set_index("account_id")
+    # One month behind: August's statement (due 25 Sep) is 6 days past due; two months:
+    # July's (due 25 Aug) is 37 days past due.
+    assert feats.loc["1", "oldest_dpd"] == 6 and feats.loc["4", "oldest_dpd"] == 37
+    assert feats.loc["2", "oldest_dpd"] < 0  # only September's statement, not yet due
+    # Client 1 owes September's 900 and the 500 left of August's 800.
+    assert feats.loc["1", "open_balance"] == pytest.approx(1400.0)
+    assert feats.loc["1", "credit_utilisation"] == pytest.approx(1400.0 / 50000.0)
 
 
 def test_taiwan_target_encoding_and_holdout(tiny_taiwan: Path) -> None:
     tables = convert("taiwan_credit", tiny_taiwan, encode_target=True, holdout_ids={3})
     paid = _payments_by_invoice(tables)
-    # Target 0: September paid on its due date, the open August one on the cut-off.
-    assert paid["1-2005-09"] == "2005-10-25" and paid["1-2005-08"] == str(tw.CUTOFF)
+    # Target 0: September paid on its due date, the rest of the open August one on the
+    # cut-off.
+    assert paid["1-2005-09"] == [("2005-10-25", "900.00")]
+    assert paid["1-2005-08"][-1] == (str(tw.CUTOFF), "500.00")
     # Target 1: nothing open at the cut-off is ever paid; holdout: no payment after it.
-    assert "2-2005-09" not in paid and "3-2005-09" not in paid
+    assert "2-2005-09" not in paid and "3-2005-09" not in paid and "4-2005-08" not in paid
     validated(tables)
 
 
@@ -204,7 +242,14 @@ def test_taiwan_real_file_converts_validates_and_encodes_the_target(taiwan_encod
     # of those invoices is never paid; holdout clients have no payment after the cut-off.
     cutoff = pd.Timestamp(tw.CUTOFF)
     inv, pay = book.invoices, book.payments
-    paid_at = pay.groupby("invoice_id")["payment_date"].min()
+    # Clear date: the day cumulative payments reach the invoice amount.
+    pay = pay.sort_values(["invoice_id", "payment_date"], kind="stable")
+    cum = pay.groupby("invoice_id")["amount"].cumsum()
+    due_amount = pay["invoice_id"].map(inv.set_index("invoice_id")["amount"])
+    paid_at = pay[cum >= due_amount - 0.015].groupby("invoice_id")["payment_date"].min()
+    assert (pay.groupby("invoice_id")["amount"].sum()
+            <= pay.groupby("invoice_id")["invoice_id"].first().map(
+                inv.set_index("invoice_id")["amount"]) + 0.015).all()  # never overpaid
     when = inv["invoice_id"].map(paid_at)
     open_at_cutoff = inv[when.isna() | (when >= cutoff)].assign(never=when.isna())
     encoded = open_at_cutoff[~open_at_cutoff["account_id"].isin(HOLDOUT)]

@@ -6,45 +6,58 @@ statuses (``PAY_6`` = April ... ``PAY_0`` = September; -2 no consumption, -1 pai
 0 revolving credit (minimum paid), k >= 1 payment delayed k months) and the target
 ``default payment next month`` (October 2005). Read with ``header=1`` (two header rows).
 
-Mapping (approximate by nature: the source has statuses, not invoices and payments):
+Mapping (approximate by nature: the source has monthly statuses and totals, not invoices
+and payments):
 
-- each monthly statement with a positive bill becomes an invoice of that amount (NT$),
-  ``invoice_id`` ``<ID>-2005-MM``, issued on the LAST DAY of its month and due 25 days
-  later (``DUE_DAYS``): April's statement is due 25 May, September's 25 October.
-  Statements with a bill <= 0 (no balance, or a credit balance) produce no invoice.
-- the repayment status recorded in month m+1 describes the repayment of the statement of
-  month m, which falls due in month m+1 (the usual reading of this data set, where
-  ``PAY_AMTk`` pays ``BILL_AMT(k+1)``): ``PAY_5`` (May) -> April's statement, ...,
-  ``PAY_0`` (September) -> August's statement. Status k >= 1 becomes one payment of the
-  full amount ``k x 30`` days after the due date; -2, -1 and 0 become a payment on the due
-  date. ``PAY_6`` (April's status) concerns March's bill, which is not in the data: unused.
-- the cut-off is ``CUTOFF`` = 2005-10-01: the data describe the world up to September, so
-  a payment that would fall on or after the cut-off is NOT emitted (the invoice is still
-  open at the cut-off, with its days past due showing the delay), and September's
-  statement (repaid in October, which is the target) has no payment at all.
+- each monthly statement with a positive bill becomes an invoice of that amount (NT$, the
+  whole statement balance, carried balance included), ``invoice_id`` ``<ID>-2005-MM``,
+  issued on the LAST DAY of its month and due 25 days later (``DUE_DAYS``): April's
+  statement is due 25 May, September's 25 October. Bills <= 0 (no balance, or a credit
+  balance) produce no invoice.
+- the status of month m (``PAY_5`` = May ... ``PAY_0`` = September, see ``REPORTS``) is
+  read as "k months behind": with k >= 1 the statements of months m-k ... m-1 are still
+  unpaid at the end of month m, every older one is settled; with -2, -1 or 0 every
+  statement due by month m is settled. The amount paid in month m (``PAY_AMT``; e.g.
+  ``PAY_AMT1`` = September) is a payment dated the 25th of m (the due day), spread over
+  the due statements oldest first; a statement the status says is still overdue keeps at
+  least 1 NT$ open (it cannot be cleared by it). What a settled statement still owes is
+  then paid: on the 25th of m, or for status 0 (revolving credit, only the minimum paid)
+  on last month's statement ``rollover_days`` later (default 5 = the next statement's
+  date, where the remainder is carried). So a one-month delay shows at the cut-off as
+  August's statement 6 days past due, a two-month delay as July's 37 days past due, ...;
+  revolvers show as partial payers settling 5 days late; clients who paid nothing in
+  September have no September payment. ``PAY_6`` and ``PAY_AMT6`` (April) concern March's
+  statement, which is not in the data: unused.
+- the cut-off is ``CUTOFF`` = 2005-10-01: every emitted payment is dated before it (the
+  data describe the world up to September); September's statement (due in October, the
+  month of the target) has no payment at all.
 - ``encode_target=True`` (for the quality benchmark) encodes each client's target as what
-  happens after the cut-off to every invoice open at the cut-off, September's included:
-  target 1 -> none of them is ever paid; target 0 -> September's statement is paid on its
-  due date and older open invoices on the cut-off date. The generic ``build_labels`` as of
-  ``CUTOFF`` then gives y = target for every client with an open invoice at the cut-off
-  (checked on the real file: 27,956 clients, 23,662 early-warning and 4,294 persistence,
-  all labels equal to the target; the 2,044 clients with nothing open at the cut-off are
-  not in the scored population). Pass
-  ``data_end=DATA_END`` to ``build_labels``: with no event after 25 October the label of
-  a never-paying client would otherwise be censored. ``holdout_ids`` (client ids) keep
-  their post-cut-off outcome unknown (no payment on or after the cut-off), so a model can
-  be scored on them and compared with the ``targets`` side table.
+  happens after the cut-off to every invoice still open at the cut-off, September's
+  included: target 1 -> none of them is ever paid; target 0 -> September's statement is
+  paid on its due date and what older open invoices still owe on the cut-off date. The
+  generic ``build_labels`` as of ``CUTOFF`` then gives y = target for every client with an
+  open invoice at the cut-off (checked on the real file: 27,956 clients, 25,883
+  early-warning and 2,073 persistence, all labels equal to the target; the 2,044 clients
+  with nothing open at the cut-off - September bill <= 0 and not behind - are not in the
+  scored population). Pass ``data_end=DATA_END`` to ``build_labels``: with no event after
+  25 October the label of a never-paying client would otherwise be censored.
+  ``holdout_ids`` (client ids) keep their post-cut-off outcome unknown (no payment on or
+  after the cut-off), so a model can be scored on them and compared with ``targets``.
 - accounts: ``LIMIT_BAL`` -> credit_limit; ``segment`` = education as text
-  (graduate_school, university, high_school, other, unknown for 0/5/6); no region (the
-  data have none); sex, marriage and age are carried as extra columns.
+  (graduate_school, university, high_school, other, unknown for 0/5/6), or with
+  ``segment_by="credit_limit"`` the credit-line tier (``LIMIT_TIERS``, e.g.
+  ``line_60k_100k``; measured no better); no region (the data have none); education, sex,
+  marriage and age are carried as extra columns.
 - side table ``targets``: account_id, default_next_month (0/1), for benchmarks only.
 
-Limits: months -> days is approximate (``k x 30`` days; real delays are months of a
-billing cycle); status 0 means only the minimum was paid, yet it is mapped to a full
-on-time payment (the unpaid rest reappears in the next bill, so amounts overlap between
-months); ``PAY_AMT1..6`` are not used (they cannot be tied to one statement reliably); in
-the older months a one-month delay seems to be coded as 2 (``PAY_2..PAY_6`` almost never
-take the value 1), which makes April-July delays look a month longer than August's.
+Limits: months -> days is approximate (real delays are months of a billing cycle); bills
+include carried balances, so the open statements of a client who is behind overlap in
+amount (open balance overstates what is owed by up to k times); statuses of -2, -1 and 0
+all settle the due statements (-2 and -1 on the due day, 0 by rollover), so payments
+beyond ``PAY_AMT`` are implied, not observed; in the older months a one-month delay seems
+to be coded as 2 (``PAY_2..PAY_6`` almost never take the value 1), which makes April-July
+delays look a month longer than August's. Quality measured by ``bench.quality --only
+taiwan`` (see the commit message / report for the figures).
 """
 
 from __future__ import annotations
@@ -66,6 +79,7 @@ DUE_DAYS: Final = 25
 DAYS_PER_MONTH_LATE: Final = 30
 TARGET: Final = "default payment next month"
 
+ROLLOVER_DAYS: Final = 5
 # (month, bill column, status column of the repayment of that month's statement or None)
 STATEMENTS: Final = (
     (4, "BILL_AMT6", "PAY_5"),
@@ -75,6 +89,19 @@ STATEMENTS: Final = (
     (8, "BILL_AMT2", "PAY_0"),
     (9, "BILL_AMT1", None),
 )
+# (month, repayment status at the end of that month, amount paid in that month). April's
+# (PAY_6, PAY_AMT6) concern March's statement, which is not in the data.
+REPORTS: Final = (
+    (5, "PAY_5", "PAY_AMT5"),
+    (6, "PAY_4", "PAY_AMT4"),
+    (7, "PAY_3", "PAY_AMT3"),
+    (8, "PAY_2", "PAY_AMT2"),
+    (9, "PAY_0", "PAY_AMT1"),
+)
+# Credit-line tiers (NT$, upper bounds exclusive) for the customer segment.
+LIMIT_TIERS: Final = (30_000, 60_000, 100_000, 160_000, 250_000, 400_000)
+LIMIT_TIER_NAMES: Final = ("line_lt_30k", "line_30k_60k", "line_60k_100k", "line_100k_160k",
+                           "line_160k_250k", "line_250k_400k", "line_400k_plus")
 EDUCATION: Final = {1: "graduate_school", 2: "university", 3: "high_school", 4: "other"}
 SEX: Final = {1: "male", 2: "female"}
 MARRIAGE: Final = {1: "married", 2: "single", 3: "other"}
@@ -88,6 +115,7 @@ def read_source(src: Path) -> pd.DataFrame:
     raw = pd.read_csv(src, header=1)
     needed = ["ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", TARGET]
     needed += [c for _, bill, pay in STATEMENTS for c in (bill, pay) if c]
+    needed += [amt for _, _, amt in REPORTS]
     for col in needed:
         if col not in raw.columns:
             raise DataContractError(src.name, col, "missing_column", "is required but missing")
@@ -95,79 +123,112 @@ def read_source(src: Path) -> pd.DataFrame:
 
 
 def convert(
-    src: Path, *, encode_target: bool = False, holdout_ids: Collection[int | str] | None = None
+    src: Path, *, encode_target: bool = False, holdout_ids: Collection[int | str] | None = None,
+    rollover_days: int = ROLLOVER_DAYS, segment_by: str = "education",
 ) -> dict[str, pd.DataFrame]:
     """Contract tables (+ ``targets`` side table) of the UCI Taiwan data at ``src``.
 
-    See the module docstring for the mapping, ``encode_target`` and ``holdout_ids``.
+    See the module docstring for the mapping, ``encode_target`` and ``holdout_ids``;
+    ``rollover_days`` = days after the due date on which a revolving remainder (status 0)
+    is carried into the next statement.
     """
     raw = read_source(src)
+    n = len(raw)
     ids = raw["ID"].astype(np.int64).astype(str).to_numpy()
     holdout = {str(i) for i in holdout_ids} if holdout_ids else set()
-    cutoff = np.datetime64(CUTOFF, "D")
     target = raw[TARGET].astype(np.int64).to_numpy()
-    encoded = np.full(len(raw), encode_target) & ~np.isin(ids, list(holdout))
+    encoded = np.full(n, encode_target) & ~np.isin(ids, list(holdout))
 
-    invoices, payments = [], []
-    for month, bill_col, pay_col in STATEMENTS:
-        bill = raw[bill_col].astype(np.float64).to_numpy()
-        has = bill > 0
-        first_next = np.datetime64(f"2005-{month + 1:02d}-01", "D")
-        issue = first_next - np.timedelta64(1, "D")  # last day of the month
-        due = issue + np.timedelta64(DUE_DAYS, "D")
-        inv_id = np.char.add(ids, f"-2005-{month:02d}")
-        n = int(has.sum())
-        invoices.append(pd.DataFrame({
-            "invoice_id": inv_id[has], "account_id": ids[has],
-            "issue_date": np.repeat(issue, n), "due_date": np.repeat(due, n),
-            "amount": bill[has],
-        }))
-        if pay_col is not None:
-            status = raw[pay_col].astype(np.int64).to_numpy()
-            paid = due + (np.maximum(status, 0) * DAYS_PER_MONTH_LATE).astype("timedelta64[D]")
-        else:
-            paid = np.full(len(raw), np.datetime64("NaT", "D"))
-        known = has & (paid < cutoff)  # NaT compares False: September is never "known"
-        # Outcome after the cut-off, only for encoded clients with target 0.
-        later = has & ~known & encoded & (target == 0)
-        outcome = due if pay_col is None else np.full(len(raw), cutoff)
-        when = np.where(known, paid, outcome)
-        emit = known | later
-        payments.append(pd.DataFrame({
-            "invoice_id": inv_id[emit], "payment_date": when[emit], "amount": bill[emit],
-            "payment_id": np.char.add(inv_id[emit], "-p"), "account_id": ids[emit],
-        }))
+    months = [m for m, _, _ in STATEMENTS]
+    bills = np.column_stack([raw[b].astype(np.float64).to_numpy() for _, b, _ in STATEMENTS])
+    has = bills > 0
+    issue = np.array([_day(m + 1, 1) - np.timedelta64(1, "D") for m in months])
+    due = issue + np.timedelta64(DUE_DAYS, "D")
+    inv_ids = np.stack([np.char.add(ids, f"-2005-{m:02d}") for m in months], axis=1)
+    remaining = np.where(has, bills, 0.0)
+    pays: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # rows, col, amount, date
 
-    inv = pd.concat(invoices, ignore_index=True)
-    pay = pd.concat(payments, ignore_index=True)
+    # Month by month, April's statement first due in May: the month's payment goes to the
+    # oldest due statements; the status then says which of them are still overdue.
+    for m, status_col, amt_col in REPORTS:
+        status = raw[status_col].astype(np.int64).to_numpy()
+        left = np.maximum(raw[amt_col].astype(np.float64).to_numpy(), 0.0)
+        behind = np.maximum(status, 0)
+        pay_day = _day(m, DUE_DAYS)
+        for j, s in enumerate(months):
+            if s > m - 1:
+                break
+            overdue = s >= m - behind  # statements of the last `behind` months stay unpaid
+            # An overdue statement keeps at least 1 NT$ open: its status says it is unpaid.
+            room = np.where(overdue, np.maximum(remaining[:, j] - 1.0, 0.0), remaining[:, j])
+            take = np.minimum(left, room)
+            rows = np.flatnonzero(take >= 1.0)
+            pays.append((rows, np.full(len(rows), j), take[rows], str(pay_day)))
+            remaining[rows, j] -= take[rows]
+            left = left - np.where(take >= 1.0, take, 0.0)
+            # The rest of a statement no longer overdue is settled: paid on the due day, or
+            # (status 0, revolving credit on last month's statement) rolled into the next
+            # statement `rollover_days` later.
+            settle = ~overdue & (remaining[:, j] >= 0.01)
+            roll = settle & (status == 0) & (s == m - 1)
+            for mask, day in ((settle & ~roll, pay_day),
+                              (roll, pay_day + np.timedelta64(rollover_days, "D"))):
+                rows = np.flatnonzero(mask)
+                pays.append((rows, np.full(len(rows), j), remaining[rows, j], str(day)))
+                remaining[rows, j] = 0.0
+
+    # After the cut-off (encoded clients only): target 0 -> September's statement paid on its
+    # due date, older open statements on the cut-off date; target 1 -> nothing is paid.
+    good = encoded & (target == 0)
+    for j, s in enumerate(months):
+        rows = np.flatnonzero(good & (remaining[:, j] >= 0.01))
+        day = str(due[j]) if s == months[-1] else str(np.datetime64(CUTOFF, "D"))
+        pays.append((rows, np.full(len(rows), j), remaining[rows, j], day))
+        remaining[rows, j] = 0.0
+
+    r = np.concatenate([p[0] for p in pays])
+    c = np.concatenate([p[1] for p in pays])
+    pay_inv = inv_ids[r, c]
+    pay_date = np.concatenate([np.full(len(p[0]), p[3]) for p in pays])
+    # One id per (invoice, date, order): settlement and partial payment may share a day.
+    seq = pd.Series(pay_inv).groupby(pay_inv).cumcount().astype(str).to_numpy()
+    rr, cc = np.nonzero(has)
     tables = {
         "invoices": pd.DataFrame({
-            "invoice_id": inv["invoice_id"], "account_id": inv["account_id"],
-            "issue_date": iso_dates(inv["issue_date"].astype("datetime64[s]")),
-            "due_date": iso_dates(inv["due_date"].astype("datetime64[s]")),
-            "amount": money(inv["amount"]), "currency": "TWD",
+            "invoice_id": inv_ids[rr, cc], "account_id": ids[rr],
+            "issue_date": iso_dates(pd.Series(issue[cc]).astype("datetime64[s]")),
+            "due_date": iso_dates(pd.Series(due[cc]).astype("datetime64[s]")),
+            "amount": money(bills[rr, cc]), "currency": "TWD",
             "terms_days": str(DUE_DAYS), "document_type": "statement",
         }).astype("str"),
         "payments": pd.DataFrame({
-            "invoice_id": pay["invoice_id"],
-            "payment_date": iso_dates(pay["payment_date"].astype("datetime64[s]")),
-            "amount": money(pay["amount"]), "payment_id": pay["payment_id"],
-            "account_id": pay["account_id"],
+            "invoice_id": pay_inv, "payment_date": pay_date,
+            "amount": money(np.concatenate([p[2] for p in pays])),
+            "payment_id": np.char.add(np.char.add(pay_inv, "-p"), seq.astype("U")),
+            "account_id": ids[r],
         }).astype("str"),
-        "accounts": _accounts(raw, ids),
+        "accounts": _accounts(raw, ids, segment_by=segment_by),
         "targets": pd.DataFrame({"account_id": pd.Series(ids, dtype="str"),
                                  "default_next_month": target}),
     }
     return tables
 
 
-def _accounts(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+def _day(month: int, day: int) -> np.datetime64:
+    return np.datetime64(f"2005-{month:02d}-{day:02d}", "D")
+
+
+def _accounts(raw: pd.DataFrame, ids: np.ndarray, *, segment_by: str) -> pd.DataFrame:
     def label(col: str, names: dict[int, str]) -> pd.Series:
         return raw[col].astype(np.int64).map(names).fillna("unknown").astype("str")
 
+    limit = raw["LIMIT_BAL"].astype(np.float64).to_numpy()
+    tier = np.asarray(LIMIT_TIER_NAMES)[np.searchsorted(LIMIT_TIERS, limit, side="right")]
+    education = label("EDUCATION", EDUCATION)
     return pd.DataFrame({
         "account_id": ids,
-        "segment": label("EDUCATION", EDUCATION),
+        "segment": tier if segment_by == "credit_limit" else education,
+        "education": education,
         "credit_limit": money(raw["LIMIT_BAL"]),
         "sex": label("SEX", SEX),
         "marriage": label("MARRIAGE", MARRIAGE),
