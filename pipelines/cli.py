@@ -214,6 +214,8 @@ def score(
         table_budget_mb=settings.shap_table_budget_mb,
     )
     typer.echo(f"run {record.run_id} as of {day}: {record.status}")
+    if record.message:
+        typer.echo(record.message)
     typer.echo(f"store: {settings.resolved_store_url}")
 
 
