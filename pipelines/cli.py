@@ -300,11 +300,24 @@ def _bench_done(result: dict) -> None:
 def bench_features(
     accounts: Annotated[int, typer.Option(help="Accounts in the generated book.")] = 100_000,
     json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
+    reference_max_accounts: Annotated[
+        int, typer.Option(help="Accounts for the pandas reference (a slice above that).")
+    ] = 100_000,
+    training_weeks: Annotated[
+        int, typer.Option(help="Also time a weekly training set of this many snapshots.")
+    ] = 0,
 ) -> None:
     """Point-in-time features for one as_of vs the pandas reference."""
     from bench.features import run as run_bench
 
-    _bench_done(run_bench(accounts=accounts, json_path=json_path))
+    _bench_done(
+        run_bench(
+            accounts=accounts,
+            json_path=json_path,
+            reference_max_accounts=reference_max_accounts,
+            training_weeks=training_weeks,
+        )
+    )
 
 
 @bench_app.command("explain")
