@@ -161,7 +161,9 @@ def test_taiwan_statements_become_invoices_and_statuses_payments(tiny_taiwan: Pa
     assert paid["1-2005-08"] == [("2005-09-25", "300.00")]
     # Client 2: April's statement 2 months behind in May, settled with June's catch-up.
     assert paid["2-2005-04"] == [("2005-06-25", "100.00")]
-    assert paid["2-2005-05"] == [("2005-06-30", "100.00")]
+    # May's bill (100) carried April's unpaid 100: invoiced net of it, at least 1 NT$.
+    assert inv.loc["2-2005-05", "amount"] == "1.00"
+    assert paid["2-2005-05"] == [("2005-06-30", "1.00")]
     # Client 4: PAY_0 = 2 leaves July's and August's statements open (2 months behind);
     # May's and June's 100 paid April's and May's bills on time; June's rolled over in July.
     assert "4-2005-07" not in paid and "4-2005-08" not in paid
@@ -186,9 +188,11 @@ def test_taiwan_delay_months_show_as_days_past_due_at_the_cutoff(tiny_taiwan: Pa
     # July's (due 25 Aug) is 37 days past due.
     assert feats.loc["1", "oldest_dpd"] == 6 and feats.loc["4", "oldest_dpd"] == 37
     assert feats.loc["2", "oldest_dpd"] < 0  # only September's statement, not yet due
-    # Client 1 owes September's 900 and the 500 left of August's 800.
-    assert feats.loc["1", "open_balance"] == pytest.approx(1400.0)
-    assert feats.loc["1", "credit_utilisation"] == pytest.approx(1400.0 / 50000.0)
+    # Client 1 owes September's bill of 900: the 500 left of August's 800 plus 400 new
+    # (September's invoice is net of the arrears it carries, so nothing counts twice).
+    assert book.invoices.set_index("invoice_id").loc["1-2005-09", "amount"] == 400.0
+    assert feats.loc["1", "open_balance"] == pytest.approx(900.0)
+    assert feats.loc["1", "credit_utilisation"] == pytest.approx(900.0 / 50000.0)
 
 
 def test_taiwan_target_encoding_and_holdout(tiny_taiwan: Path) -> None:
@@ -196,7 +200,7 @@ def test_taiwan_target_encoding_and_holdout(tiny_taiwan: Path) -> None:
     paid = _payments_by_invoice(tables)
     # Target 0: September paid on its due date, the rest of the open August one on the
     # cut-off.
-    assert paid["1-2005-09"] == [("2005-10-25", "900.00")]
+    assert paid["1-2005-09"] == [("2005-10-25", "400.00")]
     assert paid["1-2005-08"][-1] == (str(tw.CUTOFF), "500.00")
     # Target 1: nothing open at the cut-off is ever paid; holdout: no payment after it.
     assert "2-2005-09" not in paid and "3-2005-09" not in paid and "4-2005-08" not in paid

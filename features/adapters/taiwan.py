@@ -9,11 +9,13 @@ statuses (``PAY_6`` = April ... ``PAY_0`` = September; -2 no consumption, -1 pai
 Mapping (approximate by nature: the source has monthly statuses and totals, not invoices
 and payments):
 
-- each monthly statement with a positive bill becomes an invoice of that amount (NT$, the
-  whole statement balance, carried balance included), ``invoice_id`` ``<ID>-2005-MM``,
-  issued on the LAST DAY of its month and due 25 days later (``DUE_DAYS``): April's
-  statement is due 25 May, September's 25 October. Bills <= 0 (no balance, or a credit
-  balance) produce no invoice.
+- each monthly statement with a positive bill becomes an invoice, ``invoice_id``
+  ``<ID>-2005-MM``, issued on the LAST DAY of its month and due 25 days later
+  (``DUE_DAYS``): April's statement is due 25 May, September's 25 October. Bills <= 0 (no
+  balance, or a credit balance) produce no invoice. Its amount (NT$) is the bill less what
+  older statements still owe at its date (arrears the bill carries), at least 1 NT$
+  (``net_arrears=True``; ``False`` invoices the whole bill, so the open statements of a
+  client who is behind overlap and the open balance counts arrears up to k times).
 - the status of month m (``PAY_5`` = May ... ``PAY_0`` = September, see ``REPORTS``) is
   read as "k months behind": with k >= 1 the statements of months m-k ... m-1 are still
   unpaid at the end of month m, every older one is settled; with -2, -1 or 0 every
@@ -50,10 +52,10 @@ and payments):
   marriage and age are carried as extra columns.
 - side table ``targets``: account_id, default_next_month (0/1), for benchmarks only.
 
-Limits: months -> days is approximate (real delays are months of a billing cycle); bills
-include carried balances, so the open statements of a client who is behind overlap in
-amount (open balance overstates what is owed by up to k times); statuses of -2, -1 and 0
-all settle the due statements (-2 and -1 on the due day, 0 by rollover), so payments
+Limits: months -> days is approximate (real delays are months of a billing cycle); net
+amounts are approximate (a bill that carries more arrears than it states is floored at
+1 NT$, so a behind client's open balance can exceed the bill); statuses -2, -1 and 0 all
+settle the due statements (-2 and -1 on the due day, 0 by rollover), so payments
 beyond ``PAY_AMT`` are implied, not observed; in the older months a one-month delay seems
 to be coded as 2 (``PAY_2..PAY_6`` almost never take the value 1), which makes April-July
 delays look a month longer than August's. Quality measured by ``bench.quality --only
@@ -125,12 +127,14 @@ def read_source(src: Path) -> pd.DataFrame:
 def convert(
     src: Path, *, encode_target: bool = False, holdout_ids: Collection[int | str] | None = None,
     rollover_days: int = ROLLOVER_DAYS, segment_by: str = "education",
+    net_arrears: bool = True,
 ) -> dict[str, pd.DataFrame]:
     """Contract tables (+ ``targets`` side table) of the UCI Taiwan data at ``src``.
 
     See the module docstring for the mapping, ``encode_target`` and ``holdout_ids``;
     ``rollover_days`` = days after the due date on which a revolving remainder (status 0)
-    is carried into the next statement.
+    is carried into the next statement; ``net_arrears`` invoices each bill net of the
+    arrears it carries; ``segment_by`` = "education" or "credit_limit" (account segment).
     """
     raw = read_source(src)
     n = len(raw)
@@ -146,6 +150,7 @@ def convert(
     due = issue + np.timedelta64(DUE_DAYS, "D")
     inv_ids = np.stack([np.char.add(ids, f"-2005-{m:02d}") for m in months], axis=1)
     remaining = np.where(has, bills, 0.0)
+    amounts = remaining.copy()  # invoice amounts (bills, or net of arrears)
     pays: list[tuple[np.ndarray, np.ndarray, np.ndarray, str]] = []  # rows, col, amount, date
 
     # Month by month, April's statement first due in May: the month's payment goes to the
@@ -176,6 +181,13 @@ def convert(
                 rows = np.flatnonzero(mask)
                 pays.append((rows, np.full(len(rows), j), remaining[rows, j], str(day)))
                 remaining[rows, j] = 0.0
+        if net_arrears:
+            # This month's statement includes what older statements still owe: invoice only
+            # the rest (at least 1 NT$) so open amounts do not count the arrears twice.
+            j = months.index(m)
+            carried = remaining[:, :j].sum(axis=1)
+            amounts[:, j] = np.where(has[:, j], np.maximum(bills[:, j] - carried, 1.0), 0.0)
+            remaining[:, j] = amounts[:, j]
 
     # After the cut-off (encoded clients only): target 0 -> September's statement paid on its
     # due date, older open statements on the cut-off date; target 1 -> nothing is paid.
@@ -198,7 +210,7 @@ def convert(
             "invoice_id": inv_ids[rr, cc], "account_id": ids[rr],
             "issue_date": iso_dates(pd.Series(issue[cc]).astype("datetime64[s]")),
             "due_date": iso_dates(pd.Series(due[cc]).astype("datetime64[s]")),
-            "amount": money(bills[rr, cc]), "currency": "TWD",
+            "amount": money(amounts[rr, cc]), "currency": "TWD",
             "terms_days": str(DUE_DAYS), "document_type": "statement",
         }).astype("str"),
         "payments": pd.DataFrame({
