@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from features.adapters import FORMATS, convert
 from features.adapters import taiwan as tw
@@ -205,6 +207,35 @@ def test_taiwan_target_encoding_and_holdout(tiny_taiwan: Path) -> None:
     # Target 1: nothing open at the cut-off is ever paid; holdout: no payment after it.
     assert "2-2005-09" not in paid and "3-2005-09" not in paid and "4-2005-08" not in paid
     validated(tables)
+
+
+_statuses = st.lists(st.integers(-2, 4), min_size=6, max_size=6)
+_amounts = st.lists(st.sampled_from([-50, 0, 1, 80, 500, 3000]), min_size=6, max_size=6)
+
+
+@settings(max_examples=15, deadline=None)
+@given(clients=st.lists(st.tuples(_statuses, _amounts, _amounts, st.integers(0, 1)),
+                        min_size=1, max_size=4))
+def test_taiwan_any_statuses_give_a_valid_book_known_before_the_cutoff(
+        tmp_path_factory: pytest.TempPathFactory, clients) -> None:
+    # ROWS[0] (client 1) keeps the invoice table non-empty (an empty file is refused).
+    rows = [ROWS[0]] + [",".join(map(str, [i + 2, 20000, 1, 2, 1, 40, *pay, *bill, *amt, y]))
+                        for i, (pay, bill, amt, y) in enumerate(clients)]
+    path = tmp_path_factory.mktemp("tw") / "default_of_credit_card_clients.csv"
+    codes = "," + ",".join(f"X{i}" for i in range(1, 24)) + ",Y"
+    path.write_text("\n".join([codes, HEADER, *rows]) + "\n")
+    tables = convert("taiwan_credit", path)
+    book = validated(tables).book
+    pay = book.payments
+    assert (pay["payment_date"] < pd.Timestamp(tw.CUTOFF)).all()
+    amount = book.invoices.set_index("invoice_id")["amount"]
+    paid = pay.groupby("invoice_id")["amount"].sum()
+    assert (paid <= amount.loc[paid.index] + 0.015).all()  # never overpaid
+    # PAY_0 = k >= 1 with a positive August bill: August's statement is open at the cut-off.
+    for i, (status, bill, _, _) in enumerate(clients):
+        if status[0] >= 1 and bill[1] > 0:
+            inv = f"{i + 2}-2005-08"
+            assert paid.get(inv, 0.0) < amount[inv] - 0.015
 
 
 # ------------------------------------------------------------------ real files
