@@ -436,7 +436,7 @@ def test_render_lists_tables_and_rules() -> None:
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet"])
 def test_synthetic_errors_are_quarantined_exactly(tmp_path, fmt: str) -> None:
-    synthetic = pytest.importorskip("features.synthetic")
+    import features.synthetic as synthetic
     synthetic.write_book_folder(60, tmp_path, seed=3, error_rate=0.03, fmt=fmt)
     injected = json.loads((tmp_path / "_injected_errors.json").read_text())
     # A tiny book gets at least one bad row per rule, so its bad share can exceed 5%.
