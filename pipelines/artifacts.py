@@ -14,22 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-#: Worklist columns shown in the table artifact, in this order (those present are kept).
-TABLE_COLUMNS: tuple[str, ...] = (
-    "rank",
-    "account_id",
-    "segment",
-    "open_balance",
-    "past_due_amount",
-    "oldest_dpd",
-    "probability",
-    "priority",
-    "action",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "mitigating_reason",
-    "model_version",
+from serving.store_schema import WORKLIST_COLUMNS
+
+#: Worklist columns shown in the table artifact, in store order (those present are kept):
+#: all but the model name, the structured reasons and the run date (the summary says those).
+TABLE_COLUMNS: tuple[str, ...] = tuple(
+    c for c in WORKLIST_COLUMNS if c not in ("model", "reasons_json", "as_of")
 )
 
 

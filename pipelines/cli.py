@@ -49,26 +49,11 @@ def _settings(data_dir: Path | None = None) -> Settings:
     return load_settings(data_dir=data_dir) if data_dir is not None else load_settings()
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that carry a message meant for the user (no traceback)."""
-    from features.validation import DataContractError
-
-    errors: list[type[BaseException]] = [DataContractError, FileNotFoundError]
-    try:
-        from models.registry import NoChampionError
-
-        errors.append(NoChampionError)
-    except ImportError:  # pragma: no cover - registry optional in partial installs
-        pass
-    from pipelines.deploy import PrefectServerUnavailable
-
-    errors.append(PrefectServerUnavailable)
-    return tuple(errors)
-
-
 def _guarded(fn, *args, **kwargs):
     """Run ``fn``; user-fixable errors become one clear line and exit code 2."""
-    errors = _user_errors()
+    from pipelines.errors import user_errors
+
+    errors = user_errors()
     try:
         return fn(*args, **kwargs)
     except errors as exc:  # type: ignore[misc]

@@ -25,7 +25,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.exceptions import MissingContextError
 
 from pipelines.artifacts import drift_flags, publish_run_artifacts, summary_markdown, train_rows
+from pipelines.errors import user_errors
 from pipelines.settings import Settings, load_settings
 
 #: Logger of the one-line progress messages; interactive jobs print it (pipelines.jobs).
@@ -93,17 +94,18 @@ def progress(message: str) -> None:
 
 
 @contextlib.contextmanager
-def heartbeat(label: str, *, every: float = HEARTBEAT_S) -> Iterator[None]:
-    """While the block runs, print ``  ... <label>: <n> s`` every ``every`` seconds (terminal
-    only), so a long stage without progress hooks never looks hung."""
+def ticker(label: str, *, emit: Callable[[str], None], every: float,
+           until: threading.Event | None = None) -> Iterator[None]:
+    """While the block runs (and ``until`` is not set), call ``emit("  ... <label>: <n> s")``
+    every ``every`` seconds, so a long stage without progress hooks never looks hung."""
     done = threading.Event()
     t0 = time.perf_counter()
 
     def beat() -> None:
-        while not done.wait(every):
-            _progress_log.info(f"  ... {label}: {time.perf_counter() - t0:.0f} s")
+        while not (done.wait(every) or (until is not None and until.is_set())):
+            emit(f"  ... {label}: {time.perf_counter() - t0:.0f} s")
 
-    thread = threading.Thread(target=beat, name="delinq-heartbeat", daemon=True)
+    thread = threading.Thread(target=beat, name=f"delinq-ticker-{label}", daemon=True)
     thread.start()
     try:
         yield
@@ -112,12 +114,9 @@ def heartbeat(label: str, *, every: float = HEARTBEAT_S) -> Iterator[None]:
         thread.join()
 
 
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Errors the user must fix (bad data, no model): never retried, reported in one line."""
-    from features.validation import DataContractError
-    from models.registry import NoChampionError
-
-    return (DataContractError, NoChampionError, FileNotFoundError)
+def heartbeat(label: str, *, every: float = HEARTBEAT_S) -> contextlib.AbstractContextManager:
+    """:func:`ticker` on the progress logger (terminal only), for long flow stages."""
+    return ticker(label, emit=_progress_log.info, every=every)
 
 
 def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:

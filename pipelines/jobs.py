@@ -64,27 +64,6 @@ class _EchoHandler(logging.Handler):
         self.echo(record.getMessage())
 
 
-@contextlib.contextmanager
-def _until_first_progress(seen: threading.Event, echo: Echo, every: float = 15.0
-                          ) -> Iterator[None]:
-    """Until the flow run prints its first progress line (a fresh machine first starts and
-    migrates Prefect's local server), say every ``every`` seconds that we are waiting."""
-    done = threading.Event()
-    t0 = time.perf_counter()
-
-    def beat() -> None:
-        while not (done.wait(every) or seen.is_set()):
-            echo(f"  ... starting Prefect: {time.perf_counter() - t0:.0f} s")
-
-    thread = threading.Thread(target=beat, name="delinq-start-beat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        done.set()
-        thread.join()
-
-
 class _HideUserErrors(logging.Filter):
     """Drop Prefect's console echo of errors the CLI reports itself in one line."""
 
@@ -116,7 +95,8 @@ def quiet_prefect_run(data_dir: Path, echo: Echo) -> Iterator[Path]:
     for key, value in prefect_environment(data_dir).items():
         os.environ.setdefault(key, value)
     _reload_prefect_settings()
-    from pipelines.flows import PROGRESS_LOGGER, user_errors
+    from pipelines.errors import user_errors
+    from pipelines.flows import PROGRESS_LOGGER, ticker
 
     progress_log = logging.getLogger(PROGRESS_LOGGER)
     warn_log = logging.getLogger("py.warnings")
@@ -138,7 +118,9 @@ def quiet_prefect_run(data_dir: Path, echo: Echo) -> Iterator[Path]:
     for handler in consoles:
         handler.addFilter(console_filter)
     try:
-        with _until_first_progress(echo_handler.seen, echo):
+        # Until the flow prints its first line (a fresh machine first starts and migrates
+        # Prefect's local server), say every 15 s that we are waiting.
+        with ticker("starting Prefect", emit=echo, every=15.0, until=echo_handler.seen):
             yield log_file
     finally:
         for handler in consoles:

@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.book import Book
+from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.reasons import REASON_COLUMNS, reason_codes
 
@@ -40,21 +41,8 @@ MODEL_OF_SEGMENT: dict[str, str] = {
     "late": "persistence",
 }
 
-WORKLIST_COLUMNS: tuple[str, ...] = (
-    "rank",
-    "account_id",
-    "segment",
-    "open_balance",
-    "past_due_amount",
-    "oldest_dpd",
-    "model",
-    "probability",
-    "priority",
-    "action",
-    *REASON_COLUMNS,
-    "model_version",
-    "as_of",
-)
+#: The worklist's columns in store order: the store's boundary schema is the one definition.
+WORKLIST_COLUMNS: tuple[str, ...] = tuple(store_schema.WORKLIST_COLUMNS)
 SHAP_PREFIX = "shap_"
 
 
