@@ -28,7 +28,7 @@ import psutil
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.book import Book
+from features.contract.book import Book
 
 
 def _rss_mb() -> float:
@@ -89,7 +89,7 @@ def _generate(accounts: int, seed: int) -> Book:
     features use (same rows and values; the unused text columns would double memory)."""
     import pyarrow as pa
 
-    from features import synthetic
+    from features.synthetic import generator as synthetic
 
     start, end = synthetic._day("2023-01-01"), synthetic._day("2024-12-31")
     parts: dict[str, list[pa.Table]] = {t: [] for t in _LEAN}

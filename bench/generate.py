@@ -6,7 +6,7 @@ Target (issue 2 / DESIGN section 10): 1M accounts (~50M invoices) in under 180 s
 8 GB peak RSS on 2 cores. The baseline, measured in the same run on a smaller book
 (``--baseline-accounts``, default min(accounts, 100,000)), is the straightforward route:
 build the whole book in memory (``generate_book``) and write it with pandas
-(``features.io.write_book``); the printed ratio compares rows written per second.
+(``features.contract.io.write_book``); the printed ratio compares rows written per second.
 Peak RSS is the process's ``ru_maxrss`` right after the main run (the baseline runs after
 it, so it cannot inflate the figure). Run on a quiet machine: other processes sharing the
 2 cores inflate wall time, which is why CPU seconds are printed too.
@@ -33,8 +33,8 @@ def _rss_mb() -> float:
 
 
 def _baseline(accounts: int, seed: int) -> dict:
-    """Rows/second of generate_book + pandas to_parquet (features.io.write_book)."""
-    from features.io import write_book
+    """Rows/second of generate_book + pandas to_parquet (features.contract.io.write_book)."""
+    from features.contract.io import write_book
     from features.synthetic import generate_book
 
     tmp = Path(tempfile.mkdtemp(prefix="delinq-bench-base-"))

@@ -51,8 +51,8 @@ CAPTURE_RATIO_TARGET = 1.5
 
 def _book(tables: dict[str, pd.DataFrame]) -> Any:
     """Validate an adapter's raw tables into a Book (side tables such as targets dropped)."""
-    from features.book import TABLES
-    from features.validation import validate_tables
+    from features.contract.book import TABLES
+    from features.contract.validation import validate_tables
 
     return validate_tables({t: f for t, f in tables.items() if t in TABLES}).book
 
@@ -197,7 +197,7 @@ def ibm_quality(*, thresholds: Sequence[int] = (30, 10), grid: str = "weekly",
     """AUC and capture@10 of the early-warning model on the IBM sample per threshold."""
     from features import build_training_set
     from features.adapters import ibm_ar
-    from features.training_set import as_of_grid
+    from features.pit.training_set import as_of_grid
 
     path = data_root() / "ibm_ar" / "WA_Fn-UseC_-Accounts-Receivable.csv"
     if not path.exists():
@@ -238,8 +238,8 @@ def synthetic_quality(*, n_accounts: int = 5000, seed: int = 0, grid: str = "wee
                       config: TrainConfig | None = None) -> dict[str, Any]:
     """Whole-book worklist on the synthetic book's test period vs the aging rule."""
     from features import build_training_set
+    from features.pit.training_set import as_of_grid
     from features.synthetic import generate_book
-    from features.training_set import as_of_grid
 
     t0 = time.perf_counter()
     book = generate_book(n_accounts, seed=seed)

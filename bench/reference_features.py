@@ -2,7 +2,7 @@
 
 Written the way a competent pandas user would: vectorised merges and groupbys, no Python
 loops over accounts, no cleverness. ``tests/`` compare the fast implementation in
-``features.pit`` / ``features.labels`` against it at 1e-9, and ``bench/features.py``
+``features.pit.features`` / ``features.pit.labels`` against it at 1e-9, and ``bench/features.py``
 measures the speedup against it. Definitions are those of ``features.pit.FEATURE_SPEC``
 (DESIGN sections 4-6); everything dated strictly before ``as_of`` is known.
 """
@@ -14,8 +14,8 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from features.book import Book
-from features.pit import (
+from features.contract.book import Book
+from features.spec import (
     BEHAVIOUR_WINDOWS,
     CLEAR_SLACK,
     FEATURE_COLUMNS,

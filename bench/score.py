@@ -107,8 +107,8 @@ def run(
     baseline_accounts: int = 5_000,
 ) -> dict:
     """Run the benchmark; returns (and optionally writes as JSON) the figures."""
+    from features.contract.validation import validate_folder
     from features.synthetic import write_book_folder
-    from features.validation import validate_folder
     from serving.score import run_scoring
 
     tmp = Path(tempfile.mkdtemp(prefix="delinq-bench-score-"))

@@ -1,7 +1,15 @@
-"""Raw data contract, loaders, synthetic data and point-in-time features and labels.
+"""Raw data contract, adapters, synthetic data, and point-in-time features and labels.
 
-The feature/label API is re-exported lazily so ``import features.book`` stays light (the
-kernels pull in numba).
+Subpackages, one per part of the domain:
+
+- :mod:`features.spec`: the leaf spec (feature definitions, segments, models, tolerances);
+- :mod:`features.contract`: the Book, data folders, validation and quarantine;
+- :mod:`features.adapters`: real export formats -> contract tables;
+- :mod:`features.synthetic`: the synthetic book;
+- :mod:`features.pit`: point-in-time features, labels and training sets.
+
+What a notebook needs is re-exported here, lazily, so ``import features.contract`` stays
+light (the point-in-time kernels pull in numba).
 """
 
 from __future__ import annotations
@@ -10,25 +18,25 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from features.book import Book
-    from features.labels import build_labels
-    from features.pit import (
-        FEATURE_DESCRIPTIONS,
-        FEATURE_SET_VERSION,
-        build_features,
-        feature_names,
-    )
-    from features.training_set import as_of_grid, build_training_set
+    from features.contract import Book, read_folder, validate_folder, validate_tables
+    from features.pit import as_of_grid, build_features, build_labels, build_training_set
+    from features.spec import FEATURE_DESCRIPTIONS, FEATURE_SET_VERSION, feature_names
+    from features.synthetic import generate_book, write_book_folder
 
 _EXPORTS = {
-    "Book": "features.book",
-    "build_labels": "features.labels",
-    "FEATURE_DESCRIPTIONS": "features.pit",
-    "FEATURE_SET_VERSION": "features.pit",
+    "Book": "features.contract",
+    "read_folder": "features.contract",
+    "validate_folder": "features.contract",
+    "validate_tables": "features.contract",
+    "generate_book": "features.synthetic",
+    "write_book_folder": "features.synthetic",
     "build_features": "features.pit",
-    "feature_names": "features.pit",
-    "as_of_grid": "features.training_set",
-    "build_training_set": "features.training_set",
+    "build_labels": "features.pit",
+    "as_of_grid": "features.pit",
+    "build_training_set": "features.pit",
+    "FEATURE_DESCRIPTIONS": "features.spec",
+    "FEATURE_SET_VERSION": "features.spec",
+    "feature_names": "features.spec",
 }
 __all__ = [
     "FEATURE_DESCRIPTIONS",
@@ -39,6 +47,11 @@ __all__ = [
     "build_labels",
     "build_training_set",
     "feature_names",
+    "generate_book",
+    "read_folder",
+    "validate_folder",
+    "validate_tables",
+    "write_book_folder",
 ]
 
 

@@ -404,7 +404,7 @@ def train_and_register(
     Returns what :func:`train_and_register_frame` returns; :func:`format_report` prints it.
     """
     from features import build_training_set
-    from features.training_set import as_of_grid
+    from features.pit.training_set import as_of_grid
 
     dates = as_of_grid(book, freq=grid)
     training_set = build_training_set(

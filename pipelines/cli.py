@@ -95,7 +95,7 @@ def validate(
     ] = None,
 ) -> None:
     """Validate a data folder: rows read, kept and quarantined per table and rule."""
-    from features.validation import validate_folder
+    from features.contract.validation import validate_folder
 
     share = max_bad_share if max_bad_share is not None else _settings().max_bad_share
     result = _guarded(
@@ -119,7 +119,7 @@ def import_(
 ) -> None:
     """Convert a real export (HighRadius, IBM AR sample, UCI Taiwan) into a data folder."""
     from features.adapters import convert
-    from features.io import write_tables
+    from features.contract.io import write_tables
 
     options: dict[str, object] = {}
     if rate:
@@ -147,7 +147,7 @@ def train(
     ] = None,
 ) -> None:
     """Train both models, compare with baselines, register; promote only if better."""
-    from features.validation import validate_folder
+    from features.contract.validation import validate_folder
     from models.train import format_report, train_and_register
 
     settings = _settings(state_dir)
@@ -179,7 +179,7 @@ def score(
 ) -> None:
     """Score every account with open receivables as of a date and write the worklist."""
     day = _parse_date(as_of)
-    from features.validation import validate_folder
+    from features.contract.validation import validate_folder
     from serving.score import run_scoring
 
     settings = _settings(state_dir)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
-    from features.validation import DataContractError
+    from features.contract.validation import DataContractError
     from models.registry import NoChampionError
     from pipelines.deploy import PrefectServerUnavailable
 

@@ -127,8 +127,8 @@ def _retry_unless_user_error(task: Any, task_run: Any, state: Any) -> bool:
 
 def read_staged_book(path: str | Path) -> Any:
     """The Book written by the ingest stage (already validated: typed, not re-checked)."""
-    from features.book import Book
-    from features.io import read_folder
+    from features.contract.book import Book
+    from features.contract.io import read_folder
 
     tables = {t: frame for t, (_, frame) in read_folder(path).items()}
     return Book.from_frames(**tables)
@@ -176,8 +176,8 @@ def ingest_task(
     """Validate the data folder ``source`` (bad rows to ``quarantine``, default
     ``<source>/_quarantine``) and write the kept rows as Parquet to ``staged``; return the
     validation summary and the book's dates."""
-    from features.io import write_book
-    from features.validation import validate_folder
+    from features.contract.io import write_book
+    from features.contract.validation import validate_folder
 
     progress(f"validating {source}")
     t0 = time.perf_counter()
@@ -220,7 +220,7 @@ def training_set_task(
 ) -> dict[str, Any]:
     """Build the stacked training set over the ``grid`` of ``as_of`` dates; write Parquet."""
     from features import build_training_set
-    from features.training_set import as_of_grid
+    from features.pit.training_set import as_of_grid
 
     progress(f"building the training set ({grid} as_of grid)")
     t0 = time.perf_counter()

@@ -25,7 +25,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.book import Book
+from features.contract.book import Book
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.reasons import REASON_COLUMNS, reason_codes
@@ -215,11 +215,11 @@ def oldest_open_invoices(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFr
     currency) of the open invoice with the earliest due date (ties: the first listed),
     ``partial_payer`` (an open invoice is partly paid). An invoice is open when issued
     before ``as_of`` and its payments dated before ``as_of`` leave more than one cent
-    unpaid (the same rule as ``features.pit``).
+    unpaid (the same rule as ``features.pit.features``).
     """
     # features' id matcher: a sequential scan when payments come in invoice order (as
     # exports and the synthetic book do), ~10x faster than a hash join of 50M ids here.
-    from features._pit_prep import match_ids
+    from features.pit._prep import match_ids
 
     cut = pd.Timestamp(as_of).normalize().to_datetime64().astype("datetime64[s]")
     inv = book.invoices

@@ -26,7 +26,9 @@ import numpy as np
 import pandas as pd
 from hypothesis import strategies as st
 
-from features.book import Book
+from features.contract.book import Book
+from models.calibration import sigmoid
+from models.train import TrainConfig
 
 BASE = pd.Timestamp("2024-01-01")
 #: Days after the due date at which random payments cluster (label horizon edges).
@@ -167,3 +169,68 @@ def books_and_as_of(max_accounts: int = 4, max_invoices: int = 12
         return book, as_of_near_events(book, seed + 1)
 
     return st.integers(0, 2**31 - 1).map(build)
+
+
+# --- a stacked training frame with a known risk driver (training and registry tests) ---
+
+FAST = TrainConfig(n_estimators=80, min_child_samples=20, val_weeks=6, test_weeks=6, n_jobs=1)
+
+
+def make_training_set(
+    n_accounts: int = 300, n_weeks: int = 30, *, seed: int = 0, start: str = "2024-01-01"
+) -> pd.DataFrame:
+    """A stacked training frame with the contract's columns and a known risk driver.
+
+    Latent lateness ``z`` per account drives ``days_late_mean_all`` and the outcome, so a
+    later payment history must raise the predicted risk. Labels resolve 3-44 days after
+    ``as_of``; those resolving after the data end are censored (``y`` NaN).
+    """
+    rng = np.random.default_rng(seed)
+    z = rng.normal(size=n_accounts)
+    seg = rng.choice(["smb", "enterprise", "public"], size=n_accounts)
+    reg = rng.choice(["north", "south"], size=n_accounts)
+    dates = pd.date_range(start, periods=n_weeks, freq="7D")
+    data_end = dates[-1] + pd.Timedelta(days=14)
+    parts = []
+    for d in dates:
+        idx = np.flatnonzero(rng.random(n_accounts) < 0.8)
+        zz = z[idx]
+        dpd = np.round(np.clip(rng.normal(loc=10 * zz, scale=20), -30, 200))
+        bal = np.round(rng.lognormal(8, 1, size=len(idx)), 2)
+        p = sigmoid(-1.0 + 1.3 * zz + 0.02 * dpd)
+        y = (rng.random(len(idx)) < p).astype(float)
+        resolved = d + pd.to_timedelta(rng.integers(3, 45, len(idx)), unit="D")
+        censored = np.asarray(resolved > data_end)
+        y[censored] = np.nan
+        segment = np.select([dpd <= 0, dpd < 30, dpd < 90],
+                            ["preventive", "early", "delinquent"], "late")
+        parts.append(pd.DataFrame({
+            "account_id": pd.array([f"A{i:05d}" for i in idx], dtype="str"),
+            "as_of": d,
+            "segment": segment,
+            "open_balance": bal,
+            "past_due_amount": bal * np.clip(dpd / 60, 0, 1),
+            "oldest_dpd": dpd,
+            "days_late_mean_all": 5 * zz + rng.normal(scale=2, size=len(idx)),
+            "n_open_invoices": rng.integers(1, 6, len(idx)).astype(float),
+            "account_segment": seg[idx],
+            "account_region": reg[idx],
+            "model": np.where(np.isin(segment, ["preventive", "early"]),
+                              "early_warning", "persistence"),
+            "y": y,
+            "label_resolved_date": resolved.where(~censored),
+            "censored": censored,
+            "delinquent_amount": np.where(y == 1, bal * rng.uniform(0.3, 1, len(idx)), 0.0),
+        }))
+    out = pd.concat(parts, ignore_index=True)
+    out["as_of"] = out["as_of"].astype("datetime64[s]")
+    out["label_resolved_date"] = pd.to_datetime(out["label_resolved_date"]).astype(
+        "datetime64[s]"
+    )
+    for c in ("account_segment", "account_region"):
+        out[c] = out[c].astype("category")
+    return out
+
+
+FEATURES = ["open_balance", "past_due_amount", "oldest_dpd", "days_late_mean_all",
+            "n_open_invoices", "account_segment", "account_region"]

@@ -4,10 +4,10 @@ Each adapter module has ``convert(src: Path, **options) -> dict[str, DataFrame]`
 the contract tables (``invoices`` and, where the source has them, ``payments``,
 ``accounts``, ``disputes``) as *raw* tables: ids and text as strings, dates as ISO
 ``YYYY-MM-DD`` strings, amounts as decimal strings. They are meant to pass
-:func:`features.validation.validate_tables` untouched; a value an adapter cannot make sense
+:func:`features.contract.validation.validate_tables` untouched; a value an adapter cannot make sense
 of is passed through as read, so validation quarantines it instead of it being lost.
 Extra keys are side tables (``targets``, ``import_report``), written by
-:func:`features.io.write_tables` as ``_<key>.<fmt>`` and never read as data.
+:func:`features.contract.io.write_tables` as ``_<key>.<fmt>`` and never read as data.
 
 Exports that carry a clear/settled date on the invoice row become one payment of the full
 amount on that date per cleared invoice.

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from features.adapters import iso_dates, money
-from features.rules import DataContractError
+from features.contract.rules import DataContractError
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.adapters import iso_dates
-from features.rules import DataContractError
+from features.contract.rules import DataContractError
 
 COLUMNS = (
     "countryCode", "customerID", "invoiceNumber", "InvoiceDate", "DueDate", "InvoiceAmount",

@@ -77,7 +77,7 @@ import numpy as np
 import pandas as pd
 
 from features.adapters import iso_dates, money
-from features.rules import DataContractError
+from features.contract.rules import DataContractError
 
 CUTOFF: Final = date(2005, 10, 1)
 DATA_END: Final = date(2005, 12, 31)

@@ -1,0 +1,383 @@
+"""Validation at the boundary: raw tables in, a typed :class:`~features.contract.book.Book` out.
+
+Validation happens once, when data enters (DESIGN section 3). Every row of every table is
+either kept in the returned Book or quarantined with the first named rule it broke (see
+:mod:`features.contract.rules` for the rules and their order), so ``rows_read == kept +
+quarantined`` holds for every table. Whole-file problems (missing file or required column,
+empty file, bad encoding, mixed currencies, too many bad rows) raise
+:class:`DataContractError` with one message naming the file, the column and the rule.
+
+Input is raw: CSV tables read as strings (dates ISO ``YYYY-MM-DD``, amounts as decimal
+numbers) or typed Parquet tables, whose typed columns skip string parsing. The work is
+vectorised in polars; the returned Book holds pandas frames in canonical dtypes, sorted in
+a canonical order (so shuffled input gives the same Book).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from features.contract import rules as R
+from features.contract.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
+from features.contract.io import read_table, table_files
+from features.contract.rules import RULES, DataContractError
+from features.keys import first_occurrence
+
+__all__ = [
+    "RULES",
+    "DataContractError",
+    "ValidationResult",
+    "validate_folder",
+    "validate_tables",
+    "write_quarantine",
+]
+
+#: A table given lazily: called once, when validation reaches that table.
+Loader = Callable[[], "pd.DataFrame | pl.DataFrame"]
+
+# Canonical row order of each Book table (invoice and account ids are unique once
+# validated; payments and disputes break ties on every other contract column).
+_SORT_KEYS = {
+    "invoices": ["account_id", "issue_date", "invoice_id"],
+    "payments": ["invoice_id", "payment_date", "payment_id", "amount"],
+    "accounts": ["account_id"],
+    "disputes": ["invoice_id", "opened_date", "resolved_date", "reason"],
+}
+
+
+@dataclass(frozen=True)
+class ValidationResult:
+    """Outcome of validating one source.
+
+    ``book``: the kept rows, typed. ``quarantine``: per table, the bad rows as read (all
+    source columns as strings) plus ``_row`` (1-based data row number), ``_rule`` and
+    ``_message``. ``summary``: one row per contract table with ``table``, ``rows_read``,
+    ``kept``, ``quarantined`` and one count column per rule (in :data:`RULES` order).
+    """
+
+    book: Book
+    quarantine: dict[str, pd.DataFrame]
+    summary: pd.DataFrame
+
+    @property
+    def ok(self) -> bool:
+        """True when no row at all was quarantined (a result is only returned within the
+        bad-row threshold; ``ok`` says whether it was also perfectly clean)."""
+        return int(self.summary["quarantined"].sum()) == 0
+
+    def render(self) -> str:
+        """A readable text summary: rows read/kept/quarantined per table, then per rule."""
+        lines = [f"{'table':<10} {'rows_read':>12} {'kept':>12} {'quarantined':>12}"]
+        for row in self.summary.itertuples(index=False):
+            lines.append(
+                f"{row.table:<10} {row.rows_read:>12,} {row.kept:>12,} {row.quarantined:>12,}"
+            )
+        broken = [
+            (t, rule, int(n))
+            for t, rec in zip(self.summary["table"], self.summary.to_dict("records"), strict=True)
+            for rule in RULES
+            if (n := rec[rule])
+        ]
+        if broken:
+            lines.append("quarantined by rule:")
+            lines += [f"  {t:<10} {rule:<24} {n:>10,}" for t, rule, n in broken]
+        else:
+            lines.append("no row quarantined")
+        return "\n".join(lines)
+
+
+def validate_tables(
+    raw: Mapping[str, pd.DataFrame | pl.DataFrame],
+    *,
+    sources: Mapping[str, str] | None = None,
+    max_bad_share: float = 0.05,
+) -> ValidationResult:
+    """Validate raw contract tables (by table name) and return the Book plus quarantine.
+
+    Tables are pandas frames (polars frames are accepted too) as read: strings, or typed
+    columns (Parquet) that skip parsing.
+    ``sources`` maps table names to the file names used in error messages (default: the
+    table name). ``max_bad_share`` (0-1) is the largest tolerated share of bad rows per
+    table; rows quarantined only because their invoice was (``parent_quarantined``) are
+    not counted against the child table. Raises :class:`DataContractError`; when the error
+    is ``too_many_bad_rows`` its ``result`` attribute holds the full result.
+    """
+    result, error = _validate(dict(raw), dict(sources or {}), max_bad_share)
+    if error is not None:
+        error.result = result
+        raise error
+    return result
+
+
+def validate_folder(
+    path: str | Path, *, max_bad_share: float = 0.05, quarantine_dir: str | Path | None = None
+) -> ValidationResult:
+    """Read a data folder (see :func:`features.contract.io.read_folder`), validate it, and write the
+    quarantine CSVs to ``quarantine_dir`` (default ``<path>/_quarantine``).
+
+    Quarantine files are written (and stale ones removed) even when the run then stops
+    with ``too_many_bad_rows``, so the bad rows can be inspected.
+    """
+    path = Path(path)
+    files = table_files(path)
+    sources = {t: file.name for t, file in files.items()}
+    # Loaders, not frames: each table is read when its turn comes and freed after.
+    raw: dict[str, pd.DataFrame | pl.DataFrame | Loader] = {
+        t: partial(read_table, file, engine="polars") for t, file in files.items()
+    }
+    qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
+    result, error = _validate(raw, sources, max_bad_share)
+    write_quarantine(result.quarantine, qdir)
+    if error is not None:
+        error.result = result
+        raise error
+    return result
+
+
+def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path) -> list[Path]:
+    """Write each non-empty quarantine table to ``<out_dir>/<table>.csv``; remove stale ones.
+
+    Returns the paths written.
+    """
+    out_dir = Path(out_dir)
+    written = []
+    for table in TABLES:
+        target = out_dir / f"{table}.csv"
+        frame = quarantine.get(table)
+        if frame is None or frame.empty:
+            target.unlink(missing_ok=True)
+            continue
+        out_dir.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(target, index=False)
+        written.append(target)
+    return written
+
+
+# --------------------------------------------------------------------------- internals
+
+
+def _check_file(table: str, frame: pd.DataFrame | pl.DataFrame, name: str) -> None:
+    """Whole-file checks of one table that need no row parsing; raise the first violation."""
+    if len(frame.columns) == 0 or (table == "invoices" and len(frame) == 0):
+        raise DataContractError(name, None, "empty_file", "has no data rows")
+    for col in REQUIRED[table]:
+        if col not in frame.columns:
+            raise DataContractError(name, col, "missing_column", "is required but missing")
+
+
+def _check_currency(invoices: pl.DataFrame, name: str) -> None:
+    """``mixed_currency`` when invoices hold more than one currency (case/space-insensitive).
+
+    The common single-currency case costs one linear comparison, no hashing.
+    """
+    if "currency" not in invoices.columns:
+        return
+    cur = invoices.get_column("currency").cast(pl.String)
+    present = cur.filter(cur.is_not_null() & (cur != ""))
+    if present.is_empty() or (present == present[0]).all():
+        return
+    found = present.str.strip_chars().str.to_uppercase()
+    found = found.filter(found != "").unique().sort()
+    if len(found) > 1:
+        shown = ", ".join(found.head(5).to_list())
+        raise DataContractError(
+            name, "currency", "mixed_currency",
+            f"has {len(found)} currencies ({shown}) and no exchange rate",
+        )
+
+
+def _to_polars(frame: pd.DataFrame | pl.DataFrame) -> pl.DataFrame:
+    """The raw frame in polars (zero-copy for Arrow-backed and numeric columns)."""
+    if isinstance(frame, pl.DataFrame):
+        return frame.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+    fixed = {
+        c: frame[c].astype("str")
+        for c in frame.columns
+        if frame[c].dtype == object or isinstance(frame[c].dtype, pd.CategoricalDtype)
+    }
+    if fixed:
+        frame = frame.assign(**fixed)
+    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
+    out = pl.from_pandas(frame.reset_index(drop=True))
+    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+
+
+def _quarantine(bad: pl.DataFrame) -> pd.DataFrame:
+    """Quarantined rows (decoded) as read: source columns as strings + _row, _rule, _message."""
+    source = [c for c in bad.columns if not c.startswith("__")]
+    out = bad.select(
+        *[pl.col(c).cast(pl.String).fill_null("") for c in source],
+        pl.col(R.ROW).alias("_row"),
+        pl.col(R.RULE).alias("_rule"),
+        R.messages(bad).alias("_message"),
+    )
+    return out.to_pandas()
+
+
+def _is_sorted(frame: pl.DataFrame, keys: list[str]) -> bool:
+    """Whether rows are already in ascending lexicographic order of ``keys`` (nulls last).
+
+    One linear pass; it lets sources written in canonical order skip a costly sort.
+    """
+    if frame.height < 2:
+        return True
+    ok_so_far = pl.lit(False)  # "strictly less on an earlier key" accumulates backwards
+    for key in reversed(keys):
+        cur, nxt = pl.col(key), pl.col(key).shift(-1)
+        less = (cur < nxt) | (cur.is_not_null() & nxt.is_null())
+        same = (cur == nxt) | (cur.is_null() & nxt.is_null())
+        ok_so_far = less.fill_null(False) | (same.fill_null(False) & ok_so_far)
+    in_order = ok_so_far | pl.int_range(pl.len()).eq(pl.len() - 1)
+    return bool(frame.select(in_order.all()).item())
+
+
+def _canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Kept rows with parsed values under contract names, in canonical column/row order."""
+    contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
+    extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
+    values = {c: pl.col(R.value(c)) for c in contract}
+    if table == "payments":
+        # Each payment carries its invoice's account (filled when the source left it out).
+        parent = pl.col("__parent_account")
+        values["account_id"] = pl.coalesce(values["account_id"], parent) if (
+            "account_id" in values
+        ) else parent
+    ordered = [c for c in columns_of(table) if c in values]
+    out = kept.select(*[values[c].alias(c) for c in ordered],
+                      *[pl.col(c).cast(pl.String) for c in extras])
+    keys = [k for k in _SORT_KEYS[table] if k in out.columns]
+    if table in ("payments", "disputes"):  # no unique id: every column breaks ties
+        keys += [c for c in ordered if c not in keys]
+    if not _is_sorted(out, keys):
+        out = out.sort(keys, nulls_last=True, maintain_order=True)
+    return out
+
+
+def _to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
+    """A canonical polars table as a pandas frame with every contract column and dtype."""
+    missing = [c for c in columns_of(table) if c not in frame.columns]
+    arrow = frame.to_arrow()
+    for c in missing:
+        dtype = columns_of(table)[c]
+        kind = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
+        arrow = arrow.append_column(c, pa.nulls(frame.height, kind.get(dtype, pa.large_string())))
+    for i, name in enumerate(arrow.column_names):
+        if columns_of(table).get(name) == DATE_DTYPE:
+            arrow = arrow.set_column(i, name, arrow.column(i).cast(pa.timestamp("s")))
+    order = list(columns_of(table)) + [c for c in frame.columns if c not in columns_of(table)]
+    out = arrow.select(order).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    # All-null string columns come back as object/float: give them the canonical dtype.
+    fix = {c: d for c, d in columns_of(table).items() if str(out[c].dtype) != d}
+    return out.astype(fix) if fix else out
+
+
+def _with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl.DataFrame:
+    """Accounts plus a bare row for every invoiced account the accounts table lacks."""
+    if accounts is None:
+        return seen
+    missing = seen.join(accounts.select("account_id"), on="account_id", how="anti")
+    if missing.is_empty():
+        return accounts
+    out = pl.concat([accounts, missing], how="diagonal_relaxed")
+    return out.sort("account_id", maintain_order=True)
+
+
+# Processing order: invoices first (their kept ids and issue dates are the parents of
+# payments and disputes), accounts last (they get bare rows for invoiced accounts).
+_ORDER = ("invoices", "payments", "disputes", "accounts")
+
+
+def _validate(
+    raw: dict[str, pd.DataFrame | pl.DataFrame | Loader],
+    sources: dict[str, str],
+    max_bad_share: float,
+) -> tuple[ValidationResult, DataContractError | None]:
+    """Validate table by table. ``raw`` values are frames or loaders (called once, when
+    the table's turn comes); ``raw`` is emptied as it goes so every table's raw and
+    working frames are freed before the next one is read (peak memory ~ one table)."""
+    if "invoices" not in raw:
+        raise DataContractError(
+            sources.get("invoices", "invoices"), None, "missing_file",
+            "the invoices table is required but no such file was found",
+        )
+    for table in _ORDER:  # in-memory frames: fail fast on whole-file errors
+        given = raw.get(table)
+        if given is not None and not callable(given):
+            _check_file(table, given, sources.get(table, table))
+
+    kept: dict[str, pd.DataFrame] = {}
+    quarantine: dict[str, pd.DataFrame] = {}
+    rows = {t: {"table": t, "rows_read": 0, "kept": 0, "quarantined": 0} for t in TABLES}
+    error: DataContractError | None = None
+    parents = pl.DataFrame()
+    seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
+    for table in _ORDER:
+        if table not in raw:
+            continue
+        given = raw.pop(table)
+        source = given() if callable(given) else given
+        name = sources.get(table, table)
+        _check_file(table, source, name)
+        frame = _to_polars(source)
+        del source, given
+        if table == "invoices":
+            _check_currency(frame, name)
+        frame = R.row_local_rules(frame, table)
+        if table == "invoices":
+            parents = R.parents_of(frame)
+        elif table in ("payments", "disputes"):
+            frame = R.child_rules(frame, table, parents)
+        is_bad = pl.col(R.RULE) > 0
+        bad = R.decoded(frame.filter(is_bad), table)
+        height = frame.height
+        canon = _canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
+        del frame
+        if table == "invoices":
+            # Canonical invoices are sorted by account_id: distinct accounts are where it
+            # changes (linear, no hashing).
+            ids = canon.get_column("account_id")
+            seen = ids.filter(first_occurrence(ids)).to_frame()
+        if table == "accounts":
+            canon = _with_bare_accounts(canon, seen)
+        kept[table] = _to_pandas(canon, table)
+        del canon
+        quarantine[table] = _quarantine(bad)
+        counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
+        rows[table].update(
+            rows_read=height, kept=height - bad.height, quarantined=bad.height, **counts
+        )
+        charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
+        if error is None and charged.height > max_bad_share * height:
+            error = _too_many(name, charged, height, max_bad_share)
+    if "accounts" not in kept:
+        kept["accounts"] = _to_pandas(_with_bare_accounts(None, seen), "accounts")
+
+    summary = pd.DataFrame(list(rows.values()),
+                           columns=["table", "rows_read", "kept", "quarantined", *RULES])
+    summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
+    empty = {t: empty_table(t) for t in TABLES if t not in kept}
+    book = Book(**{**empty, **kept})
+    return ValidationResult(book=book, quarantine=quarantine, summary=summary), error
+
+
+def _too_many(
+    name: str, charged: pl.DataFrame, height: int, max_bad_share: float
+) -> DataContractError:
+    """The ``too_many_bad_rows`` error, naming the worst rule and its commonest column."""
+    by_rule = charged.group_by(R.RULE).len().sort(["len", R.RULE], descending=[True, False])
+    rule, n = by_rule.row(0)
+    columns = charged.filter(pl.col(R.RULE) == rule).get_column(R.COLUMN).drop_nulls()
+    column = columns.mode().sort().first() if len(columns) else None
+    share = charged.height / height
+    detail = (
+        f"{charged.height:,} of {height:,} rows are bad ({share:.1%} > {max_bad_share:.1%} "
+        f"allowed); worst rule {rule} ({n:,} rows)"
+    )
+    return DataContractError(name, column, "too_many_bad_rows", detail)

@@ -1,0 +1,72 @@
+"""Leakage and order properties: future events and row order change no feature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features import build_features, build_labels
+from features.contract.book import Book
+from tests.factories import books_and_as_of, make_book
+
+
+def _future_events(book: Book, as_of: pd.Timestamp, seed: int) -> Book:
+    """``book`` plus random invoices, payments and disputes dated on or after ``as_of``
+    (on existing and new invoices and accounts)."""
+    rng = np.random.default_rng(seed)
+    later = [int(x) for x in rng.integers(0, 60, 6)]
+    inv = book.invoices
+    old_ids = inv["invoice_id"].tolist()
+    accounts = inv["account_id"].unique().tolist() + ["NEW"]
+    new_inv = [(f"F{k}", str(rng.choice(accounts)), as_of + pd.Timedelta(days=later[k]),
+                as_of + pd.Timedelta(days=later[k] + 30), 75.0) for k in range(3)]
+    targets = old_ids + [t[0] for t in new_inv]
+    new_pay = [(str(rng.choice(targets)), as_of + pd.Timedelta(days=d), float(a))
+               for d, a in zip(later, rng.choice([1.0, 50.0, 1e6], 6), strict=True)]
+    new_dis = [(str(rng.choice(targets)), as_of + pd.Timedelta(days=d), None) for d in later[:2]]
+    # payments/disputes must not predate their invoice: keep those dated after issue
+    issue = dict(zip(inv["invoice_id"], inv["issue_date"], strict=True))
+    issue.update({t[0]: t[2] for t in new_inv})
+    new_pay = [p for p in new_pay if p[1] >= issue[p[0]]]
+    new_dis = [d for d in new_dis if d[1] >= issue[d[0]]]
+    more = make_book(new_inv, new_pay, new_dis)
+    return Book.from_frames(
+        pd.concat([inv, more.invoices], ignore_index=True),
+        pd.concat([book.payments, more.payments], ignore_index=True),
+        book.accounts,
+        pd.concat([book.disputes, more.disputes], ignore_index=True),
+    )
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=books_and_as_of(), seed=st.integers(0, 10_000))
+def test_events_on_or_after_as_of_change_no_feature(case, seed):
+    book, as_of = case
+    before = build_features(book, as_of=as_of)
+    after = build_features(_future_events(book, as_of, seed), as_of=as_of)
+    pd.testing.assert_frame_equal(before, after)
+
+
+@settings(max_examples=20, deadline=None)
+@given(case=books_and_as_of(), seed=st.integers(0, 10_000))
+def test_shuffling_rows_changes_nothing(case, seed):
+    book, as_of = case
+    rng = np.random.default_rng(seed)
+
+    def shuffle(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.iloc[rng.permutation(len(frame))].reset_index(drop=True)
+
+    shuffled = Book(**{t: shuffle(f) for t, f in book.tables().items()})
+    for build in (build_features, build_labels):
+        pd.testing.assert_frame_equal(build(book, as_of=as_of), build(shuffled, as_of=as_of),
+                                      check_exact=False, rtol=1e-12)
+
+
+def test_payment_dated_on_as_of_is_not_known():
+    book = make_book([("I1", "A1", "2024-01-01", "2024-01-31", 100.0)],
+                     [("I1", "2024-02-10", 100.0)])
+    on_day = build_features(book, as_of="2024-02-10")
+    assert on_day["open_balance"].tolist() == [100.0]
+    assert build_features(book, as_of="2024-02-11").empty

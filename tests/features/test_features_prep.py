@@ -1,0 +1,70 @@
+"""Id matching and book encoding used by the fast features (features.pit._prep)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from features.pit._prep import match_ids, prepare
+from tests.factories import random_book
+
+
+def _expected(query: list[str], reference: list[str]) -> list[int]:
+    first: dict[str, int] = {}
+    for i, r in enumerate(reference):
+        first.setdefault(r, i)
+    return [first.get(q, -1) for q in query]
+
+
+@settings(max_examples=40, deadline=None)
+@given(reference=st.lists(st.sampled_from([f"I{k:03d}" for k in range(40)] + ["", "x"]),
+                          max_size=30),
+       query=st.lists(st.sampled_from([f"I{k:03d}" for k in range(45)] + ["", "x", "zz"]),
+                      max_size=40),
+       sort_ref=st.booleans(), sort_query=st.booleans())
+def test_match_ids_equals_a_dictionary_lookup(reference, query, sort_ref, sort_query):
+    if sort_ref:
+        reference = sorted(set(reference))
+    if sort_query:
+        query = sorted(query)
+    got = match_ids(pa.array(query, pa.string()), pa.array(reference, pa.large_string()))
+    assert got.tolist() == _expected(query, reference)
+
+
+def test_match_ids_on_ordered_ids_with_gaps():
+    reference = [f"I{k:06d}" for k in range(5000)]
+    query = [r for k, r in enumerate(reference) if k % 7 == 0 or 1000 < k < 1003] * 2
+    got = match_ids(pd.Series(query, dtype="str"), pd.Series(reference, dtype="str"))
+    assert got.tolist() == _expected(query, reference)
+
+
+def test_prepare_groups_invoices_by_account_and_payments_by_date():
+    book = random_book(11, n_accounts=4, n_invoices=30)
+    prep = prepare(book)
+    ids = prep.account_ids.to_pylist()
+    assert ids == sorted(ids)
+    assert prep.acc_ptr[-1] == len(book.invoices)
+    assert len(prep.pay_ptr) == len(book.invoices) + 1
+    assert prep.pay_ptr[-1] == len(book.payments)
+    for i in range(len(book.invoices)):
+        days = prep.pay_day[prep.pay_ptr[i]:prep.pay_ptr[i + 1]]
+        assert (np.diff(days) >= 0).all()
+    assert np.isclose(prep.pay_amt.sum(), book.payments["amount"].sum())
+
+
+def test_bench_runs_small_and_reports(tmp_path):
+    from bench.features import run
+
+    out = tmp_path / "bench.json"
+    result = run(accounts=60, json_path=out, reference_max_accounts=30, training_weeks=2)
+    saved = json.loads(out.read_text())
+    for key in ("accounts", "invoices", "seconds", "peak_rss_mb", "reference_seconds",
+                "speedup", "reference_accounts", "training_seconds"):
+        assert key in saved
+    assert saved["reference_accounts"] == 30 and saved["reference_is_slice"]
+    assert result["accounts"] == 60 and result["invoices"] > 0

@@ -1,0 +1,360 @@
+"""Prefect flows, artifacts and the main job (pipelines.flows, .artifacts, .jobs).
+
+Pure helpers are tested directly. Flows run against Prefect's test harness (a temporary
+server and database, one per session) on a small synthetic book with throw-away stores
+under ``tmp_path``; the main job is checked at small size: worklist rows in the store, a
+champion in MLflow, artifacts on the flow run. Tests that train models are marked ``slow``
+(about a minute of CPU on 2 cores); CI runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.artifacts import artifact_key, json_safe, summary_markdown, worklist_table
+from pipelines.flows import resolve_settings, settings_params, today_in
+from pipelines.settings import load_settings
+
+ACCOUNTS = 300
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+def test_artifact_key_is_lowercase_dashes() -> None:
+    assert artifact_key("Nightly Score / 2025_01_01") == "nightly-score-2025-01-01"
+    assert artifact_key("---") == "run"
+
+
+def test_json_safe_scalars() -> None:
+    assert json_safe(np.float64(1.23456789)) == 1.2346
+    assert json_safe(np.int64(7)) == 7 and isinstance(json_safe(np.int64(7)), int)
+    assert json_safe(float("nan")) is None and json_safe(pd.NA) is None
+    assert json_safe(pd.Timestamp("2025-01-02")) == "2025-01-02"
+    assert json_safe(date(2025, 1, 2)) == "2025-01-02"
+    assert json_safe(["a", "b"]) == "['a', 'b']"
+
+
+def test_worklist_table_top_rows_in_rank_order_and_json_safe() -> None:
+    frame = pd.DataFrame(
+        {
+            "rank": [3, 1, 2],
+            "account_id": pd.Series(["c", "a", "b"], dtype="str"),
+            "probability": [0.1, 0.9, np.nan],
+            "as_of": pd.to_datetime(["2025-01-01"] * 3),
+            "unlisted": [1, 2, 3],
+        }
+    )
+    rows = worklist_table(frame, top=2)
+    assert [r["account_id"] for r in rows] == ["a", "b"]
+    assert rows[1]["probability"] is None
+    assert "unlisted" not in rows[0]
+    json.dumps(rows)  # a table artifact must be JSON
+    assert worklist_table(frame.iloc[:0]) == []
+
+
+def test_summary_markdown_sections() -> None:
+    text = summary_markdown(
+        "nightly-score",
+        facts={"as_of": "2025-01-01", "accounts": 1234},
+        timings={"ingest": 1.0, "score": 2.5},
+        validation=[{"table": "invoices", "rows_read": 10, "kept": 9, "quarantined": 1}],
+        metrics=[{"model": "early_warning", "roc_auc": 0.81}],
+        flags=["PSI alert: early_warning oldest_dpd = 0.300"],
+    )
+    assert text.startswith("# nightly-score")
+    assert "**accounts**: 1,234" in text
+    assert "| total | 3.5 |" in text
+    assert "| invoices | 10 | 9 | 1 |" in text
+    assert "| early_warning | 0.81 |" in text
+    assert "- PSI alert" in text
+    assert "- none" in summary_markdown("x", facts={}, timings={})
+
+
+def test_drift_flags_count_then_largest() -> None:
+    from pipelines.artifacts import drift_flags
+
+    drift = pd.DataFrame({
+        "model": ["early_warning"] * 4,
+        "feature": ["a", "b", "c", "__score__"],
+        "psi": [0.05, 0.12, 0.4, 0.3],
+        "flag": ["ok", "watch", "alert", "alert"],
+    })
+    lines = drift_flags(drift, top=2)
+    assert lines[0] == "2 alert, 1 watch of 4 PSI checks"
+    assert lines[1:] == ["PSI alert: early_warning c = 0.400",
+                         "PSI alert: early_warning __score__ = 0.300"]
+
+
+def test_train_rows_are_json_safe() -> None:
+    from pipelines.artifacts import train_rows
+
+    summary = {"early_warning": {"version": 3, "promoted": False,
+                                 "metrics": {"roc_auc": np.float64(0.81234), "ece": np.nan}}}
+    rows = train_rows(summary)
+    assert rows == [{"model": "early_warning", "version": "3", "promoted": False,
+                     "roc_auc": 0.8123, "ece": None}]
+    json.dumps(rows)
+
+
+def test_heartbeat_beats_while_running_and_stops_after() -> None:
+    import time
+
+    from pipelines.flows import PROGRESS_LOGGER, heartbeat
+
+    lines: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: lines.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger(PROGRESS_LOGGER)
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        with heartbeat("training", every=0.01):
+            deadline = time.monotonic() + 30
+            while not lines and time.monotonic() < deadline:
+                time.sleep(0.01)
+        seen = len(lines)
+        time.sleep(0.05)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    assert seen >= 1 and lines[0].startswith("  ... training: ")
+    assert len(lines) == seen  # the thread stopped with the block
+
+
+def test_today_in_uses_the_timezone() -> None:
+    # UTC+14 and UTC-11 are 25 hours apart: their dates always differ by one or two days.
+    ahead, behind = today_in("Pacific/Kiritimati"), today_in("Pacific/Pago_Pago")
+    assert timedelta(days=1) <= ahead - behind <= timedelta(days=2)
+
+
+def test_settings_params_round_trip(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path / "state", timezone="Europe/Paris", grid="monthly")
+    params = settings_params(settings)
+    json.dumps(params)  # Prefect parameters must be JSON
+    assert Path(params["data_dir"]).is_absolute()
+    again = resolve_settings(params)
+    assert again.timezone == "Europe/Paris" and again.grid == "monthly"
+    assert again.resolved_store_url == settings.resolved_store_url
+
+
+def test_console_filter_hides_only_user_errors() -> None:
+    from features.contract.validation import DataContractError
+    from pipelines.jobs import _HideUserErrors
+
+    filt = _HideUserErrors((DataContractError,))
+    err = DataContractError("invoices.csv", "amount", "missing_column", "is missing")
+
+    def record(msg: str, exc: BaseException | None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc else None
+        return logging.LogRecord("prefect.flow_runs", logging.ERROR, "", 0, msg, None, info)
+
+    assert not filt.filter(record("Encountered exception", err))
+    assert not filt.filter(record("Finished in state Failed('DataContractError: x')", None))
+    assert filt.filter(record("Encountered exception", RuntimeError("bug")))
+
+
+def test_quiet_run_restores_environment_and_handlers(tmp_path: Path) -> None:
+    from pipelines.flows import PROGRESS_LOGGER, progress
+    from pipelines.jobs import quiet_prefect_run
+
+    before = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
+    lines: list[str] = []
+    with quiet_prefect_run(tmp_path, lines.append) as log_file:
+        assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] in ("false", before)
+        progress("step one")
+    progress("not echoed")
+    assert lines == ["step one"]
+    assert log_file == tmp_path / "logs" / "delinq.log"
+    assert os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED") == before
+    assert not logging.getLogger(PROGRESS_LOGGER).handlers
+
+
+# --------------------------------------------------------------------------- flows
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """A temporary Prefect server and database for the whole session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    # The server's telemetry service races schema migration on a fresh database.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    with prefect_test_harness(server_startup_timeout=180):
+        yield
+
+
+@pytest.fixture(scope="session")
+def main_job(prefect_server, tmp_path_factory):
+    """The main job at small size, once: (result, printed lines, settings)."""
+    from pipelines.jobs import run_main_job
+
+    data_dir = tmp_path_factory.mktemp("demo")
+    settings = load_settings(data_dir=data_dir)
+    lines: list[str] = []
+    result = run_main_job(
+        data_dir=data_dir, settings=settings, accounts=ACCOUNTS, seed=3, echo=lines.append
+    )
+    return result, lines, settings
+
+
+def _artifacts(key: str) -> list:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+        )
+
+
+@pytest.mark.slow
+def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> None:
+    from models.registry import load_model
+    from serving.store import WorklistStore
+
+    result, lines, settings = main_job
+    as_of = date.fromisoformat(result["ingest"]["last_date"]) + timedelta(days=1)
+    assert result["score"]["as_of"] == as_of.isoformat()
+    with WorklistStore(settings.resolved_store_url) as store:
+        worklist = store.read_worklist(as_of=as_of)
+    assert len(worklist) == result["score"]["record"]["n_scored"] > 0
+    assert worklist["rank"].tolist() == list(range(1, len(worklist) + 1))
+    assert Path(result["score"]["record"]["export_path"]).exists()
+    for name in (settings.early_warning_model, settings.persistence_model):
+        assert load_model(tracking_uri=settings.resolved_tracking_uri, registered_name=name)
+    text = "\n".join(lines)
+    assert f"Worklist as of {as_of.isoformat()}" in text
+    assert "why:" in text  # reasons printed under the accounts
+    assert "ui --backend-store-uri" in text and "server start" in text
+    assert worklist["account_id"].iloc[0] in text
+
+
+@pytest.mark.slow
+def test_main_job_publishes_artifacts(main_job) -> None:
+    result, _, _ = main_job
+    assert result["artifacts"] == ["main-job-summary", "main-job-worklist"]
+    (summary,) = _artifacts("main-job-summary")
+    assert summary.type == "markdown" and "## Stages" in summary.data
+    (table,) = _artifacts("main-job-worklist")
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert len(rows) == min(10, result["score"]["record"]["n_scored"])
+    assert rows[0]["rank"] == 1
+
+
+@pytest.mark.slow
+def test_nightly_and_run_folder_reuse_the_champion(main_job) -> None:
+    from pipelines.flows import nightly_score, run_folder_flow
+    from serving.store import WorklistStore
+
+    result, _, settings = main_job
+    params = settings_params(settings)
+    day = date.fromisoformat(result["ingest"]["last_date"]) - timedelta(days=30)
+    nightly = nightly_score(data_source=result["ingest"]["source"], as_of=day.isoformat(),
+                            settings=params)
+    assert nightly["score"]["as_of"] == day.isoformat()
+    with WorklistStore(settings.resolved_store_url) as store:
+        assert len(store.read_worklist(as_of=day)) == nightly["score"]["record"]["n_scored"] > 0
+    assert nightly["artifacts"] == ["nightly-score-summary", "nightly-score-worklist"]
+    again = run_folder_flow(data_source=result["ingest"]["source"], settings=params)
+    assert "train" not in again  # the champion exists: no retraining
+    assert again["score"]["as_of"] == result["score"]["as_of"]
+
+
+@pytest.mark.slow
+def test_stage_flows_read_the_staged_book(main_job) -> None:
+    from pipelines.flows import build_training_set_flow, score_flow
+
+    result, _, settings = main_job
+    params = settings_params(settings)
+    built = build_training_set_flow(settings=params)
+    frame = pd.read_parquet(built["path"])
+    assert len(frame) == built["rows"] == result["training_set"]["rows"] > 0
+    day = (date.fromisoformat(result["ingest"]["last_date"]) - timedelta(days=60)).isoformat()
+    scored = score_flow(as_of=day, settings=params)
+    assert scored["as_of"] == day and scored["record"]["n_scored"] > 0
+    assert [r["rank"] for r in scored["top"]] == list(range(1, len(scored["top"]) + 1))
+
+
+def test_ingest_stage_quarantines_and_stages_the_book(tmp_path: Path) -> None:
+    """The ingest task's body without a server: bad rows counted, the staged book exact."""
+    from features.contract.validation import DataContractError, validate_folder
+    from features.synthetic import write_book_folder
+    from pipelines.flows import ingest_task, read_staged_book
+
+    src = tmp_path / "src"
+    write_book_folder(50, src, seed=1, error_rate=0.02, fmt="csv")
+    injected = json.loads((src / "_injected_errors.json").read_text())
+    # A tiny book: a few injected rows are a large share of its small tables.
+    out = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5, str(tmp_path / "q"))
+    assert out["quarantined"] == sum(n for t in injected.values() for n in t.values())
+    staged = read_staged_book(out["staged"])
+    expected = validate_folder(src, max_bad_share=0.5).book
+    for table in ("invoices", "payments", "accounts", "disputes"):
+        pd.testing.assert_frame_equal(getattr(staged, table), getattr(expected, table))
+    assert staged.last_date.date().isoformat() == out["last_date"]
+    assert out["quarantine"] == str(tmp_path / "q")
+    quarantined = sum(len(pd.read_csv(f)) for f in (tmp_path / "q").glob("*.csv"))
+    assert quarantined == out["quarantined"]
+    # A second ingest replaces the staged folder whole (no leftovers of the first).
+    write_book_folder(20, src, seed=2, fmt="csv")
+    again = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5)
+    assert again["accounts"] == 20 and len(read_staged_book(again["staged"]).accounts) == 20
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataContractError, match="missing_file"):
+        ingest_task.fn(str(empty), str(tmp_path / "staged2"), 0.05)
+
+
+@pytest.mark.slow
+def test_ingest_flow_user_error_fails_once_without_retry(prefect_server, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    from features.contract.validation import DataContractError
+    from pipelines.flows import ingest_flow
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    params = settings_params(load_settings(data_dir=tmp_path / "state"))
+    name = f"ingest-empty-{tmp_path.name}"
+    with pytest.raises(DataContractError, match="missing_file"):
+        ingest_flow.with_options(flow_run_name=name)(source=str(empty), settings=params)
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+        )
+        (task_run,) = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            name=FlowRunFilterName(any_=[name])))
+    assert run.state.is_failed()
+    assert task_run.run_count == 1  # a user error is not retried
+
+
+@pytest.mark.slow
+def test_demo_command_prints_worklist_without_tracebacks(tmp_path: Path) -> None:
+    """`delinq demo` as a user runs it: exit 0, the worklist, no traceback or warning."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DELINQ_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "demo", "--data-dir", str(tmp_path / "demo"),
+         "--accounts", str(ACCOUNTS)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Worklist as of" in proc.stdout
+    for noise in ("Traceback", "Warning", "WARNING", "database is locked"):
+        assert noise not in output, output
+    assert (tmp_path / "demo" / ".prefect").is_dir()  # Prefect's files stay under data_dir

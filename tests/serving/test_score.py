@@ -1,0 +1,340 @@
+"""Nightly scoring: actions, worklist rendering, and a tiny book scored end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving import actions as A
+from serving.worklist import format_worklist
+
+# ------------------------------------------------------------------------- actions
+
+
+def test_actions_follow_the_rules() -> None:
+    segment = ["preventive", "preventive", "early", "early", "delinquent", "delinquent",
+               "delinquent", "late", "late", "late", "preventive", "late"]
+    prob = [0.05, 0.5, 0.1, 0.5, 0.9, 0.9, 0.2, 0.9, 0.9, 0.1, 0.05, 0.99]
+    balance = [100, 100, 100, 100, 100, 100, 100, 100, 1e6, 100, 100, 1e6]
+    dispute = [False] * 10 + [True, True]
+    partial = [False, False, False, False, True, False, True, False, False, False, False, True]
+    got = A.recommend_actions(segment=segment, probability=prob, open_balance=balance,
+                              has_open_dispute=dispute, partial_payer=partial)
+    assert list(got) == [
+        A.AUTOMATED_REMINDER,
+        A.PRE_DUE_CALL,
+        A.PERSONAL_FOLLOW_UP,
+        A.PRE_DUE_CALL,
+        A.PAYMENT_PLAN,
+        A.PERSONAL_FOLLOW_UP,
+        A.PERSONAL_FOLLOW_UP,
+        A.ESCALATE_AGENCY,
+        A.LEGAL_REVIEW,
+        A.PERSONAL_FOLLOW_UP,
+        A.RESOLVE_DISPUTE,
+        A.RESOLVE_DISPUTE,
+    ]
+
+
+def test_action_thresholds_are_parameters() -> None:
+    kwargs = dict(segment=["preventive"], probability=[0.2], open_balance=[10.0],
+                  has_open_dispute=[None], partial_payer=[np.nan])
+    assert A.recommend_actions(**kwargs)[0] == A.AUTOMATED_REMINDER
+    strict = A.ActionPolicy(high_early_warning=0.1)
+    assert A.recommend_actions(**kwargs, policy=strict)[0] == A.PRE_DUE_CALL
+
+
+# ------------------------------------------------------------------------- worklist text
+
+
+def _worklist_rows() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "rank": [2, 1],
+            "account_id": ["A-2", "A-1"],
+            "segment": ["early", "late"],
+            "open_balance": [1000.0, 25_000.0],
+            "probability": [0.25, 0.8],
+            "priority": [250.0, 20_000.0],
+            "action": ["pre-due call", "escalate to agency"],
+            "reason_1": ["62% of the open balance is past due", "oldest open invoice is 95 days"],
+            "reason_2": [None, "4 of the last 6 invoices were paid 15+ days late"],
+            "reason_3": [None, None],
+            "mitigating_reason": ["12 years a customer", None],
+        }
+    )
+
+
+def test_format_worklist_is_readable() -> None:
+    text = format_worklist(_worklist_rows(), top=10)
+    lines = text.splitlines()
+    assert lines[0].split()[:3] == ["rank", "account", "segment"]
+    first = lines[2]
+    assert first.split()[:3] == ["1", "A-1", "late"] and "25,000" in first and "80%" in first
+    assert "20,000" in first and "escalate to agency" in first
+    assert lines[3].strip().startswith("why: oldest open invoice is 95 days; 4 of the last 6")
+    assert "but: 12 years a customer" in text
+    assert format_worklist(_worklist_rows(), top=1).count("why:") == 1
+    assert "(1 of 2 accounts shown)" in format_worklist(_worklist_rows(), top=1)
+
+
+def test_format_empty_worklist() -> None:
+    assert "empty" in format_worklist(_worklist_rows().iloc[:0])
+    with pytest.raises(ValueError):
+        format_worklist(_worklist_rows(), top=0)
+
+
+# ------------------------------------------------------------------------- end to end
+
+AS_OF = pd.Timestamp("2024-03-01")
+
+
+@pytest.fixture(scope="module")
+def book():
+    from features.synthetic import generate_book
+
+    return generate_book(400, seed=7, start="2023-01-01", end="2024-06-30")
+
+
+@pytest.fixture(scope="module")
+def models(book):
+    """Both models, quickly trained on the book's history known at AS_OF."""
+    from features import build_training_set
+    from models.train import TrainConfig, train_both
+
+    dates = pd.date_range("2023-07-03", AS_OF - pd.Timedelta(days=7), freq="7D")
+    training = build_training_set(book, as_of_dates=list(dates), data_end=AS_OF)
+    config = TrainConfig(n_estimators=40, min_child_samples=10, val_weeks=6, test_weeks=6,
+                         n_jobs=1, early_stopping_rounds=10)
+    return train_both(training, config=config)
+
+
+@pytest.fixture(scope="module")
+def result(book, models):
+    from serving.score import score_book
+
+    return score_book(book, as_of=AS_OF.date(), models=models, table_budget_mb=64)
+
+
+def test_each_account_gets_the_model_of_its_segment(result, book, models) -> None:
+    from features import build_features
+    from serving.score import MODEL_OF_SEGMENT
+
+    wl = result.worklist
+    feats = build_features(book, as_of=AS_OF.date())
+    assert sorted(wl["account_id"]) == sorted(feats["account_id"])
+    assert (wl["model"] == wl["segment"].map(MODEL_OF_SEGMENT)).all()
+    assert set(wl["model"]) == {"early_warning", "persistence"}
+    # The probability is the calibrated probability of that model.
+    merged = feats.merge(wl[["account_id", "model", "probability"]], on="account_id")
+    for name, model in models.items():
+        rows = merged[merged["model"] == name]
+        np.testing.assert_allclose(rows["probability"], model.predict_proba(rows), atol=1e-9)
+
+
+def test_priority_rank_and_order(result) -> None:
+    wl = result.worklist
+    np.testing.assert_allclose(wl["priority"], wl["probability"] * wl["open_balance"])
+    assert list(wl["rank"]) == list(range(1, len(wl) + 1))
+    key = list(zip(-wl["priority"], wl["account_id"], strict=True))
+    assert key == sorted(key)
+    assert (wl["as_of"] == AS_OF).all()
+    assert result.meta["n_accounts"] == len(wl)
+    assert set(result.meta["timings"]) >= {"features", "explain", "reasons", "worklist"}
+
+
+def test_shap_rows_add_up_to_the_raw_score(result, models) -> None:
+    from models.train import feature_matrix
+    from serving.score import SHAP_PREFIX
+
+    ex = result.explanations
+    assert sorted(ex["account_id"]) == sorted(result.worklist["account_id"])
+    for name, model in models.items():
+        part = ex[ex["model"] == name]
+        shap = part[[SHAP_PREFIX + f for f in model.feature_names]].to_numpy()
+        np.testing.assert_allclose(shap.sum(axis=1) + part["base_value"], part["raw_score"],
+                                   atol=1e-9)
+        x = feature_matrix(part, model.feature_names, model.categories)
+        raw = model.booster.predict(x, raw_score=True)
+        np.testing.assert_allclose(part["raw_score"], raw, atol=1e-6)
+        contrib = model.booster.predict(x, pred_contrib=True)
+        np.testing.assert_allclose(shap, contrib[:, :-1], atol=1e-6)
+
+
+def test_reasons_carry_the_accounts_own_numbers(result) -> None:
+    import json
+
+    wl = result.worklist.set_index("account_id")
+    ex = result.explanations.set_index("account_id")
+    late = wl[wl["segment"].isin(["delinquent", "late"])]
+    assert len(late)
+    for acc, row in late.iterrows():
+        texts = [row[c] for c in ("reason_1", "reason_2", "reason_3") if isinstance(row[c], str)]
+        due = f"{row['past_due_amount']:,.0f} is past due"
+        fact = f"oldest open invoice is {int(row['oldest_dpd'])} days past due"
+        assert any(due in t and fact in t for t in texts), (acc, texts)
+    for acc, row in wl.head(50).iterrows():
+        items = json.loads(row["reasons_json"])
+        assert items, acc
+        for item in items:
+            value = ex.loc[acc, item["feature"]]
+            if isinstance(item["value"], float | int):
+                assert item["value"] == pytest.approx(float(value), rel=1e-6, abs=1e-6)
+            shap = ex.loc[acc, "shap_" + item["feature"]]
+            assert item["shap"] == pytest.approx(shap, abs=1e-6)
+            assert (item["shap"] > 0) == (item["direction"] == "raises") or (
+                item["direction"] == "fact"
+            )
+        risk = [i for i in items if i["direction"] != "lowers"]
+        assert [i["text"] for i in risk][:1] == [row["reason_1"]]
+
+
+def test_open_disputes_get_resolved_first(result, book) -> None:
+    from features import build_features
+
+    feats = build_features(book, as_of=AS_OF.date()).set_index("account_id")
+    wl = result.worklist.set_index("account_id")
+    disputed = feats.index[feats["n_open_disputes"] > 0]
+    assert len(disputed)
+    assert (wl.loc[disputed, "action"] == A.RESOLVE_DISPUTE).all()
+    assert (wl.drop(index=disputed)["action"] != A.RESOLVE_DISPUTE).all()
+
+
+def test_result_matches_the_schemas(result) -> None:
+    from serving.schemas import validate_result
+
+    validate_result(result)
+    assert set(result.drift["model"]) == {"early_warning", "persistence"}
+    assert "__score__" in set(result.drift["feature"])
+
+
+def test_feature_set_mismatch_is_refused(book, models) -> None:
+    import dataclasses
+
+    from features import FEATURE_SET_VERSION
+    from serving.score import FeatureSetMismatchError, score_book
+
+    old = {**models, "persistence": dataclasses.replace(models["persistence"],
+                                                         feature_set_version="0ld0ld")}
+    with pytest.raises(FeatureSetMismatchError) as err:
+        score_book(book, as_of=AS_OF.date(), models=old)
+    assert "0ld0ld" in str(err.value) and FEATURE_SET_VERSION in str(err.value)
+
+
+def test_empty_population(book, models) -> None:
+    from serving.score import score_book
+
+    res = score_book(book, as_of=pd.Timestamp("2022-06-01").date(), models=models)
+    assert res.worklist.empty and res.explanations.empty
+    assert res.meta["n_accounts"] == 0
+    assert "no accounts with open receivables" in res.meta["message"]
+    assert "\n" not in res.meta["message"]
+
+
+def test_accounts_never_seen_in_training_are_scored(book, models) -> None:
+    from features.contract.book import Book
+    from serving.score import score_book
+
+    new = pd.DataFrame({
+        "invoice_id": ["NEW-INV-1"], "account_id": ["NEW-ACC"],
+        "issue_date": [pd.Timestamp("2024-02-10")], "due_date": [pd.Timestamp("2024-03-11")],
+        "amount": [5_000.0],
+    })
+    grown = Book.from_frames(pd.concat([book.invoices, new], ignore_index=True),
+                             book.payments, book.accounts, book.disputes)
+    res = score_book(grown, as_of=AS_OF.date(), models=models)
+    row = res.worklist.set_index("account_id").loc["NEW-ACC"]
+    assert row["segment"] == "preventive" and row["model"] == "early_warning"
+    assert 0.0 <= row["probability"] <= 1.0
+    assert row["priority"] == pytest.approx(row["probability"] * 5_000.0)
+
+
+# ------------------------------------------------------------------------- runs in the store
+
+
+def test_score_into_store_writes_a_run_and_fails_cleanly(book, models, tmp_path, monkeypatch):
+    from serving import score as S
+    from serving.store import WorklistStore
+
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    kwargs = dict(as_of=AS_OF.date(), models=models, store_url=url,
+                  export_dir=tmp_path / "exports")
+    record = S.score_into_store(book, **kwargs)
+    assert record.status == "succeeded" and record.n_scored > 0
+    assert {"features", "explain", "write", "total"} <= set(record.timings)
+    with WorklistStore(url) as store:
+        first = store.read_worklist(as_of=AS_OF.date())
+    assert len(first) == record.n_scored and first["rank"].iloc[0] == 1
+    assert (tmp_path / "exports").exists()
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("injected failure while explaining")
+
+    monkeypatch.setattr(S, "reason_codes", boom)
+    with pytest.raises(RuntimeError, match="injected failure"):
+        S.score_into_store(book, **kwargs)
+    with WorklistStore(url) as store:
+        runs = store.list_runs()
+        after = store.read_worklist(as_of=AS_OF.date())
+    failed = runs[runs["status"] == "failed"]
+    assert len(failed) == 1 and "injected failure" in failed["message"].iloc[0]
+    pd.testing.assert_frame_equal(after, first)  # the previous worklist is intact
+
+    monkeypatch.undo()
+    empty = S.score_into_store(book, **{**kwargs, "as_of": pd.Timestamp("2022-06-01").date()})
+    assert empty.status == "succeeded" and empty.n_scored == 0
+    assert empty.message.startswith("no accounts with open receivables as of 2022-06-01")
+
+
+@pytest.mark.slow
+def test_run_scoring_loads_the_champions(book, models, tmp_path) -> None:
+    from models.registry import default_tracking_uri, log_and_register
+    from serving.score import run_scoring
+    from serving.store import WorklistStore
+
+    uri = default_tracking_uri(tmp_path / "mlflow")
+    names = {"early_warning": "t-early-warning", "persistence": "t-persistence"}
+    for key, model in models.items():
+        log_and_register(model, tracking_uri=uri, registered_name=names[key])
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    record = run_scoring(book, as_of=AS_OF.date(), tracking_uri=uri, store_url=url,
+                         export_dir=None, model_names=names)
+    assert record.status == "succeeded"
+    assert record.early_warning_version == "1" and record.persistence_version == "1"
+    with WorklistStore(url) as store:
+        assert len(store.read_worklist(as_of=AS_OF.date(), top=5)) == 5
+
+
+def test_no_champion_is_a_clear_error(book, tmp_path, monkeypatch) -> None:
+    import models.registry as registry
+    from serving.score import run_scoring
+
+    def no_champion(*, tracking_uri: str, registered_name: str, alias: str = "champion"):
+        raise registry.NoChampionError(f"no champion model for '{registered_name}'")
+
+    # The registry's own test covers a real empty MLflow store (slow to create); here the
+    # point is the message scoring gives and that nothing is written.
+    monkeypatch.setattr(registry, "load_model", no_champion)
+    with pytest.raises(registry.NoChampionError,
+                       match="no champion model: run `delinq train` first"):
+        run_scoring(book, as_of=AS_OF.date(), tracking_uri="sqlite:///unused.db",
+                    store_url=f"sqlite:///{tmp_path / 'w.db'}", export_dir=None,
+                    model_names={"early_warning": "nope", "persistence": "nope2"})
+    assert not (tmp_path / "w.db").exists()
+
+
+def test_oldest_open_invoice_facts_agree_with_features(book) -> None:
+    from features import build_features
+    from serving.score import oldest_open_invoices
+
+    feats = build_features(book, as_of=AS_OF.date()).set_index("account_id")
+    facts = oldest_open_invoices(book, as_of=AS_OF.date()).set_index("account_id")
+    assert sorted(facts.index) == sorted(feats.index)
+    inv = book.invoices.set_index("invoice_id")
+    due = inv.loc[facts["oldest_invoice_id"], "due_date"].to_numpy()
+    dpd = (AS_OF.to_datetime64() - due).astype("timedelta64[D]").astype(float)
+    np.testing.assert_array_equal(dpd, feats.loc[facts.index, "oldest_dpd"].to_numpy())
+    assert (facts["oldest_invoice_open"] > 0.01).all()
+    assert (facts["oldest_invoice_open"]
+            <= feats.loc[facts.index, "largest_open_amount"] + 1e-9).all()
