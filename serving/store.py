@@ -27,6 +27,16 @@ Guarantees:
   ``explanations.parquet`` (a hard link to the run's file when possible), written under a
   temporary name and renamed after the commit (each rename is atomic on POSIX).
 
+- **Versioned schema (Alembic).** The tables are revision ``store_schema.REVISION`` of
+  the migrations in ``serving/migrations`` (:mod:`serving.store_migrate` says how).
+  :func:`upgrade` (``delinq db upgrade``) and a writer (``WorklistStore(url,
+  upgrade=True)``, as scoring opens it) apply pending revisions in one transaction, each
+  exactly once, keeping every run; a store of the release before migrations is recognised
+  by its tables and stamped as the baseline. A reader (the default) never changes an
+  existing store: an older one raises :class:`StoreVersionError` telling to run ``delinq
+  db upgrade``; a store newer than this code raises it for everyone, untouched. An empty
+  database is created at the newest revision by whoever opens it first.
+
 Timestamps (``started_at``, ``finished_at``) come from ``clock`` (UTC now by default): they
 record when the store did things, not what the data is as of.
 """
@@ -50,14 +60,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import store_bulk, store_io
+from serving import store_bulk, store_io, store_migrate
 from serving import store_schema as S
+from serving.store_migrate import StoreVersionError, current_revision, upgrade
 from serving.store_schema import StoreSchemaError
 
-__all__ = ["RunRecord", "StoreSchemaError", "WorklistStore", "EXPLANATIONS_FORMAT"]
+__all__ = [
+    "EXPLANATIONS_FORMAT", "RunRecord", "StoreSchemaError", "StoreVersionError",
+    "WorklistStore", "current_revision", "upgrade",
+]
 
 EXPLANATIONS_FORMAT = "parquet-wide-v1"
-_PG_LOCK_SPACE = 0x64656C  # namespace of the advisory lock that serialises publishes
 
 
 def _utc_now() -> datetime:
@@ -98,6 +111,8 @@ class WorklistStore:
     ``export_dir``: where per-``as_of`` Parquet exports go (none if ``None``).
     ``explanations_dir``: where per-run explanation files live; default beside a SQLite
     file (``<db stem>_explanations/``), else ``<export_dir>/_explanations``.
+    ``upgrade``: a writer applies pending schema revisions on opening; a reader (False)
+    raises :class:`StoreVersionError` on a store that needs them (module docstring).
     """
 
     def __init__(
@@ -107,6 +122,7 @@ class WorklistStore:
         export_dir: Path | None = None,
         explanations_dir: Path | None = None,
         clock: Callable[[], datetime] = _utc_now,
+        upgrade: bool = False,
     ) -> None:
         self.url = store_io.normalise_url(url)
         self.export_dir = Path(export_dir) if export_dir is not None else None
@@ -115,7 +131,11 @@ class WorklistStore:
         self.explanations_dir = store_io.explanations_dir(
             self.url, explanations_dir, self.export_dir
         )
-        S.metadata.create_all(self._engine, checkfirst=True)
+        try:
+            store_migrate.ensure_revision(self._engine, upgrade=upgrade)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -217,7 +237,7 @@ class WorklistStore:
                 if conn.dialect.name == "postgresql":
                     conn.execute(
                         sa.select(sa.func.pg_advisory_xact_lock(
-                            _PG_LOCK_SPACE, run.as_of.toordinal()))
+                            store_io.PG_LOCK_SPACE, run.as_of.toordinal()))
                     )
                 t = time.perf_counter()
                 store_bulk.bulk_insert(conn, S.worklist, wl, constants={"run_id": run.run_id})

@@ -24,6 +24,9 @@ from sqlalchemy.pool import StaticPool
 # Row groups of 16k rows: reading a few accounts decodes only their groups.
 PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 16_384}
 BUSY_TIMEOUT_MS = 120_000
+#: PostgreSQL advisory-lock namespace of the store ("del"): publishes lock (space, as_of
+#: ordinal), migrations lock (space, 0).
+PG_LOCK_SPACE = 0x64656C
 
 
 def write_parquet(table: pa.Table, path: Path) -> None:

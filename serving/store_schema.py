@@ -10,6 +10,10 @@ Four tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL):
   ``serving.store`` for why a file and not rows: measured).
 - ``drift``: PSI per (model, feature) and run.
 
+The tables are revision :data:`REVISION` of the store's Alembic migrations
+(``serving/migrations``): a change here ships a new revision and moves :data:`REVISION`
+(``tests/serving/test_store_migrations.py`` compares the migrated tables with these).
+
 The checks (:func:`check_worklist`, :func:`check_explanations`, :func:`check_drift`) turn a
 pandas frame into an Arrow table with the store's fixed types, or raise
 :class:`StoreSchemaError` naming the offending column.
@@ -58,6 +62,8 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
     "flag": (pa.string(), True, False),
 }
 ID_LENGTH: Final = 64
+#: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
+REVISION: Final = "0001"
 
 metadata = sa.MetaData()
 

@@ -1,0 +1,1 @@
+"""Revisions of the worklist store's schema, oldest first (see ``serving.migrations``)."""
