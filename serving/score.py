@@ -453,7 +453,9 @@ def score_into_store(
     t0 = time.perf_counter()
     day = pd.Timestamp(as_of).date()
     versions = {k: str(getattr(m, "version", "") or "") for k, m in models.items()}
-    store = WorklistStore(store_url, export_dir=Path(export_dir) if export_dir else None)
+    store = WorklistStore(
+        store_url, export_dir=Path(export_dir) if export_dir else None, upgrade=True
+    )
     try:
         run_id = store.begin_run(
             as_of=day,

@@ -419,3 +419,4 @@ def test_reading_an_up_to_date_store_does_not_import_alembic(tmp_path: Path) -> 
                          cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
 
+

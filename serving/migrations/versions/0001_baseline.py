@@ -2,7 +2,6 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2025-01-01
 
 Frozen copy of the tables ``serving/store_schema.py`` defined when the store had no
 version (``metadata.create_all``): runs, worklist, explanations, drift. A store created by
