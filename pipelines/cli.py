@@ -357,6 +357,43 @@ def _parse_date(text: str) -> date:
         raise  # unreachable: _fail exits
 
 
+# --------------------------------------------------------------------------- store schema
+db_app = typer.Typer(help="The worklist store's schema (Alembic migrations).",
+                     no_args_is_help=True)
+app.add_typer(db_app, name="db")
+_StateDir = Annotated[
+    Path | None, typer.Option("--state-dir", help="State folder (default: settings data_dir).")
+]
+
+
+@db_app.command("upgrade")
+def db_upgrade(state_dir: _StateDir = None) -> None:
+    """Apply the store's pending schema migrations (keeps every run; safe to repeat)."""
+    from serving.store import StoreVersionError, current_revision, upgrade
+    from serving.store_io import display_url
+
+    url = _settings(state_dir).resolved_store_url
+    try:
+        before = current_revision(url)
+        after = upgrade(url)
+    except StoreVersionError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
+    change = "created" if before is None else "unchanged" if before == after else f"was {before}"
+    typer.echo(f"the worklist store {display_url(url)} is at schema revision {after} ({change})")
+
+
+@db_app.command("current")
+def db_current(state_dir: _StateDir = None) -> None:
+    """Print the store's schema revision and whether it needs `delinq db upgrade`."""
+    from serving.store import StoreVersionError, revision_status
+
+    try:
+        typer.echo(revision_status(_settings(state_dir).resolved_store_url))
+    except StoreVersionError as exc:
+        _fail(str(exc))
+
+
 def main() -> None:  # pragma: no cover - console entry point alias
     app()
 

@@ -62,12 +62,12 @@ import sqlalchemy as sa
 
 from serving import store_bulk, store_io, store_migrate
 from serving import store_schema as S
-from serving.store_migrate import StoreVersionError, current_revision, upgrade
+from serving.store_migrate import StoreVersionError, current_revision, revision_status, upgrade
 from serving.store_schema import StoreSchemaError
 
 __all__ = [
     "EXPLANATIONS_FORMAT", "RunRecord", "StoreSchemaError", "StoreVersionError",
-    "WorklistStore", "current_revision", "upgrade",
+    "WorklistStore", "current_revision", "revision_status", "upgrade",
 ]
 
 EXPLANATIONS_FORMAT = "parquet-wide-v1"
@@ -149,7 +149,7 @@ class WorklistStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"WorklistStore({self.url.render_as_string(hide_password=True)!r})"
+        return f"WorklistStore({store_io.display_url(self.url)!r})"
 
     # ------------------------------------------------------------------ writing
     def begin_run(self, *, as_of: date, meta: dict[str, Any]) -> str:

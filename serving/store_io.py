@@ -74,6 +74,11 @@ def normalise_url(url: str) -> sa.URL:
     return parsed
 
 
+def display_url(url: str | sa.URL) -> str:
+    """The store URL as shown to people: any password replaced by ``***``."""
+    return sa.make_url(url).render_as_string(hide_password=True)
+
+
 def make_engine(url: sa.URL) -> sa.Engine:
     """An engine for ``url`` (SQLite: WAL, busy timeout, explicit BEGIN; see module doc)."""
     if url.get_backend_name() == "postgresql":

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 import sqlalchemy as sa
 
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BASELINE", "MIGRATIONS", "VERSION_TABLE", "StoreVersionError", "alembic_config",
-    "current_revision", "ensure_revision", "upgrade",
+    "current_revision", "ensure_revision", "revision_status", "upgrade",
 ]
 
 VERSION_TABLE: Final = "delinq_store_version"
@@ -67,7 +67,7 @@ class StoreVersionError(RuntimeError):
 
 
 def alembic_config(
-    connection: sa.Connection | None = None, *, script_location: str | Path = MIGRATIONS
+    connection: sa.Connection | None = None, *, script_location: str | Path | None = None
 ) -> Config:
     """An Alembic ``Config`` for the store's migrations (no ``alembic.ini``).
 
@@ -77,22 +77,25 @@ def alembic_config(
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("script_location", str(script_location or MIGRATIONS))
     cfg.attributes["connection"] = connection
     return cfg
 
 
-def upgrade(url: str, *, revision: str = "head", script_location: str | Path = MIGRATIONS) -> str:
+def upgrade(
+    url: str, *, revision: str = "head", script_location: str | Path | None = None
+) -> str:
     """Apply the pending revisions of the store at ``url`` up to ``revision``; return it.
 
     Creates the store in an empty database; stamps a store of the release before
     migrations first (see the module docstring for the guarantees). Raises
     :class:`StoreVersionError` for a store this code cannot upgrade (a newer revision, or
-    tables that are not the store's). ``script_location`` is for tests.
+    tables that are not the store's). ``script_location`` (default :data:`MIGRATIONS`) is
+    for tests.
     """
     engine = store_io.make_engine(store_io.normalise_url(url))
     try:
-        return _migrate(engine, revision, script_location)
+        return _migrate(engine, revision, script_location or MIGRATIONS)
     finally:
         engine.dispose()
 
@@ -114,6 +117,20 @@ def current_revision(url: str) -> str | None:
         engine.dispose()
 
 
+def revision_status(url: str) -> str:
+    """One line on the store's schema revision and what to do about it (changes nothing).
+
+    Raises :class:`StoreVersionError` for tables that are not a store of a known release.
+    """
+    where = store_io.display_url(store_io.normalise_url(url))
+    revision = current_revision(url)
+    if revision is None:
+        return f"no worklist store at {where} yet (it is created at schema revision {S.REVISION})"
+    if revision == S.REVISION:
+        return f"the worklist store {where} is at schema revision {revision}: up to date"
+    return str(_mismatch(where, revision))
+
+
 def ensure_revision(engine: sa.Engine, *, upgrade: bool) -> str:
     """Bring ``engine``'s store to ``store_schema.REVISION`` (``upgrade``) or check it is.
 
@@ -127,13 +144,7 @@ def ensure_revision(engine: sa.Engine, *, upgrade: bool) -> str:
         return revision
     if upgrade or revision is None:
         return _migrate(engine, "head", MIGRATIONS)
-    where = _shown(engine.url)
-    if revision not in _known_revisions(MIGRATIONS):
-        raise _newer(where, revision)
-    raise StoreVersionError(
-        f"the worklist store {where} has schema revision {revision} and this delinq needs "
-        f"{S.REVISION}: run `delinq db upgrade` (it keeps every run)"
-    )
+    raise _mismatch(store_io.display_url(engine.url), revision)
 
 
 # ---------------------------------------------------------------------- internals
@@ -150,7 +161,7 @@ def _migrate(engine: sa.Engine, target: str, script_location: str | Path) -> str
                     store_io.PG_LOCK_SPACE, _MIGRATION_LOCK_KEY)))
             revision, stamped = _state(conn, engine.url)
             if revision is not None and revision not in known:
-                raise _newer(_shown(engine.url), revision)
+                raise _newer(store_io.display_url(engine.url), revision)
             cfg = alembic_config(conn, script_location=script_location)
             if revision is not None and not stamped:
                 command.stamp(cfg, BASELINE)
@@ -165,8 +176,8 @@ def _state(conn: sa.Connection, url: sa.URL) -> tuple[str | None, bool]:
         rows = conn.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()
         if len(rows) != 1:
             raise StoreVersionError(
-                f"the worklist store {_shown(url)} has {len(rows)} rows in {VERSION_TABLE} "
-                f"({rows}); expected one revision: repair it before using the store"
+                f"the worklist store {store_io.display_url(url)} has {len(rows)} rows in "
+                f"{VERSION_TABLE} ({rows}); expected one revision: repair it before using it"
             )
         return str(rows[0]), True
     baseline = _baseline_tables()
@@ -184,8 +195,8 @@ def _state(conn: sa.Connection, url: sa.URL) -> tuple[str | None, bool]:
             problems.append(f"table {table!r} has unknown column(s) {extra}")
     if problems:
         raise StoreVersionError(
-            f"{_shown(url)} holds tables named like the worklist store's but is not a store "
-            f"of a known release ({'; '.join(problems)}); nothing was changed"
+            f"{store_io.display_url(url)} holds tables named like the worklist store's but is "
+            f"not a store of a known release ({'; '.join(problems)}); nothing was changed"
         )
     return BASELINE, False
 
@@ -218,6 +229,16 @@ def _known_revisions(script_location: str | Path) -> set[str]:
     return {s.revision for s in _script(script_location).walk_revisions()}
 
 
+def _mismatch(where: str, revision: str) -> StoreVersionError:
+    """The error for a store at ``revision`` when this code needs ``REVISION``."""
+    if revision not in _known_revisions(MIGRATIONS):
+        return _newer(where, revision)
+    return StoreVersionError(
+        f"the worklist store {where} has schema revision {revision} and this delinq needs "
+        f"{S.REVISION}: run `delinq db upgrade` (it keeps every run)"
+    )
+
+
 def _newer(where: str, revision: str) -> StoreVersionError:
     return StoreVersionError(
         f"the worklist store {where} has schema revision {revision}, which this delinq "
@@ -231,5 +252,3 @@ def _missing_sqlite_file(url: sa.URL) -> bool:
             and not Path(url.database).exists())
 
 
-def _shown(url: sa.URL | Any) -> str:
-    return sa.make_url(url).render_as_string(hide_password=True)

@@ -25,7 +25,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from serving import store_migrate, store_schema
+from serving import store_io, store_migrate, store_schema
 from serving.store import StoreVersionError, WorklistStore, current_revision, upgrade
 from serving.store_migrate import BASELINE, VERSION_TABLE, alembic_config
 from tests.serving.test_store import DAY, frames, publish
@@ -405,7 +405,7 @@ def test_a_store_stamped_by_a_newer_release_is_refused(url: str) -> None:
 
 def test_messages_show_the_store_without_its_password() -> None:
     url = sa.make_url("postgresql+psycopg://delinq:s3cret-pw@db.example/store")
-    message = str(store_migrate._newer(store_migrate._shown(url), "9999"))
+    message = str(store_migrate._newer(store_io.display_url(url), "9999"))
     assert "s3cret-pw" not in message and "delinq:***@db.example" in message
 
 
@@ -418,5 +418,3 @@ def test_reading_an_up_to_date_store_does_not_import_alembic(tmp_path: Path) -> 
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=REPO, check=True)
     assert out.stdout.strip() == "False"
-
-
