@@ -26,16 +26,13 @@ Guarantees:
 - **Parquet export** per ``as_of``: ``<export_dir>/<as_of>/worklist.parquet`` and
   ``explanations.parquet`` (a hard link to the run's file when possible), written under a
   temporary name and renamed after the commit (each rename is atomic on POSIX).
-
-- **Versioned schema (Alembic).** The tables are revision ``store_schema.REVISION`` of
-  the migrations in ``serving/migrations`` (:mod:`serving.store_migrate` says how).
-  :func:`upgrade` (``delinq db upgrade``) and a writer (``WorklistStore(url,
-  upgrade=True)``, as scoring opens it) apply pending revisions in one transaction, each
-  exactly once, keeping every run; a store of the release before migrations is recognised
-  by its tables and stamped as the baseline. A reader (the default) never changes an
-  existing store: an older one raises :class:`StoreVersionError` telling to run ``delinq
-  db upgrade``; a store newer than this code raises it for everyone, untouched. An empty
-  database is created at the newest revision by whoever opens it first.
+- **Versioned schema** (Alembic, :mod:`serving.store_migrate`). :func:`upgrade` (``delinq
+  db upgrade``) and writers (``upgrade=True``; scoring) apply pending revisions in one
+  transaction, each exactly once, keeping every run; a store of the release before
+  migrations is recognised by its tables and stamped. Readers (the default) never change
+  an existing store: on an older one they raise :class:`StoreVersionError` saying to run
+  ``delinq db upgrade``; a store newer than this code is refused to all, untouched. An
+  empty database is created at the newest revision by whoever opens it.
 
 Timestamps (``started_at``, ``finished_at``) come from ``clock`` (UTC now by default): they
 record when the store did things, not what the data is as of.
