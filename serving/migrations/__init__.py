@@ -8,7 +8,10 @@ location ``serving:migrations``, so an installed wheel migrates as the checkout 
 Every change to the store's tables ships a revision, in the same commit as the change to
 :mod:`serving.store_schema`:
 
-1. Edit the tables in ``serving/store_schema.py``.
+1. Edit the tables in ``serving/store_schema.py``. New tables (users, events, audit, run
+   heartbeats, live performance, ...) may live in their own module but register on
+   ``store_schema.metadata``: that one ``MetaData`` is what ``env.py`` drafts against and
+   what the tests compare the migrated database with.
 2. Write ``versions/NNNN_<what>.py`` (copy ``script.py.mako`` or let Alembic draft it::
 
        from alembic import command
