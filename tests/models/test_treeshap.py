@@ -235,7 +235,7 @@ def test_input_does_not_get_mutated_and_empty_input():
 def test_model_on_synthetic_book_matches_pred_contrib():
     from features.pit.training_set import as_of_grid, build_training_set
     from features.synthetic import generate_book
-    from models.train import categorical_levels, feature_matrix, resolve_feature_names
+    from models.model import categorical_levels, feature_matrix, resolve_feature_names
 
     book = generate_book(300, seed=4)
     dates = as_of_grid(book, freq="monthly")[-8:]
