@@ -441,14 +441,23 @@ def load_model(registered_name: str, *, tracking_uri: str, alias: str = CHAMPION
         # The version's storage location, from this store's client: a "models:/" URI would
         # be resolved against the process-wide registry URI.
         location = client.get_model_version_download_uri(registered_name, mv.version)
-        with tempfile.TemporaryDirectory() as tmp:
-            local = download_artifacts(artifact_uri=location, dst_path=tmp,
-                                       tracking_uri=tracking_uri, registry_uri=tracking_uri)
-            # suppress_warnings: skips the slow environment re-check (and its chatter); the
-            # model's own files are validated by loading them.
-            pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
-            model: DelinqModel = pyfunc.unwrap_python_model().model
+        model = _load_pyfunc(location, tracking_uri=tracking_uri)
     return replace(model, version=str(mv.version))
+
+
+def _load_pyfunc(location: str, *, tracking_uri: str) -> DelinqModel:
+    """The model of the pyfunc stored at ``location`` (the files are read into memory)."""
+    # suppress_warnings: skips the slow environment re-check (and its chatter); the model's
+    # own files are validated by loading them.
+    if urlparse(location).scheme in ("", "file"):
+        # An embedded store's artifacts are local files: read in place, nothing copied.
+        pyfunc = mlflow.pyfunc.load_model(location, suppress_warnings=True)
+        return pyfunc.unwrap_python_model().model
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_artifacts(artifact_uri=location, dst_path=tmp,
+                                   tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
+        return pyfunc.unwrap_python_model().model
 
 
 def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:

@@ -78,3 +78,12 @@ def test_folders_written_before_the_kind_field_still_load(model, frame, tmp_path
 def test_unknown_kind_is_refused(model) -> None:
     with pytest.raises(ValueError, match="unknown model kind 'nope'"):
         dataclasses.replace(model, kind="nope")
+
+
+def test_the_package_face_resolves_every_name() -> None:
+    import models
+
+    for name in models.__all__:
+        assert getattr(models, name).__module__.startswith("models."), name
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        models.nope  # noqa: B018
