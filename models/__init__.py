@@ -67,7 +67,23 @@ _EXPORTS = {
     "format_report": "models.report",
     "training_summary": "models.report",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "DelinqModel",
+    "Explanation",
+    "NoChampionError",
+    "RegistrationResult",
+    "TrainConfig",
+    "TrainingFailure",
+    "TrainingResult",
+    "feature_matrix",
+    "format_report",
+    "load_champion",
+    "load_model",
+    "register",
+    "train_model",
+    "train_models",
+    "training_summary",
+]
 
 
 def __getattr__(name: str) -> Any:

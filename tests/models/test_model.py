@@ -87,3 +87,4 @@ def test_the_package_face_resolves_every_name() -> None:
         assert getattr(models, name).__module__.startswith("models."), name
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         models.nope  # noqa: B018
+    assert sorted(models.__all__) == sorted(models._EXPORTS)

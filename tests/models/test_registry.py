@@ -140,6 +140,11 @@ def test_session_state_is_registered_and_reported(trained_state: TrainedState) -
         assert info["registered_name"] == trained_state.names[kind]
     report = format_report(summary)
     assert "promoted to champion" in report and "aging_rule" in report and "capture@10" in report
+    # A kind that could not be trained is reported, not registered.
+    failed = {**trained_state.results, "persistence": TrainingFailure("persistence", "too short")}
+    partial = training_summary(failed, {"early_warning": regs["early_warning"]})
+    assert partial["persistence"] == {"error": "too short"}
+    assert "persistence: not trained (too short)" in format_report(partial)
 
 
 @pytest.mark.slow
