@@ -41,7 +41,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from models.evaluate import aging_rule_score, capture_at_k
-from models.train import TrainConfig, train_both, train_model
+from models.train import TrainConfig, TrainingResult, train_model, train_models
 
 TAIWAN_AS_OF = date(2005, 10, 1)
 TAIWAN_TARGET = "default payment next month"
@@ -144,8 +144,8 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
         if rows.empty:
             continue
         tm = _fit_only(fit_rows, val_rows, model=model, config=cfg)
-        scores.loc[rows["account_id"].astype(str).to_numpy()] = tm.predict_proba(rows)
-        per_model[model] = {"train_rows": tm.n_rows, "calibration": tm.calibrator.method,
+        scores.loc[rows["account_id"].astype(str).to_numpy()] = tm.model.risk(rows)
+        per_model[model] = {"train_rows": tm.n_rows, "calibration": tm.model.calibrator.method,
                             "best_iteration": tm.params["best_iteration"],
                             "scored_holdout": len(rows)}
     truth = raw.set_index(raw["ID"].astype(str))[TAIWAN_TARGET].reindex(scores.index)
@@ -182,11 +182,11 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
 
 
 def _fit_only(fit_rows: pd.DataFrame, val_rows: pd.DataFrame, *, model: str,
-              config: TrainConfig):
+              config: TrainConfig) -> TrainingResult:
     """Train ``model`` on client-split rows; the validation rows double as its test."""
     split = tuple(p[p["model"] == model].reset_index(drop=True)
                   for p in (fit_rows, val_rows, val_rows))
-    return train_model(pd.concat(split[:2]), model=model, config=config, split=split)
+    return train_model(pd.concat(split[:2]), kind=model, config=config, split=split)
 
 
 # ------------------------------------------------------------------------- IBM AR
@@ -215,7 +215,7 @@ def ibm_quality(*, thresholds: Sequence[int] = (30, 10), grid: str = "weekly",
         out[f"{key}_rows"] = len(resolved)
         out[f"{key}_positive_rate"] = float(resolved["y"].mean()) if len(resolved) else None
         try:
-            tm = train_model(ts, model="early_warning", config=cfg)
+            tm = train_model(ts, kind="early_warning", config=cfg)
         except ValueError as exc:
             out[f"{key}_error"] = str(exc)
             continue
@@ -224,7 +224,7 @@ def ibm_quality(*, thresholds: Sequence[int] = (30, 10), grid: str = "weekly",
         out[f"{key}_capture10"] = float(m.loc["lightgbm", "capture@10"])
         out[f"{key}_aging_capture10"] = float(m.loc["aging_rule", "capture@10"])
         out[f"{key}_test_rows"] = tm.n_rows["test"]
-        out[f"{key}_test_positives"] = positives = int(tm.test_frame["y"].sum())
+        out[f"{key}_test_positives"] = positives = int(tm.test["y"].sum())
         if positives < 10:
             out[f"{key}_note"] = (f"only {positives} positive test rows: AUC and capture are "
                                   "not meaningful at this threshold")
@@ -246,12 +246,15 @@ def synthetic_quality(*, n_accounts: int = 5000, seed: int = 0, grid: str = "wee
     ts = build_training_set(book, as_of_dates=as_of_grid(book, freq=grid))
     t_build = time.perf_counter() - t0
     cfg = config or TrainConfig()
-    models = train_both(ts, config=cfg)
+    models = {}
+    for kind, tm in train_models(ts, config=cfg).items():
+        if not isinstance(tm, TrainingResult):
+            raise ValueError(f"{kind} could not be trained: {tm.error}")
+        models[kind] = tm
     tests = []
     for tm in models.values():
-        t = tm.test_frame.copy()
-        t["p"] = tm.predict_proba(t)
-        tests.append(t)
+        # The test-period probabilities computed at training.
+        tests.append(tm.test.assign(p=tm.test_scores.proba))
     test = pd.concat(tests, ignore_index=True)
     y = test["y"].to_numpy(dtype=float)
     amount = test["delinquent_amount"].to_numpy(dtype=float)

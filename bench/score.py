@@ -53,14 +53,16 @@ def _cpu_s() -> float:
 
 def _train(accounts: int, tracking_uri: str, seed: int) -> float:
     """Register quick champions of both models; returns the seconds it took."""
+    from features.pit.training_set import as_of_grid, build_training_set
     from features.synthetic import generate_book
-    from models.train import TrainConfig, train_and_register
+    from models.registry import register
+    from models.train import TrainConfig, train_models
 
     t0 = time.perf_counter()
     book = generate_book(accounts, seed=seed + 1)
     config = TrainConfig(n_estimators=300, early_stopping_rounds=30, val_weeks=8, test_weeks=8)
-    train_and_register(book, tracking_uri=tracking_uri, grid="monthly", config=config,
-                       names=NAMES)
+    training_set = build_training_set(book, as_of_dates=as_of_grid(book, freq="monthly"))
+    register(train_models(training_set, config=config), tracking_uri=tracking_uri, names=NAMES)
     return time.perf_counter() - t0
 
 
@@ -82,12 +84,11 @@ def _naive_reasons(values: pd.DataFrame, phi: np.ndarray, names: list[str]) -> l
 def _baseline(book: Any, as_of: pd.Timestamp, tracking_uri: str, rows: int) -> dict:
     """Accounts/s of pred_contrib + per-row reasons on ``rows`` accounts of one model."""
     from features import build_features
-    from models.train import feature_matrix
     from serving.score import load_champions
 
     model = load_champions(tracking_uri=tracking_uri, model_names=NAMES)["early_warning"]
     feats = build_features(book, as_of=as_of.date()).head(rows)
-    x = feature_matrix(feats, model.feature_names, model.categories)
+    x = model.matrix(feats)
     t0 = time.perf_counter()
     phi = np.asarray(model.booster.predict(x, pred_contrib=True))[:, :-1]
     t1 = time.perf_counter()

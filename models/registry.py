@@ -1,50 +1,67 @@
 """MLflow tracking and model registry: the only module that imports MLflow.
 
-Each trained model is logged as a run (params, metrics of the model and baselines,
-feature-set version, data window, plots, model card, reference profile) and registered
-as a pyfunc (:class:`DelinqPyfunc`) that returns calibrated probabilities for a feature
-frame. Aliases (MLflow 3, no stages): the new version becomes ``champion`` only if it
-beats the current champion on the same test period (see ``models.card.PROMOTION_RULE``),
-else ``challenger``. Scoring loads a model by alias with :func:`load_model`.
+The registry serialises, logs, compares and sets aliases; it never trains. Each
+:class:`~models.train.TrainingResult` is logged as a run (params, metrics of the model and
+baselines, feature-set version, data window, plots, model card, reference profile) and
+registered as a pyfunc (:class:`DelinqPyfunc`) that returns calibrated probabilities for a
+feature frame. Aliases (MLflow 3, no stages): the new version becomes ``champion`` only if
+it beats the current champion on the same test period (``models.card.PROMOTION_RULE``):
+the champion scores the test rows the result holds, nothing is re-trained or re-read.
+Otherwise the new version is ``challenger``. Scoring loads a version by alias with
+:func:`load_champion` / :func:`load_model`.
 
 The default store is embedded: ``sqlite:///<data_dir>/mlflow.db`` (chosen by the caller
-from settings) with artifacts in ``<data_dir>/mlartifacts``. A server URL works too.
-Loading a registered pyfunc needs the ``delinq`` package installed (the Python model
+from settings) with artifacts in ``<data_dir>/mlartifacts``. A server URL works too. Every
+call names its store explicitly (``MlflowClient(tracking_uri=...)``): nothing here sets the
+process-wide tracking URI or environment variables, so two stores can be used side by
+side. Loading a registered pyfunc needs the ``delinq`` package installed (the Python model
 class is referenced, not copied).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
-import os
 import tempfile
+import time
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-import lightgbm as lgb
-import mlflow
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
+from mlflow import MlflowClient
+from mlflow.artifacts import download_artifacts
+from mlflow.entities import LoggedModelOutput, Metric, Param
 from mlflow.exceptions import MlflowException
+from mlflow.models import Model
+from mlflow.protos.databricks_pb2 import (
+    INVALID_PARAMETER_VALUE,
+    RESOURCE_ALREADY_EXISTS,
+    RESOURCE_DOES_NOT_EXIST,
+    ErrorCode,
+)
 
-from models.calibration import Calibrator
+from models import plots
 from models.card import model_card
 from models.evaluate import Scores, capture_at_k, score_metrics
-from models.train import ScoringMixin, TrainedModel, feature_matrix, model_scores
+from models.model import DelinqModel
+from models.train import TrainingFailure, TrainingResult
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
+EXPERIMENT = "delinq"
 PRIMARY_METRIC = "capture@10"
 TIEBREAK_METRIC = "roc_auc"
 _TIE = 1e-9
 SHAP_ROWS = 2000
+#: MLflow's limits per ``log_batch`` request.
+_MAX_PARAMS, _MAX_METRICS = 100, 1000
 
 # Loggers that print schema-migration and environment chatter on a fresh store.
 _QUIET_LOGGERS = {
@@ -67,8 +84,14 @@ class NoChampionError(LookupError):
 
 @dataclass(frozen=True)
 class RegistrationResult:
-    """Outcome of :func:`log_and_register` for one model."""
+    """Outcome of registering one :class:`~models.train.TrainingResult`.
 
+    ``champion_version``: the champion after this registration (this version if
+    promoted). ``comparison``: the new version's and the old champion's primary metrics on
+    the new test period (empty for a first version).
+    """
+
+    registered_name: str
     version: str
     promoted: bool
     champion_version: str | None
@@ -79,15 +102,8 @@ class RegistrationResult:
 
 @contextlib.contextmanager
 def quiet_mlflow() -> Iterator[None]:
-    """Silence MLflow's informational chatter (schema creation, git, pickling notes)."""
-    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    # No usage telemetry: the product runs offline and must not phone home.
-    if os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true").lower() == "true":
-        with contextlib.suppress(Exception):
-            from mlflow.telemetry import set_telemetry_client
-
-            set_telemetry_client()
+    """Silence MLflow's informational chatter (schema creation, git, pickling notes) for
+    the block; logger levels and warning filters are restored afterwards."""
     saved = {}
     for name, level in _QUIET_LOGGERS.items():
         logger = logging.getLogger(name)
@@ -117,115 +133,86 @@ def _artifact_location(tracking_uri: str) -> str | None:
     return (db.parent / "mlartifacts").resolve().as_uri()
 
 
-def _client(tracking_uri: str) -> Any:
-    return mlflow.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+def _client(tracking_uri: str) -> MlflowClient:
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def _experiment_id(client: Any, tracking_uri: str, experiment: str) -> str:
+def _experiment_id(client: MlflowClient, tracking_uri: str, experiment: str) -> str:
     exp = client.get_experiment_by_name(experiment)
     if exp is not None:
         return exp.experiment_id
     return client.create_experiment(experiment, artifact_location=_artifact_location(tracking_uri))
 
 
-# ---------------------------------------------------------------------------- pyfunc
+def _has_code(exc: MlflowException, *codes: int) -> bool:
+    return exc.error_code in {ErrorCode.Name(c) for c in codes}
 
-_ARTIFACTS = ("booster", "calibrator", "meta", "reference_profile")
+
+# ---------------------------------------------------------------------------- pyfunc
 
 
 class DelinqPyfunc(mlflow.pyfunc.PythonModel):
-    """Registered pyfunc: calibrated delinquency probability for each row of a feature frame."""
+    """Registered pyfunc: calibrated delinquency probability (1-D) for each row of a
+    feature frame (:meth:`models.model.DelinqModel.risk`)."""
 
     def load_context(self, context: Any) -> None:
-        self.state = _state_from_files(context.artifacts)
+        # One artifact, the model's folder ("model"); versions registered before the
+        # DelinqModel type had one artifact per file, all in the same folder.
+        folder = context.artifacts.get("model") or str(Path(context.artifacts["meta"]).parent)
+        self.model = DelinqModel.load(folder)
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> np.ndarray:
-        return self.state.predict_proba(model_input)
-
-
-@dataclass
-class LoadedModel(ScoringMixin):
-    """A registered model version, ready to score (see :class:`ScoringMixin`)."""
-
-    booster: lgb.Booster
-    calibrator: Calibrator
-    feature_names: list[str]
-    categories: dict[str, list[str]]
-    feature_set_version: str
-    reference_profile: dict[str, Any]
-    model: str = ""
-    version: str = ""
-    registered_name: str = ""
-    data_window: dict[str, str] = field(default_factory=dict)
-
-
-def _state_from_files(paths: Mapping[str, str]) -> LoadedModel:
-    meta = json.loads(Path(paths["meta"]).read_text())
-    return LoadedModel(
-        booster=lgb.Booster(model_file=paths["booster"]),
-        calibrator=Calibrator.from_dict(json.loads(Path(paths["calibrator"]).read_text())),
-        feature_names=list(meta["feature_names"]),
-        categories={k: list(v) for k, v in meta["categories"].items()},
-        feature_set_version=meta["feature_set_version"],
-        reference_profile=json.loads(Path(paths["reference_profile"]).read_text()),
-        model=meta.get("model", ""),
-        data_window=dict(meta.get("data_window", {})),
-    )
-
-
-def _write_model_files(trained: TrainedModel, folder: Path) -> dict[str, str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: str(folder / f"{name}.{'txt' if name == 'booster' else 'json'}")
-             for name in _ARTIFACTS}
-    trained.booster.save_model(paths["booster"])
-    Path(paths["calibrator"]).write_text(json.dumps(trained.calibrator.to_dict()))
-    meta = {
-        "model": trained.model,
-        "feature_names": trained.feature_names,
-        "categories": trained.categories,
-        "feature_set_version": trained.feature_set_version,
-        "data_window": trained.data_window,
-    }
-    Path(paths["meta"]).write_text(json.dumps(meta, indent=1))
-    Path(paths["reference_profile"]).write_text(json.dumps(trained.reference_profile))
-    return paths
-
-
-@contextlib.contextmanager
-def _skip_requirement_check() -> Iterator[None]:
-    try:
-        import mlflow.utils.environment as env
-    except ImportError:  # pragma: no cover
-        yield
-        return
-    original = getattr(env, "warn_dependency_requirement_mismatches", None)
-    if original is None:
-        yield
-        return
-    env.warn_dependency_requirement_mismatches = lambda *a, **k: None
-    try:
-        yield
-    finally:
-        env.warn_dependency_requirement_mismatches = original
+        return self.model.risk(model_input)
 
 
 def _pip_requirements() -> list[str]:
-    from importlib.metadata import version
-
     pkgs = ("lightgbm", "scikit-learn", "pandas", "numpy", "pyarrow", "cloudpickle")
     out = []
     for p in pkgs:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(PackageNotFoundError):
             out.append(f"{p}=={version(p)}")
     return out
+
+
+def _log_pyfunc(client: MlflowClient, *, experiment_id: str, run_id: str, model: DelinqModel,
+                folder: Path) -> tuple[str, str]:
+    """Log ``model`` as an MLflow 3 logged model of the run; returns its artifact location
+    and id.
+
+    The same steps as ``mlflow.pyfunc.log_model``, through the client of the named store
+    (``log_model`` resolves the process-wide tracking URI and active run instead). The
+    location, not ``models:/<id>``, is what a version is registered from: MLflow resolves
+    a ``models:/`` source with a client of the process-wide tracking URI.
+    """
+    logged = client.create_logged_model(experiment_id=experiment_id, name="model",
+                                        source_run_id=run_id, tags={"model": model.kind})
+    client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+    try:
+        files = folder / "files"
+        model.save(files)
+        local = folder / "pyfunc"
+        mlflow.pyfunc.save_model(
+            path=str(local),
+            python_model=DelinqPyfunc(),
+            artifacts={"model": str(files)},
+            pip_requirements=_pip_requirements(),
+            mlflow_model=Model(artifact_path=logged.artifact_location, run_id=run_id,
+                               model_uuid=logged.model_id, model_id=logged.model_id),
+        )
+        client.log_model_artifacts(logged.model_id, str(local))
+    except BaseException:
+        client.finalize_logged_model(logged.model_id, "FAILED")
+        raise
+    client.finalize_logged_model(logged.model_id, "READY")
+    return logged.artifact_location, logged.model_id
 
 
 # ---------------------------------------------------------------------------- plots
 
 
-def _shap_values(trained: TrainedModel, x: pd.DataFrame) -> np.ndarray:
+def _shap_values(model: DelinqModel, x: pd.DataFrame) -> np.ndarray:
     """Exact TreeSHAP values (log-odds) of at most ``SHAP_ROWS`` rows, bias column dropped.
 
     LightGBM's own ``pred_contrib`` is used here rather than ``models.treeshap``: both are
@@ -233,40 +220,38 @@ def _shap_values(trained: TrainedModel, x: pd.DataFrame) -> np.ndarray:
     JIT-compiling its kernels in a fresh process than it saves (measured: tens of seconds
     vs well under a second). Scoring, which explains every account, uses the fast one.
     """
-    sv = np.asarray(trained.booster.predict(x, pred_contrib=True), dtype=float)
-    return sv[:, : len(trained.feature_names)]
+    sv = np.asarray(model.booster.predict(x, pred_contrib=True), dtype=float)
+    return sv[:, : len(model.feature_names)]
 
 
-def _figures(trained: TrainedModel, seed: int) -> dict[str, Any]:
-    from models import plots
-
-    test = trained.test_frame
+def _figures(result: TrainingResult, seed: int) -> dict[str, Any]:
+    test = result.test
     y = test["y"].to_numpy(dtype=float)
-    scorers = {"lightgbm": model_scores(trained, test)}
-    scorers |= {k: v for k, v in trained.baseline_scores.items() if len(v.proba) == len(test)}
+    scorers = {"lightgbm": result.test_scores}
+    scorers |= {k: v for k, v in result.baseline_scores.items() if len(v.proba) == len(test)}
     figs = {
         "roc": plots.roc_figure(y, scorers),
         "calibration": plots.calibration_figure(y, scorers["lightgbm"].proba),
         "capture_curve": plots.capture_figure(test["delinquent_amount"].to_numpy(float), scorers),
     }
     sample = test.sample(n=min(SHAP_ROWS, len(test)), random_state=seed)
-    x = feature_matrix(sample, trained.feature_names, trained.categories)
-    figs["shap_summary"] = plots.shap_summary_figure(_shap_values(trained, x), x)
+    x = result.model.matrix(sample)
+    figs["shap_summary"] = plots.shap_summary_figure(_shap_values(result.model, x), x)
     return figs
 
 
 # ---------------------------------------------------------------------------- promotion
 
 
-def _primary(model: ScoringMixin, test: pd.DataFrame) -> dict[str, float]:
-    sc: Scores = model_scores(model, test)
+def _primary(scores: Scores, test: pd.DataFrame) -> dict[str, float]:
     y = test["y"].to_numpy(dtype=float)
     amount = test["delinquent_amount"].to_numpy(dtype=float)
-    m = score_metrics(y, sc.proba, priority=sc.priority, ranking=sc.ranking, amount=amount,
-                      groups=test["as_of"].to_numpy(),
-                      tiebreak=test["open_balance"].to_numpy(dtype=float))
-    m[PRIMARY_METRIC] = capture_at_k(sc.priority, amount, k=10, groups=test["as_of"].to_numpy(),
-                                     tiebreak=test["open_balance"].to_numpy(dtype=float))
+    groups = test["as_of"].to_numpy()
+    tiebreak = test["open_balance"].to_numpy(dtype=float)
+    m = score_metrics(y, scores.proba, priority=scores.priority, ranking=scores.ranking,
+                      amount=amount, groups=groups, tiebreak=tiebreak)
+    m[PRIMARY_METRIC] = capture_at_k(scores.priority, amount, k=10, groups=groups,
+                                     tiebreak=tiebreak)
     return {PRIMARY_METRIC: m[PRIMARY_METRIC], TIEBREAK_METRIC: m[TIEBREAK_METRIC]}
 
 
@@ -281,11 +266,11 @@ def beats(new: Mapping[str, float], old: Mapping[str, float]) -> bool:
 
 
 def _decide(
-    trained: TrainedModel, champion: LoadedModel | None
+    result: TrainingResult, champion: DelinqModel | None
 ) -> tuple[bool, str, dict[str, float]]:
     if champion is None:
         return True, "First registered version: promoted to champion.", {}
-    test = trained.test_frame
+    test = result.test
     missing = [c for c in champion.feature_names if c not in test.columns]
     if missing:
         return False, (
@@ -293,9 +278,10 @@ def _decide(
             f"features absent from this test set ({missing[:3]}...); it cannot be compared on "
             "the same test period, so the new version stays challenger."
         ), {}
-    new, old = _primary(trained, test), _primary(champion, test)
+    # The new version's scores were computed once at training; only the champion scores.
+    new, old = _primary(result.test_scores, test), _primary(champion.scores(test), test)
     cmp = {f"new_{k}": v for k, v in new.items()} | {f"champion_{k}": v for k, v in old.items()}
-    period = f"{trained.data_window.get('test_start')}..{trained.data_window.get('test_end')}"
+    period = f"{result.data_window.get('test_start')}..{result.data_window.get('test_end')}"
     text = (f"On test period {period}: new capture@10 {new[PRIMARY_METRIC]:.4f} / AUC "
             f"{new[TIEBREAK_METRIC]:.4f} vs champion v{champion.version} "
             f"{old[PRIMARY_METRIC]:.4f} / {old[TIEBREAK_METRIC]:.4f}")
@@ -304,94 +290,102 @@ def _decide(
     return False, text + ": not better, registered as challenger.", cmp
 
 
-# ---------------------------------------------------------------------------- public API
+# ---------------------------------------------------------------------------- logging
 
 
 def _metric_key(scorer: str, metric: str) -> str:
     return f"{scorer}.{metric.replace('@', '_at_')}"
 
 
-def log_and_register(
-    trained: TrainedModel,
+def _log_run_data(client: MlflowClient, run_id: str, params: Mapping[str, Any],
+                  metrics: Mapping[str, float]) -> None:
+    now = int(time.time() * 1000)
+    p = [Param(k, str(v)[:500]) for k, v in params.items()]
+    m = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+    for i in range(0, len(p), _MAX_PARAMS):
+        client.log_batch(run_id, params=p[i:i + _MAX_PARAMS])
+    for i in range(0, len(m), _MAX_METRICS):
+        client.log_batch(run_id, metrics=m[i:i + _MAX_METRICS])
+
+
+def _ensure_registered_model(client: MlflowClient, name: str) -> None:
+    try:
+        client.create_registered_model(name)
+    except MlflowException as exc:
+        if not _has_code(exc, RESOURCE_ALREADY_EXISTS):
+            raise
+
+
+def register_result(
+    result: TrainingResult,
     *,
     tracking_uri: str,
     registered_name: str,
-    experiment: str = "delinq",
+    experiment: str = EXPERIMENT,
     extra_params: Mapping[str, Any] | None = None,
 ) -> RegistrationResult:
-    """Log ``trained`` as an MLflow run, register it, and set its alias by the promotion rule.
+    """Log ``result`` as an MLflow run, register its model as a new version of
+    ``registered_name``, and set the alias by the promotion rule.
 
-    The run holds params, metrics (``<scorer>.<metric>`` for the model and every
-    baseline), tags (model, feature-set version, data window), plots, the metrics table,
-    the model card and the pyfunc model (with the reference profile for drift).
+    The run holds params (``extra_params`` too), metrics (``<scorer>.<metric>`` for the
+    model and every baseline), tags (model, feature-set version), plots, the metrics
+    table, the model card and the pyfunc model (with the reference profile for drift).
     """
+    model = result.model
     with quiet_mlflow():
-        mlflow.set_tracking_uri(tracking_uri)
         client = _client(tracking_uri)
         exp_id = _experiment_id(client, tracking_uri, experiment)
-        params = {"model": trained.model, "feature_set_version": trained.feature_set_version,
-                  "calibration": trained.calibrator.method,
-                  "n_features": len(trained.feature_names),
-                  **{f"n_rows_{k}": v for k, v in trained.n_rows.items()},
-                  **{f"window_{k}": v for k, v in trained.data_window.items()},
-                  **trained.params, **dict(extra_params or {})}
-        metrics = {_metric_key(s, m): float(v) for s, row in trained.metrics.iterrows()
+        params = {"model": model.kind, "feature_set_version": model.feature_set_version,
+                  "calibration": model.calibrator.method,
+                  "n_features": len(model.feature_names),
+                  **{f"n_rows_{k}": v for k, v in result.n_rows.items()},
+                  **{f"window_{k}": v for k, v in result.data_window.items()},
+                  **result.params, **dict(extra_params or {})}
+        metrics = {_metric_key(s, m): float(v) for s, row in result.metrics.iterrows()
                    for m, v in row.items() if np.isfinite(v)}
-        metrics |= {f"calibration_brier.{k}": v for k, v in trained.calibration_brier.items()}
-        with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(
-            experiment_id=exp_id, run_name=f"{trained.model}"
-        ) as run:
-            run_id = run.info.run_id
-            mlflow.set_tags({"model": trained.model,
-                             "feature_set_version": trained.feature_set_version,
-                             "mlflow.source.name": "delinq"})
-            mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
-            mlflow.log_metrics(metrics)
-            folder = Path(tmp)
-            from models.plots import save_all
-
-            for path in save_all(_figures(trained, seed=int(trained.params.get("random_state", 0))),
-                                 folder / "plots"):
-                mlflow.log_artifact(str(path), artifact_path="plots")
-            mlflow.log_text(trained.metrics.to_csv(), "metrics_table.csv")
-            mlflow.log_dict(trained.reference_profile, "reference_profile.json")
-            files = _write_model_files(trained, folder / "model_files")
-            # MLflow re-checks our exact pins against the running environment by scanning
-            # every installed distribution (seconds per requirement); the pins are read
-            # from this very environment, so the check can only pass: skip it.
-            with _skip_requirement_check():
-                info = mlflow.pyfunc.log_model(
-                    name="model",
-                    python_model=DelinqPyfunc(),
-                    artifacts=files,
-                    pip_requirements=_pip_requirements(),
-                )
-        champion = _current(client, registered_name, CHAMPION, tracking_uri)
-        with contextlib.suppress(Exception):
-            client.create_registered_model(registered_name)
-        mv = client.create_model_version(registered_name, source=info.model_uri, run_id=run_id,
-                                         model_id=info.model_id,
-                                         tags={"model": trained.model,
-                                               "feature_set_version": trained.feature_set_version})
-        promoted, reason, cmp = _decide(trained, champion)
-        if promoted:
-            client.set_registered_model_alias(registered_name, CHAMPION, mv.version)
-        else:
-            client.set_registered_model_alias(registered_name, CHALLENGER, mv.version)
-        card = model_card(
-            model=trained.model, registered_name=registered_name, version=str(mv.version),
-            feature_set_version=trained.feature_set_version, data_window=trained.data_window,
-            n_rows=trained.n_rows, metrics=trained.metrics, params=trained.params,
-            calibration=trained.calibrator.to_dict(), calibration_brier=trained.calibration_brier,
-            feature_names=trained.feature_names, promoted=promoted, reason=reason,
-        )
-        client.log_text(run_id, card, "model_card.md")
-        if cmp:
-            for k, v in cmp.items():
-                client.log_metric(run_id, f"promotion.{k.replace('@', '_at_')}", v)
-        client.set_tag(run_id, "promotion", CHAMPION if promoted else CHALLENGER)
-        client.update_model_version(registered_name, mv.version, description=reason)
+        metrics |= {f"calibration_brier.{k}": v for k, v in result.calibration_brier.items()}
+        run = client.create_run(exp_id, run_name=model.kind, tags={
+            "model": model.kind, "feature_set_version": model.feature_set_version,
+            "mlflow.source.name": "delinq"})
+        run_id = run.info.run_id
+        try:
+            _log_run_data(client, run_id, params, metrics)
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                figures = _figures(result, seed=int(result.params.get("random_state", 0)))
+                for path in plots.save_all(figures, folder / "plots"):
+                    client.log_artifact(run_id, str(path), artifact_path="plots")
+                client.log_text(run_id, result.metrics.to_csv(), "metrics_table.csv")
+                client.log_dict(run_id, model.reference_profile, "reference_profile.json")
+                location, model_id = _log_pyfunc(client, experiment_id=exp_id, run_id=run_id,
+                                                  model=model, folder=folder)
+            champion = _current(registered_name, CHAMPION, tracking_uri)
+            _ensure_registered_model(client, registered_name)
+            mv = client.create_model_version(
+                registered_name, source=location, run_id=run_id, model_id=model_id,
+                tags={"model": model.kind, "feature_set_version": model.feature_set_version})
+            promoted, reason, cmp = _decide(result, champion)
+            client.set_registered_model_alias(registered_name,
+                                              CHAMPION if promoted else CHALLENGER, mv.version)
+            card = model_card(
+                model=model.kind, registered_name=registered_name, version=str(mv.version),
+                feature_set_version=model.feature_set_version, data_window=result.data_window,
+                n_rows=result.n_rows, metrics=result.metrics, params=result.params,
+                calibration=model.calibrator.to_dict(),
+                calibration_brier=result.calibration_brier,
+                feature_names=model.feature_names, promoted=promoted, reason=reason,
+            )
+            client.log_text(run_id, card, "model_card.md")
+            _log_run_data(client, run_id, {}, {
+                f"promotion.{k.replace('@', '_at_')}": v for k, v in cmp.items()})
+            client.set_tag(run_id, "promotion", CHAMPION if promoted else CHALLENGER)
+            client.update_model_version(registered_name, mv.version, description=reason)
+        except BaseException:
+            client.set_terminated(run_id, "FAILED")
+            raise
+        client.set_terminated(run_id, "FINISHED")
     return RegistrationResult(
+        registered_name=registered_name,
         version=str(mv.version),
         promoted=promoted,
         champion_version=str(mv.version) if promoted else (champion.version if champion else None),
@@ -401,35 +395,71 @@ def log_and_register(
     )
 
 
-def _current(client: Any, name: str, alias: str, tracking_uri: str) -> LoadedModel | None:
+def register(
+    results: Mapping[str, TrainingResult | TrainingFailure],
+    *,
+    tracking_uri: str,
+    names: Mapping[str, str],
+    experiment: str = EXPERIMENT,
+    extra_params: Mapping[str, Any] | None = None,
+) -> dict[str, RegistrationResult]:
+    """Register every trained result (:func:`register_result`) under ``names[kind]``;
+    failures (:class:`~models.train.TrainingFailure`) are skipped. ``{kind: outcome}``."""
+    return {
+        kind: register_result(result, tracking_uri=tracking_uri, registered_name=names[kind],
+                              experiment=experiment, extra_params=extra_params)
+        for kind, result in results.items()
+        if isinstance(result, TrainingResult)
+    }
+
+
+# ---------------------------------------------------------------------------- loading
+
+
+def _current(name: str, alias: str, tracking_uri: str) -> DelinqModel | None:
     try:
-        return load_model(tracking_uri=tracking_uri, registered_name=name, alias=alias)
+        return load_model(name, tracking_uri=tracking_uri, alias=alias)
     except NoChampionError:
         return None
 
 
-def load_model(
-    *, tracking_uri: str, registered_name: str, alias: str = CHAMPION
-) -> LoadedModel:
-    """The version of ``registered_name`` under ``alias``, ready to score.
-
-    Raises :class:`NoChampionError` when the model or the alias does not exist.
-    """
+def load_model(registered_name: str, *, tracking_uri: str, alias: str = CHAMPION) -> DelinqModel:
+    """The version of ``registered_name`` under ``alias``, ready to score (its ``version``
+    set). Raises :class:`NoChampionError` when the model or the alias does not exist."""
     with quiet_mlflow():
         client = _client(tracking_uri)
         try:
             mv = client.get_model_version_by_alias(registered_name, alias)
         except MlflowException as exc:
+            # A missing registered model, or no version under this alias.
+            if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
+                raise
             what = "champion model" if alias == CHAMPION else f"model under alias '{alias}'"
             raise NoChampionError(
                 f"no {what} for '{registered_name}': run `delinq train` first"
             ) from exc
-        mlflow.set_tracking_uri(tracking_uri)
-        # suppress_warnings: skips the slow environment re-check (and its chatter); the
-        # model's own files are validated by loading them.
-        pyfunc = mlflow.pyfunc.load_model(f"models:/{registered_name}/{mv.version}",
-                                          suppress_warnings=True)
-    state: LoadedModel = pyfunc.unwrap_python_model().state
-    state.version = str(mv.version)
-    state.registered_name = registered_name
-    return state
+        # The version's storage location, from this store's client: a "models:/" URI would
+        # be resolved against the process-wide registry URI.
+        location = client.get_model_version_download_uri(registered_name, mv.version)
+        model = _load_pyfunc(location, tracking_uri=tracking_uri)
+    return replace(model, version=str(mv.version))
+
+
+def _load_pyfunc(location: str, *, tracking_uri: str) -> DelinqModel:
+    """The model of the pyfunc stored at ``location`` (the files are read into memory)."""
+    # suppress_warnings: skips the slow environment re-check (and its chatter); the model's
+    # own files are validated by loading them.
+    if urlparse(location).scheme in ("", "file"):
+        # An embedded store's artifacts are local files: read in place, nothing copied.
+        pyfunc = mlflow.pyfunc.load_model(location, suppress_warnings=True)
+        return pyfunc.unwrap_python_model().model
+    with tempfile.TemporaryDirectory() as tmp:
+        local = download_artifacts(artifact_uri=location, dst_path=tmp,
+                                   tracking_uri=tracking_uri, registry_uri=tracking_uri)
+        pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
+        return pyfunc.unwrap_python_model().model
+
+
+def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
+    """The ``champion`` version of ``registered_name`` (:func:`load_model`)."""
+    return load_model(registered_name, tracking_uri=tracking_uri, alias=CHAMPION)

@@ -1,4 +1,4 @@
-"""Train the two delinquency models with a time-based split, calibrate, evaluate.
+"""Train the delinquency models with a time-based split, calibrate, evaluate.
 
 Time semantics (DESIGN section 7). A training set has one row per (account, ``as_of``)
 with the label columns ``y``, ``label_resolved_date`` and ``censored``. Censored rows are
@@ -15,51 +15,41 @@ So no row's outcome is known later than the period that judges it, exactly as wh
 model trained on date ``d`` (with the labels known on ``d``) scores accounts on ``d``.
 The label filter is what removes leakage; ``embargo_days`` optionally adds a gap of
 ``as_of`` dates on top (default 0: adjacent weeks share accounts, as in production).
+
+:func:`train_model` returns one :class:`TrainingResult` (the model, its metrics beside the
+baselines, the data window and the test-period scores, computed once); :func:`train_models`
+trains every model kind on one shared split. Registering is ``models.registry``'s job and
+the caller's decision: nothing here writes anywhere.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any
 
 import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.spec import FEATURE_SET_VERSION, MODELS
 from models.calibration import Calibrator, choose_calibrator
 from models.drift import reference_profile
-from models.evaluate import (
-    Scores,
-    baseline_scores,
-    evaluate_scorers,
-    fit_baselines,
-    format_metrics_table,
-)
-
-MODELS: tuple[str, ...] = ("early_warning", "persistence")
-#: Columns of a training set that are never model inputs.
-META_COLUMNS: frozenset[str] = frozenset(
-    {
-        "account_id",
-        "as_of",
-        "segment",
-        "model",
-        "y",
-        "label_resolved_date",
-        "censored",
-        "delinquent_amount",
-    }
-)
-DEFAULT_NAMES: dict[str, str] = {
-    "early_warning": "delinq-early-warning",
-    "persistence": "delinq-persistence",
-}
+from models.evaluate import Scores, baseline_scores, evaluate_scorers, fit_baselines
+from models.model import DelinqModel, categorical_levels, feature_matrix, resolve_feature_names
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """LightGBM parameters and the time split (weeks of ``as_of`` dates; days for embargo)."""
+    """Every training parameter a user may set, as plain fields (settings map onto them).
+
+    LightGBM: ``n_estimators`` (most boosting rounds), ``early_stopping_rounds`` (rounds
+    without validation improvement), ``num_leaves``, ``max_depth``, ``learning_rate``,
+    ``min_child_samples`` (rows per leaf), ``feature_fraction`` and ``bagging_fraction``
+    (shares 0-1), ``lambda_l2``, ``seed``, ``n_jobs`` (threads). The time split:
+    ``val_weeks`` and ``test_weeks`` (weeks of ``as_of`` dates), ``embargo_days`` (days),
+    ``max_censored_share`` (0-1).
+    """
 
     n_estimators: int = 300
     early_stopping_rounds: int = 30
@@ -108,8 +98,18 @@ def _dates(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s).astype("datetime64[s]")
 
 
-def split_bounds(training_set: pd.DataFrame, *, config: TrainConfig) -> dict[str, pd.Timestamp]:
-    """The split dates: ``val_start``, ``test_start`` (inclusive) and ``test_end`` (inclusive)."""
+@dataclass(frozen=True)
+class SplitBounds:
+    """The split dates (midnight timestamps): validation starts at ``val_start``; the test
+    period is ``test_start``..``test_end`` (both inclusive)."""
+
+    val_start: pd.Timestamp
+    test_start: pd.Timestamp
+    test_end: pd.Timestamp
+
+
+def split_bounds(training_set: pd.DataFrame, *, config: TrainConfig) -> SplitBounds:
+    """The split dates of a training set under ``config`` (see the module docstring)."""
     usable = training_set[~training_set["censored"].astype(bool)]
     if usable.empty:
         raise ValueError("no resolved labels in the training set: the book is too short")
@@ -119,7 +119,7 @@ def split_bounds(training_set: pd.DataFrame, *, config: TrainConfig) -> dict[str
     test_start = test_end - pd.Timedelta(days=7 * config.test_weeks - 1)
     gap = pd.Timedelta(days=config.embargo_days)
     val_start = test_start - gap - pd.Timedelta(days=7 * config.val_weeks)
-    return {"val_start": val_start, "test_start": test_start, "test_end": test_end}
+    return SplitBounds(val_start=val_start, test_start=test_start, test_end=test_end)
 
 
 def split_by_time(
@@ -134,142 +134,79 @@ def split_by_time(
     as_of = _dates(training_set["as_of"])
     resolved = _dates(training_set["label_resolved_date"])
     ok = ~training_set["censored"].astype(bool) & training_set["y"].notna()
-    train_mask = ok & (as_of < b["val_start"] - gap) & (resolved < b["val_start"])
+    train_mask = ok & (as_of < b.val_start - gap) & (resolved < b.val_start)
     val_mask = (
         ok
-        & (as_of >= b["val_start"])
-        & (as_of < b["test_start"] - gap)
-        & (resolved < b["test_start"])
+        & (as_of >= b.val_start)
+        & (as_of < b.test_start - gap)
+        & (resolved < b.test_start)
     )
-    test_mask = ok & (as_of >= b["test_start"]) & (as_of <= b["test_end"])
+    test_mask = ok & (as_of >= b.test_start) & (as_of <= b.test_end)
     parts = tuple(training_set[m].reset_index(drop=True) for m in (train_mask, val_mask, test_mask))
     for name, part in zip(("train", "validation", "test"), parts, strict=True):
         if part.empty:
             raise ValueError(
-                f"the {name} period is empty (validation from {b['val_start'].date()}, "
-                f"test {b['test_start'].date()}..{b['test_end'].date()}): the book is too "
+                f"the {name} period is empty (validation from {b.val_start.date()}, "
+                f"test {b.test_start.date()}..{b.test_end.date()}): the book is too "
                 "short for this split; lower val_weeks/test_weeks or use a longer history"
             )
     return parts  # type: ignore[return-value]
 
 
-# ------------------------------------------------------------------ feature matrix
+# ------------------------------------------------------------------------ results
 
 
-def resolve_feature_names(frame: pd.DataFrame) -> list[str]:
-    """Model inputs: ``features.feature_names()`` when the frame has them all, else every
-    non-meta column of the frame (in frame order)."""
-    try:
-        from features import feature_names as _names
+@dataclass(frozen=True, eq=False)
+class TrainingResult:
+    """One trained model and what it was judged on (the registry logs all of it).
 
-        names = list(_names())
-        if names and all(n in frame.columns for n in names):
-            return names
-    except ImportError:
-        pass
-    return [c for c in frame.columns if c not in META_COLUMNS]
+    ``metrics``: one row per scorer (``lightgbm`` first, then the baselines), one column
+    per metric, on the test period (``models.evaluate``). ``data_window``: ISO dates of
+    each period's first and last ``as_of`` and the label cut-offs. ``bounds``: the split
+    dates. ``test``: the test-period rows of this model's population (feature frame with
+    labels); ``test_scores`` the model's scores of those rows and ``baseline_scores`` each
+    baseline's, computed once at training. ``n_rows``: rows per period.
+    ``params``: the LightGBM parameters and ``best_iteration``; ``calibration_brier``: the
+    validation Brier of each calibration candidate.
+    """
 
-
-def categorical_levels(frame: pd.DataFrame, feature_names: Sequence[str]) -> dict[str, list[str]]:
-    """Levels of every non-numeric feature, as seen in ``frame`` (sorted strings)."""
-    out = {}
-    for c in feature_names:
-        s = frame[c]
-        if isinstance(s.dtype, pd.CategoricalDtype) or not (
-            pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype)
-        ):
-            out[c] = sorted({str(v) for v in s.dropna().astype(object)})
-    return out
-
-
-def feature_matrix(
-    frame: pd.DataFrame, feature_names: Sequence[str], categories: Mapping[str, Sequence[str]]
-) -> pd.DataFrame:
-    """The model's input frame: features in order, numeric as float64 (inf -> NaN),
-    categoricals with the training levels (unseen levels -> NaN). Never mutates ``frame``."""
-    missing = [c for c in feature_names if c not in frame.columns]
-    if missing:
-        raise KeyError(f"feature frame lacks model features: {missing[:5]}")
-    cols: dict[str, Any] = {}
-    for c in feature_names:
-        if c in categories:
-            levels = pd.Index(list(categories[c]), dtype=object)
-            values = frame[c].astype(object).where(frame[c].notna(), None)
-            values = values.map(lambda v: None if v is None else str(v))
-            values = values.where(values.isin(levels), None)  # unseen level -> missing
-            cols[c] = pd.Categorical(values, dtype=pd.CategoricalDtype(levels))
-        else:
-            v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-            cols[c] = np.where(np.isfinite(v), v, np.nan)
-    return pd.DataFrame(cols, index=frame.index)
-
-
-class ScoringMixin:
-    """Scoring shared by trained and loaded models (needs booster, calibrator, features)."""
-
-    booster: lgb.Booster
-    calibrator: Calibrator
-    feature_names: list[str]
-    categories: dict[str, list[str]]
-
-    def raw_score(self, frame: pd.DataFrame) -> np.ndarray:
-        """LightGBM raw score (log-odds) per row of a feature frame."""
-        x = feature_matrix(frame, self.feature_names, self.categories)
-        return np.asarray(self.booster.predict(x, raw_score=True), dtype=float)
-
-    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """Calibrated probability of the bad event per row (1-D array)."""
-        return self.calibrator.predict(self.raw_score(frame))
-
-
-@dataclass
-class TrainedModel(ScoringMixin):
-    """One fitted model with everything the registry logs (see module docstring)."""
-
-    model: str
-    booster: lgb.Booster
-    calibrator: Calibrator
-    feature_names: list[str]
-    categories: dict[str, list[str]]
-    feature_set_version: str
-    data_window: dict[str, str]
+    model: DelinqModel
     metrics: pd.DataFrame
-    reference_profile: dict[str, Any]
+    data_window: dict[str, str]
+    bounds: SplitBounds
+    test: pd.DataFrame
+    test_scores: Scores
+    baseline_scores: dict[str, Scores]
+    n_rows: dict[str, int]
     params: dict[str, Any]
     calibration_brier: dict[str, float]
-    test_frame: pd.DataFrame = field(repr=False)
-    n_rows: dict[str, int] = field(default_factory=dict)
-    #: Each baseline's scores on ``test_frame`` (for the plots).
-    baseline_scores: dict[str, Scores] = field(default_factory=dict, repr=False)
+
+    @property
+    def kind(self) -> str:
+        """The model kind (``"early_warning"`` or ``"persistence"``)."""
+        return self.model.kind
 
 
-def model_scores(model: ScoringMixin, frame: pd.DataFrame) -> Scores:
-    """Scores of a LightGBM model: calibrated probability, priority = probability x open
-    balance (expected dollars at risk), ranking = raw log-odds."""
-    raw = model.raw_score(frame)
-    proba = model.calibrator.predict(raw)
-    return Scores(
-        proba=proba, priority=proba * frame["open_balance"].to_numpy(dtype=float), ranking=raw
-    )
+@dataclass(frozen=True)
+class TrainingFailure:
+    """A model kind that could not be trained on this training set, and why (for example
+    a population too small in this book for the split)."""
+
+    kind: str
+    error: str
 
 
-def _feature_set_version() -> str:
-    try:
-        from features import FEATURE_SET_VERSION
-
-        return str(FEATURE_SET_VERSION)
-    except ImportError:
-        return "unknown"
+# ------------------------------------------------------------------------ training
 
 
-def _window(parts: Mapping[str, pd.DataFrame], bounds: Mapping[str, pd.Timestamp]) -> dict:
+def _window(parts: Mapping[str, pd.DataFrame], bounds: SplitBounds) -> dict[str, str]:
     out = {}
     for name, part in parts.items():
         d = _dates(part["as_of"])
         out[f"{name}_start"] = str(d.min().date()) if len(d) else ""
         out[f"{name}_end"] = str(d.max().date()) if len(d) else ""
-    out["train_labels_before"] = str(bounds["val_start"].date())
-    out["val_labels_before"] = str(bounds["test_start"].date())
+    out["train_labels_before"] = str(bounds.val_start.date())
+    out["val_labels_before"] = str(bounds.test_start.date())
     return out
 
 
@@ -312,180 +249,87 @@ def fit_model(
 def train_model(
     training_set: pd.DataFrame,
     *,
-    model: str,
+    kind: str,
     config: TrainConfig | None = None,
     feature_names: Sequence[str] | None = None,
     split: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
-) -> TrainedModel:
-    """Train, calibrate and evaluate ``model`` ("early_warning" or "persistence").
+) -> TrainingResult:
+    """Train, calibrate and evaluate the model ``kind`` (``"early_warning"`` or
+    ``"persistence"``) on the rows of its population.
 
-    Uses the rows of that model's population and :func:`split_by_time` (or a given
-    ``split``). The metrics table compares the calibrated model with the baselines on the
-    test period.
+    The split is :func:`split_by_time` (or a given ``(train, val, test)``, for protocols
+    that split otherwise); ``feature_names`` default to :func:`resolve_feature_names`.
+    Raises ``ValueError`` when a period holds no row (or a single outcome class) of this
+    population. Never mutates ``training_set``.
     """
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; expected one of {MODELS}")
+    if kind not in MODELS:
+        raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
     config = config or TrainConfig()
-    names = list(feature_names) if feature_names is not None else resolve_feature_names(
-        training_set
-    )
+    names = (list(feature_names) if feature_names is not None
+             else resolve_feature_names(training_set))
     if split is None:
         bounds = split_bounds(training_set, config=config)
         split = split_by_time(training_set, config=config)
     else:
-        bounds = {
-            "val_start": _dates(split[1]["as_of"]).min(),
-            "test_start": _dates(split[2]["as_of"]).min(),
-        }
-    train, val, test = (p[p["model"] == model].reset_index(drop=True) for p in split)
+        bounds = SplitBounds(val_start=_dates(split[1]["as_of"]).min(),
+                             test_start=_dates(split[2]["as_of"]).min(),
+                             test_end=_dates(split[2]["as_of"]).max())
+    train, val, test = (p[p["model"] == kind].reset_index(drop=True) for p in split)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if part.empty:
-            raise ValueError(f"no {model} rows in the {name} period")
+            raise ValueError(f"no {kind} rows in the {name} period")
     booster, calibrator, cats, briers = fit_model(train, val, feature_names=names, config=config)
-    trained = TrainedModel(
-        model=model,
-        booster=booster,
-        calibrator=calibrator,
-        feature_names=names,
-        categories=cats,
-        feature_set_version=_feature_set_version(),
-        data_window=_window({"train": train, "val": val, "test": test}, bounds),
-        metrics=pd.DataFrame(),
-        reference_profile={},
-        params={**config.lgbm_params(len(train)), "best_iteration": booster.current_iteration()},
-        calibration_brier=briers,
-        test_frame=test,
-        n_rows={"train": len(train), "val": len(val), "test": len(test)},
-    )
+    window = _window({"train": train, "val": val, "test": test}, bounds)
+    bare = DelinqModel(kind=kind, booster=booster, calibrator=calibrator, feature_names=names,
+                       categories=cats, feature_set_version=FEATURE_SET_VERSION,
+                       data_window=window)
+    # The drift reference: the training rows' features and calibrated probabilities.
+    model = replace(bare, reference_profile=reference_profile(
+        train, feature_names=names, scores=bare.risk(train)))
     baselines = fit_baselines(
         train, val, feature_names=names, categorical=list(cats), seed=config.seed
     )
-    trained.baseline_scores = {name: baseline_scores(b, test) for name, b in baselines.items()}
-    scorers = {"lightgbm": model_scores(trained, test), **trained.baseline_scores}
-    trained.metrics = evaluate_scorers(test, scorers)
-    trained.reference_profile = reference_profile(
-        train, feature_names=names, scores=trained.predict_proba(train)
+    base_scores = {name: baseline_scores(b, test) for name, b in baselines.items()}
+    test_scores = model.scores(test)
+    return TrainingResult(
+        model=model,
+        metrics=evaluate_scorers(test, {"lightgbm": test_scores, **base_scores}),
+        data_window=window,
+        bounds=bounds,
+        test=test,
+        test_scores=test_scores,
+        baseline_scores=base_scores,
+        n_rows={"train": len(train), "val": len(val), "test": len(test)},
+        params={**config.lgbm_params(len(train)), "best_iteration": booster.current_iteration()},
+        calibration_brier=briers,
     )
-    return trained
 
 
-def train_both(
+def train_models(
     training_set: pd.DataFrame,
     *,
     config: TrainConfig | None = None,
+    kinds: Sequence[str] = MODELS,
     feature_names: Sequence[str] | None = None,
-) -> dict[str, TrainedModel]:
-    """Both models on one shared time split: ``{"early_warning": ..., "persistence": ...}``."""
+) -> dict[str, TrainingResult | TrainingFailure]:
+    """Each model of ``kinds`` on one shared time split: ``{kind: result}``.
+
+    A kind that cannot be trained on this training set (``ValueError`` of
+    :func:`train_model`, e.g. an empty period for its population) becomes a
+    :class:`TrainingFailure` and the others still train; ``ValueError`` naming every
+    reason when none can (or when the split itself is impossible).
+    """
     config = config or TrainConfig()
     split = split_by_time(training_set, config=config)
-    return {
-        m: train_model(training_set, model=m, config=config, feature_names=feature_names,
-                       split=split)
-        for m in MODELS
-    }
-
-
-# ---------------------------------------------------------------------- pipeline entry
-
-
-def train_and_register(
-    book: Any,
-    *,
-    tracking_uri: str,
-    grid: str = "weekly",
-    config: TrainConfig | None = None,
-    names: Mapping[str, str] | None = None,
-    delinquency_dpd: int = 30,
-    persistence_days: int = 30,
-) -> dict[str, dict[str, Any]]:
-    """Build the training set of ``book`` over the ``grid`` of ``as_of`` dates, train both
-    models, register both; promotion by the registry's rule.
-
-    Returns what :func:`train_and_register_frame` returns; :func:`format_report` prints it.
-    """
-    from features import build_training_set
-    from features.pit.training_set import as_of_grid
-
-    dates = as_of_grid(book, freq=grid)
-    training_set = build_training_set(
-        book, as_of_dates=dates, delinquency_dpd=delinquency_dpd,
-        persistence_days=persistence_days,
-    )
-    return train_and_register_frame(
-        training_set, tracking_uri=tracking_uri, config=config, names=names,
-        extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
-                      "persistence_days": persistence_days},
-    )
-
-
-def train_and_register_frame(
-    training_set: pd.DataFrame,
-    *,
-    tracking_uri: str,
-    config: TrainConfig | None = None,
-    names: Mapping[str, str] | None = None,
-    extra_params: Mapping[str, Any] | None = None,
-) -> dict[str, dict[str, Any]]:
-    """Train both models on an already built training set and register them.
-
-    Returns ``{model: {registered_name, version, promoted, champion_version, reason,
-    run_id, metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}),
-    data_window, n_rows}}`` (or ``{registered_name, error}`` for a model whose population
-    cannot be trained in this book; ``ValueError`` if neither can).
-    """
-    from models.registry import log_and_register
-
-    names = {**DEFAULT_NAMES, **dict(names or {})}
-    config = config or TrainConfig()
-    split = split_by_time(training_set, config=config)
-    summary: dict[str, dict[str, Any]] = {}
-    errors = []
-    for model in MODELS:
+    out: dict[str, TrainingResult | TrainingFailure] = {}
+    for kind in kinds:
         try:
-            tm = train_model(training_set, model=model, config=config, split=split)
-        except ValueError as exc:  # e.g. a population too small in this book: say so
-            summary[model] = {"registered_name": names[model], "error": str(exc)}
-            errors.append(f"{model}: {exc}")
-            continue
-        res = log_and_register(tm, tracking_uri=tracking_uri, registered_name=names[model],
-                               extra_params=extra_params)
-        summary[model] = {
-            "registered_name": names[model],
-            "version": res.version,
-            "promoted": res.promoted,
-            "champion_version": res.champion_version,
-            "reason": res.reason,
-            "run_id": res.run_id,
-            "metrics": {k: float(v) for k, v in tm.metrics.loc["lightgbm"].items()},
-            "metrics_table": {str(s): {k: float(v) for k, v in row.items()}
-                              for s, row in tm.metrics.iterrows()},
-            "data_window": dict(tm.data_window),
-            "n_rows": dict(tm.n_rows),
-        }
-    if len(errors) == len(MODELS):
-        raise ValueError("no model could be trained: " + "; ".join(errors))
-    return summary
-
-
-def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
-    """The printed training report: per model, the metrics table (model vs baselines) on
-    the test period, the registered version and whether it was promoted."""
-    blocks = []
-    for model, info in summary.items():
-        if "error" in info:
-            blocks.append(f"{model}: not trained ({info['error']})")
-            continue
-        table = pd.DataFrame.from_dict(dict(info["metrics_table"]), orient="index")
-        w = info.get("data_window", {})
-        n = info.get("n_rows", {})
-        title = (f"{model}: test period {w.get('test_start')}..{w.get('test_end')} "
-                 f"({n.get('test', '?')} rows; trained on {n.get('train', '?')} rows "
-                 f"{w.get('train_start')}..{w.get('train_end')})")
-        status = "promoted to champion" if info["promoted"] else (
-            f"challenger (champion stays v{info.get('champion_version')})")
-        blocks.append(
-            format_metrics_table(table, title=title)
-            + f"\n  registered {info['registered_name']} v{info['version']}: {status}"
-            + f"\n  {info['reason']}"
-        )
-    return "\n\n".join(blocks)
+            out[kind] = train_model(training_set, kind=kind, config=config,
+                                    feature_names=feature_names, split=split)
+        except ValueError as exc:  # this population only: say so, train the others
+            out[kind] = TrainingFailure(kind=kind, error=str(exc))
+    failures = [r for r in out.values() if isinstance(r, TrainingFailure)]
+    if failures and len(failures) == len(out):
+        raise ValueError("no model could be trained: "
+                         + "; ".join(f"{f.kind}: {f.error}" for f in failures))
+    return out

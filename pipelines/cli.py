@@ -148,21 +148,32 @@ def train(
 ) -> None:
     """Train both models, compare with baselines, register; promote only if better."""
     from features.contract.validation import validate_folder
-    from models.train import format_report, train_and_register
+    from features.pit.training_set import as_of_grid as grid_dates
+    from features.pit.training_set import build_training_set
+    from models.registry import register
+    from models.report import format_report, training_summary
+    from models.train import train_models
 
     settings = _settings(state_dir)
     result = _guarded(validate_folder, data_dir, max_bad_share=settings.max_bad_share)
     typer.echo(result.render())
-    summary = _guarded(
-        train_and_register,
-        result.book,
-        tracking_uri=settings.resolved_tracking_uri,
-        grid=as_of_grid.value,
-        names={
-            "early_warning": settings.early_warning_model,
-            "persistence": settings.persistence_model,
-        },
-    )
+
+    def train_and_register() -> dict:
+        book = result.book
+        dates = grid_dates(book, freq=as_of_grid.value)
+        results = train_models(build_training_set(book, as_of_dates=dates))
+        return training_summary(results, register(
+            results,
+            tracking_uri=settings.resolved_tracking_uri,
+            names={
+                "early_warning": settings.early_warning_model,
+                "persistence": settings.persistence_model,
+            },
+            extra_params={"grid": as_of_grid.value, "delinquency_dpd": 30,
+                          "persistence_days": 30},
+        ))
+
+    summary = _guarded(train_and_register)
     typer.echo(format_report(summary))
 
 

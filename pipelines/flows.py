@@ -264,7 +264,11 @@ def train_task(
     With ``training_set`` (the Parquet file of the training-set stage) the models are fit
     on it; otherwise the training set is built from the staged book.
     """
-    from models.train import format_report, train_and_register, train_and_register_frame
+    from features import build_training_set
+    from features.pit.training_set import as_of_grid
+    from models.registry import register
+    from models.report import format_report, training_summary
+    from models.train import train_models
 
     progress("training and registering the two models (LightGBM, calibrated)")
     t0 = time.perf_counter()
@@ -272,16 +276,19 @@ def train_task(
         if training_set is not None:
             import pandas as pd
 
-            summary = train_and_register_frame(
-                pd.read_parquet(training_set), tracking_uri=tracking_uri, names=names,
-                extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
-                              "persistence_days": persistence_days},
-            )
+            frame = pd.read_parquet(training_set)
         else:
-            summary = train_and_register(
-                read_staged_book(staged), tracking_uri=tracking_uri, grid=grid, names=names,
-                delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+            book = read_staged_book(staged)
+            frame = build_training_set(
+                book, as_of_dates=as_of_grid(book, freq=grid), delinquency_dpd=delinquency_dpd,
+                persistence_days=persistence_days,
             )
+        results = train_models(frame)
+        summary = training_summary(results, register(
+            results, tracking_uri=tracking_uri, names=names,
+            extra_params={"grid": grid, "delinquency_dpd": delinquency_dpd,
+                          "persistence_days": persistence_days},
+        ))
     seconds = time.perf_counter() - t0
     promoted = [m for m, info in summary.items() if info.get("promoted")]
     progress(f"  trained in {seconds:.1f} s; promoted to champion: "
@@ -514,7 +521,7 @@ def main_job_flow(
 def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """The main job on a user's data folder: validate, train if there is no champion yet,
     score as of the day after the book's last date."""
-    from models.registry import NoChampionError, load_model
+    from models.registry import NoChampionError, load_champion
 
     s = resolve_settings(settings)
     stages: dict[str, dict[str, Any]] = {}
@@ -522,7 +529,7 @@ def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None) ->
     staged = stages["ingest"]["staged"]
     try:
         for name in model_names(s).values():
-            load_model(tracking_uri=s.resolved_tracking_uri, registered_name=name)
+            load_champion(name, tracking_uri=s.resolved_tracking_uri)
         progress("champion models found: scoring with them")
     except NoChampionError:
         stages["train"] = _train(s, staged)

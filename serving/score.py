@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
+from models.drift import psi_table
+from models.model import DelinqModel
+from models.registry import NoChampionError, load_champion
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.reasons import REASON_COLUMNS, reason_codes
@@ -48,17 +51,6 @@ SHAP_PREFIX = "shap_"
 
 class FeatureSetMismatchError(ValueError):
     """The model was trained on a different feature-set version than the code builds."""
-
-
-class ScoringModel(Protocol):
-    """What scoring needs of a model (``models.registry.LoadedModel`` provides it)."""
-
-    booster: Any
-    calibrator: Any
-    feature_names: list[str]
-    categories: dict[str, list[str]]
-    feature_set_version: str
-    reference_profile: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -100,7 +92,7 @@ class _Timer:
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
 
 
-def check_feature_set(models: Mapping[str, ScoringModel], version: str) -> None:
+def check_feature_set(models: Mapping[str, DelinqModel], version: str) -> None:
     """Refuse models trained on another feature-set version (error names both versions)."""
     for name, model in models.items():
         if str(model.feature_set_version) != str(version):
@@ -115,7 +107,7 @@ def score_book(
     book: Book,
     *,
     as_of: date | pd.Timestamp,
-    models: Mapping[str, ScoringModel],
+    models: Mapping[str, DelinqModel],
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
     currency: str = "$",
@@ -164,26 +156,21 @@ def score_book(
         part = frame.iloc[rows]
         counts[name] = len(rows)
         with timer.stage("explain"):
-            from models.train import feature_matrix
-            from models.treeshap import TreeExplainer
-
-            x = feature_matrix(part, model.feature_names, model.categories)
-            explainer = TreeExplainer(model.booster, table_budget_mb=table_budget_mb)
-            phi = explainer.shap_values(x)
-            base = float(explainer.expected_value)
-            # Additivity of exact TreeSHAP: the row sum plus the base value *is* the raw
-            # score (to ~1e-9), so the booster need not be evaluated a second time.
-            raw = phi.sum(axis=1) + base
+            ex = model.explain(part, table_budget_mb=table_budget_mb)
+            x, phi, base = ex.features, ex.values, ex.base_value
         with timer.stage("score"):
-            probability[rows] = np.asarray(model.calibrator.predict(raw), dtype=np.float64)
-            version[rows] = str(getattr(model, "version", "") or "")
+            # Additivity of exact TreeSHAP: the explanation's raw score *is* the booster's
+            # (to ~1e-9), so the booster need not be evaluated a second time.
+            probability[rows] = model.calibrate(ex.raw_score)
+            version[rows] = model.version or ""
         with timer.stage("reasons"):
             reasons = reason_codes(
                 part, phi, model.feature_names, segment=part["segment"], currency=currency
             )
             reason_parts.append(reasons.set_index(pd.Index(rows)))
         with timer.stage("explanations"):
-            expl_parts.append(_explanations(part, x, phi, base, raw, name, version[rows]))
+            expl_parts.append(_explanations(part, x, phi, base, ex.raw_score, name,
+                                             version[rows]))
         with timer.stage("drift"):
             drift_parts.append(_drift(model, x, probability[rows], name))
 
@@ -334,10 +321,8 @@ def _explanations(
     return pd.concat([head, values, shap], axis=1)
 
 
-def _drift(model: ScoringModel, x: pd.DataFrame, scores: np.ndarray, name: str) -> pd.DataFrame:
-    from models.drift import psi_table
-
-    profile = getattr(model, "reference_profile", None)
+def _drift(model: DelinqModel, x: pd.DataFrame, scores: np.ndarray, name: str) -> pd.DataFrame:
+    profile = model.reference_profile
     if not profile:
         return pd.DataFrame({"model": pd.Series(dtype="str"), "feature": pd.Series(dtype="str"),
                              "psi": pd.Series(dtype="float64"), "flag": pd.Series(dtype="str")})
@@ -347,7 +332,7 @@ def _drift(model: ScoringModel, x: pd.DataFrame, scores: np.ndarray, name: str) 
 
 
 def _empty_result(
-    models: Mapping[str, ScoringModel], as_of: pd.Timestamp, timer: _Timer
+    models: Mapping[str, DelinqModel], as_of: pd.Timestamp, timer: _Timer
 ) -> ScoreResult:
     worklist = pd.DataFrame({c: pd.Series(dtype=_WORKLIST_DTYPES.get(c, "str"))
                              for c in WORKLIST_COLUMNS})
@@ -385,18 +370,16 @@ _WORKLIST_DTYPES = {
 
 def load_champions(
     *, tracking_uri: str, model_names: Mapping[str, str]
-) -> dict[str, ScoringModel]:
+) -> dict[str, DelinqModel]:
     """The ``champion`` of each registered model: ``{"early_warning": .., ...}``.
 
     Raises ``models.registry.NoChampionError`` ("no champion model: run `delinq train`
     first") when one is missing.
     """
-    from models.registry import NoChampionError, load_model
-
-    loaded: dict[str, ScoringModel] = {}
+    loaded: dict[str, DelinqModel] = {}
     for key, registered in model_names.items():
         try:
-            loaded[key] = load_model(tracking_uri=tracking_uri, registered_name=registered)
+            loaded[key] = load_champion(registered, tracking_uri=tracking_uri)
         except NoChampionError as exc:
             raise NoChampionError(
                 f"no champion model: run `delinq train` first ({key} model {registered!r} "
@@ -434,7 +417,7 @@ def score_into_store(
     book: Book,
     *,
     as_of: date | pd.Timestamp,
-    models: Mapping[str, ScoringModel],
+    models: Mapping[str, DelinqModel],
     store_url: str,
     export_dir: str | Path | None,
     table_budget_mb: int = 512,
@@ -452,7 +435,7 @@ def score_into_store(
 
     t0 = time.perf_counter()
     day = pd.Timestamp(as_of).date()
-    versions = {k: str(getattr(m, "version", "") or "") for k, m in models.items()}
+    versions = {k: m.version or "" for k, m in models.items()}
     store = WorklistStore(
         store_url, export_dir=Path(export_dir) if export_dir else None, upgrade=True
     )

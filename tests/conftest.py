@@ -7,6 +7,10 @@ elsewhere the test is skipped with the reason.
 
 ``pg_schema_url``: ``pg_url`` pointed at a fresh, empty schema (dropped afterwards), so
 tests never see each other's tables.
+
+``trained_state``: both models trained once on a small synthetic book and registered in a
+temporary MLflow store (``tests.factories.TrainedState``), shared by the whole session so
+that tests needing a trained model, a champion or a registry do not train again.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
+from tests.factories import TrainedState, build_trained_state
 
 PG_ENV = "DELINQ_TEST_PG_URL"
 
@@ -53,3 +59,8 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
         with admin.begin() as conn:
             conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def trained_state(tmp_path_factory: pytest.TempPathFactory) -> TrainedState:
+    return build_trained_state(tmp_path_factory.mktemp("trained_state"))

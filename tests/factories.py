@@ -15,12 +15,19 @@
 
 ``random_book(seed, ...)`` draws a small random book (partial payments, payments on any day,
 disputes, missing optional attributes) and ``books()`` is the hypothesis strategy over it.
+
+``make_training_set`` is a stacked training frame with a known risk driver (training and
+registry tests); ``build_trained_state`` trains and registers both models once on a small
+synthetic book (the session fixture ``trained_state`` of ``tests/conftest.py``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +36,11 @@ from hypothesis import strategies as st
 from features.contract.book import Book
 from models.calibration import sigmoid
 from models.train import TrainConfig
+
+if TYPE_CHECKING:
+    from models.model import DelinqModel
+    from models.registry import RegistrationResult
+    from models.train import TrainingResult
 
 BASE = pd.Timestamp("2024-01-01")
 #: Days after the due date at which random payments cluster (label horizon edges).
@@ -234,3 +246,58 @@ def make_training_set(
 
 FEATURES = ["open_balance", "past_due_amount", "oldest_dpd", "days_late_mean_all",
             "n_open_invoices", "account_segment", "account_region"]
+
+
+# --- one trained and registered state, shared by the session (see tests/conftest.py) ---
+
+#: The small, quick training configuration of the shared state.
+QUICK = TrainConfig(n_estimators=40, min_child_samples=10, val_weeks=6, test_weeks=6,
+                    n_jobs=1, early_stopping_rounds=10)
+#: The state's scoring date: its models learned only from history known before it.
+STATE_AS_OF = pd.Timestamp("2024-03-01")
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedState:
+    """A synthetic book, its training set, both models trained on it and registered.
+
+    ``results``: what ``train_models`` returned (both kinds trained); ``registrations``:
+    what ``register`` returned (both version 1, champion) in the MLflow store at
+    ``tracking_uri`` under ``names``; ``models``: the champions loaded back from that
+    store (``version == "1"``). Treat it as read-only: register other versions under
+    other names, so that every test sees the same champions.
+    """
+
+    book: Book
+    as_of: pd.Timestamp
+    training_set: pd.DataFrame
+    config: TrainConfig
+    results: dict[str, TrainingResult]
+    tracking_uri: str
+    names: dict[str, str]
+    registrations: dict[str, RegistrationResult]
+    models: dict[str, DelinqModel]
+
+
+def build_trained_state(folder: Path) -> TrainedState:
+    """Generate a 400-account book (seed 7), build its weekly training set of the
+    ``as_of`` dates 2023-07-03 .. one week before :data:`STATE_AS_OF` (labels known before
+    it), train both models with :data:`QUICK` and register them in a store in ``folder``."""
+    from features.pit.training_set import build_training_set
+    from features.synthetic import generate_book
+    from models.registry import default_tracking_uri, load_champion, register
+    from models.train import TrainingResult, train_models
+
+    book = generate_book(400, seed=7, start="2023-01-01", end="2024-06-30")
+    dates = pd.date_range("2023-07-03", STATE_AS_OF - pd.Timedelta(days=7), freq="7D")
+    training_set = build_training_set(book, as_of_dates=list(dates), data_end=STATE_AS_OF)
+    trained = train_models(training_set, config=QUICK)
+    results = {k: r for k, r in trained.items() if isinstance(r, TrainingResult)}
+    assert set(results) == {"early_warning", "persistence"}, trained
+    uri = default_tracking_uri(folder)
+    names = {"early_warning": "state-early-warning", "persistence": "state-persistence"}
+    registrations = register(results, tracking_uri=uri, names=names)
+    models = {k: load_champion(names[k], tracking_uri=uri) for k in results}
+    return TrainedState(book=book, as_of=STATE_AS_OF, training_set=training_set, config=QUICK,
+                        results=results, tracking_uri=uri, names=names,
+                        registrations=registrations, models=models)

@@ -9,13 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from models.calibration import brier, sigmoid
+from models.model import feature_matrix
 from models.train import (
     TrainConfig,
-    feature_matrix,
+    TrainingFailure,
+    TrainingResult,
     split_bounds,
     split_by_time,
-    train_both,
     train_model,
+    train_models,
 )
 from tests.factories import FAST, FEATURES, make_training_set
 
@@ -27,7 +29,7 @@ def training_set() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def trained(training_set: pd.DataFrame):
-    return train_model(training_set, model="early_warning", config=FAST, feature_names=FEATURES)
+    return train_model(training_set, kind="early_warning", config=FAST, feature_names=FEATURES)
 
 
 def _check_no_leak(train: pd.DataFrame, val: pd.DataFrame, test: pd.DataFrame) -> None:
@@ -47,7 +49,7 @@ def test_split_has_no_test_period_row_in_training(training_set: pd.DataFrame) ->
     train, val, test = split_by_time(training_set, config=FAST)
     _check_no_leak(train, val, test)
     b = split_bounds(training_set, config=FAST)
-    assert test["as_of"].min() >= b["test_start"] and test["as_of"].max() <= b["test_end"]
+    assert test["as_of"].min() >= b.test_start and test["as_of"].max() <= b.test_end
     assert test["as_of"].nunique() == FAST.test_weeks
     keys = ["account_id", "as_of"]
     assert train.merge(test, on=keys).empty and train.merge(val, on=keys).empty
@@ -68,8 +70,10 @@ def test_trained_model_used_no_test_rows(trained, training_set: pd.DataFrame) ->
     w = trained.data_window
     assert pd.Timestamp(w["train_end"]) < pd.Timestamp(w["val_start"])
     assert pd.Timestamp(w["val_end"]) < pd.Timestamp(w["test_start"])
-    assert (trained.test_frame["model"] == "early_warning").all()
-    assert trained.n_rows["test"] == len(trained.test_frame)
+    assert (trained.test["model"] == "early_warning").all()
+    assert trained.n_rows["test"] == len(trained.test)
+    # The test-period scores are computed once, at training, from the model itself.
+    np.testing.assert_array_equal(trained.test_scores.proba, trained.model.risk(trained.test))
 
 
 def test_short_book_is_a_clear_error() -> None:
@@ -90,15 +94,15 @@ def test_metrics_table_has_model_and_baselines(trained) -> None:
 def test_calibration_does_not_worsen_validation_brier(trained, training_set) -> None:
     _, val, _ = split_by_time(training_set, config=FAST)
     val = val[val["model"] == "early_warning"]
-    raw = trained.raw_score(val)
+    raw = trained.model.raw_score(val)
     y = val["y"].to_numpy(dtype=float)
-    assert brier(y, trained.calibrator.predict(raw)) <= brier(y, sigmoid(raw)) + 1e-6
+    assert brier(y, trained.model.calibrate(raw)) <= brier(y, sigmoid(raw)) + 1e-6
 
 
 def test_later_payment_history_raises_risk(trained) -> None:
-    test = trained.test_frame
+    test = trained.test
     later = test.assign(days_late_mean_all=test["days_late_mean_all"] + 10)
-    before, after = trained.predict_proba(test), trained.predict_proba(later)
+    before, after = trained.model.risk(test), trained.model.risk(later)
     assert after.mean() > before.mean() + 0.05
     assert (after >= before - 1e-9).mean() > 0.9
 
@@ -107,24 +111,46 @@ def test_account_ids_change_nothing(training_set: pd.DataFrame, trained) -> None
     renamed = training_set.assign(
         account_id=("X" + training_set["account_id"].str[::-1]).astype("str")
     )
-    again = train_model(renamed, model="early_warning", config=FAST, feature_names=FEATURES)
-    t = trained.test_frame
-    np.testing.assert_array_equal(again.predict_proba(t), trained.predict_proba(t))
+    again = train_model(renamed, kind="early_warning", config=FAST, feature_names=FEATURES)
+    t = trained.test
+    np.testing.assert_array_equal(again.model.risk(t), trained.model.risk(t))
     pd.testing.assert_frame_equal(again.metrics, trained.metrics)
 
 
 def test_unseen_category_level_scores_as_missing(trained) -> None:
-    t = trained.test_frame.head(20)
+    t = trained.test.head(20)
     odd = t.assign(account_region=pd.Categorical(["atlantis"] * len(t)))
     as_nan = t.assign(account_region=pd.Categorical([None] * len(t)))
-    x = feature_matrix(odd, trained.feature_names, trained.categories)
+    x = feature_matrix(odd, trained.model.feature_names, trained.model.categories)
     assert x["account_region"].isna().all()
-    np.testing.assert_array_equal(trained.predict_proba(odd), trained.predict_proba(as_nan))
+    np.testing.assert_array_equal(trained.model.risk(odd), trained.model.risk(as_nan))
 
 
-def test_train_both_shares_one_split(training_set: pd.DataFrame) -> None:
-    both = train_both(training_set, config=FAST, feature_names=FEATURES)
+def test_train_models_shares_one_split(training_set: pd.DataFrame) -> None:
+    both = train_models(training_set, config=FAST, feature_names=FEATURES)
     assert set(both) == {"early_warning", "persistence"}
     ew, pe = both["early_warning"], both["persistence"]
+    assert isinstance(ew, TrainingResult) and isinstance(pe, TrainingResult)
     assert ew.data_window["test_start"] == pe.data_window["test_start"]
-    assert (pe.test_frame["model"] == "persistence").all()
+    assert ew.bounds == pe.bounds
+    assert (pe.test["model"] == "persistence").all() and pe.kind == "persistence"
+
+
+def test_one_failing_model_does_not_stop_the_other(training_set: pd.DataFrame) -> None:
+    # No persistence row in the test period: that model cannot be judged, the other can.
+    b = split_bounds(training_set, config=FAST)
+    gone = (training_set["model"] == "persistence") & (training_set["as_of"] >= b.test_start)
+    both = train_models(training_set[~gone], config=FAST, feature_names=FEATURES)
+    assert isinstance(both["early_warning"], TrainingResult)
+    failed = both["persistence"]
+    assert isinstance(failed, TrainingFailure) and failed.kind == "persistence"
+    assert "no persistence rows in the test period" in failed.error
+
+
+def test_no_model_trainable_is_one_clear_error(training_set: pd.DataFrame) -> None:
+    one_class = training_set.assign(y=training_set["y"].where(training_set["y"].isna(), 0.0))
+    with pytest.raises(ValueError, match=r"no model could be trained: early_warning: .*single "
+                                         r"outcome class.*; persistence: .*single outcome"):
+        train_models(one_class, config=FAST, feature_names=FEATURES)
+    with pytest.raises(ValueError, match="unknown model"):
+        train_model(training_set, kind="nope", config=FAST)

@@ -232,14 +232,11 @@ def test_input_does_not_get_mutated_and_empty_input():
         ex.shap_values(X[:, :2])
 
 
-def test_model_on_synthetic_book_matches_pred_contrib():
-    from features.pit.training_set import as_of_grid, build_training_set
-    from features.synthetic import generate_book
-    from models.train import categorical_levels, feature_matrix, resolve_feature_names
+def test_model_on_synthetic_book_matches_pred_contrib(trained_state):
+    from models.model import categorical_levels, feature_matrix, resolve_feature_names
 
-    book = generate_book(300, seed=4)
-    dates = as_of_grid(book, freq="monthly")[-8:]
-    ts = build_training_set(book, as_of_dates=dates)
+    # The session's synthetic book's training set: real feature frames, categoricals too.
+    ts = trained_state.training_set
     ts = ts[~ts["censored"] & ts["y"].notna()]
     names = resolve_feature_names(ts)
     x = feature_matrix(ts, names, categorical_levels(ts, names))

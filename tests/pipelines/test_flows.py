@@ -222,7 +222,7 @@ def _artifacts(key: str) -> list:
 
 @pytest.mark.slow
 def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> None:
-    from models.registry import load_model
+    from models.registry import load_champion
     from serving.store import WorklistStore
 
     result, lines, settings = main_job
@@ -234,7 +234,7 @@ def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> Non
     assert worklist["rank"].tolist() == list(range(1, len(worklist) + 1))
     assert Path(result["score"]["record"]["export_path"]).exists()
     for name in (settings.early_warning_model, settings.persistence_model):
-        assert load_model(tracking_uri=settings.resolved_tracking_uri, registered_name=name)
+        assert load_champion(name, tracking_uri=settings.resolved_tracking_uri)
     text = "\n".join(lines)
     assert f"Worklist as of {as_of.isoformat()}" in text
     assert "why:" in text  # reasons printed under the accounts

@@ -65,8 +65,10 @@ def _tail(path: Path, n: int = 60) -> str:
 def trained(tmp_path_factory) -> tuple[Path, Settings]:
     """A small synthetic data folder and a state dir holding champion models."""
     from features.contract.validation import validate_folder
+    from features.pit.training_set import as_of_grid, build_training_set
     from features.synthetic import write_book_folder
-    from models.train import train_and_register
+    from models.registry import register
+    from models.train import train_models
     from pipelines.flows import model_names
 
     root = tmp_path_factory.mktemp("schedule")
@@ -74,8 +76,9 @@ def trained(tmp_path_factory) -> tuple[Path, Settings]:
     write_book_folder(300, source, seed=5)
     settings = load_settings(data_dir=root / "state", timezone=TIMEZONE)
     book = validate_folder(source, max_bad_share=settings.max_bad_share).book
-    train_and_register(book, tracking_uri=settings.resolved_tracking_uri,
-                       names=model_names(settings))
+    training_set = build_training_set(book, as_of_dates=as_of_grid(book, freq="weekly"))
+    register(train_models(training_set), tracking_uri=settings.resolved_tracking_uri,
+             names=model_names(settings))
     return source, settings
 
 

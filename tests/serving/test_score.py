@@ -8,6 +8,7 @@ import pytest
 
 from serving import actions as A
 from serving.worklist import format_worklist
+from tests.factories import STATE_AS_OF
 
 # ------------------------------------------------------------------------- actions
 
@@ -87,27 +88,18 @@ def test_format_empty_worklist() -> None:
 
 # ------------------------------------------------------------------------- end to end
 
-AS_OF = pd.Timestamp("2024-03-01")
+AS_OF = STATE_AS_OF
 
 
 @pytest.fixture(scope="module")
-def book():
-    from features.synthetic import generate_book
-
-    return generate_book(400, seed=7, start="2023-01-01", end="2024-06-30")
+def book(trained_state):
+    return trained_state.book
 
 
 @pytest.fixture(scope="module")
-def models(book):
-    """Both models, quickly trained on the book's history known at AS_OF."""
-    from features import build_training_set
-    from models.train import TrainConfig, train_both
-
-    dates = pd.date_range("2023-07-03", AS_OF - pd.Timedelta(days=7), freq="7D")
-    training = build_training_set(book, as_of_dates=list(dates), data_end=AS_OF)
-    config = TrainConfig(n_estimators=40, min_child_samples=10, val_weeks=6, test_weeks=6,
-                         n_jobs=1, early_stopping_rounds=10)
-    return train_both(training, config=config)
+def models(trained_state):
+    """Both champions, trained on the book's history known at AS_OF (session state)."""
+    return trained_state.models
 
 
 @pytest.fixture(scope="module")
@@ -130,7 +122,7 @@ def test_each_account_gets_the_model_of_its_segment(result, book, models) -> Non
     merged = feats.merge(wl[["account_id", "model", "probability"]], on="account_id")
     for name, model in models.items():
         rows = merged[merged["model"] == name]
-        np.testing.assert_allclose(rows["probability"], model.predict_proba(rows), atol=1e-9)
+        np.testing.assert_allclose(rows["probability"], model.risk(rows), atol=1e-9)
 
 
 def test_priority_rank_and_order(result) -> None:
@@ -145,7 +137,6 @@ def test_priority_rank_and_order(result) -> None:
 
 
 def test_shap_rows_add_up_to_the_raw_score(result, models) -> None:
-    from models.train import feature_matrix
     from serving.score import SHAP_PREFIX
 
     ex = result.explanations
@@ -155,7 +146,7 @@ def test_shap_rows_add_up_to_the_raw_score(result, models) -> None:
         shap = part[[SHAP_PREFIX + f for f in model.feature_names]].to_numpy()
         np.testing.assert_allclose(shap.sum(axis=1) + part["base_value"], part["raw_score"],
                                    atol=1e-9)
-        x = feature_matrix(part, model.feature_names, model.categories)
+        x = model.matrix(part)
         raw = model.booster.predict(x, raw_score=True)
         np.testing.assert_allclose(part["raw_score"], raw, atol=1e-6)
         contrib = model.booster.predict(x, pred_contrib=True)
@@ -304,38 +295,26 @@ def test_score_into_store_upgrades_an_older_store(book, models, tmp_path, monkey
         assert reader.current_run(as_of=old.as_of) == old
 
 
-@pytest.mark.slow
-def test_run_scoring_loads_the_champions(book, models, tmp_path) -> None:
-    from models.registry import default_tracking_uri, log_and_register
+def test_run_scoring_loads_the_champions(book, trained_state, tmp_path) -> None:
     from serving.score import run_scoring
     from serving.store import WorklistStore
 
-    uri = default_tracking_uri(tmp_path / "mlflow")
-    names = {"early_warning": "t-early-warning", "persistence": "t-persistence"}
-    for key, model in models.items():
-        log_and_register(model, tracking_uri=uri, registered_name=names[key])
     url = f"sqlite:///{tmp_path / 'worklist.db'}"
-    record = run_scoring(book, as_of=AS_OF.date(), tracking_uri=uri, store_url=url,
-                         export_dir=None, model_names=names)
+    record = run_scoring(book, as_of=AS_OF.date(), tracking_uri=trained_state.tracking_uri,
+                         store_url=url, export_dir=None, model_names=trained_state.names)
     assert record.status == "succeeded"
     assert record.early_warning_version == "1" and record.persistence_version == "1"
     with WorklistStore(url) as store:
         assert len(store.read_worklist(as_of=AS_OF.date(), top=5)) == 5
 
 
-def test_no_champion_is_a_clear_error(book, tmp_path, monkeypatch) -> None:
-    import models.registry as registry
+def test_no_champion_is_a_clear_error(book, trained_state, tmp_path) -> None:
+    from models.registry import NoChampionError
     from serving.score import run_scoring
 
-    def no_champion(*, tracking_uri: str, registered_name: str, alias: str = "champion"):
-        raise registry.NoChampionError(f"no champion model for '{registered_name}'")
-
-    # The registry's own test covers a real empty MLflow store (slow to create); here the
-    # point is the message scoring gives and that nothing is written.
-    monkeypatch.setattr(registry, "load_model", no_champion)
-    with pytest.raises(registry.NoChampionError,
-                       match="no champion model: run `delinq train` first"):
-        run_scoring(book, as_of=AS_OF.date(), tracking_uri="sqlite:///unused.db",
+    # A real MLflow store without these names: the message scoring gives, nothing written.
+    with pytest.raises(NoChampionError, match="no champion model: run `delinq train` first"):
+        run_scoring(book, as_of=AS_OF.date(), tracking_uri=trained_state.tracking_uri,
                     store_url=f"sqlite:///{tmp_path / 'w.db'}", export_dir=None,
                     model_names={"early_warning": "nope", "persistence": "nope2"})
     assert not (tmp_path / "w.db").exists()

@@ -1,0 +1,72 @@
+"""The training report: per model, metrics beside the baselines and the registry outcome.
+
+:func:`training_summary` turns what :func:`models.train.train_models` and
+:func:`models.registry.register` returned into plain, JSON-safe data (for run artifacts);
+:func:`format_report` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from models.evaluate import format_metrics_table
+from models.train import TrainingFailure, TrainingResult
+
+if TYPE_CHECKING:
+    from models.registry import RegistrationResult
+
+
+def training_summary(
+    results: Mapping[str, TrainingResult | TrainingFailure],
+    registrations: Mapping[str, RegistrationResult],
+) -> dict[str, dict[str, Any]]:
+    """``{kind: {registered_name, version, promoted, champion_version, reason, run_id,
+    metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}), data_window,
+    n_rows}}``, or ``{kind: {error}}`` for a kind that could not be trained."""
+    summary: dict[str, dict[str, Any]] = {}
+    for kind, result in results.items():
+        if isinstance(result, TrainingFailure):
+            summary[kind] = {"error": result.error}
+            continue
+        reg = registrations[kind]
+        summary[kind] = {
+            "registered_name": reg.registered_name,
+            "version": reg.version,
+            "promoted": reg.promoted,
+            "champion_version": reg.champion_version,
+            "reason": reg.reason,
+            "run_id": reg.run_id,
+            "metrics": {k: float(v) for k, v in result.metrics.loc["lightgbm"].items()},
+            "metrics_table": {str(s): {k: float(v) for k, v in row.items()}
+                              for s, row in result.metrics.iterrows()},
+            "data_window": dict(result.data_window),
+            "n_rows": dict(result.n_rows),
+        }
+    return summary
+
+
+def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
+    """The printed training report: per model, the metrics table (model vs baselines) on
+    the test period, the registered version and whether it was promoted."""
+    blocks = []
+    for model, info in summary.items():
+        if "error" in info:
+            blocks.append(f"{model}: not trained ({info['error']})")
+            continue
+        table = pd.DataFrame.from_dict(dict(info["metrics_table"]), orient="index")
+        w = info.get("data_window", {})
+        n = info.get("n_rows", {})
+        title = (f"{model}: test period {w.get('test_start')}..{w.get('test_end')} "
+                 f"({n.get('test', '?')} rows; trained on {n.get('train', '?')} rows "
+                 f"{w.get('train_start')}..{w.get('train_end')})")
+        status = "promoted to champion" if info["promoted"] else (
+            f"challenger (champion stays v{info.get('champion_version')})")
+        blocks.append(
+            format_metrics_table(table, title=title)
+            + f"\n  registered {info['registered_name']} v{info['version']}: {status}"
+            + f"\n  {info['reason']}"
+        )
+    return "\n\n".join(blocks)
