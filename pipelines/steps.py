@@ -243,8 +243,11 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
 def _train_and_register(frame: pd.DataFrame, settings: Settings) -> tuple[ModelSummary, ...]:
     """Train both models on ``frame``, register them, promote by the registry's rule.
 
-    The one place that calls the model library's training and registry API.
+    The one place that calls the model library's training and registry API, and turns its
+    outcome into :class:`ModelSummary` rows (which do not depend on that API).
     """
+    # models.train is moving to train_models(frame, config=...) -> {model: TrainingResult}
+    # plus models.registry.register(results, tracking_uri=..., names=...): rewire here.
     from models.train import train_and_register_frame
 
     outcome = train_and_register_frame(
