@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is required, found " + sys.version.split()[0]'
@@ -19,12 +19,14 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/delinq demo
 
-test: $(STAMP)
-	$(BIN)/ruff check .
+# ruff, then the import contracts of pyproject.toml (layers, no Prefect below pipelines, no
+# other package's private modules), then the tests.
+test: lint
 	$(BIN)/python -m pytest -q --durations=10
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

@@ -1,6 +1,6 @@
 """Benchmark: point-in-time features for one ``as_of`` (DESIGN section 11).
 
-``python -m bench.features --accounts 100000 --json out.json`` (or ``delinq bench features``)
+``python -m bench.features --accounts 100000 --json out.json``
 generates a synthetic book (``features.synthetic``, keeping the contract columns the
 features read), times
 ``features.build_features`` for one ``as_of`` two weeks before the end of the book, tracks

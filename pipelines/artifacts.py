@@ -14,6 +14,7 @@ from typing import Any
 
 import pandas as pd
 
+from pipelines.summaries import ModelSummary
 from serving.store_schema import WORKLIST_COLUMNS
 
 #: Worklist columns shown in the table artifact, in store order (those present are kept):
@@ -67,17 +68,15 @@ def worklist_table(frame: pd.DataFrame, *, top: int = 10) -> list[dict[str, Any]
     ]
 
 
-def train_rows(summary: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def train_rows(models: Iterable[ModelSummary]) -> list[dict[str, Any]]:
     """One JSON-safe row per model (version, promoted, LightGBM test metrics, or the error
     that kept it from training) for the summary artifact."""
     rows = []
-    for model, info in summary.items():
-        version = info.get("version")
-        row: dict[str, Any] = {"model": model, "version": None if version is None else str(version),
-                               "promoted": bool(info.get("promoted"))}
-        row |= {k: json_safe(v) for k, v in dict(info.get("metrics", {})).items()}
-        if "error" in info:
-            row["error"] = str(info["error"])
+    for m in models:
+        row: dict[str, Any] = {"model": m.model, "version": m.version, "promoted": m.promoted}
+        row |= {k: json_safe(v) for k, v in m.metrics.items()}
+        if m.error is not None:
+            row["error"] = m.error
         rows.append(row)
     return rows
 

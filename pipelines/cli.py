@@ -1,8 +1,9 @@
-"""The `delinq` command line. Thin: every command parses arguments, reads settings and calls
-one library or pipeline function. Heavy imports happen inside commands so `--help` is fast.
+"""The `delinq` command line. Thin: every command parses its arguments (dates once, here),
+reads the settings (its options are overrides on top of them) and calls the steps
+(:mod:`pipelines.steps`) or a job. Heavy imports happen inside commands so `--help` is fast.
 
-Errors the user can fix (bad data, no champion model, no Prefect server) end with one clear
-line on stderr and exit code 2, never a traceback.
+Errors the user can fix (bad data or settings, no champion model, no Prefect server) end
+with one clear line on stderr and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ import sys
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import Grid, Settings, SettingsError, load_settings
 
 app = typer.Typer(
     name="delinq",
@@ -25,8 +26,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-bench_app = typer.Typer(help="Benchmarks: print figures and write JSON.", no_args_is_help=True)
-app.add_typer(bench_app, name="bench")
 
 
 class ImportFormat(StrEnum):
@@ -35,18 +34,18 @@ class ImportFormat(StrEnum):
     taiwan_credit = "taiwan_credit"
 
 
-class Grid(StrEnum):
-    weekly = "weekly"
-    monthly = "monthly"
-
-
 def _fail(message: str) -> None:
     typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=2)
 
 
-def _settings(data_dir: Path | None = None) -> Settings:
-    return load_settings(data_dir=data_dir) if data_dir is not None else load_settings()
+def _settings(**overrides: Any) -> Settings:
+    """The settings with the command's options (those given) on top."""
+    try:
+        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    except SettingsError as exc:
+        _fail(str(exc))
+        raise  # unreachable: _fail exits
 
 
 def _guarded(fn, *args, **kwargs):
@@ -60,6 +59,21 @@ def _guarded(fn, *args, **kwargs):
         _fail(str(exc))
 
 
+def _parse_date(text: str, option: str = "--as-of") -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        _fail(f"{option} must be a date YYYY-MM-DD, got {text!r}")
+        raise  # unreachable: _fail exits
+
+
+def _session(settings: Settings) -> Any:
+    """The quiet process of a command whose state lives under the settings' data_dir."""
+    from pipelines.runtime import run_session
+
+    return run_session(settings.data_dir)
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -67,7 +81,9 @@ def _guarded(fn, *args, **kwargs):
 def generate(
     out: Annotated[Path, typer.Option("--out", help="Folder to write the book into.")],
     accounts: Annotated[int, typer.Option(help="Number of accounts.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed (same seed, same book).")] = 0,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed, same seed same book (default: settings).")
+    ] = None,
     start: Annotated[str, typer.Option(help="First issue date, YYYY-MM-DD.")] = "2023-01-01",
     end: Annotated[str, typer.Option(help="Last event date, YYYY-MM-DD.")] = "2024-12-31",
     error_rate: Annotated[
@@ -76,11 +92,14 @@ def generate(
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
 ) -> None:
     """Generate a synthetic receivables book (the embedded default data source)."""
-    from features.synthetic import write_book_folder
+    first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
+    from pipelines import steps
 
-    summary = write_book_folder(
-        accounts, out, seed=seed, start=start, end=end, error_rate=error_rate, fmt=fmt
-    )
+    settings = _settings(seed=seed)
+    done = steps.generate(settings=settings, out=out, accounts=accounts, start=first, end=last,
+                          error_rate=error_rate, fmt=fmt)
+    summary = {"rows": dict(done.rows), "injected": dict(done.injected),
+               "seconds": done.seconds, "out": str(done.out)}
     typer.echo(json.dumps(summary, indent=2, default=str))
 
 
@@ -91,17 +110,20 @@ def validate(
         float | None, typer.Option(help="Max share of bad rows per table (default: settings).")
     ] = None,
     quarantine_dir: Annotated[
-        Path | None, typer.Option(help="Where bad rows go (default DATA_DIR/_quarantine).")
+        Path | None,
+        typer.Option(help="Where bad rows go (default: <state dir>/quarantine/<folder name>)."),
+    ] = None,
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where state lives (default: settings data_dir).")
     ] = None,
 ) -> None:
     """Validate a data folder: rows read, kept and quarantined per table and rule."""
-    from features.contract.validation import validate_folder
+    from pipelines import steps
 
-    share = max_bad_share if max_bad_share is not None else _settings().max_bad_share
-    result = _guarded(
-        validate_folder, data_dir, max_bad_share=share, quarantine_dir=quarantine_dir
-    )
-    typer.echo(result.render())
+    settings = _settings(data_dir=state_dir, max_bad_share=max_bad_share)
+    result = _guarded(steps.validate, settings=settings, source=data_dir,
+                      quarantine=quarantine_dir)
+    typer.echo(result.report)
 
 
 @app.command("import")
@@ -141,40 +163,23 @@ def import_(
 @app.command()
 def train(
     data_dir: Annotated[Path, typer.Argument(help="Data folder to train on.")],
-    as_of_grid: Annotated[Grid, typer.Option(help="Snapshot grid of as_of dates.")] = Grid.weekly,
+    as_of_grid: Annotated[
+        Grid | None, typer.Option(help="Snapshot grid of as_of dates (default: settings).")
+    ] = None,
     state_dir: Annotated[
         Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
     ] = None,
 ) -> None:
     """Train both models, compare with baselines, register; promote only if better."""
-    from features.contract.validation import validate_folder
-    from features.pit.training_set import as_of_grid as grid_dates
-    from features.pit.training_set import build_training_set
-    from models.registry import register
-    from models.report import format_report, training_summary
-    from models.train import train_models
+    from pipelines import steps
 
-    settings = _settings(state_dir)
-    result = _guarded(validate_folder, data_dir, max_bad_share=settings.max_bad_share)
-    typer.echo(result.render())
-
-    def train_and_register() -> dict:
-        book = result.book
-        dates = grid_dates(book, freq=as_of_grid.value)
-        results = train_models(build_training_set(book, as_of_dates=dates))
-        return training_summary(results, register(
-            results,
-            tracking_uri=settings.resolved_tracking_uri,
-            names={
-                "early_warning": settings.early_warning_model,
-                "persistence": settings.persistence_model,
-            },
-            extra_params={"grid": as_of_grid.value, "delinquency_dpd": 30,
-                          "persistence_days": 30},
-        ))
-
-    summary = _guarded(train_and_register)
-    typer.echo(format_report(summary))
+    settings = _settings(data_dir=state_dir, grid=as_of_grid)
+    with _session(settings):
+        ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
+        typer.echo(ingested.report)
+        trained = _guarded(steps.train, settings=settings, book=ingested.staged)
+    typer.echo(trained.training_set.describe())
+    typer.echo(trained.report)
 
 
 # --------------------------------------------------------------------------- serving
@@ -190,29 +195,17 @@ def score(
 ) -> None:
     """Score every account with open receivables as of a date and write the worklist."""
     day = _parse_date(as_of)
-    from features.contract.validation import validate_folder
-    from serving.score import run_scoring
+    from pipelines import steps
 
-    settings = _settings(state_dir)
-    result = _guarded(validate_folder, data_dir, max_bad_share=settings.max_bad_share)
-    typer.echo(result.render())
-    record = _guarded(
-        run_scoring,
-        result.book,
-        as_of=day,
-        tracking_uri=settings.resolved_tracking_uri,
-        store_url=settings.resolved_store_url,
-        export_dir=settings.data_dir / "exports",
-        model_names={
-            "early_warning": settings.early_warning_model,
-            "persistence": settings.persistence_model,
-        },
-        table_budget_mb=settings.shap_table_budget_mb,
-    )
-    typer.echo(f"run {record.run_id} as of {day}: {record.status}")
-    if record.message:
-        typer.echo(record.message)
-    typer.echo(f"store: {settings.resolved_store_url}")
+    settings = _settings(data_dir=state_dir)
+    with _session(settings):
+        ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
+        typer.echo(ingested.report)
+        scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day)
+    typer.echo(f"run {scored.run_id} as of {day}: {scored.status}")
+    if scored.message:
+        typer.echo(scored.message)
+    typer.echo(f"store: {scored.store_url}")
 
 
 @app.command()
@@ -227,145 +220,19 @@ def worklist(
     as_of: Annotated[str | None, typer.Option(help="Run date (default: latest).")] = None,
 ) -> None:
     """Print the current worklist: rank, account, balance, probability, action, reasons."""
+    day = _parse_date(as_of) if as_of else None
+    from pipelines.steps import export_dir
     from serving.store import WorklistStore
     from serving.worklist import format_worklist
 
-    settings = _settings(data_dir)
-    store = WorklistStore(settings.resolved_store_url, export_dir=settings.data_dir / "exports")
-    day = _parse_date(as_of) if as_of else None
-    frame = store.read_worklist(as_of=day, top=top, segment=segment)
+    settings = _settings(data_dir=data_dir)
+    store = _guarded(WorklistStore, settings.resolved_store_url,
+                     export_dir=export_dir(settings))
+    frame = _guarded(store.read_worklist, as_of=day, top=top, segment=segment)
     if frame.empty:
         typer.echo("The worklist is empty (no run yet, or no account in that segment).")
         return
     typer.echo(format_worklist(frame, top=top))
-
-
-# --------------------------------------------------------------------------- orchestration
-
-
-@app.command()
-def demo(
-    data_dir: Annotated[Path, typer.Option(help="Where the demo writes.")] = Path("demo_data"),
-    accounts: Annotated[int, typer.Option(help="Synthetic accounts.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-) -> None:
-    """The main job on the embedded default: generate, validate, train, score, print."""
-    from pipelines.jobs import run_main_job
-
-    settings = _settings(data_dir)
-    _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts, seed=seed)
-
-
-@app.command()
-def run(
-    data_dir: Annotated[Path, typer.Argument(help="Your data folder.")],
-    state_dir: Annotated[
-        Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
-    ] = None,
-) -> None:
-    """The main job on your own data folder: validate, train if needed, score, print."""
-    from pipelines.jobs import run_user_folder
-
-    settings = _settings(state_dir)
-    _guarded(run_user_folder, data_dir=data_dir, settings=settings)
-
-
-@app.command()
-def schedule(
-    serve: Annotated[bool, typer.Option(help="Also run the process that executes them.")] = False,
-    data_source: Annotated[
-        str | None, typer.Option(help="Data folder the scheduled runs read.")
-    ] = None,
-) -> None:
-    """Create the nightly-score and weekly-retrain deployments on a running Prefect server."""
-    from pipelines.deploy import create_deployments
-
-    names = _guarded(create_deployments, _settings(), serve=serve, data_source=data_source)
-    for name in names or []:
-        typer.echo(f"deployment: {name}")
-
-
-# --------------------------------------------------------------------------- benchmarks
-
-
-def _bench_done(result: dict) -> None:
-    typer.echo(json.dumps(result, indent=2, default=str))
-
-
-@bench_app.command("features")
-def bench_features(
-    accounts: Annotated[int, typer.Option(help="Accounts in the generated book.")] = 100_000,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
-    reference_max_accounts: Annotated[
-        int, typer.Option(help="Accounts for the pandas reference (a slice above that).")
-    ] = 100_000,
-    training_weeks: Annotated[
-        int, typer.Option(help="Also time a weekly training set of this many snapshots.")
-    ] = 0,
-) -> None:
-    """Point-in-time features for one as_of vs the pandas reference."""
-    from bench.features import run as run_bench
-
-    _bench_done(
-        run_bench(
-            accounts=accounts,
-            json_path=json_path,
-            reference_max_accounts=reference_max_accounts,
-            training_weeks=training_weeks,
-        )
-    )
-
-
-@bench_app.command("explain")
-def bench_explain(
-    rows: Annotated[int, typer.Option(help="Rows to explain.")] = 20_000,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
-) -> None:
-    """Exact TreeSHAP vs LightGBM pred_contrib and shap.TreeExplainer."""
-    from bench.explain import run as run_bench
-
-    _bench_done(run_bench(rows=rows, json_path=json_path))
-
-
-@bench_app.command("score")
-def bench_score(
-    accounts: Annotated[int, typer.Option(help="Accounts in the generated book.")] = 100_000,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
-) -> None:
-    """Nightly scoring end to end: features, scores, explanations, store."""
-    from bench.score import run as run_bench
-
-    _bench_done(run_bench(accounts=accounts, json_path=json_path))
-
-
-@bench_app.command("quality")
-def bench_quality(
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
-) -> None:
-    """Model quality on UCI Taiwan, IBM AR and the synthetic book vs baselines."""
-    from bench.quality import run as run_bench
-
-    _bench_done(run_bench(json_path=json_path))
-
-
-@bench_app.command("generate")
-def bench_generate(
-    accounts: Annotated[int, typer.Option(help="Accounts to generate.")] = 1_000_000,
-    out: Annotated[Path | None, typer.Option(help="Folder (default: a temp folder).")] = None,
-    json_path: Annotated[Path | None, typer.Option("--json", help="Write JSON here.")] = None,
-) -> None:
-    """Synthetic book generation time and peak memory."""
-    from bench.generate import run as run_bench
-
-    _bench_done(run_bench(accounts=accounts, out=out, json_path=json_path))
-
-
-def _parse_date(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        _fail(f"--as-of must be a date YYYY-MM-DD, got {text!r}")
-        raise  # unreachable: _fail exits
 
 
 # --------------------------------------------------------------------------- store schema
@@ -383,7 +250,7 @@ def db_upgrade(state_dir: _StateDir = None) -> None:
     from serving.store import StoreVersionError, current_revision, upgrade
     from serving.store_io import display_url
 
-    url = _settings(state_dir).resolved_store_url
+    url = _settings(data_dir=state_dir).resolved_store_url
     try:
         before = current_revision(url)
         after = upgrade(url)
@@ -400,9 +267,58 @@ def db_current(state_dir: _StateDir = None) -> None:
     from serving.store import StoreVersionError, revision_status
 
     try:
-        typer.echo(revision_status(_settings(state_dir).resolved_store_url))
+        typer.echo(revision_status(_settings(data_dir=state_dir).resolved_store_url))
     except StoreVersionError as exc:
         _fail(str(exc))
+
+
+# --------------------------------------------------------------------------- orchestration
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[Path, typer.Option(help="Where the demo writes.")] = Path("demo_data"),
+    accounts: Annotated[int, typer.Option(help="Synthetic accounts.")] = 5000,
+    seed: Annotated[
+        int | None, typer.Option(help="Random seed of the book and training (default: settings).")
+    ] = None,
+) -> None:
+    """The main job on the embedded default: generate, validate, train, score, print."""
+    from pipelines.jobs import run_main_job
+
+    settings = _settings(data_dir=data_dir, seed=seed)
+    _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts)
+
+
+@app.command()
+def run(
+    data_dir: Annotated[Path, typer.Argument(help="Your data folder.")],
+    state_dir: Annotated[
+        Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
+    ] = None,
+) -> None:
+    """The main job on your own data folder: validate, train if needed, score, print."""
+    from pipelines.jobs import run_user_folder
+
+    settings = _settings(data_dir=state_dir)
+    _guarded(run_user_folder, data_dir=data_dir, settings=settings)
+
+
+@app.command()
+def schedule(
+    serve: Annotated[bool, typer.Option(help="Also run the process that executes them.")] = False,
+    data_source: Annotated[
+        str | None, typer.Option(help="Data folder the scheduled runs read.")
+    ] = None,
+) -> None:
+    """Create the nightly-score and weekly-retrain deployments on a running Prefect server."""
+    from pipelines.deploy import create_deployments
+
+    settings = _settings()
+    with _session(settings):
+        names = _guarded(create_deployments, settings, serve=serve, data_source=data_source)
+    for name in names or []:
+        typer.echo(f"deployment: {name}")
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pipelines.errors import PrefectServerUnavailable
 from pipelines.settings import Settings
 
 NIGHTLY = "nightly-score"
@@ -24,10 +25,6 @@ _HOW_TO_START = (
     "start one with `prefect server start` (UI at http://127.0.0.1:4200) and "
     "`export PREFECT_API_URL=http://127.0.0.1:4200/api`"
 )
-
-
-class PrefectServerUnavailable(RuntimeError):
-    """No Prefect server to create deployments on (``PREFECT_API_URL`` unset or down)."""
 
 
 def deployment_full_names() -> list[str]:
@@ -69,9 +66,9 @@ def build_deployments(settings: Settings, *, data_source: str | None = None) -> 
     from prefect.schedules import Cron
     from prefect.types.entrypoint import EntrypointType
 
-    from pipelines.flows import nightly_score, settings_params, weekly_retrain
+    from pipelines.flows import book_folder, nightly_score, settings_params, weekly_retrain
 
-    source = str(Path(data_source or Path(settings.data_dir) / "book").resolve())
+    source = str(Path(data_source or book_folder(settings)).resolve())
     params = {"data_source": source, "settings": settings_params(settings)}
     common: dict[str, Any] = {
         "parameters": params,

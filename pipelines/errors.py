@@ -1,16 +1,24 @@
-"""Errors the user must fix (bad data, no champion model, no Prefect server).
+"""Errors the user must fix (bad data or settings, no champion model, no Prefect server).
 
-The CLI reports them in one line without a traceback, and the flows never retry them.
-Imports are deferred so the CLI's ``--help`` stays fast.
+The CLI reports them in one line without a traceback, the flows never retry them, and the
+interactive jobs keep Prefect from echoing them on the console.
+Library imports are deferred so the CLI's ``--help`` stays fast.
 """
 
 from __future__ import annotations
+
+from pipelines.settings import SettingsError
+
+
+class PrefectServerUnavailable(RuntimeError):
+    """No Prefect server to create deployments on (``PREFECT_API_URL`` unset or down)."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
     from features.contract.validation import DataContractError
     from models.registry import NoChampionError
-    from pipelines.deploy import PrefectServerUnavailable
+    from serving.store import StoreVersionError
 
-    return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable)
+    return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
+            SettingsError, StoreVersionError)

@@ -1,19 +1,29 @@
 """One frozen settings object for the whole product, passed explicitly.
 
-Sources, highest priority first: keyword arguments, environment variables prefixed
-``DELINQ_`` (for example ``DELINQ_STORE_URL``), the TOML file named by ``DELINQ_CONFIG``
-(default ``delinq.toml`` in the working directory, if present), then the defaults below.
+Sources, highest priority first: keyword arguments (the CLI's options), environment
+variables prefixed ``DELINQ_`` (for example ``DELINQ_STORE_URL``; nested training options
+as ``DELINQ_TRAIN__VAL_WEEKS``), the TOML file named by ``DELINQ_CONFIG`` (default
+``delinq.toml`` in the working directory, if present; training options in a ``[train]``
+table), then the defaults below.
 
-Library packages (``features``, ``models``, ``serving``) never read settings: the flows and
-the CLI pass the values they need as plain arguments.
+An unknown key in any source is an error naming the key, where it came from and the nearest
+valid name (a typo in ``delinq.toml`` must not be silently ignored); a bad value is an error
+naming the setting. Both raise :class:`SettingsError`, which the CLI prints in one line.
+
+Library packages (``features``, ``models``, ``serving``) never read settings: the steps
+(:mod:`pipelines.steps`) pass the values they need as plain arguments.
 """
 
 from __future__ import annotations
 
+import difflib
 import os
+from collections.abc import Iterable, Mapping
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,11 +31,60 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+ENV_PREFIX = "DELINQ_"
+#: Separator of nested keys in environment variables: ``DELINQ_TRAIN__VAL_WEEKS``.
+ENV_NESTED = "__"
+#: ``DELINQ_`` variables that are not settings (they are read elsewhere), so the unknown-key
+#: check lets them pass: the settings file path, the tests' PostgreSQL server and the
+#: benchmarks' folder of real data sets.
+OTHER_ENV_VARS = frozenset({"DELINQ_CONFIG", "DELINQ_TEST_PG_URL", "DELINQ_SHARED_DATA"})
+
+
+class SettingsError(ValueError):
+    """A settings source holds an unknown key or a bad value (message says which)."""
+
+
+class Grid(StrEnum):
+    """Spacing of the training set's ``as_of`` dates."""
+
+    weekly = "weekly"
+    monthly = "monthly"
+
+
+class TrainSettings(BaseModel):
+    """User-facing training options (``[train]`` in TOML, ``DELINQ_TRAIN__<NAME>``).
+
+    ``None`` (the default of each) keeps the model library's default, so the defaults are
+    defined once, in ``models.train.TrainConfig``; :func:`pipelines.steps.train_config` maps
+    these onto it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_estimators: int | None = Field(None, gt=0, description="Max boosting rounds.")
+    early_stopping_rounds: int | None = Field(None, gt=0, description="Rounds without gain.")
+    num_leaves: int | None = Field(None, gt=1, description="Max leaves per tree.")
+    max_depth: int | None = Field(None, description="Max tree depth (<= 0: no cap).")
+    learning_rate: float | None = Field(None, gt=0, description="Shrinkage per round.")
+    min_child_samples: int | None = Field(None, gt=0, description="Min rows per leaf.")
+    feature_fraction: float | None = Field(None, gt=0, le=1, description="Columns per tree.")
+    bagging_fraction: float | None = Field(None, gt=0, le=1, description="Rows per tree.")
+    lambda_l2: float | None = Field(None, ge=0, description="L2 regularisation.")
+    n_jobs: int | None = Field(None, gt=0, description="LightGBM threads (None: by size).")
+    val_weeks: int | None = Field(None, gt=0, description="Validation period, weeks of as_of.")
+    test_weeks: int | None = Field(None, gt=0, description="Test period, weeks of as_of.")
+    embargo_days: int | None = Field(None, ge=0, description="Gap between periods, days.")
+    max_censored_share: float | None = Field(
+        None, ge=0, le=1, description="Max censored share of a test as_of date (0-1)."
+    )
+
 
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
-    model_config = SettingsConfigDict(env_prefix="DELINQ_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, frozen=True, extra="forbid"
+    )
 
     data_dir: Path = Field(Path("data"), description="Root of stores and exports.")
     mlflow_tracking_uri: str | None = Field(
@@ -35,17 +94,24 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL of the worklist store; default SQLite in data_dir."
     )
     # Time semantics and labels (DESIGN sections 4-5).
-    delinquency_dpd: int = Field(30, description="Days past due that make an invoice delinquent.")
-    persistence_days: int = Field(30, description="Persistence horizon after as_of, days.")
-    grid: str = Field("weekly", description="Training as_of grid: weekly or monthly.")
+    delinquency_dpd: int = Field(
+        30, gt=0, description="Days past due that make an invoice delinquent."
+    )
+    persistence_days: int = Field(30, gt=0, description="Persistence horizon after as_of, days.")
+    grid: Grid = Field(Grid.weekly, description="Training as_of grid: weekly or monthly.")
     # Validation (DESIGN section 3).
-    max_bad_share: float = Field(0.05, description="Max share of bad rows per table (0-1).")
+    max_bad_share: float = Field(
+        0.05, ge=0, le=1, description="Max share of bad rows per table (0-1)."
+    )
     # Models.
     early_warning_model: str = "delinq-early-warning"
     persistence_model: str = "delinq-persistence"
-    seed: int = 0
+    seed: int = Field(0, description="Seed of training and of the synthetic generator.")
+    train: TrainSettings = Field(default_factory=TrainSettings)
     # Explanations.
-    shap_table_budget_mb: int = Field(512, description="Memory budget of TreeSHAP tables, MB.")
+    shap_table_budget_mb: int = Field(
+        512, gt=0, description="Memory budget of TreeSHAP tables, MB."
+    )
     # Orchestration (DESIGN section 9).
     timezone: str = "UTC"
     nightly_cron: str = "0 2 * * *"
@@ -70,14 +136,90 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        toml_path = Path(os.environ.get("DELINQ_CONFIG", "delinq.toml"))
-        return (
-            init_settings,
-            env_settings,
-            TomlConfigSettingsSource(settings_cls, toml_file=toml_path),
-        )
+        check_keys(getattr(init_settings, "init_kwargs", {}), where="keyword arguments")
+        check_environment(os.environ)
+        toml_path = config_path()
+        return (init_settings, env_settings, _CheckedToml(settings_cls, toml_file=toml_path))
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Read settings now (file and environment), with explicit overrides on top."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+class _CheckedToml(TomlConfigSettingsSource):
+    """The TOML source, refusing keys that are not settings."""
+
+    def __call__(self) -> dict[str, Any]:
+        data = super().__call__()
+        check_keys(data, where=str(self.toml_file_path))
+        return data
+
+
+def config_path() -> Path:
+    """The settings file in force: ``$DELINQ_CONFIG``, else ``./delinq.toml``."""
+    return Path(os.environ.get("DELINQ_CONFIG", "delinq.toml"))
+
+
+def _nearest(name: str, valid: Iterable[str]) -> str | None:
+    match = difflib.get_close_matches(name, list(valid), n=1, cutoff=0.6)
+    return match[0] if match else None
+
+
+def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
+    valid = sorted(valid)
+    near = _nearest(key, valid)
+    hint = f"did you mean {near!r}?" if near else f"valid names: {', '.join(valid)}"
+    return SettingsError(f"unknown setting {key!r} in {where}; {hint}")
+
+
+_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings}
+
+
+def check_keys(data: Mapping[str, Any], *, where: str) -> None:
+    """Raise :class:`SettingsError` for a key of ``data`` (or of its nested ``train``
+    table) that is not a setting, naming the nearest valid one."""
+    fields = Settings.model_fields
+    for key, value in data.items():
+        if key not in fields:
+            raise _unknown(key, fields, where=where)
+        nested = _NESTED.get(key)
+        if nested is not None and isinstance(value, Mapping):
+            for sub in value:
+                if sub not in nested.model_fields:
+                    names = [f"{key}.{n}" for n in nested.model_fields]
+                    raise _unknown(f"{key}.{sub}", names, where=where)
+
+
+def env_names() -> dict[str, str]:
+    """Environment variable name -> setting path (``DELINQ_TRAIN__VAL_WEEKS`` ->
+    ``train.val_weeks``) of every setting."""
+    names = {f"{ENV_PREFIX}{f}".upper(): f for f in Settings.model_fields}
+    for key, nested in _NESTED.items():
+        names |= {f"{ENV_PREFIX}{key}{ENV_NESTED}{f}".upper(): f"{key}.{f}"
+                  for f in nested.model_fields}
+    return names
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Raise :class:`SettingsError` for a ``DELINQ_*`` variable that is not a setting (nor
+    one of :data:`OTHER_ENV_VARS`), naming the nearest valid variable."""
+    valid = env_names()
+    for var in sorted(environ):
+        upper = var.upper()
+        if upper.startswith(ENV_PREFIX) and upper not in valid and upper not in OTHER_ENV_VARS:
+            raise _unknown(var, valid, where="the environment")
+
+
+def _describe(error: ValidationError) -> str:
+    parts = []
+    for e in error.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "settings"
+        parts.append(f"{loc}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid setting " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings now (file and environment), with explicit overrides on top.
+
+    Raises :class:`SettingsError` for an unknown key or a bad value in any source.
+    """
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None

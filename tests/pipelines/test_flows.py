@@ -99,9 +99,11 @@ def test_drift_flags_count_then_largest() -> None:
 
 def test_train_rows_are_json_safe() -> None:
     from pipelines.artifacts import train_rows
+    from pipelines.summaries import ModelSummary
 
-    summary = {"early_warning": {"version": 3, "promoted": False,
-                                 "metrics": {"roc_auc": np.float64(0.81234), "ece": np.nan}}}
+    summary = [ModelSummary(model="early_warning", registered_name="ew", version="3",
+                            promoted=False,
+                            metrics={"roc_auc": np.float64(0.81234), "ece": np.nan})]
     rows = train_rows(summary)
     assert rows == [{"model": "early_warning", "version": "3", "promoted": False,
                      "roc_auc": 0.8123, "ece": None}]
@@ -111,7 +113,7 @@ def test_train_rows_are_json_safe() -> None:
 def test_heartbeat_beats_while_running_and_stops_after() -> None:
     import time
 
-    from pipelines.flows import PROGRESS_LOGGER, heartbeat
+    from pipelines.progress import PROGRESS_LOGGER, heartbeat
 
     lines: list[str] = []
     handler = logging.Handler()
@@ -151,35 +153,54 @@ def test_settings_params_round_trip(tmp_path: Path) -> None:
 
 
 def test_console_filter_hides_only_user_errors() -> None:
+    """By exception type and logger, never by message text."""
     from features.contract.validation import DataContractError
-    from pipelines.jobs import _HideUserErrors
+    from pipelines.runtime import HideUserErrors
 
-    filt = _HideUserErrors((DataContractError,))
+    filt = HideUserErrors((DataContractError,))
     err = DataContractError("invoices.csv", "amount", "missing_column", "is missing")
 
-    def record(msg: str, exc: BaseException | None) -> logging.LogRecord:
+    def record(msg: str, exc: BaseException | None, name: str = "prefect.flow_runs",
+               level: int = logging.ERROR) -> logging.LogRecord:
         info = (type(exc), exc, None) if exc else None
-        return logging.LogRecord("prefect.flow_runs", logging.ERROR, "", 0, msg, None, info)
+        return logging.LogRecord(name, level, "", 0, msg, None, info)
 
     assert not filt.filter(record("Encountered exception", err))
-    assert not filt.filter(record("Finished in state Failed('DataContractError: x')", None))
+    assert not filt.filter(record("Task run failed", err, name="prefect.task_runs"))
+    # The run engines' state summaries repeat an exception logged with it: hidden.
+    assert not filt.filter(record("Finished in state Failed('DataContractError: x')", None,
+                                  name="prefect.task_runs"))
+    # A bug's exception is shown, whatever its message says.
     assert filt.filter(record("Encountered exception", RuntimeError("bug")))
+    assert filt.filter(record("DataContractError", RuntimeError("bug"), name="prefect.task_runs"))
+    # Other loggers' errors and the engines' warnings are shown.
+    assert filt.filter(record("Finished in state Failed('DataContractError: x')", None,
+                              name="prefect.server"))
+    assert filt.filter(record("slow", None, level=logging.WARNING))
 
 
 def test_quiet_run_restores_environment_and_handlers(tmp_path: Path) -> None:
-    from pipelines.flows import PROGRESS_LOGGER, progress
-    from pipelines.jobs import quiet_prefect_run
+    import warnings
+
+    from pipelines.progress import PROGRESS_LOGGER, progress
+    from pipelines.runtime import run_session
 
     before = os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED")
+    telemetry = os.environ.get("MLFLOW_DISABLE_TELEMETRY")
     lines: list[str] = []
-    with quiet_prefect_run(tmp_path, lines.append) as log_file:
+    with run_session(tmp_path, echo=lines.append, prefect=True) as log_file:
         assert os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] in ("false", before)
+        assert os.environ["MLFLOW_DISABLE_TELEMETRY"] in ("true", telemetry)
         progress("step one")
+        warnings.warn("to the log file, not the console", UserWarning, stacklevel=1)
     progress("not echoed")
     assert lines == ["step one"]
     assert log_file == tmp_path / "logs" / "delinq.log"
+    assert "to the log file, not the console" in log_file.read_text()
     assert os.environ.get("PREFECT_SERVER_ANALYTICS_ENABLED") == before
+    assert os.environ.get("MLFLOW_DISABLE_TELEMETRY") == telemetry
     assert not logging.getLogger(PROGRESS_LOGGER).handlers
+    assert not logging.getLogger("py.warnings").handlers
 
 
 # --------------------------------------------------------------------------- flows
@@ -202,11 +223,10 @@ def main_job(prefect_server, tmp_path_factory):
     from pipelines.jobs import run_main_job
 
     data_dir = tmp_path_factory.mktemp("demo")
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, seed=3)
     lines: list[str] = []
-    result = run_main_job(
-        data_dir=data_dir, settings=settings, accounts=ACCOUNTS, seed=3, echo=lines.append
-    )
+    result = run_main_job(data_dir=data_dir, settings=settings, accounts=ACCOUNTS,
+                          echo=lines.append)
     return result, lines, settings
 
 
@@ -226,13 +246,15 @@ def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> Non
     from serving.store import WorklistStore
 
     result, lines, settings = main_job
-    as_of = date.fromisoformat(result["ingest"]["last_date"]) + timedelta(days=1)
-    assert result["score"]["as_of"] == as_of.isoformat()
+    as_of = result["ingest"].last_date + timedelta(days=1)
+    assert result["score"].as_of == as_of
     with WorklistStore(settings.resolved_store_url) as store:
         worklist = store.read_worklist(as_of=as_of)
-    assert len(worklist) == result["score"]["record"]["n_scored"] > 0
+    assert len(worklist) == result["score"].n_scored > 0
     assert worklist["rank"].tolist() == list(range(1, len(worklist) + 1))
-    assert Path(result["score"]["record"]["export_path"]).exists()
+    assert result["score"].export_path.exists()
+    # One quarantine location: <data_dir>/quarantine/<source folder name>.
+    assert result["ingest"].quarantine == settings.data_dir / "quarantine" / "book"
     for name in (settings.early_warning_model, settings.persistence_model):
         assert load_champion(name, tracking_uri=settings.resolved_tracking_uri)
     text = "\n".join(lines)
@@ -250,7 +272,7 @@ def test_main_job_publishes_artifacts(main_job) -> None:
     assert summary.type == "markdown" and "## Stages" in summary.data
     (table,) = _artifacts("main-job-worklist")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert len(rows) == min(10, result["score"]["record"]["n_scored"])
+    assert len(rows) == min(10, result["score"].n_scored)
     assert rows[0]["rank"] == 1
 
 
@@ -261,16 +283,17 @@ def test_nightly_and_run_folder_reuse_the_champion(main_job) -> None:
 
     result, _, settings = main_job
     params = settings_params(settings)
-    day = date.fromisoformat(result["ingest"]["last_date"]) - timedelta(days=30)
-    nightly = nightly_score(data_source=result["ingest"]["source"], as_of=day.isoformat(),
+    day = result["ingest"].last_date - timedelta(days=30)
+    # as_of arrives as an ISO string (a deployment's JSON parameter): a date from there on.
+    nightly = nightly_score(data_source=str(result["ingest"].source), as_of=day.isoformat(),
                             settings=params)
-    assert nightly["score"]["as_of"] == day.isoformat()
+    assert nightly["score"].as_of == day
     with WorklistStore(settings.resolved_store_url) as store:
-        assert len(store.read_worklist(as_of=day)) == nightly["score"]["record"]["n_scored"] > 0
+        assert len(store.read_worklist(as_of=day)) == nightly["score"].n_scored > 0
     assert nightly["artifacts"] == ["nightly-score-summary", "nightly-score-worklist"]
-    again = run_folder_flow(data_source=result["ingest"]["source"], settings=params)
+    again = run_folder_flow(data_source=str(result["ingest"].source), settings=params)
     assert "train" not in again  # the champion exists: no retraining
-    assert again["score"]["as_of"] == result["score"]["as_of"]
+    assert again["score"].as_of == result["score"].as_of
 
 
 @pytest.mark.slow
@@ -280,43 +303,12 @@ def test_stage_flows_read_the_staged_book(main_job) -> None:
     result, _, settings = main_job
     params = settings_params(settings)
     built = build_training_set_flow(settings=params)
-    frame = pd.read_parquet(built["path"])
-    assert len(frame) == built["rows"] == result["training_set"]["rows"] > 0
-    day = (date.fromisoformat(result["ingest"]["last_date"]) - timedelta(days=60)).isoformat()
+    frame = pd.read_parquet(built.path)
+    assert len(frame) == built.rows == result["training_set"].rows > 0
+    day = (result["ingest"].last_date - timedelta(days=60)).isoformat()
     scored = score_flow(as_of=day, settings=params)
-    assert scored["as_of"] == day and scored["record"]["n_scored"] > 0
-    assert [r["rank"] for r in scored["top"]] == list(range(1, len(scored["top"]) + 1))
-
-
-def test_ingest_stage_quarantines_and_stages_the_book(tmp_path: Path) -> None:
-    """The ingest task's body without a server: bad rows counted, the staged book exact."""
-    from features.contract.validation import DataContractError, validate_folder
-    from features.synthetic import write_book_folder
-    from pipelines.flows import ingest_task, read_staged_book
-
-    src = tmp_path / "src"
-    write_book_folder(50, src, seed=1, error_rate=0.02, fmt="csv")
-    injected = json.loads((src / "_injected_errors.json").read_text())
-    # A tiny book: a few injected rows are a large share of its small tables.
-    out = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5, str(tmp_path / "q"))
-    assert out["quarantined"] == sum(n for t in injected.values() for n in t.values())
-    staged = read_staged_book(out["staged"])
-    expected = validate_folder(src, max_bad_share=0.5).book
-    for table in ("invoices", "payments", "accounts", "disputes"):
-        pd.testing.assert_frame_equal(getattr(staged, table), getattr(expected, table))
-    assert staged.last_date.date().isoformat() == out["last_date"]
-    assert out["quarantine"] == str(tmp_path / "q")
-    quarantined = sum(len(pd.read_csv(f)) for f in (tmp_path / "q").glob("*.csv"))
-    assert quarantined == out["quarantined"]
-    # A second ingest replaces the staged folder whole (no leftovers of the first).
-    write_book_folder(20, src, seed=2, fmt="csv")
-    again = ingest_task.fn(str(src), str(tmp_path / "staged"), 0.5)
-    assert again["accounts"] == 20 and len(read_staged_book(again["staged"]).accounts) == 20
-
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    with pytest.raises(DataContractError, match="missing_file"):
-        ingest_task.fn(str(empty), str(tmp_path / "staged2"), 0.05)
+    assert scored.as_of.isoformat() == day and scored.n_scored > 0
+    assert [r["rank"] for r in scored.top] == list(range(1, len(scored.top) + 1))
 
 
 @pytest.mark.slow

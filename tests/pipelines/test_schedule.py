@@ -64,21 +64,15 @@ def _tail(path: Path, n: int = 60) -> str:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> tuple[Path, Settings]:
     """A small synthetic data folder and a state dir holding champion models."""
-    from features.contract.validation import validate_folder
-    from features.pit.training_set import as_of_grid, build_training_set
     from features.synthetic import write_book_folder
-    from models.registry import register
-    from models.train import train_models
-    from pipelines.flows import model_names
+    from pipelines import steps
 
     root = tmp_path_factory.mktemp("schedule")
     source = root / "book"
     write_book_folder(300, source, seed=5)
     settings = load_settings(data_dir=root / "state", timezone=TIMEZONE)
-    book = validate_folder(source, max_bad_share=settings.max_bad_share).book
-    training_set = build_training_set(book, as_of_dates=as_of_grid(book, freq="weekly"))
-    register(train_models(training_set), tracking_uri=settings.resolved_tracking_uri,
-             names=model_names(settings))
+    staged = steps.ingest(settings=settings, source=source).staged
+    steps.train(settings=settings, book=staged)
     return source, settings
 
 

@@ -1,0 +1,365 @@
+"""The product's steps, shared by the CLI (:mod:`pipelines.cli`) and the Prefect flows
+(:mod:`pipelines.flows`), so the two cannot drift apart (DESIGN section 9).
+
+Each step takes the one :class:`~pipelines.settings.Settings` object plus the run's inputs
+(keyword-only; paths, counts, dates), calls the library, writes its outputs under
+``settings.data_dir`` and returns a small frozen summary (paths, counts, messages; never a
+big frame). Steps hand each other *paths*: :func:`ingest` stages the validated book as
+Parquet, later steps read it from there.
+
+``as_of`` is a :class:`datetime.date` here and below: the CLI and the flows parse dates
+once, at their boundary. No Prefect here (the flows wrap these in tasks) and no "now":
+the flows decide what today is.
+
+Where things go, all under ``settings.data_dir``: ``staging/book`` (the validated book),
+``staging/training_set.parquet``, ``quarantine/<source folder name>/<table>.csv`` (bad rows
+of a validated folder), ``exports/<as_of>/`` (the worklist's Parquet export), the stores.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipelines.progress import heartbeat, progress
+from pipelines.settings import Settings
+from pipelines.summaries import (
+    GenerateSummary,
+    IngestSummary,
+    ModelSummary,
+    ScoreSummary,
+    TrainingSetSummary,
+    TrainSummary,
+    ValidationSummary,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.contract.book import Book
+    from models.train import TrainConfig
+
+#: Rows of the worklist's top kept in a score summary (for artifacts and reports).
+TOP_ROWS = 10
+
+
+# --------------------------------------------------------------------------- places
+
+
+def staging_dir(settings: Settings) -> Path:
+    """Where :func:`ingest` writes the validated book (Parquet) for the later steps."""
+    return Path(settings.data_dir) / "staging" / "book"
+
+
+def training_set_path(settings: Settings) -> Path:
+    """Where :func:`build_training_set` writes its Parquet file."""
+    return Path(settings.data_dir) / "staging" / "training_set.parquet"
+
+
+def quarantine_dir(settings: Settings, source: Path) -> Path:
+    """Where the bad rows of the data folder ``source`` go:
+    ``<data_dir>/quarantine/<source folder name>`` (never into ``source``, which may be
+    read-only)."""
+    return Path(settings.data_dir) / "quarantine" / Path(source).resolve().name
+
+
+def export_dir(settings: Settings) -> Path:
+    """Root of the worklist exports (``<as_of>/worklist.parquet`` below it)."""
+    return Path(settings.data_dir) / "exports"
+
+
+# --------------------------------------------------------------------------- settings maps
+
+
+def model_names(settings: Settings) -> dict[str, str]:
+    """Registered MLflow model name of each of the two models."""
+    return {
+        "early_warning": settings.early_warning_model,
+        "persistence": settings.persistence_model,
+    }
+
+
+def label_params(settings: Settings) -> dict[str, Any]:
+    """The training set's definition in the settings (logged with each trained model)."""
+    return {
+        "grid": settings.grid.value,
+        "delinquency_dpd": settings.delinquency_dpd,
+        "persistence_days": settings.persistence_days,
+    }
+
+
+def train_config(settings: Settings) -> TrainConfig:
+    """``models.train.TrainConfig`` from the settings: the ``train`` options that are set
+    (the others keep the library's defaults) and the settings' seed."""
+    from models.train import TrainConfig
+
+    return TrainConfig(seed=settings.seed, **settings.train.model_dump(exclude_none=True))
+
+
+# --------------------------------------------------------------------------- book I/O
+
+
+def read_book(path: Path) -> Book:
+    """The Book staged by :func:`ingest` (already validated: typed, not re-checked)."""
+    from features.contract.book import Book
+    from features.contract.io import read_folder
+
+    tables = {t: frame for t, (_, frame) in read_folder(path).items()}
+    return Book.from_frames(**tables)
+
+
+def _replace_dir(tmp: Path, target: Path) -> None:
+    """Swap ``tmp`` in as ``target``: a crash leaves either the old or the new folder."""
+    old = target.with_name(target.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def generate(*, settings: Settings, out: Path, accounts: int, start: date | str = "2023-01-01",
+             end: date | str = "2024-12-31", error_rate: float = 0.0,
+             fmt: str = "parquet") -> GenerateSummary:
+    """Write a synthetic book of ``accounts`` accounts (issue dates from ``start``, events
+    until ``end``) to the folder ``out``, seeded by ``settings.seed``."""
+    from features.synthetic import write_book_folder
+
+    progress(f"generating a synthetic book: {accounts:,} accounts, {start} to {end}")
+    t0 = time.perf_counter()
+    written = write_book_folder(accounts, out, seed=settings.seed, start=start, end=end,
+                                error_rate=error_rate, fmt=fmt)
+    rows = {k: int(v) for k, v in written.get("rows", {}).items()}
+    seconds = time.perf_counter() - t0
+    progress(f"  {rows.get('invoices', 0):,} invoices written to {out} ({seconds:.1f} s)")
+    return GenerateSummary(out=Path(out), rows=rows, injected=written.get("injected", {}),
+                           seconds=float(written.get("seconds", seconds)))
+
+
+def _validate(settings: Settings, source: Path, quarantine: Path | None) -> tuple[Any, dict]:
+    from features.contract.validation import validate_folder
+
+    progress(f"validating {source}")
+    t0 = time.perf_counter()
+    qdir = Path(quarantine) if quarantine is not None else quarantine_dir(settings, source)
+    result = validate_folder(source, max_bad_share=settings.max_bad_share, quarantine_dir=qdir)
+    book = result.book
+    tables = tuple(
+        {k: (str(v) if k == "table" else int(v)) for k, v in rec.items()}
+        for rec in result.summary.to_dict("records")
+    )
+    facts = {
+        "source": Path(source),
+        "quarantine": qdir,
+        "tables": tables,
+        "report": result.render(),
+        "quarantined": sum(r["quarantined"] for r in tables),
+        "accounts": int(book.accounts.shape[0]),
+        "invoices": int(len(book.invoices)),
+        "first_date": book.first_date.date(),
+        "last_date": book.last_date.date(),
+        "seconds": time.perf_counter() - t0,
+    }
+    return book, facts
+
+
+def validate(*, settings: Settings, source: Path,
+             quarantine: Path | None = None) -> ValidationSummary:
+    """Validate the data folder ``source``: bad rows to ``quarantine`` (default
+    :func:`quarantine_dir`), nothing staged. ``DataContractError`` if it cannot be used."""
+    _, facts = _validate(settings, source, quarantine)
+    return ValidationSummary(**facts)
+
+
+def ingest(*, settings: Settings, source: Path) -> IngestSummary:
+    """Validate the data folder ``source`` (bad rows to :func:`quarantine_dir`) and stage
+    the kept rows as Parquet at :func:`staging_dir` for the later steps."""
+    from features.contract.io import write_book
+
+    t0 = time.perf_counter()
+    book, facts = _validate(settings, source, None)
+    target = staging_dir(settings)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_book(book, tmp)
+    _replace_dir(tmp, target)
+    facts["seconds"] = time.perf_counter() - t0
+    progress(
+        f"  kept {facts['invoices']:,} invoices of {facts['accounts']:,} accounts, "
+        f"quarantined {facts['quarantined']:,} rows ({facts['seconds']:.1f} s)"
+    )
+    return IngestSummary(**facts, staged=target)
+
+
+def _training_frame(settings: Settings, book_path: Path) -> tuple[pd.DataFrame, int]:
+    """The stacked training set of the staged book over the settings' grid and horizons,
+    and the number of ``as_of`` dates."""
+    from features import build_training_set as build
+    from features.pit.training_set import as_of_grid
+
+    book = read_book(book_path)
+    dates = as_of_grid(book, freq=settings.grid.value)
+    with heartbeat("building the training set"):
+        frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
+                      persistence_days=settings.persistence_days)
+    return frame, len(dates)
+
+
+def _summarise_training_set(settings: Settings, frame: pd.DataFrame, *, path: Path | None,
+                            as_of_dates: int, seconds: float) -> TrainingSetSummary:
+    resolved = frame[~frame["censored"].astype(bool)]
+    by_model = resolved.groupby("model", observed=True)["y"]
+    return TrainingSetSummary(
+        path=path, rows=int(len(frame)), as_of_dates=as_of_dates,
+        resolved={str(m): int(n) for m, n in by_model.size().items()},
+        positives={str(m): int(n) for m, n in by_model.sum().items()},
+        seconds=seconds, **label_params(settings),
+    )
+
+
+def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
+    """Build the training set of the staged book ``book`` over the settings' ``grid`` of
+    ``as_of`` dates with its label horizons; write it to :func:`training_set_path`."""
+    progress(f"building the training set ({settings.grid.value} as_of grid)")
+    t0 = time.perf_counter()
+    frame, n_dates = _training_frame(settings, book)
+    out = training_set_path(settings)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_parquet(out, index=False)
+    summary = _summarise_training_set(settings, frame, path=out, as_of_dates=n_dates,
+                                      seconds=time.perf_counter() - t0)
+    progress(f"  {summary.rows:,} rows over {n_dates} as_of dates ({summary.seconds:.1f} s)")
+    return summary
+
+
+def _train_and_register(
+    frame: pd.DataFrame, settings: Settings
+) -> tuple[tuple[ModelSummary, ...], str]:
+    """Train both models on ``frame``, register them, promote by the registry's rule.
+
+    The one place that calls the model library's training and registry API; returns the
+    outcome as :class:`ModelSummary` rows (which do not depend on that API) and the printed
+    report (``models.report``).
+    """
+    from models.registry import register
+    from models.report import format_report, training_summary
+    from models.train import train_models
+
+    results = train_models(frame, config=train_config(settings))
+    registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
+                             names=model_names(settings), extra_params=label_params(settings))
+    outcome = training_summary(results, registrations)
+    models = tuple(
+        ModelSummary(
+            model=model,
+            registered_name=str(info.get("registered_name", model_names(settings)[model])),
+            version=None if info.get("version") is None else str(info["version"]),
+            promoted=bool(info.get("promoted")),
+            champion_version=(None if info.get("champion_version") is None
+                              else str(info["champion_version"])),
+            reason=str(info.get("reason", "")),
+            run_id=info.get("run_id"),
+            metrics=dict(info.get("metrics", {})),
+            metrics_table={str(k): dict(v) for k, v in info.get("metrics_table", {}).items()},
+            data_window=dict(info.get("data_window", {})),
+            n_rows=dict(info.get("n_rows", {})),
+            error=None if "error" not in info else str(info["error"]),
+        )
+        for model, info in outcome.items()
+    )
+    return models, format_report(outcome)
+
+
+def train(*, settings: Settings, book: Path | None = None,
+          training_set: Path | None = None) -> TrainSummary:
+    """Train both models, compare them with the baselines on the test period, register
+    them; each becomes champion only if better than the current one.
+
+    Fit on ``training_set`` (the Parquet file of :func:`build_training_set`) when given,
+    else on the training set of the staged book ``book``, built with the settings' grid and
+    label horizons. The settings' ``train`` options and seed configure LightGBM and the
+    time split.
+    """
+    if training_set is None and book is None:
+        raise ValueError("train needs a staged book or a training set")
+    progress("training and registering the two models (LightGBM, calibrated)")
+    t0 = time.perf_counter()
+    if training_set is not None:
+        import pandas as pd
+
+        frame = pd.read_parquet(training_set)
+        n_dates = int(frame["as_of"].nunique())
+    else:
+        frame, n_dates = _training_frame(settings, Path(book))  # type: ignore[arg-type]
+    built = _summarise_training_set(settings, frame, path=training_set, as_of_dates=n_dates,
+                                    seconds=time.perf_counter() - t0)
+    with heartbeat("training"):
+        models, report = _train_and_register(frame, settings)
+    seconds = time.perf_counter() - t0
+    summary = TrainSummary(models=models, training_set=built, report=report, seconds=seconds)
+    promoted = summary.promoted
+    progress(f"  trained in {seconds:.1f} s; promoted to champion: "
+             f"{', '.join(promoted) if promoted else 'none (champions stay)'}")
+    return summary
+
+
+def has_champions(*, settings: Settings) -> bool:
+    """Whether both registered models have a champion version to score with."""
+    from models.registry import NoChampionError, load_champion
+
+    try:
+        for name in model_names(settings).values():
+            load_champion(name, tracking_uri=settings.resolved_tracking_uri)
+    except NoChampionError:
+        return False
+    return True
+
+
+def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
+    """Score every account of the staged book ``book`` with open receivables as of
+    ``as_of`` (events strictly before it) with the champion models; write the worklist run
+    to the store and its Parquet export. ``NoChampionError`` without champions."""
+    from pipelines.artifacts import drift_flags, worklist_table
+    from serving.score import run_scoring
+    from serving.store import WorklistStore
+
+    if not isinstance(as_of, date):
+        raise TypeError(f"as_of must be a datetime.date, got {type(as_of).__name__}")
+    progress(f"scoring as of {as_of.isoformat()} (exact TreeSHAP reasons for every account)")
+    t0 = time.perf_counter()
+    staged = read_book(book)
+    with heartbeat("scoring"):
+        record = run_scoring(
+            staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
+            store_url=settings.resolved_store_url, export_dir=export_dir(settings),
+            model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
+        )
+    with WorklistStore(settings.resolved_store_url) as store:
+        top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
+        drift = store.read_drift(record.run_id)
+    seconds = time.perf_counter() - t0
+    flags = drift_flags(drift)
+    progress(f"  {record.n_scored or 0:,} accounts scored; drift: {flags[0]} ({seconds:.1f} s)")
+    return ScoreSummary(
+        as_of=as_of,
+        run_id=record.run_id,
+        status=record.status,
+        message=record.message,
+        n_scored=int(record.n_scored or 0),
+        n_by_segment={k: int(v) for k, v in record.n_by_segment.items()},
+        early_warning_version=record.early_warning_version,
+        persistence_version=record.persistence_version,
+        feature_set_version=record.feature_set_version,
+        store_url=settings.resolved_store_url,
+        export_path=export_dir(settings) / as_of.isoformat() / "worklist.parquet",
+        flags=tuple(flags),
+        top=tuple(worklist_table(top, top=TOP_ROWS)),
+        seconds=seconds,
+    )

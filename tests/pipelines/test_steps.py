@@ -1,0 +1,152 @@
+"""The steps layer (pipelines.steps) and the CLI commands that call it.
+
+The steps run for real on small synthetic books with throw-away stores under ``tmp_path``.
+The training test is marked ``slow`` (it trains and registers two small models).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import FrozenInstanceError
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import steps
+from pipelines.cli import app
+from pipelines.settings import load_settings
+
+
+@pytest.fixture
+def no_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No settings file and no DELINQ_ settings from the caller's environment."""
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    for var in ("DELINQ_DATA_DIR", "DELINQ_DELINQUENCY_DPD", "DELINQ_SEED"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_ingest_quarantines_and_stages_the_book(tmp_path: Path, no_config: None) -> None:
+    """Bad rows counted and written to the one quarantine location; the staged book exact."""
+    from features.contract.validation import DataContractError, validate_folder
+    from features.synthetic import write_book_folder
+
+    src = tmp_path / "src"
+    write_book_folder(50, src, seed=1, error_rate=0.02, fmt="csv")
+    injected = json.loads((src / "_injected_errors.json").read_text())
+    # A tiny book: a few injected rows are a large share of its small tables.
+    settings = load_settings(data_dir=tmp_path / "state", max_bad_share=0.5)
+    out = steps.ingest(settings=settings, source=src)
+    assert out.quarantined == sum(n for t in injected.values() for n in t.values())
+    staged = steps.read_book(out.staged)
+    expected = validate_folder(src, max_bad_share=0.5, quarantine_dir=tmp_path / "q").book
+    for table in ("invoices", "payments", "accounts", "disputes"):
+        pd.testing.assert_frame_equal(getattr(staged, table), getattr(expected, table))
+    assert staged.last_date.date() == out.last_date and isinstance(out.last_date, date)
+    assert out.staged == tmp_path / "state" / "staging" / "book"
+    assert out.quarantine == tmp_path / "state" / "quarantine" / "src"
+    quarantined = sum(len(pd.read_csv(f)) for f in out.quarantine.glob("*.csv"))
+    assert quarantined == out.quarantined
+    assert not (src / "_quarantine").exists()  # the source folder is never written
+    with pytest.raises(FrozenInstanceError):
+        out.accounts = 0  # type: ignore[misc]
+    # A second ingest replaces the staged folder whole (no leftovers of the first).
+    write_book_folder(20, src, seed=2, fmt="csv")
+    again = steps.ingest(settings=settings, source=src)
+    assert again.accounts == 20 and len(steps.read_book(again.staged).accounts) == 20
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataContractError, match="missing_file"):
+        steps.ingest(settings=settings, source=empty)
+
+
+def test_validate_command_uses_the_same_quarantine(tmp_path: Path, no_config: None) -> None:
+    from features.synthetic import write_book_folder
+
+    src = tmp_path / "book"
+    write_book_folder(50, src, seed=1, error_rate=0.02, fmt="csv")
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["validate", str(src), "--state-dir", str(state),
+                                      "--max-bad-share", "0.5"])
+    assert result.exit_code == 0, result.output
+    settings = load_settings(data_dir=state)
+    qdir = steps.quarantine_dir(settings, src)
+    assert qdir == state / "quarantine" / "book"
+    assert sorted(p.name for p in qdir.glob("*.csv"))
+    assert not (src / "_quarantine").exists()
+
+
+def test_train_config_maps_the_settings(monkeypatch: pytest.MonkeyPatch,
+                                        no_config: None) -> None:
+    from models.train import TrainConfig
+
+    assert steps.train_config(load_settings()) == TrainConfig()  # library defaults kept
+    monkeypatch.setenv("DELINQ_TRAIN__VAL_WEEKS", "4")
+    config = steps.train_config(load_settings(seed=7, train={"max_depth": 4}))
+    assert config == TrainConfig(val_weeks=4, max_depth=4, seed=7)
+
+
+def test_model_names_and_label_params(no_config: None) -> None:
+    settings = load_settings(persistence_model="p", grid="monthly", delinquency_dpd=45)
+    assert steps.model_names(settings) == {"early_warning": "delinq-early-warning",
+                                           "persistence": "p"}
+    assert steps.label_params(settings) == {"grid": "monthly", "delinquency_dpd": 45,
+                                            "persistence_days": 30}
+
+
+def test_score_wants_a_date(tmp_path: Path, no_config: None) -> None:
+    with pytest.raises(TypeError, match="datetime.date"):
+        steps.score(settings=load_settings(data_dir=tmp_path), book=tmp_path,
+                    as_of="2024-01-01")  # type: ignore[arg-type]
+
+
+def _positives(line: str) -> dict[str, int]:
+    return {m: int(n.replace(",", "")) for m, n in re.findall(r"(\w+) ([\d,]+) of", line)}
+
+
+@pytest.mark.slow
+def test_train_command_honours_training_settings(tmp_path: Path, no_config: None,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """`delinq train` trains what the settings in the environment say: the delinquency
+    threshold (labels), the seed and the LightGBM options (logged with the models)."""
+    import mlflow
+
+    from features.synthetic import write_book_folder
+
+    src = tmp_path / "book"
+    write_book_folder(300, src, seed=4)
+    state = tmp_path / "state"
+    monkeypatch.setenv("DELINQ_DELINQUENCY_DPD", "60")
+    monkeypatch.setenv("DELINQ_SEED", "7")
+    monkeypatch.setenv("DELINQ_TRAIN__N_ESTIMATORS", "40")
+    result = CliRunner().invoke(app, ["train", str(src), "--state-dir", str(state)])
+    assert result.exit_code == 0, result.output
+    (line,) = [x for x in result.output.splitlines() if x.startswith("training set:")]
+    assert "delinquent at 60 DPD" in line
+    # The labels are those of a 60-DPD training set, not the default 30.
+    staged = state / "staging" / "book"
+    at = {dpd: steps.build_training_set(settings=load_settings(data_dir=tmp_path / f"d{dpd}",
+                                                               delinquency_dpd=dpd),
+                                        book=staged).positives
+          for dpd in (30, 60)}
+    assert _positives(line) == at[60] != at[30]
+    settings = load_settings(data_dir=state)
+    client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri)
+    for name in steps.model_names(settings).values():
+        (version,) = client.search_model_versions(f"name='{name}'")
+        params = client.get_run(version.run_id).data.params
+        assert params["delinquency_dpd"] == "60"
+        assert params["random_state"] == "7" and params["n_estimators"] == "40"
+        assert params["grid"] == "weekly"
+
+
+def test_a_settings_typo_is_one_line_exit_2(tmp_path: Path, no_config: None,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DELINQ_DELINQENCY_DPD", "60")
+    result = CliRunner().invoke(app, ["worklist", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "DELINQ_DELINQUENCY_DPD" in result.output and "Traceback" not in result.output
