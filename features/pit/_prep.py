@@ -18,6 +18,7 @@ table only for the rows that miss. Results never depend on input order, only spe
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 import numba as nb
 import numpy as np
@@ -32,13 +33,26 @@ from features.spec import ordered_categories
 #: real date but within int32, in which day arrays are stored (half the memory of int64).
 NEVER = np.int64(2**30)
 NONE = np.int64(-(2**30))
+_EPOCH = date(1970, 1, 1).toordinal()
+
+
+def day_number(day: date) -> int:
+    """Days since 1970-01-01 of ``day``: the kernels' integer day (the one conversion)."""
+    return day.toordinal() - _EPOCH
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A Book as flat arrays (days are int64 days since 1970-01-01)."""
+    """A Book as flat arrays (days are int32 days since 1970-01-01, see :func:`day_number`).
+
+    ``invoice_ids`` are in the book's order; ``inv_order[k]`` is the book row of the invoice
+    at position ``k`` of the arrays (None when the book already lists invoices grouped by
+    account, so positions are rows).
+    """
 
     account_ids: pa.Array
+    invoice_ids: pa.Array
+    inv_order: np.ndarray | None
     acc_ptr: np.ndarray
     issue: np.ndarray
     due: np.ndarray
@@ -55,6 +69,17 @@ class Prepared:
     segment_cats: list[str]
     region_codes: np.ndarray
     region_cats: list[str]
+
+    def invoice_id_column(self, positions: np.ndarray) -> pd.Series:
+        """The ``invoice_id`` (pandas ``str``) of invoices at the given array positions."""
+        rows = positions if self.inv_order is None else self.inv_order[positions]
+        return pd.Series(self.invoice_ids.take(rows), dtype="str")
+
+
+def _arrow(values: pd.Series | pa.Array) -> pa.Array:
+    """One Arrow array of a column (zero-copy for Arrow-backed pandas strings)."""
+    arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values)
+    return arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
 
 
 def _strings(values: pd.Series | pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -336,7 +361,8 @@ def prepare(book: Book) -> Prepared:
     seg_codes, seg_cats = _categories(acc["segment"], acc_row)
     reg_codes, reg_cats = _categories(acc["region"], acc_row)
     return Prepared(
-        account_ids=universe, acc_ptr=acc_ptr, issue=issue, due=due, amount=amount,
+        account_ids=universe, invoice_ids=_arrow(inv["invoice_id"]), inv_order=order,
+        acc_ptr=acc_ptr, issue=issue, due=due, amount=amount,
         pay_ptr=pay_ptr, pay_day=pay_day, pay_amt=pay_amt, dis_ptr=dis_ptr,
         dis_open=dis_open, dis_res=dis_res, credit_limit=credit, created=created,
         segment_codes=seg_codes, segment_cats=seg_cats, region_codes=reg_codes,
