@@ -400,7 +400,7 @@ def score_into_store(
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()
-    day = pd.Timestamp(as_of).date()
+    day = as_day(as_of)
     versions = {k: str(getattr(m, "version", "") or "") for k, m in models.items()}
     store = WorklistStore(store_url, export_dir=Path(export_dir) if export_dir else None)
     try:
