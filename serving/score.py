@@ -26,7 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
-from features.spec import MODEL_OF_SEGMENT, as_day
+from features.pit import build_features
+from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.reasons import REASON_COLUMNS, reason_codes
@@ -125,8 +126,6 @@ def score_book(
     Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
     ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a needed model is missing.
     """
-    from features import FEATURE_SET_VERSION, build_features
-
     check_feature_set(models, FEATURE_SET_VERSION)
     as_of_ts = pd.Timestamp(as_day(as_of))
     timer = _Timer()
@@ -396,7 +395,6 @@ def score_into_store(
     stays current) and the exception is re-raised. The returned record's ``timings`` hold
     the scoring stages, the store's own figures, ``write`` and ``total`` (seconds).
     """
-    from features import FEATURE_SET_VERSION
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()
