@@ -9,7 +9,8 @@
   uncleared and ``delinquency_dpd``+ days past due. Resolved on that check day, or earlier
   (``y = 0``) on the day the last open invoice clears.
 
-Openness at ``as_of`` uses only payments dated before ``as_of`` (as the features do); the
+Openness at ``as_of`` uses only payments dated before ``as_of``, with the features' clearing
+rule (whole cents, ``features.spec.CLEAR_TOLERANCE_CENTS``; the same kernel helper); the
 outcome uses every payment dated before ``data_end`` (default: the day after the book's last
 event), including payments dated on ``as_of``. A label that the data before ``data_end``
 cannot decide is *censored*: ``y`` NaN, ``label_resolved_date`` NaT. A clearing decides a
@@ -30,9 +31,8 @@ import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
-from features.pit import _prep as _pit_prep
 from features.pit._kernels import _pay_state, account_id_column, run_chunked
-from features.pit._prep import NONE, Prepared, day_number
+from features.pit._prep import NONE, Prepared, day_number, prepare
 from features.spec import (
     CLEAR_TOLERANCE_CENTS,
     DELINQUENT_DPD,
@@ -180,6 +180,6 @@ def build_labels(book: Book, *, as_of: date | pd.Timestamp,
     :func:`features.build_features` for the same ``as_of``.
     """
     end = default_data_end(book) if data_end is None else as_day(data_end)
-    return labels_frame(_pit_prep.prepare(book), as_day(as_of),
+    return labels_frame(prepare(book), as_day(as_of),
                         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
                         data_end=end)
