@@ -17,10 +17,14 @@ import pandas as pd
 from features.contract.book import Book
 from features.spec import (
     BEHAVIOUR_WINDOWS,
-    CLEAR_SLACK,
+    CLEAR_TOLERANCE_CENTS,
+    FACT_COLUMNS,
     FEATURE_COLUMNS,
+    as_day,
+    is_cleared,
     ordered_categories,
     segment_of,
+    to_cents,
 )
 
 DAY = pd.Timedelta(days=1)
@@ -31,24 +35,30 @@ def _days(delta: pd.Series) -> pd.Series:
 
 
 def _clear_dates(inv: pd.DataFrame, pay: pd.DataFrame) -> pd.DataFrame:
-    """Per invoice: paid total, clear date (first day cumulative paid reaches the amount),
-    first and last payment dates. ``pay`` is already cut to the known payments."""
-    daily = pay.groupby(["invoice_id", "payment_date"], as_index=False)["amount"].sum()
+    """Per invoice: paid total (dollars and whole cents), clear date (first day the
+    cumulative cents reach the amount's cents less the tolerance), first and last payment
+    dates. ``pay`` is already cut to the known payments."""
+    pay = pay.assign(cents=to_cents(pay["amount"].to_numpy()))
+    daily = pay.groupby(["invoice_id", "payment_date"], as_index=False)[
+        ["amount", "cents"]].sum()
     daily = daily.sort_values(["invoice_id", "payment_date"])
-    daily["cum"] = daily.groupby("invoice_id")["amount"].cumsum()
-    daily = daily.merge(inv[["invoice_id", "amount"]].rename(columns={"amount": "inv_amount"}),
-                        on="invoice_id")
-    reached = daily[daily["cum"] >= daily["inv_amount"] - CLEAR_SLACK]
+    daily["cum"] = daily.groupby("invoice_id")["cents"].cumsum()
+    need = inv[["invoice_id"]].assign(need=to_cents(inv["amount"].to_numpy()))
+    daily = daily.merge(need, on="invoice_id")
+    reached = daily[is_cleared(daily["cum"], daily["need"], CLEAR_TOLERANCE_CENTS)]
     clear = reached.groupby("invoice_id")["payment_date"].min().rename("clear_date")
-    paid = daily.groupby("invoice_id")["amount"].sum().rename("paid")
-    first = daily.groupby("invoice_id").first()
+    g = daily.groupby("invoice_id")
+    paid = g["amount"].sum().rename("paid")
+    first = g.first()
     out = pd.DataFrame({
         "paid": paid,
+        "paid_cents": g["cents"].sum(),
         "first_pay_date": first["payment_date"],
         "last_pay_date": daily.groupby("invoice_id")["payment_date"].max(),
     }).join(clear)
     res = inv[["invoice_id"]].merge(out, left_on="invoice_id", right_index=True, how="left")
     res["paid"] = res["paid"].fillna(0.0)
+    res["paid_cents"] = res["paid_cents"].fillna(0).astype(np.int64)
     return res.drop(columns="invoice_id").set_index(inv.index)
 
 
@@ -82,10 +92,11 @@ def _behaviour(cl: pd.DataFrame, suffix: str) -> pd.DataFrame:
     })
 
 
-def reference_features(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFrame:
+def reference_features(book: Book, *, as_of: date | pd.Timestamp,
+                       facts: bool = False) -> pd.DataFrame:
     """Features of every account with an open invoice at ``as_of`` (same frame as
-    ``features.build_features``)."""
-    as_of = pd.Timestamp(as_of).normalize()
+    ``features.build_features``, facts included when ``facts``)."""
+    as_of = pd.Timestamp(as_day(as_of))
     inv = known_invoices(book, as_of)
     op = inv[inv["is_open"]].copy()
     op["past_due"] = op["dpd"] >= 1
@@ -187,7 +198,17 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFram
     out["account_id"] = out["account_id"].astype("str")
     out.insert(1, "as_of", pd.Series(as_of, index=out.index).astype("datetime64[s]"))
     out.insert(2, "segment", segment_of(out["oldest_dpd"].to_numpy()))
-    return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS]]
+    if not facts:
+        return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS]]
+    # the oldest open invoice: earliest due date, ties to the one listed first in the book
+    oldest = op.sort_values("due_date", kind="stable").drop_duplicates("account_id")
+    oldest = oldest.set_index("account_id").reindex(out["account_id"])
+    out["oldest_invoice_id"] = pd.Series(oldest["invoice_id"].array, index=out.index,
+                                         dtype="str")
+    out["oldest_invoice_open"] = oldest["outstanding"].to_numpy()
+    partial = (op["paid_cents"] > 0).groupby(op["account_id"]).any()
+    out["partial_payer"] = partial.reindex(out["account_id"]).to_numpy(dtype=bool)
+    return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS, *FACT_COLUMNS]]
 
 
 def reference_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd: int = 30,
@@ -195,8 +216,8 @@ def reference_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd:
                      data_end: date | pd.Timestamp | None = None) -> pd.DataFrame:
     """Labels of every account with an open invoice at ``as_of`` (same frame as
     ``features.build_labels``)."""
-    as_of = pd.Timestamp(as_of).normalize()
-    end = (book.last_date + DAY) if data_end is None else pd.Timestamp(data_end).normalize()
+    as_of = pd.Timestamp(as_day(as_of))
+    end = (book.last_date + DAY) if data_end is None else pd.Timestamp(as_day(data_end))
     inv = known_invoices(book, as_of)
     op = inv[inv["is_open"]][["invoice_id", "account_id", "due_date", "amount", "outstanding",
                               "dpd"]].copy()

@@ -4,75 +4,174 @@ A leaf module: it imports nothing of the project, so the contract, the point-in-
 kernels, the models, serving and the flows all import their constants from here.
 
 Time semantics (DESIGN section 4): ``as_of`` is a date; everything dated strictly before it
-is known. Amounts are in the book's currency, durations in days, shares in 0-1.
+is known. :func:`as_day` is the one normaliser of a cut-off given at a public boundary.
+Amounts are in the book's currency, durations in days, shares in 0-1.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from datetime import date
-from typing import Final
+from datetime import date, datetime
+from enum import StrEnum
+from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
+# ------------------------------------------------------------------ models and segments
+
 #: The two models, one per question a collector asks (DESIGN section 5).
 MODELS: Final = ("early_warning", "persistence")
-#: Which model scores which collections segment.
-MODEL_OF_SEGMENT: Final = {
-    "preventive": "early_warning",
-    "early": "early_warning",
-    "delinquent": "persistence",
-    "late": "persistence",
-}
 
-#: Bump when the *computation* changes without a definition text change.
-_MANUAL_VERSION: Final = 1
+#: Collections segments by the oldest open invoice's days past due (DPD), in DPD order.
+SEGMENTS: Final = ("preventive", "early", "delinquent", "late")
+#: An account is *delinquent* from 30 DPD (the usual definition of a delinquent account)
+#: and *late* from 90 DPD (the threshold of the EBA definition of default).
+DELINQUENT_DPD: Final = 30
+LATE_DPD: Final = 90
+#: First DPD of each segment after ``preventive``: early 1-29, delinquent 30-89, late 90+.
+SEGMENT_EDGES: Final = (1, DELINQUENT_DPD, LATE_DPD)
+#: Segments at or past the delinquency edge: scored by ``persistence``, and their reasons
+#: always state the delinquency fact.
+DELINQUENT_SEGMENTS: Final = tuple(s for s, lo in zip(SEGMENTS[1:], SEGMENT_EDGES, strict=True)
+                                   if lo >= DELINQUENT_DPD)
+#: Which model scores which segment: early warning before the delinquency edge,
+#: persistence at or past it.
+MODEL_OF_SEGMENT: Final[dict[str, str]] = {
+    s: MODELS[1] if s in DELINQUENT_SEGMENTS else MODELS[0] for s in SEGMENTS}
+#: Default label horizons (days; settings may change them): early warning asks whether an
+#: open invoice reaches ``DELINQUENT_DPD``; persistence looks this many days ahead.
+PERSISTENCE_DAYS: Final = 30
 
-#: An invoice is cleared when cumulative payments reach ``amount - CLEAR_SLACK``: one cent,
-#: plus half a cent of slack so cent-rounded amounts compare robustly in floating point
-#: (for amounts in whole cents this is exactly "within one cent").
-CLEAR_SLACK: Final = 0.015
+
+def segment_of(oldest_dpd: np.ndarray) -> pd.Series:
+    """Collections segment (pandas ``str``) from the oldest open invoice's DPD: 0 or less
+    preventive, 1-29 early, 30-89 delinquent, 90+ late (:data:`SEGMENT_EDGES`)."""
+    idx = np.searchsorted(np.asarray(SEGMENT_EDGES), np.asarray(oldest_dpd), side="right")
+    return pd.Series(np.asarray(SEGMENTS, dtype=object)[idx], dtype="str")
+
+
+# ------------------------------------------------------------------ windows and buckets
+
+#: Aging buckets of open amounts: inclusive DPD ranges (None = no upper end). They follow
+#: the receivables aging report, which counts whole 30-day months from the first day past
+#: due ("1-30" is the first month late), while :data:`SEGMENT_EDGES` follow the delinquency
+#: definitions, whose thresholds read "30 or more" and "90 or more" days past due. Both are
+#: what collectors and regulators read, so neither is bent to the other: an invoice exactly
+#: 30 days past due sits in the 1-30 bucket and makes its account delinquent.
+AGING_BUCKETS: Final[tuple[tuple[int, int | None], ...]] = (
+    (1, 30), (31, 60), (61, 90), (91, None))
+#: Horizons (days ahead) of the "amount falling due in the next N days" features.
+DUE_SOON_DAYS: Final = (7, 14, 30)
 #: Payment-behaviour windows in days (None = all history), over invoices cleared within
 #: ``[as_of - window, as_of)``.
-BEHAVIOUR_WINDOWS: Final = (90, 180, 365, None)
-SEGMENTS: Final = ("preventive", "early", "delinquent", "late")
+BEHAVIOUR_WINDOWS: Final[tuple[int | None, ...]] = (90, 180, 365, None)
+#: Days-late thresholds of the "share paid N+ days late" features.
+LATE_DAYS: Final = (1, 15, 30)
+
+
+def window_suffix(days: int | None) -> str:
+    """``90d`` for a 90-day window, ``all`` for all history."""
+    return "all" if days is None else f"{days}d"
+
+
+def aging_column(bucket: tuple[int, int | None]) -> str:
+    """Feature name of an aging bucket: ``amt_dpd_1_30``, ``amt_dpd_91_plus``."""
+    lo, hi = bucket
+    return f"amt_dpd_{lo}_plus" if hi is None else f"amt_dpd_{lo}_{hi}"
+
+
+def due_soon_column(days: int) -> str:
+    """Feature name of the amount falling due within ``days``: ``amt_due_next_7d``."""
+    return f"amt_due_next_{days}d"
+
+
+#: Payment-behaviour metrics, each computed per window of :data:`BEHAVIOUR_WINDOWS`.
+BEHAVIOUR_METRICS: Final = ("n_cleared", "days_late_mean", "days_late_max", "days_late_wmean",
+                            *(f"share_late_{k}d" for k in LATE_DAYS))
+
+
+def behaviour_column(metric: str, days: int | None) -> str:
+    """Feature name of a behaviour metric over a window: ``days_late_mean_180d``."""
+    return f"{metric}_{window_suffix(days)}"
+
+
+AGING_COLUMNS: Final = tuple(aging_column(b) for b in AGING_BUCKETS)
+DUE_SOON_COLUMNS: Final = tuple(due_soon_column(d) for d in DUE_SOON_DAYS)
+
+
+# ------------------------------------------------------------------ clearing (openness)
+
+#: An invoice is *cleared* on the first day its cumulative payments, in whole cents, reach
+#: its amount less this many cents (DESIGN section 3, "a tolerance of one cent"): $99.99 paid
+#: clears a $100.00 invoice, $99.98 leaves it open for $0.02. Whole cents make the rule
+#: exact (no floating-point slack). The kernels take it as an argument, so numba's disk cache
+#: can never hold a stale value.
+CLEAR_TOLERANCE_CENTS: Final = 1
+
+
+def to_cents(amount: Any) -> Any:
+    """Amounts in currency units -> whole cents (int64; nearest, halves up).
+
+    Plain numpy arithmetic, so it runs on arrays (the pandas oracle) and, compiled by
+    ``features.pit._kernels``, on scalars inside the kernels: one rounding everywhere.
+    """
+    return np.int64(np.floor(amount * 100.0 + 0.5))
+
+
+def is_cleared(paid_cents: Any, amount_cents: Any, tolerance_cents: Any) -> Any:
+    """The clearing rule on whole cents (arrays or, compiled, scalars): cumulative
+    ``paid_cents`` reach ``amount_cents - tolerance_cents``."""
+    return paid_cents >= amount_cents - tolerance_cents
+
+
+# ------------------------------------------------------------------ the feature spec
+
+
+def _exposure_spec() -> dict[str, str]:
+    aging = {}
+    for (lo, hi), name in zip(AGING_BUCKETS, AGING_COLUMNS, strict=True):
+        span = f"{lo}+" if hi is None else f"{lo}-{hi}"
+        aging[name] = f"Dollars owed on open invoices {span} days past due."
+    return {
+        "open_balance": "Dollars still owed on invoices open at as_of (partial payments "
+        "deducted).",
+        "past_due_amount": "Dollars owed on open invoices past their due date (1+ DPD).",
+        "oldest_dpd": "Days past due of the oldest open invoice (negative = not yet due).",
+        "n_open_invoices": "Number of invoices open at as_of.",
+        "n_past_due_invoices": "Number of open invoices 1+ days past due.",
+        "amt_not_due": "Dollars owed on open invoices not yet past due (0 or fewer DPD).",
+        **aging,
+        "past_due_share": "Share (0-1) of the open balance that is past due.",
+        **{name: f"Dollars owed on open invoices falling due in the next {d} days."
+           for d, name in zip(DUE_SOON_DAYS, DUE_SOON_COLUMNS, strict=True)},
+        "largest_open_amount": "Dollars owed on the largest open invoice.",
+    }
 
 
 def _behaviour_spec() -> dict[str, str]:
     spec: dict[str, str] = {}
     for days in BEHAVIOUR_WINDOWS:
-        w = "all" if days is None else f"{days}d"
         span = "all invoices cleared before as_of" if days is None else (
             f"invoices cleared in the {days} days before as_of")
-        spec[f"n_cleared_{w}"] = f"Count of {span}."
-        spec[f"days_late_mean_{w}"] = f"Mean days late (clear date - due date) of {span}."
-        spec[f"days_late_max_{w}"] = f"Maximum days late of {span}."
-        spec[f"days_late_wmean_{w}"] = f"Invoice-amount-weighted mean days late of {span}."
-        for k in (1, 15, 30):
-            spec[f"share_late_{k}d_{w}"] = f"Share (0-1) of {span} paid {k}+ days late."
+        text = {
+            "n_cleared": f"Count of {span}.",
+            "days_late_mean": f"Mean days late (clear date - due date) of {span}.",
+            "days_late_max": f"Maximum days late of {span}.",
+            "days_late_wmean": f"Invoice-amount-weighted mean days late of {span}.",
+            **{f"share_late_{k}d": f"Share (0-1) of {span} paid {k}+ days late."
+               for k in LATE_DAYS},
+        }
+        for metric in BEHAVIOUR_METRICS:
+            spec[behaviour_column(metric, days)] = text[metric]
     return spec
 
 
 #: feature name -> plain-English definition with unit and window (also the reason-code text
 #: source). Order is the model input order of :func:`feature_names`.
 FEATURE_SPEC: Final[dict[str, str]] = {
-    "open_balance": "Dollars still owed on invoices open at as_of (partial payments deducted).",
-    "past_due_amount": "Dollars owed on open invoices past their due date (1+ DPD).",
-    "oldest_dpd": "Days past due of the oldest open invoice (negative = not yet due).",
-    "n_open_invoices": "Number of invoices open at as_of.",
-    "n_past_due_invoices": "Number of open invoices 1+ days past due.",
-    "amt_not_due": "Dollars owed on open invoices not yet past due (0 or fewer DPD).",
-    "amt_dpd_1_30": "Dollars owed on open invoices 1-30 days past due.",
-    "amt_dpd_31_60": "Dollars owed on open invoices 31-60 days past due.",
-    "amt_dpd_61_90": "Dollars owed on open invoices 61-90 days past due.",
-    "amt_dpd_91_plus": "Dollars owed on open invoices 91+ days past due.",
-    "past_due_share": "Share (0-1) of the open balance that is past due.",
-    "amt_due_next_7d": "Dollars owed on open invoices falling due in the next 7 days.",
-    "amt_due_next_14d": "Dollars owed on open invoices falling due in the next 14 days.",
-    "amt_due_next_30d": "Dollars owed on open invoices falling due in the next 30 days.",
-    "largest_open_amount": "Dollars owed on the largest open invoice.",
+    **_exposure_spec(),
     **_behaviour_spec(),
     "days_late_last": "Days late of the most recently cleared invoice (latest if several).",
     "days_late_trend_90d_vs_365d": "Mean days late of invoices cleared in the last 90 days "
@@ -103,11 +202,59 @@ CATEGORICAL: Final = ("account_segment", "account_region")
 FEATURE_COLUMNS: Final = tuple(FEATURE_SPEC)
 NUMERIC_COLUMNS: Final = tuple(c for c in FEATURE_COLUMNS if c not in CATEGORICAL)
 
+#: Facts the worklist cites (reason details, actions), computed in the same kernel pass as
+#: the features with the same openness rule, but not model inputs.
+FACT_SPEC: Final[dict[str, str]] = {
+    "oldest_invoice_id": "Id of the open invoice with the earliest due date (ties: the one "
+    "listed first in the book).",
+    "oldest_invoice_open": "Dollars still owed on that invoice.",
+    "partial_payer": "Whether some open invoice is partly paid (boolean).",
+}
+FACT_COLUMNS: Final = tuple(FACT_SPEC)
+
+#: Rows of the point-in-time kernel's output matrix: every numeric feature, then the numeric
+#: facts (the oldest open invoice's id comes out as an invoice position beside it). The
+#: kernels address rows by name through :data:`KERNEL_INDEX`, never by a literal number.
+KERNEL_COLUMNS: Final = (*NUMERIC_COLUMNS, "oldest_invoice_open", "partial_payer")
+KERNEL_INDEX: Final[dict[str, int]] = {name: k for k, name in enumerate(KERNEL_COLUMNS)}
+
+#: Columns of the feature frame (``features.build_features``) and their pandas dtypes; the
+#: fact columns are present only when asked for.
+FEATURE_DTYPES: Final[dict[str, str]] = {
+    "account_id": "str",
+    "as_of": "datetime64[s]",
+    "segment": "str",
+    **{c: "category" if c in CATEGORICAL else "float64" for c in FEATURE_COLUMNS},
+}
+FACT_DTYPES: Final[dict[str, str]] = {
+    "oldest_invoice_id": "str", "oldest_invoice_open": "float64", "partial_payer": "bool"}
+
+
+def check_feature_frame(frame: pd.DataFrame) -> None:
+    """Raise ``ValueError`` naming the first column of :data:`FEATURE_DTYPES` that is missing
+    or has another dtype (and likewise for any :data:`FACT_DTYPES` column present). Other
+    columns (labels, in a training set) are not checked."""
+    for name, want in FEATURE_DTYPES.items():
+        if name not in frame.columns:
+            raise ValueError(f"feature frame has no column {name!r} (expected dtype {want})")
+    expected = {**FEATURE_DTYPES, **{c: d for c, d in FACT_DTYPES.items() if c in frame.columns}}
+    for name, want in expected.items():
+        got = str(frame[name].dtype)
+        if got != want:
+            raise ValueError(
+                f"feature frame column {name!r} has dtype {got}, expected {want}")
+
+
+#: Bump when the *computation* changes without a definition text change (2: clearing in
+#: whole cents with a one-cent tolerance).
+_MANUAL_VERSION: Final = 2
+
+
 def feature_set_version(spec: dict[str, str] | None = None) -> str:
-    """Short hash of the feature definitions (name -> text, in order), the clear tolerance,
-    the segment boundaries and a manual version: changes whenever a definition does."""
+    """Short hash of the feature definitions (name -> text, in order), the clearing
+    tolerance, the segment edges and a manual version: changes whenever a definition does."""
     payload = {"manual": _MANUAL_VERSION, "spec": FEATURE_SPEC if spec is None else spec,
-               "slack": CLEAR_SLACK, "segments": [0, 29, 89]}
+               "tolerance_cents": CLEAR_TOLERANCE_CENTS, "segments": list(SEGMENT_EDGES)}
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()[:12]
 
 
@@ -119,19 +266,69 @@ def feature_names() -> list[str]:
     return list(FEATURE_COLUMNS)
 
 
-def segment_of(oldest_dpd: np.ndarray) -> pd.Series:
-    """Collections segment from the oldest open invoice's DPD: <=0 preventive, 1-29 early,
-    30-89 delinquent, 90+ late."""
-    idx = np.searchsorted(np.array([0, 29, 89]), np.asarray(oldest_dpd), side="left")
-    return pd.Series(np.asarray(SEGMENTS, dtype=object)[idx], dtype="str")
-
-
-def to_day(as_of: date | pd.Timestamp | str) -> pd.Timestamp:
-    """``as_of`` as a midnight Timestamp (accepts date, datetime, Timestamp or ISO string)."""
-    return pd.Timestamp(as_of).normalize()
-
-
 def ordered_categories(values: pd.Series) -> list[str]:
     """Categories of an account attribute: sorted distinct non-missing values of the book,
     so every snapshot of one book shares the same categorical dtype."""
     return sorted(str(v) for v in values.dropna().unique())
+
+
+# ------------------------------------------------------------------ time
+
+
+def as_day(value: date | pd.Timestamp | np.datetime64) -> date:
+    """The calendar day of a cut-off given at a public boundary (``as_of``, ``data_end``).
+
+    Accepts a ``date``, a ``datetime``/``pd.Timestamp`` (its date; the time of day is
+    dropped) or a ``numpy.datetime64``. Strings are refused: parse them where they enter
+    (``date.fromisoformat``), so inside the library a cut-off is always a ``date``.
+    """
+    if isinstance(value, datetime):  # pd.Timestamp is a datetime
+        if pd.isna(value):
+            raise ValueError("a cut-off date is required, got NaT")
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, np.datetime64):
+        if np.isnat(value):
+            raise ValueError("a cut-off date is required, got NaT")
+        return value.astype("datetime64[D]").item()
+    raise TypeError(f"expected a date or pd.Timestamp, got {type(value).__name__} {value!r}")
+
+
+# ------------------------------------------------------------------ enumerations
+
+
+class ContactChannel(StrEnum):
+    """How a collector reached (or tried to reach) a customer."""
+
+    PHONE = "phone"
+    EMAIL = "email"
+    LETTER = "letter"
+    PORTAL = "portal"
+    SMS = "sms"
+    VISIT = "visit"
+
+
+class ContactOutcome(StrEnum):
+    """What a contact attempt achieved."""
+
+    REACHED = "reached"
+    NO_ANSWER = "no_answer"
+    WRONG_CONTACT = "wrong_contact"
+    REFUSED = "refused"
+    PROMISED = "promised"
+    DISPUTED = "disputed"
+
+
+class EventKind(StrEnum):
+    """Kinds of the append-only workbench events (a correction is a new event)."""
+
+    CONTACT = "contact"
+    PROMISE = "promise"
+    PROMISE_CANCELLED = "promise_cancelled"
+    DISPUTE_OPENED = "dispute_opened"
+    DISPUTE_RESOLVED = "dispute_resolved"
+    NOTE = "note"
+    ASSIGNMENT = "assignment"
+    SNOOZE = "snooze"
+    UNSNOOZE = "unsnooze"

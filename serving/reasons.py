@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from features.spec import DELINQUENT_SEGMENTS
 from serving._reason_table import FACT_FEATURE, TEMPLATES, Template
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 
 REASON_COLUMNS = ("reason_1", "reason_2", "reason_3", "mitigating_reason", "reasons_json")
 _N_RISK = 3
-_DELINQUENT_SEGMENTS = ("delinquent", "late")
 
 
 def missing_templates(feature_names: Sequence[str]) -> list[str]:
@@ -372,7 +372,7 @@ def reason_codes(
     j_fact = names.index(FACT_FEATURE) if FACT_FEATURE in names else -1
     if segment is not None and j_fact >= 0 and n:
         seg = pd.Series(segment).astype(object).to_numpy(dtype=object)
-        fact_rows = np.isin(seg, _DELINQUENT_SEGMENTS) & ok[:, j_fact]
+        fact_rows = np.isin(seg, DELINQUENT_SEGMENTS) & ok[:, j_fact]
         fact_rows &= ~((risk_idx == j_fact) & risk_valid).any(axis=1)
         # The fact goes to the first free risk slot, or replaces the third reason.
         slot = np.where(risk_valid.all(axis=1), _N_RISK - 1, np.argmin(risk_valid, axis=1))

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING
 
 import pandera.pandas as pa
 
+from features.spec import MODELS, SEGMENTS
 from serving.actions import ACTIONS
 
 if TYPE_CHECKING:
     from serving.score import ScoreResult
 
-SEGMENTS = ("preventive", "early", "delinquent", "late")
-MODELS = ("early_warning", "persistence")
 FLAGS = ("ok", "watch", "alert")
 
 

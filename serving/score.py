@@ -26,6 +26,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
+from features.pit import build_features
+from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day
 from models.drift import psi_table
 from models.model import DelinqModel
 from models.registry import NoChampionError, load_champion
@@ -35,14 +37,6 @@ from serving.reasons import REASON_COLUMNS, reason_codes
 
 if TYPE_CHECKING:
     from serving.store import RunRecord
-
-#: Which model scores which collections segment (DESIGN section 5).
-MODEL_OF_SEGMENT: dict[str, str] = {
-    "preventive": "early_warning",
-    "early": "early_warning",
-    "delinquent": "persistence",
-    "late": "persistence",
-}
 
 #: The worklist's columns in store order: the store's boundary schema is the one definition.
 WORKLIST_COLUMNS: tuple[str, ...] = tuple(store_schema.WORKLIST_COLUMNS)
@@ -115,7 +109,7 @@ def score_book(
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
     ``models`` maps ``"early_warning"`` and ``"persistence"`` to loaded models; each
-    account is scored by the model of its segment (:data:`MODEL_OF_SEGMENT`).
+    account is scored by the model of its segment (``features.spec.MODEL_OF_SEGMENT``).
     ``probability`` is that model's calibrated probability (0-1), ``priority`` =
     probability x open balance (expected amount at risk, book currency) and ``rank`` 1 is
     the highest priority over the whole book (ties broken by ``account_id``). Explanations
@@ -124,20 +118,17 @@ def score_book(
     Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
     ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a needed model is missing.
     """
-    from features import FEATURE_SET_VERSION, build_features
-
     check_feature_set(models, FEATURE_SET_VERSION)
-    as_of_ts = pd.Timestamp(as_of).normalize()
+    as_of_ts = pd.Timestamp(as_day(as_of))
     timer = _Timer()
     with timer.stage("features"):
-        feats = build_features(book, as_of=as_of_ts.date())
+        # the facts reasons and actions cite (oldest open invoice, partial payer) come from
+        # the same pass and openness rule as the features
+        feats = build_features(book, as_of=as_of_ts.date(), facts=True)
     if feats.empty:
         return _empty_result(models, as_of_ts, timer)
     feats = feats.reset_index(drop=True)
-    with timer.stage("facts"):
-        facts = oldest_open_invoices(book, as_of=as_of_ts)
-        detail = feats[["account_id"]].merge(facts, on="account_id", how="left")
-        frame = pd.concat([feats, detail.drop(columns="account_id")], axis=1)
+    frame = feats
 
     model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
     needed = sorted(set(model_of[pd.notna(model_of)]))
@@ -193,49 +184,6 @@ def score_book(
         "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
     }
     return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
-
-
-def oldest_open_invoices(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFrame:
-    """Per account with open invoices at ``as_of``: the facts reasons and actions cite.
-
-    Columns: ``account_id``, ``oldest_invoice_id`` and ``oldest_invoice_open`` (open amount,
-    currency) of the open invoice with the earliest due date (ties: the first listed),
-    ``partial_payer`` (an open invoice is partly paid). An invoice is open when issued
-    before ``as_of`` and its payments dated before ``as_of`` leave more than one cent
-    unpaid (the same rule as ``features.pit.features``).
-    """
-    # features' id matcher: a sequential scan when payments come in invoice order (as
-    # exports and the synthetic book do), ~10x faster than a hash join of 50M ids here.
-    from features.pit._prep import match_ids
-
-    cut = pd.Timestamp(as_of).normalize().to_datetime64().astype("datetime64[s]")
-    inv = book.invoices
-    amount = inv["amount"].to_numpy(dtype=np.float64)
-    pay = book.payments
-    known = np.flatnonzero(pay["payment_date"].to_numpy() < cut)
-    pos = match_ids(pay["invoice_id"].iloc[known], inv["invoice_id"])
-    hit = pos >= 0
-    paid = np.bincount(pos[hit], weights=pay["amount"].to_numpy(dtype=np.float64)[known][hit],
-                       minlength=len(inv))
-    issued = inv["issue_date"].to_numpy() < cut
-    open_rows = np.flatnonzero(issued & (amount - paid > 0.01))
-    if len(open_rows) == 0:
-        return pd.DataFrame({"account_id": pd.Series(dtype="str"),
-                             "oldest_invoice_id": pd.Series(dtype="str"),
-                             "oldest_invoice_open": pd.Series(dtype="float64"),
-                             "partial_payer": pd.Series(dtype="bool")})
-    codes, accounts = pd.factorize(inv["account_id"].iloc[open_rows], sort=False)
-    due = inv["due_date"].to_numpy().astype("datetime64[D]").astype(np.int64)[open_rows]
-    order = np.lexsort((due, codes))  # by account, then due date; stable keeps file order
-    first = order[np.r_[0, np.flatnonzero(np.diff(codes[order])) + 1]]
-    partial = np.bincount(codes, weights=(paid[open_rows] > 0.0).astype(np.float64)) > 0
-    rows = open_rows[first]
-    return pd.DataFrame({
-        "account_id": pd.Series(np.asarray(accounts, dtype=object)[codes[first]], dtype="str"),
-        "oldest_invoice_id": inv["invoice_id"].iloc[rows].astype("str").to_numpy(),
-        "oldest_invoice_open": amount[rows] - paid[rows],
-        "partial_payer": partial[codes[first]],
-    })
 
 
 def _worklist(
@@ -430,11 +378,10 @@ def score_into_store(
     stays current) and the exception is re-raised. The returned record's ``timings`` hold
     the scoring stages, the store's own figures, ``write`` and ``total`` (seconds).
     """
-    from features import FEATURE_SET_VERSION
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()
-    day = pd.Timestamp(as_of).date()
+    day = as_day(as_of)
     versions = {k: m.version or "" for k, m in models.items()}
     store = WorklistStore(
         store_url, export_dir=Path(export_dir) if export_dir else None, upgrade=True

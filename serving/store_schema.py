@@ -30,8 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-SEGMENTS: Final = ("preventive", "early", "delinquent", "late")
-MODELS: Final = ("early_warning", "persistence")
+from features.spec import MODELS, SEGMENTS
+
 STATUSES: Final = ("running", "succeeded", "failed")
 
 #: Worklist columns in store order: name -> (Arrow type, nullable).

@@ -11,6 +11,17 @@ Canonical dtypes (the contract every consumer may rely on):
 - amounts: ``float64`` in the book's currency (one currency per book);
 - ``terms_days``: ``Int64`` (nullable), days from issue to due.
 
+In-memory representation (what a partition of a bigger book keeps too): four columnar
+pandas frames, one column per field; numeric and date columns are numpy arrays and ids
+Arrow strings, so a table converts to Arrow without copying values. Ids stay plain strings
+in the Book: the point-in-time encoding (``features.pit``) maps them to dense integer codes
+once per call, so a loader given dictionary-encoded ids (Arrow dictionary, pandas
+``category``) casts them to ``str``. Required columns hold no missing values;
+``invoice_id`` and ``account_id`` (accounts) are unique. Amounts are meant in whole cents:
+openness rounds them to cents before comparing (``features.spec.to_cents``). Row order
+carries no meaning (results never depend on it); validation writes the canonical order
+(invoices by account, payments by invoice then date), which the encoding reads fastest.
+
 Time semantics: nothing in a Book is "as of" anything. Cut-offs are applied by the feature
 and label functions (``as_of`` keyword), which treat everything dated strictly before
 ``as_of`` as known.

@@ -3,50 +3,106 @@
 Each account's invoices are contiguous and each invoice's payments are sorted by date, so
 the known payments of an invoice are a prefix of its slice and every feature family is a
 running aggregate: the whole snapshot is one cache-friendly scan, parallel over accounts.
-Definitions are in ``features.pit.FEATURE_SPEC`` and, written plainly, in
+Definitions are in ``features.spec.FEATURE_SPEC`` and, written plainly, in
 ``bench/reference_features.py``; the tests hold the two equal.
+
+What the kernels read from the spec arrives as arguments, never as compiled-in globals, so
+numba's disk cache (which only watches this file) cannot hold a stale value:
+
+- the output rows come in a numpy record (:data:`COLS`) with one field per kernel column
+  name (``o[c.open_balance]``) and array fields for the windowed families
+  (``o[c.n_cleared[w]]``). Its numba type spells every field name and offset, so any change
+  of the spec's column layout is a new signature and a recompile;
+- the windows, buckets and thresholds come in a second record (:data:`PARAMS`);
+- the clearing tolerance is a plain integer argument.
+
+The rounding to cents and the clearing comparison are ``features.spec.to_cents`` and
+``features.spec.is_cleared`` compiled here: the one rule the oracle and labels use too.
 """
 
 from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date
 from typing import Final
 
 import numba as nb
 import numpy as np
 import pandas as pd
 
-from features.pit._prep import NEVER, NONE, Prepared
-from features.spec import CLEAR_SLACK  # a compile-time constant: bump the cache if changed
-
-_WIN = ("90d", "180d", "365d", "all")
-#: Column order of the kernel's output matrix (the literal indices below follow it).
-KERNEL_COLUMNS: Final = (
-    "open_balance", "past_due_amount", "oldest_dpd", "n_open_invoices", "n_past_due_invoices",
-    "amt_not_due", "amt_dpd_1_30", "amt_dpd_31_60", "amt_dpd_61_90", "amt_dpd_91_plus",
-    "past_due_share", "amt_due_next_7d", "amt_due_next_14d", "amt_due_next_30d",
-    "largest_open_amount",
-    *[f"{m}_{w}" for w in _WIN for m in (
-        "n_cleared", "days_late_mean", "days_late_max", "days_late_wmean", "share_late_1d",
-        "share_late_15d", "share_late_30d")],
-    "days_late_last", "days_late_trend_90d_vs_365d", "days_since_last_payment",
-    "partial_payment_share_365d", "n_invoices_90d", "n_invoices_365d", "amt_billed_90d",
-    "amt_billed_365d", "avg_invoice_amount_365d", "tenure_days", "terms_days_median",
-    "n_open_disputes", "amt_open_disputes", "n_disputes_365d", "dispute_rate_365d",
-    "credit_utilisation", "account_age_days",
+from features.pit._prep import NEVER, NONE, Prepared, day_number
+from features.spec import (
+    AGING_BUCKETS,
+    AGING_COLUMNS,
+    BEHAVIOUR_WINDOWS,
+    CLEAR_TOLERANCE_CENTS,
+    DUE_SOON_COLUMNS,
+    DUE_SOON_DAYS,
+    FACT_COLUMNS,
+    FEATURE_COLUMNS,
+    KERNEL_COLUMNS,
+    KERNEL_INDEX,
+    LATE_DAYS,
+    behaviour_column,
+    is_cleared,
+    segment_of,
+    to_cents,
 )
-_NK = 60
+
+_to_cents = nb.njit(to_cents)
+_is_cleared = nb.njit(is_cleared)
+
+#: "No upper end" for a window or bucket: beyond any day difference of real dates.
+_UNBOUNDED: Final = 1 << 40
+
+
+def _record(fields: dict[str, object]) -> np.void:
+    """One numpy record (int64 scalars and int64 arrays) holding ``fields``."""
+    values = {k: np.asarray(v, dtype=np.int64) for k, v in fields.items()}
+    dtype = np.dtype([(k, np.int64, v.shape) for k, v in values.items()])
+    rec = np.zeros(1, dtype)
+    for k, v in values.items():
+        rec[0][k] = v
+    return rec[0]
+
+
+def _behaviour_rows(metric: str) -> list[int]:
+    return [KERNEL_INDEX[behaviour_column(metric, w)] for w in BEHAVIOUR_WINDOWS]
+
+
+#: Output row of every kernel column by name, plus the windowed families as arrays.
+COLS: Final = _record({
+    **KERNEL_INDEX,
+    "aging": [KERNEL_INDEX[c] for c in AGING_COLUMNS],
+    "due_soon": [KERNEL_INDEX[c] for c in DUE_SOON_COLUMNS],
+    **{m: _behaviour_rows(m) for m in ("n_cleared", "days_late_mean", "days_late_max",
+                                         "days_late_wmean")},
+    "share_late": [_behaviour_rows(f"share_late_{k}d") for k in LATE_DAYS],
+})
+#: Windows (days; all history = unbounded), aging bucket DPD ranges, due-soon horizons and
+#: days-late thresholds, as the spec defines them.
+PARAMS: Final = _record({
+    "win_days": [_UNBOUNDED if w is None else w for w in BEHAVIOUR_WINDOWS],
+    "late_days": list(LATE_DAYS),
+    "aging_lo": [lo for lo, _ in AGING_BUCKETS],
+    "aging_hi": [_UNBOUNDED if hi is None else hi for _, hi in AGING_BUCKETS],
+    "soon_days": list(DUE_SOON_DAYS),
+})
 
 
 @nb.njit(cache=True)
-def _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt):
-    """(paid, clear day, first payment day, last payment day) from payments before as_of."""
+def _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt):
+    """(paid dollars, paid cents, clear day, first payment day, last payment day) of
+    invoice ``i`` from its payments dated before ``as_of``; the clear day is the first day
+    the cumulative cents satisfy the clearing rule with tolerance ``tol`` cents (NONE if
+    none did)."""
     paid = 0.0
+    paid_c = np.int64(0)
+    need = _to_cents(amount[i])
     clear = NONE
     first = NONE
     last = NONE
-    thresh = amount[i] - CLEAR_SLACK
     for p in range(pay_ptr[i], pay_ptr[i + 1]):
         d = pay_day[p]
         if d >= as_of:
@@ -55,9 +111,10 @@ def _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt):
             first = d
         last = d
         paid += pay_amt[p]
-        if clear == NONE and paid >= thresh:
+        paid_c += _to_cents(pay_amt[p])
+        if clear == NONE and _is_cleared(paid_c, need, tol):
             clear = d
-    return paid, clear, first, last
+    return paid, paid_c, clear, first, last
 
 
 @nb.njit(cache=True)
@@ -79,29 +136,36 @@ def _median(x, n):
 
 
 @nb.njit(cache=True)
-def _account_features(a, o, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day, pay_amt,
-                      dis_ptr, dis_open, dis_res, credit_limit, created):
-    """Fill row ``o`` (all NaN on entry) with account ``a``'s features; untouched if the
-    account has no open invoice. A plain function (not inlined into the parallel loop)
-    keeps numba's compile time to seconds."""
-    wins = np.array([90, 180, 365, 1 << 40], np.int64)
+def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due, amount,
+                      pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res, credit_limit,
+                      created):
+    """Fill column ``o`` (all NaN on entry; rows named by the record ``c``) with account
+    ``a``'s features and facts, and ``oldest_pos[a]`` with the position of its oldest open
+    invoice; untouched if the account has no open invoice. A plain function (not inlined
+    into the parallel loop) keeps numba's compile time to seconds."""
+    n_win = len(prm.win_days)
+    n_late = len(prm.late_days)
+    n_aging = len(prm.aging_lo)
+    n_soon = len(prm.soon_days)
     lo, hi = acc_ptr[a], acc_ptr[a + 1]
     n_open = 0
     bal = 0.0
     pdue = 0.0
     n_pd = 0
     oldest = NONE
-    b = np.zeros(5)
-    nx = np.zeros(3)
+    oldest_i = -1
+    oldest_rest = 0.0
+    partial = False
+    not_due = 0.0
+    aging = np.zeros(n_aging)
+    soon = np.zeros(n_soon)
     largest = 0.0
-    wn = np.zeros(4)
-    wsum = np.zeros(4)
-    wmax = np.full(4, -np.inf)
-    wamt = np.zeros(4)
-    wdl = np.zeros(4)
-    w1 = np.zeros(4)
-    w15 = np.zeros(4)
-    w30 = np.zeros(4)
+    wn = np.zeros(n_win)
+    wsum = np.zeros(n_win)
+    wmax = np.full(n_win, -np.inf)
+    wamt = np.zeros(n_win)
+    wdl = np.zeros(n_win)
+    wlate = np.zeros((n_late, n_win))
     last_clear = NONE
     last_dl = 0
     rec_n = 0
@@ -126,7 +190,8 @@ def _account_features(a, o, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day
         if issue[i] >= as_of:
             continue
         amt = amount[i]
-        paid, clear, first, last = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)
+        paid, paid_c, clear, first, last = _pay_state(i, as_of, tol, amount, pay_ptr,
+                                                      pay_day, pay_amt)
         if last > last_pay:
             last_pay = last
         is_open = clear == NONE
@@ -135,45 +200,40 @@ def _account_features(a, o, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day
             dpd = as_of - due[i]
             n_open += 1
             bal += rest
-            if dpd > oldest:
+            if paid_c > 0:
+                partial = True
+            if dpd > oldest:  # strict: ties keep the invoice listed first
                 oldest = dpd
+                oldest_i = i
+                oldest_rest = rest
             if rest > largest or n_open == 1:
                 largest = rest
             if dpd >= 1:
                 pdue += rest
                 n_pd += 1
             if dpd <= 0:
-                b[0] += rest
-                if dpd > -7:
-                    nx[0] += rest
-                if dpd > -14:
-                    nx[1] += rest
-                if dpd > -30:
-                    nx[2] += rest
-            elif dpd <= 30:
-                b[1] += rest
-            elif dpd <= 60:
-                b[2] += rest
-            elif dpd <= 90:
-                b[3] += rest
+                not_due += rest
+                for k in range(n_soon):
+                    if dpd > -prm.soon_days[k]:
+                        soon[k] += rest
             else:
-                b[4] += rest
+                for k in range(n_aging):
+                    if prm.aging_lo[k] <= dpd <= prm.aging_hi[k]:
+                        aging[k] += rest
+                        break
         else:
             dl = clear - due[i]
-            for w in range(4):
-                if clear >= as_of - wins[w]:
+            for w in range(n_win):
+                if clear >= as_of - prm.win_days[w]:
                     wn[w] += 1
                     wsum[w] += dl
                     if dl > wmax[w]:
                         wmax[w] = dl
                     wamt[w] += amt
                     wdl[w] += amt * dl
-                    if dl >= 1:
-                        w1[w] += 1
-                    if dl >= 15:
-                        w15[w] += 1
-                    if dl >= 30:
-                        w30[w] += 1
+                    for t in range(n_late):
+                        if dl >= prm.late_days[t]:
+                            wlate[t, w] += 1
             if clear > last_clear:
                 last_clear = clear
                 last_dl = dl
@@ -217,59 +277,63 @@ def _account_features(a, o, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day
             disputed365 += 1
     if n_open == 0:
         return
-    o[0] = bal
-    o[1] = pdue
-    o[2] = oldest
-    o[3] = n_open
-    o[4] = n_pd
-    for k in range(5):
-        o[5 + k] = b[k]
-    o[10] = pdue / bal
-    for k in range(3):
-        o[11 + k] = nx[k]
-    o[14] = largest
-    for w in range(4):
-        c = 15 + 7 * w
-        o[c] = wn[w]
+    o[c.open_balance] = bal
+    o[c.past_due_amount] = pdue
+    o[c.oldest_dpd] = oldest
+    o[c.n_open_invoices] = n_open
+    o[c.n_past_due_invoices] = n_pd
+    o[c.amt_not_due] = not_due
+    for k in range(n_aging):
+        o[c.aging[k]] = aging[k]
+    o[c.past_due_share] = pdue / bal
+    for k in range(n_soon):
+        o[c.due_soon[k]] = soon[k]
+    o[c.largest_open_amount] = largest
+    for w in range(n_win):
+        o[c.n_cleared[w]] = wn[w]
         if wn[w] > 0:
-            o[c + 1] = wsum[w] / wn[w]
-            o[c + 2] = wmax[w]
-            o[c + 3] = wdl[w] / wamt[w]
-            o[c + 4] = w1[w] / wn[w]
-            o[c + 5] = w15[w] / wn[w]
-            o[c + 6] = w30[w] / wn[w]
+            o[c.days_late_mean[w]] = wsum[w] / wn[w]
+            o[c.days_late_max[w]] = wmax[w]
+            o[c.days_late_wmean[w]] = wdl[w] / wamt[w]
+            for t in range(n_late):
+                o[c.share_late[t, w]] = wlate[t, w] / wn[w]
     if last_clear != NONE:
-        o[43] = last_dl
+        o[c.days_late_last] = last_dl
     if rec_n > 0 and old_n > 0:
-        o[44] = rec_s / rec_n - old_s / old_n
+        o[c.days_late_trend_90d_vs_365d] = rec_s / rec_n - old_s / old_n
     if last_pay != NONE:
-        o[45] = as_of - last_pay
+        o[c.days_since_last_payment] = as_of - last_pay
     if pp_n > 0:
-        o[46] = pp_k / pp_n
-    o[47] = n90
-    o[48] = n365
-    o[49] = a90
-    o[50] = a365
+        o[c.partial_payment_share_365d] = pp_k / pp_n
+    o[c.n_invoices_90d] = n90
+    o[c.n_invoices_365d] = n365
+    o[c.amt_billed_90d] = a90
+    o[c.amt_billed_365d] = a365
     if n365 > 0:
-        o[51] = a365 / n365
-        o[57] = disputed365 / n365
-    o[52] = as_of - first_issue
-    o[53] = _median(terms, nk)
-    o[54] = n_odis
-    o[55] = amt_odis
-    o[56] = n_dis365
+        o[c.avg_invoice_amount_365d] = a365 / n365
+        o[c.dispute_rate_365d] = disputed365 / n365
+    o[c.tenure_days] = as_of - first_issue
+    o[c.terms_days_median] = _median(terms, nk)
+    o[c.n_open_disputes] = n_odis
+    o[c.amt_open_disputes] = amt_odis
+    o[c.n_disputes_365d] = n_dis365
     if credit_limit[a] > 0:
-        o[58] = bal / credit_limit[a]
+        o[c.credit_utilisation] = bal / credit_limit[a]
     if created[a] != NONE:
-        o[59] = as_of - created[a]
+        o[c.account_age_days] = as_of - created[a]
+    o[c.oldest_invoice_open] = oldest_rest
+    o[c.partial_payer] = 1.0 if partial else 0.0
+    oldest_pos[a] = oldest_i
 
 
 @nb.njit(cache=True, nogil=True)
-def _features_range(start, stop, out, as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day,
-                    pay_amt, dis_ptr, dis_open, dis_res, credit_limit, created):
+def _features_range(start, stop, out, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
+                    amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res,
+                    credit_limit, created):
     for a in range(start, stop):
-        _account_features(a, out[:, a], as_of, acc_ptr, issue, due, amount, pay_ptr, pay_day,
-                          pay_amt, dis_ptr, dis_open, dis_res, credit_limit, created)
+        _account_features(a, out[:, a], c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
+                          amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res,
+                          credit_limit, created)
 
 
 def run_chunked(kernel, n: int, *args: object) -> None:
@@ -291,45 +355,49 @@ def run_chunked(kernel, n: int, *args: object) -> None:
             f.result()
 
 
-def _features(as_of, acc_ptr, *arrays):
-    n_acc = len(acc_ptr) - 1
-    # feature-major, so each output column is one contiguous slice
-    out = np.full((_NK, n_acc), np.nan)
-    run_chunked(_features_range, n_acc, out, as_of, acc_ptr, *arrays)
-    return out
+def feature_matrix(prep: Prepared, as_of: date, *,
+                   tolerance_cents: int = CLEAR_TOLERANCE_CENTS
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(matrix, oldest open invoice position) of one snapshot.
+
+    The matrix is ``(len(KERNEL_COLUMNS), n_accounts)`` float64, feature-major so each
+    output column is one contiguous slice; accounts with no open invoice are NaN. The
+    positions (int64, -1 for those accounts) index ``prep``'s invoice order.
+    """
+    n_acc = len(prep.acc_ptr) - 1
+    out = np.full((len(KERNEL_COLUMNS), n_acc), np.nan)
+    oldest_pos = np.full(n_acc, -1, np.int64)
+    run_chunked(_features_range, n_acc, out, COLS, PARAMS, day_number(as_of),
+                int(tolerance_cents), oldest_pos, prep.acc_ptr, prep.issue, prep.due,
+                prep.amount, prep.pay_ptr, prep.pay_day, prep.pay_amt, prep.dis_ptr,
+                prep.dis_open, prep.dis_res, prep.credit_limit, prep.created)
+    return out, oldest_pos
 
 
-def _day_number(ts: pd.Timestamp) -> int:
-    """Days since 1970-01-01 of a midnight Timestamp."""
-    return int((ts.to_datetime64().astype("datetime64[D]")).astype(np.int64))
-
-
-def feature_matrix(prep: Prepared, as_of: pd.Timestamp) -> np.ndarray:
-    """(len(KERNEL_COLUMNS), n_accounts) float64; accounts with no open invoice are NaN."""
-    return _features(
-        _day_number(as_of), prep.acc_ptr, prep.issue, prep.due, prep.amount, prep.pay_ptr,
-        prep.pay_day, prep.pay_amt, prep.dis_ptr, prep.dis_open, prep.dis_res,
-        prep.credit_limit, prep.created)
-
-
-def feature_columns(prep: Prepared, as_of: pd.Timestamp) -> tuple[np.ndarray, dict]:
+def feature_columns(prep: Prepared, as_of: date, *, facts: bool = False
+                    ) -> tuple[np.ndarray, dict[str, object]]:
     """(account rows with an open invoice, {column: values}) of one snapshot, in the
-    :func:`features.pit.build_features` column order minus ``account_id``."""
-    from features.spec import FEATURE_COLUMNS, segment_of
-
-    mat = feature_matrix(prep, as_of)
-    rows = np.flatnonzero(~np.isnan(mat[0]))
+    :func:`features.pit.build_features` column order minus ``account_id`` (with the
+    :data:`features.spec.FACT_COLUMNS` last when ``facts``)."""
+    mat, oldest_pos = feature_matrix(prep, as_of)
+    rows = np.flatnonzero(~np.isnan(mat[KERNEL_INDEX["open_balance"]]))
     cols: dict[str, object] = {
-        "as_of": np.full(len(rows), as_of.to_datetime64(), dtype="datetime64[s]"),
-        "segment": segment_of(mat[2, rows]),
+        "as_of": np.full(len(rows), np.datetime64(as_of, "s")),
+        "segment": segment_of(mat[KERNEL_INDEX["oldest_dpd"], rows]),
     }
-    for k, name in enumerate(KERNEL_COLUMNS):
-        cols[name] = mat[k, rows]
-    del mat
+    for name in FEATURE_COLUMNS:
+        if name in KERNEL_INDEX:
+            cols[name] = mat[KERNEL_INDEX[name], rows]
     for name, codes, cats in (("account_segment", prep.segment_codes, prep.segment_cats),
                               ("account_region", prep.region_codes, prep.region_cats)):
         cols[name] = pd.Categorical.from_codes(codes[rows], categories=cats)
-    return rows, {c: cols[c] for c in ("as_of", "segment", *FEATURE_COLUMNS)}
+    if facts:
+        cols["oldest_invoice_id"] = prep.invoice_id_column(oldest_pos[rows])
+        cols["oldest_invoice_open"] = mat[KERNEL_INDEX["oldest_invoice_open"], rows]
+        cols["partial_payer"] = mat[KERNEL_INDEX["partial_payer"], rows] > 0
+    del mat
+    names = ("as_of", "segment", *FEATURE_COLUMNS, *(FACT_COLUMNS if facts else ()))
+    return rows, {c: cols[c] for c in names}
 
 
 def account_id_column(prep: Prepared, rows: np.ndarray) -> pd.Series:
@@ -337,7 +405,7 @@ def account_id_column(prep: Prepared, rows: np.ndarray) -> pd.Series:
     return pd.Series(prep.account_ids.take(rows), dtype="str")
 
 
-def features_frame(prep: Prepared, as_of: pd.Timestamp) -> pd.DataFrame:
+def features_frame(prep: Prepared, as_of: date, *, facts: bool = False) -> pd.DataFrame:
     """The :func:`features.pit.build_features` frame from a prepared book."""
-    rows, cols = feature_columns(prep, as_of)
+    rows, cols = feature_columns(prep, as_of, facts=facts)
     return pd.DataFrame({"account_id": account_id_column(prep, rows), **cols})

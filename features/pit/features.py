@@ -3,16 +3,17 @@
 Time semantics (DESIGN section 4): ``as_of`` is a date and everything dated strictly before
 it is known: invoices with ``issue_date < as_of``, payments with ``payment_date < as_of``,
 disputes with ``opened_date < as_of`` (resolved only if ``resolved_date < as_of``). An
-invoice is *cleared* on the first day its cumulative known payments reach its amount less
-one cent; it is *open* at ``as_of`` when issued before and not cleared before ``as_of``.
-DPD of an open invoice = ``as_of - due_date`` in days; days late of a cleared invoice =
-clear date - due date (negative = paid early).
+invoice is *cleared* on the first day its cumulative known payments, in whole cents, reach
+its amount less one cent (``features.spec.CLEAR_TOLERANCE_CENTS``); it is *open* at
+``as_of`` when issued before and not cleared before ``as_of``. DPD of an open invoice =
+``as_of - due_date`` in days; days late of a cleared invoice = clear date - due date
+(negative = paid early).
 
 :func:`build_features` returns one row per account with at least one open invoice (the
 scored population, DESIGN section 5). Features that need history an account does not have
 yet are NaN, never a zero pretending to be a fact. Every definition lives in
-:data:`FEATURE_SPEC`; :data:`FEATURE_SET_VERSION` hashes it, so any change to a definition
-changes the version logged with a model.
+``features.spec.FEATURE_SPEC``; ``FEATURE_SET_VERSION`` hashes it, so any change to a
+definition changes the version logged with a model.
 
 Implementation: ids are encoded once per call (``features.pit._prep``), then one numba pass
 per ``as_of`` over invoices grouped by account computes every family
@@ -26,32 +27,20 @@ from datetime import date
 import pandas as pd
 
 from features.contract.book import Book
-from features.spec import (  # noqa: F401 (re-exported: the pit face)
-    CATEGORICAL,
-    CLEAR_SLACK,
-    FEATURE_COLUMNS,
-    FEATURE_DESCRIPTIONS,
-    FEATURE_SET_VERSION,
-    FEATURE_SPEC,
-    NUMERIC_COLUMNS,
-    SEGMENTS,
-    feature_names,
-    feature_set_version,
-    segment_of,
-    to_day,
-)
+from features.pit import _kernels, _prep
+from features.spec import as_day
 
 
-def build_features(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFrame:
+def build_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = False
+                   ) -> pd.DataFrame:
     """Point-in-time features of every account with an open invoice at ``as_of``.
 
-    Columns: ``account_id``, ``as_of`` (datetime64[s]), ``segment``, then
-    :func:`feature_names` (amounts in dollars, durations in days, shares in 0-1; see
-    :data:`FEATURE_SPEC`). Rows sorted by ``account_id``. Only data dated strictly before
-    ``as_of`` is used.
+    ``as_of`` is a day (a ``date``, or a ``pd.Timestamp`` whose date is used). Columns:
+    ``account_id``, ``as_of`` (datetime64[s]), ``segment``, then :func:`feature_names`
+    (amounts in dollars, durations in days, shares in 0-1; see :data:`FEATURE_SPEC`); dtypes
+    are :data:`features.spec.FEATURE_DTYPES`. With ``facts``, the
+    :data:`features.spec.FACT_COLUMNS` the worklist cites follow (oldest open invoice id and
+    its open dollars, partial payer): same pass, same openness rule, not model inputs. Rows
+    sorted by ``account_id``. Only data dated strictly before ``as_of`` is used.
     """
-    from features.pit import _kernels as _pit_kernels
-    from features.pit import _prep as _pit_prep
-
-    prep = _pit_prep.prepare(book)
-    return _pit_kernels.features_frame(prep, to_day(as_of))
+    return _kernels.features_frame(_prep.prepare(book), as_day(as_of), facts=facts)

@@ -9,7 +9,8 @@
   uncleared and ``delinquency_dpd``+ days past due. Resolved on that check day, or earlier
   (``y = 0``) on the day the last open invoice clears.
 
-Openness at ``as_of`` uses only payments dated before ``as_of`` (as the features do); the
+Openness at ``as_of`` uses only payments dated before ``as_of``, with the features' clearing
+rule (whole cents, ``features.spec.CLEAR_TOLERANCE_CENTS``; the same kernel helper); the
 outcome uses every payment dated before ``data_end`` (default: the day after the book's last
 event), including payments dated on ``as_of``. A label that the data before ``data_end``
 cannot decide is *censored*: ``y`` NaN, ``label_resolved_date`` NaT. A clearing decides a
@@ -23,46 +24,39 @@ the bad event (0 when ``y = 0``, NaN when censored); capture@k sums it.
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import numba as nb
 import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
-from features.pit import _prep as _pit_prep
-from features.pit._kernels import _day_number, _pay_state, account_id_column, run_chunked
-from features.pit._prep import NONE, Prepared
-from features.spec import CLEAR_SLACK, to_day
+from features.pit._kernels import _pay_state, account_id_column, run_chunked
+from features.pit._prep import NONE, Prepared, day_number, prepare
+from features.spec import (
+    CLEAR_TOLERANCE_CENTS,
+    DELINQUENT_DPD,
+    MODELS,
+    PERSISTENCE_DAYS,
+    as_day,
+)
 
-MODELS = ("early_warning", "persistence")
 LABEL_COLUMNS = ("account_id", "as_of", "model", "y", "label_resolved_date", "censored",
                  "delinquent_amount")
 
 
 @nb.njit(cache=True)
-def _full_clear(i, end, amount, pay_ptr, pay_day, pay_amt):
-    """Clear day of invoice ``i`` from all payments before ``end`` (NONE if not cleared)."""
-    paid = 0.0
-    thresh = amount[i] - CLEAR_SLACK
-    for p in range(pay_ptr[i], pay_ptr[i + 1]):
-        if pay_day[p] >= end:
-            break
-        paid += pay_amt[p]
-        if paid >= thresh:
-            return pay_day[p]
-    return NONE
+def _account_label(a, as_of, end, dpd_limit, check, tol, acc_ptr, issue, due, amount,
+                   pay_ptr, pay_day, pay_amt):
+    """(model code or -1 if not scored, y or NaN, resolved day or NONE, bad dollars).
 
-
-@nb.njit(cache=True)
-def _account_label(a, as_of, end, dpd_limit, check, acc_ptr, issue, due, amount, pay_ptr,
-                   pay_day, pay_amt):
-    """(model code or -1 if not scored, y or NaN, resolved day or NONE, bad dollars)."""
+    Openness at ``as_of`` and the outcome's clear day (from payments before ``end``) both
+    come from ``_pay_state``: the features' clearing rule, tolerance ``tol`` cents."""
     lo, hi = acc_ptr[a], acc_ptr[a + 1]
     oldest = NONE
     for i in range(lo, hi):
         if issue[i] < as_of:
-            clear = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)[1]
+            clear = _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt)[2]
             if clear == NONE and as_of - due[i] > oldest:
                 oldest = as_of - due[i]
     if oldest == NONE:
@@ -77,11 +71,11 @@ def _account_label(a, as_of, end, dpd_limit, check, acc_ptr, issue, due, amount,
     for i in range(lo, hi):
         if issue[i] >= as_of:
             continue
-        paid, clear, _, _ = _pay_state(i, as_of, amount, pay_ptr, pay_day, pay_amt)
+        paid, _, clear, _, _ = _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt)
         if clear != NONE:
             continue
         rest = amount[i] - paid
-        f = _full_clear(i, end, amount, pay_ptr, pay_day, pay_amt)
+        f = _pay_state(i, end, tol, amount, pay_ptr, pay_day, pay_amt)[2]
         if f != NONE and f > last_clear:
             last_clear = f
         if early:
@@ -112,40 +106,41 @@ def _account_label(a, as_of, end, dpd_limit, check, acc_ptr, issue, due, amount,
 
 @nb.njit(cache=True, nogil=True)
 def _labels_range(start, stop, model, y, resolved, bad_amt, as_of, end, dpd_limit, check,
-                  acc_ptr, issue, due, amount, pay_ptr, pay_day, pay_amt):
+                  tol, acc_ptr, issue, due, amount, pay_ptr, pay_day, pay_amt):
     for a in range(start, stop):
-        m, ya, r, b = _account_label(a, as_of, end, dpd_limit, check, acc_ptr, issue, due,
-                                     amount, pay_ptr, pay_day, pay_amt)
+        m, ya, r, b = _account_label(a, as_of, end, dpd_limit, check, tol, acc_ptr, issue,
+                                     due, amount, pay_ptr, pay_day, pay_amt)
         model[a] = m
         y[a] = ya
         resolved[a] = r
         bad_amt[a] = b
 
 
-def _labels(as_of, end, dpd_limit, persist, acc_ptr, *arrays):
+def _labels(as_of, end, dpd_limit, persist, tol, acc_ptr, *arrays):
     n_acc = len(acc_ptr) - 1
     model = np.full(n_acc, -1, np.int8)
     y = np.full(n_acc, np.nan)
     resolved = np.full(n_acc, NONE, np.int64)
     bad_amt = np.full(n_acc, np.nan)
     run_chunked(_labels_range, n_acc, model, y, resolved, bad_amt, as_of, end, dpd_limit,
-                as_of + persist, acc_ptr, *arrays)
+                as_of + persist, tol, acc_ptr, *arrays)
     return model, y, resolved, bad_amt
 
 
-def default_data_end(book: Book) -> pd.Timestamp:
+def default_data_end(book: Book) -> date:
     """The day after the book's last event: everything strictly before it is known."""
-    return book.last_date.normalize() + pd.Timedelta(days=1)
+    return as_day(book.last_date) + timedelta(days=1)
 
 
-def label_columns(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
-                  persistence_days: int, data_end: pd.Timestamp) -> tuple[np.ndarray, dict]:
+def label_columns(prep: Prepared, as_of: date, *, delinquency_dpd: int,
+                  persistence_days: int, data_end: date,
+                  tolerance_cents: int = CLEAR_TOLERANCE_CENTS) -> tuple[np.ndarray, dict]:
     """(scored account rows, {column: values}) of the labels at ``as_of``, columns in the
     :func:`build_labels` order minus ``account_id`` and ``as_of``."""
     model, y, resolved, amt = _labels(
-        _day_number(as_of), _day_number(data_end), int(delinquency_dpd),
-        int(persistence_days), prep.acc_ptr, prep.issue, prep.due, prep.amount, prep.pay_ptr,
-        prep.pay_day, prep.pay_amt)
+        day_number(as_of), day_number(data_end), int(delinquency_dpd),
+        int(persistence_days), int(tolerance_cents), prep.acc_ptr, prep.issue, prep.due,
+        prep.amount, prep.pay_ptr, prep.pay_day, prep.pay_amt)
     rows = np.flatnonzero(model >= 0)
     res = resolved[rows]
     res_dates = np.where(res == NONE, np.datetime64("NaT"),
@@ -160,29 +155,31 @@ def label_columns(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
     }
 
 
-def labels_frame(prep: Prepared, as_of: pd.Timestamp, *, delinquency_dpd: int,
-                 persistence_days: int, data_end: pd.Timestamp) -> pd.DataFrame:
+def labels_frame(prep: Prepared, as_of: date, *, delinquency_dpd: int,
+                 persistence_days: int, data_end: date) -> pd.DataFrame:
     """The :func:`build_labels` frame from a prepared book."""
     rows, cols = label_columns(prep, as_of, delinquency_dpd=delinquency_dpd,
                                persistence_days=persistence_days, data_end=data_end)
     return pd.DataFrame({
         "account_id": account_id_column(prep, rows),
-        "as_of": np.full(len(rows), as_of.to_datetime64(), dtype="datetime64[s]"),
+        "as_of": np.full(len(rows), np.datetime64(as_of, "s")),
         **cols,
     })
 
 
-def build_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd: int = 30,
-                 persistence_days: int = 30,
+def build_labels(book: Book, *, as_of: date | pd.Timestamp,
+                 delinquency_dpd: int = DELINQUENT_DPD,
+                 persistence_days: int = PERSISTENCE_DAYS,
                  data_end: date | pd.Timestamp | None = None) -> pd.DataFrame:
     """Labels of every account with an open invoice at ``as_of`` (see module docstring).
 
+    ``as_of`` and ``data_end`` are days (``date``, or ``pd.Timestamp`` whose date is used).
     Columns: ``account_id``, ``as_of``, ``model`` ("early_warning" / "persistence"), ``y``
     (float 0/1, NaN when censored), ``label_resolved_date``, ``censored``,
     ``delinquent_amount`` (dollars). Rows sorted by ``account_id``, the same rows as
     :func:`features.build_features` for the same ``as_of``.
     """
-    end = default_data_end(book) if data_end is None else to_day(data_end)
-    return labels_frame(_pit_prep.prepare(book), to_day(as_of),
+    end = default_data_end(book) if data_end is None else as_day(data_end)
+    return labels_frame(prepare(book), as_day(as_of),
                         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
                         data_end=end)

@@ -8,17 +8,16 @@ encoded once for the whole grid), stacked in grid order.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
-from features.pit import _kernels as _pit_kernels
-from features.pit import _prep as _pit_prep
+from features.pit import _kernels, _prep
 from features.pit.labels import default_data_end, label_columns, labels_frame
-from features.spec import to_day
+from features.spec import DELINQUENT_DPD, PERSISTENCE_DAYS, as_day
 
 
 def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
@@ -30,9 +29,8 @@ def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
     Defaults: ``start`` = the book's first issue date + 182 days (some history to learn
     from), ``end`` = the day after the book's last event.
     """
-    lo = to_day(start) if start is not None else book.first_date.normalize() + pd.Timedelta(
-        days=182)
-    hi = to_day(end) if end is not None else default_data_end(book)
+    lo = as_day(start) if start is not None else as_day(book.first_date) + timedelta(days=182)
+    hi = as_day(end) if end is not None else default_data_end(book)
     if freq == "weekly":
         days = pd.date_range(lo, hi, freq="7D")
     elif freq == "monthly":
@@ -43,7 +41,8 @@ def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
 
 
 def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp],
-                       delinquency_dpd: int = 30, persistence_days: int = 30,
+                       delinquency_dpd: int = DELINQUENT_DPD,
+                       persistence_days: int = PERSISTENCE_DAYS,
                        data_end: date | pd.Timestamp | None = None) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
@@ -51,14 +50,14 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     followed by ``model``, ``y``, ``label_resolved_date``, ``censored`` and
     ``delinquent_amount``. Censored rows are kept (filter on ``censored`` to train).
     """
-    end = default_data_end(book) if data_end is None else to_day(data_end)
+    end = default_data_end(book) if data_end is None else as_day(data_end)
     label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
                     data_end=end)
-    prep = _pit_prep.prepare(book)
+    prep = _prep.prepare(book)
     rows_all, parts = [], []
     for d in as_of_dates:
-        as_of = to_day(d)
-        rows, feats = _pit_kernels.feature_columns(prep, as_of)
+        as_of = as_day(d)
+        rows, feats = _kernels.feature_columns(prep, as_of)
         label_rows, labels = label_columns(prep, as_of, **label_kw)
         # both populations are "accounts with an open invoice at as_of", in account order,
         # so the join on (account_id, as_of) is positional
@@ -67,9 +66,9 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
         rows_all.append(rows)
         parts.append(pd.DataFrame({**feats, **labels}, copy=False))
     if not parts:
-        frame = _pit_kernels.features_frame(prep, end).iloc[:0]
+        frame = _kernels.features_frame(prep, end).iloc[:0]
         return frame.merge(labels_frame(prep, end, **label_kw).iloc[:0],
                            on=["account_id", "as_of"])
     out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "account_id", _pit_kernels.account_id_column(prep, np.concatenate(rows_all)))
+    out.insert(0, "account_id", _kernels.account_id_column(prep, np.concatenate(rows_all)))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from features import FEATURE_SET_VERSION, build_features
 from tests.factories import make_book
 
-AS_OF = "2024-07-01"
+AS_OF = date(2024, 7, 1)
 
 # Account A1 at 2024-07-01 (dates in 2024):
 #   I1 issued 01-01 due 01-31 $100, paid 02-20 in full          -> cleared, 20 days late
@@ -184,3 +185,64 @@ def test_due_soon_and_aging_bucket_edges():
     assert row["amt_dpd_91_plus"] == total(91)
     assert row["n_past_due_invoices"] == 7 and row["oldest_dpd"] == 91
     assert row["segment"] == "late"
+
+
+# The one openness rule in whole cents (issue 10): features, facts and labels agree.
+# Account A at 2024-07-01:
+#   I1 issued 01-01 due 02-01 $100, paid $99.99 on 02-05    -> cleared 02-05 (1 cent short)
+#   I2 issued 05-01 due 06-01 $40, unpaid                   -> open $40, 30 DPD
+# Account B: the same, but $99.98 paid on I1                -> I1 open for $0.02, 151 DPD
+CENT_BOOK = make_book(
+    invoices=[
+        ("I1", "A", "2024-01-01", "2024-02-01", 100.0),
+        ("I2", "A", "2024-05-01", "2024-06-01", 40.0),
+        ("J1", "B", "2024-01-01", "2024-02-01", 100.0),
+        ("J2", "B", "2024-05-01", "2024-06-01", 40.0),
+    ],
+    payments=[("I1", "2024-02-05", 99.99), ("J1", "2024-02-05", 99.98)],
+)
+
+
+@pytest.fixture(scope="module")
+def cents() -> pd.DataFrame:
+    return build_features(CENT_BOOK, as_of=AS_OF, facts=True).set_index("account_id")
+
+
+def test_one_cent_short_is_cleared_and_only_the_other_invoice_is_open(cents):
+    a = cents.loc["A"]
+    assert a["n_open_invoices"] == 1 and a["open_balance"] == 40.0
+    assert a["oldest_dpd"] == 30 and a["segment"] == "delinquent"
+    assert a["oldest_invoice_id"] == "I2" and a["oldest_invoice_open"] == 40.0
+    assert not a["partial_payer"]
+    # I1 cleared on its first payment day, 4 days late: no instalments
+    assert a["partial_payment_share_365d"] == 0.0
+    assert a["n_cleared_all"] == 1 and a["days_late_last"] == 4
+
+
+def test_two_cents_short_stays_open_and_is_a_partial_payment(cents):
+    b = cents.loc["B"]
+    assert b["n_open_invoices"] == 2
+    assert b["open_balance"] == pytest.approx(40.02, rel=1e-12)
+    assert b["oldest_dpd"] == 151 and b["segment"] == "late"
+    assert b["oldest_invoice_id"] == "J1"
+    assert b["oldest_invoice_open"] == pytest.approx(0.02, rel=1e-9)
+    assert b["partial_payer"]
+    assert b["partial_payment_share_365d"] == 1.0 and b["n_cleared_all"] == 0
+
+
+def test_labels_use_the_same_openness_rule():
+    from features import build_labels
+
+    labels = build_labels(CENT_BOOK, as_of=AS_OF, data_end=date(2024, 8, 1))
+    labels = labels.set_index("account_id")
+    # A's only open invoice is I2 (30 DPD): persistence, still unpaid at the check day
+    assert labels.loc["A", "model"] == "persistence" and labels.loc["A", "y"] == 1.0
+    assert labels.loc["A", "delinquent_amount"] == 40.0
+    assert labels.loc["B", "delinquent_amount"] == pytest.approx(40.02, rel=1e-12)
+
+
+def test_as_of_is_a_day_and_strings_are_refused():
+    by_timestamp = build_features(CENT_BOOK, as_of=pd.Timestamp("2024-07-01 18:30"))
+    pd.testing.assert_frame_equal(by_timestamp, build_features(CENT_BOOK, as_of=AS_OF))
+    with pytest.raises(TypeError, match="expected a date"):
+        build_features(CENT_BOOK, as_of="2024-07-01")

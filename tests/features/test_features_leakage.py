@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import numpy as np
 import pandas as pd
 from hypothesis import given, settings
@@ -67,6 +69,6 @@ def test_shuffling_rows_changes_nothing(case, seed):
 def test_payment_dated_on_as_of_is_not_known():
     book = make_book([("I1", "A1", "2024-01-01", "2024-01-31", 100.0)],
                      [("I1", "2024-02-10", 100.0)])
-    on_day = build_features(book, as_of="2024-02-10")
+    on_day = build_features(book, as_of=date(2024, 2, 10))
     assert on_day["open_balance"].tolist() == [100.0]
-    assert build_features(book, as_of="2024-02-11").empty
+    assert build_features(book, as_of=date(2024, 2, 11)).empty

@@ -1,4 +1,4 @@
-"""Id matching and book encoding used by the fast features (features.pit._prep)."""
+"""Id matching (features.keys) and book encoding (features.pit._prep) of the fast features."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.pit._prep import match_ids, prepare
+from features.keys import match_ids
+from features.pit._prep import prepare
 from tests.factories import random_book
 
 
@@ -41,6 +43,16 @@ def test_match_ids_on_ordered_ids_with_gaps():
     query = [r for k, r in enumerate(reference) if k % 7 == 0 or 1000 < k < 1003] * 2
     got = match_ids(pd.Series(query, dtype="str"), pd.Series(reference, dtype="str"))
     assert got.tolist() == _expected(query, reference)
+
+
+def test_match_ids_takes_polars_and_a_known_sorted_reference():
+    reference = [f"I{k:03d}" for k in range(0, 100, 3)]
+    # forwards, backwards, gaps, repeats, before the first and after the last id
+    query = ["I099", "I000", "I001", "I051", "I051", "I003", "I", "zz", "I096", "I002"]
+    expected = _expected(query, reference)
+    for known in (True, None):
+        got = match_ids(pl.Series(query), pl.Series(reference), reference_sorted=known)
+        assert got.tolist() == expected
 
 
 def test_prepare_groups_invoices_by_account_and_payments_by_date():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pandas as pd
 import pytest
 from hypothesis import given, settings
@@ -16,9 +18,15 @@ from features import (
     build_training_set,
     feature_names,
 )
-from features.pit._kernels import KERNEL_COLUMNS
 from features.pit.training_set import as_of_grid
-from features.spec import CATEGORICAL
+from features.spec import (
+    CATEGORICAL,
+    FACT_COLUMNS,
+    FEATURE_DTYPES,
+    KERNEL_COLUMNS,
+    NUMERIC_COLUMNS,
+    check_feature_frame,
+)
 from features.synthetic import generate_book
 from tests.factories import BASE, books_and_as_of, make_book, random_book
 
@@ -31,7 +39,8 @@ def assert_same(fast: pd.DataFrame, ref: pd.DataFrame) -> None:
 @given(case=books_and_as_of())
 def test_features_equal_reference_on_random_books(case):
     book, as_of = case
-    assert_same(build_features(book, as_of=as_of), reference_features(book, as_of=as_of))
+    assert_same(build_features(book, as_of=as_of, facts=True),
+                reference_features(book, as_of=as_of, facts=True))
 
 
 @settings(max_examples=25, deadline=None)
@@ -52,9 +61,12 @@ def synthetic():
 
 @pytest.mark.parametrize("as_of", ["2023-03-01", "2024-06-15", "2024-12-31", "2025-02-01"])
 def test_equal_reference_on_synthetic_book(synthetic, as_of):
+    as_of = date.fromisoformat(as_of)
     fast = build_features(synthetic, as_of=as_of)
     assert len(fast) > 0
     assert_same(fast, reference_features(synthetic, as_of=as_of))
+    assert_same(build_features(synthetic, as_of=as_of, facts=True),
+                reference_features(synthetic, as_of=as_of, facts=True))
     assert_same(build_labels(synthetic, as_of=as_of), reference_labels(synthetic, as_of=as_of))
 
 
@@ -72,10 +84,12 @@ def test_training_set_equals_stacked_single_date_calls(synthetic):
 
 def test_training_set_grid_weekly_and_monthly():
     book = random_book(3, n_accounts=3, n_invoices=30)
-    weekly = as_of_grid(book, freq="weekly", start="2024-01-08", end="2024-03-04")
+    weekly = as_of_grid(book, freq="weekly", start=date(2024, 1, 8),
+                         end=date(2024, 3, 4))
     assert weekly[0] == pd.Timestamp("2024-01-08").date() and len(weekly) == 9
     assert all((b - a).days == 7 for a, b in zip(weekly, weekly[1:], strict=False))
-    monthly = as_of_grid(book, freq="monthly", start="2024-01-15", end="2024-04-01")
+    monthly = as_of_grid(book, freq="monthly", start=date(2024, 1, 15),
+                          end=date(2024, 4, 1))
     assert [d.isoformat() for d in monthly] == ["2024-02-01", "2024-03-01", "2024-04-01"]
     with pytest.raises(ValueError):
         as_of_grid(book, freq="daily")
@@ -84,11 +98,15 @@ def test_training_set_grid_weekly_and_monthly():
 def test_feature_names_and_descriptions_cover_every_column():
     names = feature_names()
     assert names[:3] == ["open_balance", "past_due_amount", "oldest_dpd"]
-    assert set(names) == set(KERNEL_COLUMNS) | set(CATEGORICAL)
+    assert set(NUMERIC_COLUMNS) | set(CATEGORICAL) == set(names)
+    assert set(NUMERIC_COLUMNS) <= set(KERNEL_COLUMNS)
+    assert set(KERNEL_COLUMNS) - set(NUMERIC_COLUMNS) <= set(FACT_COLUMNS)
     assert set(FEATURE_DESCRIPTIONS) == set(names)
     frame = build_features(random_book(1), as_of=BASE + pd.Timedelta(days=100))
     assert list(frame.columns) == ["account_id", "as_of", "segment", *names]
+    assert list(FEATURE_DTYPES) == list(frame.columns)
     assert all(str(frame[c].dtype) == "category" for c in CATEGORICAL)
+    check_feature_frame(frame)
     assert isinstance(FEATURE_SET_VERSION, str) and len(FEATURE_SET_VERSION) == 12
 
 

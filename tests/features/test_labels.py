@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from features import build_labels
 from tests.factories import make_book
 
-AS_OF = "2024-03-01"
+AS_OF = date(2024, 3, 1)
 DUE = "2024-03-10"  # not yet due at as_of: early-warning population
 D = pd.Timedelta(days=1)
 
@@ -101,7 +102,7 @@ def test_censored_when_the_data_ends_before_the_outcome():
 def test_clearing_after_data_end_is_censored():
     book = one_invoice([("I", "2024-03-15", 100.0)], extra_events=False)
     assert label(book)["y"] == 0.0  # data_end = 2024-03-16 (day after the last event)
-    assert label(book, data_end="2024-03-15")["censored"]  # the payment day is not known
+    assert label(book, data_end=date(2024, 3, 15))["censored"]  # the payment day is not known
 
 
 PERSIST_DUE = "2024-01-15"  # 46 DPD at as_of: delinquent, persistence model
@@ -134,8 +135,8 @@ def test_persistence_young_invoice_left_open_is_not_bad():
 def test_persistence_censored_before_the_check_day():
     book = make_book([("I", "A", "2023-12-15", PERSIST_DUE, 100.0)],
                      [("I", "2024-02-01", 10.0)])
-    assert label(book, data_end="2024-03-30")["censored"]
-    row = label(book, data_end="2024-03-31")
+    assert label(book, data_end=date(2024, 3, 30))["censored"]
+    row = label(book, data_end=date(2024, 3, 31))
     assert row["y"] == 1.0 and row["delinquent_amount"] == 90.0
 
 

@@ -322,15 +322,45 @@ def test_no_champion_is_a_clear_error(book, trained_state, tmp_path) -> None:
 
 def test_oldest_open_invoice_facts_agree_with_features(book) -> None:
     from features import build_features
-    from serving.score import oldest_open_invoices
 
-    feats = build_features(book, as_of=AS_OF.date()).set_index("account_id")
-    facts = oldest_open_invoices(book, as_of=AS_OF.date()).set_index("account_id")
-    assert sorted(facts.index) == sorted(feats.index)
+    feats = build_features(book, as_of=AS_OF.date(), facts=True).set_index("account_id")
     inv = book.invoices.set_index("invoice_id")
-    due = inv.loc[facts["oldest_invoice_id"], "due_date"].to_numpy()
+    due = inv.loc[feats["oldest_invoice_id"], "due_date"].to_numpy()
     dpd = (AS_OF.to_datetime64() - due).astype("timedelta64[D]").astype(float)
-    np.testing.assert_array_equal(dpd, feats.loc[facts.index, "oldest_dpd"].to_numpy())
-    assert (facts["oldest_invoice_open"] > 0.01).all()
-    assert (facts["oldest_invoice_open"]
-            <= feats.loc[facts.index, "largest_open_amount"] + 1e-9).all()
+    np.testing.assert_array_equal(dpd, feats["oldest_dpd"].to_numpy())
+    assert (feats["oldest_invoice_open"] > 0.01).all()
+    assert (feats["oldest_invoice_open"] <= feats["largest_open_amount"] + 1e-9).all()
+    assert feats["partial_payer"].any() and not feats["partial_payer"].all()
+
+
+def test_one_cent_short_is_cleared_in_reasons_and_actions(models) -> None:
+    """Issue 10: $99.99 paid of $100 clears the invoice for the worklist too: the reason
+    names the other open invoice and the account is no partial payer."""
+    from serving.score import score_book
+    from tests.factories import make_book
+
+    # at 2024-07-01: I1/J1 due 05-15 (47 DPD), I2/J2 due 06-01 (30 DPD), both delinquent
+    book = make_book(
+        invoices=[("I1", "A", "2024-04-15", "2024-05-15", 100.0),
+                  ("I2", "A", "2024-05-01", "2024-06-01", 40.0),
+                  ("J1", "B", "2024-04-15", "2024-05-15", 100.0),
+                  ("J2", "B", "2024-05-01", "2024-06-01", 40.0)],
+        payments=[("I1", "2024-05-20", 99.99), ("J1", "2024-05-20", 99.98)],
+    )
+    # every delinquent account counts as high risk, so only "partial payer" decides
+    # between a payment plan and a personal follow-up
+    policy = A.ActionPolicy(high_persistence=0.0)
+    res = score_book(book, as_of=pd.Timestamp("2024-07-01").date(), models=models,
+                     policy=policy)
+    wl = res.worklist.set_index("account_id")
+    assert (wl["segment"] == "delinquent").all()
+
+    def reasons(acc: str) -> str:
+        return " | ".join(str(wl.loc[acc, c]) for c in ("reason_1", "reason_2", "reason_3"))
+
+    assert wl.loc["A", "oldest_dpd"] == 30 and wl.loc["A", "open_balance"] == 40.0
+    assert "(I2, $40 open)" in reasons("A") and "I1" not in reasons("A")
+    assert wl.loc["A", "action"] == A.PERSONAL_FOLLOW_UP
+    assert wl.loc["B", "oldest_dpd"] == 47
+    assert "(J1, $0 open)" in reasons("B")
+    assert wl.loc["B", "action"] == A.PAYMENT_PLAN

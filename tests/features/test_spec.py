@@ -1,0 +1,126 @@
+"""The leaf spec: one definition per domain constant, the cut-off normaliser, the cents rule,
+the kernel layout and the feature-frame dtype check."""
+
+from __future__ import annotations
+
+import ast
+from datetime import date, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import features.spec as S
+from features import build_features, build_training_set
+from tests.factories import make_book
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_spec_is_a_leaf() -> None:
+    tree = ast.parse((ROOT / "features" / "spec.py").read_text())
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+                for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree)
+                 if isinstance(n, ast.ImportFrom) and n.module}
+    assert not imported & {"features", "models", "serving", "pipelines", "bench"}
+
+
+def test_segments_models_and_edges() -> None:
+    assert S.SEGMENT_EDGES == (1, 30, 90)
+    assert S.DELINQUENT_SEGMENTS == ("delinquent", "late")
+    assert S.MODEL_OF_SEGMENT == {"preventive": "early_warning", "early": "early_warning",
+                                  "delinquent": "persistence", "late": "persistence"}
+    assert set(S.MODEL_OF_SEGMENT.values()) == set(S.MODELS)
+    dpd = np.array([-3, 0, 1, 29, 30, 89, 90, 500])
+    assert S.segment_of(dpd).tolist() == ["preventive", "preventive", "early", "early",
+                                          "delinquent", "delinquent", "late", "late"]
+
+
+def test_bucket_and_window_names_derive_from_the_constants() -> None:
+    assert S.AGING_COLUMNS == ("amt_dpd_1_30", "amt_dpd_31_60", "amt_dpd_61_90",
+                               "amt_dpd_91_plus")
+    assert S.DUE_SOON_COLUMNS == ("amt_due_next_7d", "amt_due_next_14d", "amt_due_next_30d")
+    for metric in S.BEHAVIOUR_METRICS:
+        for days in S.BEHAVIOUR_WINDOWS:
+            assert S.behaviour_column(metric, days) in S.FEATURE_SPEC
+    assert "share_late_15d_all" in S.FEATURE_SPEC
+
+
+def test_other_packages_import_the_one_definition() -> None:
+    from features.pit import labels
+    from serving import reasons, schemas, store_schema
+
+    assert store_schema.SEGMENTS is S.SEGMENTS and store_schema.MODELS is S.MODELS
+    assert schemas.SEGMENTS is S.SEGMENTS and schemas.MODELS is S.MODELS
+    assert labels.MODELS is S.MODELS
+    assert reasons.DELINQUENT_SEGMENTS is S.DELINQUENT_SEGMENTS
+
+
+def test_enumerations_are_typed_strings() -> None:
+    assert [c.value for c in S.ContactChannel] == ["phone", "email", "letter", "portal", "sms",
+                                                   "visit"]
+    assert [o.value for o in S.ContactOutcome] == ["reached", "no_answer", "wrong_contact",
+                                                   "refused", "promised", "disputed"]
+    assert [k.value for k in S.EventKind] == [
+        "contact", "promise", "promise_cancelled", "dispute_opened", "dispute_resolved",
+        "note", "assignment", "snooze", "unsnooze"]
+    assert S.ContactChannel("sms") is S.ContactChannel.SMS and S.EventKind.NOTE == "note"
+    with pytest.raises(ValueError):
+        S.ContactOutcome("maybe")
+
+
+def test_as_day_is_the_one_normaliser() -> None:
+    day = date(2024, 7, 1)
+    assert S.as_day(day) is day
+    assert S.as_day(pd.Timestamp("2024-07-01 23:59")) == day
+    assert S.as_day(datetime(2024, 7, 1, 8)) == day
+    assert S.as_day(np.datetime64("2024-07-01")) == day
+    with pytest.raises(TypeError, match="expected a date or pd.Timestamp"):
+        S.as_day("2024-07-01")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="NaT"):
+        S.as_day(pd.NaT)  # type: ignore[arg-type]
+
+
+def test_cents_rule() -> None:
+    assert S.to_cents(np.array([99.99, 100.0, 0.01, 0.3 - 0.1, 1e9 + 0.07])).tolist() == [
+        9999, 10000, 1, 20, 100_000_000_007]
+    amount = S.to_cents(np.array([100.0, 100.0, 100.0]))
+    paid = S.to_cents(np.array([99.99, 99.98, 100.5]))
+    assert S.is_cleared(paid, amount, S.CLEAR_TOLERANCE_CENTS).tolist() == [True, False, True]
+
+
+def test_kernel_rows_are_addressed_by_name() -> None:
+    from features.pit._kernels import COLS, PARAMS
+
+    assert S.KERNEL_COLUMNS[:len(S.NUMERIC_COLUMNS)] == S.NUMERIC_COLUMNS
+    for name, k in S.KERNEL_INDEX.items():
+        assert COLS[name] == k
+    assert [S.KERNEL_COLUMNS[k] for k in COLS["aging"]] == list(S.AGING_COLUMNS)
+    assert [S.KERNEL_COLUMNS[k] for k in COLS["share_late"][1]] == [
+        S.behaviour_column("share_late_15d", w) for w in S.BEHAVIOUR_WINDOWS]
+    assert PARAMS["aging_lo"].tolist() == [lo for lo, _ in S.AGING_BUCKETS]
+
+
+def test_feature_frame_dtypes() -> None:
+    book = make_book([("I1", "A", "2024-01-01", "2024-02-01", 100.0),
+                      ("I2", "B", "2024-01-01", "2024-03-01", 50.0)],
+                     [("I1", "2024-01-20", 30.0)], accounts=[("A", "small", "emea")])
+    frame = build_features(book, as_of=date(2024, 2, 10), facts=True)
+    assert len(frame) == 2
+    S.check_feature_frame(frame)
+    assert {c: str(frame[c].dtype) for c in frame.columns} == {**S.FEATURE_DTYPES,
+                                                               **S.FACT_DTYPES}
+    training = build_training_set(book, as_of_dates=[date(2024, 2, 10)])
+    assert len(training) == 2
+    S.check_feature_frame(training)  # label columns beside the features are fine
+
+    with pytest.raises(ValueError, match="'oldest_dpd' has dtype int64, expected float64"):
+        S.check_feature_frame(frame.astype({"oldest_dpd": "int64"}))
+    with pytest.raises(ValueError, match="'account_region' has dtype str, expected category"):
+        S.check_feature_frame(frame.astype({"account_region": "str"}))
+    with pytest.raises(ValueError, match="no column 'tenure_days'"):
+        S.check_feature_frame(frame.drop(columns="tenure_days"))
+    with pytest.raises(ValueError, match="'partial_payer' has dtype float64, expected bool"):
+        S.check_feature_frame(frame.astype({"partial_payer": "float64"}))
