@@ -124,6 +124,10 @@ def _header(head_text: str, delimiter: str, name: str) -> list[str]:
     names = [h if h.strip() else f"unnamed_{i + 1}" for i, h in enumerate(recs[0])]
     seen: set[str] = set()
     for h in names:
+        if h.startswith("__"):
+            raise DataContractError(name, h, "reserved_column",
+                                    "starts with '__', which is reserved for validation's own "
+                                    "columns")
         if h in seen:
             raise DataContractError(name, h, "duplicate_column",
                                     "appears twice in the header")

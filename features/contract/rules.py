@@ -61,6 +61,8 @@ FILE_RULES: Final = (
     "missing_file",
     "missing_column",
     "duplicate_column",
+    "reserved_column",
+    "unsupported_type",
     "empty_file",
     "unreadable_file",
     "bad_encoding",
@@ -99,8 +101,16 @@ class DataContractError(Exception):
     def __init__(self, file: str, column: str | None, rule: str, detail: str) -> None:
         self.file, self.column, self.rule, self.detail = file, column, rule, detail
         self.result: object | None = None
-        col = f"column '{column}' " if column else ""
-        super().__init__(f"{file}: {col}{detail} (rule {rule})")
+        col = f"column '{printable(column)}' " if column else ""
+        super().__init__(f"{file}: {col}{printable(detail)} (rule {rule})")
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x00``): a message quoting
+    the data (a header, a currency) stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def code(rule: str) -> int:

@@ -233,12 +233,27 @@ def _check_columns(
     renames = normalised_header(data, table)
     named = [renames.get(c, c) for c in data]
     for col in REQUIRED[table]:
-        if col not in named:
+        if col not in named:  # (raised before any type check: the header is wrong)
             hint = suggestion(col, data, table)
             if info is not None and info.delimiter is not None and len(data) == 1:
                 hint += f" (read with delimiter {info.delimiter!r}, {info.delimiter_how})"
             raise DataContractError(name, col, "missing_column", "is required but missing" + hint)
     return renames
+
+
+def _check_types(frame: pl.DataFrame, table: str, name: str) -> None:
+    """``unsupported_type`` for a contract column whose stored type holds no value (a list,
+    a struct, bytes, a time of day): it could only be misread."""
+    for col in columns_of(table):
+        if col not in frame.columns:
+            continue
+        dtype = frame.schema[col]
+        if dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null, pl.Date) or isinstance(
+                dtype, (pl.Datetime, pl.Enum)) or dtype.is_numeric():
+            continue
+        raise DataContractError(name, col, "unsupported_type",
+                                f"has the stored type {dtype}, which is no {columns_of(table)[col]}"
+                                " value; store it as text or a number")
 
 
 def _check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -> None:
@@ -267,9 +282,13 @@ def _check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) 
 def _to_polars(frame: pd.DataFrame | pl.DataFrame, name: str) -> pl.DataFrame:
     """The raw frame in polars (zero-copy for Arrow-backed and numeric columns), with the
     1-based record number."""
+    names = [str(c) for c in frame.columns]
+    reserved = [c for c in names if c.startswith("__") and c != R.MALFORMED]
+    if reserved:
+        raise DataContractError(name, reserved[0], "reserved_column",
+                                "starts with '__', which is reserved for validation's own columns")
     if isinstance(frame, pl.DataFrame):
         return frame.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
-    names = [str(c) for c in frame.columns]
     twice = sorted({c for c in names if names.count(c) > 1})
     if twice:
         raise DataContractError(name, twice[0], "duplicate_column", "appears twice in the header")
@@ -429,6 +448,7 @@ def _validate(
         renames = _check_columns(table, frame.columns, frame.height, name, info)
         if renames:
             frame = frame.rename(renames)
+        _check_types(frame, table, name)
         if table == "invoices":
             _check_currency(frame, name, options[table].missing)
         frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
