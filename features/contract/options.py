@@ -170,8 +170,8 @@ class ReadInfo:
             parts.append(f"delimiter {_show(self.delimiter)} ({self.delimiter_how})")
         if self.decimal is not None:
             parts.append(f"decimal {_show(self.decimal)} ({self.decimal_how})")
-        elif self.decimal_how:
-            parts.append(f"decimal separator {self.decimal_how}")
+        elif self.decimal_how == "conflicting":
+            parts.append("decimal separator conflicting ('.' and ',' both seen)")
         if self.date_formats:
             parts.append("dates " + "/".join(self.date_formats))
         if self.renamed:

@@ -20,14 +20,15 @@ from typing import Final
 
 import polars as pl
 
-from features.contract.book import DATE_DTYPE, columns_of
+from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
 from features.contract.options import ReadOptions
 
-#: Columns holding ids: any control character in them is ``control_character``.
-ID_COLUMNS: Final = frozenset({"invoice_id", "account_id", "payment_id"})
 #: Free text kept exactly as written (only a blank cell is missing): "NA" may be a region
 #: (North America) and "None" a reason. Other text (ids, codes) honours missing tokens.
 DESCRIPTIVE: Final = frozenset({"name", "segment", "region", "reason", "method"})
+#: Optional text the worklist and its sentences show: a NUL there is ``control_character``
+#: (the store cannot hold it). Other optional text is never written there.
+SHOWN_TEXT: Final = frozenset({"name", "segment", "region", "reason", "currency"})
 # Any control character, or whitespace at either end (one regex pass tells both).
 _SUSPECT: Final = r"[\x00-\x1f\x7f]|^\s|\s$"
 _CONTROL: Final = r"[\x00-\x1f\x7f]"
@@ -227,26 +228,36 @@ def parse_columns(
     tokens = options.missing
     texts: dict[str, pl.Expr] = {}
     control: dict[str, pl.Expr] = {}
+    # One pass over the string columns asks, per column, whether any cell needs attention
+    # (one select: polars scans the columns in parallel). Optional text (codes,
+    # descriptive text, the optional ids of payments) is kept as written, which saves a
+    # copy of every string; of it, only text the worklist shows is searched for a NUL
+    # (which no database stores; a byte search is several times cheaper than the regex
+    # pass that parsed columns and required ids get for control characters and padding).
+    strings = [c for c in present if frame.schema[c] == pl.String]
+    as_written = [c for c in strings if _kind(present[c]) == "text" and c not in REQUIRED[table]]
+    probes = [
+        pl.col(c).cast(pl.Binary).bin.contains(b"\x00").any().alias(c) if c in as_written
+        else pl.col(c).str.contains(_SUSPECT).any().alias(c)
+        for c in strings if c not in as_written or c in SHOWN_TEXT
+    ]
+    needs = frame.select(probes).row(0, named=True) if probes else {}
     for col, dtype in present.items():
         src_type, kind = frame.schema[col], _kind(dtype)
         if kind != "text" and (src_type.is_temporal() or src_type.is_numeric()):
             continue  # typed: cast below, no text
         if src_type != pl.String:
             texts[col] = _as_text(pl.col(col), src_type).str.strip_chars()
-            continue
-        series = frame.get_column(col)
-        if col in DESCRIPTIVE:
-            texts[col] = pl.col(col)  # as written (no strip: saves a copy of every string)
-            if bool(series.cast(pl.Binary).bin.contains(b"\x00").any()):
+        elif col in as_written:
+            texts[col] = pl.col(col)
+            if needs.get(col):
                 control[col] = pl.col(col).str.contains("\x00", literal=True)
-            continue
-        if bool(series.str.contains(_SUSPECT).any()):
+        elif needs[col]:
             texts[col] = pl.col(col).str.strip_chars()
             if kind == "text":
-                pattern = _CONTROL if col in ID_COLUMNS else "\x00"
-                control[col] = texts[col].str.contains(pattern)
+                control[col] = texts[col].str.contains(_CONTROL)
         else:
-            texts[col] = pl.col(col)  # nothing to strip: no copy
+            texts[col] = pl.col(col)  # nothing to strip, no control character: no copy
     frame = frame.with_columns(**{f"__t_{c}": e for c, e in texts.items()})
     numbers = [c for c in present if _kind(present[c]) in ("float", "int") and c in texts]
     decimal, decimal_how = options.decimal, "set" if options.decimal else None
