@@ -268,7 +268,19 @@ def parse_columns(
             decimal, decimal_how = detect_decimal(series)
         commas = any(has_comma(s) for s in series)
     formats: set[str] = set()
-    values, flags = [], {}
+    missing_of = {
+        c: pl.col(f"__t_{c}").is_null() | (
+            (pl.col(f"__t_{c}") == "") if c in DESCRIPTIVE else missing_token(
+                pl.col(f"__t_{c}"), tokens))
+        for c in texts
+    }
+    # Whether a text column has missing cells, asked in one parallel pass: a when/then
+    # (a copy of the column) only where one is.
+    text_cols = [c for c in texts if _kind(present[c]) == "text"]
+    has_missing = frame.select(
+        *[missing_of[c].any().alias(c) for c in text_cols]).row(0, named=True) if (
+        text_cols) else {}
+    values, flags, text_dates = [], {}, []
     for col, dtype in present.items():
         kind, src_type = _kind(dtype), frame.schema[col]
         src, val = pl.col(col), pl.col(value(col))
@@ -285,28 +297,14 @@ def parse_columns(
                 parsed = src.cast(pl.Float64)
                 missing = val.is_null() | val.is_nan()
                 bad = val.is_infinite()
-        elif col in DESCRIPTIVE:
-            missing = text.is_null() | (text == "")
-            parsed = pl.when(missing).then(None).otherwise(text) if bool(
-                frame.select(missing.any()).item()) else text
-            missing = val.is_null()
         else:
-            missing = text.is_null() | missing_token(text, tokens)
+            missing = missing_of[col]
             if kind == "text":
-                parsed = pl.when(missing).then(None).otherwise(text) if bool(
-                    frame.select(missing.any()).item()) else text
+                parsed = pl.when(missing).then(None).otherwise(text) if has_missing[col] else text
                 missing = val.is_null()
             elif kind == "date":
-                parsed = text_date(text, options.date_format, digits=False)
-                failed = ~missing & parsed.is_null()
-                if options.date_format is None and bool(frame.select(failed.any()).item()):
-                    digits = text_date(text, None, digits=True)
-                    if bool(frame.select((failed & digits.is_not_null()).any()).item()):
-                        formats.add("YYYYMMDD")
-                    parsed = pl.coalesce(parsed, digits)
-                if bool(frame.select((~missing & ~failed).any()).item()):
-                    formats.add(FORMAT_NAMES.get(options.date_format or ISO,
-                                                 options.date_format or ISO))
+                parsed = text_date(text, options.date_format)
+                text_dates.append(col)
                 bad = ~missing & val.is_null()
             else:
                 parsed = number(text, decimal, commas=commas)
@@ -321,8 +319,11 @@ def parse_columns(
             flags[f"__a_{col}"] = amb
         if col in control:
             flags[f"__c_{col}"] = control[col]
-    frame = frame.with_columns(values).with_columns(**flags).drop(
-        [f"__t_{c}" for c in texts])
+    frame = frame.with_columns(values)
+    if text_dates:
+        frame, seen = _second_chance(frame, text_dates, missing_of, options.date_format)
+        formats |= seen
+    frame = frame.with_columns(**flags).drop([f"__t_{c}" for c in texts])
     ints = [c for c, d in present.items() if _kind(d) == "int"]
     if ints:  # whole numbers only; the rest is flagged above
         frame = frame.with_columns(
@@ -338,3 +339,31 @@ def parse_columns(
                    decimal_how=decimal_how if numbers else None,
                    date_formats=tuple(sorted(formats)))
     return frame, names, found
+
+
+def _second_chance(
+    frame: pl.DataFrame, dates: list[str], missing_of: dict[str, pl.Expr],
+    date_format: str | None,
+) -> tuple[pl.DataFrame, set[str]]:
+    """Text dates parsed once (ISO or the set format) get a ``YYYYMMDD`` reading where
+    that failed; returns the frame and the names of the formats that read something.
+
+    Asked on the materialised dates in one pass, so the common all-ISO file parses once.
+    """
+    probe = frame.select(
+        *[(~missing_of[c] & pl.col(value(c)).is_null()).any().alias(f"failed:{c}")
+          for c in dates],
+        *[pl.col(value(c)).is_not_null().any().alias(f"read:{c}") for c in dates],
+    ).row(0, named=True)
+    formats = set()
+    if any(probe[f"read:{c}"] for c in dates):
+        formats.add(FORMAT_NAMES.get(date_format or ISO, date_format or ISO))
+    retry = [c for c in dates if probe[f"failed:{c}"]] if date_format is None else []
+    if retry:
+        before = sum(frame.get_column(value(c)).null_count() for c in retry)
+        frame = frame.with_columns(
+            pl.coalesce(pl.col(value(c)), text_date(pl.col(f"__t_{c}"), None, digits=True))
+            .alias(value(c)) for c in retry)
+        if sum(frame.get_column(value(c)).null_count() for c in retry) < before:
+            formats.add(FORMAT_NAMES[DIGITS])
+    return frame, formats
