@@ -79,8 +79,9 @@ def _evidence(values: pl.Series) -> tuple[bool, bool]:
     return bool(out[0]), bool(out[1])
 
 
-def detect_decimal(texts: list[pl.Series]) -> tuple[str | None, str]:
-    """(decimal separator or None, how) from a file's number columns (stripped text).
+def detect_decimal(texts: list[pl.Series], *, commas: bool) -> tuple[str | None, str]:
+    """(decimal separator or None, how) from a file's number columns (stripped text);
+    ``commas``: whether any of their cells holds a comma.
 
     ``how``: ``"detected"``, ``"undetermined"`` (no value tells) or ``"conflicting"``
     (values read both ways: each unambiguous value is read as written, ambiguous ones are
@@ -89,21 +90,16 @@ def detect_decimal(texts: list[pl.Series]) -> tuple[str | None, str]:
     texts = [t for t in texts if not t.is_empty()]
     if not texts:
         return None, "undetermined"
-    commas = any(bool(t.str.contains(",", literal=True).any()) for t in texts)
     if not commas and any(_evidence(t.head(_SAMPLE))[0] for t in texts):
         return ".", "detected"
-    found = [_evidence(t) for t in texts]
+    # Only cells with a separator can tell (whole numbers say nothing).
+    found = [_evidence(t.filter(t.str.contains(r"[.,]"))) for t in texts]
     dot, comma = any(d for d, _ in found), any(c for _, c in found)
     if dot and comma:
         return None, "conflicting"
     if dot or comma:
         return ("." if dot else ","), "detected"
     return None, "undetermined"
-
-
-def has_comma(text: pl.Series) -> bool:
-    """Whether any cell holds a comma (then the grouping-aware parse is needed)."""
-    return bool(text.str.contains(",", literal=True).any())
 
 
 def number(text: pl.Expr, decimal: str | None, *, commas: bool = True) -> pl.Expr:
@@ -241,6 +237,9 @@ def parse_columns(
         else pl.col(c).str.contains(_SUSPECT).any().alias(c)
         for c in strings if c not in as_written or c in SHOWN_TEXT
     ]
+    # Numbers: a comma anywhere means the grouping-aware parse (and decimal detection).
+    probes += [pl.col(c).str.contains(",", literal=True).any().alias(f"comma:{c}")
+               for c in strings if _kind(present[c]) in ("float", "int")]
     needs = frame.select(probes).row(0, named=True) if probes else {}
     for col, dtype in present.items():
         src_type, kind = frame.schema[col], _kind(dtype)
@@ -261,12 +260,10 @@ def parse_columns(
     frame = frame.with_columns(**{f"__t_{c}": e for c, e in texts.items()})
     numbers = [c for c in present if _kind(present[c]) in ("float", "int") and c in texts]
     decimal, decimal_how = options.decimal, "set" if options.decimal else None
-    commas = True
-    if numbers:
+    commas = any(needs.get(f"comma:{c}", True) for c in numbers)
+    if numbers and decimal is None:
         series = [frame.get_column(f"__t_{c}") for c in numbers]
-        if decimal is None:
-            decimal, decimal_how = detect_decimal(series)
-        commas = any(has_comma(s) for s in series)
+        decimal, decimal_how = detect_decimal(series, commas=commas)
     formats: set[str] = set()
     missing_of = {
         c: pl.col(f"__t_{c}").is_null() | (
