@@ -5,15 +5,26 @@ This module is the engine behind :mod:`features.contract.validation`; use that m
 Row rules (exact names, in priority order: a bad row is assigned the FIRST rule it breaks):
 
 =========================  ==================================================================
-``missing_value``           a required field is empty (blank after stripping, or null)
-``unparseable_date``        a date field is not an ISO ``YYYY-MM-DD`` date (typed datetimes
-                            are accepted and truncated to the day)
-``unparseable_amount``      a numeric field (amount, credit_limit, terms_days) is not a finite
-                            number (terms_days must also be whole)
+``malformed_line``          a CSV line's field count differs from the header's (message: the
+                            line number and raw text)
+``missing_value``           a required field is empty, null or a missing-value token
+                            ("NULL", "N/A", ... see ``options.MISSING_TOKENS``)
+``control_character``       a required id holds a control character, or text the worklist
+                            shows holds a NUL
+``unparseable_date``        a date is not ISO ``YYYY-MM-DD``, ``YYYYMMDD`` digits or the set
+                            ``date_format`` (typed datetimes are truncated to the day)
+``sentinel_date``           a date is a placeholder (``Plausibility.sentinel_dates``)
+``implausible_date``        a date is outside ``[date_min, date_max)`` (created_date: only
+                            the end)
+``unparseable_amount``      a number (amount, credit_limit, terms_days) is not finite under
+                            the file's decimal separator (terms_days must also be whole)
+``ambiguous_amount``        a number reads two ways ("2.500") and the decimal is unknown
 ``non_positive_amount``     an invoice or payment amount is <= 0
+``amount_above_cap``        an amount or credit limit is above ``Plausibility.amount_cap``
 ``due_before_issue``        invoice due_date < issue_date
-``duplicate_id``            repeated invoice_id / payment_id / account_id; the first occurrence
-                            (in file order, among rows that broke no earlier rule) is kept
+``duplicate_id``            an exact copy of an earlier row with the same invoice_id /
+                            payment_id / account_id (the first, in file order, is kept)
+``conflicting_duplicate``   every row of an id whose copies differ in a contract column
 ``unknown_invoice``         payment/dispute whose invoice_id is not among the invoice rows read
 ``parent_quarantined``      payment/dispute whose invoice was quarantined (kept out with it)
 ``payment_before_issue``    payment_date < the invoice's issue_date
@@ -21,9 +32,8 @@ Row rules (exact names, in priority order: a bad row is assigned the FIRST rule 
 ``resolved_before_opened``  dispute resolved_date < opened_date
 =========================  ==================================================================
 
-Whole-file rules raise :class:`DataContractError`: ``missing_file``, ``missing_column``,
-``empty_file``, ``bad_encoding``, ``mixed_currency``, ``too_many_bad_rows`` (and
-``ambiguous_file`` when a folder holds the same table twice, e.g. CSV and Parquet).
+Whole-file rules raise :class:`DataContractError` (:data:`FILE_RULES`); plausibility
+anomalies (:data:`ANOMALY_RULES`) too, unless accepted.
 """
 
 from __future__ import annotations
