@@ -149,8 +149,8 @@ def read_csv(
     data, head = _load(file)
     codec = _encoding(head, options)
     if codec != "utf-8":  # recode once to UTF-8, which both parsers read
-        data = _decode(data if data is not None else file.read_bytes(), codec, file.name)
-        data = data.lstrip("\ufeff").encode("utf-8")
+        text = _decode(data if data is not None else file.read_bytes(), codec, file.name)
+        data = text.lstrip("\ufeff").encode("utf-8")
         head = data[:_HEAD_BYTES]
     head_text = head.decode("utf-8-sig", errors="replace")
     if len(head) >= _HEAD_BYTES:
