@@ -28,7 +28,7 @@ import polars as pl
 import pyarrow as pa
 
 from features.contract import rules as R
-from features.contract.book import REQUIRED, TABLES, Book, columns_of, empty_table
+from features.contract.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
 from features.contract.canonical import bare_accounts, canonical, to_pandas, with_bare_accounts
 from features.contract.headers import normalised_header, suggestion
 from features.contract.io import read_source, table_files
@@ -242,9 +242,11 @@ def _check_types(frame: pl.DataFrame, table: str, name: str) -> None:
         if dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null, pl.Date) or isinstance(
                 dtype, (pl.Datetime, pl.Enum)) or dtype.is_numeric():
             continue
+        wanted = {DATE_DTYPE: "date", "float64": "number", "Int64": "whole number"}.get(
+            columns_of(table)[col], "text")
         raise DataContractError(name, col, "unsupported_type",
-                                f"has the stored type {dtype}, which is no {columns_of(table)[col]}"
-                                " value; store it as text or a number")
+                                f"has the stored type {dtype}, which holds no {wanted}; store "
+                                "it as text or a number")
 
 
 def _check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -> None:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.contract.options import Plausibility
-from features.contract.rules import RULES
+from features.contract.rules import ANOMALY_RULES, FILE_RULES, RULES
 from features.contract.validation import DataContractError, validate_folder, validate_tables
 
 README = Path(__file__).parents[2] / "README.md"
@@ -161,3 +161,5 @@ def test_readme_lists_exactly_the_rules() -> None:
     rule_table = section.split("\n| rule |", 1)[1].split("\n\n", 1)[0]
     table = re.findall(r"^\| `([a-z_]+)` \|", rule_table, flags=re.MULTILINE)
     assert tuple(table) == RULES
+    for rule in (*FILE_RULES, *ANOMALY_RULES):  # whole-file rules: named in the prose
+        assert f"`{rule}`" in section, rule

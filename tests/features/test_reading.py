@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -220,6 +221,32 @@ def test_two_columns_of_one_name_are_refused(tmp_path: Path) -> None:
     with pytest.raises(DataContractError) as info:
         validate_folder(tmp_path)
     assert (info.value.column, info.value.rule) == ("amount", "duplicate_column")
+    frame = pd.DataFrame([r.split(",") + ["1"] for r in ROWS],
+                         columns=[*HEADER.split(","), "amount"])
+    with pytest.raises(DataContractError) as info:
+        validate_tables({"invoices": frame})
+    assert (info.value.column, info.value.rule) == ("amount", "duplicate_column")
+
+
+def test_reserved_names_and_types_that_hold_no_value_are_refused(tmp_path: Path) -> None:
+    write(tmp_path, "invoices.csv", lines(*[r + ",x" for r in ROWS], header=HEADER + ",__rule"))
+    with pytest.raises(DataContractError) as info:
+        validate_folder(tmp_path)
+    assert (info.value.column, info.value.rule) == ("__rule", "reserved_column")
+    frame = pd.DataFrame([r.split(",") for r in ROWS], columns=HEADER.split(","))
+    frame["amount"] = [[1.0], [2.0], [3.0]]
+    with pytest.raises(DataContractError) as info:
+        validate_tables({"invoices": pl.from_pandas(frame)}, sources={"invoices": "inv.pq"})
+    err = info.value
+    assert (err.file, err.column, err.rule) == ("inv.pq", "amount", "unsupported_type")
+    assert "has the stored type List(Float64), which holds no number" in str(err)
+
+
+def test_gzipped_csv(tmp_path: Path) -> None:
+    import gzip
+
+    write(tmp_path, "invoices.csv.gz", gzip.compress(lines(*ROWS).encode()))
+    assert amounts(validate_folder(tmp_path)) == {"I1": 100.5, "I2": 250.0, "I3": 80.25}
 
 
 # ------------------------------------------------------------------ dates
