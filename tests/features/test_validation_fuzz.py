@@ -30,7 +30,7 @@ from features.contract.validation import (
 )
 
 LIMITS = Plausibility()
-FUZZ = settings(max_examples=25, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=35, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow])
 HEADER = ["invoice_id", "account_id", "issue_date", "due_date", "amount"]
 
