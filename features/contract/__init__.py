@@ -7,6 +7,8 @@ are the one boundary where raw exports become a Book.
 
 from features.contract.book import TABLES, Book
 from features.contract.io import read_folder, write_book, write_tables
+from features.contract.options import Plausibility, ReadInfo, ReadOptions
+from features.contract.plausibility import Anomaly
 from features.contract.rules import RULES, DataContractError
 from features.contract.validation import (
     ValidationResult,
@@ -18,8 +20,12 @@ from features.contract.validation import (
 __all__ = [
     "RULES",
     "TABLES",
+    "Anomaly",
     "Book",
     "DataContractError",
+    "Plausibility",
+    "ReadInfo",
+    "ReadOptions",
     "ValidationResult",
     "read_folder",
     "validate_folder",

@@ -19,6 +19,8 @@ import polars as pl
 import pyarrow as pa
 
 from features.contract.book import TABLES, Book
+from features.contract.options import ReadInfo, ReadOptions, ReadOptionsMap, options_for
+from features.contract.reader import read_csv
 from features.contract.rules import DataContractError
 
 _SUFFIXES = {".csv": "csv", ".csv.gz": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -40,64 +42,65 @@ def _table_files(path: Path) -> dict[str, list[Path]]:
     return found
 
 
-def read_table(file: str | Path, *, engine: Engine = "pandas") -> Frame:
-    """Read one CSV (all cells as strings, UTF-8) or Parquet (stored types) table.
+def read_table(
+    file: str | Path, *, engine: Engine = "pandas", options: ReadOptions | None = None
+) -> Frame:
+    """Read one CSV (all cells as strings) or Parquet (stored types) table.
 
-    A zero-byte CSV gives a frame without columns (validation reports ``empty_file``).
-    Raises :class:`DataContractError` ``bad_encoding`` for a CSV that is not UTF-8.
-    ``engine="polars"`` returns a polars frame with the same cells (validation uses it:
-    several times faster on large folders, no pandas copy of the raw strings).
+    CSV: delimiter and encoding as set in ``options`` or detected (see
+    :func:`features.contract.reader.read_csv`); a malformed line is kept as a row flagged
+    in the internal column ``__malformed`` (validation quarantines it). A zero-byte CSV
+    gives a frame without columns (validation reports ``empty_file``). Raises
+    :class:`DataContractError`: ``bad_encoding``, ``duplicate_column``, ``unreadable_file``.
+    ``engine="polars"`` returns a polars frame with the same cells.
     """
     file = Path(file)
-    kind = next(k for s, k in _SUFFIXES.items() if file.name.endswith(s))
-    if engine == "polars":
-        return _read_polars(file, kind)
-    if kind == "parquet":
-        try:
+    if engine == "pandas" and file.name.endswith((".parquet", ".pq")):
+        try:  # pandas' own reader: the stored pandas dtypes come back as written
             return pd.read_parquet(file)
         except (OSError, pa.ArrowException) as exc:
-            detail = f"is unreadable ({exc})"
-            raise DataContractError(file.name, None, "empty_file", detail) from exc
-    try:
-        # C engine: every cell as str, empty cells stay "" (keep_default_na=False), a BOM is
-        # dropped (utf-8-sig); it decodes strictly, so non-UTF-8 bytes raise.
-        return pd.read_csv(
-            file, dtype=str, keep_default_na=False, na_filter=False, encoding="utf-8-sig"
-        )
-    except UnicodeDecodeError as exc:
-        detail = f"is not valid UTF-8 (byte {exc.start}: {exc.reason}); re-save it as UTF-8"
-        raise DataContractError(file.name, None, "bad_encoding", detail) from exc
-    except pd.errors.EmptyDataError:
-        return pd.DataFrame()
+            detail = f"is not a readable Parquet file ({_short(exc)})"
+            raise DataContractError(file.name, None, "unreadable_file", detail) from exc
+    frame, _ = read_source(file, options)
+    return frame if engine == "polars" else frame.to_pandas()
 
 
-def _read_polars(file: Path, kind: str) -> pl.DataFrame:
+def read_source(
+    file: str | Path, options: ReadOptions | None = None
+) -> tuple[pl.DataFrame, ReadInfo]:
+    """One table as a polars frame, plus what reading it found (delimiter, encoding...)."""
+    file = Path(file)
+    kind = next(k for s, k in _SUFFIXES.items() if file.name.endswith(s))
+    if kind == "csv":
+        return read_csv(file, options)
     try:
-        if kind == "parquet":
-            return pl.read_parquet(file)
-        # Strings only, empty cells stay "" (never null), like the pandas reader.
-        return pl.read_csv(file, infer_schema=False, empty_string_is_null=False)
-    except pl.exceptions.NoDataError:
-        return pl.DataFrame()
-    except pl.exceptions.ComputeError as exc:
-        if kind == "csv" and "utf-8" in str(exc).lower():
-            detail = "is not valid UTF-8; re-save it as UTF-8"
-            raise DataContractError(file.name, None, "bad_encoding", detail) from exc
-        raise DataContractError(file.name, None, "empty_file", f"is unreadable ({exc})") from exc
-    except (OSError, pa.ArrowException) as exc:
-        raise DataContractError(file.name, None, "empty_file", f"is unreadable ({exc})") from exc
+        return pl.read_parquet(file), ReadInfo(file=file.name, kind="parquet")
+    except (pl.exceptions.PolarsError, OSError, pa.ArrowException) as exc:
+        detail = f"is not a readable Parquet file ({_short(exc)})"
+        raise DataContractError(file.name, None, "unreadable_file", detail) from exc
+
+
+def _short(exc: BaseException) -> str:
+    """The first line of an exception's message (library messages run over many lines)."""
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__
 
 
 def read_folder(
-    path: str | Path, *, engine: Engine = "pandas"
+    path: str | Path, *, engine: Engine = "pandas", read_options: ReadOptionsMap | None = None
 ) -> dict[str, tuple[Path, Frame]]:
     """Raw tables of a data folder by contract name: ``{table: (file, frame)}``.
 
     Only tables present are returned (a missing invoices file is reported by validation).
-    Raises :class:`DataContractError`: ``missing_file`` if ``path`` is not a folder,
-    ``ambiguous_file`` if a table exists in two formats, ``bad_encoding`` for non-UTF-8 CSV.
+    ``read_options``: per table (or ``"*"``), see :class:`ReadOptions`. Raises
+    :class:`DataContractError`: ``missing_file`` if ``path`` is not a folder,
+    ``ambiguous_file`` if a table exists in two formats, and the errors of
+    :func:`read_table`.
     """
-    return {t: (f, read_table(f, engine=engine)) for t, f in table_files(path).items()}
+    return {
+        t: (f, read_table(f, engine=engine, options=options_for(t, read_options)))
+        for t, f in table_files(path).items()
+    }
 
 
 def table_files(path: str | Path) -> dict[str, Path]:

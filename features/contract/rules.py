@@ -5,15 +5,26 @@ This module is the engine behind :mod:`features.contract.validation`; use that m
 Row rules (exact names, in priority order: a bad row is assigned the FIRST rule it breaks):
 
 =========================  ==================================================================
-``missing_value``           a required field is empty (blank after stripping, or null)
-``unparseable_date``        a date field is not an ISO ``YYYY-MM-DD`` date (typed datetimes
-                            are accepted and truncated to the day)
-``unparseable_amount``      a numeric field (amount, credit_limit, terms_days) is not a finite
-                            number (terms_days must also be whole)
+``malformed_line``          a CSV line's field count differs from the header's (message: the
+                            line number and raw text)
+``missing_value``           a required field is empty, null or a missing-value token
+                            ("NULL", "N/A", ... see ``options.MISSING_TOKENS``)
+``control_character``       a required id holds a control character, or text the worklist
+                            shows holds a NUL
+``unparseable_date``        a date is not ISO ``YYYY-MM-DD``, ``YYYYMMDD`` digits or the set
+                            ``date_format`` (typed datetimes are truncated to the day)
+``sentinel_date``           a date is a placeholder (``Plausibility.sentinel_dates``)
+``implausible_date``        a date is outside ``[date_min, date_max)`` (created_date: only
+                            the end)
+``unparseable_amount``      a number (amount, credit_limit, terms_days) is not finite under
+                            the file's decimal separator (terms_days must also be whole)
+``ambiguous_amount``        a number reads two ways ("2.500") and the decimal is unknown
 ``non_positive_amount``     an invoice or payment amount is <= 0
+``amount_above_cap``        an amount or credit limit is above ``Plausibility.amount_cap``
 ``due_before_issue``        invoice due_date < issue_date
-``duplicate_id``            repeated invoice_id / payment_id / account_id; the first occurrence
-                            (in file order, among rows that broke no earlier rule) is kept
+``duplicate_id``            an exact copy of an earlier row with the same invoice_id /
+                            payment_id / account_id (the first, in file order, is kept)
+``conflicting_duplicate``   every row of an id whose copies differ in a contract column
 ``unknown_invoice``         payment/dispute whose invoice_id is not among the invoice rows read
 ``parent_quarantined``      payment/dispute whose invoice was quarantined (kept out with it)
 ``payment_before_issue``    payment_date < the invoice's issue_date
@@ -21,9 +32,8 @@ Row rules (exact names, in priority order: a bad row is assigned the FIRST rule 
 ``resolved_before_opened``  dispute resolved_date < opened_date
 =========================  ==================================================================
 
-Whole-file rules raise :class:`DataContractError`: ``missing_file``, ``missing_column``,
-``empty_file``, ``bad_encoding``, ``mixed_currency``, ``too_many_bad_rows`` (and
-``ambiguous_file`` when a folder holds the same table twice, e.g. CSV and Parquet).
+Whole-file rules raise :class:`DataContractError` (:data:`FILE_RULES`); plausibility
+anomalies (:data:`ANOMALY_RULES`) too, unless accepted.
 """
 
 from __future__ import annotations
@@ -33,15 +43,24 @@ from typing import Final
 import polars as pl
 
 from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
+from features.contract.options import Plausibility, ReadOptions
+from features.contract.parsing import Parsed, date_wording, parse_columns, value
 from features.keys import first_occurrence, lookup
 
 RULES: Final = (
+    "malformed_line",
     "missing_value",
+    "control_character",
     "unparseable_date",
+    "sentinel_date",
+    "implausible_date",
     "unparseable_amount",
+    "ambiguous_amount",
     "non_positive_amount",
+    "amount_above_cap",
     "due_before_issue",
     "duplicate_id",
+    "conflicting_duplicate",
     "unknown_invoice",
     "parent_quarantined",
     "payment_before_issue",
@@ -51,12 +70,19 @@ RULES: Final = (
 FILE_RULES: Final = (
     "missing_file",
     "missing_column",
+    "duplicate_column",
+    "reserved_column",
+    "unsupported_type",
     "empty_file",
+    "unreadable_file",
     "bad_encoding",
     "mixed_currency",
     "too_many_bad_rows",
     "ambiguous_file",
 )
+#: Whole-table plausibility rules (see ``features.contract.plausibility``): an *anomaly*
+#: stops the run unless anomalies are explicitly accepted.
+ANOMALY_RULES: Final = ("empty_table", "implausibly_small")
 #: Rules that are consequences of another table's bad row; they do not count as bad rows
 #: of the child table for ``too_many_bad_rows`` (the parent's table is charged instead).
 DERIVED_RULES: Final = frozenset({"parent_quarantined"})
@@ -68,118 +94,33 @@ ID_COLUMN: Final = {"invoices": "invoice_id", "payments": "payment_id", "account
 # Rule and column are small integer codes while rows are checked (see ``code`` and
 # ``column_code``): far cheaper than strings on tens of millions of rows.
 RULE, COLUMN, ROW = "__rule", "__column", "__row"
+#: Internal column of a raw CSV table: null, or what is wrong with a malformed line.
+MALFORMED: Final = "__malformed"
+_DETAIL = "__detail"  # per-row detail of conflicting duplicates (which columns differ)
 
 
 class DataContractError(Exception):
     """A whole-file contract violation: one clear message naming file, column and rule.
 
     Attributes: ``file`` (file or table name), ``column`` (``None`` when the rule concerns
-    the whole file), ``rule`` (one of :data:`FILE_RULES`). ``result`` may hold the partial
-    validation result (quarantine and summary) when the error was raised after row checks.
+    the whole file), ``rule`` (one of :data:`FILE_RULES` or :data:`ANOMALY_RULES`).
+    ``result`` may hold the partial validation result (quarantine and summary) when the
+    error was raised after row checks.
     """
 
     def __init__(self, file: str, column: str | None, rule: str, detail: str) -> None:
         self.file, self.column, self.rule, self.detail = file, column, rule, detail
         self.result: object | None = None
-        col = f"column '{column}' " if column else ""
-        super().__init__(f"{file}: {col}{detail} (rule {rule})")
+        col = f"column '{printable(column)}' " if column else ""
+        super().__init__(f"{file}: {col}{printable(detail)} (rule {rule})")
 
 
-def value(col: str) -> str:
-    """Name of the internal column holding the parsed value of contract column ``col``."""
-    return f"__v_{col}"
-
-
-def _kind(dtype: str) -> str:
-    if dtype == DATE_DTYPE:
-        return "date"
-    if dtype == "float64":
-        return "float"
-    if dtype == "Int64":
-        return "int"
-    return "text"
-
-
-def _padded(values: pl.Series) -> bool:
-    """Whether any value has leading or trailing whitespace (a scan, no string copies)."""
-    return bool(values.str.contains(r"^\s|\s$").any())
-
-
-def _text(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """Source values as stripped strings (typed columns are cast first)."""
-    if dtype != pl.String:
-        expr = expr.cast(pl.String)
-    return expr.str.strip_chars()
-
-
-def parse_columns(frame: pl.DataFrame, table: str) -> tuple[pl.DataFrame, dict[str, pl.Expr]]:
-    """Add parsed ``__v_<col>`` columns; return the frame and per-column flag expressions.
-
-    Flags: ``missing:<col>`` (empty or null) and ``bad:<col>`` (present but unparseable),
-    materialised as boolean columns so the rule chains read them instead of recomputing.
-    String columns are parsed; already-typed columns (Parquet) are only cast, which is cheap.
-    """
-    present = {c: d for c, d in columns_of(table).items() if c in frame.columns}
-    # Pass 1: stripped text of every column that needs parsing or is text.
-    texts, plain = {}, set()
-    for col in present:
-        src_type = frame.schema[col]
-        if _kind(present[col]) == "text" and col not in REQUIRED[table] and (
-            src_type == pl.String
-        ):
-            # Optional text is kept as written (no strip: saves a copy of every string);
-            # only empty cells become missing.
-            plain.add(col)
-            texts[f"__t_{col}"] = pl.col(col)
-        elif not (src_type.is_temporal() or src_type.is_numeric()) or (
-            _kind(present[col]) == "text"
-        ):
-            texts[f"__t_{col}"] = _text(pl.col(col), src_type)
-            if src_type == pl.String and not _padded(frame.get_column(col)):
-                texts[f"__t_{col}"] = pl.col(col)  # nothing to strip: no copy
-    frame = frame.with_columns(**texts)
-    # Pass 2: parsed values.  Pass 3: flags, reading the materialised values.
-    values, flags = [], {}
-    for col, dtype in present.items():
-        kind, typed = _kind(dtype), f"__t_{col}" not in texts
-        src, text, val = pl.col(col), pl.col(f"__t_{col}"), pl.col(value(col))
-        empty = text.is_null() | (text == "") if not typed else src.is_null()
-        bad = pl.lit(False)
-        if kind == "text":
-            blank = text == ""
-            has_blank = bool(frame.select(blank.any()).item())
-            parsed = pl.when(blank).then(None).otherwise(text) if has_blank else text
-            missing = val.is_null()
-        elif kind == "date":
-            parsed = src.cast(pl.Date) if typed else text.str.strptime(
-                pl.Date, "%Y-%m-%d", strict=False)
-            missing = empty
-            if not typed:
-                bad = ~missing & val.is_null()
-        else:
-            parsed = src.cast(pl.Float64) if typed else text.cast(pl.Float64, strict=False)
-            if typed:
-                missing = val.is_null() | val.is_nan()
-                bad = val.is_infinite()
-            else:
-                missing = empty
-                bad = ~missing & (val.is_null() | ~val.is_finite())
-            if kind == "int":
-                bad = bad | (~missing & (val != val.round(0)))
-        values.append(parsed.alias(value(col)))
-        flags[f"__m_{col}"] = missing
-        flags[f"__b_{col}"] = bad
-    frame = frame.with_columns(values).with_columns(**flags).drop(list(texts))
-    ints = [value(c) for c, d in present.items() if _kind(d) == "int"]
-    if ints:  # whole numbers only; the rest is flagged above
-        frame = frame.with_columns(
-            pl.when(pl.col(f"__b_{c[4:]}") | pl.col(f"__m_{c[4:]}")).then(None)
-            .otherwise(pl.col(c)).cast(pl.Int64).alias(c)
-            for c in ints
-        )
-    names = {f"missing:{c}": pl.col(f"__m_{c}") for c in present}
-    names |= {f"bad:{c}": pl.col(f"__b_{c}") for c in present}
-    return frame, names
+def printable(text: str) -> str:
+    """``text`` with control characters escaped (``\\n``, ``\\x00``): a message quoting
+    the data (a header, a currency) stays one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def code(rule: str) -> int:
@@ -237,23 +178,41 @@ def assign(frame: pl.DataFrame, checks: list[tuple[str, pl.Expr, pl.Expr | int]]
     ).drop("__new_rule", "__new_col", *conds)
 
 
-def row_local_rules(frame: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Parse the contract columns and apply the rules that need no other row or table."""
-    frame, flags = parse_columns(frame, table)
+def row_local_rules(
+    frame: pl.DataFrame, table: str, options: ReadOptions, plausible: Plausibility
+) -> tuple[pl.DataFrame, Parsed]:
+    """Parse the contract columns and apply the rules that need no other table."""
+    frame, flags, parsed = parse_columns(frame, table, options)
     types = columns_of(table)
-    dates = [c for c, d in types.items() if d == DATE_DTYPE]
+    dates = [c for c, d in types.items() if d == DATE_DTYPE and value(c) in frame.columns]
     numbers = [c for c, d in types.items() if d in ("float64", "Int64")]
+    amounts = [c for c, d in types.items() if d == "float64" and value(c) in frame.columns]
+    for c in dates:
+        day = pl.col(value(c))
+        flags[f"sentinel:{c}"] = day.is_in(list(plausible.sentinel_dates))
+        early = pl.lit(False) if c in UNBOUNDED_BELOW else day < plausible.date_min
+        flags[f"implausible:{c}"] = early | (day >= plausible.date_max)
+    for c in amounts:
+        flags[f"cap:{c}"] = pl.col(value(c)) > plausible.amount_cap
     checks: list[tuple[str, pl.Expr, pl.Expr | int]] = []
+    if MALFORMED in frame.columns:
+        checks.append(("malformed_line", pl.col(MALFORMED).is_not_null(), 0))
     for rule, cols, prefix in (
         ("missing_value", list(REQUIRED[table]), "missing"),
+        ("control_character", list(types), "control"),
         ("unparseable_date", dates, "bad"),
+        ("sentinel_date", dates, "sentinel"),
+        ("implausible_date", dates, "implausible"),
         ("unparseable_amount", numbers, "bad"),
+        ("ambiguous_amount", numbers, "ambiguous"),
     ):
         hit, which = _first(table, cols, flags, prefix)
         checks.append((rule, hit, which))
     if table in ("invoices", "payments"):
         amount = column_code(table, "amount")
         checks.append(("non_positive_amount", pl.col(value("amount")) <= 0, amount))
+    hit, which = _first(table, amounts, flags, "cap")
+    checks.append(("amount_above_cap", hit, which))
     if table == "invoices":
         due_before = pl.col(value("due_date")) < pl.col(value("issue_date"))
         checks.append(("due_before_issue", due_before, column_code(table, "due_date")))
@@ -261,15 +220,55 @@ def row_local_rules(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     frame = frame.with_columns(rule.alias(RULE), col.alias(COLUMN))
     id_col = ID_COLUMN.get(table)
     if id_col and value(id_col) in frame.columns:
-        alive = frame.get_column(RULE) == 0
-        # Only rows still alive compete for "first occurrence" (others are masked to null,
-        # which never counts); an empty optional id (payment_id) is never a duplicate.
-        ids = frame.get_column(value(id_col))
-        if not alive.all():
-            ids = frame.select(pl.when(alive).then(ids.name)).to_series()
-        dup = alive & ids.is_not_null() & ~first_occurrence(ids)
-        frame = assign(frame, [("duplicate_id", pl.lit(dup), column_code(table, id_col))])
-    return frame
+        frame = _duplicates(frame, table, id_col)
+    return frame, parsed
+
+
+#: Date columns checked only against the window's end: a customer may be older than the
+#: receivables (an account created in 1985 is plausible, an invoice issued then is not).
+UNBOUNDED_BELOW: Final = frozenset({"created_date"})
+
+
+def _duplicates(frame: pl.DataFrame, table: str, id_col: str) -> pl.DataFrame:
+    """``duplicate_id`` for exact copies (the first is kept), ``conflicting_duplicate`` for
+    every copy of an id whose rows differ in any contract column (none can be trusted).
+
+    Only rows that broke no earlier rule take part; an empty optional id (payment_id) is
+    never a duplicate. Copies are compared on parsed values ("100" equals "100.00").
+    """
+    alive = frame.get_column(RULE) == 0
+    ids = frame.get_column(value(id_col))
+    if not alive.all():
+        ids = frame.select(pl.when(alive).then(ids.name)).to_series()
+    later = alive & ids.is_not_null() & ~first_occurrence(ids)
+    if not later.any():
+        return frame
+    repeated = ids.filter(later).unique().implode()
+    group = frame.filter(pl.lit(alive) & pl.col(value(id_col)).is_in(repeated))
+    compared = [value(c) for c in columns_of(table) if value(c) in frame.columns and c != id_col]
+    differ = group.group_by(value(id_col)).agg(
+        pl.len().alias("__n"), *[(pl.col(c).n_unique() > 1).alias(c) for c in compared])
+    names = [c[len(value("")):] for c in compared]
+    differ = differ.with_columns(
+        pl.concat_str(
+            [pl.when(pl.col(v)).then(pl.lit(n)) for v, n in zip(compared, names, strict=True)],
+            separator=", ", ignore_nulls=True,
+        ).alias(_DETAIL)
+    ).filter(pl.col(_DETAIL) != "")
+    detail = pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+    if differ.height:
+        rows = group.join(differ.select(value(id_col), "__n", _DETAIL), on=value(id_col))
+        text = pl.concat_str(pl.lit("appears "), pl.col("__n").cast(pl.String),
+                             pl.lit(" times and the copies differ in "), pl.col(_DETAIL))
+        at = rows.get_column(ROW) - 1
+        detail = detail.scatter(at, rows.select(text).to_series())
+        conflict = detail.is_not_null()
+    else:
+        conflict = pl.repeat(False, frame.height, dtype=pl.Boolean, eager=True)
+    frame = frame.with_columns(detail.alias(_DETAIL))
+    code_ = column_code(table, id_col)
+    return assign(frame, [("conflicting_duplicate", pl.lit(conflict), code_),
+                          ("duplicate_id", pl.lit(later), code_)])
 
 
 def parents_of(invoices: pl.DataFrame) -> pl.DataFrame:
@@ -330,28 +329,46 @@ def decoded(bad: pl.DataFrame, table: str) -> pl.DataFrame:
     )
 
 
-def messages(bad: pl.DataFrame) -> pl.Series:
+def messages(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility) -> pl.Series:
     """One readable message per quarantined row (``bad``: quarantined rows, decoded)."""
     col, rule, raw = pl.col(COLUMN), pl.col(RULE), _raw(pl.col(COLUMN), bad)
 
     def date(c: str) -> pl.Expr:
         return pl.col(c).dt.strftime("%Y-%m-%d") if c in bad.columns else pl.lit("?")
 
+    def column_value(*then: str | pl.Expr) -> pl.Expr:
+        parts = [pl.lit(p) if isinstance(p, str) else p for p in then]
+        return pl.concat_str(pl.lit("column '"), col, pl.lit("' value '"), raw, pl.lit("'"),
+                             *parts)
+
     q = pl.lit("'")
+    window = f"{plausible.date_min}..{plausible.date_max}"
+    decimal = "" if options.decimal is None else f" with decimal '{options.decimal}'"
     texts = {
+        "malformed_line": pl.col(MALFORMED) if MALFORMED in bad.columns else pl.lit("?"),
         "missing_value": pl.concat_str(pl.lit("required column '"), col, pl.lit("' is empty")),
-        "unparseable_date": pl.concat_str(
-            pl.lit("column '"), col, pl.lit("' value '"), raw, pl.lit("' is not a YYYY-MM-DD date")
-        ),
-        "unparseable_amount": pl.concat_str(
-            pl.lit("column '"), col, pl.lit("' value '"), raw, pl.lit("' is not a finite number")
-        ),
+        "control_character": pl.concat_str(
+            pl.lit("column '"), col, pl.lit("' holds a control character (such as NUL or a tab)"
+                                           "; ids and text must be printable")),
+        "unparseable_date": column_value(f" is not {date_wording(options.date_format)}"),
+        "sentinel_date": column_value(" is a placeholder date, not a real one"),
+        "implausible_date": column_value(f" is outside the plausible dates {window}"),
+        "unparseable_amount": column_value(f" is not a finite number{decimal}"),
+        "ambiguous_amount": column_value(
+            " reads as thousands or as decimals, and no value in the file tells which; set "
+            "the read option decimal"),
         "non_positive_amount": pl.concat_str(pl.lit("amount "), raw, pl.lit(" is not positive")),
+        "amount_above_cap": column_value(f" is above the cap {plausible.amount_cap:,.0f}"),
         "due_before_issue": pl.concat_str(
             pl.lit("due_date "), date(value("due_date")), pl.lit(" is before issue_date "),
             date(value("issue_date")),
         ),
-        "duplicate_id": pl.concat_str(col, pl.lit(" "), q, raw, q, pl.lit(" already seen")),
+        "duplicate_id": pl.concat_str(col, pl.lit(" "), q, raw, q,
+                                      pl.lit(" already seen (an identical copy)")),
+        "conflicting_duplicate": pl.concat_str(
+            col, pl.lit(" "), q, raw, q, pl.lit(" "),
+            pl.col(_DETAIL) if _DETAIL in bad.columns else pl.lit("?"),
+            pl.lit(": every copy is quarantined")),
         "unknown_invoice": pl.concat_str(
             pl.lit("invoice_id '"), raw, pl.lit("' is not among the invoices read")
         ),

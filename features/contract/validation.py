@@ -4,19 +4,22 @@ Validation happens once, when data enters (DESIGN section 3). Every row of every
 either kept in the returned Book or quarantined with the first named rule it broke (see
 :mod:`features.contract.rules` for the rules and their order), so ``rows_read == kept +
 quarantined`` holds for every table. Whole-file problems (missing file or required column,
-empty file, bad encoding, mixed currencies, too many bad rows) raise
+empty or unreadable file, bad encoding, mixed currencies, too many bad rows) raise
 :class:`DataContractError` with one message naming the file, the column and the rule.
+Plausibility anomalies (a table empty or implausibly small next to the others) stop the
+same way unless ``accept_anomalies=True``, which records them in the result instead.
 
-Input is raw: CSV tables read as strings (dates ISO ``YYYY-MM-DD``, amounts as decimal
-numbers) or typed Parquet tables, whose typed columns skip string parsing. The work is
-vectorised in polars; the returned Book holds pandas frames in canonical dtypes, sorted in
-a canonical order (so shuffled input gives the same Book).
+Input is raw: CSV tables read as strings (delimiter, decimal separator and date format set
+by :class:`~features.contract.options.ReadOptions` or detected, and reported in
+:attr:`ValidationResult.read_info`) or typed Parquet tables, whose typed columns skip
+string parsing. The work is vectorised in polars; the returned Book holds pandas frames in
+canonical dtypes, sorted in a canonical order (so shuffled input gives the same Book).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -26,54 +29,69 @@ import pyarrow as pa
 
 from features.contract import rules as R
 from features.contract.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
-from features.contract.io import read_table, table_files
+from features.contract.canonical import bare_accounts, canonical, to_pandas, with_bare_accounts
+from features.contract.headers import normalised_header, suggestion
+from features.contract.io import read_source, table_files
+from features.contract.options import (
+    Plausibility,
+    ReadInfo,
+    ReadOptions,
+    ReadOptionsMap,
+    options_for,
+)
+from features.contract.parsing import missing_token
+from features.contract.plausibility import Anomaly, leading_zero_warning, table_anomalies
 from features.contract.rules import RULES, DataContractError
 from features.keys import first_occurrence
 
 __all__ = [
     "RULES",
+    "Anomaly",
     "DataContractError",
+    "Plausibility",
+    "ReadOptions",
     "ValidationResult",
     "validate_folder",
     "validate_tables",
     "write_quarantine",
 ]
 
-#: A table given lazily: called once, when validation reaches that table.
-Loader = Callable[[], "pd.DataFrame | pl.DataFrame"]
-
-# Canonical row order of each Book table (invoice and account ids are unique once
-# validated; payments and disputes break ties on every other contract column).
-_SORT_KEYS = {
-    "invoices": ["account_id", "issue_date", "invoice_id"],
-    "payments": ["invoice_id", "payment_date", "payment_id", "amount"],
-    "accounts": ["account_id"],
-    "disputes": ["invoice_id", "opened_date", "resolved_date", "reason"],
-}
-
+#: A table given lazily: called once, when validation reaches that table; it returns the
+#: raw frame, or the frame and what reading it found.
+Loader = Callable[[], "pd.DataFrame | pl.DataFrame | tuple[pl.DataFrame, ReadInfo]"]
 
 @dataclass(frozen=True)
 class ValidationResult:
     """Outcome of validating one source.
 
     ``book``: the kept rows, typed. ``quarantine``: per table, the bad rows as read (all
-    source columns as strings) plus ``_row`` (1-based data row number), ``_rule`` and
-    ``_message``. ``summary``: one row per contract table with ``table``, ``rows_read``,
-    ``kept``, ``quarantined`` and one count column per rule (in :data:`RULES` order).
+    source columns as strings) plus ``_row`` (1-based data record number in the file, the
+    header not counted), ``_rule`` and ``_message``. ``summary``: one row per contract
+    table with ``table``, ``rows_read``, ``kept``, ``quarantined`` and one count column per
+    rule (in :data:`RULES` order). ``read_info``: per table, what reading found (delimiter,
+    decimal separator, date formats, renamed columns). ``warnings``: findings that did not
+    change the book but may mean the export is off (e.g. ids matching only without leading
+    zeros). ``anomalies``: plausibility anomalies accepted with ``accept_anomalies=True``
+    (empty when none, or when they stopped the run).
     """
 
     book: Book
     quarantine: dict[str, pd.DataFrame]
     summary: pd.DataFrame
+    read_info: dict[str, ReadInfo] = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+    anomalies: tuple[Anomaly, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """True when no row at all was quarantined (a result is only returned within the
-        bad-row threshold; ``ok`` says whether it was also perfectly clean)."""
-        return int(self.summary["quarantined"].sum()) == 0
+        """True when no row at all was quarantined and no anomaly was accepted (a result
+        is only returned within the bad-row threshold; ``ok`` says whether it was also
+        perfectly clean)."""
+        return int(self.summary["quarantined"].sum()) == 0 and not self.anomalies
 
     def render(self) -> str:
-        """A readable text summary: rows read/kept/quarantined per table, then per rule."""
+        """A readable text summary: rows read/kept/quarantined per table, then per rule,
+        then what reading found, warnings and accepted anomalies."""
         lines = [f"{'table':<10} {'rows_read':>12} {'kept':>12} {'quarantined':>12}"]
         for row in self.summary.itertuples(index=False):
             lines.append(
@@ -90,6 +108,13 @@ class ValidationResult:
             lines += [f"  {t:<10} {rule:<24} {n:>10,}" for t, rule, n in broken]
         else:
             lines.append("no row quarantined")
+        shown = [i for i in self.read_info.values() if i.kind == "csv" or i.renamed
+                 or i.decimal_how or i.date_formats]
+        if shown:
+            lines.append("read:")
+            lines += [f"  {info.describe()}" for info in shown]
+        lines += [f"warning: {w}" for w in self.warnings]
+        lines += [f"accepted anomaly: {a.message}" for a in self.anomalies]
         return "\n".join(lines)
 
 
@@ -98,6 +123,9 @@ def validate_tables(
     *,
     sources: Mapping[str, str] | None = None,
     max_bad_share: float = 0.05,
+    read_options: ReadOptionsMap | None = None,
+    plausibility: Plausibility | None = None,
+    accept_anomalies: bool = False,
 ) -> ValidationResult:
     """Validate raw contract tables (by table name) and return the Book plus quarantine.
 
@@ -106,10 +134,19 @@ def validate_tables(
     ``sources`` maps table names to the file names used in error messages (default: the
     table name). ``max_bad_share`` (0-1) is the largest tolerated share of bad rows per
     table; rows quarantined only because their invoice was (``parent_quarantined``) are
-    not counted against the child table. Raises :class:`DataContractError`; when the error
-    is ``too_many_bad_rows`` its ``result`` attribute holds the full result.
+    not counted against the child table. ``read_options``: per table (or ``"*"``) the
+    decimal separator, date format and missing-value tokens (delimiter and encoding only
+    matter to files, see :func:`validate_folder`). ``plausibility``: the row and table
+    plausibility limits (default :class:`Plausibility`). ``accept_anomalies``: record
+    plausibility anomalies in the result instead of stopping.
+
+    Raises :class:`DataContractError`; when the error comes after the row checks
+    (``too_many_bad_rows``, an anomaly) its ``result`` attribute holds the full result.
     """
-    result, error = _validate(dict(raw), dict(sources or {}), max_bad_share)
+    result, error = _validate(
+        dict(raw), dict(sources or {}), max_bad_share, read_options,
+        plausibility or Plausibility(), accept_anomalies,
+    )
     if error is not None:
         error.result = result
         raise error
@@ -117,23 +154,33 @@ def validate_tables(
 
 
 def validate_folder(
-    path: str | Path, *, max_bad_share: float = 0.05, quarantine_dir: str | Path | None = None
+    path: str | Path,
+    *,
+    max_bad_share: float = 0.05,
+    quarantine_dir: str | Path | None = None,
+    read_options: ReadOptionsMap | None = None,
+    plausibility: Plausibility | None = None,
+    accept_anomalies: bool = False,
 ) -> ValidationResult:
-    """Read a data folder (see :func:`features.contract.io.read_folder`), validate it, and write the
-    quarantine CSVs to ``quarantine_dir`` (default ``<path>/_quarantine``).
+    """Read a data folder (see :func:`features.contract.io.read_folder`), validate it, and
+    write the quarantine CSVs to ``quarantine_dir`` (default ``<path>/_quarantine``).
 
+    ``read_options`` per table (or ``"*"``): delimiter, decimal separator, date format,
+    encoding, missing-value tokens (see :class:`ReadOptions`); what is not set is detected
+    and reported in ``read_info``. Other arguments as in :func:`validate_tables`.
     Quarantine files are written (and stale ones removed) even when the run then stops
-    with ``too_many_bad_rows``, so the bad rows can be inspected.
+    (``too_many_bad_rows``, an anomaly), so the bad rows can be inspected.
     """
     path = Path(path)
     files = table_files(path)
     sources = {t: file.name for t, file in files.items()}
     # Loaders, not frames: each table is read when its turn comes and freed after.
     raw: dict[str, pd.DataFrame | pl.DataFrame | Loader] = {
-        t: partial(read_table, file, engine="polars") for t, file in files.items()
+        t: partial(read_source, file, options_for(t, read_options)) for t, file in files.items()
     }
     qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
-    result, error = _validate(raw, sources, max_bad_share)
+    result, error = _validate(raw, sources, max_bad_share, read_options,
+                              plausibility or Plausibility(), accept_anomalies)
     write_quarantine(result.quarantine, qdir)
     if error is not None:
         error.result = result
@@ -163,17 +210,48 @@ def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path
 # --------------------------------------------------------------------------- internals
 
 
-def _check_file(table: str, frame: pd.DataFrame | pl.DataFrame, name: str) -> None:
-    """Whole-file checks of one table that need no row parsing; raise the first violation."""
-    if len(frame.columns) == 0 or (table == "invoices" and len(frame) == 0):
+def _check_columns(
+    table: str, columns: list[str], height: int, name: str, info: ReadInfo | None
+) -> dict[str, str]:
+    """Whole-file checks that need no row parsing; return the header renames to apply.
+
+    Raises the first violation: ``empty_file``, ``missing_column`` (with a hint: a near
+    match, a known alias, or a delimiter that looks wrong).
+    """
+    data = [c for c in columns if not c.startswith("__")]
+    if not data or (table == "invoices" and height == 0):
         raise DataContractError(name, None, "empty_file", "has no data rows")
+    renames = normalised_header(data, table)
+    named = [renames.get(c, c) for c in data]
     for col in REQUIRED[table]:
+        if col not in named:  # (raised before any type check: the header is wrong)
+            hint = suggestion(col, data, table)
+            if info is not None and info.delimiter is not None and len(data) == 1:
+                hint += f" (read with delimiter {info.delimiter!r}, {info.delimiter_how})"
+            raise DataContractError(name, col, "missing_column", "is required but missing" + hint)
+    return renames
+
+
+def _check_types(frame: pl.DataFrame, table: str, name: str) -> None:
+    """``unsupported_type`` for a contract column whose stored type holds no value (a list,
+    a struct, bytes, a time of day): it could only be misread."""
+    for col in columns_of(table):
         if col not in frame.columns:
-            raise DataContractError(name, col, "missing_column", "is required but missing")
+            continue
+        dtype = frame.schema[col]
+        if dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null, pl.Date) or isinstance(
+                dtype, (pl.Datetime, pl.Enum)) or dtype.is_numeric():
+            continue
+        wanted = {DATE_DTYPE: "date", "float64": "number", "Int64": "whole number"}.get(
+            columns_of(table)[col], "text")
+        raise DataContractError(name, col, "unsupported_type",
+                                f"has the stored type {dtype}, which holds no {wanted}; store "
+                                "it as text or a number")
 
 
-def _check_currency(invoices: pl.DataFrame, name: str) -> None:
-    """``mixed_currency`` when invoices hold more than one currency (case/space-insensitive).
+def _check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -> None:
+    """``mixed_currency`` when invoices hold more than one currency (case/space-insensitive;
+    missing-value tokens are no currency).
 
     The common single-currency case costs one linear comparison, no hashing.
     """
@@ -184,7 +262,8 @@ def _check_currency(invoices: pl.DataFrame, name: str) -> None:
     if present.is_empty() or (present == present[0]).all():
         return
     found = present.str.strip_chars().str.to_uppercase()
-    found = found.filter(found != "").unique().sort()
+    found = found.filter(~found.to_frame("c").select(missing_token(pl.col("c"), tokens))
+                         .to_series()).unique().sort()
     if len(found) > 1:
         shown = ", ".join(found.head(5).to_list())
         raise DataContractError(
@@ -193,10 +272,19 @@ def _check_currency(invoices: pl.DataFrame, name: str) -> None:
         )
 
 
-def _to_polars(frame: pd.DataFrame | pl.DataFrame) -> pl.DataFrame:
-    """The raw frame in polars (zero-copy for Arrow-backed and numeric columns)."""
+def _to_polars(frame: pd.DataFrame | pl.DataFrame, name: str) -> pl.DataFrame:
+    """The raw frame in polars (zero-copy for Arrow-backed and numeric columns), with the
+    1-based record number."""
+    names = [str(c) for c in frame.columns]
+    reserved = [c for c in names if c.startswith("__") and c != R.MALFORMED]
+    if reserved:
+        raise DataContractError(name, reserved[0], "reserved_column",
+                                "starts with '__', which is reserved for validation's own columns")
     if isinstance(frame, pl.DataFrame):
         return frame.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise DataContractError(name, twice[0], "duplicate_column", "appears twice in the header")
     fixed = {
         c: frame[c].astype("str")
         for c in frame.columns
@@ -204,89 +292,25 @@ def _to_polars(frame: pd.DataFrame | pl.DataFrame) -> pl.DataFrame:
     }
     if fixed:
         frame = frame.assign(**fixed)
-    frame = frame.set_axis([str(c) for c in frame.columns], axis=1)
-    out = pl.from_pandas(frame.reset_index(drop=True))
+    frame = frame.set_axis(names, axis=1)
+    try:
+        out = pl.from_pandas(frame.reset_index(drop=True))
+    except (pl.exceptions.PolarsError, pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataContractError(name, None, "unreadable_file",
+                                f"has columns polars cannot read ({exc})") from exc
     return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
 
 
-def _quarantine(bad: pl.DataFrame) -> pd.DataFrame:
+def _quarantine(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility) -> pd.DataFrame:
     """Quarantined rows (decoded) as read: source columns as strings + _row, _rule, _message."""
     source = [c for c in bad.columns if not c.startswith("__")]
     out = bad.select(
         *[pl.col(c).cast(pl.String).fill_null("") for c in source],
         pl.col(R.ROW).alias("_row"),
         pl.col(R.RULE).alias("_rule"),
-        R.messages(bad).alias("_message"),
+        R.messages(bad, options, plausible).alias("_message"),
     )
     return out.to_pandas()
-
-
-def _is_sorted(frame: pl.DataFrame, keys: list[str]) -> bool:
-    """Whether rows are already in ascending lexicographic order of ``keys`` (nulls last).
-
-    One linear pass; it lets sources written in canonical order skip a costly sort.
-    """
-    if frame.height < 2:
-        return True
-    ok_so_far = pl.lit(False)  # "strictly less on an earlier key" accumulates backwards
-    for key in reversed(keys):
-        cur, nxt = pl.col(key), pl.col(key).shift(-1)
-        less = (cur < nxt) | (cur.is_not_null() & nxt.is_null())
-        same = (cur == nxt) | (cur.is_null() & nxt.is_null())
-        ok_so_far = less.fill_null(False) | (same.fill_null(False) & ok_so_far)
-    in_order = ok_so_far | pl.int_range(pl.len()).eq(pl.len() - 1)
-    return bool(frame.select(in_order.all()).item())
-
-
-def _canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Kept rows with parsed values under contract names, in canonical column/row order."""
-    contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
-    extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
-    values = {c: pl.col(R.value(c)) for c in contract}
-    if table == "payments":
-        # Each payment carries its invoice's account (filled when the source left it out).
-        parent = pl.col("__parent_account")
-        values["account_id"] = pl.coalesce(values["account_id"], parent) if (
-            "account_id" in values
-        ) else parent
-    ordered = [c for c in columns_of(table) if c in values]
-    out = kept.select(*[values[c].alias(c) for c in ordered],
-                      *[pl.col(c).cast(pl.String) for c in extras])
-    keys = [k for k in _SORT_KEYS[table] if k in out.columns]
-    if table in ("payments", "disputes"):  # no unique id: every column breaks ties
-        keys += [c for c in ordered if c not in keys]
-    if not _is_sorted(out, keys):
-        out = out.sort(keys, nulls_last=True, maintain_order=True)
-    return out
-
-
-def _to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
-    """A canonical polars table as a pandas frame with every contract column and dtype."""
-    missing = [c for c in columns_of(table) if c not in frame.columns]
-    arrow = frame.to_arrow()
-    for c in missing:
-        dtype = columns_of(table)[c]
-        kind = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
-        arrow = arrow.append_column(c, pa.nulls(frame.height, kind.get(dtype, pa.large_string())))
-    for i, name in enumerate(arrow.column_names):
-        if columns_of(table).get(name) == DATE_DTYPE:
-            arrow = arrow.set_column(i, name, arrow.column(i).cast(pa.timestamp("s")))
-    order = list(columns_of(table)) + [c for c in frame.columns if c not in columns_of(table)]
-    out = arrow.select(order).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    # All-null string columns come back as object/float: give them the canonical dtype.
-    fix = {c: d for c, d in columns_of(table).items() if str(out[c].dtype) != d}
-    return out.astype(fix) if fix else out
-
-
-def _with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl.DataFrame:
-    """Accounts plus a bare row for every invoiced account the accounts table lacks."""
-    if accounts is None:
-        return seen
-    missing = seen.join(accounts.select("account_id"), on="account_id", how="anti")
-    if missing.is_empty():
-        return accounts
-    out = pl.concat([accounts, missing], how="diagonal_relaxed")
-    return out.sort("account_id", maintain_order=True)
 
 
 # Processing order: invoices first (their kept ids and issue dates are the parents of
@@ -294,10 +318,22 @@ def _with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl
 _ORDER = ("invoices", "payments", "disputes", "accounts")
 
 
+def _loaded(
+    given: pd.DataFrame | pl.DataFrame | Loader, name: str
+) -> tuple[pd.DataFrame | pl.DataFrame, ReadInfo]:
+    source = given() if callable(given) else given
+    if isinstance(source, tuple):
+        return source
+    return source, ReadInfo(file=name, kind="frame")
+
+
 def _validate(
     raw: dict[str, pd.DataFrame | pl.DataFrame | Loader],
     sources: dict[str, str],
     max_bad_share: float,
+    read_options: ReadOptionsMap | None,
+    plausible: Plausibility,
+    accept_anomalies: bool,
 ) -> tuple[ValidationResult, DataContractError | None]:
     """Validate table by table. ``raw`` values are frames or loaders (called once, when
     the table's turn comes); ``raw`` is emptied as it goes so every table's raw and
@@ -307,29 +343,39 @@ def _validate(
             sources.get("invoices", "invoices"), None, "missing_file",
             "the invoices table is required but no such file was found",
         )
+    options = {t: options_for(t, read_options) for t in TABLES}
     for table in _ORDER:  # in-memory frames: fail fast on whole-file errors
         given = raw.get(table)
         if given is not None and not callable(given):
-            _check_file(table, given, sources.get(table, table))
+            name = sources.get(table, table)
+            _check_columns(table, [str(c) for c in given.columns], len(given), name, None)
 
     kept: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
+    read_info: dict[str, ReadInfo] = {}
     rows = {t: {"table": t, "rows_read": 0, "kept": 0, "quarantined": 0} for t in TABLES}
     error: DataContractError | None = None
+    warnings: list[str] = []
     parents = pl.DataFrame()
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
     for table in _ORDER:
         if table not in raw:
             continue
-        given = raw.pop(table)
-        source = given() if callable(given) else given
         name = sources.get(table, table)
-        _check_file(table, source, name)
-        frame = _to_polars(source)
-        del source, given
+        source, info = _loaded(raw.pop(table), name)
+        frame = _to_polars(source, name)
+        del source
+        renames = _check_columns(table, frame.columns, frame.height, name, info)
+        if renames:
+            frame = frame.rename(renames)
+        _check_types(frame, table, name)
         if table == "invoices":
-            _check_currency(frame, name)
-        frame = R.row_local_rules(frame, table)
+            _check_currency(frame, name, options[table].missing)
+        frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
+        read_info[table] = replace(
+            info, decimal=parsed.decimal, decimal_how=parsed.decimal_how,
+            date_formats=parsed.date_formats, renamed=tuple(renames.items()),
+        )
         if table == "invoices":
             parents = R.parents_of(frame)
         elif table in ("payments", "disputes"):
@@ -337,40 +383,93 @@ def _validate(
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
-        canon = _canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
+        canon = canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
         del frame
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
             # changes (linear, no hashing).
             ids = canon.get_column("account_id")
             seen = ids.filter(first_occurrence(ids)).to_frame()
+        if table in ("payments", "disputes"):
+            warnings += _unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
         if table == "accounts":
-            canon = _with_bare_accounts(canon, seen)
-        kept[table] = _to_pandas(canon, table)
+            warnings += _bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
+            canon = with_bare_accounts(canon, seen)
+        kept[table] = to_pandas(canon, table)
         del canon
-        quarantine[table] = _quarantine(bad)
+        quarantine[table] = _quarantine(bad, options[table], plausible)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
         rows[table].update(
             rows_read=height, kept=height - bad.height, quarantined=bad.height, **counts
         )
         charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
         if error is None and charged.height > max_bad_share * height:
-            error = _too_many(name, charged, height, max_bad_share)
+            error = _too_many(name, charged, height, max_bad_share, sources)
     if "accounts" not in kept:
-        kept["accounts"] = _to_pandas(_with_bare_accounts(None, seen), "accounts")
+        kept["accounts"] = to_pandas(with_bare_accounts(None, seen), "accounts")
 
+    present = {t: rows[t]["rows_read"] for t in read_info}
+    anomalies = table_anomalies(present, sources, seen.height, plausible)
     summary = pd.DataFrame(list(rows.values()),
                            columns=["table", "rows_read", "kept", "quarantined", *RULES])
     summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
     empty = {t: empty_table(t) for t in TABLES if t not in kept}
     book = Book(**{**empty, **kept})
-    return ValidationResult(book=book, quarantine=quarantine, summary=summary), error
+    result = ValidationResult(book=book, quarantine=quarantine, summary=summary,
+                              read_info=read_info, warnings=tuple(warnings),
+                              anomalies=tuple(anomalies))
+    if error is None and anomalies and not accept_anomalies:
+        error = anomalies[0].error()
+        if len(anomalies) > 1:
+            others = "; ".join(a.message for a in anomalies[1:])
+            error = DataContractError(error.file, error.column, error.rule,
+                                      f"{error.detail} (also: {others})")
+    return result, error
+
+
+def _unknown_warning(
+    bad: pl.DataFrame, parents: pl.DataFrame, name: str, invoices: str
+) -> list[str]:
+    """Leading-zero warning for references that found no invoice (``unknown_invoice``)."""
+    unknown = bad.filter(pl.col(R.RULE) == "unknown_invoice")
+    if unknown.is_empty() or parents.is_empty():
+        return []
+    kept = parents.filter(pl.col(R.RULE) == 0).get_column(R.value("invoice_id"))
+    found = leading_zero_warning(
+        unknown.get_column(R.value("invoice_id")).drop_nulls(), kept,
+        what="invoice ids", where=name, other_where=invoices)
+    return [found] if found else []
+
+
+def _bare_warning(accounts: pl.DataFrame, seen: pl.DataFrame, name: str, invoices: str
+                  ) -> list[str]:
+    """Leading-zero warning for invoiced accounts the accounts file lacks."""
+    missing = bare_accounts(accounts, seen)
+    if missing.is_empty():
+        return []
+    found = leading_zero_warning(
+        missing.get_column("account_id"), accounts.get_column("account_id"),
+        what="account ids", where=invoices, other_where=name)
+    return [found] if found else []
+
+
+#: Hints for the worst rule of ``too_many_bad_rows``, where the cause may lie elsewhere.
+_HINTS = {
+    "ambiguous_amount": "; set the read option decimal ('.' or ',')",
+    "unparseable_date": "; set the read option date_format if the dates have another format",
+    "malformed_line": "; is the delimiter right, and are fields with a delimiter quoted?",
+}
 
 
 def _too_many(
-    name: str, charged: pl.DataFrame, height: int, max_bad_share: float
+    name: str, charged: pl.DataFrame, height: int, max_bad_share: float,
+    sources: Mapping[str, str],
 ) -> DataContractError:
-    """The ``too_many_bad_rows`` error, naming the worst rule and its commonest column."""
+    """The ``too_many_bad_rows`` error, naming the worst rule and its commonest column.
+
+    When the worst rule compares with the invoices (unknown invoice, dated before issue),
+    the invoices file may be the one to blame: the message names it too.
+    """
     by_rule = charged.group_by(R.RULE).len().sort(["len", R.RULE], descending=[True, False])
     rule, n = by_rule.row(0)
     columns = charged.filter(pl.col(R.RULE) == rule).get_column(R.COLUMN).drop_nulls()
@@ -380,4 +479,10 @@ def _too_many(
         f"{charged.height:,} of {height:,} rows are bad ({share:.1%} > {max_bad_share:.1%} "
         f"allowed); worst rule {rule} ({n:,} rows)"
     )
+    invoices = sources.get("invoices", "invoices")
+    if rule == "unknown_invoice":
+        detail += f"; their invoice_id is not among the invoices of {invoices}: check its ids"
+    elif rule in ("payment_before_issue", "dispute_before_issue"):
+        detail += f"; compared with the issue_date of {invoices}: check its dates"
+    detail += _HINTS.get(rule, "")
     return DataContractError(name, column, "too_many_bad_rows", detail)

@@ -97,23 +97,42 @@ BAD_ROWS = [
     ("invoices", "non_positive_amount", {**INV, "amount": "0.00"}),
     ("invoices", "non_positive_amount", {**INV, "amount": "-3"}),
     ("invoices", "due_before_issue", {**INV, "due_date": "2024-03-31"}),
-    # Same dates as the first I2, so whichever copy comes first, its payments stay valid.
-    ("invoices", "duplicate_id", {**INV, "invoice_id": "I2", "issue_date": "2024-01-15",
-                                  "due_date": "2024-02-14"}),
+    # An exact copy of I2 (a copy that differs is conflicting_duplicate, tested apart).
+    ("invoices", "duplicate_id", {"invoice_id": "I2", "account_id": "A1",
+                                  "issue_date": "2024-01-15", "due_date": "2024-02-14",
+                                  "amount": "250.5", "currency": "USD", "terms_days": "30"}),
+    ("invoices", "missing_value", {**INV, "account_id": "NULL"}),
+    ("invoices", "missing_value", {**INV, "amount": " n/a "}),
+    ("invoices", "control_character", {**INV, "invoice_id": "I\x00X"}),
+    ("invoices", "unparseable_date", {**INV, "issue_date": "20240230"}),
+    ("invoices", "sentinel_date", {**INV, "due_date": "9999-12-31"}),
+    ("invoices", "implausible_date", {**INV, "issue_date": "1989-12-31",
+                                      "due_date": "1990-01-30"}),
+    ("invoices", "amount_above_cap", {**INV, "amount": "1e300"}),
     ("payments", "missing_value", {**PAY, "invoice_id": ""}),
     ("payments", "unparseable_date", {**PAY, "payment_date": "someday"}),
     ("payments", "unparseable_amount", {**PAY, "amount": "1.2.3"}),
     ("payments", "non_positive_amount", {**PAY, "amount": "0"}),
-    ("payments", "duplicate_id", {**PAY, "payment_id": "P2"}),
+    ("payments", "duplicate_id", {"invoice_id": "I2", "payment_date": "2024-02-01",
+                                  "amount": "150.50", "payment_id": "P2", "account_id": "A1"}),
+    ("payments", "missing_value", {**PAY, "invoice_id": "N/A"}),
+    ("payments", "sentinel_date", {**PAY, "payment_date": "1970-01-01"}),
+    ("payments", "amount_above_cap", {**PAY, "amount": "2000000000"}),
     ("payments", "unknown_invoice", {**PAY, "invoice_id": "NOPE"}),
     ("payments", "payment_before_issue", {**PAY, "payment_date": "2023-12-31"}),
     ("accounts", "missing_value", {"account_id": ""}),
     ("accounts", "unparseable_date", {"account_id": "A9", "created_date": "yesterday"}),
     ("accounts", "unparseable_amount", {"account_id": "A9", "credit_limit": "lots"}),
-    ("accounts", "duplicate_id", {"account_id": "A2", "segment": "small"}),
+    ("accounts", "duplicate_id", {"account_id": "A2", "segment": "enterprise"}),
+    ("accounts", "missing_value", {"account_id": "NA"}),
+    ("accounts", "control_character", {"account_id": "A\tB"}),
+    ("accounts", "control_character", {"account_id": "A9", "segment": "sm\x00all"}),
+    ("accounts", "sentinel_date", {"account_id": "A9", "created_date": "1900-01-01"}),
+    ("accounts", "amount_above_cap", {"account_id": "A9", "credit_limit": "1e10"}),
     ("disputes", "missing_value", {**DIS, "opened_date": ""}),
     ("disputes", "unparseable_date", {**DIS, "resolved_date": "2024-13-01"}),
     ("disputes", "unknown_invoice", {**DIS, "invoice_id": "NOPE"}),
+    ("disputes", "sentinel_date", {**DIS, "resolved_date": "9999-12-31"}),
     ("disputes", "dispute_before_issue", {**DIS, "opened_date": "2023-12-01",
                                           "resolved_date": ""}),
     ("disputes", "resolved_before_opened", {**DIS, "resolved_date": "2024-01-09"}),
@@ -181,7 +200,7 @@ def test_a_row_gets_the_first_rule_it_breaks() -> None:
 def test_first_valid_occurrence_of_an_id_is_kept() -> None:
     # The earlier I9 is broken, so the later, valid I9 is the first occurrence that counts.
     raw = with_rows(clean_raw(), "invoices", {**INV, "invoice_id": "I9", "amount": "x"},
-                    {**INV, "invoice_id": "I9"}, {**INV, "invoice_id": "I9", "amount": "7"})
+                    {**INV, "invoice_id": "I9"}, {**INV, "invoice_id": "I9", "amount": "10.0"})
     result = validate_tables(raw, max_bad_share=1.0)
     assert result.quarantine["invoices"]["_rule"].tolist() == [
         "unparseable_amount", "duplicate_id"]
@@ -202,10 +221,11 @@ def test_no_row_is_lost_and_counts_match_injected(picks: list[int], seed: int) -
     for n, i in enumerate(picks):
         table, rule, row = BAD_ROWS[i]
         row = dict(row)
-        # Fresh ids so injected rows do not interact (duplicate rows keep theirs).
-        if rule != "duplicate_id" and table in ("invoices", "accounts") and row.get(
-                "invoice_id" if table == "invoices" else "account_id"):
-            key = "invoice_id" if table == "invoices" else "account_id"
+        # Fresh ids so injected rows do not interact (duplicate rows keep theirs, and a
+        # missing-value token stays one).
+        key = "invoice_id" if table == "invoices" else "account_id"
+        if rule not in ("duplicate_id", "missing_value") and table in (
+                "invoices", "accounts") and row.get(key):
             row[key] = f"{row[key]}_{n}"
         if table == "payments" and rule != "duplicate_id":
             row["payment_id"] = f"PX_{n}"
@@ -340,16 +360,19 @@ def test_folder_round_trip_gives_the_same_book(tmp_path, fmt: str) -> None:
 
 
 def test_csv_cells_are_read_as_strings_without_na_conversion(tmp_path) -> None:
-    raw = with_rows(clean_raw(), "invoices", {**INV, "invoice_id": "NA", "account_id": "0012"})
+    raw = with_rows(clean_raw(), "invoices", {**INV, "invoice_id": "NA", "account_id": "0012"},
+                    {**INV, "invoice_id": "0013", "account_id": "0012"})
     _write_raw(raw, tmp_path)
     found = read_folder(tmp_path)
     assert set(found) == set(TABLES)
     inv = found["invoices"][1]
-    assert inv["invoice_id"].iloc[-1] == "NA" and inv["account_id"].iloc[-1] == "0012"
-    assert (inv["terms_days"] == "").sum() == 2
-    book = validate_folder(tmp_path).book
-    assert {"NA", "I1"} <= set(book.invoices["invoice_id"])
-    assert "0012" in set(book.accounts["account_id"])
+    assert inv["invoice_id"].iloc[-2] == "NA" and inv["account_id"].iloc[-2] == "0012"
+    assert (inv["terms_days"] == "").sum() == 3
+    # The reader keeps every cell as written; validation reads "NA" as a missing id.
+    result = validate_folder(tmp_path, max_bad_share=0.5)
+    assert result.quarantine["invoices"]["_rule"].tolist() == ["missing_value"]
+    assert {"0013", "I1"} <= set(result.book.invoices["invoice_id"])
+    assert "0012" in set(result.book.accounts["account_id"])
 
 
 def test_quarantine_files_hold_rows_as_read(tmp_path) -> None:

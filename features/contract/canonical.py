@@ -1,0 +1,97 @@
+"""Kept rows as Book tables: parsed values under contract names, canonical order and dtypes.
+
+The last step of validation (:mod:`features.contract.validation`): rows that broke no rule
+become the pandas tables of a :class:`~features.contract.book.Book`, sorted in a canonical
+order so that shuffled input gives the same Book.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from features.contract import rules as R
+from features.contract.book import DATE_DTYPE, columns_of
+
+# Canonical row order of each Book table (invoice and account ids are unique once
+# validated; payments and disputes break ties on every other contract column).
+SORT_KEYS = {
+    "invoices": ["account_id", "issue_date", "invoice_id"],
+    "payments": ["invoice_id", "payment_date", "payment_id", "amount"],
+    "accounts": ["account_id"],
+    "disputes": ["invoice_id", "opened_date", "resolved_date", "reason"],
+}
+
+
+def is_sorted(frame: pl.DataFrame, keys: list[str]) -> bool:
+    """Whether rows are already in ascending lexicographic order of ``keys`` (nulls last).
+
+    One linear pass; it lets sources written in canonical order skip a costly sort.
+    """
+    if frame.height < 2:
+        return True
+    ok_so_far = pl.lit(False)  # "strictly less on an earlier key" accumulates backwards
+    for key in reversed(keys):
+        cur, nxt = pl.col(key), pl.col(key).shift(-1)
+        less = (cur < nxt) | (cur.is_not_null() & nxt.is_null())
+        same = (cur == nxt) | (cur.is_null() & nxt.is_null())
+        ok_so_far = less.fill_null(False) | (same.fill_null(False) & ok_so_far)
+    in_order = ok_so_far | pl.int_range(pl.len()).eq(pl.len() - 1)
+    return bool(frame.select(in_order.all()).item())
+
+
+def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
+    """Kept rows with parsed values under contract names, in canonical column/row order."""
+    contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
+    extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
+    values = {c: pl.col(R.value(c)) for c in contract}
+    if table == "payments":
+        # Each payment carries its invoice's account (filled when the source left it out).
+        parent = pl.col("__parent_account")
+        values["account_id"] = pl.coalesce(values["account_id"], parent) if (
+            "account_id" in values
+        ) else parent
+    ordered = [c for c in columns_of(table) if c in values]
+    out = kept.select(*[values[c].alias(c) for c in ordered],
+                      *[pl.col(c).cast(pl.String) for c in extras])
+    keys = [k for k in SORT_KEYS[table] if k in out.columns]
+    if table in ("payments", "disputes"):  # no unique id: every column breaks ties
+        keys += [c for c in ordered if c not in keys]
+    if not is_sorted(out, keys):
+        out = out.sort(keys, nulls_last=True, maintain_order=True)
+    return out
+
+
+def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
+    """A canonical polars table as a pandas frame with every contract column and dtype."""
+    missing = [c for c in columns_of(table) if c not in frame.columns]
+    arrow = frame.to_arrow()
+    for c in missing:
+        dtype = columns_of(table)[c]
+        kind = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
+        arrow = arrow.append_column(c, pa.nulls(frame.height, kind.get(dtype, pa.large_string())))
+    for i, name in enumerate(arrow.column_names):
+        if columns_of(table).get(name) == DATE_DTYPE:
+            arrow = arrow.set_column(i, name, arrow.column(i).cast(pa.timestamp("s")))
+    order = list(columns_of(table)) + [c for c in frame.columns if c not in columns_of(table)]
+    out = arrow.select(order).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    # All-null string columns come back as object/float: give them the canonical dtype.
+    fix = {c: d for c, d in columns_of(table).items() if str(out[c].dtype) != d}
+    return out.astype(fix) if fix else out
+
+
+def with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl.DataFrame:
+    """Accounts plus a bare row for every invoiced account the accounts table lacks."""
+    if accounts is None:
+        return seen
+    missing = bare_accounts(accounts, seen)
+    if missing.is_empty():
+        return accounts
+    out = pl.concat([accounts, missing], how="diagonal_relaxed")
+    return out.sort("account_id", maintain_order=True)
+
+
+def bare_accounts(accounts: pl.DataFrame, seen: pl.DataFrame) -> pl.DataFrame:
+    """Invoiced accounts (``seen``) absent from ``accounts``."""
+    return seen.join(accounts.select("account_id"), on="account_id", how="anti")

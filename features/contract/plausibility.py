@@ -1,0 +1,114 @@
+"""Whole-table plausibility: anomalies that stop a run, and warnings that only inform.
+
+Row-level plausibility (sentinel and out-of-window dates, amounts above the cap) are row
+rules in :mod:`features.contract.rules`. Here are the checks that need a whole table or
+two: a table that arrived empty or implausibly small next to the others (an *anomaly*:
+validation stops with one message naming the file, the rule and the numbers, unless the
+caller explicitly accepts anomalies, in which case they are recorded in the result), and
+ids that match across files only once leading zeros are dropped (a *warning*).
+
+Later checks of the same kind (against the last accepted book or published run) produce
+:class:`Anomaly` values too, so one ``accept_anomalies`` switch covers them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import polars as pl
+
+from features.contract.options import Plausibility
+from features.contract.rules import DataContractError
+
+#: What the override is called where users meet it (library, CLI, flows).
+OVERRIDE = "accept_anomalies (--accept-anomalies)"
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """A failed plausibility check: the file (or table), the column if any, the rule (one
+    of :data:`features.contract.rules.ANOMALY_RULES`) and the numbers in ``detail``."""
+
+    file: str
+    column: str | None
+    rule: str
+    detail: str
+
+    @property
+    def message(self) -> str:
+        """The same one-line wording as :class:`DataContractError`."""
+        return str(self.error())
+
+    def error(self) -> DataContractError:
+        """The stop this anomaly causes when not accepted."""
+        return DataContractError(self.file, self.column, self.rule,
+                                 f"{self.detail}; if this is expected, pass {OVERRIDE}")
+
+
+def table_anomalies(
+    rows_read: Mapping[str, int],
+    sources: Mapping[str, str],
+    invoiced_accounts: int,
+    plausible: Plausibility,
+) -> list[Anomaly]:
+    """``empty_table`` / ``implausibly_small`` for payments and accounts given as files.
+
+    ``rows_read``: rows per table present (absent tables are not checked: only invoices
+    is required). Checked only when invoices has at least ``plausible.min_invoices`` rows.
+    """
+    invoices = rows_read.get("invoices", 0)
+    if invoices < plausible.min_invoices:
+        return []
+    out = []
+    bases = {"payments": (invoices, "invoice rows"),
+             "accounts": (invoiced_accounts, "accounts invoiced")}
+    for table, (base, what) in bases.items():
+        if table not in rows_read:
+            continue
+        name, n = sources.get(table, table), rows_read[table]
+        if n == 0:
+            detail = (f"has a header and no rows while {sources.get('invoices', 'invoices')} "
+                      f"has {invoices:,} (an export that arrived empty?)")
+            out.append(Anomaly(name, None, "empty_table", detail))
+        elif n < plausible.min_ratio * base:
+            detail = (f"has {n:,} rows for {base:,} {what} ({n / base:.1%} < "
+                      f"{plausible.min_ratio:.0%} expected at least)")
+            out.append(Anomaly(name, None, "implausibly_small", detail))
+    return out
+
+
+def _unpadded(ids: pl.Series) -> pl.DataFrame:
+    """All-digit ids with leading zeros, next to the same digits without them."""
+    digits = ids.filter(ids.str.contains(r"^0+\d+$")).unique()
+    return pl.DataFrame({"id": digits, "key": digits.str.strip_chars_start("0")})
+
+
+def leading_zero_warning(
+    unmatched: pl.Series, other: pl.Series, *, what: str, where: str, other_where: str
+) -> str | None:
+    """A warning when ids of one file match ids of another only without leading zeros.
+
+    ``unmatched``: ids of file ``where`` that found no partner (e.g. invoiced accounts
+    absent from the accounts file); ``other``: the candidate partners from ``other_where``.
+    Ids are compared as text (a "0000001" is not a 1), so such pairs stay apart; the
+    warning says so, with an example, instead of guessing.
+    """
+    if unmatched.is_empty() or other.is_empty():
+        return None
+    pairs = []
+    for padded, plain in ((unmatched, other), (other, unmatched)):
+        left = _unpadded(padded.cast(pl.String))
+        if left.is_empty():
+            continue
+        right = plain.cast(pl.String).unique().to_frame("plain")
+        right = right.with_columns(pl.col("plain").str.strip_chars_start("0").alias("key"))
+        joined = left.join(right, on="key").filter(pl.col("id") != pl.col("plain"))
+        pairs.append(joined.sort("id"))
+    found = pl.concat(pairs) if pairs else pl.DataFrame()
+    if found.is_empty():
+        return None
+    a, b = found.row(0)[0], found.row(0)[2]
+    return (f"{found.height:,} {what} of {where} and {other_where} match only without leading "
+            f"zeros (e.g. '{a}' and '{b}'); ids are compared as text, so they were not "
+            "matched: export the ids as text in both files")
