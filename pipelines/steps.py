@@ -248,10 +248,12 @@ def _train_and_register(
     outcome as :class:`ModelSummary` rows (which do not depend on that API) and the printed
     report (``models.report``).
     """
+    from features.spec import check_feature_frame
     from models.registry import register
     from models.report import format_report, training_summary
     from models.train import train_models
 
+    check_feature_frame(frame)  # the spec's dtypes, also after a Parquet round trip
     results = train_models(frame, config=train_config(settings))
     registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
                              names=model_names(settings), extra_params=label_params(settings))

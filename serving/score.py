@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from features.contract.book import Book
 from features.pit import build_features
-from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day
+from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day, check_feature_frame
 from models.drift import psi_table
 from models.model import DelinqModel
 from models.registry import NoChampionError, load_champion
@@ -127,6 +127,7 @@ def score_book(
         feats = build_features(book, as_of=as_of_ts.date(), facts=True)
     if feats.empty:
         return _empty_result(models, as_of_ts, timer)
+    check_feature_frame(feats)
     feats = feats.reset_index(drop=True)
     frame = feats
 

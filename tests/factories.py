@@ -15,6 +15,8 @@
 
 ``random_book(seed, ...)`` draws a small random book (partial payments, payments on any day,
 disputes, missing optional attributes) and ``books()`` is the hypothesis strategy over it.
+The strategies draw through ``st.randoms()``, whose choices Hypothesis records and shrinks:
+a failing book shrinks towards fewer invoices, smaller amounts and earlier dates.
 
 ``make_training_set`` is a stacked training frame with a known risk driver (training and
 registry tests); ``build_trained_state`` trains and registers both models once on a small
@@ -23,11 +25,12 @@ synthetic book (the session fixture ``trained_state`` of ``tests/conftest.py``).
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -80,13 +83,32 @@ def make_book(
     return Book.from_frames(inv, pay, acc, dis)
 
 
-def random_book(seed: int, *, n_accounts: int = 4, n_invoices: int = 12,
+class Draws:
+    """The few numpy-``Generator`` calls the factories make, over a ``random.Random``: a
+    seeded one for fixed books, or Hypothesis's recorded one (``st.randoms()``), which
+    shrinks."""
+
+    def __init__(self, source: int | random.Random) -> None:
+        self.r = source if isinstance(source, random.Random) else random.Random(source)
+
+    def integers(self, low: int, high: int) -> int:
+        """An int in ``[low, high)``."""
+        return self.r.randrange(low, high)
+
+    def choice(self, options: Sequence[Any]) -> Any:
+        return options[self.r.randrange(len(options))]
+
+    def random(self) -> float:
+        return self.r.random()
+
+
+def random_book(seed: int | random.Random, *, n_accounts: int = 4, n_invoices: int = 12,
                 span: int | None = None) -> Book:
     """A small random book over ``span`` days from ``BASE`` (drawn from 60/400/800 when not
     given, so every 90/180/365-day window is exercised): terms 0-45 days, amounts in cents,
     0-3 payments per invoice (some partial, some never completed, some overpaid), disputes
     on ~25% of invoices, optional account attributes often missing."""
-    rng = np.random.default_rng(seed)
+    rng = Draws(seed)
     if span is None:
         span = int(rng.choice([60, 400, 800]))
     n_acc = int(rng.integers(1, n_accounts + 1))
@@ -134,9 +156,10 @@ def random_book(seed: int, *, n_accounts: int = 4, n_invoices: int = 12,
 
 
 def books(max_accounts: int = 4, max_invoices: int = 12) -> st.SearchStrategy[Book]:
-    """Hypothesis strategy of small random books (seeded, so failures reproduce)."""
-    return st.integers(0, 2**31 - 1).map(
-        lambda s: random_book(s, n_accounts=max_accounts, n_invoices=max_invoices))
+    """Hypothesis strategy of small random books (drawn through ``st.randoms()``, so a
+    failing book shrinks)."""
+    return st.randoms().map(
+        lambda r: random_book(r, n_accounts=max_accounts, n_invoices=max_invoices))
 
 
 def as_of_days(span: int = 140) -> st.SearchStrategy[pd.Timestamp]:
@@ -156,10 +179,10 @@ BOUNDARY_OFFSETS = {
 }
 
 
-def as_of_near_events(book: Book, seed: int) -> pd.Timestamp:
+def as_of_near_events(book: Book, seed: int | random.Random) -> pd.Timestamp:
     """An as_of that often sits on a boundary: an event of a random kind plus one of its
     :data:`BOUNDARY_OFFSETS`, or (1 time in 4) any day of the book."""
-    rng = np.random.default_rng(seed)
+    rng = Draws(seed)
     events = {
         "issue": book.invoices["issue_date"], "due": book.invoices["due_date"],
         "payment": book.payments["payment_date"], "dispute": book.disputes["opened_date"],
@@ -176,11 +199,11 @@ def as_of_near_events(book: Book, seed: int) -> pd.Timestamp:
 def books_and_as_of(max_accounts: int = 4, max_invoices: int = 12
                     ) -> st.SearchStrategy[tuple[Book, pd.Timestamp]]:
     """Hypothesis strategy of (random book, as_of near its events)."""
-    def build(seed: int) -> tuple[Book, pd.Timestamp]:
-        book = random_book(seed, n_accounts=max_accounts, n_invoices=max_invoices)
-        return book, as_of_near_events(book, seed + 1)
+    def build(r: random.Random) -> tuple[Book, pd.Timestamp]:
+        book = random_book(r, n_accounts=max_accounts, n_invoices=max_invoices)
+        return book, as_of_near_events(book, r)
 
-    return st.integers(0, 2**31 - 1).map(build)
+    return st.randoms().map(build)
 
 
 # --- a stacked training frame with a known risk driver (training and registry tests) ---
