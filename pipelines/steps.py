@@ -224,6 +224,17 @@ def _summarise_training_set(settings: Settings, frame: pd.DataFrame, *, path: Pa
     )
 
 
+def read_training_set(path: Path) -> pd.DataFrame:
+    """A training set written by :func:`build_training_set`, with the spec's dtypes:
+    Parquet keeps timestamps in milliseconds, the feature frame's ``as_of`` is in seconds
+    (``features.spec.FEATURE_DTYPES``), so dates are cast back here, once, at the boundary."""
+    import pandas as pd
+
+    frame = pd.read_parquet(path)
+    dates = [c for c in ("as_of", "label_resolved_date") if c in frame.columns]
+    return frame.astype({c: "datetime64[s]" for c in dates})
+
+
 def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
     """Build the training set of the staged book ``book`` over the settings' ``grid`` of
     ``as_of`` dates with its label horizons; write it to :func:`training_set_path`."""
@@ -294,9 +305,8 @@ def train(*, settings: Settings, book: Path | None = None,
     progress("training and registering the two models (LightGBM, calibrated)")
     t0 = time.perf_counter()
     if training_set is not None:
-        import pandas as pd
 
-        frame = pd.read_parquet(training_set)
+        frame = read_training_set(training_set)
         n_dates = int(frame["as_of"].nunique())
     else:
         frame, n_dates = _training_frame(settings, Path(book))  # type: ignore[arg-type]
