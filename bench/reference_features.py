@@ -24,7 +24,6 @@ from features.spec import (
     is_cleared,
     ordered_categories,
     segment_of,
-    to_cents,
 )
 
 DAY = pd.Timedelta(days=1)
@@ -35,30 +34,27 @@ def _days(delta: pd.Series) -> pd.Series:
 
 
 def _clear_dates(inv: pd.DataFrame, pay: pd.DataFrame) -> pd.DataFrame:
-    """Per invoice: paid total (dollars and whole cents), clear date (first day the
-    cumulative cents reach the amount's cents less the tolerance), first and last payment
-    dates. ``pay`` is already cut to the known payments."""
-    pay = pay.assign(cents=to_cents(pay["amount"].to_numpy()))
-    daily = pay.groupby(["invoice_id", "payment_date"], as_index=False)[
-        ["amount", "cents"]].sum()
+    """Per invoice: paid total, clear date (first day the cumulative payments, in whole
+    cents, reach the amount's cents less the tolerance), first and last payment dates.
+    ``pay`` is already cut to the known payments."""
+    daily = pay.groupby(["invoice_id", "payment_date"], as_index=False)["amount"].sum()
     daily = daily.sort_values(["invoice_id", "payment_date"])
-    daily["cum"] = daily.groupby("invoice_id")["cents"].cumsum()
-    need = inv[["invoice_id"]].assign(need=to_cents(inv["amount"].to_numpy()))
-    daily = daily.merge(need, on="invoice_id")
-    reached = daily[is_cleared(daily["cum"], daily["need"], CLEAR_TOLERANCE_CENTS)]
+    daily["cum"] = daily.groupby("invoice_id")["amount"].cumsum()
+    daily = daily.merge(inv[["invoice_id", "amount"]].rename(columns={"amount": "inv_amount"}),
+                        on="invoice_id")
+    reached = daily[is_cleared(daily["cum"].to_numpy(), daily["inv_amount"].to_numpy(),
+                               CLEAR_TOLERANCE_CENTS)]
     clear = reached.groupby("invoice_id")["payment_date"].min().rename("clear_date")
     g = daily.groupby("invoice_id")
     paid = g["amount"].sum().rename("paid")
     first = g.first()
     out = pd.DataFrame({
         "paid": paid,
-        "paid_cents": g["cents"].sum(),
         "first_pay_date": first["payment_date"],
         "last_pay_date": daily.groupby("invoice_id")["payment_date"].max(),
     }).join(clear)
     res = inv[["invoice_id"]].merge(out, left_on="invoice_id", right_index=True, how="left")
     res["paid"] = res["paid"].fillna(0.0)
-    res["paid_cents"] = res["paid_cents"].fillna(0).astype(np.int64)
     return res.drop(columns="invoice_id").set_index(inv.index)
 
 
@@ -206,7 +202,7 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
     out["oldest_invoice_id"] = pd.Series(oldest["invoice_id"].array, index=out.index,
                                          dtype="str")
     out["oldest_invoice_open"] = oldest["outstanding"].to_numpy()
-    partial = (op["paid_cents"] > 0).groupby(op["account_id"]).any()
+    partial = (op["paid"] > 0).groupby(op["account_id"]).any()
     out["partial_payer"] = partial.reindex(out["account_id"]).to_numpy(dtype=bool)
     return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS, *FACT_COLUMNS]]
 

@@ -104,26 +104,33 @@ DUE_SOON_COLUMNS: Final = tuple(due_soon_column(d) for d in DUE_SOON_DAYS)
 # ------------------------------------------------------------------ clearing (openness)
 
 #: An invoice is *cleared* on the first day its cumulative payments, in whole cents, reach
-#: its amount less this many cents (DESIGN section 3, "a tolerance of one cent"): $99.99 paid
-#: clears a $100.00 invoice, $99.98 leaves it open for $0.02. Whole cents make the rule
-#: exact (no floating-point slack). The kernels take it as an argument, so numba's disk cache
-#: can never hold a stale value.
+#: its amount in cents less this many cents (DESIGN section 3, "a tolerance of one cent"):
+#: $99.99 paid clears a $100.00 invoice, $99.98 leaves it open for $0.02. Comparing whole
+#: cents makes the rule exact (no floating-point slack). The kernels take it as an argument,
+#: so numba's disk cache can never hold a stale value.
 CLEAR_TOLERANCE_CENTS: Final = 1
 
 
 def to_cents(amount: Any) -> Any:
-    """Amounts in currency units -> whole cents (int64; nearest, halves up).
+    """Amounts in currency units -> whole cents (int64; nearest, halves up), on arrays."""
+    return np.floor(np.asarray(amount, dtype=np.float64) * 100.0 + 0.5).astype(np.int64)
 
-    Plain numpy arithmetic, so it runs on arrays (the pandas oracle) and, compiled by
-    ``features.pit._kernels``, on scalars inside the kernels: one rounding everywhere.
+
+def is_cleared(paid: Any, amount: Any, tolerance_cents: int = CLEAR_TOLERANCE_CENTS) -> Any:
+    """The clearing rule: cumulative payments ``paid`` (currency units) reach ``amount``
+    less ``tolerance_cents``, both rounded to whole cents (arrays or scalars)."""
+    return to_cents(paid) >= to_cents(amount) - tolerance_cents
+
+
+def clear_threshold(amount: float, tolerance_cents: int) -> float:
+    """The least running total of payments (currency units) that clears ``amount``:
+    ``paid >= clear_threshold(amount, t)`` is :func:`is_cleared` ``(paid, amount, t)``
+    whenever ``paid`` is whole cents (it sits half a cent below the first clearing total).
+
+    What the numba kernels compile (``features.pit._kernels``): one rounding per invoice
+    instead of one per payment (measured: rounding every payment cost ~40% of the pass).
     """
-    return np.int64(np.floor(amount * 100.0 + 0.5))
-
-
-def is_cleared(paid_cents: Any, amount_cents: Any, tolerance_cents: Any) -> Any:
-    """The clearing rule on whole cents (arrays or, compiled, scalars): cumulative
-    ``paid_cents`` reach ``amount_cents - tolerance_cents``."""
-    return paid_cents >= amount_cents - tolerance_cents
+    return (np.floor(amount * 100.0 + 0.5) - tolerance_cents - 0.5) / 100.0
 
 
 # ------------------------------------------------------------------ the feature spec

@@ -16,8 +16,14 @@ numba's disk cache (which only watches this file) cannot hold a stale value:
 - the windows, buckets and thresholds come in a second record (:data:`PARAMS`);
 - the clearing tolerance is a plain integer argument.
 
-The rounding to cents and the clearing comparison are ``features.spec.to_cents`` and
-``features.spec.is_cleared`` compiled here: the one rule the oracle and labels use too.
+The clearing rule is ``features.spec.clear_threshold`` (the cents rule of
+``features.spec.is_cleared`` as one threshold per invoice), inlined into :func:`_pay_state`
+and :func:`_clear_day`, which the label kernels (``features.pit.labels``) share. Helpers are
+inlined at numba's level (``inline="always"``): LLVM does not inline a call into another
+compiled function, and those calls made the labels pass ~40% slower (measured). Formulas are
+compiled in, and numba's cache only watches each function's own file: after editing
+``clear_threshold`` or these helpers, touch the files that use them (or delete their
+``__pycache__``). The tolerance, the value a policy change touches, is an argument.
 """
 
 from __future__ import annotations
@@ -45,13 +51,11 @@ from features.spec import (
     KERNEL_INDEX,
     LATE_DAYS,
     behaviour_column,
-    is_cleared,
+    clear_threshold,
     segment_of,
-    to_cents,
 )
 
-_to_cents = nb.njit(to_cents)
-_is_cleared = nb.njit(is_cleared)
+_clear_threshold = nb.njit(inline="always")(clear_threshold)
 
 #: "No upper end" for a window or bucket: beyond any day difference of real dates.
 _UNBOUNDED: Final = 1 << 40
@@ -91,15 +95,13 @@ PARAMS: Final = _record({
 })
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
 def _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt):
-    """(paid dollars, paid cents, clear day, first payment day, last payment day) of
-    invoice ``i`` from its payments dated before ``as_of``; the clear day is the first day
-    the cumulative cents satisfy the clearing rule with tolerance ``tol`` cents (NONE if
-    none did)."""
+    """(paid dollars, clear day, first payment day, last payment day) of invoice ``i`` from
+    its payments dated before ``as_of``; the clear day is the first day the running total
+    satisfies the clearing rule with tolerance ``tol`` cents (NONE if none did)."""
     paid = 0.0
-    paid_c = np.int64(0)
-    need = _to_cents(amount[i])
+    thresh = _clear_threshold(amount[i], tol)
     clear = NONE
     first = NONE
     last = NONE
@@ -111,10 +113,24 @@ def _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt):
             first = d
         last = d
         paid += pay_amt[p]
-        paid_c += _to_cents(pay_amt[p])
-        if clear == NONE and _is_cleared(paid_c, need, tol):
+        if clear == NONE and paid >= thresh:
             clear = d
-    return paid, paid_c, clear, first, last
+    return paid, clear, first, last
+
+
+@nb.njit(cache=True, inline="always")
+def _clear_day(i, end, tol, amount, pay_ptr, pay_day, pay_amt):
+    """Clear day of invoice ``i`` from its payments dated before ``end`` (NONE if not
+    cleared): :func:`_pay_state`'s rule, stopping at the clearing payment."""
+    paid = 0.0
+    thresh = _clear_threshold(amount[i], tol)
+    for p in range(pay_ptr[i], pay_ptr[i + 1]):
+        if pay_day[p] >= end:
+            break
+        paid += pay_amt[p]
+        if paid >= thresh:
+            return pay_day[p]
+    return NONE
 
 
 @nb.njit(cache=True)
@@ -190,8 +206,8 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
         if issue[i] >= as_of:
             continue
         amt = amount[i]
-        paid, paid_c, clear, first, last = _pay_state(i, as_of, tol, amount, pay_ptr,
-                                                      pay_day, pay_amt)
+        paid, clear, first, last = _pay_state(i, as_of, tol, amount, pay_ptr, pay_day,
+                                               pay_amt)
         if last > last_pay:
             last_pay = last
         is_open = clear == NONE
@@ -200,7 +216,7 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
             dpd = as_of - due[i]
             n_open += 1
             bal += rest
-            if paid_c > 0:
+            if paid > 0.0:
                 partial = True
             if dpd > oldest:  # strict: ties keep the invoice listed first
                 oldest = dpd

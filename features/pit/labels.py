@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
-from features.pit._kernels import _pay_state, account_id_column, run_chunked
+from features.pit._kernels import _clear_day, _pay_state, account_id_column, run_chunked
 from features.pit._prep import NONE, Prepared, day_number, prepare
 from features.spec import (
     CLEAR_TOLERANCE_CENTS,
@@ -51,12 +51,13 @@ def _account_label(a, as_of, end, dpd_limit, check, tol, acc_ptr, issue, due, am
     """(model code or -1 if not scored, y or NaN, resolved day or NONE, bad dollars).
 
     Openness at ``as_of`` and the outcome's clear day (from payments before ``end``) both
-    come from ``_pay_state``: the features' clearing rule, tolerance ``tol`` cents."""
+    use the features' clearing rule (``_pay_state``, ``_clear_day``), tolerance ``tol``
+    cents."""
     lo, hi = acc_ptr[a], acc_ptr[a + 1]
     oldest = NONE
     for i in range(lo, hi):
         if issue[i] < as_of:
-            clear = _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt)[2]
+            clear = _clear_day(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt)
             if clear == NONE and as_of - due[i] > oldest:
                 oldest = as_of - due[i]
     if oldest == NONE:
@@ -71,11 +72,11 @@ def _account_label(a, as_of, end, dpd_limit, check, tol, acc_ptr, issue, due, am
     for i in range(lo, hi):
         if issue[i] >= as_of:
             continue
-        paid, _, clear, _, _ = _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt)
+        paid, clear, _, _ = _pay_state(i, as_of, tol, amount, pay_ptr, pay_day, pay_amt)
         if clear != NONE:
             continue
         rest = amount[i] - paid
-        f = _pay_state(i, end, tol, amount, pay_ptr, pay_day, pay_amt)[2]
+        f = _clear_day(i, end, tol, amount, pay_ptr, pay_day, pay_amt)
         if f != NONE and f > last_clear:
             last_clear = f
         if early:

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import features.spec as S
 from features import build_features, build_training_set
@@ -86,9 +88,22 @@ def test_as_day_is_the_one_normaliser() -> None:
 def test_cents_rule() -> None:
     assert S.to_cents(np.array([99.99, 100.0, 0.01, 0.3 - 0.1, 1e9 + 0.07])).tolist() == [
         9999, 10000, 1, 20, 100_000_000_007]
-    amount = S.to_cents(np.array([100.0, 100.0, 100.0]))
-    paid = S.to_cents(np.array([99.99, 99.98, 100.5]))
-    assert S.is_cleared(paid, amount, S.CLEAR_TOLERANCE_CENTS).tolist() == [True, False, True]
+    paid = np.array([99.99, 99.98, 100.5, 0.1 + 0.2 + 99.69])
+    assert S.is_cleared(paid, 100.0).tolist() == [True, False, True, True]
+    assert S.is_cleared(99.99, 100.0, tolerance_cents=0) == np.False_
+
+
+@settings(max_examples=200, deadline=None)
+@given(amount=st.integers(1, 10**11), payments=st.lists(st.integers(1, 10**9), max_size=8),
+       tol=st.sampled_from([0, 1, 2]))
+def test_the_kernels_threshold_is_the_cents_rule(amount, payments, tol) -> None:
+    """On whole cents, a running total reaches ``clear_threshold`` exactly when
+    ``is_cleared`` says so (the kernels use the first, the oracle the second)."""
+    dollars = amount / 100.0
+    running = np.cumsum(np.array(payments, dtype=np.float64) / 100.0)
+    running = np.r_[running, dollars - tol / 100.0, dollars - (tol + 1) / 100.0]
+    assert ((running >= S.clear_threshold(dollars, tol))
+            == S.is_cleared(running, dollars, tol)).all()
 
 
 def test_kernel_rows_are_addressed_by_name() -> None:
