@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from features.contract.book import DATE_DTYPE, TABLES, Book, columns_of, conform
+from features.spec import is_cleared
 from features.synthetic import _core as core
 from features.synthetic import generate_book, generate_book_with_truth, write_book_folder
 
@@ -37,7 +38,8 @@ def clear_table(book: Book) -> pd.DataFrame:
     pay = book.payments.sort_values(["invoice_id", "payment_date"], kind="stable")
     cum = pay.groupby("invoice_id")["amount"].cumsum()
     amt = pay["invoice_id"].map(inv.set_index("invoice_id")["amount"])
-    cleared = pay[cum >= amt - 0.01].groupby("invoice_id")["payment_date"].min()
+    cleared = pay[is_cleared(cum.to_numpy(), amt.to_numpy())].groupby("invoice_id")[
+        "payment_date"].min()
     out = inv.set_index("invoice_id")
     out = out.assign(
         paid=pay.groupby("invoice_id")["amount"].sum(),
