@@ -205,7 +205,27 @@ def score(
     typer.echo(f"run {scored.run_id} as of {day}: {scored.status}")
     if scored.message:
         typer.echo(scored.message)
-    typer.echo(f"store: {scored.store_url}")
+    typer.echo(f"store: {_display(scored.store_url)}")
+
+
+def _segment(text: str | None) -> str | None:
+    """``--segment``, case-insensitive, checked against the store's segments."""
+    from serving.store_schema import SEGMENTS
+
+    if text is None:
+        return None
+    if text.strip().lower() not in SEGMENTS:
+        _fail(f"--segment must be one of {', '.join(SEGMENTS)}; got {text!r}")
+    return text.strip().lower()
+
+
+def _reader(settings: Settings) -> Any:
+    """The store of ``settings`` opened read-only (creates nothing; one-line errors)."""
+    from pipelines.steps import export_dir
+    from serving.store import WorklistStore
+
+    return _guarded(WorklistStore, settings.resolved_store_url, read_only=True,
+                    export_dir=export_dir(settings))
 
 
 @app.command()
@@ -213,26 +233,120 @@ def worklist(
     data_dir: Annotated[
         Path | None, typer.Argument(help="State folder (default: settings data_dir).")
     ] = None,
-    top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    top: Annotated[int, typer.Option(help="Rows to show (at least 1).")] = 20,
     segment: Annotated[
         str | None, typer.Option(help="preventive, early, delinquent or late.")
     ] = None,
     as_of: Annotated[str | None, typer.Option(help="Run date (default: latest).")] = None,
 ) -> None:
-    """Print the current worklist: rank, account, balance, probability, action, reasons."""
+    """Print the current worklist: rank, account, balance, probability, action, reasons.
+
+    Reads only: never creates a folder or a store. Says which run and as_of it shows.
+    """
     day = _parse_date(as_of) if as_of else None
-    from pipelines.steps import export_dir
-    from serving.store import WorklistStore
-    from serving.worklist import format_worklist
+    if top < 1:
+        _fail(f"--top must be at least 1, got {top}")
+    seg = _segment(segment)
+    from serving.worklist import describe_run, format_worklist
 
     settings = _settings(data_dir=data_dir)
-    store = _guarded(WorklistStore, settings.resolved_store_url,
-                     export_dir=export_dir(settings))
-    frame = _guarded(store.read_worklist, as_of=day, top=top, segment=segment)
+    with _reader(settings) as store:
+        run = _guarded(store.current_run, as_of=day)
+        if run is None:
+            when = f"as of {day}" if day else "yet"
+            typer.echo(f"no published run {when} in {_display(settings.resolved_store_url)}"
+                       " (see `delinq runs`)")
+            return
+        frame = _guarded(store.read_worklist, as_of=run.as_of, top=top, segment=seg)
+        if not frame.empty and str(frame["run_id"].iloc[0]) != run.run_id:
+            run = _guarded(store.current_run, as_of=run.as_of)  # republished meanwhile
+    typer.echo(describe_run(run))
     if frame.empty:
-        typer.echo("The worklist is empty (no run yet, or no account in that segment).")
+        typer.echo(f"no account in segment {seg} in this run" if seg
+                   else "the worklist of this run is empty")
         return
     typer.echo(format_worklist(frame, top=top))
+
+
+def _display(url: str) -> str:
+    from serving.store_io import display_url
+
+    return display_url(url)
+
+
+# --------------------------------------------------------------------------- runs
+runs_app = typer.Typer(help="Scoring runs: list them (the default) or delete one.",
+                       invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: settings).")
+    ] = None,
+) -> None:
+    """List scoring runs, newest first (as_of, status, model versions, counts, who, when,
+    message); runs whose process died are marked failed first."""
+    ctx.obj = state_dir
+    if ctx.invoked_subcommand is not None:
+        return
+    from serving.worklist import format_runs
+
+    settings = _settings(data_dir=state_dir)
+    reaped: list[str] = []
+    with _reader(settings) as reader:
+        frame = _guarded(reader.list_runs)
+        if (frame["status"] == "running").any():
+            reaped = _reap(settings)
+            if reaped:
+                frame = _guarded(reader.list_runs)
+    for run_id in reaped:
+        typer.echo(f"run {run_id}: its process died; marked failed and its files removed")
+    typer.echo(format_runs(frame))
+
+
+def _reap(settings: Settings) -> list[str]:
+    """Reap stale runs with a writable store; a read-only one is left as it is."""
+    from datetime import timedelta
+
+    from pipelines.steps import export_dir
+    from serving.store import StoreError, WorklistStore
+
+    try:
+        with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
+                           stale_after=timedelta(minutes=settings.run_stale_after_min)) as w:
+            return w.reap_stale()
+    except StoreError as exc:
+        typer.echo(f"note: stale runs not reaped: {exc}", err=True)
+        return []
+
+
+@runs_app.command("delete")
+def runs_delete(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to delete (see `delinq runs`).")],
+) -> None:
+    """Delete a run: its worklist rows, explanations and, if published, its export."""
+    from datetime import timedelta
+
+    from pipelines.steps import export_dir
+    from serving.store import WorklistStore
+    from serving.worklist import describe_run
+
+    settings = _settings(data_dir=ctx.obj)
+    store = _guarded(WorklistStore, settings.resolved_store_url,
+                     export_dir=export_dir(settings),
+                     stale_after=timedelta(minutes=settings.run_stale_after_min))
+    with store:
+        try:
+            gone = _guarded(store.delete_run, run_id)
+        except KeyError:
+            _fail(f"no run {run_id!r} in {_display(settings.resolved_store_url)} "
+                  "(see `delinq runs`)")
+            raise  # unreachable: _fail exits
+    typer.echo(f"deleted {describe_run(gone)}")
 
 
 # --------------------------------------------------------------------------- store schema

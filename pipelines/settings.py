@@ -112,6 +112,11 @@ class Settings(BaseSettings):
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
     )
+    # Runs (issue 18): a running run without a heartbeat for this long is taken as dead.
+    run_stale_after_min: int = Field(
+        10, gt=1, description="Minutes without a heartbeat after which a running run is "
+        "reaped (marked failed, its files removed); above the 1-minute heartbeat."
+    )
     # Orchestration (DESIGN section 9).
     timezone: str = "UTC"
     nightly_cron: str = "0 2 * * *"

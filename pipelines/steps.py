@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from pipelines.summaries import (
     TrainSummary,
     ValidationSummary,
 )
+from serving.store_io import display_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -322,6 +323,20 @@ def has_champions(*, settings: Settings) -> bool:
     return True
 
 
+def reap_stale_runs(*, settings: Settings) -> list[str]:
+    """Mark failed the running runs whose process died (no heartbeat for
+    ``settings.run_stale_after_min``) and remove their files; return their ids."""
+    from serving.store import WorklistStore
+
+    with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
+                       upgrade=True,
+                       stale_after=timedelta(minutes=settings.run_stale_after_min)) as store:
+        reaped = store.reap_stale()
+    for run_id in reaped:
+        progress(f"  run {run_id} had stopped (its process died): marked failed, files removed")
+    return reaped
+
+
 def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
     ``as_of`` (events strictly before it) with the champion models; write the worklist run
@@ -334,6 +349,7 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         raise TypeError(f"as_of must be a datetime.date, got {type(as_of).__name__}")
     progress(f"scoring as of {as_of.isoformat()} (exact TreeSHAP reasons for every account)")
     t0 = time.perf_counter()
+    reap_stale_runs(settings=settings)
     staged = read_book(book)
     with heartbeat("scoring"):
         record = run_scoring(
@@ -357,7 +373,7 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         early_warning_version=record.early_warning_version,
         persistence_version=record.persistence_version,
         feature_set_version=record.feature_set_version,
-        store_url=settings.resolved_store_url,
+        store_url=display_url(settings.resolved_store_url),
         export_path=export_dir(settings) / as_of.isoformat() / "worklist.parquet",
         flags=tuple(flags),
         top=tuple(worklist_table(top, top=TOP_ROWS)),
