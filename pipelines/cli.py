@@ -2,14 +2,19 @@
 reads the settings (its options are overrides on top of them) and calls the steps
 (:mod:`pipelines.steps`) or a job. Heavy imports happen inside commands so `--help` is fast.
 
-Errors the user can fix (bad data or settings, no champion model, no Prefect server) end
-with one clear line on stderr and exit code 2, never a traceback.
+Errors the user can fix (bad data or settings, no champion model, no Prefect server; a
+worklist store that is missing, damaged, read-only or unreachable; a read-only state folder,
+permissions, a full disk) end with one clear line on stderr and exit code 2, never a
+traceback (:data:`USER_ERROR_EXIT`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import sys
+from collections.abc import Iterator
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
@@ -34,9 +39,16 @@ class ImportFormat(StrEnum):
     taiwan_credit = "taiwan_credit"
 
 
+#: Exit code of every error the user can fix (the message says what to do).
+USER_ERROR_EXIT = 2
+
+
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    from serving.worklist import terminal_safe
+
+    line = " ".join(terminal_safe(message).split())  # one line, whatever the data held
+    typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=USER_ERROR_EXIT)
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -57,6 +69,34 @@ def _guarded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except errors as exc:  # type: ignore[misc]
         _fail(str(exc))
+    except PermissionError as exc:
+        _fail(f"permission denied: {exc.filename or exc}; check that folder's permissions "
+              "(state folders must be writable for ingest, train and score)")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _fail(f"no space left on the disk of {exc.filename or 'the state folder'}; free "
+              "space and run again")
+
+
+@contextlib.contextmanager
+def _store_errors(settings: Settings) -> Iterator[None]:
+    """Database and file failures of the settings' store as one line (exit 2)."""
+    from serving.store_io import normalise_url, translated_errors
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(translated_errors(normalise_url(settings.resolved_store_url)))
+        except ValueError as exc:  # an unsupported URL
+            _fail(str(exc))
+        yield
+
+
+def _writable(settings: Settings) -> None:
+    """A command that writes state: its folder must be writable (one line if not)."""
+    from pipelines.runtime import check_writable
+
+    _guarded(check_writable, Path(settings.data_dir))
 
 
 def _parse_date(text: str, option: str = "--as-of") -> date:
@@ -68,9 +108,11 @@ def _parse_date(text: str, option: str = "--as-of") -> date:
 
 
 def _session(settings: Settings) -> Any:
-    """The quiet process of a command whose state lives under the settings' data_dir."""
+    """The quiet process of a command whose state lives under the settings' data_dir
+    (which must be writable: checked first, one line if not)."""
     from pipelines.runtime import run_session
 
+    _writable(settings)
     return run_session(settings.data_dir)
 
 
@@ -198,7 +240,7 @@ def score(
     from pipelines import steps
 
     settings = _settings(data_dir=state_dir)
-    with _session(settings):
+    with _session(settings), _store_errors(settings):
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
         typer.echo(ingested.report)
         scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day)
@@ -250,7 +292,7 @@ def worklist(
     from serving.worklist import describe_run, format_worklist
 
     settings = _settings(data_dir=data_dir)
-    with _reader(settings) as store:
+    with _store_errors(settings), _reader(settings) as store:
         run = _guarded(store.current_run, as_of=day)
         if run is None:
             when = f"as of {day}" if day else "yet"
@@ -296,7 +338,7 @@ def runs(
 
     settings = _settings(data_dir=state_dir)
     reaped: list[str] = []
-    with _reader(settings) as reader:
+    with _store_errors(settings), _reader(settings) as reader:
         frame = _guarded(reader.list_runs)
         if (frame["status"] == "running").any():
             reaped = _reap(settings)
@@ -336,10 +378,11 @@ def runs_delete(
     from serving.worklist import describe_run
 
     settings = _settings(data_dir=ctx.obj)
-    store = _guarded(WorklistStore, settings.resolved_store_url,
-                     export_dir=export_dir(settings),
-                     stale_after=timedelta(minutes=settings.run_stale_after_min))
-    with store:
+    with _store_errors(settings):
+            store = _guarded(WorklistStore, settings.resolved_store_url,
+                         export_dir=export_dir(settings),
+                         stale_after=timedelta(minutes=settings.run_stale_after_min))
+    with _store_errors(settings), store:
         try:
             gone = _guarded(store.delete_run, run_id)
         except KeyError:
@@ -401,6 +444,7 @@ def demo(
     from pipelines.jobs import run_main_job
 
     settings = _settings(data_dir=data_dir, seed=seed)
+    _writable(settings)
     _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts)
 
 
@@ -415,6 +459,7 @@ def run(
     from pipelines.jobs import run_user_folder
 
     settings = _settings(data_dir=state_dir)
+    _writable(settings)
     _guarded(run_user_folder, data_dir=data_dir, settings=settings)
 
 

@@ -11,6 +11,11 @@ from __future__ import annotations
 from pipelines.settings import SettingsError
 
 
+class ReadOnlyStateError(RuntimeError):
+    """The state folder (``data_dir``) cannot be written: a command that writes state
+    stops before it starts, in one line naming the folder."""
+
+
 class PrefectServerUnavailable(RuntimeError):
     """No Prefect server to create deployments on (``PREFECT_API_URL`` unset or down)."""
 
@@ -22,4 +27,4 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from serving.store import RunInProgressError, StoreError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
-            SettingsError, StoreError, RunInProgressError)
+            SettingsError, StoreError, RunInProgressError, ReadOnlyStateError)

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
+from pipelines.errors import ReadOnlyStateError
 from pipelines.progress import routed, ticker
 
 Echo = Callable[[str], object]
@@ -38,6 +39,17 @@ Echo = Callable[[str], object]
 RUN_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 #: Seconds between "starting Prefect" lines until a flow run prints its first line.
 STARTUP_TICK_S = 15.0
+
+
+def check_writable(folder: Path) -> None:
+    """Raise :class:`ReadOnlyStateError` unless ``folder`` (or, if it does not exist yet,
+    its nearest existing parent, where it will be created) is writable."""
+    folder = Path(folder).resolve()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ReadOnlyStateError(
+            f"the state folder {folder} is not writable ({existing} is read-only or not a "
+            "folder): choose a writable one with --state-dir or DELINQ_DATA_DIR")
 
 
 def log_file(data_dir: Path) -> Path:
