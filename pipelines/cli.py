@@ -44,9 +44,11 @@ USER_ERROR_EXIT = 2
 
 
 def _fail(message: str) -> None:
+    from serving.redact import redact
     from serving.worklist import terminal_safe
 
-    line = " ".join(terminal_safe(message).split())  # one line, whatever the data held
+    # One line, whatever the data held; URL passwords masked (messages may quote a URL).
+    line = " ".join(terminal_safe(redact(message)).split())
     typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
     raise typer.Exit(code=USER_ERROR_EXIT)
 
@@ -113,7 +115,7 @@ def _session(settings: Settings) -> Any:
     from pipelines.runtime import run_session
 
     _writable(settings)
-    return run_session(settings.data_dir)
+    return run_session(settings.data_dir, secrets=settings.secrets())
 
 
 # --------------------------------------------------------------------------- data

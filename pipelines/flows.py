@@ -35,7 +35,13 @@ from pipelines import steps
 from pipelines.artifacts import publish_run_artifacts, summary_markdown, train_rows
 from pipelines.errors import user_errors
 from pipelines.progress import progress, routed
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import (
+    ENV_PREFIX,
+    SECRET_FIELDS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from pipelines.summaries import (
     GenerateSummary,
     IngestSummary,
@@ -43,15 +49,28 @@ from pipelines.summaries import (
     TrainingSetSummary,
     TrainSummary,
 )
+from serving.redact import display_url
 
 # --------------------------------------------------------------------------- boundary
 
 
 def settings_params(settings: Settings) -> dict[str, Any]:
     """``settings`` as a JSON-safe flow parameter (``data_dir`` made absolute, so a runner
-    started from another working directory writes to the same place)."""
-    params = settings.model_dump(mode="json")
+    started from another working directory writes to the same place).
+
+    Credential-bearing settings (:data:`~pipelines.settings.SECRET_FIELDS`) are left out:
+    Prefect stores parameters in its database and shows them in its UI. The flow run reads
+    them from the environment or the settings file, as the CLI did; a secret that came
+    from elsewhere (a keyword argument) cannot reach it, which is an error here.
+    """
+    params = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS))
     params["data_dir"] = str(Path(settings.data_dir).resolve())
+    from_sources = load_settings()
+    for name in SECRET_FIELDS:
+        if getattr(settings, name) != getattr(from_sources, name):
+            raise SettingsError(
+                f"{name} differs from the environment's and the settings file's; a flow run "
+                f"reads secrets only from there: set {ENV_PREFIX}{name.upper()} instead")
     return params
 
 
@@ -152,7 +171,7 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         facts |= {"as_of": score.as_of.isoformat(), "worklist store": score.store_url}
         facts |= {f"run {k}": v for k, v in score.record().items()}
     if train:
-        facts["MLflow tracking URI"] = settings.resolved_tracking_uri
+        facts["MLflow tracking URI"] = display_url(settings.resolved_tracking_uri)
     markdown = summary_markdown(
         title,
         facts=facts,

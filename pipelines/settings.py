@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +38,11 @@ ENV_NESTED = "__"
 #: check lets them pass: the settings file path, the tests' PostgreSQL server and the
 #: benchmarks' folder of real data sets.
 OTHER_ENV_VARS = frozenset({"DELINQ_CONFIG", "DELINQ_TEST_PG_URL", "DELINQ_SHARED_DATA"})
+
+
+#: Settings that may carry credentials: never shown unmasked, never a flow-run parameter
+#: (flows read them from the environment or the settings file, as the CLI does).
+SECRET_FIELDS = ("store_url", "mlflow_tracking_uri")
 
 
 class SettingsError(ValueError):
@@ -87,10 +92,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="Root of stores and exports.")
-    mlflow_tracking_uri: str | None = Field(
+    # Secrets (may carry a password): SecretStr, shown masked in repr and dumps; read them
+    # through resolved_tracking_uri / resolved_store_url (see SECRET_FIELDS).
+    mlflow_tracking_uri: SecretStr | None = Field(
         None, description="MLflow tracking URI; default sqlite:///<data_dir>/mlflow.db."
     )
-    store_url: str | None = Field(
+    store_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the worklist store; default SQLite in data_dir."
     )
     # Time semantics and labels (DESIGN sections 4-5).
@@ -125,12 +132,24 @@ class Settings(BaseSettings):
     @property
     def resolved_tracking_uri(self) -> str:
         """The MLflow tracking URI in force (explicit, or SQLite under ``data_dir``)."""
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+        if self.mlflow_tracking_uri is not None:
+            return self.mlflow_tracking_uri.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     @property
     def resolved_store_url(self) -> str:
         """The worklist store URL in force (explicit, or SQLite under ``data_dir``)."""
-        return self.store_url or f"sqlite:///{(self.data_dir / 'worklist.db').resolve()}"
+        if self.store_url is not None:
+            return self.store_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'worklist.db').resolve()}"
+
+    def secrets(self) -> list[str]:
+        """The secret parts of the credential-bearing settings (passwords, tokens), for
+        :func:`serving.redact.redact` wherever text might quote them."""
+        from serving.redact import url_secrets
+
+        return [part for name in SECRET_FIELDS for part in url_secrets(
+            None if getattr(self, name) is None else getattr(self, name).get_secret_value())]
 
     @classmethod
     def settings_customise_sources(

@@ -24,6 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
+from serving import redact
+
 # zstd without dictionary encoding of number columns: dictionary attempts on 120 float
 # columns were half the CPU of the write and made the file larger (bench/store.py).
 # Row groups of 16k rows: reading a few accounts decodes only their groups.
@@ -80,8 +82,13 @@ def normalise_url(url: str) -> sa.URL:
 
 
 def display_url(url: str | sa.URL) -> str:
-    """The store URL as shown to people: any password replaced by ``***``."""
-    return sa.make_url(url).render_as_string(hide_password=True)
+    """The store URL as shown to people: any password replaced by ``***`` (the one
+    masking function, :func:`serving.redact.display_url`)."""
+    try:
+        parsed: str | sa.URL = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        parsed = str(url)
+    return redact.display_url(parsed)
 
 
 class StoreError(RuntimeError):
@@ -177,7 +184,7 @@ def translated_errors(url: sa.URL) -> Iterator[None]:
 
 def _mask(text: str, url: sa.URL) -> str:
     """``text`` with the URL's password (if any) replaced by ``***``."""
-    return text.replace(url.password, "***") if url.password else text
+    return redact.redact(text, [str(url.password)] if url.password else [])
 
 
 def _sqlite_reader(path: Path) -> Any:
