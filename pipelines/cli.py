@@ -53,6 +53,14 @@ def _fail(message: str) -> None:
     raise typer.Exit(code=USER_ERROR_EXIT)
 
 
+def _echo(text: str) -> None:
+    """Print text that quotes data (ids, names, reasons, messages): control characters
+    escaped (:func:`serving.worklist.terminal_safe`), line breaks kept."""
+    from serving.worklist import terminal_safe
+
+    typer.echo(terminal_safe(text, keep_newlines=True))
+
+
 def _settings(**overrides: Any) -> Settings:
     """The settings with the command's options (those given) on top."""
     try:
@@ -167,7 +175,7 @@ def validate(
     settings = _settings(data_dir=state_dir, max_bad_share=max_bad_share)
     result = _guarded(steps.validate, settings=settings, source=data_dir,
                       quarantine=quarantine_dir)
-    typer.echo(result.report)
+    _echo(result.report)
 
 
 @app.command("import")
@@ -198,7 +206,7 @@ def import_(
     tables = _guarded(convert, fmt.value, src, **options)
     paths = write_tables(tables, out)
     for table, path in paths.items():
-        typer.echo(f"{table:<10} {len(tables[table]):>9,} rows -> {path}")
+        _echo(f"{table:<10} {len(tables[table]):>9,} rows -> {path}")
 
 
 # --------------------------------------------------------------------------- models
@@ -220,10 +228,10 @@ def train(
     settings = _settings(data_dir=state_dir, grid=as_of_grid)
     with _session(settings):
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
-        typer.echo(ingested.report)
+        _echo(ingested.report)
         trained = _guarded(steps.train, settings=settings, book=ingested.staged)
-    typer.echo(trained.training_set.describe())
-    typer.echo(trained.report)
+    _echo(trained.training_set.describe())
+    _echo(trained.report)
 
 
 # --------------------------------------------------------------------------- serving
@@ -244,11 +252,11 @@ def score(
     settings = _settings(data_dir=state_dir)
     with _session(settings), _store_errors(settings):
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
-        typer.echo(ingested.report)
+        _echo(ingested.report)
         scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day)
-    typer.echo(f"run {scored.run_id} as of {day}: {scored.status}")
+    _echo(f"run {scored.run_id} as of {day}: {scored.status}")
     if scored.message:
-        typer.echo(scored.message)
+        _echo(scored.message)
     typer.echo(f"store: {_display(scored.store_url)}")
 
 
@@ -347,7 +355,7 @@ def runs(
             if reaped:
                 frame = _guarded(reader.list_runs)
     for run_id in reaped:
-        typer.echo(f"run {run_id}: its process died; marked failed and its files removed")
+        _echo(f"run {run_id}: its process died; marked failed and its files removed")
     typer.echo(format_runs(frame))
 
 

@@ -86,16 +86,17 @@ def _present(value: object) -> bool:
     return bool(str(value).strip())
 
 
-def terminal_safe(value: Any) -> str:
+def terminal_safe(value: Any, *, keep_newlines: bool = False) -> str:
     """``str(value)`` with every control character (C0, DEL, C1, and Unicode format
     characters such as bidi overrides) shown as a visible escape (``\\x1b``, ``\\u202e``),
-    so data can never move the cursor, recolour or rewrite the terminal."""
+    so data can never move the cursor, recolour or rewrite the terminal.
+    ``keep_newlines``: line breaks of a multi-line report stay line breaks."""
     text = str(value)
     if text.isprintable():
         return text
     out = []
     for ch in text:
-        if ch.isprintable() or ch == " ":
+        if ch.isprintable() or ch == " " or (keep_newlines and ch == "\n"):
             out.append(ch)
         elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
             out.append(ch.encode("unicode_escape").decode("ascii"))
