@@ -15,7 +15,7 @@ import errno
 import json
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -361,7 +361,6 @@ def runs(
 
 def _reap(settings: Settings) -> list[str]:
     """Reap stale runs with a writable store; a read-only one is left as it is."""
-    from datetime import timedelta
 
     from pipelines.steps import export_dir
     from serving.store import StoreError, WorklistStore
@@ -375,13 +374,32 @@ def _reap(settings: Settings) -> list[str]:
         return []
 
 
+@runs_app.command("prune")
+def runs_prune(
+    ctx: typer.Context,
+    today: Annotated[
+        str | None, typer.Option(help="Date the retention counts back from (default today).")
+    ] = None,
+) -> None:
+    """Apply the retention settings: old explanation files, runs and exports removed."""
+    day = _parse_date(today, "--today") if today else date.today()
+    from pipelines import steps
+
+    settings = _settings(data_dir=ctx.obj)
+    _writable(settings)
+    with _store_errors(settings):
+        gone = _guarded(steps.prune, settings=settings, today=day)
+    _echo(f"removed {len(gone['explanations'])} explanation files, {len(gone['runs'])} runs "
+          f"(as_of before {day - timedelta(days=settings.resolved_retain_scores_days)}), "
+          f"{len(gone['exports'])} export folders")
+
+
 @runs_app.command("delete")
 def runs_delete(
     ctx: typer.Context,
     run_id: Annotated[str, typer.Argument(help="The run to delete (see `delinq runs`).")],
 ) -> None:
     """Delete a run: its worklist rows, explanations and, if published, its export."""
-    from datetime import timedelta
 
     from pipelines.steps import export_dir
     from serving.store import WorklistStore

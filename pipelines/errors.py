@@ -16,6 +16,10 @@ class ReadOnlyStateError(RuntimeError):
     stops before it starts, in one line naming the folder."""
 
 
+class NotEnoughDiskError(RuntimeError):
+    """Too little free disk under the state folder for the next run (it does not start)."""
+
+
 class PrefectServerUnavailable(RuntimeError):
     """No Prefect server to create deployments on (``PREFECT_API_URL`` unset or down)."""
 
@@ -27,4 +31,5 @@ def user_errors() -> tuple[type[BaseException], ...]:
     from serving.store import RunInProgressError, StoreError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
-            SettingsError, StoreError, RunInProgressError, ReadOnlyStateError)
+            SettingsError, StoreError, RunInProgressError, ReadOnlyStateError,
+            NotEnoughDiskError)

@@ -150,6 +150,13 @@ def score_task(settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         return steps.score(settings=settings, book=book, as_of=as_of)
 
 
+@task(name="prune", **_IO)
+def prune_task(settings: Settings, today: date) -> dict[str, list[str]]:
+    """:func:`pipelines.steps.prune` (retention, after the nightly score)."""
+    with _to_run_log():
+        return steps.prune(settings=settings, today=today)
+
+
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_task(key: str, markdown: str, top: list[dict[str, Any]] | None) -> list[str]:
     """Attach the run's markdown summary (and worklist table) to the flow run."""
@@ -245,9 +252,11 @@ def nightly_score(
     score as of ``as_of`` (default: today in the settings' timezone)."""
     s = resolve_settings(settings)
     day = as_of or today_in(s.timezone)
+    steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
     stages: dict[str, Any] = {}
     stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
     stages["score"] = score_task(s, stages["ingest"].staged, day)
+    prune_task(s, day)  # retention, once the new run is safely published
     keys = _publish("nightly-score", s, stages)
     return {**stages, "artifacts": keys}
 

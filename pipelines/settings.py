@@ -124,6 +124,20 @@ class Settings(BaseSettings):
         10, gt=1, description="Minutes without a heartbeat after which a running run is "
         "reaped (marked failed, its files removed); above the 1-minute heartbeat."
     )
+    # Retention (issue 18): applied after each nightly score and by `delinq runs prune`.
+    retain_explanations_runs: int = Field(
+        14, ge=1, description="Published runs whose explanation files are kept (newest)."
+    )
+    retain_scores_days: int | None = Field(
+        None, gt=0, description="Days of as_of a run's rows are kept; default and minimum: "
+        "the label horizon (delinquency_dpd + persistence_days) plus 60, so past runs can "
+        "still be judged against their outcomes."
+    )
+    retain_exports_days: int = Field(30, ge=1, description="Days of as_of exports are kept.")
+    min_free_disk_mb: int = Field(
+        1024, ge=0, description="Free disk (MB) under data_dir below which the nightly does "
+        "not start; raised to twice the last run's explanation file when that is larger."
+    )
     # Orchestration (DESIGN section 9).
     timezone: str = "UTC"
     nightly_cron: str = "0 2 * * *"
@@ -142,6 +156,16 @@ class Settings(BaseSettings):
         if self.store_url is not None:
             return self.store_url.get_secret_value()
         return f"sqlite:///{(self.data_dir / 'worklist.db').resolve()}"
+
+    @property
+    def min_scores_days(self) -> int:
+        """The least ``retain_scores_days``: label horizon plus 60 days."""
+        return self.delinquency_dpd + self.persistence_days + 60
+
+    @property
+    def resolved_retain_scores_days(self) -> int:
+        """Days of runs kept: the setting, never below :attr:`min_scores_days`."""
+        return max(self.retain_scores_days or 0, self.min_scores_days)
 
     def secrets(self) -> list[str]:
         """The secret parts of the credential-bearing settings (passwords, tokens), for

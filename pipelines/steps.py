@@ -337,6 +337,52 @@ def reap_stale_runs(*, settings: Settings) -> list[str]:
     return reaped
 
 
+def check_disk(*, settings: Settings) -> int:
+    """Raise :class:`~pipelines.errors.NotEnoughDiskError` (one line) when the disk under
+    ``settings.data_dir`` has less free space than a run needs: ``min_free_disk_mb``, or
+    twice the last published run's explanation file if larger (the file and its export
+    link, plus the database's growth). Returns the free space in MB."""
+    from pipelines.errors import NotEnoughDiskError
+    from serving.store import StoreMissingError, WorklistStore
+
+    folder = Path(settings.data_dir).resolve()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    free_mb = shutil.disk_usage(existing).free // 2**20
+    need_mb = settings.min_free_disk_mb
+    try:
+        with WorklistStore(settings.resolved_store_url, read_only=True) as store:
+            last = store.current_run()
+            if last is not None and last.explanations_path:
+                size = Path(last.explanations_path).stat().st_size
+                need_mb = max(need_mb, 2 * size // 2**20)
+    except (StoreMissingError, FileNotFoundError):
+        pass  # no run yet: the setting alone
+    if free_mb < need_mb:
+        raise NotEnoughDiskError(
+            f"not enough free disk under {folder}: {free_mb:,} MB free, a run needs about "
+            f"{need_mb:,} MB; the run did not start (free space, or lower the retention "
+            "settings and run `delinq runs prune`)")
+    return int(free_mb)
+
+
+def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
+    """Apply the settings' retention policy as of ``today`` (explanation files of the
+    newest ``retain_explanations_runs`` published runs kept; runs older than
+    ``resolved_retain_scores_days`` and exports older than ``retain_exports_days``
+    deleted); returns what went."""
+    from serving.store import WorklistStore
+
+    with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
+                       upgrade=True,
+                       stale_after=timedelta(minutes=settings.run_stale_after_min)) as store:
+        gone = store.prune(today=today, keep_explanations=settings.retain_explanations_runs,
+                           keep_scores_days=settings.resolved_retain_scores_days,
+                           keep_exports_days=settings.retain_exports_days)
+    progress(f"  retention: {len(gone['explanations'])} explanation files, "
+             f"{len(gone['runs'])} old runs, {len(gone['exports'])} export folders removed")
+    return gone
+
+
 def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
     ``as_of`` (events strictly before it) with the champion models; write the worklist run

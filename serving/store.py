@@ -236,6 +236,15 @@ class WorklistStore:
                           explanations_dir=self.explanations_dir, export_dir=self.export_dir)
         return record
 
+    def prune(self, *, today: date, keep_explanations: int, keep_scores_days: int,
+              keep_exports_days: int) -> dict[str, list[str]]:
+        """Apply the retention policy as of ``today`` (see :func:`serving.store_runs.prune`);
+        returns what was removed: ``explanations`` and ``runs`` (run ids), ``exports``."""
+        return store_runs.prune(
+            self._engine, today=_as_date(today), keep_explanations=keep_explanations,
+            keep_scores_days=keep_scores_days, keep_exports_days=keep_exports_days,
+            explanations_dir=self.explanations_dir, export_dir=self.export_dir)
+
     def _stop_heartbeat(self, run_id: str) -> None:
         beat = self._heartbeats.pop(run_id, None)
         if beat is not None:

@@ -200,3 +200,50 @@ def _as_date(value: Any) -> date:
     if isinstance(value, date):
         return value
     return date.fromisoformat(str(value)[:10])
+
+
+def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores_days: int,
+          keep_exports_days: int, explanations_dir: Path | None,
+          export_dir: Path | None) -> dict[str, list[str]]:
+    """Apply the retention policy; return what went (``explanations``, ``runs``,
+    ``exports``: run ids, run ids, export folder names).
+
+    - Explanation files of published runs beyond the newest ``keep_explanations`` (by
+      ``as_of``) are removed (their worklist rows stay: reasons are in the rows).
+    - Finished runs with ``as_of`` more than ``keep_scores_days`` before ``today`` are
+      deleted with everything of theirs (:func:`delete`); running runs are never touched.
+    - Export folders ``<export_dir>/<as_of>/`` older than ``keep_exports_days`` go.
+
+    ``today`` is the caller's date (the nightly's ``as_of``): the library reads no clock.
+    """
+    r, e = S.runs, S.explanations
+    gone: dict[str, list[str]] = {"explanations": [], "runs": [], "exports": []}
+    with engine.connect() as conn:
+        published = conn.execute(
+            sa.select(r.c.run_id).join(e, e.c.run_id == r.c.run_id)
+            .where(r.c.is_current).order_by(r.c.as_of.desc(), r.c.run_id.desc())
+        ).scalars().all()
+        cutoff = today - timedelta(days=keep_scores_days)
+        old = conn.execute(sa.select(r.c.run_id).where(
+            r.c.as_of < cutoff, r.c.status != "running")).scalars().all()
+    for run_id in published[keep_explanations:]:
+        with engine.begin() as conn:
+            conn.execute(e.delete().where(e.c.run_id == run_id))
+        if explanations_dir is not None:
+            shutil.rmtree(Path(explanations_dir) / run_id, ignore_errors=True)
+        gone["explanations"].append(run_id)
+    for run_id in old:
+        delete(engine, run_id, now=datetime.max.replace(tzinfo=UTC), stale_after=STALE_AFTER,
+               explanations_dir=explanations_dir, export_dir=export_dir)
+        gone["runs"].append(run_id)
+    if export_dir is not None and Path(export_dir).is_dir():
+        limit = today - timedelta(days=keep_exports_days)
+        for folder in sorted(Path(export_dir).iterdir()):
+            try:
+                day = date.fromisoformat(folder.name)
+            except ValueError:
+                continue  # not an as_of folder (e.g. _explanations)
+            if folder.is_dir() and day < limit:
+                shutil.rmtree(folder, ignore_errors=True)
+                gone["exports"].append(folder.name)
+    return gone
