@@ -34,6 +34,7 @@ from prefect.cache_policies import NO_CACHE
 from pipelines import steps
 from pipelines.artifacts import publish_run_artifacts, summary_markdown, train_rows
 from pipelines.errors import user_errors
+from pipelines.notify import notify_failure
 from pipelines.progress import progress, routed
 from pipelines.settings import (
     ENV_PREFIX,
@@ -252,12 +253,18 @@ def nightly_score(
     score as of ``as_of`` (default: today in the settings' timezone)."""
     s = resolve_settings(settings)
     day = as_of or today_in(s.timezone)
-    steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
-    stages: dict[str, Any] = {}
-    stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
-    stages["score"] = score_task(s, stages["ingest"].staged, day)
-    prune_task(s, day)  # retention, once the new run is safely published
-    keys = _publish("nightly-score", s, stages)
+    try:
+        steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
+        stages: dict[str, Any] = {}
+        stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
+        stages["score"] = score_task(s, stages["ingest"].staged, day)
+        prune_task(s, day)  # retention, once the new run is safely published
+        keys = _publish("nightly-score", s, stages)
+    except Exception as exc:
+        # Somebody must know that today's list is missing (the webhook in the settings).
+        notify_failure(settings=s, flow="nightly-score", as_of=day,
+                       reason=f"{type(exc).__name__}: {exc}")
+        raise
     return {**stages, "artifacts": keys}
 
 

@@ -42,7 +42,7 @@ OTHER_ENV_VARS = frozenset({"DELINQ_CONFIG", "DELINQ_TEST_PG_URL", "DELINQ_SHARE
 
 #: Settings that may carry credentials: never shown unmasked, never a flow-run parameter
 #: (flows read them from the environment or the settings file, as the CLI does).
-SECRET_FIELDS = ("store_url", "mlflow_tracking_uri")
+SECRET_FIELDS = ("store_url", "mlflow_tracking_uri", "notify_webhook_url")
 
 
 class SettingsError(ValueError):
@@ -137,6 +137,10 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(
         1024, ge=0, description="Free disk (MB) under data_dir below which the nightly does "
         "not start; raised to twice the last run's explanation file when that is larger."
+    )
+    # Notification (issue 18): where a failed scheduled run is reported (JSON POST).
+    notify_webhook_url: SecretStr | None = Field(
+        None, description="Webhook URL told when a scheduled run fails (may hold a token)."
     )
     # Orchestration (DESIGN section 9).
     timezone: str = "UTC"
