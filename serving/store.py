@@ -53,7 +53,6 @@ import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -72,6 +71,7 @@ from serving.store_io import (
     StoreUnavailableError,
 )
 from serving.store_migrate import StoreVersionError, current_revision, revision_status, upgrade
+from serving.store_records import RUN_FIELDS, RunRecord, as_date, meta_columns, record_of
 from serving.store_runs import HEARTBEAT_EVERY, STALE_AFTER, RunInProgressError
 from serving.store_schema import StoreSchemaError
 
@@ -89,31 +89,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One scoring run as stored (times in UTC, ``timings`` in seconds)."""
-
-    run_id: str
-    as_of: date
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    early_warning_version: str | None
-    persistence_version: str | None
-    feature_set_version: str | None
-    n_scored: int | None
-    n_by_segment: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-    is_current: bool = False
-    replaced_by: str | None = None
-    explanations_path: str | None = None
-    heartbeat_at: datetime | None = None
-    runner: str | None = None
-
-
-_RUN_FIELDS = [f.name for f in fields(RunRecord)]
 _WORKLIST_ARROW = pa.schema(
     [("run_id", pa.string())] + [(n, t) for n, (t, _) in S.WORKLIST_COLUMNS.items()]
 )
@@ -196,7 +171,7 @@ class WorklistStore:
         are reaped first (:meth:`reap_stale`); this process then keeps the new run's
         heartbeat fresh until :meth:`write_run` or :meth:`fail_run` ends it.
         """
-        as_of = _as_date(as_of)
+        as_of = as_date(as_of)
         now = self._now()
         self._reap(now, self.stale_after)
         run_id = f"{as_of.isoformat()}-{uuid.uuid4().hex[:12]}"
@@ -208,7 +183,7 @@ class WorklistStore:
             "heartbeat_at": now,
             "is_current": False,
             "runner": f"{socket.gethostname()}:{os.getpid()}"[:S.ID_LENGTH],
-            **_meta_columns(meta),
+            **meta_columns(meta),
         }
         with self._engine.begin() as conn:
             conn.execute(S.runs.insert().values(**row))
@@ -241,7 +216,7 @@ class WorklistStore:
         """Apply the retention policy as of ``today`` (see :func:`serving.store_runs.prune`);
         returns what was removed: ``explanations`` and ``runs`` (run ids), ``exports``."""
         return store_runs.prune(
-            self._engine, today=_as_date(today), keep_explanations=keep_explanations,
+            self._engine, today=as_date(today), keep_explanations=keep_explanations,
             keep_scores_days=keep_scores_days, keep_exports_days=keep_exports_days,
             explanations_dir=self.explanations_dir, export_dir=self.export_dir)
 
@@ -353,7 +328,7 @@ class WorklistStore:
                 retired = self._retire(conn, run)
                 counts = pc.value_counts(wl.column("segment")).to_pylist()
                 timings["store_total_s"] = round(time.perf_counter() - t_start + check_s, 3)
-                values = _meta_columns(meta, base=run)
+                values = meta_columns(meta, base=run)
                 values["timings"] = {**values.get("timings", {}), **timings}
                 conn.execute(
                     S.runs.update().where(S.runs.c.run_id == run.run_id).values(
@@ -435,7 +410,7 @@ class WorklistStore:
             row = conn.execute(
                 self._runs_query().where(S.runs.c.run_id == _current_run_id(as_of))
             ).mappings().first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def read_worklist(
         self, *, as_of: date | None = None, top: int | None = None, segment: str | None = None
@@ -499,8 +474,8 @@ class WorklistStore:
             rows = conn.execute(
                 self._runs_query().order_by(S.runs.c.started_at, S.runs.c.run_id)
             ).mappings().all()
-        records = [_record(r).__dict__ for r in rows]
-        return pd.DataFrame.from_records(records, columns=_RUN_FIELDS)
+        records = [record_of(r).__dict__ for r in rows]
+        return pd.DataFrame.from_records(records, columns=RUN_FIELDS)
 
     # ------------------------------------------------------------------ helpers
     def _runs_query(self) -> sa.Select[Any]:
@@ -515,7 +490,7 @@ class WorklistStore:
             ).mappings().first()
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self!r}")
-        return _record(row)
+        return record_of(row)
 
     def _run_dir(self, run_id: str) -> Path:
         if self.explanations_dir is None:
@@ -537,67 +512,9 @@ def _current_run_id(as_of: date | None) -> sa.ScalarSelect[Any]:
         latest = sa.select(sa.func.max(r.c.as_of)).where(r.c.is_current).scalar_subquery()
         day: Any = latest
     else:
-        day = _as_date(as_of)
+        day = as_date(as_of)
     return sa.select(r.c.run_id).where(r.c.is_current, r.c.as_of == day).scalar_subquery()
-
-
-def _meta_columns(meta: dict[str, Any], *, base: RunRecord | None = None) -> dict[str, Any]:
-    """Map a ``meta`` dict onto run columns; unknown keys are kept in the ``meta`` JSON."""
-    meta = dict(meta or {})
-    versions = meta.pop("model_versions", None) or {}
-    out: dict[str, Any] = {}
-    for model in S.MODELS:
-        if model in versions and versions[model] is not None:
-            out[f"{model}_version"] = str(versions[model])
-    if meta.get("feature_set_version") is not None:
-        out["feature_set_version"] = str(meta.pop("feature_set_version"))
-    if "message" in meta:
-        out["message"] = None if meta["message"] is None else str(meta.pop("message"))
-    timings = meta.pop("timings", None)
-    if timings is not None or base is not None:
-        out["timings"] = {**(base.timings if base else {}),
-                          **{str(k): float(v) for k, v in (timings or {}).items()}}
-    merged = {**(base.meta if base else {}), **_json_safe(meta)}
-    if merged or base is None:
-        out["meta"] = merged
-    return out
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (date, datetime, pd.Timestamp)):
-        return value.isoformat()
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def _record(row: Any) -> RunRecord:
-    values = {name: row.get(name) for name in _RUN_FIELDS}
-    values["as_of"] = _as_date(values["as_of"])
-    for name in ("started_at", "finished_at", "heartbeat_at"):
-        if values[name] is not None and values[name].tzinfo is None:
-            values[name] = values[name].replace(tzinfo=UTC)  # SQLite drops the zone
-    for name in ("n_by_segment", "timings", "meta"):
-        values[name] = dict(values[name] or {})
-    values["is_current"] = bool(values["is_current"])
-    return RunRecord(**values)
 
 
 def _in_memory(url: sa.URL) -> bool:
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
-
-
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        return date.fromisoformat(value[:10])
-    raise TypeError(f"as_of must be a date, got {type(value).__name__}")
