@@ -2,15 +2,20 @@
 reads the settings (its options are overrides on top of them) and calls the steps
 (:mod:`pipelines.steps`) or a job. Heavy imports happen inside commands so `--help` is fast.
 
-Errors the user can fix (bad data or settings, no champion model, no Prefect server) end
-with one clear line on stderr and exit code 2, never a traceback.
+Errors the user can fix (bad data or settings, no champion model, no Prefect server; a
+worklist store that is missing, damaged, read-only or unreachable; a read-only state folder,
+permissions, a full disk) end with one clear line on stderr and exit code 2, never a
+traceback (:data:`USER_ERROR_EXIT`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import sys
-from datetime import date
+from collections.abc import Iterator
+from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,9 +39,26 @@ class ImportFormat(StrEnum):
     taiwan_credit = "taiwan_credit"
 
 
+#: Exit code of every error the user can fix (the message says what to do).
+USER_ERROR_EXIT = 2
+
+
 def _fail(message: str) -> None:
-    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=2)
+    from serving.redact import redact
+    from serving.worklist import terminal_safe
+
+    # One line, whatever the data held; URL passwords masked (messages may quote a URL).
+    line = " ".join(terminal_safe(redact(message)).split())
+    typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(code=USER_ERROR_EXIT)
+
+
+def _echo(text: str) -> None:
+    """Print text that quotes data (ids, names, reasons, messages): control characters
+    escaped (:func:`serving.worklist.terminal_safe`), line breaks kept."""
+    from serving.worklist import terminal_safe
+
+    typer.echo(terminal_safe(text, keep_newlines=True))
 
 
 def _settings(**overrides: Any) -> Settings:
@@ -57,6 +79,34 @@ def _guarded(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except errors as exc:  # type: ignore[misc]
         _fail(str(exc))
+    except PermissionError as exc:
+        _fail(f"permission denied: {exc.filename or exc}; check that folder's permissions "
+              "(state folders must be writable for ingest, train and score)")
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        _fail(f"no space left on the disk of {exc.filename or 'the state folder'}; free "
+              "space and run again")
+
+
+@contextlib.contextmanager
+def _store_errors(settings: Settings) -> Iterator[None]:
+    """Database and file failures of the settings' store as one line (exit 2)."""
+    from serving.store_io import normalise_url, translated_errors
+
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(translated_errors(normalise_url(settings.resolved_store_url)))
+        except ValueError as exc:  # an unsupported URL
+            _fail(str(exc))
+        yield
+
+
+def _writable(settings: Settings) -> None:
+    """A command that writes state: its folder must be writable (one line if not)."""
+    from pipelines.runtime import check_writable
+
+    _guarded(check_writable, Path(settings.data_dir))
 
 
 def _parse_date(text: str, option: str = "--as-of") -> date:
@@ -68,10 +118,12 @@ def _parse_date(text: str, option: str = "--as-of") -> date:
 
 
 def _session(settings: Settings) -> Any:
-    """The quiet process of a command whose state lives under the settings' data_dir."""
+    """The quiet process of a command whose state lives under the settings' data_dir
+    (which must be writable: checked first, one line if not)."""
     from pipelines.runtime import run_session
 
-    return run_session(settings.data_dir)
+    _writable(settings)
+    return run_session(settings.data_dir, secrets=settings.secrets())
 
 
 # --------------------------------------------------------------------------- data
@@ -123,7 +175,7 @@ def validate(
     settings = _settings(data_dir=state_dir, max_bad_share=max_bad_share)
     result = _guarded(steps.validate, settings=settings, source=data_dir,
                       quarantine=quarantine_dir)
-    typer.echo(result.report)
+    _echo(result.report)
 
 
 @app.command("import")
@@ -154,7 +206,7 @@ def import_(
     tables = _guarded(convert, fmt.value, src, **options)
     paths = write_tables(tables, out)
     for table, path in paths.items():
-        typer.echo(f"{table:<10} {len(tables[table]):>9,} rows -> {path}")
+        _echo(f"{table:<10} {len(tables[table]):>9,} rows -> {path}")
 
 
 # --------------------------------------------------------------------------- models
@@ -176,10 +228,10 @@ def train(
     settings = _settings(data_dir=state_dir, grid=as_of_grid)
     with _session(settings):
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
-        typer.echo(ingested.report)
+        _echo(ingested.report)
         trained = _guarded(steps.train, settings=settings, book=ingested.staged)
-    typer.echo(trained.training_set.describe())
-    typer.echo(trained.report)
+    _echo(trained.training_set.describe())
+    _echo(trained.report)
 
 
 # --------------------------------------------------------------------------- serving
@@ -198,14 +250,34 @@ def score(
     from pipelines import steps
 
     settings = _settings(data_dir=state_dir)
-    with _session(settings):
+    with _session(settings), _store_errors(settings):
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
-        typer.echo(ingested.report)
+        _echo(ingested.report)
         scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day)
-    typer.echo(f"run {scored.run_id} as of {day}: {scored.status}")
+    _echo(f"run {scored.run_id} as of {day}: {scored.status}")
     if scored.message:
-        typer.echo(scored.message)
-    typer.echo(f"store: {scored.store_url}")
+        _echo(scored.message)
+    typer.echo(f"store: {_display(scored.store_url)}")
+
+
+def _segment(text: str | None) -> str | None:
+    """``--segment``, case-insensitive, checked against the store's segments."""
+    from serving.store_schema import SEGMENTS
+
+    if text is None:
+        return None
+    if text.strip().lower() not in SEGMENTS:
+        _fail(f"--segment must be one of {', '.join(SEGMENTS)}; got {text!r}")
+    return text.strip().lower()
+
+
+def _reader(settings: Settings) -> Any:
+    """The store of ``settings`` opened read-only (creates nothing; one-line errors)."""
+    from pipelines.steps import export_dir
+    from serving.store import WorklistStore
+
+    return _guarded(WorklistStore, settings.resolved_store_url, read_only=True,
+                    export_dir=export_dir(settings))
 
 
 @app.command()
@@ -213,26 +285,139 @@ def worklist(
     data_dir: Annotated[
         Path | None, typer.Argument(help="State folder (default: settings data_dir).")
     ] = None,
-    top: Annotated[int, typer.Option(help="Rows to show.")] = 20,
+    top: Annotated[int, typer.Option(help="Rows to show (at least 1).")] = 20,
     segment: Annotated[
         str | None, typer.Option(help="preventive, early, delinquent or late.")
     ] = None,
     as_of: Annotated[str | None, typer.Option(help="Run date (default: latest).")] = None,
 ) -> None:
-    """Print the current worklist: rank, account, balance, probability, action, reasons."""
+    """Print the current worklist: rank, account, balance, probability, action, reasons.
+
+    Reads only: never creates a folder or a store. Says which run and as_of it shows.
+    """
     day = _parse_date(as_of) if as_of else None
-    from pipelines.steps import export_dir
-    from serving.store import WorklistStore
-    from serving.worklist import format_worklist
+    if top < 1:
+        _fail(f"--top must be at least 1, got {top}")
+    seg = _segment(segment)
+    from serving.worklist import describe_run, format_worklist
 
     settings = _settings(data_dir=data_dir)
-    store = _guarded(WorklistStore, settings.resolved_store_url,
-                     export_dir=export_dir(settings))
-    frame = _guarded(store.read_worklist, as_of=day, top=top, segment=segment)
+    with _store_errors(settings), _reader(settings) as store:
+        run = _guarded(store.current_run, as_of=day)
+        if run is None:
+            when = f"as of {day}" if day else "yet"
+            typer.echo(f"no published run {when} in {_display(settings.resolved_store_url)}"
+                       " (see `delinq runs`)")
+            return
+        frame = _guarded(store.read_worklist, as_of=run.as_of, top=top, segment=seg)
+        if not frame.empty and str(frame["run_id"].iloc[0]) != run.run_id:
+            run = _guarded(store.current_run, as_of=run.as_of)  # republished meanwhile
+    typer.echo(describe_run(run))
     if frame.empty:
-        typer.echo("The worklist is empty (no run yet, or no account in that segment).")
+        typer.echo(f"no account in segment {seg} in this run" if seg
+                   else "the worklist of this run is empty")
         return
     typer.echo(format_worklist(frame, top=top))
+
+
+def _display(url: str) -> str:
+    from serving.store_io import display_url
+
+    return display_url(url)
+
+
+# --------------------------------------------------------------------------- runs
+runs_app = typer.Typer(help="Scoring runs: list them (the default) or delete one.",
+                       invoke_without_command=True)
+app.add_typer(runs_app, name="runs")
+
+
+@runs_app.callback()
+def runs(
+    ctx: typer.Context,
+    state_dir: Annotated[
+        Path | None, typer.Option("--state-dir", help="State folder (default: settings).")
+    ] = None,
+) -> None:
+    """List scoring runs, newest first (as_of, status, model versions, counts, who, when,
+    message); runs whose process died are marked failed first."""
+    ctx.obj = state_dir
+    if ctx.invoked_subcommand is not None:
+        return
+    from serving.worklist import format_runs
+
+    settings = _settings(data_dir=state_dir)
+    reaped: list[str] = []
+    with _store_errors(settings), _reader(settings) as reader:
+        frame = _guarded(reader.list_runs)
+        if (frame["status"] == "running").any():
+            reaped = _reap(settings)
+            if reaped:
+                frame = _guarded(reader.list_runs)
+    for run_id in reaped:
+        _echo(f"run {run_id}: its process died; marked failed and its files removed")
+    typer.echo(format_runs(frame))
+
+
+def _reap(settings: Settings) -> list[str]:
+    """Reap stale runs with a writable store; a read-only one is left as it is."""
+
+    from pipelines.steps import export_dir
+    from serving.store import StoreError, WorklistStore
+
+    try:
+        with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
+                           stale_after=timedelta(minutes=settings.run_stale_after_min)) as w:
+            return w.reap_stale()
+    except StoreError as exc:
+        typer.echo(f"note: stale runs not reaped: {exc}", err=True)
+        return []
+
+
+@runs_app.command("prune")
+def runs_prune(
+    ctx: typer.Context,
+    today: Annotated[
+        str | None, typer.Option(help="Date the retention counts back from (default today).")
+    ] = None,
+) -> None:
+    """Apply the retention settings: old explanation files, runs and exports removed."""
+    day = _parse_date(today, "--today") if today else date.today()
+    from pipelines import steps
+
+    settings = _settings(data_dir=ctx.obj)
+    _writable(settings)
+    with _store_errors(settings):
+        gone = _guarded(steps.prune, settings=settings, today=day)
+    _echo(f"removed {len(gone['explanations'])} explanation files, {len(gone['runs'])} runs "
+          f"(as_of before {day - timedelta(days=settings.resolved_retain_scores_days)}), "
+          f"{len(gone['exports'])} export folders")
+
+
+@runs_app.command("delete")
+def runs_delete(
+    ctx: typer.Context,
+    run_id: Annotated[str, typer.Argument(help="The run to delete (see `delinq runs`).")],
+) -> None:
+    """Delete a run: its worklist rows, explanations and, if published, its export."""
+
+    from pipelines.steps import export_dir
+    from serving.store import WorklistStore
+    from serving.worklist import describe_run
+
+    settings = _settings(data_dir=ctx.obj)
+    with _store_errors(settings):
+            store = _guarded(WorklistStore, settings.resolved_store_url,
+                         export_dir=export_dir(settings),
+                         stale_after=timedelta(minutes=settings.run_stale_after_min))
+    with _store_errors(settings), store:
+        try:
+            gone = _guarded(store.delete_run, run_id)
+        except KeyError:
+            _fail(f"no run {run_id!r} in {_display(settings.resolved_store_url)} "
+                  "(see `delinq runs`)")
+            raise  # unreachable: _fail exits
+    typer.echo(f"deleted {describe_run(gone)}")
 
 
 # --------------------------------------------------------------------------- store schema
@@ -287,6 +472,7 @@ def demo(
     from pipelines.jobs import run_main_job
 
     settings = _settings(data_dir=data_dir, seed=seed)
+    _writable(settings)
     _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts)
 
 
@@ -301,6 +487,7 @@ def run(
     from pipelines.jobs import run_user_folder
 
     settings = _settings(data_dir=state_dir)
+    _writable(settings)
     _guarded(run_user_folder, data_dir=data_dir, settings=settings)
 
 

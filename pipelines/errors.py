@@ -1,4 +1,5 @@
-"""Errors the user must fix (bad data or settings, no champion model, no Prefect server).
+"""Errors the user must fix (bad data or settings, no champion model, no Prefect server, a
+worklist store that is missing, damaged, read-only or unreachable).
 
 The CLI reports them in one line without a traceback, the flows never retry them, and the
 interactive jobs keep Prefect from echoing them on the console.
@@ -10,6 +11,15 @@ from __future__ import annotations
 from pipelines.settings import SettingsError
 
 
+class ReadOnlyStateError(RuntimeError):
+    """The state folder (``data_dir``) cannot be written: a command that writes state
+    stops before it starts, in one line naming the folder."""
+
+
+class NotEnoughDiskError(RuntimeError):
+    """Too little free disk under the state folder for the next run (it does not start)."""
+
+
 class PrefectServerUnavailable(RuntimeError):
     """No Prefect server to create deployments on (``PREFECT_API_URL`` unset or down)."""
 
@@ -18,7 +28,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
     from features.contract.validation import DataContractError
     from models.registry import NoChampionError
-    from serving.store import StoreVersionError
+    from serving.store import RunInProgressError, StoreError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
-            SettingsError, StoreVersionError)
+            SettingsError, StoreError, RunInProgressError, ReadOnlyStateError,
+            NotEnoughDiskError)

@@ -34,8 +34,15 @@ from prefect.cache_policies import NO_CACHE
 from pipelines import steps
 from pipelines.artifacts import publish_run_artifacts, summary_markdown, train_rows
 from pipelines.errors import user_errors
+from pipelines.notify import notify_failure
 from pipelines.progress import progress, routed
-from pipelines.settings import Settings, load_settings
+from pipelines.settings import (
+    ENV_PREFIX,
+    SECRET_FIELDS,
+    Settings,
+    SettingsError,
+    load_settings,
+)
 from pipelines.summaries import (
     GenerateSummary,
     IngestSummary,
@@ -43,15 +50,28 @@ from pipelines.summaries import (
     TrainingSetSummary,
     TrainSummary,
 )
+from serving.redact import display_url
 
 # --------------------------------------------------------------------------- boundary
 
 
 def settings_params(settings: Settings) -> dict[str, Any]:
     """``settings`` as a JSON-safe flow parameter (``data_dir`` made absolute, so a runner
-    started from another working directory writes to the same place)."""
-    params = settings.model_dump(mode="json")
+    started from another working directory writes to the same place).
+
+    Credential-bearing settings (:data:`~pipelines.settings.SECRET_FIELDS`) are left out:
+    Prefect stores parameters in its database and shows them in its UI. The flow run reads
+    them from the environment or the settings file, as the CLI did; a secret that came
+    from elsewhere (a keyword argument) cannot reach it, which is an error here.
+    """
+    params = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS))
     params["data_dir"] = str(Path(settings.data_dir).resolve())
+    from_sources = load_settings()
+    for name in SECRET_FIELDS:
+        if getattr(settings, name) != getattr(from_sources, name):
+            raise SettingsError(
+                f"{name} differs from the environment's and the settings file's; a flow run "
+                f"reads secrets only from there: set {ENV_PREFIX}{name.upper()} instead")
     return params
 
 
@@ -131,6 +151,13 @@ def score_task(settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         return steps.score(settings=settings, book=book, as_of=as_of)
 
 
+@task(name="prune", **_IO)
+def prune_task(settings: Settings, today: date) -> dict[str, list[str]]:
+    """:func:`pipelines.steps.prune` (retention, after the nightly score)."""
+    with _to_run_log():
+        return steps.prune(settings=settings, today=today)
+
+
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_task(key: str, markdown: str, top: list[dict[str, Any]] | None) -> list[str]:
     """Attach the run's markdown summary (and worklist table) to the flow run."""
@@ -152,7 +179,7 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         facts |= {"as_of": score.as_of.isoformat(), "worklist store": score.store_url}
         facts |= {f"run {k}": v for k, v in score.record().items()}
     if train:
-        facts["MLflow tracking URI"] = settings.resolved_tracking_uri
+        facts["MLflow tracking URI"] = display_url(settings.resolved_tracking_uri)
     markdown = summary_markdown(
         title,
         facts=facts,
@@ -226,10 +253,18 @@ def nightly_score(
     score as of ``as_of`` (default: today in the settings' timezone)."""
     s = resolve_settings(settings)
     day = as_of or today_in(s.timezone)
-    stages: dict[str, Any] = {}
-    stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
-    stages["score"] = score_task(s, stages["ingest"].staged, day)
-    keys = _publish("nightly-score", s, stages)
+    try:
+        steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
+        stages: dict[str, Any] = {}
+        stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
+        stages["score"] = score_task(s, stages["ingest"].staged, day)
+        prune_task(s, day)  # retention, once the new run is safely published
+        keys = _publish("nightly-score", s, stages)
+    except Exception as exc:
+        # Somebody must know that today's list is missing (the webhook in the settings).
+        notify_failure(settings=s, flow="nightly-score", as_of=day,
+                       reason=f"{type(exc).__name__}: {exc}")
+        raise
     return {**stages, "artifacts": keys}
 
 

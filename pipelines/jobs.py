@@ -25,6 +25,7 @@ from typing import Any
 
 from pipelines import runtime
 from pipelines.settings import Settings
+from serving.redact import display_url
 
 Echo = Callable[[str], Any]
 
@@ -53,10 +54,11 @@ def where_everything_is(settings: Settings, result: Mapping[str, Any], log_file:
         f"  data folder      {ingest.source if ingest else ''}",
         f"  quarantine       {ingest.quarantine if ingest else ''} (bad rows, if any, with "
         "their rule)",
-        f"  worklist store   {settings.resolved_store_url}",
+        f"  worklist store   {display_url(settings.resolved_store_url)}",
         f"  Parquet export   {export}",
         f"  MLflow runs      {_bin('mlflow')} ui --backend-store-uri "
-        f"{shlex.quote(settings.resolved_tracking_uri)}   (then http://127.0.0.1:5000)",
+        f"{shlex.quote(display_url(settings.resolved_tracking_uri))}   (then "
+        "http://127.0.0.1:5000)",
         f"  Prefect runs     PREFECT_HOME={shlex.quote(home)} {_bin('prefect')} "
         f"server start   (then {PREFECT_UI})",
         f"  warnings log     {log_file}",
@@ -105,7 +107,8 @@ def run_main_job(
     data_dir = Path(data_dir)
     settings = settings.model_copy(update={"data_dir": data_dir})
     echo(f"delinq demo: a synthetic book of {accounts:,} accounts over two years in {data_dir}")
-    with runtime.run_session(data_dir, echo=echo, prefect=True) as log_file:
+    with runtime.run_session(data_dir, echo=echo, prefect=True,
+                             secrets=settings.secrets()) as log_file:
         from pipelines.flows import main_job_flow, settings_params
 
         echo("starting the Prefect flow run 'main-job' (a temporary local Prefect server "
@@ -125,7 +128,8 @@ def run_user_folder(*, data_dir: Path, settings: Settings, echo: Echo = print) -
     t0 = time.perf_counter()
     state_dir = Path(settings.data_dir)
     echo(f"delinq run: {data_dir} (state in {state_dir})")
-    with runtime.run_session(state_dir, echo=echo, prefect=True) as log_file:
+    with runtime.run_session(state_dir, echo=echo, prefect=True,
+                             secrets=settings.secrets()) as log_file:
         from pipelines.flows import run_folder_flow, settings_params
 
         result = run_folder_flow(data_source=str(Path(data_dir).resolve()),

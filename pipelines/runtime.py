@@ -15,6 +15,8 @@ CLI's commands:
   type and logger, never by message text: :class:`HideUserErrors`).
 - **Progress**: with ``echo``, the steps' progress lines (:mod:`pipelines.progress`) are
   printed.
+- **Secrets**: URL passwords and the settings' secret values (``secrets``) are masked in
+  the log file, on Prefect's console and in the progress lines (:class:`RedactSecrets`).
 
 Prefect is imported only when a session asks for it (``prefect=True``), so the CLI's
 non-flow commands never pay for it.
@@ -26,10 +28,12 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
+from pipelines.errors import ReadOnlyStateError
 from pipelines.progress import routed, ticker
+from serving.redact import redact
 
 Echo = Callable[[str], object]
 
@@ -38,6 +42,17 @@ Echo = Callable[[str], object]
 RUN_ENGINE_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
 #: Seconds between "starting Prefect" lines until a flow run prints its first line.
 STARTUP_TICK_S = 15.0
+
+
+def check_writable(folder: Path) -> None:
+    """Raise :class:`ReadOnlyStateError` unless ``folder`` (or, if it does not exist yet,
+    its nearest existing parent, where it will be created) is writable."""
+    folder = Path(folder).resolve()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise ReadOnlyStateError(
+            f"the state folder {folder} is not writable ({existing} is read-only or not a "
+            "folder): choose a writable one with --state-dir or DELINQ_DATA_DIR")
 
 
 def log_file(data_dir: Path) -> Path:
@@ -113,13 +128,47 @@ class HideUserErrors(logging.Filter):
         return not (record.levelno >= logging.ERROR and record.name in RUN_ENGINE_LOGGERS)
 
 
+class RedactSecrets(logging.Filter):
+    """Masks URL passwords and the given secret values in a record's message and
+    traceback text (:func:`serving.redact.redact`), before any handler formats it."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets = tuple(secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact(record.getMessage(), self.secrets)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text, self.secrets)
+        return True
+
+
 @contextlib.contextmanager
-def warnings_to_file(path: Path) -> Iterator[None]:
+def _redacted_handlers(secrets: Iterable[str]) -> Iterator[None]:
+    """Mask secrets in every record the root logger's handlers (Prefect's console and API
+    handlers among them) write during the block."""
+    masker = RedactSecrets(secrets)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(masker)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(masker)
+
+
+@contextlib.contextmanager
+def warnings_to_file(path: Path, *, secrets: Iterable[str] = ()) -> Iterator[None]:
     """Python warnings and the ``mlflow`` logger's records go to ``path``, not the console;
     logging is restored on exit."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    handler.addFilter(RedactSecrets(secrets))
     loggers = [logging.getLogger("py.warnings"), logging.getLogger("mlflow")]
     saved = [(log.level, log.propagate) for log in loggers]
     for log in loggers:
@@ -171,14 +220,15 @@ def _prefect_console_filter() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def run_session(data_dir: Path, *, echo: Echo | None = None,
-                prefect: bool = False) -> Iterator[Path]:
+def run_session(data_dir: Path, *, echo: Echo | None = None, prefect: bool = False,
+                secrets: Iterable[str] = ()) -> Iterator[Path]:
     """The quiet process of one CLI run whose state lives under ``data_dir`` (see the
     module docstring); yields the log file.
 
     ``prefect``: the run executes flows (Prefect's environment, a quiet console, and, with
     ``echo``, a "starting Prefect" line every 15 s until the flow run's first progress
-    line). ``echo``: print the steps' progress lines with it.
+    line). ``echo``: print the steps' progress lines with it. ``secrets``: values masked
+    wherever they would be written (``Settings.secrets()``), besides URL passwords.
 
     Environment variables the user set win over the defaults. The environment and our
     logging changes are restored on exit; Prefect's own settings are left as they were
@@ -189,13 +239,20 @@ def run_session(data_dir: Path, *, echo: Echo | None = None,
     # The state folder exists before Prefect starts: its home directory goes in it.
     path.parent.mkdir(parents=True, exist_ok=True)
     env = library_environment() | (prefect_environment(data_dir) if prefect else {})
+    secrets = tuple(secrets)
     with contextlib.ExitStack() as stack:
         stack.enter_context(environment_defaults(env))
-        stack.enter_context(warnings_to_file(path))
+        stack.enter_context(warnings_to_file(path, secrets=secrets))
         if prefect:
             _reload_prefect_settings()
             stack.enter_context(_prefect_console_filter())
+        stack.enter_context(_redacted_handlers(secrets))
         if echo is not None:
+            raw_echo = echo
+
+            def echo(line: str) -> object:
+                return raw_echo(redact(line, secrets))
+
             seen = stack.enter_context(routed(echo, heartbeats=True, exclusive=True))
             if prefect:
                 # A fresh machine first starts and migrates Prefect's local server: until

@@ -23,7 +23,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,6 +38,11 @@ ENV_NESTED = "__"
 #: check lets them pass: the settings file path, the tests' PostgreSQL server and the
 #: benchmarks' folder of real data sets.
 OTHER_ENV_VARS = frozenset({"DELINQ_CONFIG", "DELINQ_TEST_PG_URL", "DELINQ_SHARED_DATA"})
+
+
+#: Settings that may carry credentials: never shown unmasked, never a flow-run parameter
+#: (flows read them from the environment or the settings file, as the CLI does).
+SECRET_FIELDS = ("store_url", "mlflow_tracking_uri", "notify_webhook_url")
 
 
 class SettingsError(ValueError):
@@ -87,10 +92,12 @@ class Settings(BaseSettings):
     )
 
     data_dir: Path = Field(Path("data"), description="Root of stores and exports.")
-    mlflow_tracking_uri: str | None = Field(
+    # Secrets (may carry a password): SecretStr, shown masked in repr and dumps; read them
+    # through resolved_tracking_uri / resolved_store_url (see SECRET_FIELDS).
+    mlflow_tracking_uri: SecretStr | None = Field(
         None, description="MLflow tracking URI; default sqlite:///<data_dir>/mlflow.db."
     )
-    store_url: str | None = Field(
+    store_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL of the worklist store; default SQLite in data_dir."
     )
     # Time semantics and labels (DESIGN sections 4-5).
@@ -112,6 +119,29 @@ class Settings(BaseSettings):
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
     )
+    # Runs (issue 18): a running run without a heartbeat for this long is taken as dead.
+    run_stale_after_min: int = Field(
+        10, gt=1, description="Minutes without a heartbeat after which a running run is "
+        "reaped (marked failed, its files removed); above the 1-minute heartbeat."
+    )
+    # Retention (issue 18): applied after each nightly score and by `delinq runs prune`.
+    retain_explanations_runs: int = Field(
+        14, ge=1, description="Published runs whose explanation files are kept (newest)."
+    )
+    retain_scores_days: int | None = Field(
+        None, gt=0, description="Days of as_of a run's rows are kept; default and minimum: "
+        "the label horizon (delinquency_dpd + persistence_days) plus 60, so past runs can "
+        "still be judged against their outcomes."
+    )
+    retain_exports_days: int = Field(30, ge=1, description="Days of as_of exports are kept.")
+    min_free_disk_mb: int = Field(
+        1024, ge=0, description="Free disk (MB) under data_dir below which the nightly does "
+        "not start; raised to twice the last run's explanation file when that is larger."
+    )
+    # Notification (issue 18): where a failed scheduled run is reported (JSON POST).
+    notify_webhook_url: SecretStr | None = Field(
+        None, description="Webhook URL told when a scheduled run fails (may hold a token)."
+    )
     # Orchestration (DESIGN section 9).
     timezone: str = "UTC"
     nightly_cron: str = "0 2 * * *"
@@ -120,12 +150,34 @@ class Settings(BaseSettings):
     @property
     def resolved_tracking_uri(self) -> str:
         """The MLflow tracking URI in force (explicit, or SQLite under ``data_dir``)."""
-        return self.mlflow_tracking_uri or f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
+        if self.mlflow_tracking_uri is not None:
+            return self.mlflow_tracking_uri.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'mlflow.db').resolve()}"
 
     @property
     def resolved_store_url(self) -> str:
         """The worklist store URL in force (explicit, or SQLite under ``data_dir``)."""
-        return self.store_url or f"sqlite:///{(self.data_dir / 'worklist.db').resolve()}"
+        if self.store_url is not None:
+            return self.store_url.get_secret_value()
+        return f"sqlite:///{(self.data_dir / 'worklist.db').resolve()}"
+
+    @property
+    def min_scores_days(self) -> int:
+        """The least ``retain_scores_days``: label horizon plus 60 days."""
+        return self.delinquency_dpd + self.persistence_days + 60
+
+    @property
+    def resolved_retain_scores_days(self) -> int:
+        """Days of runs kept: the setting, never below :attr:`min_scores_days`."""
+        return max(self.retain_scores_days or 0, self.min_scores_days)
+
+    def secrets(self) -> list[str]:
+        """The secret parts of the credential-bearing settings (passwords, tokens), for
+        :func:`serving.redact.redact` wherever text might quote them."""
+        from serving.redact import url_secrets
+
+        return [part for name in SECRET_FIELDS for part in url_secrets(
+            None if getattr(self, name) is None else getattr(self, name).get_secret_value())]
 
     @classmethod
     def settings_customise_sources(

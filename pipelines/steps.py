@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,7 @@ from pipelines.summaries import (
     TrainSummary,
     ValidationSummary,
 )
+from serving.store_io import display_url
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -334,6 +335,66 @@ def has_champions(*, settings: Settings) -> bool:
     return True
 
 
+def reap_stale_runs(*, settings: Settings) -> list[str]:
+    """Mark failed the running runs whose process died (no heartbeat for
+    ``settings.run_stale_after_min``) and remove their files; return their ids."""
+    from serving.store import WorklistStore
+
+    with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
+                       upgrade=True,
+                       stale_after=timedelta(minutes=settings.run_stale_after_min)) as store:
+        reaped = store.reap_stale()
+    for run_id in reaped:
+        progress(f"  run {run_id} had stopped (its process died): marked failed, files removed")
+    return reaped
+
+
+def check_disk(*, settings: Settings) -> int:
+    """Raise :class:`~pipelines.errors.NotEnoughDiskError` (one line) when the disk under
+    ``settings.data_dir`` has less free space than a run needs: ``min_free_disk_mb``, or
+    twice the last published run's explanation file if larger (the file and its export
+    link, plus the database's growth). Returns the free space in MB."""
+    from pipelines.errors import NotEnoughDiskError
+    from serving.store import StoreMissingError, WorklistStore
+
+    folder = Path(settings.data_dir).resolve()
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    free_mb = shutil.disk_usage(existing).free // 2**20
+    need_mb = settings.min_free_disk_mb
+    try:
+        with WorklistStore(settings.resolved_store_url, read_only=True) as store:
+            last = store.current_run()
+            if last is not None and last.explanations_path:
+                size = Path(last.explanations_path).stat().st_size
+                need_mb = max(need_mb, 2 * size // 2**20)
+    except (StoreMissingError, FileNotFoundError):
+        pass  # no run yet: the setting alone
+    if free_mb < need_mb:
+        raise NotEnoughDiskError(
+            f"not enough free disk under {folder}: {free_mb:,} MB free, a run needs about "
+            f"{need_mb:,} MB; the run did not start (free space, or lower the retention "
+            "settings and run `delinq runs prune`)")
+    return int(free_mb)
+
+
+def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
+    """Apply the settings' retention policy as of ``today`` (explanation files of the
+    newest ``retain_explanations_runs`` published runs kept; runs older than
+    ``resolved_retain_scores_days`` and exports older than ``retain_exports_days``
+    deleted); returns what went."""
+    from serving.store import WorklistStore
+
+    with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
+                       upgrade=True,
+                       stale_after=timedelta(minutes=settings.run_stale_after_min)) as store:
+        gone = store.prune(today=today, keep_explanations=settings.retain_explanations_runs,
+                           keep_scores_days=settings.resolved_retain_scores_days,
+                           keep_exports_days=settings.retain_exports_days)
+    progress(f"  retention: {len(gone['explanations'])} explanation files, "
+             f"{len(gone['runs'])} old runs, {len(gone['exports'])} export folders removed")
+    return gone
+
+
 def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
     ``as_of`` (events strictly before it) with the champion models; write the worklist run
@@ -346,6 +407,7 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         raise TypeError(f"as_of must be a datetime.date, got {type(as_of).__name__}")
     progress(f"scoring as of {as_of.isoformat()} (exact TreeSHAP reasons for every account)")
     t0 = time.perf_counter()
+    reap_stale_runs(settings=settings)
     staged = read_book(book)
     with heartbeat("scoring"):
         record = run_scoring(
@@ -369,7 +431,7 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         early_warning_version=record.early_warning_version,
         persistence_version=record.persistence_version,
         feature_set_version=record.feature_set_version,
-        store_url=settings.resolved_store_url,
+        store_url=display_url(settings.resolved_store_url),
         export_path=export_dir(settings) / as_of.isoformat() / "worklist.parquet",
         flags=tuple(flags),
         top=tuple(worklist_table(top, top=TOP_ROWS)),

@@ -34,8 +34,13 @@ Guarantees:
   ``delinq db upgrade``; a store newer than this code is refused to all, untouched. An
   empty database is created at the newest revision by whoever opens it.
 
-Timestamps (``started_at``, ``finished_at``) come from ``clock`` (UTC now by default): they
-record when the store did things, not what the data is as of.
+- **Runs cannot get stuck** (:mod:`serving.store_runs`): a running run's process refreshes
+  its ``heartbeat_at``; a run whose heartbeat is older than ``stale_after`` is reaped by
+  the next writer (marked ``failed``, its files removed); :meth:`WorklistStore.delete_run`
+  deletes a run with its files.
+
+Timestamps (``started_at``, ``finished_at``, ``heartbeat_at``) come from ``clock`` (UTC now
+by default): they record when the store did things, not what the data is as of.
 """
 
 from __future__ import annotations
@@ -43,12 +48,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +62,23 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import store_bulk, store_io, store_migrate
+from serving import store_bulk, store_io, store_migrate, store_runs
 from serving import store_schema as S
+from serving.store_io import (
+    StoreDamagedError,
+    StoreError,
+    StoreMissingError,
+    StoreUnavailableError,
+)
 from serving.store_migrate import StoreVersionError, current_revision, revision_status, upgrade
+from serving.store_records import RUN_FIELDS, RunRecord, as_date, meta_columns, record_of
+from serving.store_runs import HEARTBEAT_EVERY, STALE_AFTER, RunInProgressError
 from serving.store_schema import StoreSchemaError
 
 __all__ = [
-    "EXPLANATIONS_FORMAT", "RunRecord", "StoreSchemaError", "StoreVersionError",
+    "EXPLANATIONS_FORMAT", "HEARTBEAT_EVERY", "STALE_AFTER", "RunInProgressError",
+    "RunRecord", "StoreDamagedError", "StoreError", "StoreMissingError", "StoreSchemaError",
+    "StoreUnavailableError", "StoreVersionError",
     "WorklistStore", "current_revision", "revision_status", "upgrade",
 ]
 
@@ -74,29 +89,6 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-@dataclass(frozen=True)
-class RunRecord:
-    """One scoring run as stored (times in UTC, ``timings`` in seconds)."""
-
-    run_id: str
-    as_of: date
-    status: str
-    started_at: datetime
-    finished_at: datetime | None
-    early_warning_version: str | None
-    persistence_version: str | None
-    feature_set_version: str | None
-    n_scored: int | None
-    n_by_segment: dict[str, int] = field(default_factory=dict)
-    timings: dict[str, float] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
-    message: str | None = None
-    is_current: bool = False
-    replaced_by: str | None = None
-    explanations_path: str | None = None
-
-
-_RUN_FIELDS = [f.name for f in fields(RunRecord)]
 _WORKLIST_ARROW = pa.schema(
     [("run_id", pa.string())] + [(n, t) for n, (t, _) in S.WORKLIST_COLUMNS.items()]
 )
@@ -110,6 +102,12 @@ class WorklistStore:
     file (``<db stem>_explanations/``), else ``<export_dir>/_explanations``.
     ``upgrade``: a writer applies pending schema revisions on opening; a reader (False)
     raises :class:`StoreVersionError` on a store that needs them (module docstring).
+    ``read_only``: a reader that changes nothing and creates nothing: SQLite is opened
+    with ``mode=ro`` (it works in a read-only folder), PostgreSQL sessions are read-only; a
+    missing store is :class:`StoreMissingError`, a damaged one :class:`StoreDamagedError`.
+    ``stale_after``: a running run without a heartbeat for this long is reaped by
+    :meth:`begin_run` and :meth:`reap_stale`; ``heartbeat_every``: how often this process
+    refreshes the heartbeat of its own running runs.
     """
 
     def __init__(
@@ -120,23 +118,38 @@ class WorklistStore:
         explanations_dir: Path | None = None,
         clock: Callable[[], datetime] = _utc_now,
         upgrade: bool = False,
+        stale_after: timedelta = STALE_AFTER,
+        heartbeat_every: timedelta = HEARTBEAT_EVERY,
+        read_only: bool = False,
     ) -> None:
+        if read_only and upgrade:
+            raise ValueError("a read-only store cannot upgrade its schema")
         self.url = store_io.normalise_url(url)
+        self.read_only = read_only
         self.export_dir = Path(export_dir) if export_dir is not None else None
+        self.stale_after = stale_after
+        self._heartbeat_every = heartbeat_every
+        self._heartbeats: dict[str, store_runs.Heartbeat] = {}
         self._clock = clock
-        self._engine = store_io.make_engine(self.url)
+        with store_io.translated_errors(self.url):
+            store_io.check_sqlite_file(self.url, read_only=read_only)
+            self._engine = store_io.make_engine(self.url, read_only=read_only)
         self.explanations_dir = store_io.explanations_dir(
             self.url, explanations_dir, self.export_dir
         )
         try:
-            store_migrate.ensure_revision(self._engine, upgrade=upgrade)
+            with store_io.translated_errors(self.url):
+                store_migrate.ensure_revision(self._engine, upgrade=upgrade,
+                                              create=not read_only)
         except BaseException:
             self._engine.dispose()
             raise
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
-        """Release the database connections."""
+        """Stop this process's heartbeats and release the database connections."""
+        for run_id in list(self._heartbeats):
+            self._stop_heartbeat(run_id)
         self._engine.dispose()
 
     def __enter__(self) -> WorklistStore:
@@ -153,21 +166,64 @@ class WorklistStore:
         """Record a ``running`` run for ``as_of`` and return its id.
 
         ``meta`` may name ``model_versions`` (``{"early_warning": .., "persistence": ..}``)
-        and ``feature_set_version``; everything else is kept as JSON in ``meta``.
+        and ``feature_set_version``; everything else is kept as JSON in ``meta``. The run's
+        ``runner`` is ``<host>:<pid>`` of this process (who runs it). Stale runs of dead processes
+        are reaped first (:meth:`reap_stale`); this process then keeps the new run's
+        heartbeat fresh until :meth:`write_run` or :meth:`fail_run` ends it.
         """
-        as_of = _as_date(as_of)
+        as_of = as_date(as_of)
+        now = self._now()
+        self._reap(now, self.stale_after)
         run_id = f"{as_of.isoformat()}-{uuid.uuid4().hex[:12]}"
         row = {
             "run_id": run_id,
             "as_of": as_of,
             "status": "running",
-            "started_at": self._now(),
+            "started_at": now,
+            "heartbeat_at": now,
             "is_current": False,
-            **_meta_columns(meta),
+            "runner": f"{socket.gethostname()}:{os.getpid()}"[:S.ID_LENGTH],
+            **meta_columns(meta),
         }
         with self._engine.begin() as conn:
             conn.execute(S.runs.insert().values(**row))
+        if not _in_memory(self.url):  # one shared connection there: no second thread on it
+            self._heartbeats[run_id] = store_runs.Heartbeat(
+                self._engine, run_id, every=self._heartbeat_every, clock=self._now)
         return run_id
+
+    def reap_stale(self, *, stale_after: timedelta | None = None) -> list[str]:
+        """Mark ``failed`` every running run without a heartbeat for ``stale_after``
+        (default: the store's) and remove its files; return their ids."""
+        return self._reap(self._now(), stale_after or self.stale_after)
+
+    def _reap(self, now: datetime, stale_after: timedelta) -> list[str]:
+        return store_runs.reap(self._engine, now=now, stale_after=stale_after,
+                               explanations_dir=self.explanations_dir, export_dir=self.export_dir)
+
+    def delete_run(self, run_id: str) -> RunRecord:
+        """Delete a run: its rows, explanation file and, if it is the published run of its
+        ``as_of``, that date's export (that date then has no worklist). Returns the run as
+        it was. ``KeyError`` if unknown; :class:`RunInProgressError` if it is running with
+        a fresh heartbeat."""
+        record = self._run(run_id)
+        store_runs.delete(self._engine, run_id, now=self._now(), stale_after=self.stale_after,
+                          explanations_dir=self.explanations_dir, export_dir=self.export_dir)
+        return record
+
+    def prune(self, *, today: date, keep_explanations: int, keep_scores_days: int,
+              keep_exports_days: int) -> dict[str, list[str]]:
+        """Apply the retention policy as of ``today`` (see :func:`serving.store_runs.prune`);
+        returns what was removed: ``explanations`` and ``runs`` (run ids), ``exports``."""
+        return store_runs.prune(
+            self._engine, today=as_date(today), keep_explanations=keep_explanations,
+            keep_scores_days=keep_scores_days, keep_exports_days=keep_exports_days,
+            explanations_dir=self.explanations_dir, export_dir=self.export_dir)
+
+    def _stop_heartbeat(self, run_id: str) -> None:
+        beat = self._heartbeats.pop(run_id, None)
+        if beat is not None:
+            beat.stop()
 
     def write_run(
         self,
@@ -184,6 +240,21 @@ class WorklistStore:
         a failed file write) the previous current run stays current and intact, this run is
         recorded ``failed`` with the message, and the exception is re-raised.
         """
+        try:
+            return self._write_run(run_id, worklist=worklist, explanations=explanations,
+                                   drift=drift, meta=meta)
+        finally:
+            self._stop_heartbeat(run_id)
+
+    def _write_run(
+        self,
+        run_id: str,
+        *,
+        worklist: pd.DataFrame,
+        explanations: pd.DataFrame,
+        drift: pd.DataFrame,
+        meta: dict[str, Any],
+    ) -> RunRecord:
         run = self._run(run_id)
         if run.status != "running":
             raise ValueError(f"run {run_id} is {run.status}, not running: begin a new run")
@@ -257,7 +328,7 @@ class WorklistStore:
                 retired = self._retire(conn, run)
                 counts = pc.value_counts(wl.column("segment")).to_pylist()
                 timings["store_total_s"] = round(time.perf_counter() - t_start + check_s, 3)
-                values = _meta_columns(meta, base=run)
+                values = meta_columns(meta, base=run)
                 values["timings"] = {**values.get("timings", {}), **timings}
                 conn.execute(
                     S.runs.update().where(S.runs.c.run_id == run.run_id).values(
@@ -303,7 +374,8 @@ class WorklistStore:
         if self.export_dir is not None:
             out = self.export_dir / as_of.isoformat()
             out.mkdir(parents=True, exist_ok=True)
-            tag = uuid.uuid4().hex[:8]
+            # Staged under the run's id, so a reaper finds the files of a dead run.
+            tag = run_id
             tmp = out / f".{tag}.worklist.parquet"
             staged.append(tmp)
             table = wl.add_column(0, "run_id", pa.repeat(pa.scalar(run_id), wl.num_rows))
@@ -319,6 +391,7 @@ class WorklistStore:
 
     def fail_run(self, run_id: str, *, message: str) -> None:
         """Record a ``running`` run as ``failed`` with ``message`` (it is never published)."""
+        self._stop_heartbeat(run_id)
         with self._engine.begin() as conn:
             status = conn.execute(
                 sa.select(S.runs.c.status).where(S.runs.c.run_id == run_id)
@@ -337,7 +410,7 @@ class WorklistStore:
             row = conn.execute(
                 self._runs_query().where(S.runs.c.run_id == _current_run_id(as_of))
             ).mappings().first()
-        return None if row is None else _record(row)
+        return None if row is None else record_of(row)
 
     def read_worklist(
         self, *, as_of: date | None = None, top: int | None = None, segment: str | None = None
@@ -401,8 +474,8 @@ class WorklistStore:
             rows = conn.execute(
                 self._runs_query().order_by(S.runs.c.started_at, S.runs.c.run_id)
             ).mappings().all()
-        records = [_record(r).__dict__ for r in rows]
-        return pd.DataFrame.from_records(records, columns=_RUN_FIELDS)
+        records = [record_of(r).__dict__ for r in rows]
+        return pd.DataFrame.from_records(records, columns=RUN_FIELDS)
 
     # ------------------------------------------------------------------ helpers
     def _runs_query(self) -> sa.Select[Any]:
@@ -417,7 +490,7 @@ class WorklistStore:
             ).mappings().first()
         if row is None:
             raise KeyError(f"no run {run_id!r} in {self!r}")
-        return _record(row)
+        return record_of(row)
 
     def _run_dir(self, run_id: str) -> Path:
         if self.explanations_dir is None:
@@ -439,63 +512,9 @@ def _current_run_id(as_of: date | None) -> sa.ScalarSelect[Any]:
         latest = sa.select(sa.func.max(r.c.as_of)).where(r.c.is_current).scalar_subquery()
         day: Any = latest
     else:
-        day = _as_date(as_of)
+        day = as_date(as_of)
     return sa.select(r.c.run_id).where(r.c.is_current, r.c.as_of == day).scalar_subquery()
 
 
-def _meta_columns(meta: dict[str, Any], *, base: RunRecord | None = None) -> dict[str, Any]:
-    """Map a ``meta`` dict onto run columns; unknown keys are kept in the ``meta`` JSON."""
-    meta = dict(meta or {})
-    versions = meta.pop("model_versions", None) or {}
-    out: dict[str, Any] = {}
-    for model in S.MODELS:
-        if model in versions and versions[model] is not None:
-            out[f"{model}_version"] = str(versions[model])
-    if meta.get("feature_set_version") is not None:
-        out["feature_set_version"] = str(meta.pop("feature_set_version"))
-    if "message" in meta:
-        out["message"] = None if meta["message"] is None else str(meta.pop("message"))
-    timings = meta.pop("timings", None)
-    if timings is not None or base is not None:
-        out["timings"] = {**(base.timings if base else {}),
-                          **{str(k): float(v) for k, v in (timings or {}).items()}}
-    merged = {**(base.meta if base else {}), **_json_safe(meta)}
-    if merged or base is None:
-        out["meta"] = merged
-    return out
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (date, datetime, pd.Timestamp)):
-        return value.isoformat()
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return str(value)
-
-
-def _record(row: Any) -> RunRecord:
-    values = {name: row.get(name) for name in _RUN_FIELDS}
-    values["as_of"] = _as_date(values["as_of"])
-    for name in ("started_at", "finished_at"):
-        if values[name] is not None and values[name].tzinfo is None:
-            values[name] = values[name].replace(tzinfo=UTC)  # SQLite drops the zone
-    for name in ("n_by_segment", "timings", "meta"):
-        values[name] = dict(values[name] or {})
-    values["is_current"] = bool(values["is_current"])
-    return RunRecord(**values)
-
-
-def _as_date(value: Any) -> date:
-    if isinstance(value, datetime | pd.Timestamp):
-        return value.date()
-    if isinstance(value, date):
-        return value
-    if isinstance(value, str):
-        return date.fromisoformat(value[:10])
-    raise TypeError(f"as_of must be a date, got {type(value).__name__}")
+def _in_memory(url: sa.URL) -> bool:
+    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")

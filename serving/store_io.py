@@ -8,6 +8,11 @@ front instead of failing to upgrade a read lock later).
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,8 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
+
+from serving import redact
 
 # zstd without dictionary encoding of number columns: dictionary attempts on 120 float
 # columns were half the CPU of the write and made the file larger (bench/store.py).
@@ -75,19 +82,148 @@ def normalise_url(url: str) -> sa.URL:
 
 
 def display_url(url: str | sa.URL) -> str:
-    """The store URL as shown to people: any password replaced by ``***``."""
-    return sa.make_url(url).render_as_string(hide_password=True)
+    """The store URL as shown to people: any password replaced by ``***`` (the one
+    masking function, :func:`serving.redact.display_url`)."""
+    try:
+        parsed: str | sa.URL = sa.make_url(url)
+    except sa.exc.ArgumentError:
+        parsed = str(url)
+    return redact.display_url(parsed)
 
 
-def make_engine(url: sa.URL) -> sa.Engine:
-    """An engine for ``url`` (SQLite: WAL, busy timeout, explicit BEGIN; see module doc)."""
+class StoreError(RuntimeError):
+    """The worklist store cannot be used as asked; the message is one line for the user."""
+
+
+class StoreMissingError(StoreError):
+    """A reader asked for a store that does not exist (nothing was created)."""
+
+
+class StoreDamagedError(StoreError):
+    """The store's file or tables are damaged (nothing was changed, never reset)."""
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be reached or written: read-only folder, permissions, full disk,
+    database server down or refusing the login."""
+
+
+def sqlite_path(url: sa.URL) -> Path | None:
+    """The file of a SQLite store URL (None for PostgreSQL or an in-memory SQLite)."""
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        return None
+    return Path(url.database)
+
+
+def check_sqlite_file(url: sa.URL, *, read_only: bool) -> None:
+    """Fail early, in one line, on a SQLite store that cannot be used as asked.
+
+    A reader (``read_only``) never creates anything: no file is :class:`StoreMissingError`.
+    A 0-byte file is :class:`StoreDamagedError` for everyone (SQLite would silently take it
+    for an empty database and a writer would build a new store over it). A writer needs
+    its folder writable (the database, its WAL and the explanation files go there).
+    """
+    path = sqlite_path(url)
+    if path is None:
+        return
+    if not path.exists():
+        if read_only:
+            raise StoreMissingError(f"no store at {path}: nothing has been scored there yet "
+                                    "(check the folder, or run `delinq score`)")
+    elif path.is_file() and path.stat().st_size == 0:
+        raise StoreDamagedError(f"the worklist store file {path} is empty (0 bytes), not a "
+                                "store; nothing was changed: restore it from a backup or move "
+                                "it away to start a new store")
+    if not read_only:
+        folder = path.parent
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+        if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise StoreUnavailableError(
+                f"cannot write the worklist store in {existing}: the folder (or the file) is "
+                "read-only; choose a writable state folder (--state-dir / DELINQ_DATA_DIR)")
+
+
+@contextlib.contextmanager
+def translated_errors(url: sa.URL) -> Iterator[None]:
+    """Turn database and file-system failures of the store at ``url`` into one-line
+    :class:`StoreError` messages naming the file or the server (password masked)."""
+    where = display_url(url)
+    path = sqlite_path(url)
+    try:
+        yield
+    except sa.exc.DBAPIError as exc:
+        text = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(
+            getattr(exc, "orig", exc)).strip() else type(exc).__name__
+        low = text.lower()
+        if path is not None and ("not a database" in low or "malformed" in low
+                                 or "corrupt" in low):
+            raise StoreDamagedError(
+                f"the worklist store file {path} is damaged ({text}); nothing was changed: "
+                "restore it from a backup or move it away to start a new store") from None
+        if "disk is full" in low or "no space" in low:
+            raise StoreUnavailableError(f"the disk of the worklist store {where} is full "
+                                        f"({text}); free space and run again") from None
+        if path is not None and ("readonly" in low or "read-only" in low
+                                 or "unable to open" in low):
+            raise StoreUnavailableError(
+                f"cannot use the worklist store {path}: {text} (check the folder "
+                f"{path.parent} is readable, and writable for scoring)") from None
+        raise StoreUnavailableError(
+            f"cannot use the worklist store {where}: {_mask(text, url)}") from None
+    except PermissionError as exc:
+        raise StoreUnavailableError(
+            f"permission denied on {exc.filename or where}: the worklist store needs that "
+            "folder writable for scoring") from None
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise StoreUnavailableError(
+                f"no space left on the disk of {exc.filename or where}; free space and run "
+                "again") from None
+        raise
+
+
+def _mask(text: str, url: sa.URL) -> str:
+    """``text`` with the URL's password (if any) replaced by ``***``."""
+    return redact.redact(text, [str(url.password)] if url.password else [])
+
+
+def _sqlite_reader(path: Path) -> Any:
+    """A connect function opening ``path`` read-only (``mode=ro``). In a read-only folder
+    without the WAL's side files SQLite cannot open a WAL database even read-only, and
+    nobody can write there either: the file is opened ``immutable`` then."""
+    side = path.with_name(path.name + "-shm")
+    writable = os.access(path.parent, os.W_OK) or side.exists()
+    flags = "mode=ro" if writable else "mode=ro&immutable=1"
+    uri = f"{path.resolve().as_uri()}?{flags}"
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    return connect
+
+
+def make_engine(url: sa.URL, *, read_only: bool = False) -> sa.Engine:
+    """An engine for ``url`` (SQLite: WAL, busy timeout, explicit BEGIN; see module doc).
+
+    ``read_only``: SQLite opens the file with ``mode=ro`` and nothing is created (no
+    folder, no file); PostgreSQL sessions are ``READ ONLY``.
+    """
     if url.get_backend_name() == "postgresql":
-        return sa.create_engine(url, pool_pre_ping=True)
+        engine = sa.create_engine(url, pool_pre_ping=True)
+        if read_only:
+            @event.listens_for(engine, "connect")
+            def _read_only(dbapi_conn: Any, _record: Any) -> None:
+                with dbapi_conn.cursor() as cursor:
+                    cursor.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+                dbapi_conn.commit()
+        return engine
     memory = url.database in (None, "", ":memory:")
     if memory:
         engine = sa.create_engine(
             url, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
+    elif read_only:
+        engine = sa.create_engine("sqlite://", creator=_sqlite_reader(Path(url.database)))
     else:
         Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         engine = sa.create_engine(url, connect_args={"check_same_thread": False})
@@ -99,7 +235,7 @@ def make_engine(url: sa.URL) -> sa.Engine:
         dbapi_conn.isolation_level = None
         cursor = dbapi_conn.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        if not memory:
+        if not memory and not read_only:
             cursor.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: never corrupt; a power cut may lose the last commit, not more.
             cursor.execute("PRAGMA synchronous = NORMAL")

@@ -62,7 +62,7 @@ BASELINE: Final = "0001"
 _MIGRATION_LOCK_KEY: Final = 0  # publishes lock on as_of ordinals (>= 1), never on 0
 
 
-class StoreVersionError(RuntimeError):
+class StoreVersionError(store_io.StoreError):
     """The store's schema revision does not fit this code (one line saying what to do)."""
 
 
@@ -131,15 +131,21 @@ def revision_status(url: str) -> str:
     return str(_mismatch(where, revision))
 
 
-def ensure_revision(engine: sa.Engine, *, upgrade: bool) -> str:
+def ensure_revision(engine: sa.Engine, *, upgrade: bool, create: bool = True) -> str:
     """Bring ``engine``'s store to ``store_schema.REVISION`` (``upgrade``) or check it is.
 
     Called when a store is opened. At the expected revision this is two small queries and
     no Alembic import. An empty database is created either way. Otherwise a reader
     (``upgrade=False``) gets :class:`StoreVersionError`; a writer applies the revisions.
+    ``create=False`` (a read-only reader): an empty database is
+    :class:`~serving.store_io.StoreMissingError` instead of being created.
     """
     with engine.connect() as conn:
         revision, stamped = _state(conn, engine.url)
+    if revision is None and not create:
+        raise store_io.StoreMissingError(
+            f"no store at {store_io.display_url(engine.url)}: nothing has been scored there "
+            "yet (check the settings, or run `delinq score`)")
     if revision == S.REVISION and (stamped or not upgrade):
         return revision
     if upgrade or revision is None:

@@ -63,7 +63,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0001"
+REVISION: Final = "0002"
 
 metadata = sa.MetaData()
 
@@ -85,6 +85,10 @@ runs = sa.Table(
     sa.Column("message", sa.Text),
     sa.Column("is_current", sa.Boolean, nullable=False),
     sa.Column("replaced_by", sa.String(ID_LENGTH)),
+    # Revision 0002: when the run's process last said it is alive, and which process it
+    # is (``<host>:<pid>``); None for runs written before 0002.
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
+    sa.Column("runner", sa.String(ID_LENGTH)),
     sa.CheckConstraint(
         "status IN ('running', 'succeeded', 'failed')", name="ck_runs_status"
     ),

@@ -1,13 +1,22 @@
-"""Readable fixed-width rendering of a worklist for the terminal (``delinq worklist``).
+"""Readable fixed-width rendering of a worklist and of runs for the terminal
+(``delinq worklist``, ``delinq runs``).
 
 One line per account (rank, account, segment, open balance, probability, amount at risk,
 action), then the top reasons on an indented second line, and the mitigating reason (if
 any) on a third, so an analyst can read the day's work top to bottom.
+
+Everything shown comes from data (ids, names, reasons), so it goes through
+:func:`terminal_safe`: control characters (an ANSI escape in an account id would recolour
+or rewrite the analyst's terminal) are shown escaped, never sent raw. An id too long for
+its column keeps its start and end around a visible ``…``, so two long ids that differ
+only at the end stay distinguishable.
 """
 
 from __future__ import annotations
 
 import math
+import unicodedata
+from typing import Any
 
 import pandas as pd
 
@@ -41,20 +50,21 @@ def format_worklist(frame: pd.DataFrame, *, top: int = 10) -> str:
     for rec in rows.itertuples(index=False):
         cells = [
             str(int(rec.rank)),
-            _clip(str(rec.account_id), 14),
-            str(rec.segment),
+            clip(terminal_safe(rec.account_id), 14),
+            terminal_safe(rec.segment),
             _money(rec.open_balance),
             _pct(rec.probability),
             _money(rec.priority),
-            str(rec.action),
+            terminal_safe(rec.action),
         ]
         lines.append(_line(cells))
-        reasons = [r for r in (rec.reason_1, rec.reason_2, rec.reason_3) if _present(r)]
+        reasons = [terminal_safe(r) for r in (rec.reason_1, rec.reason_2, rec.reason_3)
+                   if _present(r)]
         why = "; ".join(reasons) if reasons else "(no risk-raising reason)"
         lines.append("      why: " + why)
         mitigating = getattr(rec, "mitigating_reason", None)
         if _present(mitigating):
-            lines.append("      but: " + str(mitigating))
+            lines.append("      but: " + terminal_safe(mitigating))
     shown = len(rows)
     if len(frame) > shown:
         lines.append(f"({shown} of {len(frame)} accounts shown)")
@@ -76,8 +86,80 @@ def _present(value: object) -> bool:
     return bool(str(value).strip())
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "~"
+def terminal_safe(value: Any, *, keep_newlines: bool = False) -> str:
+    """``str(value)`` with every control character (C0, DEL, C1, and Unicode format
+    characters such as bidi overrides) shown as a visible escape (``\\x1b``, ``\\u202e``),
+    so data can never move the cursor, recolour or rewrite the terminal.
+    ``keep_newlines``: line breaks of a multi-line report stay line breaks."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    out = []
+    for ch in text:
+        if ch.isprintable() or ch == " " or (keep_newlines and ch == "\n"):
+            out.append(ch)
+        elif unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"):
+            out.append(ch.encode("unicode_escape").decode("ascii"))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def clip(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters: whole when it fits, else its start and
+    its end around a visible ``…`` (ids often differ only at the end)."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) - (width - 1) // 2
+    tail = (width - 1) // 2
+    return text[:head] + "…" + (text[-tail:] if tail else "")
+
+
+def describe_run(run: Any) -> str:
+    """One line naming a run (:class:`serving.store.RunRecord`): its id, as_of, status,
+    model versions, account count and when it finished (UTC)."""
+    when = run.finished_at or run.started_at
+    versions = (f"early_warning v{run.early_warning_version or '-'}, "
+                f"persistence v{run.persistence_version or '-'}")
+    return terminal_safe(
+        f"run {run.run_id} as of {run.as_of.isoformat()} ({run.status}, {versions}, "
+        f"{run.n_scored or 0:,} accounts, {when:%Y-%m-%d %H:%M} UTC)"
+    )
+
+
+_RUN_COLUMNS = (("run", 25), ("as_of", 10), ("status", 9), ("models ew/pers", 14),
+                ("accounts", 9), ("started (UTC)", 16), ("finished", 16), ("by", 18))
+
+
+def format_runs(frame: pd.DataFrame) -> str:
+    """The runs of :meth:`serving.store.WorklistStore.list_runs`, newest first, one line
+    each (``*`` marks the published run of its as_of), the message indented below."""
+    if frame.empty:
+        return "no runs yet"
+    header = "  ".join(h.ljust(w) for h, w in _RUN_COLUMNS).rstrip()
+    lines = ["  " + header, "  " + "-" * len(header)]
+    for r in frame.iloc[::-1].itertuples(index=False):
+        cells = [
+            terminal_safe(r.run_id), str(pd.Timestamp(r.as_of).date()), terminal_safe(r.status),
+            terminal_safe(f"{r.early_warning_version or '-'}/{r.persistence_version or '-'}"),
+            "-" if pd.isna(r.n_scored) else f"{int(r.n_scored):,}",
+            _when(r.started_at), _when(r.finished_at),
+            terminal_safe(getattr(r, "runner", None) or "-"),
+        ]
+        cells = [c if len(c) <= w else clip(c, w) for c, (_, w) in zip(cells, _RUN_COLUMNS,
+                                                                       strict=True)]
+        mark = "* " if r.is_current else "  "
+        lines.append(mark + "  ".join(c.ljust(w) for c, (_, w) in
+                                      zip(cells, _RUN_COLUMNS, strict=True)).rstrip())
+        if _present(r.message):
+            lines.append("      " + terminal_safe(r.message))
+    lines.append("(* = the published worklist of its as_of; `delinq runs delete RUN` "
+                 "deletes a run)")
+    return "\n".join(lines)
+
+
+def _when(value: Any) -> str:
+    return "-" if value is None or pd.isna(value) else f"{pd.Timestamp(value):%Y-%m-%d %H:%M}"
 
 
 def _money(value: float) -> str:

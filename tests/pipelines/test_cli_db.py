@@ -12,6 +12,8 @@ from pipelines.cli import app
 from serving import store_schema
 from serving.store import WorklistStore, current_revision
 from tests.serving.test_store_migrations import (
+    HEAD,
+    NEXT,
     _assert_same,
     _code_knowing,
     _everything,
@@ -76,13 +78,13 @@ def test_an_older_store_is_named_and_upgraded_a_newer_one_refused_in_one_line(
     with monkeypatch.context() as newer_release:
         _code_knowing(_with_second_revision(tmp_path), newer_release)
         code, out = _db("current", "--state-dir", str(folder))
-        assert code == 0 and "needs 0002: run `delinq db upgrade`" in out
+        assert code == 0 and f"needs {NEXT}: run `delinq db upgrade`" in out
         code, out = _db("upgrade", "--state-dir", str(folder))
-        assert code == 0 and "schema revision 0002 (was 0001)" in out
+        assert code == 0 and f"schema revision {NEXT} (was {HEAD})" in out
     # Back to this release's code: the store is newer than it knows.
     for command in ("current", "upgrade"):
         code, out = _db(command, "--state-dir", str(folder))
-        assert "0002" in out and "newer delinq" in out and "Traceback" not in out
+        assert NEXT in out and "newer delinq" in out and "Traceback" not in out
         assert code == (0 if command == "current" else 2)
         assert len(out.strip().splitlines()) == 1
 

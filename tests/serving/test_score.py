@@ -282,15 +282,15 @@ def test_score_into_store_upgrades_an_older_store(book, models, tmp_path, monkey
     from serving.score import score_into_store
     from serving.store import WorklistStore, current_revision
     from tests.serving.test_store import publish
-    from tests.serving.test_store_migrations import _code_knowing, _with_second_revision
+    from tests.serving.test_store_migrations import NEXT, _code_knowing, _with_second_revision
 
     url = f"sqlite:///{tmp_path / 'worklist.db'}"
     with WorklistStore(url, explanations_dir=tmp_path / "ex") as store:
         old = publish(store, 10, as_of=AS_OF.date() - pd.Timedelta(days=7))
-    _code_knowing(_with_second_revision(tmp_path), monkeypatch)  # a release with 0002
+    _code_knowing(_with_second_revision(tmp_path), monkeypatch)  # a release with NEXT
     record = score_into_store(book, as_of=AS_OF.date(), models=models, store_url=url,
                               export_dir=tmp_path / "exports")
-    assert record.status == "succeeded" and current_revision(url) == "0002"
+    assert record.status == "succeeded" and current_revision(url) == NEXT
     with WorklistStore(url) as reader:
         assert reader.current_run(as_of=old.as_of) == old
 

@@ -103,7 +103,10 @@ def _everything(store: WorklistStore) -> dict[str, Any]:
 
 
 def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
-    pd.testing.assert_frame_equal(got["runs"], want["runs"])
+    # Runs read by older code lack the later columns; those are empty for its runs.
+    later = [c for c in got["runs"].columns if c not in want["runs"].columns]
+    assert got["runs"][later].isna().all().all(), got["runs"][later]
+    pd.testing.assert_frame_equal(got["runs"].drop(columns=later), want["runs"])
     for part in ("worklists", "drift", "explanations"):
         assert got[part].keys() == want[part].keys(), part
         for run_id, frame in want[part].items():
@@ -209,11 +212,17 @@ def test_a_store_of_the_previous_release_upgrades_keeping_every_run(
               for t in ("runs", "worklist", "drift", "explanations")}
     explanations = {"explanations_dir": tmp_path / "explanations"}
 
-    # A reader of this code reads it as the baseline without writing anything.
+    # It reads as the baseline; a reader of this code (a later revision) refuses it and
+    # says what to do, without writing anything.
     assert current_revision(url) == BASELINE
-    with WorklistStore(url, **explanations) as reader:
-        _assert_same(_everything(reader), seen)
+    if store_schema.REVISION == BASELINE:
+        with WorklistStore(url, **explanations) as reader:
+            _assert_same(_everything(reader), seen)
+    else:
+        with pytest.raises(StoreVersionError, match=r"revision 0001 .*delinq db upgrade"):
+            WorklistStore(url, **explanations)
     assert VERSION_TABLE not in _tables(url)
+    assert _shape(url) == old_shape
 
     assert upgrade(url) == store_schema.REVISION
     assert current_revision(url) == store_schema.REVISION
@@ -232,7 +241,13 @@ def test_a_store_of_the_previous_release_upgrades_keeping_every_run(
         upgrade(fresh, revision=BASELINE)
         assert _shape(fresh) == old_shape
     else:
-        assert _shape(url) == old_shape  # nothing was rebuilt by the stamp
+        # Nothing was rebuilt by the stamp; later revisions only added columns to runs.
+        now = _shape(url)
+        old_names = {c[0] for c in old_shape["runs"]["columns"]}
+        added = [c for c in now["runs"]["columns"] if c[0] not in old_names]
+        assert all(nullable for _, _, nullable in added), added
+        now["runs"]["columns"] = [c for c in now["runs"]["columns"] if c[0] in old_names]
+        assert now == old_shape
 
 
 def test_a_writer_stamps_a_previous_release_store_when_it_opens_it(
@@ -245,14 +260,17 @@ def test_a_writer_stamps_a_previous_release_store_when_it_opens_it(
     assert VERSION_TABLE in _tables(url)
 
 
-# ------------------------------------------------------------------------ a second revision
+# ------------------------------------------------------------------------ a further revision
+#: This code's newest revision and the dummy revision the tests below add after it.
+HEAD = store_schema.REVISION
+NEXT = f"{int(HEAD) + 1:04d}"
 _SECOND = textwrap.dedent('''
     """Dummy second revision: a table and one row (counts how often it ran)."""
     import sqlalchemy as sa
     from alembic import op
 
-    revision = "0002"
-    down_revision = "0001"
+    revision = "{NEXT}"
+    down_revision = "{HEAD}"
     branch_labels = None
     depends_on = None
 
@@ -270,11 +288,12 @@ _SECOND = textwrap.dedent('''
 
 
 def _with_second_revision(tmp_path: Path, *, fail: bool = False) -> Path:
-    """A copy of the store's migrations plus revision 0002 (failing at its end if asked)."""
+    """A copy of the store's migrations plus revision NEXT (failing at its end if asked)."""
     where = tmp_path / "migrations"
     shutil.copytree(MIGRATIONS_DIR, where, ignore=shutil.ignore_patterns("__pycache__"))
-    body = _SECOND.replace("{FAIL}", 'raise RuntimeError("0002 broke")' if fail else "pass")
-    (where / "versions" / "0002_dummy.py").write_text(body)
+    body = _SECOND.replace("{FAIL}", f'raise RuntimeError("{NEXT} broke")' if fail else "pass")
+    body = body.replace("{NEXT}", NEXT).replace("{HEAD}", HEAD)
+    (where / "versions" / f"{NEXT}_dummy.py").write_text(body)
     return where
 
 
@@ -285,17 +304,17 @@ def test_a_second_revision_applies_exactly_once_and_upgrade_is_idempotent(
     with WorklistStore(url, explanations_dir=tmp_path / "ex") as store:
         publish(store, 12)
         before = _everything(store)
-    assert upgrade(url, script_location=where) == "0002"
-    assert upgrade(url, script_location=where) == "0002"
+    assert upgrade(url, script_location=where) == NEXT
+    assert upgrade(url, script_location=where) == NEXT
     assert _count(url, "SELECT COUNT(*) FROM dummy_events") == 1
     assert _count(url, f"SELECT COUNT(*) FROM {VERSION_TABLE}") == 1
-    # This code's schema is 0001: a store at 0002 is newer, refused for everyone, untouched.
+    # This code's schema is HEAD: a store at NEXT is newer, refused for everyone, untouched.
     for attempt in (lambda: WorklistStore(url), lambda: WorklistStore(url, upgrade=True),
                     lambda: upgrade(url)):
-        with pytest.raises(StoreVersionError, match="0002.*newer delinq.*nothing was changed"):
+        with pytest.raises(StoreVersionError, match=f"{NEXT}.*newer delinq.*nothing was changed"):
             attempt()
-    assert current_revision(url) == "0002"
-    # Code that knows 0002 reads every run as before.
+    assert current_revision(url) == NEXT
+    # Code that knows NEXT reads every run as before.
     _code_knowing(where, monkeypatch)
     with WorklistStore(url, explanations_dir=tmp_path / "ex") as store:
         _assert_same(_everything(store), before)
@@ -304,7 +323,7 @@ def test_a_second_revision_applies_exactly_once_and_upgrade_is_idempotent(
 def _code_knowing(where: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make this code's schema the newest revision of ``where``, as a release shipping it."""
     monkeypatch.setattr(store_migrate, "MIGRATIONS", str(where))
-    monkeypatch.setattr(store_schema, "REVISION", "0002")
+    monkeypatch.setattr(store_schema, "REVISION", NEXT)
 
 
 def test_a_reader_refuses_an_older_store_and_a_writer_upgrades_it(
@@ -315,9 +334,10 @@ def test_a_reader_refuses_an_older_store_and_a_writer_upgrades_it(
         publish(store, 10)
         before = _everything(store)
     _code_knowing(where, monkeypatch)
-    with pytest.raises(StoreVersionError, match=r"revision 0001.*needs 0002.*delinq db upgrade"):
+    with pytest.raises(StoreVersionError,
+                       match=rf"revision {HEAD}.*needs {NEXT}.*delinq db upgrade"):
         WorklistStore(url)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == HEAD
     assert "dummy_events" not in _tables(url)
     with WorklistStore(url, explanations_dir=tmp_path / "ex", upgrade=True) as writer:
         _assert_same(_everything(writer), before)
@@ -346,7 +366,7 @@ def test_two_upgraders_at_once_apply_the_revision_once(url: str, tmp_path: Path)
     for t in threads:
         t.join(timeout=60)
     assert not errors, errors
-    assert results == ["0002"] * 3
+    assert results == [NEXT] * 3
     assert _count(url, "SELECT COUNT(*) FROM dummy_events") == 1
 
 
@@ -356,9 +376,9 @@ def test_a_failing_revision_leaves_the_store_as_it_was(url: str, tmp_path: Path)
         publish(store, 10)
         before = _everything(store)
     shape = _shape(url)
-    with pytest.raises(RuntimeError, match="0002 broke"):
+    with pytest.raises(RuntimeError, match=f"{NEXT} broke"):
         upgrade(url, script_location=where)
-    assert current_revision(url) == "0001"
+    assert current_revision(url) == HEAD
     assert _shape(url) == shape  # no dummy_events table, no dummy_flag column
     with WorklistStore(url, explanations_dir=tmp_path / "ex") as store:
         _assert_same(_everything(store), before)

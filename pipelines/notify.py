@@ -1,0 +1,59 @@
+"""Telling someone when a scheduled run stops: a JSON POST to a webhook.
+
+A nightly that fails (bad data, no champion, a full disk, a dead database) must not leave
+analysts working yesterday's list without knowing. The flows call :func:`notify_failure`
+when a scheduled run fails; it posts ``{"event": "run_failed", "flow", "as_of", "reason",
+"data_dir"}`` to ``settings.notify_webhook_url`` (a Slack/Teams-style incoming webhook or
+any HTTP endpoint). The reason is masked (:func:`serving.redact.redact`) and cut to one
+line. A notification that cannot be delivered is logged, never raised: it must not hide
+the failure it reports.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import urllib.error
+import urllib.request
+from datetime import date
+from typing import Any
+
+from pipelines.settings import Settings
+from serving.redact import display_url, redact
+
+#: Seconds to wait for the webhook.
+TIMEOUT_S = 10.0
+
+_log = logging.getLogger(__name__)
+
+
+def failure_message(*, flow: str, as_of: date | None, reason: str,
+                    settings: Settings) -> dict[str, Any]:
+    """The JSON body of a failure notification (secrets masked, reason on one line)."""
+    line = " ".join(redact(reason, settings.secrets()).split())[:2000]
+    day = as_of.isoformat() if as_of else None
+    return {
+        "event": "run_failed", "flow": flow, "as_of": day, "reason": line,
+        "data_dir": str(settings.data_dir),
+        "text": f"delinq {flow} as of {day or '?'} failed: {line}",
+    }
+
+
+def notify_failure(*, settings: Settings, flow: str, as_of: date | None,
+                   reason: str) -> bool:
+    """Post a failure notification to ``settings.notify_webhook_url`` (if set); True if
+    the endpoint accepted it."""
+    if settings.notify_webhook_url is None:
+        return False
+    url = settings.notify_webhook_url.get_secret_value()
+    body = json.dumps(failure_message(flow=flow, as_of=as_of, reason=reason,
+                                      settings=settings)).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError) as exc:
+        _log.warning("could not notify %s of the failed %s: %s", display_url(url), flow,
+                     redact(str(exc), settings.secrets()))
+        return False

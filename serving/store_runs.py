@@ -1,0 +1,249 @@
+"""Runs that cannot get stuck: heartbeats, reaping dead runs, deleting runs and their files.
+
+A writer's run is ``running`` from ``begin_run`` until ``write_run`` publishes it or
+``fail_run`` records its failure. A process killed in between (``kill -9``, a power cut, an
+out-of-memory kill) leaves it ``running`` for ever, with half-written files: its explanation
+folder ``<explanations_dir>/<run_id>/`` and staged exports
+``<export_dir>/<as_of>/.<run_id>.*.parquet``. So:
+
+- **Heartbeat.** While a run is in progress its process refreshes ``runs.heartbeat_at``
+  every :data:`HEARTBEAT_EVERY` (a daemon thread, :class:`Heartbeat`), including while
+  scoring (minutes for 1M accounts) before anything is written.
+- **Reaping.** A ``running`` run whose heartbeat (or, for runs of stores before revision
+  0002, whose start) is older than the stale limit (:data:`STALE_AFTER` by default, far above
+  the heartbeat period and any lock wait) belongs to a dead process: :func:`reap` marks it
+  ``failed`` with a message saying so and removes its files. Writers reap when they begin
+  a run; ``delinq runs`` reaps too.
+- **Deleting** a run (:func:`delete`) removes its rows, its explanation folder and, when it
+  was the published run of its ``as_of``, that date's export.
+
+Times come from the store's clock (UTC); staleness is about when the store last heard from
+a process, not about what the data is as of.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import threading
+from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+import pyarrow.parquet as pq
+import sqlalchemy as sa
+
+from serving import store_schema as S
+
+#: How often a running run's process refreshes its heartbeat.
+HEARTBEAT_EVERY: Final = timedelta(seconds=60)
+#: A running run without a heartbeat for this long is taken as dead (10 heartbeats missed;
+#: SQLite's busy timeout, the longest a heartbeat may wait for the write lock, is 2 min).
+STALE_AFTER: Final = timedelta(minutes=10)
+
+_log = logging.getLogger(__name__)
+
+
+class RunInProgressError(ValueError):
+    """The run is still running (its heartbeat is fresh): it cannot be deleted now."""
+
+
+class Heartbeat:
+    """A daemon thread refreshing ``runs.heartbeat_at`` of one running run every ``every``.
+
+    A failed refresh (the database busy or briefly unreachable) is logged and retried at
+    the next tick: a missed beat is harmless, the stale limit is ten of them.
+    """
+
+    def __init__(self, engine: sa.Engine, run_id: str, *, every: timedelta,
+                 clock: Callable[[], datetime]) -> None:
+        self._engine = engine
+        self._run_id = run_id
+        self._every = every.total_seconds()
+        self._clock = clock
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._loop, name=f"store-heartbeat-{run_id}", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._every):
+            try:
+                beat(self._engine, self._run_id, now=self._clock())
+            except sa.exc.SQLAlchemyError as exc:
+                _log.warning("heartbeat of run %s failed (retrying): %s", self._run_id, exc)
+
+    def stop(self) -> None:
+        """Stop beating (waits for a beat in progress)."""
+        self._stop.set()
+        if self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+def beat(engine: sa.Engine, run_id: str, *, now: datetime) -> None:
+    """Set the heartbeat of ``run_id`` to ``now`` if it is still running."""
+    r = S.runs
+    with engine.begin() as conn:
+        conn.execute(r.update().where(r.c.run_id == run_id, r.c.status == "running")
+                     .values(heartbeat_at=now))
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def last_sign_of_life(heartbeat_at: datetime | None, started_at: datetime) -> datetime:
+    """When a running run's process was last heard of (UTC): heartbeat, else start."""
+    return _utc(heartbeat_at) or _utc(started_at)  # type: ignore[return-value]
+
+
+def reap(engine: sa.Engine, *, now: datetime, stale_after: timedelta,
+         explanations_dir: Path | None, export_dir: Path | None) -> list[str]:
+    """Mark every stale ``running`` run ``failed`` and remove its files; return their ids.
+
+    Each run is failed by one guarded UPDATE (still running, heartbeat unchanged since it
+    was read), so a run whose process beats at that moment, or that another reaper got
+    first, is left alone.
+    """
+    r = S.runs
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(r.c.run_id, r.c.as_of, r.c.started_at, r.c.heartbeat_at)
+                            .where(r.c.status == "running")).all()
+    reaped = []
+    for run_id, as_of, started_at, heartbeat_at in rows:
+        last = last_sign_of_life(heartbeat_at, started_at)
+        if now - last < stale_after:
+            continue
+        same_beat = (r.c.heartbeat_at.is_(None) if heartbeat_at is None
+                     else r.c.heartbeat_at == heartbeat_at)
+        message = (f"abandoned: no sign of life from its process since "
+                   f"{last.isoformat(timespec='seconds')} (stale after "
+                   f"{stale_after.total_seconds() / 60:g} min); reaped at "
+                   f"{now.isoformat(timespec='seconds')}")
+        with engine.begin() as conn:
+            done = conn.execute(
+                r.update().where(r.c.run_id == run_id, r.c.status == "running", same_beat)
+                .values(status="failed", finished_at=now, message=message)
+            ).rowcount
+        if done:
+            remove_files(run_id, as_of=_as_date(as_of), explanations_dir=explanations_dir,
+                         export_dir=export_dir, published=False)
+            reaped.append(run_id)
+    return reaped
+
+
+def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timedelta,
+           explanations_dir: Path | None, export_dir: Path | None) -> dict[str, Any]:
+    """Delete ``run_id``: its rows in every table, its explanation folder and, if it was
+    the published run of its ``as_of``, that date's export. Returns the run's row.
+
+    ``KeyError`` for an unknown run; :class:`RunInProgressError` for a running run whose
+    heartbeat is fresh (its process is alive: let it finish, or stop it first).
+    """
+    r = S.runs
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(r).where(r.c.run_id == run_id)).mappings().first()
+        if row is None:
+            raise KeyError(f"no run {run_id!r}")
+        row = dict(row)
+        if row["status"] == "running":
+            last = last_sign_of_life(row["heartbeat_at"], row["started_at"])
+            if now - last < stale_after:
+                raise RunInProgressError(
+                    f"run {run_id} is in progress (last heartbeat "
+                    f"{last.isoformat(timespec='seconds')}); let it finish or stop it first"
+                )
+        for table in (S.worklist, S.drift, S.explanations):
+            conn.execute(table.delete().where(table.c.run_id == run_id))
+        conn.execute(r.delete().where(r.c.run_id == run_id))
+    remove_files(run_id, as_of=_as_date(row["as_of"]), explanations_dir=explanations_dir,
+                 export_dir=export_dir, published=bool(row["is_current"]))
+    return row
+
+
+def remove_files(run_id: str, *, as_of: date, explanations_dir: Path | None,
+                 export_dir: Path | None, published: bool) -> None:
+    """Remove the files of ``run_id``: its explanation folder, its staged exports and, if
+    ``published``, the export of ``as_of`` when that export is this run's."""
+    if explanations_dir is not None:
+        shutil.rmtree(Path(explanations_dir) / run_id, ignore_errors=True)
+    if export_dir is None:
+        return
+    out = Path(export_dir) / as_of.isoformat()
+    for staged in out.glob(f".{run_id}.*"):
+        staged.unlink(missing_ok=True)
+    if published and export_owner(out / "worklist.parquet") == run_id:
+        for name in ("worklist.parquet", "explanations.parquet"):
+            (out / name).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            out.rmdir()  # only if nothing else is left in it
+
+
+def export_owner(path: Path) -> str | None:
+    """The run id an export file was written by (its Parquet metadata), or None."""
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return None
+    owner = meta.get(b"delinq.run_id")
+    return None if owner is None else owner.decode()
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value)[:10])
+
+
+def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores_days: int,
+          keep_exports_days: int, explanations_dir: Path | None,
+          export_dir: Path | None) -> dict[str, list[str]]:
+    """Apply the retention policy; return what went (``explanations``, ``runs``,
+    ``exports``: run ids, run ids, export folder names).
+
+    - Explanation files of published runs beyond the newest ``keep_explanations`` (by
+      ``as_of``) are removed (their worklist rows stay: reasons are in the rows).
+    - Finished runs with ``as_of`` more than ``keep_scores_days`` before ``today`` are
+      deleted with everything of theirs (:func:`delete`); running runs are never touched.
+    - Export folders ``<export_dir>/<as_of>/`` older than ``keep_exports_days`` go.
+
+    ``today`` is the caller's date (the nightly's ``as_of``): the library reads no clock.
+    """
+    r, e = S.runs, S.explanations
+    gone: dict[str, list[str]] = {"explanations": [], "runs": [], "exports": []}
+    with engine.connect() as conn:
+        published = conn.execute(
+            sa.select(r.c.run_id).join(e, e.c.run_id == r.c.run_id)
+            .where(r.c.is_current).order_by(r.c.as_of.desc(), r.c.run_id.desc())
+        ).scalars().all()
+        cutoff = today - timedelta(days=keep_scores_days)
+        old = conn.execute(sa.select(r.c.run_id).where(
+            r.c.as_of < cutoff, r.c.status != "running")).scalars().all()
+    for run_id in published[keep_explanations:]:
+        with engine.begin() as conn:
+            conn.execute(e.delete().where(e.c.run_id == run_id))
+        if explanations_dir is not None:
+            shutil.rmtree(Path(explanations_dir) / run_id, ignore_errors=True)
+        gone["explanations"].append(run_id)
+    for run_id in old:
+        delete(engine, run_id, now=datetime.max.replace(tzinfo=UTC), stale_after=STALE_AFTER,
+               explanations_dir=explanations_dir, export_dir=export_dir)
+        gone["runs"].append(run_id)
+    if export_dir is not None and Path(export_dir).is_dir():
+        limit = today - timedelta(days=keep_exports_days)
+        for folder in sorted(Path(export_dir).iterdir()):
+            try:
+                day = date.fromisoformat(folder.name)
+            except ValueError:
+                continue  # not an as_of folder (e.g. _explanations)
+            if folder.is_dir() and day < limit:
+                shutil.rmtree(folder, ignore_errors=True)
+                gone["exports"].append(folder.name)
+    return gone

@@ -1,0 +1,82 @@
+"""A failed nightly reaches the notification endpoint (a local HTTP server): with the flow,
+the as_of and the reason, secrets masked; an unreachable endpoint never hides the failure."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from pipelines.errors import NotEnoughDiskError
+from pipelines.notify import notify_failure
+from pipelines.settings import load_settings
+
+
+@pytest.fixture
+def endpoint() -> Iterator[tuple[str, list[dict]]]:
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - the http.server API
+            length = int(self.headers["Content-Length"])
+            received.append(json.loads(self.rfile.read(length)))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/notify?token=t0ken-z", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    for var in ("DELINQ_STORE_URL", "DELINQ_DATA_DIR", "DELINQ_MLFLOW_TRACKING_URI"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path
+
+
+def test_a_failed_nightly_reaches_the_endpoint(env: Path, endpoint, monkeypatch) -> None:
+    from pipelines.flows import nightly_score
+
+    url, received = endpoint
+    monkeypatch.setenv("DELINQ_NOTIFY_WEBHOOK_URL", url)
+    day = date(2024, 3, 1)
+    with pytest.raises(NotEnoughDiskError):
+        # The disk check fails before any task: the flow's own code, no Prefect server.
+        nightly_score.fn(as_of=day, settings={"data_dir": str(env / "state"),
+                                              "min_free_disk_mb": 10**9})
+    (message,) = received
+    assert message["event"] == "run_failed" and message["flow"] == "nightly-score"
+    assert message["as_of"] == "2024-03-01"
+    assert "not enough free disk" in message["reason"] and "2024-03-01" in message["text"]
+    assert "t0ken-z" not in json.dumps(message)
+
+
+def test_an_unreachable_endpoint_is_logged_not_raised(env: Path) -> None:
+    settings = load_settings(data_dir=env, notify_webhook_url="http://127.0.0.1:1/x")
+    assert notify_failure(settings=settings, flow="nightly-score", as_of=None,
+                          reason="boom") is False
+    assert notify_failure(settings=load_settings(data_dir=env), flow="nightly-score",
+                          as_of=None, reason="boom") is False  # nothing configured
+
+
+def test_the_reason_is_one_masked_line(env: Path) -> None:
+    from pipelines.notify import failure_message
+
+    message = failure_message(flow="nightly-score", as_of=date(2024, 3, 1), settings=load_settings(
+        data_dir=env), reason="cannot reach\npostgresql://u:pw-zz@h/d")
+    assert message["reason"] == "cannot reach postgresql://u:***@h/d"

@@ -1,0 +1,89 @@
+"""Retention: explanation files of the newest N published runs kept, runs older than the
+score horizon deleted with their files, old exports removed, running runs never touched;
+`delinq runs prune` applies the settings (scores never kept less than the label horizon
+plus 60 days)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.cli import app
+from pipelines.settings import load_settings
+from serving.store import WorklistStore
+from tests.serving.test_store import DAY, publish
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'state' / 'worklist.db'}"
+    return request.getfixturevalue("pg_schema_url")
+
+
+def test_prune_keeps_what_the_policy_says(url: str, tmp_path: Path) -> None:
+    days = [DAY + timedelta(days=7 * i) for i in range(6)]
+    with WorklistStore(url, export_dir=tmp_path / "exports",
+                       explanations_dir=tmp_path / "explanations") as store:
+        runs = [publish(store, 5, as_of=d, seed=i) for i, d in enumerate(days)]
+        running = store.begin_run(as_of=days[0], meta={})
+        today = days[-1]
+        gone = store.prune(today=today, keep_explanations=2, keep_scores_days=22,
+                           keep_exports_days=8)
+        # Runs with as_of more than 22 days before today: the first two (35, 28 days).
+        assert sorted(gone["runs"]) == sorted(r.run_id for r in runs[:2])
+        left = set(store.list_runs()["run_id"])
+        assert left == {r.run_id for r in runs[2:]} | {running}
+        # Explanations: only the newest two published runs keep theirs.
+        assert sorted(gone["explanations"]) == sorted(r.run_id for r in runs[:4])
+        for r in runs[4:]:
+            assert not store.read_explanations(r.run_id).empty
+        for r in runs[2:4]:
+            with pytest.raises(KeyError):
+                store.read_explanations(r.run_id)
+            assert not (tmp_path / "explanations" / r.run_id).exists()
+            assert len(store.read_worklist(as_of=r.as_of)) == 5  # rows stay
+        # Exports older than 8 days: all but the last two weeks' folders.
+        exports = sorted(p.name for p in (tmp_path / "exports").iterdir() if p.name[0] != "_")
+        assert exports == [d.isoformat() for d in days[-2:]]
+        assert store._run(running).status == "running"  # never touched
+
+
+def test_runs_prune_command_applies_the_settings_with_the_minimum(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv("DELINQ_STORE_URL", raising=False)
+    state = tmp_path / "state"
+    assert load_settings(retain_scores_days=5).resolved_retain_scores_days == 30 + 30 + 60
+    with WorklistStore(f"sqlite:///{state / 'worklist.db'}",
+                       export_dir=state / "exports") as store:
+        old = publish(store, 3, as_of=DAY - timedelta(days=121), seed=1)
+        kept = publish(store, 3, as_of=DAY - timedelta(days=119), seed=2)
+    monkeypatch.setenv("DELINQ_RETAIN_SCORES_DAYS", "5")  # below the minimum: 120 applies
+    result = CliRunner().invoke(app, ["runs", "--state-dir", str(state), "prune",
+                                      "--today", DAY.isoformat()])
+    assert result.exit_code == 0, result.output
+    assert "1 runs" in result.output
+    with WorklistStore(f"sqlite:///{state / 'worklist.db'}") as store:
+        assert set(store.list_runs()["run_id"]) == {kept.run_id}
+        assert old.run_id not in set(store.list_runs()["run_id"])
+
+
+def test_the_disk_check_stops_a_run_in_one_line(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipelines import steps
+    from pipelines.errors import NotEnoughDiskError
+
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv("DELINQ_STORE_URL", raising=False)
+    state = tmp_path / "state"
+    assert steps.check_disk(settings=load_settings(data_dir=state, min_free_disk_mb=0)) > 0
+    with WorklistStore(f"sqlite:///{state / 'worklist.db'}") as store:
+        publish(store, 4)
+    huge = load_settings(data_dir=state, min_free_disk_mb=10**9)
+    with pytest.raises(NotEnoughDiskError, match=r"not enough free disk under .*did not start"):
+        steps.check_disk(settings=huge)
