@@ -40,6 +40,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from features.spec import MODEL_OF_SEGMENT, MODELS
 from models.evaluate import aging_rule_score, capture_at_k
 from models.train import TrainConfig, TrainingResult, train_model, train_models
 
@@ -138,8 +139,8 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
     feats = build_features(book, as_of=TAIWAN_AS_OF)
     feats = feats[feats["account_id"].astype(str).isin(hold)].copy()
     per_model: dict[str, Any] = {}
-    for model, segs in (("early_warning", ("preventive", "early")),
-                        ("persistence", ("delinquent", "late"))):
+    for model in MODELS:
+        segs = [s for s, m in MODEL_OF_SEGMENT.items() if m == model]
         rows = feats[feats["segment"].isin(segs)]
         if rows.empty:
             continue

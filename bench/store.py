@@ -43,8 +43,11 @@ import pandas as pd
 import pyarrow as pa
 import sqlalchemy as sa
 
+from features.spec import MODEL_OF_SEGMENT, SEGMENTS
+
 DAY = date(2024, 3, 1)
-SEGMENTS = np.array(["preventive", "early", "delinquent", "late"], dtype=object)
+SEGMENT_NAMES = np.array(SEGMENTS, dtype=object)
+EARLY_WARNING_SEGMENTS = [s for s, m in MODEL_OF_SEGMENT.items() if m == "early_warning"]
 
 
 def _cpu_s() -> float:
@@ -58,7 +61,7 @@ def synthetic_run(
     """Worklist, explanations (wide: values + ``shap_<feature>``) and drift frames."""
     rng = np.random.default_rng(seed)
     ids = pd.Series(np.char.add("A", np.arange(n).astype("U8")), dtype="str")
-    seg = SEGMENTS[rng.integers(0, 4, n)]
+    seg = SEGMENT_NAMES[rng.integers(0, len(SEGMENTS), n)]
     balance = rng.gamma(2.0, 1000.0, n).round(2)
     prob = rng.random(n)
     priority = prob * balance
@@ -71,7 +74,7 @@ def synthetic_run(
         "open_balance": balance[order],
         "past_due_amount": (balance * rng.random(n)).round(2)[order],
         "oldest_dpd": rng.integers(-30, 200, n).astype(float)[order],
-        "model": np.where(np.isin(seg, ["preventive", "early"]), "early_warning",
+        "model": np.where(np.isin(seg, EARLY_WARNING_SEGMENTS), "early_warning",
                           "persistence")[order],
         "probability": prob[order],
         "priority": priority[order],

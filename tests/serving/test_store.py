@@ -15,12 +15,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from features.spec import MODEL_OF_SEGMENT, SEGMENTS
 from serving import store_bulk
 from serving.store import RunRecord, StoreSchemaError, WorklistStore
 
 DAY = date(2024, 3, 1)
 FEATURES = ("late_share_6", "open_balance", "account_segment")
-SEGMENTS = ("preventive", "early", "delinquent", "late")
+
+
+EARLY_WARNING_SEGMENTS = [s for s, m in MODEL_OF_SEGMENT.items() if m == "early_warning"]
 
 
 def frames(
@@ -43,7 +46,7 @@ def frames(
             "past_due_amount": np.where(rng.random(n) < 0.2, np.nan, balance / 3)[order],
             "oldest_dpd": rng.integers(-20, 150, n).astype(float)[order],
             "model": pd.Series(
-                np.where(np.isin(segment, ["preventive", "early"]), "early_warning",
+                np.where(np.isin(segment, EARLY_WARNING_SEGMENTS), "early_warning",
                          "persistence")[order], dtype="str"),
             "probability": prob[order],
             "priority": priority[order],
