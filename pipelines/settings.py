@@ -79,6 +79,26 @@ class TrainSettings(BaseModel):
     )
 
 
+class GateSettings(BaseModel):
+    """The quality gate's thresholds (``[gate]`` in TOML, ``DELINQ_GATE__<NAME>``).
+
+    ``None`` keeps the model library's default (``models.gate.GatePolicy``, mapped by
+    :func:`pipelines.steps.gate_policy`); the bootstrap's seed is the settings' ``seed``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_positive_accounts: int | None = Field(
+        None, ge=0, description="Min distinct positive accounts in the test period.")
+    min_positive_rows: int | None = Field(
+        None, ge=0, description="Min positive rows in the test period.")
+    resamples: int | None = Field(None, gt=0, description="Account bootstrap resamples.")
+    quantile: float | None = Field(
+        None, gt=0, lt=1, description="Lower bound of the capture@10 difference (0-1).")
+    auc_tolerance: float | None = Field(
+        None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
+
+
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
@@ -108,6 +128,7 @@ class Settings(BaseSettings):
     persistence_model: str = "delinq-persistence"
     seed: int = Field(0, description="Seed of training and of the synthetic generator.")
     train: TrainSettings = Field(default_factory=TrainSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -168,7 +189,7 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
     return SettingsError(f"unknown setting {key!r} in {where}; {hint}")
 
 
-_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings}
+_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:
