@@ -25,7 +25,7 @@ def training_summary(
 ) -> dict[str, dict[str, Any]]:
     """``{kind: {registered_name, version, promoted, champion_version, reason, run_id,
     metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}), data_window,
-    n_rows, gate_passed, gate (the gate's one line)}}``, or ``{kind: {error}}`` for a kind
+    n_rows, evidence, gate_passed, gate (the gate's one line)}}``, or ``{kind: {error}}`` for a kind
     that could not be trained."""
     summary: dict[str, dict[str, Any]] = {}
     for kind, result in results.items():
@@ -45,6 +45,7 @@ def training_summary(
                               for s, row in result.metrics.iterrows()},
             "data_window": dict(result.data_window),
             "n_rows": dict(result.n_rows),
+            "evidence": {k: dict(v) for k, v in result.evidence.items()},
             "gate_passed": None if reg.gate is None else reg.gate.passed,
             "gate": "" if reg.gate is None else reg.gate.reason,
         }
@@ -69,6 +70,11 @@ def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
         status = "promoted to champion" if info["promoted"] else (
             f"challenger (champion stays v{champion})" if champion else
             "challenger (no champion)")
+        ev = info.get("evidence", {})
+        if ev:
+            title += "\n  positives per period: " + ", ".join(
+                f"{p} {e['positive_rows']:,} of {e['rows']:,} rows ({e['positive_accounts']:,} "
+                "accounts)" for p, e in ev.items())
         blocks.append(
             format_metrics_table(table, title=title)
             + f"\n  registered {info['registered_name']} v{info['version']}: {status}"

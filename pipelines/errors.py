@@ -1,4 +1,5 @@
-"""Errors the user must fix (bad data or settings, no champion model, no Prefect server).
+"""Errors the user must fix (bad data or settings, no champion model, a book that cannot be
+split for training, no Prefect server).
 
 The CLI reports them in one line without a traceback, the flows never retry them, and the
 interactive jobs keep Prefect from echoing them on the console.
@@ -18,7 +19,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
     from features.contract.validation import DataContractError
     from models.registry import NoChampionError
+    from models.train import SplitError
     from serving.store import StoreVersionError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
-            SettingsError, StoreVersionError)
+            SettingsError, SplitError, StoreVersionError)

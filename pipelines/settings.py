@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,9 @@ class TrainSettings(BaseModel):
     n_jobs: int | None = Field(None, gt=0, description="LightGBM threads (None: by size).")
     val_weeks: int | None = Field(None, gt=0, description="Validation period, weeks of as_of.")
     test_weeks: int | None = Field(None, gt=0, description="Test period, weeks of as_of.")
+    test_end: date | None = Field(
+        None, description="Last as_of date of the test period (default: the book's last "
+        "mature date).")
     embargo_days: int | None = Field(None, ge=0, description="Gap between periods, days.")
     max_censored_share: float | None = Field(
         None, ge=0, le=1, description="Max censored share of a test as_of date (0-1)."
