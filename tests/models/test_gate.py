@@ -288,16 +288,16 @@ def test_a_failing_first_version_is_challenger_with_its_line(
 
 def test_a_new_feature_set_is_promoted_on_the_gate_alone(trained_state: TrainedState) -> None:
     from models.gate import judge_result
-    from models.registry import _decide
+    from models.promotion import decide
 
     result = trained_state.results["persistence"]
     verdict = judge_result(result, policy=STATE_GATE)
     assert verdict.passed
     other = dataclasses.replace(trained_state.models["persistence"],
                                 feature_names=[*result.model.feature_names, "not_built_now"])
-    promoted, reason, cmp = _decide(result, other, verdict)
+    promoted, reason, cmp = decide(result, other, verdict)
     assert promoted and cmp == {}
     assert "head-to-head comparison on the same test period was impossible" in reason
     assert reason.startswith("gate passed")
     failing = dataclasses.replace(verdict, passed=False, failed="evidence", reason="gate failed")
-    assert not _decide(result, other, failing)[0]
+    assert not decide(result, other, failing)[0]
