@@ -317,7 +317,7 @@ def train(*, settings: Settings, book: Path | None = None,
     summary = TrainSummary(models=models, training_set=built, report=report, seconds=seconds)
     promoted = summary.promoted
     progress(f"  trained in {seconds:.1f} s; promoted to champion: "
-             f"{', '.join(promoted) if promoted else 'none (champions stay)'}")
+             f"{', '.join(promoted) if promoted else 'none (the report says why per model)'}")
     return summary
 
 
