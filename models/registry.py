@@ -53,7 +53,7 @@ from mlflow.protos.databricks_pb2 import (
 
 from models import plots
 from models.card import model_card
-from models.gate import PASSED, TAG, GateOutcome, GatePolicy, judge_result
+from models.gate import PASSED, TAG, TAG_REASON, GateOutcome, GatePolicy, judge_result
 from models.model import DelinqModel
 from models.promotion import decide
 from models.train import TrainingFailure, TrainingResult
@@ -442,6 +442,21 @@ def _load_pyfunc(location: str, *, tracking_uri: str) -> DelinqModel:
                                    tracking_uri=tracking_uri, registry_uri=tracking_uri)
         pyfunc = mlflow.pyfunc.load_model(local, suppress_warnings=True)
         return pyfunc.unwrap_python_model().model
+
+
+def gate_reason(registered_name: str, *, tracking_uri: str,
+                alias: str = CHALLENGER) -> str | None:
+    """The recorded gate line (tag ``gate.reason``) of the version under ``alias``, or
+    ``None`` when there is no such version or it has no verdict."""
+    with quiet_mlflow():
+        client = _client(tracking_uri)
+        try:
+            mv = client.get_model_version_by_alias(registered_name, alias)
+        except MlflowException as exc:
+            if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
+                raise
+            return None
+    return (mv.tags or {}).get(TAG_REASON)
 
 
 def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
