@@ -6,6 +6,12 @@ explanations carry over from the raw score to the calibrated probability. Calibr
 are fitted on the *validation* period (never on training rows, whose scores are
 over-confident) and are stored as plain numbers (:meth:`Calibrator.to_dict`) so a
 registered model needs no pickled sklearn object to load.
+
+Calibration from the evidence (issue 12, item 3): isotonic regression is a candidate only
+when the validation rows hold at least :data:`MIN_ISOTONIC_CLASS` positives *and*
+negatives (with fewer, whole steps of the step function sit on a handful of rows and read
+0% or 100%); otherwise Platt scaling is used. The probabilities are bounded by what the
+validation rows can support (:func:`evidence_bounds`), not by a fixed epsilon.
 """
 
 from __future__ import annotations
@@ -18,9 +24,23 @@ from sklearn.isotonic import IsotonicRegression
 
 Method = Literal["isotonic", "platt"]
 
-# Keeps probabilities off exactly 0/1: a validation bin with no events must not
-# tell the worklist an account is certainly safe (or certainly bad).
+# The bound of calibrators stored before the bounds came from the evidence (and the floor
+# of Platt's base-rate fallback).
 _EPS = 1e-4
+#: Positives and negatives the validation rows need before isotonic is a candidate.
+MIN_ISOTONIC_CLASS = 50
+
+
+def evidence_bounds(n_rows: int) -> tuple[float, float]:
+    """``(low, high)`` probability bounds a calibration on ``n_rows`` rows can support.
+
+    ``low = 0.5 / (n_rows + 1)``: the Jeffreys posterior mean of the event rate in a bin
+    holding *every* row with no event, so no bin of those rows can justify less (and
+    ``high = 1 - low`` symmetrically). 100 validation rows cannot claim 0.01%; 100,000 can
+    claim 0.0005%.
+    """
+    low = 0.5 / (max(int(n_rows), 0) + 1)
+    return low, 1.0 - low
 
 
 def brier(y: np.ndarray, p: np.ndarray) -> float:
@@ -80,8 +100,9 @@ class Calibrator:
         t = np.asarray(y, dtype=float).ravel()
         if len(s) != len(t) or len(s) == 0:
             raise ValueError("calibration needs equally long, non-empty scores and labels")
+        low, high = evidence_bounds(len(s))
         if self.method == "isotonic":
-            iso = IsotonicRegression(y_min=_EPS, y_max=1 - _EPS, out_of_bounds="clip")
+            iso = IsotonicRegression(y_min=low, y_max=high, out_of_bounds="clip")
             iso.fit(s, t)
             self.params = {
                 "x": [float(v) for v in iso.X_thresholds_],
@@ -92,6 +113,7 @@ class Calibrator:
             self.params = {"a": a, "b": b}
         else:  # pragma: no cover - Literal guards this
             raise ValueError(f"unknown calibration method {self.method!r}")
+        self.params |= {"low": low, "high": high, "n_rows": len(s)}
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
@@ -99,9 +121,15 @@ class Calibrator:
         if not self.params:
             raise RuntimeError("calibrator is not fitted")
         s = np.asarray(scores, dtype=float).ravel()
+        low, high = self.bounds
         if self.method == "isotonic":
-            return np.interp(s, self.params["x"], self.params["y"])
-        return np.clip(sigmoid(self.params["a"] * s + self.params["b"]), _EPS, 1 - _EPS)
+            return np.clip(np.interp(s, self.params["x"], self.params["y"]), low, high)
+        return np.clip(sigmoid(self.params["a"] * s + self.params["b"]), low, high)
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """The lowest and highest probability this calibrator gives (0-1)."""
+        return (float(self.params.get("low", _EPS)), float(self.params.get("high", 1 - _EPS)))
 
     def predict_proba(self, scores: np.ndarray) -> np.ndarray:
         """``(n, 2)`` array of class probabilities (negative, positive)."""
@@ -131,17 +159,22 @@ def choose_calibrator(
 ) -> CalibrationChoice:
     """Choose isotonic or Platt by out-of-fold validation Brier, then refit it on all rows.
 
-    In-sample, isotonic regression always looks at least as good as Platt (it has a knot
-    per step), so the choice uses ``folds``-fold cross-validation within the validation
-    rows. ``brier_by_method`` reports those out-of-fold Briers plus ``"raw"``:
-    ``sigmoid(score)``, the uncalibrated LightGBM probability. Ties go to Platt.
+    Isotonic is a candidate only with at least :data:`MIN_ISOTONIC_CLASS` positives and
+    negatives among the rows; otherwise Platt is the only one. In-sample, isotonic
+    regression always looks at least as good as Platt (it has a knot per step), so the
+    choice uses ``folds``-fold cross-validation within the validation rows.
+    ``brier_by_method`` reports those out-of-fold Briers (of the candidates) plus
+    ``"raw"``: ``sigmoid(score)``, the uncalibrated LightGBM probability. Ties go to Platt.
     """
     s = np.asarray(scores, dtype=float).ravel()
     t = np.asarray(y, dtype=float).ravel()
     rng = np.random.default_rng(seed)
     fold_of = rng.permutation(len(s)) % max(2, folds)
+    n_pos = int((t == 1).sum())
+    enough = min(n_pos, len(t) - n_pos) >= MIN_ISOTONIC_CLASS
+    methods: tuple[Method, ...] = ("platt", "isotonic") if enough else ("platt",)
     briers: dict[str, float] = {}
-    for method in ("platt", "isotonic"):
+    for method in methods:
         oof = np.empty(len(s))
         for k in np.unique(fold_of):
             test = fold_of == k
@@ -151,6 +184,6 @@ def choose_calibrator(
                 continue
             oof[test] = Calibrator(method=method).fit(s[train], t[train]).predict(s[test])
         briers[method] = brier(t, oof)
-    best = min(("platt", "isotonic"), key=lambda m: (briers[m], m != "platt"))
+    best = min(methods, key=lambda m: (briers[m], m != "platt"))
     briers["raw"] = brier(t, sigmoid(s))
     return CalibrationChoice(calibrator=Calibrator(method=best).fit(s, t), brier_by_method=briers)

@@ -8,12 +8,20 @@ from typing import Any
 import pandas as pd
 
 PROMOTION_RULE = (
-    "A new version becomes `champion` only if it beats the current champion on the **same "
-    "test period**: the current champion is re-scored on the new version's test rows, and "
-    "the primary metric is **capture@10** (share of next-period delinquent dollars in the "
-    "top 10% of the worklist, ranked by calibrated probability x open balance); a tie "
-    "(within 1e-9) is broken by **ROC-AUC**. A version that does not beat it gets the "
-    "alias `challenger`. The first version of a model becomes `champion`."
+    "A new version becomes `champion` only if it first passes the **quality gate** on its "
+    "test period (`models.gate`): (a) enough evidence (by default at least 30 distinct "
+    "positive accounts and 100 positive rows), (b) not constant (the model made splits and "
+    "its scores vary), (c) it beats the **aging rule** (oldest DPD, then balance): the 5th "
+    "percentile of an account-level bootstrap (1,000 resamples) of the capture@10 "
+    "difference (model - rule) is above 0 and its ROC-AUC is not below the rule's. A "
+    "version that passes then must beat the current champion on the **same test period**: "
+    "the champion is re-scored on the new version's test rows, and the primary metric is "
+    "**capture@10** (share of next-period delinquent dollars in the top 10% of the "
+    "worklist, ranked by calibrated probability x open balance); a tie (within 1e-9) is "
+    "broken by **ROC-AUC**. When there is no champion, or it has no recorded gate pass, or "
+    "its features differ (no head-to-head comparison is possible), the gate alone decides. "
+    "A version that does not get promoted gets the alias `challenger`; the gate's verdict "
+    "is recorded on every version (tags `gate`, `gate.reason`)."
 )
 
 QUESTIONS = {

@@ -5,10 +5,14 @@ The registry serialises, logs, compares and sets aliases; it never trains. Each
 baselines, feature-set version, data window, plots, model card, reference profile) and
 registered as a pyfunc (:class:`DelinqPyfunc`) that returns calibrated probabilities for a
 feature frame. Aliases (MLflow 3, no stages): the new version becomes ``champion`` only if
-it beats the current champion on the same test period (``models.card.PROMOTION_RULE``):
-the champion scores the test rows the result holds, nothing is re-trained or re-read.
-Otherwise the new version is ``challenger``. Scoring loads a version by alias with
-:func:`load_champion` / :func:`load_model`.
+it passes the quality gate (``models.gate``: enough evidence, not constant, beats the aging
+rule) and then beats the current champion on the same test period
+(``models.card.PROMOTION_RULE``): the champion scores the test rows the result holds,
+nothing is re-trained or re-read. Otherwise the new version is ``challenger``. The gate's
+verdict is recorded on the version (tags ``gate`` = ``passed`` | ``failed`` and
+``gate.reason``). Scoring loads the champion with :func:`load_champion`, which refuses a
+champion without a recorded gate pass (one promoted by an earlier release);
+:func:`load_model` loads any alias.
 
 The default store is embedded: ``sqlite:///<data_dir>/mlflow.db`` (chosen by the caller
 from settings) with artifacts in ``<data_dir>/mlartifacts``. A server URL works too. Every
@@ -49,16 +53,14 @@ from mlflow.protos.databricks_pb2 import (
 
 from models import plots
 from models.card import model_card
-from models.evaluate import Scores, capture_at_k, score_metrics
+from models.gate import PASSED, TAG, TAG_REASON, GateOutcome, GatePolicy, judge_result
 from models.model import DelinqModel
+from models.promotion import decide
 from models.train import TrainingFailure, TrainingResult
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 EXPERIMENT = "delinq"
-PRIMARY_METRIC = "capture@10"
-TIEBREAK_METRIC = "roc_auc"
-_TIE = 1e-9
 SHAP_ROWS = 2000
 #: MLflow's limits per ``log_batch`` request.
 _MAX_PARAMS, _MAX_METRICS = 100, 1000
@@ -79,7 +81,13 @@ _QUIET_LOGGERS = {
 
 
 class NoChampionError(LookupError):
-    """The registered model has no version under the requested alias."""
+    """The registered model has no version under the requested alias (or, for scoring, no
+    champion that passed the quality gate)."""
+
+
+class UngatedChampionError(NoChampionError):
+    """The champion has no recorded gate pass (promoted before the gate existed): it is
+    not used for scoring."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,8 @@ class RegistrationResult:
     run_id: str
     reason: str
     comparison: dict[str, float] = field(default_factory=dict)
+    #: The quality gate's verdict on this version (``models.gate``).
+    gate: GateOutcome | None = None
 
 
 @contextlib.contextmanager
@@ -240,56 +250,6 @@ def _figures(result: TrainingResult, seed: int) -> dict[str, Any]:
     return figs
 
 
-# ---------------------------------------------------------------------------- promotion
-
-
-def _primary(scores: Scores, test: pd.DataFrame) -> dict[str, float]:
-    y = test["y"].to_numpy(dtype=float)
-    amount = test["delinquent_amount"].to_numpy(dtype=float)
-    groups = test["as_of"].to_numpy()
-    tiebreak = test["open_balance"].to_numpy(dtype=float)
-    m = score_metrics(y, scores.proba, priority=scores.priority, ranking=scores.ranking,
-                      amount=amount, groups=groups, tiebreak=tiebreak)
-    m[PRIMARY_METRIC] = capture_at_k(scores.priority, amount, k=10, groups=groups,
-                                     tiebreak=tiebreak)
-    return {PRIMARY_METRIC: m[PRIMARY_METRIC], TIEBREAK_METRIC: m[TIEBREAK_METRIC]}
-
-
-def beats(new: Mapping[str, float], old: Mapping[str, float]) -> bool:
-    """The promotion rule: higher capture@10, or equal capture@10 and higher ROC-AUC."""
-    dn, do = new[PRIMARY_METRIC], old[PRIMARY_METRIC]
-    if np.isnan(do) and not np.isnan(dn):
-        return True
-    if dn > do + _TIE:
-        return True
-    return abs(dn - do) <= _TIE and new[TIEBREAK_METRIC] > old[TIEBREAK_METRIC] + _TIE
-
-
-def _decide(
-    result: TrainingResult, champion: DelinqModel | None
-) -> tuple[bool, str, dict[str, float]]:
-    if champion is None:
-        return True, "First registered version: promoted to champion.", {}
-    test = result.test
-    missing = [c for c in champion.feature_names if c not in test.columns]
-    if missing:
-        return False, (
-            f"Champion v{champion.version} (feature set {champion.feature_set_version}) needs "
-            f"features absent from this test set ({missing[:3]}...); it cannot be compared on "
-            "the same test period, so the new version stays challenger."
-        ), {}
-    # The new version's scores were computed once at training; only the champion scores.
-    new, old = _primary(result.test_scores, test), _primary(champion.scores(test), test)
-    cmp = {f"new_{k}": v for k, v in new.items()} | {f"champion_{k}": v for k, v in old.items()}
-    period = f"{result.data_window.get('test_start')}..{result.data_window.get('test_end')}"
-    text = (f"On test period {period}: new capture@10 {new[PRIMARY_METRIC]:.4f} / AUC "
-            f"{new[TIEBREAK_METRIC]:.4f} vs champion v{champion.version} "
-            f"{old[PRIMARY_METRIC]:.4f} / {old[TIEBREAK_METRIC]:.4f}")
-    if beats(new, old):
-        return True, text + ": promoted to champion.", cmp
-    return False, text + ": not better, registered as challenger.", cmp
-
-
 # ---------------------------------------------------------------------------- logging
 
 
@@ -323,15 +283,19 @@ def register_result(
     registered_name: str,
     experiment: str = EXPERIMENT,
     extra_params: Mapping[str, Any] | None = None,
+    gate: GatePolicy | None = None,
 ) -> RegistrationResult:
     """Log ``result`` as an MLflow run, register its model as a new version of
-    ``registered_name``, and set the alias by the promotion rule.
+    ``registered_name``, and set the alias by the gate and the promotion rule.
 
     The run holds params (``extra_params`` too), metrics (``<scorer>.<metric>`` for the
-    model and every baseline), tags (model, feature-set version), plots, the metrics
-    table, the model card and the pyfunc model (with the reference profile for drift).
+    model and every baseline, ``gate.<figure>`` for the gate), tags (model, feature-set
+    version, gate verdict), plots, the metrics table, the model card and the pyfunc model
+    (with the reference profile for drift). ``gate``: the gate's thresholds
+    (``models.gate.GatePolicy``, its defaults when not given).
     """
     model = result.model
+    verdict = judge_result(result, policy=gate)
     with quiet_mlflow():
         client = _client(tracking_uri)
         exp_id = _experiment_id(client, tracking_uri, experiment)
@@ -344,9 +308,11 @@ def register_result(
         metrics = {_metric_key(s, m): float(v) for s, row in result.metrics.iterrows()
                    for m, v in row.items() if np.isfinite(v)}
         metrics |= {f"calibration_brier.{k}": v for k, v in result.calibration_brier.items()}
+        metrics |= {_metric_key("gate", k): float(v) for k, v in verdict.numbers.items()
+                    if np.isfinite(v)}
         run = client.create_run(exp_id, run_name=model.kind, tags={
             "model": model.kind, "feature_set_version": model.feature_set_version,
-            "mlflow.source.name": "delinq"})
+            "mlflow.source.name": "delinq", **verdict.tags()})
         run_id = run.info.run_id
         try:
             _log_run_data(client, run_id, params, metrics)
@@ -359,12 +325,13 @@ def register_result(
                 client.log_dict(run_id, model.reference_profile, "reference_profile.json")
                 location, model_id = _log_pyfunc(client, experiment_id=exp_id, run_id=run_id,
                                                   model=model, folder=folder)
-            champion = _current(registered_name, CHAMPION, tracking_uri)
+            champion, replaced = _gated_champion(registered_name, tracking_uri)
             _ensure_registered_model(client, registered_name)
             mv = client.create_model_version(
                 registered_name, source=location, run_id=run_id, model_id=model_id,
-                tags={"model": model.kind, "feature_set_version": model.feature_set_version})
-            promoted, reason, cmp = _decide(result, champion)
+                tags={"model": model.kind, "feature_set_version": model.feature_set_version,
+                      **verdict.tags()})
+            promoted, reason, cmp = decide(result, champion, verdict, replaced)
             client.set_registered_model_alias(registered_name,
                                               CHAMPION if promoted else CHALLENGER, mv.version)
             card = model_card(
@@ -392,6 +359,7 @@ def register_result(
         run_id=run_id,
         reason=reason,
         comparison=cmp,
+        gate=verdict,
     )
 
 
@@ -402,12 +370,13 @@ def register(
     names: Mapping[str, str],
     experiment: str = EXPERIMENT,
     extra_params: Mapping[str, Any] | None = None,
+    gate: GatePolicy | None = None,
 ) -> dict[str, RegistrationResult]:
     """Register every trained result (:func:`register_result`) under ``names[kind]``;
     failures (:class:`~models.train.TrainingFailure`) are skipped. ``{kind: outcome}``."""
     return {
         kind: register_result(result, tracking_uri=tracking_uri, registered_name=names[kind],
-                              experiment=experiment, extra_params=extra_params)
+                              experiment=experiment, extra_params=extra_params, gate=gate)
         for kind, result in results.items()
         if isinstance(result, TrainingResult)
     }
@@ -416,16 +385,25 @@ def register(
 # ---------------------------------------------------------------------------- loading
 
 
-def _current(name: str, alias: str, tracking_uri: str) -> DelinqModel | None:
+def _gated_champion(name: str, tracking_uri: str) -> tuple[DelinqModel | None, str]:
+    """The champion a new version must beat, or ``None`` and why there is none to beat
+    (``""``: no champion at all; otherwise the champion has no recorded gate pass)."""
     try:
-        return load_model(name, tracking_uri=tracking_uri, alias=alias)
+        return load_champion(name, tracking_uri=tracking_uri), ""
+    except UngatedChampionError as exc:
+        return None, f"the champion is not compared ({exc})"
     except NoChampionError:
-        return None
+        return None, ""
 
 
-def load_model(registered_name: str, *, tracking_uri: str, alias: str = CHAMPION) -> DelinqModel:
+def load_model(
+    registered_name: str, *, tracking_uri: str, alias: str = CHAMPION,
+    require_gate: bool = False,
+) -> DelinqModel:
     """The version of ``registered_name`` under ``alias``, ready to score (its ``version``
-    set). Raises :class:`NoChampionError` when the model or the alias does not exist."""
+    set). Raises :class:`NoChampionError` when the model or the alias does not exist, and
+    (with ``require_gate``) :class:`UngatedChampionError` when the version has no recorded
+    gate pass (tag ``gate`` = ``passed``)."""
     with quiet_mlflow():
         client = _client(tracking_uri)
         try:
@@ -438,6 +416,12 @@ def load_model(registered_name: str, *, tracking_uri: str, alias: str = CHAMPION
             raise NoChampionError(
                 f"no {what} for '{registered_name}': run `delinq train` first"
             ) from exc
+        if require_gate and (mv.tags or {}).get(TAG) != PASSED:
+            raise UngatedChampionError(
+                f"{alias} v{mv.version} of '{registered_name}' has no recorded quality-gate "
+                "pass (promoted by an earlier release): not used for scoring; run `delinq "
+                "train` to train and gate a new version"
+            )
         # The version's storage location, from this store's client: a "models:/" URI would
         # be resolved against the process-wide registry URI.
         location = client.get_model_version_download_uri(registered_name, mv.version)
@@ -460,6 +444,24 @@ def _load_pyfunc(location: str, *, tracking_uri: str) -> DelinqModel:
         return pyfunc.unwrap_python_model().model
 
 
+def gate_reason(registered_name: str, *, tracking_uri: str,
+                alias: str = CHALLENGER) -> str | None:
+    """The recorded gate line (tag ``gate.reason``) of the version under ``alias``, or
+    ``None`` when there is no such version or it has no verdict."""
+    with quiet_mlflow():
+        client = _client(tracking_uri)
+        try:
+            mv = client.get_model_version_by_alias(registered_name, alias)
+        except MlflowException as exc:
+            if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
+                raise
+            return None
+    return (mv.tags or {}).get(TAG_REASON)
+
+
 def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
-    """The ``champion`` version of ``registered_name`` (:func:`load_model`)."""
-    return load_model(registered_name, tracking_uri=tracking_uri, alias=CHAMPION)
+    """The ``champion`` version of ``registered_name`` (:func:`load_model`), provided it
+    passed the quality gate (else :class:`UngatedChampionError`, a
+    :class:`NoChampionError`)."""
+    return load_model(registered_name, tracking_uri=tracking_uri, alias=CHAMPION,
+                      require_gate=True)

@@ -25,7 +25,9 @@ def training_summary(
 ) -> dict[str, dict[str, Any]]:
     """``{kind: {registered_name, version, promoted, champion_version, reason, run_id,
     metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}), data_window,
-    n_rows}}``, or ``{kind: {error}}`` for a kind that could not be trained."""
+    n_rows, evidence, calibration (method, bounds), gate_passed, gate (the gate's one
+    line)}}``, or ``{kind: {error}}`` for a kind
+    that could not be trained."""
     summary: dict[str, dict[str, Any]] = {}
     for kind, result in results.items():
         if isinstance(result, TrainingFailure):
@@ -44,8 +46,19 @@ def training_summary(
                               for s, row in result.metrics.iterrows()},
             "data_window": dict(result.data_window),
             "n_rows": dict(result.n_rows),
+            "evidence": {k: dict(v) for k, v in result.evidence.items()},
+            "calibration": _calibration(result),
+            "gate_passed": None if reg.gate is None else reg.gate.passed,
+            "gate": "" if reg.gate is None else reg.gate.reason,
         }
     return summary
+
+
+def _calibration(result: TrainingResult) -> dict[str, Any]:
+    cal = result.model.calibrator
+    low, high = cal.bounds
+    return {"method": cal.method, "low": low, "high": high,
+            "n_rows": int(cal.params.get("n_rows", result.n_rows.get("val", 0)))}
 
 
 def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
@@ -62,8 +75,19 @@ def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
         title = (f"{model}: test period {w.get('test_start')}..{w.get('test_end')} "
                  f"({n.get('test', '?')} rows; trained on {n.get('train', '?')} rows "
                  f"{w.get('train_start')}..{w.get('train_end')})")
+        champion = info.get("champion_version")
         status = "promoted to champion" if info["promoted"] else (
-            f"challenger (champion stays v{info.get('champion_version')})")
+            f"challenger (champion stays v{champion})" if champion else
+            "challenger (no champion)")
+        ev = info.get("evidence", {})
+        if ev:
+            title += "\n  positives per period: " + ", ".join(
+                f"{p} {e['positive_rows']:,} of {e['rows']:,} rows ({e['positive_accounts']:,} "
+                "accounts)" for p, e in ev.items())
+        cal = info.get("calibration")
+        if cal:
+            title += (f"\n  calibration: {cal['method']} on {cal['n_rows']:,} validation rows; "
+                      f"probabilities bounded to {100 * cal['low']:.3g}%..{100 * cal['high']:.4g}%")
         blocks.append(
             format_metrics_table(table, title=title)
             + f"\n  registered {info['registered_name']} v{info['version']}: {status}"

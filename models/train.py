@@ -4,7 +4,8 @@ Time semantics (DESIGN section 7). A training set has one row per (account, ``as
 with the label columns ``y``, ``label_resolved_date`` and ``censored``. Censored rows are
 never used. With ``T`` the last ``as_of`` date whose rows are mostly resolved:
 
-- **test**: ``as_of`` in the final ``test_weeks`` weeks up to ``T``;
+- **test**: ``as_of`` in the final ``test_weeks`` weeks up to ``T`` (or up to
+  ``test_end`` when the user sets it: the test period need not be the book's last weeks);
 - **validation** (early stopping, calibration, baseline calibration): the ``val_weeks``
   weeks before the test period (less ``embargo_days``), keeping only rows whose label
   resolved strictly before the test period starts;
@@ -16,6 +17,10 @@ model trained on date ``d`` (with the labels known on ``d``) scores accounts on 
 The label filter is what removes leakage; ``embargo_days`` optionally adds a gap of
 ``as_of`` dates on top (default 0: adjacent weeks share accounts, as in production).
 
+A book that cannot be split so (a period empty, or too thin to fit or judge a model) raises
+:class:`SplitError`: one line naming the setting to change (``train.val_weeks``,
+``train.test_weeks``, ``train.test_end``, or the label definition); the user can fix it.
+
 :func:`train_model` returns one :class:`TrainingResult` (the model, its metrics beside the
 baselines, the data window and the test-period scores, computed once); :func:`train_models`
 trains every model kind on one shared split. Registering is ``models.registry``'s job and
@@ -25,7 +30,8 @@ the caller's decision: nothing here writes anywhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 import lightgbm as lgb
@@ -47,8 +53,9 @@ class TrainConfig:
     without validation improvement), ``num_leaves``, ``max_depth``, ``learning_rate``,
     ``min_child_samples`` (rows per leaf), ``feature_fraction`` and ``bagging_fraction``
     (shares 0-1), ``lambda_l2``, ``seed``, ``n_jobs`` (threads). The time split:
-    ``val_weeks`` and ``test_weeks`` (weeks of ``as_of`` dates), ``embargo_days`` (days),
-    ``max_censored_share`` (0-1).
+    ``val_weeks`` and ``test_weeks`` (weeks of ``as_of`` dates), ``test_end`` (the last
+    ``as_of`` date of the test period; ``None``: the last mature date of the book),
+    ``embargo_days`` (days), ``max_censored_share`` (0-1).
     """
 
     n_estimators: int = 300
@@ -68,6 +75,7 @@ class TrainConfig:
     n_jobs: int | None = None
     val_weeks: int = 8
     test_weeks: int = 8
+    test_end: date | None = None
     embargo_days: int = 0
     #: An ``as_of`` date with a larger censored share is too recent to be a test date.
     max_censored_share: float = 0.2
@@ -94,6 +102,20 @@ class TrainConfig:
 # ---------------------------------------------------------------------------- split
 
 
+class SplitError(ValueError):
+    """The training set cannot be split or fitted under this configuration (a period is
+    empty or too thin, or the book too short); the message is one line naming the setting
+    to change."""
+
+
+#: What to change, per period, when it is empty or too thin (settings names).
+_HINT = {
+    "train": "use a longer history, or shorten train.val_weeks / train.test_weeks",
+    "validation": "lengthen train.val_weeks",
+    "test": "lengthen train.test_weeks or move train.test_end",
+}
+
+
 def _dates(s: pd.Series) -> pd.Series:
     return pd.to_datetime(s).astype("datetime64[s]")
 
@@ -112,10 +134,13 @@ def split_bounds(training_set: pd.DataFrame, *, config: TrainConfig) -> SplitBou
     """The split dates of a training set under ``config`` (see the module docstring)."""
     usable = training_set[~training_set["censored"].astype(bool)]
     if usable.empty:
-        raise ValueError("no resolved labels in the training set: the book is too short")
+        raise SplitError("no resolved labels in the training set: the book is too short "
+                         "(use a longer history, or shorten persistence_days)")
     censored_share = training_set.groupby(_dates(training_set["as_of"]))["censored"].mean()
     mature = censored_share[censored_share <= config.max_censored_share].index
     test_end = pd.Timestamp(mature.max() if len(mature) else _dates(usable["as_of"]).max())
+    if config.test_end is not None:
+        test_end = min(test_end, pd.Timestamp(config.test_end))
     test_start = test_end - pd.Timedelta(days=7 * config.test_weeks - 1)
     gap = pd.Timedelta(days=config.embargo_days)
     val_start = test_start - gap - pd.Timedelta(days=7 * config.val_weeks)
@@ -145,10 +170,10 @@ def split_by_time(
     parts = tuple(training_set[m].reset_index(drop=True) for m in (train_mask, val_mask, test_mask))
     for name, part in zip(("train", "validation", "test"), parts, strict=True):
         if part.empty:
-            raise ValueError(
+            raise SplitError(
                 f"the {name} period is empty (validation from {b.val_start.date()}, "
                 f"test {b.test_start.date()}..{b.test_end.date()}): the book is too "
-                "short for this split; lower val_weeks/test_weeks or use a longer history"
+                f"short for this split; {_HINT[name]}"
             )
     return parts  # type: ignore[return-value]
 
@@ -167,7 +192,8 @@ class TrainingResult:
     labels); ``test_scores`` the model's scores of those rows and ``baseline_scores`` each
     baseline's, computed once at training. ``n_rows``: rows per period.
     ``params``: the LightGBM parameters and ``best_iteration``; ``calibration_brier``: the
-    validation Brier of each calibration candidate.
+    validation Brier of each calibration candidate. ``evidence``: per period (``train``,
+    ``val``, ``test``) its rows, positive rows and distinct positive accounts.
     """
 
     model: DelinqModel
@@ -180,6 +206,7 @@ class TrainingResult:
     n_rows: dict[str, int]
     params: dict[str, Any]
     calibration_brier: dict[str, float]
+    evidence: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -210,6 +237,19 @@ def _window(parts: Mapping[str, pd.DataFrame], bounds: SplitBounds) -> dict[str,
     return out
 
 
+def period_evidence(part: pd.DataFrame) -> dict[str, int]:
+    """Rows, positive rows and distinct positive accounts of one period's rows."""
+    pos = part["y"].to_numpy(dtype=float) == 1
+    return {"rows": len(part), "positive_rows": int(pos.sum()),
+            "positive_accounts": int(part["account_id"][pos].nunique())}
+
+
+def _describe(part: pd.DataFrame) -> str:
+    e = period_evidence(part)
+    return (f"holds {e['rows']:,} rows, {e['positive_rows']:,} positive "
+            f"({e['positive_accounts']:,} accounts)")
+
+
 def fit_model(
     train: pd.DataFrame,
     val: pd.DataFrame,
@@ -224,7 +264,8 @@ def fit_model(
     """
     for name, part in (("train", train), ("validation", val)):
         if part["y"].nunique() < 2:
-            raise ValueError(f"the {name} rows have a single outcome class: cannot fit")
+            raise SplitError(f"the {name} period {_describe(part)}: a single outcome class, "
+                             f"cannot fit; {_HINT[name]}")
     cats = categorical_levels(train, feature_names)
     x_tr = feature_matrix(train, feature_names, cats)
     x_va = feature_matrix(val, feature_names, cats)
@@ -277,7 +318,7 @@ def train_model(
     train, val, test = (p[p["model"] == kind].reset_index(drop=True) for p in split)
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if part.empty:
-            raise ValueError(f"no {kind} rows in the {name} period")
+            raise SplitError(f"no {kind} rows in the {name} period; {_HINT[name]}")
     booster, calibrator, cats, briers = fit_model(train, val, feature_names=names, config=config)
     window = _window({"train": train, "val": val, "test": test}, bounds)
     bare = DelinqModel(kind=kind, booster=booster, calibrator=calibrator, feature_names=names,
@@ -302,6 +343,8 @@ def train_model(
         n_rows={"train": len(train), "val": len(val), "test": len(test)},
         params={**config.lgbm_params(len(train)), "best_iteration": booster.current_iteration()},
         calibration_brier=briers,
+        evidence={k: period_evidence(p) for k, p in (("train", train), ("val", val),
+                                                      ("test", test))},
     )
 
 
@@ -316,7 +359,7 @@ def train_models(
 
     A kind that cannot be trained on this training set (``ValueError`` of
     :func:`train_model`, e.g. an empty period for its population) becomes a
-    :class:`TrainingFailure` and the others still train; ``ValueError`` naming every
+    :class:`TrainingFailure` and the others still train; :class:`SplitError` naming every
     reason when none can (or when the split itself is impossible).
     """
     config = config or TrainConfig()
@@ -330,6 +373,10 @@ def train_models(
             out[kind] = TrainingFailure(kind=kind, error=str(exc))
     failures = [r for r in out.values() if isinstance(r, TrainingFailure)]
     if failures and len(failures) == len(out):
-        raise ValueError("no model could be trained: "
-                         + "; ".join(f"{f.kind}: {f.error}" for f in failures))
+        positives = int((training_set["y"].to_numpy(dtype=float) == 1).sum())
+        why = "; ".join(f"{f.kind}: {f.error}" for f in failures)
+        if not positives:
+            why += ("; the training set holds no positive label at all (no invoice went "
+                    "delinquent): nothing to learn (delinquency_dpd sets what counts as late)")
+        raise SplitError("no model could be trained: " + why)
     return out

@@ -221,11 +221,24 @@ def train(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
     ] = None,
+    val_weeks: Annotated[
+        int | None, typer.Option(help="Validation period, weeks (default: settings).")
+    ] = None,
+    test_weeks: Annotated[
+        int | None, typer.Option(help="Test period, weeks (default: settings).")
+    ] = None,
+    test_end: Annotated[
+        str | None, typer.Option(help="Last as_of date of the test period, YYYY-MM-DD "
+                                      "(default: the book's last mature date).")
+    ] = None,
 ) -> None:
-    """Train both models, compare with baselines, register; promote only if better."""
+    """Train both models, compare with baselines, register; promote only past the gate."""
     from pipelines import steps
 
-    settings = _settings(data_dir=state_dir, grid=as_of_grid)
+    split = {"val_weeks": val_weeks, "test_weeks": test_weeks,
+             "test_end": None if test_end is None else _parse_date(test_end, "--test-end")}
+    split = {k: v for k, v in split.items() if v is not None}
+    settings = _settings(data_dir=state_dir, grid=as_of_grid, train=split or None)
     with _session(settings):
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
         _echo(ingested.report)

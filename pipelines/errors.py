@@ -1,5 +1,6 @@
-"""Errors the user must fix (bad data or settings, no champion model, no Prefect server, a
-worklist store that is missing, damaged, read-only or unreachable).
+"""Errors the user must fix (bad data or settings, no champion model, a book that cannot be
+split for training, no Prefect server, a worklist store that is missing, damaged, read-only
+or unreachable).
 
 The CLI reports them in one line without a traceback, the flows never retry them, and the
 interactive jobs keep Prefect from echoing them on the console.
@@ -28,8 +29,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
     from features.contract.validation import DataContractError
     from models.registry import NoChampionError
+    from models.train import SplitError
     from serving.store import RunInProgressError, StoreError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
-            SettingsError, StoreError, RunInProgressError, ReadOnlyStateError,
+            SettingsError, SplitError, StoreError, RunInProgressError, ReadOnlyStateError,
             NotEnoughDiskError)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterable, Mapping
+from datetime import date
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -78,10 +79,33 @@ class TrainSettings(BaseModel):
     n_jobs: int | None = Field(None, gt=0, description="LightGBM threads (None: by size).")
     val_weeks: int | None = Field(None, gt=0, description="Validation period, weeks of as_of.")
     test_weeks: int | None = Field(None, gt=0, description="Test period, weeks of as_of.")
+    test_end: date | None = Field(
+        None, description="Last as_of date of the test period (default: the book's last "
+        "mature date).")
     embargo_days: int | None = Field(None, ge=0, description="Gap between periods, days.")
     max_censored_share: float | None = Field(
         None, ge=0, le=1, description="Max censored share of a test as_of date (0-1)."
     )
+
+
+class GateSettings(BaseModel):
+    """The quality gate's thresholds (``[gate]`` in TOML, ``DELINQ_GATE__<NAME>``).
+
+    ``None`` keeps the model library's default (``models.gate.GatePolicy``, mapped by
+    :func:`pipelines.steps.gate_policy`); the bootstrap's seed is the settings' ``seed``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_positive_accounts: int | None = Field(
+        None, ge=0, description="Min distinct positive accounts in the test period.")
+    min_positive_rows: int | None = Field(
+        None, ge=0, description="Min positive rows in the test period.")
+    resamples: int | None = Field(None, gt=0, description="Account bootstrap resamples.")
+    quantile: float | None = Field(
+        None, gt=0, lt=1, description="Lower bound of the capture@10 difference (0-1).")
+    auc_tolerance: float | None = Field(
+        None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
 
 
 class Settings(BaseSettings):
@@ -115,6 +139,7 @@ class Settings(BaseSettings):
     persistence_model: str = "delinq-persistence"
     seed: int = Field(0, description="Seed of training and of the synthetic generator.")
     train: TrainSettings = Field(default_factory=TrainSettings)
+    gate: GateSettings = Field(default_factory=GateSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -220,7 +245,7 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
     return SettingsError(f"unknown setting {key!r} in {where}; {hint}")
 
 
-_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings}
+_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.contract.book import Book
+    from models.gate import GatePolicy
     from models.train import TrainConfig
 
 #: Rows of the worklist's top kept in a score summary (for artifacts and reports).
@@ -98,6 +99,14 @@ def train_config(settings: Settings) -> TrainConfig:
     from models.train import TrainConfig
 
     return TrainConfig(seed=settings.seed, **settings.train.model_dump(exclude_none=True))
+
+
+def gate_policy(settings: Settings) -> GatePolicy:
+    """``models.gate.GatePolicy`` from the settings: the ``gate`` options that are set
+    (the others keep the library's defaults) and the settings' seed for the bootstrap."""
+    from models.gate import GatePolicy
+
+    return GatePolicy(seed=settings.seed, **settings.gate.model_dump(exclude_none=True))
 
 
 # --------------------------------------------------------------------------- book I/O
@@ -254,7 +263,8 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
 def _train_and_register(
     frame: pd.DataFrame, settings: Settings
 ) -> tuple[tuple[ModelSummary, ...], str]:
-    """Train both models on ``frame``, register them, promote by the registry's rule.
+    """Train both models on ``frame``, register them, promote by the gate and the
+    registry's rule (:func:`gate_policy`).
 
     The one place that calls the model library's training and registry API; returns the
     outcome as :class:`ModelSummary` rows (which do not depend on that API) and the printed
@@ -268,7 +278,8 @@ def _train_and_register(
     check_feature_frame(frame)  # the spec's dtypes, also after a Parquet round trip
     results = train_models(frame, config=train_config(settings))
     registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
-                             names=model_names(settings), extra_params=label_params(settings))
+                             names=model_names(settings), extra_params=label_params(settings),
+                             gate=gate_policy(settings))
     outcome = training_summary(results, registrations)
     models = tuple(
         ModelSummary(
@@ -319,7 +330,7 @@ def train(*, settings: Settings, book: Path | None = None,
     summary = TrainSummary(models=models, training_set=built, report=report, seconds=seconds)
     promoted = summary.promoted
     progress(f"  trained in {seconds:.1f} s; promoted to champion: "
-             f"{', '.join(promoted) if promoted else 'none (champions stay)'}")
+             f"{', '.join(promoted) if promoted else 'none (the report says why per model)'}")
     return summary
 
 

@@ -30,7 +30,7 @@ from features.pit import build_features
 from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day, check_feature_frame
 from models.drift import psi_table
 from models.model import DelinqModel
-from models.registry import NoChampionError, load_champion
+from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.reasons import REASON_COLUMNS, reason_codes
@@ -323,13 +323,23 @@ def load_champions(
     """The ``champion`` of each registered model: ``{"early_warning": .., ...}``.
 
     Raises ``models.registry.NoChampionError`` ("no champion model: run `delinq train`
-    first") when one is missing.
+    first", with the gate line of the last trained version when it failed the gate) when
+    one is missing, and ``UngatedChampionError`` for a champion without a gate pass.
     """
     loaded: dict[str, DelinqModel] = {}
     for key, registered in model_names.items():
         try:
             loaded[key] = load_champion(registered, tracking_uri=tracking_uri)
+        except UngatedChampionError:
+            raise
         except NoChampionError as exc:
+            # A trained version that failed the quality gate says why in one line.
+            why = gate_reason(registered, tracking_uri=tracking_uri)
+            if why:
+                raise NoChampionError(
+                    f"no champion model: no trained version of {key} model {registered!r} "
+                    f"passed the quality gate; the last: {why}"
+                ) from exc
             raise NoChampionError(
                 f"no champion model: run `delinq train` first ({key} model {registered!r} "
                 "has no champion)"

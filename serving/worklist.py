@@ -167,4 +167,12 @@ def _money(value: float) -> str:
 
 
 def _pct(value: float) -> str:
-    return "-" if value is None or pd.isna(value) else f"{100 * value:.0f}%"
+    """Percent, whole numbers; never a bare 0% or 100%: below 0.5% reads "<1%" and from
+    99.5% ">99%" (a calibrated probability is never certain)."""
+    if value is None or pd.isna(value):
+        return "-"
+    if value < 0.005:
+        return "<1%"
+    if value >= 0.995:
+        return ">99%"
+    return f"{100 * value:.0f}%"

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.evaluate import Scores, aging_rule_score
 from models.registry import (
     NoChampionError,
     load_champion,
@@ -21,7 +22,7 @@ from models.registry import (
 )
 from models.report import format_report, training_summary
 from models.train import TrainingFailure, TrainingResult, train_model
-from tests.factories import TrainedState
+from tests.factories import STATE_GATE, TrainedState
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +51,11 @@ def shuffled(trained_state: TrainedState) -> TrainingResult:
     truth = frames[key + ["y", "delinquent_amount"]]
     real_test = result.test.drop(columns=["y", "delinquent_amount"]).merge(truth, on=key)
     real_test = real_test[real_test["y"].notna()].reset_index(drop=True)
+    rule = aging_rule_score(real_test)
     return dataclasses.replace(result, test=real_test,
-                               test_scores=result.model.scores(real_test), baseline_scores={})
+                               test_scores=result.model.scores(real_test),
+                               baseline_scores={"aging_rule": Scores(proba=rule, priority=rule,
+                                                                     ranking=rule)})
 
 
 def test_no_champion_is_a_clear_error(uri: str) -> None:
@@ -60,14 +64,16 @@ def test_no_champion_is_a_clear_error(uri: str) -> None:
 
 
 def test_champion_then_worse_model_stays_challenger(uri: str, good, shuffled) -> None:
-    first = register_result(good, tracking_uri=uri, registered_name="ew")
+    first = register_result(good, tracking_uri=uri, registered_name="ew", gate=STATE_GATE)
     assert first.promoted and first.version == "1" and first.champion_version == "1"
     store = Path(uri.removeprefix("sqlite:///")).parent
     assert (store / "mlflow.db").exists() and (store / "mlartifacts").is_dir()
 
-    worse = register_result(shuffled, tracking_uri=uri, registered_name="ew")
+    worse = register_result(shuffled, tracking_uri=uri, registered_name="ew", gate=STATE_GATE)
     assert not worse.promoted and worse.version == "2" and worse.champion_version == "1"
-    assert worse.comparison["new_capture@10"] < worse.comparison["champion_capture@10"]
+    # A model that learned nothing stops at the gate: it is never compared.
+    assert not worse.gate.passed and worse.reason.startswith("gate failed")
+    assert worse.comparison == {}
     client = mlflow.MlflowClient(tracking_uri=uri)
     assert str(client.get_model_version_by_alias("ew", "champion").version) == "1"
     assert str(client.get_model_version_by_alias("ew", "challenger").version) == "2"
@@ -106,7 +112,7 @@ def test_champion_then_worse_model_stays_challenger(uri: str, good, shuffled) ->
     assert challenger.version == "2"
 
     # Retraining to the very same model is not an improvement: it stays challenger.
-    again = register_result(good, tracking_uri=uri, registered_name="ew")
+    again = register_result(good, tracking_uri=uri, registered_name="ew", gate=STATE_GATE)
     assert not again.promoted and again.champion_version == "1" and "not better" in again.reason
     # The champion was scored on the very rows the new result holds: the same numbers.
     assert again.comparison["new_capture@10"] == again.comparison["champion_capture@10"]
@@ -119,7 +125,7 @@ def test_register_and_load_leave_process_state_alone(uri: str, good) -> None:
     env = dict(os.environ)
     tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     out = register({"early_warning": good, "persistence": TrainingFailure("persistence", "x")},
-                   tracking_uri=uri, names={"early_warning": "ew-other"})
+                   tracking_uri=uri, names={"early_warning": "ew-other"}, gate=STATE_GATE)
     assert set(out) == {"early_warning"}  # failures are not registered
     assert load_champion("ew-other", tracking_uri=uri).version == out["early_warning"].version
     assert dict(os.environ) == env
@@ -167,13 +173,16 @@ def test_train_and_register_end_to_end_on_a_synthetic_book(tmp_path: Path) -> No
     summary = train_and_register()
     assert set(summary) == {"early_warning", "persistence"}
     for model, info in summary.items():
-        assert info["promoted"] and info["version"] == "1", info
+        # The first version is champion exactly when it passed the gate.
+        assert info["promoted"] == info["gate_passed"] and info["version"] == "1", info
+        assert info["reason"].startswith(info["gate"])
         table = pd.DataFrame.from_dict(info["metrics_table"], orient="index")
         assert {"lightgbm", "aging_rule", "logistic_regression"} <= set(table.index)
-        loaded = load_champion(names[model], tracking_uri=uri)
-        assert loaded.kind == model and loaded.version == "1"
+        if info["promoted"]:
+            loaded = load_champion(names[model], tracking_uri=uri)
+            assert loaded.kind == model and loaded.version == "1"
     report = format_report(summary)
-    assert "promoted to champion" in report and "aging_rule" in report and "capture@10" in report
+    assert "gate " in report and "aging_rule" in report and "capture@10" in report
 
     # Same book, same config: an identical model, so nothing is promoted the second time.
     again = train_and_register()
