@@ -146,12 +146,25 @@ class RedactSecrets(logging.Filter):
         return True
 
 
+def _all_handlers() -> list[logging.Handler]:
+    """Every handler of the root logger and of every named logger: Prefect attaches its
+    console and API handlers to its own loggers (``prefect``, ...), not to the root."""
+    loggers = [logging.getLogger()] + [
+        log for log in logging.Logger.manager.loggerDict.values()
+        if isinstance(log, logging.Logger)]
+    seen: dict[int, logging.Handler] = {}
+    for log in loggers:
+        for handler in log.handlers:
+            seen.setdefault(id(handler), handler)
+    return list(seen.values())
+
+
 @contextlib.contextmanager
 def _redacted_handlers(secrets: Iterable[str]) -> Iterator[None]:
     """Mask secrets in every record the root logger's handlers (Prefect's console and API
     handlers among them) write during the block."""
     masker = RedactSecrets(secrets)
-    handlers = list(logging.getLogger().handlers)
+    handlers = _all_handlers()
     for handler in handlers:
         handler.addFilter(masker)
     try:
@@ -209,14 +222,18 @@ def _prefect_console_filter() -> Iterator[None]:
     from pipelines.errors import user_errors
 
     console_filter = HideUserErrors(user_errors())
-    consoles = [h for h in logging.getLogger().handlers if isinstance(h, PrefectConsoleHandler)]
-    for handler in consoles:
-        handler.addFilter(console_filter)
+    consoles = [h for h in _all_handlers() if isinstance(h, PrefectConsoleHandler)]
+    # The engines' own loggers too: a run may set up fresh console handlers after this
+    # point, and a filter on the logger holds for every handler (this interactive run only;
+    # the CLI prints the user error itself, in one line).
+    engines = [logging.getLogger(name) for name in RUN_ENGINE_LOGGERS]
+    for target in [*consoles, *engines]:
+        target.addFilter(console_filter)
     try:
         yield
     finally:
-        for handler in consoles:
-            handler.removeFilter(console_filter)
+        for target in [*consoles, *engines]:
+            target.removeFilter(console_filter)
 
 
 @contextlib.contextmanager

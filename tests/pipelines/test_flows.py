@@ -353,3 +353,22 @@ def test_demo_command_prints_worklist_without_tracebacks(tmp_path: Path) -> None
     for noise in ("Traceback", "Warning", "WARNING", "database is locked"):
         assert noise not in output, output
     assert (tmp_path / "demo" / ".prefect").is_dir()  # Prefect's files stay under data_dir
+
+
+@pytest.mark.slow
+def test_run_on_a_bad_folder_is_one_line_without_traceback(tmp_path: Path) -> None:
+    """`delinq run` through Prefect: a user error (a missing required column) is the CLI's
+    one line, exit 2; Prefect's engine loggers do not echo its traceback."""
+    source = tmp_path / "book"
+    source.mkdir()
+    (source / "invoices.csv").write_text("invoice_id,account_id\n1,2\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DELINQ_"))}
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipelines.cli", "run", str(source),
+         "--state-dir", str(tmp_path / "state")],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output
+    assert "column 'issue_date' is required but missing (rule missing_column)" in output
+    assert "Traceback" not in output and "Encountered exception" not in output, output
