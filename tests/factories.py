@@ -330,3 +330,18 @@ def build_trained_state(folder: Path) -> TrainedState:
     return TrainedState(book=book, as_of=STATE_AS_OF, training_set=training_set, config=QUICK,
                         results=results, tracking_uri=uri, names=names,
                         registrations=registrations, models=models)
+
+
+def spec_complete(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (e.g. :func:`make_training_set`) with every feature column of the spec:
+    the ones it lacks as missing values of the spec's dtype, ``as_of`` and ``segment`` in
+    the spec's dtypes. What the steps layer checks a training set against
+    (``features.spec.check_feature_frame``); LightGBM never splits on an all-missing
+    column, so the model is the one the frame's own features give."""
+    from features.spec import FEATURE_DTYPES
+
+    out = frame.copy()
+    for name, dtype in FEATURE_DTYPES.items():
+        if name not in out.columns:
+            out[name] = pd.Series(np.nan, index=out.index).astype(dtype)
+    return out.astype({name: FEATURE_DTYPES[name] for name in ("as_of", "segment")})

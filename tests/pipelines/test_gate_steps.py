@@ -9,7 +9,7 @@ import pytest
 
 from pipelines import steps
 from pipelines.settings import SettingsError, load_settings
-from tests.factories import make_training_set
+from tests.factories import make_training_set, spec_complete
 
 
 @pytest.fixture
@@ -40,7 +40,8 @@ def test_train_step_promotes_nothing_that_fails_the_gate(
     from models.gate import FAILED, TAG
 
     path = tmp_path / "training_set.parquet"
-    make_training_set(n_accounts=300, n_weeks=30, seed=0).to_parquet(path, index=False)
+    spec_complete(make_training_set(n_accounts=300, n_weeks=30, seed=0)).to_parquet(
+        path, index=False)
     monkeypatch.setenv("DELINQ_GATE__MIN_POSITIVE_ACCOUNTS", "100000")
     settings = load_settings(data_dir=tmp_path / "state", train={
         "n_estimators": 40, "min_child_samples": 20, "val_weeks": 6, "test_weeks": 6,

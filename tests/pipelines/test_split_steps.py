@@ -14,7 +14,7 @@ from models.train import SplitError
 from pipelines import steps
 from pipelines.cli import app
 from pipelines.settings import load_settings
-from tests.factories import make_book, make_training_set
+from tests.factories import make_book, make_training_set, spec_complete
 
 
 @pytest.fixture
@@ -91,7 +91,8 @@ def test_a_short_book_is_one_line_through_the_cli(tmp_path: Path, no_config: Non
 
 def test_a_too_long_split_names_the_settings(tmp_path: Path, no_config: None) -> None:
     path = tmp_path / "ts.parquet"
-    make_training_set(n_accounts=60, n_weeks=12, seed=1).to_parquet(path, index=False)
+    spec_complete(make_training_set(n_accounts=60, n_weeks=12, seed=1)).to_parquet(
+        path, index=False)
     settings = load_settings(data_dir=tmp_path / "state", train={"val_weeks": 8,
                                                                   "test_weeks": 8})
     with pytest.raises(SplitError) as exc:
@@ -104,7 +105,7 @@ def test_split_options_reach_the_trainer(tmp_path: Path, no_config: None) -> Non
     """--val-weeks / --test-weeks / --test-end become settings; the trainer honours them."""
     from models.train import split_bounds
 
-    frame = make_training_set(n_accounts=300, n_weeks=30, seed=0)
+    frame = spec_complete(make_training_set(n_accounts=300, n_weeks=30, seed=0))
     path = tmp_path / "ts.parquet"
     frame.to_parquet(path, index=False)
     settings = load_settings(data_dir=tmp_path / "state", gate={"min_positive_accounts": 0},
