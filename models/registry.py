@@ -406,16 +406,11 @@ def load_model(
     gate pass (tag ``gate`` = ``passed``)."""
     with quiet_mlflow():
         client = _client(tracking_uri)
-        try:
-            mv = client.get_model_version_by_alias(registered_name, alias)
-        except MlflowException as exc:
-            # A missing registered model, or no version under this alias.
-            if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
-                raise
+        mv = _version_by_alias(client, registered_name, alias)
+        if mv is None:
             what = "champion model" if alias == CHAMPION else f"model under alias '{alias}'"
             raise NoChampionError(
-                f"no {what} for '{registered_name}': run `delinq train` first"
-            ) from exc
+                f"no {what} for '{registered_name}': run `delinq train` first")
         if require_gate and (mv.tags or {}).get(TAG) != PASSED:
             raise UngatedChampionError(
                 f"{alias} v{mv.version} of '{registered_name}' has no recorded quality-gate "
@@ -449,14 +444,19 @@ def gate_reason(registered_name: str, *, tracking_uri: str,
     """The recorded gate line (tag ``gate.reason``) of the version under ``alias``, or
     ``None`` when there is no such version or it has no verdict."""
     with quiet_mlflow():
-        client = _client(tracking_uri)
-        try:
-            mv = client.get_model_version_by_alias(registered_name, alias)
-        except MlflowException as exc:
-            if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
-                raise
-            return None
-    return (mv.tags or {}).get(TAG_REASON)
+        mv = _version_by_alias(_client(tracking_uri), registered_name, alias)
+    return None if mv is None else (mv.tags or {}).get(TAG_REASON)
+
+
+def _version_by_alias(client: Any, registered_name: str, alias: str) -> Any | None:
+    """The model version under ``alias``, or ``None`` when the registered model or the
+    alias does not exist (other MLflow errors propagate)."""
+    try:
+        return client.get_model_version_by_alias(registered_name, alias)
+    except MlflowException as exc:
+        if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
+            raise
+        return None
 
 
 def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
