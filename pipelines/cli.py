@@ -10,19 +10,28 @@ traceback (:data:`USER_ERROR_EXIT`).
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import sys
-from collections.abc import Iterator
-from datetime import date, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from pipelines.settings import Grid, Settings, SettingsError, load_settings
+from pipelines.cli_store import db_app, runs_app
+from pipelines.cli_support import USER_ERROR_EXIT  # noqa: F401 (documented exit code)
+from pipelines.cli_support import display as _display
+from pipelines.cli_support import echo_data as _echo
+from pipelines.cli_support import fail as _fail
+from pipelines.cli_support import guarded as _guarded
+from pipelines.cli_support import parse_date as _parse_date
+from pipelines.cli_support import reader as _reader
+from pipelines.cli_support import segment as _segment
+from pipelines.cli_support import session as _session
+from pipelines.cli_support import settings_for as _settings
+from pipelines.cli_support import store_errors as _store_errors
+from pipelines.cli_support import writable as _writable
+from pipelines.settings import Grid
 
 app = typer.Typer(
     name="delinq",
@@ -39,91 +48,8 @@ class ImportFormat(StrEnum):
     taiwan_credit = "taiwan_credit"
 
 
-#: Exit code of every error the user can fix (the message says what to do).
-USER_ERROR_EXIT = 2
-
-
-def _fail(message: str) -> None:
-    from serving.redact import redact
-    from serving.worklist import terminal_safe
-
-    # One line, whatever the data held; URL passwords masked (messages may quote a URL).
-    line = " ".join(terminal_safe(redact(message)).split())
-    typer.secho(f"error: {line}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(code=USER_ERROR_EXIT)
-
-
-def _echo(text: str) -> None:
-    """Print text that quotes data (ids, names, reasons, messages): control characters
-    escaped (:func:`serving.worklist.terminal_safe`), line breaks kept."""
-    from serving.worklist import terminal_safe
-
-    typer.echo(terminal_safe(text, keep_newlines=True))
-
-
-def _settings(**overrides: Any) -> Settings:
-    """The settings with the command's options (those given) on top."""
-    try:
-        return load_settings(**{k: v for k, v in overrides.items() if v is not None})
-    except SettingsError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
-
-
-def _guarded(fn, *args, **kwargs):
-    """Run ``fn``; user-fixable errors become one clear line and exit code 2."""
-    from pipelines.errors import user_errors
-
-    errors = user_errors()
-    try:
-        return fn(*args, **kwargs)
-    except errors as exc:  # type: ignore[misc]
-        _fail(str(exc))
-    except PermissionError as exc:
-        _fail(f"permission denied: {exc.filename or exc}; check that folder's permissions "
-              "(state folders must be writable for ingest, train and score)")
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            raise
-        _fail(f"no space left on the disk of {exc.filename or 'the state folder'}; free "
-              "space and run again")
-
-
-@contextlib.contextmanager
-def _store_errors(settings: Settings) -> Iterator[None]:
-    """Database and file failures of the settings' store as one line (exit 2)."""
-    from serving.store_io import normalise_url, translated_errors
-
-    with contextlib.ExitStack() as stack:
-        try:
-            stack.enter_context(translated_errors(normalise_url(settings.resolved_store_url)))
-        except ValueError as exc:  # an unsupported URL
-            _fail(str(exc))
-        yield
-
-
-def _writable(settings: Settings) -> None:
-    """A command that writes state: its folder must be writable (one line if not)."""
-    from pipelines.runtime import check_writable
-
-    _guarded(check_writable, Path(settings.data_dir))
-
-
-def _parse_date(text: str, option: str = "--as-of") -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        _fail(f"{option} must be a date YYYY-MM-DD, got {text!r}")
-        raise  # unreachable: _fail exits
-
-
-def _session(settings: Settings) -> Any:
-    """The quiet process of a command whose state lives under the settings' data_dir
-    (which must be writable: checked first, one line if not)."""
-    from pipelines.runtime import run_session
-
-    _writable(settings)
-    return run_session(settings.data_dir, secrets=settings.secrets())
+app.add_typer(runs_app, name="runs")
+app.add_typer(db_app, name="db")
 
 
 # --------------------------------------------------------------------------- data
@@ -273,26 +199,6 @@ def score(
     typer.echo(f"store: {_display(scored.store_url)}")
 
 
-def _segment(text: str | None) -> str | None:
-    """``--segment``, case-insensitive, checked against the store's segments."""
-    from serving.store_schema import SEGMENTS
-
-    if text is None:
-        return None
-    if text.strip().lower() not in SEGMENTS:
-        _fail(f"--segment must be one of {', '.join(SEGMENTS)}; got {text!r}")
-    return text.strip().lower()
-
-
-def _reader(settings: Settings) -> Any:
-    """The store of ``settings`` opened read-only (creates nothing; one-line errors)."""
-    from pipelines.steps import export_dir
-    from serving.store import WorklistStore
-
-    return _guarded(WorklistStore, settings.resolved_store_url, read_only=True,
-                    export_dir=export_dir(settings))
-
-
 @app.command()
 def worklist(
     data_dir: Annotated[
@@ -331,143 +237,6 @@ def worklist(
                    else "the worklist of this run is empty")
         return
     typer.echo(format_worklist(frame, top=top))
-
-
-def _display(url: str) -> str:
-    from serving.store_io import display_url
-
-    return display_url(url)
-
-
-# --------------------------------------------------------------------------- runs
-runs_app = typer.Typer(help="Scoring runs: list them (the default) or delete one.",
-                       invoke_without_command=True)
-app.add_typer(runs_app, name="runs")
-
-
-@runs_app.callback()
-def runs(
-    ctx: typer.Context,
-    state_dir: Annotated[
-        Path | None, typer.Option("--state-dir", help="State folder (default: settings).")
-    ] = None,
-) -> None:
-    """List scoring runs, newest first (as_of, status, model versions, counts, who, when,
-    message); runs whose process died are marked failed first."""
-    ctx.obj = state_dir
-    if ctx.invoked_subcommand is not None:
-        return
-    from serving.worklist import format_runs
-
-    settings = _settings(data_dir=state_dir)
-    reaped: list[str] = []
-    with _store_errors(settings), _reader(settings) as reader:
-        frame = _guarded(reader.list_runs)
-        if (frame["status"] == "running").any():
-            reaped = _reap(settings)
-            if reaped:
-                frame = _guarded(reader.list_runs)
-    for run_id in reaped:
-        _echo(f"run {run_id}: its process died; marked failed and its files removed")
-    typer.echo(format_runs(frame))
-
-
-def _reap(settings: Settings) -> list[str]:
-    """Reap stale runs with a writable store; a read-only one is left as it is."""
-
-    from pipelines.steps import export_dir
-    from serving.store import StoreError, WorklistStore
-
-    try:
-        with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
-                           stale_after=timedelta(minutes=settings.run_stale_after_min)) as w:
-            return w.reap_stale()
-    except StoreError as exc:
-        typer.echo(f"note: stale runs not reaped: {exc}", err=True)
-        return []
-
-
-@runs_app.command("prune")
-def runs_prune(
-    ctx: typer.Context,
-    today: Annotated[
-        str | None, typer.Option(help="Date the retention counts back from (default today).")
-    ] = None,
-) -> None:
-    """Apply the retention settings: old explanation files, runs and exports removed."""
-    day = _parse_date(today, "--today") if today else date.today()
-    from pipelines import steps
-
-    settings = _settings(data_dir=ctx.obj)
-    _writable(settings)
-    with _store_errors(settings):
-        gone = _guarded(steps.prune, settings=settings, today=day)
-    _echo(f"removed {len(gone['explanations'])} explanation files, {len(gone['runs'])} runs "
-          f"(as_of before {day - timedelta(days=settings.resolved_retain_scores_days)}), "
-          f"{len(gone['exports'])} export folders")
-
-
-@runs_app.command("delete")
-def runs_delete(
-    ctx: typer.Context,
-    run_id: Annotated[str, typer.Argument(help="The run to delete (see `delinq runs`).")],
-) -> None:
-    """Delete a run: its worklist rows, explanations and, if published, its export."""
-
-    from pipelines.steps import export_dir
-    from serving.store import WorklistStore
-    from serving.worklist import describe_run
-
-    settings = _settings(data_dir=ctx.obj)
-    with _store_errors(settings):
-            store = _guarded(WorklistStore, settings.resolved_store_url,
-                         export_dir=export_dir(settings),
-                         stale_after=timedelta(minutes=settings.run_stale_after_min))
-    with _store_errors(settings), store:
-        try:
-            gone = _guarded(store.delete_run, run_id)
-        except KeyError:
-            _fail(f"no run {run_id!r} in {_display(settings.resolved_store_url)} "
-                  "(see `delinq runs`)")
-            raise  # unreachable: _fail exits
-    typer.echo(f"deleted {describe_run(gone)}")
-
-
-# --------------------------------------------------------------------------- store schema
-db_app = typer.Typer(help="The worklist store's schema (Alembic migrations).",
-                     no_args_is_help=True)
-app.add_typer(db_app, name="db")
-_StateDir = Annotated[
-    Path | None, typer.Option("--state-dir", help="State folder (default: settings data_dir).")
-]
-
-
-@db_app.command("upgrade")
-def db_upgrade(state_dir: _StateDir = None) -> None:
-    """Apply the store's pending schema migrations (keeps every run; safe to repeat)."""
-    from serving.store import StoreVersionError, current_revision, upgrade
-    from serving.store_io import display_url
-
-    url = _settings(data_dir=state_dir).resolved_store_url
-    try:
-        before = current_revision(url)
-        after = upgrade(url)
-    except StoreVersionError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
-    change = "created" if before is None else "unchanged" if before == after else f"was {before}"
-    typer.echo(f"the worklist store {display_url(url)} is at schema revision {after} ({change})")
-
-
-@db_app.command("current")
-def db_current(state_dir: _StateDir = None) -> None:
-    """Print the store's schema revision and whether it needs `delinq db upgrade`."""
-    from serving.store import StoreVersionError, revision_status
-
-    try:
-        typer.echo(revision_status(_settings(data_dir=state_dir).resolved_store_url))
-    except StoreVersionError as exc:
-        _fail(str(exc))
 
 
 # --------------------------------------------------------------------------- orchestration
