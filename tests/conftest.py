@@ -44,10 +44,10 @@ def pg_url() -> str:
 def pg_schema_url(pg_url: str) -> Iterator[str]:
     import sqlalchemy as sa
 
+    from serving.store_io import normalise_url
+
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    url = sa.make_url(pg_url)
-    if url.drivername in ("postgresql", "postgres"):
-        url = url.set(drivername="postgresql+psycopg")
+    url = normalise_url(pg_url)  # the driver the store itself uses
     admin = sa.create_engine(url)
     with admin.begin() as conn:
         conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')

@@ -19,6 +19,7 @@ from pipelines.flows import settings_params
 from pipelines.settings import SettingsError, load_settings
 from serving.redact import display_url, redact
 from serving.store_io import display_url as store_display_url
+from serving.store_io import normalise_url
 
 
 def test_one_masking_function_for_urls_and_text() -> None:
@@ -60,9 +61,7 @@ def pg_url_with_password(pg_url: str) -> Iterator[tuple[str, str]]:
     """A login role with a password owning a fresh schema: (its URL, the password)."""
     tag = uuid.uuid4().hex[:10]
     role, password, schema = f"delinq_ops_{tag}", f"s3cret-{tag}-pw", f"t_ops_{tag}"
-    admin_url = sa.make_url(pg_url)
-    if admin_url.drivername in ("postgresql", "postgres"):
-        admin_url = admin_url.set(drivername="postgresql+psycopg")
+    admin_url = normalise_url(pg_url)  # the driver the store itself uses
     admin = sa.create_engine(admin_url)
     with admin.begin() as conn:
         conn.exec_driver_sql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'")
