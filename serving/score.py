@@ -236,6 +236,9 @@ def _worklist(
     for col in REASON_COLUMNS:
         wl[col] = pd.Series(reasons[col].array, index=wl.index)
     wl["model_version"] = pd.Series(version, dtype="str")
+    # A model's probability is calibrated on its training's validation period.
+    wl["scorer"] = "model"
+    wl["calibration"] = "validation"
     wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
     return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
 
