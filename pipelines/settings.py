@@ -108,6 +108,27 @@ class GateSettings(BaseModel):
         None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
 
 
+class ActionSettings(BaseModel):
+    """Thresholds of the action policy table (``[actions]`` in TOML,
+    ``DELINQ_ACTIONS__<NAME>``).
+
+    ``None`` keeps the serving library's default (``serving.actions.ActionPolicy``, mapped
+    by :func:`pipelines.steps.action_policy`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    high_early_warning: float | None = Field(
+        None, ge=0, le=1, description="Early-warning probability (0-1) of a call.")
+    high_persistence: float | None = Field(
+        None, ge=0, le=1, description="Persistence probability (0-1) of an escalation.")
+    legal_amount: float | None = Field(
+        None, ge=0, description="Amount 90+ days past due (currency) of a legal review.")
+    dispute_share: float | None = Field(
+        None, gt=0, description="Disputed share (0-1) of the past-due amount that is "
+        "resolved first.")
+
+
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
@@ -140,6 +161,7 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Seed of training and of the synthetic generator.")
     train: TrainSettings = Field(default_factory=TrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    actions: ActionSettings = Field(default_factory=ActionSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -245,7 +267,8 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
     return SettingsError(f"unknown setting {key!r} in {where}; {hint}")
 
 
-_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings}
+_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings,
+                                       "actions": ActionSettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:
