@@ -25,6 +25,7 @@ class is referenced, not copied).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import tempfile
 import time
@@ -56,6 +57,8 @@ from models.card import model_card
 from models.gate import PASSED, TAG, TAG_REASON, GateOutcome, GatePolicy, judge_result
 from models.model import DelinqModel
 from models.promotion import decide
+from models.rule import ARTIFACT as RULE_ARTIFACT
+from models.rule import RuleCalibration
 from models.train import TrainingFailure, TrainingResult
 
 CHAMPION = "champion"
@@ -323,6 +326,9 @@ def register_result(
                     client.log_artifact(run_id, str(path), artifact_path="plots")
                 client.log_text(run_id, result.metrics.to_csv(), "metrics_table.csv")
                 client.log_dict(run_id, model.reference_profile, "reference_profile.json")
+                if result.rule_calibration is not None:
+                    # what ranks this population if the gate fails (models.rule)
+                    client.log_dict(run_id, result.rule_calibration.to_dict(), RULE_ARTIFACT)
                 location, model_id = _log_pyfunc(client, experiment_id=exp_id, run_id=run_id,
                                                   model=model, folder=folder)
             champion, replaced = _gated_champion(registered_name, tracking_uri)
@@ -446,6 +452,40 @@ def gate_reason(registered_name: str, *, tracking_uri: str,
     with quiet_mlflow():
         mv = _version_by_alias(_client(tracking_uri), registered_name, alias)
     return None if mv is None else (mv.tags or {}).get(TAG_REASON)
+
+
+def last_trained(registered_name: str, *, tracking_uri: str) -> dict[str, Any] | None:
+    """The newest registered version of ``registered_name`` (any alias, gate passed or
+    not): ``{"version", "gate_reason", "rule_calibration"}`` (the aging rule's calibration
+    on that training's validation period, a :class:`~models.rule.RuleCalibration` or None
+    when it was too thin), or None when nothing was ever registered under the name."""
+    with quiet_mlflow():
+        client = _client(tracking_uri)
+        try:
+            versions = client.search_model_versions(f"name = '{registered_name}'")
+        except MlflowException as exc:
+            if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
+                raise
+            return None
+        if not versions:
+            return None
+        mv = max(versions, key=lambda v: int(v.version))
+        calibration = None
+        try:
+            root = client.get_run(mv.run_id).info.artifact_uri
+            if urlparse(root).scheme in ("", "file"):  # read in place (no progress bar)
+                data = json.loads((Path(unquote(urlparse(root).path)) / RULE_ARTIFACT)
+                                  .read_text())
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = download_artifacts(run_id=mv.run_id, artifact_path=RULE_ARTIFACT,
+                                               dst_path=tmp, tracking_uri=tracking_uri)
+                    data = json.loads(Path(local).read_text())
+            calibration = RuleCalibration.from_dict(data)
+        except (MlflowException, OSError, KeyError, ValueError):
+            calibration = None  # too thin at training, or trained before the artifact
+    return {"version": str(mv.version), "gate_reason": (mv.tags or {}).get(TAG_REASON),
+            "rule_calibration": calibration}
 
 
 def _version_by_alias(client: Any, registered_name: str, alias: str) -> Any | None:

@@ -43,6 +43,7 @@ from models.calibration import Calibrator, choose_calibrator
 from models.drift import reference_profile
 from models.evaluate import Scores, baseline_scores, evaluate_scorers, fit_baselines
 from models.model import DelinqModel, categorical_levels, feature_matrix, resolve_feature_names
+from models.rule import RuleCalibration, fit_rule_calibration
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,9 @@ class TrainingResult:
     params: dict[str, Any]
     calibration_brier: dict[str, float]
     evidence: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: The aging rule's calibration on this validation period (``models.rule``; None when
+    #: too thin): what ranks the population if this model fails the gate.
+    rule_calibration: RuleCalibration | None = None
 
     @property
     def kind(self) -> str:
@@ -345,6 +349,7 @@ def train_model(
         calibration_brier=briers,
         evidence={k: period_evidence(p) for k, p in (("train", train), ("val", val),
                                                       ("test", test))},
+        rule_calibration=fit_rule_calibration(val, source="validation"),
     )
 
 

@@ -68,6 +68,9 @@ def generate(
         float, typer.Option(help="Share of extra bad rows to inject per table (0 = none).")
     ] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
+    independent_lateness: Annotated[bool, typer.Option(
+        help="Each invoice's lateness independent of the account's history (a book no "
+             "model should beat the aging rule on).")] = False,
 ) -> None:
     """Generate a synthetic receivables book (the embedded default data source)."""
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
@@ -75,7 +78,8 @@ def generate(
 
     settings = _settings(seed=seed)
     done = steps.generate(settings=settings, out=out, accounts=accounts, start=first, end=last,
-                          error_rate=error_rate, fmt=fmt)
+                          error_rate=error_rate, fmt=fmt,
+                          independent_lateness=independent_lateness)
     summary = {"rows": dict(done.rows), "injected": dict(done.injected),
                "seconds": done.seconds, "out": str(done.out)}
     typer.echo(json.dumps(summary, indent=2, default=str))
@@ -232,6 +236,8 @@ def worklist(
         if not frame.empty and str(frame["run_id"].iloc[0]) != run.run_id:
             run = _guarded(store.current_run, as_of=run.as_of)  # republished meanwhile
     typer.echo(describe_run(run))
+    for line in run.meta.get("rule_lines", []):  # who ranked which rows, and why
+        _echo(str(line))
     if frame.empty:
         typer.echo(f"no account in segment {seg} in this run" if seg
                    else "the worklist of this run is empty")

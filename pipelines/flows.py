@@ -145,10 +145,11 @@ def train_task(settings: Settings, book: Path | None = None,
 
 
 @task(name="score", **_IO)
-def score_task(settings: Settings, book: Path, as_of: date) -> ScoreSummary:
+def score_task(settings: Settings, book: Path, as_of: date,
+               why: dict[str, str] | None = None) -> ScoreSummary:
     """:func:`pipelines.steps.score`."""
     with _to_run_log():
-        return steps.score(settings=settings, book=book, as_of=as_of)
+        return steps.score(settings=settings, book=book, as_of=as_of, why=why)
 
 
 @task(name="prune", **_IO)
@@ -186,7 +187,8 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         timings={name: float(s.seconds) for name, s in stages.items()},
         validation=ingest.tables if ingest else (),
         metrics=train_rows(train.models) if train else (),
-        flags=score.flags if score else (),
+        # which populations the aging rule ranked, and why: said first, plainly
+        flags=(*score.rule_lines, *score.flags) if score else (),
     )
     return publish_task(title, markdown, [dict(r) for r in score.top] if score else None)
 
@@ -321,11 +323,21 @@ def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None) ->
     stages: dict[str, Any] = {}
     stages["ingest"] = ingest_task(s, Path(data_source))
     staged = stages["ingest"].staged
+    from models.train import SplitError
+
+    why: dict[str, str] | None = None
     if steps.has_champions(settings=s):
         with _to_run_log():
-            progress("champion models found: scoring with them")
+            progress("trained models found (champions, or the gate's verdict): scoring")
     else:
-        stages["train"] = train_task(s, book=staged)
-    stages["score"] = score_task(s, staged, stages["ingest"].last_date + timedelta(days=1))
+        try:
+            stages["train"] = train_task(s, book=staged)
+        except SplitError as exc:
+            # A book too thin to train on still gets a worklist: the aging rule ranks it.
+            why = {m: f"training stopped: {exc}" for m in steps.model_names(s)}
+            with _to_run_log():
+                progress(f"  no model trained ({exc}); the aging rule ranks the worklist")
+    stages["score"] = score_task(s, staged, stages["ingest"].last_date + timedelta(days=1),
+                                 why)
     keys = _publish("run-folder", s, stages)
     return {**stages, "artifacts": keys}

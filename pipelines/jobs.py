@@ -85,6 +85,8 @@ def _print_results(settings: Settings, result: Mapping[str, Any], log_file: Path
     echo("")
     echo(f"Worklist as of {score.as_of.isoformat()}: top {TOP}"
          + (f" of {n:,} accounts" if n else ""))
+    for line in score.rule_lines:  # which populations the aging rule ranked, and why
+        echo(line)
     echo(format_worklist(frame, top=TOP))
     echo("")
     echo(where_everything_is(settings, result, log_file))

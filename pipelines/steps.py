@@ -145,15 +145,17 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 def generate(*, settings: Settings, out: Path, accounts: int, start: date | str = "2023-01-01",
              end: date | str = "2024-12-31", error_rate: float = 0.0,
-             fmt: str = "parquet") -> GenerateSummary:
+             fmt: str = "parquet", independent_lateness: bool = False) -> GenerateSummary:
     """Write a synthetic book of ``accounts`` accounts (issue dates from ``start``, events
-    until ``end``) to the folder ``out``, seeded by ``settings.seed``."""
+    until ``end``) to the folder ``out``, seeded by ``settings.seed``
+    (``independent_lateness``: see ``features.synthetic.generate_book``)."""
     from features.synthetic import write_book_folder
 
     progress(f"generating a synthetic book: {accounts:,} accounts, {start} to {end}")
     t0 = time.perf_counter()
     written = write_book_folder(accounts, out, seed=settings.seed, start=start, end=end,
-                                error_rate=error_rate, fmt=fmt)
+                                error_rate=error_rate, fmt=fmt,
+                                independent_lateness=independent_lateness)
     rows = {k: int(v) for k, v in written.get("rows", {}).items()}
     seconds = time.perf_counter() - t0
     progress(f"  {rows.get('invoices', 0):,} invoices written to {out} ({seconds:.1f} s)")
@@ -344,14 +346,18 @@ def train(*, settings: Settings, book: Path | None = None,
 
 
 def has_champions(*, settings: Settings) -> bool:
-    """Whether both registered models have a champion version to score with."""
-    from models.registry import NoChampionError, load_champion
+    """Whether both models are trained: each has a gated champion, or a trained version
+    that failed the gate (the aging rule ranks its population; retraining every night
+    would not change the verdict: the weekly retraining does that). False when a model was
+    never trained."""
+    from models.registry import NoChampionError, last_trained, load_champion
 
-    try:
-        for name in model_names(settings).values():
+    for name in model_names(settings).values():
+        try:
             load_champion(name, tracking_uri=settings.resolved_tracking_uri)
-    except NoChampionError:
-        return False
+        except NoChampionError:
+            if last_trained(name, tracking_uri=settings.resolved_tracking_uri) is None:
+                return False
     return True
 
 
@@ -415,10 +421,13 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
     return gone
 
 
-def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
+def score(*, settings: Settings, book: Path, as_of: date,
+          why: dict[str, str] | None = None) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
-    ``as_of`` (events strictly before it) with the champion models; write the worklist run
-    to the store and its Parquet export. ``NoChampionError`` without champions."""
+    ``as_of`` (events strictly before it) with the champion models, and a population
+    without a gated champion with the aging rule (``why``: model -> why it has none, when
+    the caller knows, e.g. training stopped); write the worklist run to the store and its
+    Parquet export. The summary's ``rule_lines`` say which populations the rule ranked."""
     from pipelines.artifacts import drift_flags, worklist_table
     from serving.score import run_scoring
     from serving.store import WorklistStore
@@ -435,12 +444,16 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
             store_url=settings.resolved_store_url, export_dir=export_dir(settings),
             model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
             policy=action_policy(settings),
+            why=why, delinquency_dpd=settings.delinquency_dpd,
+            persistence_days=settings.persistence_days,
         )
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
         drift = store.read_drift(record.run_id)
     seconds = time.perf_counter() - t0
     flags = drift_flags(drift)
+    # said by the run's message (printed by the CLI) and the flows' summaries
+    rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))
     progress(f"  {record.n_scored or 0:,} accounts scored; drift: {flags[0]} ({seconds:.1f} s)")
     return ScoreSummary(
         as_of=as_of,
@@ -457,4 +470,5 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
         flags=tuple(flags),
         top=tuple(worklist_table(top, top=TOP_ROWS)),
         seconds=seconds,
+        rule_lines=rule_lines,
     )

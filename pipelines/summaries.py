@@ -139,6 +139,9 @@ class ScoreSummary:
     flags: tuple[str, ...]
     top: tuple[Mapping[str, Any], ...]
     seconds: float
+    #: One line per population the aging rule ranked (no gated champion): why, and where
+    #: its probability came from (``serving.rule_scoring.RuleScorer.line``).
+    rule_lines: tuple[str, ...] = ()
 
     def record(self) -> dict[str, Any]:
         """The run's facts as name -> value (for reports and artifacts)."""
@@ -151,4 +154,6 @@ class ScoreSummary:
             "persistence_version": self.persistence_version,
             "feature_set_version": self.feature_set_version,
             "export_path": str(self.export_path),
+            **({"ranked_by_the_aging_rule": " | ".join(self.rule_lines)}
+               if self.rule_lines else {}),
         }

@@ -34,6 +34,7 @@ from models.registry import NoChampionError, UngatedChampionError, gate_reason, 
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.reasons import REASON_COLUMNS, reason_codes
+from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers, rule_part
 
 if TYPE_CHECKING:
     from serving.store import RunRecord
@@ -105,6 +106,7 @@ def score_book(
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
     currency: str = "$",
+    rules: Mapping[str, RuleScorer] | None = None,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -115,9 +117,16 @@ def score_book(
     the highest priority over the whole book (ties broken by ``account_id``). Explanations
     are exact TreeSHAP values of each account's own model (``models.treeshap``).
 
+    ``rules`` maps a population without a gated champion to the aging-rule scorer
+    (``serving.rule_scoring``) that ranks it instead: its rows have ``scorer`` =
+    ``aging_rule``, the rule's calibrated probability (NaN when the data are too thin:
+    priority is then the past-due amount) and the rule's facts as reasons; ``meta``'s
+    ``rule_lines`` say why, one line per such population.
+
     Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
-    ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a needed model is missing.
+    ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a population has neither.
     """
+    rules = dict(rules or {})
     check_feature_set(models, FEATURE_SET_VERSION)
     as_of_ts = pd.Timestamp(as_day(as_of))
     timer = _Timer()
@@ -126,27 +135,39 @@ def score_book(
         # the same pass and openness rule as the features
         feats = build_features(book, as_of=as_of_ts.date(), facts=True)
     if feats.empty:
-        return _empty_result(models, as_of_ts, timer)
+        return _empty_result(models, as_of_ts, timer,
+                             [r.line for k, r in rules.items() if k not in models])
     check_feature_frame(feats)
     feats = feats.reset_index(drop=True)
     frame = feats
 
     model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
     needed = sorted(set(model_of[pd.notna(model_of)]))
-    lacking = [m for m in needed if m not in models]
+    lacking = [m for m in needed if m not in models and m not in rules]
     if lacking:
         raise KeyError(f"no model given for {lacking}; got {sorted(models)}")
 
     n = len(feats)
     probability = np.full(n, np.nan)
     version = np.full(n, "", dtype=object)
+    scorer = np.full(n, "model", dtype=object)
+    calibration = np.full(n, "validation", dtype=object)
     reason_parts, expl_parts, drift_parts = [], [], []
     counts: dict[str, int] = {}
     for name in needed:
-        model = models[name]
         rows = np.flatnonzero(model_of == name)
         part = frame.iloc[rows]
         counts[name] = len(rows)
+        if name not in models:
+            with timer.stage("rule"):
+                ranked = rule_part(part, rules[name], currency=currency)
+                probability[rows] = ranked.probability
+                scorer[rows] = RULE_SCORER
+                calibration[rows] = rules[name].calibration.source
+                reason_parts.append(ranked.reasons.set_index(pd.Index(rows)))
+                expl_parts.append(ranked.explanations)
+            continue
+        model = models[name]
         with timer.stage("explain"):
             ex = model.explain(part, table_budget_mb=table_budget_mb)
             x, phi, base = ex.features, ex.values, ex.base_value
@@ -168,9 +189,11 @@ def score_book(
 
     with timer.stage("worklist"):
         reasons_all = pd.concat(reason_parts).sort_index()
-        worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy)
+        worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy,
+                             scorer=scorer, calibration=calibration)
         explanations = pd.concat(expl_parts, ignore_index=True)
-        drift = pd.concat(drift_parts, ignore_index=True)
+        drift = (pd.concat(drift_parts, ignore_index=True) if drift_parts
+                 else _empty_drift())
 
     segments = feats["segment"].astype(object).value_counts().to_dict()
     meta = {
@@ -183,7 +206,10 @@ def score_book(
         "timings": dict(timer.seconds),
         "cpu_timings": dict(timer.cpu),
         "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
+        "rule_lines": [r.line for k, r in rules.items() if k not in models],
     }
+    if meta["rule_lines"]:
+        meta["message"] += "; " + "; ".join(meta["rule_lines"])
     return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
 
 
@@ -195,9 +221,15 @@ def _worklist(
     reasons: pd.DataFrame,
     as_of: pd.Timestamp,
     policy: ActionPolicy,
+    *,
+    scorer: np.ndarray,
+    calibration: np.ndarray,
 ) -> pd.DataFrame:
     balance = feats["open_balance"].to_numpy(dtype=np.float64)
-    priority = probability * balance
+    # Expected amount at risk; without a probability (the rule on thin data), the amount
+    # already past due is what is at stake.
+    past_due = np.nan_to_num(feats["past_due_amount"].to_numpy(dtype=np.float64), nan=0.0)
+    priority = np.where(np.isnan(probability), past_due, probability * balance)
     actions = recommend_actions(
         segment=feats["segment"],
         probability=probability,
@@ -237,9 +269,9 @@ def _worklist(
     for col in REASON_COLUMNS:
         wl[col] = pd.Series(reasons[col].array, index=wl.index)
     wl["model_version"] = pd.Series(version, dtype="str")
-    # A model's probability is calibrated on its training's validation period.
-    wl["scorer"] = "model"
-    wl["calibration"] = "validation"
+    # Who ranked each row; a model's probability is calibrated on its validation period.
+    wl["scorer"] = pd.Series(scorer, dtype="str")
+    wl["calibration"] = pd.Series(calibration, dtype="str")
     wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
     return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
 
@@ -285,7 +317,8 @@ def _drift(model: DelinqModel, x: pd.DataFrame, scores: np.ndarray, name: str) -
 
 
 def _empty_result(
-    models: Mapping[str, DelinqModel], as_of: pd.Timestamp, timer: _Timer
+    models: Mapping[str, DelinqModel], as_of: pd.Timestamp, timer: _Timer,
+    rule_lines: list[str],
 ) -> ScoreResult:
     worklist = pd.DataFrame({c: pd.Series(dtype=_WORKLIST_DTYPES.get(c, "str"))
                              for c in WORKLIST_COLUMNS})
@@ -293,8 +326,7 @@ def _empty_result(
         {c: pd.Series(dtype="str") for c in ("account_id", "model", "model_version")}
         | {c: pd.Series(dtype="float64") for c in ("base_value", "raw_score")}
     )
-    drift = pd.DataFrame({"model": pd.Series(dtype="str"), "feature": pd.Series(dtype="str"),
-                          "psi": pd.Series(dtype="float64"), "flag": pd.Series(dtype="str")})
+    drift = _empty_drift()
     message = f"no accounts with open receivables as of {as_of.date()}: the worklist is empty"
     meta = {
         "as_of": as_of.date().isoformat(),
@@ -304,9 +336,15 @@ def _empty_result(
         "amount_at_risk": 0.0,
         "n_drift_alerts": 0,
         "timings": dict(timer.seconds),
-        "message": message,
+        "message": "; ".join([message, *rule_lines]),
+        "rule_lines": rule_lines,
     }
     return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
+
+
+def _empty_drift() -> pd.DataFrame:
+    return pd.DataFrame({"model": pd.Series(dtype="str"), "feature": pd.Series(dtype="str"),
+                         "psi": pd.Series(dtype="float64"), "flag": pd.Series(dtype="str")})
 
 
 _WORKLIST_DTYPES = {
@@ -361,17 +399,25 @@ def run_scoring(
     model_names: Mapping[str, str],
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
+    why: Mapping[str, str] | None = None,
+    delinquency_dpd: int | None = None,
+    persistence_days: int | None = None,
 ) -> RunRecord:
-    """Score ``book`` as of ``as_of`` with the champions and publish one run in the store.
+    """Score ``book`` as of ``as_of`` and publish one run in the store.
 
-    Loads the champion of each entry of ``model_names`` (model key -> registered name;
-    ``NoChampionError`` if one is missing), then :func:`score_into_store`.
+    Each entry of ``model_names`` (model key -> registered name) is scored by its gated
+    champion, or, without one, by the aging rule (``serving.rule_scoring.resolve_scorers``;
+    ``why``: key -> why there is no model, when the caller knows; the labels of the rule's
+    history calibration use ``delinquency_dpd`` and ``persistence_days``); then
+    :func:`score_into_store`.
     """
     t0 = time.perf_counter()
-    models = load_champions(tracking_uri=tracking_uri, model_names=model_names)
+    models, rules = resolve_scorers(
+        book, as_of=as_of, tracking_uri=tracking_uri, model_names=model_names, why=why,
+        delinquency_dpd=delinquency_dpd, persistence_days=persistence_days)
     return score_into_store(
-        book, as_of=as_of, models=models, store_url=store_url, export_dir=export_dir,
-        table_budget_mb=table_budget_mb, policy=policy,
+        book, as_of=as_of, models=models, rules=rules, store_url=store_url,
+        export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
         timings={"load_models": time.perf_counter() - t0},
     )
 
@@ -386,6 +432,7 @@ def score_into_store(
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
     timings: Mapping[str, float] | None = None,
+    rules: Mapping[str, RuleScorer] | None = None,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
 
@@ -398,6 +445,7 @@ def score_into_store(
     t0 = time.perf_counter()
     day = as_day(as_of)
     versions = {k: m.version or "" for k, m in models.items()}
+    versions |= {k: RULE_SCORER for k in (rules or {}) if k not in models}
     store = WorklistStore(
         store_url, export_dir=Path(export_dir) if export_dir else None, upgrade=True
     )
@@ -408,7 +456,8 @@ def score_into_store(
         )
         try:
             result = score_book(
-                book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy
+                book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
+                rules=rules,
             )
             meta = {**result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION}

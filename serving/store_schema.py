@@ -59,7 +59,8 @@ WORKLIST_COLUMNS: Final[dict[str, tuple[pa.DataType, bool]]] = {
     "as_of": (pa.date32(), False),
 }
 #: Who ranked a worklist row: a gated champion model, or the aging rule (no champion).
-SCORERS: Final = ("model", "aging_rule")
+RULE_SCORER: Final = "aging_rule"
+SCORERS: Final = ("model", RULE_SCORER)
 #: Where a row's probability came from: the validation period of the last training, the
 #: book's resolved history at scoring time, the smoothed rate of the row's DPD band, or
 #: nowhere (``none``: too few positives; no probability, "n/a (thin data)").

@@ -20,6 +20,11 @@ from typing import Any
 
 import pandas as pd
 
+from serving.store_schema import RULE_SCORER
+
+#: The probability of a rule-ranked row on data too thin to calibrate.
+THIN_DATA = "n/a"
+
 _COLUMNS = (
     # (header, width, right-aligned)
     ("rank", 5, True),
@@ -37,8 +42,10 @@ def format_worklist(frame: pd.DataFrame, *, top: int = 10) -> str:
 
     ``frame`` has the worklist columns of the store (``rank``, ``account_id``, ``segment``,
     ``open_balance``, ``probability``, ``priority``, ``action``, ``reason_1..3``,
-    ``mitigating_reason``); rows are shown in ``rank`` order. Money is in the book's
-    currency, probability in percent. An empty frame gives a one-line message.
+    ``mitigating_reason``; ``scorer`` when present); rows are shown in ``rank`` order.
+    Money is in the book's currency, probability in percent ("n/a": the aging rule ranked
+    the row on data too thin for a probability, "n/a (thin data)"). Rows the aging rule
+    ranked say so on their reasons line: ``why (aging rule):``.
     """
     if top < 1:
         raise ValueError(f"top must be >= 1, got {top}")
@@ -53,7 +60,7 @@ def format_worklist(frame: pd.DataFrame, *, top: int = 10) -> str:
             clip(terminal_safe(rec.account_id), 14),
             terminal_safe(rec.segment),
             _money(rec.open_balance),
-            _pct(rec.probability),
+            _pct(rec.probability) if _present(rec.probability) else THIN_DATA,
             _money(rec.priority),
             terminal_safe(rec.action),
         ]
@@ -61,7 +68,8 @@ def format_worklist(frame: pd.DataFrame, *, top: int = 10) -> str:
         reasons = [terminal_safe(r) for r in (rec.reason_1, rec.reason_2, rec.reason_3)
                    if _present(r)]
         why = "; ".join(reasons) if reasons else "(no risk-raising reason)"
-        lines.append("      why: " + why)
+        by_rule = getattr(rec, "scorer", None) == RULE_SCORER
+        lines.append(("      why (aging rule): " if by_rule else "      why: ") + why)
         mitigating = getattr(rec, "mitigating_reason", None)
         if _present(mitigating):
             lines.append("      but: " + terminal_safe(mitigating))

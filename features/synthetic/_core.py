@@ -48,6 +48,10 @@ def _choice(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
     return (u >= cum).sum(axis=1).clip(max=probs.shape[1] - 1)
 
 
+#: Key of ``account_params``'s dict that makes lateness independent of history.
+INDEPENDENT: Final = "independent_lateness"
+
+
 def account_params(n: int, seed: int, start: int, end: int) -> dict[str, np.ndarray]:
     """Draw every per-account parameter (arrays of length ``n``); days are epoch days."""
     rng = np.random.default_rng([seed, 0])
@@ -198,6 +202,14 @@ def chunk_events(
     pre = np.flatnonzero(p["default_precursor"][acc] > 0)
     ramp_in = np.clip((issue[pre] - (stop[pre] - 60)) / 60.0, 0.0, 1.0)
     late[pre] += p["default_precursor"][acc[pre]] * ramp_in
+    if INDEPENDENT in p:
+        # Lateness independent of history: every invoice's days late is drawn from the
+        # whole chunk's (same marginal), nobody stops paying, no distress: an account's
+        # past says nothing about its next invoice (a book no model should beat the
+        # aging rule on).
+        late = late[rng.permutation(m)]
+        s[:] = 0.0
+        stop = np.full(m, NEVER, dtype=np.int64)
     pay = np.maximum(due + np.round(late).astype(np.int64), issue)
 
     # Disputes hold the payment until resolution (+ a few days to process).

@@ -92,7 +92,8 @@ def _check(n_accounts: int, start: int, end: int) -> None:
 
 
 def _chunks(
-    n_accounts: int, seed: int, start: int, end: int, *, text: bool, workers: int = 2
+    n_accounts: int, seed: int, start: int, end: int, *, text: bool, workers: int = 2,
+    independent_lateness: bool = False,
 ) -> Iterator[tuple[dict[str, pa.Table], dict]]:
     """Yield (tables, info) for the accounts table then each account chunk, in order.
 
@@ -102,6 +103,8 @@ def _chunks(
     """
     _check(n_accounts, start, end)
     p = core.account_params(n_accounts, seed, start, end)
+    if independent_lateness:
+        p[core.INDEPENDENT] = np.ones(1, dtype=bool)
     widths = sa.IdWidths(n_accounts, int(p["n_invoices"].sum()))
     accounts = sa.accounts_table(p, widths, text=text)
     yield {"accounts": accounts}, {"params": p, "widths": widths}
@@ -145,6 +148,7 @@ def generate_book_with_truth(
     seed: int = 0,
     start: date | str = "2023-01-01",
     end: date | str = "2024-12-31",
+    independent_lateness: bool = False,
 ) -> tuple[Book, pd.DataFrame]:
     """A synthetic Book and its per-account truth (the story in the module docstring).
 
@@ -155,11 +159,15 @@ def generate_book_with_truth(
     only, else 0), ``distress_start``, ``recover_start``, ``stop_paying``, ``billing_stop``
     (dates, NaT when not applicable; they may lie after ``end``), ``n_invoices``.
     Deterministic per ``seed``; all events are dated within [start, end].
+    ``independent_lateness``: each invoice's days late is drawn independently of its
+    account's history (the chunk's lateness shuffled over its invoices; no distress, no
+    one stops paying): a book where history predicts nothing beyond the aging rule.
     """
     s, e = _day(start), _day(end)
     parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
     p: dict[str, np.ndarray] = {}
-    for tables, info in _chunks(n_accounts, seed, s, e, text=False):
+    for tables, info in _chunks(n_accounts, seed, s, e, text=False,
+                                independent_lateness=independent_lateness):
         p = info.get("params", p)
         for name, tbl in tables.items():
             parts[name].append(tbl)
@@ -207,6 +215,7 @@ def generate_book(
     seed: int = 0,
     start: date | str = "2023-01-01",
     end: date | str = "2024-12-31",
+    independent_lateness: bool = False,
 ) -> Book:
     """A valid synthetic Book of ``n_accounts`` accounts (~50 invoices each per two years).
 
@@ -214,7 +223,8 @@ def generate_book(
     [start, end]; payments that would fall after ``end`` have not happened yet (those
     invoices are open at the end). See the module docstring for the story.
     """
-    return generate_book_with_truth(n_accounts, seed=seed, start=start, end=end)[0]
+    return generate_book_with_truth(n_accounts, seed=seed, start=start, end=end,
+                                    independent_lateness=independent_lateness)[0]
 
 
 _LOW_CARDINALITY = {"account_id", "currency", "document_type", "terms_days", "method",
@@ -263,10 +273,12 @@ def write_book_folder(
     end: date | str = "2024-12-31",
     error_rate: float = 0.0,
     fmt: str = "parquet",
+    independent_lateness: bool = False,
 ) -> dict:
     """Generate the book and write ``<out>/{invoices,payments,accounts,disputes}.<fmt>``.
 
-    The clean rows are exactly :func:`generate_book` with the same arguments. With
+    The clean rows are exactly :func:`generate_book` with the same arguments
+    (``independent_lateness`` included). With
     ``error_rate > 0`` about that share of each table's rows are EXTRA bad rows, appended
     after the clean ones, spread over every applicable validation rule (see
     ``features._synthetic_errors``); their counts go to ``<out>/_injected_errors.json``
@@ -290,7 +302,8 @@ def write_book_folder(
     samples = se.Samples(error_rate, np.random.default_rng([seed, 2])) if error_rate else None
     accounts, widths = None, None
     try:
-        for tables, info in _chunks(n_accounts, seed, s, e, text=text):
+        for tables, info in _chunks(n_accounts, seed, s, e, text=text,
+                                    independent_lateness=independent_lateness):
             if "params" in info:
                 accounts, widths = tables["accounts"], info["widths"]
             elif samples is not None:

@@ -277,16 +277,29 @@ def test_run_scoring_loads_the_champions(book, trained_state, tmp_path) -> None:
         assert len(store.read_worklist(as_of=AS_OF.date(), top=5)) == 5
 
 
-def test_no_champion_is_a_clear_error(book, trained_state, tmp_path) -> None:
-    from models.registry import NoChampionError
+def test_no_champion_is_ranked_by_the_aging_rule_saying_why(book, trained_state,
+                                                            tmp_path) -> None:
     from serving.score import run_scoring
+    from serving.store import WorklistStore
 
-    # A real MLflow store without these names: the message scoring gives, nothing written.
-    with pytest.raises(NoChampionError, match="no champion model: run `delinq train` first"):
-        run_scoring(book, as_of=AS_OF.date(), tracking_uri=trained_state.tracking_uri,
-                    store_url=f"sqlite:///{tmp_path / 'w.db'}", export_dir=None,
-                    model_names={"early_warning": "nope", "persistence": "nope2"})
-    assert not (tmp_path / "w.db").exists()
+    # A real MLflow store without these names (issue 12: the rule ranks instead of
+    # stopping): every row is the rule's, and the run says why in one line per model.
+    record = run_scoring(book, as_of=AS_OF.date(), tracking_uri=trained_state.tracking_uri,
+                         store_url=f"sqlite:///{tmp_path / 'w.db'}", export_dir=None,
+                         model_names={"early_warning": "nope", "persistence": "nope2"})
+    assert record.status == "succeeded"
+    assert record.early_warning_version == record.persistence_version == "aging_rule"
+    lines = record.meta["rule_lines"]
+    assert [x.split(":")[0] for x in lines] == ["early_warning", "persistence"]
+    for line in lines:
+        assert "no champion (no model trained yet: run `delinq train`)" in line
+        assert "ranked by the aging rule" in line and line in record.message
+    with WorklistStore(f"sqlite:///{tmp_path / 'w.db'}") as store:
+        wl = store.read_worklist(as_of=AS_OF.date())
+    assert len(wl) and (wl["scorer"] == "aging_rule").all()
+    assert (wl["calibration"] != "validation").all()  # nothing trained: not validation
+    ranked = wl.dropna(subset=["probability"])
+    assert (ranked["priority"] == ranked["probability"] * ranked["open_balance"]).all()
 
 
 def test_oldest_open_invoice_facts_agree_with_features(book) -> None:

@@ -1,0 +1,186 @@
+"""The aging rule as a first-class scorer (issue 12, item 2): what ranks a population that
+has no gated champion model.
+
+The rule is the one collections teams already use: oldest DPD first, then open balance
+(:func:`rule_score` *is* ``models.evaluate.aging_rule_score``, the baseline every model is
+gated against: one definition). Its key becomes a probability by the first calibration of
+this chain that the evidence supports (:class:`RuleCalibration`, ``source``):
+
+1. ``validation``: a calibrator fitted on the validation period of the last training of
+   this population (saved on the training's MLflow run even when the gate failed), when
+   that period holds at least :data:`MIN_FIT_POSITIVES` positive and negative rows;
+2. ``history``: the same fit on the book's whole resolved history at scoring time
+   (:func:`resolved_history`: rows whose label resolved strictly before ``as_of``, so
+   nothing is looked ahead), with the same minimum;
+3. ``dpd_band``: a Beta-smoothed rate per collections segment (the DPD bands of
+   ``features.spec.SEGMENTS``): ``(positives + k * base) / (rows + k)`` with the
+   population's base rate as the prior mean and ``k =`` :data:`BAND_PRIOR_ROWS` pseudo
+   rows, when the history holds at least :data:`MIN_BAND_POSITIVES` positives;
+4. ``none``: fewer positives than that: no probability ("n/a (thin data)"); the worklist's
+   priority then falls back to the past-due amount (``serving``).
+
+Everything here is a pure function of its inputs; nothing reads the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any, Final, Literal
+
+import numpy as np
+import pandas as pd
+
+from features.spec import SEGMENTS, as_day, segment_of
+from models.calibration import Calibrator, choose_calibrator
+from models.evaluate import aging_rule_score
+
+Source = Literal["validation", "history", "dpd_band", "none"]
+#: The calibration sources in the order they are tried (``serving.store_schema``'s
+#: ``CALIBRATIONS``: the worklist's ``calibration`` column).
+SOURCES: Final = ("validation", "history", "dpd_band", "none")
+#: Positive (and negative) rows a fitted calibration of the rule key needs.
+MIN_FIT_POSITIVES: Final = 20
+#: Positive rows the smoothed per-band rates need; below it there is no probability.
+MIN_BAND_POSITIVES: Final = 5
+#: Strength of the Beta prior of the band rates, in pseudo rows at the base rate.
+BAND_PRIOR_ROWS: Final = 20
+#: Weekly ``as_of`` dates of the resolved history (the newest, before the scoring date).
+HISTORY_DATES: Final = 26
+#: The calibrator's artifact name on a training run (``models.registry``).
+ARTIFACT: Final = "aging_rule_calibration.json"
+
+
+def rule_score(frame: pd.DataFrame) -> np.ndarray:
+    """The aging rule's key (higher = contact first): oldest DPD, then open balance."""
+    return aging_rule_score(frame)
+
+
+def _evidence(y: np.ndarray) -> dict[str, int]:
+    return {"rows": int(len(y)), "positive_rows": int((y == 1).sum())}
+
+
+@dataclass(frozen=True)
+class RuleCalibration:
+    """How the rule's key becomes a probability for one population (module docstring).
+
+    ``source``: one of :data:`SOURCES`; ``calibrator``: the fitted map of the key (for
+    ``validation`` and ``history``); ``band_rates``: segment -> smoothed rate (for
+    ``dpd_band``); ``evidence``: rows and positive rows it was fitted on.
+    """
+
+    source: Source
+    calibrator: Calibrator | None = None
+    band_rates: dict[str, float] = field(default_factory=dict)
+    evidence: dict[str, int] = field(default_factory=dict)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """Probability (0-1) per row of ``frame`` (``oldest_dpd``, ``open_balance``);
+        NaN everywhere when the source is ``none``."""
+        if self.source == "none":
+            return np.full(len(frame), np.nan)
+        if self.calibrator is not None:
+            return self.calibrator.predict(rule_score(frame))
+        seg = segment_of(np.nan_to_num(frame["oldest_dpd"].to_numpy(dtype=float), nan=0.0))
+        return seg.map(self.band_rates).to_numpy(dtype=float)
+
+    def describe(self) -> str:
+        """Where the probability comes from, for the one line scoring prints."""
+        if self.source == "none":
+            return (f"no probability (n/a, thin data: {self.evidence.get('positive_rows', 0)} "
+                    f"positive rows in the resolved history, needs {MIN_BAND_POSITIVES}); "
+                    "priority is the past-due amount")
+        what = {"validation": "calibrated on the last training's validation period",
+                "history": "calibrated on the book's resolved history",
+                "dpd_band": "smoothed rate per DPD band of the resolved history"}[self.source]
+        return (f"{what} ({self.evidence.get('positive_rows', 0):,} positive of "
+                f"{self.evidence.get('rows', 0):,} rows)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form (the training run's artifact)."""
+        return {"source": self.source, "band_rates": dict(self.band_rates),
+                "evidence": dict(self.evidence),
+                "calibrator": None if self.calibrator is None else self.calibrator.to_dict()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuleCalibration:
+        """Inverse of :meth:`to_dict`."""
+        cal = data.get("calibrator")
+        return cls(source=data["source"],
+                   calibrator=None if cal is None else Calibrator.from_dict(cal),
+                   band_rates={str(k): float(v) for k, v in data.get("band_rates", {}).items()},
+                   evidence={str(k): int(v) for k, v in data.get("evidence", {}).items()})
+
+
+def fit_rule_calibration(rows: pd.DataFrame, *, source: Source) -> RuleCalibration | None:
+    """A fitted calibration of the rule key on labelled ``rows`` (``y``, ``oldest_dpd``,
+    ``open_balance``), or None when they hold fewer than :data:`MIN_FIT_POSITIVES`
+    positive or negative rows. ``source`` names where the rows come from."""
+    y = rows["y"].to_numpy(dtype=float)
+    ev = _evidence(y)
+    if min(ev["positive_rows"], ev["rows"] - ev["positive_rows"]) < MIN_FIT_POSITIVES:
+        return None
+    cal = choose_calibrator(rule_score(rows), y).calibrator
+    return RuleCalibration(source=source, calibrator=cal, evidence=ev)
+
+
+def band_calibration(rows: pd.DataFrame) -> RuleCalibration:
+    """Beta-smoothed rate per DPD band (segment) of labelled ``rows``, or ``none`` below
+    :data:`MIN_BAND_POSITIVES` positives (module docstring, step 3)."""
+    y = rows["y"].to_numpy(dtype=float)
+    ev = _evidence(y)
+    if ev["positive_rows"] < MIN_BAND_POSITIVES:
+        return RuleCalibration(source="none", evidence=ev)
+    base = ev["positive_rows"] / ev["rows"]
+    seg = segment_of(np.nan_to_num(rows["oldest_dpd"].to_numpy(dtype=float), nan=0.0))
+    counts = pd.DataFrame({"seg": seg.to_numpy(), "y": y}).groupby("seg")["y"].agg(["sum",
+                                                                                   "size"])
+    rates = {}
+    for s in SEGMENTS:
+        pos, n = (counts.loc[s, "sum"], counts.loc[s, "size"]) if s in counts.index else (0, 0)
+        rates[s] = float((pos + BAND_PRIOR_ROWS * base) / (n + BAND_PRIOR_ROWS))
+    return RuleCalibration(source="dpd_band", band_rates=rates, evidence=ev)
+
+
+def choose_rule_calibration(
+    *, validation: RuleCalibration | None, history: pd.DataFrame
+) -> RuleCalibration:
+    """The chain of the module docstring: ``validation`` (as saved by the last training)
+    if given, else a fit on ``history`` (resolved rows of this population, see
+    :func:`resolved_history`), else the smoothed band rates, else ``none``."""
+    if validation is not None and validation.source == "validation":
+        return validation
+    fitted = fit_rule_calibration(history, source="history") if len(history) else None
+    if fitted is not None:
+        return fitted
+    if not len(history):
+        return RuleCalibration(source="none", evidence={"rows": 0, "positive_rows": 0})
+    return band_calibration(history)
+
+
+def resolved_history(
+    book: Any, *, as_of: date | pd.Timestamp, kind: str, delinquency_dpd: int | None = None,
+    persistence_days: int | None = None, n_dates: int = HISTORY_DATES,
+) -> pd.DataFrame:
+    """Labelled rows of population ``kind`` whose label resolved strictly before ``as_of``.
+
+    The rows of the newest ``n_dates`` weekly ``as_of`` dates before ``as_of`` (the first
+    a week after the book's first issue date), labelled with the data known before
+    ``as_of`` only (``data_end = as_of``): no look-ahead. Columns: the training set's.
+    """
+    from features import build_training_set
+
+    day = as_day(as_of)
+    first = as_day(book.first_date) + timedelta(days=7)
+    last = day - timedelta(days=1)
+    dates = list(pd.date_range(first, last, freq="7D").date)[-n_dates:] if last >= first else []
+    if not dates:
+        return pd.DataFrame({"y": pd.Series(dtype=float), "oldest_dpd": pd.Series(dtype=float),
+                             "open_balance": pd.Series(dtype=float)})
+    kw = {k: v for k, v in (("delinquency_dpd", delinquency_dpd),
+                            ("persistence_days", persistence_days)) if v is not None}
+    frame = build_training_set(book, as_of_dates=dates, data_end=day, **kw)
+    resolved = pd.to_datetime(frame["label_resolved_date"])
+    keep = (~frame["censored"].astype(bool)) & (frame["model"] == kind) & (
+        resolved < pd.Timestamp(day))
+    return frame[keep].reset_index(drop=True)

@@ -1,0 +1,155 @@
+"""Scoring a population with the aging rule when it has no gated champion model.
+
+:func:`resolve_scorers` decides, per population, who ranks it tonight: the gated
+``champion`` model, or the aging rule (``models.rule``) with the first calibration the
+evidence supports (the last training's validation period, the book's resolved history, a
+smoothed rate per DPD band, or none) and one line saying why no model ranks it and where
+the probability comes from (:attr:`RuleScorer.line`), e.g.::
+
+    persistence: no champion (gate failed (evidence): the test period holds 3 positive
+    accounts ...); ranked by the aging rule, calibrated on the last training's validation
+    period (41 positive of 880 rows)
+
+:func:`rule_part` scores the rule's rows: probability, reasons (the rule's own facts: the
+oldest invoice's days past due and the past-due amount, in ``serving.reasons``' sentence
+style; no SHAP), and their explanation rows. Nothing here reads the clock.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.spec import as_day
+from models.model import DelinqModel
+from models.registry import NoChampionError, UngatedChampionError, last_trained, load_champion
+from models.rule import RuleCalibration, choose_rule_calibration, resolved_history, rule_score
+from serving.reasons import FACT_FEATURE, REASON_COLUMNS, render_reason
+from serving.store_schema import RULE_SCORER
+
+#: The rule's facts, in reason order (feature names of ``serving.reasons``' templates).
+RULE_FACTS = (FACT_FEATURE, "past_due_amount")
+
+
+@dataclass(frozen=True)
+class RuleScorer:
+    """The aging rule ranking population ``kind``: why no model does (``why``, one
+    clause) and how its key becomes a probability (``calibration``)."""
+
+    kind: str
+    why: str
+    calibration: RuleCalibration
+
+    @property
+    def line(self) -> str:
+        """One line for the run summary, the artifact and ``delinq worklist``."""
+        return (f"{self.kind}: no champion ({self.why}); ranked by the aging rule, "
+                f"{self.calibration.describe()}")
+
+
+def resolve_scorers(
+    book: object,
+    *,
+    as_of: date | pd.Timestamp,
+    tracking_uri: str,
+    model_names: Mapping[str, str],
+    why: Mapping[str, str] | None = None,
+    delinquency_dpd: int | None = None,
+    persistence_days: int | None = None,
+) -> tuple[dict[str, DelinqModel], dict[str, RuleScorer]]:
+    """``(models, rules)``: the gated champion of each entry of ``model_names`` (model key
+    -> registered name), and a :class:`RuleScorer` for every key without one.
+
+    ``why`` (key -> clause) says why a key has no model when the caller knows better than
+    the registry (e.g. training stopped: the split error). A rule's calibration is the
+    last training's validation fit, else one on ``book``'s history resolved before
+    ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``).
+    """
+    models: dict[str, DelinqModel] = {}
+    rules: dict[str, RuleScorer] = {}
+    for key, registered in model_names.items():
+        try:
+            models[key] = load_champion(registered, tracking_uri=tracking_uri)
+            continue
+        except UngatedChampionError:
+            reason = "the champion has no recorded quality-gate pass (an earlier release's)"
+        except NoChampionError:
+            reason = "no model trained yet: run `delinq train`"
+        last = last_trained(registered, tracking_uri=tracking_uri)
+        if last is not None and last.get("gate_reason"):
+            reason = str(last["gate_reason"])
+        if why and why.get(key):
+            reason = why[key]
+        validation = None if last is None else last.get("rule_calibration")
+        calibration = validation
+        if calibration is None or calibration.source != "validation":
+            history = resolved_history(book, as_of=as_day(as_of), kind=key,
+                                       delinquency_dpd=delinquency_dpd,
+                                       persistence_days=persistence_days)
+            calibration = choose_rule_calibration(validation=None, history=history)
+        rules[key] = RuleScorer(kind=key, why=reason, calibration=calibration)
+    return models, rules
+
+
+@dataclass(frozen=True)
+class RulePart:
+    """The rule's scores of one population's rows: probability (NaN when calibration is
+    ``none``), reasons (on the part's index), explanation rows."""
+
+    probability: np.ndarray
+    reasons: pd.DataFrame
+    explanations: pd.DataFrame
+
+
+def rule_part(part: pd.DataFrame, scorer: RuleScorer, *, currency: str = "$") -> RulePart:
+    """Score ``part`` (feature rows with facts) with ``scorer`` (see :class:`RulePart`)."""
+    key = rule_score(part)
+    probability = scorer.calibration.predict(part)
+    expl = pd.DataFrame({
+        "account_id": part["account_id"].astype("str").to_numpy(dtype=object),
+        "model": scorer.kind,
+        "model_version": RULE_SCORER,
+        "base_value": np.nan,
+        "raw_score": key,  # the rule's key, not log-odds: there is no SHAP for a rule
+        **{c: part[c].to_numpy(dtype=float) for c in ("oldest_dpd", "past_due_amount",
+                                                        "open_balance")},
+    }).astype({"account_id": "str", "model": "str", "model_version": "str"})
+    return RulePart(probability=probability, reasons=rule_reasons(part, currency=currency),
+                    explanations=expl)
+
+
+def rule_reasons(part: pd.DataFrame, *, currency: str = "$") -> pd.DataFrame:
+    """The rule's facts as reasons: ``reason_1`` the oldest open invoice's days past due
+    (with the past-due amount and the invoice), ``reason_2`` the past-due amount and its
+    share of the balance when something is past due; no mitigating reason. ``reasons_json``
+    lists them with direction ``fact`` (no SHAP: the rule has none)."""
+    n = len(part)
+    values = {c: part[c].to_numpy() for c in part.columns}
+    texts = {f: render_reason(f, values, currency=currency) for f in RULE_FACTS}
+    past_due = np.nan_to_num(part["past_due_amount"].to_numpy(dtype=float), nan=0.0) > 0
+    second = pc.if_else(pa.array(past_due), texts["past_due_amount"],
+                        pa.nulls(n, pa.string()))
+    out = pd.DataFrame(index=part.index)
+    out["reason_1"] = pd.Series(texts[FACT_FEATURE].to_pylist(), index=part.index,
+                                dtype=object)
+    out["reason_2"] = pd.Series(second.to_pylist(), index=part.index, dtype=object)
+    out["reason_3"] = pd.Series([None] * n, index=part.index, dtype=object)
+    out["mitigating_reason"] = pd.Series([None] * n, index=part.index, dtype=object)
+    items = []
+    for i in range(n):
+        facts = [(FACT_FEATURE, values[FACT_FEATURE][i], out["reason_1"].iat[i])]
+        if past_due[i]:
+            facts.append(("past_due_amount", values["past_due_amount"][i],
+                          out["reason_2"].iat[i]))
+        items.append(json.dumps([
+            {"feature": f, "value": None if pd.isna(v) else round(float(v), 6), "shap": None,
+             "text": t, "direction": "fact"} for f, v, t in facts if t is not None]))
+    out["reasons_json"] = pd.Series(items, index=part.index, dtype=object)
+    return out[list(REASON_COLUMNS)]
