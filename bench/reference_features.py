@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
+from features.pit.credits import applied_payments, credit_changes
 from features.spec import (
     BEHAVIOUR_WINDOWS,
     CLEAR_TOLERANCE_CENTS,
@@ -59,10 +60,15 @@ def _clear_dates(inv: pd.DataFrame, pay: pd.DataFrame) -> pd.DataFrame:
 
 
 def known_invoices(book: Book, as_of: pd.Timestamp) -> pd.DataFrame:
-    """Invoices issued before ``as_of`` with their payment state from payments before it."""
-    inv = book.invoices[book.invoices["issue_date"] < as_of]
+    """Invoices issued before ``as_of`` with their payment state from payments before it.
+
+    Payments are the applications of the one openness rule (``applied_payments``: credits,
+    prepayments and overpayments applied); credit notes (negative amounts) are no invoices.
+    """
+    inv = book.invoices[(book.invoices["issue_date"] < as_of) & (book.invoices["amount"] > 0)]
     inv = inv[["invoice_id", "account_id", "issue_date", "due_date", "amount"]].copy()
-    pay = book.payments[book.payments["payment_date"] < as_of]
+    applied = applied_payments(book)
+    pay = applied[applied["payment_date"] < as_of]
     pay = pay.merge(inv[["invoice_id"]], on="invoice_id")  # semi-join (ids are unique)
     inv = inv.join(_clear_dates(inv, pay))
     inv["is_open"] = inv["clear_date"].isna()
@@ -98,8 +104,11 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
     op["past_due"] = op["dpd"] >= 1
     pieces = []
     g = op.groupby("account_id")
+    changes = credit_changes(book)
+    coa = changes[changes["date"] < as_of].groupby("account_id")["amount"].sum()
+    coa = coa.round(2).clip(lower=0.0).reindex(g.size().index, fill_value=0.0)
     ex = pd.DataFrame({
-        "open_balance": g["outstanding"].sum(),
+        "open_balance": (g["outstanding"].sum() - coa).clip(lower=0.0),
         "oldest_dpd": g["dpd"].max(),
         "n_open_invoices": g.size().astype("float64"),
         "largest_open_amount": g["outstanding"].max(),
@@ -120,7 +129,7 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
         col = "one" if name.startswith("n_") else "outstanding"
         vals = op.assign(one=1.0)[col].where(mask, 0.0)
         ex[name] = vals.groupby(op["account_id"]).sum()
-    ex["past_due_share"] = ex["past_due_amount"] / ex["open_balance"]
+    ex["past_due_share"] = ex["past_due_amount"] / g["outstanding"].sum()
     pieces.append(ex)
 
     cl = inv[~inv["is_open"]]
@@ -181,7 +190,8 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
     acc = book.accounts.drop_duplicates("account_id").set_index("account_id")
     acc = acc.reindex(out.index)
     limit = acc["credit_limit"].where(acc["credit_limit"] > 0)
-    out["credit_utilisation"] = out["open_balance"] / limit
+    gross = op.groupby("account_id")["outstanding"].sum().reindex(out.index)
+    out["credit_utilisation"] = gross / limit
     out["account_age_days"] = _days(as_of - acc["created_date"])
     for col, src in (("account_segment", "segment"), ("account_region", "region")):
         cats = ordered_categories(book.accounts[src])
@@ -204,6 +214,7 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
     out["oldest_invoice_open"] = oldest["outstanding"].to_numpy()
     partial = (op["paid"] > 0).groupby(op["account_id"]).any()
     out["partial_payer"] = partial.reindex(out["account_id"]).to_numpy(dtype=bool)
+    out["credit_on_account"] = coa.reindex(out["account_id"]).to_numpy()
     return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS, *FACT_COLUMNS]]
 
 
@@ -217,7 +228,8 @@ def reference_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd:
     inv = known_invoices(book, as_of)
     op = inv[inv["is_open"]][["invoice_id", "account_id", "due_date", "amount", "outstanding",
                               "dpd"]].copy()
-    pay = book.payments[book.payments["payment_date"] < end]
+    applied = applied_payments(book)
+    pay = applied[applied["payment_date"] < end]
     pay = pay.merge(op[["invoice_id"]], on="invoice_id")
     op["f"] = _clear_dates(op, pay)["clear_date"]
     oldest = op.groupby("account_id")["dpd"].transform("max")

@@ -142,8 +142,8 @@ def _exposure_spec() -> dict[str, str]:
         span = f"{lo}+" if hi is None else f"{lo}-{hi}"
         aging[name] = f"Dollars owed on open invoices {span} days past due."
     return {
-        "open_balance": "Dollars still owed on invoices open at as_of (partial payments "
-        "deducted).",
+        "open_balance": "Dollars still owed on invoices open at as_of (payments and applied "
+        "credits deducted), less any credit on account; never negative.",
         "past_due_amount": "Dollars owed on open invoices past their due date (1+ DPD).",
         "oldest_dpd": "Days past due of the oldest open invoice (negative = not yet due).",
         "n_open_invoices": "Number of invoices open at as_of.",
@@ -216,13 +216,17 @@ FACT_SPEC: Final[dict[str, str]] = {
     "listed first in the book).",
     "oldest_invoice_open": "Dollars still owed on that invoice.",
     "partial_payer": "Whether some open invoice is partly paid (boolean).",
+    "credit_on_account": "Dollars of credit (credit notes, overpayments, prepayments of "
+    "invoices not issued yet) known at as_of and not yet applied to an invoice; netted "
+    "from open_balance.",
 }
 FACT_COLUMNS: Final = tuple(FACT_SPEC)
 
 #: Rows of the point-in-time kernel's output matrix: every numeric feature, then the numeric
 #: facts (the oldest open invoice's id comes out as an invoice position beside it). The
 #: kernels address rows by name through :data:`KERNEL_INDEX`, never by a literal number.
-KERNEL_COLUMNS: Final = (*NUMERIC_COLUMNS, "oldest_invoice_open", "partial_payer")
+KERNEL_COLUMNS: Final = (*NUMERIC_COLUMNS, "oldest_invoice_open", "partial_payer",
+                          "credit_on_account")
 KERNEL_INDEX: Final[dict[str, int]] = {name: k for k, name in enumerate(KERNEL_COLUMNS)}
 
 #: Columns of the feature frame (``features.build_features``) and their pandas dtypes; the
@@ -234,7 +238,8 @@ FEATURE_DTYPES: Final[dict[str, str]] = {
     **{c: "category" if c in CATEGORICAL else "float64" for c in FEATURE_COLUMNS},
 }
 FACT_DTYPES: Final[dict[str, str]] = {
-    "oldest_invoice_id": "str", "oldest_invoice_open": "float64", "partial_payer": "bool"}
+    "oldest_invoice_id": "str", "oldest_invoice_open": "float64", "partial_payer": "bool",
+    "credit_on_account": "float64"}
 
 
 def check_feature_frame(frame: pd.DataFrame) -> None:

@@ -156,6 +156,38 @@ def random_book(seed: int | random.Random, *, n_accounts: int = 4, n_invoices: i
     return make_book(invoices, payments, disputes, accounts)
 
 
+def with_credits(book: Book, rng: np.random.Generator, lo: pd.Timestamp, hi_days: int,
+                  tag: str) -> Book:
+    """``book`` plus credit notes (some naming an invoice of their account) and
+    prepayments of new invoices, dated from ``lo`` to ``lo + hi_days``."""
+    inv = book.invoices
+    if inv.empty:
+        return book
+    rows, refs, pays = [], {}, []
+    for k in range(4):
+        when = lo + pd.Timedelta(days=int(rng.integers(0, hi_days)))
+        src = inv.iloc[int(rng.integers(0, len(inv)))]
+        cid = f"{tag}C{k}"
+        rows.append((cid, src["account_id"], when, when, -float(rng.choice([5.0, 60.0, 500.0]))))
+        if rng.random() < 0.5:
+            refs[cid] = src["invoice_id"]
+        # an invoice paid in advance: the payment at ``when``, the issue up to 40 days later
+        pid = f"{tag}P{k}"
+        issue = when + pd.Timedelta(days=int(rng.integers(1, 40)))
+        rows.append((pid, src["account_id"], issue, issue + pd.Timedelta(days=30), 40.0))
+        pays.append((pid, when, float(rng.choice([20.0, 40.0, 90.0]))))
+    more = make_book(rows, pays)
+    new_inv = more.invoices.copy()
+    new_inv["reference_invoice_id"] = new_inv["invoice_id"].map(refs).astype(object)
+    old_inv = inv.copy()
+    if "reference_invoice_id" not in old_inv.columns:
+        old_inv["reference_invoice_id"] = None
+    return Book.from_frames(
+        pd.concat([old_inv, new_inv], ignore_index=True),
+        pd.concat([book.payments, more.payments], ignore_index=True),
+        book.accounts, book.disputes)
+
+
 def books(max_accounts: int = 4, max_invoices: int = 12) -> st.SearchStrategy[Book]:
     """Hypothesis strategy of small random books (drawn through ``st.randoms()``, so a
     failing book shrinks)."""

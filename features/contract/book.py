@@ -8,7 +8,8 @@ Canonical dtypes (the contract every consumer may rely on):
 
 - ids (``invoice_id``, ``account_id``, ``payment_id``): pandas ``str`` (Arrow-backed strings);
 - dates: ``datetime64[s]`` at midnight, no timezone (dates, not timestamps);
-- amounts: ``float64`` in the book's currency (one currency per book);
+- amounts: ``float64`` in the book's currency (one currency per book); an invoice row with a
+  negative amount is a *credit note* (applied by the openness rule, ``features.pit``);
 - ``terms_days``: ``Int64`` (nullable), days from issue to due.
 
 In-memory representation (what a partition of a bigger book keeps too): four columnar
@@ -53,7 +54,8 @@ REQUIRED: Final[dict[str, dict[str, str]]] = {
     "disputes": {"invoice_id": ID_DTYPE, "opened_date": DATE_DTYPE},
 }
 OPTIONAL: Final[dict[str, dict[str, str]]] = {
-    "invoices": {"currency": "str", "terms_days": "Int64", "document_type": "str"},
+    "invoices": {"currency": "str", "terms_days": "Int64", "document_type": "str",
+                 "reference_invoice_id": ID_DTYPE},
     "payments": {"payment_id": ID_DTYPE, "account_id": ID_DTYPE, "method": "str"},
     "accounts": {
         "name": "str",
@@ -64,6 +66,20 @@ OPTIONAL: Final[dict[str, dict[str, str]]] = {
     },
     "disputes": {"resolved_date": DATE_DTYPE, "reason": "str"},
 }
+
+
+#: ``document_type`` values (case and spaces/``-``/``_`` ignored) that make an invoice row a
+#: credit note. A credit note is kept with a negative amount (a positive amount in the
+#: file is negated); ``reference_invoice_id`` may name the invoice it credits.
+CREDIT_DOCUMENT_TYPES: Final = ("credit", "creditnote", "credit note", "cn", "creditmemo",
+                                "credit memo", "cm", "gutschrift", "avoir")
+
+
+def is_credit_type(text: str) -> bool:
+    """Whether a ``document_type`` value names a credit note (see
+    :data:`CREDIT_DOCUMENT_TYPES`)."""
+    key = "".join(ch for ch in text.lower() if ch.isalnum())
+    return key in {"".join(ch for ch in t if ch.isalnum()) for t in CREDIT_DOCUMENT_TYPES}
 
 
 def columns_of(table: str) -> dict[str, str]:

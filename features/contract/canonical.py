@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 
 from features.contract import rules as R
-from features.contract.book import DATE_DTYPE, columns_of
+from features.contract.book import CREDIT_DOCUMENT_TYPES, DATE_DTYPE, columns_of
 
 # Canonical row order of each Book table (invoice and account ids are unique once
 # validated; payments and disputes break ties on every other contract column).
@@ -52,6 +52,9 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
         values["account_id"] = pl.coalesce(values["account_id"], parent) if (
             "account_id" in values
         ) else parent
+    if table == "invoices" and "document_type" in values:
+        values["amount"] = pl.when(credit_type(values["document_type"])).then(
+            -values["amount"].abs()).otherwise(values["amount"])
     ordered = [c for c in columns_of(table) if c in values]
     out = kept.select(*[values[c].alias(c) for c in ordered],
                       *[pl.col(c).cast(pl.String) for c in extras])
@@ -61,6 +64,12 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
     if not is_sorted(out, keys):
         out = out.sort(keys, nulls_last=True, maintain_order=True)
     return out
+
+
+def credit_type(text: pl.Expr) -> pl.Expr:
+    """True where a ``document_type`` names a credit note (``book.is_credit_type``)."""
+    keys = ["".join(ch for ch in t if ch.isalnum()) for t in CREDIT_DOCUMENT_TYPES]
+    return text.str.to_lowercase().str.replace_all(r"[^a-z0-9]", "").is_in(keys).fill_null(False)
 
 
 def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:

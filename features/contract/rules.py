@@ -19,7 +19,8 @@ Row rules (exact names, in priority order: a bad row is assigned the FIRST rule 
 ``unparseable_amount``      a number (amount, credit_limit, terms_days) is not finite under
                             the file's decimal separator (terms_days must also be whole)
 ``ambiguous_amount``        a number reads two ways ("2.500") and the decimal is unknown
-``non_positive_amount``     an invoice or payment amount is <= 0
+``non_positive_amount``     a payment amount is <= 0, or an invoice amount is 0 (a negative
+                            invoice amount is a credit note, kept)
 ``amount_above_cap``        an amount or credit limit is above ``Plausibility.amount_cap``
 ``due_before_issue``        invoice due_date < issue_date
 ``duplicate_id``            an exact copy of an earlier row with the same invoice_id /
@@ -27,7 +28,6 @@ Row rules (exact names, in priority order: a bad row is assigned the FIRST rule 
 ``conflicting_duplicate``   every row of an id whose copies differ in a contract column
 ``unknown_invoice``         payment/dispute whose invoice_id is not among the invoice rows read
 ``parent_quarantined``      payment/dispute whose invoice was quarantined (kept out with it)
-``payment_before_issue``    payment_date < the invoice's issue_date
 ``dispute_before_issue``    dispute opened_date < the invoice's issue_date
 ``resolved_before_opened``  dispute resolved_date < opened_date
 =========================  ==================================================================
@@ -63,7 +63,6 @@ RULES: Final = (
     "conflicting_duplicate",
     "unknown_invoice",
     "parent_quarantined",
-    "payment_before_issue",
     "dispute_before_issue",
     "resolved_before_opened",
 )
@@ -209,8 +208,11 @@ def row_local_rules(
         hit, which = _first(table, cols, flags, prefix)
         checks.append((rule, hit, which))
     if table in ("invoices", "payments"):
+        # A negative invoice is a credit note (kept); a payment must be positive.
         amount = column_code(table, "amount")
-        checks.append(("non_positive_amount", pl.col(value("amount")) <= 0, amount))
+        bad_amount = pl.col(value("amount")) == 0 if table == "invoices" else (
+            pl.col(value("amount")) <= 0)
+        checks.append(("non_positive_amount", bad_amount, amount))
     hit, which = _first(table, amounts, flags, "cap")
     checks.append(("amount_above_cap", hit, which))
     if table == "invoices":
@@ -273,7 +275,8 @@ def _duplicates(frame: pl.DataFrame, table: str, id_col: str) -> pl.DataFrame:
 
 def parents_of(invoices: pl.DataFrame) -> pl.DataFrame:
     """The slim view of checked invoices that payment/dispute rules need."""
-    return invoices.select(value("invoice_id"), value("issue_date"), value("account_id"), RULE)
+    return invoices.select(value("invoice_id"), value("issue_date"), value("account_id"),
+                           value("amount"), RULE, ROW)
 
 
 def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.DataFrame:
@@ -285,6 +288,7 @@ def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.Da
     frame = frame.with_columns(
         kept.get_column(issue).gather(at).alias("__parent_issue"),
         kept.get_column(value("account_id")).gather(at).alias("__parent_account"),
+        kept.get_column(value("amount")).gather(at).alias("__parent_amount"),
     )
     found = pl.col("__parent_issue").is_not_null()
     dropped = parents.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())
@@ -298,10 +302,7 @@ def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.Da
         ("unknown_invoice", ~found & ~quarantined_parent, ref),
         ("parent_quarantined", quarantined_parent, ref),
     ]
-    if table == "payments":
-        before = pl.col(value("payment_date")) < pl.col("__parent_issue")
-        checks.append(("payment_before_issue", before, column_code(table, "payment_date")))
-    else:
+    if table == "disputes":  # a payment before issue is a prepayment (kept)
         before = pl.col(value("opened_date")) < pl.col("__parent_issue")
         checks.append(("dispute_before_issue", before, column_code(table, "opened_date")))
         if value("resolved_date") in frame.columns:
@@ -374,10 +375,6 @@ def messages(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility) -
         ),
         "parent_quarantined": pl.concat_str(
             pl.lit("invoice '"), raw, pl.lit("' was quarantined, so this row is kept out with it")
-        ),
-        "payment_before_issue": pl.concat_str(
-            pl.lit("payment_date "), date(value("payment_date")),
-            pl.lit(" is before the invoice's issue_date "), date("__parent_issue"),
         ),
         "dispute_before_issue": pl.concat_str(
             pl.lit("opened_date "), date(value("opened_date")),

@@ -30,6 +30,7 @@ import pyarrow as pa
 from features.contract import rules as R
 from features.contract.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
 from features.contract.canonical import bare_accounts, canonical, to_pandas, with_bare_accounts
+from features.contract.credits import credit_notes, describe, payment_credits
 from features.contract.headers import normalised_header, suggestion
 from features.contract.io import read_source, table_files
 from features.contract.options import (
@@ -72,7 +73,9 @@ class ValidationResult:
     decimal separator, date formats, renamed columns). ``warnings``: findings that did not
     change the book but may mean the export is off (e.g. ids matching only without leading
     zeros). ``anomalies``: plausibility anomalies accepted with ``accept_anomalies=True``
-    (empty when none, or when they stopped the run).
+    (empty when none, or when they stopped the run). ``credits``: what was kept as credit
+    (``features.contract.credits.CREDIT_COUNTS``: credit notes, prepayments, overpaid
+    invoices, with their amounts).
     """
 
     book: Book
@@ -81,6 +84,7 @@ class ValidationResult:
     read_info: dict[str, ReadInfo] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     anomalies: tuple[Anomaly, ...] = ()
+    credits: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -113,6 +117,8 @@ class ValidationResult:
         if shown:
             lines.append("read:")
             lines += [f"  {info.describe()}" for info in shown]
+        if (credit_line := describe(self.credits)) is not None:
+            lines.append(credit_line)
         lines += [f"warning: {w}" for w in self.warnings]
         lines += [f"accepted anomaly: {a.message}" for a in self.anomalies]
         return "\n".join(lines)
@@ -356,6 +362,7 @@ def _validate(
     rows = {t: {"table": t, "rows_read": 0, "kept": 0, "quarantined": 0} for t in TABLES}
     error: DataContractError | None = None
     warnings: list[str] = []
+    credits: dict[str, float] = {}
     parents = pl.DataFrame()
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
     for table in _ORDER:
@@ -384,12 +391,16 @@ def _validate(
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
         canon = canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
-        del frame
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
             # changes (linear, no hashing).
             ids = canon.get_column("account_id")
             seen = ids.filter(first_occurrence(ids)).to_frame()
+        if table == "payments":
+            credits.update(payment_credits(frame.filter(~is_bad)))
+        del frame
+        if table == "invoices":
+            credits.update(credit_notes(canon))
         if table in ("payments", "disputes"):
             warnings += _unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
         if table == "accounts":
@@ -417,7 +428,7 @@ def _validate(
     book = Book(**{**empty, **kept})
     result = ValidationResult(book=book, quarantine=quarantine, summary=summary,
                               read_info=read_info, warnings=tuple(warnings),
-                              anomalies=tuple(anomalies))
+                              anomalies=tuple(anomalies), credits=credits)
     if error is None and anomalies and not accept_anomalies:
         error = anomalies[0].error()
         if len(anomalies) > 1:
@@ -482,7 +493,7 @@ def _too_many(
     invoices = sources.get("invoices", "invoices")
     if rule == "unknown_invoice":
         detail += f"; their invoice_id is not among the invoices of {invoices}: check its ids"
-    elif rule in ("payment_before_issue", "dispute_before_issue"):
+    elif rule == "dispute_before_issue":
         detail += f"; compared with the issue_date of {invoices}: check its dates"
     detail += _HINTS.get(rule, "")
     return DataContractError(name, column, "too_many_bad_rows", detail)

@@ -153,8 +153,8 @@ def _median(x, n):
 
 @nb.njit(cache=True)
 def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due, amount,
-                      pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res, credit_limit,
-                      created):
+                      pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res, coa_ptr,
+                      coa_day, coa_amt, credit_limit, created):
     """Fill column ``o`` (all NaN on entry; rows named by the record ``c``) with account
     ``a``'s features and facts, and ``oldest_pos[a]`` with the position of its oldest open
     invoice; untouched if the account has no open invoice. A plain function (not inlined
@@ -293,7 +293,15 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
             disputed365 += 1
     if n_open == 0:
         return
-    o[c.open_balance] = bal
+    # Credit on account (unapplied credit known at as_of) nets the balance, never below 0.
+    coa = 0.0
+    for q in range(coa_ptr[a], coa_ptr[a + 1]):
+        if coa_day[q] >= as_of:
+            break
+        coa += coa_amt[q]
+    coa = max(round(coa, 2), 0.0)
+    o[c.open_balance] = max(bal - coa, 0.0)
+    o[c.credit_on_account] = coa
     o[c.past_due_amount] = pdue
     o[c.oldest_dpd] = oldest
     o[c.n_open_invoices] = n_open
@@ -344,12 +352,12 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
 
 @nb.njit(cache=True, nogil=True)
 def _features_range(start, stop, out, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
-                    amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res,
-                    credit_limit, created):
+                    amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res, coa_ptr,
+                    coa_day, coa_amt, credit_limit, created):
     for a in range(start, stop):
         _account_features(a, out[:, a], c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
                           amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open, dis_res,
-                          credit_limit, created)
+                          coa_ptr, coa_day, coa_amt, credit_limit, created)
 
 
 def run_chunked(kernel, n: int, *args: object) -> None:
@@ -386,7 +394,8 @@ def feature_matrix(prep: Prepared, as_of: date, *,
     run_chunked(_features_range, n_acc, out, COLS, PARAMS, day_number(as_of),
                 int(tolerance_cents), oldest_pos, prep.acc_ptr, prep.issue, prep.due,
                 prep.amount, prep.pay_ptr, prep.pay_day, prep.pay_amt, prep.dis_ptr,
-                prep.dis_open, prep.dis_res, prep.credit_limit, prep.created)
+                prep.dis_open, prep.dis_res, prep.coa_ptr, prep.coa_day, prep.coa_amt,
+                prep.credit_limit, prep.created)
     return out, oldest_pos
 
 
@@ -411,6 +420,7 @@ def feature_columns(prep: Prepared, as_of: date, *, facts: bool = False
         cols["oldest_invoice_id"] = prep.invoice_id_column(oldest_pos[rows])
         cols["oldest_invoice_open"] = mat[KERNEL_INDEX["oldest_invoice_open"], rows]
         cols["partial_payer"] = mat[KERNEL_INDEX["partial_payer"], rows] > 0
+        cols["credit_on_account"] = mat[KERNEL_INDEX["credit_on_account"], rows]
     del mat
     names = ("as_of", "segment", *FEATURE_COLUMNS, *(FACT_COLUMNS if facts else ()))
     return rows, {c: cols[c] for c in names}

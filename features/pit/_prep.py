@@ -5,7 +5,14 @@ Independent of ``as_of``, so a training-set grid pays for it once. Layout (CSR):
 - accounts: sorted distinct ids (``account_ids``), attributes per account;
 - invoices reordered so each account's invoices are contiguous: ``acc_ptr[a]:acc_ptr[a+1]``;
 - payments of invoice ``i`` at ``pay_ptr[i]:pay_ptr[i+1]``, sorted by date;
-- disputes of invoice ``i`` at ``dis_ptr[i]:dis_ptr[i+1]``.
+- disputes of invoice ``i`` at ``dis_ptr[i]:dis_ptr[i+1]``;
+- credit on account changes of account ``a`` at ``coa_ptr[a]:coa_ptr[a+1]``, by day.
+
+"Payments" here are *applications*: what the one openness rule applies to each invoice
+(``features.pit._credits``: payments up to what the invoice owes, prepayments on the issue
+date, credit notes and overpayments to the named or the oldest-due open invoices). Credit
+notes (invoice rows with a negative amount) are not invoices of the arrays; they only
+appear through their applications and the credit on account.
 
 Ids are matched with ``features.keys.match_ids`` (a sequential scan when the book lists
 payments in invoice order and invoices grouped by account, as exports do).
@@ -24,7 +31,8 @@ import pyarrow.compute as pc
 
 from features.contract.book import Book
 from features.keys import match_ids
-from features.spec import ordered_categories
+from features.pit._credits import allocate, needs_allocation
+from features.spec import CLEAR_TOLERANCE_CENTS, ordered_categories, to_cents
 
 #: Day numbers for "never" (missing resolved date) and "none" (missing date): beyond any
 #: real date but within int32, in which day arrays are stored (half the memory of int64).
@@ -60,6 +68,9 @@ class Prepared:
     dis_ptr: np.ndarray
     dis_open: np.ndarray
     dis_res: np.ndarray
+    coa_ptr: np.ndarray
+    coa_day: np.ndarray
+    coa_amt: np.ndarray
     credit_limit: np.ndarray
     created: np.ndarray
     segment_codes: np.ndarray
@@ -158,6 +169,50 @@ def _take(x: np.ndarray, order: np.ndarray | None) -> np.ndarray:
     return x if order is None else x[order]
 
 
+def _applications(
+    inv: pd.DataFrame, credits: pd.DataFrame | None, universe: pa.Array,
+    order: np.ndarray | None, acc_ptr: np.ndarray, issue: np.ndarray, due: np.ndarray,
+    amount: np.ndarray, pay_ptr: np.ndarray, pay_day: np.ndarray, pay_amt: np.ndarray,
+) -> tuple[np.ndarray, ...]:
+    """(pay_ptr, pay_day, pay_amt, coa_ptr, coa_day, coa_amt): the applications of the
+    one openness rule (see ``features.pit._credits``) in place of the raw payments. A book
+    without credit notes, prepayments or overpayments keeps its payments as they are."""
+    n_acc, n_inv = len(acc_ptr) - 1, len(issue)
+    amount_c = to_cents(amount)
+    pay_c = to_cents(pay_amt)
+    if credits is None and not needs_allocation(issue, amount_c, pay_ptr, pay_day, pay_c):
+        empty = np.zeros(0, np.int32)
+        return (pay_ptr, pay_day, pay_amt, np.zeros(n_acc + 1, np.int64), empty,
+                np.zeros(0, np.float64))
+    ids = pa.array(inv["invoice_id"])
+    if order is not None:
+        ids = ids.take(pa.array(order))
+    inv_rank = np.empty(n_inv, np.int64)  # rank of each position's id: the pool's last tie
+    inv_rank[pc.sort_indices(ids).to_numpy()] = np.arange(n_inv)
+    if credits is None:
+        credits = inv.iloc[:0]
+    cr_acc = match_ids(credits["account_id"], universe).astype(np.int64)
+    cr_day = _days(credits["issue_date"], NONE)
+    cr_c = -to_cents(credits["amount"].to_numpy(np.float64))
+    cr_ref = np.full(len(credits), -1, np.int64)
+    if "reference_invoice_id" in credits.columns and len(credits):
+        named = credits["reference_invoice_id"].notna().to_numpy()
+        if named.any():
+            pos = match_ids(credits["reference_invoice_id"].astype("str"), ids)
+            inv_acc = np.repeat(np.arange(n_acc), np.diff(acc_ptr))
+            ok = named & (pos >= 0)
+            ok[ok] = inv_acc[pos[ok]] == cr_acc[ok]  # only an invoice of the same account
+            cr_ref[ok] = pos[ok]
+    o = np.lexsort((cr_day, cr_acc))
+    app_inv, app_day, app_c, coa_acc, coa_day, coa_c = allocate(
+        np.int64(CLEAR_TOLERANCE_CENTS), acc_ptr, issue, due, amount_c, inv_rank, pay_ptr,
+        pay_day, pay_c, _ptr(cr_acc[o], n_acc), cr_day[o], cr_c[o], cr_ref[o])
+    o = np.lexsort((app_day, app_inv))
+    c = np.lexsort((coa_day, coa_acc))
+    return (_ptr(app_inv[o], n_inv), app_day[o].astype(np.int32), app_c[o] / 100.0,
+            _ptr(coa_acc[c], n_acc), coa_day[c].astype(np.int32), coa_c[c] / 100.0)
+
+
 def prepare(book: Book) -> Prepared:
     """Flatten ``book`` into the arrays the kernels read (see module docstring)."""
     inv, acc = book.invoices, book.accounts
@@ -170,6 +225,12 @@ def prepare(book: Book) -> Prepared:
         universe = pa.concat_arrays([universe, extra.cast(universe.type)])
         universe = universe.take(pc.sort_indices(universe))
         inv_acc = match_ids(inv["account_id"], universe)
+    credits = None
+    is_credit = inv["amount"].to_numpy(np.float64) < 0
+    if is_credit.any():  # credit notes: credits of their account, not invoices
+        credits = inv[is_credit]
+        inv = inv[~is_credit].reset_index(drop=True)
+        inv_acc = inv_acc[~is_credit]
     inv_acc = inv_acc.astype(np.int32)
     n_acc, n_inv = len(universe), len(inv)
 
@@ -192,6 +253,8 @@ def prepare(book: Book) -> Prepared:
                                     n_inv)
     pay_day = _take(pay_day_raw, p_order)
     pay_amt = _take(pay["amount"].to_numpy(np.float64), p_order)
+    pay_ptr, pay_day, pay_amt, coa_ptr, coa_day, coa_amt = _applications(
+        inv, credits, universe, order, acc_ptr, issue, due, amount, pay_ptr, pay_day, pay_amt)
 
     dis = book.disputes
     dis_open_raw = _days(dis["opened_date"], NONE)
@@ -212,7 +275,8 @@ def prepare(book: Book) -> Prepared:
         account_ids=universe, invoice_ids=_arrow(inv["invoice_id"]), inv_order=order,
         acc_ptr=acc_ptr, issue=issue, due=due, amount=amount,
         pay_ptr=pay_ptr, pay_day=pay_day, pay_amt=pay_amt, dis_ptr=dis_ptr,
-        dis_open=dis_open, dis_res=dis_res, credit_limit=credit, created=created,
+        dis_open=dis_open, dis_res=dis_res, coa_ptr=coa_ptr, coa_day=coa_day,
+        coa_amt=coa_amt, credit_limit=credit, created=created,
         segment_codes=seg_codes, segment_cats=seg_cats, region_codes=reg_codes,
         region_cats=reg_cats,
     )

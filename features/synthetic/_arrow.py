@@ -171,6 +171,7 @@ def event_tables(
             "currency": labels(np.zeros(m, dtype=np.int32), ("USD",)),
             "terms_days": pa.array(inv["terms"]),
             "document_type": labels(np.zeros(m, dtype=np.int32), ("invoice",)),
+            "reference_invoice_id": pa.nulls(m, pa.large_string()),
         },
         schema=schema("invoices", text=text),
     )

@@ -3,11 +3,11 @@
 Injected rows are EXTRA rows appended after the clean rows of each table: fresh ids, no
 children (no payment or dispute ever references an injected invoice), so the true book is
 unchanged and validation must quarantine exactly these rows. Each row breaks exactly one
-validation rule and no rule earlier in the contract's order (missing_value,
-unparseable_date, unparseable_amount, non_positive_amount, due_before_issue, duplicate_id,
-unknown_invoice, parent_quarantined, payment_before_issue, dispute_before_issue,
-resolved_before_opened). Duplicates copy an earlier clean row, so "first occurrence kept"
-keeps the clean one.
+validation rule and no rule earlier in the contract's order
+(``features.contract.rules.RULES``); the rules injected are :data:`RULES`, a subset of it
+in the same order. Duplicates copy an earlier clean row, so "first occurrence kept" keeps
+the clean one. Credit notes (negative invoices) and prepayments (payments before their
+invoice's issue date) are valid data, so they are never injected as errors.
 """
 
 from __future__ import annotations
@@ -26,8 +26,7 @@ RULES: Final[dict[str, tuple[str, ...]]] = {
     "invoices": ("missing_value", "unparseable_date", "unparseable_amount",
                  "non_positive_amount", "due_before_issue", "duplicate_id"),
     "payments": ("missing_value", "unparseable_date", "unparseable_amount",
-                 "non_positive_amount", "duplicate_id", "unknown_invoice",
-                 "payment_before_issue"),
+                 "non_positive_amount", "duplicate_id", "unknown_invoice"),
     "accounts": ("missing_value", "duplicate_id"),
     "disputes": ("missing_value", "unparseable_date", "unknown_invoice",
                  "dispute_before_issue", "resolved_before_opened"),
@@ -116,8 +115,8 @@ def injected_tables(
                 row[("issue_date", "due_date")[j % 2]] = BAD_DATES[j % len(BAD_DATES)]
             elif rule == "unparseable_amount":
                 row["amount"] = BAD_AMOUNTS[j % len(BAD_AMOUNTS)]
-            elif rule == "non_positive_amount":
-                row["amount"] = "0.00" if j % 2 == 0 else "-" + row["amount"]
+            elif rule == "non_positive_amount":  # (a negative invoice is a credit note)
+                row["amount"] = "0.00" if j % 2 == 0 else "0"
             elif rule == "due_before_issue":
                 row["due_date"] = _iso(days[src[j], 0] - 1 - j % 30)
                 row["terms_days"] = None
@@ -152,8 +151,6 @@ def injected_tables(
                 row["amount"] = "0.00" if j % 2 == 0 else "-" + row["amount"]
             elif rule == "unknown_invoice":
                 row["invoice_id"] = unknown_ids.pop()
-            elif rule == "payment_before_issue":
-                row["payment_date"] = _iso(issue - 1 - j % 30)
         return rows
 
     def account_rows(rule: str, k: int) -> list[dict]:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from features import build_features, build_labels
 from features.contract.book import Book
-from tests.factories import books_and_as_of, make_book
+from tests.factories import books_and_as_of, make_book, with_credits
 
 
 def _future_events(book: Book, as_of: pd.Timestamp, seed: int) -> Book:
@@ -49,6 +49,22 @@ def test_events_on_or_after_as_of_change_no_feature(case, seed):
     before = build_features(book, as_of=as_of)
     after = build_features(_future_events(book, as_of, seed), as_of=as_of)
     pd.testing.assert_frame_equal(before, after)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=books_and_as_of(), seed=st.integers(0, 10_000))
+def test_credits_on_or_after_as_of_change_no_feature_or_label_row(case, seed):
+    """Credit notes, overpayments and prepayments dated on or after as_of are not known:
+    the book with credits before as_of gives the same features with more credits after."""
+    book, as_of = case
+    rng = np.random.default_rng(seed)
+    known = with_credits(book, rng, as_of - pd.Timedelta(days=200), 200, "K")
+    later = with_credits(known, rng, as_of, 60, "F")
+    later = _future_events(later, as_of, seed)
+    before = build_features(known, as_of=as_of, facts=True)
+    pd.testing.assert_frame_equal(before, build_features(later, as_of=as_of, facts=True))
+    rows = build_labels(known, as_of=as_of)[["account_id", "model"]]
+    pd.testing.assert_frame_equal(rows, build_labels(later, as_of=as_of)[["account_id", "model"]])
 
 
 @settings(max_examples=20, deadline=None)

@@ -99,7 +99,7 @@ def _expected_rule(issue: date, due: date, amount_cents: int) -> str | None:
     for day in (issue, due):
         if not LIMITS.date_min <= day < LIMITS.date_max:
             return "implausible_date"
-    if amount_cents <= 0:
+    if amount_cents == 0:  # a negative invoice is a credit note, kept
         return "non_positive_amount"
     if amount_cents / 100 > LIMITS.amount_cap:
         return "amount_above_cap"

@@ -1,0 +1,67 @@
+"""What validation counts about credits (DESIGN section 3): kept, not quarantined.
+
+Credit notes (invoice rows with a negative amount, or a credit ``document_type``),
+prepayments (payments dated before their invoice's issue date) and overpayments (payments
+of an invoice beyond its amount) are valid data: the book keeps them and the one openness
+rule (``features.pit._credits``) applies them. Validation counts them in its summary so a
+user sees what was kept as credit; nothing here changes a row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import polars as pl
+
+from features.contract.parsing import value
+
+#: Keys of :attr:`ValidationResult.credits`, in display order.
+CREDIT_COUNTS = ("credit_notes", "credit_note_amount", "prepayments", "prepayment_amount",
+                 "overpaid_invoices", "overpaid_amount")
+
+
+def credit_notes(invoices: pl.DataFrame) -> dict[str, float]:
+    """Count and total (positive, book currency) of the kept credit notes (canonical
+    invoices with a negative amount)."""
+    amount = invoices.get_column("amount")
+    neg = amount.filter(amount < 0)
+    return {"credit_notes": len(neg), "credit_note_amount": round(-float(neg.sum()), 2)}
+
+
+def payment_credits(kept: pl.DataFrame) -> dict[str, float]:
+    """Prepayments and overpaid invoices among kept payments (checked frames, with the
+    invoice's issue date and amount beside each row: ``__parent_issue``,
+    ``__parent_amount``). An invoice is overpaid when its payments exceed its amount by
+    a cent or more; the excess is the credit."""
+    early = kept.filter(pl.col(value("payment_date")) < pl.col("__parent_issue"))
+    per_invoice = kept.group_by(value("invoice_id")).agg(
+        pl.col(value("amount")).sum().alias("paid"), pl.col("__parent_amount").first())
+    excess = per_invoice.select(
+        ((pl.col("paid") - pl.col("__parent_amount")) * 100).round(0).alias("cents")
+    ).get_column("cents")
+    excess = excess.filter(excess >= 1)
+    return {
+        "prepayments": early.height,
+        "prepayment_amount": round(float(early.get_column(value("amount")).sum()), 2),
+        "overpaid_invoices": len(excess),
+        "overpaid_amount": round(float(excess.sum()) / 100, 2),
+    }
+
+
+def describe(counts: Mapping[str, float]) -> str | None:
+    """One summary line, e.g. ``kept as credits: 2 credit notes (150.00), 1 prepayment
+    (40.00), 1 overpaid invoice (excess 10.00)``; None when there is none."""
+    parts = []
+    for key, noun, amount_key, how in (
+        ("credit_notes", "credit note", "credit_note_amount", ""),
+        ("prepayments", "prepayment", "prepayment_amount", ""),
+        ("overpaid_invoices", "overpaid invoice", "overpaid_amount", "excess "),
+    ):
+        n = int(counts.get(key, 0))
+        if n:
+            plural = noun if n == 1 else noun + "s"
+            parts.append(f"{n:,} {plural} ({how}{counts.get(amount_key, 0.0):,.2f})")
+    if not parts:
+        return None
+    return ("kept as credits: " + ", ".join(parts)
+            + " (applied to the named or oldest-due open invoices)")
