@@ -27,13 +27,20 @@ import pyarrow.compute as pc
 
 from features.contract.book import Book
 from features.pit import build_features
-from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day, check_feature_frame
+from features.spec import (
+    DEFAULT_MATERIALITY,
+    FEATURE_SET_VERSION,
+    MODEL_OF_SEGMENT,
+    Materiality,
+    as_day,
+    check_feature_frame,
+)
 from models.drift import psi_table
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
-from serving.reasons import REASON_COLUMNS, reason_codes
+from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
 
 if TYPE_CHECKING:
     from serving.store import RunRecord
@@ -105,6 +112,7 @@ def score_book(
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
     currency: str = "$",
+    materiality: Materiality = DEFAULT_MATERIALITY,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -124,7 +132,8 @@ def score_book(
     with timer.stage("features"):
         # the facts reasons and actions cite (oldest open invoice, partial payer) come from
         # the same pass and openness rule as the features
-        feats = build_features(book, as_of=as_of_ts.date(), facts=True)
+        feats = build_features(book, as_of=as_of_ts.date(), facts=True,
+                               materiality=materiality)
     if feats.empty:
         return _empty_result(models, as_of_ts, timer)
     check_feature_frame(feats)
@@ -157,7 +166,9 @@ def score_book(
             version[rows] = model.version or ""
         with timer.stage("reasons"):
             reasons = reason_codes(
-                part, phi, model.feature_names, segment=part["segment"], currency=currency
+                part, phi, model.feature_names, segment=part["segment"], currency=currency,
+                typical=typical_values(model), population=name,
+                history_days=(as_of_ts - pd.Timestamp(book.first_date)).days,
             )
             reason_parts.append(reasons.set_index(pd.Index(rows)))
         with timer.stage("explanations"):
@@ -202,7 +213,7 @@ def _worklist(
         segment=feats["segment"],
         probability=probability,
         past_due_amount=feats["past_due_amount"].to_numpy(dtype=np.float64),
-        amount_90_plus=feats["amt_dpd_91_plus"].to_numpy(dtype=np.float64),
+        amount_90_plus=feats["past_due_90_plus"].to_numpy(dtype=np.float64),
         disputed_amount=feats["amt_open_disputes"].to_numpy(dtype=np.float64),
         # A partial payer can pay, just not all at once: an open invoice is part-paid, or
         # invoices of the last year were paid in instalments.
@@ -358,6 +369,7 @@ def run_scoring(
     model_names: Mapping[str, str],
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
+    materiality: Materiality = DEFAULT_MATERIALITY,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` with the champions and publish one run in the store.
 
@@ -368,7 +380,7 @@ def run_scoring(
     models = load_champions(tracking_uri=tracking_uri, model_names=model_names)
     return score_into_store(
         book, as_of=as_of, models=models, store_url=store_url, export_dir=export_dir,
-        table_budget_mb=table_budget_mb, policy=policy,
+        table_budget_mb=table_budget_mb, policy=policy, materiality=materiality,
         timings={"load_models": time.perf_counter() - t0},
     )
 
@@ -382,6 +394,7 @@ def score_into_store(
     export_dir: str | Path | None,
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
+    materiality: Materiality = DEFAULT_MATERIALITY,
     timings: Mapping[str, float] | None = None,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
@@ -405,7 +418,8 @@ def score_into_store(
         )
         try:
             result = score_book(
-                book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy
+                book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
+                materiality=materiality,
             )
             meta = {**result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION}
