@@ -19,12 +19,16 @@ from features.pit.credits import applied_payments, credit_changes
 from features.spec import (
     BEHAVIOUR_WINDOWS,
     CLEAR_TOLERANCE_CENTS,
+    DEFAULT_MATERIALITY,
     FACT_COLUMNS,
     FEATURE_COLUMNS,
+    SEGMENT_AMOUNT_COLUMNS,
+    SEGMENT_EDGES,
+    Materiality,
     as_day,
     is_cleared,
+    material_segment,
     ordered_categories,
-    segment_of,
 )
 
 DAY = pd.Timedelta(days=1)
@@ -94,8 +98,8 @@ def _behaviour(cl: pd.DataFrame, suffix: str) -> pd.DataFrame:
     })
 
 
-def reference_features(book: Book, *, as_of: date | pd.Timestamp,
-                       facts: bool = False) -> pd.DataFrame:
+def reference_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = False,
+                       materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
     """Features of every account with an open invoice at ``as_of`` (same frame as
     ``features.build_features``, facts included when ``facts``)."""
     as_of = pd.Timestamp(as_day(as_of))
@@ -124,6 +128,8 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
         "amt_due_next_7d": op["dpd"].between(-6, 0),
         "amt_due_next_14d": op["dpd"].between(-13, 0),
         "amt_due_next_30d": op["dpd"].between(-29, 0),
+        **{c: op["dpd"] >= e for c, e in zip(SEGMENT_AMOUNT_COLUMNS[1:], SEGMENT_EDGES[1:],
+                                             strict=True)},
     }
     for name, mask in buckets.items():
         col = "one" if name.startswith("n_") else "outstanding"
@@ -203,7 +209,9 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
     out = out.reset_index()
     out["account_id"] = out["account_id"].astype("str")
     out.insert(1, "as_of", pd.Series(as_of, index=out.index).astype("datetime64[s]"))
-    out.insert(2, "segment", segment_of(out["oldest_dpd"].to_numpy()))
+    bands = [ex[c].reindex(out["account_id"]).to_numpy() for c in SEGMENT_AMOUNT_COLUMNS]
+    out.insert(2, "segment", material_segment(bands, out["open_balance"].to_numpy(),
+                                              materiality=materiality))
     if not facts:
         return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS]]
     # the oldest open invoice: earliest due date, ties to the one listed first in the book
@@ -215,12 +223,15 @@ def reference_features(book: Book, *, as_of: date | pd.Timestamp,
     partial = (op["paid"] > 0).groupby(op["account_id"]).any()
     out["partial_payer"] = partial.reindex(out["account_id"]).to_numpy(dtype=bool)
     out["credit_on_account"] = coa.reindex(out["account_id"]).to_numpy()
+    for c in SEGMENT_AMOUNT_COLUMNS[1:]:
+        out[c] = ex[c].reindex(out["account_id"]).to_numpy()
     return out[["account_id", "as_of", "segment", *FEATURE_COLUMNS, *FACT_COLUMNS]]
 
 
 def reference_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd: int = 30,
                      persistence_days: int = 30,
-                     data_end: date | pd.Timestamp | None = None) -> pd.DataFrame:
+                     data_end: date | pd.Timestamp | None = None,
+                     materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
     """Labels of every account with an open invoice at ``as_of`` (same frame as
     ``features.build_labels``)."""
     as_of = pd.Timestamp(as_day(as_of))
@@ -232,24 +243,39 @@ def reference_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd:
     pay = applied[applied["payment_date"] < end]
     pay = pay.merge(op[["invoice_id"]], on="invoice_id")
     op["f"] = _clear_dates(op, pay)["clear_date"]
-    oldest = op.groupby("account_id")["dpd"].transform("max")
-    op["early"] = oldest < delinquency_dpd
+    exposure = op.groupby("account_id")["outstanding"].transform("sum")
+    over = op["outstanding"].where(op["dpd"] >= delinquency_dpd, 0.0)
+    op["exposure"] = exposure
+    op["early"] = ~materiality.material(over.groupby(op["account_id"]).transform("sum"),
+                                        exposure)
 
     # early warning: bad if not cleared before due + D (known once due + D <= data_end)
     ew = op[op["early"]].copy()
     ew["c"] = ew["due_date"] + delinquency_dpd * DAY
     ew["good"] = ew["f"].notna() & (ew["f"] < ew["c"])
     ew["bad"] = (ew["f"].notna() & (ew["f"] >= ew["c"])) | (ew["f"].isna() & (ew["c"] <= end))
+    ew["unknown"] = ~ew["good"] & ~ew["bad"]
+    # the crossed amount per crossing day, cumulated: material from the first such day
+    crossed = (ew[ew["bad"]].groupby(["account_id", "c"])["outstanding"].sum()
+               .groupby(level="account_id").cumsum().rename("crossed").reset_index())
+    crossed = crossed.merge(ew.groupby("account_id")["exposure"].first().reset_index())
+    material = crossed[materiality.material(crossed["crossed"], crossed["exposure"])]
     g = ew.groupby("account_id")
     r_ew = pd.DataFrame({
-        "any_bad": g["bad"].any(), "all_good": g["good"].all(),
-        "first_cross": ew["c"].where(ew["bad"]).groupby(ew["account_id"]).min(),
+        "all_good": g["good"].all(), "any_unknown": g["unknown"].any(),
+        "first_material": material.groupby("account_id")["c"].min(),
         "last_clear": g["f"].max(),
+        "last_resolved": ew["f"].where(ew["good"], ew["c"]).where(~ew["unknown"])
+        .groupby(ew["account_id"]).max(),
         "bad_amount": ew["outstanding"].where(ew["bad"], 0.0).groupby(ew["account_id"]).sum(),
     })
-    r_ew["y"] = np.where(r_ew["any_bad"], 1.0, np.where(r_ew["all_good"], 0.0, np.nan))
-    r_ew["label_resolved_date"] = r_ew["first_cross"].where(
-        r_ew["any_bad"], r_ew["last_clear"].where(r_ew["all_good"]))
+    hit = r_ew["first_material"].notna()
+    r_ew["y"] = np.where(hit, 1.0, np.where(r_ew["all_good"] | ~r_ew["any_unknown"], 0.0,
+                                            np.nan))
+    r_ew["label_resolved_date"] = r_ew["first_material"].clip(lower=as_of).where(
+        hit, r_ew["last_clear"].where(
+            r_ew["all_good"], r_ew["last_resolved"].clip(lower=as_of).where(
+                ~r_ew["any_unknown"])))
     r_ew["model"] = "early_warning"
 
     # persistence: at as_of + P, still uncleared and >= D DPD; earlier if all clear
@@ -258,8 +284,10 @@ def reference_labels(book: Book, *, as_of: date | pd.Timestamp, delinquency_dpd:
     ps["cleared_before_check"] = ps["f"].notna() & (ps["f"] < check)
     ps["bad"] = ~ps["cleared_before_check"] & (_days(check - ps["due_date"]) >= delinquency_dpd)
     g = ps.groupby("account_id")
+    left = ps["outstanding"].where(ps["bad"], 0.0).groupby(ps["account_id"]).sum()
     r_ps = pd.DataFrame({
-        "all_clear": g["cleared_before_check"].all(), "any_bad": g["bad"].any(),
+        "all_clear": g["cleared_before_check"].all(),
+        "any_bad": materiality.material(left, g["exposure"].first()),
         "last_clear": g["f"].max(),
         "bad_amount": ps["outstanding"].where(ps["bad"], 0.0).groupby(ps["account_id"]).sum(),
     })

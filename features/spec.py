@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Final
@@ -46,9 +47,70 @@ PERSISTENCE_DAYS: Final = 30
 
 
 def segment_of(oldest_dpd: np.ndarray) -> pd.Series:
-    """Collections segment (pandas ``str``) from the oldest open invoice's DPD: 0 or less
-    preventive, 1-29 early, 30-89 delinquent, 90+ late (:data:`SEGMENT_EDGES`)."""
+    """Collections segment (pandas ``str``) from the oldest open invoice's DPD alone: 0 or
+    less preventive, 1-29 early, 30-89 delinquent, 90+ late (:data:`SEGMENT_EDGES`). The
+    segment the product uses is :func:`material_segment` (this is its limit with no
+    materiality thresholds)."""
     idx = np.searchsorted(np.asarray(SEGMENT_EDGES), np.asarray(oldest_dpd), side="right")
+    return pd.Series(np.asarray(SEGMENTS, dtype=object)[idx], dtype="str")
+
+
+# ------------------------------------------------------------------ materiality
+
+
+def is_material(amount: Any, exposure: Any, absolute: float, share: float) -> Any:
+    """The materiality rule (arrays or scalars): a past-due ``amount`` counts when it
+    exceeds both ``absolute`` (book currency) and ``share`` (0-1) of the open ``exposure``.
+    What the numba kernels compile (``features.pit``), hence plain arguments."""
+    return (amount > absolute) & (amount > share * exposure)
+
+
+@dataclass(frozen=True)
+class Materiality:
+    """When a past-due amount makes an account past due (DESIGN section 5).
+
+    An amount counts only when it exceeds both thresholds: ``absolute`` (book currency)
+    and ``share`` (0-1) of the account's open exposure (its open balance at ``as_of``).
+    The defaults are the EBA guidelines on the definition of default (EBA/GL/2016/07 with
+    Delegated Regulation (EU) 2018/171) for non-retail exposures, 500 and 1%, which use
+    exactly such a pair for 90 days past due; B2B receivables are non-retail.
+    ``Materiality(0, 0)`` (:data:`NO_MATERIALITY`) counts every cent: the plain DPD rule.
+    Settings: ``materiality.absolute``, ``materiality.share``.
+    """
+
+    absolute: float = 500.0
+    share: float = 0.01
+
+    def material(self, amount: Any, exposure: Any) -> Any:
+        """:func:`is_material` with these thresholds."""
+        return is_material(amount, exposure, self.absolute, self.share)
+
+
+DEFAULT_MATERIALITY: Final = Materiality()
+NO_MATERIALITY: Final = Materiality(absolute=0.0, share=0.0)
+
+
+def band_amount_column(edge: int) -> str:
+    """Name of the open amount ``edge``+ days past due: ``past_due_amount`` for 1+, else
+    ``past_due_30_plus``, ``past_due_90_plus``."""
+    return "past_due_amount" if edge == 1 else f"past_due_{edge}_plus"
+
+
+#: Open amount at or past each :data:`SEGMENT_EDGES` DPD (cumulative: 30+ includes 90+).
+SEGMENT_AMOUNT_COLUMNS: Final = tuple(band_amount_column(e) for e in SEGMENT_EDGES)
+
+
+def material_segment(band_amounts: Any, open_balance: Any, *,
+                     materiality: Materiality = DEFAULT_MATERIALITY) -> pd.Series:
+    """Collections segment (pandas ``str``): the highest DPD band whose past-due amount is
+    material. ``band_amounts`` holds one array per :data:`SEGMENT_EDGES` edge (the open
+    amount 1+, 30+ and 90+ days past due, :data:`SEGMENT_AMOUNT_COLUMNS`), ``open_balance``
+    the exposure. An account past due only by an immaterial residue is ``preventive``."""
+    exposure = np.asarray(open_balance, dtype=np.float64)
+    idx = np.zeros(len(exposure), np.int64)
+    for k, amount in enumerate(band_amounts, start=1):
+        idx = np.where(materiality.material(np.asarray(amount, dtype=np.float64), exposure),
+                       k, idx)
     return pd.Series(np.asarray(SEGMENTS, dtype=object)[idx], dtype="str")
 
 
@@ -203,6 +265,23 @@ FEATURE_SPEC: Final[dict[str, str]] = {
     "account_segment": "Customer segment from the accounts table (category).",
     "account_region": "Customer region from the accounts table (category).",
 }
+def _directions() -> dict[str, int]:
+    up = ["past_due_amount", "oldest_dpd", "n_past_due_invoices", *AGING_COLUMNS,
+          "past_due_share", "days_late_last", "days_late_trend_90d_vs_365d",
+          "days_since_last_payment", "partial_payment_share_365d", "n_open_disputes",
+          "amt_open_disputes", "n_disputes_365d", "dispute_rate_365d", "credit_utilisation"]
+    for days in BEHAVIOUR_WINDOWS:
+        up += [behaviour_column(m, days) for m in BEHAVIOUR_METRICS if m != "n_cleared"]
+    return {**{f: 1 for f in up}, "tenure_days": -1, "account_age_days": -1}
+
+
+#: Known risk direction of a feature: +1 when a higher value means more risk (later
+#: payments, more past due, more disputes), -1 when it means less (a longer relationship).
+#: Features not listed (amounts billed, counts, terms, categories) have no known direction.
+#: The models are trained monotone in these directions (``models.train``), and a reason
+#: cites a feature only on the side of typical its direction calls risky or safe
+#: (``serving.reasons``).
+FEATURE_DIRECTION: Final[dict[str, int]] = _directions()
 #: Alias used by the reason codes.
 FEATURE_DESCRIPTIONS: Final[dict[str, str]] = FEATURE_SPEC
 CATEGORICAL: Final = ("account_segment", "account_region")
@@ -219,6 +298,8 @@ FACT_SPEC: Final[dict[str, str]] = {
     "credit_on_account": "Dollars of credit (credit notes, overpayments, prepayments of "
     "invoices not issued yet) known at as_of and not yet applied to an invoice; netted "
     "from open_balance.",
+    **{band_amount_column(e): f"Dollars owed on open invoices {e}+ days past due (the "
+       "segment's band amounts)." for e in SEGMENT_EDGES[1:]},
 }
 FACT_COLUMNS: Final = tuple(FACT_SPEC)
 
@@ -226,7 +307,7 @@ FACT_COLUMNS: Final = tuple(FACT_SPEC)
 #: facts (the oldest open invoice's id comes out as an invoice position beside it). The
 #: kernels address rows by name through :data:`KERNEL_INDEX`, never by a literal number.
 KERNEL_COLUMNS: Final = (*NUMERIC_COLUMNS, "oldest_invoice_open", "partial_payer",
-                          "credit_on_account")
+                          "credit_on_account", *SEGMENT_AMOUNT_COLUMNS[1:])
 KERNEL_INDEX: Final[dict[str, int]] = {name: k for k, name in enumerate(KERNEL_COLUMNS)}
 
 #: Columns of the feature frame (``features.build_features``) and their pandas dtypes; the
@@ -239,7 +320,7 @@ FEATURE_DTYPES: Final[dict[str, str]] = {
 }
 FACT_DTYPES: Final[dict[str, str]] = {
     "oldest_invoice_id": "str", "oldest_invoice_open": "float64", "partial_payer": "bool",
-    "credit_on_account": "float64"}
+    "credit_on_account": "float64", **{c: "float64" for c in SEGMENT_AMOUNT_COLUMNS[1:]}}
 
 
 def check_feature_frame(frame: pd.DataFrame) -> None:
@@ -258,8 +339,8 @@ def check_feature_frame(frame: pd.DataFrame) -> None:
 
 
 #: Bump when the *computation* changes without a definition text change (2: clearing in
-#: whole cents with a one-cent tolerance).
-_MANUAL_VERSION: Final = 2
+#: whole cents with a one-cent tolerance; 3: material segments, so the models' populations).
+_MANUAL_VERSION: Final = 3
 
 
 def feature_set_version(spec: dict[str, str] | None = None) -> str:

@@ -46,6 +46,8 @@ def _numeric_profile(values: Any, bins: int = 10) -> dict[str, Any]:
     )
     return {
         "kind": "numeric",
+        # the typical value the reason codes compare an account with (NaN: no value)
+        "median": float(np.median(ok)) if len(ok) else float("nan"),
         "edges": [float(e) for e in edges],
         "shares": [float(s) for s in _numeric_shares(v, edges)],
     }

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 import numpy as np
 import pandas as pd
 
-from features.spec import SEGMENTS, as_day, segment_of
+from features.spec import DEFAULT_MATERIALITY, SEGMENTS, Materiality, as_day, segment_of
 from models.calibration import Calibrator, choose_calibrator
 from models.evaluate import aging_rule_score
 
@@ -161,12 +161,14 @@ def choose_rule_calibration(
 def resolved_history(
     book: Any, *, as_of: date | pd.Timestamp, kind: str, delinquency_dpd: int | None = None,
     persistence_days: int | None = None, n_dates: int = HISTORY_DATES,
+    materiality: Materiality = DEFAULT_MATERIALITY,
 ) -> pd.DataFrame:
     """Labelled rows of population ``kind`` whose label resolved strictly before ``as_of``.
 
     The rows of the newest ``n_dates`` weekly ``as_of`` dates before ``as_of`` (the first
     a week after the book's first issue date), labelled with the data known before
-    ``as_of`` only (``data_end = as_of``): no look-ahead. Columns: the training set's.
+    ``as_of`` only (``data_end = as_of``): no look-ahead; labels and segments under
+    ``materiality`` (the scoring run's). Columns: the training set's.
     """
     from features import build_training_set
 
@@ -179,7 +181,8 @@ def resolved_history(
                              "open_balance": pd.Series(dtype=float)})
     kw = {k: v for k, v in (("delinquency_dpd", delinquency_dpd),
                             ("persistence_days", persistence_days)) if v is not None}
-    frame = build_training_set(book, as_of_dates=dates, data_end=day, **kw)
+    frame = build_training_set(book, as_of_dates=dates, data_end=day, materiality=materiality,
+                               **kw)
     resolved = pd.to_datetime(frame["label_resolved_date"])
     keep = (~frame["censored"].astype(bool)) & (frame["model"] == kind) & (
         resolved < pd.Timestamp(day))

@@ -108,6 +108,22 @@ class GateSettings(BaseModel):
         None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
 
 
+class MaterialitySettings(BaseModel):
+    """When a past-due amount counts (``[materiality]`` in TOML,
+    ``DELINQ_MATERIALITY__<NAME>``): it must exceed both thresholds (DESIGN section 5).
+
+    ``None`` keeps the feature library's default (``features.spec.Materiality``: 500 and
+    1%, the EBA GL/2016/07 non-retail pair), mapped by :func:`pipelines.steps.materiality`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    absolute: float | None = Field(
+        None, ge=0, description="Past-due amount (book currency) it must exceed.")
+    share: float | None = Field(
+        None, ge=0, le=1, description="Share (0-1) of the open balance it must exceed.")
+
+
 class ActionSettings(BaseModel):
     """Thresholds of the action policy table (``[actions]`` in TOML,
     ``DELINQ_ACTIONS__<NAME>``).
@@ -161,6 +177,7 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Seed of training and of the synthetic generator.")
     train: TrainSettings = Field(default_factory=TrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    materiality: MaterialitySettings = Field(default_factory=MaterialitySettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
@@ -268,7 +285,8 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
 
 
 _NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings,
-                                       "actions": ActionSettings}
+                                       "actions": ActionSettings,
+                                       "materiality": MaterialitySettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.contract.book import Book
+    from features.spec import Materiality
     from models.gate import GatePolicy
     from models.train import TrainConfig
     from serving.actions import ActionPolicy
@@ -116,6 +117,14 @@ def action_policy(settings: Settings) -> ActionPolicy:
     from serving.actions import ActionPolicy
 
     return ActionPolicy(**settings.actions.model_dump(exclude_none=True))
+
+
+def materiality(settings: Settings) -> Materiality:
+    """``features.spec.Materiality`` from the settings (unset thresholds keep the
+    library's defaults): the one pair the training set and the scoring both use."""
+    from features.spec import Materiality
+
+    return Materiality(**settings.materiality.model_dump(exclude_none=True))
 
 
 # --------------------------------------------------------------------------- book I/O
@@ -229,7 +238,8 @@ def _training_frame(settings: Settings, book_path: Path) -> tuple[pd.DataFrame, 
     dates = as_of_grid(book, freq=settings.grid.value)
     with heartbeat("building the training set"):
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
-                      persistence_days=settings.persistence_days)
+                      persistence_days=settings.persistence_days,
+                      materiality=materiality(settings))
     return frame, len(dates)
 
 
@@ -443,7 +453,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
             staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
             store_url=settings.resolved_store_url, export_dir=export_dir(settings),
             model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
-            policy=action_policy(settings),
+            policy=action_policy(settings), materiality=materiality(settings),
             why=why, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days,
         )

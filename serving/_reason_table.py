@@ -37,6 +37,14 @@ class Template:
     if_missing: str | None = None
     detail: str | None = None
     count_of: str | None = None
+    #: The fact the sentence states: two reasons of one account never share one (None:
+    #: the feature is its own fact), e.g. the past-due amount and its share of the balance.
+    fact: str | None = None
+    #: Whether the sentence may stand as a mitigating reason (an empty aging band says
+    #: nothing about the other bands, so "nothing is 61-90 days past due" never mitigates).
+    mitigates: bool = True
+    #: Format of the typical value in "typical for ...: X" (None: the format of ``{v}``).
+    typical_format: str | None = None
 
 
 def _neg(v: np.ndarray) -> np.ndarray:
@@ -57,6 +65,8 @@ def _le0(v: np.ndarray) -> np.ndarray:
 
 
 T = Template
+#: Fact shared by the sentences that state the past-due amount.
+_PAST_DUE = "past_due"
 
 
 def _window_phrase(w: str) -> str:
@@ -70,47 +80,50 @@ def _behaviour_templates() -> dict[str, Template]:
         paid = f"invoices paid {when}"
         none = f"no invoice was paid {when}, so there is no recent payment record"
         out[f"n_cleared_{w}"] = T(f"{{v:invoices}} paid {when}",
-                                  variants=((_zero, f"no invoice was paid {when}"),))
+                                  variants=((_zero, f"no invoice was paid {when}"),),
+                                  fact="n_cleared")
         out[f"days_late_mean_{w}"] = T(
             f"{paid} were {{v:dec}} days late on average",
             variants=((_neg_dec, f"{paid} were paid {{v:absdec}} days early on average"),),
-            if_missing=none,
+            if_missing=none, fact="days_late_average", typical_format="dec",
         )
         out[f"days_late_max_{w}"] = T(
             f"the slowest of the {paid} was {{v:days}} late",
             variants=((_le0, f"every one of the {paid} was paid on time"),),
-            if_missing=none,
+            if_missing=none, fact="days_late_max", typical_format="dec",
         )
         out[f"days_late_wmean_{w}"] = T(
             f"weighted by amount, {paid} were {{v:dec}} days late on average",
             variants=((_neg_dec, f"weighted by amount, {paid} were paid {{v:absdec}} days early "
                              "on average"),),
-            if_missing=none,
+            if_missing=none, fact="days_late_average", typical_format="dec",
         )
         for k in (1, 15, 30):
             out[f"share_late_{k}d_{w}"] = T(
                 f"{{count:int}} of the {{n_cleared_{w}:invoices}} paid {when} were paid "
                 f"{k}+ days late",
                 count_of=f"n_cleared_{w}",
-                if_missing=none,
+                if_missing=none, fact="share_late", typical_format="pct",
             )
     return out
 
 
 def _bucket(label: str) -> Template:
-    return T(f"{{v:money}} is {label}", variants=((_zero, f"nothing is {label}"),))
+    return T(f"{{v:money}} is {label}", variants=((_zero, f"nothing is {label}"),),
+             mitigates=False)
 
 
 TEMPLATES: dict[str, Template] = {
     # exposure now
     "open_balance": T("open balance is {v:money} on {n_open_invoices:invoices}"),
     "past_due_amount": T("{v:money} is past due ({past_due_share:pct} of the open balance)",
-                         variants=((_zero, "nothing is past due"),)),
+                         variants=((_zero, "nothing is past due"),), fact=_PAST_DUE),
     FACT_FEATURE: T(
         "{past_due_amount:money} is past due; the oldest open invoice is {v:days} past due",
         variants=((_zero, "oldest open invoice falls due today"),
                   (_neg, "nothing is past due; the oldest open invoice is due in {v:days}")),
         detail=" ({oldest_invoice_id:str}, {oldest_invoice_open:money} open)",
+        fact=_PAST_DUE,
     ),
     "n_open_invoices": T("{v:invoices} open"),
     "n_past_due_invoices": T("{v:int} of the {n_open_invoices:int} open invoices are past due",
@@ -121,7 +134,8 @@ TEMPLATES: dict[str, Template] = {
     "amt_dpd_61_90": _bucket("61-90 days past due"),
     "amt_dpd_91_plus": _bucket("more than 90 days past due"),
     "past_due_share": T("{v:pct} of the open balance is past due",
-                        detail=" ({past_due_amount:money} of {open_balance:money})"),
+                        detail=" ({past_due_amount:money} of {open_balance:money})",
+                        fact=_PAST_DUE),
     "amt_due_next_7d": _bucket("falling due in the next 7 days"),
     "amt_due_next_14d": _bucket("falling due in the next 14 days"),
     "amt_due_next_30d": _bucket("falling due in the next 30 days"),
@@ -169,3 +183,24 @@ TEMPLATES: dict[str, Template] = {
     "account_segment": T("customer segment is {v:str}"),
     "account_region": T("customer region is {v:str}"),
 }
+
+
+#: The sentence for an account past due only by an immaterial residue (segment
+#: ``preventive``): stated as a fact, never as a risk (fields as in the oldest-DPD fact).
+RESIDUE_TEMPLATE = T(
+    "{past_due_amount:money} is past due, below the materiality threshold, so the account "
+    "counts as not past due; the oldest open invoice is {v:days} past due",
+    detail=" ({oldest_invoice_id:str}, {oldest_invoice_open:money} open)",
+)
+
+#: Who "typical" refers to, per model: the median of the model's training population.
+POPULATION_NAMES: dict[str, str] = {
+    "early_warning": "accounts not yet delinquent",
+    "persistence": "delinquent accounts",
+}
+
+#: Features whose value is bounded by where the data starts (a first invoice on the
+#: book's first days says the data starts then, not the customer): left out of the reasons
+#: when within :data:`WINDOW_SLACK_DAYS` of the data window.
+WINDOW_BOUNDED: tuple[str, ...] = ("tenure_days",)
+WINDOW_SLACK_DAYS = 45

@@ -35,8 +35,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.spec import DELINQUENT_SEGMENTS
-from serving._reason_table import FACT_FEATURE, TEMPLATES, Template
+from features.spec import DELINQUENT_SEGMENTS, FEATURE_DIRECTION, SEGMENTS
+from serving._reason_table import (
+    FACT_FEATURE,
+    POPULATION_NAMES,
+    RESIDUE_TEMPLATE,
+    TEMPLATES,
+    WINDOW_BOUNDED,
+    WINDOW_SLACK_DAYS,
+    Template,
+)
 
 __all__ = [
     "FACT_FEATURE",
@@ -46,6 +54,7 @@ __all__ = [
     "missing_templates",
     "reason_codes",
     "render_reason",
+    "typical_values",
 ]
 
 REASON_COLUMNS = ("reason_1", "reason_2", "reason_3", "mitigating_reason", "reasons_json")
@@ -304,8 +313,10 @@ def _renderable(frame: pd.DataFrame, names: Sequence[str], templates: Mapping) -
     return np.column_stack(cols) if cols else np.zeros((len(frame), 0), bool)
 
 
-def _top_risk(shap: np.ndarray, ok: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Column indices of the k largest positive renderable SHAP values per row (sorted).
+def _top_risk(shap: np.ndarray, ok: np.ndarray, k: int, group: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """Column indices of the k largest positive renderable SHAP values per row (sorted);
+    with ``group`` (an id per column), at most one column of each group per row.
 
     k passes of ``argmax`` (each a contiguous sweep) beat ``argpartition`` + ``argsort``
     for k = 3 by about 3x on 1M x 60.
@@ -319,7 +330,10 @@ def _top_risk(shap: np.ndarray, ok: np.ndarray, k: int) -> tuple[np.ndarray, np.
         j = score.argmax(axis=1)
         idx[:, s] = j
         valid[:, s] = score[rows, j] > -np.inf
-        score[rows, j] = -np.inf
+        if group is None:
+            score[rows, j] = -np.inf
+        else:
+            score[group[None, :] == group[j][:, None]] = -np.inf
     return idx, valid
 
 
@@ -342,18 +356,32 @@ def reason_codes(
     segment: Sequence[str] | np.ndarray | pd.Series | None = None,
     currency: str = "$",
     templates: Mapping[str, Template] = TEMPLATES,
+    typical: Mapping[str, float] | None = None,
+    population: str | None = None,
+    history_days: float | None = None,
 ) -> pd.DataFrame:
     """Reason codes per account: top three risk-raising reasons and the top mitigating one.
 
     ``frame`` holds the account's feature values (and optional detail columns such as
     ``oldest_invoice_id``); ``shap_values`` is the ``(n, p)`` SHAP matrix of its model, in
     the order of ``feature_names`` (raw-score units, log-odds). ``segment`` enables the
-    delinquency-fact rule for ``delinquent``/``late`` accounts.
+    delinquency-fact rule for ``delinquent``/``late`` accounts and the residue fact for
+    ``preventive`` accounts with an (immaterial) past-due amount.
+
+    ``typical``: feature -> typical value (the median of the model's training population,
+    ``DelinqModel.reference_profile``); with it, only features with a known risk direction
+    (``features.spec.FEATURE_DIRECTION``) are cited, a risk reason only when the account's
+    value is on the risky side of typical and a mitigating one only on the safe side, and
+    each sentence ends with "; typical for <population>: <value>" (``population``: a model
+    name of :data:`POPULATION_NAMES`, or the words themselves). ``history_days``: days of
+    data before ``as_of``; a feature bounded by it (:data:`WINDOW_BOUNDED`) is left out
+    when it only measures the data window. Two reasons of one account never state the
+    same fact (:attr:`Template.fact`).
 
     Returns a frame on ``frame``'s index with string columns ``reason_1..3`` and
     ``mitigating_reason`` (missing when there is no such reason) and ``reasons_json``: a
     JSON list of ``{"feature", "value", "shap", "text", "direction"}`` with direction
-    ``raises``, ``lowers``, or ``fact`` for a delinquency fact that does not raise the score.
+    ``raises``, ``lowers``, or ``fact`` for a stated fact that is not a risk reason.
     """
     names = list(feature_names)
     lacking = missing_templates(names) if templates is TEMPLATES else [
@@ -362,29 +390,67 @@ def reason_codes(
     if lacking:
         raise KeyError(f"no reason template for features: {lacking}")
     shap = np.asarray(shap_values, dtype=np.float64)
-    n = len(frame)
-    if shap.shape != (n, len(names)):
-        raise ValueError(f"SHAP matrix shape {shap.shape} does not match ({n}, {len(names)})")
+    n, p = len(frame), len(names)
+    if shap.shape != (n, p):
+        raise ValueError(f"SHAP matrix shape {shap.shape} does not match ({n}, {p})")
 
     ok = _renderable(frame, names, templates)
-    risk_idx, risk_valid = _top_risk(shap, ok, _N_RISK)
+    risk_ok, mit_ok = ok.copy(), ok.copy()
+    typ = np.full(p, np.nan)
+    if typical is not None:
+        typ = np.array([_typical(typical, f) for f in names])
+        risky, safe = _sides(frame, names, typ)
+        risk_ok &= risky
+        mit_ok &= safe
+    mit_ok &= np.array([templates[f].mitigates for f in names], dtype=bool)[None, :]
+    if history_days is not None:
+        for j, f in enumerate(names):
+            if f in WINDOW_BOUNDED and _is_numeric(frame[f]):
+                v = pd.to_numeric(frame[f]).to_numpy(dtype=np.float64, na_value=np.nan)
+                bounded = v >= history_days - WINDOW_SLACK_DAYS
+                risk_ok[:, j] &= ~bounded
+                mit_ok[:, j] &= ~bounded
+    group = _fact_groups(names, templates)
+    risk_idx, risk_valid = _top_risk(shap, risk_ok, _N_RISK, group)
+
+    # The stated fact: the delinquency fact for delinquent and late accounts, the residue
+    # fact for preventive accounts past due by an immaterial amount. It keeps its slot when
+    # chosen; otherwise reasons stating the same fact give way, then it takes the first free
+    # risk slot or replaces the third.
     fact_rows = np.zeros(n, bool)
+    residue_rows = np.zeros(n, bool)
     j_fact = names.index(FACT_FEATURE) if FACT_FEATURE in names else -1
     if segment is not None and j_fact >= 0 and n:
         seg = pd.Series(segment).astype(object).to_numpy(dtype=object)
         fact_rows = np.isin(seg, DELINQUENT_SEGMENTS) & ok[:, j_fact]
-        fact_rows &= ~((risk_idx == j_fact) & risk_valid).any(axis=1)
-        # The fact goes to the first free risk slot, or replaces the third reason.
+        if "past_due_amount" in frame.columns:
+            owed = pd.to_numeric(frame["past_due_amount"]).to_numpy(np.float64, na_value=0.0)
+            residue_rows = (seg == SEGMENTS[0]) & (owed > 0) & ok[:, j_fact]
+        stated = fact_rows | residue_rows
+        has = ((risk_idx == j_fact) & risk_valid).any(axis=1) & ~residue_rows
+        todo = stated & ~has
+        same = (group[risk_idx] == group[j_fact]) & risk_valid & todo[:, None]
+        risk_valid &= ~same
+        # compact the remaining reasons to the front, then place the fact
+        order = np.argsort(~risk_valid, axis=1, kind="stable")
+        risk_idx = np.take_along_axis(risk_idx, order, axis=1)
+        risk_valid = np.take_along_axis(risk_valid, order, axis=1)
         slot = np.where(risk_valid.all(axis=1), _N_RISK - 1, np.argmin(risk_valid, axis=1))
-        r = np.flatnonzero(fact_rows)
+        r = np.flatnonzero(todo)
         risk_idx[r, slot[r]] = j_fact
         risk_valid[r, slot[r]] = True
-    neg_ok = ok.copy()
-    if fact_rows.any():
-        neg_ok[fact_rows, j_fact] = False
-    neg_score = np.where(neg_ok & (shap < 0), shap, np.inf)
-    mit_idx = np.argmin(neg_score, axis=1) if len(names) else np.zeros(n, np.int64)
-    mit_valid = np.isfinite(neg_score[np.arange(n), mit_idx]) if len(names) else np.zeros(n, bool)
+        if residue_rows.any():  # a residue fact renders with its own sentence (id p)
+            pos = (risk_idx == j_fact) & residue_rows[:, None]
+            risk_idx[pos] = p
+        fact_rows = stated
+    # The mitigating reason never states a fact already given.
+    neg_ok = mit_ok & (shap < 0)
+    for s in range(_N_RISK):
+        chosen = np.where(risk_idx[:, s] < p, risk_idx[:, s], max(j_fact, 0))
+        neg_ok &= ~((group[None, :] == group[chosen][:, None]) & risk_valid[:, s][:, None])
+    neg_score = np.where(neg_ok, shap, np.inf)
+    mit_idx = np.argmin(neg_score, axis=1) if p else np.zeros(n, np.int64)
+    mit_valid = np.isfinite(neg_score[np.arange(n), mit_idx]) if p else np.zeros(n, bool)
     slots_idx = np.column_stack([risk_idx, mit_idx])
     slots_valid = np.column_stack([risk_valid, mit_valid])
 
@@ -395,27 +461,41 @@ def reason_codes(
     order = np.argsort(feats, kind="stable")
     rows, slots, feats = rows[order], slots[order], feats[order]
     bounds = np.flatnonzero(np.diff(feats)) + 1
+    pop = POPULATION_NAMES.get(population or "", population)
     texts: list[pa.Array] = []
     values: list[pa.Array] = []
     for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(feats)], strict=True):
         if start == stop:
             continue
-        feature = names[feats[start]]
+        j = int(feats[start])
+        residue = j == p
+        feature = FACT_FEATURE if residue else names[j]
+        tmpl = RESIDUE_TEMPLATE if residue else templates[feature]
         r = rows[start:stop]
-        cols = {c: _gather(frame, c, r) for c in _template_columns(feature, templates[feature])
+        cols = {c: _gather(frame, c, r) for c in _template_columns(feature, tmpl)
                 if c in frame.columns}
-        texts.append(render_reason(feature, cols, currency=currency, templates=templates))
+        text = render_reason(feature, cols, currency=currency, templates={feature: tmpl})
+        if not residue and pop and np.isfinite(typ[j]):
+            text = pc.binary_join_element_wise(
+                text, f"; typical for {pop}: {_typical_text(tmpl, feature, typ[j], currency)}",
+                "")
+        texts.append(text)
         own = cols[feature]
         values.append(_json_number(own) if own.dtype.kind == "f" else _json_str(_fmt_str(own, "")))
     text = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
     value = pa.concat_arrays(values) if values else pa.array([], pa.string())
 
-    pair_shap = shap[rows, feats]
+    j_of = np.where(feats < p, feats, max(j_fact, 0))
+    pair_shap = shap[rows, j_of] if p else np.zeros(0)
     direction = np.where(slots == _N_RISK, 2, 0)
-    direction[(slots < _N_RISK) & fact_rows[rows] & (feats == j_fact) & (pair_shap <= 0)] = 1
+    is_fact = (slots < _N_RISK) & fact_rows[rows] & (j_of == j_fact)
+    weak = pair_shap <= 0
+    if typical is not None and len(rows):
+        weak |= ~risk_ok[rows, j_of]
+    direction[is_fact & (weak | (feats == p))] = 1
     quoted = pa.array([json.dumps(f) for f in names] or [""], pa.string())
     item = pc.binary_join_element_wise(
-        '{"feature":', quoted.take(pa.array(feats, pa.int64())),
+        '{"feature":', quoted.take(pa.array(j_of, pa.int64())),
         ',"value":', value,
         ',"shap":', _json_number(pair_shap),
         ',"text":"', text,
@@ -440,6 +520,60 @@ def reason_codes(
     body = pc.binary_join_element_wise("[", body, "]", "")
     out["reasons_json"] = _to_series(body, frame.index)
     return out
+
+
+def typical_values(model: object) -> dict[str, float] | None:
+    """Typical value (median of the training population) of each numeric feature of a
+    model, from its drift reference (``DelinqModel.reference_profile``); None when the
+    reference holds no medians (a model saved before they were recorded)."""
+    profile = getattr(model, "reference_profile", None) or {}
+    out = {name: float(ref["median"]) for name, ref in profile.get("features", {}).items()
+           if ref.get("kind") == "numeric" and "median" in ref}
+    return out or None
+
+
+def _typical(typical: Mapping[str, float], feature: str) -> float:
+    """The typical value of a feature with a known direction (NaN otherwise)."""
+    if FEATURE_DIRECTION.get(feature, 0) == 0:
+        return np.nan
+    try:
+        return float(typical.get(feature, np.nan))
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _sides(frame: pd.DataFrame, names: Sequence[str], typ: np.ndarray
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(n, p) masks: the value is on the risky / the safe side of typical (strictly; False
+    for a missing value, a missing typical or a feature without a known direction)."""
+    n = len(frame)
+    risky = np.zeros((n, len(names)), bool)
+    safe = np.zeros((n, len(names)), bool)
+    for j, f in enumerate(names):
+        d = FEATURE_DIRECTION.get(f, 0)
+        if d == 0 or not np.isfinite(typ[j]) or not _is_numeric(frame[f]):
+            continue
+        v = pd.to_numeric(frame[f]).to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            risky[:, j] = d * (v - typ[j]) > 0
+            safe[:, j] = d * (v - typ[j]) < 0
+    return risky, safe
+
+
+def _fact_groups(names: Sequence[str], templates: Mapping[str, Template]) -> np.ndarray:
+    """Group id per feature: features stating one fact share an id."""
+    keys = [templates[f].fact or f"feature:{f}" for f in names]
+    ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+    return np.array([ids[k] for k in keys], dtype=np.int64)
+
+
+def _typical_text(tmpl: Template, feature: str, value: float, currency: str) -> str:
+    """The typical value written in the sentence's own format."""
+    fmt = tmpl.typical_format
+    if fmt is None:
+        fmt = next((f for lit, name, f, _ in string.Formatter().parse(tmpl.text)
+                    if name == "v"), None) or "dec"
+    return str(_FORMATS[fmt](np.array([value]), currency)[0])
 
 
 def _json_str(values: pa.Array) -> pa.Array:

@@ -27,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from features.spec import as_day
+from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, last_trained, load_champion
 from models.rule import RuleCalibration, choose_rule_calibration, resolved_history, rule_score
@@ -63,6 +63,7 @@ def resolve_scorers(
     why: Mapping[str, str] | None = None,
     delinquency_dpd: int | None = None,
     persistence_days: int | None = None,
+    materiality: Materiality = DEFAULT_MATERIALITY,
 ) -> tuple[dict[str, DelinqModel], dict[str, RuleScorer]]:
     """``(models, rules)``: the gated champion of each entry of ``model_names`` (model key
     -> registered name), and a :class:`RuleScorer` for every key without one.
@@ -92,7 +93,8 @@ def resolve_scorers(
         if calibration is None or calibration.source != "validation":
             history = resolved_history(book, as_of=as_day(as_of), kind=key,
                                        delinquency_dpd=delinquency_dpd,
-                                       persistence_days=persistence_days)
+                                       persistence_days=persistence_days,
+                                       materiality=materiality)
             calibration = choose_rule_calibration(validation=None, history=history)
         rules[key] = RuleScorer(kind=key, why=reason, calibration=calibration)
     return models, rules

@@ -27,13 +27,20 @@ import pyarrow.compute as pc
 
 from features.contract.book import Book
 from features.pit import build_features
-from features.spec import FEATURE_SET_VERSION, MODEL_OF_SEGMENT, as_day, check_feature_frame
+from features.spec import (
+    DEFAULT_MATERIALITY,
+    FEATURE_SET_VERSION,
+    MODEL_OF_SEGMENT,
+    Materiality,
+    as_day,
+    check_feature_frame,
+)
 from models.drift import psi_table
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
-from serving.reasons import REASON_COLUMNS, reason_codes
+from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
 from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers, rule_part
 
 if TYPE_CHECKING:
@@ -107,6 +114,7 @@ def score_book(
     policy: ActionPolicy = DEFAULT_POLICY,
     currency: str = "$",
     rules: Mapping[str, RuleScorer] | None = None,
+    materiality: Materiality = DEFAULT_MATERIALITY,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -133,7 +141,8 @@ def score_book(
     with timer.stage("features"):
         # the facts reasons and actions cite (oldest open invoice, partial payer) come from
         # the same pass and openness rule as the features
-        feats = build_features(book, as_of=as_of_ts.date(), facts=True)
+        feats = build_features(book, as_of=as_of_ts.date(), facts=True,
+                               materiality=materiality)
     if feats.empty:
         return _empty_result(models, as_of_ts, timer,
                              [r.line for k, r in rules.items() if k not in models])
@@ -178,7 +187,9 @@ def score_book(
             version[rows] = model.version or ""
         with timer.stage("reasons"):
             reasons = reason_codes(
-                part, phi, model.feature_names, segment=part["segment"], currency=currency
+                part, phi, model.feature_names, segment=part["segment"], currency=currency,
+                typical=typical_values(model), population=name,
+                history_days=(as_of_ts - pd.Timestamp(book.first_date)).days,
             )
             reason_parts.append(reasons.set_index(pd.Index(rows)))
         with timer.stage("explanations"):
@@ -234,7 +245,7 @@ def _worklist(
         segment=feats["segment"],
         probability=probability,
         past_due_amount=feats["past_due_amount"].to_numpy(dtype=np.float64),
-        amount_90_plus=feats["amt_dpd_91_plus"].to_numpy(dtype=np.float64),
+        amount_90_plus=feats["past_due_90_plus"].to_numpy(dtype=np.float64),
         disputed_amount=feats["amt_open_disputes"].to_numpy(dtype=np.float64),
         # A partial payer can pay, just not all at once: an open invoice is part-paid, or
         # invoices of the last year were paid in instalments.
@@ -402,6 +413,7 @@ def run_scoring(
     why: Mapping[str, str] | None = None,
     delinquency_dpd: int | None = None,
     persistence_days: int | None = None,
+    materiality: Materiality = DEFAULT_MATERIALITY,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -414,10 +426,12 @@ def run_scoring(
     t0 = time.perf_counter()
     models, rules = resolve_scorers(
         book, as_of=as_of, tracking_uri=tracking_uri, model_names=model_names, why=why,
-        delinquency_dpd=delinquency_dpd, persistence_days=persistence_days)
+        delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+        materiality=materiality)
     return score_into_store(
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
+        materiality=materiality,
         timings={"load_models": time.perf_counter() - t0},
     )
 
@@ -431,6 +445,7 @@ def score_into_store(
     export_dir: str | Path | None,
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
+    materiality: Materiality = DEFAULT_MATERIALITY,
     timings: Mapping[str, float] | None = None,
     rules: Mapping[str, RuleScorer] | None = None,
 ) -> RunRecord:
@@ -457,7 +472,7 @@ def score_into_store(
         try:
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
-                rules=rules,
+                rules=rules, materiality=materiality,
             )
             meta = {**result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION}

@@ -43,6 +43,7 @@ from features.spec import (
     AGING_COLUMNS,
     BEHAVIOUR_WINDOWS,
     CLEAR_TOLERANCE_CENTS,
+    DEFAULT_MATERIALITY,
     DUE_SOON_COLUMNS,
     DUE_SOON_DAYS,
     FACT_COLUMNS,
@@ -50,9 +51,12 @@ from features.spec import (
     KERNEL_COLUMNS,
     KERNEL_INDEX,
     LATE_DAYS,
+    SEGMENT_AMOUNT_COLUMNS,
+    SEGMENT_EDGES,
+    Materiality,
     behaviour_column,
     clear_threshold,
-    segment_of,
+    material_segment,
 )
 
 _clear_threshold = nb.njit(inline="always")(clear_threshold)
@@ -80,6 +84,7 @@ COLS: Final = _record({
     **KERNEL_INDEX,
     "aging": [KERNEL_INDEX[c] for c in AGING_COLUMNS],
     "due_soon": [KERNEL_INDEX[c] for c in DUE_SOON_COLUMNS],
+    "band": [KERNEL_INDEX[c] for c in SEGMENT_AMOUNT_COLUMNS[1:]],
     **{m: _behaviour_rows(m) for m in ("n_cleared", "days_late_mean", "days_late_max",
                                          "days_late_wmean")},
     "share_late": [_behaviour_rows(f"share_late_{k}d") for k in LATE_DAYS],
@@ -92,6 +97,7 @@ PARAMS: Final = _record({
     "aging_lo": [lo for lo, _ in AGING_BUCKETS],
     "aging_hi": [_UNBOUNDED if hi is None else hi for _, hi in AGING_BUCKETS],
     "soon_days": list(DUE_SOON_DAYS),
+    "band_dpd": list(SEGMENT_EDGES[1:]),
 })
 
 
@@ -163,6 +169,7 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
     n_late = len(prm.late_days)
     n_aging = len(prm.aging_lo)
     n_soon = len(prm.soon_days)
+    n_band = len(prm.band_dpd)
     lo, hi = acc_ptr[a], acc_ptr[a + 1]
     n_open = 0
     bal = 0.0
@@ -175,6 +182,7 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
     not_due = 0.0
     aging = np.zeros(n_aging)
     soon = np.zeros(n_soon)
+    band = np.zeros(n_band)
     largest = 0.0
     wn = np.zeros(n_win)
     wsum = np.zeros(n_win)
@@ -227,6 +235,9 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
             if dpd >= 1:
                 pdue += rest
                 n_pd += 1
+                for k in range(n_band):
+                    if dpd >= prm.band_dpd[k]:
+                        band[k] += rest
             if dpd <= 0:
                 not_due += rest
                 for k in range(n_soon):
@@ -347,6 +358,8 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
         o[c.account_age_days] = as_of - created[a]
     o[c.oldest_invoice_open] = oldest_rest
     o[c.partial_payer] = 1.0 if partial else 0.0
+    for k in range(n_band):
+        o[c.band[k]] = band[k]
     oldest_pos[a] = oldest_i
 
 
@@ -399,16 +412,20 @@ def feature_matrix(prep: Prepared, as_of: date, *,
     return out, oldest_pos
 
 
-def feature_columns(prep: Prepared, as_of: date, *, facts: bool = False
+def feature_columns(prep: Prepared, as_of: date, *, facts: bool = False,
+                    materiality: Materiality = DEFAULT_MATERIALITY
                     ) -> tuple[np.ndarray, dict[str, object]]:
     """(account rows with an open invoice, {column: values}) of one snapshot, in the
     :func:`features.pit.build_features` column order minus ``account_id`` (with the
-    :data:`features.spec.FACT_COLUMNS` last when ``facts``)."""
+    :data:`features.spec.FACT_COLUMNS` last when ``facts``). The segment is the material
+    segment (:func:`features.spec.material_segment`) under ``materiality``."""
     mat, oldest_pos = feature_matrix(prep, as_of)
     rows = np.flatnonzero(~np.isnan(mat[KERNEL_INDEX["open_balance"]]))
+    bands = [mat[KERNEL_INDEX[c], rows] for c in SEGMENT_AMOUNT_COLUMNS]
     cols: dict[str, object] = {
         "as_of": np.full(len(rows), np.datetime64(as_of, "s")),
-        "segment": segment_of(mat[KERNEL_INDEX["oldest_dpd"], rows]),
+        "segment": material_segment(bands, mat[KERNEL_INDEX["open_balance"], rows],
+                                    materiality=materiality),
     }
     for name in FEATURE_COLUMNS:
         if name in KERNEL_INDEX:
@@ -421,6 +438,8 @@ def feature_columns(prep: Prepared, as_of: date, *, facts: bool = False
         cols["oldest_invoice_open"] = mat[KERNEL_INDEX["oldest_invoice_open"], rows]
         cols["partial_payer"] = mat[KERNEL_INDEX["partial_payer"], rows] > 0
         cols["credit_on_account"] = mat[KERNEL_INDEX["credit_on_account"], rows]
+        for name in SEGMENT_AMOUNT_COLUMNS[1:]:
+            cols[name] = mat[KERNEL_INDEX[name], rows]
     del mat
     names = ("as_of", "segment", *FEATURE_COLUMNS, *(FACT_COLUMNS if facts else ()))
     return rows, {c: cols[c] for c in names}
@@ -431,7 +450,8 @@ def account_id_column(prep: Prepared, rows: np.ndarray) -> pd.Series:
     return pd.Series(prep.account_ids.take(rows), dtype="str")
 
 
-def features_frame(prep: Prepared, as_of: date, *, facts: bool = False) -> pd.DataFrame:
+def features_frame(prep: Prepared, as_of: date, *, facts: bool = False,
+                   materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
     """The :func:`features.pit.build_features` frame from a prepared book."""
-    rows, cols = feature_columns(prep, as_of, facts=facts)
+    rows, cols = feature_columns(prep, as_of, facts=facts, materiality=materiality)
     return pd.DataFrame({"account_id": account_id_column(prep, rows), **cols})

@@ -28,11 +28,11 @@ import pandas as pd
 
 from features.contract.book import Book
 from features.pit import _kernels, _prep
-from features.spec import as_day
+from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 
 
-def build_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = False
-                   ) -> pd.DataFrame:
+def build_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = False,
+                   materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
     """Point-in-time features of every account with an open invoice at ``as_of``.
 
     ``as_of`` is a day (a ``date``, or a ``pd.Timestamp`` whose date is used). Columns:
@@ -42,5 +42,10 @@ def build_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = Fals
     :data:`features.spec.FACT_COLUMNS` the worklist cites follow (oldest open invoice id and
     its open dollars, partial payer): same pass, same openness rule, not model inputs. Rows
     sorted by ``account_id``. Only data dated strictly before ``as_of`` is used.
+
+    ``segment`` is the material segment (DESIGN section 5): the highest DPD band (1+, 30+,
+    90+) whose open past-due amount exceeds both thresholds of ``materiality``; an account
+    past due only by an immaterial residue is ``preventive``.
     """
-    return _kernels.features_frame(_prep.prepare(book), as_day(as_of), facts=facts)
+    return _kernels.features_frame(_prep.prepare(book), as_day(as_of), facts=facts,
+                                   materiality=materiality)

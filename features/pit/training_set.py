@@ -17,7 +17,13 @@ import pandas as pd
 from features.contract.book import Book
 from features.pit import _kernels, _prep
 from features.pit.labels import default_data_end, label_columns, labels_frame
-from features.spec import DELINQUENT_DPD, PERSISTENCE_DAYS, as_day
+from features.spec import (
+    DEFAULT_MATERIALITY,
+    DELINQUENT_DPD,
+    PERSISTENCE_DAYS,
+    Materiality,
+    as_day,
+)
 
 
 def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
@@ -43,7 +49,8 @@ def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
 def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp],
                        delinquency_dpd: int = DELINQUENT_DPD,
                        persistence_days: int = PERSISTENCE_DAYS,
-                       data_end: date | pd.Timestamp | None = None) -> pd.DataFrame:
+                       data_end: date | pd.Timestamp | None = None,
+                       materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
     One row per account with an open invoice at each date; columns are the feature frame's
@@ -52,12 +59,12 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     """
     end = default_data_end(book) if data_end is None else as_day(data_end)
     label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-                    data_end=end)
+                    data_end=end, materiality=materiality)
     prep = _prep.prepare(book)
     rows_all, parts = [], []
     for d in as_of_dates:
         as_of = as_day(d)
-        rows, feats = _kernels.feature_columns(prep, as_of)
+        rows, feats = _kernels.feature_columns(prep, as_of, materiality=materiality)
         label_rows, labels = label_columns(prep, as_of, **label_kw)
         # both populations are "accounts with an open invoice at as_of", in account order,
         # so the join on (account_id, as_of) is positional
@@ -66,7 +73,7 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
         rows_all.append(rows)
         parts.append(pd.DataFrame({**feats, **labels}, copy=False))
     if not parts:
-        frame = _kernels.features_frame(prep, end).iloc[:0]
+        frame = _kernels.features_frame(prep, end, materiality=materiality).iloc[:0]
         return frame.merge(labels_frame(prep, end, **label_kw).iloc[:0],
                            on=["account_id", "as_of"])
     out = pd.concat(parts, ignore_index=True)

@@ -298,9 +298,12 @@ def test_taiwan_real_file_converts_validates_and_encodes_the_target(taiwan_encod
 @needs_data
 def test_generic_labels_as_of_the_cutoff_equal_the_taiwan_target(taiwan_encoded) -> None:
     from features.pit.labels import build_labels
+    from features.spec import NO_MATERIALITY
 
     tables, result = taiwan_encoded
-    labels = build_labels(result.book, as_of=tw.CUTOFF, data_end=tw.DATA_END)
+    # the data set's target counts any amount (no materiality thresholds)
+    labels = build_labels(result.book, as_of=tw.CUTOFF, data_end=tw.DATA_END,
+                          materiality=NO_MATERIALITY)
     labels = labels[~labels["account_id"].isin(HOLDOUT)]
     target = tables["targets"].set_index("account_id")["default_next_month"]
     assert not labels["censored"].any() and len(labels) > 25000

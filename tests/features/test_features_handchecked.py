@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from features import FEATURE_SET_VERSION, build_features
+from features.spec import DEFAULT_MATERIALITY, NO_MATERIALITY
 from tests.factories import make_book
 
 AS_OF = date(2024, 7, 1)
@@ -89,7 +90,7 @@ EXPECTED_A1 = {
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return build_features(BOOK, as_of=AS_OF).set_index("account_id")
+    return build_features(BOOK, as_of=AS_OF, materiality=NO_MATERIALITY).set_index("account_id")
 
 
 def test_population_is_accounts_with_open_invoices(frame):
@@ -134,7 +135,7 @@ def test_segment_boundaries(dpd, segment):
     due = pd.Timestamp(AS_OF) - pd.Timedelta(days=dpd)
     issue = min(due, pd.Timestamp(AS_OF) - pd.Timedelta(days=1))
     book = make_book([("I", "A", issue, due, 10.0), ("J", "A", issue, pd.Timestamp(AS_OF), 5.0)])
-    row = build_features(book, as_of=AS_OF).iloc[0]
+    row = build_features(book, as_of=AS_OF, materiality=NO_MATERIALITY).iloc[0]
     assert row["oldest_dpd"] == max(dpd, 0)
     assert row["segment"] == segment
 
@@ -170,7 +171,7 @@ def test_due_soon_and_aging_bucket_edges():
     dpds = [-30, -29, -14, -13, -7, -6, 0, 1, 30, 31, 60, 61, 90, 91]
     invoices = [(f"I{k}", "A", as_of - pd.Timedelta(days=max(d, 0) + 40),
                  as_of - pd.Timedelta(days=d), float(2**k)) for k, d in enumerate(dpds)]
-    row = build_features(make_book(invoices), as_of=AS_OF).iloc[0]
+    row = build_features(make_book(invoices), as_of=AS_OF, materiality=NO_MATERIALITY).iloc[0]
 
     def total(*members):
         return float(sum(2 ** dpds.index(d) for d in members))
@@ -205,7 +206,8 @@ CENT_BOOK = make_book(
 
 @pytest.fixture(scope="module")
 def cents() -> pd.DataFrame:
-    return build_features(CENT_BOOK, as_of=AS_OF, facts=True).set_index("account_id")
+    return build_features(CENT_BOOK, as_of=AS_OF, facts=True,
+                          materiality=NO_MATERIALITY).set_index("account_id")
 
 
 def test_one_cent_short_is_cleared_and_only_the_other_invoice_is_open(cents):
@@ -233,7 +235,8 @@ def test_two_cents_short_stays_open_and_is_a_partial_payment(cents):
 def test_labels_use_the_same_openness_rule():
     from features import build_labels
 
-    labels = build_labels(CENT_BOOK, as_of=AS_OF, data_end=date(2024, 8, 1))
+    labels = build_labels(CENT_BOOK, as_of=AS_OF, data_end=date(2024, 8, 1),
+                          materiality=NO_MATERIALITY)
     labels = labels.set_index("account_id")
     # A's only open invoice is I2 (30 DPD): persistence, still unpaid at the check day
     assert labels.loc["A", "model"] == "persistence" and labels.loc["A", "y"] == 1.0
@@ -246,3 +249,55 @@ def test_as_of_is_a_day_and_strings_are_refused():
     pd.testing.assert_frame_equal(by_timestamp, build_features(CENT_BOOK, as_of=AS_OF))
     with pytest.raises(TypeError, match="expected a date"):
         build_features(CENT_BOOK, as_of="2024-07-01")
+
+
+# ------------------------------------------------------------------ material segments
+# Defaults: more than 500 and more than 1% of the open balance (DESIGN section 5).
+
+
+def _segment_of(*invoices: tuple[int, float]) -> pd.Series:
+    """Account A's features for open invoices given as (DPD at AS_OF, amount)."""
+    rows = []
+    for k, (dpd, amount) in enumerate(invoices):
+        due = pd.Timestamp(AS_OF) - pd.Timedelta(days=dpd)
+        issue = min(due, pd.Timestamp(AS_OF) - pd.Timedelta(days=1))
+        rows.append((f"I{k}", "A", issue, due, amount))
+    return build_features(make_book(rows), as_of=AS_OF, facts=True).iloc[0]
+
+
+@pytest.mark.parametrize(("amount", "segment"), [(500.0, "preventive"), (500.01, "early")])
+def test_early_needs_a_material_past_due_amount(amount, segment):
+    assert _segment_of((10, amount))["segment"] == segment
+
+
+@pytest.mark.parametrize(("amount", "segment"), [(500.0, "early"), (500.01, "delinquent")])
+def test_delinquent_needs_a_material_amount_30_plus(amount, segment):
+    assert _segment_of((30, amount), (10, 1_000.0))["segment"] == segment
+
+
+@pytest.mark.parametrize(("amount", "segment"), [(500.0, "delinquent"), (500.01, "late")])
+def test_late_needs_a_material_amount_90_plus(amount, segment):
+    row = _segment_of((90, amount), (45, 1_000.0))
+    assert row["segment"] == segment
+    assert row["past_due_90_plus"] == amount and row["past_due_30_plus"] == amount + 1_000.0
+
+
+@pytest.mark.parametrize(("late", "segment"), [(1_000.0, "preventive"), (1_000.01, "late")])
+def test_the_share_of_the_open_balance_must_be_material_too(late, segment):
+    # open balance 100,000: 1% is 1,000
+    assert _segment_of((120, late), (-5, 100_000.0 - late))["segment"] == segment
+
+
+def test_an_immaterial_residue_leaves_the_account_preventive():
+    # the issue's case: $32 38 days late beside a large not-yet-due balance
+    row = _segment_of((38, 32.0), (-10, 49_000.0))
+    assert row["segment"] == "preventive"
+    assert row["oldest_dpd"] == 38 and row["past_due_amount"] == 32.0
+    assert row["past_due_30_plus"] == 32.0  # the residue stays a fact
+
+
+def test_default_materiality_is_the_default_of_build_features():
+    book = make_book([("I", "A", "2024-01-01", "2024-02-01", 300.0)])
+    assert build_features(book, as_of=AS_OF)["segment"].tolist() == ["preventive"]
+    assert build_features(book, as_of=AS_OF, materiality=DEFAULT_MATERIALITY).equals(
+        build_features(book, as_of=AS_OF))

@@ -21,10 +21,13 @@ from features import (
 from features.pit.training_set import as_of_grid
 from features.spec import (
     CATEGORICAL,
+    DEFAULT_MATERIALITY,
     FACT_COLUMNS,
     FEATURE_DTYPES,
     KERNEL_COLUMNS,
+    NO_MATERIALITY,
     NUMERIC_COLUMNS,
+    Materiality,
     check_feature_frame,
 )
 from features.synthetic import generate_book
@@ -43,14 +46,29 @@ def test_features_equal_reference_on_random_books(case):
                 reference_features(book, as_of=as_of, facts=True))
 
 
+#: Materiality pairs the random books (amounts of tens to hundreds) straddle.
+MATERIALITIES = st.sampled_from([NO_MATERIALITY, DEFAULT_MATERIALITY,
+                                 Materiality(absolute=150.0, share=0.05),
+                                 Materiality(absolute=0.0, share=0.3)])
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=books_and_as_of(), materiality=MATERIALITIES)
+def test_features_equal_reference_under_materiality(case, materiality):
+    book, as_of = case
+    assert_same(build_features(book, as_of=as_of, facts=True, materiality=materiality),
+                reference_features(book, as_of=as_of, facts=True, materiality=materiality))
+
+
 @settings(max_examples=25, deadline=None)
 @given(case=books_and_as_of(), dpd=st.sampled_from([1, 15, 30]),
        persist=st.sampled_from([1, 29, 30, 45]),
-       end_days=st.one_of(st.none(), st.integers(0, 120)))
-def test_labels_equal_reference_on_random_books(case, dpd, persist, end_days):
+       end_days=st.one_of(st.none(), st.integers(0, 120)), materiality=MATERIALITIES)
+def test_labels_equal_reference_on_random_books(case, dpd, persist, end_days, materiality):
     book, as_of = case
     end = None if end_days is None else as_of + pd.Timedelta(days=end_days)
-    kw = dict(delinquency_dpd=dpd, persistence_days=persist, data_end=end)
+    kw = dict(delinquency_dpd=dpd, persistence_days=persist, data_end=end,
+              materiality=materiality)
     assert_same(build_labels(book, as_of=as_of, **kw), reference_labels(book, as_of=as_of, **kw))
 
 

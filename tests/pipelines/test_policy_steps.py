@@ -29,3 +29,15 @@ def test_action_policy_maps_the_settings(monkeypatch: pytest.MonkeyPatch,
         load_settings(actions={"legal_amont": 5})
     with pytest.raises(SettingsError, match="high_persistence"):
         load_settings(actions={"high_persistence": 1.5})
+
+
+def test_materiality_maps_the_settings(monkeypatch: pytest.MonkeyPatch,
+                                       no_config: None) -> None:
+    from features.spec import DEFAULT_MATERIALITY, Materiality
+
+    assert steps.materiality(load_settings()) == DEFAULT_MATERIALITY
+    monkeypatch.setenv("DELINQ_MATERIALITY__ABSOLUTE", "100")
+    got = steps.materiality(load_settings(materiality={"share": 0.02}))
+    assert got == Materiality(absolute=100.0, share=0.02)
+    with pytest.raises(SettingsError, match="did you mean 'materiality.share'"):
+        load_settings(materiality={"shar": 0.1})
