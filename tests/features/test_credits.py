@@ -20,6 +20,7 @@ from features import build_features, build_labels
 from features.contract.book import Book
 from features.contract.validation import validate_tables
 from features.pit.credits import applied_payments, credit_changes
+from features.spec import NO_MATERIALITY
 from tests.factories import books_and_as_of, make_book, with_credits
 
 AS_OF = date(2024, 7, 1)
@@ -33,7 +34,8 @@ def with_refs(book: Book, refs: dict[str, str]) -> Book:
     return Book.from_frames(inv, book.payments, book.accounts, book.disputes)
 
 
-# As of 2024-07-01 (dates in 2024):
+# As of 2024-07-01 (dates in 2024); every cent counts (NO_MATERIALITY): the amounts here are
+# far below the default materiality threshold, which has its own tests (test_labels.py).
 # A (an unnamed credit note):
 #   I1 issued 01-01 due 01-31 $100, unpaid
 #   I2 issued 03-01 due 03-31 $200, unpaid
@@ -94,7 +96,7 @@ EXPECTED = {  # account: (open_balance, oldest_dpd, segment, n_open, credit_on_a
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return build_features(BOOK, as_of=AS_OF, facts=True).set_index("account_id")
+    return build_features(BOOK, as_of=AS_OF, facts=True, materiality=NO_MATERIALITY).set_index("account_id")
 
 
 @pytest.mark.parametrize("account", sorted(EXPECTED))
@@ -138,7 +140,8 @@ def test_hand_checked_applications():
 
 def test_labels_see_the_credit():
     # A's I2 open $150 at 92 DPD stays unpaid: persistence y = 1 on the net amount
-    labels = build_labels(BOOK, as_of=AS_OF, data_end=date(2024, 9, 1)).set_index("account_id")
+    labels = build_labels(BOOK, as_of=AS_OF, data_end=date(2024, 9, 1),
+                          materiality=NO_MATERIALITY).set_index("account_id")
     assert labels.loc["A", "model"] == "persistence"
     assert labels.loc["A", "delinquent_amount"] == pytest.approx(150.0)
     assert "C" in labels.index and labels.loc["C", "delinquent_amount"] == pytest.approx(50.0)
