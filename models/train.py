@@ -69,7 +69,8 @@ class TrainConfig:
     ``embargo_days`` (days), ``max_censored_share`` (0-1). Sampling of the training set
     (``features.pit.sampling``, :meth:`sampling`): ``sample_max_rows`` (row budget per
     model population; ``None``: no sampling), ``sample_positive_rate`` and
-    ``sample_negative_rate`` (explicit rates 0-1, overriding the budget), ``sample_seed``.
+    ``sample_negative_rate`` (explicit rates 0-1, overriding the budget), ``sample_seed``
+    (``None``: ``seed``).
     """
 
     n_estimators: int = 300
@@ -97,18 +98,20 @@ class TrainConfig:
     #: grows with the rows (~1 min per 1M rows and 100 rounds on 2 busy cores, measured),
     #: so the budget, not the book, sets the cost of the fit; books up to ~20k accounts on
     #: the weekly grid (~1.2M rows in all) are trained in full.
-    sample_max_rows: int | None = 1_000_000
+    sample_max_rows: int | None = 1_000_000  # None or 0: never sample
     sample_positive_rate: float | None = None
     sample_negative_rate: float | None = None
-    sample_seed: int = 0
+    sample_seed: int | None = None  # None: ``seed``
 
     def sampling(self) -> Sampling | None:
         """The training set's :class:`~features.pit.sampling.Sampling` (``None``: none)."""
-        if (self.sample_max_rows is None and self.sample_positive_rate is None
-                and self.sample_negative_rate is None):
+        budget = self.sample_max_rows or None
+        if budget is None and self.sample_positive_rate is None \
+                and self.sample_negative_rate is None:
             return None
-        return Sampling(max_rows=self.sample_max_rows, positive_rate=self.sample_positive_rate,
-                        negative_rate=self.sample_negative_rate, seed=self.sample_seed)
+        return Sampling(max_rows=budget, positive_rate=self.sample_positive_rate,
+                        negative_rate=self.sample_negative_rate,
+                        seed=self.seed if self.sample_seed is None else self.sample_seed)
 
     def lgbm_params(self, n_rows: int = 0) -> dict[str, Any]:
         """Keyword arguments of ``lightgbm.LGBMClassifier`` for ``n_rows`` training rows."""

@@ -116,7 +116,8 @@ def sample_rows(model_codes: np.ndarray, outcomes: np.ndarray, *, day: int,
                 keep[idx] = True
                 continue
             k = min(n, max(1, math.ceil(rate * n)))
-            rng = np.random.default_rng((int(seed), int(day) + 2**20, m, outcome))
+            # SeedSequence entropy must be non-negative: the seed modulo 2**63, the day offset
+            rng = np.random.default_rng((int(seed) % 2**63, int(day) + 2**20, m, outcome))
             chosen = idx[rng.choice(n, size=k, replace=False)]
             keep[chosen] = True
             weight[chosen] = n / k
