@@ -12,6 +12,11 @@ when the validation rows hold at least :data:`MIN_ISOTONIC_CLASS` positives *and
 negatives (with fewer, whole steps of the step function sit on a handful of rows and read
 0% or 100%); otherwise Platt scaling is used. The probabilities are bounded by what the
 validation rows can support (:func:`evidence_bounds`), not by a fixed epsilon.
+
+Sample weights (a sampled training set, ``features.pit.sampling``): every fit and Brier
+takes optional ``weights`` (a row of weight ``w`` stands for ``w`` rows of the full set);
+the class counts and the row count of the bounds are then the weighted counts, the
+estimates of the full set's. ``weights=None`` is the unweighted computation, unchanged.
 """
 
 from __future__ import annotations
@@ -43,11 +48,20 @@ def evidence_bounds(n_rows: int) -> tuple[float, float]:
     return low, 1.0 - low
 
 
-def brier(y: np.ndarray, p: np.ndarray) -> float:
-    """Mean squared error of probabilities ``p`` against 0/1 outcomes ``y``."""
+def brier(y: np.ndarray, p: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean squared error of probabilities ``p`` against 0/1 outcomes ``y`` (weighted
+    mean with ``weights``)."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
-    return float(np.mean((p - y) ** 2))
+    if weights is None:
+        return float(np.mean((p - y) ** 2))
+    return float(np.average((p - y) ** 2, weights=np.asarray(weights, dtype=float)))
+
+
+def weighted_count(mask: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Rows of ``mask`` that are true, or the sum of their ``weights``."""
+    mask = np.asarray(mask, dtype=bool)
+    return float(mask.sum()) if weights is None else float(np.asarray(weights)[mask].sum())
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -55,30 +69,40 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * np.asarray(x, dtype=float)))
 
 
-def _platt(s: np.ndarray, t: np.ndarray, *, iters: int = 50) -> tuple[float, float]:
+def _platt(s: np.ndarray, t: np.ndarray, *, iters: int = 50,
+           w: np.ndarray | None = None) -> tuple[float, float]:
     """Logistic fit ``t ~ sigmoid(a * s + b)`` by Newton steps on the standardised score.
 
     Two parameters only, so a direct Newton solve is faster and better conditioned than a
     general solver (rule baselines feed unscaled keys such as balances). A tiny ridge
     keeps separable data finite. A negative slope (which would invert the ranking)
-    falls back to the constant base rate.
+    falls back to the constant base rate. ``w``: row weights (``None``: all 1).
     """
-    mu, sd = float(s.mean()), float(s.std()) or 1.0
+    if w is not None:
+        mu = float(np.average(s, weights=w))
+        sd = float(np.sqrt(np.average((s - mu) ** 2, weights=w))) or 1.0
+    else:
+        mu, sd = float(s.mean()), float(s.std()) or 1.0
     z = (s - mu) / sd
     x = np.column_stack([z, np.ones_like(z)])
-    w = np.zeros(2)
+    coef = np.zeros(2)
     for _ in range(iters):
-        p = sigmoid(x @ w)
-        grad = x.T @ (p - t) + 1e-6 * w
-        hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        p = sigmoid(x @ coef)
+        if w is None:
+            grad = x.T @ (p - t) + 1e-6 * coef
+            hess = (x * (p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
+        else:
+            grad = x.T @ (w * (p - t)) + 1e-6 * coef
+            hess = (x * (w * p * (1 - p))[:, None]).T @ x + 1e-6 * np.eye(2)
         step = np.linalg.solve(hess, grad)
-        w -= step
+        coef -= step
         if np.abs(step).max() < 1e-10:
             break
-    if w[0] < 0:
-        rate = float(np.clip(t.mean(), _EPS, 1 - _EPS))
+    if coef[0] < 0:
+        mean = t.mean() if w is None else np.average(t, weights=w)
+        rate = float(np.clip(mean, _EPS, 1 - _EPS))
         return 0.0, float(np.log(rate / (1 - rate)))
-    return float(w[0] / sd), float(w[1] - w[0] * mu / sd)
+    return float(coef[0] / sd), float(coef[1] - coef[0] * mu / sd)
 
 
 @dataclass
@@ -94,26 +118,30 @@ class Calibrator:
     method: Method = "isotonic"
     params: dict[str, Any] = field(default_factory=dict)
 
-    def fit(self, scores: np.ndarray, y: np.ndarray) -> Calibrator:
-        """Fit on raw scores and 0/1 outcomes; returns ``self``."""
+    def fit(self, scores: np.ndarray, y: np.ndarray,
+            weights: np.ndarray | None = None) -> Calibrator:
+        """Fit on raw scores and 0/1 outcomes (``weights``: per row, ``None`` = 1);
+        returns ``self``. The bounds take the weighted row count."""
         s = np.asarray(scores, dtype=float).ravel()
         t = np.asarray(y, dtype=float).ravel()
-        if len(s) != len(t) or len(s) == 0:
+        w = None if weights is None else np.asarray(weights, dtype=float).ravel()
+        if len(s) != len(t) or len(s) == 0 or (w is not None and len(w) != len(s)):
             raise ValueError("calibration needs equally long, non-empty scores and labels")
-        low, high = evidence_bounds(len(s))
+        n_rows = len(s) if w is None else int(round(w.sum()))
+        low, high = evidence_bounds(n_rows)
         if self.method == "isotonic":
             iso = IsotonicRegression(y_min=low, y_max=high, out_of_bounds="clip")
-            iso.fit(s, t)
+            iso.fit(s, t, sample_weight=w)
             self.params = {
                 "x": [float(v) for v in iso.X_thresholds_],
                 "y": [float(v) for v in iso.y_thresholds_],
             }
         elif self.method == "platt":
-            a, b = _platt(s, t)
+            a, b = _platt(s, t, w=w)
             self.params = {"a": a, "b": b}
         else:  # pragma: no cover - Literal guards this
             raise ValueError(f"unknown calibration method {self.method!r}")
-        self.params |= {"low": low, "high": high, "n_rows": len(s)}
+        self.params |= {"low": low, "high": high, "n_rows": n_rows}
         return self
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
@@ -155,7 +183,8 @@ class CalibrationChoice:
 
 
 def choose_calibrator(
-    scores: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0
+    scores: np.ndarray, y: np.ndarray, *, folds: int = 5, seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> CalibrationChoice:
     """Choose isotonic or Platt by out-of-fold validation Brier, then refit it on all rows.
 
@@ -165,13 +194,15 @@ def choose_calibrator(
     choice uses ``folds``-fold cross-validation within the validation rows.
     ``brier_by_method`` reports those out-of-fold Briers (of the candidates) plus
     ``"raw"``: ``sigmoid(score)``, the uncalibrated LightGBM probability. Ties go to Platt.
+    With ``weights``, the fits, the Briers and the class counts are weighted.
     """
     s = np.asarray(scores, dtype=float).ravel()
     t = np.asarray(y, dtype=float).ravel()
+    w = None if weights is None else np.asarray(weights, dtype=float).ravel()
     rng = np.random.default_rng(seed)
     fold_of = rng.permutation(len(s)) % max(2, folds)
-    n_pos = int((t == 1).sum())
-    enough = min(n_pos, len(t) - n_pos) >= MIN_ISOTONIC_CLASS
+    n_pos = weighted_count(t == 1, w)
+    enough = min(n_pos, weighted_count(t != 1, w)) >= MIN_ISOTONIC_CLASS
     methods: tuple[Method, ...] = ("platt", "isotonic") if enough else ("platt",)
     briers: dict[str, float] = {}
     for method in methods:
@@ -179,11 +210,15 @@ def choose_calibrator(
         for k in np.unique(fold_of):
             test = fold_of == k
             train = ~test
+            w_train = None if w is None else w[train]
             if len(np.unique(t[train])) < 2:
-                oof[test] = t[train].mean() if train.any() else 0.5
+                oof[test] = (np.average(t[train], weights=w_train) if train.any()
+                             else 0.5)
                 continue
-            oof[test] = Calibrator(method=method).fit(s[train], t[train]).predict(s[test])
-        briers[method] = brier(t, oof)
+            oof[test] = Calibrator(method=method).fit(
+                s[train], t[train], w_train).predict(s[test])
+        briers[method] = brier(t, oof, w)
     best = min(methods, key=lambda m: (briers[m], m != "platt"))
-    briers["raw"] = brier(t, sigmoid(s))
-    return CalibrationChoice(calibrator=Calibrator(method=best).fit(s, t), brier_by_method=briers)
+    briers["raw"] = brier(t, sigmoid(s), w)
+    return CalibrationChoice(calibrator=Calibrator(method=best).fit(s, t, w),
+                             brier_by_method=briers)

@@ -18,6 +18,15 @@ key; their probabilities (for Brier and ECE) come from a calibrator fitted on th
 validation period, as for the model. ``logistic_regression`` is fitted on the training
 rows with the same features (median imputation with missing indicators, scaling,
 one-hot categoricals) and ranks by probability x open balance, like the model.
+
+Sample weights: a sampled training set (``features.pit.sampling``) carries a ``weight``
+column; every metric here is then the weighted one (a row of weight ``w`` stands for ``w``
+rows of the full set): weighted AUC and average precision, weighted Brier, ECE over
+equal-*weight* bins, and capture@k whose top k% of each date is k% of the date's weighted
+row count (a row straddling the cut counts for the part of its weight inside it). So each
+figure estimates the full set's figure. The baselines' calibrators and the logistic
+regression are fitted with the weights too. Without weights (or all 1) every computation is
+the unweighted one, unchanged.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from features.pit.sampling import row_weights
 from models.calibration import Calibrator, brier, choose_calibrator
 
 CAPTURE_KS: tuple[int, ...] = (5, 10, 20)
@@ -53,13 +63,26 @@ HIST_DAYS_LATE_CANDIDATES: tuple[str, ...] = (
 )
 
 
-def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, bins: int = 10) -> float:
-    """ECE over ``bins`` equal-frequency bins of ``p`` (sorted, split in equal counts)."""
+def expected_calibration_error(y: np.ndarray, p: np.ndarray, *, bins: int = 10,
+                               weights: np.ndarray | None = None) -> float:
+    """ECE over ``bins`` equal-frequency bins of ``p`` (sorted, split in equal counts; with
+    ``weights``, in equal weight: a row goes to the bin of the middle of its weight)."""
     y = np.asarray(y, dtype=float)
     p = np.asarray(p, dtype=float)
     if len(p) == 0:
         return float("nan")
     order = np.argsort(p, kind="mergesort")
+    if weights is not None:
+        w = np.asarray(weights, dtype=float)[order]
+        mid = np.cumsum(w) - w / 2
+        b = np.minimum((mid / w.sum() * min(bins, len(p))).astype(np.int64), bins - 1)
+        total = 0.0
+        for k in np.unique(b):
+            sel = b == k
+            wk = w[sel]
+            gap = np.average(y[order][sel], weights=wk) - np.average(p[order][sel], weights=wk)
+            total += wk.sum() * abs(gap)
+        return float(total / w.sum())
     total = 0.0
     for idx in np.array_split(order, min(bins, len(p))):
         if len(idx):
@@ -74,25 +97,36 @@ def capture_at_k(
     k: float,
     groups: np.ndarray | None = None,
     tiebreak: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> float:
     """Share of ``amount`` held by the top ``k`` percent of rows by ``score``.
 
     With ``groups`` (for example the ``as_of`` date), each group is ranked on its own and
     its top ``ceil(k% of group size)`` rows are taken; captured amounts are pooled over
     groups. ``tiebreak`` orders rows of equal score (higher first). NaN when there is no
-    delinquent amount at all.
+    delinquent amount at all. With ``weights`` a row stands for ``w`` rows of ``amount``
+    each: a group's size is its weight, and the row at the cut counts for its share inside.
     """
     score = np.nan_to_num(np.asarray(score, dtype=float), nan=-np.inf)
     amount = np.nan_to_num(np.asarray(amount, dtype=float), nan=0.0)
+    w = None if weights is None else np.asarray(weights, dtype=float)
     tie = np.zeros(len(score)) if tiebreak is None else np.asarray(tiebreak, dtype=float)
     tie = np.nan_to_num(tie, nan=-np.inf)
     grp = np.zeros(len(score), dtype=np.int64) if groups is None else pd.factorize(groups)[0]
-    total = amount.sum()
+    total = amount.sum() if w is None else (amount * w).sum()
     if total <= 0:
         return float("nan")
     # One lexsort: by group, then score descending, then tiebreak descending, then row.
     order = np.lexsort((np.arange(len(score)), -tie, -score, grp))
     grp_sorted = grp[order]
+    if w is not None:
+        ws = w[order]
+        sizes_w = np.bincount(grp_sorted, weights=ws)
+        cum = np.cumsum(ws)
+        before = cum - ws - np.r_[0.0, np.cumsum(sizes_w)[:-1]][grp_sorted]
+        top = np.ceil(k / 100.0 * sizes_w)[grp_sorted]
+        taken = np.clip(top - before, 0.0, ws)
+        return float((taken * amount[order]).sum() / total)
     starts = np.flatnonzero(np.r_[True, grp_sorted[1:] != grp_sorted[:-1]])
     sizes = np.diff(np.r_[starts, len(order)])
     position = np.arange(len(order)) - np.repeat(starts, sizes)
@@ -110,8 +144,9 @@ def score_metrics(
     ranking: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     tiebreak: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """All metric columns for one scorer.
+    """All metric columns for one scorer (weighted with ``weights``, module docstring).
 
     ROC-AUC and average precision judge ``ranking`` (the scorer's own ranking score: the
     raw log-odds for LightGBM, the rule key for a rule; ``proba`` when not given), Brier
@@ -122,14 +157,16 @@ def score_metrics(
     two_classes = len(np.unique(y)) == 2
     rs = np.nan_to_num(np.asarray(proba if ranking is None else ranking, dtype=float), nan=-1e300)
     out = {
-        "roc_auc": float(roc_auc_score(y, rs)) if two_classes else float("nan"),
-        "avg_precision": float(average_precision_score(y, rs)) if two_classes else float("nan"),
-        "brier": brier(y, proba),
-        "ece": expected_calibration_error(y, proba),
+        "roc_auc": (float(roc_auc_score(y, rs, sample_weight=weights)) if two_classes
+                    else float("nan")),
+        "avg_precision": (float(average_precision_score(y, rs, sample_weight=weights))
+                          if two_classes else float("nan")),
+        "brier": brier(y, proba, weights),
+        "ece": expected_calibration_error(y, proba, weights=weights),
     }
     for k in CAPTURE_KS:
         out[f"capture@{k}"] = capture_at_k(
-            priority, amount, k=k, groups=groups, tiebreak=tiebreak
+            priority, amount, k=k, groups=groups, tiebreak=tiebreak, weights=weights
         )
     return out
 
@@ -200,7 +237,8 @@ class Baseline:
 def _rule_baseline(
     name: str, fn: Callable[[pd.DataFrame], np.ndarray], val: pd.DataFrame
 ) -> Baseline:
-    cal: Calibrator = choose_calibrator(fn(val), val["y"].to_numpy(dtype=float)).calibrator
+    cal: Calibrator = choose_calibrator(fn(val), val["y"].to_numpy(dtype=float),
+                                        weights=row_weights(val)).calibrator
     return Baseline(name=name, rank=fn, proba=lambda f: cal.predict(fn(f)))
 
 
@@ -248,7 +286,8 @@ def fit_baselines(
     categorical: Sequence[str] = (),
     seed: int = 0,
 ) -> dict[str, Baseline]:
-    """Fit the four baselines: rules calibrated on ``val``, logistic regression on ``train``."""
+    """Fit the four baselines: rules calibrated on ``val``, logistic regression on ``train``
+    (each with the rows' sample weights when the frames carry them)."""
     out = {
         "aging_rule": _rule_baseline("aging_rule", aging_rule_score, val),
         "balance_only": _rule_baseline("balance_only", balance_score, val),
@@ -257,7 +296,9 @@ def fit_baselines(
     feats = list(feature_names)
     cats = [c for c in categorical if c in feats]
     pipe = logistic_pipeline(feats, cats, seed=seed)
-    pipe.fit(logistic_input(train, feats, cats), train["y"].to_numpy(dtype=int))
+    w = row_weights(train)
+    fit_kw = {} if w is None else {"logisticregression__sample_weight": w}
+    pipe.fit(logistic_input(train, feats, cats), train["y"].to_numpy(dtype=int), **fit_kw)
 
     def lr_proba(frame: pd.DataFrame) -> np.ndarray:
         return pipe.predict_proba(logistic_input(frame, feats, cats))[:, 1]
@@ -273,8 +314,10 @@ def fit_baselines(
 def evaluate_scorers(test: pd.DataFrame, scorers: Mapping[str, Scores]) -> pd.DataFrame:
     """Metrics table for ``{name: Scores}`` on the ``test`` label frame.
 
-    ``test`` needs ``y``, ``delinquent_amount``, ``open_balance`` and ``as_of``.
+    ``test`` needs ``y``, ``delinquent_amount``, ``open_balance`` and ``as_of``; its
+    ``weight`` column, when present, weighs every metric (and the base rate).
     """
+    w = row_weights(test)
     rows = {
         name: score_metrics(
             test["y"].to_numpy(dtype=float),
@@ -284,10 +327,13 @@ def evaluate_scorers(test: pd.DataFrame, scorers: Mapping[str, Scores]) -> pd.Da
             amount=test["delinquent_amount"].to_numpy(dtype=float),
             groups=test["as_of"].to_numpy(),
             tiebreak=balance_score(test),
+            weights=w,
         )
         for name, sc in scorers.items()
     }
-    return metrics_table(rows, n_rows=len(test), base_rate=float(test["y"].mean()))
+    y = test["y"].to_numpy(dtype=float)
+    base_rate = float(test["y"].mean()) if w is None else float(np.average(y, weights=w))
+    return metrics_table(rows, n_rows=len(test), base_rate=base_rate)
 
 
 def baseline_scores(baseline: Baseline, frame: pd.DataFrame) -> Scores:

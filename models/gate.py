@@ -19,6 +19,12 @@ scores computed once at training; nothing is re-scored here):
 
 :func:`judge` returns a :class:`GateOutcome` whose ``reason`` is the one line the training
 report prints and the registry records on the model version (``tags()``).
+
+A sampled training set (``features.pit.sampling``): the test rows' ``weight`` column weighs
+the positive-row count, both capture@10s, both AUCs and every bootstrap draw (an account
+drawn ``c`` times brings each of its rows as ``c x weight`` rows), so the gate judges the
+estimate of the full test period. Positive accounts are counted among the kept rows (every
+positive is kept unless positives are sampled too, when the count is a lower bound).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from features.pit.sampling import row_weights
 from models.evaluate import Scores, balance_score, capture_at_k
 
 if TYPE_CHECKING:
@@ -109,6 +116,7 @@ def _draw_counts(rng: np.random.Generator, n_draws: int, n_accounts: int) -> np.
 def _captured(
     counts: np.ndarray, *, acc_sorted: np.ndarray, amount_sorted: np.ndarray,
     bounds: np.ndarray, n_top: np.ndarray, share: float,
+    weight_sorted: np.ndarray | None = None,
 ) -> np.ndarray:
     """Captured amount per draw for one fixed row ordering (rows sorted by group, then
     priority). Only a prefix of each group is read: the rows whose copies can fall in the
@@ -120,6 +128,8 @@ def _captured(
         sel = np.concatenate([np.arange(b, b + p) for b, p in zip(bounds[:-1], prefix,
                                                                   strict=True)])
         ws = counts[:, acc_sorted[sel]]  # copies of each prefix row, per draw
+        if weight_sorted is not None:  # each copy stands for `weight` rows
+            ws *= weight_sorted[sel]
         cum = np.cumsum(ws, axis=1)
         ends = np.cumsum(prefix)
         before = np.zeros((len(counts), len(prefix)), dtype=counts.dtype)
@@ -148,6 +158,7 @@ def bootstrap_capture_difference(
     k: float = GATE_K,
     resamples: int = 1000,
     seed: int = 0,
+    weights: np.ndarray | None = None,
 ) -> np.ndarray:
     """capture@k of ranking ``a`` minus that of ranking ``b``, over ``resamples`` account
     bootstrap draws (1-D array, one difference per draw; NaN where a draw holds no
@@ -160,6 +171,8 @@ def bootstrap_capture_difference(
     (ties by ``tiebreak``, then row order) are taken, and captured ``amount`` is pooled
     over groups. Copies of a row sit next to each other in that order, so a draw is a
     weighted cumulative sum over one fixed ordering per ranking: vectorised over draws.
+    ``weights`` (sample weights of the rows): a drawn row counts ``weight`` times, as in
+    ``capture_at_k(..., weights=...)``.
     """
     amount = np.nan_to_num(np.asarray(amount, dtype=float), nan=0.0)
     n = len(amount)
@@ -178,9 +191,12 @@ def bootstrap_capture_difference(
     # Rows of each account per group and delinquent amount per account: a draw's group
     # sizes and total amount are then two small matrix products.
     n_grp = len(grp_index)
-    rows_in_group = np.bincount(acc_code * n_grp + grp, minlength=n_acc * n_grp).reshape(
-        n_acc, n_grp).astype(np.float64)
-    amount_of_acc = np.bincount(acc_code, weights=amount, minlength=n_acc)
+    w = None if weights is None else np.asarray(weights, dtype=float)
+    rows_in_group = np.bincount(acc_code * n_grp + grp, weights=w,
+                                minlength=n_acc * n_grp).reshape(n_acc, n_grp).astype(np.float64)
+    amount_of_acc = np.bincount(acc_code, weights=amount if w is None else amount * w,
+                                minlength=n_acc)
+    w32 = None if w is None else w.astype(np.float32)
     # Single precision in the bulk (relative error ~1e-6 on a share: far below any
     # decision the interval informs), double where the totals are formed.
     amount32 = amount.astype(np.float32)
@@ -192,18 +208,20 @@ def bootstrap_capture_difference(
         n_top = np.ceil(k / 100.0 * (counts @ rows_in_group)).astype(np.float32)
         total = counts @ amount_of_acc
         a, b = (_captured(counts, acc_sorted=acc_code[o], amount_sorted=amount32[o],
-                          bounds=bounds, n_top=n_top, share=k / 100.0) for o in orders)
+                          bounds=bounds, n_top=n_top, share=k / 100.0,
+                          weight_sorted=None if w32 is None else w32[o]) for o in orders)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[b0:b0 + len(counts)] = np.where(total > 0, (a - b) / total, np.nan)
     return out
 
 
-def _auc(y: np.ndarray, ranking: np.ndarray) -> float:
+def _auc(y: np.ndarray, ranking: np.ndarray, weights: np.ndarray | None = None) -> float:
     from sklearn.metrics import roc_auc_score
 
     if len(np.unique(y)) < 2:
         return float("nan")
-    return float(roc_auc_score(y, np.nan_to_num(np.asarray(ranking, dtype=float), nan=-1e300)))
+    return float(roc_auc_score(y, np.nan_to_num(np.asarray(ranking, dtype=float), nan=-1e300),
+                               sample_weight=weights))
 
 
 def has_splits(booster: lgb.Booster) -> bool:
@@ -222,15 +240,17 @@ def judge(
     """The gate's verdict (module docstring) on the ``test`` rows.
 
     ``test`` needs ``account_id``, ``as_of``, ``y``, ``delinquent_amount`` and
-    ``open_balance`` (the worklist tiebreak); ``model`` and ``rule`` are the two scorers'
+    ``open_balance`` (the worklist tiebreak), and ``weight`` when sampled (module
+    docstring); ``model`` and ``rule`` are the two scorers'
     :class:`~models.evaluate.Scores` of those rows (``priority`` orders the worklist,
     ``ranking`` (else ``proba``) is what ROC-AUC judges). ``made_splits``: whether the
     booster split at all (:func:`has_splits`).
     """
     policy = policy or GatePolicy()
     y = test["y"].to_numpy(dtype=float)
+    w = row_weights(test)
     pos = y == 1
-    n_pos_rows = int(pos.sum())
+    n_pos_rows = int(pos.sum()) if w is None else int(round(w[pos].sum()))
     n_pos_accounts = int(pd.Series(test["account_id"].to_numpy()[pos]).nunique())
     numbers: dict[str, float] = {"positive_rows": n_pos_rows,
                                  "positive_accounts": n_pos_accounts}
@@ -252,16 +272,18 @@ def judge(
     amount = test["delinquent_amount"].to_numpy(dtype=float)
     groups = test["as_of"].to_numpy()
     tie = balance_score(test)
-    cap_m = capture_at_k(model.priority, amount, k=GATE_K, groups=groups, tiebreak=tie)
-    cap_r = capture_at_k(rule.priority, amount, k=GATE_K, groups=groups, tiebreak=tie)
+    cap_m = capture_at_k(model.priority, amount, k=GATE_K, groups=groups, tiebreak=tie,
+                         weights=w)
+    cap_r = capture_at_k(rule.priority, amount, k=GATE_K, groups=groups, tiebreak=tie,
+                         weights=w)
     diffs = bootstrap_capture_difference(
         accounts=test["account_id"].to_numpy(), groups=groups, amount=amount,
         priority_a=model.priority, priority_b=rule.priority, tiebreak=tie, k=GATE_K,
-        resamples=policy.resamples, seed=policy.seed)
+        resamples=policy.resamples, seed=policy.seed, weights=w)
     lo = float(np.nanquantile(diffs, policy.quantile)) if np.isfinite(diffs).any() else np.nan
     hi = float(np.nanquantile(diffs, 1 - policy.quantile)) if np.isfinite(diffs).any() else np.nan
-    auc_m = _auc(y, ranking)
-    auc_r = _auc(y, rule.proba if rule.ranking is None else rule.ranking)
+    auc_m = _auc(y, ranking, w)
+    auc_r = _auc(y, rule.proba if rule.ranking is None else rule.ranking, w)
     numbers |= {"capture@10": cap_m, "rule_capture@10": cap_r, "difference": cap_m - cap_r,
                 "difference_low": lo, "difference_high": hi, "roc_auc": auc_m,
                 "rule_roc_auc": auc_r}

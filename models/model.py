@@ -28,6 +28,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.pit.sampling import WEIGHT
 from features.spec import FEATURE_COLUMNS, MODELS
 from models.calibration import Calibrator
 from models.evaluate import Scores
@@ -44,6 +45,7 @@ META_COLUMNS: frozenset[str] = frozenset(
         "label_resolved_date",
         "censored",
         "delinquent_amount",
+        WEIGHT,
     }
 )
 

@@ -17,6 +17,16 @@ model trained on date ``d`` (with the labels known on ``d``) scores accounts on 
 The label filter is what removes leakage; ``embargo_days`` optionally adds a gap of
 ``as_of`` dates on top (default 0: adjacent weeks share accounts, as in production).
 
+**Sampled training sets** (``features.pit.sampling``): a training set may carry a
+``weight`` column (a row stands for ``weight`` rows of the full grid). The split's censored
+share per date, LightGBM (sample weights, also in early stopping), the calibration, the
+baselines, the metrics and the gate are then all weighted, so every figure estimates the
+full set's; the drift reference is drawn from the training rows as a uniform sample of the
+full set (each row kept with probability ``min weight / weight``, seeded). The
+``sample_*`` options of :class:`TrainConfig` say how the steps sample
+(:meth:`TrainConfig.sampling`). Without weights (or all 1) everything is unweighted, as
+before.
+
 A book that cannot be split so (a period empty, or too thin to fit or judge a model) raises
 :class:`SplitError`: one line naming the setting to change (``train.val_weeks``,
 ``train.test_weeks``, ``train.test_end``, or the label definition); the user can fix it.
@@ -38,6 +48,7 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from features.pit.sampling import Sampling, row_weights
 from features.spec import FEATURE_DIRECTION, FEATURE_SET_VERSION, MODELS
 from models.calibration import Calibrator, choose_calibrator
 from models.drift import reference_profile
@@ -56,7 +67,11 @@ class TrainConfig:
     (shares 0-1), ``lambda_l2``, ``seed``, ``n_jobs`` (threads). The time split:
     ``val_weeks`` and ``test_weeks`` (weeks of ``as_of`` dates), ``test_end`` (the last
     ``as_of`` date of the test period; ``None``: the last mature date of the book),
-    ``embargo_days`` (days), ``max_censored_share`` (0-1).
+    ``embargo_days`` (days), ``max_censored_share`` (0-1). Sampling of the training set
+    (``features.pit.sampling``, :meth:`sampling`): ``sample_max_rows`` (row budget per
+    model population; ``None``: no sampling), ``sample_positive_rate`` and
+    ``sample_negative_rate`` (explicit rates 0-1, overriding the budget), ``sample_seed``
+    (``None``: ``seed``).
     """
 
     n_estimators: int = 300
@@ -83,6 +98,24 @@ class TrainConfig:
     #: Train monotone in each feature's known risk direction
     #: (``features.spec.FEATURE_DIRECTION``), so an explanation can never read backwards.
     monotone: bool = True
+    #: Rows per model population above which its training set is sampled. LightGBM's time
+    #: grows with the rows (~1 min per 1M rows and 100 rounds on 2 busy cores, measured),
+    #: so the budget, not the book, sets the cost of the fit; books up to ~20k accounts on
+    #: the weekly grid (~1.2M rows in all) are trained in full.
+    sample_max_rows: int | None = 1_000_000  # None or 0: never sample
+    sample_positive_rate: float | None = None
+    sample_negative_rate: float | None = None
+    sample_seed: int | None = None  # None: ``seed``
+
+    def sampling(self) -> Sampling | None:
+        """The training set's :class:`~features.pit.sampling.Sampling` (``None``: none)."""
+        budget = self.sample_max_rows or None
+        if budget is None and self.sample_positive_rate is None \
+                and self.sample_negative_rate is None:
+            return None
+        return Sampling(max_rows=budget, positive_rate=self.sample_positive_rate,
+                        negative_rate=self.sample_negative_rate,
+                        seed=self.seed if self.sample_seed is None else self.sample_seed)
 
     def lgbm_params(self, n_rows: int = 0) -> dict[str, Any]:
         """Keyword arguments of ``lightgbm.LGBMClassifier`` for ``n_rows`` training rows."""
@@ -140,7 +173,14 @@ def split_bounds(training_set: pd.DataFrame, *, config: TrainConfig) -> SplitBou
     if usable.empty:
         raise SplitError("no resolved labels in the training set: the book is too short "
                          "(use a longer history, or shorten persistence_days)")
-    censored_share = training_set.groupby(_dates(training_set["as_of"]))["censored"].mean()
+    w = row_weights(training_set)
+    by_date = _dates(training_set["as_of"])
+    if w is None:
+        censored_share = training_set.groupby(by_date)["censored"].mean()
+    else:  # weighted: each stratum's weights sum to its full count, so this is exact
+        cens = training_set["censored"].astype(bool).to_numpy() * w
+        sums = pd.DataFrame({"c": cens, "w": w}).groupby(by_date.to_numpy()).sum()
+        censored_share = sums["c"] / sums["w"]
     mature = censored_share[censored_share <= config.max_censored_share].index
     test_end = pd.Timestamp(mature.max() if len(mature) else _dates(usable["as_of"]).max())
     if config.test_end is not None:
@@ -245,10 +285,16 @@ def _window(parts: Mapping[str, pd.DataFrame], bounds: SplitBounds) -> dict[str,
 
 
 def period_evidence(part: pd.DataFrame) -> dict[str, int]:
-    """Rows, positive rows and distinct positive accounts of one period's rows."""
+    """Rows, positive rows and distinct positive accounts of one period's rows (rows and
+    positive rows weighted, rounded: the full set's, when the part is sampled), and
+    ``kept_rows``, the rows actually in ``part``."""
     pos = part["y"].to_numpy(dtype=float) == 1
-    return {"rows": len(part), "positive_rows": int(pos.sum()),
-            "positive_accounts": int(part["account_id"][pos].nunique())}
+    w = row_weights(part)
+    rows = len(part) if w is None else int(round(w.sum()))
+    positive_rows = int(pos.sum()) if w is None else int(round(w[pos].sum()))
+    return {"rows": rows, "positive_rows": positive_rows,
+            "positive_accounts": int(part["account_id"][pos].nunique()),
+            "kept_rows": len(part)}
 
 
 def _describe(part: pd.DataFrame) -> str:
@@ -265,6 +311,18 @@ def monotone_constraints(feature_names: Sequence[str]) -> dict[str, Any]:
             "monotone_constraints_method": "intermediate"}
 
 
+def uniform_rows(part: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """The rows of a (possibly sampled) part as a uniform sample of the full set: each row
+    kept with probability ``min weight / weight`` (seeded), so what is summarised without
+    weights (the drift reference's quantile bins) has the full set's distribution.
+    ``part`` itself when it has no weights."""
+    w = row_weights(part)
+    if w is None:
+        return part
+    keep = np.random.default_rng(seed).random(len(part)) < w.min() / w
+    return part[keep].reset_index(drop=True)
+
+
 def fit_model(
     train: pd.DataFrame,
     val: pd.DataFrame,
@@ -275,7 +333,8 @@ def fit_model(
     """Fit LightGBM on ``train`` (early stopping on ``val``), calibrate on ``val``.
 
     Returns the booster trimmed to its best iteration, the calibrator, the categorical
-    levels and the validation Briers of the calibration candidates.
+    levels and the validation Briers of the calibration candidates. The parts' ``weight``
+    columns, when present, are LightGBM's sample weights and the calibration's.
     """
     for name, part in (("train", train), ("validation", val)):
         if part["y"].nunique() < 2:
@@ -286,6 +345,9 @@ def fit_model(
     x_va = feature_matrix(val, feature_names, cats)
     y_tr = train["y"].to_numpy(dtype=int)
     y_va = val["y"].to_numpy(dtype=int)
+    w_tr, w_va = row_weights(train), row_weights(val)
+    weighted = {} if w_tr is None and w_va is None else {
+        "sample_weight": w_tr, "eval_sample_weight": [w_va]}
     params = config.lgbm_params(len(train))
     if config.monotone:
         params.update(monotone_constraints(feature_names))
@@ -297,11 +359,12 @@ def fit_model(
         eval_y=(y_va,),
         eval_metric="binary_logloss",
         callbacks=[lgb.early_stopping(config.early_stopping_rounds, verbose=False)],
+        **weighted,
     )
     best = clf.best_iteration_ or clf.n_estimators
     booster = lgb.Booster(model_str=clf.booster_.model_to_string(num_iteration=best))
     raw_val = np.asarray(booster.predict(x_va, raw_score=True), dtype=float)
-    choice = choose_calibrator(raw_val, y_va, seed=config.seed)
+    choice = choose_calibrator(raw_val, y_va, seed=config.seed, weights=w_va)
     return booster, choice.calibrator, cats, choice.brier_by_method
 
 
@@ -343,8 +406,9 @@ def train_model(
                        categories=cats, feature_set_version=FEATURE_SET_VERSION,
                        data_window=window)
     # The drift reference: the training rows' features and calibrated probabilities.
+    ref = uniform_rows(train, seed=config.seed)
     model = replace(bare, reference_profile=reference_profile(
-        train, feature_names=names, scores=bare.risk(train)))
+        ref, feature_names=names, scores=bare.risk(ref)))
     baselines = fit_baselines(
         train, val, feature_names=names, categorical=list(cats), seed=config.seed
     )

@@ -97,10 +97,22 @@ def label_params(settings: Settings) -> dict[str, Any]:
 
 def train_config(settings: Settings) -> TrainConfig:
     """``models.train.TrainConfig`` from the settings: the ``train`` options that are set
-    (the others keep the library's defaults) and the settings' seed."""
+    (the others keep the library's defaults) and the settings' seed (also the sample's,
+    unless ``train.sample_seed`` is set)."""
     from models.train import TrainConfig
 
     return TrainConfig(seed=settings.seed, **settings.train.model_dump(exclude_none=True))
+
+
+def sampling_params(settings: Settings) -> dict[str, Any]:
+    """How the training set is sampled (logged with each trained model beside
+    :func:`label_params`): the budget, explicit rates and seed; ``sample_max_rows`` 0 when
+    it never is."""
+    cfg = train_config(settings)
+    return {"sample_max_rows": cfg.sample_max_rows or 0,
+            "sample_positive_rate": cfg.sample_positive_rate,
+            "sample_negative_rate": cfg.sample_negative_rate,
+            "sample_seed": cfg.seed if cfg.sample_seed is None else cfg.sample_seed}
 
 
 def gate_policy(settings: Settings) -> GatePolicy:
@@ -229,8 +241,8 @@ def ingest(*, settings: Settings, source: Path) -> IngestSummary:
 
 
 def _training_frame(settings: Settings, book_path: Path) -> tuple[pd.DataFrame, int]:
-    """The stacked training set of the staged book over the settings' grid and horizons,
-    and the number of ``as_of`` dates."""
+    """The stacked training set of the staged book over the settings' grid and horizons
+    (sampled as the ``train.sample_*`` settings say), and the number of ``as_of`` dates."""
     from features import build_training_set as build
     from features.pit.training_set import as_of_grid
 
@@ -239,46 +251,79 @@ def _training_frame(settings: Settings, book_path: Path) -> tuple[pd.DataFrame, 
     with heartbeat("building the training set"):
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
                       persistence_days=settings.persistence_days,
-                      materiality=materiality(settings))
+                      materiality=materiality(settings),
+                      sampling=train_config(settings).sampling())
     return frame, len(dates)
 
 
 def _summarise_training_set(settings: Settings, frame: pd.DataFrame, *, path: Path | None,
                             as_of_dates: int, seconds: float) -> TrainingSetSummary:
-    resolved = frame[~frame["censored"].astype(bool)]
-    by_model = resolved.groupby("model", observed=True)["y"]
+    """Counts of a training set (or of its ``model``, ``y``, ``censored`` and ``weight``
+    columns): weighted when sampled, so they are the full grid's."""
+    import numpy as np
+
+    from features.pit.sampling import WEIGHT
+
+    weight = (frame[WEIGHT].to_numpy(dtype=float) if WEIGHT in frame.columns
+              else np.ones(len(frame)))
+    resolved = ~frame["censored"].astype(bool).to_numpy()
+    y = frame["y"].to_numpy(dtype=float)
+    model = frame["model"].astype(str).to_numpy()
+    kinds = sorted(set(model[resolved]))
     return TrainingSetSummary(
-        path=path, rows=int(len(frame)), as_of_dates=as_of_dates,
-        resolved={str(m): int(n) for m, n in by_model.size().items()},
-        positives={str(m): int(n) for m, n in by_model.sum().items()},
-        seconds=seconds, **label_params(settings),
+        path=path, rows=int(round(weight.sum())), as_of_dates=as_of_dates,
+        resolved={m: int(round(weight[resolved & (model == m)].sum())) for m in kinds},
+        positives={m: int(round(weight[resolved & (model == m) & (y == 1)].sum()))
+                   for m in kinds},
+        seconds=seconds, kept_rows=int(len(frame)) if WEIGHT in frame.columns else None,
+        **label_params(settings),
     )
 
 
-def read_training_set(path: Path) -> pd.DataFrame:
-    """A training set written by :func:`build_training_set`, with the spec's dtypes:
+def read_training_set(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A training set written by :func:`build_training_set` (``columns``: only those), with
+    the spec's dtypes:
     Parquet keeps timestamps in milliseconds, the feature frame's ``as_of`` is in seconds
     (``features.spec.FEATURE_DTYPES``), so dates are cast back here, once, at the boundary."""
     import pandas as pd
 
-    frame = pd.read_parquet(path)
+    frame = pd.read_parquet(path, columns=columns)
     dates = [c for c in ("as_of", "label_resolved_date") if c in frame.columns]
     return frame.astype({c: "datetime64[s]" for c in dates})
 
 
 def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
     """Build the training set of the staged book ``book`` over the settings' ``grid`` of
-    ``as_of`` dates with its label horizons; write it to :func:`training_set_path`."""
+    ``as_of`` dates with its label horizons, sampled as the ``train.sample_*`` settings say
+    (labels of every row first, features only for the kept rows); stream it, date by date,
+    to :func:`training_set_path`."""
+    from features.pit.training_set import as_of_grid, write_training_set
+
     progress(f"building the training set ({settings.grid.value} as_of grid)")
     t0 = time.perf_counter()
-    frame, n_dates = _training_frame(settings, book)
     out = training_set_path(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_parquet(out, index=False)
-    summary = _summarise_training_set(settings, frame, path=out, as_of_dates=n_dates,
+    staged = read_book(book)
+    dates = as_of_grid(staged, freq=settings.grid.value)
+    with heartbeat("building the training set"):
+        stats = write_training_set(
+            staged, out, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
+            persistence_days=settings.persistence_days, materiality=materiality(settings),
+            sampling=train_config(settings).sampling())
+    del staged
+    counts = read_training_set(out, columns=_COUNT_COLUMNS if stats.rates else
+                               _COUNT_COLUMNS[:-1])
+    summary = _summarise_training_set(settings, counts, path=out, as_of_dates=len(dates),
                                       seconds=time.perf_counter() - t0)
-    progress(f"  {summary.rows:,} rows over {n_dates} as_of dates ({summary.seconds:.1f} s)")
+    progress(f"  {summary.rows:,} rows over {len(dates)} as_of dates"
+             + (f", {summary.kept_rows:,} kept (sampled)"
+                if summary.kept_rows not in (None, summary.rows) else "")
+             + f" ({summary.seconds:.1f} s)")
     return summary
+
+
+#: The columns :func:`_summarise_training_set` counts (the weight last).
+_COUNT_COLUMNS = ["model", "y", "censored", "weight"]
 
 
 def _train_and_register(
@@ -299,7 +344,9 @@ def _train_and_register(
     check_feature_frame(frame)  # the spec's dtypes, also after a Parquet round trip
     results = train_models(frame, config=train_config(settings))
     registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
-                             names=model_names(settings), extra_params=label_params(settings),
+                             names=model_names(settings),
+                             extra_params={**label_params(settings),
+                                           **sampling_params(settings)},
                              gate=gate_policy(settings))
     outcome = training_summary(results, registrations)
     models = tuple(

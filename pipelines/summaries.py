@@ -54,7 +54,9 @@ class IngestSummary(ValidationSummary):
 @dataclass(frozen=True)
 class TrainingSetSummary:
     """A stacked training set: rows, ``as_of`` dates, and per model population the resolved
-    (uncensored) rows and positives, with the definition it was built with."""
+    (uncensored) rows and positives, with the definition it was built with. When sampled
+    (``features.pit.sampling``), ``rows``, ``resolved`` and ``positives`` are the full
+    grid's (the weighted counts, exact) and ``kept_rows`` the rows kept; else ``None``."""
 
     path: Path | None
     rows: int
@@ -65,6 +67,7 @@ class TrainingSetSummary:
     delinquency_dpd: int
     persistence_days: int
     seconds: float
+    kept_rows: int | None = None
 
     @property
     def resolved_rows(self) -> int:
@@ -79,7 +82,9 @@ class TrainingSetSummary:
         """One line: size, definition and positives per model."""
         pops = ", ".join(f"{m} {self.positives.get(m, 0):,} of {n:,}"
                          for m, n in self.resolved.items())
-        return (f"training set: {self.rows:,} rows over {self.as_of_dates} as_of dates "
+        kept = ("" if self.kept_rows is None or self.kept_rows == self.rows
+                else f" (sampled: {self.kept_rows:,} kept, weighted)")
+        return (f"training set: {self.rows:,} rows{kept} over {self.as_of_dates} as_of dates "
                 f"({self.grid} grid; delinquent at {self.delinquency_dpd} DPD, "
                 f"{self.persistence_days}-day persistence); positives of resolved rows: "
                 f"{pops or 'none'}")

@@ -373,6 +373,18 @@ def _features_range(start, stop, out, c, prm, as_of, tol, oldest_pos, acc_ptr, i
                           coa_ptr, coa_day, coa_amt, credit_limit, created)
 
 
+@nb.njit(cache=True, nogil=True)
+def _features_accounts(start, stop, accounts, out, c, prm, as_of, tol, oldest_pos, acc_ptr,
+                       issue, due, amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open,
+                       dis_res, coa_ptr, coa_day, coa_amt, credit_limit, created):
+    """:func:`_features_range` for the accounts ``accounts[start:stop]`` only (column ``j``
+    of ``out`` is account ``accounts[j]``): a sampled training set computes no other."""
+    for j in range(start, stop):
+        _account_features(accounts[j], out[:, j], c, prm, as_of, tol, oldest_pos, acc_ptr,
+                          issue, due, amount, pay_ptr, pay_day, pay_amt, dis_ptr, dis_open,
+                          dis_res, coa_ptr, coa_day, coa_amt, credit_limit, created)
+
+
 def run_chunked(kernel, n: int, *args: object) -> None:
     """Run ``kernel(start, stop, *args)`` over ``range(n)`` in chunks on a thread pool.
 
@@ -393,53 +405,68 @@ def run_chunked(kernel, n: int, *args: object) -> None:
 
 
 def feature_matrix(prep: Prepared, as_of: date, *,
-                   tolerance_cents: int = CLEAR_TOLERANCE_CENTS
-                   ) -> tuple[np.ndarray, np.ndarray]:
+                   tolerance_cents: int = CLEAR_TOLERANCE_CENTS,
+                   accounts: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(matrix, oldest open invoice position) of one snapshot.
 
     The matrix is ``(len(KERNEL_COLUMNS), n_accounts)`` float64, feature-major so each
     output column is one contiguous slice; accounts with no open invoice are NaN. The
-    positions (int64, -1 for those accounts) index ``prep``'s invoice order.
+    positions (int64, -1 for those accounts) index ``prep``'s invoice order. With
+    ``accounts`` (account rows, int64), only those are computed: column ``j`` is
+    ``accounts[j]`` (the same kernel per account, so the same values).
     """
     n_acc = len(prep.acc_ptr) - 1
-    out = np.full((len(KERNEL_COLUMNS), n_acc), np.nan)
     oldest_pos = np.full(n_acc, -1, np.int64)
-    run_chunked(_features_range, n_acc, out, COLS, PARAMS, day_number(as_of),
-                int(tolerance_cents), oldest_pos, prep.acc_ptr, prep.issue, prep.due,
-                prep.amount, prep.pay_ptr, prep.pay_day, prep.pay_amt, prep.dis_ptr,
-                prep.dis_open, prep.dis_res, prep.coa_ptr, prep.coa_day, prep.coa_amt,
-                prep.credit_limit, prep.created)
-    return out, oldest_pos
+    args = (COLS, PARAMS, day_number(as_of), int(tolerance_cents), oldest_pos,
+            prep.acc_ptr, prep.issue, prep.due, prep.amount, prep.pay_ptr, prep.pay_day,
+            prep.pay_amt, prep.dis_ptr, prep.dis_open, prep.dis_res, prep.coa_ptr,
+            prep.coa_day, prep.coa_amt, prep.credit_limit, prep.created)
+    if accounts is None:
+        out = np.full((len(KERNEL_COLUMNS), n_acc), np.nan)
+        run_chunked(_features_range, n_acc, out, *args)
+        return out, oldest_pos
+    accounts = np.ascontiguousarray(accounts, dtype=np.int64)
+    out = np.full((len(KERNEL_COLUMNS), len(accounts)), np.nan)
+    run_chunked(_features_accounts, len(accounts), accounts, out, *args)
+    return out, oldest_pos[accounts]
 
 
 def feature_columns(prep: Prepared, as_of: date, *, facts: bool = False,
-                    materiality: Materiality = DEFAULT_MATERIALITY
-                    ) -> tuple[np.ndarray, dict[str, object]]:
+                    materiality: Materiality = DEFAULT_MATERIALITY,
+                    accounts: np.ndarray | None = None) -> tuple[np.ndarray, dict[str, object]]:
     """(account rows with an open invoice, {column: values}) of one snapshot, in the
     :func:`features.pit.build_features` column order minus ``account_id`` (with the
     :data:`features.spec.FACT_COLUMNS` last when ``facts``). The segment is the material
-    segment (:func:`features.spec.material_segment`) under ``materiality``."""
-    mat, oldest_pos = feature_matrix(prep, as_of)
-    rows = np.flatnonzero(~np.isnan(mat[KERNEL_INDEX["open_balance"]]))
-    bands = [mat[KERNEL_INDEX[c], rows] for c in SEGMENT_AMOUNT_COLUMNS]
+    segment (:func:`features.spec.material_segment`) under ``materiality``. With
+    ``accounts`` (sorted account rows that all have an open invoice), the rows of those
+    accounts only."""
+    mat, oldest_pos = feature_matrix(prep, as_of, accounts=accounts)
+    open_ = ~np.isnan(mat[KERNEL_INDEX["open_balance"]])
+    if accounts is None:
+        rows = pos = np.flatnonzero(open_)  # account rows; their matrix columns
+    else:
+        if not open_.all():
+            raise AssertionError("an account asked for has no open invoice at as_of")
+        rows, pos = np.asarray(accounts, dtype=np.int64), np.arange(len(accounts))
+    bands = [mat[KERNEL_INDEX[c], pos] for c in SEGMENT_AMOUNT_COLUMNS]
     cols: dict[str, object] = {
         "as_of": np.full(len(rows), np.datetime64(as_of, "s")),
-        "segment": material_segment(bands, mat[KERNEL_INDEX["open_balance"], rows],
+        "segment": material_segment(bands, mat[KERNEL_INDEX["open_balance"], pos],
                                     materiality=materiality),
     }
     for name in FEATURE_COLUMNS:
         if name in KERNEL_INDEX:
-            cols[name] = mat[KERNEL_INDEX[name], rows]
+            cols[name] = mat[KERNEL_INDEX[name], pos]
     for name, codes, cats in (("account_segment", prep.segment_codes, prep.segment_cats),
                               ("account_region", prep.region_codes, prep.region_cats)):
         cols[name] = pd.Categorical.from_codes(codes[rows], categories=cats)
     if facts:
-        cols["oldest_invoice_id"] = prep.invoice_id_column(oldest_pos[rows])
-        cols["oldest_invoice_open"] = mat[KERNEL_INDEX["oldest_invoice_open"], rows]
-        cols["partial_payer"] = mat[KERNEL_INDEX["partial_payer"], rows] > 0
-        cols["credit_on_account"] = mat[KERNEL_INDEX["credit_on_account"], rows]
+        cols["oldest_invoice_id"] = prep.invoice_id_column(oldest_pos[pos])
+        cols["oldest_invoice_open"] = mat[KERNEL_INDEX["oldest_invoice_open"], pos]
+        cols["partial_payer"] = mat[KERNEL_INDEX["partial_payer"], pos] > 0
+        cols["credit_on_account"] = mat[KERNEL_INDEX["credit_on_account"], pos]
         for name in SEGMENT_AMOUNT_COLUMNS[1:]:
-            cols[name] = mat[KERNEL_INDEX[name], rows]
+            cols[name] = mat[KERNEL_INDEX[name], pos]
     del mat
     names = ("as_of", "segment", *FEATURE_COLUMNS, *(FACT_COLUMNS if facts else ()))
     return rows, {c: cols[c] for c in names}

@@ -3,12 +3,21 @@
 The rows for each date are exactly what :func:`features.build_features` and
 :func:`features.build_labels` return for that date (the same kernels; the book is only
 encoded once for the whole grid), stacked in grid order.
+
+Large books are *sampled on their labels* (``sampling``, :mod:`features.pit.sampling`):
+the labels of every (account, ``as_of``) come first, then the sample is drawn, and the
+features are computed only for the kept rows, date by date; a ``weight`` column (float64,
+the Horvitz-Thompson weight ``n / k`` of the row's stratum) follows the label columns, and
+the model library weighs every fit and figure with it. :func:`write_training_set` streams
+the same chunks to one Parquet file, so the whole grid is never held in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -16,10 +25,13 @@ import pandas as pd
 
 from features.contract.book import Book
 from features.pit import _kernels, _prep
+from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_columns, labels_frame
+from features.pit.sampling import WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
     DEFAULT_MATERIALITY,
     DELINQUENT_DPD,
+    MODELS,
     PERSISTENCE_DAYS,
     Materiality,
     as_day,
@@ -46,36 +58,187 @@ def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
     return [d.date() for d in days]
 
 
+def _frame(prep: Prepared, rows: np.ndarray, feats: dict, labels: dict,
+           weight: np.ndarray | None) -> pd.DataFrame:
+    out = pd.DataFrame({**feats, **labels}, copy=False)
+    out.insert(0, "account_id", _kernels.account_id_column(prep, rows))
+    if weight is not None:
+        out[WEIGHT] = weight
+    return out
+
+
+def _full_chunks(prep: Prepared, dates: list[date], label_kw: dict) -> Iterator[pd.DataFrame]:
+    for as_of in dates:
+        rows, feats = _kernels.feature_columns(prep, as_of,
+                                               materiality=label_kw["materiality"])
+        label_rows, labels = label_columns(prep, as_of, **label_kw)
+        # both populations are "accounts with an open invoice at as_of", in account order,
+        # so the join on (account_id, as_of) is positional
+        if not np.array_equal(rows, label_rows):
+            raise AssertionError("features and labels disagree on the population")
+        yield _frame(prep, rows, feats, labels, None)
+
+
+def _model_codes(model: pd.Series) -> np.ndarray:
+    codes = np.full(len(model), -1, np.int8)
+    values = model.to_numpy()
+    for m, name in enumerate(MODELS):
+        codes[values == name] = m
+    return codes
+
+
+@dataclass
+class _DateLabels:
+    """One date's labels, compact (every row of the grid is held until the rates are
+    known: about 25 bytes a row)."""
+
+    rows: np.ndarray
+    model: np.ndarray
+    y: np.ndarray
+    resolved: np.ndarray
+    amount: np.ndarray
+
+
+def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
+                    sampling: Sampling, stats: TrainingSetStats) -> Iterator[pd.DataFrame]:
+    per_date: list[_DateLabels] = []
+    counts = {m: [0, 0, 0] for m in MODELS}
+    for as_of in dates:
+        rows, labels = label_columns(prep, as_of, **label_kw)
+        lab = _DateLabels(rows=rows.astype(np.int32), model=_model_codes(labels["model"]),
+                          y=labels["y"].astype(np.float32),
+                          resolved=labels["label_resolved_date"],
+                          amount=labels["delinquent_amount"])
+        outcomes = outcome_codes(lab.y)
+        for m, name in enumerate(MODELS):
+            per_model = np.bincount(outcomes[lab.model == m], minlength=3)
+            counts[name] = [a + int(b) for a, b in zip(counts[name], per_model, strict=True)]
+        per_date.append(lab)
+    rates = sampling.rates({m: tuple(c) for m, c in counts.items()})
+    stats.labelled_rows = sum(sum(c) for c in counts.values())
+    stats.rates = rates
+    for i, as_of in enumerate(dates):
+        lab = per_date[i]
+        per_date[i] = None  # type: ignore[call-overload]  # free as we go
+        keep, weight = sample_rows(lab.model, outcome_codes(lab.y), day=day_number(as_of),
+                                   rates=rates, seed=sampling.seed)
+        accounts = lab.rows[keep].astype(np.int64)
+        _, feats = _kernels.feature_columns(prep, as_of, accounts=accounts,
+                                            materiality=label_kw["materiality"])
+        y = lab.y[keep].astype(np.float64)
+        labels = {
+            "model": pd.Series(np.asarray(MODELS, dtype=object)[lab.model[keep]], dtype="str"),
+            "y": y,
+            "label_resolved_date": lab.resolved[keep],
+            "censored": np.isnan(y),
+            "delinquent_amount": lab.amount[keep],
+        }
+        yield _frame(prep, accounts, feats, labels, weight)
+
+
+@dataclass
+class TrainingSetStats:
+    """What building a training set counted: ``rows`` kept (in the frame or file),
+    ``labelled_rows`` (every (account, ``as_of``) of the grid; equal to ``rows`` without
+    sampling), ``rates`` per model (positive, negative; empty without sampling), and
+    ``path`` of the Parquet file when one was written."""
+
+    rows: int = 0
+    labelled_rows: int = 0
+    rates: dict[str, tuple[float, float]] = field(default_factory=dict)
+    path: Path | None = None
+
+
+def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd: int,
+            persistence_days: int, data_end: date | pd.Timestamp | None,
+            sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality
+            ) -> tuple[Prepared, dict, Iterator[pd.DataFrame]]:
+    end = default_data_end(book) if data_end is None else as_day(data_end)
+    label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+                    data_end=end, materiality=materiality)
+    prep = _prep.prepare(book)
+    days = [as_day(d) for d in dates]
+    if sampling is None:
+        return prep, label_kw, _full_chunks(prep, days, label_kw)
+    return prep, label_kw, _sampled_chunks(prep, days, label_kw, sampling, stats)
+
+
+def _empty(prep: Prepared, label_kw: dict, sampling: Sampling | None) -> pd.DataFrame:
+    end = label_kw["data_end"]
+    frame = _kernels.features_frame(prep, end, materiality=label_kw["materiality"]).iloc[:0]
+    frame = frame.merge(labels_frame(prep, end, **label_kw).iloc[:0], on=["account_id", "as_of"])
+    if sampling is not None:
+        frame[WEIGHT] = pd.Series(dtype=np.float64)
+    return frame
+
+
 def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp],
                        delinquency_dpd: int = DELINQUENT_DPD,
                        persistence_days: int = PERSISTENCE_DAYS,
                        data_end: date | pd.Timestamp | None = None,
+                       sampling: Sampling | None = None,
                        materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
     One row per account with an open invoice at each date; columns are the feature frame's
     followed by ``model``, ``y``, ``label_resolved_date``, ``censored`` and
     ``delinquent_amount``. Censored rows are kept (filter on ``censored`` to train).
+    Segments and labels count past-due amounts under ``materiality``.
+
+    With ``sampling`` (:class:`features.pit.sampling.Sampling`), only the sampled rows
+    are computed and kept, in the same order, and a ``weight`` column follows (every
+    weight 1.0 where a population is kept in full). Without it, every row, no weight
+    column: the frame of earlier releases.
     """
-    end = default_data_end(book) if data_end is None else as_day(data_end)
-    label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-                    data_end=end, materiality=materiality)
-    prep = _prep.prepare(book)
-    rows_all, parts = [], []
-    for d in as_of_dates:
-        as_of = as_day(d)
-        rows, feats = _kernels.feature_columns(prep, as_of, materiality=materiality)
-        label_rows, labels = label_columns(prep, as_of, **label_kw)
-        # both populations are "accounts with an open invoice at as_of", in account order,
-        # so the join on (account_id, as_of) is positional
-        if not np.array_equal(rows, label_rows):
-            raise AssertionError("features and labels disagree on the population")
-        rows_all.append(rows)
-        parts.append(pd.DataFrame({**feats, **labels}, copy=False))
+    prep, label_kw, chunks = _chunks(
+        book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+        data_end=data_end, sampling=sampling, stats=TrainingSetStats(),
+        materiality=materiality)
+    parts = list(chunks)
     if not parts:
-        frame = _kernels.features_frame(prep, end, materiality=materiality).iloc[:0]
-        return frame.merge(labels_frame(prep, end, **label_kw).iloc[:0],
-                           on=["account_id", "as_of"])
-    out = pd.concat(parts, ignore_index=True)
-    out.insert(0, "account_id", _kernels.account_id_column(prep, np.concatenate(rows_all)))
-    return out
+        return _empty(prep, label_kw, sampling)
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_training_set(book: Book, path: Path | str, *,
+                       as_of_dates: Iterable[date | pd.Timestamp],
+                       delinquency_dpd: int = DELINQUENT_DPD,
+                       persistence_days: int = PERSISTENCE_DAYS,
+                       data_end: date | pd.Timestamp | None = None,
+                       sampling: Sampling | None = None,
+                       materiality: Materiality = DEFAULT_MATERIALITY) -> TrainingSetStats:
+    """:func:`build_training_set`, streamed: each ``as_of`` date's rows are computed and
+    appended to the Parquet file ``path`` (one row group per date), so memory holds one
+    date's features at a time (plus, when sampling, the compact labels of the grid).
+    The file holds the same rows, columns and values as the frame; timestamps come back
+    from Parquet in milliseconds (``pipelines.steps.read_training_set`` casts them back).
+    Written to ``path`` + ``.tmp`` then renamed: a crash leaves no half file at ``path``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    stats = TrainingSetStats(path=path)
+    prep, label_kw, chunks = _chunks(
+        book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+        data_end=data_end, sampling=sampling, stats=stats, materiality=materiality)
+    writer = None
+    try:
+        for chunk in chunks:
+            table = pa.Table.from_pandas(chunk, preserve_index=False)
+            if writer is None:
+                writer = pq.ParquetWriter(tmp, table.schema)
+            writer.write_table(table.cast(writer.schema))
+            stats.rows += len(chunk)
+        if writer is None:  # an empty grid: an empty file with the frame's columns
+            empty = pa.Table.from_pandas(_empty(prep, label_kw, sampling), preserve_index=False)
+            writer = pq.ParquetWriter(tmp, empty.schema)
+            writer.write_table(empty)
+    finally:
+        if writer is not None:
+            writer.close()
+    tmp.replace(path)
+    if sampling is None:
+        stats.labelled_rows = stats.rows
+    return stats
