@@ -212,7 +212,7 @@ def main_job(prefect_server, tmp_path_factory):
     from pipelines.jobs import run_main_job
 
     data_dir = tmp_path_factory.mktemp("demo")
-    settings = load_settings(data_dir=data_dir)
+    settings = load_settings(data_dir=data_dir, seed=3)
     lines: list[str] = []
     result = run_main_job(data_dir=data_dir, settings=settings, accounts=ACCOUNTS,
                           echo=lines.append)
