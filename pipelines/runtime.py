@@ -201,6 +201,27 @@ def warnings_to_file(path: Path, *, secrets: Iterable[str] = ()) -> Iterator[Non
         handler.close()
 
 
+#: The open notebook session of :func:`quiet_notebook` (one per process).
+_NOTEBOOK_SESSION: list[contextlib.ExitStack] = []
+
+
+def quiet_notebook(data_dir: Path) -> Path:
+    """The library side of :func:`run_session` for a notebook, for the rest of the process
+    (a notebook has no ``with`` block around its cells): the environment defaults of
+    :func:`library_environment` (no MLflow progress bars, telemetry or git probe) and
+    Python warnings plus the ``mlflow`` logger's records routed to
+    ``<data_dir>/logs/delinq.log``. Calling it again replaces the previous session (e.g.
+    another ``data_dir``). Returns the log file."""
+    while _NOTEBOOK_SESSION:
+        _NOTEBOOK_SESSION.pop().close()
+    path = log_file(data_dir)
+    stack = contextlib.ExitStack()
+    stack.enter_context(environment_defaults(library_environment()))
+    stack.enter_context(warnings_to_file(path))
+    _NOTEBOOK_SESSION.append(stack)
+    return path
+
+
 def _reload_prefect_settings() -> None:
     """Make an already imported Prefect see the current environment (settings and logging);
     on first import Prefect reads it by itself."""
