@@ -96,7 +96,8 @@ EXPECTED = {  # account: (open_balance, oldest_dpd, segment, n_open, credit_on_a
 
 @pytest.fixture(scope="module")
 def frame() -> pd.DataFrame:
-    return build_features(BOOK, as_of=AS_OF, facts=True, materiality=NO_MATERIALITY).set_index("account_id")
+    frame = build_features(BOOK, as_of=AS_OF, facts=True, materiality=NO_MATERIALITY)
+    return frame.set_index("account_id")
 
 
 @pytest.mark.parametrize("account", sorted(EXPECTED))
