@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from features.contract.canonical import bare_accounts
 from features.contract.options import Plausibility
-from features.contract.rules import DataContractError
+from features.contract.parsing import value
+from features.contract.rules import RULE, DataContractError
 
 #: What the override is called where users meet it (library, CLI, flows).
 OVERRIDE = "accept_anomalies (--accept-anomalies)"
@@ -112,3 +114,30 @@ def leading_zero_warning(
     return (f"{found.height:,} {what} of {where} and {other_where} match only without leading "
             f"zeros (e.g. '{a}' and '{b}'); ids are compared as text, so they were not "
             "matched: export the ids as text in both files")
+
+
+def unknown_warning(
+    bad: pl.DataFrame, parents: pl.DataFrame, name: str, invoices: str
+) -> list[str]:
+    """Leading-zero warning for references that found no invoice (``unknown_invoice``):
+    ``bad`` are a child table's decoded bad rows, ``parents`` the checked invoices."""
+    unknown = bad.filter(pl.col(RULE) == "unknown_invoice")
+    if unknown.is_empty() or parents.is_empty():
+        return []
+    kept = parents.filter(pl.col(RULE) == 0).get_column(value("invoice_id"))
+    found = leading_zero_warning(
+        unknown.get_column(value("invoice_id")).drop_nulls(), kept,
+        what="invoice ids", where=name, other_where=invoices)
+    return [found] if found else []
+
+
+def bare_warning(accounts: pl.DataFrame, seen: pl.DataFrame, name: str, invoices: str
+                  ) -> list[str]:
+    """Leading-zero warning for invoiced accounts the accounts file lacks."""
+    missing = bare_accounts(accounts, seen)
+    if missing.is_empty():
+        return []
+    found = leading_zero_warning(
+        missing.get_column("account_id"), accounts.get_column("account_id"),
+        what="account ids", where=invoices, other_where=name)
+    return [found] if found else []
