@@ -357,18 +357,20 @@ def run_scoring(
     model_names: Mapping[str, str],
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` with the champions and publish one run in the store.
 
     Loads the champion of each entry of ``model_names`` (model key -> registered name;
-    ``NoChampionError`` if one is missing), then :func:`score_into_store`.
+    ``NoChampionError`` if one is missing), then :func:`score_into_store`. ``extra_meta``
+    is recorded in the run's meta (e.g. the plausibility totals and accepted anomalies).
     """
     t0 = time.perf_counter()
     models = load_champions(tracking_uri=tracking_uri, model_names=model_names)
     return score_into_store(
         book, as_of=as_of, models=models, store_url=store_url, export_dir=export_dir,
         table_budget_mb=table_budget_mb, policy=policy,
-        timings={"load_models": time.perf_counter() - t0},
+        timings={"load_models": time.perf_counter() - t0}, extra_meta=extra_meta,
     )
 
 
@@ -382,6 +384,7 @@ def score_into_store(
     table_budget_mb: int = 512,
     policy: ActionPolicy = DEFAULT_POLICY,
     timings: Mapping[str, float] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
 
@@ -400,13 +403,14 @@ def score_into_store(
     try:
         run_id = store.begin_run(
             as_of=day,
-            meta={"model_versions": versions, "feature_set_version": FEATURE_SET_VERSION},
+            meta={**dict(extra_meta or {}), "model_versions": versions,
+                  "feature_set_version": FEATURE_SET_VERSION},
         )
         try:
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy
             )
-            meta = {**result.meta, "model_versions": versions,
+            meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION}
             meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
             t_write = time.perf_counter()

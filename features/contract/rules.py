@@ -85,7 +85,7 @@ FILE_RULES: Final = (
 )
 #: Whole-table plausibility rules (see ``features.contract.plausibility``): an *anomaly*
 #: stops the run unless anomalies are explicitly accepted.
-ANOMALY_RULES: Final = ("empty_table", "implausibly_small")
+ANOMALY_RULES: Final = ("empty_table", "implausibly_small", "as_of_beyond_data", "totals_jump")
 #: Rules that are consequences of another table's bad row; they do not count as bad rows
 #: of the child table for ``too_many_bad_rows`` (the parent's table is charged instead).
 DERIVED_RULES: Final = frozenset({"parent_quarantined", "payment_quarantined"})
