@@ -187,6 +187,9 @@ def score(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
     ] = None,
+    accept_anomalies: Annotated[bool, typer.Option(
+        "--accept-anomalies", help="Publish despite a failed plausibility check (recorded).")
+    ] = False,
 ) -> None:
     """Score every account with open receivables as of a date and write the worklist."""
     day = _parse_date(as_of)
@@ -194,9 +197,11 @@ def score(
 
     settings = _settings(data_dir=state_dir)
     with _session(settings), _store_errors(settings):
-        ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
+        ingested = _guarded(steps.ingest, settings=settings, source=data_dir,
+                            accept_anomalies=accept_anomalies)
         _echo(ingested.report)
-        scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day)
+        scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day,
+                          accept_anomalies=accept_anomalies)
     _echo(f"run {scored.run_id} as of {day}: {scored.status}")
     if scored.message:
         _echo(scored.message)
@@ -270,13 +275,17 @@ def run(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
     ] = None,
+    accept_anomalies: Annotated[bool, typer.Option(
+        "--accept-anomalies", help="Publish despite a failed plausibility check (recorded).")
+    ] = False,
 ) -> None:
     """The main job on your own data folder: validate, train if needed, score, print."""
     from pipelines.jobs import run_user_folder
 
     settings = _settings(data_dir=state_dir)
     _writable(settings)
-    _guarded(run_user_folder, data_dir=data_dir, settings=settings)
+    _guarded(run_user_folder, data_dir=data_dir, settings=settings,
+             accept_anomalies=accept_anomalies)
 
 
 @app.command()

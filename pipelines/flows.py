@@ -122,10 +122,11 @@ def generate_task(settings: Settings, out: Path, accounts: int, start: date,
 
 
 @task(name="ingest", **_IO)
-def ingest_task(settings: Settings, source: Path) -> IngestSummary:
+def ingest_task(settings: Settings, source: Path,
+                accept_anomalies: bool = False) -> IngestSummary:
     """:func:`pipelines.steps.ingest`."""
     with _to_run_log():
-        return steps.ingest(settings=settings, source=source)
+        return steps.ingest(settings=settings, source=source, accept_anomalies=accept_anomalies)
 
 
 @task(name="build-training-set", cache_policy=NO_CACHE)
@@ -146,10 +147,12 @@ def train_task(settings: Settings, book: Path | None = None,
 
 @task(name="score", **_IO)
 def score_task(settings: Settings, book: Path, as_of: date,
-               why: dict[str, str] | None = None) -> ScoreSummary:
+               why: dict[str, str] | None = None,
+               accept_anomalies: bool = False) -> ScoreSummary:
     """:func:`pipelines.steps.score`."""
     with _to_run_log():
-        return steps.score(settings=settings, book=book, as_of=as_of, why=why)
+        return steps.score(settings=settings, book=book, as_of=as_of, why=why,
+                           accept_anomalies=accept_anomalies)
 
 
 @task(name="prune", **_IO)
@@ -235,12 +238,15 @@ def score_flow(
     book_path: str | None = None,
     as_of: date | None = None,
     settings: dict[str, Any] | None = None,
+    accept_anomalies: bool = False,
 ) -> ScoreSummary:
     """Score the staged book as of ``as_of`` (ISO date; default today in the settings'
-    timezone) and write the worklist."""
+    timezone) and write the worklist (``accept_anomalies``: publish despite a failed
+    plausibility check, recorded in the run's meta)."""
     s = resolve_settings(settings)
     book = Path(book_path) if book_path else steps.staging_dir(s)
-    stages = {"score": score_task(s, book, as_of or today_in(s.timezone))}
+    stages = {"score": score_task(s, book, as_of or today_in(s.timezone),
+                                   accept_anomalies=accept_anomalies)}
     _publish("score", s, stages)
     return stages["score"]
 
@@ -250,16 +256,20 @@ def nightly_score(
     data_source: str | None = None,
     as_of: date | None = None,
     settings: dict[str, Any] | None = None,
+    accept_anomalies: bool = False,
 ) -> dict[str, Any]:
     """The scheduled nightly run: ingest ``data_source`` (default ``<data_dir>/book``) and
-    score as of ``as_of`` (default: today in the settings' timezone)."""
+    score as of ``as_of`` (default: today in the settings' timezone). A failed plausibility
+    check stops it before the last worklist is replaced, unless ``accept_anomalies``."""
     s = resolve_settings(settings)
     day = as_of or today_in(s.timezone)
     try:
         steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
         stages: dict[str, Any] = {}
-        stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
-        stages["score"] = score_task(s, stages["ingest"].staged, day)
+        source = Path(data_source) if data_source else book_folder(s)
+        stages["ingest"] = ingest_task(s, source, accept_anomalies)
+        stages["score"] = score_task(s, stages["ingest"].staged, day,
+                                       accept_anomalies=accept_anomalies)
         prune_task(s, day)  # retention, once the new run is safely published
         keys = _publish("nightly-score", s, stages)
     except Exception as exc:
@@ -316,12 +326,14 @@ def main_job_flow(
 
 
 @flow(name="run-folder")
-def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
+def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None,
+                    accept_anomalies: bool = False) -> dict[str, Any]:
     """The main job on a user's data folder: validate, train if there is no champion yet,
-    score as of the day after the book's last date."""
+    score as of the day after the book's last date (``accept_anomalies``: go on despite a
+    failed plausibility check, recorded in the summary and the run's meta)."""
     s = resolve_settings(settings)
     stages: dict[str, Any] = {}
-    stages["ingest"] = ingest_task(s, Path(data_source))
+    stages["ingest"] = ingest_task(s, Path(data_source), accept_anomalies)
     staged = stages["ingest"].staged
     from models.train import SplitError
 
@@ -338,6 +350,6 @@ def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None) ->
             with _to_run_log():
                 progress(f"  no model trained ({exc}); the aging rule ranks the worklist")
     stages["score"] = score_task(s, staged, stages["ingest"].last_date + timedelta(days=1),
-                                 why)
+                                 why, accept_anomalies=accept_anomalies)
     keys = _publish("run-folder", s, stages)
     return {**stages, "artifacts": keys}

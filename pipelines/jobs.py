@@ -120,7 +120,8 @@ def run_main_job(
     return result
 
 
-def run_user_folder(*, data_dir: Path, settings: Settings, echo: Echo = print) -> dict[str, Any]:
+def run_user_folder(*, data_dir: Path, settings: Settings, echo: Echo = print,
+                    accept_anomalies: bool = False) -> dict[str, Any]:
     """The main job on the user's data folder ``data_dir`` (``delinq run DATA_DIR``), as one
     Prefect flow run: validate, train and register if there is no champion yet, score as of
     the day after the book's last date, print the worklist's top 10 and where everything is.
@@ -135,6 +136,7 @@ def run_user_folder(*, data_dir: Path, settings: Settings, echo: Echo = print) -
         from pipelines.flows import run_folder_flow, settings_params
 
         result = run_folder_flow(data_source=str(Path(data_dir).resolve()),
-                                 settings=settings_params(settings))
+                                 settings=settings_params(settings),
+                                 accept_anomalies=accept_anomalies)
         _print_results(settings, result, log_file, echo, t0)
     return result

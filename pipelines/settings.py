@@ -154,6 +154,34 @@ class ActionSettings(BaseModel):
         "resolved first.")
 
 
+class PlausibilitySettings(BaseModel):
+    """Plausibility limits (``[plausibility]`` in TOML, ``DELINQ_PLAUSIBILITY__<NAME>``).
+
+    ``None`` keeps the library's default (``features.contract.options.Plausibility``,
+    mapped by :func:`pipelines.steps.plausibility`). A failed run check stops the run
+    before it replaces the last worklist unless anomalies are accepted
+    (``--accept-anomalies``).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    date_min: date | None = Field(None, description="First plausible date.")
+    date_max: date | None = Field(None, description="First implausible date (exclusive end).")
+    amount_cap: float | None = Field(None, gt=0, description="Largest plausible amount.")
+    min_invoices: int | None = Field(
+        None, ge=0, description="Invoice rows from which table sizes are compared.")
+    min_ratio: float | None = Field(
+        None, ge=0, le=1, description="Least payments/invoices and accounts ratio (0-1).")
+    max_days_beyond_data: int | None = Field(
+        None, ge=0, description="Days as_of may lie after the data's last event.")
+    max_balance_change: float | None = Field(
+        None, ge=0, description="Relative open balance change against the last run (0-1).")
+    max_accounts_change: float | None = Field(
+        None, ge=0, description="Relative change of accounts scored against the last run.")
+    max_late_share_change: float | None = Field(
+        None, ge=0, le=1, description="Change of the share of late accounts (points, 0-1).")
+
+
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
@@ -188,6 +216,7 @@ class Settings(BaseSettings):
     gate: GateSettings = Field(default_factory=GateSettings)
     materiality: MaterialitySettings = Field(default_factory=MaterialitySettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
+    plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -295,7 +324,8 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
 
 _NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings,
                                        "actions": ActionSettings,
-                                       "materiality": MaterialitySettings}
+                                       "materiality": MaterialitySettings,
+                                       "plausibility": PlausibilitySettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:

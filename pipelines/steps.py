@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipelines.progress import heartbeat, progress
+from pipelines.run_checks import check_run, plausibility
 from pipelines.settings import Settings
 from pipelines.summaries import (
     GenerateSummary,
@@ -184,13 +185,16 @@ def generate(*, settings: Settings, out: Path, accounts: int, start: date | str 
                            seconds=float(written.get("seconds", seconds)))
 
 
-def _validate(settings: Settings, source: Path, quarantine: Path | None) -> tuple[Any, dict]:
+def _validate(settings: Settings, source: Path, quarantine: Path | None,
+              accept_anomalies: bool = False) -> tuple[Any, dict]:
     from features.contract.validation import validate_folder
 
     progress(f"validating {source}")
     t0 = time.perf_counter()
     qdir = Path(quarantine) if quarantine is not None else quarantine_dir(settings, source)
-    result = validate_folder(source, max_bad_share=settings.max_bad_share, quarantine_dir=qdir)
+    result = validate_folder(source, max_bad_share=settings.max_bad_share, quarantine_dir=qdir,
+                             plausibility=plausibility(settings),
+                             accept_anomalies=accept_anomalies)
     book = result.book
     tables = tuple(
         {k: (str(v) if k == "table" else int(v)) for k, v in rec.items()}
@@ -211,21 +215,24 @@ def _validate(settings: Settings, source: Path, quarantine: Path | None) -> tupl
     return book, facts
 
 
-def validate(*, settings: Settings, source: Path,
-             quarantine: Path | None = None) -> ValidationSummary:
+def validate(*, settings: Settings, source: Path, quarantine: Path | None = None,
+             accept_anomalies: bool = False) -> ValidationSummary:
     """Validate the data folder ``source``: bad rows to ``quarantine`` (default
-    :func:`quarantine_dir`), nothing staged. ``DataContractError`` if it cannot be used."""
-    _, facts = _validate(settings, source, quarantine)
+    :func:`quarantine_dir`), nothing staged. ``DataContractError`` if it cannot be used
+    (an anomaly too, unless ``accept_anomalies``)."""
+    _, facts = _validate(settings, source, quarantine, accept_anomalies)
     return ValidationSummary(**facts)
 
 
-def ingest(*, settings: Settings, source: Path) -> IngestSummary:
+def ingest(*, settings: Settings, source: Path,
+           accept_anomalies: bool = False) -> IngestSummary:
     """Validate the data folder ``source`` (bad rows to :func:`quarantine_dir`) and stage
-    the kept rows as Parquet at :func:`staging_dir` for the later steps."""
+    the kept rows as Parquet at :func:`staging_dir` for the later steps. A plausibility
+    anomaly stops here (nothing staged) unless ``accept_anomalies``."""
     from features.contract.io import write_book
 
     t0 = time.perf_counter()
-    book, facts = _validate(settings, source, None)
+    book, facts = _validate(settings, source, None, accept_anomalies)
     target = staging_dir(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
@@ -479,12 +486,15 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
 
 
 def score(*, settings: Settings, book: Path, as_of: date,
-          why: dict[str, str] | None = None) -> ScoreSummary:
+          why: dict[str, str] | None = None,
+          accept_anomalies: bool = False) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
     ``as_of`` (events strictly before it) with the champion models, and a population
     without a gated champion with the aging rule (``why``: model -> why it has none, when
     the caller knows, e.g. training stopped); write the worklist run to the store and its
-    Parquet export. The summary's ``rule_lines`` say which populations the rule ranked."""
+    Parquet export. The summary's ``rule_lines`` say which populations the rule ranked.
+    The run checks (:func:`check_run`) come first: a failed one stops before anything is
+    written, unless ``accept_anomalies`` (then the run's meta records it)."""
     from pipelines.artifacts import drift_flags, worklist_table
     from serving.score import run_scoring
     from serving.store import WorklistStore
@@ -495,6 +505,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
     t0 = time.perf_counter()
     reap_stale_runs(settings=settings)
     staged = read_book(book)
+    run_meta = check_run(settings=settings, book=staged, as_of=as_of,
+                         accept_anomalies=accept_anomalies, materiality=materiality(settings))
     with heartbeat("scoring"):
         record = run_scoring(
             staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
@@ -502,7 +514,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
             model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
             policy=action_policy(settings), materiality=materiality(settings),
             why=why, delinquency_dpd=settings.delinquency_dpd,
-            persistence_days=settings.persistence_days,
+            persistence_days=settings.persistence_days, extra_meta=run_meta,
         )
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)

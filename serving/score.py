@@ -414,6 +414,7 @@ def run_scoring(
     delinquency_dpd: int | None = None,
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -421,7 +422,8 @@ def run_scoring(
     champion, or, without one, by the aging rule (``serving.rule_scoring.resolve_scorers``;
     ``why``: key -> why there is no model, when the caller knows; the labels of the rule's
     history calibration use ``delinquency_dpd`` and ``persistence_days``); then
-    :func:`score_into_store`.
+    :func:`score_into_store`. ``extra_meta`` is recorded in the run's meta (e.g. the
+    plausibility totals and accepted anomalies).
     """
     t0 = time.perf_counter()
     models, rules = resolve_scorers(
@@ -431,7 +433,7 @@ def run_scoring(
     return score_into_store(
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
-        materiality=materiality,
+        materiality=materiality, extra_meta=extra_meta,
         timings={"load_models": time.perf_counter() - t0},
     )
 
@@ -448,6 +450,7 @@ def score_into_store(
     materiality: Materiality = DEFAULT_MATERIALITY,
     timings: Mapping[str, float] | None = None,
     rules: Mapping[str, RuleScorer] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
 
@@ -467,14 +470,15 @@ def score_into_store(
     try:
         run_id = store.begin_run(
             as_of=day,
-            meta={"model_versions": versions, "feature_set_version": FEATURE_SET_VERSION},
+            meta={**dict(extra_meta or {}), "model_versions": versions,
+                  "feature_set_version": FEATURE_SET_VERSION},
         )
         try:
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
                 rules=rules, materiality=materiality,
             )
-            meta = {**result.meta, "model_versions": versions,
+            meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION}
             meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
             t_write = time.perf_counter()

@@ -120,6 +120,16 @@ class Plausibility:
     - ``empty_table``: a payments or accounts file with a header and no row.
     - ``implausibly_small``: payments rows below ``min_ratio`` x invoice rows, or
       accounts rows below ``min_ratio`` x distinct invoiced accounts.
+
+    Run rules (an anomaly too, checked before a run replaces the last worklist; see
+    ``features.contract.plausibility``):
+
+    - ``as_of_beyond_data``: ``as_of`` more than ``max_days_beyond_data`` days after the
+      book's last event (every account would look that much later than it is).
+    - ``totals_jump``: against the last published run, the open balance or the number of
+      accounts scored changed by more than ``max_balance_change`` / ``max_accounts_change``
+      (relative, 0-1), or the share of accounts ``late`` by more than
+      ``max_late_share_change`` (absolute, 0-1).
     """
 
     date_min: date = date(1990, 1, 1)
@@ -128,6 +138,10 @@ class Plausibility:
     amount_cap: float = 1e9
     min_invoices: int = 100
     min_ratio: float = 0.1
+    max_days_beyond_data: int = 45
+    max_balance_change: float = 0.5
+    max_accounts_change: float = 0.5
+    max_late_share_change: float = 0.2
 
     def __post_init__(self) -> None:
         if not self.date_min < self.date_max:
@@ -136,6 +150,12 @@ class Plausibility:
             raise ValueError(f"amount_cap must be positive, not {self.amount_cap}")
         if not 0 <= self.min_ratio <= 1:
             raise ValueError(f"min_ratio must be within 0-1, not {self.min_ratio}")
+        if self.max_days_beyond_data < 0:
+            raise ValueError("max_days_beyond_data must be 0 or more, not "
+                             f"{self.max_days_beyond_data}")
+        for name in ("max_balance_change", "max_accounts_change", "max_late_share_change"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be 0 or more, not {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 
 import polars as pl
 
+from features.contract.canonical import bare_accounts
 from features.contract.options import Plausibility
-from features.contract.rules import DataContractError
+from features.contract.parsing import value
+from features.contract.rules import RULE, DataContractError
 
 #: What the override is called where users meet it (library, CLI, flows).
 OVERRIDE = "accept_anomalies (--accept-anomalies)"
@@ -112,3 +115,114 @@ def leading_zero_warning(
     return (f"{found.height:,} {what} of {where} and {other_where} match only without leading "
             f"zeros (e.g. '{a}' and '{b}'); ids are compared as text, so they were not "
             "matched: export the ids as text in both files")
+
+
+def unknown_warning(
+    bad: pl.DataFrame, parents: pl.DataFrame, name: str, invoices: str
+) -> list[str]:
+    """Leading-zero warning for references that found no invoice (``unknown_invoice``):
+    ``bad`` are a child table's decoded bad rows, ``parents`` the checked invoices."""
+    unknown = bad.filter(pl.col(RULE) == "unknown_invoice")
+    if unknown.is_empty() or parents.is_empty():
+        return []
+    kept = parents.filter(pl.col(RULE) == 0).get_column(value("invoice_id"))
+    found = leading_zero_warning(
+        unknown.get_column(value("invoice_id")).drop_nulls(), kept,
+        what="invoice ids", where=name, other_where=invoices)
+    return [found] if found else []
+
+
+def bare_warning(accounts: pl.DataFrame, seen: pl.DataFrame, name: str, invoices: str
+                  ) -> list[str]:
+    """Leading-zero warning for invoiced accounts the accounts file lacks."""
+    missing = bare_accounts(accounts, seen)
+    if missing.is_empty():
+        return []
+    found = leading_zero_warning(
+        missing.get_column("account_id"), accounts.get_column("account_id"),
+        what="account ids", where=invoices, other_where=name)
+    return [found] if found else []
+
+
+# ------------------------------------------------------------------ run-level checks
+
+
+@dataclass(frozen=True)
+class RunTotals:
+    """What a scoring run publishes, in three numbers: ``open_balance`` (book currency,
+    summed over the accounts scored), ``share_late`` (0-1: accounts in the ``late``
+    segment over accounts scored) and ``accounts`` (scored)."""
+
+    open_balance: float
+    share_late: float
+    accounts: int
+
+    @classmethod
+    def of(cls, features: pl.DataFrame | object) -> RunTotals:
+        """The totals of a feature frame (``features.build_features``: one row per account
+        scored, with ``open_balance`` and ``segment``)."""
+        frame = features if isinstance(features, pl.DataFrame) else pl.from_pandas(
+            features[["open_balance", "segment"]])  # type: ignore[index]
+        n = frame.height
+        late = frame.filter(pl.col("segment") == "late").height
+        return cls(float(frame.get_column("open_balance").sum()) if n else 0.0,
+                   late / n if n else 0.0, n)
+
+    def as_meta(self) -> dict[str, float | int]:
+        """The totals as a run's meta entry (JSON)."""
+        return {"open_balance": round(self.open_balance, 2),
+                "share_late": round(self.share_late, 6), "accounts": self.accounts}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, object] | None) -> RunTotals | None:
+        """Totals recorded by :meth:`as_meta` (None when a run recorded none)."""
+        if not meta or not {"open_balance", "share_late", "accounts"} <= set(meta):
+            return None
+        return cls(float(meta["open_balance"]), float(meta["share_late"]),  # type: ignore[arg-type]
+                   int(meta["accounts"]))  # type: ignore[call-overload]
+
+
+def as_of_anomalies(*, as_of: date, last_event: date, plausible: Plausibility) -> list[Anomaly]:
+    """``as_of_beyond_data`` when ``as_of`` is more than ``plausible.max_days_beyond_data``
+    days after the book's last event (``last_event``, e.g. ``Book.last_date``)."""
+    gap = (as_of - last_event).days
+    if gap <= plausible.max_days_beyond_data:
+        return []
+    return [Anomaly("as_of", None, "as_of_beyond_data",
+                    f"{as_of.isoformat()} is {gap:,} days after the data's last event "
+                    f"({last_event.isoformat()}; at most {plausible.max_days_beyond_data} "
+                    "allowed): every account would look that much later than it is")]
+
+
+def totals_anomalies(current: RunTotals, previous: RunTotals | None, *,
+                     plausible: Plausibility, previous_as_of: date | None = None
+                     ) -> list[Anomaly]:
+    """``totals_jump`` for each total that moved beyond its threshold since the last
+    published run (``previous``; nothing to compare when None). Pure: numbers in, findings
+    out."""
+    if previous is None:
+        return []
+    since = f" since the run of {previous_as_of.isoformat()}" if previous_as_of else ""
+    out = []
+
+    def relative(now: float, before: float) -> float:
+        return abs(now - before) / before if before else (0.0 if now == before else 1.0)
+
+    for name, now, before, limit in (
+        ("open balance", current.open_balance, previous.open_balance,
+         plausible.max_balance_change),
+        ("accounts scored", current.accounts, previous.accounts,
+         plausible.max_accounts_change),
+    ):
+        change = relative(now, before)
+        if change > limit:
+            out.append(Anomaly("run", None, "totals_jump",
+                               f"{name} {now:,.0f} against {before:,.0f}{since} "
+                               f"({change:.0%} change, at most {limit:.0%} allowed)"))
+    moved = abs(current.share_late - previous.share_late)
+    if moved > plausible.max_late_share_change:
+        out.append(Anomaly("run", None, "totals_jump",
+                           f"share of accounts late {current.share_late:.1%} against "
+                           f"{previous.share_late:.1%}{since} ({moved * 100:.1f} points, at "
+                           f"most {plausible.max_late_share_change * 100:.0f} allowed)"))
+    return out

@@ -28,6 +28,9 @@ Row rules (exact names, in priority order: a bad row is assigned the FIRST rule 
 ``conflicting_duplicate``   every row of an id whose copies differ in a contract column
 ``unknown_invoice``         payment/dispute whose invoice_id is not among the invoice rows read
 ``parent_quarantined``      payment/dispute whose invoice was quarantined (kept out with it)
+``payment_quarantined``     an invoice named by a quarantined payment row: whether it is
+                            paid is unknown, so it is held out (no phantom delinquency;
+                            see ``features.contract.held_out``)
 ``dispute_before_issue``    dispute opened_date < the invoice's issue_date
 ``resolved_before_opened``  dispute resolved_date < opened_date
 =========================  ==================================================================
@@ -63,6 +66,7 @@ RULES: Final = (
     "conflicting_duplicate",
     "unknown_invoice",
     "parent_quarantined",
+    "payment_quarantined",
     "dispute_before_issue",
     "resolved_before_opened",
 )
@@ -81,10 +85,10 @@ FILE_RULES: Final = (
 )
 #: Whole-table plausibility rules (see ``features.contract.plausibility``): an *anomaly*
 #: stops the run unless anomalies are explicitly accepted.
-ANOMALY_RULES: Final = ("empty_table", "implausibly_small")
+ANOMALY_RULES: Final = ("empty_table", "implausibly_small", "as_of_beyond_data", "totals_jump")
 #: Rules that are consequences of another table's bad row; they do not count as bad rows
 #: of the child table for ``too_many_bad_rows`` (the parent's table is charged instead).
-DERIVED_RULES: Final = frozenset({"parent_quarantined"})
+DERIVED_RULES: Final = frozenset({"parent_quarantined", "payment_quarantined"})
 
 #: The id column whose repetition is ``duplicate_id``, per table.
 ID_COLUMN: Final = {"invoices": "invoice_id", "payments": "payment_id", "accounts": "account_id"}

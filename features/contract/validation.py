@@ -27,9 +27,10 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
+from features.contract import held_out
 from features.contract import rules as R
 from features.contract.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
-from features.contract.canonical import bare_accounts, canonical, to_pandas, with_bare_accounts
+from features.contract.canonical import canonical, to_pandas, with_bare_accounts
 from features.contract.credits import credit_notes, describe, payment_credits
 from features.contract.headers import normalised_header, suggestion
 from features.contract.io import read_source, table_files
@@ -41,7 +42,7 @@ from features.contract.options import (
     options_for,
 )
 from features.contract.parsing import missing_token
-from features.contract.plausibility import Anomaly, leading_zero_warning, table_anomalies
+from features.contract.plausibility import Anomaly, bare_warning, table_anomalies, unknown_warning
 from features.contract.rules import RULES, DataContractError
 from features.keys import first_occurrence
 
@@ -363,6 +364,7 @@ def _validate(
     error: DataContractError | None = None
     warnings: list[str] = []
     credits: dict[str, float] = {}
+    held = pl.DataFrame()
     parents = pl.DataFrame()
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
     for table in _ORDER:
@@ -387,6 +389,8 @@ def _validate(
             parents = R.parents_of(frame)
         elif table in ("payments", "disputes"):
             frame = R.child_rules(frame, table, parents)
+        if table == "payments":  # no phantom delinquency: hold their invoices out
+            frame, parents, held = held_out.flag(frame, parents)
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
@@ -402,9 +406,9 @@ def _validate(
         if table == "invoices":
             credits.update(credit_notes(canon))
         if table in ("payments", "disputes"):
-            warnings += _unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
+            warnings += unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
         if table == "accounts":
-            warnings += _bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
+            warnings += bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
             canon = with_bare_accounts(canon, seen)
         kept[table] = to_pandas(canon, table)
         del canon
@@ -418,6 +422,14 @@ def _validate(
             error = _too_many(name, charged, height, max_bad_share, sources)
     if "accounts" not in kept:
         kept["accounts"] = to_pandas(with_bare_accounts(None, seen), "accounts")
+    if held.height:
+        kept["invoices"], quarantine["invoices"] = held_out.hold_out(
+            kept["invoices"], held, parents, quarantine["invoices"],
+            sources.get("payments", "payments"))
+        inv_rows = rows["invoices"]
+        inv_rows.update(kept=inv_rows["kept"] - held.height,
+                        quarantined=inv_rows["quarantined"] + held.height,
+                        **{held_out.RULE: held.height})
 
     present = {t: rows[t]["rows_read"] for t in read_info}
     anomalies = table_anomalies(present, sources, seen.height, plausible)
@@ -436,32 +448,6 @@ def _validate(
             error = DataContractError(error.file, error.column, error.rule,
                                       f"{error.detail} (also: {others})")
     return result, error
-
-
-def _unknown_warning(
-    bad: pl.DataFrame, parents: pl.DataFrame, name: str, invoices: str
-) -> list[str]:
-    """Leading-zero warning for references that found no invoice (``unknown_invoice``)."""
-    unknown = bad.filter(pl.col(R.RULE) == "unknown_invoice")
-    if unknown.is_empty() or parents.is_empty():
-        return []
-    kept = parents.filter(pl.col(R.RULE) == 0).get_column(R.value("invoice_id"))
-    found = leading_zero_warning(
-        unknown.get_column(R.value("invoice_id")).drop_nulls(), kept,
-        what="invoice ids", where=name, other_where=invoices)
-    return [found] if found else []
-
-
-def _bare_warning(accounts: pl.DataFrame, seen: pl.DataFrame, name: str, invoices: str
-                  ) -> list[str]:
-    """Leading-zero warning for invoiced accounts the accounts file lacks."""
-    missing = bare_accounts(accounts, seen)
-    if missing.is_empty():
-        return []
-    found = leading_zero_warning(
-        missing.get_column("account_id"), accounts.get_column("account_id"),
-        what="account ids", where=invoices, other_where=name)
-    return [found] if found else []
 
 
 #: Hints for the worst rule of ``too_many_bad_rows``, where the cause may lie elsewhere.

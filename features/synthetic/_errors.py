@@ -141,6 +141,10 @@ def injected_tables(
                 "method": "ach",
             })
             row = rows[-1]
+            if rule != "duplicate_id":
+                # Broken before its invoice is looked up, a row naming a clean invoice
+                # would hold that invoice out (payment_quarantined): name none that exists.
+                row["invoice_id"] = unknown_ids.pop()
             if rule == "missing_value":
                 row[("invoice_id", "payment_date", "amount")[j % 3]] = None
             elif rule == "unparseable_date":
@@ -149,8 +153,6 @@ def injected_tables(
                 row["amount"] = BAD_AMOUNTS[j % len(BAD_AMOUNTS)]
             elif rule == "non_positive_amount":
                 row["amount"] = "0.00" if j % 2 == 0 else "-" + row["amount"]
-            elif rule == "unknown_invoice":
-                row["invoice_id"] = unknown_ids.pop()
         return rows
 
     def account_rows(rule: str, k: int) -> list[dict]:
@@ -184,7 +186,8 @@ def injected_tables(
         return rows
 
     n_inv_fresh = sum(counts["invoices"].values())
-    n_unknown = counts["payments"]["unknown_invoice"] + counts["disputes"]["unknown_invoice"]
+    n_unknown = (sum(counts["payments"].values()) - counts["payments"]["duplicate_id"]
+                 + counts["disputes"]["unknown_invoice"])
     first_unknown = next_invoice + n_inv_fresh
     # Ids never used by any invoice row, clean or injected.
     unknown_ids = [f"I{first_unknown + i:0{widths.invoice}d}" for i in range(n_unknown)][::-1]

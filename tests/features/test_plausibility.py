@@ -105,8 +105,9 @@ def test_sentinel_and_out_of_window_dates_are_quarantined_as_such() -> None:
     frames["accounts"]["created_date"] = ["1985-06-01", "1900-01-01", "2200-01-01", "", ""]
     result = validate_tables(frames, max_bad_share=1.0)
     q = result.quarantine
+    # (the invoice of the quarantined payment is held out: no phantom delinquency)
     assert q["invoices"]["_rule"].tolist() == ["sentinel_date", "sentinel_date",
-                                               "implausible_date"]
+                                               "implausible_date", "payment_quarantined"]
     assert q["invoices"]["_message"].iloc[2] == (
         "column 'issue_date' value '1985-06-01' is outside the plausible dates "
         "1990-01-01..2100-01-01")
@@ -136,7 +137,7 @@ def test_amounts_above_the_cap_are_quarantined() -> None:
     frames["accounts"]["credit_limit"] = ["5e9", "1000"]
     result = validate_tables(frames, max_bad_share=1.0)
     q = result.quarantine
-    assert q["invoices"]["_rule"].tolist() == ["amount_above_cap"]
+    assert q["invoices"]["_rule"].tolist() == ["amount_above_cap", "payment_quarantined"]
     assert q["invoices"]["_message"].iloc[0] == (
         "column 'amount' value '1e300' is above the cap 1,000,000,000")
     assert q["payments"]["_rule"].tolist() == ["parent_quarantined", "amount_above_cap"]

@@ -155,9 +155,20 @@ def test_clean_source_keeps_every_row_with_canonical_dtypes() -> None:
     assert book.accounts.set_index("account_id").loc["A3", "credit_limit"] == 100000.5
 
 
+def alone(table: str, rule: str, row: dict) -> dict:
+    """``row`` naming an invoice no file has when it is a payment broken before the invoice
+    is looked up: a bad payment row of a kept invoice also holds that invoice out (rule
+    payment_quarantined, tested in test_held_out.py), which is not what these tests count."""
+    if table == "payments" and rule not in ("duplicate_id", "unknown_invoice") and (
+            row.get("invoice_id") == PAY["invoice_id"]):
+        return {**row, "invoice_id": "I_ELSEWHERE"}
+    return row
+
+
 @pytest.mark.parametrize(("table", "rule", "row"), BAD_ROWS,
                          ids=[f"{t}-{r}-{i}" for i, (t, r, _) in enumerate(BAD_ROWS)])
 def test_every_rule_quarantines_its_bad_row(table: str, rule: str, row: dict) -> None:
+    row = alone(table, rule, row)
     clean = validate_tables(clean_raw())
     result = validate_tables(with_rows(clean_raw(), table, row), max_bad_share=1.0)
     assert_invariant(result)
@@ -220,7 +231,7 @@ def test_no_row_is_lost_and_counts_match_injected(picks: list[int], seed: int) -
     expected: dict[tuple[str, str], int] = {}
     for n, i in enumerate(picks):
         table, rule, row = BAD_ROWS[i]
-        row = dict(row)
+        row = alone(table, rule, dict(row))
         # Fresh ids so injected rows do not interact (duplicate rows keep theirs, and a
         # missing-value token stays one).
         key = "invoice_id" if table == "invoices" else "account_id"
