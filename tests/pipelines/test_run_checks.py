@@ -8,6 +8,7 @@ from datetime import date
 import pytest
 
 from features.contract.rules import DataContractError
+from features.spec import NO_MATERIALITY
 from pipelines.run_checks import check_run, plausibility
 from pipelines.settings import Settings
 from tests.factories import make_book
@@ -34,6 +35,7 @@ def test_as_of_far_beyond_the_data_stops_with_the_numbers(tmp_path):
 
 def test_accepted_anomalies_are_returned_for_the_runs_meta(tmp_path):
     meta = check_run(settings=Settings(data_dir=tmp_path), book=BOOK, as_of=date(2026, 1, 1),
+                     materiality=NO_MATERIALITY,  # the $100 invoice counts
                      accept_anomalies=True)
     assert meta["totals"] == {"open_balance": 100.0, "share_late": 1.0, "accounts": 1}
     assert len(meta["accepted_anomalies"]) == 1
