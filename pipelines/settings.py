@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -108,6 +108,25 @@ class GateSettings(BaseModel):
         None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
 
 
+class WorkbenchSettings(BaseModel):
+    """The workbench (``[workbench]`` in TOML, ``DELINQ_WORKBENCH__<NAME>``; issue 15)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address `delinq serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `delinq serve` listens on.")
+    analyst_scope: Literal["any", "assigned"] = Field(
+        "any", description="Analysts record outcomes on any account, or only on the "
+        "accounts assigned to them.")
+    session_hours: float = Field(12.0, gt=0, description="Lifetime of a sign-in, hours.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed sign-ins per username and client within the window "
+        "before the login answers 429.")
+    login_window_s: float = Field(300.0, gt=0, description="Login rate-limit window, seconds.")
+    cookie_secure: bool = Field(
+        False, description="Send the session cookie over HTTPS only (set it behind TLS).")
+
+
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
@@ -140,6 +159,7 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Seed of training and of the synthetic generator.")
     train: TrainSettings = Field(default_factory=TrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    workbench: WorkbenchSettings = Field(default_factory=WorkbenchSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -245,7 +265,8 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
     return SettingsError(f"unknown setting {key!r} in {where}; {hint}")
 
 
-_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings}
+_NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings,
+                                       "workbench": WorkbenchSettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:

@@ -241,8 +241,11 @@ def test_a_store_of_the_previous_release_upgrades_keeping_every_run(
         upgrade(fresh, revision=BASELINE)
         assert _shape(fresh) == old_shape
     else:
-        # Nothing was rebuilt by the stamp; later revisions only added columns to runs.
-        now = _shape(url)
+        # Nothing was rebuilt by the stamp; later revisions only added columns to runs,
+        # tables (0004: the workbench's) and the index ix_worklist_account (0004).
+        now = {t: shape for t, shape in _shape(url).items() if t in old_shape}
+        now["worklist"]["indexes"] = [i for i in now["worklist"]["indexes"]
+                                      if i[0] != "ix_worklist_account"]
         old_names = {c[0] for c in old_shape["runs"]["columns"]}
         added = [c for c in now["runs"]["columns"] if c[0] not in old_names]
         assert all(nullable for _, _, nullable in added), added
