@@ -86,11 +86,14 @@ def synthetic_run(
         "mitigating_reason": "Customer for 7 years",
         "reasons_json": np.char.add('[{"feature":"late_share_6","shap":0.41,"value":', late),
         "model_version": "3",
+        "scorer": "model",
+        "calibration": "validation",
         "as_of": pd.Timestamp(as_of),
     })
     wl = wl.astype({c: "str" for c in ("account_id", "segment", "model", "action", "reason_1",
                                        "reason_2", "reason_3", "mitigating_reason",
-                                       "reasons_json", "model_version")})
+                                       "reasons_json", "model_version", "scorer",
+                                       "calibration")})
     wl["as_of"] = wl["as_of"].astype("datetime64[s]")
     cols: dict[str, Any] = {"account_id": ids, "model": "early_warning", "model_version": "3",
                             "base_value": -2.0, "raw_score": rng.normal(size=n)}

@@ -275,11 +275,18 @@ def weekly_retrain(
     """The scheduled weekly run: ingest, build the training set, train and register (the
     new models become champion only if they beat the current ones)."""
     s = resolve_settings(settings)
-    stages: dict[str, Any] = {}
-    stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
-    stages["training_set"] = training_set_task(s, stages["ingest"].staged)
-    stages["train"] = train_task(s, training_set=stages["training_set"].path)
-    keys = _publish("weekly-retrain", s, stages)
+    try:
+        steps.check_disk(settings=s)  # a training set needs room: stop before starting
+        stages: dict[str, Any] = {}
+        stages["ingest"] = ingest_task(s, Path(data_source) if data_source else book_folder(s))
+        stages["training_set"] = training_set_task(s, stages["ingest"].staged)
+        stages["train"] = train_task(s, training_set=stages["training_set"].path)
+        keys = _publish("weekly-retrain", s, stages)
+    except Exception as exc:
+        # A retrain that stops silently leaves ageing models in place: say so, like the nightly.
+        notify_failure(settings=s, flow="weekly-retrain", as_of=None,
+                       reason=f"{type(exc).__name__}: {exc}")
+        raise
     return {**stages, "artifacts": keys}
 
 

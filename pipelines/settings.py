@@ -108,6 +108,27 @@ class GateSettings(BaseModel):
         None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
 
 
+class ActionSettings(BaseModel):
+    """Thresholds of the action policy table (``[actions]`` in TOML,
+    ``DELINQ_ACTIONS__<NAME>``).
+
+    ``None`` keeps the serving library's default (``serving.actions.ActionPolicy``, mapped
+    by :func:`pipelines.steps.action_policy`).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    high_early_warning: float | None = Field(
+        None, ge=0, le=1, description="Early-warning probability (0-1) of a call.")
+    high_persistence: float | None = Field(
+        None, ge=0, le=1, description="Persistence probability (0-1) of an escalation.")
+    legal_amount: float | None = Field(
+        None, ge=0, description="Amount 90+ days past due (currency) of a legal review.")
+    dispute_share: float | None = Field(
+        None, gt=0, description="Disputed share (0-1) of the past-due amount that is "
+        "resolved first.")
+
+
 class WorkbenchSettings(BaseModel):
     """The workbench (``[workbench]`` in TOML, ``DELINQ_WORKBENCH__<NAME>``; issue 15)."""
 
@@ -159,6 +180,7 @@ class Settings(BaseSettings):
     seed: int = Field(0, description="Seed of training and of the synthetic generator.")
     train: TrainSettings = Field(default_factory=TrainSettings)
     gate: GateSettings = Field(default_factory=GateSettings)
+    actions: ActionSettings = Field(default_factory=ActionSettings)
     workbench: WorkbenchSettings = Field(default_factory=WorkbenchSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
@@ -266,6 +288,7 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
 
 
 _NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings,
+                                       "actions": ActionSettings,
                                        "workbench": WorkbenchSettings}
 
 

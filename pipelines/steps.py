@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from features.contract.book import Book
     from models.gate import GatePolicy
     from models.train import TrainConfig
+    from serving.actions import ActionPolicy
 
 #: Rows of the worklist's top kept in a score summary (for artifacts and reports).
 TOP_ROWS = 10
@@ -107,6 +108,14 @@ def gate_policy(settings: Settings) -> GatePolicy:
     from models.gate import GatePolicy
 
     return GatePolicy(seed=settings.seed, **settings.gate.model_dump(exclude_none=True))
+
+
+def action_policy(settings: Settings) -> ActionPolicy:
+    """``serving.actions.ActionPolicy`` from the settings: the ``actions`` options that are
+    set (the others keep the library's defaults)."""
+    from serving.actions import ActionPolicy
+
+    return ActionPolicy(**settings.actions.model_dump(exclude_none=True))
 
 
 # --------------------------------------------------------------------------- book I/O
@@ -425,6 +434,7 @@ def score(*, settings: Settings, book: Path, as_of: date) -> ScoreSummary:
             staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
             store_url=settings.resolved_store_url, export_dir=export_dir(settings),
             model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
+            policy=action_policy(settings),
         )
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)

@@ -1,41 +1,55 @@
-"""Recommended collections action per account, by segment and risk (vectorised).
+"""Recommended collections action per account: the action policy table (vectorised).
 
-The rules follow common collections practice (dunning ladders of Dynamics 365 / SAP
-Collections Management, written down as plain thresholds):
+:data:`RULES` is the one policy table: rules as data, tried top to bottom, the first that
+matches wins. Each rule names its action, says when it applies (the text below and in the
+README, rendered by :func:`policy_table` with the thresholds of an :class:`ActionPolicy`)
+and holds the test that decides it. Later issues (collections loop, dunning) add rows here,
+nowhere else. The rules follow common collections practice (dunning ladders of Dynamics 365
+/ SAP Collections Management, written down as plain thresholds); with the default policy:
 
-==========================  ==============================================================
-action                      when (first matching rule wins, top to bottom)
-==========================  ==============================================================
-``resolve dispute first``   any account with an open dispute: chasing a disputed invoice
-                            wastes the call and annoys the customer
-``legal review``            ``late`` (90+ DPD) and open balance >= ``legal_balance``
-``escalate to agency``      ``late`` and persistence probability >= ``high_persistence``
-``offer payment plan``      ``delinquent`` (30-89 DPD), persistence probability >=
-                            ``high_persistence`` and the customer pays in parts
-                            (a partial payer can pay, just not all at once)
-``personal follow-up``      any other ``delinquent`` or ``late`` account
-``pre-due call``            ``preventive`` or ``early`` with early-warning probability >=
-                            ``high_early_warning``: call before it turns 30 DPD
-``personal follow-up``      other ``early`` accounts (1-29 DPD, low risk)
-``automated reminder``      other ``preventive`` accounts (nothing past due, low risk)
-==========================  ==============================================================
+1. `resolve dispute first`: the disputed amount is at least 25% of the past-due amount (and
+   something is past due): chasing a disputed invoice wastes the call and annoys the
+   customer
+2. `legal review`: `late` (material amount 90+ days past due), at least 50,000 is 90+ days
+   past due and the persistence probability is at least 60%
+3. `escalate to agency`: `late` and the persistence probability is at least 60%
+4. `escalate to agency`: `late`, no probability (thin data: decided by amounts only) and at
+   least 50,000 is 90+ days past due; never legal review without a probability
+5. `offer payment plan`: `delinquent` (material amount 30+ days past due), persistence
+   probability at least 60% and the customer pays in parts (a partial payer can pay, just
+   not all at once)
+6. `personal follow-up`: any other `delinquent` or `late` account (a missing probability
+   included)
+7. `collection call`: `early` (material amount past due, under 30 days) and the
+   early-warning probability is at least 30%: call before it turns 30 days past due
+8. `automated reminder`: any other `early` account (a missing probability included): a
+   past-due notice
+9. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
+   probability is at least 30%
+10. `monitor`: any other `preventive` account: nothing to do yet
 
-Probabilities are the calibrated probabilities of the account's own model (early warning
-for preventive/early, persistence for delinquent/late), in [0, 1]; balances are in the
-book's currency.
+(``tests/serving/test_actions.py`` checks this list and the README's table against
+:func:`policy_table`.) Segments are the material segments of ``features.spec``: an
+account late only by an immaterial residue is ``preventive``, so no account materially past
+due gets a pre-due action. Probabilities are the calibrated probabilities of the account's
+own model (early warning for preventive/early, persistence for delinquent/late), in [0, 1],
+or NaN when no model scored the account (thin data); amounts are in the book's currency.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 from typing import Final
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+MONITOR: Final = "monitor"
 AUTOMATED_REMINDER: Final = "automated reminder"
 PRE_DUE_CALL: Final = "pre-due call"
+COLLECTION_CALL: Final = "collection call"
 PERSONAL_FOLLOW_UP: Final = "personal follow-up"
 RESOLVE_DISPUTE: Final = "resolve dispute first"
 PAYMENT_PLAN: Final = "offer payment plan"
@@ -44,88 +58,191 @@ LEGAL_REVIEW: Final = "legal review"
 
 #: Every action the rules can produce, in rough order of escalation.
 ACTIONS: Final = (
-    AUTOMATED_REMINDER,
+    MONITOR,
     PRE_DUE_CALL,
+    AUTOMATED_REMINDER,
+    COLLECTION_CALL,
     PERSONAL_FOLLOW_UP,
     RESOLVE_DISPUTE,
     PAYMENT_PLAN,
     ESCALATE_AGENCY,
     LEGAL_REVIEW,
 )
+#: What an account of an unknown segment gets (no rule matches).
+DEFAULT_ACTION: Final = PERSONAL_FOLLOW_UP
 
 
 @dataclass(frozen=True)
 class ActionPolicy:
-    """Thresholds of the action rules (see the module docstring for the rule order).
+    """Thresholds of the action rules (:data:`RULES`); the steps map the ``actions.*``
+    settings onto it, serving never reads settings.
 
     Attributes:
         high_early_warning: early-warning probability (0-1) from which a preventive or
-            early account is "high risk" and gets a pre-due call. Default 0.30, about twice
-            the usual share of accounts that go 30+ days late.
+            early account is "high risk" and gets a call. Default 0.30, about twice the
+            usual share of accounts that go 30+ days late.
         high_persistence: persistence probability (0-1) from which a delinquent or late
             account is "unlikely to cure by itself within 30 days". Default 0.60.
-        legal_balance: open balance (book currency) from which a late account goes to
-            legal review rather than an agency. Default 50,000.
+        legal_amount: amount 90+ days past due (book currency) from which a late account
+            goes to legal review rather than an agency. Default 50,000.
+        dispute_share: disputed amount as a share (0-1) of the past-due amount from which
+            the dispute is resolved before anything else. Default 0.25.
     """
 
     high_early_warning: float = 0.30
     high_persistence: float = 0.60
-    legal_balance: float = 50_000.0
+    legal_amount: float = 50_000.0
+    dispute_share: float = 0.25
 
 
 DEFAULT_POLICY: Final = ActionPolicy()
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """Aligned 1-D arrays the rules read (see :func:`recommend_actions`)."""
+
+    segment: np.ndarray
+    probability: np.ndarray
+    past_due_amount: np.ndarray
+    amount_90_plus: np.ndarray
+    disputed_amount: np.ndarray
+    partial_payer: np.ndarray
+
+    def seg(self, *names: str) -> np.ndarray:
+        return np.isin(self.segment, names)
+
+    def at_least(self, threshold: float) -> np.ndarray:
+        """Probability >= threshold (False where the probability is missing)."""
+        with np.errstate(invalid="ignore"):
+            return self.probability >= threshold
+
+    @property
+    def no_probability(self) -> np.ndarray:
+        return np.isnan(self.probability)
+
+
+Test = Callable[[AccountFacts, ActionPolicy], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One row of the policy table: ``action`` when ``test`` holds. ``when`` is the
+    human text, with ``{field}`` placeholders for :class:`ActionPolicy` thresholds
+    (``{high_persistence:pct}``, ``{legal_amount:money}``)."""
+
+    action: str
+    when: str
+    test: Test
+
+
+def _disputed(f: AccountFacts, p: ActionPolicy) -> np.ndarray:
+    return (f.past_due_amount > 0) & (f.disputed_amount > 0) & (
+        f.disputed_amount >= p.dispute_share * f.past_due_amount)
+
+
+#: The policy table, in order (first match wins).
+RULES: Final[tuple[Rule, ...]] = (
+    Rule(RESOLVE_DISPUTE,
+         "the disputed amount is at least {dispute_share:pct} of the past-due amount (and "
+         "something is past due): chasing a disputed invoice wastes the call and annoys the "
+         "customer",
+         _disputed),
+    Rule(LEGAL_REVIEW,
+         "`late` (material amount 90+ days past due), at least {legal_amount:money} is 90+ "
+         "days past due and the persistence probability is at least {high_persistence:pct}",
+         lambda f, p: f.seg("late") & (f.amount_90_plus >= p.legal_amount)
+         & f.at_least(p.high_persistence)),
+    Rule(ESCALATE_AGENCY,
+         "`late` and the persistence probability is at least {high_persistence:pct}",
+         lambda f, p: f.seg("late") & f.at_least(p.high_persistence)),
+    Rule(ESCALATE_AGENCY,
+         "`late`, no probability (thin data: decided by amounts only) and at least "
+         "{legal_amount:money} is 90+ days past due; never legal review without a "
+         "probability",
+         lambda f, p: f.seg("late") & f.no_probability & (f.amount_90_plus >= p.legal_amount)),
+    Rule(PAYMENT_PLAN,
+         "`delinquent` (material amount 30+ days past due), persistence probability at least "
+         "{high_persistence:pct} and the customer pays in parts (a partial payer can pay, "
+         "just not all at once)",
+         lambda f, p: f.seg("delinquent") & f.at_least(p.high_persistence) & f.partial_payer),
+    Rule(PERSONAL_FOLLOW_UP,
+         "any other `delinquent` or `late` account (a missing probability included)",
+         lambda f, p: f.seg("delinquent", "late")),
+    Rule(COLLECTION_CALL,
+         "`early` (material amount past due, under 30 days) and the early-warning "
+         "probability is at least {high_early_warning:pct}: call before it turns 30 days "
+         "past due",
+         lambda f, p: f.seg("early") & f.at_least(p.high_early_warning)),
+    Rule(AUTOMATED_REMINDER,
+         "any other `early` account (a missing probability included): a past-due notice",
+         lambda f, p: f.seg("early")),
+    Rule(PRE_DUE_CALL,
+         "`preventive` (nothing materially past due) and the early-warning probability is "
+         "at least {high_early_warning:pct}",
+         lambda f, p: f.seg("preventive") & f.at_least(p.high_early_warning)),
+    Rule(MONITOR,
+         "any other `preventive` account: nothing to do yet",
+         lambda f, p: f.seg("preventive")),
+)
 
 
 def recommend_actions(
     *,
     segment: npt.ArrayLike,
     probability: npt.ArrayLike,
-    open_balance: npt.ArrayLike,
-    has_open_dispute: npt.ArrayLike,
+    past_due_amount: npt.ArrayLike,
+    amount_90_plus: npt.ArrayLike,
+    disputed_amount: npt.ArrayLike,
     partial_payer: npt.ArrayLike,
     policy: ActionPolicy = DEFAULT_POLICY,
 ) -> np.ndarray:
     """Recommended action per account (object array of the strings in :data:`ACTIONS`).
 
-    All inputs are aligned 1-D arrays: ``segment`` (preventive/early/delinquent/late),
-    ``probability`` (calibrated, 0-1), ``open_balance`` (currency), ``has_open_dispute``
-    and ``partial_payer`` (booleans; missing counts as False).
+    All inputs are aligned 1-D arrays: ``segment`` (preventive/early/delinquent/late, the
+    material segment), ``probability`` (calibrated, 0-1; NaN = no probability),
+    ``past_due_amount``, ``amount_90_plus`` (amount 90+ days past due) and
+    ``disputed_amount`` (open amount under an unresolved dispute), all in the book's
+    currency (missing = 0), ``partial_payer`` (boolean; missing counts as False).
     """
-    seg = np.asarray(pd.Series(segment, dtype="str").to_numpy(dtype=object))
-    prob = np.asarray(probability, dtype=np.float64)
-    balance = np.asarray(open_balance, dtype=np.float64)
-    dispute = _bool(has_open_dispute)
-    partial = _bool(partial_payer)
+    facts = AccountFacts(
+        segment=np.asarray(pd.Series(segment, dtype="str").to_numpy(dtype=object)),
+        probability=np.asarray(probability, dtype=np.float64),
+        past_due_amount=_amount(past_due_amount),
+        amount_90_plus=_amount(amount_90_plus),
+        disputed_amount=_amount(disputed_amount),
+        partial_payer=_bool(partial_payer),
+    )
+    n = len(facts.segment)
+    conditions = [np.broadcast_to(r.test(facts, policy), (n,)) for r in RULES]
+    choices = [r.action for r in RULES]
+    return np.select(conditions, choices, default=DEFAULT_ACTION).astype(object)
 
-    late = seg == "late"
-    delinquent = seg == "delinquent"
-    early = seg == "early"
-    preventive = seg == "preventive"
-    high_persist = prob >= policy.high_persistence
-    high_early = prob >= policy.high_early_warning
 
-    # np.select takes the first true condition, exactly the rule order documented above.
-    conditions = [
-        dispute,
-        late & (balance >= policy.legal_balance),
-        late & high_persist,
-        delinquent & high_persist & partial,
-        late | delinquent,
-        (preventive | early) & high_early,
-        early,
-        preventive,
-    ]
-    choices = [
-        RESOLVE_DISPUTE,
-        LEGAL_REVIEW,
-        ESCALATE_AGENCY,
-        PAYMENT_PLAN,
-        PERSONAL_FOLLOW_UP,
-        PRE_DUE_CALL,
-        PERSONAL_FOLLOW_UP,
-        AUTOMATED_REMINDER,
-    ]
-    return np.select(conditions, choices, default=PERSONAL_FOLLOW_UP).astype(object)
+def policy_table(policy: ActionPolicy = DEFAULT_POLICY) -> str:
+    """The policy table as Markdown (``| action | when |``), thresholds filled in from
+    ``policy``: what the README and the module docstring show."""
+    values = {f.name: getattr(policy, f.name) for f in fields(policy)}
+    lines = ["| action | when (first matching rule wins, top to bottom) |", "|---|---|"]
+    for rule in RULES:
+        lines.append(f"| `{rule.action}` | {_fill(rule.when, values)} |")
+    return "\n".join(lines)
+
+
+def _fill(text: str, values: dict[str, float]) -> str:
+    out = text
+    for name, value in values.items():
+        out = out.replace(f"{{{name}:pct}}", f"{100 * value:g}%")
+        out = out.replace(f"{{{name}:money}}", f"{value:,.0f}")
+    if "{" in out:
+        raise ValueError(f"unfilled placeholder in rule text: {out!r}")
+    return out
+
+
+def _amount(values: npt.ArrayLike) -> np.ndarray:
+    """Amounts as float64 with missing read as 0."""
+    return np.nan_to_num(np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"),
+                                    dtype=np.float64), nan=0.0)
 
 
 def _bool(values: npt.ArrayLike) -> np.ndarray:

@@ -13,6 +13,7 @@ import pandera.pandas as pa
 
 from features.spec import MODELS, SEGMENTS
 from serving.actions import ACTIONS
+from serving.store_schema import CALIBRATIONS, SCORERS
 
 if TYPE_CHECKING:
     from serving.score import ScoreResult
@@ -36,7 +37,8 @@ WORKLIST_SCHEMA = pa.DataFrameSchema(
         "past_due_amount": pa.Column(float, pa.Check.ge(0), nullable=True),
         "oldest_dpd": pa.Column(float, nullable=True),
         "model": pa.Column(str, pa.Check.isin(MODELS)),
-        "probability": pa.Column(float, pa.Check.in_range(0.0, 1.0)),
+        # missing only where the aging rule had too few positives to calibrate
+        "probability": pa.Column(float, pa.Check.in_range(0.0, 1.0), nullable=True),
         "priority": pa.Column(float, pa.Check.ge(0)),
         "action": pa.Column(str, pa.Check.isin(ACTIONS)),
         "reason_1": pa.Column(str, nullable=True),
@@ -45,6 +47,8 @@ WORKLIST_SCHEMA = pa.DataFrameSchema(
         "mitigating_reason": pa.Column(str, nullable=True),
         "reasons_json": pa.Column(str, pa.Check.str_startswith("[")),
         "model_version": pa.Column(str),
+        "scorer": pa.Column(str, pa.Check.isin(SCORERS)),
+        "calibration": pa.Column(str, pa.Check.isin(CALIBRATIONS)),
         "as_of": pa.Column("datetime64[s]"),
     },
     checks=[pa.Check(_ranks_are_1_to_n, error="rank must be 1..n without gaps or ties")],

@@ -201,8 +201,9 @@ def _worklist(
     actions = recommend_actions(
         segment=feats["segment"],
         probability=probability,
-        open_balance=balance,
-        has_open_dispute=feats["n_open_disputes"].fillna(0).to_numpy() > 0,
+        past_due_amount=feats["past_due_amount"].to_numpy(dtype=np.float64),
+        amount_90_plus=feats["amt_dpd_91_plus"].to_numpy(dtype=np.float64),
+        disputed_amount=feats["amt_open_disputes"].to_numpy(dtype=np.float64),
         # A partial payer can pay, just not all at once: an open invoice is part-paid, or
         # invoices of the last year were paid in instalments.
         partial_payer=_flag(feats, "partial_payer") | (
@@ -236,6 +237,9 @@ def _worklist(
     for col in REASON_COLUMNS:
         wl[col] = pd.Series(reasons[col].array, index=wl.index)
     wl["model_version"] = pd.Series(version, dtype="str")
+    # A model's probability is calibrated on its training's validation period.
+    wl["scorer"] = "model"
+    wl["calibration"] = "validation"
     wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
     return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
 

@@ -44,7 +44,7 @@ WORKLIST_COLUMNS: Final[dict[str, tuple[pa.DataType, bool]]] = {
     "past_due_amount": (pa.float64(), True),
     "oldest_dpd": (pa.float64(), True),
     "model": (pa.string(), False),
-    "probability": (pa.float64(), False),
+    "probability": (pa.float64(), True),
     "priority": (pa.float64(), False),
     "action": (pa.string(), False),
     "reason_1": (pa.string(), True),
@@ -53,8 +53,20 @@ WORKLIST_COLUMNS: Final[dict[str, tuple[pa.DataType, bool]]] = {
     "mitigating_reason": (pa.string(), True),
     "reasons_json": (pa.string(), True),
     "model_version": (pa.string(), True),
+    # Revision 0003: which scorer ranked the row and where its probability came from;
+    # None in rows written before 0003 (all ranked by a model: read as "model").
+    "scorer": (pa.string(), True),
+    "calibration": (pa.string(), True),
     "as_of": (pa.date32(), False),
 }
+#: Who ranked a worklist row: a gated champion model, or the aging rule (no champion).
+SCORERS: Final = ("model", "aging_rule")
+#: Where a row's probability came from: the validation period of the last training, the
+#: book's resolved history at scoring time, the smoothed rate of the row's DPD band, or
+#: nowhere (``none``: too few positives; no probability, "n/a (thin data)").
+CALIBRATIONS: Final = ("validation", "history", "dpd_band", "none")
+#: What a null ``scorer`` (a row written before revision 0003) reads as.
+LEGACY_SCORER: Final = "model"
 #: Drift columns: name -> (Arrow type, nullable, required in the input frame).
 DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
     "model": (pa.string(), True, False),
@@ -217,9 +229,11 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
     """The worklist as an Arrow table in store column order, or :class:`StoreSchemaError`.
 
     Rules: exactly the :data:`WORKLIST_COLUMNS`; no missing values where not nullable;
-    ``rank`` is 1..n without gaps or ties; ``account_id`` unique; ``segment`` and ``model``
-    from the allowed sets; ``probability`` in [0, 1]; money finite; ``priority`` does not
-    increase with ``rank``; every ``as_of`` equals the run's ``as_of``.
+    ``rank`` is 1..n without gaps or ties; ``account_id`` unique; ``segment``, ``model``,
+    ``scorer`` (required) and ``calibration`` (required) from the allowed sets;
+    ``probability`` in [0, 1], and missing exactly where ``calibration`` is ``none``, which
+    only the aging rule may be (thin data); money finite; ``priority`` does not increase
+    with ``rank``; every ``as_of`` equals the run's ``as_of``.
     """
     what = "worklist"
     names = list(WORKLIST_COLUMNS)
@@ -241,9 +255,11 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
         raise StoreSchemaError(f"{what} column 'account_id' has duplicate values")
     _one_of(arrays["segment"], SEGMENTS, "segment", what)
     _one_of(arrays["model"], MODELS, "model", what)
-    prob = arrays["probability"].to_numpy()
-    if n and not ((prob >= 0.0) & (prob <= 1.0)).all():
-        raise StoreSchemaError(f"{what} column 'probability' must be within [0, 1]")
+    for name, allowed in (("scorer", SCORERS), ("calibration", CALIBRATIONS)):
+        # nullable in the table for rows written before 0003; every new row says it
+        _no_nulls(arrays[name], name, what)
+        _one_of(arrays[name], allowed, name, what)
+    _check_probability(arrays, what)
     for name in ("open_balance", "priority", "past_due_amount", "oldest_dpd"):
         values = arrays[name].to_numpy(zero_copy_only=False)
         if np.isinf(values).any():
@@ -256,6 +272,27 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
     if any(d != as_of for d in days):
         raise StoreSchemaError(f"{what} column 'as_of' has {days[:3]}; the run is as of {as_of}")
     return pa.table(arrays)
+
+
+def _check_probability(arrays: dict[str, pa.Array], what: str) -> None:
+    """``probability`` in [0, 1]; missing exactly on aging-rule rows calibrated ``none``."""
+    prob = arrays["probability"].to_numpy(zero_copy_only=False)
+    missing = np.isnan(prob)
+    if not ((prob[~missing] >= 0.0) & (prob[~missing] <= 1.0)).all():
+        raise StoreSchemaError(f"{what} column 'probability' must be within [0, 1]")
+    none = (arrays["calibration"].to_numpy(zero_copy_only=False) == "none")
+    rule = (arrays["scorer"].to_numpy(zero_copy_only=False) == "aging_rule")
+    if (none & ~rule).any():
+        raise StoreSchemaError(
+            f"{what} column 'calibration' is 'none' on {int((none & ~rule).sum())} row(s) "
+            "not ranked by the aging rule: a model's probability is always calibrated"
+        )
+    if (missing != none).any():
+        raise StoreSchemaError(
+            f"{what} column 'probability' is missing on {int((missing & ~none).sum())} "
+            f"row(s) whose calibration is not 'none' and present on "
+            f"{int((~missing & none).sum())} whose calibration is 'none'"
+        )
 
 
 def check_explanations(frame: pd.DataFrame, *, account_ids: pa.Array) -> pa.Table:

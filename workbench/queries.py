@@ -115,7 +115,8 @@ def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: S
 
 _ITEM_COLUMNS = ("rank", "account_id", "segment", "open_balance", "past_due_amount",
                  "oldest_dpd", "model", "probability", "priority", "action", "reason_1",
-                 "reason_2", "reason_3", "mitigating_reason", "reasons_json")
+                 "reason_2", "reason_3", "mitigating_reason", "reasons_json", "model_version",
+                 "scorer", "calibration")
 
 
 def account_row(conn: sa.Connection, *, run_id: str, account_id: str) -> dict | None:

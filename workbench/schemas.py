@@ -75,6 +75,9 @@ class WorklistItem(BaseModel):
     reason_2: str | None = None
     reason_3: str | None = None
     mitigating_reason: str | None = None
+    model_version: str | None = None
+    scorer: str | None = Field(None, description="model or aging_rule (null: model).")
+    calibration: str | None = Field(None, description="Where the probability came from.")
     assignee: str | None = None
     snoozed_until: date | None = None
 

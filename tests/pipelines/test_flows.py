@@ -207,17 +207,6 @@ def test_quiet_run_restores_environment_and_handlers(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="session")
-def prefect_server():
-    """A temporary Prefect server and database for the whole session."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    # The server's telemetry service races schema migration on a fresh database.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    with prefect_test_harness(server_startup_timeout=180):
-        yield
-
-
-@pytest.fixture(scope="session")
 def main_job(prefect_server, tmp_path_factory):
     """The main job at small size, once: (result, printed lines, settings)."""
     from pipelines.jobs import run_main_job

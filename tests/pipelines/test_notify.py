@@ -66,6 +66,19 @@ def test_a_failed_nightly_reaches_the_endpoint(env: Path, endpoint, monkeypatch)
     assert "t0ken-z" not in json.dumps(message)
 
 
+def test_a_failed_weekly_retrain_reaches_the_endpoint(env: Path, endpoint, monkeypatch) -> None:
+    from pipelines.flows import weekly_retrain
+
+    url, received = endpoint
+    monkeypatch.setenv("DELINQ_NOTIFY_WEBHOOK_URL", url)
+    with pytest.raises(NotEnoughDiskError):
+        weekly_retrain.fn(settings={"data_dir": str(env / "state"), "min_free_disk_mb": 10**9})
+    (message,) = received
+    assert message["event"] == "run_failed" and message["flow"] == "weekly-retrain"
+    assert message["as_of"] is None and "not enough free disk" in message["reason"]
+    assert "t0ken-z" not in json.dumps(message)
+
+
 def test_an_unreachable_endpoint_is_logged_not_raised(env: Path) -> None:
     settings = load_settings(data_dir=env, notify_webhook_url="http://127.0.0.1:1/x")
     assert notify_failure(settings=settings, flow="nightly-score", as_of=None,

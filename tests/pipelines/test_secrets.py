@@ -121,3 +121,61 @@ def test_a_run_with_a_password_in_the_store_url_shows_it_nowhere(
     seen.append(json.dumps(settings_params(load_settings(data_dir=state))))
     leaks = [text for text in seen if password in text]
     assert not leaks, leaks[0][:2000]
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_a_prefect_flow_run_with_a_password_in_the_store_url_stores_it_nowhere(
+    pg_url_with_password: tuple[str, str], trained_state, prefect_server, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The nightly as a real Prefect flow run: the password reaches none of what the Prefect
+    server keeps (flow and task run parameters, states, logs, artifacts)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterId,
+        LogFilter,
+        LogFilterFlowRunId,
+    )
+
+    from features.contract.io import write_book
+    from pipelines.flows import nightly_score
+
+    url, password = pg_url_with_password
+    data, state = tmp_path / "book", tmp_path / "state"
+    write_book(trained_state.book, data)
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.delenv("DELINQ_DATA_DIR", raising=False)
+    monkeypatch.setenv("DELINQ_STORE_URL", url)
+    monkeypatch.setenv("DELINQ_MLFLOW_TRACKING_URI", trained_state.tracking_uri)
+    monkeypatch.setenv("DELINQ_EARLY_WARNING_MODEL", trained_state.names["early_warning"])
+    monkeypatch.setenv("DELINQ_PERSISTENCE_MODEL", trained_state.names["persistence"])
+
+    params = settings_params(load_settings(data_dir=state))
+    state_of_run = nightly_score(data_source=str(data), as_of="2024-03-01", settings=params,
+                                 return_state=True)
+    assert state_of_run.is_completed(), state_of_run.message
+    run_id = state_of_run.state_details.flow_run_id
+    assert state_of_run.result()["score"].n_scored > 0
+
+    ids = [run_id]
+    seen: list[str] = []
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(run_id)
+        seen.append(flow_run.model_dump_json())
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        assert task_runs, "the nightly's tasks ran on the server"
+        seen += [t.model_dump_json() for t in task_runs]
+        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)))
+        seen += [log.message for log in logs]
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=ids)))
+        assert artifacts, "the nightly published its artifacts"
+        seen += [a.model_dump_json() for a in artifacts]
+    assert logs, "the flow's log records reached the server (so they were scanned)"
+    text = "\n".join(seen)
+    assert password not in text, text[max(0, text.find(password) - 300):][:600]

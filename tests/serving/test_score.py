@@ -10,40 +10,7 @@ from serving import actions as A
 from serving.worklist import format_worklist
 from tests.factories import STATE_AS_OF
 
-# ------------------------------------------------------------------------- actions
-
-
-def test_actions_follow_the_rules() -> None:
-    segment = ["preventive", "preventive", "early", "early", "delinquent", "delinquent",
-               "delinquent", "late", "late", "late", "preventive", "late"]
-    prob = [0.05, 0.5, 0.1, 0.5, 0.9, 0.9, 0.2, 0.9, 0.9, 0.1, 0.05, 0.99]
-    balance = [100, 100, 100, 100, 100, 100, 100, 100, 1e6, 100, 100, 1e6]
-    dispute = [False] * 10 + [True, True]
-    partial = [False, False, False, False, True, False, True, False, False, False, False, True]
-    got = A.recommend_actions(segment=segment, probability=prob, open_balance=balance,
-                              has_open_dispute=dispute, partial_payer=partial)
-    assert list(got) == [
-        A.AUTOMATED_REMINDER,
-        A.PRE_DUE_CALL,
-        A.PERSONAL_FOLLOW_UP,
-        A.PRE_DUE_CALL,
-        A.PAYMENT_PLAN,
-        A.PERSONAL_FOLLOW_UP,
-        A.PERSONAL_FOLLOW_UP,
-        A.ESCALATE_AGENCY,
-        A.LEGAL_REVIEW,
-        A.PERSONAL_FOLLOW_UP,
-        A.RESOLVE_DISPUTE,
-        A.RESOLVE_DISPUTE,
-    ]
-
-
-def test_action_thresholds_are_parameters() -> None:
-    kwargs = dict(segment=["preventive"], probability=[0.2], open_balance=[10.0],
-                  has_open_dispute=[None], partial_payer=[np.nan])
-    assert A.recommend_actions(**kwargs)[0] == A.AUTOMATED_REMINDER
-    strict = A.ActionPolicy(high_early_warning=0.1)
-    assert A.recommend_actions(**kwargs, policy=strict)[0] == A.PRE_DUE_CALL
+# (the action rules are tested in tests/serving/test_actions.py)
 
 
 # ------------------------------------------------------------------------- worklist text
@@ -186,7 +153,9 @@ def test_open_disputes_get_resolved_first(result, book) -> None:
 
     feats = build_features(book, as_of=AS_OF.date()).set_index("account_id")
     wl = result.worklist.set_index("account_id")
-    disputed = feats.index[feats["n_open_disputes"] > 0]
+    share = feats["amt_open_disputes"] / feats["past_due_amount"]
+    disputed = feats.index[(feats["past_due_amount"] > 0) & (feats["amt_open_disputes"] > 0)
+                           & (share >= A.DEFAULT_POLICY.dispute_share)]
     assert len(disputed)
     assert (wl.loc[disputed, "action"] == A.RESOLVE_DISPUTE).all()
     assert (wl.drop(index=disputed)["action"] != A.RESOLVE_DISPUTE).all()

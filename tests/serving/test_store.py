@@ -58,6 +58,8 @@ def frames(
             "reasons_json": [json.dumps([{"feature": "late_share_6", "value": int(i)}])
                              for i in order],
             "model_version": pd.Series([version] * n, dtype="str"),
+            "scorer": pd.Series(["model"] * n, dtype="str"),
+            "calibration": pd.Series(["validation"] * n, dtype="str"),
             "as_of": pd.Series([pd.Timestamp(as_of)] * n, dtype="datetime64[s]"),
         }
     )
@@ -277,6 +279,14 @@ def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame,
         wl["action"] = 3.0
     elif kind == "nul_text":
         wl.loc[2, "reason_2"] = "bad\x00text"
+    elif kind == "scorer":
+        wl.loc[0, "scorer"] = "oracle"
+    elif kind == "null_scorer":
+        wl.loc[0, "scorer"] = None
+    elif kind == "model_without_calibration":  # only the aging rule may lack a probability
+        wl.loc[3, ["probability", "calibration"]] = [np.nan, "none"]
+    elif kind == "uncalibrated_probability":
+        wl.loc[3, ["scorer", "calibration"]] = ["aging_rule", "none"]
     elif kind == "explanations_missing_account":
         ex = ex.iloc[1:]
     return wl, ex
@@ -296,6 +306,10 @@ def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame,
         ("segment", "segment"),
         ("string_type", "action"),
         ("nul_text", "reason_2"),
+        ("scorer", "scorer"),
+        ("null_scorer", "scorer"),
+        ("model_without_calibration", "calibration"),
+        ("uncalibrated_probability", "probability"),
         ("explanations_missing_account", "explanations"),
     ],
 )
@@ -312,6 +326,21 @@ def test_schema_violations_name_the_column_and_fail_the_run(
         assert store.current_run(as_of=DAY) == old
         status = store.list_runs().set_index("run_id").loc[run_id, "status"]
         assert status == "failed"
+
+
+def test_aging_rule_rows_without_a_probability_round_trip(store: WorklistStore) -> None:
+    """Thin data: the rule's rows have no probability ("n/a"), calibration ``none``."""
+    wl, ex, dr = frames(12, seed=4)
+    thin = wl.index[wl["rank"] > 8]
+    wl.loc[thin, ["scorer", "calibration", "probability"]] = ["aging_rule", "none", np.nan]
+    wl.loc[wl.index[wl["rank"].between(5, 8)], ["scorer", "calibration"]] = [
+        "aging_rule", "dpd_band"]
+    run_id = store.begin_run(as_of=DAY, meta={})
+    store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    got = store.read_worklist(as_of=DAY)
+    assert got["probability"].isna().tolist() == (wl["rank"] > 8).tolist()
+    assert got["scorer"].tolist() == wl["scorer"].tolist()
+    assert got["calibration"].tolist() == wl["calibration"].tolist()
 
 
 def test_fail_run_and_unknown_runs(store: WorklistStore) -> None:

@@ -18,6 +18,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
@@ -36,6 +37,10 @@ PRE_MIGRATIONS_RELEASE = "6c80ff7ccca08aff9ea623a30f9c993b54e8eb34"
 STORE_FILES = ("serving/__init__.py", "serving/store.py", "serving/store_schema.py",
                "serving/store_bulk.py", "serving/store_io.py")
 MIGRATIONS_DIR = REPO / "serving" / "migrations"
+#: main at store revision 0002 (run heartbeat), the last before worklist scorers (0003).
+REVISION_0002_RELEASE = "9f2dcb80eb4289d026ebd2b528bc3dc3890c8580"
+REVISION_0002_FILES = (*STORE_FILES, "serving/store_migrate.py", "serving/store_records.py",
+                       "serving/store_runs.py", "serving/redact.py", "serving/migrations")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -102,6 +107,10 @@ def _everything(store: WorklistStore) -> dict[str, Any]:
     return out
 
 
+#: Worklist columns later revisions added, and what rows written before them read as.
+LATER_WORKLIST = {"scorer": store_schema.LEGACY_SCORER, "calibration": None}
+
+
 def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     # Runs read by older code lack the later columns; those are empty for its runs.
     later = [c for c in got["runs"].columns if c not in want["runs"].columns]
@@ -110,7 +119,14 @@ def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     for part in ("worklists", "drift", "explanations"):
         assert got[part].keys() == want[part].keys(), part
         for run_id, frame in want[part].items():
-            pd.testing.assert_frame_equal(got[part][run_id], frame, obj=f"{part} {run_id}")
+            mine = got[part][run_id]
+            if part == "worklists":  # older code's rows: read as ranked by a model
+                for col in [c for c in mine.columns if c not in frame.columns]:
+                    assert col in LATER_WORKLIST, col
+                    value = LATER_WORKLIST[col]
+                    assert (mine[col].isna() if value is None else mine[col] == value).all()
+                mine = mine[frame.columns]
+            pd.testing.assert_frame_equal(mine, frame, obj=f"{part} {run_id}")
 
 
 # ------------------------------------------------------------------------ the chain
@@ -172,16 +188,18 @@ _OLD_WRITER = textwrap.dedent("""
 """)
 
 
-def _previous_release_store(url: str, work: Path) -> dict[str, Any]:
-    """Write runs with the previous release's own store code (a subprocess); its reads."""
+def _previous_release_store(
+    url: str, work: Path, *, release: str = PRE_MIGRATIONS_RELEASE,
+    files: tuple[str, ...] = STORE_FILES,
+) -> dict[str, Any]:
+    """Write runs with a previous release's own store code (a subprocess); its reads."""
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", "--format=tar", PRE_MIGRATIONS_RELEASE,
-         *STORE_FILES],
+        ["git", "-C", str(REPO), "archive", "--format=tar", release, *files],
         capture_output=True, check=False,
     )
     if archive.returncode != 0:
         pytest.fail(
-            f"needs the git history holding {PRE_MIGRATIONS_RELEASE[:10]} (a full clone; "
+            f"needs the git history holding {release[:10]} (a full clone; "
             f"`git fetch --unshallow`): {archive.stderr.decode().strip()}", pytrace=False)
     code = work / "release"
     with tarfile.open(fileobj=BytesIO(archive.stdout)) as tar:
@@ -191,6 +209,7 @@ def _previous_release_store(url: str, work: Path) -> dict[str, Any]:
     for as_of, seed, fail in ((DAY, 1, False), (later, 2, False), (DAY, 3, False),
                               (later, 4, True)):
         wl, ex, dr = frames(25 + seed, as_of=as_of, seed=seed, version=str(seed))
+        wl = wl.drop(columns=list(LATER_WORKLIST))  # that release's worklist columns
         plan.append({"as_of": as_of, "fail": fail, "wl": wl, "ex": ex, "dr": dr, "meta": {
             "model_versions": {"early_warning": str(seed), "persistence": f"p{seed}"},
             "feature_set_version": "fs1", "data": "synthetic"}})
@@ -241,15 +260,21 @@ def test_a_store_of_the_previous_release_upgrades_keeping_every_run(
         upgrade(fresh, revision=BASELINE)
         assert _shape(fresh) == old_shape
     else:
-        # Nothing was rebuilt by the stamp; later revisions only added columns to runs,
+        # Nothing was rebuilt by the stamp; later revisions only added nullable columns
+        # (to runs and worklist), relaxed worklist.probability to nullable (0003), and added
         # tables (0004: the workbench's) and the index ix_worklist_account (0004).
         now = {t: shape for t, shape in _shape(url).items() if t in old_shape}
         now["worklist"]["indexes"] = [i for i in now["worklist"]["indexes"]
                                       if i[0] != "ix_worklist_account"]
-        old_names = {c[0] for c in old_shape["runs"]["columns"]}
-        added = [c for c in now["runs"]["columns"] if c[0] not in old_names]
-        assert all(nullable for _, _, nullable in added), added
-        now["runs"]["columns"] = [c for c in now["runs"]["columns"] if c[0] in old_names]
+        for table in ("runs", "worklist"):
+            old_names = {c[0] for c in old_shape[table]["columns"]}
+            added = [c for c in now[table]["columns"] if c[0] not in old_names]
+            assert all(nullable for _, _, nullable in added), added
+            now[table]["columns"] = [c for c in now[table]["columns"] if c[0] in old_names]
+        relaxed = {("worklist", "probability")}
+        for table, column in relaxed:
+            now[table]["columns"] = [(n, t, False if n == column else nl)
+                                     for n, t, nl in now[table]["columns"]]
         assert now == old_shape
 
 
@@ -261,6 +286,38 @@ def test_a_writer_stamps_a_previous_release_store_when_it_opens_it(
         _assert_same(_everything(w), seen)
     assert current_revision(url) == store_schema.REVISION
     assert VERSION_TABLE in _tables(url)
+
+
+def test_a_store_at_revision_0002_upgrades_keeping_every_run(url: str, tmp_path: Path) -> None:
+    """0003 copies the worklist table on SQLite (probability becomes nullable): every run,
+    row and value of a store written by the 0002 release's own code survives it."""
+    seen = _previous_release_store(url, tmp_path, release=REVISION_0002_RELEASE,
+                                   files=REVISION_0002_FILES)
+    assert len(seen["runs"]) == 4 and set(seen["runs"]["status"]) == {"succeeded", "failed"}
+    assert current_revision(url) == "0002"
+    counts = {t: _count(url, f'SELECT COUNT(*) FROM "{t}"')
+              for t in ("runs", "worklist", "drift", "explanations")}
+    explanations = {"explanations_dir": tmp_path / "explanations"}
+    with pytest.raises(StoreVersionError, match=r"revision 0002 .*delinq db upgrade"):
+        WorklistStore(url, **explanations)
+
+    assert upgrade(url) == store_schema.REVISION
+    assert {t: _count(url, f'SELECT COUNT(*) FROM "{t}"') for t in counts} == counts
+    assert _count(url, "SELECT COUNT(*) FROM worklist WHERE scorer IS NOT NULL") == 0
+    with WorklistStore(url, **explanations) as store:
+        _assert_same(_everything(store), seen)
+        # ... and a rule-ranked run without probabilities is written beside them.
+        wl, ex, dr = frames(9, seed=6)
+        wl.loc[wl["rank"] > 5, ["scorer", "calibration", "probability"]] = [
+            "aging_rule", "none", np.nan]
+        run_id = store.begin_run(as_of=DAY, meta={})
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+        assert store.read_worklist(as_of=DAY)["probability"].isna().sum() == 4
+    shape = _shape(url)["worklist"]
+    assert shape["pk"] == ["run_id", "rank"]
+    assert ("probability", "DOUBLE", True) in [
+        (n, t.split(" ")[0].replace("DOUBLE_PRECISION", "DOUBLE"), nl)
+        for n, t, nl in shape["columns"]]
 
 
 # ------------------------------------------------------------------------ a further revision
