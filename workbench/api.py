@@ -65,7 +65,7 @@ router = APIRouter()
 
 
 def _doc(*codes: int) -> dict[int | str, dict[str, Any]]:
-    why = {400: "Bad request", 401: "Not signed in (no or bad token/cookie)",
+    why = {400: "The body is not JSON", 401: "Not signed in (no or bad token/cookie)",
            403: "The caller's role may not do this", 404: "Not found",
            409: "Conflicts with what is recorded", 422: "Invalid request",
            429: "Too many attempts"}
@@ -212,7 +212,7 @@ def account_events(request: Request, caller: CallerDep, account_id: AccountId,
 
 
 @router.post("/api/accounts/{account_id}/events", response_model=ev.EventOut,
-             status_code=201, tags=["events"], responses=_doc(403, 404, 409))
+             status_code=201, tags=["events"], responses=_doc(400, 403, 404, 409))
 def record(request: Request, account_id: AccountId,
            body: Annotated[ev.EventIn, Body()],
            caller: Caller = Depends(needs(Right.RECORD))) -> ev.EventOut:
@@ -334,7 +334,7 @@ def me(caller: CallerDep) -> UserOut:
 
 
 @router.post("/api/me/tokens", response_model=TokenCreated, status_code=201, tags=["users"],
-             responses=_doc(403))
+             responses=_doc(400, 403))
 def my_token(request: Request, caller: CallerDep,
              body: Annotated[_NewToken, Body()]) -> TokenCreated:
     """A new API token for the caller, shown once."""
@@ -354,7 +354,7 @@ def users(request: Request, caller: Admin) -> list[UserOut]:
 
 
 @router.post("/api/users", response_model=UserCreated, status_code=201, tags=["users"],
-             responses=_doc(403, 409))
+             responses=_doc(400, 403, 409))
 def users_add(request: Request, caller: Admin,
               body: Annotated[_NewUser, Body()]) -> UserCreated:
     """Add a user (admin); a generated password is shown once."""
@@ -368,7 +368,7 @@ def users_add(request: Request, caller: Admin,
 
 
 @router.patch("/api/users/{username}", response_model=UserOut, tags=["users"],
-              responses=_doc(403, 404, 409))
+              responses=_doc(400, 403, 404, 409))
 def users_change(request: Request, caller: Admin, username: Username,
                  body: Annotated[_UserChange, Body()]) -> UserOut:
     """Change a user's role or disable/enable them (admin; not yourself)."""
@@ -384,7 +384,7 @@ def users_change(request: Request, caller: Admin, username: Username,
 
 
 @router.post("/api/users/{username}/tokens", response_model=TokenCreated, status_code=201,
-             tags=["users"], responses=_doc(403, 404))
+             tags=["users"], responses=_doc(400, 403, 404))
 def users_token(request: Request, caller: Admin, username: Username,
                 body: Annotated[_NewToken, Body()]) -> TokenCreated:
     """A new API token for a user (admin), shown once."""
