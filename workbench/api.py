@@ -157,6 +157,16 @@ def _explanation(request: Request, run_id: str, account_id: str) -> Explanation 
                        raw_score=_finite(_scalar(row.get("raw_score"))), features=features)
 
 
+def _reasons(text: str | None) -> list[dict[str, Any]]:
+    """The run's reasons list; an unreadable one (a run written by other code) is empty
+    rather than an error: the sentences are in the row's reason columns too."""
+    try:
+        parsed = json.loads(text or "[]")
+    except ValueError:
+        return []
+    return [r for r in parsed if isinstance(r, dict)] if isinstance(parsed, list) else []
+
+
 def _scalar(value: Any) -> Any:
     import pandas as pd
 
@@ -182,7 +192,7 @@ def account(request: Request, caller: CallerDep, account_id: AccountId,
         if row is None:
             raise HTTPException(404, f"account {account_id!r} is not in run {run.run_id}")
         points = queries.score_history(conn, account_id)
-    reasons = json.loads(row.pop("reasons_json") or "[]")
+    reasons = _reasons(row.pop("reasons_json"))
     index = wb.history_index()
     past = (account_history(index, account_id, as_of=run.as_of) if index is not None
             else None)

@@ -26,14 +26,12 @@ import bisect
 import json
 import shutil
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -153,11 +151,11 @@ class HistoryIndex:
         self._tables = {t: _SortedTable(self.index_dir / f"{t}.parquet") for t in TABLES
                         if (self.index_dir / f"{t}.parquet").exists()}
 
-    def rows(self, table: str, account_id: str) -> pd.DataFrame:
-        """The rows of ``table`` for ``account_id`` (empty frame if none or no table)."""
+    def table(self, table: str, account_id: str) -> pa.Table:
+        """The rows of ``table`` for ``account_id`` (empty if none or no such table)."""
         if table not in self._tables:
-            return pd.DataFrame()
-        return self._tables[table].rows(account_id).to_pandas()
+            return pa.table({"account_id": pa.array([], pa.string())})
+        return self._tables[table].rows(account_id)
 
     def groups_read(self, table: str, account_id: str) -> int:
         """How many row groups a lookup decodes (for tests and measurements)."""
@@ -175,24 +173,21 @@ class AccountHistory:
     invoice_ids: frozenset[str]
 
 
-def _records(frame: pd.DataFrame) -> Iterator[dict[str, Any]]:
-    for rec in frame.to_dict("records"):
-        yield {k: _plain(v) for k, v in rec.items()}
-
-
-def _plain(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NaT:
+def _day(value: Any) -> date | None:
+    if value is None:
         return None
-    if isinstance(value, pd.Timestamp):
-        return value.date()
-    if isinstance(value, np.generic):
-        return value.item()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _rows(table: pa.Table, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The table's rows as dicts of plain values (dates as ``date``), missing columns None."""
+    present = [c for c in columns if c in table.column_names]
+    rows = table.select(present).to_pylist()
+    for row in rows:
+        for col in columns:
+            value = row.get(col)
+            row[col] = _day(value) if isinstance(value, datetime | date) else value
+    return rows
 
 
 def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
@@ -201,51 +196,43 @@ def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
 
     Open invoices (the clearing rule of ``features.spec``): amount, paid, open amount, due
     date and DPD, dispute state. Payments newest first (at most ``max_payments``), each
-    with its days late (payment date - due date).
+    with its days late (payment date - due date). An account has tens of rows, so this is
+    plain Python over the few rows its row groups hold.
     """
-    cut = pd.Timestamp(as_of)
-    inv = index.rows("invoices", account_id)
-    pay = index.rows("payments", account_id)
-    dis = index.rows("disputes", account_id)
-    acc = index.rows("accounts", account_id)
-    profile = next(_records(acc.drop(columns=["account_id"], errors="ignore")), {})
-    if inv.empty:
-        return AccountHistory(profile, [], [], [], frozenset())
-    inv = inv[pd.to_datetime(inv["issue_date"]) < cut]
-    ids = frozenset(inv["invoice_id"].astype(str))
-    if not pay.empty:
-        pay = pay[pd.to_datetime(pay["payment_date"]) < cut]
-    paid = (pay.groupby("invoice_id")["amount"].sum() if not pay.empty
-            else pd.Series(dtype="float64"))
-    inv = inv.assign(paid=inv["invoice_id"].map(paid).fillna(0.0))
-    open_ = inv[~is_cleared(inv["paid"].to_numpy(), inv["amount"].to_numpy())]
-    open_ = open_.assign(open_amount=(open_["amount"] - open_["paid"]).round(2),
-                         dpd=(cut - pd.to_datetime(open_["due_date"])).dt.days)
-    disputed: set[str] = set()
-    if not dis.empty:
-        dis = dis[pd.to_datetime(dis["opened_date"]) < cut]
-        if "resolved_date" in dis.columns:
-            resolved = pd.to_datetime(dis["resolved_date"])
-            live = dis[resolved.isna() | (resolved >= cut)]
-        else:
-            live = dis
-        disputed = set(live["invoice_id"].astype(str))
-    open_ = open_.assign(in_dispute=open_["invoice_id"].astype(str).isin(disputed))
-    keep = ["invoice_id", "issue_date", "due_date", "amount", "paid", "open_amount", "dpd",
-            "in_dispute"]
-    open_ = open_.sort_values(["due_date", "invoice_id"])[keep]
-    payments: list[dict[str, Any]] = []
-    if not pay.empty:
-        due = inv.set_index("invoice_id")["due_date"]
-        pay = pay.assign(days_late=(pd.to_datetime(pay["payment_date"])
-                                    - pd.to_datetime(pay["invoice_id"].map(due))).dt.days)
-        pay = pay.sort_values(["payment_date", "invoice_id"], ascending=False)
-        cols = [c for c in ("payment_id", "invoice_id", "payment_date", "amount", "days_late",
-                            "method") if c in pay.columns]
-        payments = list(_records(pay[cols].head(max_payments)))
-    dis_cols = [c for c in ("invoice_id", "opened_date", "resolved_date", "reason")
-                if c in dis.columns]
-    return AccountHistory(profile=profile, open_invoices=list(_records(open_)),
-                          payments=payments,
-                          disputes=list(_records(dis[dis_cols])) if not dis.empty else [],
-                          invoice_ids=ids)
+    invoices = _rows(index.table("invoices", account_id),
+                     ("invoice_id", "issue_date", "due_date", "amount"))
+    payments = _rows(index.table("payments", account_id),
+                     ("payment_id", "invoice_id", "payment_date", "amount", "method"))
+    disputes = _rows(index.table("disputes", account_id),
+                     ("invoice_id", "opened_date", "resolved_date", "reason"))
+    accounts = _rows(index.table("accounts", account_id),
+                     ("name", "segment", "region", "credit_limit", "created_date"))
+    profile = {k: v for k, v in accounts[0].items() if v is not None} if accounts else {}
+    invoices = [i for i in invoices if i["issue_date"] < as_of]
+    due = {i["invoice_id"]: i["due_date"] for i in invoices}
+    payments = [p for p in payments if p["payment_date"] < as_of]
+    paid: dict[str, float] = {}
+    for p in payments:
+        paid[p["invoice_id"]] = paid.get(p["invoice_id"], 0.0) + float(p["amount"])
+    live = {d["invoice_id"] for d in disputes if d["opened_date"] < as_of
+            and (d["resolved_date"] is None or d["resolved_date"] >= as_of)}
+    amounts = np.array([float(i["amount"]) for i in invoices])
+    paid_of = np.array([paid.get(i["invoice_id"], 0.0) for i in invoices])
+    cleared = is_cleared(paid_of, amounts) if len(invoices) else np.zeros(0, dtype=bool)
+    open_invoices = []
+    for inv, p, done in zip(invoices, paid_of, cleared, strict=True):
+        if done:
+            continue
+        open_invoices.append({**inv, "paid": round(float(p), 2),
+                              "open_amount": round(float(inv["amount"]) - float(p), 2),
+                              "dpd": (as_of - inv["due_date"]).days,
+                              "in_dispute": inv["invoice_id"] in live})
+    open_invoices.sort(key=lambda i: (i["due_date"], i["invoice_id"]))
+    for p in payments:
+        d = due.get(p["invoice_id"])
+        p["days_late"] = None if d is None else (p["payment_date"] - d).days
+    payments.sort(key=lambda p: (p["payment_date"], p["invoice_id"]), reverse=True)
+    return AccountHistory(profile=profile, open_invoices=open_invoices,
+                          payments=payments[:max_payments],
+                          disputes=[d for d in disputes if d["opened_date"] < as_of],
+                          invoice_ids=frozenset(due))

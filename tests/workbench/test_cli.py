@@ -118,3 +118,21 @@ def test_serve_answers_the_api_with_a_token_and_refuses_anonymous(
         out, _ = server.communicate(timeout=30)
     assert "indexing the staged book" in out
     assert token not in out  # the access log never shows a credential
+
+
+def test_the_demo_user_gets_a_new_password_each_demo(state: Path) -> None:
+    from pipelines.cli_workbench import DEMO_USER, create_demo_user
+    from pipelines.settings import load_settings
+    from workbench.app import open_store_engine
+    from workbench.users import authenticate
+
+    settings = load_settings(data_dir=state)
+    first = create_demo_user(settings)
+    second = create_demo_user(settings)
+    engine = open_store_engine(settings.resolved_store_url)
+    try:
+        assert authenticate(engine, DEMO_USER, first) is None
+        user = authenticate(engine, DEMO_USER, second)
+        assert user is not None and user.role.value == "manager"
+    finally:
+        engine.dispose()
