@@ -31,6 +31,8 @@ from pipelines.cli_support import session as _session
 from pipelines.cli_support import settings_for as _settings
 from pipelines.cli_support import store_errors as _store_errors
 from pipelines.cli_support import writable as _writable
+from pipelines.cli_workbench import serve as _serve
+from pipelines.cli_workbench import users_app
 from pipelines.settings import Grid
 
 app = typer.Typer(
@@ -50,6 +52,7 @@ class ImportFormat(StrEnum):
 
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
 
 
 # --------------------------------------------------------------------------- data
@@ -262,11 +265,15 @@ def demo(
     ] = None,
 ) -> None:
     """The main job on the embedded default: generate, validate, train, score, print."""
+    from pipelines.cli_workbench import DEMO_USER, create_demo_user
     from pipelines.jobs import run_main_job
 
     settings = _settings(data_dir=data_dir, seed=seed)
     _writable(settings)
     _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts)
+    password = _guarded(create_demo_user, settings)
+    typer.echo(f"workbench: delinq serve --state-dir {data_dir}  (user {DEMO_USER}, password "
+               f"shown once: {password})")
 
 
 @app.command()
@@ -303,6 +310,10 @@ def schedule(
         names = _guarded(create_deployments, settings, serve=serve, data_source=data_source)
     for name in names or []:
         typer.echo(f"deployment: {name}")
+
+
+# The workbench (pipelines/cli_workbench.py): `delinq serve`, `delinq users ...`.
+app.command("serve")(_serve)
 
 
 def main() -> None:  # pragma: no cover - console entry point alias

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 from pydantic_settings import (
@@ -182,6 +182,25 @@ class PlausibilitySettings(BaseModel):
         None, ge=0, le=1, description="Change of the share of late accounts (points, 0-1).")
 
 
+class WorkbenchSettings(BaseModel):
+    """The workbench (``[workbench]`` in TOML, ``DELINQ_WORKBENCH__<NAME>``; issue 15)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = Field("127.0.0.1", description="Address `delinq serve` listens on.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `delinq serve` listens on.")
+    analyst_scope: Literal["any", "assigned"] = Field(
+        "any", description="Analysts record outcomes on any account, or only on the "
+        "accounts assigned to them.")
+    session_hours: float = Field(12.0, gt=0, description="Lifetime of a sign-in, hours.")
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed sign-ins per username and client within the window "
+        "before the login answers 429.")
+    login_window_s: float = Field(300.0, gt=0, description="Login rate-limit window, seconds.")
+    cookie_secure: bool = Field(
+        False, description="Send the session cookie over HTTPS only (set it behind TLS).")
+
+
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
@@ -217,6 +236,7 @@ class Settings(BaseSettings):
     materiality: MaterialitySettings = Field(default_factory=MaterialitySettings)
     actions: ActionSettings = Field(default_factory=ActionSettings)
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
+    workbench: WorkbenchSettings = Field(default_factory=WorkbenchSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -325,7 +345,8 @@ def _unknown(key: str, valid: Iterable[str], *, where: str) -> SettingsError:
 _NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSettings,
                                        "actions": ActionSettings,
                                        "materiality": MaterialitySettings,
-                                       "plausibility": PlausibilitySettings}
+                                       "plausibility": PlausibilitySettings,
+                                       "workbench": WorkbenchSettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:

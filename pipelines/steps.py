@@ -299,6 +299,10 @@ def read_training_set(path: Path, columns: list[str] | None = None) -> pd.DataFr
     return frame.astype({c: "datetime64[s]" for c in dates})
 
 
+#: The columns :func:`_summarise_training_set` counts (the weight last).
+_COUNT_COLUMNS = ["model", "y", "censored", "weight"]
+
+
 def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
     """Build the training set of the staged book ``book`` over the settings' ``grid`` of
     ``as_of`` dates with its label horizons, sampled as the ``train.sample_*`` settings say
@@ -328,9 +332,6 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
              + f" ({summary.seconds:.1f} s)")
     return summary
 
-
-#: The columns :func:`_summarise_training_set` counts (the weight last).
-_COUNT_COLUMNS = ["model", "y", "censored", "weight"]
 
 
 def _train_and_register(

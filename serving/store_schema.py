@@ -1,6 +1,7 @@
 """Tables of the worklist store and the checks a run's frames pass before they are written.
 
-Four tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL):
+Four scoring tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL), and the
+workbench's users, events and audit (:mod:`serving.store_events`, on the same metadata):
 
 - ``runs``: one row per scoring run (``running`` -> ``succeeded`` | ``failed``); at most one
   run per ``as_of`` has ``is_current`` (a partial unique index enforces it).
@@ -76,7 +77,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0003"
+REVISION: Final = "0004"
 
 metadata = sa.MetaData()
 
@@ -135,6 +136,9 @@ worklist = sa.Table(
     ),
     sa.PrimaryKeyConstraint("run_id", "rank", name="pk_worklist"),
 )
+# Revision 0004: one account's rows across runs (the workbench's account page and score
+# history) are index lookups, never a scan of a run's rows.
+sa.Index("ix_worklist_account", worklist.c.account_id, worklist.c.run_id)
 
 explanations = sa.Table(
     "explanations",
@@ -158,6 +162,10 @@ drift = sa.Table(
     ),
     sa.PrimaryKeyConstraint("run_id", "position", name="pk_drift"),
 )
+
+
+# The workbench's tables (revision 0004) are defined on this metadata in their own module.
+from serving import store_events  # noqa: E402,F401  (registers its tables on ``metadata``)
 
 
 class StoreSchemaError(ValueError):

@@ -7,6 +7,8 @@ Everything uses only what is dated strictly before ``as_of``.
 
 from features.pit.features import build_features
 from features.pit.labels import build_labels
-from features.pit.training_set import as_of_grid, build_training_set
+from features.pit.sampling import Sampling
+from features.pit.training_set import as_of_grid, build_training_set, write_training_set
 
-__all__ = ["as_of_grid", "build_features", "build_labels", "build_training_set"]
+__all__ = ["Sampling", "as_of_grid", "build_features", "build_labels", "build_training_set",
+           "write_training_set"]

@@ -1,0 +1,83 @@
+"""The account-history index: the same rows as the staged book, found by reading only the
+row groups that can hold the account, rebuilt when the book is re-staged; the account's
+open invoices as of a date follow the clearing rule (hand-checked book)."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from features.contract.io import write_book
+from features.synthetic import generate_book
+from tests.factories import make_book
+from workbench import history
+
+
+def test_index_lookups_read_few_row_groups_and_match_the_book(tmp_path: Path,
+                                                              monkeypatch) -> None:
+    monkeypatch.setattr(history, "ROWS_PER_GROUP", 256)
+    book = generate_book(300, seed=3, start="2023-01-01", end="2023-12-31")
+    write_book(book, tmp_path / "book")
+    rows = history.build_index(tmp_path / "book", tmp_path / "index")
+    assert rows["invoices"] == len(book.invoices) and rows["accounts"] == len(book.accounts)
+    index = history.HistoryIndex(tmp_path / "index")
+    groups = pq.ParquetFile(tmp_path / "index" / "invoices.parquet").num_row_groups
+    assert groups > 20
+    owner = book.invoices.set_index("invoice_id")["account_id"]
+    for account in book.accounts["account_id"].sample(25, random_state=0):
+        got = index.table("invoices", account).to_pandas()
+        want = book.invoices[book.invoices.account_id == account]
+        assert sorted(got["invoice_id"]) == sorted(want["invoice_id"])
+        assert index.groups_read("invoices", account) <= 2
+        pays = index.table("payments", account).to_pandas()
+        expect = book.payments[book.payments.invoice_id.map(owner) == account]
+        assert len(pays) == len(expect)
+    assert index.table("invoices", "NOBODY").num_rows == 0
+    assert index.groups_read("invoices", "NOBODY") == 0
+
+
+def test_open_invoices_payments_and_disputes_as_of_a_date(tmp_path: Path) -> None:
+    book = make_book(
+        invoices=[("I1", "A1", "2024-01-01", "2024-01-31", 100.0),
+                  ("I2", "A1", "2024-01-10", "2024-02-09", 50.0),
+                  ("I3", "A1", "2024-03-05", "2024-04-04", 70.0),   # issued after as_of
+                  ("I4", "A2", "2024-01-01", "2024-01-31", 10.0)],
+        payments=[("I1", "2024-02-05", 99.99),                     # clears I1 (one cent)
+                  ("I2", "2024-02-01", 20.0),
+                  ("I2", "2024-03-02", 30.0)],                     # after as_of: unknown
+        disputes=[("I2", "2024-02-10", None)],
+        accounts=[("A1", "small", "emea", 500.0, "2020-01-01")],
+    )
+    write_book(book, tmp_path / "book")
+    history.build_index(tmp_path / "book", tmp_path / "index")
+    index = history.HistoryIndex(tmp_path / "index")
+    past = history.account_history(index, "A1", as_of=date(2024, 3, 1))
+    assert [(i["invoice_id"], i["open_amount"], i["dpd"], i["in_dispute"])
+            for i in past.open_invoices] == [("I2", 30.0, 21, True)]
+    # Newest first, each with its days late (payment date - due date).
+    assert [(p["invoice_id"], p["days_late"]) for p in past.payments] == [("I1", 5),
+                                                                        ("I2", -8)]
+    assert past.invoice_ids == {"I1", "I2"}
+    assert past.profile["region"] == "emea"
+    later = history.account_history(index, "A1", as_of=date(2024, 3, 3))
+    assert [i["invoice_id"] for i in later.open_invoices] == []  # I2 paid on 03-02
+
+
+def test_the_index_is_rebuilt_when_the_book_is_restaged(tmp_path: Path) -> None:
+    book = make_book(invoices=[("I1", "A1", "2024-01-01", "2024-01-31", 100.0)])
+    write_book(book, tmp_path / "book")
+    history.build_index(tmp_path / "book", tmp_path / "index")
+    assert history.is_current(tmp_path / "book", tmp_path / "index")
+    bigger = make_book(invoices=[("I1", "A1", "2024-01-01", "2024-01-31", 100.0),
+                                 ("I2", "A1", "2024-01-02", "2024-02-01", 5.0)])
+    write_book(bigger, tmp_path / "book")
+    path = tmp_path / "book" / "invoices.parquet"
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert not history.is_current(tmp_path / "book", tmp_path / "index")
+    history.build_index(tmp_path / "book", tmp_path / "index")
+    index = history.HistoryIndex(tmp_path / "index")
+    assert index.table("invoices", "A1").num_rows == 2
+    assert not (tmp_path / "index.tmp").exists() and not (tmp_path / "index.old").exists()

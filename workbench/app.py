@@ -1,0 +1,219 @@
+"""The workbench application: :func:`create_app` builds the FastAPI app over one store.
+
+Anonymous access: only ``/login`` and ``/health``. The API (``/api/...``, JSON, OpenAPI at
+``/openapi.json``) answers 401 to anonymous calls; pages redirect to the login page.
+Every error is ``{"detail": "...", "errors": [...]}`` and documented on each route.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.templating import Jinja2Templates
+
+from serving import store_io
+from serving.store import WorklistStore
+from workbench import history
+from workbench.auth import LoginLimiter
+from workbench.config import WorkbenchConfig
+from workbench.security import SessionSigner, load_session_key
+
+TEMPLATES = Path(__file__).with_name("templates")
+#: Seconds between checks that the history index still matches the staged book.
+INDEX_CHECK_EVERY_S = 10.0
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'",
+}
+
+
+@dataclass
+class Workbench:
+    """What the routes share (``app.state.wb``)."""
+
+    config: WorkbenchConfig
+    store: WorklistStore
+    engine: sa.Engine
+    signer: SessionSigner
+    limiter: LoginLimiter
+    templates: Jinja2Templates
+    _index: history.HistoryIndex | None = None
+    _index_lock: threading.Lock = field(default_factory=threading.Lock)
+    _building: bool = False
+    _checked_at: float = -1e18
+
+    @property
+    def index_dir(self) -> Path:
+        return self.config.workbench_dir / "history"
+
+    def history_index(self) -> history.HistoryIndex | None:
+        """The account-history index of the staged book, None when there is none yet.
+
+        A stale index (the book was re-staged) keeps answering while a thread rebuilds it.
+        """
+        book = self.config.book_dir
+        now = time.monotonic()
+        if now - self._checked_at >= INDEX_CHECK_EVERY_S:  # a few stat calls, not per request
+            self._checked_at = now
+            if book is None or not (Path(book) / "invoices.parquet").exists():
+                return None
+            if not history.is_current(book, self.index_dir):
+                self._rebuild_in_background()
+        if book is None:
+            return None
+        with self._index_lock:
+            if self._index is None and (self.index_dir / history.FINGERPRINT).exists():
+                self._index = history.HistoryIndex(self.index_dir)
+            return self._index
+
+    def _rebuild_in_background(self) -> None:
+        with self._index_lock:
+            if self._building:
+                return
+            self._building = True
+
+        def run() -> None:
+            try:
+                refresh_history(self)
+            finally:
+                with self._index_lock:
+                    self._building = False
+
+        threading.Thread(target=run, name="workbench-history", daemon=True).start()
+
+    def close(self) -> None:
+        self.store.close()
+        self.engine.dispose()
+
+
+def refresh_history(wb: Workbench) -> dict[str, int] | None:
+    """Build the history index from the staged book and refresh the account directory
+    (name, region) in the store; None when there is no staged book."""
+    book = wb.config.book_dir
+    if book is None or not (Path(book) / "invoices.parquet").exists():
+        return None
+    rows = history.build_index(Path(book), wb.index_dir)
+    sync_directory(wb.engine, wb.index_dir / "accounts.parquet")
+    with wb._index_lock:
+        wb._index = history.HistoryIndex(wb.index_dir)
+    return rows
+
+
+def sync_directory(engine: sa.Engine, accounts: Path) -> int:
+    """Replace ``account_directory`` with the accounts file's ids, names and regions."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from serving import store_bulk
+    from serving.store_events import account_directory
+
+    if not accounts.exists():
+        return 0
+    names = pq.read_schema(accounts).names
+    table = pq.read_table(accounts, columns=[c for c in ("account_id", "name", "region")
+                                             if c in names])
+    for col in ("name", "region"):
+        if col not in table.column_names:
+            table = table.append_column(col, pa.nulls(table.num_rows, pa.string()))
+    table = table.select(["account_id", "name", "region"]).cast(
+        pa.schema([("account_id", pa.string()), ("name", pa.string()), ("region", pa.string())]))
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            conn.execute(account_directory.delete())
+            store_bulk.bulk_insert(conn, account_directory, table, constants={})
+    return table.num_rows
+
+
+def open_store_engine(store_url: str) -> sa.Engine:
+    """An engine on the store at ``store_url``, its schema brought to this code's revision
+    first (pending migrations applied, as a writer does): for ``delinq users``."""
+    WorklistStore(store_url, upgrade=True).close()
+    return store_io.make_engine(store_io.normalise_url(store_url))
+
+
+def open_workbench(config: WorkbenchConfig) -> Workbench:
+    """Open the store (applying pending migrations: the workbench writes events) and the
+    session key; raises the store's one-line errors."""
+    store = WorklistStore(config.store_url, upgrade=True, export_dir=config.export_dir)
+    try:
+        url = store_io.normalise_url(config.store_url)
+        engine = store_io.make_engine(url)
+        key = load_session_key(config.workbench_dir / "session.key")
+    except BaseException:
+        store.close()
+        raise
+    return Workbench(
+        config=config, store=store, engine=engine,
+        signer=SessionSigner(key, max_age_s=config.session_hours * 3600.0),
+        limiter=LoginLimiter(max_failures=config.login_max_failures,
+                             window_s=config.login_window_s, clock=config.clock),
+        templates=Jinja2Templates(directory=str(TEMPLATES)),
+    )
+
+
+def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def create_app(config: WorkbenchConfig, *, workbench: Workbench | None = None) -> FastAPI:
+    """The workbench app over ``config``'s store (``workbench``: an already opened one)."""
+    from workbench import api, pages
+
+    wb = workbench or open_workbench(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        wb.close()
+
+    app = FastAPI(
+        title="delinq workbench",
+        version="1",
+        description="The analysts' workbench: worklist, accounts, recorded outcomes, runs. "
+        "Authenticate with `Authorization: Bearer <token>` (`delinq users token`) or the "
+        "session cookie of a signed-in browser (then writes need `X-CSRF-Token`).",
+        lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # no third-party JS: the document is /openapi.json
+    )
+    app.state.wb = wb
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")),
+                   "type": str(e.get("type", ""))} for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(first["loc"])
+        return _error(422, f"invalid request: {where}: {first['msg']}", errors)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Any) -> Any:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    app.include_router(api.router)
+    app.include_router(pages.router)
+    return app

@@ -1,0 +1,126 @@
+"""Who is asking: API tokens, session cookies, CSRF, the login rate limit, role checks.
+
+- API calls authenticate with ``Authorization: Bearer dlq_...`` or the session cookie; a
+  cookie-authenticated call that changes something must carry the session's CSRF token in
+  the ``X-CSRF-Token`` header (forms carry it as the ``csrf_token`` field). Anonymous API
+  calls get 401; pages redirect to the login page.
+- Failed sign-ins are counted per (username, client address) in a sliding window; past the
+  limit the login answers 429 until the window has passed (in memory: one server process).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+from fastapi import Depends, HTTPException, Request
+
+from workbench.roles import Right, can
+from workbench.security import SessionSigner, new_csrf_token, same_secret
+from workbench.users import User, enabled_user, user_of_token
+
+SESSION_COOKIE: Final = "delinq_session"
+CSRF_HEADER: Final = "X-CSRF-Token"
+CSRF_FIELD: Final = "csrf_token"
+_UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class LoginLimiter:
+    """At most ``max_failures`` failed sign-ins per key within ``window_s`` seconds."""
+
+    def __init__(self, *, max_failures: int, window_s: float,
+                 clock: Callable[[], datetime]) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self._clock = clock
+        self._failures: dict[tuple[str, str], collections.deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, key: tuple[str, str]) -> collections.deque[float]:
+        now = self._clock().timestamp()
+        q = self._failures.setdefault(key, collections.deque())
+        while q and q[0] <= now - self.window_s:
+            q.popleft()
+        return q
+
+    def retry_after(self, key: tuple[str, str]) -> int | None:
+        """Seconds to wait when ``key`` is over the limit, else None."""
+        with self._lock:
+            q = self._recent(key)
+            if len(q) < self.max_failures:
+                return None
+            return max(1, int(q[0] + self.window_s - self._clock().timestamp()) + 1)
+
+    def failed(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._recent(key).append(self._clock().timestamp())
+
+    def succeeded(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._failures.pop(key, None)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: the user, and how (``token`` or ``session``)."""
+
+    user: User
+    via: str
+    csrf: str | None = None
+
+
+def session_of(request: Request) -> dict[str, Any] | None:
+    signer: SessionSigner = request.app.state.wb.signer
+    return signer.loads(request.cookies.get(SESSION_COOKIE))
+
+
+def new_session(user: User | None) -> dict[str, Any]:
+    return {"u": None if user is None else user.username, "csrf": new_csrf_token()}
+
+
+def caller_or_none(request: Request) -> Caller | None:
+    """The authenticated caller of ``request``, or None (anonymous, bad token, disabled)."""
+    wb = request.app.state.wb
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        user = user_of_token(wb.engine, token.strip())
+        return None if user is None else Caller(user=user, via="token")
+    session = session_of(request)
+    if session and isinstance(session.get("u"), str):
+        user = enabled_user(wb.engine, session["u"])
+        if user is not None:
+            return Caller(user=user, via="session", csrf=session.get("csrf"))
+    return None
+
+
+def api_caller(request: Request) -> Caller:
+    """Dependency of every API route: the caller, 401 if anonymous, 403 on a cookie call
+    that changes something without the session's CSRF token."""
+    caller = caller_or_none(request)
+    if caller is None:
+        raise HTTPException(401, "sign in or send an API token (Authorization: Bearer ...)",
+                            headers={"WWW-Authenticate": "Bearer"})
+    if (caller.via == "session" and request.method in _UNSAFE
+            and not same_secret(request.headers.get(CSRF_HEADER), caller.csrf)):
+        raise HTTPException(403, f"missing or wrong {CSRF_HEADER} header")
+    return caller
+
+
+CallerDep = Annotated[Caller, Depends(api_caller)]
+
+
+def needs(right: Right) -> Callable[[Caller], Caller]:
+    """Dependency: the caller, 403 unless their role has ``right``."""
+
+    def check(caller: CallerDep) -> Caller:
+        if not can(caller.user.role, right):
+            raise HTTPException(403, f"role {caller.user.role.value} may not do this "
+                                     f"(needs {right.value})")
+        return caller
+
+    return check

@@ -1,0 +1,238 @@
+"""Per-account history from the staged book, without scanning the book (issue 15, item 6).
+
+The staged book (``<state>/staging/book``: invoices, payments, accounts, disputes as
+Parquet) is laid out for the feature pipeline, which reads whole tables. The account page
+needs one account's invoices and payments at a time, so the workbench keeps an **index**:
+the same rows, each table sorted by ``account_id`` (payments get their invoice's account)
+and written with small row groups (:data:`ROWS_PER_GROUP`). Parquet keeps the minimum and
+maximum ``account_id`` of every row group; they are read once when the index is opened,
+so a lookup is a binary search over row groups and the decode of the one or two row groups
+that can hold the account: the cost does not grow with the book (measured in the README,
+"Workbench").
+
+Why a sorted file and not store tables: 50M invoice rows would make the store (and its
+backups, and every publish on SQLite) several times larger for a read-only copy of data
+that is already on disk, and a rebuild is one sort (polars, multi-threaded) instead of a
+bulk load. The index remembers the staged files' sizes and modification times
+(``fingerprint.json``) and is rebuilt when they change (the nightly ingest re-stages).
+
+Time semantics: :func:`account_history` applies the run's ``as_of``: invoices issued,
+payments made and disputes opened strictly before it; DPD = ``as_of - due_date``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import shutil
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.spec import is_cleared
+
+#: Rows per Parquet row group of the index: a lookup decodes about this many rows per table.
+ROWS_PER_GROUP: Final = 8192
+TABLES: Final = ("invoices", "payments", "disputes", "accounts")
+FINGERPRINT: Final = "fingerprint.json"
+_SORT_KEYS: Final = {"invoices": ("account_id", "issue_date", "invoice_id"),
+                     "payments": ("account_id", "payment_date", "invoice_id"),
+                     "disputes": ("account_id", "opened_date", "invoice_id"),
+                     "accounts": ("account_id",)}
+
+
+def fingerprint(book_dir: Path) -> dict[str, list[int]]:
+    """Size and modification time (ns) of each Parquet file of the staged book."""
+    out = {}
+    for path in sorted(Path(book_dir).glob("*.parquet")):
+        st = path.stat()
+        out[path.name] = [st.st_size, st.st_mtime_ns]
+    return out
+
+
+def is_current(book_dir: Path, index_dir: Path) -> bool:
+    """Whether ``index_dir`` holds an index of ``book_dir`` as it is now."""
+    try:
+        stored = json.loads((Path(index_dir) / FINGERPRINT).read_text())
+    except (OSError, ValueError):
+        return False
+    return stored == fingerprint(book_dir) and bool(stored)
+
+
+def build_index(book_dir: Path, index_dir: Path) -> dict[str, int]:
+    """(Re)build the index of the staged book ``book_dir`` in ``index_dir``; rows per table.
+
+    Written beside the old index and swapped in by renames, so a reader sees the old or
+    the new index, never half of one.
+    """
+    import polars as pl
+
+    book_dir, index_dir = Path(book_dir), Path(index_dir)
+    stamp = fingerprint(book_dir)
+    if "invoices.parquet" not in stamp:
+        raise FileNotFoundError(f"no staged book at {book_dir} (invoices.parquet missing)")
+    tmp = index_dir.with_name(index_dir.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    invoices = pl.scan_parquet(book_dir / "invoices.parquet")
+    owner = invoices.select("invoice_id", "account_id")
+    frames: dict[str, pl.LazyFrame] = {"invoices": invoices}
+    for table in ("payments", "disputes", "accounts"):
+        path = book_dir / f"{table}.parquet"
+        if not path.exists():
+            continue
+        frame = pl.scan_parquet(path)
+        if table != "accounts":
+            frame = frame.drop("account_id", strict=False).join(owner, on="invoice_id",
+                                                                  how="inner")
+        frames[table] = frame
+    rows = {}
+    for table, frame in frames.items():
+        keys = [k for k in _SORT_KEYS[table] if k in frame.collect_schema().names()]
+        data = frame.sort(keys).collect().to_arrow()
+        pq.write_table(data, tmp / f"{table}.parquet", row_group_size=ROWS_PER_GROUP,
+                       write_statistics=["account_id"], compression="zstd")
+        rows[table] = data.num_rows
+    (tmp / FINGERPRINT).write_text(json.dumps(stamp))
+    old = index_dir.with_name(index_dir.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if index_dir.exists():
+        index_dir.rename(old)
+    tmp.rename(index_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return rows
+
+
+class _SortedTable:
+    """One table of the index: row-group bounds of ``account_id`` kept in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self.file = pq.ParquetFile(path)
+        self._lock = threading.Lock()  # a ParquetFile is not safe for concurrent reads
+        meta = self.file.metadata
+        col = self.file.schema_arrow.get_field_index("account_id")
+        self.mins: list[str] = []
+        self.maxs: list[str] = []
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(col).statistics
+            if stats is None or not stats.has_min_max:  # cannot prune: the group always reads
+                self.mins.append("")
+                self.maxs.append("\U0010ffff")
+            else:
+                self.mins.append(stats.min)
+                self.maxs.append(stats.max)
+
+    def groups(self, account_id: str) -> range:
+        """Row groups that may hold ``account_id`` (contiguous: the file is sorted)."""
+        return range(bisect.bisect_left(self.maxs, account_id),
+                     bisect.bisect_right(self.mins, account_id))
+
+    def rows(self, account_id: str) -> pa.Table:
+        groups = list(self.groups(account_id))
+        if not groups:
+            return self.file.schema_arrow.empty_table()
+        with self._lock:
+            part = self.file.read_row_groups(groups)
+        return part.filter(pc.equal(part.column("account_id"), account_id))
+
+
+class HistoryIndex:
+    """Read side of the index in ``index_dir`` (see the module docstring)."""
+
+    def __init__(self, index_dir: Path) -> None:
+        self.index_dir = Path(index_dir)
+        self._tables = {t: _SortedTable(self.index_dir / f"{t}.parquet") for t in TABLES
+                        if (self.index_dir / f"{t}.parquet").exists()}
+
+    def table(self, table: str, account_id: str) -> pa.Table:
+        """The rows of ``table`` for ``account_id`` (empty if none or no such table)."""
+        if table not in self._tables:
+            return pa.table({"account_id": pa.array([], pa.string())})
+        return self._tables[table].rows(account_id)
+
+    def groups_read(self, table: str, account_id: str) -> int:
+        """How many row groups a lookup decodes (for tests and measurements)."""
+        return len(self._tables[table].groups(account_id)) if table in self._tables else 0
+
+
+@dataclass(frozen=True)
+class AccountHistory:
+    """One account's book as of a day: open invoices, payments, disputes, directory."""
+
+    profile: dict[str, Any]
+    open_invoices: list[dict[str, Any]]
+    payments: list[dict[str, Any]]
+    disputes: list[dict[str, Any]]
+    invoice_ids: frozenset[str]
+
+
+def _day(value: Any) -> date | None:
+    if value is None:
+        return None
+    return value.date() if isinstance(value, datetime) else value
+
+
+def _rows(table: pa.Table, columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The table's rows as dicts of plain values (dates as ``date``), missing columns None."""
+    present = [c for c in columns if c in table.column_names]
+    rows = table.select(present).to_pylist()
+    for row in rows:
+        for col in columns:
+            value = row.get(col)
+            row[col] = _day(value) if isinstance(value, datetime | date) else value
+    return rows
+
+
+def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
+                    max_payments: int = 200) -> AccountHistory:
+    """The account's invoices, payments and disputes known strictly before ``as_of``.
+
+    Open invoices (the clearing rule of ``features.spec``): amount, paid, open amount, due
+    date and DPD, dispute state. Payments newest first (at most ``max_payments``), each
+    with its days late (payment date - due date). An account has tens of rows, so this is
+    plain Python over the few rows its row groups hold.
+    """
+    invoices = _rows(index.table("invoices", account_id),
+                     ("invoice_id", "issue_date", "due_date", "amount"))
+    payments = _rows(index.table("payments", account_id),
+                     ("payment_id", "invoice_id", "payment_date", "amount", "method"))
+    disputes = _rows(index.table("disputes", account_id),
+                     ("invoice_id", "opened_date", "resolved_date", "reason"))
+    accounts = _rows(index.table("accounts", account_id),
+                     ("name", "segment", "region", "credit_limit", "created_date"))
+    profile = {k: v for k, v in accounts[0].items() if v is not None} if accounts else {}
+    invoices = [i for i in invoices if i["issue_date"] < as_of]
+    due = {i["invoice_id"]: i["due_date"] for i in invoices}
+    payments = [p for p in payments if p["payment_date"] < as_of]
+    paid: dict[str, float] = {}
+    for p in payments:
+        paid[p["invoice_id"]] = paid.get(p["invoice_id"], 0.0) + float(p["amount"])
+    live = {d["invoice_id"] for d in disputes if d["opened_date"] < as_of
+            and (d["resolved_date"] is None or d["resolved_date"] >= as_of)}
+    amounts = np.array([float(i["amount"]) for i in invoices])
+    paid_of = np.array([paid.get(i["invoice_id"], 0.0) for i in invoices])
+    cleared = is_cleared(paid_of, amounts) if len(invoices) else np.zeros(0, dtype=bool)
+    open_invoices = []
+    for inv, p, done in zip(invoices, paid_of, cleared, strict=True):
+        if done:
+            continue
+        open_invoices.append({**inv, "paid": round(float(p), 2),
+                              "open_amount": round(float(inv["amount"]) - float(p), 2),
+                              "dpd": (as_of - inv["due_date"]).days,
+                              "in_dispute": inv["invoice_id"] in live})
+    open_invoices.sort(key=lambda i: (i["due_date"], i["invoice_id"]))
+    for p in payments:
+        d = due.get(p["invoice_id"])
+        p["days_late"] = None if d is None else (p["payment_date"] - d).days
+    payments.sort(key=lambda p: (p["payment_date"], p["invoice_id"]), reverse=True)
+    return AccountHistory(profile=profile, open_invoices=open_invoices,
+                          payments=payments[:max_payments],
+                          disputes=[d for d in disputes if d["opened_date"] < as_of],
+                          invoice_ids=frozenset(due))

@@ -1,0 +1,150 @@
+"""Reads of the store for the API: worklist pages (keyset), one account, score history.
+
+Keyset pagination, never OFFSET: a page is "the next ``limit`` rows after the last one
+seen" in the chosen order, so page 1,000 costs what page 1 costs and rows never repeat or
+vanish between pages. The order is always total: the sort key, then ``rank`` (unique in a
+run). A missing probability (an aging-rule row on thin data) or DPD sorts last.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import sqlalchemy as sa
+
+from serving import store_schema as S
+from serving.store_events import account_directory, account_state
+from workbench.schemas import Sort
+
+_W = S.worklist
+#: Sort key expression (descending) of each non-rank sort; nulls become the lowest value.
+_KEYS: dict[Sort, Any] = {
+    Sort.PROBABILITY: sa.func.coalesce(_W.c.probability, -1.0),
+    Sort.BALANCE: _W.c.open_balance,
+    Sort.DPD: sa.func.coalesce(_W.c.oldest_dpd, -1.0e9),
+}
+MAX_PAGE = 500
+
+
+class CursorError(ValueError):
+    """A page cursor that this sort did not produce."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Worklist filters (None: no filter). ``snoozed``: True only snoozed accounts, False
+    only those not snoozed, as of ``today``. ``assignee``: a username, or ``""`` for
+    unassigned accounts."""
+
+    segment: str | None = None
+    action: str | None = None
+    region: str | None = None
+    assignee: str | None = None
+    snoozed: bool | None = None
+
+
+def encode_cursor(sort: Sort, key: float | None, rank: int) -> str:
+    raw = json.dumps([sort.value, key, rank]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(sort: Sort, cursor: str) -> tuple[float | None, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        name, key, rank = json.loads(raw)
+        if name != sort.value or not isinstance(rank, int) or isinstance(rank, bool):
+            raise ValueError
+        if key is not None and (isinstance(key, bool) or not isinstance(key, int | float)):
+            raise ValueError
+    except (ValueError, TypeError, UnicodeDecodeError) as exc:
+        raise CursorError(f"cursor {cursor[:40]!r} is not a cursor of sort {sort.value!r}; "
+                          "start again without `after`") from exc
+    return key, rank
+
+
+def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
+                  after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
+    """One page of the run's worklist and the cursor of the next (None at the end)."""
+    st, d = account_state, account_directory
+    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
+    query = (
+        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until)
+        .select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
+                     .outerjoin(d, d.c.account_id == _W.c.account_id))
+        .where(_W.c.run_id == run_id)
+    )
+    if filters.segment is not None:
+        query = query.where(_W.c.segment == filters.segment)
+    if filters.action is not None:
+        query = query.where(_W.c.action == filters.action)
+    if filters.region is not None:
+        query = query.where(d.c.region == filters.region)
+    if filters.assignee is not None:
+        query = query.where(st.c.assignee.is_(None) if filters.assignee == ""
+                            else st.c.assignee == filters.assignee)
+    if filters.snoozed is not None:
+        snoozed = sa.and_(st.c.snoozed_until.is_not(None), st.c.snoozed_until > today)
+        query = query.where(snoozed if filters.snoozed else ~snoozed)
+    if sort is Sort.PRIORITY:
+        query = query.order_by(_W.c.rank)
+        if after is not None:
+            query = query.where(_W.c.rank > decode_cursor(sort, after)[1])
+    else:
+        key = _KEYS[sort]
+        query = query.add_columns(key.label("_key")).order_by(key.desc(), _W.c.rank)
+        if after is not None:
+            last, rank = decode_cursor(sort, after)
+            if last is None:
+                raise CursorError("cursor without a sort key; start again without `after`")
+            query = query.where(sa.or_(key < last, sa.and_(key == last, _W.c.rank > rank)))
+    rows = [dict(r._mapping) for r in conn.execute(query.limit(limit + 1)).all()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    cursor = None
+    if more and rows:
+        last_row = rows[-1]
+        cursor = encode_cursor(sort, last_row.get("_key"), int(last_row["rank"]))
+    for r in rows:
+        r.pop("_key", None)
+    return rows, cursor
+
+
+_ITEM_COLUMNS = ("rank", "account_id", "segment", "open_balance", "past_due_amount",
+                 "oldest_dpd", "model", "probability", "priority", "action", "reason_1",
+                 "reason_2", "reason_3", "mitigating_reason", "reasons_json", "model_version",
+                 "scorer", "calibration")
+
+
+def account_row(conn: sa.Connection, *, run_id: str, account_id: str) -> dict | None:
+    """The account's worklist row in the run with its directory and state (index lookup)."""
+    st, d = account_state, account_directory
+    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
+    row = conn.execute(
+        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until)
+        .select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
+                     .outerjoin(d, d.c.account_id == _W.c.account_id))
+        .where(_W.c.run_id == run_id, _W.c.account_id == account_id)
+    ).first()
+    return None if row is None else dict(row._mapping)
+
+
+def score_history(conn: sa.Connection, account_id: str, *, limit: int = 400) -> list[dict]:
+    """The account's row in every published run, oldest ``as_of`` first."""
+    r = S.runs
+    rows = conn.execute(
+        sa.select(_W.c.run_id, r.c.as_of, _W.c.rank, _W.c.segment, _W.c.probability,
+                  _W.c.priority, _W.c.action)
+        .join(r, r.c.run_id == _W.c.run_id)
+        .where(_W.c.account_id == account_id, r.c.is_current)
+        .order_by(r.c.as_of.desc()).limit(limit)
+    ).all()
+    return [dict(x._mapping) for x in reversed(rows)]
+
+
+def in_any_run(conn: sa.Connection, account_id: str) -> bool:
+    return conn.execute(sa.select(_W.c.run_id).where(_W.c.account_id == account_id)
+                        .limit(1)).first() is not None
