@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,8 @@ from workbench.config import WorkbenchConfig
 from workbench.security import SessionSigner, load_session_key
 
 TEMPLATES = Path(__file__).with_name("templates")
+#: Seconds between checks that the history index still matches the staged book.
+INDEX_CHECK_EVERY_S = 10.0
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -49,6 +52,7 @@ class Workbench:
     _index: history.HistoryIndex | None = None
     _index_lock: threading.Lock = field(default_factory=threading.Lock)
     _building: bool = False
+    _checked_at: float = -1e18
 
     @property
     def index_dir(self) -> Path:
@@ -60,10 +64,15 @@ class Workbench:
         A stale index (the book was re-staged) keeps answering while a thread rebuilds it.
         """
         book = self.config.book_dir
-        if book is None or not (Path(book) / "invoices.parquet").exists():
+        now = time.monotonic()
+        if now - self._checked_at >= INDEX_CHECK_EVERY_S:  # a few stat calls, not per request
+            self._checked_at = now
+            if book is None or not (Path(book) / "invoices.parquet").exists():
+                return None
+            if not history.is_current(book, self.index_dir):
+                self._rebuild_in_background()
+        if book is None:
             return None
-        if not history.is_current(book, self.index_dir):
-            self._rebuild_in_background()
         with self._index_lock:
             if self._index is None and (self.index_dir / history.FINGERPRINT).exists():
                 self._index = history.HistoryIndex(self.index_dir)

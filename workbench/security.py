@@ -15,6 +15,7 @@ Nothing here prints or logs a secret.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
@@ -60,17 +61,25 @@ def new_password() -> str:
 
 
 def load_session_key(path: Path) -> bytes:
-    """The session key at ``path``, generated (mode 0600) if the file does not exist."""
+    """The session key at ``path``, generated (mode 0600) if the file does not exist.
+
+    A new key is written to a private temporary file and linked into place, so a second
+    server starting at the same time reads the complete key of the first, never half.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
+    if path.exists():
         return _existing_key(path)
-    key = secrets.token_bytes(KEY_BYTES)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
-    return key
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(secrets.token_bytes(KEY_BYTES))
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)  # atomic; the loser of a race uses the winner's key
+    finally:
+        tmp.unlink(missing_ok=True)
+    return _existing_key(path)
 
 
 def _existing_key(path: Path) -> bytes:
