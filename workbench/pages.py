@@ -1,5 +1,6 @@
 """The workbench pages: sign in and out here; the worklist (``/``, ``/worklist``) in
-:mod:`workbench.page_worklist`, the account page in :mod:`workbench.page_account`.
+:mod:`workbench.page_worklist`, the account page in :mod:`workbench.page_account`, the run pages in
+:mod:`workbench.page_run`.
 
 Every form carries the session's CSRF token (``csrf_token``); the login form too (an
 anonymous session holds it). Pages redirect anonymous visitors to ``/login``.
@@ -90,7 +91,7 @@ def logout(request: Request,
 
 
 # The worklist (also ``/``), account and run pages, and the vendored assets.
-from workbench import page_account, page_common, page_worklist  # noqa: E402
+from workbench import page_account, page_common, page_run, page_worklist  # noqa: E402
 
-for _module in (page_common, page_worklist, page_account):
+for _module in (page_common, page_worklist, page_account, page_run):
     router.include_router(_module.router)

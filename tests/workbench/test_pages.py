@@ -98,3 +98,36 @@ def test_pages_need_a_session(bench: Bench) -> None:
         assert reply.status_code == 303 and reply.headers["location"] == "/login"
     assert bench.client().get("/static/htmx-2.0.11.min.js").status_code == 200
     assert bench.client().get("/static/..%2Fapp.py").status_code == 404
+
+
+def test_run_pages_show_summary_and_drift(bench: Bench) -> None:
+    client = _signed_in(bench, Role.MANAGER)
+    api = bench.client(Role.MANAGER)
+    run = api.get("/api/runs").json()[0]
+    listing = client.get("/runs")
+    assert listing.status_code == 200 and run["run_id"] in listing.text
+    page = client.get(f"/runs/{run['run_id']}")
+    assert page.status_code == 200
+    drift = api.get(f"/api/runs/{run['run_id']}/drift").json()
+    assert drift and drift[0]["feature"] in page.text
+    rule, after = 0, None
+    while True:  # every row of the run, through the API's keyset pages
+        body = api.get("/api/worklist", params={"limit": 500, **(
+            {"after": after} if after else {})}).json()
+        rule += sum(1 for r in body["items"] if r["scorer"] == "aging_rule")
+        if not (after := body["next_cursor"]):
+            break
+    assert re.search(rf'id="rule-rows">{rule:,} rows', page.text)
+    missing = client.get("/runs/nope")
+    assert missing.status_code == 404 and "no run" in missing.text
+
+
+def test_an_analyst_is_refused_an_assignment_in_place(bench: Bench) -> None:
+    client = _signed_in(bench, Role.ANALYST)
+    acct = bench.client(Role.ANALYST).get("/api/worklist", params={"limit": 1}).json()[
+        "items"][0]["account_id"]
+    csrf = _csrf(client.get(f"/accounts/{acct}").text)
+    reply = client.post(f"/accounts/{acct}/events", data={
+        "csrf_token": csrf, "kind": "assignment", "assignee": "manager"})
+    assert reply.status_code == 403 and 'role="alert"' in reply.text
+    assert bench.client(Role.ANALYST).get(f"/api/accounts/{acct}/events").json()["items"] == []
