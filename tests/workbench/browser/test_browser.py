@@ -3,7 +3,9 @@ in a day, end to end, through the pages and their HTMX swaps."""
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +17,16 @@ from tests.workbench.conftest import PASSWORD
 from workbench.roles import Role
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
+#: ``DELINQ_DOC_SCREENSHOTS=docs`` saves the README's screenshots of the three pages there.
+DOC_SCREENSHOTS = os.environ.get("DELINQ_DOC_SCREENSHOTS", "")
+
+
+def doc_screenshot(page: Any, name: str) -> None:
+    """The README's screenshot of a page (the top of it), when asked for."""
+    if DOC_SCREENSHOTS:
+        Path(DOC_SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(DOC_SCREENSHOTS) / f"workbench-{name}.png"),
+                        clip={"x": 0, "y": 0, "width": 1280, "height": 720})
 
 
 def _sign_in(page: Any, served: Served, username: str) -> None:
@@ -39,6 +51,7 @@ def test_an_analyst_works_the_worklist_and_records_outcomes(page: Any, served: S
     assert page.evaluate("typeof htmx") == "object"  # the vendored HTMX loaded under the CSP
     first = _ids(page)
     assert len(first) == 50
+    doc_screenshot(page, "worklist")
 
     # Filter by segment (the form is boosted: HTMX swaps the page and pushes the URL).
     segment = api.get("/api/worklist", params={"limit": 1}).json()["items"][0]["segment"]
@@ -78,8 +91,16 @@ def test_an_analyst_works_the_worklist_and_records_outcomes(page: Any, served: S
     page.fill("#form-promise input[name=promised_date]", "2999-01-01")
     page.click("#form-promise button[type=submit]")
     expect(page.locator("#events tr[data-kind=promise]")).to_contain_text("2999-01-01")
+    # Assigning needs a manager: the analyst is refused, in place, and nothing is recorded.
+    page.fill("#form-assignment input[name=assignee]", "manager")
+    page.click("#form-assignment button[type=submit]")
+    expect(page.locator("#form-assignment .error")).to_contain_text("may not")
     kinds = [e["kind"] for e in api.get(f"/api/accounts/{target}/events").json()["items"]]
     assert kinds == ["promise", "note"]
+    doc_screenshot(page, "account")
+    page.click("nav a[href^='/runs/']")
+    expect(page.locator("#drift")).to_be_visible()
+    doc_screenshot(page, "run")
 
     page.click("#logout")
     page.wait_for_url(re.compile(r"/login$"))
