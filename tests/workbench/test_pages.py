@@ -131,3 +131,20 @@ def test_an_analyst_is_refused_an_assignment_in_place(bench: Bench) -> None:
         "csrf_token": csrf, "kind": "assignment", "assignee": "manager"})
     assert reply.status_code == 403 and 'role="alert"' in reply.text
     assert bench.client(Role.ANALYST).get(f"/api/accounts/{acct}/events").json()["items"] == []
+
+
+def test_mine_and_snoozed_filters_follow_the_recorded_events(bench: Bench) -> None:
+    manager = bench.client(Role.MANAGER)
+    items = manager.get("/api/worklist", params={"limit": 3}).json()["items"]
+    mine, snoozed = items[1]["account_id"], items[2]["account_id"]
+    assert manager.post(f"/api/accounts/{mine}/events", json={
+        "kind": "assignment", "assignee": "analyst"}).status_code == 201
+    assert manager.post(f"/api/accounts/{snoozed}/events", json={
+        "kind": "snooze", "until": "2999-01-01"}).status_code == 201
+    client = _signed_in(bench, Role.ANALYST)
+    assert _accounts(client.get("/worklist", params={"mine": "1"}).text) == [mine]
+    assert _accounts(client.get("/worklist", params={"snoozed": "yes"}).text) == [snoozed]
+    rest = _accounts(client.get("/worklist", params={"snoozed": "no", "sort": "balance"}).text)
+    assert snoozed not in rest and len(rest) == 50
+    unassigned = client.get("/worklist", params={"assignee": "-", "q": mine})
+    assert _accounts(unassigned.text) == []
