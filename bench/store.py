@@ -198,7 +198,7 @@ def bench_store(
     a throw-away database (the benchmark creates the store's tables there).
     """
     from serving.store import WorklistStore
-    from serving.store_io import write_parquet
+    from serving.store_io import write_explanations_parquet
     from serving.store_schema import check_worklist
 
     with tempfile.TemporaryDirectory(prefix="delinq-bench-store-") as tmp:
@@ -229,7 +229,7 @@ def bench_store(
             store.fail_run(scratch, message="benchmark: rolled back on purpose")
             table = pa.Table.from_pandas(ex, preserve_index=False)
             _timed(out, "explanations_file_alone",
-                   lambda: write_parquet(table, root / "alone.parquet"))
+                   lambda: write_explanations_parquet(table, root / "alone.parquet"))
 
             _timed(out, "read_top10", lambda: store.read_worklist(as_of=DAY, top=10))
             got = _timed(out, "read_all", lambda: store.read_worklist(as_of=DAY))

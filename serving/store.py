@@ -368,7 +368,7 @@ class WorklistStore:
             path = run_dir / "explanations.parquet"
             tmp = run_dir / ".explanations.parquet.tmp"
             tagged = ex.replace_schema_metadata({**(ex.schema.metadata or {}), **meta})
-            store_io.write_parquet(tagged, tmp)
+            store_io.write_explanations_parquet(tagged, tmp)
             os.replace(tmp, path)
             size = path.stat().st_size
         if self.export_dir is not None:

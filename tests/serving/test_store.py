@@ -515,7 +515,7 @@ def test_read_explanations_of_a_few_accounts_reads_their_row_groups(
 ) -> None:
     from serving import store_io
 
-    monkeypatch.setitem(store_io.PARQUET_OPTIONS, "row_group_size", 4)
+    monkeypatch.setattr(store_io, "EXPLANATION_ROWS_PER_GROUP", 4)
     wl, ex, dr = frames(30, seed=13)
     run_id = store.begin_run(as_of=DAY, meta={})
     rec = store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
