@@ -13,7 +13,8 @@ times, each reported:
 - ``account_ms``: ``GET /api/accounts/{id}`` for ``--requests`` random accounts, in
   process (the app's own time: routing, auth, the worklist row by index, the account's
   SHAP vector, its invoices/payments/disputes from the index, score history, events),
-  p50/p95/max in milliseconds, and the same for the parts alone (``part_ms``).
+  p50/p95/max in milliseconds (an upper bound: FastAPI's test client starts a thread per
+  request), and the same for the parts alone (``part_ms``).
 
 For 1M accounts (~50M invoices) pass ``--accounts 1000000`` (needs ~10 GB of disk and
 several minutes to build). Other processes on the machine inflate the times; the load
