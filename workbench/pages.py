@@ -1,5 +1,6 @@
-"""The pages of the workbench core: sign in, sign out, and a landing page (issue 16 adds
-the worklist, account and run pages on these templates).
+"""The workbench pages: sign in and out here; the worklist (``/``, ``/worklist``) in
+:mod:`workbench.page_worklist`, the account page in :mod:`workbench.page_account`, the run pages in
+:mod:`workbench.page_run`.
 
 Every form carries the session's CSRF token (``csrf_token``); the login form too (an
 anonymous session holds it). Pages redirect anonymous visitors to ``/login``.
@@ -89,12 +90,8 @@ def logout(request: Request,
     return response
 
 
-@router.get("/", response_class=HTMLResponse)
-def landing(request: Request) -> Response:
-    caller = caller_or_none(request)
-    if caller is None or caller.via != "session":
-        return RedirectResponse("/login", status_code=303)
-    wb = request.app.state.wb
-    run = wb.store.current_run()
-    return wb.templates.TemplateResponse(
-        request, "landing.html", {"user": caller.user, "csrf": caller.csrf, "run": run})
+# The worklist (also ``/``), account and run pages, and the vendored assets.
+from workbench import page_account, page_common, page_run, page_worklist  # noqa: E402
+
+for _module in (page_common, page_worklist, page_account, page_run):
+    router.include_router(_module.router)

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from models.gate import RULE
 from serving import store_schema as S
 from serving.store_events import account_directory, account_state
 from workbench.schemas import Sort
@@ -45,6 +46,8 @@ class Filters:
     region: str | None = None
     assignee: str | None = None
     snoozed: bool | None = None
+    #: Account id prefix (case-sensitive; a range on the account index, never LIKE).
+    account_prefix: str | None = None
 
 
 def encode_cursor(sort: Sort, key: float | None, rank: int) -> str:
@@ -66,17 +69,14 @@ def decode_cursor(sort: Sort, cursor: str) -> tuple[float | None, int]:
     return key, rank
 
 
-def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
-                  after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
-    """One page of the run's worklist and the cursor of the next (None at the end)."""
+def _filtered(query: sa.Select[Any], *, run_id: str, filters: Filters,
+              today: date) -> sa.Select[Any]:
+    """``query`` over the run's worklist rows (joined to state and directory) that pass
+    ``filters``: the one definition the pages, the totals and the API share."""
     st, d = account_state, account_directory
-    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
-    query = (
-        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until)
-        .select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
-                     .outerjoin(d, d.c.account_id == _W.c.account_id))
-        .where(_W.c.run_id == run_id)
-    )
+    query = (query.select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
+                               .outerjoin(d, d.c.account_id == _W.c.account_id))
+             .where(_W.c.run_id == run_id))
     if filters.segment is not None:
         query = query.where(_W.c.segment == filters.segment)
     if filters.action is not None:
@@ -89,6 +89,21 @@ def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: S
     if filters.snoozed is not None:
         snoozed = sa.and_(st.c.snoozed_until.is_not(None), st.c.snoozed_until > today)
         query = query.where(snoozed if filters.snoozed else ~snoozed)
+    if filters.account_prefix:
+        lo = filters.account_prefix
+        # Every string starting with ``lo`` sorts in [lo, lo + U+10FFFF): an index range.
+        query = query.where(_W.c.account_id >= lo, _W.c.account_id < lo + "\U0010ffff")
+    return query
+
+
+def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
+                  after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
+    """One page of the run's worklist and the cursor of the next (None at the end)."""
+    st, d = account_state, account_directory
+    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
+    query = _filtered(
+        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until),
+        run_id=run_id, filters=filters, today=today)
     if sort is Sort.PRIORITY:
         query = query.order_by(_W.c.rank)
         if after is not None:
@@ -148,3 +163,31 @@ def score_history(conn: sa.Connection, account_id: str, *, limit: int = 400) -> 
 def in_any_run(conn: sa.Connection, account_id: str) -> bool:
     return conn.execute(sa.select(_W.c.run_id).where(_W.c.account_id == account_id)
                         .limit(1)).first() is not None
+
+
+def worklist_totals(conn: sa.Connection, *, run_id: str, filters: Filters,
+                    today: date) -> dict[str, Any]:
+    """Totals of the filtered rows: ``accounts``, ``open_balance`` and ``at_risk`` (sum of
+    priority = probability x open balance; book currency), and ``aging``: accounts per
+    :data:`features.spec.AGING_BUCKETS` bucket of their oldest invoice's DPD (days)."""
+    from features.spec import AGING_BUCKETS
+
+    dpd = _W.c.oldest_dpd
+    buckets = []
+    for lo, hi in AGING_BUCKETS:
+        inside = dpd >= lo if hi is None else sa.and_(dpd >= lo, dpd <= hi)
+        buckets.append(sa.func.sum(sa.case((inside, 1), else_=0)))
+    row = conn.execute(_filtered(
+        sa.select(sa.func.count(), sa.func.sum(_W.c.open_balance),
+                  sa.func.sum(_W.c.priority), *buckets),
+        run_id=run_id, filters=filters, today=today)).one()
+    labels = [f"{lo}-{hi}" if hi is not None else f"{lo}+" for lo, hi in AGING_BUCKETS]
+    return {"accounts": int(row[0] or 0), "open_balance": float(row[1] or 0.0),
+            "at_risk": float(row[2] or 0.0),
+            "aging": {k: int(v or 0) for k, v in zip(labels, row[3:], strict=True)}}
+
+
+def rule_ranked(conn: sa.Connection, *, run_id: str) -> int:
+    """How many of the run's rows the aging rule ranked (``scorer = 'aging_rule'``)."""
+    return int(conn.execute(sa.select(sa.func.count()).where(
+        _W.c.run_id == run_id, _W.c.scorer == RULE)).scalar_one())
