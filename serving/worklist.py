@@ -136,7 +136,9 @@ def describe_run(run: Any) -> str:
 
 
 _RUN_COLUMNS = (("run", 25), ("as_of", 10), ("status", 9), ("models ew/pers", 14),
-                ("accounts", 9), ("started (UTC)", 16), ("finished", 16), ("by", 18))
+                ("accounts", 9), ("started (UTC)", 16), ("finished", 16), ("by", 18),
+                # issue 19: realized AUC vs the aging rule, once the run's labels resolved
+                ("live AUC vs rule", 23))
 
 
 def format_runs(frame: pd.DataFrame) -> str:
@@ -144,6 +146,8 @@ def format_runs(frame: pd.DataFrame) -> str:
     each (``*`` marks the published run of its as_of), the message indented below."""
     if frame.empty:
         return "no runs yet"
+    from models.live import headline  # here: the run list needs no sklearn until now
+
     header = "  ".join(h.ljust(w) for h, w in _RUN_COLUMNS).rstrip()
     lines = ["  " + header, "  " + "-" * len(header)]
     for r in frame.iloc[::-1].itertuples(index=False):
@@ -153,6 +157,7 @@ def format_runs(frame: pd.DataFrame) -> str:
             "-" if pd.isna(r.n_scored) else f"{int(r.n_scored):,}",
             _when(r.started_at), _when(r.finished_at),
             terminal_safe(getattr(r, "runner", None) or "-"),
+            headline((getattr(r, "meta", None) or {}).get("live")),
         ]
         cells = [c if len(c) <= w else clip(c, w) for c, (_, w) in zip(cells, _RUN_COLUMNS,
                                                                        strict=True)]
