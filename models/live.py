@@ -268,3 +268,28 @@ def flat_metrics(live: Mapping[str, Any]) -> dict[str, float]:
             if value is not None and np.isfinite(value):
                 out[f"{key}.{name.replace('@', '_at_')}"] = float(value)
     return out
+
+
+def model_age_days(as_of: date | pd.Timestamp, data_end: str | date | None) -> int | None:
+    """Days from a champion's training data end (the last ``as_of`` of its training set,
+    ISO text or a date) to a run's ``as_of``; None when unknown (the rule ranked it)."""
+    if data_end is None or data_end == "":
+        return None
+    return (as_day(as_of) - as_day(pd.Timestamp(data_end))).days
+
+
+def staleness_lines(as_of: date | pd.Timestamp, data_ends: Mapping[str, str | date | None],
+                    *, max_age_days: int) -> list[str]:
+    """One warning line per model whose training data ended more than ``max_age_days``
+    before ``as_of`` (``data_ends``: model -> that end, a run's
+    ``meta["champion_data_end"]``); none when every champion is fresher."""
+    lines = []
+    for kind, end in sorted(data_ends.items()):
+        age = model_age_days(as_of, end)
+        if age is not None and age > max_age_days:
+            day = as_day(pd.Timestamp(end))
+            lines.append(f"stale model: {kind} champion trained on data up to {day}, "
+                         f"{age} days before this run (stale_model_days {max_age_days}); "
+                         "retrain (`delinq train`) or check why the weekly retraining "
+                         "promotes nothing")
+    return lines

@@ -51,7 +51,7 @@ def runs(
                 frame = _guarded(reader.list_runs)
     for run_id in reaped:
         _echo(f"run {run_id}: its process died; marked failed and its files removed")
-    typer.echo(format_runs(frame))
+    typer.echo(format_runs(frame, stale_model_days=settings.stale_model_days))
 
 
 def _reap(settings: Settings) -> list[str]:

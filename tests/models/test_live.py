@@ -188,3 +188,19 @@ def test_a_run_resolves_after_the_label_horizon() -> None:
     assert label_horizon_days(delinquency_dpd=30, persistence_days=30) == 60
     assert str(resolves_on(pd.Timestamp("2024-03-01"), delinquency_dpd=30,
                            persistence_days=45)) == "2024-05-15"
+
+
+def test_model_age_and_staleness_lines() -> None:
+    from models.live import model_age_days, staleness_lines
+
+    # 2024-03-01 - 2024-01-01 = 31 + 29 (leap February) = 60 days
+    assert model_age_days(pd.Timestamp("2024-03-01"), "2024-01-01") == 60
+    assert model_age_days(pd.Timestamp("2024-03-01"), None) is None
+    ends = {"persistence": "2024-01-01", "early_warning": "2023-10-03"}  # 150 days
+    lines = staleness_lines(pd.Timestamp("2024-03-01"), ends, max_age_days=60)
+    assert len(lines) == 1  # 60 days is not above 60
+    assert lines[0].startswith("stale model: early_warning champion trained on data up to "
+                               "2023-10-03, 150 days before this run (stale_model_days 60)")
+    assert len(staleness_lines(pd.Timestamp("2024-03-01"), ends, max_age_days=59)) == 2
+    assert staleness_lines(pd.Timestamp("2024-03-01"), {"early_warning": None},
+                           max_age_days=1) == []

@@ -46,10 +46,21 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     from models.live import headline, live_performance
 
     write_book(trained_state.book, env["book"])
-    scoring = load_settings(data_dir=env["state"], mlflow_tracking_uri=trained_state.tracking_uri)
+    # staleness: a limit between the champions' ages at the old run and at the recent one
+    ends = {k: date.fromisoformat(m.data_window["test_end"])
+            for k, m in trained_state.models.items()}
+    limit = max((OLD - e).days for e in ends.values()) + 30
+    assert all((RECENT - e).days > limit for e in ends.values())
+    scoring = load_settings(data_dir=env["state"], mlflow_tracking_uri=trained_state.tracking_uri,
+                            stale_model_days=limit)
     ingested = steps.ingest(settings=scoring, source=env["book"])
     old = steps.score(settings=scoring, book=ingested.staged, as_of=OLD)
     recent = steps.score(settings=scoring, book=ingested.staged, as_of=RECENT)
+    assert not [f for f in old.flags if f.startswith("stale model")]
+    stale = [f for f in recent.flags if f.startswith("stale model")]
+    assert stale == list(recent.flags[:2]) and all(f"stale_model_days {limit}" in f for f in stale)
+    assert f"trained on data up to {ends['early_warning']}" in stale[0]
+    monkeypatch.setenv("DELINQ_STALE_MODEL_DAYS", str(limit))
 
     monkeypatch.setenv("DELINQ_MLFLOW_TRACKING_URI", env["live_uri"])
     result = CliRunner().invoke(app, ["runs", "--state-dir", str(env["state"]), "evaluate"])
@@ -99,7 +110,11 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     assert listed.exit_code == 0, listed.output
     line = next(ln for ln in listed.output.splitlines() if old.run_id in ln)
     assert headline(stored) in line and headline(stored).startswith("AUC 0.")
-    assert next(ln for ln in listed.output.splitlines() if recent.run_id in ln).endswith("-")
+    recent_line = next(ln for ln in listed.output.splitlines() if recent.run_id in ln)
+    assert recent_line.endswith("-")  # not evaluated yet
+    ages = [f"{(RECENT - ends[k]).days}d!" for k in ("early_warning", "persistence")]
+    assert "/".join(ages) in recent_line  # both stale
+    assert f"{(OLD - ends['early_warning']).days}d/" in line and "!" not in line
 
     # evaluated once: the next call skips it; --all (redo) evaluates it again
     again = evaluate_live(settings=settings, book=ingested.staged)

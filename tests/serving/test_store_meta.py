@@ -105,3 +105,24 @@ def test_two_writers_of_different_keys_both_keep_theirs(url: str, tmp_path: Path
     with _open(url, tmp_path) as store:
         meta = store.current_run(as_of=DAY).meta
     assert meta == {"data": "synthetic", "live": {"i": 14}, "kpis": {"i": 14}}
+
+
+def test_the_run_list_shows_model_age_and_live_figure(tmp_path: Path) -> None:
+    from serving.worklist import format_runs
+
+    with _open(f"sqlite:///{tmp_path / 'worklist.db'}", tmp_path, upgrade=True) as store:
+        plain = publish(store, 3)
+        run = publish(store, 3, as_of=DAY.replace(day=2), seed=1)
+        # the second run is as of 2024-03-02: 2024-01-01 is 31 + 29 + 1 = 61 days before
+        # it, 2023-12-02 is 31 + 31 + 29 = 91 (above the limit of 90)
+        store.set_run_meta(run.run_id, "champion_data_end",
+                           {"early_warning": "2024-01-01", "persistence": "2023-12-02"})
+        store.set_run_meta(run.run_id, "live", {"table": [
+            {"slice": "all", "population": "all", "ranked_by": "model", "auc": 0.812,
+             "rule_auc": 0.7449}]})
+        text = format_runs(store.list_runs(), stale_model_days=90)
+    line = next(ln for ln in text.splitlines() if run.run_id in ln)
+    assert "61d/91d!" in line and line.endswith("AUC 0.81 vs 0.74")
+    assert "model age" in text and "live AUC vs rule" in text
+    old = next(ln for ln in text.splitlines() if plain.run_id in ln)
+    assert old.split()[-2:] == ["-", "-"]  # neither known: no age, not evaluated
