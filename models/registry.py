@@ -505,3 +505,37 @@ def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
     :class:`NoChampionError`)."""
     return load_model(registered_name, tracking_uri=tracking_uri, alias=CHAMPION,
                       require_gate=True)
+
+
+# ---------------------------------------------------------------------------- live performance
+
+#: The experiment that holds one run per evaluated scoring run (issue 19).
+LIVE_EXPERIMENT = "live-performance"
+
+
+def log_live_performance(
+    *, tracking_uri: str, run_id: str, as_of: Any, model_versions: Mapping[str, Any],
+    metrics: Mapping[str, float], payload: Mapping[str, Any],
+    experiment: str = LIVE_EXPERIMENT,
+) -> str:
+    """Log a scoring run's live performance (``models.live``) as one MLflow run of
+    ``experiment``, tagged ``delinq.run_id``, ``delinq.as_of`` and each model's version
+    (``delinq.<model>_version``); ``metrics`` as given (``models.live.flat_metrics``),
+    ``payload`` as the artifact ``live_performance.json``. Returns the MLflow run id; a
+    re-evaluation logs a new run."""
+    with quiet_mlflow():
+        client = _client(tracking_uri)
+        exp_id = _experiment_id(client, tracking_uri, experiment)
+        tags = {"delinq.run_id": run_id, "delinq.as_of": str(as_of)}
+        tags |= {f"delinq.{m}_version": str(v) for m, v in model_versions.items()
+                 if v is not None}
+        run = client.create_run(exp_id, run_name=f"live {as_of} {run_id}", tags=tags)
+        mlflow_run = run.info.run_id
+        try:
+            _log_run_data(client, mlflow_run, {}, metrics)
+            client.log_dict(mlflow_run, dict(payload), "live_performance.json")
+        except BaseException:
+            client.set_terminated(mlflow_run, status="FAILED")
+            raise
+        client.set_terminated(mlflow_run)
+    return mlflow_run

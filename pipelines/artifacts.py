@@ -147,6 +147,22 @@ def summary_markdown(
     return "\n".join(lines) + "\n"
 
 
+def live_markdown(rows: Sequence[Mapping[str, Any]], *, data_end: date, pending: int) -> str:
+    """The nightly's live-performance section (issue 19): one line per past run evaluated
+    this time (``pipelines.steps_live.LiveSummary.evaluated``: realized AUC vs the aging
+    rule, resolved and undecided rows), how many runs still wait for their labels."""
+    lines = ["", "## Live performance of past runs", ""]
+    if rows:
+        lines += _md_table(["run", "as_of", "AUC vs aging rule", "resolved", "undecided"],
+                           [[r["run_id"], r["as_of"], r["headline"], r["resolved"],
+                             r["censored"]] for r in rows])
+        lines.append("")
+    lines.append(f"- {len(rows)} run(s) newly evaluated against the book up to "
+                 f"{data_end.isoformat()}; {pending} published run(s) still wait for labels "
+                 "(`delinq runs` shows every run's figure)")
+    return "\n".join(lines) + "\n"
+
+
 def publish_run_artifacts(
     key: str, markdown: str, top_rows: Sequence[Mapping[str, Any]] | None = None
 ) -> list[str]:

@@ -15,13 +15,15 @@ from pipelines.cli_support import fail as _fail
 from pipelines.cli_support import guarded as _guarded
 from pipelines.cli_support import parse_date as _parse_date
 from pipelines.cli_support import reader as _reader
+from pipelines.cli_support import session as _session
 from pipelines.cli_support import settings_for as _settings
 from pipelines.cli_support import store_errors as _store_errors
 from pipelines.cli_support import writable as _writable
 from pipelines.settings import Settings
 
 # --------------------------------------------------------------------------- runs
-runs_app = typer.Typer(help="Scoring runs: list them (the default) or delete one.",
+runs_app = typer.Typer(help="Scoring runs: list them (the default), evaluate, prune or "
+                       "delete.",
                        invoke_without_command=True)
 
 
@@ -49,7 +51,7 @@ def runs(
                 frame = _guarded(reader.list_runs)
     for run_id in reaped:
         _echo(f"run {run_id}: its process died; marked failed and its files removed")
-    typer.echo(format_runs(frame))
+    typer.echo(format_runs(frame, stale_model_days=settings.stale_model_days))
 
 
 def _reap(settings: Settings) -> list[str]:
@@ -85,6 +87,38 @@ def runs_prune(
     _echo(f"removed {len(gone['explanations'])} explanation files, {len(gone['runs'])} runs "
           f"(as_of before {day - timedelta(days=settings.resolved_retain_scores_days)}), "
           f"{len(gone['exports'])} export folders")
+
+
+@runs_app.command("evaluate")
+def runs_evaluate(
+    ctx: typer.Context,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Re-evaluate every resolved run, not only the new.")
+    ] = False,
+    data_source: Annotated[
+        Path | None, typer.Option(help="Data folder to validate and judge against "
+                                  "(default: the book the last run staged).")
+    ] = None,
+) -> None:
+    """Live performance of past runs whose labels resolved: realized AUC, capture@10 and
+    calibration beside the aging rule (stored with the run, logged to MLflow)."""
+    from pipelines import steps
+    from pipelines.steps_live import evaluate_live
+
+    settings = _settings(data_dir=ctx.obj)
+    with _session(settings), _store_errors(settings):
+        if data_source is not None:
+            book = _guarded(steps.ingest, settings=settings, source=data_source).staged
+        else:
+            book = steps.staging_dir(settings)
+            if not book.is_dir():
+                _fail(f"no staged book at {book}: pass --data-source DIR (or score first)")
+        done = _guarded(evaluate_live, settings=settings, book=book, redo=all_runs)
+    for row in done.evaluated:
+        _echo(f"run {row['run_id']} (as of {row['as_of']}): {row['headline']}; "
+              f"{row['resolved']:,} resolved, {row['censored']:,} undecided")
+    typer.echo(f"{len(done.evaluated)} run(s) evaluated against the book up to "
+               f"{done.data_end}; {done.pending} published run(s) still wait for labels")
 
 
 @runs_app.command("delete")

@@ -13,7 +13,8 @@ and is a :class:`datetime.date` from there on (Prefect parses it against the ann
 "Today" is read here, in the flow (in the settings' timezone), never inside library code.
 
 Flows: ``ingest``, ``build-training-set``, ``train``, ``score`` (one stage each), the
-scheduled composites ``nightly-score`` (ingest -> score) and ``weekly-retrain`` (ingest ->
+scheduled composites ``nightly-score`` (ingest -> score -> prune -> live performance of
+past runs whose labels resolved) and ``weekly-retrain`` (ingest ->
 training set -> train), and the interactive jobs ``main-job`` (generate -> ingest ->
 training set -> train -> score) and ``run-folder`` (ingest -> train if no champion ->
 score). Every flow publishes a markdown summary artifact; scoring flows also publish the
@@ -32,7 +33,12 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from pipelines import steps
-from pipelines.artifacts import publish_run_artifacts, summary_markdown, train_rows
+from pipelines.artifacts import (
+    live_markdown,
+    publish_run_artifacts,
+    summary_markdown,
+    train_rows,
+)
 from pipelines.errors import user_errors
 from pipelines.notify import notify_failure
 from pipelines.progress import progress, routed
@@ -43,6 +49,7 @@ from pipelines.settings import (
     SettingsError,
     load_settings,
 )
+from pipelines.steps_live import LiveSummary, evaluate_live
 from pipelines.summaries import (
     GenerateSummary,
     IngestSummary,
@@ -162,6 +169,24 @@ def prune_task(settings: Settings, today: date) -> dict[str, list[str]]:
         return steps.prune(settings=settings, today=today)
 
 
+@task(name="live-performance", cache_policy=NO_CACHE)
+def live_task(settings: Settings, book: Path) -> LiveSummary:
+    """:func:`pipelines.steps_live.evaluate_live` (past runs whose labels resolved)."""
+    with _to_run_log():
+        return evaluate_live(settings=settings, book=book)
+
+
+def _evaluate_past_runs(settings: Settings, book: Path) -> LiveSummary | str:
+    """The nightly's last stage: past runs' live performance. Today's worklist is already
+    published, so a failure here is reported in the artifact, never fails the night."""
+    try:
+        return live_task(settings, book)
+    except Exception as exc:
+        with _to_run_log():
+            progress(f"live performance not evaluated: {type(exc).__name__}: {exc}")
+        return f"live performance not evaluated: {type(exc).__name__}: {exc}"
+
+
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_task(key: str, markdown: str, top: list[dict[str, Any]] | None) -> list[str]:
     """Attach the run's markdown summary (and worklist table) to the flow run."""
@@ -173,6 +198,7 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
     ingest: IngestSummary | None = stages.get("ingest")
     train: TrainSummary | None = stages.get("train")
     score: ScoreSummary | None = stages.get("score")
+    live: LiveSummary | str | None = stages.get("live")
     facts: dict[str, Any] = {}
     if ingest:
         facts |= {"source": str(ingest.source),
@@ -187,12 +213,17 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
     markdown = summary_markdown(
         title,
         facts=facts,
-        timings={name: float(s.seconds) for name, s in stages.items()},
+        timings={name: float(s.seconds) for name, s in stages.items()
+                 if hasattr(s, "seconds")},
         validation=ingest.tables if ingest else (),
         metrics=train_rows(train.models) if train else (),
         # which populations the aging rule ranked, and why: said first, plainly
-        flags=(*score.rule_lines, *score.flags) if score else (),
+        flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []))
+        if score else (),
     )
+    if isinstance(live, LiveSummary):
+        markdown += live_markdown(live.evaluated, data_end=live.data_end,
+                                  pending=live.pending)
     return publish_task(title, markdown, [dict(r) for r in score.top] if score else None)
 
 
@@ -258,9 +289,11 @@ def nightly_score(
     settings: dict[str, Any] | None = None,
     accept_anomalies: bool = False,
 ) -> dict[str, Any]:
-    """The scheduled nightly run: ingest ``data_source`` (default ``<data_dir>/book``) and
-    score as of ``as_of`` (default: today in the settings' timezone). A failed plausibility
-    check stops it before the last worklist is replaced, unless ``accept_anomalies``."""
+    """The scheduled nightly run: ingest ``data_source`` (default ``<data_dir>/book``),
+    score as of ``as_of`` (default: today in the settings' timezone), apply retention, then
+    evaluate the past runs whose labels resolved since (their live performance; a failure
+    there is a flag in the artifact, not a failed night). A failed plausibility check stops
+    it before the last worklist is replaced, unless ``accept_anomalies``."""
     s = resolve_settings(settings)
     day = as_of or today_in(s.timezone)
     try:
@@ -271,6 +304,7 @@ def nightly_score(
         stages["score"] = score_task(s, stages["ingest"].staged, day,
                                        accept_anomalies=accept_anomalies)
         prune_task(s, day)  # retention, once the new run is safely published
+        stages["live"] = _evaluate_past_runs(s, stages["ingest"].staged)
         keys = _publish("nightly-score", s, stages)
     except Exception as exc:
         # Somebody must know that today's list is missing (the webhook in the settings).

@@ -260,6 +260,11 @@ class Settings(BaseSettings):
         1024, ge=0, description="Free disk (MB) under data_dir below which the nightly does "
         "not start; raised to twice the last run's explanation file when that is larger."
     )
+    # Staleness (issue 19): a champion whose training data ends longer ago warns.
+    stale_model_days: int = Field(
+        120, gt=0, description="Days between a run's as_of and the end of a champion's "
+        "training data (its test period's last as_of) above which the run warns."
+    )
     # Notification (issue 18): where a failed scheduled run is reported (JSON POST).
     notify_webhook_url: SecretStr | None = Field(
         None, description="Webhook URL told when a scheduled run fails (may hold a token)."

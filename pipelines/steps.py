@@ -496,6 +496,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
     Parquet export. The summary's ``rule_lines`` say which populations the rule ranked.
     The run checks (:func:`check_run`) come first: a failed one stops before anything is
     written, unless ``accept_anomalies`` (then the run's meta records it)."""
+    from models.live import staleness_lines
     from pipelines.artifacts import drift_flags, worklist_table
     from serving.score import run_scoring
     from serving.store import WorklistStore
@@ -521,10 +522,17 @@ def score(*, settings: Settings, book: Path, as_of: date,
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
         drift = store.read_drift(record.run_id)
     seconds = time.perf_counter() - t0
-    flags = drift_flags(drift)
+    # a champion whose training data is old is said first (issue 19, staleness)
+    stale = staleness_lines(as_of, record.meta.get("champion_data_end") or {},
+                            max_age_days=settings.stale_model_days)
+    drift_lines = drift_flags(drift)
+    flags = [*stale, *drift_lines]
     # said by the run's message (printed by the CLI) and the flows' summaries
     rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))
-    progress(f"  {record.n_scored or 0:,} accounts scored; drift: {flags[0]} ({seconds:.1f} s)")
+    for line in stale:
+        progress(f"  {line}")
+    progress(f"  {record.n_scored or 0:,} accounts scored; drift: {drift_lines[0]} "
+             f"({seconds:.1f} s)")
     return ScoreSummary(
         as_of=as_of,
         run_id=record.run_id,

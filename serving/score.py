@@ -479,7 +479,10 @@ def score_into_store(
                 rules=rules, materiality=materiality,
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
-                    "feature_set_version": FEATURE_SET_VERSION}
+                    "feature_set_version": FEATURE_SET_VERSION,
+                    # issue 19, staleness: the newest as_of of each champion's training set
+                    "champion_data_end": {k: m.data_window.get("test_end") or None
+                                          for k, m in models.items()}}
             meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
             t_write = time.perf_counter()
             record = store.write_run(

@@ -220,6 +220,14 @@ class WorklistStore:
             keep_scores_days=keep_scores_days, keep_exports_days=keep_exports_days,
             explanations_dir=self.explanations_dir, export_dir=self.export_dir)
 
+    def set_run_meta(self, run_id: str, key: str, value: Any) -> RunRecord:
+        """Record ``value`` under ``key`` of a run's ``meta`` JSON (a fact learned after
+        the run, e.g. its live performance), atomically: other keys, the run's columns and
+        its rows are untouched, and a failure leaves ``meta`` as it was
+        (:func:`serving.store_runs.set_meta`). Returns the run. ``KeyError`` if unknown."""
+        store_runs.set_meta(self._engine, run_id, key, value)
+        return self._run(run_id)
+
     def _stop_heartbeat(self, run_id: str) -> None:
         beat = self._heartbeats.pop(run_id, None)
         if beat is not None:

@@ -16,6 +16,12 @@ folder ``<explanations_dir>/<run_id>/`` and staged exports
   a run; ``delinq runs`` reaps too.
 - **Deleting** a run (:func:`delete`) removes its rows, its explanation folder and, when it
   was the published run of its ``as_of``, that date's export.
+- **Facts learned later** about a run (its live performance once its labels resolved,
+  issue 19) go under one key of its ``meta`` JSON (:func:`set_meta`), without a schema
+  change. Guarantees: the read-modify-write of ``meta`` is ONE transaction that holds the
+  run's row (PostgreSQL ``SELECT ... FOR UPDATE``; SQLite ``BEGIN IMMEDIATE``, the write
+  lock), so two writers of different keys both keep theirs; a failure anywhere leaves
+  ``meta`` exactly as it was; the other keys, the columns and the status are untouched.
 
 Times come from the store's clock (UTC); staleness is about when the store last heard from
 a process, not about what the data is as of.
@@ -36,6 +42,12 @@ import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from serving import store_schema as S
+from serving.store_records import json_safe
+
+#: ``meta`` keys :func:`set_meta` refuses: ``begin_run``/``write_run`` map them onto columns
+#: (``serving.store_records.meta_columns``), so in the JSON they would be shadowed.
+COLUMN_META_KEYS: Final = frozenset({"model_versions", "feature_set_version", "message",
+                                     "timings"})
 
 #: How often a running run's process refreshes its heartbeat.
 HEARTBEAT_EVERY: Final = timedelta(seconds=60)
@@ -247,3 +259,41 @@ def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores
                 shutil.rmtree(folder, ignore_errors=True)
                 gone["exports"].append(folder.name)
     return gone
+
+
+def set_meta(engine: sa.Engine, run_id: str, key: str, value: Any) -> dict[str, Any]:
+    """Set ``meta[key] = value`` (made JSON-safe) of run ``run_id`` atomically (module
+    docstring) and return the run's whole ``meta`` as written.
+
+    ``KeyError`` for an unknown run; ``ValueError`` for an empty key or one that names a
+    run column (:data:`COLUMN_META_KEYS`). Any status: facts about a failed run may be
+    recorded too.
+    """
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"meta key must be a non-empty string, got {key!r}")
+    if key in COLUMN_META_KEYS:
+        raise ValueError(f"meta key {key!r} is a run column, not a meta entry")
+    r = S.runs
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            query = sa.select(r.c.meta).where(r.c.run_id == run_id)
+            if conn.dialect.name == "postgresql":
+                query = query.with_for_update()
+            found = conn.execute(query).first()
+            if found is None:
+                raise KeyError(f"no run {run_id!r}")
+            meta = {**dict(found[0] or {}), key: _finite(json_safe(value))}
+            conn.execute(r.update().where(r.c.run_id == run_id).values(meta=meta))
+    return meta
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as None: PostgreSQL's JSON has no such numbers."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return None
+    return value

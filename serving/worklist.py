@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from serving.store_schema import RULE_SCORER
+from serving.store_schema import MODELS, RULE_SCORER
 
 #: The probability of a rule-ranked row on data too thin to calibrate.
 THIN_DATA = "n/a"
@@ -136,14 +136,21 @@ def describe_run(run: Any) -> str:
 
 
 _RUN_COLUMNS = (("run", 25), ("as_of", 10), ("status", 9), ("models ew/pers", 14),
-                ("accounts", 9), ("started (UTC)", 16), ("finished", 16), ("by", 18))
+                ("accounts", 9), ("started (UTC)", 16), ("finished", 16), ("by", 18),
+                # issue 19: days since each champion's training data ended (ew/pers; "!"
+                # past the stale limit), realized AUC vs the aging rule once labels resolved
+                ("model age", 11), ("live AUC vs rule", 23))
 
 
-def format_runs(frame: pd.DataFrame) -> str:
+def format_runs(frame: pd.DataFrame, *, stale_model_days: int | None = None) -> str:
     """The runs of :meth:`serving.store.WorklistStore.list_runs`, newest first, one line
-    each (``*`` marks the published run of its as_of), the message indented below."""
+    each (``*`` marks the published run of its as_of), the message indented below.
+    ``model age``: days from each champion's training data end to the run's as_of, with
+    ``!`` above ``stale_model_days``; ``live AUC vs rule``: ``models.live.headline``."""
     if frame.empty:
         return "no runs yet"
+    from models.live import headline  # here: the run list needs no sklearn until now
+
     header = "  ".join(h.ljust(w) for h, w in _RUN_COLUMNS).rstrip()
     lines = ["  " + header, "  " + "-" * len(header)]
     for r in frame.iloc[::-1].itertuples(index=False):
@@ -153,6 +160,8 @@ def format_runs(frame: pd.DataFrame) -> str:
             "-" if pd.isna(r.n_scored) else f"{int(r.n_scored):,}",
             _when(r.started_at), _when(r.finished_at),
             terminal_safe(getattr(r, "runner", None) or "-"),
+            _ages(r, stale_model_days),
+            headline((getattr(r, "meta", None) or {}).get("live")),
         ]
         cells = [c if len(c) <= w else clip(c, w) for c, (_, w) in zip(cells, _RUN_COLUMNS,
                                                                        strict=True)]
@@ -164,6 +173,21 @@ def format_runs(frame: pd.DataFrame) -> str:
     lines.append("(* = the published worklist of its as_of; `delinq runs delete RUN` "
                  "deletes a run)")
     return "\n".join(lines)
+
+
+def _ages(run: Any, stale_model_days: int | None) -> str:
+    """``62d/70d!``: each model's age at the run (``-`` when the rule ranked it)."""
+    from models.live import model_age_days
+
+    ends = (getattr(run, "meta", None) or {}).get("champion_data_end") or {}
+    if not ends:
+        return "-"
+    cells = []
+    for kind in MODELS:
+        age = model_age_days(run.as_of, ends.get(kind))
+        stale = age is not None and stale_model_days is not None and age > stale_model_days
+        cells.append("-" if age is None else f"{age}d{'!' if stale else ''}")
+    return "/".join(cells)
 
 
 def _when(value: Any) -> str:

@@ -389,3 +389,24 @@ def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(tmp_path: Pa
     shown = subprocess.run([*cli, "worklist", str(tmp_path / "state")], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and "ranked by the aging rule" in shown.stdout, shown.stdout
+
+
+@pytest.mark.slow
+def test_nightly_evaluates_the_past_runs_whose_labels_resolved(main_job) -> None:
+    from pipelines.flows import nightly_score
+    from serving.store import WorklistStore
+
+    result, _, settings = main_job
+    # 100 days before the book's end: its labels (60-day horizon) resolved in the book,
+    # so the nightly that scores it also evaluates it, at its end (issue 19)
+    day = result["ingest"].last_date - timedelta(days=100)
+    nightly = nightly_score(data_source=str(result["ingest"].source), as_of=day.isoformat(),
+                            settings=settings_params(settings))
+    live = nightly["live"]
+    assert day in [r["as_of"] for r in live.evaluated]
+    with WorklistStore(settings.resolved_store_url) as store:
+        stored = store.current_run(as_of=day).meta["live"]
+    assert stored["counts"]["resolved"] > 0 and stored["data_end"] == (
+        result["ingest"].last_date + timedelta(days=1)).isoformat()
+    texts = [a.data for a in _artifacts("nightly-score-summary")]
+    assert any("## Live performance of past runs" in t and str(day) in t for t in texts)

@@ -1,0 +1,149 @@
+"""Live performance through the steps layer and the CLI (issue 19, item 1): the shared
+trained state scores an old ``as_of`` and a recent one; once the old run's labels resolved
+in the book, ``delinq runs evaluate`` judges its stored worklist against the labels training
+uses, stores the figures in the run's meta, logs them to MLflow and `delinq runs` shows
+them; the recent run waits; a second evaluation does nothing unless ``--all``."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from pipelines import steps
+from pipelines.artifacts import live_markdown
+from pipelines.cli import app
+from pipelines.settings import load_settings
+from pipelines.steps_live import NO_CONTACTS, evaluate_live
+from serving.store import WorklistStore
+
+OLD = date(2024, 3, 1)      # + 60 days of label horizon < the book's end (2024-07-01)
+RECENT = date(2024, 6, 15)  # + 60 days > the book's end: its labels wait
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, trained_state) -> dict:
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    for var in ("DELINQ_DATA_DIR", "DELINQ_STORE_URL", "DELINQ_DELINQUENCY_DPD"):
+        monkeypatch.delenv(var, raising=False)
+    # The shared state's champions score; live figures go to a store of this test's own,
+    # so the shared registry stays as every other test expects it.
+    live_uri = f"sqlite:///{tmp_path / 'live-mlflow.db'}"
+    monkeypatch.setenv("DELINQ_EARLY_WARNING_MODEL", trained_state.names["early_warning"])
+    monkeypatch.setenv("DELINQ_PERSISTENCE_MODEL", trained_state.names["persistence"])
+    return {"state": tmp_path / "state", "book": tmp_path / "book", "live_uri": live_uri}
+
+
+def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
+    env: dict, trained_state, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mlflow
+
+    from features.contract.io import write_book
+    from features.pit.labels import build_labels
+    from models.live import headline, live_performance
+
+    write_book(trained_state.book, env["book"])
+    # staleness: a limit between the champions' ages at the old run and at the recent one
+    ends = {k: date.fromisoformat(m.data_window["test_end"])
+            for k, m in trained_state.models.items()}
+    limit = max((OLD - e).days for e in ends.values()) + 30
+    assert all((RECENT - e).days > limit for e in ends.values())
+    scoring = load_settings(data_dir=env["state"], mlflow_tracking_uri=trained_state.tracking_uri,
+                            stale_model_days=limit)
+    ingested = steps.ingest(settings=scoring, source=env["book"])
+    old = steps.score(settings=scoring, book=ingested.staged, as_of=OLD)
+    recent = steps.score(settings=scoring, book=ingested.staged, as_of=RECENT)
+    assert not [f for f in old.flags if f.startswith("stale model")]
+    stale = [f for f in recent.flags if f.startswith("stale model")]
+    assert stale == list(recent.flags[:2]) and all(f"stale_model_days {limit}" in f for f in stale)
+    assert f"trained on data up to {ends['early_warning']}" in stale[0]
+    monkeypatch.setenv("DELINQ_STALE_MODEL_DAYS", str(limit))
+
+    monkeypatch.setenv("DELINQ_MLFLOW_TRACKING_URI", env["live_uri"])
+    result = CliRunner().invoke(app, ["runs", "--state-dir", str(env["state"]), "evaluate"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert f"run {old.run_id} (as of {OLD})" in result.output
+    assert recent.run_id not in result.output
+    assert ("1 run(s) evaluated against the book up to 2024-07-01; 1 published run(s) "
+            "still wait for labels") in result.output
+
+    settings = load_settings(data_dir=env["state"])
+    with WorklistStore(settings.resolved_store_url) as store:
+        run = store.current_run(as_of=OLD)
+        worklist = store.read_worklist(as_of=OLD)
+        assert "live" not in store.current_run(as_of=RECENT).meta
+    stored = run.meta["live"]
+    # exactly the figures of the stored worklist against the label training uses
+    labels = build_labels(trained_state.book, as_of=OLD, data_end=date(2024, 7, 1))
+    expected = live_performance(worklist, labels).to_dict()
+    assert stored["table"] == expected["table"]
+    assert stored["reliability"] == expected["reliability"]
+    assert stored["counts"] == expected["counts"]
+    assert stored["counts"]["resolved"] > 0.8 * stored["counts"]["worklist"]
+    assert stored["counts"]["unlabelled"] == stored["counts"]["population_mismatch"] == 0
+    assert (stored["as_of"], stored["data_end"], stored["label_horizon_days"]) == (
+        "2024-03-01", "2024-07-01", 60)
+    assert stored["contacts"] == NO_CONTACTS
+    overall = next(r for r in stored["table"] if (r["slice"], r["population"],
+                                                  r["ranked_by"]) == ("all", "all", "model"))
+    # the published models rank the realized outcome (the offline test AUCs are ~0.85)
+    assert overall["auc"] > 0.7 and 0 < overall["capture@10"] <= 1
+    assert 0 <= overall["ece"] < 0.5
+
+    # MLflow: one run in the live experiment, tagged with the scoring run and versions
+    client = mlflow.MlflowClient(tracking_uri=env["live_uri"])
+    exp = client.get_experiment_by_name("live-performance")
+    (logged,) = client.search_runs([exp.experiment_id])
+    assert logged.info.run_id == stored["mlflow_run_id"]
+    assert logged.data.tags["delinq.run_id"] == old.run_id
+    assert logged.data.tags["delinq.early_warning_version"] == "1"
+    assert logged.data.metrics["all.all.model.auc"] == pytest.approx(overall["auc"])
+    assert logged.data.metrics["all.all.model.capture_at_10"] == pytest.approx(
+        overall["capture@10"])
+
+    # `delinq runs` shows the figure; the recent run shows none yet
+    listed = CliRunner().invoke(app, ["runs", "--state-dir", str(env["state"])])
+    assert listed.exit_code == 0, listed.output
+    line = next(ln for ln in listed.output.splitlines() if old.run_id in ln)
+    assert headline(stored) in line and headline(stored).startswith("AUC 0.")
+    recent_line = next(ln for ln in listed.output.splitlines() if recent.run_id in ln)
+    assert recent_line.endswith("-")  # not evaluated yet
+    ages = [f"{(RECENT - ends[k]).days}d!" for k in ("early_warning", "persistence")]
+    assert "/".join(ages) in recent_line  # both stale
+    assert f"{(OLD - ends['early_warning']).days}d/" in line and "!" not in line
+
+    # evaluated once: the next call skips it; --all (redo) evaluates it again
+    again = evaluate_live(settings=settings, book=ingested.staged)
+    assert again.evaluated == () and again.pending == 1
+    redo = evaluate_live(settings=settings, book=ingested.staged, redo=True)
+    assert [r["run_id"] for r in redo.evaluated] == [old.run_id]
+    assert len(client.search_runs([exp.experiment_id])) == 2
+    # the contacts seam: contacted accounts leave the untouched slice
+    top = set(worklist.head(20)["account_id"])
+    seamed = evaluate_live(settings=settings, book=ingested.staged, redo=True,
+                           contacts=lambda run_id: top)
+    assert seamed.evaluated[0]["run_id"] == old.run_id
+    with WorklistStore(settings.resolved_store_url) as store:
+        live = store.current_run(as_of=OLD).meta["live"]
+    assert live["counts"]["contacted"] == 20 and live["contacts"] == "recorded"
+    untouched = next(r for r in live["table"] if (r["slice"], r["population"],
+                                                  r["ranked_by"]) == ("untouched", "all", "all"))
+    everyone = next(r for r in live["table"] if (r["slice"], r["population"],
+                                                 r["ranked_by"]) == ("all", "all", "all"))
+    # the 20 leave it, less any of them whose label is still undecided
+    assert everyone["n_rows"] - 20 <= untouched["n_rows"] < everyone["n_rows"]
+
+
+def test_the_nightly_section_lists_the_runs_evaluated() -> None:
+    text = live_markdown([{"run_id": "r1", "as_of": date(2024, 3, 1),
+                           "headline": "AUC 0.81 vs 0.74", "resolved": 1200, "censored": 3}],
+                         data_end=date(2024, 7, 1), pending=2)
+    assert "## Live performance of past runs" in text
+    assert "| r1 | 2024-03-01 | AUC 0.81 vs 0.74 | 1,200 | 3 |" in text
+    assert "1 run(s) newly evaluated against the book up to 2024-07-01; 2 published" in text
+    empty = live_markdown([], data_end=date(2024, 7, 1), pending=0)
+    assert "| run |" not in empty and "0 run(s) newly evaluated" in empty
