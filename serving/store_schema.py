@@ -1,7 +1,8 @@
 """Tables of the worklist store and the checks a run's frames pass before they are written.
 
 Four scoring tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL), and the
-workbench's users, events and audit (:mod:`serving.store_events`, on the same metadata):
+workbench's users, events and audit (:mod:`serving.store_events`, on the same metadata;
+:mod:`serving.store_tables` holds them all):
 
 - ``runs``: one row per scoring run (``running`` -> ``succeeded`` | ``failed``); at most one
   run per ``as_of`` has ``is_current`` (a partial unique index enforces it).
@@ -163,9 +164,6 @@ drift = sa.Table(
     sa.PrimaryKeyConstraint("run_id", "position", name="pk_drift"),
 )
 
-
-# The workbench's tables (revision 0004) are defined on this metadata in their own module.
-from serving import store_events  # noqa: E402,F401  (registers its tables on ``metadata``)
 
 
 class StoreSchemaError(ValueError):

@@ -10,8 +10,9 @@ Every change to the store's tables ships a revision, in the same commit as the c
 
 1. Edit the tables in ``serving/store_schema.py``. New tables (users, events, audit, run
    heartbeats, live performance, ...) may live in their own module but register on
-   ``store_schema.metadata``: that one ``MetaData`` is what ``env.py`` drafts against and
-   what the tests compare the migrated database with.
+   ``store_schema.metadata`` and are imported by ``serving/store_tables.py``: that one
+   ``MetaData`` (``store_tables.metadata``) is what ``env.py`` drafts against and what the
+   tests compare the migrated database with.
 2. Write ``versions/NNNN_<what>.py`` (copy ``script.py.mako`` or let Alembic draft it::
 
        from alembic import command

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from serving import store_schema
+from serving import store_tables
 from serving.store_migrate import VERSION_TABLE
 
 config = context.config
@@ -21,7 +21,7 @@ if connection is None or context.is_offline_mode():
     )
 context.configure(
     connection=connection,
-    target_metadata=store_schema.metadata,
+    target_metadata=store_tables.metadata,
     version_table=VERSION_TABLE,
     compare_type=True,
     # SQLite cannot ALTER most things; drafted revisions use table copies there.

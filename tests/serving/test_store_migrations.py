@@ -26,7 +26,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
-from serving import store_io, store_migrate, store_schema
+from serving import store_io, store_migrate, store_schema, store_tables
 from serving.store import StoreVersionError, WorklistStore, current_revision, upgrade
 from serving.store_migrate import BASELINE, VERSION_TABLE, alembic_config
 from tests.serving.test_store import DAY, frames, publish
@@ -147,7 +147,7 @@ def test_migrated_tables_are_exactly_store_schema(url: str) -> None:
         with engine.connect() as conn:
             context = MigrationContext.configure(
                 conn, opts={"compare_type": True, "version_table": VERSION_TABLE})
-            diff = compare_metadata(context, store_schema.metadata)
+            diff = compare_metadata(context, store_tables.metadata)
     finally:
         engine.dispose()
     assert diff == []
