@@ -189,6 +189,7 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         metrics=train_rows(train.models) if train else (),
         # which populations the aging rule ranked, and why: said first, plainly
         flags=(*score.rule_lines, *score.flags) if score else (),
+        kpis=score.kpis if score else None,
     )
     return publish_task(title, markdown, [dict(r) for r in score.top] if score else None)
 

@@ -478,16 +478,38 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
     return gone
 
 
+def run_kpis(*, settings: Settings, book: Book, as_of: date) -> dict[str, Any]:
+    """The run's receivables KPIs (:func:`features.kpis.compute_kpis`, JSON-ready), the
+    amount collected counted on the worklist of the latest published run before
+    ``as_of``; ``seconds``: the time they took."""
+    from features.kpis import compute_kpis
+    from serving.store import WorklistStore
+
+    t0 = time.perf_counter()
+    previous = None
+    with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
+        runs = store.list_runs()
+        runs = runs[runs["is_current"] & (runs["as_of"] < as_of)]
+        if not runs.empty:
+            prev_as_of = max(runs["as_of"])
+            ids = store.read_worklist(as_of=prev_as_of)["account_id"]
+            previous = (prev_as_of, ids.astype("str").tolist())
+    kpis = compute_kpis(book, as_of=as_of, previous=previous).as_dict()
+    return {**kpis, "seconds": round(time.perf_counter() - t0, 3)}
+
+
 def score(*, settings: Settings, book: Path, as_of: date,
           why: dict[str, str] | None = None) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
     ``as_of`` (events strictly before it) with the champion models, and a population
     without a gated champion with the aging rule (``why``: model -> why it has none, when
     the caller knows, e.g. training stopped); write the worklist run to the store and its
-    Parquet export. The summary's ``rule_lines`` say which populations the rule ranked."""
+    Parquet export, with the receivables KPIs (:func:`run_kpis`) in the run's
+    ``meta["kpis"]``. The summary's ``rule_lines`` say which populations the rule ranked."""
     from pipelines.artifacts import drift_flags, worklist_table
     from serving.score import run_scoring
     from serving.store import WorklistStore
+    from serving.worklist import kpi_line
 
     if not isinstance(as_of, date):
         raise TypeError(f"as_of must be a datetime.date, got {type(as_of).__name__}")
@@ -496,13 +518,14 @@ def score(*, settings: Settings, book: Path, as_of: date,
     reap_stale_runs(settings=settings)
     staged = read_book(book)
     with heartbeat("scoring"):
+        kpis = run_kpis(settings=settings, book=staged, as_of=as_of)
         record = run_scoring(
             staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
             store_url=settings.resolved_store_url, export_dir=export_dir(settings),
             model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
             policy=action_policy(settings), materiality=materiality(settings),
             why=why, delinquency_dpd=settings.delinquency_dpd,
-            persistence_days=settings.persistence_days,
+            persistence_days=settings.persistence_days, meta={"kpis": kpis},
         )
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
@@ -512,6 +535,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
     # said by the run's message (printed by the CLI) and the flows' summaries
     rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))
     progress(f"  {record.n_scored or 0:,} accounts scored; drift: {flags[0]} ({seconds:.1f} s)")
+    if record.meta.get("kpis"):
+        progress(f"  {kpi_line(record.meta['kpis'])}")
     return ScoreSummary(
         as_of=as_of,
         run_id=record.run_id,
@@ -528,4 +553,5 @@ def score(*, settings: Settings, book: Path, as_of: date,
         top=tuple(worklist_table(top, top=TOP_ROWS)),
         seconds=seconds,
         rule_lines=rule_lines,
+        kpis=dict(record.meta.get("kpis") or {}),
     )

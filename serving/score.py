@@ -414,6 +414,7 @@ def run_scoring(
     delinquency_dpd: int | None = None,
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    meta: Mapping[str, Any] | None = None,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -421,7 +422,7 @@ def run_scoring(
     champion, or, without one, by the aging rule (``serving.rule_scoring.resolve_scorers``;
     ``why``: key -> why there is no model, when the caller knows; the labels of the rule's
     history calibration use ``delinquency_dpd`` and ``persistence_days``); then
-    :func:`score_into_store`.
+    :func:`score_into_store` (``meta``: more to store with the run, e.g. its ``kpis``).
     """
     t0 = time.perf_counter()
     models, rules = resolve_scorers(
@@ -432,7 +433,7 @@ def run_scoring(
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
         materiality=materiality,
-        timings={"load_models": time.perf_counter() - t0},
+        timings={"load_models": time.perf_counter() - t0}, meta=meta,
     )
 
 
@@ -448,8 +449,10 @@ def score_into_store(
     materiality: Materiality = DEFAULT_MATERIALITY,
     timings: Mapping[str, float] | None = None,
     rules: Mapping[str, RuleScorer] | None = None,
+    meta: Mapping[str, Any] | None = None,
 ) -> RunRecord:
-    """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
+    """Begin a run, score (:func:`score_book`, drift included) and write it atomically;
+    ``meta`` (JSON-safe) is stored in the run's ``meta`` beside the scorer's own.
 
     On any exception the run is marked ``failed`` (the previous worklist for that ``as_of``
     stays current) and the exception is re-raised. The returned record's ``timings`` hold
@@ -474,16 +477,16 @@ def score_into_store(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
                 rules=rules, materiality=materiality,
             )
-            meta = {**result.meta, "model_versions": versions,
-                    "feature_set_version": FEATURE_SET_VERSION}
-            meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
+            run_meta = {**dict(meta or {}), **result.meta, "model_versions": versions,
+                        "feature_set_version": FEATURE_SET_VERSION}
+            run_meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
             t_write = time.perf_counter()
             record = store.write_run(
                 run_id,
                 worklist=result.worklist,
                 explanations=result.explanations,
                 drift=result.drift,
-                meta=meta,
+                meta=run_meta,
             )
         except BaseException as exc:
             # write_run marks its own failures; this covers everything before it.
