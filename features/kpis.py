@@ -44,9 +44,11 @@ from typing import Any, Final
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from features.contract.book import Book
-from features.pit._prep import Prepared, prepare
+from features.pit._prep import Prepared, day_number, prepare
 from features.pit.open_invoices import open_state
 from features.spec import AGING_BUCKETS, as_day
 
@@ -121,12 +123,23 @@ def receivables(book: Book, *, as_of: date | pd.Timestamp) -> Receivables:
     return _receivables(prepare(book), as_day(as_of))
 
 
+def _sales_between(book: Book, edges: Sequence[date]) -> np.ndarray:
+    """Net credit sales of each ``[edges[i], edges[i + 1])`` (ascending edges), unrounded."""
+    # whole days since 1970 (midnight datetime64[s] columns), as features.pit._prep reads them
+    issue = book.invoices["issue_date"].to_numpy("datetime64[s]").view(np.int64) // 86400
+    bounds = np.asarray([day_number(d) for d in edges], dtype=np.int64)
+    idx = np.searchsorted(bounds, issue, side="right") - 1
+    inside = (idx >= 0) & (idx < len(bounds) - 1)
+    amount = book.invoices["amount"].to_numpy(np.float64)
+    return np.bincount(idx[inside], weights=amount[inside], minlength=len(bounds) - 1)
+
+
 def credit_sales(book: Book, *, start: date, end: date) -> float:
     """Net credit sales of ``[start, end)``: invoice amounts issued in it less credit notes
     (negative invoice rows) issued in it (book currency; may be 0 or negative)."""
-    issue = book.invoices["issue_date"]
-    inside = (issue >= pd.Timestamp(start)) & (issue < pd.Timestamp(end))
-    return round(float(book.invoices.loc[inside, "amount"].sum()), 2)
+    if end <= start:
+        return 0.0
+    return round(float(_sales_between(book, [start, end])[0]), 2)
 
 
 def countback_days(receivable: float, months: Sequence[tuple[float, int]]) -> float:
@@ -153,12 +166,14 @@ def _sales_months(book: Book, as_of: date) -> list[tuple[float, int]]:
     if issued.empty:
         return []
     first = issued.min().date()
-    months, k, end = [], 1, as_of
-    while end > first:
-        start = months_back(as_of, k)
-        months.append((credit_sales(book, start=start, end=end), (end - start).days))
-        end, k = start, k + 1
-    return months
+    edges, k = [as_of], 1
+    while edges[-1] > first:
+        edges.append(months_back(as_of, k))
+        k += 1
+    edges.reverse()
+    sales = _sales_between(book, edges)
+    days = [(b - a).days for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(round(float(x), 2), n) for x, n in zip(sales, days, strict=True)][::-1]
 
 
 def _dso_pair(book: Book, as_of: date, now: Receivables) -> tuple[float | None, float | None]:
@@ -220,12 +235,17 @@ def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
     day = as_day(as_of)
     if since > day:
         raise ValueError(f"since ({since}) is after as_of ({day})")
-    inv = book.invoices
-    wanted = inv["account_id"].astype("str").isin(pd.Index([str(a) for a in account_ids]))
-    pay = book.payments
-    dated = (pay["payment_date"] >= pd.Timestamp(since)) & (pay["payment_date"] < pd.Timestamp(day))
-    mine = pay["invoice_id"].astype("str").isin(inv.loc[wanted, "invoice_id"].astype("str"))
-    return round(float(pay.loc[dated & mine, "amount"].sum()), 2)
+    inv, pay = book.invoices, book.payments
+    accounts = pa.array(inv["account_id"])
+    ids = pa.array([str(a) for a in account_ids], type=accounts.type)
+    theirs = pc.is_in(accounts, value_set=ids)
+    pay_inv = pa.array(pay["invoice_id"])
+    invoices = pa.array(inv["invoice_id"]).filter(theirs).cast(pay_inv.type)
+    mine = pc.is_in(pay_inv, value_set=invoices)
+    when = pay["payment_date"]
+    dated = ((when >= pd.Timestamp(since)) & (when < pd.Timestamp(day))).to_numpy(bool)
+    paid = pay["amount"].to_numpy(np.float64)[dated & mine.to_numpy(zero_copy_only=False)]
+    return round(float(paid.sum()), 2)
 
 
 def compute_kpis(book: Book, *, as_of: date | pd.Timestamp,
