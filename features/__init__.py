@@ -19,7 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from features.contract import Book, read_folder, validate_folder, validate_tables
-    from features.pit import as_of_grid, build_features, build_labels, build_training_set
+    from features.pit import (
+        as_of_grid,
+        build_features,
+        build_labels,
+        build_training_set,
+        open_invoices,
+    )
     from features.spec import FEATURE_DESCRIPTIONS, FEATURE_SET_VERSION, feature_names
     from features.synthetic import generate_book, write_book_folder
 
@@ -34,6 +40,7 @@ _EXPORTS = {
     "build_labels": "features.pit",
     "as_of_grid": "features.pit",
     "build_training_set": "features.pit",
+    "open_invoices": "features.pit",
     "FEATURE_DESCRIPTIONS": "features.spec",
     "FEATURE_SET_VERSION": "features.spec",
     "feature_names": "features.spec",
@@ -48,6 +55,7 @@ __all__ = [
     "build_training_set",
     "feature_names",
     "generate_book",
+    "open_invoices",
     "read_folder",
     "validate_folder",
     "validate_tables",

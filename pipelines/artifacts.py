@@ -119,6 +119,7 @@ def summary_markdown(
     validation: Sequence[Mapping[str, Any]] = (),
     metrics: Sequence[Mapping[str, Any]] = (),
     flags: Sequence[str] = (),
+    kpis: Mapping[str, Any] | None = None,
 ) -> str:
     """A short markdown report of one run.
 
@@ -126,6 +127,8 @@ def summary_markdown(
     wall seconds. ``validation``: the validation summary rows (table, rows_read, kept,
     quarantined). ``metrics``: metric rows (any columns; the first row's keys are the
     header). ``flags``: drift or quality warnings, one line each (``none`` when empty).
+    ``kpis``: the run's receivables KPIs (``features.kpis.Kpis.as_dict``), a section of
+    their own.
     """
     lines = [f"# {title}", ""]
     lines += [f"- **{k}**: {_cell(v)}" for k, v in facts.items()]
@@ -142,6 +145,12 @@ def summary_markdown(
         header = list(metrics[0])
         lines += ["", "## Metrics", ""]
         lines += _md_table(header, [[r.get(h) for h in header] for r in metrics])
+    if kpis:
+        from serving.worklist import kpi_line  # the one rendering of the KPIs
+
+        lines += ["", "## Receivables KPIs", "", kpi_line(kpis), ""]
+        aging = dict(kpis.get("aging") or {})
+        lines += _md_table(["aging", *aging], [["open amount", *aging.values()]])
     lines += ["", "## Flags", ""]
     lines += [f"- {f}" for f in flags] if flags else ["- none"]
     return "\n".join(lines) + "\n"

@@ -230,7 +230,7 @@ def worklist(
     if top < 1:
         _fail(f"--top must be at least 1, got {top}")
     seg = _segment(segment)
-    from serving.worklist import describe_run, format_worklist
+    from serving.worklist import describe_run, format_worklist, kpi_line
 
     settings = _settings(data_dir=data_dir)
     with _store_errors(settings), _reader(settings) as store:
@@ -244,6 +244,8 @@ def worklist(
         if not frame.empty and str(frame["run_id"].iloc[0]) != run.run_id:
             run = _guarded(store.current_run, as_of=run.as_of)  # republished meanwhile
     typer.echo(describe_run(run))
+    if run.meta.get("kpis"):
+        typer.echo(kpi_line(run.meta["kpis"]))
     for line in run.meta.get("rule_lines", []):  # who ranked which rows, and why
         _echo(str(line))
     if frame.empty:

@@ -220,6 +220,7 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         # which populations the aging rule ranked, and why: said first, plainly
         flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []))
         if score else (),
+        kpis=score.kpis if score else None,
     )
     if isinstance(live, LiveSummary):
         markdown += live_markdown(live.evaluated, data_end=live.data_end,

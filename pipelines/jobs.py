@@ -70,7 +70,7 @@ def where_everything_is(settings: Settings, result: Mapping[str, Any], log_file:
 def _print_results(settings: Settings, result: Mapping[str, Any], log_file: Path, echo: Echo,
                    t0: float) -> None:
     from serving.store import WorklistStore
-    from serving.worklist import format_worklist
+    from serving.worklist import format_worklist, kpi_line
 
     echo("")
     echo("Validation")
@@ -87,6 +87,8 @@ def _print_results(settings: Settings, result: Mapping[str, Any], log_file: Path
          + (f" of {n:,} accounts" if n else ""))
     for line in score.rule_lines:  # which populations the aging rule ranked, and why
         echo(line)
+    if score.kpis:
+        echo(kpi_line(score.kpis))
     echo(format_worklist(frame, top=TOP))
     echo("")
     echo(where_everything_is(settings, result, log_file))

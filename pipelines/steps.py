@@ -486,6 +486,26 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
     return gone
 
 
+def run_kpis(*, settings: Settings, book: Book, as_of: date) -> dict[str, Any]:
+    """The run's receivables KPIs (:func:`features.kpis.compute_kpis`, JSON-ready), the
+    amount collected counted on the worklist of the latest published run before
+    ``as_of``; ``seconds``: the time they took."""
+    from features.kpis import compute_kpis
+    from serving.store import WorklistStore
+
+    t0 = time.perf_counter()
+    previous = None
+    with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
+        runs = store.list_runs()
+        runs = runs[runs["is_current"] & (runs["as_of"] < as_of)]
+        if not runs.empty:
+            prev_as_of = max(runs["as_of"])
+            ids = store.read_worklist(as_of=prev_as_of)["account_id"]
+            previous = (prev_as_of, ids.astype("str").tolist())
+    kpis = compute_kpis(book, as_of=as_of, previous=previous).as_dict()
+    return {**kpis, "seconds": round(time.perf_counter() - t0, 3)}
+
+
 def score(*, settings: Settings, book: Path, as_of: date,
           why: dict[str, str] | None = None,
           accept_anomalies: bool = False) -> ScoreSummary:
@@ -493,13 +513,15 @@ def score(*, settings: Settings, book: Path, as_of: date,
     ``as_of`` (events strictly before it) with the champion models, and a population
     without a gated champion with the aging rule (``why``: model -> why it has none, when
     the caller knows, e.g. training stopped); write the worklist run to the store and its
-    Parquet export. The summary's ``rule_lines`` say which populations the rule ranked.
+    Parquet export, with the receivables KPIs (:func:`run_kpis`) in the run's
+    ``meta["kpis"]``. The summary's ``rule_lines`` say which populations the rule ranked.
     The run checks (:func:`check_run`) come first: a failed one stops before anything is
     written, unless ``accept_anomalies`` (then the run's meta records it)."""
     from models.live import staleness_lines
     from pipelines.artifacts import drift_flags, worklist_table
     from serving.score import run_scoring
     from serving.store import WorklistStore
+    from serving.worklist import kpi_line
 
     if not isinstance(as_of, date):
         raise TypeError(f"as_of must be a datetime.date, got {type(as_of).__name__}")
@@ -510,13 +532,15 @@ def score(*, settings: Settings, book: Path, as_of: date,
     run_meta = check_run(settings=settings, book=staged, as_of=as_of,
                          accept_anomalies=accept_anomalies, materiality=materiality(settings))
     with heartbeat("scoring"):
+        kpis = run_kpis(settings=settings, book=staged, as_of=as_of)
         record = run_scoring(
             staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
             store_url=settings.resolved_store_url, export_dir=export_dir(settings),
             model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
             policy=action_policy(settings), materiality=materiality(settings),
             why=why, delinquency_dpd=settings.delinquency_dpd,
-            persistence_days=settings.persistence_days, extra_meta=run_meta,
+            persistence_days=settings.persistence_days,
+            extra_meta={**run_meta, "kpis": kpis},
         )
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
@@ -533,6 +557,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
         progress(f"  {line}")
     progress(f"  {record.n_scored or 0:,} accounts scored; drift: {drift_lines[0]} "
              f"({seconds:.1f} s)")
+    if record.meta.get("kpis"):
+        progress(f"  {kpi_line(record.meta['kpis'])}")
     return ScoreSummary(
         as_of=as_of,
         run_id=record.run_id,
@@ -549,4 +575,5 @@ def score(*, settings: Settings, book: Path, as_of: date,
         top=tuple(worklist_table(top, top=TOP_ROWS)),
         seconds=seconds,
         rule_lines=rule_lines,
+        kpis=dict(record.meta.get("kpis") or {}),
     )

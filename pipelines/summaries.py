@@ -147,6 +147,9 @@ class ScoreSummary:
     #: One line per population the aging rule ranked (no gated champion): why, and where
     #: its probability came from (``serving.rule_scoring.RuleScorer.line``).
     rule_lines: tuple[str, ...] = ()
+    #: The run's receivables KPIs as stored in its ``meta["kpis"]``
+    #: (``features.kpis.Kpis.as_dict`` plus ``seconds``); empty when not computed.
+    kpis: Mapping[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:
         """The run's facts as name -> value (for reports and artifacts)."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -208,3 +209,38 @@ def _pct(value: float) -> str:
     if value >= 0.995:
         return ">99%"
     return f"{100 * value:.0f}%"
+
+
+def _short_money(x: float) -> str:
+    """Money in thousands (k) or millions (M), one decimal: the KPI line's scale."""
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if abs(x) >= size:
+            return f"{x / size:,.1f}{unit}"
+    return f"{x:,.0f}"
+
+
+def kpi_line(kpis: Mapping[str, Any]) -> str:
+    """One short line of a run's stored KPIs (``meta["kpis"]``:
+    :meth:`features.kpis.Kpis.as_dict`), for ``delinq worklist``, the demo and the nightly
+    artifact; money in the book's currency (k = thousands, M = millions), e.g. ``KPIs: AR 1.2M
+    (past due 31%), DSO 41.3 d, best 28.0 d, ADD 13.3 d, CEI 84.1%, collected from the
+    last worklist 210.4k``."""
+    def days(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.1f} d"
+
+    total = float(kpis.get("total_ar") or 0.0)
+    aging = kpis.get("aging") or {}
+    past_due = sum(v for k, v in aging.items() if k != "current")
+    gross = past_due + float(aging.get("current") or 0.0)
+    share = f" (past due {past_due / gross:.0%})" if gross > 0 else ""
+    cei = kpis.get("cei")
+    parts = [f"AR {_short_money(total)}{share}", f"DSO {days(kpis.get('dso'))}",
+             f"best {days(kpis.get('best_possible_dso'))}",
+             f"ADD {days(kpis.get('average_days_delinquent'))}",
+             "CEI n/a" if cei is None else f"CEI {cei:.1f}%"]
+    if kpis.get("promise_kept_rate") is not None:
+        parts.append(f"promises kept {kpis['promise_kept_rate']:.0f}%")
+    collected = kpis.get("collected_from_worklist")
+    if collected is not None:
+        parts.append(f"collected from the last worklist {_short_money(collected)}")
+    return terminal_safe("KPIs: " + ", ".join(parts))

@@ -139,6 +139,31 @@ def _clear_day(i, end, tol, amount, pay_ptr, pay_day, pay_amt):
     return NONE
 
 
+@nb.njit(cache=True, inline="always")
+def _open_disputes(i, as_of, dis_ptr, dis_open, dis_res):
+    """Disputes of invoice ``i`` open at ``as_of``: opened before it, not resolved before it
+    (a missing resolved date is NEVER). Called for open invoices only."""
+    n = 0
+    for q in range(dis_ptr[i], dis_ptr[i + 1]):
+        if dis_open[q] >= as_of:
+            break
+        if dis_res[q] >= as_of:
+            n += 1
+    return n
+
+
+@nb.njit(cache=True, inline="always")
+def _credit_on_account(a, as_of, coa_ptr, coa_day, coa_amt):
+    """Account ``a``'s unapplied credit known at ``as_of`` (changes dated before it), in
+    whole cents' dollars and never negative: what nets its open balance."""
+    coa = 0.0
+    for q in range(coa_ptr[a], coa_ptr[a + 1]):
+        if coa_day[q] >= as_of:
+            break
+        coa += coa_amt[q]
+    return max(round(coa, 2), 0.0)
+
+
 @nb.njit(cache=True)
 def _median(x, n):
     """Median of ``x[:n]`` (sorts it in place). Shell sort by hand: ``np.median`` alone
@@ -288,29 +313,23 @@ def _account_features(a, o, c, prm, as_of, tol, oldest_pos, acc_ptr, issue, due,
         terms[nk] = due[i] - issue[i]
         nk += 1
         disputed = False
-        open_dis = False
         for q in range(dis_ptr[i], dis_ptr[i + 1]):
             if dis_open[q] >= as_of:
                 break
             disputed = True
             if dis_open[q] >= as_of - 365:
                 n_dis365 += 1
-            if is_open and dis_res[q] >= as_of:
-                n_odis += 1
-                open_dis = True
-        if open_dis:
-            amt_odis += rest
+        if is_open:
+            k_odis = _open_disputes(i, as_of, dis_ptr, dis_open, dis_res)
+            if k_odis > 0:
+                n_odis += k_odis
+                amt_odis += rest
         if disputed and in365:
             disputed365 += 1
     if n_open == 0:
         return
     # Credit on account (unapplied credit known at as_of) nets the balance, never below 0.
-    coa = 0.0
-    for q in range(coa_ptr[a], coa_ptr[a + 1]):
-        if coa_day[q] >= as_of:
-            break
-        coa += coa_amt[q]
-    coa = max(round(coa, 2), 0.0)
+    coa = _credit_on_account(a, as_of, coa_ptr, coa_day, coa_amt)
     o[c.open_balance] = max(bal - coa, 0.0)
     o[c.credit_on_account] = coa
     o[c.past_due_amount] = pdue

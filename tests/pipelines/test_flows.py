@@ -251,6 +251,13 @@ def test_main_job_writes_worklist_registers_champion_and_prints(main_job) -> Non
     assert "why:" in text  # reasons printed under the accounts
     assert "ui --backend-store-uri" in text and "server start" in text
     assert worklist["account_id"].iloc[0] in text
+    # the run's KPIs, stored with it and printed by the demo
+    from serving.worklist import kpi_line
+
+    with WorklistStore(settings.resolved_store_url) as store:
+        stored = store.current_run(as_of=as_of).meta["kpis"]
+    assert stored == dict(result["score"].kpis) and stored["total_ar"] > 0
+    assert kpi_line(stored) in lines
 
 
 @pytest.mark.slow
@@ -259,6 +266,7 @@ def test_main_job_publishes_artifacts(main_job) -> None:
     assert result["artifacts"] == ["main-job-summary", "main-job-worklist"]
     (summary,) = _artifacts("main-job-summary")
     assert summary.type == "markdown" and "## Stages" in summary.data
+    assert "## Receivables KPIs" in summary.data
     (table,) = _artifacts("main-job-worklist")
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert len(rows) == min(10, result["score"].n_scored)

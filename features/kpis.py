@@ -1,0 +1,270 @@
+"""Receivables KPIs of one run (issue 17): what a collections manager is measured on.
+
+Pure functions of a book and ``as_of`` (everything dated strictly before ``as_of``, as for
+the features). Money is in the book's currency, days in days, rates in percent (0-100).
+Open amounts are the features' (:func:`features.pit.open_invoices`: net of the payments and
+credits applied by the one openness rule).
+
+- **Total AR** = the sum of the accounts' ``open_balance`` (open invoices less the account's
+  unapplied credit on account, never below 0 per account).
+- **Aging** of the open invoices by days past due (``as_of - due_date``): ``current``
+  (0 or fewer), then :data:`features.spec.AGING_BUCKETS` (1-30, 31-60, 61-90, 91+).
+  ``unapplied_credit`` is the credit on account that nets those accounts' balances (it
+  belongs to no invoice), so ``sum(aging) - unapplied_credit = total_ar``.
+- **Current AR** = ``min(aging current, total AR)``.
+- **Months** are calendar months counted back from ``as_of``: month 1 is
+  ``[as_of - 1 month, as_of)``, month 2 the one before, the same day of the month (clipped
+  to the month's end: 03-31 less a month is 02-29), so each has 28-31 days; when ``as_of``
+  is the 1st they are exactly the calendar months.
+- **Credit sales** of a month = invoice amounts issued in it less credit notes issued in it
+  (net credit sales).
+- **DSO (countback)**: take total AR; walk back month by month: while what is left exceeds
+  the month's credit sales, subtract them and add the month's days; then add
+  ``left / sales x days`` of that month and stop. A month with no (or negative net) sales
+  adds its days and absorbs nothing. The walk stops at the book's first invoice: what is
+  left then adds nothing more. 0 when AR is 0; None when nothing was issued before as_of.
+- **Best possible DSO**: the same countback on current AR (what DSO would be were nothing
+  past due). **Average days delinquent** = DSO - best possible DSO (>= 0).
+- **CEI** (collection effectiveness index) over month 1 = ``(B + S - E) / (B + S - Ec) x
+  100``: B = total AR at the month's start, S = its credit sales, E = total AR at as_of,
+  Ec = current AR at as_of. None when the denominator is not positive.
+- **Promise kept rate**: None until the book carries promises (issue 17's data contract).
+- **Collected from the last worklist**: payments dated in ``[previous as_of, as_of)`` on
+  invoices of the accounts of the previous run's worklist (cash only: credit notes are not
+  collections).
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import date
+from typing import Any, Final
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from features.contract.book import Book
+from features.pit._prep import Prepared, day_number, prepare
+from features.pit.open_invoices import open_state
+from features.spec import AGING_BUCKETS, as_day
+
+#: Aging bucket names, in order: not yet due, then :data:`features.spec.AGING_BUCKETS`.
+AGING_NAMES: Final = ("current", *(f"{lo}+" if hi is None else f"{lo}-{hi}"
+                                   for lo, hi in AGING_BUCKETS))
+
+
+@dataclass(frozen=True)
+class Receivables:
+    """Open receivables at one ``as_of`` (book currency): ``total_ar`` (net), ``aging``
+    (bucket name -> open invoice amounts), ``unapplied_credit`` and ``current_ar``."""
+
+    total_ar: float
+    aging: dict[str, float]
+    unapplied_credit: float
+    current_ar: float
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """The KPIs of one run (see the module docstring for each formula and unit)."""
+
+    as_of: date
+    total_ar: float
+    aging: dict[str, float]
+    unapplied_credit: float
+    dso: float | None
+    best_possible_dso: float | None
+    average_days_delinquent: float | None
+    cei: float | None
+    promise_kept_rate: float | None
+    collected_from_worklist: float | None
+    previous_as_of: date | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready (dates as ISO strings): what a run stores under ``meta["kpis"]``."""
+        out = asdict(self)
+        for key in ("as_of", "previous_as_of"):
+            out[key] = None if out[key] is None else out[key].isoformat()
+        return out
+
+
+def months_back(as_of: date, k: int) -> date:
+    """``as_of`` less ``k`` calendar months, the day clipped to the month's end."""
+    total = as_of.year * 12 + (as_of.month - 1) - k
+    year, month = divmod(total, 12)
+    month += 1
+    return date(year, month, min(as_of.day, calendar.monthrange(year, month)[1]))
+
+
+def _receivables(prep: Prepared, as_of: date) -> Receivables:
+    state = open_state(prep, as_of)
+    acc_of_inv = np.repeat(np.arange(len(prep.acc_ptr) - 1), np.diff(prep.acc_ptr))
+    per_acc = np.bincount(acc_of_inv[state.positions], weights=state.amount_open,
+                          minlength=len(state.accounts))
+    has_open = np.bincount(acc_of_inv[state.positions], minlength=len(state.accounts)) > 0
+    netted = np.where(has_open, np.minimum(state.credit_on_account, per_acc), 0.0)
+    total = float(np.maximum(per_acc - netted, 0.0)[has_open].sum())
+    dpd = state.days_past_due
+    aging = {"current": float(state.amount_open[dpd <= 0].sum())}
+    for name, (lo, hi) in zip(AGING_NAMES[1:], AGING_BUCKETS, strict=True):
+        in_bucket = (dpd >= lo) if hi is None else ((dpd >= lo) & (dpd <= hi))
+        aging[name] = float(state.amount_open[in_bucket].sum())
+    return Receivables(total_ar=round(total, 2), aging={k: round(v, 2) for k, v in aging.items()},
+                       unapplied_credit=round(float(netted.sum()), 2),
+                       current_ar=round(min(aging["current"], total), 2))
+
+
+def receivables(book: Book, *, as_of: date | pd.Timestamp) -> Receivables:
+    """Total AR, aging buckets, unapplied credit and current AR at ``as_of``."""
+    return _receivables(prepare(book), as_day(as_of))
+
+
+def _sales_between(book: Book, edges: Sequence[date]) -> np.ndarray:
+    """Net credit sales of each ``[edges[i], edges[i + 1])`` (ascending edges), unrounded."""
+    # whole days since 1970 (midnight datetime64[s] columns), as features.pit._prep reads them
+    issue = book.invoices["issue_date"].to_numpy("datetime64[s]").view(np.int64) // 86400
+    bounds = np.asarray([day_number(d) for d in edges], dtype=np.int64)
+    idx = np.searchsorted(bounds, issue, side="right") - 1
+    inside = (idx >= 0) & (idx < len(bounds) - 1)
+    amount = book.invoices["amount"].to_numpy(np.float64)
+    return np.bincount(idx[inside], weights=amount[inside], minlength=len(bounds) - 1)
+
+
+def credit_sales(book: Book, *, start: date, end: date) -> float:
+    """Net credit sales of ``[start, end)``: invoice amounts issued in it less credit notes
+    (negative invoice rows) issued in it (book currency; may be 0 or negative)."""
+    if end <= start:
+        return 0.0
+    return round(float(_sales_between(book, [start, end])[0]), 2)
+
+
+def countback_days(receivable: float, months: Sequence[tuple[float, int]]) -> float:
+    """Countback: days of sales (latest month first, ``(credit sales, days)``) that
+    ``receivable`` amounts to (see the module docstring); what is left after the last
+    month adds nothing more."""
+    left = float(receivable)
+    days = 0.0
+    for sales, n_days in months:
+        if left <= 0:
+            break
+        if sales > 0 and left <= sales:
+            return days + left / sales * n_days
+        days += n_days
+        left -= max(sales, 0.0)
+    return days
+
+
+def _sales_months(book: Book, as_of: date) -> list[tuple[float, int]]:
+    """``(credit sales, days)`` of the months back from ``as_of`` down to the book's first
+    invoice (latest first)."""
+    issued = book.invoices["issue_date"]
+    issued = issued[issued < pd.Timestamp(as_of)]
+    if issued.empty:
+        return []
+    first = issued.min().date()
+    edges, k = [as_of], 1
+    while edges[-1] > first:
+        edges.append(months_back(as_of, k))
+        k += 1
+    edges.reverse()
+    sales = _sales_between(book, edges)
+    days = [(b - a).days for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    return [(round(float(x), 2), n) for x, n in zip(sales, days, strict=True)][::-1]
+
+
+def _dso_pair(book: Book, as_of: date, now: Receivables) -> tuple[float | None, float | None]:
+    months = _sales_months(book, as_of)
+    if not months:
+        return None, None
+    return (round(countback_days(now.total_ar, months), 2),
+            round(countback_days(now.current_ar, months), 2))
+
+
+def dso_countback(book: Book, *, as_of: date | pd.Timestamp) -> float | None:
+    """Days sales outstanding at ``as_of`` by the countback method (days)."""
+    day = as_day(as_of)
+    return _dso_pair(book, day, receivables(book, as_of=day))[0]
+
+
+def best_possible_dso(book: Book, *, as_of: date | pd.Timestamp) -> float | None:
+    """Best possible DSO at ``as_of``: the countback of current AR (days)."""
+    day = as_day(as_of)
+    return _dso_pair(book, day, receivables(book, as_of=day))[1]
+
+
+def average_days_delinquent(book: Book, *, as_of: date | pd.Timestamp) -> float | None:
+    """DSO - best possible DSO at ``as_of`` (days)."""
+    day = as_day(as_of)
+    dso, best = _dso_pair(book, day, receivables(book, as_of=day))
+    return None if dso is None or best is None else round(dso - best, 2)
+
+
+def _cei(begin: Receivables, sales: float, end: Receivables) -> float | None:
+    denominator = begin.total_ar + sales - end.current_ar
+    if denominator <= 0:
+        return None
+    return round((begin.total_ar + sales - end.total_ar) / denominator * 100.0, 2)
+
+
+def collection_effectiveness_index(book: Book, *, as_of: date | pd.Timestamp) -> float | None:
+    """CEI over the month before ``as_of`` (percent; see the module docstring)."""
+    day = as_day(as_of)
+    prep = prepare(book)
+    start = months_back(day, 1)
+    return _cei(_receivables(prep, start), credit_sales(book, start=start, end=day),
+                _receivables(prep, day))
+
+
+def promise_kept_rate(book: Book, *, as_of: date | pd.Timestamp) -> float | None:
+    """Share (percent) of promises to pay falling due in the month before ``as_of`` that
+    were kept. None until the book carries promises: issue 17's data contract and
+    promise state (open / kept / broken / cancelled) fill this seam with
+    ``kept / (kept + broken) x 100``."""
+    as_day(as_of)
+    return None
+
+
+def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
+                   as_of: date | pd.Timestamp) -> float:
+    """Cash collected from ``account_ids``: payments dated in ``[since, as_of)`` on their
+    invoices (book currency); ``since`` is the previous run's as_of."""
+    day = as_day(as_of)
+    if since > day:
+        raise ValueError(f"since ({since}) is after as_of ({day})")
+    inv, pay = book.invoices, book.payments
+    accounts = pa.array(inv["account_id"])
+    ids = pa.array([str(a) for a in account_ids], type=accounts.type)
+    theirs = pc.is_in(accounts, value_set=ids)
+    pay_inv = pa.array(pay["invoice_id"])
+    invoices = pa.array(inv["invoice_id"]).filter(theirs).cast(pay_inv.type)
+    mine = pc.is_in(pay_inv, value_set=invoices)
+    when = pay["payment_date"]
+    dated = ((when >= pd.Timestamp(since)) & (when < pd.Timestamp(day))).to_numpy(bool)
+    paid = pay["amount"].to_numpy(np.float64)[dated & mine.to_numpy(zero_copy_only=False)]
+    return round(float(paid.sum()), 2)
+
+
+def compute_kpis(book: Book, *, as_of: date | pd.Timestamp,
+                 previous: tuple[date, Iterable[str]] | None = None) -> Kpis:
+    """Every KPI of a run at ``as_of``; ``previous``: the previous run's ``(as_of, worklist
+    account ids)``, for the amount collected since (None: no previous run)."""
+    day = as_day(as_of)
+    prep = prepare(book)
+    now = _receivables(prep, day)
+    dso, best = _dso_pair(book, day, now)
+    start = months_back(day, 1)
+    cei = _cei(_receivables(prep, start), credit_sales(book, start=start, end=day), now)
+    collected = None
+    if previous is not None:
+        collected = collected_from(book, account_ids=previous[1], since=previous[0], as_of=day)
+    return Kpis(
+        as_of=day, total_ar=now.total_ar, aging=now.aging,
+        unapplied_credit=now.unapplied_credit, dso=dso, best_possible_dso=best,
+        average_days_delinquent=None if dso is None or best is None else round(dso - best, 2),
+        cei=cei, promise_kept_rate=promise_kept_rate(book, as_of=day),
+        collected_from_worklist=collected,
+        previous_as_of=None if previous is None else previous[0])
