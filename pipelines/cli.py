@@ -270,13 +270,19 @@ def run(
     state_dir: Annotated[
         Path | None, typer.Option(help="Where stores live (default: settings data_dir).")
     ] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this date YYYY-MM-DD, events strictly "
+                                 "before it; a first training sees only them (default: the "
+                                 "day after the book's last date).")
+    ] = None,
 ) -> None:
     """The main job on your own data folder: validate, train if needed, score, print."""
     from pipelines.jobs import run_user_folder
 
+    day = _parse_date(as_of) if as_of else None
     settings = _settings(data_dir=state_dir)
     _writable(settings)
-    _guarded(run_user_folder, data_dir=data_dir, settings=settings)
+    _guarded(run_user_folder, data_dir=data_dir, settings=settings, as_of=day)
 
 
 @app.command()
