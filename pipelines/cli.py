@@ -69,8 +69,8 @@ def generate(
     ] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     independent_lateness: Annotated[bool, typer.Option(
-        help="Each invoice's lateness independent of the account's history (a book no "
-             "model should beat the aging rule on).")] = False,
+        help="Each invoice's lateness independent of the account's history (history "
+             "predicts nothing; the open invoices still do).")] = False,
 ) -> None:
     """Generate a synthetic receivables book (the embedded default data source)."""
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
