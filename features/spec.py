@@ -288,6 +288,47 @@ CATEGORICAL: Final = ("account_segment", "account_region")
 FEATURE_COLUMNS: Final = tuple(FEATURE_SPEC)
 NUMERIC_COLUMNS: Final = tuple(c for c in FEATURE_COLUMNS if c not in CATEGORICAL)
 
+# ------------------------------------------------------------- protected attributes
+
+#: Attributes of a person a credit decision must not use, nor anything derived from them
+#: (issue 12, item 5): no adapter emits them and no feature or account attribute the
+#: models read may be one (:func:`check_not_protected`, run on this module's own lists).
+PROTECTED: Final = ("sex", "gender", "age", "date_of_birth", "birth_date", "marital_status",
+                    "marriage", "education")
+#: Columns of the ``accounts`` table the features read (``account_segment``,
+#: ``account_region``, ``credit_utilisation``, ``account_age_days``).
+MODEL_ACCOUNT_ATTRIBUTES: Final = ("segment", "region", "credit_limit", "created_date")
+
+
+def protected_names(names: Any) -> list[str]:
+    """The names among ``names`` that are, or derive from, a :data:`PROTECTED` attribute:
+    the attribute itself, ``<attr>_...`` (``age_band``, ``education_level``) or
+    ``account_<attr>``, compared case-insensitively with spaces and ``-`` as ``_``.
+    ``account_age_days`` (the customer account's age) is not a person's age: not matched."""
+    out = []
+    for name in names:
+        norm = str(name).strip().lower().replace(" ", "_").replace("-", "_")
+        if norm.startswith("account_"):
+            norm = norm[len("account_"):]
+            if norm.startswith("age_"):  # the account's own age (days since created)
+                continue
+        if any(norm == p or norm.startswith(p + "_") for p in PROTECTED):
+            out.append(str(name))
+    return out
+
+
+def check_not_protected(names: Any, *, where: str) -> None:
+    """Raise ``ValueError`` naming ``where`` when a name in ``names`` is protected
+    (:func:`protected_names`)."""
+    found = protected_names(names)
+    if found:
+        raise ValueError(f"{where}: protected attributes must never reach a model: "
+                         f"{found} (features.spec.PROTECTED)")
+
+
+check_not_protected([*FEATURE_COLUMNS, *MODEL_ACCOUNT_ATTRIBUTES],
+                    where="features.spec (model inputs)")
+
 #: Facts the worklist cites (reason details, actions), computed in the same kernel pass as
 #: the features with the same openness rule, but not model inputs.
 FACT_SPEC: Final[dict[str, str]] = {

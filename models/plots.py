@@ -11,11 +11,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from sklearn.metrics import roc_curve
 
 from models.evaluate import Scores
+
+
+def _legend(ax: Axes, loc: str) -> None:
+    """A legend only when something is labelled: a single-class test period draws no ROC
+    or capture curve, and matplotlib warns on an empty legend (training prints nothing)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc=loc, fontsize=8)
 
 
 def _figure(width: float = 6.0, height: float = 4.5) -> Figure:
@@ -36,7 +44,7 @@ def roc_figure(y: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
             ax.plot(fpr, tpr, label=name, lw=2 if name == "lightgbm" else 1)
     ax.plot([0, 1], [0, 1], ls=":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test period")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend(ax, "lower right")
     return fig
 
 
@@ -52,7 +60,7 @@ def calibration_figure(y: np.ndarray, proba: np.ndarray, *, bins: int = 10) -> F
     ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect")
     ax.set(xlabel="mean calibrated probability", ylabel="observed rate",
            title="Calibration, test period (equal-frequency bins)")
-    ax.legend(loc="upper left", fontsize=8)
+    _legend(ax, "upper left")
     return fig
 
 
@@ -78,7 +86,7 @@ def capture_figure(amount: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
         ax.axvline(k, ls=":", color="grey", lw=0.8)
     ax.set(xlabel="share of accounts worked (ranked)", ylabel="share of delinquent dollars",
            title="Capture curve, test period")
-    ax.legend(loc="lower right", fontsize=8)
+    _legend(ax, "lower right")
     return fig
 
 

@@ -72,8 +72,8 @@ def generate(
     ] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help="parquet or csv.")] = "parquet",
     independent_lateness: Annotated[bool, typer.Option(
-        help="Each invoice's lateness independent of the account's history (a book no "
-             "model should beat the aging rule on).")] = False,
+        help="Each invoice's lateness independent of the account's history (history "
+             "predicts nothing; the open invoices still do).")] = False,
 ) -> None:
     """Generate a synthetic receivables book (the embedded default data source)."""
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
@@ -287,13 +287,19 @@ def run(
     accept_anomalies: Annotated[bool, typer.Option(
         "--accept-anomalies", help="Publish despite a failed plausibility check (recorded).")
     ] = False,
+    as_of: Annotated[
+        str | None, typer.Option(help="Score as of this date YYYY-MM-DD, events strictly "
+                                 "before it; a first training sees only them (default: the "
+                                 "day after the book's last date).")
+    ] = None,
 ) -> None:
     """The main job on your own data folder: validate, train if needed, score, print."""
     from pipelines.jobs import run_user_folder
 
+    day = _parse_date(as_of) if as_of else None
     settings = _settings(data_dir=state_dir)
     _writable(settings)
-    _guarded(run_user_folder, data_dir=data_dir, settings=settings,
+    _guarded(run_user_folder, data_dir=data_dir, settings=settings, as_of=day,
              accept_anomalies=accept_anomalies)
 
 

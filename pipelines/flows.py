@@ -146,10 +146,11 @@ def training_set_task(settings: Settings, book: Path) -> TrainingSetSummary:
 @task(name="train-and-register", retries=1, retry_delay_seconds=5,
       retry_condition_fn=_retry_unless_user_error, cache_policy=NO_CACHE)
 def train_task(settings: Settings, book: Path | None = None,
-               training_set: Path | None = None) -> TrainSummary:
+               training_set: Path | None = None, data_end: date | None = None) -> TrainSummary:
     """:func:`pipelines.steps.train`."""
     with _to_run_log():
-        return steps.train(settings=settings, book=book, training_set=training_set)
+        return steps.train(settings=settings, book=book, training_set=training_set,
+                           data_end=data_end)
 
 
 @task(name="score", **_IO)
@@ -362,14 +363,18 @@ def main_job_flow(
 
 @flow(name="run-folder")
 def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None,
+                    as_of: date | None = None,
                     accept_anomalies: bool = False) -> dict[str, Any]:
     """The main job on a user's data folder: validate, train if there is no champion yet,
-    score as of the day after the book's last date (``accept_anomalies``: go on despite a
-    failed plausibility check, recorded in the summary and the run's meta)."""
+    score as of ``as_of`` (default: the day after the book's last date). A training run
+    for an ``as_of`` inside the book sees only what was known before it.
+    ``accept_anomalies``: go on despite a failed plausibility check, recorded in the
+    summary and the run's meta."""
     s = resolve_settings(settings)
     stages: dict[str, Any] = {}
     stages["ingest"] = ingest_task(s, Path(data_source), accept_anomalies)
     staged = stages["ingest"].staged
+    day = as_of or stages["ingest"].last_date + timedelta(days=1)
     from models.train import SplitError
 
     why: dict[str, str] | None = None
@@ -378,13 +383,12 @@ def run_folder_flow(data_source: str, settings: dict[str, Any] | None = None,
             progress("trained models found (champions, or the gate's verdict): scoring")
     else:
         try:
-            stages["train"] = train_task(s, book=staged)
+            stages["train"] = train_task(s, book=staged, data_end=as_of)
         except SplitError as exc:
             # A book too thin to train on still gets a worklist: the aging rule ranks it.
             why = {m: f"training stopped: {exc}" for m in steps.model_names(s)}
             with _to_run_log():
                 progress(f"  no model trained ({exc}); the aging rule ranks the worklist")
-    stages["score"] = score_task(s, staged, stages["ingest"].last_date + timedelta(days=1),
-                                 why, accept_anomalies=accept_anomalies)
+    stages["score"] = score_task(s, staged, day, why, accept_anomalies=accept_anomalies)
     keys = _publish("run-folder", s, stages)
     return {**stages, "artifacts": keys}

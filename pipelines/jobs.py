@@ -20,6 +20,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,13 @@ def _print_results(settings: Settings, result: Mapping[str, Any], log_file: Path
         echo(line)
     if score.kpis:
         echo(kpi_line(score.kpis))
+    ingest = result["ingest"]
+    if not n and score.as_of > ingest.last_date:
+        # e.g. an export of settled invoices only: everything is cleared by its last date
+        echo(f"nothing is open as of {score.as_of.isoformat()} (every invoice is cleared by "
+             f"the book's last date, {ingest.last_date.isoformat()}): score a date inside "
+             f"the book ({ingest.first_date.isoformat()} to {ingest.last_date.isoformat()}) "
+             "with `delinq run --as-of YYYY-MM-DD`")
     echo(format_worklist(frame, top=TOP))
     echo("")
     echo(where_everything_is(settings, result, log_file))
@@ -123,10 +131,12 @@ def run_main_job(
 
 
 def run_user_folder(*, data_dir: Path, settings: Settings, echo: Echo = print,
+                    as_of: date | None = None,
                     accept_anomalies: bool = False) -> dict[str, Any]:
     """The main job on the user's data folder ``data_dir`` (``delinq run DATA_DIR``), as one
-    Prefect flow run: validate, train and register if there is no champion yet, score as of
-    the day after the book's last date, print the worklist's top 10 and where everything is.
+    Prefect flow run: validate, train and register if there is no champion yet (on what was
+    known before ``as_of`` when given), score as of ``as_of`` (default: the day after the
+    book's last date), print the worklist's top 10 and where everything is.
 
     Stores and logs live under ``settings.data_dir``. Returns the stage summaries.
     """
@@ -138,7 +148,7 @@ def run_user_folder(*, data_dir: Path, settings: Settings, echo: Echo = print,
         from pipelines.flows import run_folder_flow, settings_params
 
         result = run_folder_flow(data_source=str(Path(data_dir).resolve()),
-                                 settings=settings_params(settings),
+                                 settings=settings_params(settings), as_of=as_of,
                                  accept_anomalies=accept_anomalies)
         _print_results(settings, result, log_file, echo, t0)
     return result

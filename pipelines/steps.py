@@ -247,19 +247,21 @@ def ingest(*, settings: Settings, source: Path,
     return IngestSummary(**facts, staged=target)
 
 
-def _training_frame(settings: Settings, book_path: Path) -> tuple[pd.DataFrame, int]:
+def _training_frame(settings: Settings, book_path: Path,
+                    data_end: date | None = None) -> tuple[pd.DataFrame, int]:
     """The stacked training set of the staged book over the settings' grid and horizons
-    (sampled as the ``train.sample_*`` settings say), and the number of ``as_of`` dates."""
+    (sampled as the ``train.sample_*`` settings say), and the number of ``as_of`` dates;
+    with ``data_end``, only what was known before that day (grid and outcomes)."""
     from features import build_training_set as build
     from features.pit.training_set import as_of_grid
 
     book = read_book(book_path)
-    dates = as_of_grid(book, freq=settings.grid.value)
+    dates = as_of_grid(book, freq=settings.grid.value, end=data_end)
     with heartbeat("building the training set"):
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
                       persistence_days=settings.persistence_days,
                       materiality=materiality(settings),
-                      sampling=train_config(settings).sampling())
+                      sampling=train_config(settings).sampling(), data_end=data_end)
     return frame, len(dates)
 
 
@@ -379,14 +381,15 @@ def _train_and_register(
 
 
 def train(*, settings: Settings, book: Path | None = None,
-          training_set: Path | None = None) -> TrainSummary:
+          training_set: Path | None = None, data_end: date | None = None) -> TrainSummary:
     """Train both models, compare them with the baselines on the test period, register
     them; each becomes champion only if better than the current one.
 
     Fit on ``training_set`` (the Parquet file of :func:`build_training_set`) when given,
     else on the training set of the staged book ``book``, built with the settings' grid and
-    label horizons. The settings' ``train`` options and seed configure LightGBM and the
-    time split.
+    label horizons; ``data_end`` (e.g. a run's scoring date inside the book) keeps that
+    training set to what was known strictly before it: no outcome seen after it. The
+    settings' ``train`` options and seed configure LightGBM and the time split.
     """
     if training_set is None and book is None:
         raise ValueError("train needs a staged book or a training set")
@@ -397,7 +400,8 @@ def train(*, settings: Settings, book: Path | None = None,
         frame = read_training_set(training_set)
         n_dates = int(frame["as_of"].nunique())
     else:
-        frame, n_dates = _training_frame(settings, Path(book))  # type: ignore[arg-type]
+        frame, n_dates = _training_frame(settings, Path(book),  # type: ignore[arg-type]
+                                         data_end)
     built = _summarise_training_set(settings, frame, path=training_set, as_of_dates=n_dates,
                                     seconds=time.perf_counter() - t0)
     with heartbeat("training"):

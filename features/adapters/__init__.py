@@ -9,6 +9,9 @@ of is passed through as read, so validation quarantines it instead of it being l
 Extra keys are side tables (``targets``, ``import_report``), written by
 :func:`features.contract.io.write_tables` as ``_<key>.<fmt>`` and never read as data.
 
+No adapter emits a protected attribute (sex, age, marital status, education, ...:
+``features.spec.PROTECTED``), not even as an extra column: :func:`convert` checks.
+
 Exports that carry a clear/settled date on the invoice row become one payment of the full
 amount on that date per cleared invoice.
 """
@@ -37,9 +40,14 @@ def convert(fmt: str, src: str | Path, **options: Any) -> dict[str, pd.DataFrame
         raise ValueError(f"unknown import format {fmt!r}; choose one of {sorted(FORMATS)}")
     import importlib
 
+    from features.spec import check_not_protected
+
     module = importlib.import_module(f"features.adapters.{FORMATS[fmt]}")
     fn: Callable[..., dict[str, pd.DataFrame]] = module.convert
-    return fn(Path(src), **options)
+    tables = fn(Path(src), **options)
+    for name, frame in tables.items():  # not even as an extra column a model might pick up
+        check_not_protected(frame.columns, where=f"adapter {fmt!r}, table {name!r}")
+    return tables
 
 
 def iso_dates(days: pd.Series | np.ndarray) -> pd.Series:

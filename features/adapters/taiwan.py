@@ -45,11 +45,10 @@ and payments):
   25 October the label of a never-paying client would otherwise be censored.
   ``holdout_ids`` (client ids) keep their post-cut-off outcome unknown (no payment on or
   after the cut-off), so a model can be scored on them and compared with ``targets``.
-- accounts: ``LIMIT_BAL`` -> credit_limit; ``segment`` = education as text
-  (graduate_school, university, high_school, other, unknown for 0/5/6), or with
-  ``segment_by="credit_limit"`` the credit-line tier (``LIMIT_TIERS``, e.g.
-  ``line_60k_100k``; measured no better); no region (the data have none); education, sex,
-  marriage and age are carried as extra columns.
+- accounts: ``LIMIT_BAL`` -> credit_limit; ``segment`` = the credit-line tier
+  (``LIMIT_TIERS``, e.g. ``line_60k_100k``); no region (the data have none). SEX,
+  EDUCATION, MARRIAGE and AGE are read by nobody: protected attributes never reach a model
+  (``features.spec.PROTECTED``; an earlier mapping used education as the segment).
 - side table ``targets``: account_id, default_next_month (0/1), for benchmarks only.
 
 Limits: months -> days is approximate (real delays are months of a billing cycle); net
@@ -63,7 +62,11 @@ Clients with a September bill <= 0 who are not behind have nothing open at the c
 and stay outside the scored population (about 7%). ``python -m bench.quality --only
 taiwan`` measures the mapping: held-out ROC-AUC 0.768 (0.776 on scored clients) vs 0.765
 with the earlier mapping (statuses -2/-1/0 = on-time full payment, k = one payment k x 30
-days late, ``PAY_AMT`` unused) and 0.775 for LightGBM on the 23 raw columns.
+days late, ``PAY_AMT`` unused) and 0.775 for LightGBM on the 23 raw columns. Since the
+segment is the credit-line tier and no protected attribute is read (issue 12): 0.7355
+(0.739 on scored clients) vs 0.7751 for the fair peer on the 19 columns the product may use
+(same run; not yet re-tuned, and later changes to the features, e.g. materiality, fall in
+between the two measurements).
 """
 
 from __future__ import annotations
@@ -108,9 +111,6 @@ REPORTS: Final = (
 LIMIT_TIERS: Final = (30_000, 60_000, 100_000, 160_000, 250_000, 400_000)
 LIMIT_TIER_NAMES: Final = ("line_lt_30k", "line_30k_60k", "line_60k_100k", "line_100k_160k",
                            "line_160k_250k", "line_250k_400k", "line_400k_plus")
-EDUCATION: Final = {1: "graduate_school", 2: "university", 3: "high_school", 4: "other"}
-SEX: Final = {1: "male", 2: "female"}
-MARRIAGE: Final = {1: "married", 2: "single", 3: "other"}
 
 
 def read_source(src: Path) -> pd.DataFrame:
@@ -119,7 +119,7 @@ def read_source(src: Path) -> pd.DataFrame:
     if src.is_dir():
         src = src / "default_of_credit_card_clients.csv"
     raw = pd.read_csv(src, header=1)
-    needed = ["ID", "LIMIT_BAL", "SEX", "EDUCATION", "MARRIAGE", "AGE", TARGET]
+    needed = ["ID", "LIMIT_BAL", TARGET]  # never SEX, EDUCATION, MARRIAGE, AGE: not used
     needed += [c for _, bill, pay in STATEMENTS for c in (bill, pay) if c]
     needed += [amt for _, _, amt in REPORTS]
     for col in needed:
@@ -130,17 +130,17 @@ def read_source(src: Path) -> pd.DataFrame:
 
 def convert(
     src: Path, *, encode_target: bool = False, holdout_ids: Collection[int | str] | None = None,
-    rollover_days: int = ROLLOVER_DAYS, segment_by: str = "education",
-    net_arrears: bool = True, older_delay_shift: bool = False,
+    rollover_days: int = ROLLOVER_DAYS, net_arrears: bool = True,
+    older_delay_shift: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """Contract tables (+ ``targets`` side table) of the UCI Taiwan data at ``src``.
 
     See the module docstring for the mapping, ``encode_target`` and ``holdout_ids``;
     ``rollover_days`` = days after the due date on which a revolving remainder (status 0)
     is carried into the next statement; ``net_arrears`` invoices each bill net of the
-    arrears it carries; ``segment_by`` = "education" or "credit_limit" (account segment);
-    ``older_delay_shift`` reads a status k >= 2 of May-August as k - 1 months behind (the
-    coding quirk in the module docstring; measured no better, so off).
+    arrears it carries; ``older_delay_shift`` reads a status k >= 2 of May-August as
+    k - 1 months behind (the coding quirk in the module docstring; measured no better, so
+    off).
     """
     raw = read_source(src)
     n = len(raw)
@@ -227,7 +227,7 @@ def convert(
             "payment_id": np.char.add(np.char.add(pay_inv, "-p"), seq.astype("U")),
             "account_id": ids[r],
         }).astype("str"),
-        "accounts": _accounts(raw, ids, segment_by=segment_by),
+        "accounts": _accounts(raw, ids),
         "targets": pd.DataFrame({"account_id": pd.Series(ids, dtype="str"),
                                  "default_next_month": target}),
     }
@@ -238,19 +238,13 @@ def _day(month: int, day: int) -> np.datetime64:
     return np.datetime64(f"2005-{month:02d}-{day:02d}", "D")
 
 
-def _accounts(raw: pd.DataFrame, ids: np.ndarray, *, segment_by: str) -> pd.DataFrame:
-    def label(col: str, names: dict[int, str]) -> pd.Series:
-        return raw[col].astype(np.int64).map(names).fillna("unknown").astype("str")
-
+def _accounts(raw: pd.DataFrame, ids: np.ndarray) -> pd.DataFrame:
+    """One row per client: the credit line and its tier as the segment (nothing else: the
+    source's other client columns are protected attributes)."""
     limit = raw["LIMIT_BAL"].astype(np.float64).to_numpy()
     tier = np.asarray(LIMIT_TIER_NAMES)[np.searchsorted(LIMIT_TIERS, limit, side="right")]
-    education = label("EDUCATION", EDUCATION)
     return pd.DataFrame({
         "account_id": ids,
-        "segment": tier if segment_by == "credit_limit" else education,
-        "education": education,
+        "segment": tier,
         "credit_limit": money(raw["LIMIT_BAL"]),
-        "sex": label("SEX", SEX),
-        "marriage": label("MARRIAGE", MARRIAGE),
-        "age": raw["AGE"].astype(np.int64).astype(str),
     }).astype("str")

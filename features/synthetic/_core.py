@@ -205,15 +205,21 @@ def chunk_events(
     if INDEPENDENT in p:
         # Lateness independent of history: every invoice's days late is drawn from the
         # whole chunk's (same marginal), nobody stops paying, no distress: an account's
-        # past says nothing about its next invoice (a book no model should beat the
-        # aging rule on).
+        # past says nothing about its next invoice (its open invoices still do: more of
+        # them, or older ones, are more chances to cross; see generate_book_with_truth).
         late = late[rng.permutation(m)]
         s[:] = 0.0
         stop = np.full(m, NEVER, dtype=np.int64)
+        # disputes and instalments (which delay payment) at the book's mean rates, not
+        # the account's own: they would carry its habits from invoice to invoice
+        dispute_p = np.full(m, p["dispute_rate"].mean())
+        partial_p = np.full(m, p["partial_rate"].mean())
+    else:
+        dispute_p, partial_p = p["dispute_rate"][acc], p["partial_rate"][acc]
     pay = np.maximum(due + np.round(late).astype(np.int64), issue)
 
     # Disputes hold the payment until resolution (+ a few days to process).
-    dis = np.flatnonzero(rng.random(m) < p["dispute_rate"][acc] + 0.05 * s)
+    dis = np.flatnonzero(rng.random(m) < dispute_p + 0.05 * s)
     k = len(dis)
     opened = issue[dis] + 3 + (rng.random(k) * (terms[dis] + 8)).astype(np.int64)
     resolved = opened + 1 + np.round(rng.lognormal(np.log(21.0), 0.7, k)).astype(np.int64)
@@ -222,7 +228,7 @@ def chunk_events(
     # Balances never paid: rare write-offs, more in distress, and everything a failed or
     # defaulted account owes from the day it stops paying.
     never = (rng.random(m) < 0.002 + 0.15 * s) | (pay >= stop)
-    partial = ~never & (rng.random(m) < p["partial_rate"][acc] + 0.4 * s)
+    partial = ~never & (rng.random(m) < partial_p + 0.4 * s)
     # One payment in full (most invoices).
     full = np.flatnonzero(~never & ~partial)
     rows = [(full, np.zeros(len(full), np.int64), pay[full], amount[full])]

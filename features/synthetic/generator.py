@@ -161,7 +161,10 @@ def generate_book_with_truth(
     Deterministic per ``seed``; all events are dated within [start, end].
     ``independent_lateness``: each invoice's days late is drawn independently of its
     account's history (the chunk's lateness shuffled over its invoices; no distress, no
-    one stops paying): a book where history predicts nothing beyond the aging rule.
+    one stops paying): a book where an account's payment history predicts nothing.
+    Its present exposure still does (measured, 1,000 accounts: the count and size of the
+    open invoices and the past-due amount carry a model past the two-key aging rule on
+    capture@10; the history baseline's AUC is ~0.54), so models may still pass the gate.
     """
     s, e = _day(start), _day(end)
     parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}

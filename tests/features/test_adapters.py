@@ -174,9 +174,10 @@ def test_taiwan_statements_become_invoices_and_statuses_payments(tiny_taiwan: Pa
     assert not any(i.endswith("-2005-09") for i in paid)  # September: the unknown future
     assert max(d for v in paid.values() for d, _ in v) < str(tw.CUTOFF)
     acc = tables["accounts"].set_index("account_id")
-    assert acc.loc["1", ["segment", "credit_limit", "sex"]].tolist() == [
-        "university", "50000.00", "female"]
-    assert acc.loc["3", "segment"] == "unknown"
+    # The segment is the credit-line tier; sex, education, marriage and age go nowhere.
+    assert list(acc.columns) == ["segment", "credit_limit"]
+    assert acc.loc["1", ["segment", "credit_limit"]].tolist() == ["line_30k_60k", "50000.00"]
+    assert acc.loc["3", "segment"] == "line_lt_30k"
     assert tables["targets"]["default_next_month"].tolist() == [0, 1, 1, 1]
     validated(tables)
 
@@ -317,3 +318,24 @@ def test_taiwan_default_import_knows_nothing_after_the_cutoff() -> None:
     book = validated(tables).book
     assert (book.payments["payment_date"] < pd.Timestamp(tw.CUTOFF)).all()
     assert len(book.invoices) > 150000
+
+
+def test_no_adapter_emits_a_protected_attribute(
+    tiny_taiwan: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from features.spec import protected_names
+
+    tables = convert("taiwan_credit", tiny_taiwan)
+    assert not [c for t in tables.values() for c in protected_names(t.columns)]
+    # An adapter that did would stop at the boundary, naming the table and column.
+    real = tw.convert
+
+    def leaky(src: Path, **kw: object) -> dict[str, pd.DataFrame]:
+        out = real(src, **kw)
+        out["accounts"] = out["accounts"].assign(Marital_Status="single")
+        return out
+
+    monkeypatch.setattr(tw, "convert", leaky)
+    with pytest.raises(ValueError, match=r"adapter 'taiwan_credit', table 'accounts'.*"
+                                         r"Marital_Status"):
+        convert("taiwan_credit", tiny_taiwan)

@@ -139,3 +139,22 @@ def test_feature_frame_dtypes() -> None:
         S.check_feature_frame(frame.drop(columns="tenure_days"))
     with pytest.raises(ValueError, match="'partial_payer' has dtype float64, expected bool"):
         S.check_feature_frame(frame.astype({"partial_payer": "float64"}))
+
+
+def test_protected_attributes_are_no_model_input() -> None:
+    from features.spec import (
+        FEATURE_COLUMNS,
+        MODEL_ACCOUNT_ATTRIBUTES,
+        check_not_protected,
+        protected_names,
+    )
+
+    assert protected_names([*FEATURE_COLUMNS, *MODEL_ACCOUNT_ATTRIBUTES]) == []
+    # the attribute, a derivative, an account_ form, any spelling; the account's own age
+    # (days since the customer account was created) is not a person's age
+    names = ["SEX", "age", "Age Band", "education_level", "marital-status", "account_gender",
+             "account_age_days", "tenure_days", "segment", "usage"]
+    assert protected_names(names) == ["SEX", "age", "Age Band", "education_level",
+                                      "marital-status", "account_gender"]
+    with pytest.raises(ValueError, match=r"training: protected .*\['marriage'\]"):
+        check_not_protected(["oldest_dpd", "marriage"], where="training")

@@ -372,10 +372,13 @@ def test_run_on_a_bad_folder_is_one_line_without_traceback(tmp_path: Path) -> No
 
 @pytest.mark.slow
 def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(tmp_path: Path) -> None:
-    """`delinq import --format ibm_ar` then `delinq run`: the sample is too thin to train
-    (a one-line SplitError for `delinq train`), yet the run exits 0, the aging rule ranks
-    the worklist, and one line per population says why and where the probability comes
-    from."""
+    """`delinq import --format ibm_ar` then `delinq run`: the export holds settled invoices
+    only (invoicing stops 2013-12-02, every invoice is settled by 2014-01-09), so nothing
+    is open the day after its last date: the run exits 0 and says so in one line naming
+    the date and `--as-of`. With `--as-of` inside the book, the sample is too thin to train
+    (a one-line SplitError), yet the run exits 0, the aging rule ranks a non-empty
+    worklist, and one line per population says why no model ranks it and where the
+    probability comes from."""
     sample = Path(__file__).parents[3] / "shared" / "data" / "ibm_ar" / (
         "WA_Fn-UseC_-Accounts-Receivable.csv")
     if not sample.is_file():
@@ -386,17 +389,32 @@ def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(tmp_path: Pa
                     str(tmp_path / "book")], cwd=tmp_path, env=env, check=True,
                    capture_output=True, timeout=300)
     proc = subprocess.run([*cli, "run", str(tmp_path / "book"), "--state-dir",
-                           str(tmp_path / "state")],
+                           str(tmp_path / "end")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     assert "Traceback" not in output, output
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("nothing is open as of"))
+    assert "2014-01-10" in line and "2014-01-09" in line and "--as-of" in line, line
+
+    proc = subprocess.run([*cli, "run", str(tmp_path / "book"), "--state-dir",
+                           str(tmp_path / "state"), "--as-of", "2013-12-01"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    assert "Traceback" not in output, output
+    assert "Worklist as of 2013-12-01: top 10 of " in proc.stdout, proc.stdout
+    assert "nothing is open" not in proc.stdout
     for kind in ("early_warning", "persistence"):
         line = next(x for x in proc.stdout.splitlines() if x.startswith(f"{kind}: no champion"))
         assert "training stopped" in line and "ranked by the aging rule" in line
+        # the calibration source is stated (here: too few positives for any probability)
+        assert any(x in line for x in ("calibrated on", "smoothed rate per DPD band",
+                                       "no probability (n/a, thin data")), line
     shown = subprocess.run([*cli, "worklist", str(tmp_path / "state")], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and "ranked by the aging rule" in shown.stdout, shown.stdout
+    assert "aging_rule" in shown.stdout or "aging rule" in shown.stdout
 
 
 @pytest.mark.slow

@@ -55,9 +55,12 @@ def _check_rule_run(settings: object, scored: object, kinds: set[str]) -> None:
 def test_a_book_whose_models_fail_the_gate_is_ranked_by_the_rule_calibrated_on_validation(
     tmp_path: Path, no_config: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Lateness independent of history is not enough to fail the gate (measured: exposure,
-    # the open invoices and amounts, still beats the aging rule on this book), so the
-    # gate's evidence threshold is what fails here.
+    # Lateness independent of history is not enough to fail the default gate. Measured on
+    # 1,000 accounts: the history baseline (hist_days_late) has AUC ~0.50-0.53, yet the
+    # present exposure (past-due amount, count and size of the open invoices) carries the
+    # model past the two-key rule (early warning capture@10 0.67 vs 0.32, 90% interval of
+    # the difference +0.29..+0.41; balance alone 0.70), so the gate's evidence threshold
+    # is what fails here.
     monkeypatch.setenv("DELINQ_GATE__MIN_POSITIVE_ACCOUNTS", "100000")
     settings, ingested = _book(tmp_path, 500, independent_lateness=True)
     trained = steps.train(settings=settings, book=ingested.staged)

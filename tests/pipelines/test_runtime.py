@@ -57,3 +57,29 @@ def test_ending_the_session_restores_the_environment(
     assert all(os.environ[k] == v for k, v in library_environment().items())
     runtime._NOTEBOOK_SESSION.pop().close()
     assert not any(k in os.environ for k in library_environment())
+
+
+def test_a_run_session_sends_a_training_warning_to_the_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A library warning raised while a run trains (in a worker thread, as Prefect runs
+    tasks; here matplotlib's empty-legend warning) lands in the run's log, not on the
+    console (issue 12, item 6)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    def empty_legend() -> None:
+        fig = Figure()
+        FigureCanvasAgg(fig)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")  # pytest's own filters would otherwise decide
+            fig.add_subplot().legend()
+
+    with runtime.run_session(tmp_path, secrets=()) as log, \
+            ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(empty_legend).result()
+    captured = capsys.readouterr()
+    assert "No artists with labels" in log.read_text()
+    assert "No artists with labels" not in captured.err + captured.out
