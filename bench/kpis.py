@@ -1,4 +1,4 @@
-"""Benchmark: the receivables KPIs of one run (``features.kpis.compute_kpis``) and
+"""Benchmark: the receivables KPIs of one run (``features.pit.kpis.compute_kpis``) and
 ``open_invoices`` on a synthetic book.
 
     python -m bench.kpis --accounts 100000 [--json PATH]
@@ -21,7 +21,7 @@ from pathlib import Path
 
 def run(accounts: int, seed: int = 0) -> dict[str, float]:
     from features import generate_book, open_invoices
-    from features.kpis import compute_kpis
+    from features.pit.kpis import compute_kpis
 
     t0 = time.perf_counter()
     book = generate_book(accounts, seed=seed)

@@ -127,7 +127,7 @@ def summary_markdown(
     wall seconds. ``validation``: the validation summary rows (table, rows_read, kept,
     quarantined). ``metrics``: metric rows (any columns; the first row's keys are the
     header). ``flags``: drift or quality warnings, one line each (``none`` when empty).
-    ``kpis``: the run's receivables KPIs (``features.kpis.Kpis.as_dict``), a section of
+    ``kpis``: the run's receivables KPIs (``features.pit.kpis.Kpis.as_dict``), a section of
     their own.
     """
     lines = [f"# {title}", ""]

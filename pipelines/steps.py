@@ -491,10 +491,10 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
 
 
 def run_kpis(*, settings: Settings, book: Book, as_of: date) -> dict[str, Any]:
-    """The run's receivables KPIs (:func:`features.kpis.compute_kpis`, JSON-ready), the
+    """The run's receivables KPIs (:func:`features.pit.kpis.compute_kpis`, JSON-ready), the
     amount collected counted on the worklist of the latest published run before
     ``as_of``; ``seconds``: the time they took."""
-    from features.kpis import compute_kpis
+    from features.pit.kpis import compute_kpis
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()

@@ -148,7 +148,7 @@ class ScoreSummary:
     #: its probability came from (``serving.rule_scoring.RuleScorer.line``).
     rule_lines: tuple[str, ...] = ()
     #: The run's receivables KPIs as stored in its ``meta["kpis"]``
-    #: (``features.kpis.Kpis.as_dict`` plus ``seconds``); empty when not computed.
+    #: (``features.pit.kpis.Kpis.as_dict`` plus ``seconds``); empty when not computed.
     kpis: Mapping[str, Any] = field(default_factory=dict)
 
     def record(self) -> dict[str, Any]:

@@ -221,7 +221,7 @@ def _short_money(x: float) -> str:
 
 def kpi_line(kpis: Mapping[str, Any]) -> str:
     """One short line of a run's stored KPIs (``meta["kpis"]``:
-    :meth:`features.kpis.Kpis.as_dict`), for ``delinq worklist``, the demo and the nightly
+    :meth:`features.pit.kpis.Kpis.as_dict`), for ``delinq worklist``, the demo and the nightly
     artifact; money in the book's currency (k = thousands, M = millions), e.g. ``KPIs: AR 1.2M
     (past due 31%), DSO 41.3 d, best 28.0 d, ADD 13.3 d, CEI 84.1%, collected from the
     last worklist 210.4k``."""

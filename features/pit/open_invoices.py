@@ -1,7 +1,7 @@
 """Invoices open at ``as_of``, one row each, by the one openness rule (DESIGN section 3).
 
 The features see an account through aggregates (open balance, oldest DPD, aging buckets);
-dunning letters, the workbench account page and the receivables KPIs (``features.kpis``)
+dunning letters, the workbench account page and the receivables KPIs (``features.pit.kpis``)
 need the invoices behind them. They come from the same pass the features make: the same
 prepared arrays (``features.pit._prep``: payments replaced by the *applications* of the
 credits rule, ``features.pit._credits``) and the same inlined helpers of

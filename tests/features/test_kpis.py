@@ -1,6 +1,6 @@
 """Receivables KPIs, hand-checked on tiny books (issue 17): one test per KPI, then the edges
 (an empty book, months without sales, credits). Each expected value is derived in place
-from the formula in ``features.kpis``'s docstring."""
+from the formula in ``features.pit.kpis``'s docstring."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import date
 
 import pytest
 
-from features.kpis import (
+from features.pit.kpis import (
     AGING_NAMES,
     Receivables,
     average_days_delinquent,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from features.kpis import compute_kpis
+from features.pit.kpis import compute_kpis
 from pipelines import steps
 from pipelines.artifacts import summary_markdown
 from pipelines.cli import app
