@@ -77,16 +77,12 @@ def pg_url_with_password(pg_url: str) -> Iterator[tuple[str, str]]:
         admin.dispose()
 
 
-@pytest.mark.postgres
-def test_a_run_with_a_password_in_the_store_url_shows_it_nowhere(
-    pg_url_with_password: tuple[str, str], trained_state, tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    import mlflow
-
+def _book_and_env(url: str, trained_state, tmp_path: Path,
+                  monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """The shared trained state's book written to ``tmp_path/book`` and the environment of
+    a run against the store ``url`` with its models: (book folder, state folder)."""
     from features.contract.io import write_book
 
-    url, password = pg_url_with_password
     data, state = tmp_path / "book", tmp_path / "state"
     write_book(trained_state.book, data)
     monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
@@ -95,6 +91,19 @@ def test_a_run_with_a_password_in_the_store_url_shows_it_nowhere(
     monkeypatch.setenv("DELINQ_MLFLOW_TRACKING_URI", trained_state.tracking_uri)
     monkeypatch.setenv("DELINQ_EARLY_WARNING_MODEL", trained_state.names["early_warning"])
     monkeypatch.setenv("DELINQ_PERSISTENCE_MODEL", trained_state.names["persistence"])
+    return data, state
+
+
+@pytest.mark.postgres
+def test_a_run_with_a_password_in_the_store_url_shows_it_nowhere(
+    pg_url_with_password: tuple[str, str], trained_state, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import mlflow
+
+
+    url, password = pg_url_with_password
+    data, state = _book_and_env(url, trained_state, tmp_path, monkeypatch)
 
     seen: list[str] = []
     for args in (["score", str(data), "--as-of", "2024-03-01", "--state-dir", str(state)],
@@ -141,18 +150,10 @@ def test_a_prefect_flow_run_with_a_password_in_the_store_url_stores_it_nowhere(
         LogFilterFlowRunId,
     )
 
-    from features.contract.io import write_book
     from pipelines.flows import nightly_score
 
     url, password = pg_url_with_password
-    data, state = tmp_path / "book", tmp_path / "state"
-    write_book(trained_state.book, data)
-    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
-    monkeypatch.delenv("DELINQ_DATA_DIR", raising=False)
-    monkeypatch.setenv("DELINQ_STORE_URL", url)
-    monkeypatch.setenv("DELINQ_MLFLOW_TRACKING_URI", trained_state.tracking_uri)
-    monkeypatch.setenv("DELINQ_EARLY_WARNING_MODEL", trained_state.names["early_warning"])
-    monkeypatch.setenv("DELINQ_PERSISTENCE_MODEL", trained_state.names["persistence"])
+    data, state = _book_and_env(url, trained_state, tmp_path, monkeypatch)
 
     params = settings_params(load_settings(data_dir=state))
     state_of_run = nightly_score(data_source=str(data), as_of="2024-03-01", settings=params,
