@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -132,7 +133,8 @@ class DelinqModel:
     categorical feature, ``feature_set_version`` the ``features.spec`` version it was
     trained on, ``reference_profile`` the training distribution for drift
     (``models.drift``), ``data_window`` the ``as_of`` ranges of its train, validation and
-    test periods (ISO dates), ``version`` the registry version (``None`` until registered).
+    test periods (ISO dates; ``data_end``: the last day whose data the training read, see
+    :attr:`data_end`), ``version`` the registry version (``None`` until registered).
     """
 
     kind: str
@@ -148,6 +150,17 @@ class DelinqModel:
     def __post_init__(self) -> None:
         if self.kind not in MODELS:
             raise ValueError(f"unknown model kind {self.kind!r}; expected one of {MODELS}")
+
+    @property
+    def data_end(self) -> date | None:
+        """The last day of the data its training read (fit, calibration and the gate's
+        test period: the latest ``as_of`` or label resolution date of its rows), so it may
+        score only dates on or after it (a crossing or check day d is known to a run as
+        of d; a payment on d only the day after: a one-day slack). Models trained before
+        this was recorded give their last test ``as_of`` (a lower bound); ``None`` when
+        neither is known."""
+        end = self.data_window.get("data_end") or self.data_window.get("test_end")
+        return date.fromisoformat(str(end)[:10]) if end else None
 
     # -- scores --------------------------------------------------------------------
 

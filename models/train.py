@@ -281,6 +281,12 @@ def _window(parts: Mapping[str, pd.DataFrame], bounds: SplitBounds) -> dict[str,
         out[f"{name}_end"] = str(d.max().date()) if len(d) else ""
     out["train_labels_before"] = str(bounds.val_start.date())
     out["val_labels_before"] = str(bounds.test_start.date())
+    # The last day whose data the training read (the test outcomes the gate judged
+    # included): the model may score only dates after it (``DelinqModel.data_end``).
+    ends = [d.max() for part in parts.values() if len(part)
+            for d in (_dates(part["as_of"]), _dates(part["label_resolved_date"]))]
+    ends = [e for e in ends if pd.notna(e)]
+    out["data_end"] = str(max(ends).date()) if ends else ""
     return out
 
 

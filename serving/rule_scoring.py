@@ -73,31 +73,55 @@ def resolve_scorers(
     last training's validation fit, else one on ``book``'s history resolved before
     ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``).
     """
+    day = as_day(as_of)
     models: dict[str, DelinqModel] = {}
     rules: dict[str, RuleScorer] = {}
     for key, registered in model_names.items():
+        future = None  # why the champion may not score this date (it saw later data)
         try:
-            models[key] = load_champion(registered, tracking_uri=tracking_uri)
-            continue
+            champion = load_champion(registered, tracking_uri=tracking_uri)
+            future = seen_after(champion, as_of=day)
+            if future is None:
+                models[key] = champion
+                continue
+            reason = future
         except UngatedChampionError:
             reason = "the champion has no recorded quality-gate pass (an earlier release's)"
         except NoChampionError:
             reason = "no model trained yet: run `delinq train`"
         last = last_trained(registered, tracking_uri=tracking_uri)
-        if last is not None and last.get("gate_reason"):
+        if future is None and last is not None and last.get("gate_reason"):
             reason = str(last["gate_reason"])
         if why and why.get(key):
             reason = why[key]
-        validation = None if last is None else last.get("rule_calibration")
+        # The last training's validation period is newer than the champion's data: when the
+        # champion already saw past this date, so did it.
+        validation = None if last is None or future else last.get("rule_calibration")
         calibration = validation
         if calibration is None or calibration.source != "validation":
-            history = resolved_history(book, as_of=as_day(as_of), kind=key,
+            history = resolved_history(book, as_of=day, kind=key,
                                        delinquency_dpd=delinquency_dpd,
                                        persistence_days=persistence_days,
                                        materiality=materiality)
             calibration = choose_rule_calibration(validation=None, history=history)
         rules[key] = RuleScorer(kind=key, why=reason, calibration=calibration)
     return models, rules
+
+
+def seen_after(model: DelinqModel, *, as_of: date) -> str | None:
+    """Why ``model`` may not score ``as_of`` (one clause), or None when it may: a model
+    whose training knew outcomes after ``as_of`` (:attr:`DelinqModel.data_end` later than
+    it: its fit, calibration and the gate's test outcomes) would rank that day with
+    knowledge of the future, e.g. ``delinq run --as-of`` a past date after a training on
+    the whole book. The aging rule then ranks the population with the history known
+    before ``as_of`` (the caller's fallback)."""
+    end = model.data_end
+    if end is None or end <= as_of:
+        return None
+    version = f" v{model.version}" if model.version else ""
+    return (f"the champion{version} was trained on data up to {end.isoformat()}, after "
+            f"this run's as_of {as_of.isoformat()}: it would rank with knowledge of the "
+            "future (score a later date, or train on the data before it)")
 
 
 @dataclass(frozen=True)
