@@ -29,6 +29,7 @@ positive is kept unless positives are sampled too, when the count is a lower bou
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -304,7 +305,31 @@ def judge(
     return GateOutcome(True, None, f"gate passed: {facts}", numbers)
 
 
+#: Verdicts already judged, per training result (weakly held: freed with the result).
+_VERDICTS: weakref.WeakKeyDictionary[TrainingResult, dict[GatePolicy, GateOutcome]] = (
+    weakref.WeakKeyDictionary())
+
+
 def judge_result(result: TrainingResult, *, policy: GatePolicy | None = None) -> GateOutcome:
-    """:func:`judge` on a training result's test period, scores computed at training."""
-    return judge(result.test, model=result.test_scores, rule=result.baseline_scores[RULE],
-                 made_splits=has_splits(result.model.booster), policy=policy)
+    """:func:`judge` on a training result's test period, scores computed at training.
+
+    A result is immutable and the bootstrap seeded, so its verdict under a policy is
+    computed once: the retrain times the gate as its own stage, and the registry's call
+    then reads the same verdict instead of drawing the bootstrap again."""
+    policy = policy or GatePolicy()
+    cached = _VERDICTS.setdefault(result, {})
+    if policy not in cached:
+        cached[policy] = judge(result.test, model=result.test_scores,
+                               rule=result.baseline_scores[RULE],
+                               made_splits=has_splits(result.model.booster), policy=policy)
+    return cached[policy]
+
+
+def judge_all(results: Mapping[str, object], *,
+              policy: GatePolicy | None = None) -> dict[str, GateOutcome]:
+    """:func:`judge_result` of every trained result among ``results`` (model -> a
+    ``TrainingResult`` or a failure, which is skipped)."""
+    from models.train import TrainingResult
+
+    return {k: judge_result(r, policy=policy) for k, r in results.items()
+            if isinstance(r, TrainingResult)}

@@ -49,6 +49,7 @@ import numpy as np
 import pandas as pd
 
 from features.pit.sampling import Sampling, row_weights
+from features.pit.training_set import StageHook, no_stage
 from features.spec import FEATURE_DIRECTION, FEATURE_SET_VERSION, MODELS
 from models.calibration import Calibrator, choose_calibrator
 from models.drift import reference_profile
@@ -335,17 +336,35 @@ def fit_model(
     *,
     feature_names: Sequence[str],
     config: TrainConfig,
+    kind: str = "lightgbm",
+    stages: StageHook | None = None,
 ) -> tuple[lgb.Booster, Calibrator, dict[str, list[str]], dict[str, float]]:
     """Fit LightGBM on ``train`` (early stopping on ``val``), calibrate on ``val``.
 
     Returns the booster trimmed to its best iteration, the calibrator, the categorical
     levels and the validation Briers of the calibration candidates. The parts' ``weight``
     columns, when present, are LightGBM's sample weights and the calibration's.
+    ``stages`` times the fit as stage ``kind`` and the calibration as ``calibration``.
     """
+    stage = stages or no_stage
     for name, part in (("train", train), ("validation", val)):
         if part["y"].nunique() < 2:
             raise SplitError(f"the {name} period {_describe(part)}: a single outcome class, "
                              f"cannot fit; {_HINT[name]}")
+    with stage(kind):
+        booster, cats, x_va = _fit_booster(train, val, feature_names=feature_names,
+                                           config=config)
+    with stage("calibration"):
+        raw_val = np.asarray(booster.predict(x_va, raw_score=True), dtype=float)
+        choice = choose_calibrator(raw_val, val["y"].to_numpy(dtype=int), seed=config.seed,
+                                   weights=row_weights(val))
+    return booster, choice.calibrator, cats, choice.brier_by_method
+
+
+def _fit_booster(train: pd.DataFrame, val: pd.DataFrame, *, feature_names: Sequence[str],
+                 config: TrainConfig) -> tuple[lgb.Booster, dict[str, list[str]], pd.DataFrame]:
+    """The LightGBM part of :func:`fit_model`: the booster at its best iteration, the
+    categorical levels and the validation matrix."""
     cats = categorical_levels(train, feature_names)
     x_tr = feature_matrix(train, feature_names, cats)
     x_va = feature_matrix(val, feature_names, cats)
@@ -369,9 +388,7 @@ def fit_model(
     )
     best = clf.best_iteration_ or clf.n_estimators
     booster = lgb.Booster(model_str=clf.booster_.model_to_string(num_iteration=best))
-    raw_val = np.asarray(booster.predict(x_va, raw_score=True), dtype=float)
-    choice = choose_calibrator(raw_val, y_va, seed=config.seed, weights=w_va)
-    return booster, choice.calibrator, cats, choice.brier_by_method
+    return booster, cats, x_va
 
 
 def train_model(
@@ -381,6 +398,7 @@ def train_model(
     config: TrainConfig | None = None,
     feature_names: Sequence[str] | None = None,
     split: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame] | None = None,
+    stages: StageHook | None = None,
 ) -> TrainingResult:
     """Train, calibrate and evaluate the model ``kind`` (``"early_warning"`` or
     ``"persistence"``) on the rows of its population.
@@ -388,8 +406,11 @@ def train_model(
     The split is :func:`split_by_time` (or a given ``(train, val, test)``, for protocols
     that split otherwise); ``feature_names`` default to :func:`resolve_feature_names`.
     Raises ``ValueError`` when a period holds no row (or a single outcome class) of this
-    population. Never mutates ``training_set``.
+    population. Never mutates ``training_set``. ``stages`` (a
+    ``features.pit.training_set.StageHook``) times the fit (stage ``kind``),
+    ``calibration`` and ``baselines`` (with the metrics and the drift reference).
     """
+    stage = stages or no_stage
     if kind not in MODELS:
         raise ValueError(f"unknown model {kind!r}; expected one of {MODELS}")
     config = config or TrainConfig()
@@ -406,23 +427,28 @@ def train_model(
     for name, part in (("train", train), ("validation", val), ("test", test)):
         if part.empty:
             raise SplitError(f"no {kind} rows in the {name} period; {_HINT[name]}")
-    booster, calibrator, cats, briers = fit_model(train, val, feature_names=names, config=config)
+    booster, calibrator, cats, briers = fit_model(train, val, feature_names=names, config=config,
+                                                  kind=kind, stages=stages)
     window = _window({"train": train, "val": val, "test": test}, bounds)
     bare = DelinqModel(kind=kind, booster=booster, calibrator=calibrator, feature_names=names,
                        categories=cats, feature_set_version=FEATURE_SET_VERSION,
                        data_window=window)
-    # The drift reference: the training rows' features and calibrated probabilities.
-    ref = uniform_rows(train, seed=config.seed)
-    model = replace(bare, reference_profile=reference_profile(
-        ref, feature_names=names, scores=bare.risk(ref)))
-    baselines = fit_baselines(
-        train, val, feature_names=names, categorical=list(cats), seed=config.seed
-    )
-    base_scores = {name: baseline_scores(b, test) for name, b in baselines.items()}
-    test_scores = model.scores(test)
+    with stage(kind):
+        # The drift reference: the training rows' features and calibrated probabilities.
+        ref = uniform_rows(train, seed=config.seed)
+        model = replace(bare, reference_profile=reference_profile(
+            ref, feature_names=names, scores=bare.risk(ref)))
+        test_scores = model.scores(test)
+    with stage("baselines"):
+        baselines = fit_baselines(
+            train, val, feature_names=names, categorical=list(cats), seed=config.seed
+        )
+        base_scores = {name: baseline_scores(b, test) for name, b in baselines.items()}
+        metrics = evaluate_scorers(test, {"lightgbm": test_scores, **base_scores})
+        rule_calibration = fit_rule_calibration(val, source="validation")
     return TrainingResult(
         model=model,
-        metrics=evaluate_scorers(test, {"lightgbm": test_scores, **base_scores}),
+        metrics=metrics,
         data_window=window,
         bounds=bounds,
         test=test,
@@ -433,7 +459,7 @@ def train_model(
         calibration_brier=briers,
         evidence={k: period_evidence(p) for k, p in (("train", train), ("val", val),
                                                       ("test", test))},
-        rule_calibration=fit_rule_calibration(val, source="validation"),
+        rule_calibration=rule_calibration,
     )
 
 
@@ -443,21 +469,24 @@ def train_models(
     config: TrainConfig | None = None,
     kinds: Sequence[str] = MODELS,
     feature_names: Sequence[str] | None = None,
+    stages: StageHook | None = None,
 ) -> dict[str, TrainingResult | TrainingFailure]:
     """Each model of ``kinds`` on one shared time split: ``{kind: result}``.
 
     A kind that cannot be trained on this training set (``ValueError`` of
     :func:`train_model`, e.g. an empty period for its population) becomes a
     :class:`TrainingFailure` and the others still train; :class:`SplitError` naming every
-    reason when none can (or when the split itself is impossible).
+    reason when none can (or when the split itself is impossible). ``stages``: as in
+    :func:`train_model`, plus ``split``.
     """
     config = config or TrainConfig()
-    split = split_by_time(training_set, config=config)
+    with (stages or no_stage)("split"):
+        split = split_by_time(training_set, config=config)
     out: dict[str, TrainingResult | TrainingFailure] = {}
     for kind in kinds:
         try:
             out[kind] = train_model(training_set, kind=kind, config=config,
-                                    feature_names=feature_names, split=split)
+                                    feature_names=feature_names, split=split, stages=stages)
         except ValueError as exc:  # this population only: say so, train the others
             out[kind] = TrainingFailure(kind=kind, error=str(exc))
     failures = [r for r in out.values() if isinstance(r, TrainingFailure)]

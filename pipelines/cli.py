@@ -172,10 +172,14 @@ def train(
              "test_end": None if test_end is None else _parse_date(test_end, "--test-end")}
     split = {k: v for k, v in split.items() if v is not None}
     settings = _settings(data_dir=state_dir, grid=as_of_grid, train=split or None)
+    from models.stages import StageBudget
+
+    budget = StageBudget()  # the stage table counts validation too
     with _session(settings):
-        ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
+        with budget, budget.stage("validation"):
+            ingested = _guarded(steps.ingest, settings=settings, source=data_dir)
         _echo(ingested.report)
-        trained = _guarded(steps.train, settings=settings, book=ingested.staged)
+        trained = _guarded(steps.train, settings=settings, book=ingested.staged, budget=budget)
     _echo(trained.training_set.describe())
     _echo(trained.report)
 

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from features.contract.book import Book
     from features.spec import Materiality
     from models.gate import GatePolicy
+    from models.stages import StageBudget
     from models.train import TrainConfig
     from serving.actions import ActionPolicy
 
@@ -247,8 +248,8 @@ def ingest(*, settings: Settings, source: Path,
     return IngestSummary(**facts, staged=target)
 
 
-def _training_frame(settings: Settings, book_path: Path,
-                    data_end: date | None = None) -> tuple[pd.DataFrame, int]:
+def _training_frame(settings: Settings, book_path: Path, data_end: date | None = None,
+                    budget: StageBudget | None = None) -> tuple[pd.DataFrame, int]:
     """The stacked training set of the staged book over the settings' grid and horizons
     (sampled as the ``train.sample_*`` settings say), and the number of ``as_of`` dates;
     with ``data_end``, only what was known before that day (grid and outcomes)."""
@@ -261,7 +262,8 @@ def _training_frame(settings: Settings, book_path: Path,
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
                       persistence_days=settings.persistence_days,
                       materiality=materiality(settings),
-                      sampling=train_config(settings).sampling(), data_end=data_end)
+                      sampling=train_config(settings).sampling(), data_end=data_end,
+                      stages=None if budget is None else budget.stage)
     return frame, len(dates)
 
 
@@ -337,7 +339,7 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
 
 
 def _train_and_register(
-    frame: pd.DataFrame, settings: Settings
+    frame: pd.DataFrame, settings: Settings, budget: StageBudget | None = None
 ) -> tuple[tuple[ModelSummary, ...], str]:
     """Train both models on ``frame``, register them, promote by the gate and the
     registry's rule (:func:`gate_policy`).
@@ -347,17 +349,23 @@ def _train_and_register(
     report (``models.report``).
     """
     from features.spec import check_feature_frame
+    from models.gate import judge_all
     from models.registry import register
     from models.report import format_report, training_summary
+    from models.stages import StageBudget
     from models.train import train_models
 
+    budget = budget or StageBudget()
     check_feature_frame(frame)  # the spec's dtypes, also after a Parquet round trip
-    results = train_models(frame, config=train_config(settings))
-    registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
-                             names=model_names(settings),
-                             extra_params={**label_params(settings),
-                                           **sampling_params(settings)},
-                             gate=gate_policy(settings))
+    results = train_models(frame, config=train_config(settings), stages=budget.stage)
+    with budget.stage("gate"):  # the verdicts are kept: register reads them (models.gate)
+        judge_all(results, policy=gate_policy(settings))
+    with budget.stage("mlflow"):
+        registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
+                                 names=model_names(settings),
+                                 extra_params={**label_params(settings),
+                                               **sampling_params(settings)},
+                                 gate=gate_policy(settings))
     outcome = training_summary(results, registrations)
     models = tuple(
         ModelSummary(
@@ -381,7 +389,8 @@ def _train_and_register(
 
 
 def train(*, settings: Settings, book: Path | None = None,
-          training_set: Path | None = None, data_end: date | None = None) -> TrainSummary:
+          training_set: Path | None = None, data_end: date | None = None,
+          budget: StageBudget | None = None) -> TrainSummary:
     """Train both models, compare them with the baselines on the test period, register
     them; each becomes champion only if better than the current one.
 
@@ -390,24 +399,33 @@ def train(*, settings: Settings, book: Path | None = None,
     label horizons; ``data_end`` (e.g. a run's scoring date inside the book) keeps that
     training set to what was known strictly before it: no outcome seen after it. The
     settings' ``train`` options and seed configure LightGBM and the time split.
+    ``budget`` (``models.stages.StageBudget``; the caller's when it timed earlier stages,
+    e.g. validation) times every stage; the table is printed and logged on the runs.
     """
+    from models.stages import StageBudget, report_stages
+
     if training_set is None and book is None:
         raise ValueError("train needs a staged book or a training set")
     progress("training and registering the two models (LightGBM, calibrated)")
     t0 = time.perf_counter()
-    if training_set is not None:
-
-        frame = read_training_set(training_set)
-        n_dates = int(frame["as_of"].nunique())
-    else:
-        frame, n_dates = _training_frame(settings, Path(book),  # type: ignore[arg-type]
-                                         data_end)
-    built = _summarise_training_set(settings, frame, path=training_set, as_of_dates=n_dates,
-                                    seconds=time.perf_counter() - t0)
-    with heartbeat("training"):
-        models, report = _train_and_register(frame, settings)
+    budget = budget or StageBudget()
+    with budget:
+        if training_set is not None:
+            with budget.stage("read"):
+                frame = read_training_set(training_set)
+            n_dates = int(frame["as_of"].nunique())
+        else:
+            frame, n_dates = _training_frame(settings, Path(book),  # type: ignore[arg-type]
+                                             data_end, budget)
+        built = _summarise_training_set(settings, frame, path=training_set,
+                                        as_of_dates=n_dates, seconds=time.perf_counter() - t0)
+        with heartbeat("training"):
+            models, report = _train_and_register(frame, settings, budget)
+    report_stages(budget, tracking_uri=settings.resolved_tracking_uri,
+                  run_ids={m.model: m.run_id for m in models}, emit=progress)
     seconds = time.perf_counter() - t0
-    summary = TrainSummary(models=models, training_set=built, report=report, seconds=seconds)
+    summary = TrainSummary(models=models, training_set=built, report=report, seconds=seconds,
+                           stages=budget.as_dict())
     promoted = summary.promoted
     progress(f"  trained in {seconds:.1f} s; promoted to champion: "
              f"{', '.join(promoted) if promoted else 'none (the report says why per model)'}")

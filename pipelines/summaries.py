@@ -119,6 +119,9 @@ class TrainSummary:
     training_set: TrainingSetSummary
     report: str
     seconds: float
+    #: The stage budget (``models.stages.StageBudget.as_dict``): per stage its wall and CPU
+    #: seconds and peak RSS (MB), in the order run.
+    stages: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
 
     @property
     def promoted(self) -> list[str]:

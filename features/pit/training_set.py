@@ -14,11 +14,12 @@ the same chunks to one Parquet file, so the whole grid is never held in memory.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,15 @@ from features.spec import (
     Materiality,
     as_day,
 )
+
+#: A stage timer (``models.stages.StageBudget.stage``): the build reports ``labels``,
+#: ``sampling`` and ``features`` through it (accumulated over the dates).
+StageHook = Callable[[str], AbstractContextManager[Any]]
+
+
+def no_stage(name: str) -> AbstractContextManager[Any]:
+    """The :data:`StageHook` that times nothing (no budget given)."""
+    return nullcontext()
 
 
 def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
@@ -67,16 +77,21 @@ def _frame(prep: Prepared, rows: np.ndarray, feats: dict, labels: dict,
     return out
 
 
-def _full_chunks(prep: Prepared, dates: list[date], label_kw: dict) -> Iterator[pd.DataFrame]:
+def _full_chunks(prep: Prepared, dates: list[date], label_kw: dict,
+                 stage: StageHook) -> Iterator[pd.DataFrame]:
     for as_of in dates:
-        rows, feats = _kernels.feature_columns(prep, as_of,
-                                               materiality=label_kw["materiality"])
-        label_rows, labels = label_columns(prep, as_of, **label_kw)
+        with stage("features"):
+            rows, feats = _kernels.feature_columns(prep, as_of,
+                                                   materiality=label_kw["materiality"])
+        with stage("labels"):
+            label_rows, labels = label_columns(prep, as_of, **label_kw)
         # both populations are "accounts with an open invoice at as_of", in account order,
         # so the join on (account_id, as_of) is positional
         if not np.array_equal(rows, label_rows):
             raise AssertionError("features and labels disagree on the population")
-        yield _frame(prep, rows, feats, labels, None)
+        with stage("features"):
+            frame = _frame(prep, rows, feats, labels, None)
+        yield frame
 
 
 def _model_codes(model: pd.Series) -> np.ndarray:
@@ -100,11 +115,13 @@ class _DateLabels:
 
 
 def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
-                    sampling: Sampling, stats: TrainingSetStats) -> Iterator[pd.DataFrame]:
+                    sampling: Sampling, stats: TrainingSetStats,
+                    stage: StageHook) -> Iterator[pd.DataFrame]:
     per_date: list[_DateLabels] = []
     counts = {m: [0, 0, 0] for m in MODELS}
     for as_of in dates:
-        rows, labels = label_columns(prep, as_of, **label_kw)
+        with stage("labels"):
+            rows, labels = label_columns(prep, as_of, **label_kw)
         lab = _DateLabels(rows=rows.astype(np.int32), model=_model_codes(labels["model"]),
                           y=labels["y"].astype(np.float32),
                           resolved=labels["label_resolved_date"],
@@ -114,26 +131,31 @@ def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
             per_model = np.bincount(outcomes[lab.model == m], minlength=3)
             counts[name] = [a + int(b) for a, b in zip(counts[name], per_model, strict=True)]
         per_date.append(lab)
-    rates = sampling.rates({m: tuple(c) for m, c in counts.items()})
+    with stage("sampling"):
+        rates = sampling.rates({m: tuple(c) for m, c in counts.items()})
     stats.labelled_rows = sum(sum(c) for c in counts.values())
     stats.rates = rates
     for i, as_of in enumerate(dates):
         lab = per_date[i]
         per_date[i] = None  # type: ignore[call-overload]  # free as we go
-        keep, weight = sample_rows(lab.model, outcome_codes(lab.y), day=day_number(as_of),
-                                   rates=rates, seed=sampling.seed)
-        accounts = lab.rows[keep].astype(np.int64)
-        _, feats = _kernels.feature_columns(prep, as_of, accounts=accounts,
-                                            materiality=label_kw["materiality"])
-        y = lab.y[keep].astype(np.float64)
-        labels = {
-            "model": pd.Series(np.asarray(MODELS, dtype=object)[lab.model[keep]], dtype="str"),
-            "y": y,
-            "label_resolved_date": lab.resolved[keep],
-            "censored": np.isnan(y),
-            "delinquent_amount": lab.amount[keep],
-        }
-        yield _frame(prep, accounts, feats, labels, weight)
+        with stage("sampling"):
+            keep, weight = sample_rows(lab.model, outcome_codes(lab.y),
+                                       day=day_number(as_of), rates=rates, seed=sampling.seed)
+            accounts = lab.rows[keep].astype(np.int64)
+        with stage("features"):
+            _, feats = _kernels.feature_columns(prep, as_of, accounts=accounts,
+                                                materiality=label_kw["materiality"])
+            y = lab.y[keep].astype(np.float64)
+            labels = {
+                "model": pd.Series(np.asarray(MODELS, dtype=object)[lab.model[keep]],
+                                   dtype="str"),
+                "y": y,
+                "label_resolved_date": lab.resolved[keep],
+                "censored": np.isnan(y),
+                "delinquent_amount": lab.amount[keep],
+            }
+            frame = _frame(prep, accounts, feats, labels, weight)
+        yield frame
 
 
 @dataclass
@@ -151,16 +173,19 @@ class TrainingSetStats:
 
 def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd: int,
             persistence_days: int, data_end: date | pd.Timestamp | None,
-            sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality
+            sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality,
+            stages: StageHook | None = None,
             ) -> tuple[Prepared, dict, Iterator[pd.DataFrame]]:
     end = default_data_end(book) if data_end is None else as_day(data_end)
     label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
                     data_end=end, materiality=materiality)
-    prep = _prep.prepare(book)
+    stage = stages or no_stage
+    with stage("labels"):  # the book's encoding serves labels and features alike
+        prep = _prep.prepare(book)
     days = [as_day(d) for d in dates]
     if sampling is None:
-        return prep, label_kw, _full_chunks(prep, days, label_kw)
-    return prep, label_kw, _sampled_chunks(prep, days, label_kw, sampling, stats)
+        return prep, label_kw, _full_chunks(prep, days, label_kw, stage)
+    return prep, label_kw, _sampled_chunks(prep, days, label_kw, sampling, stats, stage)
 
 
 def _empty(prep: Prepared, label_kw: dict, sampling: Sampling | None) -> pd.DataFrame:
@@ -177,7 +202,8 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
                        persistence_days: int = PERSISTENCE_DAYS,
                        data_end: date | pd.Timestamp | None = None,
                        sampling: Sampling | None = None,
-                       materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
+                       materiality: Materiality = DEFAULT_MATERIALITY,
+                       stages: StageHook | None = None) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
     One row per account with an open invoice at each date; columns are the feature frame's
@@ -188,12 +214,13 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     With ``sampling`` (:class:`features.pit.sampling.Sampling`), only the sampled rows
     are computed and kept, in the same order, and a ``weight`` column follows (every
     weight 1.0 where a population is kept in full). Without it, every row, no weight
-    column: the frame of earlier releases.
+    column: the frame of earlier releases. ``stages`` (a :data:`StageHook`) times the
+    ``labels``, ``sampling`` and ``features`` stages.
     """
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         data_end=data_end, sampling=sampling, stats=TrainingSetStats(),
-        materiality=materiality)
+        materiality=materiality, stages=stages)
     parts = list(chunks)
     if not parts:
         return _empty(prep, label_kw, sampling)
@@ -206,13 +233,15 @@ def write_training_set(book: Book, path: Path | str, *,
                        persistence_days: int = PERSISTENCE_DAYS,
                        data_end: date | pd.Timestamp | None = None,
                        sampling: Sampling | None = None,
-                       materiality: Materiality = DEFAULT_MATERIALITY) -> TrainingSetStats:
+                       materiality: Materiality = DEFAULT_MATERIALITY,
+                       stages: StageHook | None = None) -> TrainingSetStats:
     """:func:`build_training_set`, streamed: each ``as_of`` date's rows are computed and
     appended to the Parquet file ``path`` (one row group per date), so memory holds one
     date's features at a time (plus, when sampling, the compact labels of the grid).
     The file holds the same rows, columns and values as the frame; timestamps come back
     from Parquet in milliseconds (``pipelines.steps.read_training_set`` casts them back).
     Written to ``path`` + ``.tmp`` then renamed: a crash leaves no half file at ``path``.
+    ``stages``: as in :func:`build_training_set` (writing the file counts as ``features``).
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -222,14 +251,17 @@ def write_training_set(book: Book, path: Path | str, *,
     stats = TrainingSetStats(path=path)
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        data_end=data_end, sampling=sampling, stats=stats, materiality=materiality)
+        data_end=data_end, sampling=sampling, stats=stats, materiality=materiality,
+        stages=stages)
+    stage = stages or no_stage
     writer = None
     try:
         for chunk in chunks:
-            table = pa.Table.from_pandas(chunk, preserve_index=False)
-            if writer is None:
-                writer = pq.ParquetWriter(tmp, table.schema)
-            writer.write_table(table.cast(writer.schema))
+            with stage("features"):
+                table = pa.Table.from_pandas(chunk, preserve_index=False)
+                if writer is None:
+                    writer = pq.ParquetWriter(tmp, table.schema)
+                writer.write_table(table.cast(writer.schema))
             stats.rows += len(chunk)
         if writer is None:  # an empty grid: an empty file with the frame's columns
             empty = pa.Table.from_pandas(_empty(prep, label_kw, sampling), preserve_index=False)

@@ -117,6 +117,17 @@ def test_split_options_reach_the_trainer(tmp_path: Path, no_config: None) -> Non
     assert b.test_start == pd.Timestamp("2024-05-27") - pd.Timedelta(days=27)
     assert b.val_start == b.test_start - pd.Timedelta(weeks=5)
     out = steps.train(settings=settings, training_set=path)
+    # The stage budget (issue 11 item 3): every stage timed, in order, and logged per run.
+    assert list(out.stages) == ["read", "split", "early_warning", "calibration", "baselines",
+                                "persistence", "gate", "mlflow"]
+    assert all(s["seconds"] > 0 and s["rss_peak_mb"] > 0 for s in out.stages.values())
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri)
+    for m in out.models:
+        logged = client.get_run(m.run_id).data.metrics
+        assert logged["stage.gate.seconds"] == out.stages["gate"]["seconds"]
+        assert "stage.mlflow.rss_peak_mb" in logged
     for m in out.models:
         assert m.data_window["test_end"] <= "2024-05-27"
         assert m.data_window["test_start"] >= str(b.test_start.date())

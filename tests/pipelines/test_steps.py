@@ -134,6 +134,11 @@ def test_train_command_honours_training_settings(tmp_path: Path, no_config: None
                                         book=staged).positives
           for dpd in (30, 60)}
     assert _positives(line) == at[60] != at[30]
+    # The stage table (issue 11 item 3): validation first, MLflow logging last.
+    table = [x.split()[0] for x in result.output.splitlines() if " s wall " in x]
+    assert table[0] == "validation" and table[-1] == "mlflow"
+    assert {"labels", "features", "early_warning", "persistence", "calibration", "baselines",
+            "gate"} <= set(table)
     settings = load_settings(data_dir=state)
     client = mlflow.MlflowClient(tracking_uri=settings.resolved_tracking_uri)
     for name in steps.model_names(settings).values():

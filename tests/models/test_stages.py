@@ -1,0 +1,30 @@
+"""The stage budget (models.stages): repeated stages accumulate, nested stages each count
+their own time, and a stage's sampled peak sees memory it allocated and freed."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from models.stages import StageBudget
+
+
+def test_stages_accumulate_and_see_their_own_peak() -> None:
+    budget = StageBudget(sample_seconds=0.005)
+    with budget:
+        for _ in range(2):
+            with budget.stage("a"):
+                time.sleep(0.02)
+        with budget.stage("b"):
+            base = budget.figures[-1].rss_peak_mb
+            block = np.ones(40 * 2**20 // 8)  # 40 MB, touched
+            time.sleep(0.03)
+            del block
+    a, b = budget.figures
+    assert (a.name, a.calls, b.name, b.calls) == ("a", 2, "b", 1)
+    assert a.seconds >= 0.04 and b.seconds >= 0.03
+    assert b.rss_peak_mb >= base + 35  # freed before the stage ended, still its peak
+    assert b.process_peak_mb >= b.rss_peak_mb - 1
+    assert budget.metrics()["stage.a.seconds"] == round(a.seconds, 3)
+    assert [line.split()[0] for line in budget.lines()] == ["a", "b"]
