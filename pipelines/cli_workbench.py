@@ -37,7 +37,7 @@ DEMO_USER = "demo"
 
 def workbench_config(settings: Settings) -> WorkbenchConfig:
     """The workbench's config from the settings (store, state folder, staged book, policy)."""
-    from pipelines.steps import export_dir, staging_dir
+    from pipelines.steps import export_dir, model_names, staging_dir
     from workbench.config import AnalystScope, WorkbenchConfig
 
     wb = settings.workbench
@@ -46,7 +46,8 @@ def workbench_config(settings: Settings) -> WorkbenchConfig:
         book_dir=staging_dir(settings), export_dir=export_dir(settings),
         analyst_scope=AnalystScope(wb.analyst_scope), session_hours=wb.session_hours,
         login_max_failures=wb.login_max_failures, login_window_s=wb.login_window_s,
-        cookie_secure=wb.cookie_secure)
+        cookie_secure=wb.cookie_secure, tracking_uri=settings.resolved_tracking_uri,
+        registered_names=model_names(settings))
 
 
 def _actor() -> str:
