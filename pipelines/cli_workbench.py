@@ -190,6 +190,30 @@ def serve(
     uvicorn.run(create_app(config, workbench=wb), host=host, port=port, log_level="info")
 
 
+def demo_lines(settings: Settings, *, data_dir: Path, password: str, launcher: str) -> str:
+    """What `delinq demo` ends with: the one command that opens the workbench on the demo
+    state (``launcher``: how this ``delinq`` was invoked, e.g. ``.venv/bin/delinq``, so the
+    command works as printed from a fresh clone), where to point the browser, and the demo
+    user's one-time password."""
+    wb = settings.workbench
+    return (f"workbench: {launcher} serve --state-dir {data_dir}\n"
+            f"  then open http://{wb.host}:{wb.port}/ and sign in as {DEMO_USER} with the "
+            f"one-time password {password} (shown once; the next demo gives a new one)")
+
+
+def launcher_path(argv0: str, *, cwd: Path) -> str:
+    """How to type the running ``delinq`` in ``cwd``: as it was typed when relative
+    (``.venv/bin/delinq``, or ``delinq`` from PATH), else relative to ``cwd`` when inside
+    it, else the absolute path."""
+    path = Path(argv0)
+    if not path.is_absolute():
+        return argv0
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        return argv0
+
+
 def create_demo_user(settings: Settings) -> str:
     """Create (or reset) the demo user; return its new password, to show once."""
     from workbench.roles import Role
