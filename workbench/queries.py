@@ -53,6 +53,11 @@ class Filters:
     search: str | None = None
 
     @property
+    def searching(self) -> bool:
+        """True when an id or name prefix narrows the rows to a few accounts."""
+        return bool(self.search or self.name_prefix or self.account_prefix)
+
+    @property
     def precomputed(self) -> bool:
         """True when only segment, action and region filter: the totals are then read
         from the run's precomputed totals (:mod:`serving.store_totals`)."""
@@ -80,13 +85,18 @@ def decode_cursor(sort: Sort, cursor: str) -> tuple[float | None, int]:
 
 
 def _filtered(query: sa.Select[Any], *, run_id: str, filters: Filters,
-              today: date) -> sa.Select[Any]:
+              today: date, by_account: bool = False) -> sa.Select[Any]:
     """``query`` over the run's worklist rows (joined to state and directory) that pass
     ``filters``: the one definition the pages, the totals and the API share."""
     st, d = account_state, account_directory
+    # ``by_account``: a narrow search finds its few accounts through the account index
+    # (account_id, run_id); the run's equality, wrapped, no longer lures SQLite into
+    # scanning the whole run instead.
+    in_run = (sa.func.coalesce(_W.c.run_id, "") == run_id if by_account
+              else _W.c.run_id == run_id)
     query = (query.select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
                                .outerjoin(d, d.c.account_id == _W.c.account_id))
-             .where(_W.c.run_id == run_id))
+             .where(in_run))
     if filters.segment is not None:
         query = query.where(_W.c.segment == filters.segment)
     if filters.action is not None:
@@ -129,7 +139,7 @@ def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: S
                   after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
     """One page of the run's worklist and the cursor of the next (None at the end)."""
     query = page_query(run_id=run_id, filters=filters, sort=sort, after=after, limit=limit,
-                       today=today)
+                       today=today, narrow=narrow_search(conn, run_id=run_id, filters=filters))
     rows = [dict(r._mapping) for r in conn.execute(query).all()]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -142,22 +152,47 @@ def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: S
     return rows, cursor
 
 
+#: A search matching at most this many of a run's accounts is read through the account
+#: index and then sorted; a broader one walks the sort's index and filters (it fills a
+#: page early).
+NARROW_SEARCH = 2000
+
+
+def narrow_search(conn: sa.Connection, *, run_id: str, filters: Filters) -> bool:
+    """Whether ``filters`` search for at most :data:`NARROW_SEARCH` accounts of the run
+    (counted through the account index, never more than that many rows read)."""
+    if not filters.searching:
+        return False
+    probe = _filtered(sa.select(sa.literal(1)), run_id=run_id, by_account=True,
+                      filters=Filters(search=filters.search, name_prefix=filters.name_prefix,
+                                      account_prefix=filters.account_prefix),
+                      today=date.min).limit(NARROW_SEARCH + 1)
+    n = conn.execute(sa.select(sa.func.count()).select_from(probe.subquery())).scalar_one()
+    return int(n) <= NARROW_SEARCH
+
+
 def page_query(*, run_id: str, filters: Filters, sort: Sort, after: str | None, limit: int,
-               today: date) -> sa.Select[Any]:
+               today: date, narrow: bool = False) -> sa.Select[Any]:
     """The statement of :func:`worklist_page`: ``limit + 1`` rows (one more tells whether
-    there is a next page), in the sort's order from its index (``ix_worklist_<sort>``)."""
+    there is a next page), in the sort's order from its index (``ix_worklist_<sort>``),
+    or, for a ``narrow`` search (:func:`narrow_search`), through the account index."""
     st, d = account_state, account_directory
     cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
     query = _filtered(
         sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until),
-        run_id=run_id, filters=filters, today=today)
+        run_id=run_id, filters=filters, today=today, by_account=narrow)
+    # A narrow search: the order expressions are "+ 0" so that SQLite cannot walk a sort
+    # index instead (filtering the whole run) as it would, assuming most rows match.
+    searching = narrow
+    rank = _W.c.rank + 0 if searching else _W.c.rank
     if sort is Sort.PRIORITY:
-        query = query.order_by(_W.c.rank)
+        query = query.order_by(rank)
         if after is not None:
             query = query.where(_W.c.rank > decode_cursor(sort, after)[1])
     else:
         key = _KEYS[sort]
-        query = query.add_columns(key.label("_key")).order_by(key.desc(), _W.c.rank)
+        order = key + 0 if searching else key
+        query = query.add_columns(key.label("_key")).order_by(order.desc(), rank)
         if after is not None:
             last, rank = decode_cursor(sort, after)
             if last is None:
@@ -220,7 +255,8 @@ def worklist_totals(conn: sa.Connection, *, run_id: str, filters: Filters,
     row = conn.execute(_filtered(
         sa.select(*store_totals.aggregates(_W.c.oldest_dpd, _W.c.open_balance,
                                            _W.c.priority)),
-        run_id=run_id, filters=filters, today=today)).one()
+        run_id=run_id, filters=filters, today=today,
+        by_account=narrow_search(conn, run_id=run_id, filters=filters))).one()
     return store_totals.as_totals(row)
 
 

@@ -85,6 +85,16 @@ def test_every_sort_reads_its_own_index(bench: Bench) -> None:
                               conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
         assert f"ix_worklist_{sort.value}" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # read in the index's order, never sorted
+    # A narrow search reads its few accounts through the account index, not the run.
+    search = queries.Filters(search="customer 00")
+    with wb.engine.connect() as conn:
+        assert queries.narrow_search(conn, run_id=run.run_id, filters=search)
+        query = queries.page_query(run_id=run.run_id, filters=search, sort=Sort.DPD,
+                                   after=None, limit=50, today=run.as_of, narrow=True)
+        sql = str(query.compile(wb.engine, compile_kwargs={"literal_binds": True}))
+        plan = " | ".join(str(r[-1]) for r in
+                          conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
+    assert "ix_worklist_account" in plan and "ix_worklist_dpd" not in plan, plan
 
 
 def test_audit_page_for_managers_only(bench: Bench) -> None:
