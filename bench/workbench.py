@@ -338,9 +338,12 @@ def _writes_during_publish(api: list[Any], work: Path, *, url: str, ids: np.ndar
         wall: list[float] = []
         lock = threading.Lock()
 
+        seeds = iter(rng.integers(0, 2**31, size=len(api)).tolist())
+
         def writer(client: Any) -> None:
+            mine = np.random.default_rng(next(seeds))  # a generator per thread
             while proc.poll() is None:
-                account = str(ids[int(rng.integers(len(ids)))])
+                account = str(ids[int(mine.integers(len(ids)))])
                 t = time.perf_counter()
                 r = client.post(f"/api/accounts/{account}/events",
                                 json={"kind": "note", "note": "bench: written during a publish"})
