@@ -421,6 +421,15 @@ class WorklistStore:
             conn.execute(S.runs.update().where(S.runs.c.run_id == run_id).values(
                 status="failed", finished_at=self._now(), message=message[:4000]))
 
+    def record_blocked(self, *, as_of: date, reason: str) -> str:
+        """Record a run stopped before it started (e.g. too little free disk) as a
+        ``failed`` run with ``meta["blocked"] = True`` and ``reason`` as its message, so
+        that readers of the runs (``delinq runs``, the workbench's banner) see it; returns
+        its id. Nothing else is written."""
+        run_id = self.begin_run(as_of=as_of, meta={"blocked": True})
+        self.fail_run(run_id, message=reason)
+        return run_id
+
     # ------------------------------------------------------------------ reading
     def current_run(self, *, as_of: date | None = None) -> RunRecord | None:
         """The published run for ``as_of`` (the latest ``as_of`` if None), or None."""

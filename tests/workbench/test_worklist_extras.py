@@ -124,6 +124,10 @@ def test_a_failed_latest_run_shows_a_banner_with_its_reason_and_as_of(bench: Ben
     assert str(day) in banner.group(1) and "failed" in banner.group(1)
     assert "&lt;b&gt;12 MB&lt;/b&gt; free" in banner.group(1)
     assert 'id="nightly-banner"' in client.get("/runs").text
+    # A nightly stopped before it started says so.
+    wb.store.record_blocked(as_of=day + timedelta(days=1), reason="12 MB free, needs 1,024")
+    page = client.get("/worklist").text
+    assert "was blocked: 12 MB free, needs 1,024" in page and str(day + timedelta(days=1)) in page
 
 
 def test_run_page_shows_the_model_beside_the_baselines(
