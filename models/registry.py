@@ -324,7 +324,7 @@ def register_result(
                 figures = _figures(result, seed=int(result.params.get("random_state", 0)))
                 for path in plots.save_all(figures, folder / "plots"):
                     client.log_artifact(run_id, str(path), artifact_path="plots")
-                client.log_text(run_id, result.metrics.to_csv(), "metrics_table.csv")
+                client.log_text(run_id, result.metrics.to_csv(), METRICS_ARTIFACT)
                 client.log_dict(run_id, model.reference_profile, "reference_profile.json")
                 if result.rule_calibration is not None:
                     # what ranks this population if the gate fails (models.rule)
@@ -486,6 +486,37 @@ def last_trained(registered_name: str, *, tracking_uri: str) -> dict[str, Any] |
             calibration = None  # too thin at training, or trained before the artifact
     return {"version": str(mv.version), "gate_reason": (mv.tags or {}).get(TAG_REASON),
             "rule_calibration": calibration}
+
+
+#: The artifact of a training run holding the test-period metrics of the model and every
+#: baseline (one row per scorer, one column per metric).
+METRICS_ARTIFACT = "metrics_table.csv"
+
+
+def version_metrics(registered_name: str, version: str, *,
+                    tracking_uri: str) -> dict[str, dict[str, float]]:
+    """The test-period metrics recorded when ``version`` of ``registered_name`` was
+    trained: scorer (the model first, then the baselines) -> metric -> value, as in the
+    training report; empty when the version, its run or its table is not found."""
+    import io
+
+    with quiet_mlflow():
+        client = _client(tracking_uri)
+        try:
+            mv = client.get_model_version(registered_name, str(version))
+            root = client.get_run(mv.run_id).info.artifact_uri
+            if urlparse(root).scheme in ("", "file"):  # read in place (no progress bar)
+                text = (Path(unquote(urlparse(root).path)) / METRICS_ARTIFACT).read_text()
+            else:
+                with tempfile.TemporaryDirectory() as tmp:
+                    local = download_artifacts(run_id=mv.run_id, artifact_path=METRICS_ARTIFACT,
+                                               dst_path=tmp, tracking_uri=tracking_uri)
+                    text = Path(local).read_text()
+        except (MlflowException, OSError):
+            return {}
+    table = pd.read_csv(io.StringIO(text), index_col=0)
+    return {str(scorer): {str(k): float(v) for k, v in row.items() if np.isfinite(v)}
+            for scorer, row in table.iterrows()}
 
 
 def _version_by_alias(client: Any, registered_name: str, alias: str) -> Any | None:

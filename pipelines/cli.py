@@ -271,15 +271,16 @@ def demo(
     ] = None,
 ) -> None:
     """The main job on the embedded default: generate, validate, train, score, print."""
-    from pipelines.cli_workbench import DEMO_USER, create_demo_user
+    from pipelines.cli_workbench import create_demo_user, demo_lines, launcher_path
     from pipelines.jobs import run_main_job
 
     settings = _settings(data_dir=data_dir, seed=seed)
     _writable(settings)
     _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts)
     password = _guarded(create_demo_user, settings)
-    typer.echo(f"workbench: delinq serve --state-dir {data_dir}  (user {DEMO_USER}, password "
-               f"shown once: {password})")
+    launcher = (launcher_path(sys.argv[0], cwd=Path.cwd())
+                if Path(sys.argv[0]).name == "delinq" else "delinq")
+    typer.echo(demo_lines(settings, data_dir=data_dir, password=password, launcher=launcher))
 
 
 @app.command()

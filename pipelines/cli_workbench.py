@@ -37,7 +37,7 @@ DEMO_USER = "demo"
 
 def workbench_config(settings: Settings) -> WorkbenchConfig:
     """The workbench's config from the settings (store, state folder, staged book, policy)."""
-    from pipelines.steps import export_dir, staging_dir
+    from pipelines.steps import export_dir, model_names, staging_dir
     from workbench.config import AnalystScope, WorkbenchConfig
 
     wb = settings.workbench
@@ -46,7 +46,8 @@ def workbench_config(settings: Settings) -> WorkbenchConfig:
         book_dir=staging_dir(settings), export_dir=export_dir(settings),
         analyst_scope=AnalystScope(wb.analyst_scope), session_hours=wb.session_hours,
         login_max_failures=wb.login_max_failures, login_window_s=wb.login_window_s,
-        cookie_secure=wb.cookie_secure)
+        cookie_secure=wb.cookie_secure, tracking_uri=settings.resolved_tracking_uri,
+        registered_names=model_names(settings))
 
 
 def _actor() -> str:
@@ -187,6 +188,30 @@ def serve(
     typer.echo(f"workbench on http://{host}:{port}/ (API document: /openapi.json); Ctrl-C "
                "stops it")
     uvicorn.run(create_app(config, workbench=wb), host=host, port=port, log_level="info")
+
+
+def demo_lines(settings: Settings, *, data_dir: Path, password: str, launcher: str) -> str:
+    """What `delinq demo` ends with: the one command that opens the workbench on the demo
+    state (``launcher``: how this ``delinq`` was invoked, e.g. ``.venv/bin/delinq``, so the
+    command works as printed from a fresh clone), where to point the browser, and the demo
+    user's one-time password."""
+    wb = settings.workbench
+    return (f"workbench: {launcher} serve --state-dir {data_dir}\n"
+            f"  then open http://{wb.host}:{wb.port}/ and sign in as {DEMO_USER} with the "
+            f"one-time password {password} (shown once; the next demo gives a new one)")
+
+
+def launcher_path(argv0: str, *, cwd: Path) -> str:
+    """How to type the running ``delinq`` in ``cwd``: as it was typed when relative
+    (``.venv/bin/delinq``, or ``delinq`` from PATH), else relative to ``cwd`` when inside
+    it, else the absolute path."""
+    path = Path(argv0)
+    if not path.is_absolute():
+        return argv0
+    try:
+        return str(path.relative_to(cwd))
+    except ValueError:
+        return argv0
 
 
 def create_demo_user(settings: Settings) -> str:

@@ -256,6 +256,10 @@ class Settings(BaseSettings):
         "still be judged against their outcomes."
     )
     retain_exports_days: int = Field(30, ge=1, description="Days of as_of exports are kept.")
+    retain_kpis_days: int = Field(
+        730, gt=0, description="Days of as_of a run's KPIs are kept (its record, after its "
+        "rows went with retain_scores_days); never below the scores' days."
+    )
     min_free_disk_mb: int = Field(
         1024, ge=0, description="Free disk (MB) under data_dir below which the nightly does "
         "not start; raised to twice the last run's explanation file when that is larger."
@@ -297,6 +301,12 @@ class Settings(BaseSettings):
     def resolved_retain_scores_days(self) -> int:
         """Days of runs kept: the setting, never below :attr:`min_scores_days`."""
         return max(self.retain_scores_days or 0, self.min_scores_days)
+
+    @property
+    def resolved_retain_kpis_days(self) -> int:
+        """Days of KPIs kept: the setting, never below :attr:`resolved_retain_scores_days`
+        (KPIs outlive the scores and explanations they were computed beside)."""
+        return max(self.retain_kpis_days, self.resolved_retain_scores_days)
 
     def secrets(self) -> list[str]:
         """The secret parts of the credential-bearing settings (passwords, tokens), for

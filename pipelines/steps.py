@@ -502,9 +502,11 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
                        stale_after=timedelta(minutes=settings.run_stale_after_min)) as store:
         gone = store.prune(today=today, keep_explanations=settings.retain_explanations_runs,
                            keep_scores_days=settings.resolved_retain_scores_days,
-                           keep_exports_days=settings.retain_exports_days)
+                           keep_exports_days=settings.retain_exports_days,
+                           keep_kpis_days=settings.resolved_retain_kpis_days)
     progress(f"  retention: {len(gone['explanations'])} explanation files, "
-             f"{len(gone['runs'])} old runs, {len(gone['exports'])} export folders removed")
+             f"{len(gone['runs'])} old runs, {len(gone['scores'])} runs' scores (KPIs kept), "
+             f"{len(gone['exports'])} export folders removed")
     return gone
 
 

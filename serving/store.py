@@ -16,6 +16,8 @@ Guarantees:
 - **Readers never see a mix.** Each read is one SQL statement that resolves the current run
   and reads its rows together, so it sees one committed snapshot: the old run or the new.
   SQLite runs in WAL mode (readers do not wait for the writer) with a busy timeout.
+- **Totals** per (segment, action, region) of each run's rows are computed in the same
+  transaction (:mod:`serving.store_totals`), for the workbench's filtered totals.
 - **Explanations** (SHAP vector and feature values of every scored account, 1M x 60 x 2
   numbers) are a wide Parquet file per run beside the store, referenced by the
   ``explanations`` table. Measured for 1M accounts x 60 features (``python -m bench.store
@@ -62,7 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import store_bulk, store_io, store_migrate, store_runs
+from serving import store_bulk, store_io, store_migrate, store_runs, store_totals
 from serving import store_schema as S
 from serving.store_io import (
     StoreDamagedError,
@@ -212,12 +214,15 @@ class WorklistStore:
         return record
 
     def prune(self, *, today: date, keep_explanations: int, keep_scores_days: int,
-              keep_exports_days: int) -> dict[str, list[str]]:
+              keep_exports_days: int, keep_kpis_days: int | None = None
+              ) -> dict[str, list[str]]:
         """Apply the retention policy as of ``today`` (see :func:`serving.store_runs.prune`);
-        returns what was removed: ``explanations`` and ``runs`` (run ids), ``exports``."""
+        returns what was removed: ``explanations``, ``runs`` and ``scores`` (run ids; a run
+        in ``scores`` keeps its record and KPIs), ``exports``."""
         return store_runs.prune(
             self._engine, today=as_date(today), keep_explanations=keep_explanations,
             keep_scores_days=keep_scores_days, keep_exports_days=keep_exports_days,
+            keep_kpis_days=keep_kpis_days,
             explanations_dir=self.explanations_dir, export_dir=self.export_dir)
 
     def set_run_meta(self, run_id: str, key: str, value: Any) -> RunRecord:
@@ -318,6 +323,11 @@ class WorklistStore:
                 t = time.perf_counter()
                 store_bulk.bulk_insert(conn, S.worklist, wl, constants={"run_id": run.run_id})
                 timings["store_worklist_s"] = round(time.perf_counter() - t, 3)
+                # Totals per (segment, action, region): the workbench's filtered totals
+                # are then a sum over a few rows, and they appear with the rows.
+                t = time.perf_counter()
+                store_totals.compute(conn, [run.run_id])
+                timings["store_totals_s"] = round(time.perf_counter() - t, 3)
                 if dr.num_rows:
                     positions = pa.array(range(dr.num_rows), pa.int64())
                     store_bulk.bulk_insert(
@@ -359,7 +369,7 @@ class WorklistStore:
         if old:
             conn.execute(S.runs.update().where(S.runs.c.run_id.in_(old)).values(
                 is_current=False, replaced_by=run.run_id))
-            for table in (S.worklist, S.drift, S.explanations):
+            for table in (S.worklist, S.drift, S.explanations, store_totals.worklist_totals):
                 conn.execute(table.delete().where(table.c.run_id.in_(old)))
         return list(old)
 
@@ -410,6 +420,15 @@ class WorklistStore:
                 raise ValueError(f"run {run_id} is {status}; only a running run can fail")
             conn.execute(S.runs.update().where(S.runs.c.run_id == run_id).values(
                 status="failed", finished_at=self._now(), message=message[:4000]))
+
+    def record_blocked(self, *, as_of: date, reason: str) -> str:
+        """Record a run stopped before it started (e.g. too little free disk) as a
+        ``failed`` run with ``meta["blocked"] = True`` and ``reason`` as its message, so
+        that readers of the runs (``delinq runs``, the workbench's banner) see it; returns
+        its id. Nothing else is written."""
+        run_id = self.begin_run(as_of=as_of, meta={"blocked": True})
+        self.fail_run(run_id, message=reason)
+        return run_id
 
     # ------------------------------------------------------------------ reading
     def current_run(self, *, as_of: date | None = None) -> RunRecord | None:

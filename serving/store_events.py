@@ -121,6 +121,8 @@ account_directory = sa.Table(
     sa.Column("region", sa.Text),
 )
 sa.Index("ix_account_directory_region", account_directory.c.region)
+# Revision 0005: the workbench's name-prefix search is a range on the lower-cased name.
+sa.Index("ix_account_directory_name", sa.func.lower(account_directory.c.name))
 
 audit = sa.Table(
     "audit",

@@ -43,6 +43,7 @@ import sqlalchemy as sa
 
 from serving import store_schema as S
 from serving.store_records import json_safe
+from serving.store_totals import worklist_totals
 
 #: ``meta`` keys :func:`set_meta` refuses: ``begin_run``/``write_run`` map them onto columns
 #: (``serving.store_records.meta_columns``), so in the JSON they would be shadowed.
@@ -170,7 +171,7 @@ def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timede
                     f"run {run_id} is in progress (last heartbeat "
                     f"{last.isoformat(timespec='seconds')}); let it finish or stop it first"
                 )
-        for table in (S.worklist, S.drift, S.explanations):
+        for table in (S.worklist, S.drift, S.explanations, worklist_totals):
             conn.execute(table.delete().where(table.c.run_id == run_id))
         conn.execute(r.delete().where(r.c.run_id == run_id))
     remove_files(run_id, as_of=_as_date(row["as_of"]), explanations_dir=explanations_dir,
@@ -214,37 +215,57 @@ def _as_date(value: Any) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
+#: Key of a run's ``meta`` that holds its receivables KPIs, and the key :func:`prune` sets
+#: (to the pruning day) on a run whose rows went while its KPIs stay.
+KPIS_KEY: Final = "kpis"
+SCORES_PRUNED_KEY: Final = "scores_pruned"
+
+
 def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores_days: int,
           keep_exports_days: int, explanations_dir: Path | None,
-          export_dir: Path | None) -> dict[str, list[str]]:
+          export_dir: Path | None, keep_kpis_days: int | None = None) -> dict[str, list[str]]:
     """Apply the retention policy; return what went (``explanations``, ``runs``,
-    ``exports``: run ids, run ids, export folder names).
+    ``scores``, ``exports``: run ids, run ids, run ids, export folder names).
 
     - Explanation files of published runs beyond the newest ``keep_explanations`` (by
       ``as_of``) are removed (their worklist rows stay: reasons are in the rows).
-    - Finished runs with ``as_of`` more than ``keep_scores_days`` before ``today`` are
-      deleted with everything of theirs (:func:`delete`); running runs are never touched.
+    - Finished runs with ``as_of`` more than ``keep_scores_days`` before ``today`` lose
+      their rows and files. A run whose ``meta`` holds KPIs (``"kpis"``) keeps its record,
+      KPIs included, until ``as_of`` is more than ``keep_kpis_days`` before ``today``
+      (``scores``: its ``meta["scores_pruned"]`` says when its rows went); every other
+      such run is deleted with everything of theirs (:func:`delete`, ``runs``). Running
+      runs are never touched. ``keep_kpis_days`` None or below ``keep_scores_days``: KPIs
+      go with the scores.
     - Export folders ``<export_dir>/<as_of>/`` older than ``keep_exports_days`` go.
 
     ``today`` is the caller's date (the nightly's ``as_of``): the library reads no clock.
     """
     r, e = S.runs, S.explanations
-    gone: dict[str, list[str]] = {"explanations": [], "runs": [], "exports": []}
+    gone: dict[str, list[str]] = {"explanations": [], "runs": [], "scores": [], "exports": []}
+    kpi_days = max(keep_kpis_days or 0, keep_scores_days)
     with engine.connect() as conn:
         published = conn.execute(
             sa.select(r.c.run_id).join(e, e.c.run_id == r.c.run_id)
             .where(r.c.is_current).order_by(r.c.as_of.desc(), r.c.run_id.desc())
         ).scalars().all()
         cutoff = today - timedelta(days=keep_scores_days)
-        old = conn.execute(sa.select(r.c.run_id).where(
-            r.c.as_of < cutoff, r.c.status != "running")).scalars().all()
+        kpi_cutoff = today - timedelta(days=kpi_days)
+        old = conn.execute(sa.select(r.c.run_id, r.c.as_of, r.c.meta).where(
+            r.c.as_of < cutoff, r.c.status != "running")).all()
     for run_id in published[keep_explanations:]:
         with engine.begin() as conn:
             conn.execute(e.delete().where(e.c.run_id == run_id))
         if explanations_dir is not None:
             shutil.rmtree(Path(explanations_dir) / run_id, ignore_errors=True)
         gone["explanations"].append(run_id)
-    for run_id in old:
+    for run_id, as_of, meta in old:
+        meta = meta if isinstance(meta, dict) else {}
+        if meta.get(KPIS_KEY) is not None and _as_date(as_of) >= kpi_cutoff:
+            if not meta.get(SCORES_PRUNED_KEY):
+                _drop_scores(engine, run_id, today=today, explanations_dir=explanations_dir,
+                             export_dir=export_dir)
+                gone["scores"].append(run_id)
+            continue
         delete(engine, run_id, now=datetime.max.replace(tzinfo=UTC), stale_after=STALE_AFTER,
                explanations_dir=explanations_dir, export_dir=export_dir)
         gone["runs"].append(run_id)
@@ -259,6 +280,22 @@ def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores
                 shutil.rmtree(folder, ignore_errors=True)
                 gone["exports"].append(folder.name)
     return gone
+
+
+def _drop_scores(engine: sa.Engine, run_id: str, *, today: date,
+                 explanations_dir: Path | None, export_dir: Path | None) -> None:
+    """Delete a run's rows and files but keep its record (its KPIs), marked pruned."""
+    r = S.runs
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(r.c.as_of, r.c.is_current).where(r.c.run_id == run_id)
+                           ).first()
+        if row is None:
+            return
+        for table in (S.worklist, S.drift, S.explanations, worklist_totals):
+            conn.execute(table.delete().where(table.c.run_id == run_id))
+    set_meta(engine, run_id, SCORES_PRUNED_KEY, today.isoformat())
+    remove_files(run_id, as_of=_as_date(row.as_of), explanations_dir=explanations_dir,
+                 export_dir=export_dir, published=bool(row.is_current))
 
 
 def set_meta(engine: sa.Engine, run_id: str, key: str, value: Any) -> dict[str, Any]:

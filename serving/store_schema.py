@@ -78,7 +78,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0004"
+REVISION: Final = "0005"
 
 metadata = sa.MetaData()
 
@@ -140,6 +140,20 @@ worklist = sa.Table(
 # Revision 0004: one account's rows across runs (the workbench's account page and score
 # history) are index lookups, never a scan of a run's rows.
 sa.Index("ix_worklist_account", worklist.c.account_id, worklist.c.run_id)
+
+#: Sort keys of the worklist orders other than rank, each descending with ties by
+#: ``rank``: a missing probability or DPD becomes the lowest value (sorts last). The
+#: constants are SQL literals, not bound parameters, so that a query's ``ORDER BY`` is the
+#: very expression of its index (SQLite and PostgreSQL match expression indexes by text).
+SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = {
+    "probability": sa.func.coalesce(worklist.c.probability, sa.literal_column("-1.0")),
+    "balance": worklist.c.open_balance,
+    "dpd": sa.func.coalesce(worklist.c.oldest_dpd, sa.literal_column("-1000000000.0")),
+}
+# Revision 0005: one index per sort key (rank's is the primary key), in the order the
+# keyset pages read them: a page is an index range, whatever its depth.
+for _name, _key in SORT_KEYS.items():
+    sa.Index(f"ix_worklist_{_name}", worklist.c.run_id, sa.desc(_key), worklist.c.rank)
 
 explanations = sa.Table(
     "explanations",

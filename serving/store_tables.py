@@ -1,6 +1,7 @@
 """Every table of the store on its one ``MetaData``: the scoring tables
 (:mod:`serving.store_schema`) and the workbench's (:mod:`serving.store_events`, which
-defines its tables on the same metadata). What the migrations draft against
+defines its tables on the same metadata) and the precomputed worklist totals
+(:mod:`serving.store_totals`). What the migrations draft against
 (``serving/migrations/env.py``) and what the migration tests compare a migrated store with.
 
 A module of its own so that neither table module imports the other both ways.
@@ -8,10 +9,10 @@ A module of its own so that neither table module imports the other both ways.
 
 from __future__ import annotations
 
-from serving import store_events, store_schema
+from serving import store_events, store_schema, store_totals
 
 #: All the store's tables (revision :data:`REVISION`).
 metadata = store_schema.metadata
 REVISION = store_schema.REVISION
 
-__all__ = ["REVISION", "metadata", "store_events", "store_schema"]
+__all__ = ["REVISION", "metadata", "store_events", "store_schema", "store_totals"]

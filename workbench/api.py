@@ -3,7 +3,8 @@
 Routes (all need a signed-in caller; rights per ``workbench.roles``):
 
 - ``GET /api/worklist``: a page of a run's worklist (keyset: ``after`` = the previous
-  page's ``next_cursor``), filters and sorts;
+  page's ``next_cursor``), filters and sorts; ``GET /api/worklist/totals``: the totals of
+  the same filtered set;
 - ``GET /api/accounts/{account_id}``: scores, reasons, SHAP vector, open invoices, payment
   history, score history across runs, events;
 - ``GET|POST /api/accounts/{account_id}/events``, ``GET /api/events``: recorded outcomes;
@@ -49,6 +50,7 @@ from workbench.schemas import (
     UserOut,
     WorklistItem,
     WorklistPage,
+    WorklistTotals,
 )
 from workbench.security import new_password
 from workbench.users import (
@@ -115,6 +117,8 @@ def worklist(
     assignee: Annotated[str | None, Query(
         max_length=64, description="A username; empty for unassigned accounts.")] = None,
     snoozed: Annotated[bool | None, Query(description="Only (not) snoozed accounts.")] = None,
+    q: Annotated[str | None, Query(max_length=64, description="Account id prefix or "
+                                   "account name prefix (any case).")] = None,
     sort: Sort = Sort.PRIORITY,
     after: Annotated[str | None, Query(max_length=400, description="next_cursor of the "
                                        "previous page.")] = None,
@@ -125,7 +129,7 @@ def worklist(
         raise HTTPException(422, f"segment must be one of {', '.join(SEGMENTS)}")
     run = _run(request, as_of)
     filters = queries.Filters(segment=segment, action=action, region=region,
-                              assignee=assignee, snoozed=snoozed)
+                              assignee=assignee, snoozed=snoozed, search=q or None)
     try:
         with _wb(request).engine.connect() as conn:
             rows, cursor = queries.worklist_page(
@@ -135,6 +139,33 @@ def worklist(
         raise HTTPException(422, str(exc)) from None
     items = [WorklistItem.model_validate({k: _finite(v) for k, v in r.items()}) for r in rows]
     return WorklistPage(run=run, sort=sort, items=items, next_cursor=cursor)
+
+
+@router.get("/api/worklist/totals", response_model=WorklistTotals, tags=["worklist"],
+            responses=_doc(404))
+def worklist_totals(
+    request: Request, caller: CallerDep,
+    as_of: Annotated[date | None, Query(description="Run date (default: latest).")] = None,
+    segment: SegmentQ = None,
+    action: Annotated[str | None, Query(max_length=200)] = None,
+    region: Annotated[str | None, Query(max_length=200)] = None,
+    assignee: Annotated[str | None, Query(
+        max_length=64, description="A username; empty for unassigned accounts.")] = None,
+    snoozed: Annotated[bool | None, Query(description="Only (not) snoozed accounts.")] = None,
+    q: Annotated[str | None, Query(max_length=64, description="Account id prefix or "
+                                   "account name prefix (any case).")] = None,
+) -> WorklistTotals:
+    """Totals of the filtered rows (by segment, action and region: precomputed at publish
+    time; with live filters: summed)."""
+    if segment is not None and segment not in SEGMENTS:
+        raise HTTPException(422, f"segment must be one of {', '.join(SEGMENTS)}")
+    run = _run(request, as_of)
+    filters = queries.Filters(segment=segment, action=action, region=region,
+                              assignee=assignee, snoozed=snoozed, search=q or None)
+    with _wb(request).engine.connect() as conn:
+        totals = queries.worklist_totals(conn, run_id=run.run_id, filters=filters,
+                                         today=_now(request).date())
+    return WorklistTotals(run=run, **totals)
 
 
 def _explanation(request: Request, run_id: str, account_id: str) -> Explanation | None:

@@ -53,6 +53,7 @@ class Workbench:
     _index_lock: threading.Lock = field(default_factory=threading.Lock)
     _building: bool = False
     _checked_at: float = -1e18
+    _metrics: dict[tuple[str, str], dict[str, dict[str, float]]] = field(default_factory=dict)
 
     @property
     def index_dir(self) -> Path:
@@ -93,6 +94,21 @@ class Workbench:
 
         threading.Thread(target=run, name="workbench-history", daemon=True).start()
 
+    def model_metrics(self, model: str, version: str) -> dict[str, dict[str, float]]:
+        """Test-period metrics of ``version`` of ``model`` beside the baselines (scorer ->
+        metric -> value, :func:`models.registry.version_metrics`), read once per version
+        (a version's metrics never change); empty without a registry."""
+        name = self.config.registered_names.get(model)
+        if self.config.tracking_uri is None or name is None:
+            return {}
+        key = (name, version)
+        if key not in self._metrics:
+            from models.registry import version_metrics  # MLflow: imported on first use
+
+            self._metrics[key] = version_metrics(name, version,
+                                                 tracking_uri=self.config.tracking_uri)
+        return self._metrics[key]
+
     def close(self) -> None:
         self.store.close()
         self.engine.dispose()
@@ -112,12 +128,14 @@ def refresh_history(wb: Workbench) -> dict[str, int] | None:
 
 
 def sync_directory(engine: sa.Engine, accounts: Path) -> int:
-    """Replace ``account_directory`` with the accounts file's ids, names and regions."""
+    """Replace ``account_directory`` with the accounts file's ids, names and regions, and
+    recompute every run's precomputed totals (their regions come from the directory)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from serving import store_bulk
+    from serving import store_bulk, store_totals
     from serving.store_events import account_directory
+    from serving.store_schema import worklist
 
     if not accounts.exists():
         return 0
@@ -134,6 +152,9 @@ def sync_directory(engine: sa.Engine, accounts: Path) -> int:
         with conn.begin():
             conn.execute(account_directory.delete())
             store_bulk.bulk_insert(conn, account_directory, table, constants={})
+            # Totals by region follow the directory (same transaction: never out of step).
+            runs = conn.execute(sa.select(worklist.c.run_id).distinct()).scalars().all()
+            store_totals.compute(conn, runs)
     return table.num_rows
 
 

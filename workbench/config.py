@@ -7,7 +7,7 @@ part of the config, so tests can move time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -39,7 +39,10 @@ class WorkbenchConfig:
     account, or only those assigned to the analyst. ``session_hours``: lifetime of a
     sign-in. ``login_max_failures`` failed sign-ins per username and client within
     ``login_window_s`` seconds, then 429 until the window passes. ``cookie_secure``: send
-    the session cookie only over HTTPS (set it behind TLS). ``clock``: UTC now.
+    the session cookie only over HTTPS (set it behind TLS). ``tracking_uri`` (a secret: it may
+    hold credentials) and ``registered_names`` (model -> registered MLflow name): where the
+    run page finds each model version's test metrics beside the baselines (none shown
+    without them). ``clock``: UTC now.
     """
 
     store_url: str
@@ -51,6 +54,8 @@ class WorkbenchConfig:
     login_max_failures: int = 5
     login_window_s: float = 300.0
     cookie_secure: bool = False
+    tracking_uri: str | None = field(default=None, repr=False)
+    registered_names: Mapping[str, str] = field(default_factory=dict)
     clock: Callable[[], datetime] = field(default=utc_now, repr=False)
 
     @property

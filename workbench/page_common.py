@@ -15,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from workbench.auth import Caller, caller_or_none
+from workbench.queries import nightly_trouble
 
 STATIC: Final = Path(__file__).with_name("static")
 HTMX_FILE: Final = "htmx-2.0.11.min.js"
@@ -49,10 +50,14 @@ def to_login() -> RedirectResponse:
 
 def render(request: Request, caller: Caller, template: str, context: dict[str, Any],
            *, status: int = 200) -> Response:
-    """``template`` with the signed-in user and their CSRF token (every form carries it)."""
+    """``template`` with the signed-in user, their CSRF token (every form carries it) and
+    the banner of a failed or blocked latest run (:func:`workbench.queries.nightly_trouble`)."""
     wb = request.app.state.wb
+    with wb.engine.connect() as conn:
+        banner = nightly_trouble(conn)
     return wb.templates.TemplateResponse(
-        request, template, {"user": caller.user, "csrf": caller.csrf, **context},
+        request, template, {"user": caller.user, "csrf": caller.csrf, "banner": banner,
+                            **context},
         status_code=status)
 
 

@@ -8,8 +8,9 @@ it, its model versions and how many rows the aging rule ranked. Rows come from
 
 Query parameters: ``as_of``, ``segment``, ``action``, ``region``, ``assignee`` (a
 username, ``-`` for unassigned), ``mine`` (``1``: assigned to me), ``snoozed`` (``yes`` /
-``no``), ``q`` (account id prefix), ``sort`` (priority, probability, balance, dpd),
-``after`` (cursor). A value the page cannot use is reported on the page, never a 500.
+``no``), ``q`` (account id prefix or account name prefix, any case), ``sort`` (priority,
+probability, balance, dpd), ``after`` (cursor). A value the page cannot use is reported on
+the page, never a 500.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def parse_filters(params: dict[str, str], *, username: str
     snoozed = {"yes": True, "no": False}.get(params.get("snoozed", ""))
     filters = queries.Filters(segment=segment, action=params.get("action"),
                               region=params.get("region"), assignee=assignee,
-                              snoozed=snoozed, account_prefix=params.get("q"))
+                              snoozed=snoozed, search=params.get("q"))
     return filters, sort, as_of, errors
 
 

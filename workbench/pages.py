@@ -1,6 +1,6 @@
 """The workbench pages: sign in and out here; the worklist (``/``, ``/worklist``) in
 :mod:`workbench.page_worklist`, the account page in :mod:`workbench.page_account`, the run pages in
-:mod:`workbench.page_run`.
+:mod:`workbench.page_run`, the audit trail in :mod:`workbench.page_audit`.
 
 Every form carries the session's CSRF token (``csrf_token``); the login form too (an
 anonymous session holds it). Pages redirect anonymous visitors to ``/login``.
@@ -91,7 +91,13 @@ def logout(request: Request,
 
 
 # The worklist (also ``/``), account and run pages, and the vendored assets.
-from workbench import page_account, page_common, page_run, page_worklist  # noqa: E402
+from workbench import (  # noqa: E402
+    page_account,
+    page_audit,
+    page_common,
+    page_run,
+    page_worklist,
+)
 
-for _module in (page_common, page_worklist, page_account, page_run):
+for _module in (page_common, page_worklist, page_account, page_run, page_audit):
     router.include_router(_module.router)

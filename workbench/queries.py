@@ -18,16 +18,15 @@ import sqlalchemy as sa
 
 from models.gate import RULE
 from serving import store_schema as S
+from serving import store_totals
 from serving.store_events import account_directory, account_state
 from workbench.schemas import Sort
 
 _W = S.worklist
 #: Sort key expression (descending) of each non-rank sort; nulls become the lowest value.
-_KEYS: dict[Sort, Any] = {
-    Sort.PROBABILITY: sa.func.coalesce(_W.c.probability, -1.0),
-    Sort.BALANCE: _W.c.open_balance,
-    Sort.DPD: sa.func.coalesce(_W.c.oldest_dpd, -1.0e9),
-}
+#: The store's expressions, each with its index (``ix_worklist_<sort>``).
+_KEYS: dict[Sort, Any] = {sort: S.SORT_KEYS[sort.value]
+                          for sort in (Sort.PROBABILITY, Sort.BALANCE, Sort.DPD)}
 MAX_PAGE = 500
 
 
@@ -48,6 +47,22 @@ class Filters:
     snoozed: bool | None = None
     #: Account id prefix (case-sensitive; a range on the account index, never LIKE).
     account_prefix: str | None = None
+    #: Account name prefix (case-insensitive: a range on ``lower(name)``, never LIKE).
+    name_prefix: str | None = None
+    #: Account id prefix *or* name prefix (the pages' one search box).
+    search: str | None = None
+
+    @property
+    def searching(self) -> bool:
+        """True when an id or name prefix narrows the rows to a few accounts."""
+        return bool(self.search or self.name_prefix or self.account_prefix)
+
+    @property
+    def precomputed(self) -> bool:
+        """True when only segment, action and region filter: the totals are then read
+        from the run's precomputed totals (:mod:`serving.store_totals`)."""
+        return (self.assignee is None and self.snoozed is None and not self.account_prefix
+                and not self.name_prefix and not self.search)
 
 
 def encode_cursor(sort: Sort, key: float | None, rank: int) -> str:
@@ -70,13 +85,18 @@ def decode_cursor(sort: Sort, cursor: str) -> tuple[float | None, int]:
 
 
 def _filtered(query: sa.Select[Any], *, run_id: str, filters: Filters,
-              today: date) -> sa.Select[Any]:
+              today: date, by_account: bool = False) -> sa.Select[Any]:
     """``query`` over the run's worklist rows (joined to state and directory) that pass
     ``filters``: the one definition the pages, the totals and the API share."""
     st, d = account_state, account_directory
+    # ``by_account``: a narrow search finds its few accounts through the account index
+    # (account_id, run_id); the run's equality, wrapped, no longer lures SQLite into
+    # scanning the whole run instead.
+    in_run = (sa.func.coalesce(_W.c.run_id, "") == run_id if by_account
+              else _W.c.run_id == run_id)
     query = (query.select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
                                .outerjoin(d, d.c.account_id == _W.c.account_id))
-             .where(_W.c.run_id == run_id))
+             .where(in_run))
     if filters.segment is not None:
         query = query.where(_W.c.segment == filters.segment)
     if filters.action is not None:
@@ -90,33 +110,37 @@ def _filtered(query: sa.Select[Any], *, run_id: str, filters: Filters,
         snoozed = sa.and_(st.c.snoozed_until.is_not(None), st.c.snoozed_until > today)
         query = query.where(snoozed if filters.snoozed else ~snoozed)
     if filters.account_prefix:
-        lo = filters.account_prefix
-        # Every string starting with ``lo`` sorts in [lo, lo + U+10FFFF): an index range.
-        query = query.where(_W.c.account_id >= lo, _W.c.account_id < lo + "\U0010ffff")
+        query = query.where(_id_prefix(filters.account_prefix))
+    if filters.name_prefix:
+        query = query.where(_W.c.account_id.in_(_named(filters.name_prefix)))
+    if filters.search:
+        query = query.where(sa.or_(_id_prefix(filters.search),
+                                   _W.c.account_id.in_(_named(filters.search))))
     return query
+
+
+def _range(column: Any, prefix: str) -> Any:
+    # Every string starting with ``prefix`` sorts in [prefix, prefix + U+10FFFF): an index
+    # range, where LIKE would scan (and would read % and _ in the prefix as wildcards).
+    return sa.and_(column >= prefix, column < prefix + "\U0010ffff")
+
+
+def _id_prefix(prefix: str) -> Any:
+    return _range(_W.c.account_id, prefix)
+
+
+def _named(prefix: str) -> sa.Select[Any]:
+    """Ids of the directory's accounts whose name starts with ``prefix`` (any case)."""
+    d = account_directory
+    return sa.select(d.c.account_id).where(_range(sa.func.lower(d.c.name), prefix.lower()))
 
 
 def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
                   after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
     """One page of the run's worklist and the cursor of the next (None at the end)."""
-    st, d = account_state, account_directory
-    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
-    query = _filtered(
-        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until),
-        run_id=run_id, filters=filters, today=today)
-    if sort is Sort.PRIORITY:
-        query = query.order_by(_W.c.rank)
-        if after is not None:
-            query = query.where(_W.c.rank > decode_cursor(sort, after)[1])
-    else:
-        key = _KEYS[sort]
-        query = query.add_columns(key.label("_key")).order_by(key.desc(), _W.c.rank)
-        if after is not None:
-            last, rank = decode_cursor(sort, after)
-            if last is None:
-                raise CursorError("cursor without a sort key; start again without `after`")
-            query = query.where(sa.or_(key < last, sa.and_(key == last, _W.c.rank > rank)))
-    rows = [dict(r._mapping) for r in conn.execute(query.limit(limit + 1)).all()]
+    query = page_query(run_id=run_id, filters=filters, sort=sort, after=after, limit=limit,
+                       today=today, narrow=narrow_search(conn, run_id=run_id, filters=filters))
+    rows = [dict(r._mapping) for r in conn.execute(query).all()]
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = None
@@ -126,6 +150,55 @@ def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: S
     for r in rows:
         r.pop("_key", None)
     return rows, cursor
+
+
+#: A search matching at most this many of a run's accounts is read through the account
+#: index and then sorted; a broader one walks the sort's index and filters (it fills a
+#: page early).
+NARROW_SEARCH = 2000
+
+
+def narrow_search(conn: sa.Connection, *, run_id: str, filters: Filters) -> bool:
+    """Whether ``filters`` search for at most :data:`NARROW_SEARCH` accounts of the run
+    (counted through the account index, never more than that many rows read)."""
+    if not filters.searching:
+        return False
+    probe = _filtered(sa.select(sa.literal(1)), run_id=run_id, by_account=True,
+                      filters=Filters(search=filters.search, name_prefix=filters.name_prefix,
+                                      account_prefix=filters.account_prefix),
+                      today=date.min).limit(NARROW_SEARCH + 1)
+    n = conn.execute(sa.select(sa.func.count()).select_from(probe.subquery())).scalar_one()
+    return int(n) <= NARROW_SEARCH
+
+
+def page_query(*, run_id: str, filters: Filters, sort: Sort, after: str | None, limit: int,
+               today: date, narrow: bool = False) -> sa.Select[Any]:
+    """The statement of :func:`worklist_page`: ``limit + 1`` rows (one more tells whether
+    there is a next page), in the sort's order from its index (``ix_worklist_<sort>``),
+    or, for a ``narrow`` search (:func:`narrow_search`), through the account index."""
+    st, d = account_state, account_directory
+    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
+    query = _filtered(
+        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until),
+        run_id=run_id, filters=filters, today=today, by_account=narrow)
+    # A narrow search: the order expressions are "+ 0" so that SQLite cannot walk a sort
+    # index instead (filtering the whole run) as it would, assuming most rows match.
+    searching = narrow
+    rank = _W.c.rank + 0 if searching else _W.c.rank
+    if sort is Sort.PRIORITY:
+        query = query.order_by(rank)
+        if after is not None:
+            query = query.where(_W.c.rank > decode_cursor(sort, after)[1])
+    else:
+        key = _KEYS[sort]
+        order = key + 0 if searching else key
+        query = query.add_columns(key.label("_key")).order_by(order.desc(), rank)
+        if after is not None:
+            last, rank = decode_cursor(sort, after)
+            if last is None:
+                raise CursorError("cursor without a sort key; start again without `after`")
+            query = query.where(sa.or_(key < last, sa.and_(key == last, _W.c.rank > rank)))
+    return query.limit(limit + 1)
 
 
 _ITEM_COLUMNS = ("rank", "account_id", "segment", "open_balance", "past_due_amount",
@@ -167,27 +240,49 @@ def in_any_run(conn: sa.Connection, account_id: str) -> bool:
 
 def worklist_totals(conn: sa.Connection, *, run_id: str, filters: Filters,
                     today: date) -> dict[str, Any]:
-    """Totals of the filtered rows: ``accounts``, ``open_balance`` and ``at_risk`` (sum of
-    priority = probability x open balance; book currency), and ``aging``: accounts per
-    :data:`features.spec.AGING_BUCKETS` bucket of their oldest invoice's DPD (days)."""
-    from features.spec import AGING_BUCKETS
+    """Totals of the filtered rows (:func:`serving.store_totals.read`: ``accounts``,
+    ``open_balance`` and ``at_risk`` in book currency, ``aging`` accounts and
+    ``aging_balance`` open balance per bucket of the oldest invoice's DPD).
 
-    dpd = _W.c.oldest_dpd
-    buckets = []
-    for lo, hi in AGING_BUCKETS:
-        inside = dpd >= lo if hi is None else sa.and_(dpd >= lo, dpd <= hi)
-        buckets.append(sa.func.sum(sa.case((inside, 1), else_=0)))
+    Filters by segment, action and region only read the run's precomputed totals (a few
+    rows); filters on live state (assignee, snooze, search) sum the matching rows.
+    """
+    if filters.precomputed:
+        stored = store_totals.read(conn, run_id=run_id, segment=filters.segment,
+                                   action=filters.action, region=filters.region)
+        if stored is not None:
+            return stored
     row = conn.execute(_filtered(
-        sa.select(sa.func.count(), sa.func.sum(_W.c.open_balance),
-                  sa.func.sum(_W.c.priority), *buckets),
-        run_id=run_id, filters=filters, today=today)).one()
-    labels = [f"{lo}-{hi}" if hi is not None else f"{lo}+" for lo, hi in AGING_BUCKETS]
-    return {"accounts": int(row[0] or 0), "open_balance": float(row[1] or 0.0),
-            "at_risk": float(row[2] or 0.0),
-            "aging": {k: int(v or 0) for k, v in zip(labels, row[3:], strict=True)}}
+        sa.select(*store_totals.aggregates(_W.c.oldest_dpd, _W.c.open_balance,
+                                           _W.c.priority)),
+        run_id=run_id, filters=filters, today=today,
+        by_account=narrow_search(conn, run_id=run_id, filters=filters))).one()
+    return store_totals.as_totals(row)
 
 
 def rule_ranked(conn: sa.Connection, *, run_id: str) -> int:
-    """How many of the run's rows the aging rule ranked (``scorer = 'aging_rule'``)."""
+    """How many of the run's rows the aging rule ranked (``scorer = 'aging_rule'``): from
+    the run's precomputed totals, else counted."""
+    stored = store_totals.read(conn, run_id=run_id, scorer=RULE)
+    if stored is not None:
+        return int(stored["accounts"])
     return int(conn.execute(sa.select(sa.func.count()).where(
         _W.c.run_id == run_id, _W.c.scorer == RULE)).scalar_one())
+
+
+def nightly_trouble(conn: sa.Connection) -> dict[str, Any] | None:
+    """The latest finished run (by ``started_at``) when it did not succeed: ``run_id``,
+    ``as_of``, ``status`` ("failed", or "was blocked" when its meta says ``blocked``) and
+    ``reason`` (its message); None when the latest run succeeded or there is none. The
+    pages show it as a banner: analysts must know the worklist they see may be stale."""
+    r = S.runs
+    row = conn.execute(
+        sa.select(r.c.run_id, r.c.as_of, r.c.status, r.c.message, r.c.meta)
+        .where(r.c.status != "running").order_by(r.c.started_at.desc()).limit(1)
+    ).first()
+    if row is None or row.status != "failed":
+        return None
+    blocked = isinstance(row.meta, dict) and bool(row.meta.get("blocked"))
+    return {"run_id": row.run_id, "as_of": row.as_of,
+            "status": "was blocked" if blocked else "failed",
+            "reason": " ".join((row.message or "no reason recorded").split())[:300]}

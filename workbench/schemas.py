@@ -90,6 +90,18 @@ class WorklistPage(BaseModel):
         None, description="Pass as `after` for the next page; null on the last page.")
 
 
+class WorklistTotals(BaseModel):
+    """Totals of the filtered worklist rows (book currency; aging by the oldest open
+    invoice's days past due, buckets ``1-30``, ``31-60``, ``61-90``, ``91+``)."""
+
+    run: RunOut
+    accounts: int
+    open_balance: float
+    at_risk: float = Field(description="Sum of probability x open balance.")
+    aging: dict[str, int] = Field(description="Accounts per aging bucket.")
+    aging_balance: dict[str, float] = Field(description="Open balance per aging bucket.")
+
+
 class ScorePoint(BaseModel):
     run_id: str
     as_of: date

@@ -87,3 +87,38 @@ def test_the_disk_check_stops_a_run_in_one_line(tmp_path: Path,
     huge = load_settings(data_dir=state, min_free_disk_mb=10**9)
     with pytest.raises(NotEnoughDiskError, match=r"not enough free disk under .*did not start"):
         steps.check_disk(settings=huge)
+
+
+def test_kpis_outlive_the_scores_they_were_computed_beside(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from serving import store_runs
+
+    days = [DAY + timedelta(days=30 * i) for i in range(4)]
+    with WorklistStore(url, explanations_dir=tmp_path / "explanations") as store:
+        runs = [publish(store, 4, as_of=d, seed=i) for i, d in enumerate(days)]
+        for run in runs[:3]:
+            store.set_run_meta(run.run_id, store_runs.KPIS_KEY, {"dso_days": 41.5})
+        plain = publish(store, 3, as_of=days[1] + timedelta(days=1), seed=9)  # no KPIs
+        today = days[-1]
+        policy = {"today": today, "keep_explanations": 9, "keep_scores_days": 31,
+                  "keep_exports_days": 99, "keep_kpis_days": 61}
+        gone = store.prune(**policy)
+        # Scores older than 31 days go; KPIs within 61 days stay with their record.
+        assert sorted(gone["runs"]) == sorted([runs[0].run_id, plain.run_id])
+        assert gone["scores"] == [runs[1].run_id]
+        kept = store._run(runs[1].run_id)
+        assert kept.meta["kpis"] == {"dso_days": 41.5}
+        assert kept.meta["scores_pruned"] == today.isoformat()
+        assert store.read_worklist(as_of=days[1]).empty
+        with pytest.raises(KeyError):
+            store.read_explanations(runs[1].run_id)
+        assert not (tmp_path / "explanations" / runs[1].run_id).exists()
+        assert len(store.read_worklist(as_of=days[2])) == 4  # within the scores' days
+        # Pruning again changes nothing; without a KPI setting KPIs go with the scores.
+        assert store.prune(**policy) == {"explanations": [], "runs": [], "scores": [],
+                                         "exports": []}
+        gone = store.prune(**{**policy, "keep_kpis_days": None})
+        assert gone["runs"] == [runs[1].run_id]
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    assert load_settings(retain_kpis_days=1).resolved_retain_kpis_days == 30 + 30 + 60
+    assert load_settings().resolved_retain_kpis_days == 730

@@ -136,3 +136,18 @@ def test_the_demo_user_gets_a_new_password_each_demo(state: Path) -> None:
         assert user is not None and user.role.value == "manager"
     finally:
         engine.dispose()
+
+
+def test_the_demo_ends_with_the_command_the_url_and_the_password(tmp_path: Path) -> None:
+    from pipelines.cli_workbench import demo_lines, launcher_path
+    from pipelines.settings import load_settings
+
+    settings = load_settings(data_dir=tmp_path)
+    out = demo_lines(settings, data_dir=Path("demo_data"), password="pw-123",
+                     launcher=launcher_path(str(tmp_path / ".venv/bin/delinq"), cwd=tmp_path))
+    first, second = out.splitlines()
+    assert first == "workbench: .venv/bin/delinq serve --state-dir demo_data"
+    port = settings.workbench.port
+    assert f"http://{settings.workbench.host}:{port}/" in second and "pw-123" in second
+    assert launcher_path("delinq", cwd=tmp_path) == "delinq"
+    assert launcher_path("/opt/x/bin/delinq", cwd=tmp_path) == "/opt/x/bin/delinq"

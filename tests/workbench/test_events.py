@@ -263,22 +263,29 @@ def test_a_failed_rule_writes_nothing(bench: Bench) -> None:
 
 # ------------------------------------------------------------------ the store migration
 def test_upgrading_from_the_previous_revision_keeps_every_run_and_adds_the_tables(
-        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        url: str, tmp_path: Path) -> None:
+    from alembic import command
+
+    from serving import store_io, store_totals
+
     script = ScriptDirectory.from_config(alembic_config())
-    previous = script.get_revision(store_schema.REVISION).down_revision
-    assert store_schema.REVISION == "0004" and previous == "0003"
-    upgrade(url, revision=previous)
+    assert script.get_revision("0004").down_revision == "0003"
     explanations = {"explanations_dir": tmp_path / "ex"}
-    with monkeypatch.context() as m:  # this code, as the release at the previous revision
-        m.setattr(store_schema, "REVISION", previous)
-        with WorklistStore(url, **explanations) as store:
-            runs = [publish(store, 6), publish(store, 4, as_of=DAY + timedelta(days=1), seed=3)]
-            before = {r.run_id: store.read_worklist(as_of=r.as_of) for r in runs}
-            listed = store.list_runs()
-    assert current_revision(url) == previous
+    with WorklistStore(url, upgrade=True, **explanations) as store:
+        runs = [publish(store, 6), publish(store, 4, as_of=DAY + timedelta(days=1), seed=3)]
+        before = {r.run_id: store.read_worklist(as_of=r.as_of) for r in runs}
+        listed = store.list_runs()
+    # The store as the release at 0003 left it: runs and rows, none of the later tables.
+    engine = store_io.make_engine(store_io.normalise_url(url))
+    try:
+        with engine.begin() as conn:
+            command.downgrade(alembic_config(conn), "0003")
+    finally:
+        engine.dispose()
+    assert current_revision(url) == "0003"
     with pytest.raises(Exception, match="delinq db upgrade"):
-        WorklistStore(url, **explanations)  # a reader of this code wants 0004
-    assert upgrade(url) == "0004"
+        WorklistStore(url, **explanations)  # a reader of this code wants the head
+    assert upgrade(url) == store_schema.REVISION
     with WorklistStore(url, **explanations) as store:
         import pandas as pd
 
@@ -286,6 +293,17 @@ def test_upgrading_from_the_previous_revision_keeps_every_run_and_adds_the_table
         for run in runs:
             pd.testing.assert_frame_equal(store.read_worklist(as_of=run.as_of),
                                           before[run.run_id])
+    # 0005 computed the runs' totals from their rows.
+    engine = open_store_engine(url)
+    try:
+        with engine.connect() as conn:
+            for run in runs:
+                got = store_totals.read(conn, run_id=run.run_id)
+                assert got is not None and got["accounts"] == len(before[run.run_id])
+                assert got["open_balance"] == pytest.approx(
+                    before[run.run_id]["open_balance"].sum())
+    finally:
+        engine.dispose()
     engine = open_store_engine(url)
     try:
         names = set(sa.inspect(engine).get_table_names())

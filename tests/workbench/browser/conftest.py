@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests.factories import TrainedState
 from tests.workbench.conftest import Bench, Scored, make_bench
 
 INSTALL = "bash .ci/chromium.sh"
@@ -66,10 +67,14 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(scored: Scored, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+def served(scored: Scored, trained_state: TrainedState,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     import uvicorn
 
-    bench = make_bench(scored, tmp_path_factory.mktemp("browser") / "state")
+    # with the registry: the run page shows the models beside the baselines
+    bench = make_bench(scored, tmp_path_factory.mktemp("browser") / "state",
+                       tracking_uri=trained_state.tracking_uri,
+                       registered_names=trained_state.names)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(bench.app, host="127.0.0.1", port=port,  # type: ignore[arg-type]
                                            log_level="warning", lifespan="off"))

@@ -100,6 +100,7 @@ def test_an_analyst_works_the_worklist_and_records_outcomes(page: Any, served: S
     doc_screenshot(page, "account")
     page.click("nav a[href^='/runs/']")
     expect(page.locator("#drift")).to_be_visible()
+    expect(page.locator("#metrics")).to_contain_text("aging_rule")  # model vs baselines
     doc_screenshot(page, "run")
 
     page.click("#logout")

@@ -1,0 +1,468 @@
+"""Benchmark: the workbench over HTTP on a store of 30 runs, the latest with N accounts.
+
+    python -m bench.workbench [--accounts 1000000] [--older-accounts 20000] [--clients 8]
+                              [--requests 400] [--work DIR] [--store-url URL] [--json PATH]
+
+Builds (timed, not part of the figures; reused when ``--work`` already holds a build of
+the same size):
+
+- a synthetic book of ``--accounts`` accounts (``write_book_folder``, ~50 invoices each) as
+  the staged book, indexed for account history, its names and regions in the store's
+  account directory;
+- 29 older weekly runs of ``--older-accounts`` accounts each (a sample of the book: their
+  accounts have a score history across 30 runs) with 8-feature explanations, then the
+  latest run over every account with 60-feature explanations (``bench.store``'s
+  ``synthetic_run``, its ids mapped onto the book's).
+
+Then a ``delinq serve``-style uvicorn server in its own process (``--serve``: the app of
+``workbench.create_app``, one process, wrapped only to add a ``Server-Timing`` header) and
+``--clients`` concurrent HTTP clients (threads with keep-alive connections, signed in by
+API token or, for the page, by the login form). Each scenario sends ``--requests``
+requests; reported per scenario: p50/p95/max of the server time (the app's, from the
+header) and of the client's round trip, in milliseconds:
+
+- ``worklist_first|middle|last``: ``GET /api/worklist`` (50 rows by priority; the middle and
+  last pages through the keyset cursor of the row before them);
+- ``rare_filter_dpd``: one region, segment and action (under 1% of the rows) by DPD;
+- ``name_search``: ``GET /api/worklist?q=<name prefix>`` (a few matching accounts);
+- ``filtered_totals``: ``GET /api/worklist/totals`` by segment and region;
+- ``account_page``: ``GET /accounts/{id}`` (HTML: SHAP waterfall, invoices, payments,
+  score history, events) and ``account_api``: ``GET /api/accounts/{id}``;
+- ``event_write_during_publish``: ``POST /api/accounts/{id}/events`` (a note) while
+  another process publishes an N-account run (then deleted: the store stays at 30 runs).
+
+Targets (issue 16, 2 cores): worklist pages and searches p95 < 50 ms; account page p95 <
+100 ms; event write during a publish p95 < 200 ms. Other processes inflate every figure:
+the load average is recorded before and after. Measured building 100k accounts on 2
+loaded cores (load 14-18): 0.83 GB under ``--work``; book 31 s, 29 older runs 186 s,
+latest publish 65 s, history index and directory 179 s. 1M accounts: ~10 GB of disk under
+``--work`` (plus ~1.5 GB while the write scenario's run is published) and, on a quiet
+machine, roughly 20-40 minutes to build, then ~5-10 minutes to measure; run it again with
+the same ``--work`` to measure only (the build is reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AS_OF = date(2025, 1, 6)
+RUNS = 30
+USER, PASSWORD = "bench", "bench password 1"
+TARGETS_MS = {"worklist_first": 50, "worklist_middle": 50, "worklist_last": 50,
+              "rare_filter_dpd": 50, "name_search": 50, "filtered_totals": 50,
+              "account_page": 100, "account_api": 100, "event_write_during_publish": 200}
+RARE = {"region": "latam", "segment": "late", "action": "personal follow-up"}
+
+
+# ------------------------------------------------------------------------------ build
+def _frames(ids: np.ndarray, *, as_of: date, features: int, seed: int) -> tuple[Any, Any, Any]:
+    """A synthetic run (``bench.store.synthetic_run``) over exactly the accounts ``ids``."""
+    import pandas as pd
+
+    from bench.store import synthetic_run
+
+    wl, ex, drift = synthetic_run(len(ids), features=features, seed=seed, as_of=as_of)
+    rng = np.random.default_rng(seed)
+    shuffled = np.asarray(ids, dtype=object)[rng.permutation(len(ids))]
+    # synthetic ids are "A<i>": account i of the run is shuffled[i]
+    position = wl["account_id"].str.slice(1).astype(np.int64).to_numpy()
+    wl["account_id"] = pd.Series(shuffled[position], dtype="str")
+    position = ex["account_id"].str.slice(1).astype(np.int64).to_numpy()
+    ex["account_id"] = pd.Series(shuffled[position], dtype="str")
+    return wl, ex, drift
+
+
+def _publish(url: str, export: Path, wl: Any, ex: Any, drift: Any, as_of: date) -> str:
+    from serving.store import WorklistStore
+
+    with WorklistStore(url, upgrade=True, explanations_dir=export) as store:
+        run_id = store.begin_run(as_of=as_of, meta={"model_versions": {
+            "early_warning": "3", "persistence": "3"}})
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=drift, meta={})
+    return run_id
+
+
+def build(work: Path, *, accounts: int, older: int, url: str) -> dict[str, Any]:
+    """The book, its index and the 30-run store under ``work`` (reused when built)."""
+    import pyarrow.parquet as pq
+
+    from features.synthetic import write_book_folder
+    from workbench import WorkbenchConfig, open_workbench, refresh_history
+
+    stamp = work / "built.json"
+    want = {"accounts": accounts, "older": older, "url": url}
+    if stamp.exists():
+        built = json.loads(stamp.read_text())
+        if {k: built.get(k) for k in want} == want:
+            return built
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    out: dict[str, Any] = dict(want)
+    book = work / "staging" / "book"
+    t = time.perf_counter()
+    write_book_folder(accounts, book, seed=0, start="2023-01-01", end="2024-12-31")
+    out["book_s"] = round(time.perf_counter() - t, 1)
+    out["invoices"] = pq.ParquetFile(book / "invoices.parquet").metadata.num_rows
+    ids = np.asarray(pq.read_table(book / "accounts.parquet", columns=["account_id"])
+                     .column("account_id").to_pylist(), dtype=object)
+    rng = np.random.default_rng(2)
+    sample = ids[rng.choice(len(ids), size=min(older, len(ids)), replace=False)]
+    t = time.perf_counter()
+    for i in range(RUNS - 1):
+        day = AS_OF - timedelta(days=7 * (RUNS - 1 - i))
+        _publish(url, work / "explanations", *_frames(sample, as_of=day, features=8,
+                                                      seed=100 + i), day)
+    out["older_runs_s"] = round(time.perf_counter() - t, 1)
+    t = time.perf_counter()
+    out["latest_run"] = _publish(url, work / "explanations",
+                                 *_frames(ids, as_of=AS_OF, features=60, seed=1), AS_OF)
+    out["latest_publish_s"] = round(time.perf_counter() - t, 1)
+    wb = open_workbench(WorkbenchConfig(store_url=url, state_dir=work, book_dir=book,
+                                        export_dir=work / "explanations"))
+    try:
+        t = time.perf_counter()
+        refresh_history(wb)  # the history index, the directory, every run's totals
+        out["index_and_directory_s"] = round(time.perf_counter() - t, 1)
+        from workbench.roles import Role
+        from workbench.users import add_user, create_token
+
+        now = datetime.now(UTC)
+        add_user(wb.engine, username=USER, role=Role.MANAGER, password=PASSWORD,
+                 actor="bench", now=now)
+        out["token"] = create_token(wb.engine, username=USER, name="bench", actor="bench",
+                                    now=now)
+    finally:
+        wb.close()
+    out["disk_gb"] = round(sum(p.stat().st_size for p in work.rglob("*") if p.is_file())
+                           / 1e9, 2)
+    stamp.write_text(json.dumps(out, indent=2))
+    return out
+
+
+# ------------------------------------------------------------------------------ server
+class ServerTiming:
+    """ASGI wrapper adding ``Server-Timing: app;dur=<ms>`` (request in to response start:
+    the route's whole work, since JSON and HTML bodies are rendered before they start)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+
+        async def timed_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                ms = (time.perf_counter() - t0) * 1000.0
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  (b"server-timing", f"app;dur={ms:.3f}".encode())]}
+            await send(message)
+
+        await self.app(scope, receive, timed_send)
+
+
+def serve(work: Path, url: str, port: int) -> None:
+    """Run the workbench on ``port`` as ``delinq serve`` does (one uvicorn process)."""
+    import uvicorn
+
+    from workbench import WorkbenchConfig, create_app, open_workbench
+
+    config = WorkbenchConfig(store_url=url, state_dir=work, book_dir=work / "staging" / "book",
+                             export_dir=work / "explanations")
+    wb = open_workbench(config)
+    uvicorn.run(ServerTiming(create_app(config, workbench=wb)), host="127.0.0.1", port=port,
+                log_level="warning")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_up(base: str, proc: subprocess.Popen[bytes], timeout_s: float = 300.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited with {proc.returncode}")
+        try:
+            if httpx.get(f"{base}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError("the server did not start")
+
+
+# ------------------------------------------------------------------------------ clients
+def _stats(values: list[float]) -> dict[str, float]:
+    arr = np.asarray(values, dtype=float)
+    if not len(arr):
+        return {"n": 0}
+    return {"n": int(len(arr)), "p50": round(float(np.percentile(arr, 50)), 2),
+            "p95": round(float(np.percentile(arr, 95)), 2), "max": round(float(arr.max()), 2)}
+
+
+def _client(base: str, token: str | None) -> Any:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(base_url=base, headers=headers, timeout=60.0)
+
+
+def _signed_in(base: str) -> Any:
+    """A client signed in through the login form (the pages need a browser session)."""
+    client = _client(base, None)
+    page = client.get("/login").text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert csrf is not None, "no CSRF token on the login page"
+    r = client.post("/login", data={"username": USER, "password": PASSWORD,
+                                    "csrf_token": csrf.group(1)})
+    assert r.status_code in (200, 303), r.status_code
+    return client
+
+
+def _run_scenario(clients: list[Any], requests: list[Callable[[Any], Any]],
+                  *, expect: tuple[int, ...] = (200,)) -> dict[str, Any]:
+    """Send ``requests`` spread over the clients, all at once; server and round-trip ms."""
+    server: list[float] = []
+    wall: list[float] = []
+    lock = threading.Lock()
+    errors: list[str] = []
+
+    def worker(k: int) -> None:
+        client = clients[k]
+        for i in range(k, len(requests), len(clients)):
+            t = time.perf_counter()
+            r = requests[i](client)
+            dt = (time.perf_counter() - t) * 1000.0
+            timing = r.headers.get("server-timing", "")
+            with lock:
+                if r.status_code not in expect:
+                    errors.append(f"{r.status_code}: {r.text[:200]}")
+                wall.append(dt)
+                if timing.startswith("app;dur="):
+                    server.append(float(timing.split("=", 1)[1]))
+
+    with ThreadPoolExecutor(len(clients)) as pool:
+        list(pool.map(worker, range(len(clients))))
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
+    return {"server_ms": _stats(server), "round_trip_ms": _stats(wall)}
+
+
+def _get(path: str, **params: Any) -> Callable[[Any], Any]:
+    return lambda c: c.get(path, params={k: v for k, v in params.items() if v is not None})
+
+
+def measure(base: str, work: Path, built: dict[str, Any], *, url: str, clients_n: int,
+            n: int) -> dict[str, Any]:
+    import pyarrow.parquet as pq
+
+    from workbench.queries import encode_cursor
+    from workbench.schemas import Sort
+
+    accounts = pq.read_table(work / "staging" / "book" / "accounts.parquet",
+                             columns=["account_id", "name"])
+    ids = np.asarray(accounts.column("account_id").to_pylist(), dtype=object)
+    names = np.asarray(accounts.column("name").to_pylist(), dtype=object)
+    rng = np.random.default_rng(3)
+    total = len(ids)
+    token = built["token"]
+    api = [_client(base, token) for _ in range(clients_n)]
+    for c in api:
+        c.get("/api/worklist", params={"limit": 1})  # connect, warm
+    out: dict[str, Any] = {}
+    middle = encode_cursor(Sort.PRIORITY, None, total // 2)
+    last = encode_cursor(Sort.PRIORITY, None, max(total - 50, 0))
+    out["worklist_first"] = _run_scenario(api, [_get("/api/worklist")] * n)
+    out["worklist_middle"] = _run_scenario(api, [_get("/api/worklist", after=middle)] * n)
+    out["worklist_last"] = _run_scenario(api, [_get("/api/worklist", after=last)] * n)
+    rare = [_get("/api/worklist", sort="dpd", **RARE)] * n
+    out["rare_filter_dpd"] = _run_scenario(api, rare)
+    # Name prefixes a person would type: a name less its last two characters, any case.
+    picked = names[rng.choice(total, size=n)]
+    out["name_search"] = _run_scenario(
+        api, [_get("/api/worklist", q=str(p)[:-2].lower()) for p in picked])
+    segments = ["preventive", "early", "delinquent", "late"]
+    regions = ["north_america", "emea", "apac", "latam"]
+    out["filtered_totals"] = _run_scenario(api, [
+        _get("/api/worklist/totals", segment=segments[i % 4], region=regions[(i // 4) % 4])
+        for i in range(n)])
+    pages = [_signed_in(base) for _ in range(clients_n)]
+    sample = [str(a) for a in ids[rng.choice(total, size=n, replace=False)]]
+    out["account_page"] = _run_scenario(pages, [_get(f"/accounts/{a}") for a in sample])
+    sample = [str(a) for a in ids[rng.choice(total, size=n, replace=False)]]
+    out["account_api"] = _run_scenario(api, [_get(f"/api/accounts/{a}") for a in sample])
+    out["event_write_during_publish"] = _writes_during_publish(
+        api, work, url=url, ids=ids, rng=rng, accounts=total)
+    for c in api + pages:
+        c.close()
+    return out
+
+
+def _writes_during_publish(api: list[Any], work: Path, *, url: str, ids: np.ndarray,
+                           rng: np.random.Generator, accounts: int) -> dict[str, Any]:
+    """Event writes by every client while another process publishes an N-account run."""
+    ready = work / "publish.ready"
+    ready.unlink(missing_ok=True)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.workbench", "--publish-only",
+                             "--work", str(work), "--store-url", url])
+    try:
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise RuntimeError(f"the publisher exited with {proc.returncode}")
+            time.sleep(0.05)
+        server: list[float] = []
+        wall: list[float] = []
+        lock = threading.Lock()
+
+        seeds = iter(rng.integers(0, 2**31, size=len(api)).tolist())
+
+        def writer(client: Any) -> None:
+            mine = np.random.default_rng(next(seeds))  # a generator per thread
+            while proc.poll() is None:
+                account = str(ids[int(mine.integers(len(ids)))])
+                t = time.perf_counter()
+                r = client.post(f"/api/accounts/{account}/events",
+                                json={"kind": "note", "note": "bench: written during a publish"})
+                dt = (time.perf_counter() - t) * 1000.0
+                if proc.poll() is not None:
+                    break  # the publish ended while this write was in flight
+                assert r.status_code == 201, r.text[:200]
+                with lock:
+                    wall.append(dt)
+                    server.append(float(r.headers["server-timing"].split("=", 1)[1]))
+                time.sleep(0.05)  # an analyst's pace, times eight
+
+        t = time.perf_counter()
+        with ThreadPoolExecutor(len(api)) as pool:
+            list(pool.map(writer, api))
+        publish_s = time.perf_counter() - t
+        if proc.wait() != 0:
+            raise RuntimeError(f"the publisher exited with {proc.returncode}")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    info = json.loads(ready.read_text() or "{}")
+    return {"server_ms": _stats(server), "round_trip_ms": _stats(wall),
+            "publish_s": round(publish_s, 1), "accounts": accounts, **info}
+
+
+def publish_only(work: Path, url: str) -> None:
+    """The publisher of the write scenario: an N-account run as of the day after the
+    latest, published (``ready`` written once its frames are built), then deleted."""
+    import pyarrow.parquet as pq
+
+    from serving.store import WorklistStore
+
+    ids = np.asarray(pq.read_table(work / "staging" / "book" / "accounts.parquet",
+                                   columns=["account_id"]).column("account_id").to_pylist(),
+                     dtype=object)
+    day = AS_OF + timedelta(days=1)
+    wl, ex, drift = _frames(ids, as_of=day, features=60, seed=9)
+    with WorklistStore(url, explanations_dir=work / "explanations") as store:
+        run_id = store.begin_run(as_of=day, meta={})
+        (work / "publish.ready").write_text("{}")
+        t = time.perf_counter()
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=drift, meta={})
+        took = time.perf_counter() - t
+        store.delete_run(run_id)
+    (work / "publish.ready").write_text(json.dumps({"write_run_s": round(took, 1)}))
+
+
+# ------------------------------------------------------------------------------ report
+def table(results: dict[str, Any]) -> str:
+    lines = [f"{'scenario':<28} {'server p50':>10} {'p95':>8} {'target p95':>10} "
+             f"{'met':>4} {'round trip p95':>15}"]
+    for name, target in TARGETS_MS.items():
+        r = results.get(name)
+        if r is None:
+            continue
+        s, w = r["server_ms"], r["round_trip_ms"]
+        met = "yes" if s.get("p95", float("inf")) < target else "NO"
+        lines.append(f"{name:<28} {s.get('p50', float('nan')):>10.1f} "
+                     f"{s.get('p95', float('nan')):>8.1f} {target:>10} {met:>4} "
+                     f"{w.get('p95', float('nan')):>15.1f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--accounts", type=int, default=1_000_000)
+    parser.add_argument("--older-accounts", type=int, default=20_000)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--requests", type=int, default=400)
+    parser.add_argument("--work", type=Path, default=None)
+    parser.add_argument("--store-url", default=None,
+                        help="Store URL (default: SQLite under --work).")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--publish-only", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    keep = args.work is not None
+    work = (args.work or Path(tempfile.mkdtemp(prefix="bench_workbench_"))).resolve()
+    url = args.store_url or f"sqlite:///{work / 'worklist.db'}"
+    if args.serve:
+        serve(work, url, args.port)
+        return {}
+    if args.publish_only:
+        publish_only(work, url)
+        return {}
+    out: dict[str, Any] = {"load_before": round(os.getloadavg()[0], 2),
+                           "cpus": os.cpu_count()}
+    try:
+        t = time.perf_counter()
+        built = build(work, accounts=args.accounts, older=args.older_accounts, url=url)
+        out["build"] = {k: v for k, v in built.items() if k != "token"}
+        out["build_s"] = round(time.perf_counter() - t, 1)
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "bench.workbench", "--serve",
+                                   "--work", str(work), "--store-url", url,
+                                   "--port", str(port)])
+        try:
+            base = f"http://127.0.0.1:{port}"
+            _wait_up(base, server)
+            out["results"] = measure(base, work, built, url=url, clients_n=args.clients,
+                                     n=args.requests)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        out["load_after"] = round(os.getloadavg()[0], 2)
+    finally:
+        if not keep:
+            shutil.rmtree(work, ignore_errors=True)
+    print(json.dumps(out, indent=2, default=str))
+    print()
+    print(f"{args.accounts:,} accounts in the latest of {RUNS} runs; {args.clients} clients; "
+          f"load {out['load_before']} -> {out.get('load_after')} on {out['cpus']} CPUs")
+    print(table(out.get("results", {})))
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, default=str))
+    return out
+
+
+if __name__ == "__main__":
+    main()
