@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -34,6 +34,9 @@ import pandas as pd
 from features.spec import DEFAULT_MATERIALITY, SEGMENTS, Materiality, as_day, segment_of
 from models.calibration import Calibrator, choose_calibrator
 from models.evaluate import aging_rule_score
+
+if TYPE_CHECKING:
+    from features.pit.snapshot import PreparedBook
 
 Source = Literal["validation", "history", "dpd_band", "none"]
 #: The calibration sources in the order they are tried (``serving.store_schema``'s
@@ -161,14 +164,15 @@ def choose_rule_calibration(
 def resolved_history(
     book: Any, *, as_of: date | pd.Timestamp, kind: str, delinquency_dpd: int | None = None,
     persistence_days: int | None = None, n_dates: int = HISTORY_DATES,
-    materiality: Materiality = DEFAULT_MATERIALITY,
+    materiality: Materiality = DEFAULT_MATERIALITY, prepared: PreparedBook | None = None,
 ) -> pd.DataFrame:
     """Labelled rows of population ``kind`` whose label resolved strictly before ``as_of``.
 
     The rows of the newest ``n_dates`` weekly ``as_of`` dates before ``as_of`` (the first
     a week after the book's first issue date), labelled with the data known before
     ``as_of`` only (``data_end = as_of``): no look-ahead; labels and segments under
-    ``materiality`` (the scoring run's). Columns: the training set's.
+    ``materiality`` (the scoring run's). Columns: the training set's. ``prepared``:
+    ``book`` already encoded (``features.pit.snapshot.prepare_book``; the nightly's).
     """
     from features import build_training_set
 
@@ -182,7 +186,7 @@ def resolved_history(
     kw = {k: v for k, v in (("delinquency_dpd", delinquency_dpd),
                             ("persistence_days", persistence_days)) if v is not None}
     frame = build_training_set(book, as_of_dates=dates, data_end=day, materiality=materiality,
-                               **kw)
+                               prepared=prepared, **kw)
     resolved = pd.to_datetime(frame["label_resolved_date"])
     keep = (~frame["censored"].astype(bool)) & (frame["model"] == kind) & (
         resolved < pd.Timestamp(day))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from features.contract.book import Book
     from features.contract.options import Plausibility
     from features.contract.plausibility import Anomaly, RunTotals
+    from features.pit.snapshot import Snapshot
 
 
 def plausibility(settings: Settings) -> Plausibility:
@@ -53,7 +54,8 @@ def last_run_totals(*, settings: Settings) -> tuple[RunTotals | None, date | Non
 
 def check_run(*, settings: Settings, book: Book, as_of: date,
               accept_anomalies: bool = False,
-              materiality: Materiality = DEFAULT_MATERIALITY) -> dict[str, Any]:
+              materiality: Materiality = DEFAULT_MATERIALITY,
+              snapshot: Snapshot | None = None) -> dict[str, Any]:
     """The run-level plausibility checks, before a run may replace the last worklist:
     ``as_of_beyond_data`` and ``totals_jump`` against the last published run
     (``features.contract.plausibility``; limits from the ``plausibility`` settings).
@@ -62,7 +64,8 @@ def check_run(*, settings: Settings, book: Book, as_of: date,
     numbers) unless ``accept_anomalies``; returns what the run records in its meta: the
     run's ``totals`` and the ``accepted_anomalies`` (messages) it published anyway. The
     totals count past-due amounts under ``materiality`` (the run's own, so the share late
-    is the one its worklist shows)."""
+    is the one its worklist shows). ``snapshot``: the book's features at ``as_of`` under
+    ``materiality`` already built (``features.pit.snapshot``: the scoring's, not rebuilt)."""
     from features import build_features
     from features.contract.plausibility import (
         RunTotals,
@@ -72,7 +75,11 @@ def check_run(*, settings: Settings, book: Book, as_of: date,
 
     limits = plausibility(settings)
     found = as_of_anomalies(as_of=as_of, last_event=book.last_date.date(), plausible=limits)
-    totals = RunTotals.of(build_features(book, as_of=as_of, materiality=materiality))
+    if snapshot is not None:
+        snapshot.check(as_of=as_of, materiality=materiality)
+    feats = (snapshot.features if snapshot is not None
+             else build_features(book, as_of=as_of, materiality=materiality))
+    totals = RunTotals.of(feats)
     previous, previous_as_of = last_run_totals(settings=settings)
     found += totals_anomalies(totals, previous, plausible=limits, previous_as_of=previous_as_of)
     if found and not accept_anomalies:

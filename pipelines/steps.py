@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from features.contract.book import Book
+    from features.pit.snapshot import Snapshot
     from features.spec import Materiality
     from models.gate import GatePolicy
     from models.stages import StageBudget
@@ -510,10 +511,12 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
     return gone
 
 
-def run_kpis(*, settings: Settings, book: Book, as_of: date) -> dict[str, Any]:
+def run_kpis(*, settings: Settings, book: Book, as_of: date,
+             snapshot: Snapshot | None = None) -> dict[str, Any]:
     """The run's receivables KPIs (:func:`features.pit.kpis.compute_kpis`, JSON-ready), the
     amount collected counted on the worklist of the latest published run before
-    ``as_of``; ``seconds``: the time they took."""
+    ``as_of``; ``seconds``: the time they took. ``snapshot``: ``book`` already prepared
+    (the scoring's, :mod:`features.pit.snapshot`), not encoded again."""
     from features.pit.kpis import compute_kpis
     from serving.store import WorklistStore
 
@@ -526,7 +529,8 @@ def run_kpis(*, settings: Settings, book: Book, as_of: date) -> dict[str, Any]:
             prev_as_of = max(runs["as_of"])
             ids = store.read_worklist(as_of=prev_as_of)["account_id"]
             previous = (prev_as_of, ids.astype("str").tolist())
-    kpis = compute_kpis(book, as_of=as_of, previous=previous).as_dict()
+    kpis = compute_kpis(book, as_of=as_of, previous=previous,
+                        prepared=None if snapshot is None else snapshot.prepared).as_dict()
     return {**kpis, "seconds": round(time.perf_counter() - t0, 3)}
 
 
@@ -541,6 +545,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
     ``meta["kpis"]``. The summary's ``rule_lines`` say which populations the rule ranked.
     The run checks (:func:`check_run`) come first: a failed one stops before anything is
     written, unless ``accept_anomalies`` (then the run's meta records it)."""
+    from features.pit.snapshot import snapshot
     from models.live import staleness_lines
     from pipelines.artifacts import drift_flags, worklist_table
     from serving.score import run_scoring
@@ -553,10 +558,15 @@ def score(*, settings: Settings, book: Path, as_of: date,
     t0 = time.perf_counter()
     reap_stale_runs(settings=settings)
     staged = read_book(book)
+    # The book is encoded and its features built once, here; the run checks, the KPIs and
+    # the scoring all read this one snapshot (each used to rebuild them).
+    with heartbeat("features"):
+        shared = snapshot(staged, as_of=as_of, materiality=materiality(settings))
     run_meta = check_run(settings=settings, book=staged, as_of=as_of,
-                         accept_anomalies=accept_anomalies, materiality=materiality(settings))
+                         accept_anomalies=accept_anomalies, materiality=materiality(settings),
+                         snapshot=shared)
     with heartbeat("scoring"):
-        kpis = run_kpis(settings=settings, book=staged, as_of=as_of)
+        kpis = run_kpis(settings=settings, book=staged, as_of=as_of, snapshot=shared)
         record = run_scoring(
             staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
             store_url=settings.resolved_store_url, export_dir=export_dir(settings),
@@ -564,8 +574,9 @@ def score(*, settings: Settings, book: Path, as_of: date,
             policy=action_policy(settings), materiality=materiality(settings),
             why=why, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days,
-            extra_meta={**run_meta, "kpis": kpis},
+            extra_meta={**run_meta, "kpis": kpis}, snapshot=shared,
         )
+    del shared
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
         drift = store.read_drift(record.run_id)

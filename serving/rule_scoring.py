@@ -21,6 +21,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -33,6 +34,9 @@ from models.registry import NoChampionError, UngatedChampionError, last_trained,
 from models.rule import RuleCalibration, choose_rule_calibration, resolved_history, rule_score
 from serving.reasons import FACT_FEATURE, REASON_COLUMNS, render_reason
 from serving.store_schema import RULE_SCORER
+
+if TYPE_CHECKING:
+    from features.pit.snapshot import PreparedBook
 
 #: The rule's facts, in reason order (feature names of ``serving.reasons``' templates).
 RULE_FACTS = (FACT_FEATURE, "past_due_amount")
@@ -64,6 +68,7 @@ def resolve_scorers(
     delinquency_dpd: int | None = None,
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    prepared: PreparedBook | None = None,
 ) -> tuple[dict[str, DelinqModel], dict[str, RuleScorer]]:
     """``(models, rules)``: the gated champion of each entry of ``model_names`` (model key
     -> registered name), and a :class:`RuleScorer` for every key without one.
@@ -71,7 +76,8 @@ def resolve_scorers(
     ``why`` (key -> clause) says why a key has no model when the caller knows better than
     the registry (e.g. training stopped: the split error). A rule's calibration is the
     last training's validation fit, else one on ``book``'s history resolved before
-    ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``).
+    ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``; ``prepared``:
+    ``book`` already encoded, ``features.pit.snapshot.prepare_book``).
     """
     day = as_day(as_of)
     models: dict[str, DelinqModel] = {}
@@ -102,7 +108,7 @@ def resolve_scorers(
             history = resolved_history(book, as_of=day, kind=key,
                                        delinquency_dpd=delinquency_dpd,
                                        persistence_days=persistence_days,
-                                       materiality=materiality)
+                                       materiality=materiality, prepared=prepared)
             calibration = choose_rule_calibration(validation=None, history=history)
         rules[key] = RuleScorer(kind=key, why=reason, calibration=calibration)
     return models, rules

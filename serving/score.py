@@ -44,6 +44,7 @@ from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
 from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers, rule_part
 
 if TYPE_CHECKING:
+    from features.pit.snapshot import Snapshot
     from serving.store import RunRecord
 
 #: The worklist's columns in store order: the store's boundary schema is the one definition.
@@ -115,6 +116,7 @@ def score_book(
     currency: str = "$",
     rules: Mapping[str, RuleScorer] | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    features: pd.DataFrame | None = None,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -131,6 +133,10 @@ def score_book(
     priority is then the past-due amount) and the rule's facts as reasons; ``meta``'s
     ``rule_lines`` say why, one line per such population.
 
+    ``features``: the book's features with facts at ``as_of`` under ``materiality``
+    (``features.pit.snapshot.Snapshot.features``) when the caller has them already; else
+    they are built here.
+
     Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
     ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a population has neither.
     """
@@ -141,8 +147,8 @@ def score_book(
     with timer.stage("features"):
         # the facts reasons and actions cite (oldest open invoice, partial payer) come from
         # the same pass and openness rule as the features
-        feats = build_features(book, as_of=as_of_ts.date(), facts=True,
-                               materiality=materiality)
+        feats = features if features is not None else build_features(
+            book, as_of=as_of_ts.date(), facts=True, materiality=materiality)
     if feats.empty:
         return _empty_result(models, as_of_ts, timer,
                              [r.line for k, r in rules.items() if k not in models])
@@ -415,6 +421,7 @@ def run_scoring(
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
     extra_meta: Mapping[str, Any] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -423,18 +430,22 @@ def run_scoring(
     ``why``: key -> why there is no model, when the caller knows; the labels of the rule's
     history calibration use ``delinquency_dpd`` and ``persistence_days``); then
     :func:`score_into_store`. ``extra_meta`` is recorded in the run's meta (e.g. the
-    plausibility totals and accepted anomalies).
+    plausibility totals and accepted anomalies). ``snapshot``: ``book`` prepared once with
+    its features at ``as_of`` under ``materiality`` (``features.pit.snapshot``), shared
+    with the caller's other steps instead of being computed again.
     """
     t0 = time.perf_counter()
+    if snapshot is not None:
+        snapshot.check(as_of=as_of, materiality=materiality)
     models, rules = resolve_scorers(
         book, as_of=as_of, tracking_uri=tracking_uri, model_names=model_names, why=why,
         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        materiality=materiality)
+        materiality=materiality, prepared=None if snapshot is None else snapshot.prepared)
     return score_into_store(
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
         materiality=materiality, extra_meta=extra_meta,
-        timings={"load_models": time.perf_counter() - t0},
+        timings={"load_models": time.perf_counter() - t0}, snapshot=snapshot,
     )
 
 
@@ -451,14 +462,19 @@ def score_into_store(
     timings: Mapping[str, float] | None = None,
     rules: Mapping[str, RuleScorer] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    snapshot: Snapshot | None = None,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
 
     On any exception the run is marked ``failed`` (the previous worklist for that ``as_of``
     stays current) and the exception is re-raised. The returned record's ``timings`` hold
     the scoring stages, the store's own figures, ``write`` and ``total`` (seconds).
+    ``snapshot``: the book's features at ``as_of`` already built (see :func:`run_scoring`).
     """
     from serving.store import WorklistStore
+
+    if snapshot is not None:
+        snapshot.check(as_of=as_of, materiality=materiality)
 
     t0 = time.perf_counter()
     day = as_day(as_of)
@@ -477,6 +493,7 @@ def score_into_store(
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
                 rules=rules, materiality=materiality,
+                features=None if snapshot is None else snapshot.features,
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION,

@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
+import numpy as np
 import pandas as pd
 
 DATE_DTYPE: Final = "datetime64[s]"
@@ -97,18 +98,34 @@ def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
 
     Missing optional columns are added as all-missing; extra columns are kept (adapters may
     carry source fields). The caller guarantees values already passed validation, so this
-    only casts; it never drops rows.
+    only casts; it never drops rows. A column already in its canonical dtype (dates: at
+    midnight) is not copied: under pandas' copy-on-write the result shares it with
+    ``frame`` until either is written, so a staged book costs no second copy.
     """
-    out = frame.copy()
+    out = frame.copy(deep=False)
     for col, dtype in columns_of(table).items():
         if col not in out.columns:
             out[col] = pd.Series(index=out.index, dtype=dtype)
         if dtype == DATE_DTYPE:
-            out[col] = pd.to_datetime(out[col]).dt.normalize().astype(DATE_DTYPE)
+            out[col] = _as_dates(out[col])
         elif str(out[col].dtype) != dtype:
             out[col] = out[col].astype(dtype)
     ordered = list(columns_of(table)) + [c for c in out.columns if c not in columns_of(table)]
     return out[ordered].reset_index(drop=True)
+
+
+def _as_dates(column: pd.Series) -> pd.Series:
+    """``column`` as midnight ``datetime64[s]``. Dates already at midnight in a numpy
+    datetime unit (Parquet gives milliseconds) are only re-united (none when already
+    seconds: the column itself), checked in one linear pass; anything else is parsed and
+    normalised."""
+    if isinstance(column.dtype, np.dtype) and column.dtype.kind == "M":
+        unit, _ = np.datetime_data(column.dtype)
+        per_day = np.timedelta64(1, "D") // np.timedelta64(1, unit)
+        ticks = column.to_numpy().view("int64")
+        if ((ticks % per_day == 0) | (ticks == np.iinfo(np.int64).min)).all():
+            return column if column.dtype == DATE_DTYPE else column.astype(DATE_DTYPE)
+    return pd.to_datetime(column).dt.normalize().astype(DATE_DTYPE)
 
 
 @dataclass(frozen=True)

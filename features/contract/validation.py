@@ -394,15 +394,19 @@ def _validate(
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
-        canon = canonical(frame if bad.is_empty() else frame.filter(~is_bad), table)
+        # The kept rows, filtered once (a filter copies every column) and only when a row
+        # is bad; canonical() and the credit counts below both read them.
+        good = frame if bad.is_empty() else frame.filter(~is_bad)
+        del frame
+        canon = canonical(good, table)
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
             # changes (linear, no hashing).
             ids = canon.get_column("account_id")
             seen = ids.filter(first_occurrence(ids)).to_frame()
         if table == "payments":
-            credits.update(payment_credits(frame.filter(~is_bad)))
-        del frame
+            credits.update(payment_credits(good))
+        del good
         if table == "invoices":
             credits.update(credit_notes(canon))
         if table in ("payments", "disputes"):

@@ -32,7 +32,8 @@ from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 
 
 def build_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = False,
-                   materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
+                   materiality: Materiality = DEFAULT_MATERIALITY,
+                   prepared: _prep.Prepared | None = None) -> pd.DataFrame:
     """Point-in-time features of every account with an open invoice at ``as_of``.
 
     ``as_of`` is a day (a ``date``, or a ``pd.Timestamp`` whose date is used). Columns:
@@ -46,6 +47,9 @@ def build_features(book: Book, *, as_of: date | pd.Timestamp, facts: bool = Fals
     ``segment`` is the material segment (DESIGN section 5): the highest DPD band (1+, 30+,
     90+) whose open past-due amount exceeds both thresholds of ``materiality``; an account
     past due only by an immaterial residue is ``preventive``.
+
+    ``prepared``: ``book`` already encoded (``features.pit.snapshot.prepare_book``), so it
+    is not encoded again (the nightly's steps share one).
     """
-    return _kernels.features_frame(_prep.prepare(book), as_day(as_of), facts=facts,
-                                   materiality=materiality)
+    prep = _prep.prepare(book) if prepared is None else prepared
+    return _kernels.features_frame(prep, as_day(as_of), facts=facts, materiality=materiality)

@@ -249,11 +249,14 @@ def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
 
 
 def compute_kpis(book: Book, *, as_of: date | pd.Timestamp,
-                 previous: tuple[date, Iterable[str]] | None = None) -> Kpis:
+                 previous: tuple[date, Iterable[str]] | None = None,
+                 prepared: Prepared | None = None) -> Kpis:
     """Every KPI of a run at ``as_of``; ``previous``: the previous run's ``(as_of, worklist
-    account ids)``, for the amount collected since (None: no previous run)."""
+    account ids)``, for the amount collected since (None: no previous run). ``prepared``:
+    ``book`` already encoded (``features.pit.snapshot.prepare_book``), so it is not
+    encoded again."""
     day = as_day(as_of)
-    prep = prepare(book)
+    prep = prepare(book) if prepared is None else prepared
     now = _receivables(prep, day)
     dso, best = _dso_pair(book, day, now)
     start = months_back(day, 1)

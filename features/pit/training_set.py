@@ -175,13 +175,14 @@ def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd
             persistence_days: int, data_end: date | pd.Timestamp | None,
             sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality,
             stages: StageHook | None = None,
+            prepared: Prepared | None = None,
             ) -> tuple[Prepared, dict, Iterator[pd.DataFrame]]:
     end = default_data_end(book) if data_end is None else as_day(data_end)
     label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
                     data_end=end, materiality=materiality)
     stage = stages or no_stage
     with stage("labels"):  # the book's encoding serves labels and features alike
-        prep = _prep.prepare(book)
+        prep = _prep.prepare(book) if prepared is None else prepared
     days = [as_day(d) for d in dates]
     if sampling is None:
         return prep, label_kw, _full_chunks(prep, days, label_kw, stage)
@@ -203,7 +204,8 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
                        data_end: date | pd.Timestamp | None = None,
                        sampling: Sampling | None = None,
                        materiality: Materiality = DEFAULT_MATERIALITY,
-                       stages: StageHook | None = None) -> pd.DataFrame:
+                       stages: StageHook | None = None,
+                       prepared: Prepared | None = None) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
     One row per account with an open invoice at each date; columns are the feature frame's
@@ -215,12 +217,13 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     are computed and kept, in the same order, and a ``weight`` column follows (every
     weight 1.0 where a population is kept in full). Without it, every row, no weight
     column: the frame of earlier releases. ``stages`` (a :data:`StageHook`) times the
-    ``labels``, ``sampling`` and ``features`` stages.
+    ``labels``, ``sampling`` and ``features`` stages. ``prepared``: ``book`` already
+    encoded (``features.pit.snapshot.prepare_book``), so it is not encoded again.
     """
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         data_end=data_end, sampling=sampling, stats=TrainingSetStats(),
-        materiality=materiality, stages=stages)
+        materiality=materiality, stages=stages, prepared=prepared)
     parts = list(chunks)
     if not parts:
         return _empty(prep, label_kw, sampling)

@@ -348,3 +348,25 @@ def test_one_cent_short_is_cleared_in_reasons_and_actions(models) -> None:
     assert wl.loc["B", "oldest_dpd"] == 47
     assert "(J1, $0 open)" in reasons("B")
     assert wl.loc["B", "action"] == A.PAYMENT_PLAN
+
+
+def test_a_shared_snapshot_scores_exactly_as_building_the_features(book, models,
+                                                                   result) -> None:
+    """Issue 20: the nightly builds the features once (``features.pit.snapshot``) and hands
+    them to the run checks, the KPIs and the scoring: the same worklist, explanations and
+    drift, to the bit, as when the scoring builds them itself; a snapshot of another night
+    is refused."""
+    from features.pit.snapshot import snapshot
+    from features.spec import NO_MATERIALITY
+    from serving.score import score_book
+
+    shared = snapshot(book, as_of=AS_OF.date())
+    again = score_book(book, as_of=AS_OF.date(), models=models, table_budget_mb=64,
+                       features=shared.features)
+    pd.testing.assert_frame_equal(again.worklist, result.worklist)
+    pd.testing.assert_frame_equal(again.explanations, result.explanations)
+    pd.testing.assert_frame_equal(again.drift, result.drift)
+    with pytest.raises(ValueError, match="the snapshot is of"):
+        shared.check(as_of=AS_OF.date() + pd.Timedelta(days=1), materiality=shared.materiality)
+    with pytest.raises(ValueError, match="the snapshot is of"):
+        shared.check(as_of=AS_OF.date(), materiality=NO_MATERIALITY)

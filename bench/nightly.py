@@ -1,0 +1,186 @@
+"""Benchmark: the nightly from files to a published store, through the steps layer.
+
+    python -m bench.nightly --accounts 100000 [--json PATH] [--train-accounts N]
+
+Issue 20's target: 1M accounts / 50M invoices, read, validate, plausibility checks,
+features, scoring, explanations, reasons, KPIs and the store write under 60 s and 6 GB
+peak on 2 cores (measure the whole process with ``/usr/bin/time -v``). Steps:
+
+1. train both models (quick LightGBM settings) on a small book and register them as
+   champions in a throw-away MLflow store (not timed);
+2. write the book to score (``--accounts``, ~50 invoices per account) as Parquet (not
+   timed);
+3. time :func:`pipelines.steps.ingest` then :func:`pipelines.steps.score` as of the day
+   after the book's last event, as the nightly flow runs them.
+
+Per-stage figures come from a sampling profiler (every ``--interval`` seconds a thread
+reads the process's RSS and CPU time and the main thread's stack, and charges the interval
+to the innermost known stage on the stack, :data:`STAGES`): wall and CPU seconds are
+sample sums (±one interval per stage), peak RSS the highest sample in the stage. No
+product code is instrumented, so before and after a change are measured alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+#: (file suffix, function name) -> stage label; the innermost match on the stack wins.
+STAGES: dict[tuple[str, str], str] = {
+    ("features/contract/io.py", "read_source"): "read files",
+    ("features/contract/validation.py", "_validate"): "validate",
+    ("features/contract/validation.py", "write_quarantine"): "validate",
+    ("features/contract/canonical.py", "to_pandas"): "validate: to book",
+    ("features/contract/io.py", "write_book"): "stage book (write)",
+    ("pipelines/steps.py", "read_book"): "read staged book",
+    ("pipelines/steps.py", "reap_stale_runs"): "store: open",
+    ("pipelines/run_checks.py", "check_run"): "plausibility",
+    ("pipelines/steps.py", "run_kpis"): "kpis",
+    ("features/pit/_prep.py", "prepare"): "prepare",
+    ("features/pit/_kernels.py", "features_frame"): "features",
+    ("serving/rule_scoring.py", "resolve_scorers"): "load models",
+    ("models/model.py", "explain"): "explain",
+    ("serving/reasons.py", "reason_codes"): "reasons",
+    ("serving/score.py", "_explanations"): "explanations",
+    ("serving/score.py", "_drift"): "drift",
+    ("serving/score.py", "_worklist"): "worklist",
+    ("serving/store.py", "write_run"): "store write",
+    ("serving/store.py", "begin_run"): "store: open",
+}
+#: Stages whose label includes the enclosing stage (who paid for it).
+NESTED = {"prepare", "features"}
+
+
+class Sampler:
+    """Samples (stage, RSS, CPU) of the process from a thread every ``interval`` s."""
+
+    def __init__(self, interval: float = 0.01) -> None:
+        self.interval = interval
+        self.main = threading.main_thread().ident
+        self.rows: dict[str, dict[str, float]] = {}
+        self.order: list[str] = []
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _stage(self) -> str:
+        frame = sys._current_frames().get(self.main)
+        found: list[str] = []
+        while frame is not None:
+            code = frame.f_code
+            for (suffix, name), label in STAGES.items():
+                if code.co_name == name and code.co_filename.endswith(suffix):
+                    found.append(label)
+                    break
+            frame = frame.f_back
+        if not found:
+            return "other"
+        inner = found[0]
+        if inner in NESTED:
+            outer = next((f for f in found[1:] if f not in NESTED), None)
+            return f"{outer} > {inner}" if outer else inner
+        return inner
+
+    @staticmethod
+    def _rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _run(self) -> None:
+        last_t, last_cpu = time.perf_counter(), sum(os.times()[:2])
+        while not self._stop.wait(self.interval):
+            stage = self._stage()
+            rss = self._rss_mb()
+            now, cpu = time.perf_counter(), sum(os.times()[:2])
+            row = self.rows.get(stage)
+            if row is None:
+                row = self.rows[stage] = {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0}
+                self.order.append(stage)
+            row["wall_s"] += now - last_t
+            row["cpu_s"] += cpu - last_cpu
+            row["peak_rss_mb"] = max(row["peak_rss_mb"], rss)
+            self.peak = max(self.peak, rss)
+            last_t, last_cpu = now, cpu
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def table(self) -> list[dict[str, Any]]:
+        return [{"stage": s, **{k: round(v, 2) for k, v in self.rows[s].items()}}
+                for s in self.order]
+
+
+def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
+        train_accounts: int = 3_000, interval: float = 0.01) -> dict:
+    """Run the benchmark; returns (and optionally writes as JSON) the figures."""
+    from datetime import timedelta
+
+    from bench.score import _train
+    from features.synthetic import write_book_folder
+    from pipelines import steps
+    from pipelines.settings import Settings
+
+    tmp = Path(tempfile.mkdtemp(prefix="delinq-bench-nightly-"))
+    try:
+        settings = Settings(data_dir=tmp / "data", early_warning_model="bench-early-warning",
+                            persistence_model="bench-persistence", seed=seed)
+        settings.data_dir.mkdir(parents=True)
+        _train(train_accounts, settings.resolved_tracking_uri, seed)
+        write_book_folder(accounts, tmp / "book", seed=seed)
+        cpu0, t0 = sum(os.times()[:2]), time.perf_counter()
+        with Sampler(interval) as sampler:
+            ingested = steps.ingest(settings=settings, source=tmp / "book")
+            scored = steps.score(settings=settings, book=ingested.staged,
+                                 as_of=ingested.last_date + timedelta(days=1))
+        seconds, cpu = time.perf_counter() - t0, sum(os.times()[:2]) - cpu0
+        result = {
+            "accounts": accounts,
+            "invoices": ingested.invoices,
+            "scored": scored.n_scored,
+            "seconds": round(seconds, 2),
+            "cpu_seconds": round(cpu, 2),
+            "peak_rss_sampled_mb": round(sampler.peak, 1),
+            "stages": sampler.table(),
+            "top_account_ids": [r["account_id"] for r in scored.top],
+        }
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=2, default=str))
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--accounts", type=int, default=100_000)
+    parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--train-accounts", type=int, default=3_000)
+    parser.add_argument("--interval", type=float, default=0.01)
+    args = parser.parse_args(argv)
+    r = run(args.accounts, args.json_path, seed=args.seed, train_accounts=args.train_accounts,
+            interval=args.interval)
+    print(f"nightly: {r['accounts']:,} accounts, {r['invoices']:,} invoices, "
+          f"{r['scored']:,} scored: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
+          f"peak RSS (sampled) {r['peak_rss_sampled_mb']:,.0f} MB")
+    print(f"{'stage':<34} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
+    for row in r["stages"]:
+        print(f"{row['stage']:<34} {row['wall_s']:>8.2f} {row['cpu_s']:>8.2f} "
+              f"{row['peak_rss_mb']:>12,.0f}")
+
+
+if __name__ == "__main__":
+    main()
