@@ -219,7 +219,8 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         validation=ingest.tables if ingest else (),
         metrics=train_rows(train.models) if train else (),
         # which populations the aging rule ranked, and why: said first, plainly
-        flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []))
+        flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []),
+               *(live.lines if isinstance(live, LiveSummary) else ()))
         if score else (),
         kpis=score.kpis if score else None,
     )

@@ -64,6 +64,7 @@ def resolve_scorers(
     delinquency_dpd: int | None = None,
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    every_rule: bool = False,
 ) -> tuple[dict[str, DelinqModel], dict[str, RuleScorer]]:
     """``(models, rules)``: the gated champion of each entry of ``model_names`` (model key
     -> registered name), and a :class:`RuleScorer` for every key without one.
@@ -71,22 +72,29 @@ def resolve_scorers(
     ``why`` (key -> clause) says why a key has no model when the caller knows better than
     the registry (e.g. training stopped: the split error). A rule's calibration is the
     last training's validation fit, else one on ``book``'s history resolved before
-    ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``).
+    ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``). ``every_rule``:
+    a key with a champion gets a rule too (it ranks the random holdout, issue 19).
     """
     models: dict[str, DelinqModel] = {}
     rules: dict[str, RuleScorer] = {}
     for key, registered in model_names.items():
         try:
             models[key] = load_champion(registered, tracking_uri=tracking_uri)
-            continue
+            if not every_rule:
+                continue
+            reason = "random holdout: no model-driven priority (live_holdout_share)"
         except UngatedChampionError:
             reason = "the champion has no recorded quality-gate pass (an earlier release's)"
         except NoChampionError:
             reason = "no model trained yet: run `delinq train`"
         last = last_trained(registered, tracking_uri=tracking_uri)
-        if last is not None and last.get("gate_reason"):
+        if key in models:
+            pass  # the holdout's rule: the reason stays the holdout's
+        elif last is not None and last.get("gate_reason"):
             reason = str(last["gate_reason"])
-        if why and why.get(key):
+        if key not in models and last is not None and last.get("demoted"):  # issue 19
+            reason = str(last["demoted"])
+        if why and why.get(key) and key not in models:
             reason = why[key]
         validation = None if last is None else last.get("rule_calibration")
         calibration = validation

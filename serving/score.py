@@ -36,6 +36,7 @@ from features.spec import (
     check_feature_frame,
 )
 from models.drift import psi_table
+from models.live_policy import in_holdout
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
@@ -115,6 +116,7 @@ def score_book(
     currency: str = "$",
     rules: Mapping[str, RuleScorer] | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    holdout_share: float = 0.0,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -130,6 +132,11 @@ def score_book(
     ``aging_rule``, the rule's calibrated probability (NaN when the data are too thin:
     priority is then the past-due amount) and the rule's facts as reasons; ``meta``'s
     ``rule_lines`` say why, one line per such population.
+
+    ``holdout_share`` (0-1): the random holdout (``models.live_policy.in_holdout``, the
+    same accounts every night) of a population with both a model and a rule in ``rules``
+    is ranked by the rule, not the model (issue 19: live comparisons free of selection
+    bias); ``meta["holdout"]`` counts them per population.
 
     Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
     ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a population has neither.
@@ -163,11 +170,20 @@ def score_book(
     calibration = np.full(n, "validation", dtype=object)
     reason_parts, expl_parts, drift_parts = [], [], []
     counts: dict[str, int] = {}
-    for name in needed:
-        rows = np.flatnonzero(model_of == name)
+    held = np.zeros(n, dtype=bool)
+    if holdout_share > 0:
+        held = in_holdout(feats["account_id"], share=holdout_share) & np.isin(
+            model_of, [k for k in models if k in rules])
+    passes = [(name, np.flatnonzero((model_of == name) & ~held), name not in models)
+              for name in needed]
+    passes += [(name, np.flatnonzero((model_of == name) & held), True)
+               for name in needed if held.any()]
+    for name, rows, by_rule in passes:
         part = frame.iloc[rows]
-        counts[name] = len(rows)
-        if name not in models:
+        counts[name] = counts.get(name, 0) + len(rows)
+        if not len(rows):
+            continue
+        if by_rule:
             with timer.stage("rule"):
                 ranked = rule_part(part, rules[name], currency=currency)
                 probability[rows] = ranked.probability
@@ -218,6 +234,7 @@ def score_book(
         "cpu_timings": dict(timer.cpu),
         "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
         "rule_lines": [r.line for k, r in rules.items() if k not in models],
+        "holdout": {k: int((held & (model_of == k)).sum()) for k in models if held.any()},
     }
     if meta["rule_lines"]:
         meta["message"] += "; " + "; ".join(meta["rule_lines"])
@@ -415,6 +432,7 @@ def run_scoring(
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
     extra_meta: Mapping[str, Any] | None = None,
+    holdout_share: float = 0.0,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -429,11 +447,11 @@ def run_scoring(
     models, rules = resolve_scorers(
         book, as_of=as_of, tracking_uri=tracking_uri, model_names=model_names, why=why,
         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        materiality=materiality)
+        materiality=materiality, every_rule=holdout_share > 0)
     return score_into_store(
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
-        materiality=materiality, extra_meta=extra_meta,
+        materiality=materiality, extra_meta=extra_meta, holdout_share=holdout_share,
         timings={"load_models": time.perf_counter() - t0},
     )
 
@@ -451,6 +469,7 @@ def score_into_store(
     timings: Mapping[str, float] | None = None,
     rules: Mapping[str, RuleScorer] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    holdout_share: float = 0.0,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
 
@@ -476,7 +495,7 @@ def score_into_store(
         try:
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
-                rules=rules, materiality=materiality,
+                rules=rules, materiality=materiality, holdout_share=holdout_share,
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION,

@@ -6,7 +6,7 @@ them; the recent run waits; a second evaluation does nothing unless ``--all``.""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import pytest
@@ -136,6 +136,49 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
                                                  r["ranked_by"]) == ("all", "all", "all"))
     # the 20 leave it, less any of them whose label is still undecided
     assert everyone["n_rows"] - 20 <= untouched["n_rows"] < everyone["n_rows"]
+
+    # contacts recorded in the workbench are read from the store's events by default:
+    # one contact in the run's window, one before it (not counted), one promise made in it
+    ids = worklist["account_id"].astype(str).tolist()
+    _record(settings, ids[0], contact=OLD + timedelta(days=5))
+    _record(settings, ids[1], contact=OLD - timedelta(days=3))
+    _record(settings, ids[2], promise_made=OLD + timedelta(days=10))
+    recorded = evaluate_live(settings=settings, book=ingested.staged, redo=True)
+    assert [r["run_id"] for r in recorded.evaluated] == [old.run_id]
+    with WorklistStore(settings.resolved_store_url) as store:
+        live = store.current_run(as_of=OLD).meta["live"]
+    assert live["counts"]["contacted"] == 2
+    assert live["contacts"] == "recorded events: 2 contacts, 1 promises"
+
+
+def _record(settings, account_id: str, *, contact: date | None = None,
+            promise_made: date | None = None) -> None:
+    """Record a contact or a promise dated ``contact`` / ``promise_made`` through the
+    workbench's event API (the way analysts record them), as recorded two days later."""
+    from datetime import datetime
+
+    from serving import store_io
+    from workbench.events import AccountFacts, ContactIn, PromiseIn, record_event
+    from workbench.users import add_user, get_user
+
+    engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url))
+    day = contact or promise_made
+    assert day is not None
+    now = datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    try:
+        with engine.connect() as conn:
+            user = get_user(conn, "ann")
+        if user is None:
+            user = add_user(engine, username="ann", role="analyst", password="a-long-password",
+                            actor="test", now=now)
+        body = (ContactIn(kind="contact", channel="phone", outcome="reached",
+                          contact_date=contact) if contact else
+                PromiseIn(kind="promise", promised_date=day + timedelta(days=14), amount=10.0))
+        record_event(engine, body, facts=AccountFacts(account_id=account_id,
+                                                      open_balance=1e9, invoice_ids=None),
+                     user=user, now=now)
+    finally:
+        engine.dispose()
 
 
 def test_the_nightly_section_lists_the_runs_evaluated() -> None:
