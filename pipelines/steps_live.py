@@ -38,6 +38,17 @@ if TYPE_CHECKING:
 
     from features.contract.book import Book
 
+#: Summary lines that are warnings worth a notification (issue 19, staleness and rollback).
+WARNING_PREFIXES = ("stale model", "persistent drift", "demoted", "promoted")
+
+
+def warning_lines(flags: Any, live: Any = None) -> list[str]:
+    """The warnings among a run's ``flags`` (:data:`WARNING_PREFIXES`) and a
+    :class:`LiveSummary`'s alias changes, for the notification."""
+    lines = [str(f) for f in flags if str(f).startswith(WARNING_PREFIXES)]
+    return lines + (list(live.lines) if isinstance(live, LiveSummary) else [])
+
+
 #: What the stored ``contacts`` says when the store holds no contact or promise event.
 NO_CONTACTS = "none recorded (no contact or promise in the store's events)"
 
