@@ -55,6 +55,9 @@ INDEPENDENT: Final = "independent_lateness"
 CHANGE_DAY: Final = "behaviour_change_day"
 #: Key of the mirror account of each account (set with :data:`CHANGE_DAY`).
 MIRROR: Final = "mirror_account"
+#: After the change, days late = ``STRETCH`` x the mirror's usual days late + ``SHIFT``
+#: (+ its noise): the most prompt become 20-45 days late, the habitually late prompt.
+STRETCH, SHIFT = 2.0, 10.0
 
 
 def mirror_accounts(base_delay: np.ndarray) -> np.ndarray:
@@ -217,14 +220,15 @@ def chunk_events(
     ramp_in = np.clip((issue[pre] - (stop[pre] - 60)) / 60.0, 0.0, 1.0)
     late[pre] += p["default_precursor"][acc[pre]] * ramp_in
     if CHANGE_DAY in p:
-        # Behaviour changes on the change day: invoices issued from then on are paid with
-        # the mirror account's habit and noise (no season, distress or default), so the
-        # history before the change ranks the accounts the wrong way round. Its own random
-        # stream: everything issued before the change is exactly the unchanged book.
+        # Behaviour reverses on the change day: every invoice issued from then on is paid
+        # with the mirror account's habit, stretched (no season, distress or default), so
+        # the history before the change ranks the accounts the wrong way round. Its own
+        # random stream: the draws above are the unchanged book's.
         after = np.flatnonzero(issue >= p[CHANGE_DAY][0])
         mirrored = p[MIRROR][acc[after]]
         noise = np.random.default_rng([seed, 3, chunk]).standard_normal(len(after))
-        late[after] = p["base_delay"][mirrored] + p["noise_sd"][mirrored] * noise
+        late[after] = (STRETCH * p["base_delay"][mirrored] + SHIFT
+                       + p["noise_sd"][mirrored] * noise)
         s[after] = 0.0
         stop = stop.copy()
         stop[after] = NEVER

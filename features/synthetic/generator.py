@@ -169,10 +169,12 @@ def generate_book_with_truth(
     Its present exposure still does (measured, 1,000 accounts: the count and size of the
     open invoices and the past-due amount carry a model past the two-key aging rule on
     capture@10; the history baseline's AUC is ~0.54), so models may still pass the gate.
-    ``behaviour_change``: from that day on, every invoice issued is paid with the habit and
-    noise of the account's mirror (the opposite rank of usual days late; no season,
-    distress or default): a book whose payment history ranks the accounts the wrong way
-    after the change (a model trained before it degrades live). Events before it are the
+    ``behaviour_change``: from that day on, every invoice issued is paid with the habit of
+    the account's mirror (the opposite rank of usual days late), stretched: 2 x its usual
+    days late + 10, plus its noise (no season, distress or default). The most prompt pay
+    20-45 days late, the habitually late pay on time: the payment history ranks the
+    accounts the wrong way round, so a model trained before the change falls below the
+    aging rule live (the rule sees the new days past due). Accounts and invoices are the
     unchanged book's.
     """
     s, e = _day(start), _day(end)
