@@ -256,6 +256,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def contacted_accounts(contacts: pd.DataFrame, promises: pd.DataFrame, *,
+                       as_of: date | pd.Timestamp, until: date | pd.Timestamp) -> frozenset[str]:
+    """Account ids treated between a run's publication and its labels' resolution: a
+    recorded contact dated (``contact_date``) on or after ``as_of`` and before ``until``
+    (:func:`resolves_on`), or a promise made before ``until`` whose promised date is on or
+    after ``as_of`` (a promise still running when the list was published is treatment
+    too). Frames in the shape of ``serving.store_events.read_contacts`` /
+    ``read_promises`` (DESIGN's ``contacts`` and ``promises``); business dates, not when
+    they were recorded, decide (an event is recorded on or after its date)."""
+    start, end = pd.Timestamp(as_day(as_of)), pd.Timestamp(as_day(until))
+    ids: set[str] = set()
+    if len(contacts):
+        day = pd.to_datetime(contacts["contact_date"])
+        ids |= set(contacts.loc[(day >= start) & (day < end), "account_id"].astype(str))
+    if len(promises):
+        made = pd.to_datetime(promises["created_date"])
+        due = pd.to_datetime(promises["promised_date"])
+        running = (made < end) & (due.isna() | (due >= start))
+        ids |= set(promises.loc[running, "account_id"].astype(str))
+    return frozenset(ids)
+
+
 def flat_metrics(live: Mapping[str, Any]) -> dict[str, float]:
     """The stored table (``LivePerformance.to_dict``) as MLflow metrics:
     ``<slice>.<population>.<ranked_by>.<metric>`` (``@`` spelled ``_at_``), finite values
@@ -293,3 +315,32 @@ def staleness_lines(as_of: date | pd.Timestamp, data_ends: Mapping[str, str | da
                          "retrain (`delinq train`) or check why the weekly retraining "
                          "promotes nothing")
     return lines
+
+
+def live_slices(worklist: pd.DataFrame, labels: pd.DataFrame, accounts: pd.DataFrame, *,
+                as_of: date | pd.Timestamp,
+                contacted: AbstractSet[str] = frozenset()) -> dict[str, list[dict[str, Any]]]:
+    """Per population, the slices (``models.slices``) of the resolved, untouched rows a
+    model ranked: the published probability beside the aging rule per customer segment,
+    region, size and tenure band. ``accounts``: ``account_id``, ``account_segment``,
+    ``account_region``, ``first_invoice`` (the account's first issue date): tenure is
+    ``as_of - first_invoice`` in days. JSON-safe records (NaN as None)."""
+    from models.slices import slice_metrics
+
+    lab = labels[["account_id", "model", "y"]].rename(columns={"model": "label_model"})
+    rows = worklist.assign(account_id=worklist["account_id"].astype(str)).merge(
+        lab.assign(account_id=lab["account_id"].astype(str)), on="account_id")
+    ids = set(map(str, contacted))
+    rows = rows[(rows["label_model"] == rows["model"]) & rows["y"].notna()
+                & (rows["scorer"] == "model") & ~rows["account_id"].isin(ids)]
+    acc = accounts.assign(account_id=accounts["account_id"].astype(str))
+    rows = rows.merge(acc, on="account_id", how="left")
+    first = pd.to_datetime(rows["first_invoice"])
+    rows = rows.assign(tenure_days=(pd.Timestamp(as_day(as_of)) - first).dt.days)
+    out = {}
+    for pop in MODELS:
+        part = rows[rows["model"] == pop]
+        if len(part):
+            table = slice_metrics(part, probability=part["probability"].to_numpy(float))
+            out[pop] = _records(table)
+    return out

@@ -1,4 +1,6 @@
-"""MLflow tracking and model registry: the only module that imports MLflow.
+"""MLflow tracking and model registry: with :mod:`models.mlflow_store` (the shared
+plumbing) and :mod:`models.registry_aliases` (demotion, rollback, live performance), the
+only modules that import MLflow.
 
 The registry serialises, logs, compares and sets aliases; it never trains. Each
 :class:`~models.train.TrainingResult` is logged as a run (params, metrics of the model and
@@ -26,11 +28,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import tempfile
-import time
-import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -42,56 +41,54 @@ import numpy as np
 import pandas as pd
 from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
-from mlflow.entities import LoggedModelOutput, Metric, Param
+from mlflow.entities import LoggedModelOutput
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 from mlflow.protos.databricks_pb2 import (
     INVALID_PARAMETER_VALUE,
     RESOURCE_ALREADY_EXISTS,
     RESOURCE_DOES_NOT_EXIST,
-    ErrorCode,
 )
 
 from models import plots
 from models.card import model_card
 from models.gate import PASSED, TAG, TAG_REASON, GateOutcome, GatePolicy, judge_result
+from models.mlflow_store import (
+    CHALLENGER,
+    CHAMPION,
+    NoChampionError,
+    UngatedChampionError,
+    default_tracking_uri,
+    quiet_mlflow,
+)
+from models.mlflow_store import client as _client
+from models.mlflow_store import experiment_id as _experiment_id
+from models.mlflow_store import has_code as _has_code
+from models.mlflow_store import log_run_data as _log_run_data
+from models.mlflow_store import version_by_alias as _version_by_alias
 from models.model import DelinqModel
 from models.promotion import decide
+from models.registry_aliases import (
+    DEMOTED_TAG,
+    LIVE_EXPERIMENT,
+    demote,
+    log_live_performance,
+    record_champion,
+    rollback,
+)
 from models.rule import ARTIFACT as RULE_ARTIFACT
 from models.rule import RuleCalibration
 from models.train import TrainingFailure, TrainingResult
 
-CHAMPION = "champion"
-CHALLENGER = "challenger"
+__all__ = [
+    "CHALLENGER", "CHAMPION", "EXPERIMENT", "LIVE_EXPERIMENT", "DelinqPyfunc", "NoChampionError",
+    "RegistrationResult", "UngatedChampionError", "default_tracking_uri", "demote",
+    "gate_reason", "last_trained", "load_champion", "load_model", "log_live_performance",
+    "quiet_mlflow", "register", "register_result", "rollback",
+]
+
 EXPERIMENT = "delinq"
 SHAP_ROWS = 2000
-#: MLflow's limits per ``log_batch`` request.
-_MAX_PARAMS, _MAX_METRICS = 100, 1000
-
-# Loggers that print schema-migration and environment chatter on a fresh store.
-_QUIET_LOGGERS = {
-    "alembic": logging.WARNING,
-    "alembic.runtime.migration": logging.WARNING,
-    "mlflow.store.db.utils": logging.WARNING,
-    "mlflow.store.sql_alchemy": logging.WARNING,
-    "mlflow.utils.git_utils": logging.ERROR,
-    "mlflow.tracking._tracking_service.utils": logging.ERROR,
-    "mlflow.pyfunc": logging.ERROR,
-    "mlflow.models.model": logging.ERROR,
-    "mlflow.utils.environment": logging.ERROR,
-    "mlflow.utils.requirements_utils": logging.ERROR,
-}
-
-
-class NoChampionError(LookupError):
-    """The registered model has no version under the requested alias (or, for scoring, no
-    champion that passed the quality gate)."""
-
-
-class UngatedChampionError(NoChampionError):
-    """The champion has no recorded gate pass (promoted before the gate existed): it is
-    not used for scoring."""
-
 
 @dataclass(frozen=True)
 class RegistrationResult:
@@ -111,54 +108,6 @@ class RegistrationResult:
     comparison: dict[str, float] = field(default_factory=dict)
     #: The quality gate's verdict on this version (``models.gate``).
     gate: GateOutcome | None = None
-
-
-@contextlib.contextmanager
-def quiet_mlflow() -> Iterator[None]:
-    """Silence MLflow's informational chatter (schema creation, git, pickling notes) for
-    the block; logger levels and warning filters are restored afterwards."""
-    saved = {}
-    for name, level in _QUIET_LOGGERS.items():
-        logger = logging.getLogger(name)
-        saved[name] = logger.level
-        logger.setLevel(level)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module=r"mlflow\..*")
-            warnings.filterwarnings("ignore", category=FutureWarning, module=r"mlflow")
-            yield
-    finally:
-        for name, level in saved.items():
-            logging.getLogger(name).setLevel(level)
-
-
-def default_tracking_uri(data_dir: str | Path) -> str:
-    """The embedded store of a data directory: ``sqlite:///<data_dir>/mlflow.db``."""
-    return f"sqlite:///{(Path(data_dir) / 'mlflow.db').resolve()}"
-
-
-def _artifact_location(tracking_uri: str) -> str | None:
-    """For a SQLite store, a folder ``mlartifacts`` next to the database file."""
-    parsed = urlparse(tracking_uri)
-    if parsed.scheme != "sqlite":
-        return None
-    db = Path(unquote(tracking_uri[len("sqlite:///"):]))
-    return (db.parent / "mlartifacts").resolve().as_uri()
-
-
-def _client(tracking_uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-
-
-def _experiment_id(client: MlflowClient, tracking_uri: str, experiment: str) -> str:
-    exp = client.get_experiment_by_name(experiment)
-    if exp is not None:
-        return exp.experiment_id
-    return client.create_experiment(experiment, artifact_location=_artifact_location(tracking_uri))
-
-
-def _has_code(exc: MlflowException, *codes: int) -> bool:
-    return exc.error_code in {ErrorCode.Name(c) for c in codes}
 
 
 # ---------------------------------------------------------------------------- pyfunc
@@ -260,17 +209,6 @@ def _metric_key(scorer: str, metric: str) -> str:
     return f"{scorer}.{metric.replace('@', '_at_')}"
 
 
-def _log_run_data(client: MlflowClient, run_id: str, params: Mapping[str, Any],
-                  metrics: Mapping[str, float]) -> None:
-    now = int(time.time() * 1000)
-    p = [Param(k, str(v)[:500]) for k, v in params.items()]
-    m = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-    for i in range(0, len(p), _MAX_PARAMS):
-        client.log_batch(run_id, params=p[i:i + _MAX_PARAMS])
-    for i in range(0, len(m), _MAX_METRICS):
-        client.log_batch(run_id, metrics=m[i:i + _MAX_METRICS])
-
-
 def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     try:
         client.create_registered_model(name)
@@ -340,6 +278,8 @@ def register_result(
             promoted, reason, cmp = decide(result, champion, verdict, replaced)
             client.set_registered_model_alias(registered_name,
                                               CHAMPION if promoted else CHALLENGER, mv.version)
+            if promoted:  # what a rollback restores (models.registry_aliases)
+                record_champion(client, registered_name, str(mv.version))
             card = model_card(
                 model=model.kind, registered_name=registered_name, version=str(mv.version),
                 feature_set_version=model.feature_set_version, data_window=result.data_window,
@@ -456,9 +396,10 @@ def gate_reason(registered_name: str, *, tracking_uri: str,
 
 def last_trained(registered_name: str, *, tracking_uri: str) -> dict[str, Any] | None:
     """The newest registered version of ``registered_name`` (any alias, gate passed or
-    not): ``{"version", "gate_reason", "rule_calibration"}`` (the aging rule's calibration
-    on that training's validation period, a :class:`~models.rule.RuleCalibration` or None
-    when it was too thin), or None when nothing was ever registered under the name."""
+    not): ``{"version", "gate_reason", "rule_calibration", "demoted"}`` (the aging rule's
+    calibration on that training's validation period, a :class:`~models.rule.RuleCalibration`
+    or None when it was too thin; ``demoted``: why live performance demoted the challenger
+    from champion, or None), or None when nothing was ever registered under the name."""
     with quiet_mlflow():
         client = _client(tracking_uri)
         try:
@@ -485,7 +426,7 @@ def last_trained(registered_name: str, *, tracking_uri: str) -> dict[str, Any] |
         except (MlflowException, OSError, KeyError, ValueError):
             calibration = None  # too thin at training, or trained before the artifact
     return {"version": str(mv.version), "gate_reason": (mv.tags or {}).get(TAG_REASON),
-            "rule_calibration": calibration}
+            "rule_calibration": calibration, "demoted": _demoted(client, registered_name)}
 
 
 #: The artifact of a training run holding the test-period metrics of the model and every
@@ -519,15 +460,11 @@ def version_metrics(registered_name: str, version: str, *,
             for scorer, row in table.iterrows()}
 
 
-def _version_by_alias(client: Any, registered_name: str, alias: str) -> Any | None:
-    """The model version under ``alias``, or ``None`` when the registered model or the
-    alias does not exist (other MLflow errors propagate)."""
-    try:
-        return client.get_model_version_by_alias(registered_name, alias)
-    except MlflowException as exc:
-        if not _has_code(exc, RESOURCE_DOES_NOT_EXIST, INVALID_PARAMETER_VALUE):
-            raise
-        return None
+def _demoted(client: MlflowClient, registered_name: str) -> str | None:
+    """Why the challenger was demoted from champion by live performance, if it was
+    (``models.registry_aliases.demote`` moves the champion to ``challenger``)."""
+    mv = _version_by_alias(client, registered_name, CHALLENGER)
+    return None if mv is None else (mv.tags or {}).get(DEMOTED_TAG)
 
 
 def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
@@ -537,36 +474,3 @@ def load_champion(registered_name: str, *, tracking_uri: str) -> DelinqModel:
     return load_model(registered_name, tracking_uri=tracking_uri, alias=CHAMPION,
                       require_gate=True)
 
-
-# ---------------------------------------------------------------------------- live performance
-
-#: The experiment that holds one run per evaluated scoring run (issue 19).
-LIVE_EXPERIMENT = "live-performance"
-
-
-def log_live_performance(
-    *, tracking_uri: str, run_id: str, as_of: Any, model_versions: Mapping[str, Any],
-    metrics: Mapping[str, float], payload: Mapping[str, Any],
-    experiment: str = LIVE_EXPERIMENT,
-) -> str:
-    """Log a scoring run's live performance (``models.live``) as one MLflow run of
-    ``experiment``, tagged ``delinq.run_id``, ``delinq.as_of`` and each model's version
-    (``delinq.<model>_version``); ``metrics`` as given (``models.live.flat_metrics``),
-    ``payload`` as the artifact ``live_performance.json``. Returns the MLflow run id; a
-    re-evaluation logs a new run."""
-    with quiet_mlflow():
-        client = _client(tracking_uri)
-        exp_id = _experiment_id(client, tracking_uri, experiment)
-        tags = {"delinq.run_id": run_id, "delinq.as_of": str(as_of)}
-        tags |= {f"delinq.{m}_version": str(v) for m, v in model_versions.items()
-                 if v is not None}
-        run = client.create_run(exp_id, run_name=f"live {as_of} {run_id}", tags=tags)
-        mlflow_run = run.info.run_id
-        try:
-            _log_run_data(client, mlflow_run, {}, metrics)
-            client.log_dict(mlflow_run, dict(payload), "live_performance.json")
-        except BaseException:
-            client.set_terminated(mlflow_run, status="FAILED")
-            raise
-        client.set_terminated(mlflow_run)
-    return mlflow_run

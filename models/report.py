@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from models.evaluate import format_metrics_table
+from models.slices import flagged_lines, slice_metrics
 from models.train import TrainingFailure, TrainingResult
 
 if TYPE_CHECKING:
@@ -26,7 +27,8 @@ def training_summary(
     """``{kind: {registered_name, version, promoted, champion_version, reason, run_id,
     metrics (the LightGBM row), metrics_table ({scorer: {metric: value}}), data_window,
     n_rows, evidence, calibration (method, bounds), gate_passed, gate (the gate's one
-    line)}}``, or ``{kind: {error}}`` for a kind
+    line), slices (``models.slices``: the test period per segment, region, size and tenure
+    band, model beside the aging rule)}}``, or ``{kind: {error}}`` for a kind
     that could not be trained."""
     summary: dict[str, dict[str, Any]] = {}
     for kind, result in results.items():
@@ -50,8 +52,17 @@ def training_summary(
             "calibration": _calibration(result),
             "gate_passed": None if reg.gate is None else reg.gate.passed,
             "gate": "" if reg.gate is None else reg.gate.reason,
+            "slices": _slices(result),
         }
     return summary
+
+
+def _slices(result: TrainingResult) -> list[dict[str, Any]]:
+    """The test period per customer segment, region, size and tenure band, the model
+    beside the aging rule (``models.slices``), JSON-safe (NaN as None)."""
+    table = slice_metrics(result.test, probability=result.test_scores.proba)
+    return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
+            for r in table.to_dict(orient="records")]
 
 
 def _calibration(result: TrainingResult) -> dict[str, Any]:
@@ -88,9 +99,11 @@ def format_report(summary: Mapping[str, Mapping[str, Any]]) -> str:
         if cal:
             title += (f"\n  calibration: {cal['method']} on {cal['n_rows']:,} validation rows; "
                       f"probabilities bounded to {100 * cal['low']:.3g}%..{100 * cal['high']:.4g}%")
+        flagged = flagged_lines(info.get("slices") or [], model=model)
         blocks.append(
             format_metrics_table(table, title=title)
             + f"\n  registered {info['registered_name']} v{info['version']}: {status}"
             + f"\n  {info['reason']}"
+            + "".join(f"\n  slice: {line}" for line in flagged)
         )
     return "\n\n".join(blocks)

@@ -18,6 +18,7 @@ from typing import Annotated
 
 import typer
 
+from pipelines.cli_model import model_app
 from pipelines.cli_store import db_app, runs_app
 from pipelines.cli_support import USER_ERROR_EXIT  # noqa: F401 (documented exit code)
 from pipelines.cli_support import display as _display
@@ -53,6 +54,7 @@ class ImportFormat(StrEnum):
 app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
+app.add_typer(model_app, name="model")
 
 
 # --------------------------------------------------------------------------- data

@@ -117,6 +117,8 @@ def runs_evaluate(
     for row in done.evaluated:
         _echo(f"run {row['run_id']} (as of {row['as_of']}): {row['headline']}; "
               f"{row['resolved']:,} resolved, {row['censored']:,} undecided")
+    for line in done.lines:
+        _echo(line)
     typer.echo(f"{len(done.evaluated)} run(s) evaluated against the book up to "
                f"{done.data_end}; {done.pending} published run(s) still wait for labels")
 

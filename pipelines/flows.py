@@ -40,7 +40,7 @@ from pipelines.artifacts import (
     train_rows,
 )
 from pipelines.errors import user_errors
-from pipelines.notify import notify_failure
+from pipelines.notify import notify_failure, notify_warnings
 from pipelines.progress import progress, routed
 from pipelines.settings import (
     ENV_PREFIX,
@@ -49,7 +49,7 @@ from pipelines.settings import (
     SettingsError,
     load_settings,
 )
-from pipelines.steps_live import LiveSummary, evaluate_live
+from pipelines.steps_live import LiveSummary, evaluate_live, warning_lines
 from pipelines.summaries import (
     GenerateSummary,
     IngestSummary,
@@ -219,7 +219,8 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         validation=ingest.tables if ingest else (),
         metrics=train_rows(train.models) if train else (),
         # which populations the aging rule ranked, and why: said first, plainly
-        flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []))
+        flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []),
+               *(live.lines if isinstance(live, LiveSummary) else ()))
         if score else (),
         kpis=score.kpis if score else None,
     )
@@ -308,6 +309,8 @@ def nightly_score(
         prune_task(s, day)  # retention, once the new run is safely published
         stages["live"] = _evaluate_past_runs(s, stages["ingest"].staged)
         keys = _publish("nightly-score", s, stages)
+        notify_warnings(settings=s, flow="nightly-score", as_of=day,
+                        lines=warning_lines(stages["score"].flags, stages["live"]))
     except Exception as exc:
         # Somebody must know that today's list is missing (the webhook in the settings).
         notify_failure(settings=s, flow="nightly-score", as_of=day,

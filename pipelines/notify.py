@@ -57,3 +57,36 @@ def notify_failure(*, settings: Settings, flow: str, as_of: date | None,
         _log.warning("could not notify %s of the failed %s: %s", display_url(url), flow,
                      redact(str(exc), settings.secrets()))
         return False
+
+
+def warning_message(*, flow: str, as_of: date | None, lines: list[str],
+                    settings: Settings) -> dict[str, Any]:
+    """The JSON body of a warning notification (issue 19: a stale champion, drift that
+    persists, a demotion): ``event`` ``run_warning``, the lines masked and cut."""
+    masked = [" ".join(redact(x, settings.secrets()).split())[:1000] for x in lines]
+    day = as_of.isoformat() if as_of else None
+    return {
+        "event": "run_warning", "flow": flow, "as_of": day, "warnings": masked,
+        "data_dir": str(settings.data_dir),
+        "text": f"delinq {flow} as of {day or '?'}: " + "; ".join(masked),
+    }
+
+
+def notify_warnings(*, settings: Settings, flow: str, as_of: date | None,
+                    lines: list[str]) -> bool:
+    """Post the run's warnings to ``settings.notify_webhook_url`` (if set and there are
+    any); True if the endpoint accepted them. Never raises (as :func:`notify_failure`)."""
+    if settings.notify_webhook_url is None or not lines:
+        return False
+    url = settings.notify_webhook_url.get_secret_value()
+    body = json.dumps(warning_message(flow=flow, as_of=as_of, lines=lines,
+                                      settings=settings)).encode()
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
+            return 200 <= response.status < 300
+    except (urllib.error.URLError, OSError) as exc:
+        _log.warning("could not notify %s of the %s warnings: %s", display_url(url), flow,
+                     redact(str(exc), settings.secrets()))
+        return False

@@ -269,6 +269,23 @@ class Settings(BaseSettings):
         120, gt=0, description="Days between a run's as_of and the end of a champion's "
         "training data (its test period's last as_of) above which the run warns."
     )
+    # Live performance (issue 19): demotion, holdout, persistent drift, shadow promotion.
+    live_fallback_runs: int = Field(
+        4, ge=1, description="Consecutive resolved runs in which a champion ranks untouched "
+        "accounts below the aging rule (AUC) after which it is demoted to challenger."
+    )
+    live_holdout_share: float = Field(
+        0.0, ge=0, le=0.5, description="Share (0-0.5) of accounts, drawn by a stable hash of "
+        "the account id, that get no model-driven priority (the aging rule ranks them)."
+    )
+    drift_persist_runs: int = Field(
+        3, ge=0, description="Runs in a row with a PSI alert on the same feature after "
+        "which the run warns (0: never)."
+    )
+    promote_on_live: bool = Field(
+        False, description="Promote a challenger whose live performance beat the champion's "
+        "on the same runs' untouched accounts in live_fallback_runs resolved runs."
+    )
     # Notification (issue 18): where a failed scheduled run is reported (JSON POST).
     notify_webhook_url: SecretStr | None = Field(
         None, description="Webhook URL told when a scheduled run fails (may hold a token)."

@@ -548,6 +548,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
     from features.pit.snapshot import snapshot
     from models.live import staleness_lines
     from pipelines.artifacts import drift_flags, worklist_table
+    from pipelines.steps_live import watch_run
     from serving.score import run_scoring
     from serving.store import WorklistStore
     from serving.worklist import kpi_line
@@ -575,6 +576,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
             why=why, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days,
             extra_meta={**run_meta, "kpis": kpis}, snapshot=shared,
+            holdout_share=settings.live_holdout_share,
         )
     del shared
     with WorklistStore(settings.resolved_store_url) as store:
@@ -585,10 +587,12 @@ def score(*, settings: Settings, book: Path, as_of: date,
     stale = staleness_lines(as_of, record.meta.get("champion_data_end") or {},
                             max_age_days=settings.stale_model_days)
     drift_lines = drift_flags(drift)
-    flags = [*stale, *drift_lines]
+    # issue 19: shadow challengers scored beside the run, drift alerts that persist
+    watch = watch_run(settings=settings, book=staged, as_of=as_of, run_id=record.run_id)
+    flags = [*stale, *watch, *drift_lines]
     # said by the run's message (printed by the CLI) and the flows' summaries
     rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))
-    for line in stale:
+    for line in [*stale, *watch]:
         progress(f"  {line}")
     progress(f"  {record.n_scored or 0:,} accounts scored; drift: {drift_lines[0]} "
              f"({seconds:.1f} s)")

@@ -10,10 +10,12 @@ day after its last event) and that has no ``meta["live"]`` yet (or every resolve
 the book's end and the settings' horizons and materiality (the label training uses);
 ``models.live.live_performance`` computes the figures; they are logged to MLflow
 (experiment ``models.registry.LIVE_EXPERIMENT``) and stored in the run's ``meta`` under
-``"live"`` (``WorklistStore.set_run_meta``; no schema change). Recorded contacts are not
-available yet (the workbench, issue 15): ``contacted`` is empty, so the ``untouched`` slice
-equals ``all`` and the stored ``contacts`` says so; :func:`evaluate_live` takes the
-contacted ids per run (``contacts``) as the seam.
+``"live"`` (``WorklistStore.set_run_meta``; no schema change). The ``untouched`` slice
+leaves out the accounts with a contact or promise recorded in the store's events (the
+workbench, ``serving.store_events.read_contacts`` / ``read_promises``) between the run's
+``as_of`` and its resolution (``models.live.contacted_accounts``); the stored ``contacts``
+says how many events were read, or :data:`NO_CONTACTS`. :func:`evaluate_live` takes the
+contacted ids per run (``contacts``) as a seam for other sources (an ERP's own tables).
 
 No "now": resolution is judged against the book's own end, never the clock.
 """
@@ -26,13 +28,29 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipelines.progress import progress
 from pipelines.settings import Settings
 
-#: Where recorded contacts come from; none until the workbench (issue 15) is wired.
-NO_CONTACTS = "none recorded (the workbench's contact log is not wired yet)"
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from features.contract.book import Book
+
+#: Summary lines that are warnings worth a notification (issue 19, staleness and rollback).
+WARNING_PREFIXES = ("stale model", "persistent drift", "demoted", "promoted")
+
+
+def warning_lines(flags: Any, live: Any = None) -> list[str]:
+    """The warnings among a run's ``flags`` (:data:`WARNING_PREFIXES`) and a
+    :class:`LiveSummary`'s alias changes, for the notification."""
+    lines = [str(f) for f in flags if str(f).startswith(WARNING_PREFIXES)]
+    return lines + (list(live.lines) if isinstance(live, LiveSummary) else [])
+
+
+#: What the stored ``contacts`` says when the store holds no contact or promise event.
+NO_CONTACTS = "none recorded (no contact or promise in the store's events)"
 
 
 @dataclass(frozen=True)
@@ -45,6 +63,14 @@ class LiveSummary:
     evaluated: tuple[Mapping[str, Any], ...]
     pending: int
     seconds: float
+    #: Champions demoted (and, with ``promote_on_live``, challengers promoted) by this
+    #: evaluation (``models.registry_aliases.AliasChange.to_dict``).
+    demotions: tuple[Mapping[str, Any], ...] = ()
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """One summary line per alias change (demotion or live promotion) with its reason."""
+        return tuple(f"{d['action']}d: {d['reason']}" for d in self.demotions)
 
 
 def evaluate_live(
@@ -54,9 +80,17 @@ def evaluate_live(
     """Evaluate the published runs whose labels resolved in the staged book ``book`` and
     that have no live performance yet (every resolved run with ``redo``); see the module
     docstring. ``contacts(run_id)``: the account ids with a recorded contact or promise
-    between that run's ``as_of`` and their label's resolution (default: none recorded)."""
+    between that run's ``as_of`` and their label's resolution (default: the store's
+    recorded events, :func:`recorded_contacts`)."""
     from features.pit.labels import build_labels, default_data_end
-    from models.live import headline, label_horizon_days, live_performance
+    from models.live import (
+        contacted_accounts,
+        headline,
+        label_horizon_days,
+        live_performance,
+        live_slices,
+    )
+    from models.slices import flagged_lines
     from pipelines.steps import export_dir, materiality, read_book
     from serving.store import WorklistStore
 
@@ -69,6 +103,8 @@ def evaluate_live(
     with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
                        upgrade=True,
                        stale_after=timedelta(minutes=settings.run_stale_after_min)) as store:
+        events = None if contacts else recorded_contacts(settings)
+        accounts = account_slices(staged)
         runs = store.list_runs()
         published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
         due = [r for r in published.itertuples(index=False)
@@ -87,18 +123,33 @@ def evaluate_live(
                                   delinquency_dpd=settings.delinquency_dpd,
                                   persistence_days=settings.persistence_days,
                                   materiality=materiality(settings))
-            contacted = frozenset(contacts(run.run_id)) if contacts else frozenset()
+            if contacts:
+                contacted, source = frozenset(contacts(run.run_id)), "recorded"
+            else:
+                assert events is not None
+                contacted = contacted_accounts(
+                    *events, as_of=run.as_of, until=run.as_of + timedelta(days=horizon))
+                source = _events_line(*events)
             live = live_performance(worklist, labels, contacted=contacted)
+            shadow = _shadow_live(run, worklist, labels, contacted)
+            if shadow:
+                store.set_run_meta(run.run_id, "live_shadow", shadow)
+            slices = live_slices(worklist, labels, accounts, as_of=run.as_of,
+                                 contacted=contacted)
             payload = {
+                "slices": slices,
                 "as_of": run.as_of.isoformat(),
                 "data_end": data_end.isoformat(),
                 "label_horizon_days": horizon,
-                "contacts": "recorded" if contacts else NO_CONTACTS,
+                "contacts": source,
                 **live.to_dict(),
             }
             payload["mlflow_run_id"] = _log(settings, run, payload)
             store.set_run_meta(run.run_id, "live", payload)
             line = headline(payload)
+            for kind, table in slices.items():
+                for flagged in flagged_lines(table, model=kind):
+                    progress(f"  run {run.run_id} slice {flagged}")
             progress(f"  run {run.run_id} (as of {run.as_of}): {line}; "
                      f"{live.counts['resolved']:,} resolved, "
                      f"{live.counts['censored']:,} undecided")
@@ -106,8 +157,242 @@ def evaluate_live(
                          "resolved": live.counts["resolved"],
                          "censored": live.counts["censored"],
                          "mlflow_run_id": payload["mlflow_run_id"]})
+        runs = store.list_runs()
+        demotions = apply_demotions(settings=settings, runs=runs)
+        if settings.promote_on_live:
+            demotions += promote_on_live(settings=settings, runs=store.list_runs())
     return LiveSummary(data_end=data_end, evaluated=tuple(rows), pending=pending,
-                       seconds=time.perf_counter() - t0)
+                       seconds=time.perf_counter() - t0, demotions=tuple(demotions))
+
+
+def apply_demotions(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """Demote each champion whose last ``settings.live_fallback_runs`` judged runs ranked
+    untouched accounts below the aging rule (``models.live_policy.demotion_check`` over the
+    published ``runs`` of ``WorklistStore.list_runs``): the registry moves it to
+    ``challenger`` with the reason (the next scoring's aging-rule line says it), and the
+    store's audit table records it (actor :data:`ACTOR`). Returns the changes made."""
+    from models.live_policy import demotion_check
+    from models.registry_aliases import alias_version, demote
+    from pipelines.steps import model_names
+
+    published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
+    records = [{"run_id": r.run_id, "as_of": r.as_of, "meta": r.meta or {}}
+               for r in published.itertuples(index=False)]
+    changes = []
+    for kind, name in model_names(settings).items():
+        version = alias_version(name, tracking_uri=settings.resolved_tracking_uri)
+        if version is None:
+            continue
+        check = demotion_check(records, kind=kind, version=version,
+                               fallback_runs=settings.live_fallback_runs)
+        if not check.demote:
+            continue
+        change = demote(name, tracking_uri=settings.resolved_tracking_uri, reason=check.reason)
+        if change is None:
+            continue
+        record = {**change.to_dict(), "kind": kind,
+                  "runs": [run_id for run_id, *_ in check.streak]}
+        write_audit(settings, action="model.demote", target=f"model:{name}",
+                    before={"champion": version}, after=record)
+        progress(f"  demoted: {check.reason}")
+        changes.append(record)
+    return changes
+
+
+def rollback_model(*, settings: Settings, kind: str, reason: str = "",
+                   actor: str | None = None) -> dict[str, Any]:
+    """Restore the previous champion of model ``kind`` (``early_warning`` |
+    ``persistence``): ``models.registry_aliases.rollback`` (recorded in MLflow), and the
+    store's audit table. Raises ``models.registry_aliases.RollbackError`` when there is no
+    previous champion, ``KeyError`` for an unknown kind."""
+    from models.registry_aliases import rollback
+    from pipelines.steps import model_names
+
+    name = model_names(settings)[kind]
+    change = rollback(name, tracking_uri=settings.resolved_tracking_uri, reason=reason)
+    record = {**change.to_dict(), "kind": kind}
+    write_audit(settings, action="model.rollback", target=f"model:{name}",
+                before={"champion": change.from_version}, after=record, actor=actor)
+    progress(f"  {kind}: champion v{change.from_version or '-'} -> v{change.to_version} "
+             f"({change.reason})")
+    return record
+
+
+#: The audit trail's actor of what the pipeline does by itself (demotions).
+ACTOR = "delinq"
+
+
+def write_audit(settings: Settings, *, action: str, target: str, before: Any, after: Any,
+                actor: str | None = None) -> None:
+    """Append one row to the store's audit table (migration 0004; the workbench's trail),
+    ``actor`` defaulting to :data:`ACTOR`, ``at`` the wall clock (when it was recorded)."""
+    from datetime import UTC, datetime
+
+    from serving import store_io
+    from serving.store import WorklistStore
+    from serving.store_events import audit
+
+    WorklistStore(settings.resolved_store_url, upgrade=True).close()
+    engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(audit.insert().values(
+                at=datetime.now(UTC), actor=actor or ACTOR, action=action,
+                target=target[:256], before=before, after=after))
+    finally:
+        engine.dispose()
+
+
+def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
+                 contacted: AbstractSet[str]) -> dict[str, Any]:
+    """Live performance of the run's shadow challengers (``meta["shadow"]``, written by
+    :func:`watch_run`), per population: ``{kind: {"version", "table", ...}}``."""
+    import pandas as pd
+
+    from models.live import live_performance
+    from serving.shadow import shadow_worklist
+
+    info = (run.meta or {}).get("shadow") or {}
+    path = info.get("path")
+    if not path or not Path(path).exists():
+        return {}
+    scores = pd.read_parquet(path)
+    out = {}
+    for kind, version in (info.get("versions") or {}).items():
+        rows = shadow_worklist(worklist, scores, kind=kind)
+        if rows.empty:
+            continue
+        out[kind] = {"version": version,
+                     **live_performance(rows, labels, contacted=contacted).to_dict()}
+    return out
+
+
+def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> list[str]:
+    """What the nightly adds to a published run (issue 19): the shadow challengers'
+    scores (each population whose registered model has a ``challenger`` other than its
+    champion; written to ``<data_dir>/shadow/<run_id>.parquet`` and named in the run's
+    ``meta["shadow"]``, never published), and warning lines for drift alerts that persisted
+    over ``settings.drift_persist_runs`` runs. A challenger that cannot be loaded or scored
+    is a line, never a failed run."""
+    from models.live_policy import persistent_drift
+    from models.registry import CHALLENGER, load_model
+    from models.registry_aliases import alias_version
+    from pipelines.steps import materiality, model_names
+    from serving.shadow import shadow_scores
+    from serving.store import WorklistStore
+
+    lines: list[str] = []
+    challengers, versions = {}, {}
+    uri = settings.resolved_tracking_uri
+    for kind, name in model_names(settings).items():
+        version = alias_version(name, tracking_uri=uri, alias=CHALLENGER)
+        if version is None or version == alias_version(name, tracking_uri=uri):
+            continue
+        try:
+            challengers[kind] = load_model(name, tracking_uri=uri, alias=CHALLENGER)
+            versions[kind] = version
+        except Exception as exc:  # a broken challenger must not stop the night
+            lines.append(f"shadow: {kind} challenger v{version} not scored: {exc}")
+    with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
+        if challengers:
+            scores = shadow_scores(book, as_of=as_of, challengers=challengers,
+                                   materiality=materiality(settings))
+            path = Path(settings.data_dir) / "shadow" / f"{run_id}.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            scores.to_parquet(path, index=False)
+            store.set_run_meta(run_id, "shadow", {"path": str(path.resolve()),
+                                                  "versions": versions,
+                                                  "rows": int(len(scores))})
+            progress(f"  shadow: {', '.join(f'{k} challenger v{v}' for k, v in versions.items())}"
+                     f" scored {len(scores):,} accounts (not published)")
+        if settings.drift_persist_runs:
+            runs = store.list_runs()
+            runs = runs[(runs["status"] == "succeeded") & runs["is_current"]]
+            recent = runs.sort_values("as_of").tail(settings.drift_persist_runs)
+            history = []
+            for rid in recent["run_id"]:
+                drift = store.read_drift(rid)
+                alerts = drift[drift["flag"] == "alert"]
+                history.append(set(zip(alerts["model"], alerts["feature"], strict=True)))
+            lines += persistent_drift(history, runs=settings.drift_persist_runs)
+    return lines
+
+
+def promote_on_live(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str, Any]]:
+    """With ``settings.promote_on_live``: promote a shadow challenger that ranked the
+    untouched accounts better than the champion (AUC) in the latest
+    ``settings.live_fallback_runs`` resolved runs (``models.live_policy.shadow_wins``),
+    if it passed the quality gate; audited like a demotion."""
+    from models.live_policy import shadow_wins
+    from models.registry import CHALLENGER
+    from models.registry_aliases import alias_version, promote
+    from pipelines.steps import model_names
+
+    published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
+    records = [{"run_id": r.run_id, "as_of": r.as_of, "meta": r.meta or {}}
+               for r in published.itertuples(index=False)]
+    uri = settings.resolved_tracking_uri
+    changes = []
+    for kind, name in model_names(settings).items():
+        champion = alias_version(name, tracking_uri=uri)
+        challenger = alias_version(name, tracking_uri=uri, alias=CHALLENGER)
+        if champion is None or challenger is None:
+            continue
+        streak = shadow_wins(records, kind=kind, champion=champion, challenger=challenger)
+        if len(streak) < settings.live_fallback_runs:
+            continue
+        figures = "; ".join(f"{d} AUC {a:.3f} vs {b:.3f}" for _, d, a, b in streak)
+        reason = (f"{kind} challenger v{challenger} ranked untouched accounts better than "
+                  f"champion v{champion} in {len(streak)} consecutive resolved runs "
+                  f"({figures}); promoted on live evidence (promote_on_live)")
+        try:
+            change = promote(name, tracking_uri=uri, version=challenger, reason=reason)
+        except ValueError as exc:
+            progress(f"  not promoted: {exc}")
+            continue
+        record = {**change.to_dict(), "kind": kind}
+        write_audit(settings, action="model.promote", target=f"model:{name}",
+                    before={"champion": champion}, after=record)
+        progress(f"  promoted: {reason}")
+        changes.append(record)
+    return changes
+
+
+def account_slices(book: Book) -> pd.DataFrame:
+    """``account_id``, ``account_segment``, ``account_region`` (the accounts table's, when
+    the book has one) and ``first_invoice`` (first issue date) of every invoiced account:
+    what ``models.live.live_slices`` slices by."""
+    first = (book.invoices.groupby(book.invoices["account_id"].astype(str))["issue_date"]
+             .min().rename("first_invoice").reset_index())
+    acc = book.accounts
+    if acc is None or acc.empty:
+        return first.assign(account_segment=None, account_region=None)
+    cols = {c: f"account_{c}" for c in ("segment", "region") if c in acc}
+    attrs = acc[["account_id", *cols]].rename(columns=cols)
+    attrs = attrs.assign(account_id=attrs["account_id"].astype(str))
+    return first.merge(attrs, on="account_id", how="left")
+
+
+def recorded_contacts(settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``(contacts, promises)`` recorded in the store's events (the workbench's, issue 15;
+    the collections loop's data contract, issue 17), every one the store holds: a run's
+    window is cut by business date (``models.live.contacted_accounts``)."""
+    from serving import store_io
+    from serving.store_events import read_contacts, read_promises
+
+    engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url),
+                                  read_only=True)
+    try:
+        with engine.connect() as conn:
+            return read_contacts(conn), read_promises(conn)
+    finally:
+        engine.dispose()
+
+
+def _events_line(contacts: pd.DataFrame, promises: pd.DataFrame) -> str:
+    if not len(contacts) and not len(promises):
+        return NO_CONTACTS
+    return f"recorded events: {len(contacts):,} contacts, {len(promises):,} promises"
 
 
 def _log(settings: Settings, run: Any, payload: Mapping[str, Any]) -> str:

@@ -69,6 +69,7 @@ def resolve_scorers(
     persistence_days: int | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
     prepared: PreparedBook | None = None,
+    every_rule: bool = False,
 ) -> tuple[dict[str, DelinqModel], dict[str, RuleScorer]]:
     """``(models, rules)``: the gated champion of each entry of ``model_names`` (model key
     -> registered name), and a :class:`RuleScorer` for every key without one.
@@ -77,7 +78,8 @@ def resolve_scorers(
     the registry (e.g. training stopped: the split error). A rule's calibration is the
     last training's validation fit, else one on ``book``'s history resolved before
     ``as_of`` (labels with ``delinquency_dpd`` and ``persistence_days``; ``prepared``:
-    ``book`` already encoded, ``features.pit.snapshot.prepare_book``).
+    ``book`` already encoded, ``features.pit.snapshot.prepare_book``). ``every_rule``:
+    a key with a champion gets a rule too (it ranks the random holdout, issue 19).
     """
     day = as_day(as_of)
     models: dict[str, DelinqModel] = {}
@@ -89,16 +91,23 @@ def resolve_scorers(
             future = seen_after(champion, as_of=day)
             if future is None:
                 models[key] = champion
-                continue
-            reason = future
+                if not every_rule:
+                    continue
+                reason = "random holdout: no model-driven priority (live_holdout_share)"
+            else:
+                reason = future
         except UngatedChampionError:
             reason = "the champion has no recorded quality-gate pass (an earlier release's)"
         except NoChampionError:
             reason = "no model trained yet: run `delinq train`"
         last = last_trained(registered, tracking_uri=tracking_uri)
-        if future is None and last is not None and last.get("gate_reason"):
+        if key in models:
+            pass  # the holdout's rule: the reason stays the holdout's
+        elif future is None and last is not None and last.get("gate_reason"):
             reason = str(last["gate_reason"])
-        if why and why.get(key):
+        if key not in models and last is not None and last.get("demoted"):  # issue 19
+            reason = str(last["demoted"])
+        if why and why.get(key) and key not in models:
             reason = why[key]
         # The last training's validation period is newer than the champion's data: when the
         # champion already saw past this date, so did it.

@@ -36,6 +36,7 @@ from features.spec import (
     check_feature_frame,
 )
 from models.drift import psi_table
+from models.live_policy import in_holdout
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
@@ -117,6 +118,7 @@ def score_book(
     rules: Mapping[str, RuleScorer] | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
     features: pd.DataFrame | None = None,
+    holdout_share: float = 0.0,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -136,6 +138,11 @@ def score_book(
     ``features``: the book's features with facts at ``as_of`` under ``materiality``
     (``features.pit.snapshot.Snapshot.features``) when the caller has them already; else
     they are built here.
+
+    ``holdout_share`` (0-1): the random holdout (``models.live_policy.in_holdout``, the
+    same accounts every night) of a population with both a model and a rule in ``rules``
+    is ranked by the rule, not the model (issue 19: live comparisons free of selection
+    bias); ``meta["holdout"]`` counts them per population.
 
     Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
     ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a population has neither.
@@ -169,11 +176,20 @@ def score_book(
     calibration = np.full(n, "validation", dtype=object)
     reason_parts, expl_parts, drift_parts = [], [], []
     counts: dict[str, int] = {}
-    for name in needed:
-        rows = np.flatnonzero(model_of == name)
+    held = np.zeros(n, dtype=bool)
+    if holdout_share > 0:
+        held = in_holdout(feats["account_id"], share=holdout_share) & np.isin(
+            model_of, [k for k in models if k in rules])
+    passes = [(name, np.flatnonzero((model_of == name) & ~held), name not in models)
+              for name in needed]
+    passes += [(name, np.flatnonzero((model_of == name) & held), True)
+               for name in needed if held.any()]
+    for name, rows, by_rule in passes:
         part = frame.iloc[rows]
-        counts[name] = len(rows)
-        if name not in models:
+        counts[name] = counts.get(name, 0) + len(rows)
+        if not len(rows):
+            continue
+        if by_rule:
             with timer.stage("rule"):
                 ranked = rule_part(part, rules[name], currency=currency)
                 probability[rows] = ranked.probability
@@ -224,6 +240,7 @@ def score_book(
         "cpu_timings": dict(timer.cpu),
         "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
         "rule_lines": [r.line for k, r in rules.items() if k not in models],
+        "holdout": {k: int((held & (model_of == k)).sum()) for k in models if held.any()},
     }
     if meta["rule_lines"]:
         meta["message"] += "; " + "; ".join(meta["rule_lines"])
@@ -422,6 +439,7 @@ def run_scoring(
     materiality: Materiality = DEFAULT_MATERIALITY,
     extra_meta: Mapping[str, Any] | None = None,
     snapshot: Snapshot | None = None,
+    holdout_share: float = 0.0,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -440,11 +458,12 @@ def run_scoring(
     models, rules = resolve_scorers(
         book, as_of=as_of, tracking_uri=tracking_uri, model_names=model_names, why=why,
         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        materiality=materiality, prepared=None if snapshot is None else snapshot.prepared)
+        materiality=materiality, prepared=None if snapshot is None else snapshot.prepared,
+        every_rule=holdout_share > 0)
     return score_into_store(
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
-        materiality=materiality, extra_meta=extra_meta,
+        materiality=materiality, extra_meta=extra_meta, holdout_share=holdout_share,
         timings={"load_models": time.perf_counter() - t0}, snapshot=snapshot,
     )
 
@@ -463,6 +482,7 @@ def score_into_store(
     rules: Mapping[str, RuleScorer] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
     snapshot: Snapshot | None = None,
+    holdout_share: float = 0.0,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
 
@@ -492,7 +512,7 @@ def score_into_store(
         try:
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
-                rules=rules, materiality=materiality,
+                rules=rules, materiality=materiality, holdout_share=holdout_share,
                 features=None if snapshot is None else snapshot.features,
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,

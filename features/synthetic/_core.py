@@ -50,6 +50,23 @@ def _choice(rng: np.random.Generator, probs: np.ndarray) -> np.ndarray:
 
 #: Key of ``account_params``'s dict that makes lateness independent of history.
 INDEPENDENT: Final = "independent_lateness"
+#: Key of ``account_params``'s dict holding the day (epoch days, one-element array) from
+#: which accounts pay like their mirror account (:func:`mirror_accounts`).
+CHANGE_DAY: Final = "behaviour_change_day"
+#: Key of the mirror account of each account (set with :data:`CHANGE_DAY`).
+MIRROR: Final = "mirror_account"
+#: After the change, days late = ``STRETCH`` x the mirror's usual days late + ``SHIFT``
+#: (+ its noise): the most prompt become 20-45 days late, the habitually late prompt.
+STRETCH, SHIFT = 2.0, 10.0
+
+
+def mirror_accounts(base_delay: np.ndarray) -> np.ndarray:
+    """Each account's mirror: the account at the opposite rank of the usual days late
+    (the most habitually late pays like the most prompt, and the other way round)."""
+    order = np.argsort(base_delay, kind="stable")
+    mirror = np.empty_like(order)
+    mirror[order] = order[::-1]
+    return mirror
 
 
 def account_params(n: int, seed: int, start: int, end: int) -> dict[str, np.ndarray]:
@@ -202,6 +219,19 @@ def chunk_events(
     pre = np.flatnonzero(p["default_precursor"][acc] > 0)
     ramp_in = np.clip((issue[pre] - (stop[pre] - 60)) / 60.0, 0.0, 1.0)
     late[pre] += p["default_precursor"][acc[pre]] * ramp_in
+    if CHANGE_DAY in p:
+        # Behaviour reverses on the change day: every invoice issued from then on is paid
+        # with the mirror account's habit, stretched (no season, distress or default), so
+        # the history before the change ranks the accounts the wrong way round. Its own
+        # random stream: the draws above are the unchanged book's.
+        after = np.flatnonzero(issue >= p[CHANGE_DAY][0])
+        mirrored = p[MIRROR][acc[after]]
+        noise = np.random.default_rng([seed, 3, chunk]).standard_normal(len(after))
+        late[after] = (STRETCH * p["base_delay"][mirrored] + SHIFT
+                       + p["noise_sd"][mirrored] * noise)
+        s[after] = 0.0
+        stop = stop.copy()
+        stop[after] = NEVER
     if INDEPENDENT in p:
         # Lateness independent of history: every invoice's days late is drawn from the
         # whole chunk's (same marginal), nobody stops paying, no distress: an account's

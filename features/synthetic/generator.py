@@ -93,7 +93,7 @@ def _check(n_accounts: int, start: int, end: int) -> None:
 
 def _chunks(
     n_accounts: int, seed: int, start: int, end: int, *, text: bool, workers: int = 2,
-    independent_lateness: bool = False,
+    independent_lateness: bool = False, behaviour_change: int | None = None,
 ) -> Iterator[tuple[dict[str, pa.Table], dict]]:
     """Yield (tables, info) for the accounts table then each account chunk, in order.
 
@@ -105,6 +105,9 @@ def _chunks(
     p = core.account_params(n_accounts, seed, start, end)
     if independent_lateness:
         p[core.INDEPENDENT] = np.ones(1, dtype=bool)
+    if behaviour_change is not None:
+        p[core.CHANGE_DAY] = np.array([behaviour_change], dtype=np.int64)
+        p[core.MIRROR] = core.mirror_accounts(p["base_delay"])
     widths = sa.IdWidths(n_accounts, int(p["n_invoices"].sum()))
     accounts = sa.accounts_table(p, widths, text=text)
     yield {"accounts": accounts}, {"params": p, "widths": widths}
@@ -149,6 +152,7 @@ def generate_book_with_truth(
     start: date | str = "2023-01-01",
     end: date | str = "2024-12-31",
     independent_lateness: bool = False,
+    behaviour_change: date | str | None = None,
 ) -> tuple[Book, pd.DataFrame]:
     """A synthetic Book and its per-account truth (the story in the module docstring).
 
@@ -165,12 +169,21 @@ def generate_book_with_truth(
     Its present exposure still does (measured, 1,000 accounts: the count and size of the
     open invoices and the past-due amount carry a model past the two-key aging rule on
     capture@10; the history baseline's AUC is ~0.54), so models may still pass the gate.
+    ``behaviour_change``: from that day on, every invoice issued is paid with the habit of
+    the account's mirror (the opposite rank of usual days late), stretched: 2 x its usual
+    days late + 10, plus its noise (no season, distress or default). The most prompt pay
+    20-45 days late, the habitually late pay on time: the payment history ranks the
+    accounts the wrong way round, so a model trained before the change falls below the
+    aging rule live (the rule sees the new days past due). Accounts and invoices are the
+    unchanged book's.
     """
     s, e = _day(start), _day(end)
     parts: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
     p: dict[str, np.ndarray] = {}
+    change = None if behaviour_change is None else _day(behaviour_change)
     for tables, info in _chunks(n_accounts, seed, s, e, text=False,
-                                independent_lateness=independent_lateness):
+                                independent_lateness=independent_lateness,
+                                behaviour_change=change):
         p = info.get("params", p)
         for name, tbl in tables.items():
             parts[name].append(tbl)
@@ -219,15 +232,18 @@ def generate_book(
     start: date | str = "2023-01-01",
     end: date | str = "2024-12-31",
     independent_lateness: bool = False,
+    behaviour_change: date | str | None = None,
 ) -> Book:
     """A valid synthetic Book of ``n_accounts`` accounts (~50 invoices each per two years).
 
     Deterministic per ``seed``. Invoices, payments and disputes are dated within
     [start, end]; payments that would fall after ``end`` have not happened yet (those
-    invoices are open at the end). See the module docstring for the story.
+    invoices are open at the end). See the module docstring for the story;
+    ``independent_lateness`` and ``behaviour_change``: :func:`generate_book_with_truth`.
     """
     return generate_book_with_truth(n_accounts, seed=seed, start=start, end=end,
-                                    independent_lateness=independent_lateness)[0]
+                                    independent_lateness=independent_lateness,
+                                    behaviour_change=behaviour_change)[0]
 
 
 _LOW_CARDINALITY = {"account_id", "currency", "document_type", "terms_days", "method",

@@ -204,3 +204,30 @@ def test_model_age_and_staleness_lines() -> None:
     assert len(staleness_lines(pd.Timestamp("2024-03-01"), ends, max_age_days=59)) == 2
     assert staleness_lines(pd.Timestamp("2024-03-01"), {"early_warning": None},
                            max_age_days=1) == []
+
+
+def test_contacted_accounts_are_those_treated_between_publication_and_resolution() -> None:
+    from models.live import contacted_accounts
+
+    day = pd.Timestamp
+    contacts = pd.DataFrame({
+        "account_id": ["A", "B", "C", "D"],
+        # A before the run, B on its as_of, C the day before resolution, D on it
+        "contact_date": [day("2024-02-29"), day("2024-03-01"), day("2024-04-29"),
+                         day("2024-04-30")],
+    })
+    promises = pd.DataFrame({
+        "account_id": ["E", "F", "G", "H"],
+        # E made before the run and still running at it; F made and due before it;
+        # G made on the resolution day; H made during the window
+        "created_date": [day("2024-02-20"), day("2024-02-01"), day("2024-04-30"),
+                         day("2024-03-10")],
+        "promised_date": [day("2024-03-05"), day("2024-02-29"), day("2024-05-10"),
+                          day("2024-03-20")],
+    })
+    got = contacted_accounts(contacts, promises, as_of=day("2024-03-01"),
+                             until=day("2024-04-30"))
+    assert got == {"B", "C", "E", "H"}
+    empty = contacts.iloc[:0]
+    assert contacted_accounts(empty, promises.iloc[:0], as_of=day("2024-03-01"),
+                              until=day("2024-04-30")) == frozenset()

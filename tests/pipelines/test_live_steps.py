@@ -6,7 +6,7 @@ them; the recent run waits; a second evaluation does nothing unless ``--all``.""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, timedelta
 from pathlib import Path
 
 import pytest
@@ -137,6 +137,49 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     # the 20 leave it, less any of them whose label is still undecided
     assert everyone["n_rows"] - 20 <= untouched["n_rows"] < everyone["n_rows"]
 
+    # contacts recorded in the workbench are read from the store's events by default:
+    # one contact in the run's window, one before it (not counted), one promise made in it
+    ids = worklist["account_id"].astype(str).tolist()
+    _record(settings, ids[0], contact=OLD + timedelta(days=5))
+    _record(settings, ids[1], contact=OLD - timedelta(days=3))
+    _record(settings, ids[2], promise_made=OLD + timedelta(days=10))
+    recorded = evaluate_live(settings=settings, book=ingested.staged, redo=True)
+    assert [r["run_id"] for r in recorded.evaluated] == [old.run_id]
+    with WorklistStore(settings.resolved_store_url) as store:
+        live = store.current_run(as_of=OLD).meta["live"]
+    assert live["counts"]["contacted"] == 2
+    assert live["contacts"] == "recorded events: 2 contacts, 1 promises"
+
+
+def _record(settings, account_id: str, *, contact: date | None = None,
+            promise_made: date | None = None) -> None:
+    """Record a contact or a promise dated ``contact`` / ``promise_made`` through the
+    workbench's event API (the way analysts record them), as recorded two days later."""
+    from datetime import datetime
+
+    from serving import store_io
+    from workbench.events import AccountFacts, ContactIn, PromiseIn, record_event
+    from workbench.users import add_user, get_user
+
+    engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url))
+    day = contact or promise_made
+    assert day is not None
+    now = datetime.combine(day + timedelta(days=2), datetime.min.time(), tzinfo=UTC)
+    try:
+        with engine.connect() as conn:
+            user = get_user(conn, "ann")
+        if user is None:
+            user = add_user(engine, username="ann", role="analyst", password="a-long-password",
+                            actor="test", now=now)
+        body = (ContactIn(kind="contact", channel="phone", outcome="reached",
+                          contact_date=contact) if contact else
+                PromiseIn(kind="promise", promised_date=day + timedelta(days=14), amount=10.0))
+        record_event(engine, body, facts=AccountFacts(account_id=account_id,
+                                                      open_balance=1e9, invoice_ids=None),
+                     user=user, now=now)
+    finally:
+        engine.dispose()
+
 
 def test_the_nightly_section_lists_the_runs_evaluated() -> None:
     text = live_markdown([{"run_id": "r1", "as_of": date(2024, 3, 1),
@@ -147,3 +190,79 @@ def test_the_nightly_section_lists_the_runs_evaluated() -> None:
     assert "1 run(s) newly evaluated against the book up to 2024-07-01; 2 published" in text
     empty = live_markdown([], data_end=date(2024, 7, 1), pending=0)
     assert "| run |" not in empty and "0 run(s) newly evaluated" in empty
+
+
+def test_demotion_moves_the_champion_audits_it_and_the_rule_says_why(
+    tmp_path: Path, trained_state, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``apply_demotions`` on stored run records: two runs below the rule on untouched
+    accounts (``live_fallback_runs`` 2) demote the champion; the store's audit has it and
+    the next scoring's aging-rule line gives the reason; `delinq model rollback` restores it."""
+    import mlflow
+    import pandas as pd
+    import sqlalchemy as sa
+
+    from models.registry import NoChampionError, load_champion
+    from models.registry_aliases import HISTORY_TAG, record_champion
+    from pipelines.steps_live import apply_demotions
+    from serving.rule_scoring import resolve_scorers
+    from serving.store_events import audit
+
+    uri, name = trained_state.tracking_uri, "demote-ew"
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
+    src = client.get_model_version(trained_state.names["early_warning"], "1")
+    client.create_registered_model(name, tags={HISTORY_TAG: ""})
+    client.create_model_version(name, source=src.source, run_id=src.run_id, tags=dict(src.tags))
+    client.set_registered_model_alias(name, "champion", "1")
+    record_champion(client, name, "1")
+    settings = load_settings(data_dir=tmp_path, mlflow_tracking_uri=uri,
+                             early_warning_model=name, persistence_model="never-registered",
+                             live_fallback_runs=2)
+
+    def run(k: int, auc: float) -> dict:
+        table = [{"slice": "untouched", "population": "early_warning", "ranked_by": "model",
+                  "auc": auc, "rule_auc": 0.75}]
+        return {"run_id": f"r{k}", "as_of": date(2024, 3, 4) + timedelta(days=7 * k),
+                "status": "succeeded", "is_current": True,
+                "meta": {"model_versions": {"early_warning": "1"}, "live": {"table": table}}}
+
+    runs = pd.DataFrame([run(0, 0.7), run(1, 0.8), run(2, 0.7)])
+    assert apply_demotions(settings=settings, runs=runs) == []  # one run below: not yet
+    runs = pd.DataFrame([run(0, 0.7), run(1, 0.8), run(2, 0.7), run(3, 0.6)])
+    (change,) = apply_demotions(settings=settings, runs=runs)
+    assert (change["kind"], change["from_version"], change["runs"]) == (
+        "early_warning", "1", ["r3", "r2"])
+    with pytest.raises(NoChampionError):
+        load_champion(name, tracking_uri=uri)
+    with WorklistStore(settings.resolved_store_url) as store:
+        engine = sa.create_engine(settings.resolved_store_url)
+        with engine.connect() as conn:
+            (row,) = conn.execute(sa.select(audit).where(audit.c.action == "model.demote")).all()
+        engine.dispose()
+        assert store.list_runs().empty
+    assert row.actor == "delinq" and row.target == f"model:{name}"
+    assert row.after["reason"] == change["reason"]
+    _, rules = resolve_scorers(trained_state.book, as_of=date(2024, 3, 4), tracking_uri=uri,
+                               model_names={"early_warning": name})
+    assert rules["early_warning"].line.startswith(
+        "early_warning: no champion (early_warning champion v1 ranked untouched accounts "
+        "below the aging rule in 2 consecutive resolved runs")
+
+    # `delinq model rollback`: the demoted champion comes back, audited as the CLI's
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    monkeypatch.setenv("DELINQ_MLFLOW_TRACKING_URI", uri)
+    monkeypatch.setenv("DELINQ_EARLY_WARNING_MODEL", name)
+    monkeypatch.delenv("DELINQ_STORE_URL", raising=False)
+    result = CliRunner().invoke(app, ["model", "rollback", "early_warning", "--state-dir",
+                                      str(tmp_path), "--reason", "the data issue is fixed"])
+    assert result.exit_code == 0, result.output
+    assert f"early_warning ({name}): champion v- -> v1" in result.output
+    assert load_champion(name, tracking_uri=uri).version == "1"
+    engine = sa.create_engine(settings.resolved_store_url)
+    with engine.connect() as conn:
+        (row,) = conn.execute(sa.select(audit).where(audit.c.action == "model.rollback")).all()
+    engine.dispose()
+    assert row.actor == "cli" and row.after["reason"] == "the data issue is fixed"
+    again = CliRunner().invoke(app, ["model", "rollback", "early_warning", "--state-dir",
+                                     str(tmp_path)])
+    assert again.exit_code == 2 and "no previous champion" in again.output

@@ -93,3 +93,29 @@ def test_the_reason_is_one_masked_line(env: Path) -> None:
     message = failure_message(flow="nightly-score", as_of=date(2024, 3, 1), settings=load_settings(
         data_dir=env), reason="cannot reach\npostgresql://u:pw-zz@h/d")
     assert message["reason"] == "cannot reach postgresql://u:***@h/d"
+
+
+def test_warnings_reach_the_endpoint(env: Path, endpoint) -> None:
+    """Issue 19: a stale champion, persistent drift and a demotion are posted as one
+    ``run_warning``; other flags are not; no warnings, no post."""
+    from pipelines.notify import notify_warnings
+    from pipelines.steps_live import LiveSummary, warning_lines
+
+    url, received = endpoint
+    settings = load_settings(data_dir=env, notify_webhook_url=url)
+    live = LiveSummary(data_end=date(2024, 7, 1), evaluated=(), pending=0, seconds=0.0,
+                       demotions=({"action": "demote", "reason": "early_warning champion v3 "
+                                   "ranked untouched accounts below the aging rule"},))
+    flags = ("stale model: early_warning champion trained on data up to 2024-01-01",
+             "persistent drift: early_warning dpd_max has a PSI alert in each of the last 3",
+             "0 alert, 2 watch of 40 PSI checks")
+    lines = warning_lines(flags, live)
+    assert lines == [*flags[:2], "demoted: early_warning champion v3 ranked untouched "
+                     "accounts below the aging rule"]
+    assert notify_warnings(settings=settings, flow="nightly-score", as_of=date(2024, 7, 1),
+                           lines=lines)
+    (body,) = received
+    assert body["event"] == "run_warning" and body["warnings"] == lines
+    assert "t0ken-z" not in json.dumps(body)
+    assert not notify_warnings(settings=settings, flow="nightly-score", as_of=None, lines=[])
+    assert len(received) == 1
