@@ -210,9 +210,20 @@ def match_ids(query: Strings, reference: Strings, *,
     ro, rd = _buffers(reference)
     ref_sorted = _strictly_sorted(ro, rd) if reference_sorted is None else reference_sorted
     out = _match_hinted(qo, qd, ro, rd, ref_sorted)
-    if not ref_sorted and (out < 0).any():
+    if not ref_sorted and _has_repeats(ro, rd):
+        # The hint window can land on a later copy of a repeated id: only the one scan of
+        # the reference in order finds every first occurrence.
+        out = _match_hashed(qo, qd, ro, rd, np.full(len(out), -1, np.int64))
+    elif not ref_sorted and (out < 0).any():
         out = _match_hashed(qo, qd, ro, rd, out)
     return out
+
+
+def _has_repeats(ro: np.ndarray, rd: np.ndarray) -> bool:
+    """Whether an id occurs twice in the (unsorted) reference: each row matched against
+    the reference itself finds an earlier row."""
+    first = _match_hashed(ro, rd, ro, rd, np.full(len(ro) - 1, -1, np.int64))
+    return bool((first != np.arange(len(first))).any())
 
 
 def _is_sorted(keys: pl.Series) -> bool:
