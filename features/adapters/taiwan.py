@@ -81,8 +81,17 @@ import pandas as pd
 
 from features.adapters import iso_dates, money
 from features.contract.rules import DataContractError
+from features.spec import NO_MATERIALITY
 
 CUTOFF: Final = date(2005, 10, 1)
+#: The materiality rule to build this book's segments, features and labels with: none.
+#: The dataset's target counts any missed payment (the bank's own definition, no
+#: threshold); amounts are NT$, not the euros of the EBA pair behind the default (500 NT$
+#: was about 13 EUR in 2005); and the mapping keeps 1 NT$ open on a statement its status
+#: says is overdue, so under the default rule a client months behind with a small
+#: remainder would read as current. Measured (``bench.quality``, same run): held-out AUC
+#: 0.7355 with the default 500 / 1%, 0.7631 with none.
+MATERIALITY: Final = NO_MATERIALITY
 DATA_END: Final = date(2005, 12, 31)
 DUE_DAYS: Final = 25
 DAYS_PER_MONTH_LATE: Final = 30
