@@ -67,8 +67,7 @@ segment is the credit-line tier and no protected attribute is read (issue 12): 0
 (0.739 on scored clients) vs 0.7751 for the fair peer on the 19 columns the product may use,
 with the default materiality (500 / 1%); built under :data:`MATERIALITY` (none) 0.7631
 (0.770 on scored clients), same peer. Each change since 0.768 alone, on the 0.7355 run:
-no materiality +0.028, no monotone constraints +0.002 (so they are kept: every constrained
-direction holds here too).
+no materiality +0.028, no monotone constraints +0.002 (within noise of one run: kept).
 """
 
 from __future__ import annotations
