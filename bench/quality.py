@@ -42,7 +42,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from features.spec import MODEL_OF_SEGMENT, MODELS
+from features.spec import MODEL_OF_SEGMENT, MODELS, Materiality
 from models.evaluate import aging_rule_score, capture_at_k
 from models.gate import bootstrap_capture_difference
 from models.train import TrainConfig, TrainingResult, train_model, train_models
@@ -121,10 +121,13 @@ def _client_split(frame: pd.DataFrame, *, seed: int) -> tuple[pd.DataFrame, pd.D
 
 def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
                    snapshot_months: int = 6,
-                   adapter_options: dict[str, Any] | None = None) -> dict[str, Any]:
+                   adapter_options: dict[str, Any] | None = None,
+                   materiality: Materiality | None = None) -> dict[str, Any]:
     """The Taiwan protocol (module docstring); returns AUCs and what was measured.
 
-    ``adapter_options`` go to ``features.adapters.taiwan.convert`` (mapping experiments).
+    ``adapter_options`` go to ``features.adapters.taiwan.convert`` (mapping experiments);
+    ``materiality`` (default: the adapter's ``taiwan.MATERIALITY``, none: the dataset's
+    target has no threshold) sets segments, features and labels.
     """
     from features import build_features, build_training_set
     from features.adapters import taiwan
@@ -145,13 +148,15 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
     ]
     # data_end: the adapter's encoded outcomes end in October; without it, never-paying
     # clients' labels would look censored (see features.adapters.taiwan).
-    ts = build_training_set(book, as_of_dates=dates, data_end=taiwan.DATA_END)
+    mat = taiwan.MATERIALITY if materiality is None else materiality
+    ts = build_training_set(book, as_of_dates=dates, data_end=taiwan.DATA_END,
+                            materiality=mat)
     hold = {str(i) for i in hold_ids}
     train_rows = ts[~ts["account_id"].astype(str).isin(hold) & ~ts["censored"].astype(bool)]
     fit_rows, val_rows = _client_split(train_rows, seed=seed)
     cfg = config or TrainConfig(n_estimators=1000, early_stopping_rounds=50, n_jobs=2)
     scores = pd.Series(np.nan, index=pd.Index([str(i) for i in hold_ids], name="account_id"))
-    feats = build_features(book, as_of=TAIWAN_AS_OF)
+    feats = build_features(book, as_of=TAIWAN_AS_OF, materiality=mat)
     feats = feats[feats["account_id"].astype(str).isin(hold)].copy()
     per_model: dict[str, Any] = {}
     for model in MODELS:
@@ -193,6 +198,7 @@ def taiwan_quality(*, seed: int = 0, config: TrainConfig | None = None,
         "taiwan_models": per_model,
         "taiwan_snapshot_months": snapshot_months,
         "taiwan_adapter_options": adapter_options or {},
+        "taiwan_materiality": [mat.absolute, mat.share],
         "taiwan_seconds": time.perf_counter() - t0,
     }
 

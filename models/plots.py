@@ -32,15 +32,17 @@ def _figure(width: float = 6.0, height: float = 4.5) -> Figure:
     return fig
 
 
-def roc_figure(y: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
-    """ROC curves of every scorer's ranking score on the test period."""
+def roc_figure(y: np.ndarray, scorers: Mapping[str, Scores], *,
+               weights: np.ndarray | None = None) -> Figure:
+    """ROC curves of every scorer's ranking score on the test period (``weights``: the
+    rows' sample weights, so a sampled test period draws the full one's curve)."""
     fig = _figure()
     ax = fig.add_subplot()
     y = np.asarray(y, dtype=float)
     for name, sc in scorers.items():
         rank = np.nan_to_num(np.asarray(sc.proba if sc.ranking is None else sc.ranking), nan=-1e300)
         if len(np.unique(y)) == 2:
-            fpr, tpr, _ = roc_curve(y, rank)
+            fpr, tpr, _ = roc_curve(y, rank, sample_weight=weights)
             ax.plot(fpr, tpr, label=name, lw=2 if name == "lightgbm" else 1)
     ax.plot([0, 1], [0, 1], ls=":", color="grey")
     ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC, test period")
@@ -48,15 +50,26 @@ def roc_figure(y: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
     return fig
 
 
-def calibration_figure(y: np.ndarray, proba: np.ndarray, *, bins: int = 10) -> Figure:
-    """Observed rate vs mean probability over equal-frequency bins (test period)."""
+def calibration_figure(y: np.ndarray, proba: np.ndarray, *, bins: int = 10,
+                       weights: np.ndarray | None = None) -> Figure:
+    """Observed rate vs mean probability over equal-frequency bins (test period). With
+    ``weights`` (sample weights) the bins hold equal *weight* and both means are weighted,
+    as ``models.evaluate``'s ECE: the full test period's curve."""
     fig = _figure()
     ax = fig.add_subplot()
     y = np.asarray(y, dtype=float)
     p = np.asarray(proba, dtype=float)
+    w = np.ones(len(p)) if weights is None else np.asarray(weights, dtype=float)
     order = np.argsort(p, kind="mergesort")
-    parts = [i for i in np.array_split(order, min(bins, max(len(p), 1))) if len(i)]
-    ax.plot([p[i].mean() for i in parts], [y[i].mean() for i in parts], marker="o", label="model")
+    n_bins = min(bins, max(len(p), 1))
+    # bin of each sorted row by its cumulative weight's midpoint: equal-weight bins
+    cum = np.cumsum(w[order])
+    mid = (cum - w[order] / 2) / cum[-1] if len(cum) else cum
+    edges = np.minimum((mid * n_bins).astype(int), n_bins - 1)
+    parts = [order[edges == b] for b in range(n_bins)]
+    parts = [i for i in parts if len(i)]
+    ax.plot([np.average(p[i], weights=w[i]) for i in parts],
+            [np.average(y[i], weights=w[i]) for i in parts], marker="o", label="model")
     ax.plot([0, 1], [0, 1], ls=":", color="grey", label="perfect")
     ax.set(xlabel="mean calibrated probability", ylabel="observed rate",
            title="Calibration, test period (equal-frequency bins)")
@@ -64,15 +77,18 @@ def calibration_figure(y: np.ndarray, proba: np.ndarray, *, bins: int = 10) -> F
     return fig
 
 
-def capture_figure(amount: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
+def capture_figure(amount: np.ndarray, scorers: Mapping[str, Scores], *,
+                   weights: np.ndarray | None = None) -> Figure:
     """Cumulative share of delinquent dollars vs share of accounts worked, per scorer.
 
     Pools the test rows (one ranking over all test dates), which is what a curve can show;
-    the capture@k metrics rank within each date.
+    the capture@k metrics rank within each date. ``weights``: a row stands for ``weight``
+    rows (dollars and accounts alike).
     """
     fig = _figure()
     ax = fig.add_subplot()
-    amt = np.nan_to_num(np.asarray(amount, dtype=float))
+    w = np.ones(len(amount)) if weights is None else np.asarray(weights, dtype=float)
+    amt = np.nan_to_num(np.asarray(amount, dtype=float)) * w
     total = amt.sum()
     for name, sc in scorers.items():
         if total <= 0:
@@ -80,7 +96,7 @@ def capture_figure(amount: np.ndarray, scorers: Mapping[str, Scores]) -> Figure:
         order = np.argsort(-np.nan_to_num(np.asarray(sc.priority, dtype=float), nan=-np.inf),
                            kind="mergesort")
         share = np.cumsum(amt[order]) / total
-        x = np.arange(1, len(order) + 1) / len(order)
+        x = np.cumsum(w[order]) / w.sum()
         ax.plot(x, share, label=name, lw=2 if name == "lightgbm" else 1)
     for k in (0.05, 0.10, 0.20):
         ax.axvline(k, ls=":", color="grey", lw=0.8)

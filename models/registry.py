@@ -50,6 +50,7 @@ from mlflow.protos.databricks_pb2 import (
     RESOURCE_DOES_NOT_EXIST,
 )
 
+from features.pit.sampling import row_weights
 from models import plots
 from models.card import model_card
 from models.gate import PASSED, TAG, TAG_REASON, GateOutcome, GatePolicy, judge_result
@@ -191,10 +192,12 @@ def _figures(result: TrainingResult, seed: int) -> dict[str, Any]:
     y = test["y"].to_numpy(dtype=float)
     scorers = {"lightgbm": result.test_scores}
     scorers |= {k: v for k, v in result.baseline_scores.items() if len(v.proba) == len(test)}
+    w = row_weights(test)  # a sampled test period draws the full one's curves
     figs = {
-        "roc": plots.roc_figure(y, scorers),
-        "calibration": plots.calibration_figure(y, scorers["lightgbm"].proba),
-        "capture_curve": plots.capture_figure(test["delinquent_amount"].to_numpy(float), scorers),
+        "roc": plots.roc_figure(y, scorers, weights=w),
+        "calibration": plots.calibration_figure(y, scorers["lightgbm"].proba, weights=w),
+        "capture_curve": plots.capture_figure(test["delinquent_amount"].to_numpy(float),
+                                              scorers, weights=w),
     }
     sample = test.sample(n=min(SHAP_ROWS, len(test)), random_state=seed)
     x = result.model.matrix(sample)

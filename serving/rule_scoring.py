@@ -10,6 +10,12 @@ the probability comes from (:attr:`RuleScorer.line`), e.g.::
     accounts ...); ranked by the aging rule, calibrated on the last training's validation
     period (41 positive of 880 rows)
 
+A champion whose training read data after the scoring date (:func:`seen_after`, e.g.
+``delinq run --as-of`` a past date after a training on the whole book) does not rank it:
+the rule does, calibrated on the history before that date, and the line names the
+champion's data end. A replay of a past date thus still ends in a worklist, and nothing in
+it was known only later (refusing would leave the operator with nothing to compare).
+
 :func:`rule_part` scores the rule's rows: probability, reasons (the rule's own facts: the
 oldest invoice's days past due and the past-due amount, in ``serving.reasons``' sentence
 style; no SHAP), and their explanation rows. Nothing here reads the clock.

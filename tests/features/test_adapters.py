@@ -302,9 +302,10 @@ def test_generic_labels_as_of_the_cutoff_equal_the_taiwan_target(taiwan_encoded)
     from features.spec import NO_MATERIALITY
 
     tables, result = taiwan_encoded
-    # the data set's target counts any amount (no materiality thresholds)
+    # the data set's target counts any amount: the adapter's materiality is none
+    assert tw.MATERIALITY == NO_MATERIALITY
     labels = build_labels(result.book, as_of=tw.CUTOFF, data_end=tw.DATA_END,
-                          materiality=NO_MATERIALITY)
+                          materiality=tw.MATERIALITY)
     labels = labels[~labels["account_id"].isin(HOLDOUT)]
     target = tables["targets"].set_index("account_id")["default_next_month"]
     assert not labels["censored"].any() and len(labels) > 25000

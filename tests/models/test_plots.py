@@ -43,3 +43,31 @@ def test_two_class_figures_keep_their_legend() -> None:
     fig = plots.roc_figure(y, scorers)
     labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
     assert labels == ["lightgbm", "aging_rule"]
+
+
+def test_weighted_figures_draw_the_full_test_period() -> None:
+    """A sampled test period (weights) draws the curves of the rows it stands for: each
+    row of weight 2 counts as two rows (ROC and capture points of the expanded rows;
+    calibration bins of equal weight, means weighted)."""
+    rng = np.random.default_rng(3)
+    n = 400
+    y = (rng.random(n) < 0.2).astype(float)
+    sc = _scores(n, 2)
+    w = np.where(y == 1, 1.0, 2.0)  # negatives sampled at rate 1/2
+    rep = np.repeat(np.arange(n), w.astype(int))
+    expanded = Scores(proba=sc.proba[rep], priority=sc.priority[rep])
+    amount = np.where(y == 1, rng.uniform(100, 900, n), 0.0)
+
+    def line(fig, i=0):
+        return np.column_stack(fig.axes[0].lines[i].get_data())
+
+    np.testing.assert_allclose(line(plots.roc_figure(y, {"m": sc}, weights=w)),
+                               line(plots.roc_figure(y[rep], {"m": expanded})))
+    cap_w = line(plots.capture_figure(amount, {"m": sc}, weights=w))
+    cap_x = line(plots.capture_figure(amount[rep], {"m": expanded}))
+    assert {tuple(p) for p in np.round(cap_w, 12)} <= {tuple(p) for p in np.round(cap_x, 12)}
+    cal = line(plots.calibration_figure(y, sc.proba, weights=w))
+    assert len(cal) == 10
+    assert np.isclose(np.average(cal[:, 1]), np.average(y, weights=w), atol=0.02)
+    unweighted = line(plots.calibration_figure(y, sc.proba))
+    assert not np.allclose(cal[:, 1], unweighted[:, 1])  # the weights change the rates

@@ -1,28 +1,36 @@
-"""Benchmark: the weekly retrain's stages on a synthetic book (issue 11).
+"""Benchmark: the weekly retrain's stages on a synthetic book (issue 11, item 4).
 
-``python -m bench.train --accounts 100000 --json out.json``
+``python -m bench.retrain --accounts 100000 --json out.json``
 generates a synthetic book (``bench.features._generate``: the contract columns the
-features read), then runs, timing wall and CPU seconds and sampling peak RSS per stage:
+features read), then runs the retrain's stages as ``delinq train`` times them
+(``models.stages.StageBudget``: wall seconds, CPU seconds, sampled peak RSS and the
+process high-water mark per stage, printed as a table):
 
-1. ``training_set``: labels of every (account, ``as_of``) of the weekly grid, the sample
-   (``models.train.TrainConfig().sampling()``, the product's default budget, or
-   ``--max-rows``), features of the kept rows, streamed to Parquet
-   (``features.pit.training_set.write_training_set``);
-2. ``read``: the Parquet file back (``pipelines.steps.read_training_set``);
-3. ``train``: both models, calibration, baselines, metrics (``models.train.train_models``);
-4. ``gate``: the quality gate's account bootstrap on each test period;
-5. ``register``: MLflow logging and registration (SQLite in a temporary folder).
+- ``labels``, ``sampling``, ``features``: labels of every (account, ``as_of``) of the
+  weekly grid, the sample (``models.train.TrainConfig().sampling()``, the product's
+  default budget, or ``--max-rows``), features of the kept rows, streamed to Parquet
+  (``features.pit.training_set.write_training_set``);
+- ``read``: the Parquet file back (``pipelines.steps.read_training_set``);
+- ``split``, ``early_warning``, ``persistence``, ``calibration``, ``baselines``: the time
+  split, each model's LightGBM fit (with its drift reference and test scores), the
+  calibration and the baselines with the metrics (``models.train.train_models``);
+- ``gate``: the quality gate's account bootstrap on each test period;
+- ``mlflow``: MLflow logging and registration (SQLite in a temporary folder).
 
 The same stages run first, in the same process, on a *baseline*: a book of
 ``--baseline-accounts`` accounts (default 3,000) trained in full (sampling off), the
-method of earlier releases. The ratio printed is the sampled run's wall seconds per
-account over the baseline's: below 1 means the sampled run costs less per account than
-the full method does on a small book. Peak RSS (whole process, ``ru_maxrss``) is printed
-too; per stage, ``rss_peak_mb`` is the highest RSS sampled during that stage.
+full-stack method of earlier releases (it does not fit in memory beyond ~100k accounts:
+19 GB there). The ratio printed is the sampled run's wall seconds per account over the
+baseline's: below 1 means the sampled run costs less per account than the full method
+does on a small book.
 
-The lead's 1M-account run (a quiet machine; about 15 minutes)::
+The acceptance figures are ``delinq train``'s own (a quiet machine)::
 
-    python -m bench.train --accounts 1000000 --json bench_train_1m.json
+    delinq generate --accounts 300000 --seed 3 --out book && /usr/bin/time -v delinq train book
+    delinq generate --accounts 1000000 --seed 3 --out book && /usr/bin/time -v delinq train book
+
+(``delinq train`` prints the same stage table); this benchmark is the same pipeline without
+the CLI, for profiling: ``python -m bench.retrain --accounts 1000000``.
 """
 
 from __future__ import annotations
@@ -33,31 +41,19 @@ import os
 import resource
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.features import _generate, _PeakRss
-
-
-def _stage(stages: dict[str, dict[str, float]], name: str, fn: Callable[[], Any]) -> Any:
-    with _PeakRss() as mem:
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-    stages[name] = {"seconds": round(wall, 2), "cpu_seconds": round(cpu, 2),
-                    "rss_peak_mb": round(mem.peak, 1)}
-    print(f"  {name:<13} {wall:8.1f} s wall {cpu:8.1f} s cpu   peak RSS {mem.peak:8.0f} MB",
-          flush=True)
-    return out
+from bench.features import _generate
 
 
 def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
             folder: Path) -> dict[str, Any]:
     """Run the stages on a book of ``accounts`` accounts; the figures as a dict."""
     from features.pit.training_set import as_of_grid, write_training_set
-    from models.gate import judge_result
+    from models.gate import judge_all
     from models.registry import default_tracking_uri, register
+    from models.stages import StageBudget
     from models.train import TrainConfig, TrainingResult, train_models
     from pipelines.steps import read_training_set
 
@@ -73,17 +69,26 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
     dates = as_of_grid(held["book"], freq="weekly")
     n_invoices = len(held["book"].invoices)
     path = folder / f"training_set_{accounts}_{int(sampled)}.parquet"
-    stages: dict[str, dict[str, float]] = {}
-    stats = _stage(stages, "training_set", lambda: write_training_set(
-        held.pop("book"), path, as_of_dates=dates, sampling=sampling))
-    held["frame"] = _stage(stages, "read", lambda: read_training_set(path))
-    results = _stage(stages, "train", lambda: train_models(held.pop("frame"), config=config))
-    trained = {k: r for k, r in results.items() if isinstance(r, TrainingResult)}
-    gates = _stage(stages, "gate", lambda: {k: judge_result(r) for k, r in trained.items()})
-    uri = default_tracking_uri(folder / f"mlflow_{accounts}_{int(sampled)}")
-    names = {k: f"bench-{k}-{accounts}-{int(sampled)}" for k in trained}
-    _stage(stages, "register", lambda: register(trained, tracking_uri=uri, names=names))
+    budget = StageBudget()
+    with budget:
+        stats = write_training_set(held.pop("book"), path, as_of_dates=dates,
+                                   sampling=sampling, stages=budget.stage)
+        with budget.stage("read"):
+            frame = read_training_set(path)
+        results = train_models(frame, config=config, stages=budget.stage)
+        del frame
+        trained = {k: r for k, r in results.items() if isinstance(r, TrainingResult)}
+        with budget.stage("gate"):
+            gates = judge_all(trained)
+        uri = default_tracking_uri(folder / f"mlflow_{accounts}_{int(sampled)}")
+        names = {k: f"bench-{k}-{accounts}-{int(sampled)}" for k in trained}
+        with budget.stage("mlflow"):
+            register(trained, tracking_uri=uri, names=names)
+    for line in budget.lines():
+        print(f"  {line}", flush=True)
+    stages = budget.as_dict()
     total = sum(s["seconds"] for s in stages.values())
+    cpu = sum(s["cpu_seconds"] for s in stages.values())
     return {
         "accounts": accounts,
         "invoices": n_invoices,
@@ -95,6 +100,8 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
         "generate_seconds": round(gen_seconds, 2),
         "stages": stages,
         "seconds": round(total, 2),
+        "cpu_seconds": round(cpu, 2),
+        "peak_rss_mb": round(max(s["rss_peak_mb"] for s in stages.values()), 1),
         "seconds_per_1k_accounts": round(1000 * total / accounts, 3),
         "metrics": {k: {m: round(float(r.metrics.loc["lightgbm", m]), 4)
                         for m in ("roc_auc", "capture@10")}
@@ -113,7 +120,7 @@ def run(accounts: int = 100_000, *, baseline_accounts: int = 3_000, seed: int = 
     from features.pit.training_set import as_of_grid, write_training_set
 
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="bench_train_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_retrain_") as tmp:
         folder = Path(tmp)
         # numba's compilation (or its disk cache's load) is not part of either run
         t0 = time.perf_counter()
