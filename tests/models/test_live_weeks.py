@@ -22,6 +22,10 @@ from models.live import live_performance, resolves_on
 from models.live_policy import demotion_check
 from serving.score import score_book
 
+# 24 scoring runs of the shared book (~40 s on 2 quiet cores): end to end, the done-when
+# check of issue 19, so slow; the rules themselves are tested in test_live_policy.py.
+pytestmark = pytest.mark.slow
+
 WEEKS = 12
 DATA_END = date(2024, 7, 1)  # the day after the state's book ends
 TOP = 0.10
