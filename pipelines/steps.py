@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.progress import heartbeat, progress
 from pipelines.run_checks import check_run, plausibility
 from pipelines.settings import Settings
+from pipelines.steps_events import model_features, with_store_events
 from pipelines.summaries import (
     GenerateSummary,
     IngestSummary,
@@ -255,13 +256,14 @@ def _training_frame(settings: Settings, book_path: Path,
     from features import build_training_set as build
     from features.pit.training_set import as_of_grid
 
-    book = read_book(book_path)
+    book = with_store_events(settings, read_book(book_path), as_of=data_end)
     dates = as_of_grid(book, freq=settings.grid.value, end=data_end)
     with heartbeat("building the training set"):
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
                       persistence_days=settings.persistence_days,
                       materiality=materiality(settings),
-                      sampling=train_config(settings).sampling(), data_end=data_end)
+                      sampling=train_config(settings).sampling(), data_end=data_end,
+                      grace_days=settings.promise_grace_days)
     return frame, len(dates)
 
 
@@ -316,13 +318,14 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
     t0 = time.perf_counter()
     out = training_set_path(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staged = read_book(book)
+    staged = with_store_events(settings, read_book(book))
     dates = as_of_grid(staged, freq=settings.grid.value)
     with heartbeat("building the training set"):
         stats = write_training_set(
             staged, out, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days, materiality=materiality(settings),
-            sampling=train_config(settings).sampling())
+            sampling=train_config(settings).sampling(),
+            grace_days=settings.promise_grace_days)
     del staged
     counts = read_training_set(out, columns=_COUNT_COLUMNS if stats.rates else
                                _COUNT_COLUMNS[:-1])
@@ -352,7 +355,8 @@ def _train_and_register(
     from models.train import train_models
 
     check_feature_frame(frame)  # the spec's dtypes, also after a Parquet round trip
-    results = train_models(frame, config=train_config(settings))
+    names, loop_lines = model_features(frame, config=train_config(settings))
+    results = train_models(frame, config=train_config(settings), feature_names=names)
     registrations = register(results, tracking_uri=settings.resolved_tracking_uri,
                              names=model_names(settings),
                              extra_params={**label_params(settings),
@@ -377,7 +381,7 @@ def _train_and_register(
         )
         for model, info in outcome.items()
     )
-    return models, format_report(outcome)
+    return models, "\n".join([format_report(outcome), *loop_lines])
 
 
 def train(*, settings: Settings, book: Path | None = None,
@@ -544,7 +548,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
             policy=action_policy(settings), materiality=materiality(settings),
             why=why, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days,
-            extra_meta={**run_meta, "kpis": kpis},
+            extra_meta={**run_meta, "kpis": kpis}, grace_days=settings.promise_grace_days,
         )
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)

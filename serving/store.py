@@ -444,7 +444,8 @@ class WorklistStore:
         with self._engine.connect() as conn:
             table = store_bulk.read_arrow(conn, query, _WORKLIST_ARROW)
         frame = table.to_pandas(date_as_object=False)
-        frame["as_of"] = frame["as_of"].astype("datetime64[s]")
+        for col in ("as_of", "hold_date", "hold_ends"):
+            frame[col] = frame[col].astype("datetime64[s]")
         # Rows written before revision 0003 were all ranked by a model.
         frame["scorer"] = frame["scorer"].fillna(S.LEGACY_SCORER)
         return frame

@@ -27,6 +27,8 @@ from features.contract.book import Book
 from features.pit import _kernels, _prep
 from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_columns, labels_frame
+from features.pit.loop import recorded_since, with_loop_features
+from features.pit.promises import DEFAULT_GRACE_DAYS
 from features.pit.sampling import WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
     DEFAULT_MATERIALITY,
@@ -151,7 +153,8 @@ class TrainingSetStats:
 
 def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd: int,
             persistence_days: int, data_end: date | pd.Timestamp | None,
-            sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality
+            sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality,
+            grace_days: int = DEFAULT_GRACE_DAYS
             ) -> tuple[Prepared, dict, Iterator[pd.DataFrame]]:
     end = default_data_end(book) if data_end is None else as_day(data_end)
     label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
@@ -159,8 +162,14 @@ def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd
     prep = _prep.prepare(book)
     days = [as_day(d) for d in dates]
     if sampling is None:
-        return prep, label_kw, _full_chunks(prep, days, label_kw)
-    return prep, label_kw, _sampled_chunks(prep, days, label_kw, sampling, stats)
+        chunks = _full_chunks(prep, days, label_kw)
+    else:
+        chunks = _sampled_chunks(prep, days, label_kw, sampling, stats)
+    if book.has_events:  # the collections loop's features (issue 17), date by date
+        since = recorded_since(book)
+        chunks = (with_loop_features(c, book, grace_days=grace_days, since=since)
+                  for c in chunks)
+    return prep, label_kw, chunks
 
 
 def _empty(prep: Prepared, label_kw: dict, sampling: Sampling | None) -> pd.DataFrame:
@@ -177,7 +186,8 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
                        persistence_days: int = PERSISTENCE_DAYS,
                        data_end: date | pd.Timestamp | None = None,
                        sampling: Sampling | None = None,
-                       materiality: Materiality = DEFAULT_MATERIALITY) -> pd.DataFrame:
+                       materiality: Materiality = DEFAULT_MATERIALITY,
+                       grace_days: int = DEFAULT_GRACE_DAYS) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
     One row per account with an open invoice at each date; columns are the feature frame's
@@ -189,11 +199,15 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     are computed and kept, in the same order, and a ``weight`` column follows (every
     weight 1.0 where a population is kept in full). Without it, every row, no weight
     column: the frame of earlier releases.
+
+    A book with promises or contacts (``Book.has_events``) gets the collections loop's
+    features appended (``features.pit.loop``; ``grace_days`` of the promises): missing
+    before each source's recorded-since day. A book without them: the frame as before.
     """
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         data_end=data_end, sampling=sampling, stats=TrainingSetStats(),
-        materiality=materiality)
+        materiality=materiality, grace_days=grace_days)
     parts = list(chunks)
     if not parts:
         return _empty(prep, label_kw, sampling)
@@ -206,7 +220,8 @@ def write_training_set(book: Book, path: Path | str, *,
                        persistence_days: int = PERSISTENCE_DAYS,
                        data_end: date | pd.Timestamp | None = None,
                        sampling: Sampling | None = None,
-                       materiality: Materiality = DEFAULT_MATERIALITY) -> TrainingSetStats:
+                       materiality: Materiality = DEFAULT_MATERIALITY,
+                       grace_days: int = DEFAULT_GRACE_DAYS) -> TrainingSetStats:
     """:func:`build_training_set`, streamed: each ``as_of`` date's rows are computed and
     appended to the Parquet file ``path`` (one row group per date), so memory holds one
     date's features at a time (plus, when sampling, the compact labels of the grid).
@@ -222,7 +237,8 @@ def write_training_set(book: Book, path: Path | str, *,
     stats = TrainingSetStats(path=path)
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        data_end=data_end, sampling=sampling, stats=stats, materiality=materiality)
+        data_end=data_end, sampling=sampling, stats=stats, materiality=materiality,
+        grace_days=grace_days)
     writer = None
     try:
         for chunk in chunks:
