@@ -168,17 +168,18 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 def generate(*, settings: Settings, out: Path, accounts: int, start: date | str = "2023-01-01",
              end: date | str = "2024-12-31", error_rate: float = 0.0,
-             fmt: str = "parquet", independent_lateness: bool = False) -> GenerateSummary:
+             fmt: str = "parquet", independent_lateness: bool = False,
+             loop: bool = False) -> GenerateSummary:
     """Write a synthetic book of ``accounts`` accounts (issue dates from ``start``, events
     until ``end``) to the folder ``out``, seeded by ``settings.seed``
-    (``independent_lateness``: see ``features.synthetic.generate_book``)."""
+    (``independent_lateness``, ``loop``: see ``features.synthetic.generate_book``)."""
     from features.synthetic import write_book_folder
 
     progress(f"generating a synthetic book: {accounts:,} accounts, {start} to {end}")
     t0 = time.perf_counter()
     written = write_book_folder(accounts, out, seed=settings.seed, start=start, end=end,
                                 error_rate=error_rate, fmt=fmt,
-                                independent_lateness=independent_lateness)
+                                independent_lateness=independent_lateness, loop=loop)
     rows = {k: int(v) for k, v in written.get("rows", {}).items()}
     seconds = time.perf_counter() - t0
     progress(f"  {rows.get('invoices', 0):,} invoices written to {out} ({seconds:.1f} s)")
