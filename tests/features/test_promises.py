@@ -106,3 +106,22 @@ def test_inputs_are_not_mutated():
     before = book.promises.copy()
     promise_state(book, as_of=LAST + D, grace_days=GRACE)
     pd.testing.assert_frame_equal(book.promises, before)
+
+
+def test_promise_kept_rate_counts_the_decided_promises_due_in_the_last_month():
+    from features.pit.kpis import promise_kept_rate
+
+    book = book_with([("I1", PROMISED, 100.0)])  # P1 due 2024-03-10, kept
+    extra = pd.DataFrame({
+        "promise_id": ["P2", "P3", "P4", "P5"], "account_id": ["A"] * 4,
+        "created_date": [CREATED, CREATED, CREATED, pd.Timestamp("2024-02-01")],
+        # P2 broken, P3 still in its grace days, P4 cancelled, P5 due before the month
+        "promised_date": pd.to_datetime(["2024-03-05", "2024-03-28", "2024-03-12",
+                                         "2024-02-20"]),
+        "amount": [900.0, 900.0, 900.0, 900.0], "invoice_id": [None] * 4,
+        "recorded_date": [None] * 4,
+        "cancelled_date": [None, None, pd.Timestamp("2024-03-11"), None]})
+    two = replace(book, promises=pd.concat([book.promises, extra], ignore_index=True))
+    # as_of 2024-03-30: the month is [2024-02-29, 2024-03-30); P1 kept, P2 broken
+    assert promise_kept_rate(two, as_of=date(2024, 3, 30), grace_days=GRACE) == 50.0
+    assert promise_kept_rate(book_with(), as_of=date(2024, 3, 5)) is None  # none decided
