@@ -114,7 +114,7 @@ def _loop_rows(book: Book, as_of: pd.Timestamp, rng: np.random.Generator, n: int
     return promises, contacts
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(case=books_and_as_of(), seed=st.integers(0, 10_000))
 def test_loop_events_recorded_on_or_after_as_of_change_no_loop_feature(case, seed):
     """Issue 17: promises and contacts count from the day they are recorded (strictly
