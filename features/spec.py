@@ -272,7 +272,10 @@ def _directions() -> dict[str, int]:
           "amt_open_disputes", "n_disputes_365d", "dispute_rate_365d", "credit_utilisation"]
     for days in BEHAVIOUR_WINDOWS:
         up += [behaviour_column(m, days) for m in BEHAVIOUR_METRICS if m != "n_cleared"]
-    return {**{f: 1 for f in up}, "tenure_days": -1, "account_age_days": -1}
+    # The loop features (below) with a known direction: promise breakers are riskier,
+    # keeping promises lowers risk (issue 17's documented effect).
+    loop = {"n_broken_promises_180d": 1, "kept_promise_share_365d": -1}
+    return {**{f: 1 for f in up}, "tenure_days": -1, "account_age_days": -1, **loop}
 
 
 #: Known risk direction of a feature: +1 when a higher value means more risk (later
@@ -287,6 +290,44 @@ FEATURE_DESCRIPTIONS: Final[dict[str, str]] = FEATURE_SPEC
 CATEGORICAL: Final = ("account_segment", "account_region")
 FEATURE_COLUMNS: Final = tuple(FEATURE_SPEC)
 NUMERIC_COLUMNS: Final = tuple(c for c in FEATURE_COLUMNS if c not in CATEGORICAL)
+
+# ------------------------------------------------------------- collections loop
+
+#: Features of the collections loop (issue 17): promises to pay, contacts and disputes
+#: opened or resolved, from the book's ``promises`` / ``contacts`` / ``disputes`` tables
+#: and the workbench's events (``features.pit.loop``). Not model inputs unless the book
+#: carries them and their sources cover the validation and test periods (the training
+#: step decides, ``pipelines.steps_events``); a model trained with them has the feature-set
+#: version :data:`LOOP_FEATURE_SET_VERSION`. Each is missing (not zero) before its
+#: source's *recorded since* date (:data:`LOOP_SOURCES`).
+LOOP_FEATURE_SPEC: Final[dict[str, str]] = {
+    "n_broken_promises_180d": "Number of promises to pay broken in the 180 days before "
+    "as_of (the day after the promised date plus grace passed without the amount paid).",
+    "kept_promise_share_365d": "Share (0-1) of the promises resolved (kept or broken) in the "
+    "365 days before as_of that were kept (missing when none was resolved).",
+    "days_to_open_promise": "Days from as_of to the promised date of the earliest open "
+    "promise (negative within the grace days; missing when none is open).",
+    "amt_open_promises": "Dollars promised on promises still open at as_of.",
+    "n_contacts_30d": "Number of collector contacts in the 30 days before as_of.",
+    "days_since_last_contact": "Days since the last collector contact (missing when never "
+    "contacted).",
+    "last_contact_outcome": "Outcome of the last collector contact (category: "
+    "ContactOutcome values).",
+    "n_disputes_opened_90d": "Number of disputes opened in the 90 days before as_of.",
+    "n_disputes_resolved_90d": "Number of disputes resolved in the 90 days before as_of.",
+}
+LOOP_FEATURE_COLUMNS: Final = tuple(LOOP_FEATURE_SPEC)
+LOOP_CATEGORICAL: Final = ("last_contact_outcome",)
+#: The table each loop feature is computed from: before that source's recorded-since date
+#: (the first day any of its rows is known) the feature is missing.
+LOOP_SOURCES: Final[dict[str, str]] = {
+    "n_broken_promises_180d": "promises", "kept_promise_share_365d": "promises",
+    "days_to_open_promise": "promises", "amt_open_promises": "promises",
+    "n_contacts_30d": "contacts", "days_since_last_contact": "contacts",
+    "last_contact_outcome": "contacts", "n_disputes_opened_90d": "disputes",
+    "n_disputes_resolved_90d": "disputes"}
+LOOP_FEATURE_DTYPES: Final[dict[str, str]] = {
+    c: "category" if c in LOOP_CATEGORICAL else "float64" for c in LOOP_FEATURE_COLUMNS}
 
 # ------------------------------------------------------------- protected attributes
 
@@ -326,7 +367,7 @@ def check_not_protected(names: Any, *, where: str) -> None:
                          f"{found} (features.spec.PROTECTED)")
 
 
-check_not_protected([*FEATURE_COLUMNS, *MODEL_ACCOUNT_ATTRIBUTES],
+check_not_protected([*FEATURE_COLUMNS, *LOOP_FEATURE_COLUMNS, *MODEL_ACCOUNT_ATTRIBUTES],
                     where="features.spec (model inputs)")
 
 #: Facts the worklist cites (reason details, actions), computed in the same kernel pass as
@@ -393,6 +434,16 @@ def feature_set_version(spec: dict[str, str] | None = None) -> str:
 
 
 FEATURE_SET_VERSION: Final[str] = feature_set_version()
+#: The feature-set version of a model trained with the loop features as well.
+LOOP_FEATURE_SET_VERSION: Final[str] = feature_set_version({**FEATURE_SPEC, **LOOP_FEATURE_SPEC})
+
+
+def feature_set_version_of(names: Any) -> str:
+    """The feature-set version of a model with input columns ``names``: the loop version
+    when any loop feature is among them, else :data:`FEATURE_SET_VERSION` (a book without
+    promises and contacts trains exactly as before, version included)."""
+    loop = any(n in LOOP_FEATURE_SPEC for n in names)
+    return LOOP_FEATURE_SET_VERSION if loop else FEATURE_SET_VERSION
 
 
 def feature_names() -> list[str]:

@@ -50,7 +50,7 @@ import pandas as pd
 
 from features.pit.sampling import Sampling, row_weights
 from features.pit.training_set import StageHook, no_stage
-from features.spec import FEATURE_DIRECTION, FEATURE_SET_VERSION, MODELS
+from features.spec import FEATURE_DIRECTION, MODELS, feature_set_version_of
 from models.calibration import Calibrator, choose_calibrator
 from models.drift import reference_profile
 from models.evaluate import Scores, baseline_scores, evaluate_scorers, fit_baselines
@@ -431,7 +431,7 @@ def train_model(
                                                   kind=kind, stages=stages)
     window = _window({"train": train, "val": val, "test": test}, bounds)
     bare = DelinqModel(kind=kind, booster=booster, calibrator=calibrator, feature_names=names,
-                       categories=cats, feature_set_version=FEATURE_SET_VERSION,
+                       categories=cats, feature_set_version=feature_set_version_of(names),
                        data_window=window)
     with stage(kind):
         # The drift reference: the training rows' features and calibrated probabilities.

@@ -76,6 +76,8 @@ def generate(
     independent_lateness: Annotated[bool, typer.Option(
         help="Each invoice's lateness independent of the account's history (history "
              "predicts nothing; the open invoices still do).")] = False,
+    loop: Annotated[bool, typer.Option(
+        help="Also write the collections loop's promises and contacts (issue 17).")] = True,
 ) -> None:
     """Generate a synthetic receivables book (the embedded default data source)."""
     first, last = _parse_date(start, "--start"), _parse_date(end, "--end")
@@ -84,7 +86,7 @@ def generate(
     settings = _settings(seed=seed)
     done = steps.generate(settings=settings, out=out, accounts=accounts, start=first, end=last,
                           error_rate=error_rate, fmt=fmt,
-                          independent_lateness=independent_lateness)
+                          independent_lateness=independent_lateness, loop=loop)
     summary = {"rows": dict(done.rows), "injected": dict(done.injected),
                "seconds": done.seconds, "out": str(done.out)}
     typer.echo(json.dumps(summary, indent=2, default=str))

@@ -152,6 +152,9 @@ class ActionSettings(BaseModel):
     dispute_share: float | None = Field(
         None, gt=0, description="Disputed share (0-1) of the past-due amount that is "
         "resolved first.")
+    broken_promise_days: int | None = Field(
+        None, ge=1, description="Days after a promise broke during which the account's "
+        "action is 'broken promise: follow up' (issue 17).")
 
 
 class PlausibilitySettings(BaseModel):
@@ -263,6 +266,12 @@ class Settings(BaseSettings):
     min_free_disk_mb: int = Field(
         1024, ge=0, description="Free disk (MB) under data_dir below which the nightly does "
         "not start; raised to twice the last run's explanation file when that is larger."
+    )
+    # Collections loop (issue 17): a promise is kept by payments up to its promised date
+    # plus these days; until then its account is off the main ranking.
+    promise_grace_days: int = Field(
+        3, ge=0, description="Days after a promised date in which payments still keep the "
+        "promise (features.pit.promises)."
     )
     # Staleness (issue 19): a champion whose training data ends longer ago warns.
     stale_model_days: int = Field(

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from pipelines.progress import heartbeat, progress
 from pipelines.run_checks import check_run, plausibility
 from pipelines.settings import Settings
+from pipelines.steps_events import model_features, with_store_events
 from pipelines.summaries import (
     GenerateSummary,
     IngestSummary,
@@ -169,17 +170,18 @@ def _replace_dir(tmp: Path, target: Path) -> None:
 
 def generate(*, settings: Settings, out: Path, accounts: int, start: date | str = "2023-01-01",
              end: date | str = "2024-12-31", error_rate: float = 0.0,
-             fmt: str = "parquet", independent_lateness: bool = False) -> GenerateSummary:
+             fmt: str = "parquet", independent_lateness: bool = False,
+             loop: bool = False) -> GenerateSummary:
     """Write a synthetic book of ``accounts`` accounts (issue dates from ``start``, events
     until ``end``) to the folder ``out``, seeded by ``settings.seed``
-    (``independent_lateness``: see ``features.synthetic.generate_book``)."""
+    (``independent_lateness``, ``loop``: see ``features.synthetic.generate_book``)."""
     from features.synthetic import write_book_folder
 
     progress(f"generating a synthetic book: {accounts:,} accounts, {start} to {end}")
     t0 = time.perf_counter()
     written = write_book_folder(accounts, out, seed=settings.seed, start=start, end=end,
                                 error_rate=error_rate, fmt=fmt,
-                                independent_lateness=independent_lateness)
+                                independent_lateness=independent_lateness, loop=loop)
     rows = {k: int(v) for k, v in written.get("rows", {}).items()}
     seconds = time.perf_counter() - t0
     progress(f"  {rows.get('invoices', 0):,} invoices written to {out} ({seconds:.1f} s)")
@@ -257,14 +259,15 @@ def _training_frame(settings: Settings, book_path: Path, data_end: date | None =
     from features import build_training_set as build
     from features.pit.training_set import as_of_grid
 
-    book = read_book(book_path)
+    book = with_store_events(settings, read_book(book_path), as_of=data_end)
     dates = as_of_grid(book, freq=settings.grid.value, end=data_end)
     with heartbeat("building the training set"):
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
                       persistence_days=settings.persistence_days,
                       materiality=materiality(settings),
                       sampling=train_config(settings).sampling(), data_end=data_end,
-                      stages=None if budget is None else budget.stage)
+                      stages=None if budget is None else budget.stage,
+                      grace_days=settings.promise_grace_days)
     return frame, len(dates)
 
 
@@ -319,13 +322,14 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
     t0 = time.perf_counter()
     out = training_set_path(settings)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staged = read_book(book)
+    staged = with_store_events(settings, read_book(book))
     dates = as_of_grid(staged, freq=settings.grid.value)
     with heartbeat("building the training set"):
         stats = write_training_set(
             staged, out, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days, materiality=materiality(settings),
-            sampling=train_config(settings).sampling())
+            sampling=train_config(settings).sampling(),
+            grace_days=settings.promise_grace_days)
     del staged
     counts = read_training_set(out, columns=_COUNT_COLUMNS if stats.rates else
                                _COUNT_COLUMNS[:-1])
@@ -358,7 +362,9 @@ def _train_and_register(
 
     budget = budget or StageBudget()
     check_feature_frame(frame)  # the spec's dtypes, also after a Parquet round trip
-    results = train_models(frame, config=train_config(settings), stages=budget.stage)
+    names, loop_lines = model_features(frame, config=train_config(settings))
+    results = train_models(frame, config=train_config(settings), feature_names=names,
+                           stages=budget.stage)
     with budget.stage("gate"):  # the verdicts are kept: register reads them (models.gate)
         judge_all(results, policy=gate_policy(settings))
     with budget.stage("mlflow"):
@@ -386,7 +392,7 @@ def _train_and_register(
         )
         for model, info in outcome.items()
     )
-    return models, format_report(outcome)
+    return models, "\n".join([format_report(outcome), *loop_lines])
 
 
 def train(*, settings: Settings, book: Path | None = None,
@@ -576,7 +582,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
             why=why, delinquency_dpd=settings.delinquency_dpd,
             persistence_days=settings.persistence_days,
             extra_meta={**run_meta, "kpis": kpis}, snapshot=shared,
-            holdout_share=settings.live_holdout_share,
+            holdout_share=settings.live_holdout_share, grace_days=settings.promise_grace_days,
         )
     del shared
     with WorklistStore(settings.resolved_store_url) as store:

@@ -182,6 +182,26 @@ TEMPLATES: dict[str, Template] = {
     "account_age_days": T("account created {v:span} ago"),
     "account_segment": T("customer segment is {v:str}"),
     "account_region": T("customer region is {v:str}"),
+    # the collections loop (issue 17; features.spec.LOOP_FEATURE_SPEC)
+    "n_broken_promises_180d": T("{v:int} promises to pay broken in the last 180 days",
+                                variants=((_zero, "no promise to pay broken in the last 180 "
+                                                  "days"),)),
+    "kept_promise_share_365d": T("{v:pct} of the promises to pay due in the last 365 days "
+                                 "were kept"),
+    "days_to_open_promise": T("a promise to pay falls due in {v:days}",
+                              variants=((_neg, "a promise to pay fell due {v:days} ago "
+                                               "(within the grace days)"),)),
+    "amt_open_promises": T("{v:money} promised on open promises to pay",
+                           variants=((_zero, "no promise to pay open"),)),
+    "n_contacts_30d": T("{v:int} collector contacts in the last 30 days",
+                        variants=((_zero, "no collector contact in the last 30 days"),)),
+    "days_since_last_contact": T("last collector contact {v:days} ago"),
+    "last_contact_outcome": T("the last collector contact's outcome was {v:str}"),
+    "n_disputes_opened_90d": T("{v:disputes} opened in the last 90 days",
+                               variants=((_zero, "no dispute opened in the last 90 days"),)),
+    "n_disputes_resolved_90d": T("{v:disputes} resolved in the last 90 days",
+                                 variants=((_zero, "no dispute resolved in the last 90 "
+                                                   "days"),)),
 }
 
 

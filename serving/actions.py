@@ -7,26 +7,32 @@ and holds the test that decides it. Later issues (collections loop, dunning) add
 nowhere else. The rules follow common collections practice (dunning ladders of Dynamics 365
 / SAP Collections Management, written down as plain thresholds); with the default policy:
 
-1. `resolve dispute first`: the disputed amount is at least 25% of the past-due amount (and
+1. `await promise`: an open promise to pay whose promised date plus the grace days has not
+   passed: off the main ranking until then, listed in the "promised / snoozed" view
+2. `snoozed`: snoozed by an analyst until a later date: off the main ranking until then,
+   listed in the "promised / snoozed" view
+3. `resolve dispute first`: the disputed amount is at least 25% of the past-due amount (and
    something is past due): chasing a disputed invoice wastes the call and annoys the
    customer
-2. `legal review`: `late` (material amount 90+ days past due), at least 50,000 is 90+ days
+4. `broken promise: follow up`: a promise to pay broke in the last 30 days and no promise
+   is open: back in the main ranking, the reason names the promise (date, amount)
+5. `legal review`: `late` (material amount 90+ days past due), at least 50,000 is 90+ days
    past due and the persistence probability is at least 60%
-3. `escalate to agency`: `late` and the persistence probability is at least 60%
-4. `escalate to agency`: `late`, no probability (thin data: decided by amounts only) and at
+6. `escalate to agency`: `late` and the persistence probability is at least 60%
+7. `escalate to agency`: `late`, no probability (thin data: decided by amounts only) and at
    least 50,000 is 90+ days past due; never legal review without a probability
-5. `offer payment plan`: `delinquent` (material amount 30+ days past due), persistence
+8. `offer payment plan`: `delinquent` (material amount 30+ days past due), persistence
    probability at least 60% and the customer pays in parts (a partial payer can pay, just
    not all at once)
-6. `personal follow-up`: any other `delinquent` or `late` account (a missing probability
+9. `personal follow-up`: any other `delinquent` or `late` account (a missing probability
    included)
-7. `collection call`: `early` (material amount past due, under 30 days) and the
-   early-warning probability is at least 30%: call before it turns 30 days past due
-8. `automated reminder`: any other `early` account (a missing probability included): a
-   past-due notice
-9. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
-   probability is at least 30%
-10. `monitor`: any other `preventive` account: nothing to do yet
+10. `collection call`: `early` (material amount past due, under 30 days) and the
+    early-warning probability is at least 30%: call before it turns 30 days past due
+11. `automated reminder`: any other `early` account (a missing probability included): a
+    past-due notice
+12. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
+    probability is at least 30%
+13. `monitor`: any other `preventive` account: nothing to do yet
 
 (``tests/serving/test_actions.py`` checks this list and the README's table against
 :func:`policy_table`.) Segments are the material segments of ``features.spec``: an
@@ -55,6 +61,9 @@ RESOLVE_DISPUTE: Final = "resolve dispute first"
 PAYMENT_PLAN: Final = "offer payment plan"
 ESCALATE_AGENCY: Final = "escalate to agency"
 LEGAL_REVIEW: Final = "legal review"
+AWAIT_PROMISE: Final = "await promise"
+SNOOZED: Final = "snoozed"
+BROKEN_PROMISE: Final = "broken promise: follow up"
 
 #: Every action the rules can produce, in rough order of escalation.
 ACTIONS: Final = (
@@ -67,7 +76,12 @@ ACTIONS: Final = (
     PAYMENT_PLAN,
     ESCALATE_AGENCY,
     LEGAL_REVIEW,
+    AWAIT_PROMISE,
+    SNOOZED,
+    BROKEN_PROMISE,
 )
+#: The hold of a worklist row (``serving.store_schema.HOLDS``) -> the action it gets.
+HOLD_ACTIONS: Final = {"promise": AWAIT_PROMISE, "snooze": SNOOZED}
 #: What an account of an unknown segment gets (no rule matches).
 DEFAULT_ACTION: Final = PERSONAL_FOLLOW_UP
 
@@ -87,12 +101,16 @@ class ActionPolicy:
             goes to legal review rather than an agency. Default 50,000.
         dispute_share: disputed amount as a share (0-1) of the past-due amount from which
             the dispute is resolved before anything else. Default 0.25.
+        broken_promise_days: days after a promise to pay broke during which the account
+            is followed up on it (a broken promise is the strongest sign a collector has;
+            after a month it is history, which the model's features keep). Default 30.
     """
 
     high_early_warning: float = 0.30
     high_persistence: float = 0.60
     legal_amount: float = 50_000.0
     dispute_share: float = 0.25
+    broken_promise_days: int = 30
 
 
 DEFAULT_POLICY: Final = ActionPolicy()
@@ -108,6 +126,10 @@ class AccountFacts:
     amount_90_plus: np.ndarray
     disputed_amount: np.ndarray
     partial_payer: np.ndarray
+    #: ``promise`` / ``snooze`` where the account is held off the main ranking, else "".
+    hold: np.ndarray
+    #: Days since the account's latest promise broke (NaN: none, or a promise is open).
+    days_since_broken_promise: np.ndarray
 
     def seg(self, *names: str) -> np.ndarray:
         return np.isin(self.segment, names)
@@ -141,13 +163,30 @@ def _disputed(f: AccountFacts, p: ActionPolicy) -> np.ndarray:
         f.disputed_amount >= p.dispute_share * f.past_due_amount)
 
 
+def _broken(f: AccountFacts, p: ActionPolicy) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return f.days_since_broken_promise <= p.broken_promise_days
+
+
 #: The policy table, in order (first match wins).
 RULES: Final[tuple[Rule, ...]] = (
+    Rule(AWAIT_PROMISE,
+         "an open promise to pay whose promised date plus the grace days has not passed: "
+         "off the main ranking until then, listed in the \"promised / snoozed\" view",
+         lambda f, p: f.hold == "promise"),
+    Rule(SNOOZED,
+         "snoozed by an analyst until a later date: off the main ranking until then, "
+         "listed in the \"promised / snoozed\" view",
+         lambda f, p: f.hold == "snooze"),
     Rule(RESOLVE_DISPUTE,
          "the disputed amount is at least {dispute_share:pct} of the past-due amount (and "
          "something is past due): chasing a disputed invoice wastes the call and annoys the "
          "customer",
          _disputed),
+    Rule(BROKEN_PROMISE,
+         "a promise to pay broke in the last {broken_promise_days:days} and no promise is "
+         "open: back in the main ranking, the reason names the promise (date, amount)",
+         _broken),
     Rule(LEGAL_REVIEW,
          "`late` (material amount 90+ days past due), at least {legal_amount:money} is 90+ "
          "days past due and the persistence probability is at least {high_persistence:pct}",
@@ -196,6 +235,8 @@ def recommend_actions(
     disputed_amount: npt.ArrayLike,
     partial_payer: npt.ArrayLike,
     policy: ActionPolicy = DEFAULT_POLICY,
+    hold: npt.ArrayLike | None = None,
+    days_since_broken_promise: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """Recommended action per account (object array of the strings in :data:`ACTIONS`).
 
@@ -203,15 +244,24 @@ def recommend_actions(
     material segment), ``probability`` (calibrated, 0-1; NaN = no probability),
     ``past_due_amount``, ``amount_90_plus`` (amount 90+ days past due) and
     ``disputed_amount`` (open amount under an unresolved dispute), all in the book's
-    currency (missing = 0), ``partial_payer`` (boolean; missing counts as False).
+    currency (missing = 0), ``partial_payer`` (boolean; missing counts as False);
+    ``hold`` (``promise`` / ``snooze`` / missing: not held) and
+    ``days_since_broken_promise`` (NaN: no recent broken promise) from the collections
+    loop (``serving.loop_worklist``; default: none).
     """
+    segment_arr = np.asarray(pd.Series(segment, dtype="str").to_numpy(dtype=object))
     facts = AccountFacts(
-        segment=np.asarray(pd.Series(segment, dtype="str").to_numpy(dtype=object)),
+        segment=segment_arr,
         probability=np.asarray(probability, dtype=np.float64),
         past_due_amount=_amount(past_due_amount),
         amount_90_plus=_amount(amount_90_plus),
         disputed_amount=_amount(disputed_amount),
         partial_payer=_bool(partial_payer),
+        hold=np.asarray(pd.Series(hold if hold is not None else [""] * len(segment_arr),
+                                  dtype=object).fillna("").to_numpy(dtype=object)),
+        days_since_broken_promise=(
+            np.full(len(segment_arr), np.nan) if days_since_broken_promise is None
+            else np.asarray(days_since_broken_promise, dtype=np.float64)),
     )
     n = len(facts.segment)
     conditions = [np.broadcast_to(r.test(facts, policy), (n,)) for r in RULES]
@@ -234,6 +284,7 @@ def _fill(text: str, values: dict[str, float]) -> str:
     for name, value in values.items():
         out = out.replace(f"{{{name}:pct}}", f"{100 * value:g}%")
         out = out.replace(f"{{{name}:money}}", f"{value:,.0f}")
+        out = out.replace(f"{{{name}:days}}", f"{value:g} days")
     if "{" in out:
         raise ValueError(f"unfilled placeholder in rule text: {out!r}")
     return out

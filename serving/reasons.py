@@ -21,14 +21,15 @@ Vectorised for 1M accounts: the top-k choice is a numpy ``argpartition`` over th
 matrix; sentences are rendered per feature (one pass over the accounts whose reason it is),
 numbers are formatted with numpy arithmetic and Arrow string kernels only for the chosen
 (account, feature) pairs, and ``reasons_json`` is assembled with the same kernels.
+The sentence rendering lives in :mod:`serving.reason_render`; this module chooses the
+reasons.
 """
 
 from __future__ import annotations
 
 import json
 import string
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,16 @@ from serving._reason_table import (
     WINDOW_BOUNDED,
     WINDOW_SLACK_DAYS,
     Template,
+)
+from serving.reason_render import (
+    COUNT_FIELD,
+    FORMATS,
+    compile_template,
+    fmt_str,
+    json_number,
+    json_str,
+    render_reason,
+    template_columns,
 )
 
 __all__ = [
@@ -64,219 +75,6 @@ _N_RISK = 3
 def missing_templates(feature_names: Sequence[str]) -> list[str]:
     """Features among ``feature_names`` that have no template (should be empty)."""
     return [f for f in feature_names if f not in TEMPLATES]
-
-
-# ------------------------------------------------------------------- formatting
-# Number formatting is done with numpy arithmetic and Arrow string kernels: Python's
-# format() costs ~1-2 us per value on the target machine, too much for 4M reasons a night.
-
-
-def _digits(v: np.ndarray) -> pa.Array:
-    return pc.cast(pa.array(v.astype(np.int64)), pa.string())
-
-
-def _sign(neg: np.ndarray, text: pa.Array | str) -> pa.Array:
-    return pc.if_else(pa.array(neg), pc.binary_join_element_wise("-", text, ""), text)
-
-
-def _fmt_int(v: np.ndarray, currency: str) -> pa.Array:
-    return _digits(np.rint(v.astype(np.float64)))
-
-
-def _fmt_abs(v: np.ndarray, currency: str) -> pa.Array:
-    return _digits(np.rint(np.abs(v.astype(np.float64))))
-
-
-def _fmt_pct(v: np.ndarray, currency: str) -> pa.Array:
-    return pc.binary_join_element_wise(_digits(np.rint(100 * v.astype(np.float64))), "%", "")
-
-
-def _fmt_dec(v: np.ndarray, currency: str) -> pa.Array:
-    x = v.astype(np.float64)
-    tenths = np.rint(np.abs(x) * 10).astype(np.int64)
-    text = pc.binary_join_element_wise(_digits(tenths // 10), ".", _digits(tenths % 10), "")
-    return _sign((x < 0) & (tenths > 0), text)
-
-
-def _fmt_money(v: np.ndarray, currency: str) -> pa.Array:
-    x = np.rint(v.astype(np.float64)).astype(np.int64)
-    a = np.abs(x)
-    n_groups = np.maximum(1, np.ceil(np.log10(np.maximum(a, 1) + 1) / 3).astype(np.int64))
-    out: pa.Array = pa.array([""] * len(a), pa.string())
-    for k in range(int(n_groups.max(initial=1)) - 1, -1, -1):
-        group = _digits((a // 1000**k) % 1000)
-        padded = pc.binary_join_element_wise(",", pc.utf8_lpad(group, width=3, padding="0"), "")
-        piece = pc.if_else(pa.array(n_groups - 1 == k), group,
-                           pc.if_else(pa.array(n_groups - 1 > k), padded, ""))
-        out = pc.binary_join_element_wise(out, piece, "")
-    return _sign(x < 0, pc.binary_join_element_wise(currency, out, ""))
-
-
-def _fmt_str(v: np.ndarray, currency: str) -> pa.Array:
-    # Quotes, backslashes and control characters are replaced here, at the only place
-    # free text (ids, category labels) enters a sentence, so sentences are JSON-safe.
-    text = pa.array(pd.Series(v, dtype=object).astype("str").to_numpy(dtype=object),
-                    pa.string(), from_pandas=True)
-    text = pc.replace_substring(pc.replace_substring(text, '"', "'"), "\\", "/")
-    return pc.replace_substring_regex(text, "[\\x00-\\x1f]", " ")
-
-
-def _fmt_absdec(v: np.ndarray, currency: str) -> pa.Array:
-    return _fmt_dec(np.abs(v.astype(np.float64)), currency)
-
-
-def _counted(singular: str, plural: str) -> Callable[[np.ndarray, str], pa.Array]:
-    def fmt(v: np.ndarray, currency: str) -> pa.Array:
-        n = np.rint(np.abs(v.astype(np.float64)))
-        noun = pc.if_else(pa.array(n == 1), f" {singular}", f" {plural}")
-        return pc.binary_join_element_wise(_digits(n), noun, "")
-
-    return fmt
-
-
-def _fmt_span(v: np.ndarray, currency: str) -> pa.Array:
-    """A duration in days as days (< 61), months (< 730) or years with one decimal."""
-    d = np.abs(v.astype(np.float64))
-    days = _counted("day", "days")(d, currency)
-    months = _counted("month", "months")(np.rint(d / 30.44), currency)
-    years = pc.binary_join_element_wise(_fmt_dec(d / 365.25, currency), " years", "")
-    return pc.if_else(pa.array(d < 61), days, pc.if_else(pa.array(d < 730), months, years))
-
-
-_FORMATS: dict[str, Callable[[np.ndarray, str], pa.Array]] = {
-    "int": _fmt_int,
-    "abs": _fmt_abs,
-    "pct": _fmt_pct,
-    "money": _fmt_money,
-    "dec": _fmt_dec,
-    "absdec": _fmt_absdec,
-    "days": _counted("day", "days"),
-    "span": _fmt_span,
-    "invoices": _counted("invoice", "invoices"),
-    "disputes": _counted("dispute", "disputes"),
-    "str": _fmt_str,
-}
-#: Field computed from the template's ``count_of`` column rather than read from the frame.
-_COUNT = "count"
-
-
-@dataclass(frozen=True)
-class _Compiled:
-    """A template text split into literal pieces and (column, format) fields."""
-
-    pieces: tuple[str | tuple[str, str], ...]
-    columns: tuple[str, ...] = field(default=())
-
-
-def _compile(text: str, feature: str) -> _Compiled:
-    pieces: list[str | tuple[str, str]] = []
-    cols: list[str] = []
-    for literal, name, spec, _ in string.Formatter().parse(text):
-        if literal:
-            pieces.append(literal)
-        if name is not None:
-            col = feature if name == "v" else name
-            fmt = spec or "int"
-            if col == _COUNT:
-                col = f"{_COUNT}:{feature}"
-            if fmt not in _FORMATS:
-                raise ValueError(f"template of {feature!r}: unknown format {fmt!r}")
-            pieces.append((col, fmt))
-            cols.append(col)
-    return _Compiled(tuple(pieces), tuple(dict.fromkeys(cols)))
-
-
-def _render(compiled: _Compiled, values: Mapping[str, np.ndarray], n: int, cur: str) -> pa.Array:
-    parts: list[pa.Array | str] = []
-    for piece in compiled.pieces:
-        if isinstance(piece, str):
-            parts.append(piece)
-        else:
-            col, fmt = piece
-            parts.append(_FORMATS[fmt](values[col], cur))
-    if all(isinstance(p, str) for p in parts):
-        return pa.array(["".join(parts)] * n, pa.string())  # type: ignore[arg-type]
-    return pc.binary_join_element_wise(*parts, "")
-
-
-def _isna(values: np.ndarray) -> np.ndarray:
-    if values.dtype.kind == "f":
-        return ~np.isfinite(values)
-    return np.asarray(pd.isna(values), dtype=bool)
-
-
-def _scatter(chunks: list[tuple[np.ndarray, pa.Array]], n: int) -> pa.Array:
-    """Arrays rendered for disjoint row subsets -> one length-n array (null elsewhere)."""
-    if not chunks:
-        return pa.nulls(n, pa.string())
-    rows = np.concatenate([r for r, _ in chunks])
-    data = pa.concat_arrays([c for _, c in chunks])
-    pos = np.full(n, -1, dtype=np.int64)
-    pos[rows] = np.arange(len(rows))
-    return data.take(pa.array(pos, mask=pos < 0))
-
-
-def render_reason(
-    feature: str,
-    values: Mapping[str, np.ndarray],
-    *,
-    currency: str = "$",
-    templates: Mapping[str, Template] = TEMPLATES,
-) -> pa.Array:
-    """Sentences of ``feature``'s template for aligned value arrays (Arrow strings).
-
-    ``values`` maps column names (the feature and any other fields the template uses) to
-    equally long arrays. Rows whose own value is missing get the ``if_missing`` sentence,
-    or null when the template has none (the caller then moves to the next reason).
-    """
-    tmpl = templates[feature]
-    own = np.asarray(values[feature])
-    n = len(own)
-    if tmpl.count_of is not None:
-        values = {**values, f"{_COUNT}:{feature}": own * np.asarray(values[tmpl.count_of])}
-    missing = _isna(own)
-    todo = ~missing
-    chunks: list[tuple[np.ndarray, pa.Array]] = []
-    for predicate, text in (*tmpl.variants, (None, tmpl.text)):
-        if predicate is None:
-            rows = todo
-        else:
-            with np.errstate(invalid="ignore"):
-                rows = todo & np.asarray(predicate(own), dtype=bool)
-        todo = todo & ~rows
-        if rows.any():
-            chunks.append(_render_rows(_compile(text, feature), values, rows, currency))
-    if tmpl.if_missing is not None and missing.any():
-        chunks.append(_render_rows(_compile(tmpl.if_missing, feature), values, missing, currency))
-    out = _scatter(chunks, n)
-    if tmpl.detail:
-        detail = _compile(tmpl.detail, feature)
-        ok = ~missing
-        for c in detail.columns:
-            ok &= ~_isna(np.asarray(values[c])) if c in values else np.zeros(n, bool)
-        if ok.any():
-            extra = _scatter([_render_rows(detail, values, ok, currency)], n)
-            joined = pc.binary_join_element_wise(out, pc.fill_null(extra, ""), "")
-            out = pc.if_else(pa.array(ok), joined, out)
-    return out
-
-
-def _render_rows(
-    compiled: _Compiled, values: Mapping[str, np.ndarray], rows: np.ndarray, cur: str
-) -> tuple[np.ndarray, pa.Array]:
-    idx = np.flatnonzero(rows)
-    sub = {c: np.asarray(values[c])[idx] for c in compiled.columns}
-    return idx, _render(compiled, sub, len(idx), cur)
-
-
-def _template_columns(feature: str, tmpl: Template) -> list[str]:
-    """Frame columns a template reads (its own, other fields, the ``count_of`` column)."""
-    texts = [tmpl.text, *(t for _, t in tmpl.variants)]
-    texts += [t for t in (tmpl.detail, tmpl.if_missing) if t]
-    cols = [feature, *([tmpl.count_of] if tmpl.count_of else [])]
-    for t in texts:
-        cols += [c for c in _compile(t, feature).columns if not c.startswith(_COUNT + ":")]
-    return list(dict.fromkeys(cols))
 
 
 # ------------------------------------------------------------------- selection
@@ -303,7 +101,8 @@ def _renderable(frame: pd.DataFrame, names: Sequence[str], templates: Mapping) -
     for f in names:
         tmpl = templates[f]
         ok = ~na[f]
-        needed = [c for c in _compile(tmpl.text, f).columns if not c.startswith(_COUNT + ":")]
+        needed = [c for c in compile_template(tmpl.text, f).columns
+                  if not c.startswith(COUNT_FIELD + ":")]
         for c in [*needed, *([tmpl.count_of] if tmpl.count_of else [])]:
             if c != f:
                 ok = ok & ~na[c]
@@ -472,7 +271,7 @@ def reason_codes(
         feature = FACT_FEATURE if residue else names[j]
         tmpl = RESIDUE_TEMPLATE if residue else templates[feature]
         r = rows[start:stop]
-        cols = {c: _gather(frame, c, r) for c in _template_columns(feature, tmpl)
+        cols = {c: _gather(frame, c, r) for c in template_columns(feature, tmpl)
                 if c in frame.columns}
         text = render_reason(feature, cols, currency=currency, templates={feature: tmpl})
         if not residue and pop and np.isfinite(typ[j]):
@@ -481,7 +280,7 @@ def reason_codes(
                 "")
         texts.append(text)
         own = cols[feature]
-        values.append(_json_number(own) if own.dtype.kind == "f" else _json_str(_fmt_str(own, "")))
+        values.append(json_number(own) if own.dtype.kind == "f" else json_str(fmt_str(own, "")))
     text = pa.concat_arrays(texts) if texts else pa.array([], pa.string())
     value = pa.concat_arrays(values) if values else pa.array([], pa.string())
 
@@ -497,7 +296,7 @@ def reason_codes(
     item = pc.binary_join_element_wise(
         '{"feature":', quoted.take(pa.array(j_of, pa.int64())),
         ',"value":', value,
-        ',"shap":', _json_number(pair_shap),
+        ',"shap":', json_number(pair_shap),
         ',"text":"', text,
         pa.array(['","direction":"raises"}', '","direction":"fact"}',
                   '","direction":"lowers"}'])
@@ -573,18 +372,4 @@ def _typical_text(tmpl: Template, feature: str, value: float, currency: str) -> 
     if fmt is None:
         fmt = next((f for lit, name, f, _ in string.Formatter().parse(tmpl.text)
                     if name == "v"), None) or "dec"
-    return str(_FORMATS[fmt](np.array([value]), currency)[0])
-
-
-def _json_str(values: pa.Array) -> pa.Array:
-    """JSON string literals of text made JSON-safe by :func:`_fmt_str` (null -> null)."""
-    return pc.if_else(pc.is_null(values), "null",
-                      pc.binary_join_element_wise('"', values, '"', ""))
-
-
-def _json_number(values: np.ndarray) -> pa.Array:
-    """Floats rounded to 6 decimals as JSON numbers (missing or infinite -> null)."""
-    v = np.round(np.asarray(values, dtype=np.float64), 6)
-    finite = np.isfinite(v)
-    text = pc.cast(pa.array(np.where(finite, v, 0.0)), pa.string())
-    return pc.if_else(pa.array(finite), text, "null")
+    return str(FORMATS[fmt](np.array([value]), currency)[0])

@@ -13,7 +13,7 @@ import pandera.pandas as pa
 
 from features.spec import MODELS, SEGMENTS
 from serving.actions import ACTIONS
-from serving.store_schema import CALIBRATIONS, SCORERS
+from serving.store_schema import CALIBRATIONS, HOLDS, SCORERS
 
 if TYPE_CHECKING:
     from serving.score import ScoreResult
@@ -49,6 +49,10 @@ WORKLIST_SCHEMA = pa.DataFrameSchema(
         "model_version": pa.Column(str),
         "scorer": pa.Column(str, pa.Check.isin(SCORERS)),
         "calibration": pa.Column(str, pa.Check.isin(CALIBRATIONS)),
+        # issue 17: held off the main ranking (an open promise or a snooze) until hold_ends
+        "hold": pa.Column(str, pa.Check.isin(HOLDS), nullable=True),
+        "hold_date": pa.Column("datetime64[s]", nullable=True),
+        "hold_ends": pa.Column("datetime64[s]", nullable=True),
         "as_of": pa.Column("datetime64[s]"),
     },
     checks=[pa.Check(_ranks_are_1_to_n, error="rank must be 1..n without gaps or ties")],

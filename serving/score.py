@@ -27,9 +27,13 @@ import pyarrow.compute as pc
 
 from features.contract.book import Book
 from features.pit import build_features
+from features.pit.loop import with_loop_features
+from features.pit.promises import DEFAULT_GRACE_DAYS
 from features.spec import (
     DEFAULT_MATERIALITY,
     FEATURE_SET_VERSION,
+    LOOP_FEATURE_SET_VERSION,
+    LOOP_FEATURE_SPEC,
     MODEL_OF_SEGMENT,
     Materiality,
     as_day,
@@ -40,7 +44,9 @@ from models.live_policy import in_holdout
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
-from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
+from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
+from serving.loop_events import book_with_events
+from serving.loop_worklist import broken_reason, loop_facts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
 from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers, rule_part
 
@@ -96,13 +102,21 @@ class _Timer:
             self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - c0
 
 
-def check_feature_set(models: Mapping[str, DelinqModel], version: str) -> None:
-    """Refuse models trained on another feature-set version (error names both versions)."""
+#: The feature sets this code builds: the base one, and the base one with the collections
+#: loop's features (a model trained on a book with promises and contacts, issue 17).
+FEATURE_SET_VERSIONS: tuple[str, ...] = (FEATURE_SET_VERSION, LOOP_FEATURE_SET_VERSION)
+
+
+def check_feature_set(models: Mapping[str, DelinqModel],
+                      version: str | tuple[str, ...] = FEATURE_SET_VERSIONS) -> None:
+    """Refuse models trained on another feature-set version (error names both versions);
+    ``version``: the one version, or the versions, this code builds."""
+    allowed = (version,) if isinstance(version, str) else tuple(version)
     for name, model in models.items():
-        if str(model.feature_set_version) != str(version):
+        if str(model.feature_set_version) not in allowed:
             raise FeatureSetMismatchError(
                 f"model {name!r} was trained on feature set {model.feature_set_version!r} but "
-                f"this code builds feature set {version!r}: retrain (`delinq train`) or score "
+                f"this code builds feature set {allowed[0]!r}: retrain (`delinq train`) or score "
                 "with the matching delinq version"
             )
 
@@ -119,6 +133,8 @@ def score_book(
     materiality: Materiality = DEFAULT_MATERIALITY,
     features: pd.DataFrame | None = None,
     holdout_share: float = 0.0,
+    grace_days: int = DEFAULT_GRACE_DAYS,
+    snoozes: pd.DataFrame | None = None,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -144,11 +160,18 @@ def score_book(
     is ranked by the rule, not the model (issue 19: live comparisons free of selection
     bias); ``meta["holdout"]`` counts them per population.
 
-    Raises :class:`FeatureSetMismatchError` when a model's feature set differs from
-    ``features.FEATURE_SET_VERSION`` and ``KeyError`` when a population has neither.
+    The collections loop (issue 17, ``serving.loop_worklist``): an account with an open
+    promise (``grace_days`` after its promised date) or snoozed (``snoozes``:
+    ``account_id``, ``snoozed_until``) is held: ranked after the main ranking, its
+    ``hold`` columns set; a promise that broke gives the action "broken promise: follow
+    up" and a first reason naming it. A model trained with the loop features
+    (``features.spec.LOOP_FEATURE_SET_VERSION``) gets them computed from the book.
+
+    Raises :class:`FeatureSetMismatchError` when a model's feature set is none of
+    :data:`FEATURE_SET_VERSIONS` and ``KeyError`` when a population has neither.
     """
     rules = dict(rules or {})
-    check_feature_set(models, FEATURE_SET_VERSION)
+    check_feature_set(models)
     as_of_ts = pd.Timestamp(as_day(as_of))
     timer = _Timer()
     with timer.stage("features"):
@@ -161,7 +184,13 @@ def score_book(
                              [r.line for k, r in rules.items() if k not in models])
     check_feature_frame(feats)
     feats = feats.reset_index(drop=True)
+    if any(f in LOOP_FEATURE_SPEC for m in models.values() for f in m.feature_names):
+        with timer.stage("features"):
+            feats = with_loop_features(feats, book, grace_days=grace_days)
     frame = feats
+    with timer.stage("loop"):
+        loop = loop_facts(book, as_of=as_of_ts, accounts=feats["account_id"].tolist(),
+                          grace_days=grace_days, snoozes=snoozes)
 
     model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
     needed = sorted(set(model_of[pd.notna(model_of)]))
@@ -223,7 +252,8 @@ def score_book(
     with timer.stage("worklist"):
         reasons_all = pd.concat(reason_parts).sort_index()
         worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy,
-                             scorer=scorer, calibration=calibration)
+                             scorer=scorer, calibration=calibration, loop=loop,
+                             currency=currency)
         explanations = pd.concat(expl_parts, ignore_index=True)
         drift = (pd.concat(drift_parts, ignore_index=True) if drift_parts
                  else _empty_drift())
@@ -241,6 +271,8 @@ def score_book(
         "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
         "rule_lines": [r.line for k, r in rules.items() if k not in models],
         "holdout": {k: int((held & (model_of == k)).sum()) for k in models if held.any()},
+        "n_held": {str(k): int(v) for k, v in
+                   worklist["hold"].dropna().value_counts().items()},
     }
     if meta["rule_lines"]:
         meta["message"] += "; " + "; ".join(meta["rule_lines"])
@@ -258,6 +290,8 @@ def _worklist(
     *,
     scorer: np.ndarray,
     calibration: np.ndarray,
+    loop: pd.DataFrame,
+    currency: str = "$",
 ) -> pd.DataFrame:
     balance = feats["open_balance"].to_numpy(dtype=np.float64)
     # Expected amount at risk; without a probability (the rule on thin data), the amount
@@ -277,12 +311,17 @@ def _worklist(
             .fillna(0.0).to_numpy() > 0
         ),
         policy=policy,
+        hold=loop["hold"].to_numpy(dtype=object),
+        days_since_broken_promise=loop["days_since_broken_promise"].to_numpy(),
     )
-    # Highest priority first; ties (and NaN priorities, last) broken by account_id. Arrow
-    # sorts the string key in C++ (a numpy lexsort on Python strings takes seconds at 1M).
-    keys = pa.table({"p": np.nan_to_num(priority, nan=-np.inf),
+    held = loop["hold"].notna().to_numpy()
+    # The main ranking first, then the held accounts (issue 17); within each, highest
+    # priority first; ties (and NaN priorities, last) broken by account_id. Arrow sorts
+    # the string key in C++ (a numpy lexsort on Python strings takes seconds at 1M).
+    keys = pa.table({"h": held.astype(np.int8), "p": np.nan_to_num(priority, nan=-np.inf),
                      "id": pa.array(feats["account_id"].astype("str"))})
-    order = pc.sort_indices(keys, sort_keys=[("p", "descending"), ("id", "ascending")])
+    order = pc.sort_indices(keys, sort_keys=[("h", "ascending"), ("p", "descending"),
+                                             ("id", "ascending")])
     order = order.to_numpy()
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
@@ -302,12 +341,32 @@ def _worklist(
     )
     for col in REASON_COLUMNS:
         wl[col] = pd.Series(reasons[col].array, index=wl.index)
+    _name_broken_promises(wl, loop, actions == BROKEN_PROMISE, currency)
+    wl["hold"] = pd.Series(loop["hold"].to_numpy(dtype=object), dtype="str")
+    wl["hold_date"] = loop["hold_date"].to_numpy()
+    wl["hold_ends"] = loop["hold_ends"].to_numpy()
     wl["model_version"] = pd.Series(version, dtype="str")
     # Who ranked each row; a model's probability is calibrated on its validation period.
     wl["scorer"] = pd.Series(scorer, dtype="str")
     wl["calibration"] = pd.Series(calibration, dtype="str")
     wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
     return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
+
+
+def _name_broken_promises(wl: pd.DataFrame, loop: pd.DataFrame, rows: np.ndarray,
+                          currency: str) -> None:
+    """The first reason of a "broken promise: follow up" row names the promise (date,
+    amount); the row's other risk reasons move down one slot (the third gives way).
+    ``reasons_json`` keeps the model's explanation as it was."""
+    if not rows.any():
+        return
+    idx = np.flatnonzero(rows)
+    text = [broken_reason(d, a, currency=currency) for d, a in zip(
+        loop["broken_promised_date"].to_numpy()[idx],
+        loop["broken_amount"].to_numpy()[idx], strict=True)]
+    for col, before in (("reason_3", "reason_2"), ("reason_2", "reason_1")):
+        wl.loc[idx, col] = wl.loc[idx, before].to_numpy()
+    wl.loc[idx, "reason_1"] = text
 
 
 def _flag(frame: pd.DataFrame, column: str) -> np.ndarray:
@@ -390,6 +449,8 @@ _WORKLIST_DTYPES = {
     "probability": "float64",
     "priority": "float64",
     "as_of": "datetime64[s]",
+    "hold_date": "datetime64[s]",
+    "hold_ends": "datetime64[s]",
 }
 
 
@@ -440,6 +501,7 @@ def run_scoring(
     extra_meta: Mapping[str, Any] | None = None,
     snapshot: Snapshot | None = None,
     holdout_share: float = 0.0,
+    grace_days: int = DEFAULT_GRACE_DAYS,
 ) -> RunRecord:
     """Score ``book`` as of ``as_of`` and publish one run in the store.
 
@@ -465,6 +527,7 @@ def run_scoring(
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
         materiality=materiality, extra_meta=extra_meta, holdout_share=holdout_share,
         timings={"load_models": time.perf_counter() - t0}, snapshot=snapshot,
+        grace_days=grace_days,
     )
 
 
@@ -483,8 +546,13 @@ def score_into_store(
     extra_meta: Mapping[str, Any] | None = None,
     snapshot: Snapshot | None = None,
     holdout_share: float = 0.0,
+    grace_days: int = DEFAULT_GRACE_DAYS,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
+
+    The events the workbench recorded in this store strictly before ``as_of`` (promises,
+    contacts, disputes, snoozes: ``serving.loop_events``) are scored with the book, so what
+    an analyst records changes the next run's worklist (issue 17).
 
     On any exception the run is marked ``failed`` (the previous worklist for that ``as_of``
     stays current) and the exception is re-raised. The returned record's ``timings`` hold
@@ -510,9 +578,12 @@ def score_into_store(
                   "feature_set_version": FEATURE_SET_VERSION},
         )
         try:
+            events = store.read_loop_events(as_of=day)
             result = score_book(
-                book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
-                rules=rules, materiality=materiality, holdout_share=holdout_share,
+                book_with_events(book, events), as_of=day, models=models,
+                table_budget_mb=table_budget_mb, policy=policy, rules=rules,
+                materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
+                holdout_share=holdout_share,
                 features=None if snapshot is None else snapshot.features,
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,

@@ -64,8 +64,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import store_bulk, store_io, store_migrate, store_runs, store_totals
+from serving import loop_events, store_bulk, store_io, store_migrate, store_runs, store_totals
 from serving import store_schema as S
+from serving.loop_events import LoopEvents
 from serving.store_io import (
     StoreDamagedError,
     StoreError,
@@ -462,7 +463,8 @@ class WorklistStore:
         with self._engine.connect() as conn:
             table = store_bulk.read_arrow(conn, query, _WORKLIST_ARROW)
         frame = table.to_pandas(date_as_object=False)
-        frame["as_of"] = frame["as_of"].astype("datetime64[s]")
+        for col in ("as_of", "hold_date", "hold_ends"):
+            frame[col] = frame[col].astype("datetime64[s]")
         # Rows written before revision 0003 were all ranked by a model.
         frame["scorer"] = frame["scorer"].fillna(S.LEGACY_SCORER)
         return frame
@@ -486,6 +488,12 @@ class WorklistStore:
         except FileNotFoundError as exc:
             raise KeyError(f"run {run_id!r} was replaced while reading; read again") from exc
         return table.to_pandas()
+
+    def read_loop_events(self, *, as_of: date) -> LoopEvents:
+        """The workbench's events recorded strictly before ``as_of`` (UTC midnight), as
+        the collections loop's data (:func:`serving.loop_events.read_loop_events`)."""
+        with self._engine.connect() as conn:
+            return loop_events.read_loop_events(conn, as_of=as_of)
 
     def read_drift(self, run_id: str) -> pd.DataFrame:
         """Drift rows of a run (``model``, ``feature``, ``psi``, ``flag``) in written order."""

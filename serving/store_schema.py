@@ -58,8 +58,19 @@ WORKLIST_COLUMNS: Final[dict[str, tuple[pa.DataType, bool]]] = {
     # None in rows written before 0003 (all ranked by a model: read as "model").
     "scorer": (pa.string(), True),
     "calibration": (pa.string(), True),
+    # Revision 0006 (issue 17): why the account is off the main ranking (``HOLDS``; None:
+    # in it), the date entered (promised date, snooze end) and the first as_of it is back.
+    "hold": (pa.string(), True),
+    "hold_date": (pa.date32(), True),
+    "hold_ends": (pa.date32(), True),
     "as_of": (pa.date32(), False),
 }
+#: Why a worklist row is held off the main ranking: an open promise to pay (until its
+#: promised date plus grace), or an analyst's snooze (until its date).
+HOLDS: Final = ("promise", "snooze")
+#: Worklist columns a frame may leave out (read as null: never held): worklists built
+#: before the collections loop stay writable.
+OPTIONAL_WORKLIST_COLUMNS: Final = ("hold", "hold_date", "hold_ends")
 #: Who ranked a worklist row: a gated champion model, or the aging rule (no champion).
 RULE_SCORER: Final = "aging_rule"
 SCORERS: Final = ("model", RULE_SCORER)
@@ -78,7 +89,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0005"
+REVISION: Final = "0006"
 
 metadata = sa.MetaData()
 
@@ -241,7 +252,9 @@ def _one_of(arr: pa.Array, allowed: tuple[str, ...], name: str, what: str) -> No
 def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
     """The worklist as an Arrow table in store column order, or :class:`StoreSchemaError`.
 
-    Rules: exactly the :data:`WORKLIST_COLUMNS`; no missing values where not nullable;
+    Rules: exactly the :data:`WORKLIST_COLUMNS` (those of :data:`OPTIONAL_WORKLIST_COLUMNS`
+    may be left out: null); no missing values where not nullable; ``hold`` one of
+    :data:`HOLDS`, held rows ranked after the others (each part by priority);
     ``rank`` is 1..n without gaps or ties; ``account_id`` unique; ``segment``, ``model``,
     ``scorer`` (required) and ``calibration`` (required) from the allowed sets;
     ``probability`` in [0, 1], and missing exactly where ``calibration`` is ``none``, which
@@ -250,9 +263,13 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
     """
     what = "worklist"
     names = list(WORKLIST_COLUMNS)
-    _check_columns(frame, names, names, what)
+    _check_columns(frame, names, [c for c in names if c not in OPTIONAL_WORKLIST_COLUMNS],
+                   what)
     arrays: dict[str, pa.Array] = {}
     for name, (typ, nullable) in WORKLIST_COLUMNS.items():
+        if name not in frame.columns:  # an optional column left out
+            arrays[name] = pa.nulls(len(frame), typ)
+            continue
         arr = _as_arrow(frame, name, typ, what)
         if not nullable:
             _no_nulls(arr, name, what)
@@ -277,10 +294,18 @@ def check_worklist(frame: pd.DataFrame, *, as_of: date) -> pa.Table:
         values = arrays[name].to_numpy(zero_copy_only=False)
         if np.isinf(values).any():
             raise StoreSchemaError(f"{what} column {name!r} has infinite values")
+    _one_of(arrays["hold"].drop_null(), HOLDS, "hold", what)
     if n > 1:
-        by_rank = arrays["priority"].to_numpy()[np.argsort(rank)]
-        if (np.diff(by_rank) > 0).any():
+        # Held rows (issue 17) are ranked after the main ranking, each part by priority.
+        order = np.argsort(rank)
+        by_rank = arrays["priority"].to_numpy()[order]
+        held = arrays["hold"].is_valid().to_numpy(zero_copy_only=False)[order]
+        same = held[1:] == held[:-1]
+        if ((np.diff(by_rank) > 0) & same).any():
             raise StoreSchemaError(f"{what} column 'priority' increases with 'rank'")
+        if (np.diff(held.astype(np.int8)) < 0).any():
+            raise StoreSchemaError(f"{what} column 'hold': a held row is ranked before the "
+                                   "main ranking")
     days = pc.unique(arrays["as_of"]).to_pylist()
     if any(d != as_of for d in days):
         raise StoreSchemaError(f"{what} column 'as_of' has {days[:3]}; the run is as of {as_of}")

@@ -1,4 +1,4 @@
-"""The receivables *book*: the four tables of the data contract, typed and validated.
+"""The receivables *book*: the tables of the data contract, typed and validated.
 
 A :class:`Book` is what every library function takes. It holds pandas DataFrames with the
 canonical columns and dtypes below; loaders, adapters and the synthetic generator all
@@ -10,7 +10,18 @@ Canonical dtypes (the contract every consumer may rely on):
 - dates: ``datetime64[s]`` at midnight, no timezone (dates, not timestamps);
 - amounts: ``float64`` in the book's currency (one currency per book); an invoice row with a
   negative amount is a *credit note* (applied by the openness rule, ``features.pit``);
-- ``terms_days``: ``Int64`` (nullable), days from issue to due.
+- ``terms_days``: ``Int64`` (nullable), days from issue to due;
+- ``channel``, ``outcome`` (contacts): the values of ``features.spec.ContactChannel`` /
+  ``ContactOutcome``.
+
+The collections loop's tables (:data:`EVENT_TABLES`, issue 17) are optional: ``promises``
+(promises to pay) and ``contacts`` (collector contacts), from an ERP export or recorded in
+the workbench (``serving.loop_events``). Each row is *known* from its ``recorded_date``
+(the UTC day the workbench recorded it) or, when that is missing (an ERP row), from its
+business date (``created_date``, ``contact_date``): it counts at ``as_of`` only when that
+day is strictly before ``as_of``, which for a workbench event is exactly "recorded_at
+strictly before ``as_of``" (midnight UTC). A promise's ``cancelled_date`` is the day its
+cancellation was recorded (known by the same rule).
 
 In-memory representation (what a partition of a bigger book keeps too): four columnar
 pandas frames, one column per field; numeric and date columns are numpy arrays and ids
@@ -39,7 +50,13 @@ import pandas as pd
 DATE_DTYPE: Final = "datetime64[s]"
 ID_DTYPE: Final = "str"
 
+#: The core tables (always present in a Book; ``invoices`` is required).
 TABLES: Final = ("invoices", "payments", "accounts", "disputes")
+#: The collections loop's optional tables (issue 17): a Book without them is a Book of
+#: :data:`TABLES` alone, read, validated and written exactly as before.
+EVENT_TABLES: Final = ("promises", "contacts")
+#: Every contract table, in processing and file order.
+ALL_TABLES: Final = (*TABLES, *EVENT_TABLES)
 
 #: Required and optional columns of each table, with their canonical dtype.
 REQUIRED: Final[dict[str, dict[str, str]]] = {
@@ -53,6 +70,10 @@ REQUIRED: Final[dict[str, dict[str, str]]] = {
     "payments": {"invoice_id": ID_DTYPE, "payment_date": DATE_DTYPE, "amount": "float64"},
     "accounts": {"account_id": ID_DTYPE},
     "disputes": {"invoice_id": ID_DTYPE, "opened_date": DATE_DTYPE},
+    "promises": {"promise_id": ID_DTYPE, "account_id": ID_DTYPE, "created_date": DATE_DTYPE,
+                 "promised_date": DATE_DTYPE, "amount": "float64"},
+    "contacts": {"contact_id": ID_DTYPE, "account_id": ID_DTYPE, "contact_date": DATE_DTYPE,
+                 "channel": "str", "outcome": "str"},
 }
 OPTIONAL: Final[dict[str, dict[str, str]]] = {
     "invoices": {"currency": "str", "terms_days": "Int64", "document_type": "str",
@@ -66,7 +87,12 @@ OPTIONAL: Final[dict[str, dict[str, str]]] = {
         "created_date": DATE_DTYPE,
     },
     "disputes": {"resolved_date": DATE_DTYPE, "reason": "str"},
+    "promises": {"invoice_id": ID_DTYPE, "recorded_date": DATE_DTYPE,
+                 "cancelled_date": DATE_DTYPE},
+    "contacts": {"recorded_date": DATE_DTYPE},
 }
+#: The business date of each event table's rows (known from it when no ``recorded_date``).
+EVENT_DATE: Final = {"promises": "created_date", "contacts": "contact_date"}
 
 
 #: ``document_type`` values (case and spaces/``-``/``_`` ignored) that make an invoice row a
@@ -130,16 +156,19 @@ def _as_dates(column: pd.Series) -> pd.Series:
 
 @dataclass(frozen=True)
 class Book:
-    """The four contract tables of one receivables book (see module docstring for dtypes).
+    """The contract tables of one receivables book (see module docstring for dtypes).
 
-    ``payments`` and ``disputes`` may be empty; ``accounts`` holds at least every account
-    that appears in ``invoices`` (loaders add bare rows for unknown accounts).
+    ``payments``, ``disputes``, ``promises`` and ``contacts`` may be empty; ``accounts``
+    holds at least every account that appears in ``invoices`` (loaders add bare rows for
+    unknown accounts).
     """
 
     invoices: pd.DataFrame
     payments: pd.DataFrame = field(default_factory=lambda: empty_table("payments"))
     accounts: pd.DataFrame = field(default_factory=lambda: empty_table("accounts"))
     disputes: pd.DataFrame = field(default_factory=lambda: empty_table("disputes"))
+    promises: pd.DataFrame = field(default_factory=lambda: empty_table("promises"))
+    contacts: pd.DataFrame = field(default_factory=lambda: empty_table("contacts"))
 
     @classmethod
     def from_frames(
@@ -148,6 +177,8 @@ class Book:
         payments: pd.DataFrame | None = None,
         accounts: pd.DataFrame | None = None,
         disputes: pd.DataFrame | None = None,
+        promises: pd.DataFrame | None = None,
+        contacts: pd.DataFrame | None = None,
     ) -> Book:
         """Build a Book from already-valid frames, casting to the canonical dtypes.
 
@@ -162,11 +193,20 @@ class Book:
         if len(missing):
             extra = conform("accounts", pd.DataFrame({"account_id": missing.astype(ID_DTYPE)}))
             acc = pd.concat([acc, extra], ignore_index=True)
-        return cls(invoices=inv, payments=pay, accounts=acc, disputes=dis)
+        events = {t: conform(t, f if f is not None else empty_table(t))
+                  for t, f in (("promises", promises), ("contacts", contacts))}
+        return cls(invoices=inv, payments=pay, accounts=acc, disputes=dis, **events)
 
     def tables(self) -> dict[str, pd.DataFrame]:
-        """The four tables by contract name."""
-        return {t: getattr(self, t) for t in TABLES}
+        """The tables by contract name: the four core tables, then each event table that
+        holds rows (a book without promises or contacts has exactly the four)."""
+        return {t: getattr(self, t) for t in ALL_TABLES
+                if t in TABLES or len(getattr(self, t))}
+
+    @property
+    def has_events(self) -> bool:
+        """Whether the book carries promises or contacts (the collections loop's data)."""
+        return any(len(getattr(self, t)) for t in EVENT_TABLES)
 
     @property
     def first_date(self) -> pd.Timestamp:

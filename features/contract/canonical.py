@@ -21,6 +21,8 @@ SORT_KEYS = {
     "payments": ["invoice_id", "payment_date", "payment_id", "amount"],
     "accounts": ["account_id"],
     "disputes": ["invoice_id", "opened_date", "resolved_date", "reason"],
+    "promises": ["account_id", "created_date", "promise_id"],
+    "contacts": ["account_id", "contact_date", "contact_id"],
 }
 
 
@@ -52,6 +54,8 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
         values["account_id"] = pl.coalesce(values["account_id"], parent) if (
             "account_id" in values
         ) else parent
+    for col in R.ENUMERATIONS.get(table, {}):
+        values[col] = R.enumeration(values[col])
     if table == "invoices" and "document_type" in values:
         values["amount"] = pl.when(credit_type(values["document_type"])).then(
             -values["amount"].abs()).otherwise(values["amount"])

@@ -18,7 +18,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 
-from features.contract.book import TABLES, Book
+from features.contract.book import ALL_TABLES, Book
 from features.contract.options import ReadInfo, ReadOptions, ReadOptionsMap, options_for
 from features.contract.reader import read_csv
 from features.contract.rules import DataContractError
@@ -37,7 +37,7 @@ def _table_files(path: Path) -> dict[str, list[Path]]:
             continue
         for suffix in _SUFFIXES:
             stem = file.name[: -len(suffix)]
-            if file.name.endswith(suffix) and stem in TABLES:
+            if file.name.endswith(suffix) and stem in ALL_TABLES:
                 found.setdefault(stem, []).append(file)
     return found
 
@@ -126,7 +126,7 @@ def table_files(path: str | Path) -> dict[str, Path]:
 def file_name(table: str, fmt: Format = "parquet") -> str:
     """File name of ``table``: contract tables by name, side tables prefixed with ``_``."""
     ext = "parquet" if fmt == "parquet" else "csv"
-    return f"{table}.{ext}" if table in TABLES else f"_{table.lstrip('_')}.{ext}"
+    return f"{table}.{ext}" if table in ALL_TABLES else f"_{table.lstrip('_')}.{ext}"
 
 
 def write_tables(

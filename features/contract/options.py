@@ -79,7 +79,8 @@ def options_for(table: str, given: ReadOptionsMap | None) -> ReadOptions:
     """
     if not given:
         return ReadOptions()
-    unknown_tables = set(given) - {"*", "invoices", "payments", "accounts", "disputes"}
+    unknown_tables = set(given) - {"*", "invoices", "payments", "accounts", "disputes",
+                                   "promises", "contacts"}
     if unknown_tables:
         raise ValueError(f"read options for unknown tables {sorted(unknown_tables)}")
     merged: dict[str, object] = {}

@@ -33,7 +33,18 @@ Row rules (exact names, in priority order: a bad row is assigned the FIRST rule 
                             see ``features.contract.held_out``)
 ``dispute_before_issue``    dispute opened_date < the invoice's issue_date
 ``resolved_before_opened``  dispute resolved_date < opened_date
+``unknown_account``         promise/contact whose account_id has no invoice among the kept
+                            invoices (an event of no customer of the book)
+``unknown_enumeration``     a contact's channel or outcome is not one of the spec's values
+                            (``features.spec.ContactChannel`` / ``ContactOutcome``; case
+                            and surrounding spaces ignored)
+``promised_before_created`` a promise's promised_date is before its created_date
 =========================  ==================================================================
+
+The collections loop's tables (``promises``, ``contacts``) also get ``missing_value``,
+the date and amount rules (a promised amount must be positive: ``non_positive_amount``),
+``duplicate_id`` / ``conflicting_duplicate`` on their id and ``unknown_invoice`` for a
+promise naming an invoice that is not among the invoices read.
 
 Whole-file rules raise :class:`DataContractError` (:data:`FILE_RULES`); plausibility
 anomalies (:data:`ANOMALY_RULES`) too, unless accepted.
@@ -49,6 +60,7 @@ from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
 from features.contract.options import Plausibility, ReadOptions
 from features.contract.parsing import Parsed, date_wording, parse_columns, value
 from features.keys import first_occurrence, lookup
+from features.spec import ContactChannel, ContactOutcome
 
 RULES: Final = (
     "malformed_line",
@@ -69,6 +81,9 @@ RULES: Final = (
     "payment_quarantined",
     "dispute_before_issue",
     "resolved_before_opened",
+    "unknown_account",
+    "unknown_enumeration",
+    "promised_before_created",
 )
 FILE_RULES: Final = (
     "missing_file",
@@ -91,7 +106,11 @@ ANOMALY_RULES: Final = ("empty_table", "implausibly_small", "as_of_beyond_data",
 DERIVED_RULES: Final = frozenset({"parent_quarantined", "payment_quarantined"})
 
 #: The id column whose repetition is ``duplicate_id``, per table.
-ID_COLUMN: Final = {"invoices": "invoice_id", "payments": "payment_id", "accounts": "account_id"}
+ID_COLUMN: Final = {"invoices": "invoice_id", "payments": "payment_id", "accounts": "account_id",
+                    "promises": "promise_id", "contacts": "contact_id"}
+#: Columns of the event tables whose values are a spec enumeration (canonical: lower case).
+ENUMERATIONS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    "contacts": {"channel": tuple(ContactChannel), "outcome": tuple(ContactOutcome)}}
 
 # Internal column names (double underscore: never clash with source columns).
 # Rule and column are small integer codes while rows are checked (see ``code`` and
@@ -211,8 +230,11 @@ def row_local_rules(
     ):
         hit, which = _first(table, cols, flags, prefix)
         checks.append((rule, hit, which))
-    if table in ("invoices", "payments"):
-        # A negative invoice is a credit note (kept); a payment must be positive.
+    for col, allowed in ENUMERATIONS.get(table, {}).items():
+        known = enumeration(pl.col(value(col))).is_in(list(allowed))
+        checks.append(("unknown_enumeration", ~known, column_code(table, col)))
+    if table in ("invoices", "payments", "promises"):
+        # A negative invoice is a credit note (kept); a payment or promise must be positive.
         amount = column_code(table, "amount")
         bad_amount = pl.col(value("amount")) == 0 if table == "invoices" else (
             pl.col(value("amount")) <= 0)
@@ -222,6 +244,9 @@ def row_local_rules(
     if table == "invoices":
         due_before = pl.col(value("due_date")) < pl.col(value("issue_date"))
         checks.append(("due_before_issue", due_before, column_code(table, "due_date")))
+    if table == "promises":
+        early = pl.col(value("promised_date")) < pl.col(value("created_date"))
+        checks.append(("promised_before_created", early, column_code(table, "promised_date")))
     rule, col = _chain(checks)
     frame = frame.with_columns(rule.alias(RULE), col.alias(COLUMN))
     id_col = ID_COLUMN.get(table)
@@ -316,6 +341,29 @@ def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.Da
     return assign(frame, checks)
 
 
+def enumeration(text: pl.Expr) -> pl.Expr:
+    """An enumeration cell as the spec spells it: stripped, lower case."""
+    return text.str.strip_chars().str.to_lowercase()
+
+
+def event_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame,
+                accounts: pl.DataFrame) -> pl.DataFrame:
+    """Rules of promises/contacts that need the invoices: ``unknown_account`` (``accounts``:
+    the distinct invoiced accounts of the kept invoices) and, for a promise naming an
+    invoice, ``unknown_invoice``."""
+    known = lookup(frame.get_column(value("account_id")),
+                   accounts.get_column("account_id")).is_not_null()
+    checks: list[tuple[str, pl.Expr, pl.Expr | int]] = [
+        ("unknown_account", ~pl.lit(known), column_code(table, "account_id"))]
+    if table == "promises" and value("invoice_id") in frame.columns:
+        alive = parents.filter(pl.col(RULE) == 0).get_column(value("invoice_id"))
+        found = lookup(frame.get_column(value("invoice_id")), alive).is_not_null()
+        named = pl.col(value("invoice_id")).is_not_null()
+        checks.append(("unknown_invoice", named & ~pl.lit(found),
+                       column_code(table, "invoice_id")))
+    return assign(frame, checks)
+
+
 def _raw(column: pl.Expr, frame: pl.DataFrame) -> pl.Expr:
     """The raw source value of the column named in ``column`` (per row), as a string."""
     out = pl.lit("", dtype=pl.String)
@@ -388,6 +436,12 @@ def messages(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility) -
             pl.lit("resolved_date "), date(value("resolved_date")),
             pl.lit(" is before opened_date "), date(value("opened_date")),
         ),
+        "unknown_account": pl.concat_str(
+            pl.lit("account_id '"), raw, pl.lit("' has no invoice among the invoices read")),
+        "unknown_enumeration": column_value(" is not one of the spec's values"),
+        "promised_before_created": pl.concat_str(
+            pl.lit("promised_date "), date(value("promised_date")),
+            pl.lit(" is before created_date "), date(value("created_date"))),
     }
     expr = pl.lit(None, dtype=pl.String)
     for name, text in texts.items():

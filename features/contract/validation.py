@@ -29,7 +29,15 @@ import pyarrow as pa
 
 from features.contract import held_out
 from features.contract import rules as R
-from features.contract.book import DATE_DTYPE, REQUIRED, TABLES, Book, columns_of, empty_table
+from features.contract.book import (
+    ALL_TABLES,
+    DATE_DTYPE,
+    EVENT_TABLES,
+    REQUIRED,
+    Book,
+    columns_of,
+    empty_table,
+)
 from features.contract.canonical import canonical, to_pandas, with_bare_accounts
 from features.contract.credits import credit_notes, describe, payment_credits
 from features.contract.headers import normalised_header, suggestion
@@ -202,7 +210,7 @@ def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path
     """
     out_dir = Path(out_dir)
     written = []
-    for table in TABLES:
+    for table in ALL_TABLES:
         target = out_dir / f"{table}.csv"
         frame = quarantine.get(table)
         if frame is None or frame.empty:
@@ -321,8 +329,9 @@ def _quarantine(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility
 
 
 # Processing order: invoices first (their kept ids and issue dates are the parents of
-# payments and disputes), accounts last (they get bare rows for invoiced accounts).
-_ORDER = ("invoices", "payments", "disputes", "accounts")
+# payments and disputes, their accounts those of promises and contacts), accounts last
+# (they get bare rows for invoiced accounts).
+_ORDER = ("invoices", "payments", "disputes", *EVENT_TABLES, "accounts")
 
 
 def _loaded(
@@ -350,7 +359,7 @@ def _validate(
             sources.get("invoices", "invoices"), None, "missing_file",
             "the invoices table is required but no such file was found",
         )
-    options = {t: options_for(t, read_options) for t in TABLES}
+    options = {t: options_for(t, read_options) for t in ALL_TABLES}
     for table in _ORDER:  # in-memory frames: fail fast on whole-file errors
         given = raw.get(table)
         if given is not None and not callable(given):
@@ -360,7 +369,9 @@ def _validate(
     kept: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
     read_info: dict[str, ReadInfo] = {}
-    rows = {t: {"table": t, "rows_read": 0, "kept": 0, "quarantined": 0} for t in TABLES}
+    # The summary has a row per core table, and per event table only when one is given.
+    rows = {t: {"table": t, "rows_read": 0, "kept": 0, "quarantined": 0} for t in ALL_TABLES
+            if t not in EVENT_TABLES or t in raw}
     error: DataContractError | None = None
     warnings: list[str] = []
     credits: dict[str, float] = {}
@@ -389,6 +400,8 @@ def _validate(
             parents = R.parents_of(frame)
         elif table in ("payments", "disputes"):
             frame = R.child_rules(frame, table, parents)
+        elif table in EVENT_TABLES:
+            frame = R.event_rules(frame, table, parents, seen)
         if table == "payments":  # no phantom delinquency: hold their invoices out
             frame, parents, held = held_out.flag(frame, parents)
         is_bad = pl.col(R.RULE) > 0
@@ -440,7 +453,7 @@ def _validate(
     summary = pd.DataFrame(list(rows.values()),
                            columns=["table", "rows_read", "kept", "quarantined", *RULES])
     summary = summary.fillna(0).astype({c: "int64" for c in summary.columns if c != "table"})
-    empty = {t: empty_table(t) for t in TABLES if t not in kept}
+    empty = {t: empty_table(t) for t in ALL_TABLES if t not in kept}
     book = Book(**{**empty, **kept})
     result = ValidationResult(book=book, quarantine=quarantine, summary=summary,
                               read_info=read_info, warnings=tuple(warnings),

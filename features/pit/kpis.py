@@ -28,7 +28,8 @@ credits applied by the one openness rule).
 - **CEI** (collection effectiveness index) over month 1 = ``(B + S - E) / (B + S - Ec) x
   100``: B = total AR at the month's start, S = its credit sales, E = total AR at as_of,
   Ec = current AR at as_of. None when the denominator is not positive.
-- **Promise kept rate**: None until the book carries promises (issue 17's data contract).
+- **Promise kept rate**: of the promises to pay falling due in the last month and decided
+  (kept or broken, ``features.pit.promises``), the share kept; None without any.
 - **Collected from the last worklist**: payments dated in ``[previous as_of, as_of)`` on
   invoices of the accounts of the previous run's worklist (cash only: credit notes are not
   collections).
@@ -50,6 +51,7 @@ import pyarrow.compute as pc
 from features.contract.book import Book
 from features.pit._prep import Prepared, day_number, prepare
 from features.pit.open_invoices import open_state
+from features.pit.promises import DEFAULT_GRACE_DAYS, promise_state
 from features.spec import AGING_BUCKETS, as_day
 
 #: Aging bucket names, in order: not yet due, then :data:`features.spec.AGING_BUCKETS`.
@@ -219,13 +221,23 @@ def collection_effectiveness_index(book: Book, *, as_of: date | pd.Timestamp) ->
                 _receivables(prep, day))
 
 
-def promise_kept_rate(book: Book, *, as_of: date | pd.Timestamp) -> float | None:
-    """Share (percent) of promises to pay falling due in the month before ``as_of`` that
-    were kept. None until the book carries promises: issue 17's data contract and
-    promise state (open / kept / broken / cancelled) fill this seam with
-    ``kept / (kept + broken) x 100``."""
-    as_day(as_of)
-    return None
+def promise_kept_rate(book: Book, *, as_of: date | pd.Timestamp,
+                      grace_days: int = DEFAULT_GRACE_DAYS) -> float | None:
+    """Share (percent) of the promises to pay falling due in the month before ``as_of``
+    (promised date in ``[as_of - 1 month, as_of)``) that were kept, among those decided
+    at ``as_of`` (kept or broken, ``features.pit.promises.promise_state``; cancelled and
+    still open ones are left out): ``kept / (kept + broken) x 100``. None when no such
+    promise is decided (a book without promises included)."""
+    day = as_day(as_of)
+    if book.promises.empty:
+        return None
+    states = promise_state(book, as_of=day, grace_days=grace_days)
+    due = (states["promised_date"] >= pd.Timestamp(months_back(day, 1))) & (
+        states["promised_date"] < pd.Timestamp(day))
+    decided = states[due & states["state"].isin(["kept", "broken"])]
+    if decided.empty:
+        return None
+    return float((decided["state"] == "kept").mean() * 100.0)
 
 
 def collected_from(book: Book, *, account_ids: Iterable[str], since: date,

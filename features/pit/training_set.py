@@ -28,6 +28,8 @@ from features.contract.book import Book
 from features.pit import _kernels, _prep
 from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_columns, labels_frame
+from features.pit.loop import recorded_since, with_loop_features
+from features.pit.promises import DEFAULT_GRACE_DAYS
 from features.pit.sampling import WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
     DEFAULT_MATERIALITY,
@@ -176,6 +178,7 @@ def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd
             sampling: Sampling | None, stats: TrainingSetStats, materiality: Materiality,
             stages: StageHook | None = None,
             prepared: Prepared | None = None,
+            grace_days: int = DEFAULT_GRACE_DAYS,
             ) -> tuple[Prepared, dict, Iterator[pd.DataFrame]]:
     end = default_data_end(book) if data_end is None else as_day(data_end)
     label_kw = dict(delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
@@ -185,8 +188,14 @@ def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd
         prep = _prep.prepare(book) if prepared is None else prepared
     days = [as_day(d) for d in dates]
     if sampling is None:
-        return prep, label_kw, _full_chunks(prep, days, label_kw, stage)
-    return prep, label_kw, _sampled_chunks(prep, days, label_kw, sampling, stats, stage)
+        chunks = _full_chunks(prep, days, label_kw, stage)
+    else:
+        chunks = _sampled_chunks(prep, days, label_kw, sampling, stats, stage)
+    if book.has_events:  # the collections loop's features (issue 17), date by date
+        since = recorded_since(book)
+        chunks = (with_loop_features(c, book, grace_days=grace_days, since=since)
+                  for c in chunks)
+    return prep, label_kw, chunks
 
 
 def _empty(prep: Prepared, label_kw: dict, sampling: Sampling | None) -> pd.DataFrame:
@@ -205,7 +214,8 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
                        sampling: Sampling | None = None,
                        materiality: Materiality = DEFAULT_MATERIALITY,
                        stages: StageHook | None = None,
-                       prepared: Prepared | None = None) -> pd.DataFrame:
+                       prepared: Prepared | None = None,
+                       grace_days: int = DEFAULT_GRACE_DAYS) -> pd.DataFrame:
     """Stacked ``build_features`` rows joined with ``build_labels`` on (account_id, as_of).
 
     One row per account with an open invoice at each date; columns are the feature frame's
@@ -219,11 +229,15 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     column: the frame of earlier releases. ``stages`` (a :data:`StageHook`) times the
     ``labels``, ``sampling`` and ``features`` stages. ``prepared``: ``book`` already
     encoded (``features.pit.snapshot.prepare_book``), so it is not encoded again.
+
+    A book with promises or contacts (``Book.has_events``) gets the collections loop's
+    features appended (``features.pit.loop``; ``grace_days`` of the promises): missing
+    before each source's recorded-since day. A book without them: the frame as before.
     """
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         data_end=data_end, sampling=sampling, stats=TrainingSetStats(),
-        materiality=materiality, stages=stages, prepared=prepared)
+        materiality=materiality, stages=stages, prepared=prepared, grace_days=grace_days)
     parts = list(chunks)
     if not parts:
         return _empty(prep, label_kw, sampling)
@@ -237,7 +251,8 @@ def write_training_set(book: Book, path: Path | str, *,
                        data_end: date | pd.Timestamp | None = None,
                        sampling: Sampling | None = None,
                        materiality: Materiality = DEFAULT_MATERIALITY,
-                       stages: StageHook | None = None) -> TrainingSetStats:
+                       stages: StageHook | None = None,
+                       grace_days: int = DEFAULT_GRACE_DAYS) -> TrainingSetStats:
     """:func:`build_training_set`, streamed: each ``as_of`` date's rows are computed and
     appended to the Parquet file ``path`` (one row group per date), so memory holds one
     date's features at a time (plus, when sampling, the compact labels of the grid).
@@ -255,7 +270,7 @@ def write_training_set(book: Book, path: Path | str, *,
     prep, label_kw, chunks = _chunks(
         book, as_of_dates, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         data_end=data_end, sampling=sampling, stats=stats, materiality=materiality,
-        stages=stages)
+        stages=stages, grace_days=grace_days)
     stage = stages or no_stage
     writer = None
     try:

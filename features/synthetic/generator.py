@@ -70,9 +70,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from features.contract.book import DATE_DTYPE, TABLES, Book
+from features.contract.io import write_tables
 from features.synthetic import _arrow as sa
 from features.synthetic import _core as core
 from features.synthetic import _errors as se
+from features.synthetic.loop import with_loop_events
 
 __all__ = ["generate_book", "generate_book_with_truth", "write_book_folder"]
 
@@ -233,6 +235,7 @@ def generate_book(
     end: date | str = "2024-12-31",
     independent_lateness: bool = False,
     behaviour_change: date | str | None = None,
+    loop: bool = False,
 ) -> Book:
     """A valid synthetic Book of ``n_accounts`` accounts (~50 invoices each per two years).
 
@@ -240,10 +243,13 @@ def generate_book(
     [start, end]; payments that would fall after ``end`` have not happened yet (those
     invoices are open at the end). See the module docstring for the story;
     ``independent_lateness`` and ``behaviour_change``: :func:`generate_book_with_truth`.
+    ``loop``: with the collections loop's promises and contacts
+    (``features.synthetic.loop``; off by default, so test books stay as they were).
     """
-    return generate_book_with_truth(n_accounts, seed=seed, start=start, end=end,
+    book = generate_book_with_truth(n_accounts, seed=seed, start=start, end=end,
                                     independent_lateness=independent_lateness,
                                     behaviour_change=behaviour_change)[0]
+    return with_loop_events(book, seed=seed) if loop else book
 
 
 _LOW_CARDINALITY = {"account_id", "currency", "document_type", "terms_days", "method",
@@ -293,6 +299,7 @@ def write_book_folder(
     error_rate: float = 0.0,
     fmt: str = "parquet",
     independent_lateness: bool = False,
+    loop: bool = False,
 ) -> dict:
     """Generate the book and write ``<out>/{invoices,payments,accounts,disputes}.<fmt>``.
 
@@ -303,6 +310,9 @@ def write_book_folder(
     ``features._synthetic_errors``); their counts go to ``<out>/_injected_errors.json``
     as ``{table: {rule: n}}``, and date/amount columns are written as text (as raw exports
     are) so that unparseable values can exist. CSV is always text.
+
+    ``loop``: also write ``promises`` and ``contacts`` (``features.synthetic.loop``, from
+    the clean book: generated a second time in memory, so for demo-sized books).
 
     Returns ``{"rows": {table: rows written}, "injected": {...}, "seconds": float,
     "out": str}``.
@@ -346,8 +356,14 @@ def write_book_folder(
             (out / "_injected_errors.json").write_text(json.dumps(injected, indent=2) + "\n")
     finally:
         sink.close()
+    rows = dict(sink.rows)
+    if loop:
+        book = generate_book(n_accounts, seed=seed, start=start, end=end,
+                             independent_lateness=independent_lateness, loop=True)
+        write_tables({"promises": book.promises, "contacts": book.contacts}, out, fmt=fmt)
+        rows |= {"promises": len(book.promises), "contacts": len(book.contacts)}
     return {
-        "rows": dict(sink.rows),
+        "rows": rows,
         "injected": injected,
         "seconds": round(time.perf_counter() - t0, 3),
         "out": str(out),

@@ -88,3 +88,54 @@ def test_payment_dated_on_as_of_is_not_known():
     on_day = build_features(book, as_of=date(2024, 2, 10))
     assert on_day["open_balance"].tolist() == [100.0]
     assert build_features(book, as_of=date(2024, 2, 11)).empty
+
+
+def _loop_rows(book: Book, as_of: pd.Timestamp, rng: np.random.Generator, n: int,
+               *, future: bool, tag: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``n`` promises and contacts of the book's accounts: known before ``as_of``, or
+    (``future``) recorded on or after it, half of them back-dated before it."""
+    accounts = book.invoices["account_id"].unique()
+    offset = rng.integers(-120, 0, n) if not future else rng.integers(0, 40, n)
+    known = as_of + pd.to_timedelta(offset, unit="D")
+    business = known - pd.to_timedelta(rng.integers(0, 60, n) * future, unit="D")
+    recorded = pd.Series(known).where(pd.Series(future | (rng.random(n) < 0.5)).to_numpy())
+    promises = pd.DataFrame({
+        "promise_id": [f"{tag}P{k}" for k in range(n)],
+        "account_id": rng.choice(accounts, n), "created_date": business,
+        "promised_date": business + pd.to_timedelta(rng.integers(0, 30, n), unit="D"),
+        "amount": rng.choice([1.0, 50.0, 500.0], n), "invoice_id": None,
+        "recorded_date": recorded,
+        "cancelled_date": (known + pd.Timedelta(days=5)).where(rng.random(n) < 0.3)})
+    contacts = pd.DataFrame({
+        "contact_id": [f"{tag}C{k}" for k in range(n)],
+        "account_id": rng.choice(accounts, n), "contact_date": business,
+        "channel": "phone", "outcome": rng.choice(["reached", "promised", "no_answer"], n),
+        "recorded_date": recorded})
+    return promises, contacts
+
+
+@settings(max_examples=5, deadline=None)
+@given(case=books_and_as_of(), seed=st.integers(0, 10_000))
+def test_loop_events_recorded_on_or_after_as_of_change_no_loop_feature(case, seed):
+    """Issue 17: promises and contacts count from the day they are recorded (strictly
+    before as_of), even when their business date is earlier; cancellations likewise."""
+    from features.pit.loop import loop_features
+    from features.pit.promises import promise_state
+
+    book, as_of = case
+    rng = np.random.default_rng(seed)
+    p0, c0 = _loop_rows(book, as_of, rng, 6, future=False, tag="K")
+    p1, c1 = _loop_rows(book, as_of, rng, 6, future=True, tag="F")
+    known = Book.from_frames(book.invoices, book.payments, book.accounts, book.disputes,
+                             p0, c0)
+    later = _future_events(known, as_of, seed)
+    later = Book.from_frames(later.invoices, later.payments, later.accounts, later.disputes,
+                             pd.concat([p0, p1]), pd.concat([c0, c1]))
+    accounts = sorted(book.invoices["account_id"].unique())
+    since = {"promises": pd.Timestamp(as_of) - pd.Timedelta(days=400), "contacts": None,
+             "disputes": pd.Timestamp(as_of) - pd.Timedelta(days=400)}
+    for kw in ({}, {"since": since}):
+        pd.testing.assert_frame_equal(loop_features(known, as_of=as_of, accounts=accounts, **kw),
+                                      loop_features(later, as_of=as_of, accounts=accounts, **kw))
+    pd.testing.assert_frame_equal(promise_state(known, as_of=as_of),
+                                  promise_state(later, as_of=as_of))

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from serving import reason_render as RR
 from serving import reasons as R
 from serving._reason_table import Template
 
@@ -129,7 +130,7 @@ def test_missing_template_is_refused() -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-1e9, 1e9, allow_nan=False), min_size=1, max_size=20))
 def test_money_format_matches_python(values: list[float]) -> None:
-    got = R._fmt_money(np.array(values), "$").to_pylist()
+    got = RR._fmt_money(np.array(values), "$").to_pylist()
     want = [("-" if round(v) < 0 else "") + f"${abs(round(v)):,}" for v in values]
     assert got == want
 
@@ -137,7 +138,7 @@ def test_money_format_matches_python(values: list[float]) -> None:
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.floats(-1e6, 1e6, allow_nan=False), min_size=1, max_size=20))
 def test_decimal_format_matches_python(values: list[float]) -> None:
-    got = R._fmt_dec(np.array(values), "").to_pylist()
+    got = RR._fmt_dec(np.array(values), "").to_pylist()
     for g, v in zip(got, values, strict=True):
         assert float(g) == pytest.approx(v, abs=0.051)
 

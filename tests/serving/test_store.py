@@ -60,6 +60,12 @@ def frames(
             "model_version": pd.Series([version] * n, dtype="str"),
             "scorer": pd.Series(["model"] * n, dtype="str"),
             "calibration": pd.Series(["validation"] * n, dtype="str"),
+            # issue 17: the last row is held by a promise (ranked after the others)
+            "hold": pd.Series([None] * (n - 1) + ["promise"] * (n > 0), dtype="str"),
+            "hold_date": pd.Series([pd.NaT] * (n - 1) + [pd.Timestamp(as_of) + pd.Timedelta(
+                days=5)] * (n > 0), dtype="datetime64[s]"),
+            "hold_ends": pd.Series([pd.NaT] * (n - 1) + [pd.Timestamp(as_of) + pd.Timedelta(
+                days=9)] * (n > 0), dtype="datetime64[s]"),
             "as_of": pd.Series([pd.Timestamp(as_of)] * n, dtype="datetime64[s]"),
         }
     )

@@ -108,7 +108,8 @@ def _everything(store: WorklistStore) -> dict[str, Any]:
 
 
 #: Worklist columns later revisions added, and what rows written before them read as.
-LATER_WORKLIST = {"scorer": store_schema.LEGACY_SCORER, "calibration": None}
+LATER_WORKLIST = {"scorer": store_schema.LEGACY_SCORER, "calibration": None,
+                  "hold": None, "hold_date": None, "hold_ends": None}
 
 
 def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
