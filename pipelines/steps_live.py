@@ -91,7 +91,8 @@ def evaluate_live(
         live_slices,
     )
     from models.slices import flagged_lines
-    from pipelines.steps import export_dir, materiality, read_book
+    from pipelines.steps_base import export_dir, materiality
+    from pipelines.steps_ingest import read_book
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()
@@ -173,7 +174,7 @@ def apply_demotions(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str,
     store's audit table records it (actor :data:`ACTOR`). Returns the changes made."""
     from models.live_policy import demotion_check
     from models.registry_aliases import alias_version, demote
-    from pipelines.steps import model_names
+    from pipelines.steps_base import model_names
 
     published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
     records = [{"run_id": r.run_id, "as_of": r.as_of, "meta": r.meta or {}}
@@ -206,7 +207,7 @@ def rollback_model(*, settings: Settings, kind: str, reason: str = "",
     store's audit table. Raises ``models.registry_aliases.RollbackError`` when there is no
     previous champion, ``KeyError`` for an unknown kind."""
     from models.registry_aliases import rollback
-    from pipelines.steps import model_names
+    from pipelines.steps_base import model_names
 
     name = model_names(settings)[kind]
     change = rollback(name, tracking_uri=settings.resolved_tracking_uri, reason=reason)
@@ -277,7 +278,7 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
     from models.live_policy import persistent_drift
     from models.registry import CHALLENGER, load_model
     from models.registry_aliases import alias_version
-    from pipelines.steps import materiality, model_names
+    from pipelines.steps_base import materiality, model_names
     from serving.shadow import shadow_scores
     from serving.store import WorklistStore
 
@@ -326,7 +327,7 @@ def promote_on_live(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str,
     from models.live_policy import shadow_wins
     from models.registry import CHALLENGER
     from models.registry_aliases import alias_version, promote
-    from pipelines.steps import model_names
+    from pipelines.steps_base import model_names
 
     published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
     records = [{"run_id": r.run_id, "as_of": r.as_of, "meta": r.meta or {}}
