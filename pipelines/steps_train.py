@@ -205,8 +205,15 @@ def train(*, settings: Settings, book: Path | None = None,
                                         as_of_dates=n_dates, seconds=time.perf_counter() - t0)
         with heartbeat("training"):
             models, report = _train_and_register(frame, settings, budget)
+    stage_lines: list[str] = []
+
+    def emit(line: str) -> None:  # logged as progress and kept for the printed report
+        progress(line)
+        stage_lines.append(line)
+
     report_stages(budget, tracking_uri=settings.resolved_tracking_uri,
-                  run_ids={m.model: m.run_id for m in models}, emit=progress)
+                  run_ids={m.model: m.run_id for m in models}, emit=emit)
+    report = "\n".join([report, *stage_lines])
     seconds = time.perf_counter() - t0
     summary = TrainSummary(models=models, training_set=built, report=report, seconds=seconds,
                            stages=budget.as_dict())
