@@ -20,13 +20,15 @@ nowhere else. The rules follow common collections practice (dunning ladders of D
    not all at once)
 6. `personal follow-up`: any other `delinquent` or `late` account (a missing probability
    included)
-7. `collection call`: `early` (material amount past due, under 30 days) and the
+7. `personal follow-up`: `early` and the final dunning notice was sent (the dunning
+   ladder is done: a person takes over)
+8. `collection call`: `early` (material amount past due, under 30 days) and the
    early-warning probability is at least 30%: call before it turns 30 days past due
-8. `automated reminder`: any other `early` account (a missing probability included): a
+9. `automated reminder`: any other `early` account (a missing probability included): a
    past-due notice
-9. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
+10. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
    probability is at least 30%
-10. `monitor`: any other `preventive` account: nothing to do yet
+11. `monitor`: any other `preventive` account: nothing to do yet
 
 (``tests/serving/test_actions.py`` checks this list and the README's table against
 :func:`policy_table`.) Segments are the material segments of ``features.spec``: an
@@ -108,6 +110,7 @@ class AccountFacts:
     amount_90_plus: np.ndarray
     disputed_amount: np.ndarray
     partial_payer: np.ndarray
+    final_notice_sent: np.ndarray | None = None
 
     def seg(self, *names: str) -> np.ndarray:
         return np.isin(self.segment, names)
@@ -169,6 +172,11 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(PERSONAL_FOLLOW_UP,
          "any other `delinquent` or `late` account (a missing probability included)",
          lambda f, p: f.seg("delinquent", "late")),
+    Rule(PERSONAL_FOLLOW_UP,
+         "`early` and the final dunning notice was sent (the dunning ladder is done: a "
+         "person takes over)",
+         lambda f, p: f.seg("early") & (False if f.final_notice_sent is None
+                                        else f.final_notice_sent)),
     Rule(COLLECTION_CALL,
          "`early` (material amount past due, under 30 days) and the early-warning "
          "probability is at least {high_early_warning:pct}: call before it turns 30 days "
@@ -196,6 +204,7 @@ def recommend_actions(
     disputed_amount: npt.ArrayLike,
     partial_payer: npt.ArrayLike,
     policy: ActionPolicy = DEFAULT_POLICY,
+    final_notice_sent: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """Recommended action per account (object array of the strings in :data:`ACTIONS`).
 
@@ -203,7 +212,9 @@ def recommend_actions(
     material segment), ``probability`` (calibrated, 0-1; NaN = no probability),
     ``past_due_amount``, ``amount_90_plus`` (amount 90+ days past due) and
     ``disputed_amount`` (open amount under an unresolved dispute), all in the book's
-    currency (missing = 0), ``partial_payer`` (boolean; missing counts as False).
+    currency (missing = 0), ``partial_payer`` (boolean; missing counts as False),
+    ``final_notice_sent`` (boolean: dunning sent the account its final notice and has not
+    cleared its ladder since; None: no account).
     """
     facts = AccountFacts(
         segment=np.asarray(pd.Series(segment, dtype="str").to_numpy(dtype=object)),
@@ -212,6 +223,7 @@ def recommend_actions(
         amount_90_plus=_amount(amount_90_plus),
         disputed_amount=_amount(disputed_amount),
         partial_payer=_bool(partial_payer),
+        final_notice_sent=None if final_notice_sent is None else _bool(final_notice_sent),
     )
     n = len(facts.segment)
     conditions = [np.broadcast_to(r.test(facts, policy), (n,)) for r in RULES]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -40,6 +40,7 @@ from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
 from serving.actions import DEFAULT_POLICY, ActionPolicy, recommend_actions
+from serving.dunning.run import final_notice_accounts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
 from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers, rule_part
 
@@ -115,6 +116,7 @@ def score_book(
     currency: str = "$",
     rules: Mapping[str, RuleScorer] | None = None,
     materiality: Materiality = DEFAULT_MATERIALITY,
+    final_notice: Collection[str] = (),
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -124,6 +126,8 @@ def score_book(
     probability x open balance (expected amount at risk, book currency) and ``rank`` 1 is
     the highest priority over the whole book (ties broken by ``account_id``). Explanations
     are exact TreeSHAP values of each account's own model (``models.treeshap``).
+    ``final_notice``: ids of accounts dunning sent its final notice (the policy table hands
+    them to a person; :func:`score_into_store` reads them from the store).
 
     ``rules`` maps a population without a gated champion to the aging-rule scorer
     (``serving.rule_scoring``) that ranks it instead: its rows have ``scorer`` =
@@ -201,7 +205,8 @@ def score_book(
     with timer.stage("worklist"):
         reasons_all = pd.concat(reason_parts).sort_index()
         worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy,
-                             scorer=scorer, calibration=calibration)
+                             scorer=scorer, calibration=calibration,
+                             final_notice=final_notice)
         explanations = pd.concat(expl_parts, ignore_index=True)
         drift = (pd.concat(drift_parts, ignore_index=True) if drift_parts
                  else _empty_drift())
@@ -235,6 +240,7 @@ def _worklist(
     *,
     scorer: np.ndarray,
     calibration: np.ndarray,
+    final_notice: Collection[str] = (),
 ) -> pd.DataFrame:
     balance = feats["open_balance"].to_numpy(dtype=np.float64)
     # Expected amount at risk; without a probability (the rule on thin data), the amount
@@ -254,6 +260,8 @@ def _worklist(
             .fillna(0.0).to_numpy() > 0
         ),
         policy=policy,
+        # dunning sent the final notice: the policy table hands the account to a person
+        final_notice_sent=feats["account_id"].astype("str").isin(set(final_notice)).to_numpy(),
     )
     # Highest priority first; ties (and NaN priorities, last) broken by account_id. Arrow
     # sorts the string key in C++ (a numpy lexsort on Python strings takes seconds at 1M).
@@ -477,6 +485,7 @@ def score_into_store(
             result = score_book(
                 book, as_of=day, models=models, table_budget_mb=table_budget_mb, policy=policy,
                 rules=rules, materiality=materiality,
+                final_notice=final_notice_accounts(store.url),
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION,
