@@ -6,7 +6,8 @@ preview`` call; it never reads settings, "now" (clocks are injected) or Prefect.
 - :mod:`serving.dunning.letters`: the letters (``LADDER``, ``PAYMENT_PLAN``,
   ``DISPUTE_ACK``), their variables (:func:`letter_context`) and Jinja2 templates
   (:func:`render_letter`; ``templates/README.md`` lists the variables), payment plans
-  (:func:`installment_plan`, :func:`plan_promises`);
+  (:func:`installment_plan`, :func:`plan_promises`; an accepted one is recorded as promise
+  events by :func:`record_plan`);
 - :mod:`serving.dunning.formats`: amounts and dates per language (English, German);
 - :mod:`serving.dunning.ladder`: :func:`suppression_reasons` (the one suppression
   decision, from plain frames) and :func:`plan_letters` (the ladder);
@@ -35,6 +36,7 @@ from serving.dunning.run import (
     dunning_accounts,
     read_ladder,
     read_sends,
+    record_plan,
     render_for,
     send_planned,
 )
@@ -43,6 +45,6 @@ __all__ = [
     "LADDER", "LETTERS", "Company", "DunningConfig", "DunningPolicy", "DunningResult",
     "Letter", "Outbox", "PlanTerms", "RateLimit", "SmtpSender", "dunning_accounts",
     "idempotency_key", "installment_plan", "letter_context", "plan_letters", "plan_promises",
-    "read_ladder", "read_sends", "render_for", "render_letter", "send_planned",
+    "read_ladder", "read_sends", "record_plan", "render_for", "render_letter", "send_planned",
     "suppression_reasons",
 ]

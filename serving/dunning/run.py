@@ -26,6 +26,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pandas as pd
 import sqlalchemy as sa
 
@@ -46,7 +47,7 @@ from serving.dunning.letters import (
     letter_context,
     render_letter,
 )
-from serving.store_events import audit
+from serving.store_events import audit, events
 
 #: The actor of dunning's audit rows.
 ACTOR = "dunning"
@@ -234,7 +235,7 @@ def send_planned(
             if rate is not None:
                 rate.wait()
             where = sender.send(message, key=key, as_of=as_of)
-        except (DeliveryError, OSError, ValueError) as exc:
+        except (DeliveryError, OSError, ValueError, jinja2.TemplateError) as exc:
             _finish(engine, item.account_id, item.letter, as_of, status="failed",
                     reason=str(exc)[:2000], template=log["template"], message_id=None,
                     clock=clock)
@@ -329,3 +330,29 @@ def _clear_ladders(engine: sa.Engine, account_ids: list[str], *, as_of: date,
                 at=now, actor=ACTOR, action="dunning_cleared",
                 target=f"account:{account_id}"[:256], before=before,
                 after={"level": None, "as_of": as_of.isoformat()}))
+
+
+def record_plan(engine: sa.Engine, promises: pd.DataFrame, *, recorded_by: str,
+                clock: Callable[[], datetime] = _utc_now) -> list[int]:
+    """Record an accepted payment plan (:func:`serving.dunning.letters.plan_promises`) as
+    ``promise`` events of the workbench's append-only log, one per installment, with an
+    ``audit`` row each, in one transaction; returns the event ids (read back by
+    ``serving.store_events.read_promises`` as ``wb-<id>``). ``created_date`` is the
+    event's business date."""
+    now = clock().astimezone(UTC)
+    ids: list[int] = []
+    with engine.begin() as conn:
+        for p in promises.itertuples(index=False):
+            values = {"kind": "promise", "account_id": str(p.account_id), "recorded_at": now,
+                      "recorded_by": recorded_by,
+                      "event_date": pd.Timestamp(p.created_date).date(),
+                      "promised_date": pd.Timestamp(p.promised_date).date(),
+                      "amount": float(p.amount), "note": f"payment plan {p.promise_id}"}
+            event_id = conn.execute(events.insert().values(**values)).inserted_primary_key[0]
+            ids.append(int(event_id))
+            conn.execute(audit.insert().values(
+                at=now, actor=recorded_by, action="event.promise",
+                target=f"account:{p.account_id}"[:256], before=None,
+                after={"event_id": int(event_id), "promised_date": values[
+                    "promised_date"].isoformat(), "amount": values["amount"]}))
+    return ids

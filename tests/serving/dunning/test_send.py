@@ -232,3 +232,20 @@ def test_end_to_end_over_smtp_on_loopback(engine: sa.Engine, smtp_server) -> Non
     # a rerun sends nothing more
     assert _run(engine, sender, stale_ladder=True).sent_by_level == {}
     assert len(received) == 2
+
+
+def test_an_accepted_plan_is_recorded_as_a_series_of_promises(engine: sa.Engine) -> None:
+    from serving.dunning import PlanTerms, installment_plan, plan_promises, record_plan
+    from serving.store_events import read_promises
+
+    plan = installment_plan(1200.0, first_date=date(2024, 3, 26), terms=PlanTerms(3, 100.0, 30))
+    ids = record_plan(engine, plan_promises("A", plan, created_date=AS_OF),
+                      recorded_by="ana")
+    with engine.connect() as conn:
+        got = read_promises(conn)
+        trail = conn.execute(sa.select(audit.c.action).where(audit.c.actor == "ana")).all()
+    assert list(got["promise_id"]) == [f"wb-{i}" for i in ids]
+    assert list(got["promised_date"].dt.date) == [date(2024, 3, 26), date(2024, 4, 25),
+                                                  date(2024, 5, 25)]
+    assert got["amount"].tolist() == [400.0, 400.0, 400.0]
+    assert set(got["recorded_by"]) == {"ana"} and len(trail) == 3

@@ -21,6 +21,7 @@ from features.synthetic import generate_book
 from serving.actions import AUTOMATED_REMINDER, recommend_actions
 from serving.dunning import (
     DunningConfig,
+    DunningPolicy,
     Outbox,
     dunning_accounts,
     read_ladder,
@@ -48,7 +49,8 @@ def _worklist(book, as_of: date, final: list[str]) -> pd.DataFrame:
 def test_three_nights_climb_the_ladder_and_respect_promises_and_disputes(
         engine: sa.Engine, tmp_path: Path) -> None:
     book = generate_book(200, seed=3, start="2023-01-01", end="2023-12-31")
-    config = DunningConfig()
+    # pre-due reminders off: this test is about the past-due ladder (test_ladder has them)
+    config = DunningConfig(policy=DunningPolicy(pre_due_days=0))
     days = [FIRST + timedelta(days=k * config.policy.min_days_between) for k in range(3)]
     promised: set[str] = set()
     got: dict[str, list[str]] = {}
