@@ -57,7 +57,8 @@ class DunningSummary:
             return [f"dunning: {self.message}"]
         sent = ", ".join(f"{k} {v}" for k, v in self.sent_by_level.items()) or "none"
         held = ", ".join(f"{k} {v}" for k, v in self.not_sent_by_reason.items()) or "none"
-        out = [f"dunning as of {self.as_of.isoformat()}: letters sent per level: {sent}",
+        out = [f"dunning as of {self.as_of.isoformat()}: letters sent per level: {sent} "
+               f"({self.seconds:.1f} s)",
                f"  not sent (per reason): {held}"]
         if self.outbox is not None:
             out.append(f"  outbox: {self.outbox / self.as_of.isoformat()}")
