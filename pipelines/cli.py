@@ -19,6 +19,7 @@ from typing import Annotated
 import typer
 
 from pipelines.cli_model import model_app
+from pipelines.cli_dunning import dunning_app
 from pipelines.cli_store import db_app, runs_app
 from pipelines.cli_support import USER_ERROR_EXIT  # noqa: F401 (documented exit code)
 from pipelines.cli_support import display as _display
@@ -55,6 +56,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(model_app, name="model")
+app.add_typer(dunning_app, name="dunning")
 
 
 # --------------------------------------------------------------------------- data
@@ -274,11 +276,15 @@ def demo(
         int | None, typer.Option(help="Random seed of the book and training (default: settings).")
     ] = None,
 ) -> None:
-    """The main job on the embedded default: generate, validate, train, score, print."""
+    """The main job on the embedded default: generate, validate, train, score, send the
+    reminders to the outbox, print."""
     from pipelines.cli_workbench import create_demo_user, demo_lines, launcher_path
     from pipelines.jobs import run_main_job
 
     settings = _settings(data_dir=data_dir, seed=seed)
+    # the demo writes its reminders to the outbox under its state folder (issue 22)
+    settings = settings.model_copy(update={"dunning": settings.dunning.model_copy(
+        update={"enabled": True, "delivery": "outbox"})})
     _writable(settings)
     _guarded(run_main_job, data_dir=data_dir, settings=settings, accounts=accounts)
     password = _guarded(create_demo_user, settings)

@@ -13,12 +13,12 @@ and is a :class:`datetime.date` from there on (Prefect parses it against the ann
 "Today" is read here, in the flow (in the settings' timezone), never inside library code.
 
 Flows: ``ingest``, ``build-training-set``, ``train``, ``score`` (one stage each), the
-scheduled composites ``nightly-score`` (ingest -> score -> prune -> live performance of
-past runs whose labels resolved) and ``weekly-retrain`` (ingest ->
-training set -> train), and the interactive jobs ``main-job`` (generate -> ingest ->
-training set -> train -> score) and ``run-folder`` (ingest -> train if no champion ->
-score). Every flow publishes a markdown summary artifact; scoring flows also publish the
-top of the worklist as a table artifact.
+scheduled composites ``nightly-score`` (ingest -> score -> prune -> dunning letters
+(``dunning.enabled``) -> live performance of past runs whose labels resolved) and
+``weekly-retrain`` (ingest -> training set -> train), and the interactive jobs
+``main-job`` (generate -> ingest -> training set -> train -> score -> dunning) and
+``run-folder`` (ingest -> train if no champion -> score). Every flow publishes a markdown
+summary artifact; scoring flows also publish the top of the worklist as a table artifact.
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ from pipelines.notify import notify_failure, notify_warnings
 from pipelines.progress import progress, routed
 from pipelines.settings import (
     ENV_PREFIX,
+    NESTED_SECRETS,
     SECRET_FIELDS,
     Settings,
     SettingsError,
     load_settings,
 )
+from pipelines.steps_dunning import DunningSummary, run_dunning
 from pipelines.steps_live import LiveSummary, evaluate_live, warning_lines
 from pipelines.summaries import (
     GenerateSummary,
@@ -71,7 +73,9 @@ def settings_params(settings: Settings) -> dict[str, Any]:
     them from the environment or the settings file, as the CLI did; a secret that came
     from elsewhere (a keyword argument) cannot reach it, which is an error here.
     """
-    params = settings.model_dump(mode="json", exclude=set(SECRET_FIELDS))
+    params = settings.model_dump(mode="json", exclude={
+        **dict.fromkeys(SECRET_FIELDS, True),
+        **{table: set(names) for table, names in NESTED_SECRETS.items()}})
     params["data_dir"] = str(Path(settings.data_dir).resolve())
     from_sources = load_settings()
     for name in SECRET_FIELDS:
@@ -79,6 +83,14 @@ def settings_params(settings: Settings) -> dict[str, Any]:
             raise SettingsError(
                 f"{name} differs from the environment's and the settings file's; a flow run "
                 f"reads secrets only from there: set {ENV_PREFIX}{name.upper()} instead")
+    for table, names in NESTED_SECRETS.items():
+        for name in names:
+            if getattr(getattr(settings, table), name) != getattr(getattr(from_sources, table),
+                                                                  name):
+                raise SettingsError(
+                    f"{table}.{name} differs from the environment's and the settings file's; "
+                    f"a flow run reads secrets only from there: set "
+                    f"{ENV_PREFIX}{table.upper()}__{name.upper()} instead")
     return params
 
 
@@ -188,6 +200,26 @@ def _evaluate_past_runs(settings: Settings, book: Path) -> LiveSummary | str:
         return f"live performance not evaluated: {type(exc).__name__}: {exc}"
 
 
+@task(name="dunning", cache_policy=NO_CACHE)
+def dunning_task(settings: Settings, book: Path, as_of: date) -> DunningSummary:
+    """:func:`pipelines.steps_dunning.run_dunning` (after the run is published). Never
+    retried: a retry could send what a failed attempt already sent (the send log stops
+    it, but a person should look first)."""
+    with _to_run_log():
+        return run_dunning(settings=settings, book=book, as_of=as_of)
+
+
+def _dun(settings: Settings, book: Path, as_of: date) -> DunningSummary | str:
+    """Letters after the published run; a failure is reported in the artifact (today's
+    worklist is published already), never fails the night."""
+    try:
+        return dunning_task(settings, book, as_of)
+    except Exception as exc:
+        with _to_run_log():
+            progress(f"dunning failed: {type(exc).__name__}: {exc}")
+        return f"dunning failed: {type(exc).__name__}: {exc}"
+
+
 @task(name="publish-artifacts", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def publish_task(key: str, markdown: str, top: list[dict[str, Any]] | None) -> list[str]:
     """Attach the run's markdown summary (and worklist table) to the flow run."""
@@ -200,6 +232,7 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
     train: TrainSummary | None = stages.get("train")
     score: ScoreSummary | None = stages.get("score")
     live: LiveSummary | str | None = stages.get("live")
+    dunning: DunningSummary | str | None = stages.get("dunning")
     facts: dict[str, Any] = {}
     if ingest:
         facts |= {"source": str(ingest.source),
@@ -220,13 +253,16 @@ def _publish(title: str, settings: Settings, stages: Mapping[str, Any]) -> list[
         metrics=train_rows(train.models) if train else (),
         # which populations the aging rule ranked, and why: said first, plainly
         flags=(*score.rule_lines, *score.flags, *([live] if isinstance(live, str) else []),
-               *(live.lines if isinstance(live, LiveSummary) else ()))
+               *(live.lines if isinstance(live, LiveSummary) else ()),
+               *([dunning] if isinstance(dunning, str) else []))
         if score else (),
         kpis=score.kpis if score else None,
     )
     if isinstance(live, LiveSummary):
         markdown += live_markdown(live.evaluated, data_end=live.data_end,
                                   pending=live.pending)
+    if isinstance(dunning, DunningSummary):
+        markdown += dunning.markdown()
     return publish_task(title, markdown, [dict(r) for r in score.top] if score else None)
 
 
@@ -307,6 +343,7 @@ def nightly_score(
         stages["score"] = score_task(s, stages["ingest"].staged, day,
                                        accept_anomalies=accept_anomalies)
         prune_task(s, day)  # retention, once the new run is safely published
+        stages["dunning"] = _dun(s, stages["ingest"].staged, day)  # letters after publishing
         stages["live"] = _evaluate_past_runs(s, stages["ingest"].staged)
         keys = _publish("nightly-score", s, stages)
         notify_warnings(settings=s, flow="nightly-score", as_of=day,
@@ -360,6 +397,7 @@ def main_job_flow(
     stages["training_set"] = training_set_task(s, staged)
     stages["train"] = train_task(s, training_set=stages["training_set"].path)
     stages["score"] = score_task(s, staged, stages["ingest"].last_date + timedelta(days=1))
+    stages["dunning"] = _dun(s, staged, stages["score"].as_of)  # the demo's outbox
     keys = _publish("main-job", s, stages)
     return {**stages, "artifacts": keys}
 

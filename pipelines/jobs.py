@@ -99,6 +99,11 @@ def _print_results(settings: Settings, result: Mapping[str, Any], log_file: Path
              "with `delinq run --as-of YYYY-MM-DD`")
     echo(format_worklist(frame, top=TOP))
     echo("")
+    dunning = result.get("dunning")
+    if dunning is not None:  # letters per level (issue 22), or why none
+        for line in dunning.lines() if hasattr(dunning, "lines") else [str(dunning)]:
+            echo(line)
+        echo("")
     echo(where_everything_is(settings, result, log_file))
     echo(f"Done in {time.perf_counter() - t0:.0f} s.")
 

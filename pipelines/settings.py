@@ -204,6 +204,53 @@ class WorkbenchSettings(BaseModel):
         False, description="Send the session cookie over HTTPS only (set it behind TLS).")
 
 
+class DunningSettings(BaseModel):
+    """Automated reminders (``[dunning]`` in TOML, ``DELINQ_DUNNING__<NAME>``; issue 22).
+
+    Nothing is sent unless ``enabled``. ``smtp_password`` is a secret (masked in ``repr``,
+    never a flow-run parameter; :meth:`Settings.secrets` lists it for redaction).
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    enabled: bool = Field(False, description="Render and send reminders after each "
+                          "published nightly run.")
+    delivery: Literal["outbox", "smtp"] = Field(
+        "outbox", description="Where letters go: .eml files in the outbox folder, or SMTP.")
+    outbox_dir: Path | None = Field(
+        None, description="Outbox folder; default <data_dir>/dunning/outbox.")
+    company_name: str = Field("Example Wholesale Ltd", description="Who signs the letters.")
+    payment_link: str = Field("https://pay.example.com/{account_id}",
+                              description="Payment link; {account_id} is filled in.")
+    sender: str = Field("receivables@example.com", description="From address.")
+    currency: str = Field("USD", description="Book currency (ISO code) when the invoices "
+                          "carry none.")
+    templates_dir: Path | None = Field(
+        None, description="Folder of edited letter templates, searched before the "
+        "package's (serving/dunning/templates).")
+    min_days_between: int = Field(7, ge=1, description="Least days between two letters.")
+    pre_due_days: int = Field(5, ge=0, description="Invoices due within this many days "
+                              "get the pre-due reminder (0: none).")
+    max_per_run: int = Field(5000, ge=0, description="Letters sent per run at most (the "
+                             "rest wait for the next run).")
+    rate_per_minute: int = Field(60, ge=0, description="SMTP messages per minute at most "
+                                 "(0: unlimited).")
+    plan_installments: int = Field(3, ge=1, description="Installments of a payment plan.")
+    plan_min_amount: float = Field(100.0, gt=0, description="Least installment (currency).")
+    plan_interval_days: int = Field(30, ge=1, description="Days between installments.")
+    smtp_host: str | None = Field(None, description="SMTP server.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port.")
+    smtp_tls: Literal["starttls", "ssl", "none"] = Field(
+        "starttls", description="starttls (587), ssl (465) or none (a loopback relay).")
+    smtp_user: str | None = Field(None, description="SMTP login (none: no login).")
+    smtp_password: SecretStr | None = Field(None, description="SMTP password (a secret).")
+
+
+#: Secrets inside nested settings tables (left out of flow-run parameters like
+#: :data:`SECRET_FIELDS`).
+NESTED_SECRETS = {"dunning": ("smtp_password",)}
+
+
 class Settings(BaseSettings):
     """Product settings. Units are in the field names or descriptions."""
 
@@ -240,6 +287,7 @@ class Settings(BaseSettings):
     actions: ActionSettings = Field(default_factory=ActionSettings)
     plausibility: PlausibilitySettings = Field(default_factory=PlausibilitySettings)
     workbench: WorkbenchSettings = Field(default_factory=WorkbenchSettings)
+    dunning: DunningSettings = Field(default_factory=DunningSettings)
     # Explanations.
     shap_table_budget_mb: int = Field(
         512, gt=0, description="Memory budget of TreeSHAP tables, MB."
@@ -339,8 +387,10 @@ class Settings(BaseSettings):
         :func:`serving.redact.redact` wherever text might quote them."""
         from serving.redact import url_secrets
 
-        return [part for name in SECRET_FIELDS for part in url_secrets(
+        found = [part for name in SECRET_FIELDS for part in url_secrets(
             None if getattr(self, name) is None else getattr(self, name).get_secret_value())]
+        password = self.dunning.smtp_password
+        return found + ([password.get_secret_value()] if password is not None else [])
 
     @classmethod
     def settings_customise_sources(
@@ -387,7 +437,8 @@ _NESTED: dict[str, type[BaseModel]] = {"train": TrainSettings, "gate": GateSetti
                                        "actions": ActionSettings,
                                        "materiality": MaterialitySettings,
                                        "plausibility": PlausibilitySettings,
-                                       "workbench": WorkbenchSettings}
+                                       "workbench": WorkbenchSettings,
+                                       "dunning": DunningSettings}
 
 
 def check_keys(data: Mapping[str, Any], *, where: str) -> None:

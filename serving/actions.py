@@ -26,13 +26,15 @@ nowhere else. The rules follow common collections practice (dunning ladders of D
    not all at once)
 9. `personal follow-up`: any other `delinquent` or `late` account (a missing probability
    included)
-10. `collection call`: `early` (material amount past due, under 30 days) and the
+10. `personal follow-up`: `early` and the final dunning notice was sent (the dunning
+    ladder is done: a person takes over)
+11. `collection call`: `early` (material amount past due, under 30 days) and the
     early-warning probability is at least 30%: call before it turns 30 days past due
-11. `automated reminder`: any other `early` account (a missing probability included): a
+12. `automated reminder`: any other `early` account (a missing probability included): a
     past-due notice
-12. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
+13. `pre-due call`: `preventive` (nothing materially past due) and the early-warning
     probability is at least 30%
-13. `monitor`: any other `preventive` account: nothing to do yet
+14. `monitor`: any other `preventive` account: nothing to do yet
 
 (``tests/serving/test_actions.py`` checks this list and the README's table against
 :func:`policy_table`.) Segments are the material segments of ``features.spec``: an
@@ -130,6 +132,7 @@ class AccountFacts:
     hold: np.ndarray
     #: Days since the account's latest promise broke (NaN: none, or a promise is open).
     days_since_broken_promise: np.ndarray
+    final_notice_sent: np.ndarray | None = None
 
     def seg(self, *names: str) -> np.ndarray:
         return np.isin(self.segment, names)
@@ -208,6 +211,11 @@ RULES: Final[tuple[Rule, ...]] = (
     Rule(PERSONAL_FOLLOW_UP,
          "any other `delinquent` or `late` account (a missing probability included)",
          lambda f, p: f.seg("delinquent", "late")),
+    Rule(PERSONAL_FOLLOW_UP,
+         "`early` and the final dunning notice was sent (the dunning ladder is done: a "
+         "person takes over)",
+         lambda f, p: f.seg("early") & (False if f.final_notice_sent is None
+                                        else f.final_notice_sent)),
     Rule(COLLECTION_CALL,
          "`early` (material amount past due, under 30 days) and the early-warning "
          "probability is at least {high_early_warning:pct}: call before it turns 30 days "
@@ -237,6 +245,7 @@ def recommend_actions(
     policy: ActionPolicy = DEFAULT_POLICY,
     hold: npt.ArrayLike | None = None,
     days_since_broken_promise: npt.ArrayLike | None = None,
+    final_notice_sent: npt.ArrayLike | None = None,
 ) -> np.ndarray:
     """Recommended action per account (object array of the strings in :data:`ACTIONS`).
 
@@ -247,7 +256,9 @@ def recommend_actions(
     currency (missing = 0), ``partial_payer`` (boolean; missing counts as False);
     ``hold`` (``promise`` / ``snooze`` / missing: not held) and
     ``days_since_broken_promise`` (NaN: no recent broken promise) from the collections
-    loop (``serving.loop_worklist``; default: none).
+    loop (``serving.loop_worklist``; default: none); ``final_notice_sent`` (boolean:
+    dunning sent the account its final notice and has not cleared its ladder since;
+    None: no account).
     """
     segment_arr = np.asarray(pd.Series(segment, dtype="str").to_numpy(dtype=object))
     facts = AccountFacts(
@@ -262,6 +273,7 @@ def recommend_actions(
         days_since_broken_promise=(
             np.full(len(segment_arr), np.nan) if days_since_broken_promise is None
             else np.asarray(days_since_broken_promise, dtype=np.float64)),
+        final_notice_sent=None if final_notice_sent is None else _bool(final_notice_sent),
     )
     n = len(facts.segment)
     conditions = [np.broadcast_to(r.test(facts, policy), (n,)) for r in RULES]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -45,6 +45,7 @@ from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
+from serving.dunning.run import final_notice_accounts
 from serving.loop_events import book_with_events
 from serving.loop_worklist import broken_reason, loop_facts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
@@ -135,6 +136,7 @@ def score_book(
     holdout_share: float = 0.0,
     grace_days: int = DEFAULT_GRACE_DAYS,
     snoozes: pd.DataFrame | None = None,
+    final_notice: Collection[str] = (),
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -144,6 +146,8 @@ def score_book(
     probability x open balance (expected amount at risk, book currency) and ``rank`` 1 is
     the highest priority over the whole book (ties broken by ``account_id``). Explanations
     are exact TreeSHAP values of each account's own model (``models.treeshap``).
+    ``final_notice``: ids of accounts dunning sent its final notice (the policy table hands
+    them to a person; :func:`score_into_store` reads them from the store).
 
     ``rules`` maps a population without a gated champion to the aging-rule scorer
     (``serving.rule_scoring``) that ranks it instead: its rows have ``scorer`` =
@@ -253,7 +257,7 @@ def score_book(
         reasons_all = pd.concat(reason_parts).sort_index()
         worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy,
                              scorer=scorer, calibration=calibration, loop=loop,
-                             currency=currency)
+                             currency=currency, final_notice=final_notice)
         explanations = pd.concat(expl_parts, ignore_index=True)
         drift = (pd.concat(drift_parts, ignore_index=True) if drift_parts
                  else _empty_drift())
@@ -292,6 +296,7 @@ def _worklist(
     calibration: np.ndarray,
     loop: pd.DataFrame,
     currency: str = "$",
+    final_notice: Collection[str] = (),
 ) -> pd.DataFrame:
     balance = feats["open_balance"].to_numpy(dtype=np.float64)
     # Expected amount at risk; without a probability (the rule on thin data), the amount
@@ -313,6 +318,8 @@ def _worklist(
         policy=policy,
         hold=loop["hold"].to_numpy(dtype=object),
         days_since_broken_promise=loop["days_since_broken_promise"].to_numpy(),
+        # dunning sent the final notice: the policy table hands the account to a person
+        final_notice_sent=feats["account_id"].astype("str").isin(set(final_notice)).to_numpy(),
     )
     held = loop["hold"].notna().to_numpy()
     # The main ranking first, then the held accounts (issue 17); within each, highest
@@ -585,6 +592,7 @@ def score_into_store(
                 materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
                 holdout_share=holdout_share,
                 features=None if snapshot is None else snapshot.features,
+                final_notice=final_notice_accounts(store.url),
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION,

@@ -89,7 +89,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0006"
+REVISION: Final = "0007"
 
 metadata = sa.MetaData()
 

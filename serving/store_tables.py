@@ -10,9 +10,11 @@ A module of its own so that neither table module imports the other both ways.
 from __future__ import annotations
 
 from serving import store_events, store_schema, store_totals
+from serving.dunning import tables as dunning_tables
 
 #: All the store's tables (revision :data:`REVISION`).
 metadata = store_schema.metadata
 REVISION = store_schema.REVISION
 
-__all__ = ["REVISION", "metadata", "store_events", "store_schema", "store_totals"]
+__all__ = ["REVISION", "dunning_tables", "metadata", "store_events", "store_schema",
+           "store_totals"]

@@ -206,7 +206,8 @@ def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
     disputes = _rows(index.table("disputes", account_id),
                      ("invoice_id", "opened_date", "resolved_date", "reason"))
     accounts = _rows(index.table("accounts", account_id),
-                     ("name", "segment", "region", "credit_limit", "created_date"))
+                     ("name", "segment", "region", "credit_limit", "created_date",
+                      "contact_name", "email", "phone", "language"))
     profile = {k: v for k, v in accounts[0].items() if v is not None} if accounts else {}
     invoices = [i for i in invoices if i["issue_date"] < as_of]
     due = {i["invoice_id"]: i["due_date"] for i in invoices}

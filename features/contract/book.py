@@ -85,6 +85,14 @@ OPTIONAL: Final[dict[str, dict[str, str]]] = {
         "region": "str",
         "credit_limit": "float64",
         "created_date": DATE_DTYPE,
+        # Contact data (DESIGN section 3; dunning letters, the workbench's account page):
+        # ``email`` may hold several addresses separated by ``;`` (an invalid one is the
+        # ``invalid_email`` rule of ``features.contract.contact``: the account goes to the
+        # dunning send log, never to quarantine); ``language`` a tag such as ``en``/``de``.
+        "contact_name": "str",
+        "email": "str",
+        "phone": "str",
+        "language": "str",
     },
     "disputes": {"resolved_date": DATE_DTYPE, "reason": "str"},
     "promises": {"invoice_id": ID_DTYPE, "recorded_date": DATE_DTYPE,

@@ -25,10 +25,12 @@ from features.contract.options import ReadOptions
 
 #: Free text kept exactly as written (only a blank cell is missing): "NA" may be a region
 #: (North America) and "None" a reason. Other text (ids, codes) honours missing tokens.
-DESCRIPTIVE: Final = frozenset({"name", "segment", "region", "reason", "method"})
+DESCRIPTIVE: Final = frozenset({"name", "segment", "region", "reason", "method",
+                                 "contact_name"})
 #: Optional text the worklist and its sentences show: a NUL there is ``control_character``
 #: (the store cannot hold it). Other optional text is never written there.
-SHOWN_TEXT: Final = frozenset({"name", "segment", "region", "reason", "currency"})
+SHOWN_TEXT: Final = frozenset({"name", "segment", "region", "reason", "currency",
+                                "contact_name", "email", "phone", "language"})
 # Any control character, or whitespace at either end (one regex pass tells both).
 _SUSPECT: Final = r"[\x00-\x1f\x7f]|^\s|\s$"
 _CONTROL: Final = r"[\x00-\x1f\x7f]"

@@ -139,8 +139,38 @@ def accounts_table(p: dict[str, np.ndarray], w: IdWidths, *, text: bool) -> pa.T
         "region": labels(p["region"], core.REGIONS),
         "credit_limit": _money(np.round(p["credit_limit"] * 100).astype(np.int64), text),
         "created_date": _dates(p["created"], text),
+        **contact_columns(num, p["region"], w),
     }
     return pa.table(cols, schema=schema("accounts", text=text))
+
+
+#: Languages of the synthetic contacts (half of the EMEA accounts read German).
+LANGUAGES: Final = ("en", "de")
+
+
+def contact_columns(num: np.ndarray, region: np.ndarray, w: IdWidths) -> dict[str, pa.Array]:
+    """Contact data of accounts numbered ``num``: derived from the number and region only
+    (no random draw, so every other column of the book is unchanged). Every 10th account
+    has two addresses (``;``), every 250th a malformed one (the ``invalid_email`` rule of
+    ``features.contract.contact``, which dunning routes to its send log)."""
+    def text(s: str) -> pa.Scalar:
+        return pa.scalar(s, pa.large_string())
+
+    one = pc.binary_join_element_wise(ids("ap@customer", num, w.account),
+                                      text(".example.com"), text(""))
+    billing = pc.binary_join_element_wise(
+        one, ids(";billing@customer", num, w.account), text(".example.com"), text(""))
+    broken = pc.binary_join_element_wise(ids("ap at customer", num, w.account),
+                                         text(".example"), text(""))
+    email = pc.if_else(pa.array(num % 250 == 0), broken,
+                       pc.if_else(pa.array(num % 10 == 0), billing, one))
+    german = (region == core.REGIONS.index("emea")) & (num % 2 == 0)
+    return {
+        "contact_name": ids("AP Contact ", num, w.account),
+        "email": email,
+        "phone": ids("+1 555 ", num, w.account),
+        "language": labels(german.astype(np.int64), LANGUAGES),
+    }
 
 
 def event_tables(

@@ -81,3 +81,15 @@ def test_the_index_is_rebuilt_when_the_book_is_restaged(tmp_path: Path) -> None:
     index = history.HistoryIndex(tmp_path / "index")
     assert index.table("invoices", "A1").num_rows == 2
     assert not (tmp_path / "index.tmp").exists() and not (tmp_path / "index.old").exists()
+
+
+def test_profile_carries_the_contact_data(tmp_path: Path) -> None:
+    book = generate_book(12, seed=1, start="2024-01-01", end="2024-02-28")
+    write_book(book, tmp_path / "book")
+    history.build_index(tmp_path / "book", tmp_path / "index")
+    index = history.HistoryIndex(tmp_path / "index")
+    profile = history.account_history(index, "A0000010", as_of=date(2024, 3, 1)).profile
+    assert profile["contact_name"] == "AP Contact 0000010"
+    assert profile["email"] == ("ap@customer0000010.example.com;"
+                                "billing@customer0000010.example.com")
+    assert profile["phone"] == "+1 555 0000010" and profile["language"] in ("en", "de")
