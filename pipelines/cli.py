@@ -18,8 +18,8 @@ from typing import Annotated
 
 import typer
 
-from pipelines.cli_model import model_app
 from pipelines.cli_dunning import dunning_app
+from pipelines.cli_model import model_app
 from pipelines.cli_store import db_app, runs_app
 from pipelines.cli_support import USER_ERROR_EXIT  # noqa: F401 (documented exit code)
 from pipelines.cli_support import display as _display
