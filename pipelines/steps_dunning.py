@@ -6,11 +6,11 @@ CLI (``delinq dunning preview|run``). The library is :mod:`serving.dunning`; her
 worklist, the staged book, and what suppresses a letter.
 
 **Where suppression reads from** (:func:`suppression_inputs`, the one seam): open promises
-from the workbench's events (``serving.store_events.read_promises``, less those a
-``promise_cancelled`` event ends), snoozes from ``account_state``, the disputed past-due
-amount from the book's disputes (``features.open_invoices``' ``disputed``). When the
-collections loop's promise state (issue 17, ``features.pit``) lands, only this function
-changes: it returns plain frames for :func:`serving.dunning.suppression_reasons`.
+are the collections loop's promise state (``features.pit.promises.promise_state``: the
+book's own promises plus those recorded in the workbench, ``serving.loop_events``; a
+cancelled, kept or broken promise is not open), snoozes from ``account_state``, the
+disputed past-due amount from the book's disputes (``features.open_invoices``'
+``disputed``). It returns plain frames for :func:`serving.dunning.suppression_reasons`.
 
 Dunning runs only after a **published** run for ``as_of`` that passed the plausibility
 checks (no accepted anomalies): letters quote its numbers. No Prefect, no "now" (the
@@ -127,17 +127,18 @@ def sender_of(settings: Settings) -> Sender:
 # --------------------------------------------------------------------------- inputs
 
 
-def open_promises(conn: sa.Connection) -> pd.DataFrame:
-    """Promises recorded in the workbench and not cancelled: ``account_id``,
-    ``promised_date`` (whether one is due is :func:`serving.dunning.suppression_reasons`')."""
-    from features.spec import EventKind
-    from serving.store_events import EVENT_ID_PREFIX, read_events, read_promises
+def open_promises(conn: sa.Connection, book: Book, *, as_of: date,
+                  grace_days: int) -> pd.DataFrame:
+    """``account_id``, ``promised_date`` of the promises open at ``as_of``: the promise
+    state (``features.pit.promises.promise_state``, ``grace_days`` after the promised
+    date) of the book's promises and the workbench's, recorded strictly before ``as_of``
+    (whether one is due is :func:`serving.dunning.suppression_reasons`')."""
+    from features.pit.promises import promise_state
+    from serving.loop_events import book_with_events, read_loop_events
 
-    promises = read_promises(conn)
-    events = read_events(conn)
-    cancelled = events.loc[events["kind"] == EventKind.PROMISE_CANCELLED.value, "refers_to"]
-    ids = {f"{EVENT_ID_PREFIX}{int(x)}" for x in cancelled.dropna()}
-    return promises.loc[~promises["promise_id"].isin(ids), ["account_id", "promised_date"]]
+    full = book_with_events(book, read_loop_events(conn, as_of=as_of))
+    states = promise_state(full, as_of=as_of, grace_days=grace_days)
+    return states.loc[states["state"] == "open", ["account_id", "promised_date"]]
 
 
 def snoozes(conn: sa.Connection) -> pd.DataFrame:
@@ -161,9 +162,11 @@ def disputed_past_due(invoices: pd.DataFrame) -> pd.DataFrame:
     return out.rename(columns={"amount_open": "disputed_amount"})
 
 
-def suppression_inputs(conn: sa.Connection, invoices: pd.DataFrame) -> dict[str, pd.DataFrame]:
+def suppression_inputs(conn: sa.Connection, invoices: pd.DataFrame, book: Book, *,
+                       as_of: date, grace_days: int) -> dict[str, pd.DataFrame]:
     """The frames :func:`serving.dunning.suppression_reasons` takes (module docstring)."""
-    return {"open_promises": open_promises(conn), "snoozes": snoozes(conn),
+    return {"open_promises": open_promises(conn, book, as_of=as_of, grace_days=grace_days),
+            "snoozes": snoozes(conn),
             "disputes": disputed_past_due(invoices)}
 
 
@@ -229,7 +232,8 @@ def run_dunning(*, settings: Settings, book: Path, as_of: date,
     engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url))
     try:
         with engine.connect() as conn:
-            inputs = suppression_inputs(conn, invoices)
+            inputs = suppression_inputs(conn, invoices, staged, as_of=as_of,
+                                        grace_days=settings.promise_grace_days)
             ladder = read_ladder(conn)
         suppressed = suppression_reasons(accounts, as_of=as_of,
                                          materiality=config.policy.materiality, **inputs)
@@ -284,7 +288,8 @@ def preview(*, settings: Settings, book: Path, account_id: str, as_of: date | No
                                   read_only=True)
     try:
         with engine.connect() as conn:
-            inputs = suppression_inputs(conn, invoices)
+            inputs = suppression_inputs(conn, invoices, staged, as_of=day,
+                                        grace_days=settings.promise_grace_days)
             ladder = read_ladder(conn)
     finally:
         engine.dispose()
