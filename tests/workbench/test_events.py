@@ -290,9 +290,13 @@ def test_upgrading_from_the_previous_revision_keeps_every_run_and_adds_the_table
         import pandas as pd
 
         pd.testing.assert_frame_equal(store.list_runs(), listed)
+        # The hold columns (0006) did not exist at 0003: they come back empty.
+        later = ["hold", "hold_date", "hold_ends"]
         for run in runs:
-            pd.testing.assert_frame_equal(store.read_worklist(as_of=run.as_of),
-                                          before[run.run_id])
+            got = store.read_worklist(as_of=run.as_of)
+            assert got[later].isna().all().all()
+            pd.testing.assert_frame_equal(got.drop(columns=later),
+                                          before[run.run_id].drop(columns=later))
     # 0005 computed the runs' totals from their rows.
     engine = open_store_engine(url)
     try:

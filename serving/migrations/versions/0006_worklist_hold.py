@@ -31,7 +31,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("worklist") as batch:
-        batch.drop_column("hold_ends")
-        batch.drop_column("hold_date")
-        batch.drop_column("hold")
+    # Plain ALTER TABLE ... DROP COLUMN (SQLite >= 3.35 and PostgreSQL): a batch copy of the
+    # table on SQLite would drop the expression indexes of 0005 (DESC sort keys), which
+    # Alembic cannot reflect, and 0005's downgrade then fails on them.
+    for column in ("hold_ends", "hold_date", "hold"):
+        op.drop_column("worklist", column)
