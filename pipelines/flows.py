@@ -59,7 +59,7 @@ from pipelines.summaries import (
     TrainingSetSummary,
     TrainSummary,
 )
-from serving.redact import display_url
+from serving.redact import display_url, redact
 
 # --------------------------------------------------------------------------- boundary
 
@@ -335,9 +335,9 @@ def nightly_score(
     it before the last worklist is replaced, unless ``accept_anomalies``."""
     s = resolve_settings(settings)
     day = as_of or today_in(s.timezone)
+    stages: dict[str, Any] = {}
     try:
         steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
-        stages: dict[str, Any] = {}
         source = Path(data_source) if data_source else book_folder(s)
         stages["ingest"] = ingest_task(s, source, accept_anomalies)
         stages["score"] = score_task(s, stages["ingest"].staged, day,
@@ -352,8 +352,23 @@ def nightly_score(
         # Somebody must know that today's list is missing (the webhook in the settings).
         notify_failure(settings=s, flow="nightly-score", as_of=day,
                        reason=f"{type(exc).__name__}: {exc}")
+        if "score" not in stages:  # stopped before a run was published: the banner says so
+            _record_blocked(s, day, f"{type(exc).__name__}: {exc}")
         raise
     return {**stages, "artifacts": keys}
+
+
+def _record_blocked(settings: Settings, day: date, reason: str) -> None:
+    """Record the nightly of ``day`` as blocked in the store (``delinq runs`` and the
+    workbench's banner show it); best effort: a full disk or a missing store must not hide
+    the error that stopped the night."""
+    from serving.store import WorklistStore
+
+    try:
+        with WorklistStore(settings.resolved_store_url) as store:
+            store.record_blocked(as_of=day, reason=reason)
+    except Exception as exc:  # noqa: BLE001 (the original error is raised by the caller)
+        progress(f"could not record the blocked nightly: {redact(str(exc), settings.secrets())}")
 
 
 @flow(name="weekly-retrain")

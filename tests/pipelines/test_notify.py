@@ -64,6 +64,18 @@ def test_a_failed_nightly_reaches_the_endpoint(env: Path, endpoint, monkeypatch)
     assert message["as_of"] == "2024-03-01"
     assert "not enough free disk" in message["reason"] and "2024-03-01" in message["text"]
     assert "t0ken-z" not in json.dumps(message)
+    # The store records the blocked night: the workbench's banner reads it (issue 18).
+    from serving.store_io import make_engine, normalise_url
+    from workbench.queries import nightly_trouble
+
+    engine = make_engine(normalise_url(load_settings(data_dir=env / "state").resolved_store_url))
+    try:
+        with engine.connect() as conn:
+            trouble = nightly_trouble(conn)
+    finally:
+        engine.dispose()
+    assert trouble is not None and trouble["status"] == "was blocked"
+    assert trouble["as_of"] == day and "not enough free disk" in trouble["reason"]
 
 
 def test_a_failed_weekly_retrain_reaches_the_endpoint(env: Path, endpoint, monkeypatch) -> None:
