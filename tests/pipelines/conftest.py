@@ -17,3 +17,15 @@ def prefect_server() -> Iterator[None]:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     with prefect_test_harness(server_startup_timeout=180):
         yield
+
+
+@pytest.fixture
+def prefect_api_env(prefect_server) -> dict[str, str]:
+    """A subprocess environment without the caller's PREFECT_/DELINQ_ variables that points
+    at the session's Prefect server: a `delinq run` in it uses that server instead of
+    starting a temporary one of its own (~20 s each on 2 cores)."""
+    from prefect.settings import PREFECT_API_URL
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DELINQ_"))}
+    env["PREFECT_API_URL"] = str(PREFECT_API_URL.value())
+    return env

@@ -352,13 +352,14 @@ def test_demo_command_prints_worklist_without_tracebacks(tmp_path: Path) -> None
 
 
 @pytest.mark.slow
-def test_run_on_a_bad_folder_is_one_line_without_traceback(tmp_path: Path) -> None:
+def test_run_on_a_bad_folder_is_one_line_without_traceback(
+        tmp_path: Path, prefect_api_env: dict[str, str]) -> None:
     """`delinq run` through Prefect: a user error (a missing required column) is the CLI's
     one line, exit 2; Prefect's engine loggers do not echo its traceback."""
     source = tmp_path / "book"
     source.mkdir()
     (source / "invoices.csv").write_text("invoice_id,account_id\n1,2\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DELINQ_"))}
+    env = prefect_api_env  # the session's server (the demo test covers a temporary one)
     proc = subprocess.run(
         [sys.executable, "-m", "pipelines.cli", "run", str(source),
          "--state-dir", str(tmp_path / "state")],
@@ -371,7 +372,8 @@ def test_run_on_a_bad_folder_is_one_line_without_traceback(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(tmp_path: Path) -> None:
+def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(
+        tmp_path: Path, prefect_api_env: dict[str, str]) -> None:
     """`delinq import --format ibm_ar` then `delinq run`: the export holds settled invoices
     only (invoicing stops 2013-12-02, every invoice is settled by 2014-01-09), so nothing
     is open the day after its last date: the run exits 0 and says so in one line naming
@@ -383,7 +385,7 @@ def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(tmp_path: Pa
         "WA_Fn-UseC_-Accounts-Receivable.csv")
     if not sample.is_file():
         pytest.skip(f"the IBM AR sample is not at {sample}")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DELINQ_"))}
+    env = prefect_api_env  # the session's server, not a temporary one per `delinq run`
     cli = [sys.executable, "-m", "pipelines.cli"]
     subprocess.run([*cli, "import", "--format", "ibm_ar", str(sample), "--out",
                     str(tmp_path / "book")], cwd=tmp_path, env=env, check=True,
