@@ -45,17 +45,23 @@ def notify_failure(*, settings: Settings, flow: str, as_of: date | None,
     the endpoint accepted it."""
     if settings.notify_webhook_url is None:
         return False
-    url = settings.notify_webhook_url.get_secret_value()
-    body = json.dumps(failure_message(flow=flow, as_of=as_of, reason=reason,
-                                      settings=settings)).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
+    return _post(settings.notify_webhook_url.get_secret_value(),
+                 failure_message(flow=flow, as_of=as_of, reason=reason, settings=settings),
+                 what=f"the failed {flow}", secrets=settings.secrets())
+
+
+def _post(url: str, message: dict[str, Any], *, what: str, secrets: list[str]) -> bool:
+    """POST ``message`` as JSON to the webhook ``url``; True if accepted. Never raises: a
+    failure is logged with the URL and the error masked by ``secrets`` (the run's own
+    outcome must not depend on the endpoint)."""
+    request = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST",
                                      headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
             return 200 <= response.status < 300
     except (urllib.error.URLError, OSError) as exc:
-        _log.warning("could not notify %s of the failed %s: %s", display_url(url), flow,
-                     redact(str(exc), settings.secrets()))
+        _log.warning("could not notify %s of %s: %s", display_url(url), what,
+                     redact(str(exc), secrets))
         return False
 
 
@@ -78,15 +84,6 @@ def notify_warnings(*, settings: Settings, flow: str, as_of: date | None,
     any); True if the endpoint accepted them. Never raises (as :func:`notify_failure`)."""
     if settings.notify_webhook_url is None or not lines:
         return False
-    url = settings.notify_webhook_url.get_secret_value()
-    body = json.dumps(warning_message(flow=flow, as_of=as_of, lines=lines,
-                                      settings=settings)).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:  # noqa: S310
-            return 200 <= response.status < 300
-    except (urllib.error.URLError, OSError) as exc:
-        _log.warning("could not notify %s of the %s warnings: %s", display_url(url), flow,
-                     redact(str(exc), settings.secrets()))
-        return False
+    return _post(settings.notify_webhook_url.get_secret_value(),
+                 warning_message(flow=flow, as_of=as_of, lines=lines, settings=settings),
+                 what=f"the {flow} warnings", secrets=settings.secrets())
