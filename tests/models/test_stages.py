@@ -20,6 +20,11 @@ def test_stages_accumulate_and_see_their_own_peak() -> None:
             base = budget.figures[-1].rss_peak_mb
             block = np.ones(40 * 2**20 // 8)  # 40 MB, touched
             time.sleep(0.03)
+            # The sampler thread may be starved on a loaded machine: hold the block until it
+            # has looked (at most 5 s; a sampler that never sees it fails below).
+            deadline = time.monotonic() + 5
+            while budget.figures[-1].rss_peak_mb < base + 35 and time.monotonic() < deadline:
+                time.sleep(0.01)
             del block
     a, b = budget.figures
     assert (a.name, a.calls, b.name, b.calls) == ("a", 2, "b", 1)

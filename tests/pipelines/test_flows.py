@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from datetime import date, timedelta
@@ -349,6 +350,14 @@ def test_demo_command_prints_worklist_without_tracebacks(tmp_path: Path) -> None
     for noise in ("Traceback", "Warning", "WARNING", "database is locked"):
         assert noise not in output, output
     assert (tmp_path / "demo" / ".prefect").is_dir()  # Prefect's files stay under data_dir
+    # Issue 22: the demo's reminders are .eml files in the outbox under its state folder,
+    # counted per level in the output; a letter names its account's invoices.
+    line = next(x for x in proc.stdout.splitlines() if "letters sent per level:" in x)
+    letters = sorted((tmp_path / "demo").rglob("outbox/**/*.eml"))
+    sent = sum(int(n) for n in re.findall(r"(?:pre_due|first_notice|second_notice|"
+                                          r"final_notice) (\d+)", line))
+    assert letters and sent == len(letters), (line, len(letters))
+    assert "Subject:" in letters[0].read_text(errors="replace")
 
 
 @pytest.mark.slow
