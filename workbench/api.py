@@ -106,11 +106,7 @@ def health() -> Health:
     return Health(status="ok")
 
 
-@router.get("/api/worklist", response_model=WorklistPage, tags=["worklist"],
-            responses=_doc(404))
-def worklist(
-    request: Request, caller: CallerDep,
-    as_of: Annotated[date | None, Query(description="Run date (default: latest).")] = None,
+def _filters(
     segment: SegmentQ = None,
     action: Annotated[str | None, Query(max_length=200)] = None,
     region: Annotated[str | None, Query(max_length=200)] = None,
@@ -119,17 +115,29 @@ def worklist(
     snoozed: Annotated[bool | None, Query(description="Only (not) snoozed accounts.")] = None,
     q: Annotated[str | None, Query(max_length=64, description="Account id prefix or "
                                    "account name prefix (any case).")] = None,
+) -> queries.Filters:
+    """The worklist filters shared by the page and its totals (query parameters)."""
+    if segment is not None and segment not in SEGMENTS:
+        raise HTTPException(422, f"segment must be one of {', '.join(SEGMENTS)}")
+    return queries.Filters(segment=segment, action=action, region=region,
+                           assignee=assignee, snoozed=snoozed, search=q or None)
+
+
+FiltersDep = Annotated[queries.Filters, Depends(_filters)]
+
+
+@router.get("/api/worklist", response_model=WorklistPage, tags=["worklist"],
+            responses=_doc(404))
+def worklist(
+    request: Request, caller: CallerDep, filters: FiltersDep,
+    as_of: Annotated[date | None, Query(description="Run date (default: latest).")] = None,
     sort: Sort = Sort.PRIORITY,
     after: Annotated[str | None, Query(max_length=400, description="next_cursor of the "
                                        "previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
 ) -> WorklistPage:
     """A page of the current run's worklist (keyset pagination; ranks are book-wide)."""
-    if segment is not None and segment not in SEGMENTS:
-        raise HTTPException(422, f"segment must be one of {', '.join(SEGMENTS)}")
     run = _run(request, as_of)
-    filters = queries.Filters(segment=segment, action=action, region=region,
-                              assignee=assignee, snoozed=snoozed, search=q or None)
     try:
         with _wb(request).engine.connect() as conn:
             rows, cursor = queries.worklist_page(
@@ -144,24 +152,12 @@ def worklist(
 @router.get("/api/worklist/totals", response_model=WorklistTotals, tags=["worklist"],
             responses=_doc(404))
 def worklist_totals(
-    request: Request, caller: CallerDep,
+    request: Request, caller: CallerDep, filters: FiltersDep,
     as_of: Annotated[date | None, Query(description="Run date (default: latest).")] = None,
-    segment: SegmentQ = None,
-    action: Annotated[str | None, Query(max_length=200)] = None,
-    region: Annotated[str | None, Query(max_length=200)] = None,
-    assignee: Annotated[str | None, Query(
-        max_length=64, description="A username; empty for unassigned accounts.")] = None,
-    snoozed: Annotated[bool | None, Query(description="Only (not) snoozed accounts.")] = None,
-    q: Annotated[str | None, Query(max_length=64, description="Account id prefix or "
-                                   "account name prefix (any case).")] = None,
 ) -> WorklistTotals:
     """Totals of the filtered rows (by segment, action and region: precomputed at publish
     time; with live filters: summed)."""
-    if segment is not None and segment not in SEGMENTS:
-        raise HTTPException(422, f"segment must be one of {', '.join(SEGMENTS)}")
     run = _run(request, as_of)
-    filters = queries.Filters(segment=segment, action=action, region=region,
-                              assignee=assignee, snoozed=snoozed, search=q or None)
     with _wb(request).engine.connect() as conn:
         totals = queries.worklist_totals(conn, run_id=run.run_id, filters=filters,
                                          today=_now(request).date())
