@@ -45,7 +45,6 @@ from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
-from serving.dunning.run import final_notice_accounts
 from serving.loop_events import book_with_events
 from serving.loop_worklist import broken_reason, loop_facts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
@@ -592,7 +591,7 @@ def score_into_store(
                 materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
                 holdout_share=holdout_share,
                 features=None if snapshot is None else snapshot.features,
-                final_notice=final_notice_accounts(store.url),
+                final_notice=store.read_final_notices(),
             )
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION,

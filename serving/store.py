@@ -495,6 +495,14 @@ class WorklistStore:
         with self._engine.connect() as conn:
             return loop_events.read_loop_events(conn, as_of=as_of)
 
+    def read_final_notices(self) -> list[str]:
+        """Ids of the accounts dunning sent its final notice
+        (:func:`serving.dunning.run.final_notice_accounts`), read on this store's engine."""
+        from serving.dunning.run import final_notice_accounts
+
+        with self._engine.connect() as conn:
+            return final_notice_accounts(conn)
+
     def read_drift(self, run_id: str) -> pd.DataFrame:
         """Drift rows of a run (``model``, ``feature``, ``psi``, ``flag``) in written order."""
         d = S.drift

@@ -143,20 +143,13 @@ def read_sends(conn: sa.Connection, *, as_of: date | None = None) -> pd.DataFram
                                      columns=list(result.keys()))
 
 
-def final_notice_accounts(url: sa.URL | str) -> list[str]:
+def final_notice_accounts(conn: sa.Connection) -> list[str]:
     """Ids of the accounts whose last letter is the final notice (the scorer hands them to
-    a person through the policy table, ``serving.actions.RULES``); ``[]`` without any."""
-    from serving import store_io
-
-    engine = store_io.make_engine(store_io.normalise_url(str(url)) if isinstance(url, str)
-                                  else url)
-    try:
-        with engine.connect() as conn:
-            t = T.dunning_ladder
-            return [str(x) for x in conn.execute(
-                sa.select(t.c.account_id).where(t.c.level == FINAL_NOTICE)).scalars()]
-    finally:
-        engine.dispose()
+    a person through the policy table, ``serving.actions.RULES``); ``[]`` without any.
+    ``conn``: a connection to the worklist store (``WorklistStore.read_final_notices``)."""
+    t = T.dunning_ladder
+    return [str(x) for x in conn.execute(
+        sa.select(t.c.account_id).where(t.c.level == FINAL_NOTICE)).scalars()]
 
 
 # ----------------------------------------------------------------------- the run

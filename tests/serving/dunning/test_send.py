@@ -172,7 +172,8 @@ def test_final_notice_accounts_read_from_the_ladder(engine: sa.Engine) -> None:
         conn.execute(T.dunning_ladder.insert(), [
             {"account_id": "A", "level": "final_notice", "updated_at": datetime.now(UTC)},
             {"account_id": "B", "level": "second_notice", "updated_at": datetime.now(UTC)}])
-    assert final_notice_accounts(engine.url) == ["A"]
+    with engine.connect() as conn:
+        assert final_notice_accounts(conn) == ["A"]
 
 
 # --------------------------------------------------------------------------- SMTP

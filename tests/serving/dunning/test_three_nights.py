@@ -55,7 +55,9 @@ def test_three_nights_climb_the_ladder_and_respect_promises_and_disputes(
     promised: set[str] = set()
     got: dict[str, list[str]] = {}
     for night, as_of in enumerate(days):
-        worklist = _worklist(book, as_of, final_notice_accounts(engine.url))
+        with engine.connect() as conn:
+            final = final_notice_accounts(conn)
+        worklist = _worklist(book, as_of, final)
         inv = open_invoices(book, as_of=as_of)
         accounts = dunning_accounts(worklist, inv, book.accounts, as_of=as_of)
         if night == 0:  # promises to pay, still open on the last night
