@@ -12,12 +12,24 @@ Metrics (all on the test period of one model's population):
   analyst sees), and dollars are pooled over dates: sum of captured dollars / sum of all
   delinquent dollars. Ties are broken by open balance, then by row order.
 
-Baselines: ``aging_rule`` (oldest DPD, then open balance), ``balance_only``,
-``hist_days_late`` (the account's historical average days late), each ranking by its own
-key; their probabilities (for Brier and ECE) come from a calibrator fitted on the
-validation period, as for the model. ``logistic_regression`` is fitted on the training
+Baselines (:data:`BASELINE_LABELS` says each in words; the metrics table prints them):
+
+- ``aging_rule``: the aging rule **as served**, what would rank the population if the
+  model were not promoted (``models.rule``): its key calibrated into a probability by the
+  calibration serving would use (:func:`models.rule.served_rule_calibration`: the
+  validation period's fit, else the history resolved before the test period, else the
+  band rates), the worklist ranked by probability x open balance
+  (:func:`models.rule.served_priority`). The quality gate compares the model with it.
+- ``aging_rule_key``: the rule's bare key (oldest DPD, then open balance) as the order;
+- ``balance_only``, ``hist_days_late`` (the account's historical average days late): each
+  ranking by its own key;
+
+the probabilities of the key baselines (for Brier and ECE) come from a calibrator fitted on
+the validation period, as for the model. ``logistic_regression`` is fitted on the training
 rows with the same features (median imputation with missing indicators, scaling,
-one-hot categoricals) and ranks by probability x open balance, like the model.
+one-hot categoricals) and ranks by probability x open balance, like the model. ROC-AUC and
+average precision judge each scorer's own score before calibration (the model's log-odds,
+a rule's key), so ``aging_rule`` and ``aging_rule_key`` share them.
 
 Sample weights: a sampled training set (``features.pit.sampling``) carries a ``weight``
 column; every metric here is then the weighted one (a row of weight ``w`` stands for ``w``
@@ -46,6 +58,10 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.pit.sampling import row_weights
 from models.calibration import Calibrator, brier, choose_calibrator
+from models.rule import rule_score, served_rule_calibration
+
+#: The aging rule's key (oldest DPD, then open balance): ``models.rule.rule_score`` itself.
+aging_rule_score = rule_score
 
 CAPTURE_KS: tuple[int, ...] = (5, 10, 20)
 METRIC_COLUMNS: list[str] = [
@@ -55,6 +71,15 @@ METRIC_COLUMNS: list[str] = [
     "ece",
     *[f"capture@{k}" for k in CAPTURE_KS],
 ]
+#: What each baseline of :func:`fit_baselines` ranks by, in words (printed under a metrics
+#: table and in the gate's line: every figure names what it was compared with).
+BASELINE_LABELS: dict[str, str] = {
+    "aging_rule": "the aging rule as served (calibrated probability x open balance)",
+    "aging_rule_key": "the aging rule's key (oldest DPD, then open balance)",
+    "balance_only": "open balance",
+    "hist_days_late": "historical average days late",
+    "logistic_regression": "logistic regression probability x open balance",
+}
 #: Feature names tried, in order, for the historical-average-days-late baseline.
 HIST_DAYS_LATE_CANDIDATES: tuple[str, ...] = (
     "days_late_mean_all",
@@ -178,21 +203,12 @@ class Scores:
     proba: np.ndarray
     priority: np.ndarray
     ranking: np.ndarray | None = None
+    #: What the scorer is, in words, for lines that name what a model was compared with.
+    label: str = ""
 
 
 def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
-def aging_rule_score(frame: pd.DataFrame) -> np.ndarray:
-    """Oldest DPD (whole days), then open balance: ``floor(dpd) + x / (1 + x)``.
-
-    The fractional part ``x / (1 + x)`` with ``x = balance / 1000`` lies in [0, 1), so the
-    single number orders rows exactly as the two-key rule does.
-    """
-    dpd = np.floor(np.nan_to_num(_numeric(frame, "oldest_dpd"), nan=0.0))
-    x = np.clip(np.nan_to_num(_numeric(frame, "open_balance"), nan=0.0), 0, None) / 1000.0
-    return dpd + x / (1.0 + x)
 
 
 def balance_score(frame: pd.DataFrame) -> np.ndarray:
@@ -218,16 +234,24 @@ def hist_days_late_score(frame: pd.DataFrame) -> np.ndarray:
 
 @dataclass
 class Baseline:
-    """A named scorer: ``rank_score(frame)`` orders the worklist, ``predict_proba`` is its
-    probability (for Brier/ECE)."""
+    """A named scorer: ``rank_score(frame)`` is its own score (ROC-AUC judges it),
+    ``worklist_priority(frame)`` orders the worklist (``priority``; the own score when not
+    given), ``predict_proba`` is its probability (for Brier/ECE); ``label`` says it in
+    words."""
 
     name: str
     rank: Callable[[pd.DataFrame], np.ndarray]
     proba: Callable[[pd.DataFrame], np.ndarray]
+    priority: Callable[[pd.DataFrame], np.ndarray] | None = None
+    label: str = ""
 
     def rank_score(self, frame: pd.DataFrame) -> np.ndarray:
-        """Worklist key, higher = contact first."""
+        """Own score, higher = riskier."""
         return self.rank(frame)
+
+    def worklist_priority(self, frame: pd.DataFrame) -> np.ndarray:
+        """Worklist order, higher = contact first."""
+        return self.rank(frame) if self.priority is None else self.priority(frame)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Probability of the bad event per row."""
@@ -239,7 +263,25 @@ def _rule_baseline(
 ) -> Baseline:
     cal: Calibrator = choose_calibrator(fn(val), val["y"].to_numpy(dtype=float),
                                         weights=row_weights(val)).calibrator
-    return Baseline(name=name, rank=fn, proba=lambda f: cal.predict(fn(f)))
+    return Baseline(name=name, rank=fn, proba=lambda f: cal.predict(fn(f)),
+                    label=BASELINE_LABELS[name])
+
+
+def served_rule_baseline(train: pd.DataFrame, val: pd.DataFrame) -> Baseline:
+    """The aging rule as served after this training (module docstring): probability from
+    :func:`models.rule.served_rule_calibration` of ``train`` and ``val``, worklist order
+    ``models.rule.RuleCalibration.priority``, own score the rule's key. Its label names
+    the calibration source."""
+    cal = served_rule_calibration(train=train, val=val)
+    source = {"validation": "calibrated on the validation period",
+              "history": "calibrated on the history before the test period",
+              "dpd_band": "smoothed rate per DPD band",
+              "none": "no probability: past-due amount"}[cal.source]
+    label = ("the aging rule as served (probability x open balance, "
+             f"{source})" if cal.source != "none" else
+             f"the aging rule as served ({source})")
+    return Baseline(name="aging_rule", rank=rule_score, proba=cal.predict,
+                    priority=cal.priority, label=label)
 
 
 def logistic_pipeline(
@@ -286,10 +328,13 @@ def fit_baselines(
     categorical: Sequence[str] = (),
     seed: int = 0,
 ) -> dict[str, Baseline]:
-    """Fit the four baselines: rules calibrated on ``val``, logistic regression on ``train``
-    (each with the rows' sample weights when the frames carry them)."""
+    """Fit the baselines (module docstring): the aging rule as served (calibrated as
+    serving would after this training: on ``val``, else the history of ``train`` and
+    ``val``), key rules calibrated on ``val``, logistic regression on ``train`` (each with
+    the rows' sample weights when the frames carry them)."""
     out = {
-        "aging_rule": _rule_baseline("aging_rule", aging_rule_score, val),
+        "aging_rule": served_rule_baseline(train, val),
+        "aging_rule_key": _rule_baseline("aging_rule_key", rule_score, val),
         "balance_only": _rule_baseline("balance_only", balance_score, val),
         "hist_days_late": _rule_baseline("hist_days_late", hist_days_late_score, val),
     }
@@ -307,6 +352,7 @@ def fit_baselines(
         name="logistic_regression",
         rank=lambda f: lr_proba(f) * balance_score(f),
         proba=lr_proba,
+        label=BASELINE_LABELS["logistic_regression"],
     )
     return out
 
@@ -337,9 +383,12 @@ def evaluate_scorers(test: pd.DataFrame, scorers: Mapping[str, Scores]) -> pd.Da
 
 
 def baseline_scores(baseline: Baseline, frame: pd.DataFrame) -> Scores:
-    """Scores of a baseline: its probability, and its own key as priority and ranking."""
+    """Scores of a baseline: its probability, its worklist order as priority, its own score
+    as ranking, its label."""
     rank = baseline.rank_score(frame)
-    return Scores(proba=baseline.predict_proba(frame), priority=rank, ranking=rank)
+    priority = rank if baseline.priority is None else baseline.worklist_priority(frame)
+    return Scores(proba=baseline.predict_proba(frame), priority=priority, ranking=rank,
+                  label=baseline.label)
 
 
 def metrics_table(
@@ -371,4 +420,8 @@ def format_metrics_table(table: pd.DataFrame, *, title: str = "") -> str:
         extra.append(f"base rate: {table.attrs['base_rate']:.3f}")
     if extra:
         lines.append("  " + ", ".join(extra))
+    named = [f"{name}: {BASELINE_LABELS[name]}" for name in table.index
+             if name in BASELINE_LABELS]
+    if named:
+        lines.append("  baselines: " + "; ".join(named))
     return "\n".join(lines)

@@ -1,9 +1,12 @@
 """The quality gate: may a trained model rank a worklist at all? (issue 12, item 1)
 
-A model becomes ``champion`` only when its test period says it is worth more than the
-aging rule a collections team already uses (oldest DPD, then balance). Three conditions,
-checked in this order on the test period the model was judged on (``TrainingResult.test``,
-scores computed once at training; nothing is re-scored here):
+A model becomes ``champion`` only when its test period says it is worth more than what
+would rank its population if it were not promoted: the aging rule **as served**
+(``models.rule``: the rule's key, oldest DPD then balance, calibrated into a probability
+as serving would calibrate it after this training, the worklist ranked by probability x
+open balance; ``models.evaluate`` baseline ``aging_rule``). Three conditions, checked in
+this order on the test period the model was judged on (``TrainingResult.test``, scores
+computed once at training; nothing is re-scored here):
 
 1. **evidence**: at least :attr:`GatePolicy.min_positive_accounts` distinct accounts with a
    positive label and :attr:`GatePolicy.min_positive_rows` positive rows. Below that every
@@ -11,14 +14,21 @@ scores computed once at training; nothing is re-scored here):
 2. **not constant**: the booster made at least one split and the model's ranking score
    takes more than one value on the test rows (a model with one probability for every
    account ranks nothing; the aging rule would then be what really orders the list).
-3. **beats the aging rule**: the lower end (:attr:`GatePolicy.quantile`, default the 5th
-   percentile) of an *account-level* bootstrap of the capture@10 difference (model minus
-   aging rule, :func:`bootstrap_capture_difference`) is above 0, and the model's ROC-AUC
-   is not below the rule's. Accounts, not rows, are resampled: an account appears on many
-   ``as_of`` dates of the test period and its rows are not independent evidence.
+3. **beats the aging rule as served**: the lower end (:attr:`GatePolicy.quantile`, default
+   the 5th percentile) of an *account-level* bootstrap of the capture@10 difference (model
+   minus the served rule, :func:`bootstrap_capture_difference`, both worklists by their
+   priority: probability x open balance) is above 0, and the model's ROC-AUC (of its
+   log-odds) is not below the rule's (of its key). Accounts, not rows, are resampled: an
+   account appears on many ``as_of`` dates of the test period and its rows are not
+   independent evidence. Comparing with the served rule, not with the rule's bare key,
+   matters: a model that only learned the exposure (balance) beats the key, yet the
+   served rule uses the exposure too, so the model adds nothing to what the rule ranks.
+   The served rule's calibration is fitted only on rows resolved before the test period
+   (``models.rule.served_rule_calibration``).
 
 :func:`judge` returns a :class:`GateOutcome` whose ``reason`` is the one line the training
-report prints and the registry records on the model version (``tags()``).
+report prints and the registry records on the model version (``tags()``); the line names
+the rule it compared with (``Scores.label``) and the interval.
 
 A sampled training set (``features.pit.sampling``): the test rows' ``weight`` column weighs
 the positive-row count, both capture@10s, both AUCs and every bootstrap draw (an account
@@ -45,8 +55,11 @@ if TYPE_CHECKING:
 
     from models.train import TrainingResult
 
-#: The baseline every model must beat (a key of ``models.evaluate.fit_baselines``).
+#: The baseline every model must beat (a key of ``models.evaluate.fit_baselines``: the
+#: aging rule as served), also the worklist's ``scorer`` of the rows the rule ranks.
 RULE = "aging_rule"
+#: How a gate line names the rule when its scores carry no label.
+RULE_LABEL = "the aging rule as served"
 #: The capture share the gate compares (percent of accounts per ``as_of`` worklist).
 GATE_K = 10
 #: Tag names on a registered model version (``models.registry``).
@@ -70,7 +83,9 @@ class GatePolicy:
     bootstrap draws; ``quantile``: the lower bound of the difference's interval that must
     be above 0 (0.05: the 5th percentile); ``seed``: the bootstrap's random seed;
     ``auc_tolerance``: how far the model's ROC-AUC may fall below the rule's (0: not
-    below at all).
+    below at all); ``capture_tolerance``: how far below 0 the interval's lower end may be
+    (0: it must be above 0; a library knob for fixtures that need a champion whatever
+    its quality, not a setting).
     """
 
     min_positive_accounts: int = 30
@@ -79,6 +94,7 @@ class GatePolicy:
     quantile: float = 0.05
     seed: int = 0
     auc_tolerance: float = 0.0
+    capture_tolerance: float = 0.0
 
     def __post_init__(self) -> None:
         if self.resamples < 1:
@@ -244,7 +260,8 @@ def judge(
     ``open_balance`` (the worklist tiebreak), and ``weight`` when sampled (module
     docstring); ``model`` and ``rule`` are the two scorers'
     :class:`~models.evaluate.Scores` of those rows (``priority`` orders the worklist,
-    ``ranking`` (else ``proba``) is what ROC-AUC judges). ``made_splits``: whether the
+    ``ranking`` (else ``proba``) is what ROC-AUC judges; ``rule.label`` names the rule in
+    the line, :data:`RULE_LABEL` when empty). ``made_splits``: whether the
     booster split at all (:func:`has_splits`).
     """
     policy = policy or GatePolicy()
@@ -289,19 +306,19 @@ def judge(
                 "difference_low": lo, "difference_high": hi, "roc_auc": auc_m,
                 "rule_roc_auc": auc_r}
     pct = int(round(100 * policy.quantile))
-    facts = (f"capture@10 {cap_m:.3f} vs aging rule {cap_r:.3f}, difference "
+    facts = (f"capture@10 {cap_m:.3f} vs {rule.label or RULE_LABEL} {cap_r:.3f}, difference "
              f"{cap_m - cap_r:+.3f} ({100 - 2 * pct}% account-bootstrap interval "
-             f"{lo:+.3f}..{hi:+.3f}, {policy.resamples} resamples); AUC {auc_m:.3f} vs "
-             f"{auc_r:.3f}")
-    if not lo > 0:
+             f"{lo:+.3f}..{hi:+.3f}, {policy.resamples} resamples); AUC {auc_m:.3f} vs the "
+             f"rule's {auc_r:.3f}")
+    if not lo > -policy.capture_tolerance:
         return GateOutcome(False, "beats_aging_rule", (
-            f"gate failed (does not beat the aging rule): {facts}; the interval's lower "
-            "end must be above 0"), numbers)
+            f"gate failed (does not beat the aging rule as served): {facts}; the "
+            f"interval's lower end must be above {0 - policy.capture_tolerance:g}"), numbers)
     if not auc_m >= auc_r - policy.auc_tolerance - _AUC_TIE:
         return GateOutcome(False, "beats_aging_rule", (
-            f"gate failed (does not beat the aging rule): {facts}; the AUC is below the "
-            "rule's" + (f" by more than {policy.auc_tolerance}" if policy.auc_tolerance else "")),
-            numbers)
+            f"gate failed (does not beat the aging rule as served): {facts}; the AUC is "
+            "below the rule's" + (f" by more than {policy.auc_tolerance}"
+                                  if policy.auc_tolerance else "")), numbers)
     return GateOutcome(True, None, f"gate passed: {facts}", numbers)
 
 

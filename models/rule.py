@@ -2,9 +2,9 @@
 has no gated champion model.
 
 The rule is the one collections teams already use: oldest DPD first, then open balance
-(:func:`rule_score` *is* ``models.evaluate.aging_rule_score``, the baseline every model is
-gated against: one definition). Its key becomes a probability by the first calibration of
-this chain that the evidence supports (:class:`RuleCalibration`, ``source``):
+(:func:`rule_score`, the rule's *key*; ``models.evaluate.aging_rule_score`` is this same
+function). Its key becomes a probability by the first calibration of this chain that the
+evidence supports (:class:`RuleCalibration`, ``source``):
 
 1. ``validation``: a calibrator fitted on the validation period of the last training of
    this population (saved on the training's MLflow run even when the gate failed), when
@@ -17,7 +17,20 @@ this chain that the evidence supports (:class:`RuleCalibration`, ``source``):
    population's base rate as the prior mean and ``k =`` :data:`BAND_PRIOR_ROWS` pseudo
    rows, when the history holds at least :data:`MIN_BAND_POSITIVES` positives;
 4. ``none``: fewer positives than that: no probability ("n/a (thin data)"); the worklist's
-   priority then falls back to the past-due amount (``serving``).
+   priority then falls back to the past-due amount.
+
+**The rule as served** ranks a worklist by :func:`served_priority`: calibrated probability
+x open balance (expected amount at risk, book currency), the past-due amount where there
+is no probability; the same order as a model's rows (``serving.score`` uses this function
+for every row). So the rule *as served* does not rank by its key alone: the calibration
+bends the key and the exposure (open balance) multiplies it. The quality gate
+(``models.gate``) compares a model with exactly that ranking on the model's test period
+(:meth:`RuleCalibration.priority`, with :func:`served_rule_calibration`: the calibration
+serving would use, fitted only on rows resolved before the test period).
+
+Sample weights (``features.pit.sampling``): a sampled frame's ``weight`` column weighs the
+calibration fits and the band rates, so they estimate the full set's; ``evidence`` counts
+the kept rows (the thresholds are on real positives).
 
 Everything here is a pure function of its inputs; nothing reads the clock.
 """
@@ -31,9 +44,9 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 import numpy as np
 import pandas as pd
 
+from features.pit.sampling import row_weights
 from features.spec import DEFAULT_MATERIALITY, SEGMENTS, Materiality, as_day, segment_of
 from models.calibration import Calibrator, choose_calibrator
-from models.evaluate import aging_rule_score
 
 if TYPE_CHECKING:
     from features.pit.snapshot import PreparedBook
@@ -54,9 +67,33 @@ HISTORY_DATES: Final = 26
 ARTIFACT: Final = "aging_rule_calibration.json"
 
 
+def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
 def rule_score(frame: pd.DataFrame) -> np.ndarray:
-    """The aging rule's key (higher = contact first): oldest DPD, then open balance."""
-    return aging_rule_score(frame)
+    """The aging rule's key (higher = contact first): oldest DPD (whole days), then open
+    balance, as one number ``floor(dpd) + x / (1 + x)`` with ``x = balance / 1000``.
+
+    The fractional part lies in [0, 1), so the single number orders rows exactly as the
+    two-key rule does. Missing DPD or balance counts as 0.
+    """
+    dpd = np.floor(np.nan_to_num(_numeric(frame, "oldest_dpd"), nan=0.0))
+    x = np.clip(np.nan_to_num(_numeric(frame, "open_balance"), nan=0.0), 0, None) / 1000.0
+    return dpd + x / (1.0 + x)
+
+
+def served_priority(probability: np.ndarray, *, open_balance: np.ndarray,
+                    past_due_amount: np.ndarray) -> np.ndarray:
+    """The worklist's priority (book currency; higher = contact first): ``probability``
+    (0-1) x ``open_balance``, the expected amount at risk; where there is no probability
+    (NaN: the rule on thin data) the ``past_due_amount`` already at stake. One definition
+    for every row a worklist ranks (a model's or the rule's) and for the gate's comparison
+    with the rule as served."""
+    p = np.asarray(probability, dtype=float)
+    balance = np.asarray(open_balance, dtype=float)
+    past_due = np.nan_to_num(np.asarray(past_due_amount, dtype=float), nan=0.0)
+    return np.where(np.isnan(p), past_due, p * balance)
 
 
 def _evidence(y: np.ndarray) -> dict[str, int]:
@@ -86,6 +123,17 @@ class RuleCalibration:
             return self.calibrator.predict(rule_score(frame))
         seg = segment_of(np.nan_to_num(frame["oldest_dpd"].to_numpy(dtype=float), nan=0.0))
         return seg.map(self.band_rates).to_numpy(dtype=float)
+
+    def priority(self, frame: pd.DataFrame) -> np.ndarray:
+        """The served rule's worklist priority of ``frame``'s rows (:func:`served_priority`
+        of :meth:`predict`; ``past_due_amount`` is read only where there is no
+        probability)."""
+        p = self.predict(frame)
+        missing = np.isnan(p)
+        past_due = (_numeric(frame, "past_due_amount") if missing.any()
+                    else np.zeros(len(frame)))
+        return served_priority(p, open_balance=_numeric(frame, "open_balance"),
+                               past_due_amount=past_due)
 
     def describe(self) -> str:
         """Where the probability comes from, for the one line scoring prints."""
@@ -123,7 +171,7 @@ def fit_rule_calibration(rows: pd.DataFrame, *, source: Source) -> RuleCalibrati
     ev = _evidence(y)
     if min(ev["positive_rows"], ev["rows"] - ev["positive_rows"]) < MIN_FIT_POSITIVES:
         return None
-    cal = choose_calibrator(rule_score(rows), y).calibrator
+    cal = choose_calibrator(rule_score(rows), y, weights=row_weights(rows)).calibrator
     return RuleCalibration(source=source, calibrator=cal, evidence=ev)
 
 
@@ -134,10 +182,12 @@ def band_calibration(rows: pd.DataFrame) -> RuleCalibration:
     ev = _evidence(y)
     if ev["positive_rows"] < MIN_BAND_POSITIVES:
         return RuleCalibration(source="none", evidence=ev)
-    base = ev["positive_rows"] / ev["rows"]
+    w = row_weights(rows)
+    w = np.ones(len(y)) if w is None else w
+    base = float((w * (y == 1)).sum() / w.sum())
     seg = segment_of(np.nan_to_num(rows["oldest_dpd"].to_numpy(dtype=float), nan=0.0))
-    counts = pd.DataFrame({"seg": seg.to_numpy(), "y": y}).groupby("seg")["y"].agg(["sum",
-                                                                                   "size"])
+    counts = (pd.DataFrame({"seg": seg.to_numpy(), "sum": w * (y == 1), "size": w})
+              .groupby("seg")[["sum", "size"]].sum())
     rates = {}
     for s in SEGMENTS:
         pos, n = (counts.loc[s, "sum"], counts.loc[s, "size"]) if s in counts.index else (0, 0)
@@ -159,6 +209,25 @@ def choose_rule_calibration(
     if not len(history):
         return RuleCalibration(source="none", evidence={"rows": 0, "positive_rows": 0})
     return band_calibration(history)
+
+
+def served_rule_calibration(*, train: pd.DataFrame, val: pd.DataFrame) -> RuleCalibration:
+    """The calibration serving would give the rule on the day after the validation period
+    (:func:`choose_rule_calibration`): the fit on ``val`` (the last training's validation
+    period, what a training saves), else the resolved history, here the rows of ``train``
+    and ``val`` of the newest :data:`HISTORY_DATES` ``as_of`` dates (labelled rows of one
+    population; the split keeps only labels resolved before the test period starts, so
+    nothing is looked ahead), else the band rates, else ``none``. What the quality gate
+    compares a model with on the test period that follows."""
+    validation = fit_rule_calibration(val, source="validation") if len(val) else None
+    if validation is not None:
+        return validation
+    history = pd.concat([train, val], ignore_index=True)
+    if len(history):
+        days = pd.to_datetime(history["as_of"])
+        newest = np.sort(days.unique())[-HISTORY_DATES:]
+        history = history[days.isin(newest).to_numpy()].reset_index(drop=True)
+    return choose_rule_calibration(validation=None, history=history)
 
 
 def resolved_history(

@@ -18,7 +18,10 @@ it was known only later (refusing would leave the operator with nothing to compa
 
 :func:`rule_part` scores the rule's rows: probability, reasons (the rule's own facts: the
 oldest invoice's days past due and the past-due amount, in ``serving.reasons``' sentence
-style; no SHAP), and their explanation rows. Nothing here reads the clock.
+style; no SHAP), and their explanation rows. The worklist then ranks them, as every row, by
+``models.rule.served_priority`` (probability x open balance, the past-due amount without a
+probability): the ranking the quality gate compares each model with (``models.gate``).
+Nothing here reads the clock.
 """
 
 from __future__ import annotations

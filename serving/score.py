@@ -43,6 +43,7 @@ from models.drift import psi_table
 from models.live_policy import in_holdout
 from models.model import DelinqModel
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
+from models.rule import served_priority
 from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.loop_events import book_with_events
@@ -299,9 +300,9 @@ def _worklist(
 ) -> pd.DataFrame:
     balance = feats["open_balance"].to_numpy(dtype=np.float64)
     # Expected amount at risk; without a probability (the rule on thin data), the amount
-    # already past due is what is at stake.
-    past_due = np.nan_to_num(feats["past_due_amount"].to_numpy(dtype=np.float64), nan=0.0)
-    priority = np.where(np.isnan(probability), past_due, probability * balance)
+    # already past due (one definition, shared with the quality gate's served rule).
+    priority = served_priority(probability, open_balance=balance,
+                               past_due_amount=feats["past_due_amount"].to_numpy(np.float64))
     actions = recommend_actions(
         segment=feats["segment"],
         probability=probability,

@@ -309,11 +309,14 @@ FEATURES = ["open_balance", "past_due_amount", "oldest_dpd", "days_late_mean_all
 #: The small, quick training configuration of the shared state.
 QUICK = TrainConfig(n_estimators=40, min_child_samples=10, val_weeks=6, test_weeks=6,
                     n_jobs=1, early_stopping_rounds=10)
-#: The gate of the shared state: its quick early-warning model ties the aging rule's AUC
-#: (0.844 vs 0.846) while capturing twice its dollars; a small AUC tolerance keeps both
-#: models champions for the tests that need them (``tests/models/test_gate.py`` tests the
-#: default gate).
-STATE_GATE = GatePolicy(auc_tolerance=0.01)
+#: The gate of the shared state, which the tests that need champions (scoring, reasons,
+#: the store) need to pass, whatever the models' quality: on this 400-account book the
+#: quick early-warning model does *not* beat the aging rule as served (capture@10 0.670 vs
+#: 0.714, 90% interval of the difference -0.090..+0.022; the persistence model does:
+#: +0.006..+0.191), so the tolerances let it through. ``tests/models/test_gate.py`` and
+#: the steps tests judge with the default gate; the default 5,000-account book's models
+#: pass it (README, "Model registry").
+STATE_GATE = GatePolicy(auc_tolerance=0.01, capture_tolerance=0.1)
 #: The state's scoring date: its models learned only from history known before it.
 STATE_AS_OF = pd.Timestamp("2024-03-01")
 

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from models.calibration import Calibrator, brier, choose_calibrator, sigmoid
 from models.evaluate import (
     aging_rule_score,
+    baseline_scores,
     capture_at_k,
     expected_calibration_error,
     fit_baselines,
@@ -109,7 +110,7 @@ def test_score_metrics_and_table_columns() -> None:
     assert table.loc["model", "capture@10"] > table.loc["coin", "capture@10"]
 
 
-def test_fit_baselines_all_four() -> None:
+def test_fit_baselines_all_five() -> None:
     rng = np.random.default_rng(2)
     n = 400
     z = rng.normal(size=n)
@@ -122,7 +123,14 @@ def test_fit_baselines_all_four() -> None:
     })
     feats = ["oldest_dpd", "open_balance", "days_late_mean_all", "account_region"]
     base = fit_baselines(frame, frame, feature_names=feats, categorical=["account_region"])
-    assert set(base) == {"aging_rule", "balance_only", "hist_days_late", "logistic_regression"}
+    assert set(base) == {"aging_rule", "aging_rule_key", "balance_only", "hist_days_late",
+                         "logistic_regression"}
+    # the rule as served ranks by probability x open balance, its key by DPD then balance
+    served, key = baseline_scores(base["aging_rule"], frame), baseline_scores(
+        base["aging_rule_key"], frame)
+    np.testing.assert_allclose(served.priority, served.proba * frame["open_balance"])
+    np.testing.assert_array_equal(key.priority, aging_rule_score(frame))
+    np.testing.assert_array_equal(served.ranking, key.ranking)
     for b in base.values():
         p = b.predict_proba(frame)
         assert p.shape == (n,) and np.all((p >= 0) & (p <= 1))

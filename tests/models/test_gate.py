@@ -161,6 +161,36 @@ def test_auc_equal_to_the_rules_passes_and_a_hair_below_fails() -> None:
     assert judge(frame, model=worse, rule=rule, policy=GatePolicy(auc_tolerance=0.01)).passed
 
 
+def test_the_gate_compares_with_the_rule_as_served(trained_state: TrainedState) -> None:
+    """The rule in the gate is the one serving would rank with after this training: its
+    probability from the calibration the training saves (validation), the worklist by
+    ``served_priority`` (probability x open balance), the line naming it and the interval;
+    the rule's bare key is reported beside it (``aging_rule_key``)."""
+    from models.gate import RULE, judge_result
+    from models.rule import rule_score, served_priority
+
+    result = trained_state.results["early_warning"]
+    test, served = result.test, result.baseline_scores[RULE]
+    cal = result.rule_calibration
+    assert cal is not None and cal.source == "validation"
+    proba = cal.predict(test)  # what serving.rule_scoring.rule_part gives these rows
+    np.testing.assert_array_equal(served.proba, proba)
+    np.testing.assert_array_equal(served.priority, served_priority(
+        proba, open_balance=test["open_balance"].to_numpy(float),
+        past_due_amount=test["past_due_amount"].to_numpy(float)))
+    np.testing.assert_array_equal(served.ranking, rule_score(test))  # AUC: the rule's key
+    key = result.baseline_scores["aging_rule_key"]
+    np.testing.assert_array_equal(key.priority, rule_score(test))
+    out = judge_result(result)  # the default gate: this quick model does not beat it
+    assert out.failed == "beats_aging_rule", out.reason
+    assert out.numbers["rule_capture@10"] == result.metrics.loc[RULE, "capture@10"]
+    assert ("vs the aging rule as served (probability x open balance, calibrated on the "
+            "validation period)") in out.reason
+    assert "90% account-bootstrap interval" in out.reason
+    assert result.metrics.loc[RULE, "capture@10"] != result.metrics.loc["aging_rule_key",
+                                                                        "capture@10"]
+
+
 # ---------------------------------------------------------------- the bootstrap
 
 

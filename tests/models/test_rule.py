@@ -1,6 +1,7 @@
 """The aging rule as a scorer (models.rule): one key with the gate's baseline, the
 calibration chain validation -> history -> smoothed DPD bands -> none, hand-checked band
-rates, the artifact round trip, and a history with no look-ahead."""
+rates, the artifact round trip, a history with no look-ahead, and the rule as served (the
+priority every worklist row gets, the calibration the gate compares with, sample weights)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def _rows(n: int, positives: int, *, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"oldest_dpd": dpd, "open_balance": rng.gamma(2, 1000, n), "y": y})
 
 
-def test_the_rule_key_is_the_gate_baseline() -> None:
+def test_the_rule_key_is_one_definition() -> None:
     frame = _rows(50, 5)
     np.testing.assert_array_equal(rule.rule_score(frame), aging_rule_score(frame))
     # oldest DPD first, balance only breaks ties
@@ -65,6 +66,60 @@ def test_band_rates_are_beta_smoothed_towards_the_base_rate() -> None:
     assert cal.band_rates["early"] == pytest.approx(base)  # no rows: the prior mean
     got = cal.predict(pd.DataFrame({"oldest_dpd": [100.0, 10.0], "open_balance": [1.0, 1.0]}))
     assert got == pytest.approx([cal.band_rates["late"], base])
+
+
+def test_the_served_priority_is_expected_amount_at_risk_else_the_past_due_amount() -> None:
+    got = rule.served_priority(np.array([0.5, np.nan, 0.0]),
+                               open_balance=np.array([1000.0, 800.0, 50.0]),
+                               past_due_amount=np.array([10.0, 300.0, np.nan]))
+    np.testing.assert_array_equal(got, [500.0, 300.0, 0.0])
+    # the served rule's worklist order: its probability x open balance, not its key
+    frame = pd.DataFrame({"oldest_dpd": [95.0, 5.0], "open_balance": [100.0, 10_000.0],
+                          "past_due_amount": [100.0, 2_000.0]})
+    cal = rule.RuleCalibration(source="dpd_band", band_rates={"late": 0.6, "early": 0.2})
+    assert list(rule.rule_score(frame).argsort()[::-1]) == [0, 1]  # the key: 95 DPD first
+    np.testing.assert_array_equal(cal.priority(frame), [60.0, 2_000.0])  # served: 2nd first
+    none = rule.RuleCalibration(source="none")
+    np.testing.assert_array_equal(none.priority(frame), [100.0, 2_000.0])
+
+
+def test_the_gate_compares_with_the_calibration_serving_would_use() -> None:
+    # validation rich enough: the validation fit, as the training saves it for serving
+    train, val = _rows(400, 60, seed=1), _rows(300, 40, seed=2)
+    for part, day in ((train, "2024-01-01"), (val, "2024-03-01")):
+        part["as_of"] = pd.Timestamp(day)
+    got = rule.served_rule_calibration(train=train, val=val)
+    want = rule.fit_rule_calibration(val, source="validation")
+    assert got.source == "validation" and want is not None
+    np.testing.assert_array_equal(got.predict(train), want.predict(train))
+    # validation too thin: the history known before the test period (train and val rows,
+    # the newest HISTORY_DATES dates of them)
+    thin = _rows(100, rule.MIN_FIT_POSITIVES - 1, seed=3).assign(as_of=pd.Timestamp("2024-03-01"))
+    hist = rule.served_rule_calibration(train=train, val=thin)
+    assert hist.source == "history" and hist.evidence["rows"] == 500
+    old = train.assign(as_of=pd.Timestamp("2023-01-01"))
+    recent = pd.concat([_rows(30, 3, seed=5).assign(as_of=pd.Timestamp("2024-01-01")
+                                                    + pd.Timedelta(days=7 * i))
+                        for i in range(rule.HISTORY_DATES)], ignore_index=True)
+    newest = rule.served_rule_calibration(train=pd.concat([old, recent]), val=thin.iloc[:0])
+    assert newest.evidence["rows"] == len(recent)  # the 2023 rows are older than 26 dates
+
+
+def test_sample_weights_weigh_the_rule_calibration() -> None:
+    # a sample keeping every positive and a fifth of the negatives (weight 5) estimates
+    # the full set: the band rates are the full set's
+    full = _rows(500, 50, seed=6)
+    neg = np.flatnonzero(full["y"].to_numpy() == 0)
+    kept = np.sort(np.r_[np.flatnonzero(full["y"].to_numpy() == 1), neg[::5]])
+    sample = full.iloc[kept].assign(weight=np.where(full["y"].to_numpy()[kept] == 1, 1.0, 5.0))
+    full_rates = rule.band_calibration(full.iloc[np.r_[np.flatnonzero(full["y"] == 1),
+                                                       np.repeat(neg[::5], 5)]]).band_rates
+    assert rule.band_calibration(sample).band_rates == pytest.approx(full_rates)
+    fitted = rule.fit_rule_calibration(sample, source="validation")
+    unweighted = rule.fit_rule_calibration(sample.drop(columns="weight"), source="validation")
+    assert fitted is not None and unweighted is not None
+    # the negatives' weight lowers every probability (the sample over-represents positives)
+    assert fitted.predict(full).mean() < unweighted.predict(full).mean()
 
 
 def test_calibrations_round_trip_as_json() -> None:
