@@ -8,7 +8,8 @@ process high-water mark per stage, printed as a table):
 
 - ``labels``, ``sampling``, ``features``: labels of every (account, ``as_of``) of the
   weekly grid, the sample (``models.train.TrainConfig().sampling()``, the product's
-  default budget, or ``--max-rows``), features of the kept rows, streamed to Parquet
+  default budgets: the training period's, or ``--max-rows``, and the validation and test
+  periods'), features of the kept rows, streamed to Parquet
   (``features.pit.training_set.write_training_set``);
 - ``read``: the Parquet file back (``pipelines.steps.read_training_set``);
 - ``split``, ``early_warning``, ``persistence``, ``calibration``, ``baselines``: the time
@@ -95,6 +96,8 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
         "as_of_dates": len(dates),
         "sampled": sampled,
         "rates": {k: list(v) for k, v in stats.rates.items()},
+        "holdout": None if stats.holdout is None else [str(d.date()) for d in stats.holdout],
+        "holdout_rates": {k: list(v) for k, v in stats.holdout_rates.items()},
         "labelled_rows": stats.labelled_rows,
         "kept_rows": stats.rows,
         "generate_seconds": round(gen_seconds, 2),

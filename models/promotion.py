@@ -15,6 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from features.pit.sampling import row_weights
 from models.evaluate import Scores, capture_at_k, score_metrics
 from models.gate import GateOutcome
 from models.model import DelinqModel
@@ -32,10 +33,11 @@ def _primary(scores: Scores, test: pd.DataFrame) -> dict[str, float]:
     amount = test["delinquent_amount"].to_numpy(dtype=float)
     groups = test["as_of"].to_numpy()
     tiebreak = test["open_balance"].to_numpy(dtype=float)
+    w = row_weights(test)  # a sampled test period: the full one's figures
     m = score_metrics(y, scores.proba, priority=scores.priority, ranking=scores.ranking,
-                      amount=amount, groups=groups, tiebreak=tiebreak)
+                      amount=amount, groups=groups, tiebreak=tiebreak, weights=w)
     m[PRIMARY_METRIC] = capture_at_k(scores.priority, amount, k=10, groups=groups,
-                                     tiebreak=tiebreak)
+                                     tiebreak=tiebreak, weights=w)
     return {PRIMARY_METRIC: m[PRIMARY_METRIC], TIEBREAK_METRIC: m[TIEBREAK_METRIC]}
 
 

@@ -96,8 +96,11 @@ def served_priority(probability: np.ndarray, *, open_balance: np.ndarray,
     return np.where(np.isnan(p), past_due, p * balance)
 
 
-def _evidence(y: np.ndarray) -> dict[str, int]:
-    return {"rows": int(len(y)), "positive_rows": int((y == 1).sum())}
+def _evidence(y: np.ndarray, weights: np.ndarray | None = None) -> dict[str, int]:
+    if weights is None:
+        return {"rows": int(len(y)), "positive_rows": int((y == 1).sum())}
+    # a sampled row stands for `weight` rows: the full set's counts (rounded)
+    return {"rows": int(round(weights.sum())), "positive_rows": int(round(weights[y == 1].sum()))}
 
 
 @dataclass(frozen=True)
@@ -166,12 +169,15 @@ class RuleCalibration:
 def fit_rule_calibration(rows: pd.DataFrame, *, source: Source) -> RuleCalibration | None:
     """A fitted calibration of the rule key on labelled ``rows`` (``y``, ``oldest_dpd``,
     ``open_balance``), or None when they hold fewer than :data:`MIN_FIT_POSITIVES`
-    positive or negative rows. ``source`` names where the rows come from."""
+    positive or negative rows. ``source`` names where the rows come from. Sampled rows
+    (a ``weight`` column, ``features.pit.sampling``) are weighted in the fit and the
+    evidence, so the probabilities are the full set's."""
     y = rows["y"].to_numpy(dtype=float)
-    ev = _evidence(y)
+    w = row_weights(rows)
+    ev = _evidence(y, w)
     if min(ev["positive_rows"], ev["rows"] - ev["positive_rows"]) < MIN_FIT_POSITIVES:
         return None
-    cal = choose_calibrator(rule_score(rows), y, weights=row_weights(rows)).calibrator
+    cal = choose_calibrator(rule_score(rows), y, weights=w).calibrator
     return RuleCalibration(source=source, calibrator=cal, evidence=ev)
 
 

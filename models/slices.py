@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from features.pit.sampling import row_weights
 from models.evaluate import aging_rule_score
 
 #: Open-balance band edges, dollars: under 1k, 1k-10k, 10k-100k, 100k and more.
@@ -68,23 +69,30 @@ def slice_metrics(rows: pd.DataFrame, *, probability: np.ndarray,
                   min_rows: int = MIN_ROWS) -> pd.DataFrame:
     """Per slice (:func:`slice_keys` of ``rows``), the model's AUC (``probability``, one
     per row) beside the aging rule's on the same rows (``rows``' ``oldest_dpd`` and
-    ``open_balance``); ``rows['y']`` the 0/1 label (:data:`SLICE_COLUMNS`)."""
+    ``open_balance``); ``rows['y']`` the 0/1 label (:data:`SLICE_COLUMNS`). Sampled rows
+    (a ``weight`` column, ``features.pit.sampling``): counts and AUCs weighted, the full
+    set's (``min_rows`` counts the rows kept)."""
     keys = slice_keys(rows)
     y = rows["y"].to_numpy(dtype=float)
     p = np.asarray(probability, dtype=float)
     rule = aging_rule_score(rows)
+    w = row_weights(rows)
+    weight = np.ones(len(rows)) if w is None else w
     out = []
     for dim in DIMENSIONS:
         for value, idx in keys.groupby(dim, sort=True).indices.items():
             yy, pp, rr = y[idx], p[idx], rule[idx]
             ok = np.isfinite(pp) & np.isfinite(yy)
-            yy, pp, rr = yy[ok], pp[ok], rr[ok]
+            yy, pp, rr, ww = yy[ok], pp[ok], rr[ok], weight[idx][ok]
+            sw = None if w is None else ww
             both = len(yy) >= min_rows and len(np.unique(yy)) == 2
-            auc = float(roc_auc_score(yy, pp)) if both else float("nan")
-            rule_auc = float(roc_auc_score(yy, rr)) if both else float("nan")
-            out.append({"dimension": dim, "value": str(value), "n_rows": int(len(idx)),
-                        "n_positive": int(np.nansum(yy)), "auc": auc, "rule_auc": rule_auc,
-                        "below_rule": bool(both and auc < rule_auc)})
+            auc = float(roc_auc_score(yy, pp, sample_weight=sw)) if both else float("nan")
+            rule_auc = (float(roc_auc_score(yy, rr, sample_weight=sw)) if both
+                        else float("nan"))
+            out.append({"dimension": dim, "value": str(value),
+                        "n_rows": int(round(weight[idx].sum())),
+                        "n_positive": int(round(ww[yy == 1].sum())), "auc": auc,
+                        "rule_auc": rule_auc, "below_rule": bool(both and auc < rule_auc)})
     return pd.DataFrame(out, columns=list(SLICE_COLUMNS))
 
 

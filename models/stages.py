@@ -169,8 +169,10 @@ def report_stages(budget: StageBudget, *, tracking_uri: str,
     """Emit the stage table (one ``emit`` call per line, after a title line) and log it on
     the MLflow runs of ``run_ids`` (:func:`log_stage_budget`)."""
     figures = budget.figures
-    total = sum(f.seconds for f in figures if f.name in TOP_LEVEL)
-    emit(f"  stages ({total:.1f} s; peak RSS {process_peak_mb():,.0f} MB):")
+    top = [f for f in figures if f.name in TOP_LEVEL]
+    total, cpu = sum(f.seconds for f in top), sum(f.cpu_seconds for f in top)
+    emit(f"  stages ({total:.1f} s wall, {cpu:.1f} s cpu; peak RSS "
+         f"{process_peak_mb():,.0f} MB):")
     for line in budget.lines():
         emit(f"    {line}")
     log_stage_budget(budget, tracking_uri=tracking_uri, run_ids=run_ids)

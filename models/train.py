@@ -24,8 +24,12 @@ baselines, the metrics and the gate are then all weighted, so every figure estim
 full set's; the drift reference is drawn from the training rows as a uniform sample of the
 full set (each row kept with probability ``min weight / weight``, seeded). The
 ``sample_*`` options of :class:`TrainConfig` say how the steps sample
-(:meth:`TrainConfig.sampling`). Without weights (or all 1) everything is unweighted, as
-before.
+(:meth:`TrainConfig.sampling`): the training period on the ``sample_max_rows`` budget (or
+explicit rates), the validation and test periods (:func:`holdout_period`, this split's own
+rule applied to the labels before sampling) on their own ``sample_holdout_max_rows``
+budget, kept in full up to it (weight 1: the test figures and the gate are then the full
+run's, not estimates, and only the fit carries the sampling noise). Without weights (or
+all 1) everything is unweighted, as before.
 
 A book that cannot be split so (a period empty, or too thin to fit or judge a model) raises
 :class:`SplitError`: one line naming the setting to change (``train.val_weeks``,
@@ -42,6 +46,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
+from functools import partial
 from typing import Any
 
 import lightgbm as lgb
@@ -70,8 +75,10 @@ class TrainConfig:
     ``as_of`` date of the test period; ``None``: the last mature date of the book),
     ``embargo_days`` (days), ``max_censored_share`` (0-1). Sampling of the training set
     (``features.pit.sampling``, :meth:`sampling`): ``sample_max_rows`` (row budget per
-    model population; ``None``: no sampling), ``sample_positive_rate`` and
-    ``sample_negative_rate`` (explicit rates 0-1, overriding the budget), ``sample_seed``
+    model population in the training period; ``None``: no sampling),
+    ``sample_positive_rate`` and ``sample_negative_rate`` (explicit rates 0-1, overriding
+    the budget), ``sample_holdout_max_rows`` (row budget per model population of the
+    validation and test periods together; ``None`` or 0: kept in full), ``sample_seed``
     (``None``: ``seed``).
     """
 
@@ -99,13 +106,20 @@ class TrainConfig:
     #: Train monotone in each feature's known risk direction
     #: (``features.spec.FEATURE_DIRECTION``), so an explanation can never read backwards.
     monotone: bool = True
-    #: Rows per model population above which its training set is sampled. LightGBM's time
-    #: grows with the rows (~1 min per 1M rows and 100 rounds on 2 busy cores, measured),
-    #: so the budget, not the book, sets the cost of the fit; books up to ~20k accounts on
-    #: the weekly grid (~1.2M rows in all) are trained in full.
-    sample_max_rows: int | None = 1_000_000  # None or 0: never sample
+    #: Training-period rows per model population above which they are sampled. LightGBM's
+    #: time grows with the rows (~1 min per 1M rows and 100 rounds on 2 busy cores,
+    #: measured), so the budget, not the book, sets the cost of the fit; books up to ~20k
+    #: accounts on the weekly grid are trained in full.
+    sample_max_rows: int | None = 800_000  # None or 0: never sample
     sample_positive_rate: float | None = None
     sample_negative_rate: float | None = None
+    #: Validation and test rows (together) per model population above which they are
+    #: sampled. 16 of the ~79 weekly dates at 1M accounts: ~12M labelled rows, too many to
+    #: featurise whole (features cost ~12 s per date there); 250,000 keep the figures'
+    #: sampling error far below the gate's margins (tens of thousands of positives, all
+    #: kept), and books up to ~15k accounts keep both periods whole. With the training
+    #: budget, ~1.05M rows per model: the cost of the former single 1M budget.
+    sample_holdout_max_rows: int | None = 250_000  # None or 0: kept in full
     sample_seed: int | None = None  # None: ``seed``
 
     def sampling(self) -> Sampling | None:
@@ -116,7 +130,9 @@ class TrainConfig:
             return None
         return Sampling(max_rows=budget, positive_rate=self.sample_positive_rate,
                         negative_rate=self.sample_negative_rate,
-                        seed=self.seed if self.sample_seed is None else self.sample_seed)
+                        seed=self.seed if self.sample_seed is None else self.sample_seed,
+                        holdout=partial(holdout_period, config=self),
+                        holdout_max_rows=self.sample_holdout_max_rows or None)
 
     def lgbm_params(self, n_rows: int = 0) -> dict[str, Any]:
         """Keyword arguments of ``lightgbm.LGBMClassifier`` for ``n_rows`` training rows."""
@@ -170,26 +186,46 @@ class SplitBounds:
 
 def split_bounds(training_set: pd.DataFrame, *, config: TrainConfig) -> SplitBounds:
     """The split dates of a training set under ``config`` (see the module docstring)."""
-    usable = training_set[~training_set["censored"].astype(bool)]
+    w = row_weights(training_set)
+    by_date = _dates(training_set["as_of"]).to_numpy()
+    censored = training_set["censored"].astype(bool).to_numpy()
+    if w is None:
+        censored_share = pd.Series(censored, dtype=float).groupby(by_date).mean()
+    else:  # weighted: each stratum's weights sum to its full count (an integer), so the
+        # rounded sums are the full set's counts and the shares exactly the full set's
+        sums = pd.DataFrame({"c": censored * w, "w": w}).groupby(by_date).sum().round()
+        censored_share = sums["c"] / sums["w"]
+    return bounds_from_shares(censored_share, config=config)
+
+
+def bounds_from_shares(censored_share: pd.Series, *, config: TrainConfig) -> SplitBounds:
+    """The split dates from the censored share (0-1) of each ``as_of`` date holding rows
+    (indexed by the dates): all :func:`split_bounds` reads of a training set, so the
+    sampler can place the split from the labels alone (:func:`holdout_period`)."""
+    usable = censored_share[censored_share < 1]
     if usable.empty:
         raise SplitError("no resolved labels in the training set: the book is too short "
                          "(use a longer history, or shorten persistence_days)")
-    w = row_weights(training_set)
-    by_date = _dates(training_set["as_of"])
-    if w is None:
-        censored_share = training_set.groupby(by_date)["censored"].mean()
-    else:  # weighted: each stratum's weights sum to its full count, so this is exact
-        cens = training_set["censored"].astype(bool).to_numpy() * w
-        sums = pd.DataFrame({"c": cens, "w": w}).groupby(by_date.to_numpy()).sum()
-        censored_share = sums["c"] / sums["w"]
     mature = censored_share[censored_share <= config.max_censored_share].index
-    test_end = pd.Timestamp(mature.max() if len(mature) else _dates(usable["as_of"]).max())
+    test_end = pd.Timestamp(mature.max() if len(mature) else usable.index.max())
     if config.test_end is not None:
         test_end = min(test_end, pd.Timestamp(config.test_end))
     test_start = test_end - pd.Timedelta(days=7 * config.test_weeks - 1)
     gap = pd.Timedelta(days=config.embargo_days)
     val_start = test_start - gap - pd.Timedelta(days=7 * config.val_weeks)
     return SplitBounds(val_start=val_start, test_start=test_start, test_end=test_end)
+
+
+def holdout_period(censored_share: pd.Series, *, config: TrainConfig
+                   ) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    """The first and last ``as_of`` of the validation and test periods
+    (:func:`bounds_from_shares`), ``None`` when the labels cannot be split: the
+    ``features.pit.sampling.HoldoutRule`` of :meth:`TrainConfig.sampling`."""
+    try:
+        b = bounds_from_shares(censored_share, config=config)
+    except SplitError:  # the split itself says so, with its hint, when training
+        return None
+    return b.val_start, b.test_end
 
 
 def split_by_time(

@@ -87,12 +87,15 @@ class TrainSettings(BaseModel):
         None, ge=0, le=1, description="Max censored share of a test as_of date (0-1)."
     )
     sample_max_rows: int | None = Field(
-        None, ge=0, description="Training-set rows per model above which it is sampled "
+        None, ge=0, description="Training-period rows per model above which they are sampled "
         "(0: never sample).")
     sample_positive_rate: float | None = Field(
         None, gt=0, le=1, description="Share of positive rows kept (overrides the budget).")
     sample_negative_rate: float | None = Field(
         None, gt=0, le=1, description="Share of negative rows kept (overrides the budget).")
+    sample_holdout_max_rows: int | None = Field(
+        None, ge=0, description="Validation and test rows per model above which they are "
+        "sampled (0: kept in full).")
     sample_seed: int | None = Field(
         None, ge=0, description="Seed of the training-set sample (default: seed).")
 

@@ -72,12 +72,14 @@ def train_config(settings: Settings) -> TrainConfig:
 
 def sampling_params(settings: Settings) -> dict[str, Any]:
     """How the training set is sampled (logged with each trained model beside
-    :func:`label_params`): the budget, explicit rates and seed; ``sample_max_rows`` 0 when
-    it never is."""
+    :func:`label_params`): the budgets, explicit rates and seed; ``sample_max_rows`` 0 when
+    it never is, ``sample_holdout_max_rows`` 0 when the validation and test periods are
+    kept in full."""
     cfg = train_config(settings)
     return {"sample_max_rows": cfg.sample_max_rows or 0,
             "sample_positive_rate": cfg.sample_positive_rate,
             "sample_negative_rate": cfg.sample_negative_rate,
+            "sample_holdout_max_rows": cfg.sample_holdout_max_rows or 0,
             "sample_seed": cfg.seed if cfg.sample_seed is None else cfg.sample_seed}
 
 

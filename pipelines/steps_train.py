@@ -4,6 +4,7 @@ train both models and register them (champion only past the gate)."""
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -37,7 +38,8 @@ def _training_frame(settings: Settings, book_path: Path, data_end: date | None =
     from features import build_training_set as build
     from features.pit.training_set import as_of_grid
 
-    book = with_store_events(settings, read_book(book_path), as_of=data_end)
+    with (budget.stage("read") if budget is not None else nullcontext()):
+        book = with_store_events(settings, read_book(book_path), as_of=data_end)
     dates = as_of_grid(book, freq=settings.grid.value, end=data_end)
     with heartbeat("building the training set"):
         frame = build(book, as_of_dates=dates, delinquency_dpd=settings.delinquency_dpd,

@@ -15,6 +15,13 @@ Design (stratified simple random sampling without replacement, Horvitz-Thompson 
   every row (rate 1: small books are trained in full, exactly as without sampling); above
   the budget, positives are kept first (all of them while they fill at most half the
   budget, else half the budget's worth) and negatives fill the rest;
+- **holdout**: the dates that judge a model (the split's validation and test periods,
+  which the caller's :data:`HoldoutRule` finds from the censored share of each date, the
+  only thing the split reads to place them) take their own rates, from their own budget
+  ``holdout_max_rows`` (``None``: kept in full, weight 1). A few weeks of dates, they are
+  cheap to keep whole, and then the test metrics and the gate are the full run's figures
+  on the same rows rather than noisy estimates, and early stopping and the calibration see
+  the full validation period; the training period alone carries the sampling noise;
 - **draw**: a stratum of ``n`` rows at rate ``r < 1`` keeps ``k = ceil(r * n)`` of them,
   drawn uniformly without replacement by a generator seeded with ``(seed, as_of day,
   model, outcome)``: deterministic, and a date's sample does not depend on the other dates
@@ -29,7 +36,7 @@ Design (stratified simple random sampling without replacement, Horvitz-Thompson 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +48,24 @@ from features.spec import MODELS
 WEIGHT = "weight"
 #: Outcome codes of a stratum (the seed of its draw uses them).
 POSITIVE, NEGATIVE, CENSORED = 0, 1, 2
+#: The holdout period of a grid: given the censored share (0-1) of each ``as_of`` date that
+#: holds rows (a float Series indexed by the dates as midnight Timestamps, ascending), the
+#: first and last ``as_of`` (inclusive) of the validation and test periods, or ``None``
+#: (no holdout: every date takes the training rates). ``models.train.holdout_period`` is
+#: the split's own rule.
+HoldoutRule = Callable[[pd.Series], tuple[pd.Timestamp, pd.Timestamp] | None]
+
+
+def _budget_rates(n_pos: int, n_neg: int, n_cens: int, budget: int | None
+                  ) -> tuple[float, float]:
+    """(positive rate, negative rate) of a population of these counts under a row budget
+    (module docstring): 1 while it fits, else positives first, up to half the budget."""
+    if budget is None or n_pos + n_neg + n_cens <= budget:
+        return 1.0, 1.0
+    pos_rate = min(1.0, (budget / 2) / n_pos) if n_pos else 1.0
+    left = budget - pos_rate * n_pos
+    neg_rate = min(1.0, left / (n_neg + n_cens)) if n_neg + n_cens else 1.0
+    return pos_rate, neg_rate
 
 
 @dataclass(frozen=True)
@@ -50,17 +75,25 @@ class Sampling:
     ``max_rows``: the row budget of each model population (``None``: no budget, keep
     everything unless rates are given); ``positive_rate`` / ``negative_rate``: explicit
     rates (0-1) for every population, overriding the budget when set; ``seed``: the seed
-    of every stratum's draw.
+    of every stratum's draw. ``holdout``: the rule placing the validation and test periods
+    (``None``: none, every date takes the rates above); the budget and the rates then
+    apply to the other dates only (the training period), and the holdout's dates take the
+    rates of their own row budget ``holdout_max_rows`` per model population (``None``:
+    kept in full).
     """
 
     max_rows: int | None = None
     positive_rate: float | None = None
     negative_rate: float | None = None
     seed: int = 0
+    holdout: HoldoutRule | None = None
+    holdout_max_rows: int | None = None
 
     def __post_init__(self) -> None:
-        if self.max_rows is not None and self.max_rows < 2:
-            raise ValueError(f"max_rows must be at least 2, got {self.max_rows}")
+        for name in ("max_rows", "holdout_max_rows"):
+            budget = getattr(self, name)
+            if budget is not None and budget < 2:
+                raise ValueError(f"{name} must be at least 2, got {budget}")
         for name in ("positive_rate", "negative_rate"):
             rate = getattr(self, name)
             if rate is not None and not 0.0 < rate <= 1.0:
@@ -71,19 +104,20 @@ class Sampling:
         grid, ``{model: (positives, negatives, censored)}``."""
         out = {}
         for model in MODELS:
-            n_pos, n_neg, n_cens = counts.get(model, (0, 0, 0))
-            pos_rate, neg_rate = 1.0, 1.0
-            budget = self.max_rows
-            if budget is not None and n_pos + n_neg + n_cens > budget:
-                pos_rate = min(1.0, (budget / 2) / n_pos) if n_pos else 1.0
-                left = budget - pos_rate * n_pos
-                neg_rate = min(1.0, left / (n_neg + n_cens)) if n_neg + n_cens else 1.0
+            pos_rate, neg_rate = _budget_rates(*counts.get(model, (0, 0, 0)), self.max_rows)
             if self.positive_rate is not None:
                 pos_rate = self.positive_rate
             if self.negative_rate is not None:
                 neg_rate = self.negative_rate
             out[model] = (pos_rate, neg_rate)
         return out
+
+    def holdout_rates(self, counts: Mapping[str, tuple[int, int, int]]
+                      ) -> dict[str, tuple[float, float]]:
+        """``{model: (positive rate, negative rate)}`` of the holdout's dates from their
+        label counts (as in :meth:`rates`), under ``holdout_max_rows`` only."""
+        return {m: _budget_rates(*counts.get(m, (0, 0, 0)), self.holdout_max_rows)
+                for m in MODELS}
 
 
 def outcome_codes(y: np.ndarray) -> np.ndarray:

@@ -8,7 +8,10 @@ Large books are *sampled on their labels* (``sampling``, :mod:`features.pit.samp
 the labels of every (account, ``as_of``) come first, then the sample is drawn, and the
 features are computed only for the kept rows, date by date; a ``weight`` column (float64,
 the Horvitz-Thompson weight ``n / k`` of the row's stratum) follows the label columns, and
-the model library weighs every fit and figure with it. :func:`write_training_set` streams
+the model library weighs every fit and figure with it. With a holdout rule
+(``Sampling.holdout``) the dates of the validation and test periods are sampled on their
+own budget (by default kept whole), found from the label counts of every date before any
+feature is computed. :func:`write_training_set` streams
 the same chunks to one Parquet file, so the whole grid is never held in memory.
 """
 
@@ -30,7 +33,7 @@ from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_columns, labels_frame
 from features.pit.loop import recorded_since, with_loop_features
 from features.pit.promises import DEFAULT_GRACE_DAYS
-from features.pit.sampling import WEIGHT, Sampling, outcome_codes, sample_rows
+from features.pit.sampling import CENSORED, WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
     DEFAULT_MATERIALITY,
     DELINQUENT_DPD,
@@ -116,12 +119,36 @@ class _DateLabels:
     amount: np.ndarray
 
 
+def _holdout_dates(sampling: Sampling, dates: list[date], counts: np.ndarray
+                   ) -> tuple[np.ndarray, tuple[pd.Timestamp, pd.Timestamp] | None]:
+    """Which dates are the holdout's (a bool per date) and its period, by the sampling's
+    rule on the censored share of each date holding rows (``counts``: per date, model and
+    outcome), exactly the shares the split reads off the weighted sample."""
+    in_holdout = np.zeros(len(dates), dtype=bool)
+    if sampling.holdout is None or not len(dates):
+        return in_holdout, None
+    per_date = counts.sum(axis=1)
+    total = per_date.sum(axis=1)
+    held = total > 0
+    shares = pd.Series(per_date[held, CENSORED] / total[held],
+                       index=pd.DatetimeIndex(np.asarray(dates, dtype="datetime64[s]")[held]))
+    period = sampling.holdout(shares.sort_index())
+    if period is not None:
+        days = pd.DatetimeIndex(np.asarray(dates, dtype="datetime64[s]"))
+        in_holdout = np.asarray((days >= period[0]) & (days <= period[1]))
+    return in_holdout, period
+
+
+def _rates_of(counts: np.ndarray, rule: Callable[[dict], dict]) -> dict:
+    return rule({m: tuple(int(c) for c in counts[i]) for i, m in enumerate(MODELS)})
+
+
 def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
                     sampling: Sampling, stats: TrainingSetStats,
                     stage: StageHook) -> Iterator[pd.DataFrame]:
     per_date: list[_DateLabels] = []
-    counts = {m: [0, 0, 0] for m in MODELS}
-    for as_of in dates:
+    counts = np.zeros((len(dates), len(MODELS), 3), dtype=np.int64)  # date, model, outcome
+    for d, as_of in enumerate(dates):
         with stage("labels"):
             rows, labels = label_columns(prep, as_of, **label_kw)
         lab = _DateLabels(rows=rows.astype(np.int32), model=_model_codes(labels["model"]),
@@ -129,20 +156,25 @@ def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
                           resolved=labels["label_resolved_date"],
                           amount=labels["delinquent_amount"])
         outcomes = outcome_codes(lab.y)
-        for m, name in enumerate(MODELS):
-            per_model = np.bincount(outcomes[lab.model == m], minlength=3)
-            counts[name] = [a + int(b) for a, b in zip(counts[name], per_model, strict=True)]
+        for m in range(len(MODELS)):
+            counts[d, m] = np.bincount(outcomes[lab.model == m], minlength=3)
         per_date.append(lab)
     with stage("sampling"):
-        rates = sampling.rates({m: tuple(c) for m, c in counts.items()})
-    stats.labelled_rows = sum(sum(c) for c in counts.values())
+        in_holdout, period = _holdout_dates(sampling, dates, counts)
+        rates = _rates_of(counts[~in_holdout].sum(axis=0), sampling.rates)
+        holdout_rates = _rates_of(counts[in_holdout].sum(axis=0), sampling.holdout_rates)
+    stats.labelled_rows = int(counts.sum())
     stats.rates = rates
+    if period is not None:
+        stats.holdout = period
+        stats.holdout_rates = holdout_rates
     for i, as_of in enumerate(dates):
         lab = per_date[i]
         per_date[i] = None  # type: ignore[call-overload]  # free as we go
         with stage("sampling"):
             keep, weight = sample_rows(lab.model, outcome_codes(lab.y),
-                                       day=day_number(as_of), rates=rates, seed=sampling.seed)
+                                       day=day_number(as_of), seed=sampling.seed,
+                                       rates=holdout_rates if in_holdout[i] else rates)
             accounts = lab.rows[keep].astype(np.int64)
         with stage("features"):
             _, feats = _kernels.feature_columns(prep, as_of, accounts=accounts,
@@ -164,13 +196,17 @@ def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
 class TrainingSetStats:
     """What building a training set counted: ``rows`` kept (in the frame or file),
     ``labelled_rows`` (every (account, ``as_of``) of the grid; equal to ``rows`` without
-    sampling), ``rates`` per model (positive, negative; empty without sampling), and
-    ``path`` of the Parquet file when one was written."""
+    sampling), ``rates`` per model (positive, negative; empty without sampling: the
+    training period's when there is a holdout), ``holdout`` (first and last ``as_of`` of
+    the validation and test periods sampled apart, ``None`` when none) and
+    ``holdout_rates`` (theirs), and ``path`` of the Parquet file when one was written."""
 
     rows: int = 0
     labelled_rows: int = 0
     rates: dict[str, tuple[float, float]] = field(default_factory=dict)
     path: Path | None = None
+    holdout: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    holdout_rates: dict[str, tuple[float, float]] = field(default_factory=dict)
 
 
 def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd: int,

@@ -98,8 +98,17 @@ def test_a_budget_the_book_fits_is_the_full_set(book, full: pd.DataFrame) -> Non
     assert (sampled[WEIGHT] == 1.0).all() and row_weights(sampled) is None
 
 
-def test_streamed_file_holds_the_frame(book, tmp_path) -> None:
-    sampling = Sampling(negative_rate=0.3, seed=1)
+def _last_weeks(seen: list[pd.Series]):
+    def rule(shares: pd.Series) -> tuple[pd.Timestamp, pd.Timestamp]:
+        seen.append(shares)
+        return shares.index[-6], shares.index[-3]
+    return rule
+
+
+def test_streamed_file_holds_the_frame_and_the_holdout_its_rows(book, full: pd.DataFrame,
+                                                                 tmp_path) -> None:
+    seen: list[pd.Series] = []
+    sampling = Sampling(negative_rate=0.2, seed=2, holdout=_last_weeks(seen))
     dates = as_of_grid(book)
     path = tmp_path / "ts.parquet"
     stats = write_training_set(book, path, as_of_dates=dates, sampling=sampling)
@@ -110,3 +119,24 @@ def test_streamed_file_holds_the_frame(book, tmp_path) -> None:
     assert stats.rows == len(frame) and stats.labelled_rows > stats.rows
     assert set(stats.rates) == set(MODELS)
     assert not (tmp_path / "ts.parquet.tmp").exists()
+    # the holdout rule reads the full grid's censored share per date (what the split reads)
+    pd.testing.assert_series_equal(seen[0], full.groupby("as_of")["censored"].mean(),
+                                   check_names=False, check_index_type=False)
+    start, end = stats.holdout
+    held = (frame["as_of"] >= start) & (frame["as_of"] <= end)
+    full_held = full[(full["as_of"] >= start) & (full["as_of"] <= end)]
+    # kept whole (no holdout budget): the same rows, weight 1; the other dates sampled
+    pd.testing.assert_frame_equal(frame.loc[held, full.columns].reset_index(drop=True),
+                                  full_held.reset_index(drop=True))
+    assert (frame.loc[held, WEIGHT] == 1.0).all() and frame.loc[~held, WEIGHT].max() > 4
+    assert stats.holdout_rates == {m: (1.0, 1.0) for m in MODELS}
+    assert all(r[1] == 0.2 for r in stats.rates.values())
+    # a holdout budget samples them too, every count per stratum still exact
+    small = build_training_set(book, as_of_dates=dates, sampling=Sampling(
+        negative_rate=0.2, seed=2, holdout=_last_weeks([]), holdout_max_rows=50))
+    at = small[(small["as_of"] >= start) & (small["as_of"] <= end)]
+    assert len(at) < len(full_held)
+    weighted = at.assign(outcome=outcome_codes(at["y"].to_numpy(dtype=float))).groupby(
+        ["as_of", "model", "outcome"])[WEIGHT].sum()
+    counts = _strata(full_held)
+    np.testing.assert_allclose(weighted.reindex(counts.index).to_numpy(), counts.to_numpy())

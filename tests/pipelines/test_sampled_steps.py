@@ -26,7 +26,8 @@ def test_sampled_training_set_step(tmp_path: Path, no_config: None) -> None:
     src = tmp_path / "src"
     write_book_folder(200, src, seed=4, start="2023-01-01", end="2024-03-31")
     settings = load_settings(data_dir=tmp_path / "state", seed=3,
-                             train={"sample_max_rows": 2000})
+                             train={"sample_max_rows": 1500,
+                                    "sample_holdout_max_rows": 500})
     staged = steps.ingest(settings=settings, source=src).staged
     summary = steps.build_training_set(settings=settings, book=staged)
     book = steps.read_book(staged)
@@ -46,8 +47,8 @@ def test_sampled_training_set_step(tmp_path: Path, no_config: None) -> None:
         steps.build_training_set(settings=settings, book=staged).path)
     assert again.equals(frame)
     assert steps.sampling_params(settings) == {
-        "sample_max_rows": 2000, "sample_positive_rate": None,
-        "sample_negative_rate": None, "sample_seed": 3}
+        "sample_max_rows": 1500, "sample_positive_rate": None,
+        "sample_negative_rate": None, "sample_holdout_max_rows": 500, "sample_seed": 3}
 
 
 def test_sampling_off_by_setting(tmp_path: Path, no_config: None) -> None:
