@@ -338,7 +338,8 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
         if challengers or champions:
             scores = shadow_scores(book, as_of=as_of, challengers=challengers,
                                    materiality=materiality(settings), holdout=champions,
-                                   holdout_share=settings.live_holdout_share)
+                                   holdout_share=settings.live_holdout_share,
+                                   grace_days=settings.promise_grace_days)
             path = shadow_path(settings, run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             scores.to_parquet(path, index=False)

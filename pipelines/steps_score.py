@@ -88,7 +88,8 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
         gone["shadow"] = prune_shadow(settings=settings, runs=store.list_runs())
     progress(f"  retention: {len(gone['explanations'])} explanation files, "
              f"{len(gone['runs'])} old runs, {len(gone['scores'])} runs' scores (KPIs kept), "
-             f"{len(gone['exports'])} export folders removed")
+             f"{len(gone['exports'])} export folders, {len(gone['shadow'])} shadow files "
+             "removed")
     return gone
 
 

@@ -24,7 +24,15 @@ import numpy as np
 import pandas as pd
 
 from features.pit import build_features
-from features.spec import DEFAULT_MATERIALITY, MODEL_OF_SEGMENT, Materiality, as_day
+from features.pit.loop import with_loop_features
+from features.pit.promises import DEFAULT_GRACE_DAYS
+from features.spec import (
+    DEFAULT_MATERIALITY,
+    LOOP_FEATURE_SPEC,
+    MODEL_OF_SEGMENT,
+    Materiality,
+    as_day,
+)
 from models.model import DelinqModel
 
 #: Columns of :func:`shadow_scores`.
@@ -39,7 +47,8 @@ def shadow_scores(book: object, *, as_of: date | pd.Timestamp,
                   materiality: Materiality = DEFAULT_MATERIALITY,
                   holdout: Mapping[str, DelinqModel] | None = None,
                   holdout_share: float = 0.0,
-                  features: pd.DataFrame | None = None) -> pd.DataFrame:
+                  features: pd.DataFrame | None = None,
+                  grace_days: int = DEFAULT_GRACE_DAYS) -> pd.DataFrame:
     """Calibrated probability (0-1) of each account with open receivables at ``as_of``
     whose population (``features.spec.MODEL_OF_SEGMENT``) has a challenger in
     ``challengers`` (population -> loaded model), by that challenger (role
@@ -48,7 +57,9 @@ def shadow_scores(book: object, *, as_of: date | pd.Timestamp,
     champion in ``holdout`` (population -> loaded champion), by that champion (role
     ``holdout``). :data:`SHADOW_COLUMNS`; empty when there is nothing to score. One
     feature build serves both; ``features``: the book's features at ``as_of`` under
-    ``materiality`` when the caller has them already (e.g. the scoring's)."""
+    ``materiality`` when the caller has them already (e.g. the scoring's). A model trained
+    with the collections loop's features gets them from ``book`` (promises' ``grace_days``),
+    as ``serving.score.score_book`` does."""
     from models.live_policy import in_holdout
 
     holdout = dict(holdout or {}) if holdout_share > 0 else {}
@@ -56,6 +67,10 @@ def shadow_scores(book: object, *, as_of: date | pd.Timestamp,
         return pd.DataFrame(columns=list(SHADOW_COLUMNS))
     feats = features if features is not None else build_features(
         book, as_of=as_day(as_of), materiality=materiality)  # type: ignore[arg-type]
+    models = [*challengers.values(), *holdout.values()]
+    if any(f in LOOP_FEATURE_SPEC for m in models for f in m.feature_names):
+        feats = with_loop_features(feats.reset_index(drop=True), book,  # type: ignore[arg-type]
+                                   grace_days=grace_days)
     population = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
     held = in_holdout(feats["account_id"], share=holdout_share)
     jobs = [(kind, model, "challenger", population == kind)

@@ -53,11 +53,13 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
             for k, m in trained_state.models.items()}
     limit = max((OLD - e).days for e in ends.values()) + 30
     assert all((RECENT - e).days > limit for e in ends.values())
-    # a random holdout of 20%: ranked by the rule, scored by the champion beside the run
     scoring = load_settings(data_dir=env["state"], mlflow_tracking_uri=trained_state.tracking_uri,
-                            stale_model_days=limit, live_holdout_share=0.2)
+                            stale_model_days=limit)
     ingested = steps.ingest(settings=scoring, source=env["book"])
-    old = steps.score(settings=scoring, book=ingested.staged, as_of=OLD)
+    # the old run with a random holdout of 20%: ranked by the rule, scored by the champion
+    # beside the run (shadow file, role holdout)
+    old = steps.score(settings=scoring.model_copy(update={"live_holdout_share": 0.2}),
+                      book=ingested.staged, as_of=OLD)
     recent = steps.score(settings=scoring, book=ingested.staged, as_of=RECENT)
     assert not [f for f in old.flags if f.startswith("stale model")]
     stale = [f for f in recent.flags if f.startswith("stale model")]
@@ -163,11 +165,11 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     assert live["contacts"] == "recorded events: 2 contacts, 1 promises"
 
     # retention: a run's shadow file goes with its scores (`delinq runs prune`), and a
-    # file whose run is gone from the store goes too; the recent run's stays
+    # file whose run is gone from the store goes too; the recent run's (a copy) stays
     folder = env["state"] / "shadow"
-    assert sorted(p.stem for p in folder.glob("*.parquet")) == sorted(
-        [old.run_id, recent.run_id])
+    assert [p.stem for p in folder.glob("*.parquet")] == [old.run_id]
     shadow.head(1).to_parquet(folder / "deleted-run.parquet")
+    shadow.head(1).to_parquet(folder / f"{recent.run_id}.parquet")
     today = OLD + timedelta(days=settings.resolved_retain_scores_days + 1)
     assert today <= RECENT + timedelta(days=settings.resolved_retain_scores_days)
     pruned = CliRunner().invoke(app, ["runs", "--state-dir", str(env["state"]), "prune",
