@@ -11,14 +11,21 @@ in a throw-away data folder:
 3. score the book as of 12 weekly dates (as of the first run, each Monday); after each
    run, collectors "work" the top 10% of the list: a contact recorded through the
    workbench's event API three days after the run (so those accounts leave the
-   ``untouched`` slice);
+   ``untouched`` slice of this run and of every earlier run not yet resolved then);
 4. evaluate live performance against the whole book (labels resolve 60 days after a run:
    the early runs resolve, the last ones wait), demote by ``live_fallback_runs``.
 
-The table printed compares, per resolved run and population, the live AUC of the
-published ranking on untouched accounts (with an account-level bootstrap 95% interval, 200
-draws) with the offline test-period AUC the training reported, and the aging rule's live
-AUC on the same accounts. ``agrees``: the offline AUC lies inside the live interval.
+The scoring runs with a random holdout of 20% of the accounts (``live_holdout_share``):
+ranked by the aging rule on the list, scored by the champion beside the run
+(``serving.shadow``, role ``holdout``). The table printed compares, per resolved run and
+population, the live ROC-AUC with the offline test-period AUC of the calibrated
+probability (the test rows rebuilt from the training set and scored by the registered
+champion), by the account-bootstrap interval of the difference live minus offline
+(``models.live_agreement``, 1000 paired draws): ``agrees`` when the 95% interval covers 0;
+``familywise`` at the Bonferroni level over all cells of the table. The live rows judged
+are the holdout's (a random sample of the population: unbiased); the untouched slice's
+difference is shown beside it: the contacted top 10% of the list is the model's highest
+ranked rows, so that slice's AUC is biased low by construction, not by the model.
 """
 
 from __future__ import annotations
@@ -37,23 +44,36 @@ import pandas as pd
 WEEKS = 12
 FIRST_RUN = date(2024, 9, 2)
 TOP_SHARE = 0.10
-DRAWS = 200
+HOLDOUT_SHARE = 0.2
+LEVEL = 0.95
 
 
-def bootstrap_auc(y: np.ndarray, p: np.ndarray, *, draws: int = DRAWS,
-                  seed: int = 0) -> tuple[float, float]:
-    """Percentile 95% interval of the ROC-AUC over ``draws`` resamples of the rows."""
-    from sklearn.metrics import roc_auc_score
+def offline_rows(settings: Any, staged: Path, trained: Any, *,
+                 data_end: date) -> dict[str, pd.DataFrame]:
+    """Per population with a champion, the test period the training judged it on
+    (resolved rows of its population with ``as_of`` in the report's test window, from the
+    same training set) with ``probability`` = the registered champion's calibrated
+    probability: ``account_id``, ``y``, ``probability`` (and ``weight`` when sampled)."""
+    from models.registry import NoChampionError, load_champion
+    from pipelines.steps_train import _training_frame
 
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(draws):
-        i = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[i])) == 2:
-            out.append(roc_auc_score(y[i], p[i]))
-    if not out:
-        return float("nan"), float("nan")
-    return float(np.quantile(out, 0.025)), float(np.quantile(out, 0.975))
+    frame, _ = _training_frame(settings, staged, data_end)
+    out = {}
+    for m in trained.models:
+        try:
+            model = load_champion(m.registered_name,
+                                  tracking_uri=settings.resolved_tracking_uri)
+        except NoChampionError:
+            continue
+        day = pd.to_datetime(frame["as_of"])
+        rows = frame[(frame["model"] == m.model) & ~frame["censored"].astype(bool)
+                     & frame["y"].notna()
+                     & (day >= pd.Timestamp(m.data_window["test_start"]))
+                     & (day <= pd.Timestamp(m.data_window["test_end"]))]
+        keep = ["account_id", "y"] + (["weight"] if "weight" in rows else [])
+        out[m.model] = rows[keep].assign(account_id=rows["account_id"].astype(str),
+                                         probability=model.risk(rows))
+    return out
 
 
 def _record_contacts(settings: Any, account_ids: list[str], day: date) -> None:
@@ -86,19 +106,21 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
     from features.contract.io import write_book
     from features.pit.labels import build_labels
     from features.synthetic import generate_book
+    from models.live import contacted_accounts, label_horizon_days
     from pipelines import steps
     from pipelines.settings import load_settings
-    from pipelines.steps_live import evaluate_live
+    from pipelines.steps_live import evaluate_live, recorded_contacts
     from serving.store import WorklistStore
 
     t0 = time.perf_counter()
     book = generate_book(accounts, seed=seed, start="2023-01-01", end="2024-12-31",
                          behaviour_change=behaviour_change)
     write_book(book, folder / "source")
-    settings = load_settings(data_dir=folder / "state", seed=seed)
+    settings = load_settings(data_dir=folder / "state", seed=seed,
+                             live_holdout_share=HOLDOUT_SHARE)
     staged = steps.ingest(settings=settings, source=folder / "source").staged
     trained = steps.train(settings=settings, book=staged, data_end=first_run)
-    offline = {m.model: m.metrics_table.get("lightgbm", {}) for m in trained.models}
+    offline = offline_rows(settings, staged, trained, data_end=first_run)
     timings = {"train": time.perf_counter() - t0}
     t1 = time.perf_counter()
     dates = [first_run + timedelta(days=7 * k) for k in range(weeks)]
@@ -114,6 +136,9 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
     live = evaluate_live(settings=settings, book=staged)
     timings["evaluate"] = time.perf_counter() - t2
     rows = []
+    events = recorded_contacts(settings)
+    horizon = label_horizon_days(delinquency_dpd=settings.delinquency_dpd,
+                                 persistence_days=settings.persistence_days)
     with WorklistStore(settings.resolved_store_url) as store:
         for as_of in dates:
             run = store.current_run(as_of=as_of)
@@ -125,56 +150,91 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
             wl = store.read_worklist(as_of=as_of)
             labels = build_labels(steps.read_book(staged), as_of=as_of,
                                   data_end=live.data_end)
-            rows += _run_rows(as_of, payload, wl, labels, contacted=_top_ids(wl),
+            shadow = pd.read_parquet(run.meta["shadow"]["path"])
+            # contacted before resolution: the top of this list and of the lists after it
+            # (as the live step reads them from the store's events)
+            contacted = contacted_accounts(*events, as_of=as_of,
+                                           until=as_of + timedelta(days=horizon))
+            rows += _run_rows(as_of, payload, wl, labels, shadow, contacted=set(contacted),
                               offline=offline)
+    judged = [r for r in rows if r["status"] == "resolved"]
+    family = 1 - (1 - LEVEL) / max(1, len(judged))
+    for r in judged:  # the same draws (seeded), judged at the familywise level
+        r["familywise"] = _agreement(r["holdout"], offline[r["population"]],
+                                     level=family).agrees
     return {"rows": rows, "demotions": [dict(d) for d in live.demotions],
-            "offline": offline, "timings": timings, "accounts": accounts,
+            "offline": {m.model: m.metrics_table.get("lightgbm", {}) for m in trained.models},
+            "timings": timings, "accounts": accounts, "family_level": family,
             "behaviour_change": behaviour_change, "data_end": live.data_end.isoformat()}
 
 
-def _top_ids(wl: pd.DataFrame) -> set[str]:
-    return set(wl.nsmallest(int(np.ceil(TOP_SHARE * len(wl))), "rank")["account_id"].astype(str))
+def _agreement(live: pd.DataFrame, offline: pd.DataFrame, *, level: float = LEVEL) -> Any:
+    from models.live_agreement import auc_agreement
+
+    return auc_agreement(live, offline, level=level)
 
 
-def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame, *,
-              contacted: set[str], offline: dict[str, dict]) -> list[dict[str, Any]]:
+def _resolved(wl: pd.DataFrame, labels: pd.DataFrame, pop: str) -> pd.DataFrame:
     lab = labels[["account_id", "model", "y"]].rename(columns={"model": "label_model"})
     joined = wl.assign(account_id=wl["account_id"].astype(str)).merge(
         lab.assign(account_id=lab["account_id"].astype(str)), on="account_id")
-    joined = joined[(joined["label_model"] == joined["model"]) & joined["y"].notna()
-                    & (joined["scorer"] == "model") & ~joined["account_id"].isin(contacted)]
+    return joined[(joined["label_model"] == pop) & (joined["model"] == pop)
+                  & joined["y"].notna()]
+
+
+def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame,
+              shadow: pd.DataFrame, *, contacted: set[str],
+              offline: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+    from serving.shadow import shadow_worklist
+
     out = []
     for pop in ("early_warning", "persistence"):
         row = next((r for r in payload["table"] if (r["slice"], r["population"], r["ranked_by"])
                     == ("untouched", pop, "model")), None)
         every = next((r for r in payload["table"] if (r["slice"], r["population"], r["ranked_by"])
                       == ("all", pop, "model")), None)
-        if row is None:
+        held_fig = next((r for r in (payload.get("holdout", {}).get(pop) or {}).get("table", [])
+                         if (r["slice"], r["population"], r["ranked_by"])
+                         == ("all", pop, "model")), None)
+        if row is None or held_fig is None or pop not in offline:
             continue
-        sub = joined[joined["model"] == pop]
-        lo, hi = bootstrap_auc(sub["y"].to_numpy(float), sub["probability"].to_numpy(float))
-        test_auc = offline.get(pop, {}).get("roc_auc")
+        untouched = _resolved(wl[wl["scorer"] == "model"], labels, pop)
+        untouched = untouched[~untouched["account_id"].isin(contacted)]
+        held = _resolved(shadow_worklist(wl, shadow, kind=pop, role="holdout"), labels, pop)
+        assert len(held) == held_fig["n_rows"] and len(untouched) == row["n_rows"]
+        cell = _agreement(held, offline[pop])
+        # the same accounts in the test period: is a gap the sample's or the period's?
+        same = offline[pop][offline[pop]["account_id"].isin(set(held["account_id"]))]
+        same_auc = (_agreement(same, same, level=LEVEL).live_auc if len(same) else None)
+        biased = _agreement(untouched, offline[pop])
         out.append({
             "as_of": as_of.isoformat(), "population": pop, "status": "resolved",
             "n_untouched": row["n_rows"], "n_contacted": (every or row)["n_rows"] - row["n_rows"],
-            "live_auc_all": (every or {}).get("auc"), "live_auc": row["auc"],
-            "live_auc_lo": lo, "live_auc_hi": hi, "rule_auc": row["rule_auc"],
-            "capture@10": row["capture@10"], "rule_capture@10": row["rule_capture@10"],
-            "ece": row["ece"], "offline_auc": test_auc,
-            "agrees": bool(test_auc is not None and lo <= test_auc <= hi),
+            "untouched_auc": row["auc"], "untouched_diff": biased.difference,
+            "untouched_lo": biased.low, "untouched_hi": biased.high,
+            "n_holdout": held_fig["n_rows"], "holdout_auc": held_fig["auc"],
+            "holdout_positives": held_fig["n_positive"], "offline_same_auc": same_auc,
+            "holdout_rule_auc": held_fig["rule_auc"],
+            "offline_auc": cell.offline_auc, "offline_lo": cell.offline_low,
+            "offline_hi": cell.offline_high, "diff": cell.difference, "diff_lo": cell.low,
+            "diff_hi": cell.high, "agrees": cell.agrees, "holdout": held[
+                ["account_id", "y", "probability"]],
         })
     return out
 
 
 def markdown(result: dict[str, Any]) -> str:
     """The live-vs-offline table as Markdown."""
-    head = ["as_of", "population", "untouched rows", "contacted", "live AUC (all)",
-            "live AUC untouched [95% CI]", "rule AUC untouched", "capture@10 vs rule", "ECE",
-            "offline test AUC", "agrees"]
+    head = ["as_of", "population", "holdout rows (positives)", "holdout AUC (rule)",
+            "offline test AUC [95%]", "offline AUC, holdout's accounts",
+            "holdout - offline [95%]", "agrees", "familywise",
+            "untouched rows (contacted)", "untouched AUC", "untouched - offline [95%]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
-    def f(x: Any) -> str:
-        return "" if x is None or (isinstance(x, float) and not np.isfinite(x)) else f"{x:.3f}"
+    def f(x: Any, sign: str = "") -> str:
+        if x is None or (isinstance(x, float) and not np.isfinite(x)):
+            return ""
+        return f"{x:{sign}.3f}"
 
     for r in result["rows"]:
         if r["status"] != "resolved":
@@ -182,11 +242,23 @@ def markdown(result: dict[str, Any]) -> str:
                          "end) |" + " |" * (len(head) - 3))
             continue
         lines.append(
-            f"| {r['as_of']} | {r['population']} | {r['n_untouched']} | {r['n_contacted']} | "
-            f"{f(r['live_auc_all'])} | {f(r['live_auc'])} [{f(r['live_auc_lo'])}, "
-            f"{f(r['live_auc_hi'])}] | {f(r['rule_auc'])} | {f(r['capture@10'])} vs "
-            f"{f(r['rule_capture@10'])} | {f(r['ece'])} | {f(r['offline_auc'])} | "
-            f"{'yes' if r['agrees'] else 'no'} |")
+            f"| {r['as_of']} | {r['population']} | {r['n_holdout']} "
+            f"({r['holdout_positives']}) | "
+            f"{f(r['holdout_auc'])} ({f(r['holdout_rule_auc'])}) | {f(r['offline_auc'])} "
+            f"[{f(r['offline_lo'])}, {f(r['offline_hi'])}] | {f(r['offline_same_auc'])} | "
+            f"{f(r['diff'], '+')} "
+            f"[{f(r['diff_lo'], '+')}, {f(r['diff_hi'], '+')}] | "
+            f"{'yes' if r['agrees'] else 'no'} | {'yes' if r['familywise'] else 'no'} | "
+            f"{r['n_untouched']} ({r['n_contacted']}) | {f(r['untouched_auc'])} | "
+            f"{f(r['untouched_diff'], '+')} [{f(r['untouched_lo'], '+')}, "
+            f"{f(r['untouched_hi'], '+')}] |")
+    judged = [r for r in result["rows"] if r["status"] == "resolved"]
+    if judged:
+        lines.append(f"\n{sum(r['agrees'] for r in judged)} of {len(judged)} cells agree at "
+                     f"95%; {sum(r['familywise'] for r in judged)} of {len(judged)} at the "
+                     f"familywise level (each {result['family_level']:.4f}); untouched slice: "
+                     f"{sum(r['untouched_lo'] <= 0 <= r['untouched_hi'] for r in judged)} of "
+                     f"{len(judged)} at 95% (biased: the contacted top is gone)")
     for d in result["demotions"]:
         lines.append(f"\ndemoted: {d['reason']}")
     return "\n".join(lines)
@@ -208,7 +280,8 @@ def main() -> None:
     print(markdown(result))
     print(f"\ntimings (s): {json.dumps({k: round(v, 1) for k, v in result['timings'].items()})}")
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+        rows = [{k: v for k, v in r.items() if k != "holdout"} for r in result["rows"]]
+        args.json.write_text(json.dumps({**result, "rows": rows}, indent=2, default=str))
 
 
 if __name__ == "__main__":

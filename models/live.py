@@ -21,7 +21,10 @@ Per subset of resolved rows, keyed by ``slice`` x ``population`` x ``ranked_by``
   before their label resolved (``contacted``, the ids the caller knows were contacted;
   collectors working the top of the list lower realized lateness exactly where the model
   ranked high). The workbench records contacts (issue 15); until it is wired, the caller
-  passes none and ``untouched`` equals ``all`` (``counts["contacted"]`` says 0);
+  passes none and ``untouched`` equals ``all`` (``counts["contacted"]`` says 0). It is
+  not a random sample of the population (the contacted are the top of the list), so its
+  figures are not comparable with the offline test period's: the random holdout's are
+  (``models.live_agreement``);
 - ``population``: each model population and ``all``;
 - ``ranked_by``: rows a gated ``model`` ranked, rows the ``aging_rule`` ranked (no gated
   champion; their probability is the rule's calibration), and ``all``.

@@ -37,6 +37,7 @@ DEMO_USER = "demo"
 
 def workbench_config(settings: Settings) -> WorkbenchConfig:
     """The workbench's config from the settings (store, state folder, staged book, policy)."""
+    from models.live import label_horizon_days
     from pipelines.steps import export_dir, model_names, staging_dir
     from workbench.config import AnalystScope, WorkbenchConfig
 
@@ -47,7 +48,9 @@ def workbench_config(settings: Settings) -> WorkbenchConfig:
         analyst_scope=AnalystScope(wb.analyst_scope), session_hours=wb.session_hours,
         login_max_failures=wb.login_max_failures, login_window_s=wb.login_window_s,
         cookie_secure=wb.cookie_secure, tracking_uri=settings.resolved_tracking_uri,
-        registered_names=model_names(settings))
+        registered_names=model_names(settings),
+        label_horizon_days=label_horizon_days(delinquency_dpd=settings.delinquency_dpd,
+                                              persistence_days=settings.persistence_days))
 
 
 def _actor() -> str:

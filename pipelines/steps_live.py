@@ -16,6 +16,10 @@ workbench, ``serving.store_events.read_contacts`` / ``read_promises``) between t
 ``as_of`` and its resolution (``models.live.contacted_accounts``); the stored ``contacts``
 says how many events were read, or :data:`NO_CONTACTS`. :func:`evaluate_live` takes the
 contacted ids per run (``contacts``) as a seam for other sources (an ERP's own tables).
+With a random holdout (``live_holdout_share``), ``meta["live"]["holdout"]`` holds the
+champion's live figures on the holdout's accounts (scored beside the run by
+:func:`watch_run`): the unbiased sample ``models.live_agreement`` compares with the
+offline test period (the ``untouched`` slice is not one: the contacted top is gone).
 
 No "now": resolution is judged against the book's own end, never the clock.
 """
@@ -139,6 +143,7 @@ def evaluate_live(
                                  contacted=contacted)
             payload = {
                 "slices": slices,
+                "holdout": _holdout_live(run, worklist, labels),
                 "as_of": run.as_of.isoformat(),
                 "data_end": data_end.isoformat(),
                 "label_horizon_days": horizon,
@@ -268,15 +273,42 @@ def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
     return out
 
 
+def _holdout_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
+    """Live performance of the champion on the random holdout (``meta["shadow"]``'s role
+    ``holdout`` rows, written by :func:`watch_run`), per population: ``{kind: {"version",
+    "table", ...}}``. Every holdout account counts, contacted or not: the rule, not the
+    model, put it where a collector found it, so this is a random sample of the population
+    (``models.live_agreement``)."""
+    import pandas as pd
+
+    from models.live import live_performance
+    from serving.shadow import shadow_worklist
+
+    info = (run.meta or {}).get("shadow") or {}
+    path = info.get("path")
+    if not info.get("holdout") or not path or not Path(path).exists():
+        return {}
+    scores = pd.read_parquet(path)
+    out = {}
+    for kind, version in info["holdout"].items():
+        rows = shadow_worklist(worklist, scores, kind=kind, role="holdout")
+        if not rows.empty:
+            out[kind] = {"version": version, **live_performance(rows, labels).to_dict()}
+    return out
+
+
 def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> list[str]:
     """What the nightly adds to a published run (issue 19): the shadow challengers'
     scores (each population whose registered model has a ``challenger`` other than its
-    champion; written to ``<data_dir>/shadow/<run_id>.parquet`` and named in the run's
-    ``meta["shadow"]``, never published), and warning lines for drift alerts that persisted
-    over ``settings.drift_persist_runs`` runs. A challenger that cannot be loaded or scored
-    is a line, never a failed run."""
+    champion) and, with ``settings.live_holdout_share``, the champion's scores of the
+    random holdout's accounts (which the published list ranked by the rule), both written
+    to ``<data_dir>/shadow/<run_id>.parquet`` (``serving.shadow``, column ``role``) and named
+    in the run's ``meta["shadow"]`` (``versions``: challengers, ``holdout``: champions),
+    never published; and warning lines for drift alerts that persisted over
+    ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
+    never a failed run. The file goes with its run (``serving.store`` retention)."""
     from models.live_policy import persistent_drift
-    from models.registry import CHALLENGER, load_model
+    from models.registry import CHALLENGER, load_champion, load_model
     from models.registry_aliases import alias_version
     from pipelines.steps_base import materiality, model_names
     from serving.shadow import shadow_scores
@@ -294,18 +326,30 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
             versions[kind] = version
         except Exception as exc:  # a broken challenger must not stop the night
             lines.append(f"shadow: {kind} challenger v{version} not scored: {exc}")
+    champions, held = {}, {}
+    if settings.live_holdout_share > 0:
+        for kind, name in model_names(settings).items():
+            try:  # the champion that ranked the rest of the population tonight
+                champions[kind] = load_champion(name, tracking_uri=uri)
+                held[kind] = str(champions[kind].version or "")
+            except Exception:  # noqa: BLE001 - no gated champion: the rule ranks it all
+                continue
     with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
-        if challengers:
+        if challengers or champions:
             scores = shadow_scores(book, as_of=as_of, challengers=challengers,
-                                   materiality=materiality(settings))
-            path = Path(settings.data_dir) / "shadow" / f"{run_id}.parquet"
+                                   materiality=materiality(settings), holdout=champions,
+                                   holdout_share=settings.live_holdout_share,
+                                   grace_days=settings.promise_grace_days)
+            path = shadow_path(settings, run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             scores.to_parquet(path, index=False)
-            store.set_run_meta(run_id, "shadow", {"path": str(path.resolve()),
-                                                  "versions": versions,
-                                                  "rows": int(len(scores))})
-            progress(f"  shadow: {', '.join(f'{k} challenger v{v}' for k, v in versions.items())}"
-                     f" scored {len(scores):,} accounts (not published)")
+            store.set_run_meta(run_id, "shadow", {
+                "path": str(path.resolve()), "versions": versions, "holdout": held,
+                "holdout_share": settings.live_holdout_share, "rows": int(len(scores))})
+            what = [f"{k} challenger v{v}" for k, v in versions.items()]
+            what += [f"{k} champion v{v} on the holdout" for k, v in held.items()]
+            progress(f"  shadow: {', '.join(what)} scored {len(scores):,} accounts "
+                     "(not published)")
         if settings.drift_persist_runs:
             runs = store.list_runs()
             runs = runs[(runs["status"] == "succeeded") & runs["is_current"]]
@@ -317,6 +361,32 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
                 history.append(set(zip(alerts["model"], alerts["feature"], strict=True)))
             lines += persistent_drift(history, runs=settings.drift_persist_runs)
     return lines
+
+
+def shadow_path(settings: Settings, run_id: str) -> Path:
+    """Where a run's shadow scores are kept: ``<data_dir>/shadow/<run_id>.parquet``."""
+    return Path(settings.data_dir) / "shadow" / f"{run_id}.parquet"
+
+
+def prune_shadow(*, settings: Settings, runs: pd.DataFrame) -> list[str]:
+    """Retention of the shadow files (``<data_dir>/shadow/<run_id>.parquet``): each file
+    whose run is gone from the store (``runs``: ``WorklistStore.list_runs`` after the
+    store's own retention, or a ``delinq runs delete``) or whose scores were pruned
+    (``meta["scores_pruned"]``: without its worklist rows the file judges nothing) is
+    deleted. Returns the run ids whose file went. Called by ``pipelines.steps.prune``
+    (``delinq runs prune`` and the nightly's retention), so the files follow the store's
+    retention settings."""
+    folder = Path(settings.data_dir) / "shadow"
+    if not folder.is_dir():
+        return []
+    keep = {str(r.run_id) for r in runs.itertuples(index=False)
+            if not (r.meta or {}).get("scores_pruned")}
+    gone = []
+    for path in sorted(folder.glob("*.parquet")):
+        if path.stem not in keep:
+            path.unlink(missing_ok=True)
+            gone.append(path.stem)
+    return gone
 
 
 def promote_on_live(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str, Any]]:

@@ -72,7 +72,9 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
     """Apply the settings' retention policy as of ``today`` (explanation files of the
     newest ``retain_explanations_runs`` published runs kept; runs older than
     ``resolved_retain_scores_days`` and exports older than ``retain_exports_days``
-    deleted); returns what went."""
+    deleted, and their shadow files, ``pipelines.steps_live.prune_shadow``); returns what
+    went."""
+    from pipelines.steps_live import prune_shadow
     from serving.store import WorklistStore
 
     with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
@@ -82,9 +84,12 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
                            keep_scores_days=settings.resolved_retain_scores_days,
                            keep_exports_days=settings.retain_exports_days,
                            keep_kpis_days=settings.resolved_retain_kpis_days)
+        # issue 19: the shadow scores kept beside each run go with its rows
+        gone["shadow"] = prune_shadow(settings=settings, runs=store.list_runs())
     progress(f"  retention: {len(gone['explanations'])} explanation files, "
              f"{len(gone['runs'])} old runs, {len(gone['scores'])} runs' scores (KPIs kept), "
-             f"{len(gone['exports'])} export folders removed")
+             f"{len(gone['exports'])} export folders, {len(gone['shadow'])} shadow files "
+             "removed")
     return gone
 
 

@@ -42,7 +42,9 @@ class WorkbenchConfig:
     the session cookie only over HTTPS (set it behind TLS). ``tracking_uri`` (a secret: it may
     hold credentials) and ``registered_names`` (model -> registered MLflow name): where the
     run page finds each model version's test metrics beside the baselines (none shown
-    without them). ``clock``: UTC now.
+    without them). ``label_horizon_days``: days after a run's ``as_of`` by which its
+    labels resolve (``models.live.label_horizon_days`` of the settings' horizons): the run
+    page says when a run's live performance is due. ``clock``: UTC now.
     """
 
     store_url: str
@@ -56,6 +58,8 @@ class WorkbenchConfig:
     cookie_secure: bool = False
     tracking_uri: str | None = field(default=None, repr=False)
     registered_names: Mapping[str, str] = field(default_factory=dict)
+    #: The settings' defaults: delinquency_dpd 30 + persistence_days 30.
+    label_horizon_days: int = 60
     clock: Callable[[], datetime] = field(default=utc_now, repr=False)
 
     @property

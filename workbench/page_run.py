@@ -1,7 +1,11 @@
 """The run pages: ``GET /runs`` (the runs, newest first) and ``GET /runs/{run_id}`` (one
 run: summary, timings, counts per model and segment, rows the aging rule ranked, drift
-flags and the PSI table, the run's KPIs when its meta holds ``"kpis"``, and each model
-version's test-period metrics beside the baselines, from the model registry).
+flags and the PSI table, the run's KPIs when its meta holds ``"kpis"``, each model
+version's test-period metrics beside the baselines, from the model registry, and the run's
+live performance once its labels resolved (``meta["live"]``, ``pipelines.steps_live``):
+per population and slice of accounts the published ranking beside the aging rule on the
+same accounts, and per customer segment, region, open-balance and tenure band, flagged
+where the model is below the rule; before that, the day its labels resolve).
 
 They read what ``GET /api/runs``, ``/api/runs/{id}`` and ``/api/runs/{id}/drift`` answer
 (the same route functions).
@@ -9,6 +13,8 @@ They read what ``GET /api/runs``, ``/api/runs/{id}`` and ``/api/runs/{id}/drift`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
@@ -63,7 +69,57 @@ def run_page(request: Request, run_id: str) -> Response:
         "drift": sorted(drift, key=lambda d: -(d.psi or 0.0)), "flagged": flagged,
         "kpis": flat_items(kpis) if isinstance(kpis, dict) else None, "money": money,
         "metrics": metrics,
+        "live": live_view(summary.meta, as_of=summary.as_of,
+                          horizon_days=request.app.state.wb.config.label_horizon_days),
     })
+
+
+#: Slices of the live table, in page order, with their labels.
+LIVE_SLICES = (("all", "all accounts"),
+               ("untouched", "untouched (no contact or promise before resolution)"))
+
+
+def live_view(meta: Mapping[str, Any], *, as_of: date,
+              horizon_days: int) -> dict[str, Any]:
+    """What the run page shows of the run's live performance (``meta["live"]``,
+    ``models.live.LivePerformance.to_dict`` plus ``slices`` and ``holdout``).
+
+    Not evaluated yet: ``{"resolved": False, "resolves_on": as_of + horizon_days}``.
+    Evaluated: ``rows``, per population (each model's, then all) and slice (all,
+    untouched, and the random holdout when kept): rows, positives, the published AUC and
+    capture@10 beside the aging rule's on the same accounts, ECE, and ``below`` when the
+    model's AUC is below the rule's (``models.live_policy.below_rule``); the rows the model
+    ranked, or every row (``ranked_by`` ``all``) where the rule ranked the population.
+    ``slices``: per population, the per-dimension table of ``models.slices`` (``below_rule``
+    flagged). ``counts``, ``data_end`` and ``contacts`` as stored."""
+    from models.live_policy import below_rule
+
+    live = meta.get("live")
+    if not live:
+        return {"resolved": False, "resolves_on": as_of + timedelta(days=int(horizon_days))}
+
+    def pick(table: list[dict[str, Any]], slc: str, pop: str) -> dict[str, Any] | None:
+        by = {r.get("ranked_by"): r for r in table
+              if (r.get("slice"), r.get("population")) == (slc, pop)}
+        return by.get("model") or by.get("all")
+
+    rows = []
+    for pop in (*MODELS, "all"):
+        for slc, label in LIVE_SLICES:
+            row = pick(live.get("table", []), slc, pop)
+            if row:
+                rows.append({**row, "label": label, "by_rule": row["ranked_by"] != "model",
+                             "below": row["ranked_by"] == "model" and below_rule(
+                                 live, population=pop, slice=slc) is not None})
+        held = (live.get("holdout") or {}).get(pop)
+        row = pick(held.get("table", []), "all", pop) if held else None
+        if row:
+            rows.append({**row, "label": "random holdout (ranked by the rule, scored by "
+                         f"champion v{held.get('version')})", "by_rule": False,
+                         "below": below_rule(held, population=pop, slice="all") is not None})
+    return {"resolved": True, "rows": rows, "slices": live.get("slices") or {},
+            "counts": live.get("counts") or {}, "data_end": live.get("data_end"),
+            "contacts": live.get("contacts")}
 
 
 def model_metrics(wb: Any, summary: Any) -> dict[str, dict[str, Any]]:

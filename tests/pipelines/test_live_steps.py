@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, date, timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -17,6 +18,7 @@ from pipelines.artifacts import live_markdown
 from pipelines.cli import app
 from pipelines.settings import load_settings
 from pipelines.steps_live import NO_CONTACTS, evaluate_live
+from serving.shadow import shadow_worklist
 from serving.store import WorklistStore
 
 OLD = date(2024, 3, 1)      # + 60 days of label horizon < the book's end (2024-07-01)
@@ -54,7 +56,10 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     scoring = load_settings(data_dir=env["state"], mlflow_tracking_uri=trained_state.tracking_uri,
                             stale_model_days=limit)
     ingested = steps.ingest(settings=scoring, source=env["book"])
-    old = steps.score(settings=scoring, book=ingested.staged, as_of=OLD)
+    # the old run with a random holdout of 20%: ranked by the rule, scored by the champion
+    # beside the run (shadow file, role holdout)
+    old = steps.score(settings=scoring.model_copy(update={"live_holdout_share": 0.2}),
+                      book=ingested.staged, as_of=OLD)
     recent = steps.score(settings=scoring, book=ingested.staged, as_of=RECENT)
     assert not [f for f in old.flags if f.startswith("stale model")]
     stale = [f for f in recent.flags if f.startswith("stale model")]
@@ -88,6 +93,15 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     assert (stored["as_of"], stored["data_end"], stored["label_horizon_days"]) == (
         "2024-03-01", "2024-07-01", 60)
     assert stored["contacts"] == NO_CONTACTS
+    # the holdout: the champion's figures on the accounts the rule ranked for it
+    shadow = pd.read_parquet(run.meta["shadow"]["path"])
+    assert set(shadow["role"]) == {"holdout"} and run.meta["shadow"]["holdout_share"] == 0.2
+    for kind in ("early_warning", "persistence"):
+        rows = shadow_worklist(worklist, shadow, kind=kind, role="holdout")
+        on_list = worklist[(worklist["model"] == kind) & (worklist["scorer"] == "aging_rule")]
+        assert len(rows) == len(on_list) == run.meta["holdout"][kind] > 0
+        assert stored["holdout"][kind]["table"] == live_performance(rows, labels).to_dict()[
+            "table"]
     overall = next(r for r in stored["table"] if (r["slice"], r["population"],
                                                   r["ranked_by"]) == ("all", "all", "model"))
     # the published models rank the realized outcome (the offline test AUCs are ~0.85)
@@ -149,6 +163,19 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
         live = store.current_run(as_of=OLD).meta["live"]
     assert live["counts"]["contacted"] == 2
     assert live["contacts"] == "recorded events: 2 contacts, 1 promises"
+
+    # retention: a run's shadow file goes with its scores (`delinq runs prune`), and a
+    # file whose run is gone from the store goes too; the recent run's (a copy) stays
+    folder = env["state"] / "shadow"
+    assert [p.stem for p in folder.glob("*.parquet")] == [old.run_id]
+    shadow.head(1).to_parquet(folder / "deleted-run.parquet")
+    shadow.head(1).to_parquet(folder / f"{recent.run_id}.parquet")
+    today = OLD + timedelta(days=settings.resolved_retain_scores_days + 1)
+    assert today <= RECENT + timedelta(days=settings.resolved_retain_scores_days)
+    pruned = CliRunner().invoke(app, ["runs", "--state-dir", str(env["state"]), "prune",
+                                      "--today", today.isoformat()])
+    assert pruned.exit_code == 0, pruned.output
+    assert [p.stem for p in folder.glob("*.parquet")] == [recent.run_id]
 
 
 def _record(settings, account_id: str, *, contact: date | None = None,

@@ -1,0 +1,72 @@
+"""The run page's live performance (issue 19): "not resolved yet" with the day the labels
+resolve, then, once the run's ``meta["live"]`` is stored (as ``pipelines.steps_live``
+stores it), the published ranking beside the aging rule per population, slice of accounts
+and customer slice, flagged where the model is below the rule."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+
+from features.pit.labels import build_labels
+from models.live import live_performance, live_slices
+from pipelines.steps_live import account_slices
+from serving.store import WorklistStore
+from tests.workbench.conftest import Bench
+from tests.workbench.test_pages import _signed_in
+from workbench.roles import Role
+
+DATA_END = date(2024, 7, 1)  # the day after the shared book's last event
+
+
+def _cells(html: str, table_id: str) -> list[list[str]]:
+    body = html.split(f'id="{table_id}"', 1)[1].split("</table>", 1)[0]
+    return [re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)
+            for row in re.findall(r"<tr[^>]*>(.*?)</tr>", body.split("<tbody>", 1)[1])]
+
+
+def test_the_run_page_shows_live_performance_once_resolved(bench: Bench, trained_state) -> None:
+    client = _signed_in(bench, Role.MANAGER)
+    run = bench.client(Role.MANAGER).get("/api/runs").json()[0]
+    as_of = date.fromisoformat(run["as_of"])
+    page = client.get(f"/runs/{run['run_id']}").text
+    due = as_of + timedelta(days=bench.config.label_horizon_days)
+    assert f"Not resolved yet (resolves on {due.isoformat()})" in page
+    assert 'id="live-table"' not in page
+
+    with WorklistStore(bench.config.store_url) as store:
+        wl = store.read_worklist(as_of=as_of)
+        labels = build_labels(trained_state.book, as_of=as_of, data_end=DATA_END)
+        top = set(wl.nsmallest(len(wl) // 10, "rank")["account_id"])
+        live = live_performance(wl, labels, contacted=top).to_dict()
+        slices = live_slices(wl, labels, account_slices(trained_state.book), as_of=as_of,
+                             contacted=top)
+        # one figure forced below the rule, so a flag must show whatever the data say
+        forced = next(r for r in live["table"] if (r["slice"], r["population"],
+                      r["ranked_by"]) == ("untouched", "persistence", "model"))
+        forced["auc"] = forced["rule_auc"] - 0.05
+        slices["early_warning"][0] |= {"auc": 0.4, "rule_auc": 0.6, "below_rule": True}
+        store.set_run_meta(run["run_id"], "live", {**live, "slices": slices,
+                                                   "data_end": DATA_END.isoformat(),
+                                                   "contacts": "recorded events: test"})
+    page = client.get(f"/runs/{run['run_id']}").text
+    assert "Not resolved yet" not in page and "Labels as of 2024-07-01" in page
+    rows = _cells(page, "live-table")
+    shown = {(r[0], r[1].split(" (")[0]): r for r in rows}
+    for pop in ("early_warning", "persistence", "all"):
+        for slc, label in (("all", "all accounts"), ("untouched", "untouched")):
+            want = next(r for r in live["table"] if (r["slice"], r["population"],
+                        r["ranked_by"]) == (slc, pop, "model"))
+            cells = shown[(pop, label)]
+            assert cells[2] == f"{want['n_rows']:,}" and cells[4] == f"{want['auc']:.3f}"
+            assert cells[5] == f"{want['rule_auc']:.3f}"
+            assert cells[6] == f"{want['capture@10']:.3f}"
+            # flagged exactly where the model's AUC is below the rule's
+            assert ("below the rule" in cells[-1]) == (want["auc"] < want["rule_auc"])
+    assert "below the rule" in shown[("persistence", "untouched")][-1]
+    for pop, table in slices.items():
+        cells = _cells(page, f"live-slices-{pop}")
+        assert [(c[0], c[1]) for c in cells] == [(r["dimension"], r["value"]) for r in table]
+        assert [("below the rule" in c[-1]) for c in cells] == [r["below_rule"] for r in table]
+        assert {c[0] for c in cells} == {"segment", "region", "size", "tenure"}
+    assert "below the rule" in _cells(page, "live-slices-early_warning")[0][-1]
