@@ -41,6 +41,7 @@ from typing import Any, Final
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from serving import store_publish
 from serving import store_schema as S
 from serving.store_records import json_safe
 from serving.store_totals import worklist_totals
@@ -171,6 +172,12 @@ def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timede
                     f"run {run_id} is in progress (last heartbeat "
                     f"{last.isoformat(timespec='seconds')}); let it finish or stop it first"
                 )
+        # Un-published first (short), so that its rows can go chunk by chunk without a
+        # reader seeing the run shrink; a crash in between leaves it un-published, and
+        # deleting it again finishes the job.
+        conn.execute(r.update().where(r.c.run_id == run_id).values(is_current=False))
+    store_publish.drop_rows(engine, [run_id])
+    with engine.begin() as conn:
         for table in (S.worklist, S.drift, S.explanations, worklist_totals):
             conn.execute(table.delete().where(table.c.run_id == run_id))
         conn.execute(r.delete().where(r.c.run_id == run_id))

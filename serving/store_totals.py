@@ -4,9 +4,9 @@ The workbench shows, above every worklist page, the totals of the filtered set: 
 open balance, amount at risk and the aging buckets (:data:`features.spec.AGING_BUCKETS`
 of each account's oldest open invoice's DPD: accounts and open balance per bucket). Summed
 over a 1M-row run on every page view that is a scan of the run; summed here once, when the
-run is published (inside :meth:`serving.store.WorklistStore.write_run`'s transaction, so a
-reader sees a run's rows and its totals together or neither), a filter by segment, action
-and region is a sum over a few dozen rows.
+run is published (read from its rows before, inserted by the transaction that publishes
+it: :mod:`serving.store_publish`, so a reader sees a run's rows and its totals together or
+neither), a filter by segment, action and region is a sum over a few dozen rows.
 
 ``region`` is the account's region in ``account_directory`` (the staged book's) at the
 time the totals were computed, null where the directory does not know the account: the
@@ -74,15 +74,24 @@ def aggregates(dpd: Any, balance: Any, priority: Any) -> list[Any]:
             sa.func.coalesce(sa.func.sum(priority), 0.0), *counts, *sums]
 
 
-def _insert(run_ids: Iterable[str]) -> sa.Insert:
+def totals_query(run_ids: Iterable[str]) -> sa.Select[Any]:
+    """The totals rows of ``run_ids`` summed from their worklist rows, labelled with the
+    columns of ``worklist_totals`` (the chunked publish reads them before its flip:
+    :mod:`serving.store_publish`)."""
     w, d = S.worklist, account_directory
     scorer = sa.func.coalesce(w.c.scorer, S.LEGACY_SCORER)
-    query = (sa.select(w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer,
-                       *aggregates(w.c.oldest_dpd, w.c.open_balance, w.c.priority))
-             .select_from(w.outerjoin(d, d.c.account_id == w.c.account_id))
-             .where(w.c.run_id.in_(list(run_ids)))
-             .group_by(w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer))
-    return worklist_totals.insert().from_select([c.name for c in worklist_totals.c], query)
+    values = [w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer,
+              *aggregates(w.c.oldest_dpd, w.c.open_balance, w.c.priority)]
+    return (sa.select(*(v.label(c.name) for v, c in zip(values, worklist_totals.c,
+                                                          strict=True)))
+            .select_from(w.outerjoin(d, d.c.account_id == w.c.account_id))
+            .where(w.c.run_id.in_(list(run_ids)))
+            .group_by(w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer))
+
+
+def _insert(run_ids: Iterable[str]) -> sa.Insert:
+    return worklist_totals.insert().from_select([c.name for c in worklist_totals.c],
+                                                totals_query(run_ids))
 
 
 def compute(conn: sa.Connection, run_ids: Iterable[str]) -> None:
