@@ -199,7 +199,7 @@ class WorklistStore:
             "runner": f"{socket.gethostname()}:{os.getpid()}"[:S.ID_LENGTH],
             **meta_columns(meta),
         }
-        with self._engine.begin() as conn:
+        with store_io.writing(self._engine) as conn:
             conn.execute(S.runs.insert().values(**row))
         if not _in_memory(self.url):  # one shared connection there: no second thread on it
             self._heartbeats[run_id] = store_runs.Heartbeat(
@@ -396,7 +396,7 @@ class WorklistStore:
     def fail_run(self, run_id: str, *, message: str) -> None:
         """Record a ``running`` run as ``failed`` with ``message`` (it is never published)."""
         self._stop_heartbeat(run_id)
-        with self._engine.begin() as conn:
+        with store_io.writing(self._engine) as conn:
             status = conn.execute(
                 sa.select(S.runs.c.status).where(S.runs.c.run_id == run_id)
             ).scalar_one_or_none()

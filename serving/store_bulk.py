@@ -18,6 +18,7 @@ inserts, and another writer (an analyst's event) gets it between two chunks.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Mapping
 from itertools import repeat
 from typing import Any, Final
@@ -28,16 +29,39 @@ import sqlalchemy as sa
 
 #: Rows per chunk: bounds the Python objects alive at once (~100 MB for the worklist).
 CHUNK_ROWS = 100_000
-#: Rows per transaction of :func:`insert_chunks` on SQLite (at most :data:`CHUNK_ROWS`):
-#: the write lock is held for one chunk, so an event written meanwhile waits at most that
-#: long. Measured at 100k worklist rows with its five indexes (loaded 2-core machine): ~10
-#: to 40 ms of lock per 2,000 rows; smaller chunks cost more in total (each commit
-#: rewrites the index pages it touched into the WAL).
-SQLITE_CHUNK_ROWS: Final = 2_000
+#: Seconds of SQLite's write lock per transaction of :func:`insert_chunks` (and of the
+#: chunked deletes of :mod:`serving.store_publish`): an event written meanwhile waits about
+#: that long. Chunks are sized to it (:class:`Pacer`), because rows per second vary with the
+#: run's size, the indexes and the machine's load; smaller chunks cost more in total (each
+#: commit rewrites into the WAL every index page its rows touched).
+SQLITE_CHUNK_SECONDS: Final = 0.08
+#: Rows of the first chunk, and the fewest of any chunk.
+SQLITE_FIRST_CHUNK_ROWS: Final = 2_000
+SQLITE_MIN_CHUNK_ROWS: Final = 500
 #: SQLite page cache of a connection while it inserts chunks (KiB; the default is 2 MB):
 #: the worklist's four secondary indexes take their entries in random order, and with the
 #: default cache each insert re-reads evicted index pages.
 SQLITE_WRITE_CACHE_KIB: Final = 262_144
+
+
+class Pacer:
+    """Rows for the next chunk so that its transaction takes about ``seconds``: the last
+    chunk's rate times ``seconds``, within ``[least, most]`` (and at most :data:`CHUNK_ROWS`,
+    read when asked, so that tests can shrink it)."""
+
+    def __init__(self, *, seconds: float = SQLITE_CHUNK_SECONDS,
+                 first: int = SQLITE_FIRST_CHUNK_ROWS,
+                 least: int = SQLITE_MIN_CHUNK_ROWS) -> None:
+        self.seconds, self.least, self._next = seconds, least, first
+
+    def rows(self) -> int:
+        return max(1, min(self._next, CHUNK_ROWS))
+
+    def took(self, rows: int, seconds: float) -> None:
+        """Record that a chunk of ``rows`` held the lock for ``seconds``."""
+        rate = rows / max(seconds, 1e-6)
+        # Grow at most fourfold a step: one fast chunk (a warm cache) is not a trend.
+        self._next = int(max(self.least, min(rate * self.seconds, 4 * max(rows, 1))))
 
 
 def _after_chunk(table: str, rows_done: int) -> None:
@@ -170,8 +194,9 @@ def insert_chunks(
     after_chunk: Callable[[str, int], None] | None = None,
 ) -> int:
     """Insert ``data`` plus ``constants`` into ``target`` in chunks, each committed in a
-    transaction of its own (SQLite: ``BEGIN IMMEDIATE``, :data:`SQLITE_CHUNK_ROWS` rows;
-    PostgreSQL: one ``COPY`` of :data:`CHUNK_ROWS` rows). Each chunk is rendered before its
+    transaction of its own (SQLite: ``BEGIN IMMEDIATE``, sized by a :class:`Pacer` to hold
+    the write lock :data:`SQLITE_CHUNK_SECONDS`; PostgreSQL: one ``COPY`` of
+    :data:`CHUNK_ROWS` rows, which blocks no other writer). Each chunk is rendered before its
     transaction begins. ``after_chunk(table, rows_done)`` runs after each commit, outside
     any transaction. Returns the number of rows inserted.
 
@@ -183,7 +208,7 @@ def insert_chunks(
     dialect = engine.dialect.name
     if dialect not in ("sqlite", "postgresql"):
         raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
-    step = min(CHUNK_ROWS, SQLITE_CHUNK_ROWS) if dialect == "sqlite" else CHUNK_ROWS
+    pacer = Pacer()
     done = 0
     with engine.connect() as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")
@@ -191,12 +216,14 @@ def insert_chunks(
         if dialect == "sqlite":
             driver.execute(f"PRAGMA cache_size = -{SQLITE_WRITE_CACHE_KIB}")  # type: ignore[union-attr]
         try:
-            for start in range(0, data.num_rows, step):
-                part = data.slice(start, step)
+            while done < data.num_rows:
+                part = data.slice(done, pacer.rows() if dialect == "sqlite" else CHUNK_ROWS)
                 if dialect == "sqlite":
                     rows: Any = _sqlite_rows(part, names, constants)
+                    t = time.perf_counter()
                     with conn.begin():
                         driver.executemany(_sqlite_sql(target.name, names), rows)  # type: ignore[union-attr]
+                    pacer.took(part.num_rows, time.perf_counter() - t)
                 else:
                     csv = _csv_bytes(part, names, constants)
                     with conn.begin(), driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]

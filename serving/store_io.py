@@ -302,6 +302,20 @@ def make_engine(url: sa.URL, *, read_only: bool = False) -> sa.Engine:
     return engine
 
 
+@contextlib.contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction that takes SQLite's write lock up front (``BEGIN IMMEDIATE``).
+
+    A transaction that reads and then writes must begin so: begun ``DEFERRED`` it holds a
+    snapshot, and if another writer (an analyst's event) commits before its first write,
+    SQLite refuses the upgrade at once ("database is locked", no busy wait).
+    """
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
 def explanations_dir(url: sa.URL, given: Path | None, export_dir: Path | None) -> Path | None:
     """Where run explanation files go: ``given``, beside a SQLite file, or under exports."""
     if given is not None:

@@ -33,8 +33,8 @@ run's row count and replaces any others (partial ones, from a refresh mid-write)
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Iterable
 from datetime import date
 from typing import Any, Final
 
@@ -44,8 +44,9 @@ import sqlalchemy as sa
 from serving import store_bulk, store_io, store_totals
 from serving import store_schema as S
 
-#: Worklist rows deleted per transaction by :func:`drop_rows` (by rank range).
-DROP_CHUNK_ROWS: Final = 5_000
+#: Worklist rows deleted per transaction by :func:`drop_rows` on PostgreSQL (by rank
+#: range); SQLite's chunks are sized by time (:class:`serving.store_bulk.Pacer`).
+DROP_CHUNK_ROWS: Final = 100_000
 
 
 def _in_flip(run_id: str) -> None:
@@ -124,19 +125,25 @@ def _retire(conn: sa.Connection, run_id: str, as_of: date) -> list[str]:
 
 def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
     """Delete the rows of runs nobody reads (failed, retired, being deleted): worklist
-    rows by rank range, :data:`DROP_CHUNK_ROWS` per transaction, then their drift and
-    totals. Callers never pass the current run of an as_of (a reader would see it shrink).
+    rows by rank range in short transactions, then their drift and totals. Callers never
+    pass the current run of an as_of (a reader would see it shrink).
     """
     w = S.worklist
     for run_id in run_ids:
         with engine.connect() as conn:
-            top = conn.execute(sa.select(sa.func.max(w.c.rank))
-                               .where(w.c.run_id == run_id)).scalar_one_or_none()
-        for lo in range(0, int(top or 0), DROP_CHUNK_ROWS):
-            with _writing(engine) as conn:
+            top = int(conn.execute(sa.select(sa.func.max(w.c.rank))
+                                   .where(w.c.run_id == run_id)).scalar_one_or_none() or 0)
+        pacer = store_bulk.Pacer()
+        lo = 0
+        while lo < top:
+            step = pacer.rows() if engine.dialect.name == "sqlite" else DROP_CHUNK_ROWS
+            t = time.perf_counter()
+            with store_io.writing(engine) as conn:
                 conn.execute(w.delete().where(w.c.run_id == run_id, w.c.rank > lo,
-                                              w.c.rank <= lo + DROP_CHUNK_ROWS))
-        with _writing(engine) as conn:
+                                              w.c.rank <= lo + step))
+            pacer.took(step, time.perf_counter() - t)
+            lo += step
+        with store_io.writing(engine) as conn:
             for table in (S.drift, store_totals.worklist_totals):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
@@ -153,12 +160,3 @@ def sweep(engine: sa.Engine) -> list[str]:
             sa.select(w.c.rank).where(w.c.run_id == run_id).limit(1)).first() is not None]
     drop_rows(engine, left)
     return left
-
-
-@contextlib.contextmanager
-def _writing(engine: sa.Engine) -> Iterator[sa.Connection]:
-    """A short write transaction (SQLite ``BEGIN IMMEDIATE``) on a connection of its own."""
-    with engine.connect() as conn:
-        conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            yield conn
