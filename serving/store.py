@@ -25,7 +25,7 @@ Guarantees:
   and reads its rows together, so it sees one committed snapshot: the old run or the new.
   SQLite runs in WAL mode (readers do not wait for the writer) with a busy timeout.
 - **Totals** per (segment, action, region, scorer) of each run's rows are summed from its
-  written rows before the flip and inserted by it (:mod:`serving.store_totals`), so they
+  worklist before the flip and inserted by it (:mod:`serving.store_totals`), so they
   appear with the run, for the workbench's filtered totals.
 - **Explanations** (SHAP vector and feature values of every scored account, 1M x 60 x 2
   numbers) are a wide Parquet file per run beside the store, referenced by the
@@ -332,7 +332,7 @@ class WorklistStore:
         store_publish.write_rows(self._engine, run.run_id, wl)
         timings["store_worklist_s"] = round(time.perf_counter() - t_start, 3)
         t = time.perf_counter()
-        totals = store_publish.read_totals(self._engine, run.run_id)
+        totals = store_publish.read_totals(self._engine, run.run_id, wl)
         timings["store_totals_s"] = round(time.perf_counter() - t, 3)
         t = time.perf_counter()
         path, size = files.result()

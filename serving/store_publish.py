@@ -11,8 +11,8 @@ publishes in three steps:
    read of a worklist resolves the *current* run (``runs.is_current``) in the same
    statement, and the account history only follows current runs. Other writers get the
    lock between two chunks.
-2. **Totals** (:func:`read_totals`): summed over the committed rows by a read (no write
-   lock), with the account directory's regions.
+2. **Totals** (:func:`read_totals`): summed from the run's worklist table with the
+   account directory's regions, read without the write lock.
 3. **Flip** (:func:`flip`): ONE short transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
    the as_of's advisory lock) inserts the totals, drift and explanations reference,
    un-publishes the as_of's previous run and marks this one ``succeeded`` and current. A
@@ -27,7 +27,7 @@ once the dead run is reaped (:func:`sweep`: rows of ``failed`` and replaced runs
 Totals and the account directory: the workbench recomputes every run's totals in the
 transaction that replaces the directory (:func:`serving.store_totals.refresh`). If that
 happens between step 2 and the flip, the totals it wrote for this run (complete: all its
-rows were committed) are newer than ours, so the flip keeps totals that already sum to the
+rows were committed in step 1) are newer than ours, so the flip keeps totals that already sum to the
 run's row count and replaces any others (partial ones, from a refresh mid-write).
 """
 
@@ -58,11 +58,12 @@ def write_rows(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:
     return store_bulk.insert_chunks(engine, S.worklist, wl, constants={"run_id": run_id})
 
 
-def read_totals(engine: sa.Engine, run_id: str) -> list[dict[str, Any]]:
-    """The run's totals rows (:mod:`serving.store_totals`) summed from its committed rows
-    by a read: SQLite readers do not take the write lock (step 2)."""
+def read_totals(engine: sa.Engine, run_id: str, wl: pa.Table) -> list[dict[str, Any]]:
+    """The run's totals rows (:mod:`serving.store_totals`), summed from its worklist with
+    the account directory's regions by a read: SQLite readers do not take the write lock
+    (step 2)."""
     with engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(store_totals.totals_query([run_id]))]
+        return store_totals.from_table(conn, wl, run_id=run_id)
 
 
 def flip(
