@@ -27,8 +27,9 @@ once the dead run is reaped (:func:`sweep`: rows of ``failed`` and replaced runs
 Totals and the account directory: the workbench recomputes every run's totals in the
 transaction that replaces the directory (:func:`serving.store_totals.refresh`). If that
 happens between step 2 and the flip, the totals it wrote for this run (complete: all its
-rows were committed in step 1) are newer than ours, so the flip keeps totals that already sum to the
-run's row count and replaces any others (partial ones, from a refresh mid-write).
+rows were committed in step 1) are newer than ours, so the flip keeps totals that already
+sum to the run's row count and replaces any others (partial ones, from a refresh during
+step 1).
 """
 
 from __future__ import annotations
