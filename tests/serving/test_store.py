@@ -337,6 +337,20 @@ def test_an_event_is_written_between_two_chunks_of_a_publish(
     assert _rows_of(store, old.run_id)["worklist"] == 0  # retired rows dropped after it
 
 
+def test_retired_rows_left_by_a_writer_dying_after_its_flip_are_swept_by_the_next(
+    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = publish(store, 12, seed=3)
+    with monkeypatch.context() as m:  # the writer "dies" between its flip and the drop
+        m.setattr(store_publish, "drop_rows", lambda engine, run_ids: None)
+        new = publish(store, 8, seed=4)
+    assert _rows_of(store, old.run_id)["worklist"] == 12  # retired, not read, still there
+    assert store.read_worklist(as_of=DAY)["run_id"].unique().tolist() == [new.run_id]
+    store.fail_run(store.begin_run(as_of=DAY, meta={}), message="only here to sweep")
+    assert _rows_of(store, old.run_id)["worklist"] == 0
+    assert _rows_of(store, new.run_id)["worklist"] == 8
+
+
 def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     wl, ex = wl.copy(), ex.copy()
     if kind == "missing_column":
