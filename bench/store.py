@@ -8,7 +8,8 @@ wall seconds ``<part>_s`` and this process's CPU seconds ``<part>_cpu_s``:
 
 - ``write_run``: the whole atomic :meth:`WorklistStore.write_run` (checks, worklist rows,
   drift, the explanation Parquet file on a thread, publish, Parquet exports), with the
-  store's own split (``write_run_check_s``, ``write_run_worklist_s``, ...);
+  store's own split (``write_run_check_s``, ``write_run_worklist_s`` (the chunks),
+  ``write_run_totals_s``, ...);
 - ``worklist_insert_alone``: the worklist rows alone, in a transaction rolled back (on
   PostgreSQL also ``..._server_cpu_s``, the backend's CPU for the COPY);
 - ``explanations_file_alone``: the explanation file alone (``--features`` feature values
@@ -216,7 +217,7 @@ def bench_store(
             run_id = store.begin_run(as_of=DAY, meta={})
             rec = _timed(out, "write_run", lambda: store.write_run(
                 run_id, worklist=wl, explanations=ex, drift=drift, meta={}))
-            for part in ("check", "worklist", "files_wait", "total"):
+            for part in ("check", "worklist", "totals", "files_wait", "total"):
                 out[f"write_run_{part}_s"] = rec.timings[f"store_{part}_s"]
             out["explanations_mb"] = round(Path(rec.explanations_path).stat().st_size / 1e6, 1)
 

@@ -9,15 +9,24 @@ PostgreSQL by URL (``postgresql+psycopg://...``). A run's life::
 
 Guarantees:
 
-- **Atomic and idempotent.** ``write_run`` inserts the rows and publishes the run as the
-  current one for its ``as_of`` in ONE transaction, retiring (and deleting the rows of)
-  any earlier run for that date. An exception anywhere leaves the previous run current and
-  intact and records the new run as ``failed`` with the error message.
+- **Atomic and idempotent.** ``write_run`` publishes the run as the current one for its
+  ``as_of`` in ONE short transaction (the *flip*), retiring any earlier run for that date
+  in it; readers see the old run or the new one, each whole. The rows go in before that,
+  in chunks committed one by one into the run while it is ``running`` and not current,
+  which no reader looks at (:mod:`serving.store_publish`): SQLite's single write lock is
+  held for a chunk at a time, so an analyst's event is written between two chunks instead
+  of after the whole publish. An exception anywhere (a frame breaking the schema, a
+  database error, a failed file write, the flip itself) leaves the previous run current
+  and intact, records the new run as ``failed`` with the error message and deletes the
+  rows it had written. A writer killed mid-write leaves an invisible ``running`` run:
+  the next writer reaps it (below) and deletes its rows. A retired run's rows are deleted
+  in chunks after the flip (it is no longer current: nobody reads them).
 - **Readers never see a mix.** Each read is one SQL statement that resolves the current run
   and reads its rows together, so it sees one committed snapshot: the old run or the new.
   SQLite runs in WAL mode (readers do not wait for the writer) with a busy timeout.
-- **Totals** per (segment, action, region) of each run's rows are computed in the same
-  transaction (:mod:`serving.store_totals`), for the workbench's filtered totals.
+- **Totals** per (segment, action, region, scorer) of each run's rows are summed from its
+  worklist before the flip and inserted by it (:mod:`serving.store_totals`), so they
+  appear with the run, for the workbench's filtered totals.
 - **Explanations** (SHAP vector and feature values of every scored account, 1M x 60 x 2
   numbers) are a wide Parquet file per run beside the store, referenced by the
   ``explanations`` table. Measured for 1M accounts x 60 features (``python -m bench.store
@@ -38,8 +47,9 @@ Guarantees:
 
 - **Runs cannot get stuck** (:mod:`serving.store_runs`): a running run's process refreshes
   its ``heartbeat_at``; a run whose heartbeat is older than ``stale_after`` is reaped by
-  the next writer (marked ``failed``, its files removed); :meth:`WorklistStore.delete_run`
-  deletes a run with its files.
+  the next writer (marked ``failed``, its files removed, then its rows deleted with those
+  of any replaced run a killed writer left: :func:`serving.store_publish.sweep`);
+  :meth:`WorklistStore.delete_run` deletes a run with its files.
 
 Timestamps (``started_at``, ``finished_at``, ``heartbeat_at``) come from ``clock`` (UTC now
 by default): they record when the store did things, not what the data is as of.
@@ -64,7 +74,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import loop_events, store_bulk, store_io, store_migrate, store_runs, store_totals
+from serving import loop_events, store_bulk, store_io, store_migrate, store_publish, store_runs
 from serving import store_schema as S
 from serving.loop_events import LoopEvents
 from serving.store_io import (
@@ -177,6 +187,7 @@ class WorklistStore:
         as_of = as_date(as_of)
         now = self._now()
         self._reap(now, self.stale_after)
+        store_publish.sweep(self._engine)  # rows of reaped (and killed-after-flip) runs
         run_id = f"{as_of.isoformat()}-{uuid.uuid4().hex[:12]}"
         row = {
             "run_id": run_id,
@@ -188,7 +199,7 @@ class WorklistStore:
             "runner": f"{socket.gethostname()}:{os.getpid()}"[:S.ID_LENGTH],
             **meta_columns(meta),
         }
-        with self._engine.begin() as conn:
+        with store_io.writing(self._engine) as conn:
             conn.execute(S.runs.insert().values(**row))
         if not _in_memory(self.url):  # one shared connection there: no second thread on it
             self._heartbeats[run_id] = store_runs.Heartbeat(
@@ -293,12 +304,16 @@ class WorklistStore:
                 shutil.rmtree(run_dir, ignore_errors=True)
             with contextlib.suppress(Exception):
                 self.fail_run(run_id, message=f"{type(exc).__name__}: {exc}")
+            with contextlib.suppress(Exception):  # else the next writer's sweep does it
+                store_publish.drop_rows(self._engine, [run_id])
             raise
         pool.shutdown(wait=True)
-        # After the commit: move the exports into place and drop retired runs' files.
+        # After the commit: move the exports into place, drop retired runs' rows and files.
         for tmp in staged:
             os.replace(tmp, tmp.with_name(tmp.name.split(".", 2)[2]))
-        for old in timings.pop("_retired", []):
+        retired = timings.pop("_retired", [])
+        store_publish.drop_rows(self._engine, retired)
+        for old in retired:
             shutil.rmtree(self._run_dir(old), ignore_errors=True)
         return self._run(run_id)
 
@@ -311,68 +326,38 @@ class WorklistStore:
         meta: dict[str, Any],
         check_s: float,
     ) -> dict[str, Any]:
+        """Rows in chunks, totals by a read, then the flip (:mod:`serving.store_publish`)."""
         t_start = time.perf_counter()
         timings: dict[str, Any] = {"store_check_s": round(check_s, 3)}
+        store_publish.write_rows(self._engine, run.run_id, wl)
+        timings["store_worklist_s"] = round(time.perf_counter() - t_start, 3)
+        t = time.perf_counter()
+        totals = store_publish.read_totals(self._engine, run.run_id, wl)
+        timings["store_totals_s"] = round(time.perf_counter() - t, 3)
+        t = time.perf_counter()
+        path, size = files.result()
+        timings["store_files_wait_s"] = round(time.perf_counter() - t, 3)
+        reference = None if path is None else {
+            "format": EXPLANATIONS_FORMAT, "path": str(path), "n_rows": wl.num_rows,
+            "columns": store_io.parquet_columns(path), "size_bytes": size}
+        counts = pc.value_counts(wl.column("segment")).to_pylist()
+        values = meta_columns(meta, base=run)
+        t = time.perf_counter()
         with self._engine.connect() as conn:
             conn.execution_options(sqlite_begin="IMMEDIATE")
             with conn.begin():
-                if conn.dialect.name == "postgresql":
-                    conn.execute(
-                        sa.select(sa.func.pg_advisory_xact_lock(
-                            store_io.PG_LOCK_SPACE, run.as_of.toordinal()))
-                    )
-                t = time.perf_counter()
-                store_bulk.bulk_insert(conn, S.worklist, wl, constants={"run_id": run.run_id})
-                timings["store_worklist_s"] = round(time.perf_counter() - t, 3)
-                # Totals per (segment, action, region): the workbench's filtered totals
-                # are then a sum over a few rows, and they appear with the rows.
-                t = time.perf_counter()
-                store_totals.compute(conn, [run.run_id])
-                timings["store_totals_s"] = round(time.perf_counter() - t, 3)
-                if dr.num_rows:
-                    positions = pa.array(range(dr.num_rows), pa.int64())
-                    store_bulk.bulk_insert(
-                        conn, S.drift, dr.append_column("position", positions),
-                        constants={"run_id": run.run_id},
-                    )
-                t = time.perf_counter()
-                path, size = files.result()
-                timings["store_files_wait_s"] = round(time.perf_counter() - t, 3)
-                if path is not None:
-                    conn.execute(S.explanations.insert().values(
-                        run_id=run.run_id, format=EXPLANATIONS_FORMAT, path=str(path),
-                        n_rows=wl.num_rows, columns=store_io.parquet_columns(path),
-                        size_bytes=size,
-                    ))
-                retired = self._retire(conn, run)
-                counts = pc.value_counts(wl.column("segment")).to_pylist()
                 timings["store_total_s"] = round(time.perf_counter() - t_start + check_s, 3)
-                values = meta_columns(meta, base=run)
                 values["timings"] = {**values.get("timings", {}), **timings}
-                conn.execute(
-                    S.runs.update().where(S.runs.c.run_id == run.run_id).values(
-                        status="succeeded", is_current=True, finished_at=self._now(),
-                        n_scored=wl.num_rows,
-                        n_by_segment={c["values"]: int(c["counts"]) for c in counts},
-                        **values,
-                    )
-                )
+                retired = store_publish.flip(
+                    conn, run_id=run.run_id, as_of=run.as_of, n_rows=wl.num_rows,
+                    totals=totals, drift=dr, explanations=reference,
+                    values={"status": "succeeded", "finished_at": self._now(),
+                            "n_scored": wl.num_rows,
+                            "n_by_segment": {c["values"]: int(c["counts"]) for c in counts},
+                            **values})
+        timings["store_flip_s"] = round(time.perf_counter() - t, 3)
         timings["_retired"] = retired
         return timings
-
-    def _retire(self, conn: sa.Connection, run: RunRecord) -> list[str]:
-        """Un-publish earlier runs of ``run.as_of`` and delete their rows (same transaction)."""
-        old = conn.execute(
-            sa.select(S.runs.c.run_id).where(
-                S.runs.c.as_of == run.as_of, S.runs.c.is_current, S.runs.c.run_id != run.run_id
-            )
-        ).scalars().all()
-        if old:
-            conn.execute(S.runs.update().where(S.runs.c.run_id.in_(old)).values(
-                is_current=False, replaced_by=run.run_id))
-            for table in (S.worklist, S.drift, S.explanations, store_totals.worklist_totals):
-                conn.execute(table.delete().where(table.c.run_id.in_(old)))
-        return list(old)
 
     def _write_files(
         self, run_id: str, as_of: date, wl: pa.Table, ex: pa.Table, staged: list[Path]
@@ -411,7 +396,7 @@ class WorklistStore:
     def fail_run(self, run_id: str, *, message: str) -> None:
         """Record a ``running`` run as ``failed`` with ``message`` (it is never published)."""
         self._stop_heartbeat(run_id)
-        with self._engine.begin() as conn:
+        with store_io.writing(self._engine) as conn:
             status = conn.execute(
                 sa.select(S.runs.c.status).where(S.runs.c.run_id == run_id)
             ).scalar_one_or_none()

@@ -7,16 +7,21 @@
   chunk is rendered to CSV by Arrow's C++ writer, so the server parses while Python renders
   the next chunk (the two processes use both cores).
 
-Both run inside the caller's transaction (the SQLAlchemy connection's DBAPI connection),
-so nothing is visible to readers until the caller commits.
+:func:`bulk_insert` runs inside the caller's transaction (the SQLAlchemy connection's DBAPI
+connection), so nothing is visible to readers until the caller commits.
+:func:`insert_chunks` commits each chunk in a transaction of its own (the chunked publish
+of :mod:`serving.store_publish`): the rows of a chunk are rendered (Python lists, CSV)
+*before* its transaction begins, so SQLite's single write lock is held only while SQLite
+inserts, and another writer (an analyst's event) gets it between two chunks.
 """
 
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Mapping
 from itertools import repeat
-from typing import Any
+from typing import Any, Final
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -24,6 +29,39 @@ import sqlalchemy as sa
 
 #: Rows per chunk: bounds the Python objects alive at once (~100 MB for the worklist).
 CHUNK_ROWS = 100_000
+#: Seconds of SQLite's write lock per transaction of :func:`insert_chunks` (and of the
+#: chunked deletes of :mod:`serving.store_publish`): an event written meanwhile waits about
+#: that long. Chunks are sized to it (:class:`Pacer`), because rows per second vary with the
+#: run's size, the indexes and the machine's load; smaller chunks cost more in total (each
+#: commit rewrites into the WAL every index page its rows touched).
+SQLITE_CHUNK_SECONDS: Final = 0.08
+#: Rows of the first chunk, and the fewest of any chunk.
+SQLITE_FIRST_CHUNK_ROWS: Final = 2_000
+SQLITE_MIN_CHUNK_ROWS: Final = 500
+#: SQLite page cache of a connection while it inserts chunks (KiB; the default is 2 MB):
+#: the worklist's four secondary indexes take their entries in random order, and with the
+#: default cache each insert re-reads evicted index pages.
+SQLITE_WRITE_CACHE_KIB: Final = 262_144
+
+
+class Pacer:
+    """Rows for the next chunk so that its transaction takes about ``seconds``: the last
+    chunk's rate times ``seconds``, within ``[least, most]`` (and at most :data:`CHUNK_ROWS`,
+    read when asked, so that tests can shrink it)."""
+
+    def __init__(self, *, seconds: float = SQLITE_CHUNK_SECONDS,
+                 first: int = SQLITE_FIRST_CHUNK_ROWS,
+                 least: int = SQLITE_MIN_CHUNK_ROWS) -> None:
+        self.seconds, self.least, self._next = seconds, least, first
+
+    def rows(self) -> int:
+        return max(1, min(self._next, CHUNK_ROWS))
+
+    def took(self, rows: int, seconds: float) -> None:
+        """Record that a chunk of ``rows`` held the lock for ``seconds``."""
+        rate = rows / max(seconds, 1e-6)
+        # Grow at most fourfold a step: one fast chunk (a warm cache) is not a trend.
+        self._next = int(max(self.least, min(rate * self.seconds, 4 * max(rows, 1))))
 
 
 def _after_chunk(table: str, rows_done: int) -> None:
@@ -43,10 +81,7 @@ def bulk_insert(
     Column names of ``data`` and ``constants`` together must be columns of ``target``.
     Returns the number of rows inserted. Runs in ``conn``'s open transaction.
     """
-    names = [c.name for c in target.columns if c.name in constants or c.name in data.column_names]
-    unknown = set(data.column_names) - set(names)
-    if unknown:
-        raise ValueError(f"columns {sorted(unknown)} are not in table {target.name!r}")
+    names = _names(target, data, constants)
     hook = after_chunk or _after_chunk
     dialect = conn.dialect.name
     if dialect == "sqlite":
@@ -54,6 +89,15 @@ def bulk_insert(
     if dialect == "postgresql":
         return _copy_postgres(conn, target.name, names, data, constants, hook)
     raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+
+
+def _names(target: sa.Table, data: pa.Table, constants: Mapping[str, Any]) -> list[str]:
+    """The columns to insert, in ``target``'s order; unknown columns of ``data`` fail."""
+    names = [c.name for c in target.columns if c.name in constants or c.name in data.column_names]
+    unknown = set(data.column_names) - set(names)
+    if unknown:
+        raise ValueError(f"columns {sorted(unknown)} are not in table {target.name!r}")
+    return names
 
 
 def _py_values(column: pa.ChunkedArray) -> list[Any]:
@@ -67,6 +111,20 @@ def _py_values(column: pa.ChunkedArray) -> list[Any]:
     return column.to_pylist()
 
 
+def _sqlite_sql(table: str, names: list[str]) -> str:
+    return f'INSERT INTO "{table}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
+
+
+def _sqlite_rows(part: pa.Table, names: list[str], constants: Mapping[str, Any]) -> list[tuple]:
+    """The rows of ``part`` (plus ``constants``) as the tuples sqlite3 binds."""
+    consts = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in constants.items()}
+    cols = [
+        repeat(consts[n], part.num_rows) if n in consts else _py_values(part.column(n))
+        for n in names
+    ]
+    return list(zip(*cols, strict=False))
+
+
 def _insert_sqlite(
     conn: sa.Connection,
     table: str,
@@ -75,23 +133,37 @@ def _insert_sqlite(
     constants: Mapping[str, Any],
     hook: Callable[[str, int], None],
 ) -> int:
-    sql = f'INSERT INTO "{table}" ({", ".join(names)}) VALUES ({", ".join("?" * len(names))})'
-    consts = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in constants.items()}
+    sql = _sqlite_sql(table, names)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     done = 0
     try:
         for start in range(0, data.num_rows, CHUNK_ROWS):
             part = data.slice(start, CHUNK_ROWS)
-            cols = [
-                repeat(consts[n], part.num_rows) if n in consts else _py_values(part.column(n))
-                for n in names
-            ]
-            cursor.executemany(sql, zip(*cols, strict=False))
+            cursor.executemany(sql, _sqlite_rows(part, names, constants))
             done += part.num_rows
             hook(table, done)
     finally:
         cursor.close()
     return done
+
+
+def _copy_sql(table: str, names: list[str]) -> str:
+    return f'COPY "{table}" ({", ".join(names)}) FROM STDIN (FORMAT csv)'
+
+
+def _csv_bytes(part: pa.Table, names: list[str], constants: Mapping[str, Any]) -> memoryview:
+    """The rows of ``part`` (plus ``constants``) as CSV for ``COPY`` (Arrow's writer)."""
+    cols = [
+        pa.repeat(pa.scalar(_csv_scalar(constants[n])), part.num_rows)
+        if n in constants
+        else part.column(n)
+        for n in names
+    ]
+    buf = io.BytesIO()
+    # Arrow quotes every string, so "" stays an empty string and null stays NULL.
+    pacsv.write_csv(pa.table(cols, names=names), buf,
+                    write_options=pacsv.WriteOptions(include_header=False))
+    return buf.getbuffer()
 
 
 def _copy_postgres(
@@ -102,25 +174,67 @@ def _copy_postgres(
     constants: Mapping[str, Any],
     hook: Callable[[str, int], None],
 ) -> int:
-    sql = f'COPY "{table}" ({", ".join(names)}) FROM STDIN (FORMAT csv)'
-    options = pacsv.WriteOptions(include_header=False)
     driver = conn.connection.dbapi_connection
     done = 0
-    with driver.cursor() as cursor, cursor.copy(sql) as copy:  # type: ignore[union-attr]
+    with driver.cursor() as cursor, cursor.copy(_copy_sql(table, names)) as copy:  # type: ignore[union-attr]
         for start in range(0, data.num_rows, CHUNK_ROWS):
             part = data.slice(start, CHUNK_ROWS)
-            cols = [
-                pa.repeat(pa.scalar(_csv_scalar(constants[n])), part.num_rows)
-                if n in constants
-                else part.column(n)
-                for n in names
-            ]
-            buf = io.BytesIO()
-            # Arrow quotes every string, so "" stays an empty string and null stays NULL.
-            pacsv.write_csv(pa.table(cols, names=names), buf, write_options=options)
-            copy.write(buf.getbuffer())
+            copy.write(_csv_bytes(part, names, constants))
             done += part.num_rows
             hook(table, done)
+    return done
+
+
+def insert_chunks(
+    engine: sa.Engine,
+    target: sa.Table,
+    data: pa.Table,
+    *,
+    constants: Mapping[str, Any],
+    after_chunk: Callable[[str, int], None] | None = None,
+) -> int:
+    """Insert ``data`` plus ``constants`` into ``target`` in chunks, each committed in a
+    transaction of its own (SQLite: ``BEGIN IMMEDIATE``, sized by a :class:`Pacer` to hold
+    the write lock :data:`SQLITE_CHUNK_SECONDS`; PostgreSQL: one ``COPY`` of
+    :data:`CHUNK_ROWS` rows, which blocks no other writer). Each chunk is rendered before its
+    transaction begins. ``after_chunk(table, rows_done)`` runs after each commit, outside
+    any transaction. Returns the number of rows inserted.
+
+    Not atomic: a failure leaves the chunks committed so far. The caller writes rows that
+    no reader looks at until it publishes them (:mod:`serving.store_publish`).
+    """
+    names = _names(target, data, constants)
+    hook = after_chunk or _after_chunk
+    dialect = engine.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database {dialect!r}: use SQLite or PostgreSQL")
+    pacer = Pacer()
+    done = 0
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        driver = conn.connection.dbapi_connection
+        if dialect == "sqlite":
+            driver.execute(f"PRAGMA cache_size = -{SQLITE_WRITE_CACHE_KIB}")  # type: ignore[union-attr]
+        try:
+            while done < data.num_rows:
+                part = data.slice(done, pacer.rows() if dialect == "sqlite" else CHUNK_ROWS)
+                if dialect == "sqlite":
+                    rows: Any = _sqlite_rows(part, names, constants)
+                    t = time.perf_counter()
+                    with conn.begin():
+                        driver.executemany(_sqlite_sql(target.name, names), rows)  # type: ignore[union-attr]
+                    pacer.took(part.num_rows, time.perf_counter() - t)
+                else:
+                    csv = _csv_bytes(part, names, constants)
+                    with conn.begin(), driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                            _copy_sql(target.name, names)) as copy:
+                        copy.write(csv)
+                done += part.num_rows
+                hook(target.name, done)
+        finally:
+            if dialect == "sqlite":
+                # Back to the default before the connection returns to the pool.
+                driver.execute("PRAGMA cache_size = -2000")  # type: ignore[union-attr]
     return done
 
 

@@ -297,9 +297,75 @@ def make_engine(url: sa.URL, *, read_only: bool = False) -> sa.Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        if mode == "IMMEDIATE" and turnstile is not None:
+            conn.info["turnstile"] = _enter_turnstile(turnstile)
+        try:
+            conn.exec_driver_sql(f"BEGIN {mode}")
+        except BaseException:
+            fd = conn.info.pop("turnstile", None)
+            if fd is not None:
+                os.close(fd)
+            raise
+
+    turnstile = None if memory or read_only else Path(f"{url.database}-turnstile")
+    if turnstile is not None:
+        @event.listens_for(engine, "commit")
+        @event.listens_for(engine, "rollback")
+        def _on_end(conn: sa.Connection) -> None:
+            fd = conn.info.pop("turnstile", None)
+            if fd is not None:
+                os.close(fd)  # closing the file releases its lock
 
     return engine
+
+
+#: How often a writer waiting at the turnstile tries it again (seconds).
+TURNSTILE_POLL_S = 0.001
+
+
+def _enter_turnstile(path: Path) -> int | None:
+    """Take the write turnstile of a SQLite store (an exclusive ``flock`` on a side file);
+    return its descriptor (closed when the transaction ends), or None after
+    :data:`BUSY_TIMEOUT_MS` (SQLite's own busy timeout then applies).
+
+    Why: SQLite's busy handler retries a waiting writer only every 100 ms after a while,
+    so a writer that commits and begins again within a few milliseconds (the chunks of a
+    publish) keeps the write lock against it for many chunks. Every writer that begins
+    ``IMMEDIATE`` on this store's engines goes through the turnstile first, trying it
+    every millisecond; the publish takes it again only after rendering its next chunk
+    (outside the lock), so a waiting event gets in after about one chunk.
+    """
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        return None  # a folder we cannot write into: no turnstile, plain busy waits
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                os.close(fd)
+                return None
+            time.sleep(TURNSTILE_POLL_S)
+
+
+@contextlib.contextmanager
+def writing(engine: sa.Engine) -> Iterator[sa.Connection]:
+    """A write transaction that takes SQLite's write lock up front (``BEGIN IMMEDIATE``).
+
+    A transaction that reads and then writes must begin so: begun ``DEFERRED`` it holds a
+    snapshot, and if another writer (an analyst's event) commits before its first write,
+    SQLite refuses the upgrade at once ("database is locked", no busy wait).
+    """
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
 
 
 def explanations_dir(url: sa.URL, given: Path | None, export_dir: Path | None) -> Path | None:

@@ -41,6 +41,7 @@ from typing import Any, Final
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from serving import store_io, store_publish
 from serving import store_schema as S
 from serving.store_records import json_safe
 from serving.store_totals import worklist_totals
@@ -99,7 +100,7 @@ class Heartbeat:
 def beat(engine: sa.Engine, run_id: str, *, now: datetime) -> None:
     """Set the heartbeat of ``run_id`` to ``now`` if it is still running."""
     r = S.runs
-    with engine.begin() as conn:
+    with store_io.writing(engine) as conn:
         conn.execute(r.update().where(r.c.run_id == run_id, r.c.status == "running")
                      .values(heartbeat_at=now))
 
@@ -138,7 +139,7 @@ def reap(engine: sa.Engine, *, now: datetime, stale_after: timedelta,
                    f"{last.isoformat(timespec='seconds')} (stale after "
                    f"{stale_after.total_seconds() / 60:g} min); reaped at "
                    f"{now.isoformat(timespec='seconds')}")
-        with engine.begin() as conn:
+        with store_io.writing(engine) as conn:
             done = conn.execute(
                 r.update().where(r.c.run_id == run_id, r.c.status == "running", same_beat)
                 .values(status="failed", finished_at=now, message=message)
@@ -159,7 +160,7 @@ def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timede
     heartbeat is fresh (its process is alive: let it finish, or stop it first).
     """
     r = S.runs
-    with engine.begin() as conn:
+    with store_io.writing(engine) as conn:
         row = conn.execute(sa.select(r).where(r.c.run_id == run_id)).mappings().first()
         if row is None:
             raise KeyError(f"no run {run_id!r}")
@@ -171,6 +172,12 @@ def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timede
                     f"run {run_id} is in progress (last heartbeat "
                     f"{last.isoformat(timespec='seconds')}); let it finish or stop it first"
                 )
+        # Un-published first (short), so that its rows can go chunk by chunk without a
+        # reader seeing the run shrink; a crash in between leaves it un-published, and
+        # deleting it again finishes the job.
+        conn.execute(r.update().where(r.c.run_id == run_id).values(is_current=False))
+    store_publish.drop_rows(engine, [run_id])
+    with store_io.writing(engine) as conn:
         for table in (S.worklist, S.drift, S.explanations, worklist_totals):
             conn.execute(table.delete().where(table.c.run_id == run_id))
         conn.execute(r.delete().where(r.c.run_id == run_id))
@@ -253,7 +260,7 @@ def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores
         old = conn.execute(sa.select(r.c.run_id, r.c.as_of, r.c.meta).where(
             r.c.as_of < cutoff, r.c.status != "running")).all()
     for run_id in published[keep_explanations:]:
-        with engine.begin() as conn:
+        with store_io.writing(engine) as conn:
             conn.execute(e.delete().where(e.c.run_id == run_id))
         if explanations_dir is not None:
             shutil.rmtree(Path(explanations_dir) / run_id, ignore_errors=True)
@@ -286,7 +293,7 @@ def _drop_scores(engine: sa.Engine, run_id: str, *, today: date,
                  explanations_dir: Path | None, export_dir: Path | None) -> None:
     """Delete a run's rows and files but keep its record (its KPIs), marked pruned."""
     r = S.runs
-    with engine.begin() as conn:
+    with store_io.writing(engine) as conn:
         row = conn.execute(sa.select(r.c.as_of, r.c.is_current).where(r.c.run_id == run_id)
                            ).first()
         if row is None:

@@ -4,9 +4,9 @@ The workbench shows, above every worklist page, the totals of the filtered set: 
 open balance, amount at risk and the aging buckets (:data:`features.spec.AGING_BUCKETS`
 of each account's oldest open invoice's DPD: accounts and open balance per bucket). Summed
 over a 1M-row run on every page view that is a scan of the run; summed here once, when the
-run is published (inside :meth:`serving.store.WorklistStore.write_run`'s transaction, so a
-reader sees a run's rows and its totals together or neither), a filter by segment, action
-and region is a sum over a few dozen rows.
+run is published (read from its rows before, inserted by the transaction that publishes
+it: :mod:`serving.store_publish`, so a reader sees a run's rows and its totals together or
+neither), a filter by segment, action and region is a sum over a few dozen rows.
 
 ``region`` is the account's region in ``account_directory`` (the staged book's) at the
 time the totals were computed, null where the directory does not know the account: the
@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Final
 
+import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from features.spec import AGING_BUCKETS
+from serving import store_bulk
 from serving import store_schema as S
 from serving.store_events import account_directory
 
@@ -74,15 +77,69 @@ def aggregates(dpd: Any, balance: Any, priority: Any) -> list[Any]:
             sa.func.coalesce(sa.func.sum(priority), 0.0), *counts, *sums]
 
 
-def _insert(run_ids: Iterable[str]) -> sa.Insert:
+def totals_query(run_ids: Iterable[str]) -> sa.Select[Any]:
+    """The totals rows of ``run_ids`` summed from their worklist rows, labelled with the
+    columns of ``worklist_totals`` (the chunked publish reads them before its flip:
+    :mod:`serving.store_publish`)."""
     w, d = S.worklist, account_directory
     scorer = sa.func.coalesce(w.c.scorer, S.LEGACY_SCORER)
-    query = (sa.select(w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer,
-                       *aggregates(w.c.oldest_dpd, w.c.open_balance, w.c.priority))
-             .select_from(w.outerjoin(d, d.c.account_id == w.c.account_id))
-             .where(w.c.run_id.in_(list(run_ids)))
-             .group_by(w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer))
-    return worklist_totals.insert().from_select([c.name for c in worklist_totals.c], query)
+    values = [w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer,
+              *aggregates(w.c.oldest_dpd, w.c.open_balance, w.c.priority)]
+    return (sa.select(*(v.label(c.name) for v, c in zip(values, worklist_totals.c,
+                                                          strict=True)))
+            .select_from(w.outerjoin(d, d.c.account_id == w.c.account_id))
+            .where(w.c.run_id.in_(list(run_ids)))
+            .group_by(w.c.run_id, w.c.segment, w.c.action, d.c.region, scorer))
+
+
+def _insert(run_ids: Iterable[str]) -> sa.Insert:
+    return worklist_totals.insert().from_select([c.name for c in worklist_totals.c],
+                                                totals_query(run_ids))
+
+
+_KEYS: Final = ("segment", "action", "region", "scorer")
+_DIRECTORY_ARROW: Final = pa.schema([("account_id", pa.string()), ("region", pa.string())])
+
+
+def from_table(conn: sa.Connection, wl: pa.Table, *, run_id: str) -> list[dict[str, Any]]:
+    """The totals rows of a run about to be published, summed from its worklist as an Arrow
+    table (``account_id``, ``segment``, ``action``, ``scorer``, ``oldest_dpd``,
+    ``open_balance``, ``priority``) with the regions of ``account_directory`` read on
+    ``conn``: the same rows as :func:`totals_query` over the written rows (the same
+    :data:`AGING_BUCKETS`; tested equal), ~20 times cheaper than that ``GROUP BY`` (1 s of
+    CPU per 100k rows on SQLite), and a read only."""
+    d = account_directory
+    region: pa.ChunkedArray | pa.Array
+    if conn.execute(sa.select(d.c.account_id).limit(1)).first() is None:
+        region = pa.nulls(wl.num_rows, pa.string())
+    else:
+        directory = store_bulk.read_arrow(conn, sa.select(d.c.account_id, d.c.region),
+                                          _DIRECTORY_ARROW)
+        at = pc.index_in(wl.column("account_id"), value_set=directory.column("account_id"))
+        region = pc.take(directory.column("region"), at)  # null index: not in the directory
+    dpd, balance = wl.column("oldest_dpd"), wl.column("open_balance")
+    scorer = pc.fill_null(wl.column("scorer"), S.LEGACY_SCORER)
+    columns: dict[str, Any] = {"segment": wl.column("segment"), "action": wl.column("action"),
+                               "region": region, "scorer": scorer, "accounts": balance,
+                               "open_balance": balance, "at_risk": wl.column("priority")}
+    for (lo, hi), n_col, bal_col in zip(AGING_BUCKETS, BUCKET_COUNTS, BUCKET_BALANCES,
+                                        strict=True):
+        inside = pc.greater_equal(dpd, lo)
+        if hi is not None:
+            inside = pc.and_(inside, pc.less_equal(dpd, hi))
+        inside = pc.fill_null(inside, False)  # no DPD: in no bucket (SQL: CASE ... ELSE 0)
+        columns[n_col] = pc.cast(inside, pa.int64())
+        columns[bal_col] = pc.if_else(inside, balance, 0.0)
+    table = pa.table(columns)
+    sums = [(c, "count" if c == "accounts" else "sum") for c in columns if c not in _KEYS]
+    grouped = table.group_by(list(_KEYS), use_threads=False).aggregate(sums)
+    out = []
+    for row in grouped.to_pylist():
+        item = {"run_id": run_id, **{k: row[k] for k in _KEYS}}
+        for c, how in sums:
+            item[c] = row[f"{c}_{how}"]
+        out.append(item)
+    return out
 
 
 def compute(conn: sa.Connection, run_ids: Iterable[str]) -> None:

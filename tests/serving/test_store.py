@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -12,11 +13,13 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.spec import MODEL_OF_SEGMENT, SEGMENTS
-from serving import store_bulk
+from serving import store_bulk, store_events, store_publish, store_totals
+from serving import store_schema as S
 from serving.store import RunRecord, StoreSchemaError, WorklistStore
 
 DAY = date(2024, 3, 1)
@@ -259,6 +262,93 @@ def test_failure_mid_write_keeps_previous_run(
         store.read_explanations(run_id)
     with pytest.raises(ValueError, match="failed"):
         store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+
+
+def _rows_of(store: WorklistStore, run_id: str) -> dict[str, int]:
+    """How many rows a run has in each of its tables (counted, visible or not)."""
+    with store._engine.connect() as conn:
+        return {t.name: conn.execute(sa.select(sa.func.count()).where(t.c.run_id == run_id)
+                                     ).scalar_one()
+                for t in (S.worklist, S.drift, S.explanations, store_totals.worklist_totals)}
+
+
+def test_an_exception_in_the_flip_keeps_the_previous_run_and_drops_the_rows(
+    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = publish(store, 30, seed=6, version="old")
+    before = store.read_worklist(as_of=DAY)
+    old_rows = _rows_of(store, old.run_id)
+
+    def explode(run_id: str) -> None:
+        # Inside the flip: the new rows, totals and drift are in, the old run retired.
+        assert _rows_of(store, run_id)["worklist"] == 40
+        raise RuntimeError("power cut in the flip")
+
+    monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 7)
+    monkeypatch.setattr(store_publish, "_in_flip", explode)
+    wl, ex, dr = frames(40, seed=7, version="new")
+    run_id = store.begin_run(as_of=DAY, meta={})
+    with pytest.raises(RuntimeError, match="power cut"):
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    assert store._run(run_id).status == "failed"
+    assert store.current_run(as_of=DAY) == old
+    pd.testing.assert_frame_equal(store.read_worklist(as_of=DAY), before)
+    assert _rows_of(store, old.run_id) == old_rows  # totals, drift, reference intact
+    assert _rows_of(store, run_id) == dict.fromkeys(old_rows, 0)  # the chunks went again
+
+
+def test_an_event_is_written_between_two_chunks_of_a_publish(
+    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = publish(store, 20, seed=1)
+    url = store.url.render_as_string(hide_password=False)
+    # The analyst's side: its own connection, waiting at most 200 ms for a lock.
+    sqlite = store.url.get_backend_name() == "sqlite"
+    analyst = sa.create_engine(url, connect_args={"timeout": 0.2} if sqlite else {})
+    seen: list[tuple[int, str, float]] = []
+
+    def write_event(table: str, rows_done: int) -> None:
+        if table != "worklist" or rows_done != 10:
+            return
+        t = time.perf_counter()
+        with analyst.begin() as conn:
+            if not sqlite:
+                conn.exec_driver_sql("SET LOCAL lock_timeout = 200")
+            conn.execute(store_events.events.insert().values(
+                kind="note", account_id="A0000001", recorded_at=datetime.now(UTC),
+                recorded_by="ann", event_date=DAY, note="called mid-publish"))
+        took = time.perf_counter() - t
+        current = store.read_worklist(as_of=DAY)["run_id"].unique().tolist()
+        seen.append((rows_done, current[0], took))
+
+    monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 10)
+    monkeypatch.setattr(store_bulk, "_after_chunk", write_event)
+    try:
+        new = publish(store, 45, seed=2)
+        with analyst.connect() as conn:
+            notes = conn.execute(sa.select(store_events.events.c.note)).scalars().all()
+    finally:
+        analyst.dispose()
+    # Mid-way the old run was still the one read; the event did not wait for the publish.
+    assert [(n, run) for n, run, _ in seen] == [(10, old.run_id)]
+    assert seen[0][2] < 1.0
+    assert notes == ["called mid-publish"]
+    assert store.current_run(as_of=DAY) == new
+    assert _rows_of(store, old.run_id)["worklist"] == 0  # retired rows dropped after it
+
+
+def test_retired_rows_left_by_a_writer_dying_after_its_flip_are_swept_by_the_next(
+    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = publish(store, 12, seed=3)
+    with monkeypatch.context() as m:  # the writer "dies" between its flip and the drop
+        m.setattr(store_publish, "drop_rows", lambda engine, run_ids: None)
+        new = publish(store, 8, seed=4)
+    assert _rows_of(store, old.run_id)["worklist"] == 12  # retired, not read, still there
+    assert store.read_worklist(as_of=DAY)["run_id"].unique().tolist() == [new.run_id]
+    store.fail_run(store.begin_run(as_of=DAY, meta={}), message="only here to sweep")
+    assert _rows_of(store, old.run_id)["worklist"] == 0
+    assert _rows_of(store, new.run_id)["worklist"] == 8
 
 
 def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

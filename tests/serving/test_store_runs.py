@@ -1,7 +1,7 @@
 """Runs that cannot get stuck, on SQLite and PostgreSQL: a writer killed with SIGKILL in the
-middle of its write is reaped by the next writer (run failed, files removed, the previous
-worklist intact); heartbeats keep a live run from being reaped; runs are deleted with
-their files."""
+middle of its write (between two chunks) is reaped by the next writer (run failed, files
+and rows removed, the previous worklist intact); heartbeats keep a live run from being
+reaped; runs are deleted with their files."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
+from serving import store_schema as S
 from serving.store import RunInProgressError, WorklistStore
 from tests.serving.test_store import DAY, frames, publish
 
@@ -29,31 +31,40 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("pg_schema_url")
 
 
+def _worklist_rows(store: WorklistStore, run_id: str) -> int:
+    w = S.worklist
+    with store._engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).where(w.c.run_id == run_id)).scalar_one()
+
+
 def _open(url: str, tmp_path: Path, **kwargs: object) -> WorklistStore:
     return WorklistStore(url, export_dir=tmp_path / "exports",
                          explanations_dir=tmp_path / "explanations", **kwargs)  # type: ignore[arg-type]
 
 
-# The writer: begins a run and writes it; the export write (the last file) hangs after its
-# bytes are on disk, inside the publishing transaction, until the process is killed.
+# The writer: begins a run and writes it in chunks of 10 rows; after the second chunk is
+# committed (and once its files are staged) it hangs between two chunks, until killed.
 _WRITER = textwrap.dedent('''
     import sys, time
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from serving import store_io
+    from serving import store_bulk
     from serving.store import WorklistStore
     from tests.serving.test_store import DAY, frames
 
     url, work = sys.argv[2], Path(sys.argv[3])
-    real_write = store_io.write_parquet
 
-    def write_then_hang(table, path):
-        real_write(table, path)
-        if path.name.endswith(".worklist.parquet"):
+    def hang_after_two(table, rows_done):
+        if table == "worklist" and rows_done == 20:
+            run_id = (work / "run_id").read_text()
+            staged = work / "exports" / DAY.isoformat()
+            while len(list(staged.glob(f".{run_id}.*"))) < 2:
+                time.sleep(0.02)
             (work / "hanging").write_text("1")
             time.sleep(600)
 
-    store_io.write_parquet = write_then_hang
+    store_bulk.CHUNK_ROWS = 10
+    store_bulk._after_chunk = hang_after_two
     store = WorklistStore(url, export_dir=work / "exports",
                           explanations_dir=work / "explanations", upgrade=True)
     wl, ex, dr = frames(40, seed=7, version="7")
@@ -72,7 +83,7 @@ def _killed_writer(url: str, work: Path) -> str:
             if proc.poll() is not None:
                 pytest.fail(f"writer ended early: {proc.stderr.read()[-3000:]}")  # type: ignore[union-attr]
             if time.monotonic() > deadline:
-                pytest.fail("writer never reached its export write")
+                pytest.fail("writer never reached its third chunk")
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
     finally:
@@ -93,9 +104,12 @@ def test_a_killed_writer_is_reaped_by_the_next_writer_and_its_files_removed(
     assert (run_dir / "explanations.parquet").exists() and staged  # the orphans exist
 
     # Just after the kill the run is still "running" (its heartbeat is fresh): not reaped.
+    # Its first two chunks are committed, and read by nobody.
     with _open(url, tmp_path) as store:
         assert store.reap_stale() == []
         assert store._run(dead).status == "running"
+        assert _worklist_rows(store, dead) == 20
+        assert store.read_worklist(as_of=DAY).equals(worklist_before)
     # Eleven minutes later the next writer reaps it when it begins its own run.
     later = datetime.now(UTC) + timedelta(minutes=11)
     with _open(url, tmp_path, clock=lambda: later) as store:
@@ -106,6 +120,7 @@ def test_a_killed_writer_is_reaped_by_the_next_writer_and_its_files_removed(
         assert "abandoned: no sign of life" in (record.message or "")
         assert not run_dir.exists()
         assert not any(p.exists() for p in staged)
+        assert _worklist_rows(store, dead) == 0  # swept with the reaped run
         # The previous worklist stayed current and intact throughout.
         assert store.current_run(as_of=DAY).run_id == before.run_id  # type: ignore[union-attr]
         assert store.read_worklist(as_of=DAY).equals(worklist_before)

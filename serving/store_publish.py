@@ -1,0 +1,164 @@
+"""Publishing a run in short transactions: rows in chunks, then one short flip.
+
+A 1M-account run is ~80 s of inserts. Done in one transaction, SQLite's single write lock
+is held all that time and an analyst's event written meanwhile waits for all of it
+(measured 32.9 s p95 at 100k accounts). So :meth:`serving.store.WorklistStore.write_run`
+publishes in three steps:
+
+1. **Rows** (:func:`write_rows`): the worklist rows go in chunks, each committed in a
+   transaction of its own (:func:`serving.store_bulk.insert_chunks`), under the run's id
+   while the run is still ``running`` and not current. No reader looks at them: every
+   read of a worklist resolves the *current* run (``runs.is_current``) in the same
+   statement, and the account history only follows current runs. Other writers get the
+   lock between two chunks.
+2. **Totals** (:func:`read_totals`): summed from the run's worklist table with the
+   account directory's regions, read without the write lock.
+3. **Flip** (:func:`flip`): ONE short transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
+   the as_of's advisory lock) inserts the totals, drift and explanations reference,
+   un-publishes the as_of's previous run and marks this one ``succeeded`` and current. A
+   reader sees the old run or the new one, each whole, never a mix.
+
+After the flip, the retired run's worklist rows are deleted in chunks too
+(:func:`drop_rows`); it is no longer current, so nobody reads them. A failure before or in
+the flip leaves the previous run current and intact; the rows written so far are deleted
+(:func:`drop_rows`) by the failing writer or, if it died (``kill -9``), by the next writer
+once the dead run is reaped (:func:`sweep`: rows of ``failed`` and replaced runs).
+
+Totals and the account directory: the workbench recomputes every run's totals in the
+transaction that replaces the directory (:func:`serving.store_totals.refresh`). If that
+happens between step 2 and the flip, the totals it wrote for this run (complete: all its
+rows were committed in step 1) are newer than ours, so the flip keeps totals that already
+sum to the run's row count and replaces any others (partial ones, from a refresh during
+step 1).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import date
+from typing import Any, Final
+
+import pyarrow as pa
+import sqlalchemy as sa
+
+from serving import store_bulk, store_io, store_totals
+from serving import store_schema as S
+
+#: Worklist rows deleted per transaction by :func:`drop_rows` on PostgreSQL (by rank
+#: range); SQLite's chunks are sized by time (:class:`serving.store_bulk.Pacer`).
+DROP_CHUNK_ROWS: Final = 100_000
+
+
+def _in_flip(run_id: str) -> None:
+    """Called inside the flip's transaction before it commits (a fault-injection seam)."""
+
+
+def write_rows(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:
+    """Insert a run's worklist rows in chunks, each committed on its own (step 1)."""
+    return store_bulk.insert_chunks(engine, S.worklist, wl, constants={"run_id": run_id})
+
+
+def read_totals(engine: sa.Engine, run_id: str, wl: pa.Table) -> list[dict[str, Any]]:
+    """The run's totals rows (:mod:`serving.store_totals`), summed from its worklist with
+    the account directory's regions by a read: SQLite readers do not take the write lock
+    (step 2)."""
+    with engine.connect() as conn:
+        return store_totals.from_table(conn, wl, run_id=run_id)
+
+
+def flip(
+    conn: sa.Connection,
+    *,
+    run_id: str,
+    as_of: date,
+    n_rows: int,
+    totals: list[dict[str, Any]],
+    drift: pa.Table,
+    explanations: dict[str, Any] | None,
+    values: dict[str, Any],
+) -> list[str]:
+    """Publish ``run_id`` (step 3) in ``conn``'s open write transaction; return the ids
+    of the runs it retired (their worklist rows are left for :func:`drop_rows`).
+
+    ``values``: the run's columns to set (status, finished_at, counts, meta, ...).
+    Raises ``RuntimeError`` if the run is no longer ``running`` (reaped meanwhile).
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(
+            store_io.PG_LOCK_SPACE, as_of.toordinal())))
+    t = store_totals.worklist_totals
+    have = conn.execute(sa.select(sa.func.coalesce(sa.func.sum(t.c.accounts), 0))
+                        .where(t.c.run_id == run_id)).scalar_one()
+    if int(have) != n_rows:
+        conn.execute(t.delete().where(t.c.run_id == run_id))
+        if totals:
+            conn.execute(t.insert(), totals)
+    if drift.num_rows:
+        positions = pa.array(range(drift.num_rows), pa.int64())
+        store_bulk.bulk_insert(conn, S.drift, drift.append_column("position", positions),
+                               constants={"run_id": run_id})
+    if explanations is not None:
+        conn.execute(S.explanations.insert().values(run_id=run_id, **explanations))
+    retired = _retire(conn, run_id, as_of)
+    _in_flip(run_id)
+    r = S.runs
+    done = conn.execute(r.update().where(r.c.run_id == run_id, r.c.status == "running")
+                        .values(is_current=True, **values)).rowcount
+    if done != 1:
+        raise RuntimeError(f"run {run_id} is no longer running (reaped while it was "
+                           "written?): not published")
+    return retired
+
+
+def _retire(conn: sa.Connection, run_id: str, as_of: date) -> list[str]:
+    """Un-publish earlier runs of ``as_of`` and delete their small rows (same
+    transaction); their worklist rows go after the commit (:func:`drop_rows`)."""
+    r = S.runs
+    old = conn.execute(sa.select(r.c.run_id).where(
+        r.c.as_of == as_of, r.c.is_current, r.c.run_id != run_id)).scalars().all()
+    if old:
+        conn.execute(r.update().where(r.c.run_id.in_(old)).values(
+            is_current=False, replaced_by=run_id))
+        for table in (S.drift, S.explanations, store_totals.worklist_totals):
+            conn.execute(table.delete().where(table.c.run_id.in_(old)))
+    return list(old)
+
+
+def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
+    """Delete the rows of runs nobody reads (failed, retired, being deleted): worklist
+    rows by rank range in short transactions, then their drift and totals. Callers never
+    pass the current run of an as_of (a reader would see it shrink).
+    """
+    w = S.worklist
+    for run_id in run_ids:
+        with engine.connect() as conn:
+            top = int(conn.execute(sa.select(sa.func.max(w.c.rank))
+                                   .where(w.c.run_id == run_id)).scalar_one_or_none() or 0)
+        pacer = store_bulk.Pacer()
+        lo = 0
+        while lo < top:
+            step = pacer.rows() if engine.dialect.name == "sqlite" else DROP_CHUNK_ROWS
+            t = time.perf_counter()
+            with store_io.writing(engine) as conn:
+                conn.execute(w.delete().where(w.c.run_id == run_id, w.c.rank > lo,
+                                              w.c.rank <= lo + step))
+            pacer.took(step, time.perf_counter() - t)
+            lo += step
+        with store_io.writing(engine) as conn:
+            for table in (S.drift, store_totals.worklist_totals):
+                conn.execute(table.delete().where(table.c.run_id == run_id))
+
+
+def sweep(engine: sa.Engine) -> list[str]:
+    """Delete the rows left behind by runs that failed (a writer killed mid-write, then
+    reaped) or were replaced (a writer killed after its flip); return their ids."""
+    r, w = S.runs, S.worklist
+    with engine.connect() as conn:
+        candidates = conn.execute(sa.select(r.c.run_id).where(
+            sa.or_(r.c.status == "failed", r.c.replaced_by.is_not(None)),
+            ~r.c.is_current)).scalars().all()
+        left = [run_id for run_id in candidates if conn.execute(
+            sa.select(w.c.rank).where(w.c.run_id == run_id).limit(1)).first() is not None]
+    drop_rows(engine, left)
+    return left
