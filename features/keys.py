@@ -259,11 +259,14 @@ def first_occurrence(keys: pl.Series) -> pl.Series:
 def _sorted_lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
     """:func:`lookup` when both sides are sorted (a written, canonical book): the hinted
     scan of :func:`match_ids` is then one linear merge."""
-    valid = keys.is_not_null()
     # unique table keys (the caller's guarantee) in ascending order: strictly sorted
-    found = match_ids(keys.filter(valid), table_keys, reference_sorted=True)
-    out = np.full(len(keys), -1, dtype=np.int64)
-    out[valid.to_numpy()] = found
+    if keys.null_count() == 0:  # (no filtered copy of the keys)
+        out = match_ids(keys, table_keys, reference_sorted=True)
+    else:
+        valid = keys.is_not_null()
+        found = match_ids(keys.filter(valid), table_keys, reference_sorted=True)
+        out = np.full(len(keys), -1, dtype=np.int64)
+        out[valid.to_numpy()] = found
     return pl.Series(out).replace(-1, None)
 
 

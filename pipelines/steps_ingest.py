@@ -1,11 +1,20 @@
 """The ingest steps of :mod:`pipelines.steps`: generate a synthetic book, validate a data
 folder, stage the validated book as Parquet (:func:`ingest`) and read it back
-(:func:`read_book`) for the later steps."""
+(:func:`read_book`) for the later steps.
+
+The staged files are the hand-off between steps (Prefect tasks pass their path, and a
+later step may run in another process). Within one process the Book that :func:`ingest`
+just validated is handed over in memory instead: :func:`read_book` returns it while the
+staged folder is still exactly the one this process wrote (same files, sizes and
+modification times), and reads the files otherwise. At 1M accounts this saves reading
+~8 GB back (~30 s) in the nightly and ``delinq train``."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,11 +32,66 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- book I/O
 
 
-def read_book(path: Path) -> Book:
-    """The Book staged by :func:`ingest` (already validated: typed, not re-checked)."""
+@dataclass(frozen=True)
+class _Staged:
+    """The Book this process last staged, with the folder's fingerprint when written."""
+
+    folder: Path
+    stamp: tuple[tuple[str, int, int, int], ...]
+    book: Book
+
+
+# One slot: the last staged Book of this process (replaced by the next ingest, which
+# empties it first so two big books never coexist). A lock, since Prefect may run the
+# steps of one flow in threads.
+_last: _Staged | None = None
+_lock = threading.Lock()
+
+
+def _stamp(folder: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """What identifies a staged folder's content: each file's name, size, modification
+    time (ns) and inode; a re-staged folder (written anew, then swapped in) differs."""
+    files = sorted(f for f in folder.iterdir() if f.is_file())
+    return tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns, st.st_ino) for f in files)
+
+
+def _remember(folder: Path, book: Book | None) -> None:
+    global _last
+    with _lock:
+        _last = None if book is None else _Staged(folder.resolve(), _stamp(folder), book)
+
+
+def _handed(folder: Path) -> Book | None:
+    """The Book this process staged at ``folder``, if the folder still holds exactly
+    those files; else None (another process re-staged it, or nothing was staged here)."""
+    with _lock:
+        last = _last
+    if last is None or not folder.is_dir() or folder.resolve() != last.folder:
+        return None
+    try:
+        if _stamp(folder) != last.stamp:
+            return None
+    except OSError:  # a file vanished while looking: read what is there
+        return None
+    from features.contract.book import ALL_TABLES
+
+    # Shallow copies: under pandas' copy-on-write a caller writing into its frames copies
+    # them first, so the remembered Book stays as staged.
+    return type(last.book)(**{t: getattr(last.book, t).copy(deep=False) for t in ALL_TABLES})
+
+
+def read_book(path: Path, *, reuse: bool = True) -> Book:
+    """The Book staged by :func:`ingest` (already validated: typed, not re-checked).
+
+    ``reuse``: when this process staged ``path`` and the folder is unchanged since, return
+    that Book from memory (equal to what the files hold) instead of reading the files;
+    ``reuse=False`` always reads the files.
+    """
     from features.contract.book import Book
     from features.contract.io import read_folder
 
+    if reuse and (book := _handed(Path(path))) is not None:
+        return book
     tables = {t: frame for t, (_, frame) in read_folder(path).items()}
     return Book.from_frames(**tables)
 
@@ -110,6 +174,7 @@ def ingest(*, settings: Settings, source: Path,
     from features.contract.io import write_book
 
     t0 = time.perf_counter()
+    _remember(staging_dir(settings), None)  # free the last staged Book before reading
     book, facts = _validate(settings, source, None, accept_anomalies)
     target = staging_dir(settings)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -117,6 +182,7 @@ def ingest(*, settings: Settings, source: Path,
     shutil.rmtree(tmp, ignore_errors=True)
     write_book(book, tmp)
     _replace_dir(tmp, target)
+    _remember(target, book)  # for read_book in this process (the files for any other)
     facts["seconds"] = time.perf_counter() - t0
     progress(
         f"  kept {facts['invoices']:,} invoices of {facts['accounts']:,} accounts, "

@@ -48,8 +48,9 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
     contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
     extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
     values = {c: pl.col(R.value(c)) for c in contract}
-    if table == "payments":
-        # Each payment carries its invoice's account (filled when the source left it out).
+    if table == "payments" and "__parent_account" in kept.columns:
+        # Each payment carries its invoice's account (filled when the source left it out;
+        # rules.child_rules adds the invoice's only then).
         parent = pl.col("__parent_account")
         values["account_id"] = pl.coalesce(values["account_id"], parent) if (
             "account_id" in values
@@ -77,21 +78,36 @@ def credit_type(text: pl.Expr) -> pl.Expr:
 
 
 def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
-    """A canonical polars table as a pandas frame with every contract column and dtype."""
-    missing = [c for c in columns_of(table) if c not in frame.columns]
-    arrow = frame.to_arrow()
-    for c in missing:
-        dtype = columns_of(table)[c]
-        kind = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
-        arrow = arrow.append_column(c, pa.nulls(frame.height, kind.get(dtype, pa.large_string())))
-    for i, name in enumerate(arrow.column_names):
-        if columns_of(table).get(name) == DATE_DTYPE:
-            arrow = arrow.set_column(i, name, arrow.column(i).cast(pa.timestamp("s")))
-    order = list(columns_of(table)) + [c for c in frame.columns if c not in columns_of(table)]
-    out = arrow.select(order).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-    # All-null string columns come back as object/float: give them the canonical dtype.
-    fix = {c: d for c, d in columns_of(table).items() if str(out[c].dtype) != d}
-    return out.astype(fix) if fix else out
+    """A canonical polars table as a pandas frame with every contract column and dtype.
+
+    Converts column by column and *empties* ``frame`` as it goes (``drop_in_place``): a
+    column's polars buffers are freed as soon as its pandas copy exists (unless another
+    frame shares them), so the table is held about once, not twice (polars strings are
+    views; pandas' are Arrow ``large_string``, so ids are copied once, here). The pandas
+    columns are not consolidated into 2-D blocks (no further copy).
+    """
+    types = columns_of(table)
+    order = list(types) + [c for c in frame.columns if c not in types]
+    height = frame.height
+    kinds = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
+    columns: dict[str, pd.Series] = {}
+    for name in order:
+        if name in frame.columns:
+            # (through a one-column frame: its chunks are kept as they are, not merged)
+            arrow = frame.drop_in_place(name).to_frame().to_arrow().column(0)
+        else:
+            arrow = pa.nulls(height, kinds.get(types.get(name, "str"), pa.large_string()))
+        if types.get(name) == DATE_DTYPE:
+            arrow = arrow.cast(pa.timestamp("s"))
+        elif pa.types.is_string_view(arrow.type) or pa.types.is_string(arrow.type):
+            arrow = arrow.cast(pa.large_string())
+        column = pa.table({name: arrow}).to_pandas(
+            types_mapper={pa.int64(): pd.Int64Dtype()}.get, self_destruct=True)[name]
+        del arrow
+        dtype = types.get(name)
+        # All-null string columns come back as object/float: give them the canonical dtype.
+        columns[name] = column.astype(dtype) if dtype and str(column.dtype) != dtype else column
+    return pd.DataFrame(columns, copy=False)
 
 
 def with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl.DataFrame:

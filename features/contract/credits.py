@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import polars as pl
 
 from features.contract.parsing import value
@@ -28,18 +29,21 @@ def credit_notes(invoices: pl.DataFrame) -> dict[str, float]:
     return {"credit_notes": len(neg), "credit_note_amount": round(-float(neg.sum()), 2)}
 
 
-def payment_credits(kept: pl.DataFrame) -> dict[str, float]:
+def payment_credits(kept: pl.DataFrame, invoice_amounts: pl.Series) -> dict[str, float]:
     """Prepayments and overpaid invoices among kept payments (checked frames, with the
-    invoice's issue date and amount beside each row: ``__parent_issue``,
-    ``__parent_amount``). An invoice is overpaid when its payments exceed its amount by
-    a cent or more; the excess is the credit."""
+    invoice's issue date ``__parent_issue`` and row ``__parent`` beside each row;
+    ``invoice_amounts``: the amounts of the invoices those rows index). An invoice is
+    overpaid when its payments exceed its amount by a cent or more; the excess is the
+    credit."""
     early = kept.filter(pl.col(value("payment_date")) < pl.col("__parent_issue"))
-    per_invoice = kept.group_by(value("invoice_id")).agg(
-        pl.col(value("amount")).sum().alias("paid"), pl.col("__parent_amount").first())
-    excess = per_invoice.select(
-        ((pl.col("paid") - pl.col("__parent_amount")) * 100).round(0).alias("cents")
-    ).get_column("cents")
-    excess = excess.filter(excess >= 1)
+    # Per invoice by its row number (a kept payment always has one): a weighted bincount,
+    # linear and without hashing the ids.
+    parent = kept.get_column("__parent").to_numpy()
+    paid = np.bincount(parent, weights=kept.get_column(value("amount")).to_numpy(),
+                       minlength=len(invoice_amounts))
+    has = np.bincount(parent, minlength=len(invoice_amounts)) > 0
+    cents = np.round((paid[has] - invoice_amounts.to_numpy()[has]) * 100)
+    excess = cents[cents >= 1]
     return {
         "prepayments": early.height,
         "prepayment_amount": round(float(early.get_column(value("amount")).sum()), 2),

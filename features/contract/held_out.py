@@ -71,7 +71,8 @@ def hold_out(kept: pd.DataFrame, held: pl.DataFrame, parents: pl.DataFrame,
     ``_row`` (the invoice's record number), ``_rule`` and a message naming the payment row.
     """
     inv = value("invoice_id")
-    rows = dict(parents.select(inv, R.ROW).filter(
+    record = pl.int_range(1, pl.len() + 1, dtype=pl.Int64)  # parents are in file order
+    rows = dict(parents.select(inv, record.alias(R.ROW)).filter(
         pl.col(inv).is_in(held.get_column(inv).implode())).iter_rows())
     detail = {i: (r, rule) for i, r, rule in held.iter_rows()}
     out = kept["invoice_id"].isin(list(detail))

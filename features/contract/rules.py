@@ -303,22 +303,37 @@ def _duplicates(frame: pl.DataFrame, table: str, id_col: str) -> pl.DataFrame:
 
 
 def parents_of(invoices: pl.DataFrame) -> pl.DataFrame:
-    """The slim view of checked invoices that payment/dispute rules need."""
+    """The slim view of checked invoices that payment/dispute rules need, in file order
+    (row ``i`` is the file's record ``i + 1``: no record-number column is kept)."""
     return invoices.select(value("invoice_id"), value("issue_date"), value("account_id"),
-                           value("amount"), RULE, ROW)
+                           value("amount"), RULE)
+
+
+#: Internal column of checked payments/disputes: the row of their invoice in ``parents``
+#: (null when the invoice is not among the kept ones).
+PARENT: Final = "__parent"
 
 
 def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.DataFrame:
-    """Rules of payments/disputes that need their invoice (``parents``: see parents_of)."""
+    """Rules of payments/disputes that need their invoice (``parents``: see parents_of).
+
+    Adds :data:`PARENT` and the invoice's issue date (``__parent_issue``); payments whose
+    ``account_id`` is missing somewhere also get the invoice's (``__parent_account``),
+    which the kept rows take in its place. (The invoice's amount is read through
+    :data:`PARENT` when needed, not copied beside every payment.)
+    """
     inv_id, issue = value("invoice_id"), value("issue_date")
     alive = parents.get_column(RULE) == 0
     kept = parents if alive.all() else parents.filter(alive)
     at = lookup(frame.get_column(inv_id), kept.get_column(inv_id))
-    frame = frame.with_columns(
-        kept.get_column(issue).gather(at).alias("__parent_issue"),
-        kept.get_column(value("account_id")).gather(at).alias("__parent_account"),
-        kept.get_column(value("amount")).gather(at).alias("__parent_amount"),
-    )
+    if kept.height < parents.height:  # rows of ``kept`` to rows of ``parents``
+        at = alive.arg_true().cast(pl.Int64).gather(at)
+    added = [at.alias(PARENT), parents.get_column(issue).gather(at).alias("__parent_issue")]
+    own = value("account_id")
+    if table == "payments" and (own not in frame.columns
+                                or frame.get_column(own).null_count()):
+        added.append(parents.get_column(own).gather(at).alias("__parent_account"))
+    frame = frame.with_columns(added)
     found = pl.col("__parent_issue").is_not_null()
     dropped = parents.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())
     if dropped.height:

@@ -287,16 +287,19 @@ def _check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) 
         )
 
 
-def _to_polars(frame: pd.DataFrame | pl.DataFrame, name: str) -> pl.DataFrame:
+def _to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,
+               owned: bool = False) -> pl.DataFrame:
     """The raw frame in polars (zero-copy for Arrow-backed and numeric columns), with the
-    1-based record number."""
+    1-based record number. ``owned``: the frame was read here and nobody else holds it, so
+    its columns may be rechunked in place (see :func:`_contiguous`)."""
     names = [str(c) for c in frame.columns]
     reserved = [c for c in names if c.startswith("__") and c != R.MALFORMED]
     if reserved:
         raise DataContractError(name, reserved[0], "reserved_column",
                                 "starts with '__', which is reserved for validation's own columns")
     if isinstance(frame, pl.DataFrame):
-        return frame.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+        return _contiguous(frame, owned).with_columns(
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
     twice = sorted({c for c in names if names.count(c) > 1})
     if twice:
         raise DataContractError(name, twice[0], "duplicate_column", "appears twice in the header")
@@ -314,6 +317,22 @@ def _to_polars(frame: pd.DataFrame | pl.DataFrame, name: str) -> pl.DataFrame:
         raise DataContractError(name, None, "unreadable_file",
                                 f"has columns polars cannot read ({exc})") from exc
     return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+
+
+def _contiguous(frame: pl.DataFrame, owned: bool) -> pl.DataFrame:
+    """``frame`` with every column in one chunk (a Parquet file read gives one chunk per
+    row group), rechunked one column at a time: polars aligns the chunks of a frame whose
+    columns differ (the record number is one chunk) by copying every column at once,
+    which at the first ``with_columns`` would hold the table twice. ``owned``: rechunk
+    ``frame`` itself (its old chunks are freed column by column; the values are the same)
+    rather than a shallow copy (a caller's frame keeps its chunks alive meanwhile)."""
+    if max(frame.n_chunks("all"), default=1) <= 1:
+        return frame
+    if not owned:
+        frame = frame.clone()
+    for i, name in enumerate(frame.columns):
+        frame.replace_column(i, frame.get_column(name).rechunk())
+    return frame
 
 
 def _quarantine(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility) -> pd.DataFrame:
@@ -382,8 +401,9 @@ def _validate(
         if table not in raw:
             continue
         name = sources.get(table, table)
-        source, info = _loaded(raw.pop(table), name)
-        frame = _to_polars(source, name)
+        given = raw.pop(table)
+        source, info = _loaded(given, name)
+        frame = _to_polars(source, name, owned=callable(given))
         del source
         renames = _check_columns(table, frame.columns, frame.height, name, info)
         if renames:
@@ -418,7 +438,7 @@ def _validate(
             ids = canon.get_column("account_id")
             seen = ids.filter(first_occurrence(ids)).to_frame()
         if table == "payments":
-            credits.update(payment_credits(good))
+            credits.update(payment_credits(good, parents.get_column(R.value("amount"))))
         del good
         if table == "invoices":
             credits.update(credit_notes(canon))
@@ -438,7 +458,7 @@ def _validate(
         if error is None and charged.height > max_bad_share * height:
             error = _too_many(name, charged, height, max_bad_share, sources)
     if "accounts" not in kept:
-        kept["accounts"] = to_pandas(with_bare_accounts(None, seen), "accounts")
+        kept["accounts"] = to_pandas(seen.clone(), "accounts")  # (to_pandas empties it)
     if held.height:
         kept["invoices"], quarantine["invoices"] = held_out.hold_out(
             kept["invoices"], held, parents, quarantine["invoices"],

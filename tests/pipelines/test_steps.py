@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from dataclasses import FrozenInstanceError
 from datetime import date
 from pathlib import Path
@@ -41,10 +42,14 @@ def test_ingest_quarantines_and_stages_the_book(tmp_path: Path, no_config: None)
     settings = load_settings(data_dir=tmp_path / "state", max_bad_share=0.5)
     out = steps.ingest(settings=settings, source=src)
     assert out.quarantined == sum(n for t in injected.values() for n in t.values())
-    staged = steps.read_book(out.staged)
+    staged = steps.read_book(out.staged, reuse=False)  # from the files
     expected = validate_folder(src, max_bad_share=0.5, quarantine_dir=tmp_path / "q").book
-    for table in ("invoices", "payments", "accounts", "disputes"):
+    handed = steps.read_book(out.staged)  # this process staged it: from memory
+    for table in ("invoices", "payments", "accounts", "disputes", "promises", "contacts"):
         pd.testing.assert_frame_equal(getattr(staged, table), getattr(expected, table))
+        pd.testing.assert_frame_equal(getattr(handed, table), getattr(staged, table))
+    handed.invoices.loc[0, "amount"] = -1.0  # a caller writing into it changes no one else's
+    assert steps.read_book(out.staged).invoices.loc[0, "amount"] == staged.invoices.loc[0, "amount"]
     assert staged.last_date.date() == out.last_date and isinstance(out.last_date, date)
     assert out.staged == tmp_path / "state" / "staging" / "book"
     assert out.quarantine == tmp_path / "state" / "quarantine" / "src"
@@ -57,6 +62,12 @@ def test_ingest_quarantines_and_stages_the_book(tmp_path: Path, no_config: None)
     write_book_folder(20, src, seed=2, fmt="csv")
     again = steps.ingest(settings=settings, source=src)
     assert again.accounts == 20 and len(steps.read_book(again.staged).accounts) == 20
+    # Staged again by someone else (another process): the files are read, not the memory.
+    from features.contract.io import write_book
+
+    shutil.rmtree(again.staged)
+    write_book(staged, again.staged)
+    assert len(steps.read_book(again.staged).accounts) == len(staged.accounts) != 20
 
     empty = tmp_path / "empty"
     empty.mkdir()
