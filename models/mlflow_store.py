@@ -27,6 +27,9 @@ from mlflow.protos.databricks_pb2 import (
     ErrorCode,
 )
 
+# Defined in the light models.errors (caught by the CLI without importing MLflow).
+from models.errors import NoChampionError, UngatedChampionError  # noqa: F401 (re-exported)
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 #: MLflow's limits per ``log_batch`` request.
@@ -45,16 +48,6 @@ _QUIET_LOGGERS = {
     "mlflow.utils.environment": logging.ERROR,
     "mlflow.utils.requirements_utils": logging.ERROR,
 }
-
-
-class NoChampionError(LookupError):
-    """The registered model has no version under the requested alias (or, for scoring, no
-    champion that passed the quality gate)."""
-
-
-class UngatedChampionError(NoChampionError):
-    """The champion has no recorded gate pass (promoted before the gate existed): it is
-    not used for scoring."""
 
 
 @contextlib.contextmanager

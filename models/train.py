@@ -58,6 +58,7 @@ from features.pit.training_set import StageHook, no_stage
 from features.spec import FEATURE_DIRECTION, MODELS, feature_set_version_of
 from models.calibration import Calibrator, choose_calibrator
 from models.drift import reference_profile
+from models.errors import SplitError  # noqa: F401 (re-exported: raised here)
 from models.evaluate import Scores, baseline_scores, evaluate_scorers, fit_baselines
 from models.model import DelinqModel, categorical_levels, feature_matrix, resolve_feature_names
 from models.rule import RuleCalibration, fit_rule_calibration
@@ -154,12 +155,6 @@ class TrainConfig:
 
 
 # ---------------------------------------------------------------------------- split
-
-
-class SplitError(ValueError):
-    """The training set cannot be split or fitted under this configuration (a period is
-    empty or too thin, or the book too short); the message is one line naming the setting
-    to change."""
 
 
 #: What to change, per period, when it is empty or too thin (settings names).

@@ -28,8 +28,7 @@ class PrefectServerUnavailable(RuntimeError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
     from features.contract.validation import DataContractError
-    from models.registry import NoChampionError
-    from models.train import SplitError
+    from models.errors import NoChampionError, SplitError  # not models.registry: light
     from serving.store import RunInProgressError, StoreError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
