@@ -308,6 +308,8 @@ def synthetic_quality(*, n_accounts: int = 5000, seed: int = 0, grid: str = "wee
         "aging_rule_capture10": cap_aging,
         "aging_rule_key_capture10": cap_key,
         "capture10_ratio_vs_aging": cap / cap_aging if cap_aging > 0 else float("inf"),
+        # DESIGN's 1.5x target is stated against the rule's key (oldest DPD, then balance)
+        "capture10_ratio_vs_aging_key": cap / cap_key if cap_key > 0 else float("inf"),
         "capture10_difference_interval_90": [lo, hi],
         "capture10_ratio_target": CAPTURE_RATIO_TARGET,
         "synthetic_test_rows": len(test),
@@ -374,12 +376,13 @@ def _print(result: dict[str, Any]) -> None:
         print(f"Synthetic ({result['synthetic_accounts']:,} accounts, whole-book worklist): "
               f"AUC {result['synthetic_auc']:.3f}; capture@10 "
               f"{result['synthetic_capture10']:.3f} vs the aging rule as served (calibrated "
-              f"probability x open balance) {result['aging_rule_capture10']:.3f}: ratio "
-              f"{result['capture10_ratio_vs_aging']:.2f} (target >= {CAPTURE_RATIO_TARGET}); "
-              "difference 90% account-bootstrap interval "
-              "{:+.3f}..{:+.3f}".format(*result["capture10_difference_interval_90"])
-              + f"; the rule's bare key (oldest DPD, then balance) "
-              f"{result['aging_rule_key_capture10']:.3f}")
+              f"probability x open balance) {result['aging_rule_capture10']:.3f}, ratio "
+              f"{result['capture10_ratio_vs_aging']:.2f}, difference 90% account-bootstrap "
+              "interval {:+.3f}..{:+.3f}".format(*result["capture10_difference_interval_90"])
+              + "; vs the rule's bare key (oldest DPD, then balance) "
+              f"{result['aging_rule_key_capture10']:.3f}, ratio "
+              f"{result['capture10_ratio_vs_aging_key']:.2f} (DESIGN target >= "
+              f"{CAPTURE_RATIO_TARGET} vs the key)")
         for kind in MODELS:
             if f"synthetic_{kind}_gate" in result:
                 print(f"  {kind}: {result[f'synthetic_{kind}_gate']}")

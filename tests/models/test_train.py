@@ -84,8 +84,8 @@ def test_short_book_is_a_clear_error() -> None:
 
 def test_metrics_table_has_model_and_baselines(trained) -> None:
     table = trained.metrics
-    assert list(table.index) == ["lightgbm", "aging_rule", "balance_only", "hist_days_late",
-                                 "logistic_regression"]
+    assert list(table.index) == ["lightgbm", "aging_rule", "aging_rule_key", "balance_only",
+                                 "hist_days_late", "logistic_regression"]
     assert {"roc_auc", "brier", "ece", "capture@10"} <= set(table.columns)
     # The latent driver is learnable: the model beats ranking by balance alone.
     assert table.loc["lightgbm", "roc_auc"] > table.loc["balance_only", "roc_auc"] + 0.1
