@@ -118,6 +118,10 @@ class GateSettings(BaseModel):
         None, gt=0, lt=1, description="Lower bound of the capture@10 difference (0-1).")
     auc_tolerance: float | None = Field(
         None, ge=0, le=1, description="How far the AUC may fall below the aging rule's.")
+    capture_tolerance: float | None = Field(
+        None, ge=0, le=1,
+        description="How far below 0 the capture@10 difference's lower bound may be "
+                    "(default 0: the model must beat the rule as served).")
 
 
 class MaterialitySettings(BaseModel):
