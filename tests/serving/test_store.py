@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.spec import MODEL_OF_SEGMENT, SEGMENTS
-from serving import store_bulk, store_events, store_publish, store_totals
+from serving import store_bulk, store_events, store_io, store_publish, store_totals
 from serving import store_schema as S
 from serving.store import RunRecord, StoreSchemaError, WorklistStore
 
@@ -335,6 +335,51 @@ def test_an_event_is_written_between_two_chunks_of_a_publish(
     assert notes == ["called mid-publish"]
     assert store.current_run(as_of=DAY) == new
     assert _rows_of(store, old.run_id)["worklist"] == 0  # retired rows dropped after it
+
+
+def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Nobody waiting, a publish inserts CHUNK_ROWS rows per transaction; an event that
+    # waits at the store's turnstile makes it commit after its current step and let the
+    # event in, long before the publish ends.
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    store = WorklistStore(url, explanations_dir=tmp_path / "ex")
+    old = publish(store, 10, seed=1)
+    started, commits, seen = threading.Event(), [], []
+    real_rows = store_bulk._sqlite_rows
+
+    def slow_rows(part, names, constants):  # type: ignore[no-untyped-def]
+        started.set()
+        time.sleep(0.02)  # a slow step: the publish lasts > 1 s
+        return real_rows(part, names, constants)
+
+    def analyst() -> None:
+        started.wait(30)
+        engine = store_io.make_engine(sa.make_url(url))
+        try:
+            with store_io.writing(engine) as conn:
+                conn.execute(store_events.events.insert().values(
+                    kind="note", account_id="A0100000", recorded_at=datetime.now(UTC),
+                    recorded_by="ann", event_date=DAY, note="waited at the turnstile"))
+            seen.append((list(commits), store.current_run(as_of=DAY)))
+        finally:
+            engine.dispose()
+
+    monkeypatch.setattr(store_bulk, "_sqlite_rows", slow_rows)
+    monkeypatch.setattr(store_bulk, "_after_chunk",
+                        lambda table, done: table == "worklist" and commits.append(done))
+    thread = threading.Thread(target=analyst)
+    thread.start()
+    try:
+        new = publish(store, 2_000, seed=2)
+    finally:
+        thread.join(60)
+        store.close()
+    (commits_then, current_then), = seen
+    assert current_then == old  # written mid-publish
+    assert commits_then and commits_then[0] < 2_000  # the publish committed early for it
+    assert commits[-1] == 2_000 and new.n_scored == 2_000
 
 
 def test_retired_rows_left_by_a_writer_dying_after_its_flip_are_swept_by_the_next(
