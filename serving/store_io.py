@@ -3,7 +3,10 @@
 SQLite connections run in WAL mode (readers never wait for the writer, the writer never
 waits for readers) with a busy timeout for a second writer, and transactions are begun by
 us: ``BEGIN`` (a snapshot for reads) or ``BEGIN IMMEDIATE`` (writers take the write lock up
-front instead of failing to upgrade a read lock later).
+front instead of failing to upgrade a read lock later). Writers that begin ``IMMEDIATE``
+pass a turnstile first (a ``flock`` on ``<db>-turnstile``), where a waiting writer leaves a
+mark that a long writer (a publish) sees between two steps: it commits and lets the
+waiting one in (:class:`Waiters`); SQLite itself gives no sign that anyone waits.
 """
 
 from __future__ import annotations

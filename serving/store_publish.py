@@ -9,8 +9,9 @@ publishes in three steps:
    transaction of its own (:func:`serving.store_bulk.insert_chunks`), under the run's id
    while the run is still ``running`` and not current. No reader looks at them: every
    read of a worklist resolves the *current* run (``runs.is_current``) in the same
-   statement, and the account history only follows current runs. Other writers get the
-   lock between two chunks.
+   statement, and the account history only follows current runs. On SQLite a chunk is
+   committed early, and the waiting writer let in, when another writer waits
+   (:func:`serving.store_bulk.insert_chunks`).
 2. **Totals** (:func:`read_totals`): summed from the run's worklist table with the
    account directory's regions, read without the write lock.
 3. **Flip** (:func:`flip`): ONE short transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
