@@ -3,16 +3,21 @@
 SQLite connections run in WAL mode (readers never wait for the writer, the writer never
 waits for readers) with a busy timeout for a second writer, and transactions are begun by
 us: ``BEGIN`` (a snapshot for reads) or ``BEGIN IMMEDIATE`` (writers take the write lock up
-front instead of failing to upgrade a read lock later).
+front instead of failing to upgrade a read lock later). Writers that begin ``IMMEDIATE``
+pass a turnstile first (a ``flock`` on ``<db>-turnstile``), where a waiting writer leaves a
+mark that a long writer (a publish) sees between two steps: it commits and lets the
+waiting one in (:class:`Waiters`); SQLite itself gives no sign that anyone waits.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import functools
 import os
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -307,7 +312,7 @@ def make_engine(url: sa.URL, *, read_only: bool = False) -> sa.Engine:
                 os.close(fd)
             raise
 
-    turnstile = None if memory or read_only else Path(f"{url.database}-turnstile")
+    turnstile = None if read_only else turnstile_path(url)
     if turnstile is not None:
         @event.listens_for(engine, "commit")
         @event.listens_for(engine, "rollback")
@@ -323,35 +328,94 @@ def make_engine(url: sa.URL, *, read_only: bool = False) -> sa.Engine:
 TURNSTILE_POLL_S = 0.001
 
 
+def turnstile_path(url: sa.URL) -> Path | None:
+    """The write turnstile's side file of a SQLite store (None: PostgreSQL, in memory);
+    ``<it>-waiting`` is where waiting writers make themselves known (:class:`Waiters`)."""
+    path = sqlite_path(url)
+    return None if path is None else Path(f"{path}-turnstile")
+
+
 def _enter_turnstile(path: Path) -> int | None:
     """Take the write turnstile of a SQLite store (an exclusive ``flock`` on a side file);
     return its descriptor (closed when the transaction ends), or None after
     :data:`BUSY_TIMEOUT_MS` (SQLite's own busy timeout then applies).
 
     Why: SQLite's busy handler retries a waiting writer only every 100 ms after a while,
-    so a writer that commits and begins again within a few milliseconds (the chunks of a
-    publish) keeps the write lock against it for many chunks. Every writer that begins
-    ``IMMEDIATE`` on this store's engines goes through the turnstile first, trying it
-    every millisecond; the publish takes it again only after rendering its next chunk
-    (outside the lock), so a waiting event gets in after about one chunk.
+    and gives no sign that anyone waits. Every writer that begins ``IMMEDIATE`` on this
+    store's engines goes through the turnstile first; one that finds it taken holds a
+    shared lock on ``<turnstile>-waiting`` while it tries again every millisecond, so a
+    long writer (a publish, :class:`Waiters`) sees it and commits after its current step.
     """
-    import fcntl
-    import time
-
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         return None  # a folder we cannot write into: no turnstile, plain busy waits
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except BlockingIOError:
+    if _try_lock(fd, fcntl.LOCK_EX):
+        return fd
+    try:
+        waiting = os.open(f"{path}-waiting", os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        waiting = None
+    try:
+        if waiting is not None:
+            fcntl.flock(waiting, fcntl.LOCK_SH)  # a long writer only tests it (instant)
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while not _try_lock(fd, fcntl.LOCK_EX):
             if time.monotonic() > deadline:
                 os.close(fd)
                 return None
             time.sleep(TURNSTILE_POLL_S)
+        return fd
+    finally:
+        if waiting is not None:
+            os.close(waiting)
+
+
+def _try_lock(fd: int, how: int) -> bool:
+    try:
+        fcntl.flock(fd, how | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+class Waiters:
+    """Whether another writer waits at a SQLite store's turnstile (never, on PostgreSQL,
+    where writers of different rows do not wait for each other). A long writer asks
+    between two steps of its transaction and commits when someone waits."""
+
+    def __init__(self, url: sa.URL) -> None:
+        path = turnstile_path(url)
+        self._fd: int | None = None
+        if path is not None:
+            with contextlib.suppress(OSError):
+                self._fd = os.open(f"{path}-waiting", os.O_RDWR | os.O_CREAT, 0o600)
+
+    def any(self) -> bool:
+        """True if a writer holds the waiting mark (it cannot be locked exclusively)."""
+        if self._fd is None or not _try_lock(self._fd, fcntl.LOCK_EX):
+            return self._fd is not None
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        return False
+
+    def let_in(self, *, timeout: float = 0.5) -> None:
+        """After committing for them: wait until no writer waits (each got the lock in
+        turn) or ``timeout`` seconds, so that this writer does not take the turnstile
+        back first."""
+        deadline = time.monotonic() + timeout
+        while self.any() and time.monotonic() < deadline:
+            time.sleep(TURNSTILE_POLL_S)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> Waiters:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 @contextlib.contextmanager

@@ -9,8 +9,9 @@ publishes in three steps:
    transaction of its own (:func:`serving.store_bulk.insert_chunks`), under the run's id
    while the run is still ``running`` and not current. No reader looks at them: every
    read of a worklist resolves the *current* run (``runs.is_current``) in the same
-   statement, and the account history only follows current runs. Other writers get the
-   lock between two chunks.
+   statement, and the account history only follows current runs. On SQLite a chunk is
+   committed early, and the waiting writer let in, when another writer waits
+   (:func:`serving.store_bulk.insert_chunks`).
 2. **Totals** (:func:`read_totals`): summed from the run's worklist table with the
    account directory's regions, read without the write lock.
 3. **Flip** (:func:`flip`): ONE short transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
@@ -37,17 +38,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from datetime import date
-from typing import Any, Final
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from serving import store_bulk, store_io, store_totals
 from serving import store_schema as S
-
-#: Worklist rows deleted per transaction by :func:`drop_rows` on PostgreSQL (by rank
-#: range); SQLite's chunks are sized by time (:class:`serving.store_bulk.Pacer`).
-DROP_CHUNK_ROWS: Final = 100_000
 
 
 def _in_flip(run_id: str) -> None:
@@ -127,7 +124,9 @@ def _retire(conn: sa.Connection, run_id: str, as_of: date) -> list[str]:
 
 def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
     """Delete the rows of runs nobody reads (failed, retired, being deleted): worklist
-    rows by rank range in short transactions, then their drift and totals. Callers never
+    rows by rank range, in transactions of at most ``store_bulk.CHUNK_ROWS`` rows
+    committed early when another writer waits (as :func:`store_bulk.insert_chunks`), then
+    their drift and totals. Callers never
     pass the current run of an as_of (a reader would see it shrink).
     """
     w = S.worklist
@@ -137,14 +136,21 @@ def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
                                    .where(w.c.run_id == run_id)).scalar_one_or_none() or 0)
         pacer = store_bulk.Pacer()
         lo = 0
-        while lo < top:
-            step = pacer.rows() if engine.dialect.name == "sqlite" else DROP_CHUNK_ROWS
-            t = time.perf_counter()
-            with store_io.writing(engine) as conn:
-                conn.execute(w.delete().where(w.c.run_id == run_id, w.c.rank > lo,
-                                              w.c.rank <= lo + step))
-            pacer.took(step, time.perf_counter() - t)
-            lo += step
+        with store_io.Waiters(engine.url) as waiters:
+            while lo < top:
+                end = min(top, lo + store_bulk.CHUNK_ROWS)
+                waiting = False
+                with store_io.writing(engine) as conn:
+                    while lo < end and not waiting:  # steps; commit when a writer waits
+                        step = min(pacer.rows(), end - lo)
+                        t = time.perf_counter()
+                        conn.execute(w.delete().where(w.c.run_id == run_id, w.c.rank > lo,
+                                                      w.c.rank <= lo + step))
+                        pacer.took(step, time.perf_counter() - t)
+                        lo += step
+                        waiting = waiters.any()
+                if waiting:
+                    waiters.let_in()
         with store_io.writing(engine) as conn:
             for table in (S.drift, store_totals.worklist_totals):
                 conn.execute(table.delete().where(table.c.run_id == run_id))

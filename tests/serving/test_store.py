@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.spec import MODEL_OF_SEGMENT, SEGMENTS
-from serving import store_bulk, store_events, store_publish, store_totals
+from serving import store_bulk, store_events, store_io, store_publish, store_totals
 from serving import store_schema as S
 from serving.store import RunRecord, StoreSchemaError, WorklistStore
 
@@ -204,7 +204,12 @@ def test_empty_population_is_a_valid_run(store: WorklistStore) -> None:
 def test_rerun_replaces_the_run_for_that_day_only(store: WorklistStore, tmp_path: Path) -> None:
     other_day = publish(store, 10, as_of=DAY - timedelta(days=7), seed=3)
     old = publish(store, 25, seed=4, version="1")
-    new = publish(store, 15, seed=5, version="2")
+    with pytest.MonkeyPatch.context() as m:  # the writer "dies" between its flip and drop
+        m.setattr(store_publish, "drop_rows", lambda engine, run_ids: None)
+        new = publish(store, 15, seed=5, version="2")
+    assert _rows_of(store, old.run_id)["worklist"] == 25  # retired: unread, still there
+    store.fail_run(store.begin_run(as_of=DAY, meta={}), message="the next writer sweeps")
+    assert _rows_of(store, old.run_id)["worklist"] == 0
     assert store.current_run(as_of=DAY) == new
     got = store.read_worklist(as_of=DAY)
     assert len(got) == 15 and set(got["model_version"]) == {"2"}
@@ -262,6 +267,27 @@ def test_failure_mid_write_keeps_previous_run(
         store.read_explanations(run_id)
     with pytest.raises(ValueError, match="failed"):
         store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    assert _rows_of(store, run_id) == {"worklist": 0, "drift": 0, "explanations": 0,
+                                       "worklist_totals": 0}  # its chunks went again
+
+    # The same for an exception inside the flip, all rows written, the old run retired.
+    old_rows = _rows_of(store, old.run_id)
+
+    def explode_in_flip(run_id: str) -> None:
+        assert _rows_of(store, run_id)["worklist"] == 40
+        raise RuntimeError("power cut in the flip")
+
+    monkeypatch.setattr(store_bulk, "_after_chunk", lambda table, rows_done: None)
+    monkeypatch.setattr(store_publish, "_in_flip", explode_in_flip)
+    run_id = store.begin_run(as_of=DAY, meta={})
+    with pytest.raises(RuntimeError, match="power cut"):
+        store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
+    assert store._run(run_id).status == "failed"
+    assert store.current_run(as_of=DAY) == old
+    pd.testing.assert_frame_equal(store.read_worklist(as_of=DAY), before)
+    assert _rows_of(store, old.run_id) == old_rows  # totals, drift, reference intact
+    assert _rows_of(store, run_id) == dict.fromkeys(old_rows, 0)
+    assert export.read_bytes() == export_bytes
 
 
 def _rows_of(store: WorklistStore, run_id: str) -> dict[str, int]:
@@ -270,31 +296,6 @@ def _rows_of(store: WorklistStore, run_id: str) -> dict[str, int]:
         return {t.name: conn.execute(sa.select(sa.func.count()).where(t.c.run_id == run_id)
                                      ).scalar_one()
                 for t in (S.worklist, S.drift, S.explanations, store_totals.worklist_totals)}
-
-
-def test_an_exception_in_the_flip_keeps_the_previous_run_and_drops_the_rows(
-    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    old = publish(store, 30, seed=6, version="old")
-    before = store.read_worklist(as_of=DAY)
-    old_rows = _rows_of(store, old.run_id)
-
-    def explode(run_id: str) -> None:
-        # Inside the flip: the new rows, totals and drift are in, the old run retired.
-        assert _rows_of(store, run_id)["worklist"] == 40
-        raise RuntimeError("power cut in the flip")
-
-    monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 7)
-    monkeypatch.setattr(store_publish, "_in_flip", explode)
-    wl, ex, dr = frames(40, seed=7, version="new")
-    run_id = store.begin_run(as_of=DAY, meta={})
-    with pytest.raises(RuntimeError, match="power cut"):
-        store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
-    assert store._run(run_id).status == "failed"
-    assert store.current_run(as_of=DAY) == old
-    pd.testing.assert_frame_equal(store.read_worklist(as_of=DAY), before)
-    assert _rows_of(store, old.run_id) == old_rows  # totals, drift, reference intact
-    assert _rows_of(store, run_id) == dict.fromkeys(old_rows, 0)  # the chunks went again
 
 
 def test_an_event_is_written_between_two_chunks_of_a_publish(
@@ -337,18 +338,49 @@ def test_an_event_is_written_between_two_chunks_of_a_publish(
     assert _rows_of(store, old.run_id)["worklist"] == 0  # retired rows dropped after it
 
 
-def test_retired_rows_left_by_a_writer_dying_after_its_flip_are_swept_by_the_next(
-    store: WorklistStore, monkeypatch: pytest.MonkeyPatch
+def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    old = publish(store, 12, seed=3)
-    with monkeypatch.context() as m:  # the writer "dies" between its flip and the drop
-        m.setattr(store_publish, "drop_rows", lambda engine, run_ids: None)
-        new = publish(store, 8, seed=4)
-    assert _rows_of(store, old.run_id)["worklist"] == 12  # retired, not read, still there
-    assert store.read_worklist(as_of=DAY)["run_id"].unique().tolist() == [new.run_id]
-    store.fail_run(store.begin_run(as_of=DAY, meta={}), message="only here to sweep")
-    assert _rows_of(store, old.run_id)["worklist"] == 0
-    assert _rows_of(store, new.run_id)["worklist"] == 8
+    # Nobody waiting, a publish inserts CHUNK_ROWS rows per transaction; an event that
+    # waits at the store's turnstile makes it commit after its current step and let the
+    # event in, long before the publish ends.
+    url = f"sqlite:///{tmp_path / 'worklist.db'}"
+    store = WorklistStore(url, explanations_dir=tmp_path / "ex")
+    old = publish(store, 10, seed=1)
+    started, commits, seen = threading.Event(), [], []
+    real_rows = store_bulk._sqlite_rows
+
+    def slow_rows(part, names, constants):  # type: ignore[no-untyped-def]
+        started.set()
+        time.sleep(0.02)  # a slow step: the publish lasts > 1 s
+        return real_rows(part, names, constants)
+
+    def analyst() -> None:
+        started.wait(30)
+        engine = store_io.make_engine(sa.make_url(url))
+        try:
+            with store_io.writing(engine) as conn:
+                conn.execute(store_events.events.insert().values(
+                    kind="note", account_id="A0100000", recorded_at=datetime.now(UTC),
+                    recorded_by="ann", event_date=DAY, note="waited at the turnstile"))
+            seen.append((list(commits), store.current_run(as_of=DAY)))
+        finally:
+            engine.dispose()
+
+    monkeypatch.setattr(store_bulk, "_sqlite_rows", slow_rows)
+    monkeypatch.setattr(store_bulk, "_after_chunk",
+                        lambda table, done: table == "worklist" and commits.append(done))
+    thread = threading.Thread(target=analyst)
+    thread.start()
+    try:
+        new = publish(store, 2_000, seed=2)
+    finally:
+        thread.join(60)
+        store.close()
+    (commits_then, current_then), = seen
+    assert current_then == old  # written mid-publish
+    assert commits_then and commits_then[0] < 2_000  # the publish committed early for it
+    assert commits[-1] == 2_000 and new.n_scored == 2_000
 
 
 def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
