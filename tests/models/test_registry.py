@@ -63,6 +63,20 @@ def test_no_champion_is_a_clear_error(uri: str) -> None:
         load_champion("nope", tracking_uri=uri)
 
 
+def test_a_store_that_was_never_created_has_no_model_and_stays_absent(tmp_path: Path) -> None:
+    """Readers do not create (and migrate) an embedded store only to find it empty."""
+    from models.registry import default_tracking_uri, gate_reason, last_trained
+    from models.registry_aliases import alias_version
+
+    uri = default_tracking_uri(tmp_path / "state")
+    with pytest.raises(NoChampionError, match=r"no champion model for 'ew'"):
+        load_champion("ew", tracking_uri=uri)
+    assert last_trained("ew", tracking_uri=uri) is None
+    assert alias_version("ew", tracking_uri=uri) is None
+    assert gate_reason("ew", tracking_uri=uri) is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_champion_then_worse_model_stays_challenger(uri: str, good, shuffled) -> None:
     first = register_result(good, tracking_uri=uri, registered_name="ew", gate=STATE_GATE)
     assert first.promoted and first.version == "1" and first.champion_version == "1"
