@@ -74,6 +74,16 @@ def default_tracking_uri(data_dir: str | Path) -> str:
     return f"sqlite:///{(Path(data_dir) / 'mlflow.db').resolve()}"
 
 
+def never_created(tracking_uri: str) -> bool:
+    """Whether ``tracking_uri`` is an embedded SQLite store whose file does not exist yet:
+    nothing was ever registered there. A reader answers "no model" without opening it,
+    since MLflow would create the database (and run its migrations: seconds of CPU) only
+    to find it empty; a read-only state folder stays untouched too."""
+    parsed = urlparse(tracking_uri)
+    path = unquote(tracking_uri[len("sqlite:///"):]) if parsed.scheme == "sqlite" else ""
+    return bool(path) and path != ":memory:" and not Path(path).exists()
+
+
 def _artifact_location(tracking_uri: str) -> str | None:
     """For a SQLite store, a folder ``mlartifacts`` next to the database file."""
     parsed = urlparse(tracking_uri)

@@ -66,6 +66,7 @@ from models.mlflow_store import client as _client
 from models.mlflow_store import experiment_id as _experiment_id
 from models.mlflow_store import has_code as _has_code
 from models.mlflow_store import log_run_data as _log_run_data
+from models.mlflow_store import never_created as _never_created
 from models.mlflow_store import version_by_alias as _version_by_alias
 from models.model import DelinqModel
 from models.promotion import decide
@@ -354,8 +355,8 @@ def load_model(
     (with ``require_gate``) :class:`UngatedChampionError` when the version has no recorded
     gate pass (tag ``gate`` = ``passed``)."""
     with quiet_mlflow():
-        client = _client(tracking_uri)
-        mv = _version_by_alias(client, registered_name, alias)
+        client = None if _never_created(tracking_uri) else _client(tracking_uri)
+        mv = None if client is None else _version_by_alias(client, registered_name, alias)
         if mv is None:
             what = "champion model" if alias == CHAMPION else f"model under alias '{alias}'"
             raise NoChampionError(
@@ -392,6 +393,8 @@ def gate_reason(registered_name: str, *, tracking_uri: str,
                 alias: str = CHALLENGER) -> str | None:
     """The recorded gate line (tag ``gate.reason``) of the version under ``alias``, or
     ``None`` when there is no such version or it has no verdict."""
+    if _never_created(tracking_uri):
+        return None
     with quiet_mlflow():
         mv = _version_by_alias(_client(tracking_uri), registered_name, alias)
     return None if mv is None else (mv.tags or {}).get(TAG_REASON)
@@ -403,6 +406,8 @@ def last_trained(registered_name: str, *, tracking_uri: str) -> dict[str, Any] |
     calibration on that training's validation period, a :class:`~models.rule.RuleCalibration`
     or None when it was too thin; ``demoted``: why live performance demoted the challenger
     from champion, or None), or None when nothing was ever registered under the name."""
+    if _never_created(tracking_uri):
+        return None
     with quiet_mlflow():
         client = _client(tracking_uri)
         try:

@@ -26,6 +26,7 @@ from models.mlflow_store import (
     client,
     experiment_id,
     log_run_data,
+    never_created,
     quiet_mlflow,
     version_by_alias,
 )
@@ -191,6 +192,8 @@ def log_live_performance(
 def alias_version(registered_name: str, *, tracking_uri: str,
                   alias: str = CHAMPION) -> str | None:
     """The version under ``alias`` (default ``champion``), or None when there is none."""
+    if never_created(tracking_uri):
+        return None
     with quiet_mlflow():
         mv = version_by_alias(client(tracking_uri), registered_name, alias)
     return None if mv is None else str(mv.version)

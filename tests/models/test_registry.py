@@ -63,6 +63,20 @@ def test_no_champion_is_a_clear_error(uri: str) -> None:
         load_champion("nope", tracking_uri=uri)
 
 
+def test_a_store_that_was_never_created_has_no_model_and_stays_absent(tmp_path: Path) -> None:
+    """Readers do not create (and migrate) an embedded store only to find it empty."""
+    from models.registry import default_tracking_uri, gate_reason, last_trained
+    from models.registry_aliases import alias_version
+
+    uri = default_tracking_uri(tmp_path / "state")
+    with pytest.raises(NoChampionError, match=r"no champion model for 'ew'"):
+        load_champion("ew", tracking_uri=uri)
+    assert last_trained("ew", tracking_uri=uri) is None
+    assert alias_version("ew", tracking_uri=uri) is None
+    assert gate_reason("ew", tracking_uri=uri) is None
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_champion_then_worse_model_stays_challenger(uri: str, good, shuffled) -> None:
     first = register_result(good, tracking_uri=uri, registered_name="ew", gate=STATE_GATE)
     assert first.promoted and first.version == "1" and first.champion_version == "1"
@@ -154,17 +168,17 @@ def test_session_state_is_registered_and_reported(trained_state: TrainedState) -
 
 
 @pytest.mark.slow
-def test_train_and_register_end_to_end_on_a_synthetic_book(tmp_path: Path) -> None:
-    from features.pit.training_set import as_of_grid, build_training_set
-    from features.synthetic import generate_book
+def test_train_and_register_end_to_end_on_a_synthetic_book(
+        tmp_path: Path, trained_state: TrainedState) -> None:
     from models.registry import default_tracking_uri
-    from models.train import TrainConfig, train_models
+    from models.train import train_models
 
-    book = generate_book(300, seed=5, start="2023-01-01", end="2024-06-30")
+    # The session's synthetic book and its training set (generating and building another
+    # one is what the state already did), trained here into a store of its own.
     uri = default_tracking_uri(tmp_path)
-    cfg = TrainConfig(n_estimators=60, min_child_samples=10, n_jobs=1)
+    cfg = dataclasses.replace(trained_state.config, n_estimators=60)
     names = {"early_warning": "t-ew", "persistence": "t-pe"}
-    training_set = build_training_set(book, as_of_dates=as_of_grid(book, freq="weekly"))
+    training_set = trained_state.training_set
 
     def train_and_register() -> dict:
         results = train_models(training_set, config=cfg)
