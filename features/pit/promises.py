@@ -64,19 +64,30 @@ def known_promises(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFrame:
     return p[known < cut].reset_index(drop=True)
 
 
+def payment_accounts(book: Book) -> pd.Series:
+    """The account of each row of ``book.payments`` (same index): its invoice's account.
+    Independent of ``as_of``; a caller computing promise states for many dates passes it
+    to :func:`promise_state` once instead of looking every invoice id up per date."""
+    owner = pd.Series(book.invoices["account_id"].to_numpy(),
+                      index=book.invoices["invoice_id"].to_numpy())
+    return book.payments["invoice_id"].map(owner)
+
+
 def promise_state(book: Book, *, as_of: date | pd.Timestamp,
-                  grace_days: int = DEFAULT_GRACE_DAYS) -> pd.DataFrame:
+                  grace_days: int = DEFAULT_GRACE_DAYS,
+                  pay_accounts: pd.Series | None = None) -> pd.DataFrame:
     """State of every promise known at ``as_of`` (:data:`PROMISE_STATE_COLUMNS`).
 
     ``last_day`` = ``promised_date + grace_days``; ``paid``: payments toward the promise
     known at ``as_of`` (up to its last day; book currency); ``state`` and
     ``resolved_date`` by the rule table of the module docstring. One row per promise, in
-    the order of the book's (canonical) promises table.
+    the order of the book's (canonical) promises table. ``pay_accounts``:
+    :func:`payment_accounts` of ``book`` when the caller already has it.
     """
     cut = pd.Timestamp(as_day(as_of))
     p = known_promises(book, as_of=cut)
     last_day = p["promised_date"] + pd.Timedelta(days=grace_days)
-    paid, kept_day = _payments_toward(book, p, last_day, cut)
+    paid, kept_day = _payments_toward(book, p, last_day, cut, pay_accounts)
     cancelled = p["cancelled_date"].notna() & (p["cancelled_date"] < cut) & (
         kept_day.isna() | (p["cancelled_date"] < kept_day))
     kept = ~cancelled & kept_day.notna()
@@ -99,18 +110,18 @@ def promise_state(book: Book, *, as_of: date | pd.Timestamp,
     return out[list(PROMISE_STATE_COLUMNS)]
 
 
-def _payments_toward(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Timestamp
-                     ) -> tuple[np.ndarray, pd.Series]:
+def _payments_toward(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Timestamp,
+                     pay_accounts: pd.Series | None = None) -> tuple[np.ndarray, pd.Series]:
     """(paid toward each promise, day the payments reached its amount or NaT)."""
     n = len(p)
     if n == 0:
         return np.zeros(0), pd.Series(dtype="datetime64[s]")
-    pay = book.payments[book.payments["payment_date"] < cut]
+    known = book.payments["payment_date"] < cut
+    pay = book.payments[known]
     # A payment's account is its invoice's (validation fills it; hand-made books may not).
-    owner = pd.Series(book.invoices["account_id"].to_numpy(),
-                      index=book.invoices["invoice_id"].to_numpy())
+    accounts = payment_accounts(book) if pay_accounts is None else pay_accounts
     pay = pd.DataFrame({"invoice_id": pay["invoice_id"],
-                        "account_id": pay["invoice_id"].map(owner),
+                        "account_id": accounts[known],
                         "payment_date": pay["payment_date"], "amount": pay["amount"]})
     rows = pd.DataFrame({"_row": np.arange(n), "account_id": p["account_id"],
                          "invoice_id": p["invoice_id"], "created": p["created_date"],

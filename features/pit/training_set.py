@@ -31,8 +31,8 @@ from features.contract.book import Book
 from features.pit import _kernels, _prep
 from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_columns, labels_frame
-from features.pit.loop import recorded_since, with_loop_features
-from features.pit.promises import DEFAULT_GRACE_DAYS
+from features.pit.loop import dispute_owners, recorded_since, with_loop_features
+from features.pit.promises import DEFAULT_GRACE_DAYS, payment_accounts
 from features.pit.sampling import CENSORED, WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
     DEFAULT_MATERIALITY,
@@ -228,9 +228,10 @@ def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd
     else:
         chunks = _sampled_chunks(prep, days, label_kw, sampling, stats, stage)
     if book.has_events:  # the collections loop's features (issue 17), date by date
-        since = recorded_since(book)
-        chunks = (with_loop_features(c, book, grace_days=grace_days, since=since)
-                  for c in chunks)
+        # as_of-independent lookups once, not once per date
+        since, owners, pays = recorded_since(book), dispute_owners(book), payment_accounts(book)
+        chunks = (with_loop_features(c, book, grace_days=grace_days, since=since,
+                                     owners=owners, pay_accounts=pays) for c in chunks)
     return prep, label_kw, chunks
 
 
