@@ -3,6 +3,7 @@ their own time, and a stage's sampled peak sees memory it allocated and freed.""
 
 from __future__ import annotations
 
+import mmap
 import time
 
 import numpy as np
@@ -18,14 +19,18 @@ def test_stages_accumulate_and_see_their_own_peak() -> None:
                 time.sleep(0.02)
         with budget.stage("b"):
             base = budget.figures[-1].rss_peak_mb
-            block = np.ones(40 * 2**20 // 8)  # 40 MB, touched
+            # 40 MB of a fresh anonymous mapping, touched: the resident set must grow by it
+            # (an allocator may serve a heap block from pages already resident, as it did
+            # once in CI after the suite's earlier tests).
+            block = mmap.mmap(-1, 40 * 2**20)
+            np.frombuffer(block, dtype=np.uint8)[:] = 1
             time.sleep(0.03)
             # The sampler thread may be starved on a loaded machine: hold the block until it
             # has looked (at most 5 s; a sampler that never sees it fails below).
             deadline = time.monotonic() + 5
             while budget.figures[-1].rss_peak_mb < base + 35 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            del block
+            block.close()
     a, b = budget.figures
     assert (a.name, a.calls, b.name, b.calls) == ("a", 2, "b", 1)
     assert a.seconds >= 0.04 and b.seconds >= 0.03
