@@ -58,7 +58,7 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from features.pit.sampling import row_weights
 from models.calibration import Calibrator, brier, choose_calibrator
-from models.rule import rule_score, served_rule_calibration
+from models.rule import numeric_column, rule_score, served_rule_calibration
 
 #: The aging rule's key (oldest DPD, then open balance): ``models.rule.rule_score`` itself.
 aging_rule_score = rule_score
@@ -207,13 +207,9 @@ class Scores:
     label: str = ""
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
-    return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
-
-
 def balance_score(frame: pd.DataFrame) -> np.ndarray:
     """Open balance (currency units)."""
-    return np.nan_to_num(_numeric(frame, "open_balance"), nan=0.0)
+    return np.nan_to_num(numeric_column(frame, "open_balance"), nan=0.0)
 
 
 def hist_days_late_column(columns: Sequence[str]) -> str | None:
@@ -229,7 +225,7 @@ def hist_days_late_score(frame: pd.DataFrame) -> np.ndarray:
     col = hist_days_late_column(list(frame.columns))
     if col is None:
         return np.zeros(len(frame))
-    return np.nan_to_num(_numeric(frame, col), nan=0.0)
+    return np.nan_to_num(numeric_column(frame, col), nan=0.0)
 
 
 @dataclass
@@ -315,7 +311,7 @@ def logistic_input(
         if c in categorical:
             cols[c] = frame[c].astype(object).where(frame[c].notna(), "__missing__").astype(str)
         else:
-            v = _numeric(frame, c)
+            v = numeric_column(frame, c)
             cols[c] = np.where(np.isfinite(v), v, np.nan)
     return pd.DataFrame(cols, index=frame.index)
 

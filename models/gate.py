@@ -84,8 +84,8 @@ class GatePolicy:
     be above 0 (0.05: the 5th percentile); ``seed``: the bootstrap's random seed;
     ``auc_tolerance``: how far the model's ROC-AUC may fall below the rule's (0: not
     below at all); ``capture_tolerance``: how far below 0 the interval's lower end may be
-    (0: it must be above 0; a library knob for fixtures that need a champion whatever
-    its quality, not a setting).
+    (0: it must be above 0; setting ``gate.capture_tolerance``, for test books too small to
+    show a model's gain over the rule as served).
     """
 
     min_positive_accounts: int = 30
@@ -120,9 +120,10 @@ class GateOutcome:
         return {TAG: PASSED if self.passed else FAILED, TAG_REASON: self.reason[:5000]}
 
 
-def _draw_counts(rng: np.random.Generator, n_draws: int, n_accounts: int) -> np.ndarray:
+def draw_counts(rng: np.random.Generator, n_draws: int, n_accounts: int) -> np.ndarray:
     """``(n_draws, n_accounts)`` copies of each account in ``n_draws`` bootstrap draws of
-    ``n_accounts`` accounts with replacement."""
+    ``n_accounts`` accounts with replacement (the account bootstrap of the gate and of
+    ``models.live_agreement``)."""
     idx = rng.integers(0, n_accounts, size=(n_draws, n_accounts), dtype=np.int64)
     idx += np.arange(n_draws, dtype=np.int64)[:, None] * n_accounts
     counts = np.bincount(idx.ravel(), minlength=n_draws * n_accounts)
@@ -221,7 +222,7 @@ def bootstrap_capture_difference(
     out = np.empty(resamples)
     block = max(1, _BLOCK_CELLS // max(n, n_acc))
     for b0 in range(0, resamples, block):
-        counts = _draw_counts(rng, min(block, resamples - b0), n_acc)
+        counts = draw_counts(rng, min(block, resamples - b0), n_acc)
         n_top = np.ceil(k / 100.0 * (counts @ rows_in_group)).astype(np.float32)
         total = counts @ amount_of_acc
         a, b = (_captured(counts, acc_sorted=acc_code[o], amount_sorted=amount32[o],

@@ -37,6 +37,9 @@ from typing import Any, Final
 import numpy as np
 import pandas as pd
 
+from models.gate import draw_counts
+from models.rule import numeric_column
+
 #: Account-bootstrap draws of the difference.
 RESAMPLES: Final = 1000
 #: Two-sided level of the difference's interval.
@@ -106,11 +109,10 @@ def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int =
         raise ValueError(f"level must be within (0, 1), got {level}")
     parts = []
     for frame in (live, offline):
-        y = pd.to_numeric(frame["y"], errors="coerce").to_numpy(dtype=float)
-        p = pd.to_numeric(frame["probability"], errors="coerce").to_numpy(dtype=float)
+        y, p = numeric_column(frame, "y"), numeric_column(frame, "probability")
         ok = np.isfinite(y) & np.isfinite(p)
-        w = (pd.to_numeric(frame["weight"], errors="coerce").to_numpy(dtype=float)
-             if "weight" in frame.columns else np.ones(len(frame)))
+        w = (numeric_column(frame, "weight") if "weight" in frame.columns
+             else np.ones(len(frame)))
         parts.append((frame["account_id"].astype(str).to_numpy()[ok], y[ok], p[ok], w[ok]))
     codes, index = pd.factorize(np.concatenate([parts[0][0], parts[1][0]]))
     split = len(parts[0][0])
@@ -122,9 +124,7 @@ def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int =
     for b0 in range(0, resamples, block):
         n = min(block, resamples - b0)
         # copies of each account in each draw (one draw for both frames: paired)
-        m = len(index)
-        picks = rng.integers(0, m, size=(n, m)) + np.arange(n)[:, None] * m
-        counts = np.bincount(picks.ravel(), minlength=n * m).reshape(n, m).astype(float)
+        counts = draw_counts(rng, n, len(index))
         for k, (_, y, p, w) in enumerate(parts):
             draws[k, b0:b0 + n] = weighted_aucs(y, p, counts[:, acc[k]] * w)
     diff = draws[0] - draws[1]

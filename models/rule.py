@@ -67,7 +67,8 @@ HISTORY_DATES: Final = 26
 ARTIFACT: Final = "aging_rule_calibration.json"
 
 
-def _numeric(frame: pd.DataFrame, col: str) -> np.ndarray:
+def numeric_column(frame: pd.DataFrame, col: str) -> np.ndarray:
+    """``frame[col]`` as float64, anything unparseable or missing as NaN."""
     return pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
 
 
@@ -78,8 +79,8 @@ def rule_score(frame: pd.DataFrame) -> np.ndarray:
     The fractional part lies in [0, 1), so the single number orders rows exactly as the
     two-key rule does. Missing DPD or balance counts as 0.
     """
-    dpd = np.floor(np.nan_to_num(_numeric(frame, "oldest_dpd"), nan=0.0))
-    x = np.clip(np.nan_to_num(_numeric(frame, "open_balance"), nan=0.0), 0, None) / 1000.0
+    dpd = np.floor(np.nan_to_num(numeric_column(frame, "oldest_dpd"), nan=0.0))
+    x = np.clip(np.nan_to_num(numeric_column(frame, "open_balance"), nan=0.0), 0, None) / 1000.0
     return dpd + x / (1.0 + x)
 
 
@@ -133,9 +134,9 @@ class RuleCalibration:
         probability)."""
         p = self.predict(frame)
         missing = np.isnan(p)
-        past_due = (_numeric(frame, "past_due_amount") if missing.any()
+        past_due = (numeric_column(frame, "past_due_amount") if missing.any()
                     else np.zeros(len(frame)))
-        return served_priority(p, open_balance=_numeric(frame, "open_balance"),
+        return served_priority(p, open_balance=numeric_column(frame, "open_balance"),
                                past_due_amount=past_due)
 
     def describe(self) -> str:

@@ -223,7 +223,7 @@ def test_a_draw_of_every_account_once_is_the_metric_itself(monkeypatch) -> None:
     amount = np.where(rng.random(n) < 0.2, rng.lognormal(5, 1, n), 0.0)
     a, b = rng.integers(0, 20, n).astype(float), rng.random(n)  # ties in a
     tie = rng.integers(0, 3, n).astype(float)
-    monkeypatch.setattr(gate, "_draw_counts",
+    monkeypatch.setattr(gate, "draw_counts",
                         lambda _rng, draws, n_acc: np.ones((draws, n_acc), np.float32))
     diffs = bootstrap_capture_difference(accounts=accounts, groups=groups, amount=amount,
                                          priority_a=a, priority_b=b, tiebreak=tie,
