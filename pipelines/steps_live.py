@@ -136,14 +136,14 @@ def evaluate_live(
                     *events, as_of=run.as_of, until=run.as_of + timedelta(days=horizon))
                 source = _events_line(*events)
             live = live_performance(worklist, labels, contacted=contacted)
-            shadow = _shadow_live(run, worklist, labels, contacted)
+            shadow, holdout = _shadow_live(run, worklist, labels, contacted)
             if shadow:
                 store.set_run_meta(run.run_id, "live_shadow", shadow)
             slices = live_slices(worklist, labels, accounts, as_of=run.as_of,
                                  contacted=contacted)
             payload = {
                 "slices": slices,
-                "holdout": _holdout_live(run, worklist, labels),
+                "holdout": holdout,
                 "as_of": run.as_of.isoformat(),
                 "data_end": data_end.isoformat(),
                 "label_horizon_days": horizon,
@@ -250,9 +250,13 @@ def write_audit(settings: Settings, *, action: str, target: str, before: Any, af
 
 
 def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
-                 contacted: AbstractSet[str]) -> dict[str, Any]:
-    """Live performance of the run's shadow challengers (``meta["shadow"]``, written by
-    :func:`watch_run`), per population: ``{kind: {"version", "table", ...}}``."""
+                 contacted: AbstractSet[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Live performance of what :func:`watch_run` scored beside the run (``meta["shadow"]``,
+    one file read once), per population ``{kind: {"version", "table", ...}}``: the shadow
+    challengers (``versions``; the untouched slice by ``contacted``) and the champion on
+    the random holdout (``holdout``; every holdout account counts, contacted or not: the
+    rule, not the model, put it where a collector found it, so it is a random sample of the
+    population, ``models.live_agreement``)."""
     import pandas as pd
 
     from models.live import live_performance
@@ -261,40 +265,21 @@ def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
     info = (run.meta or {}).get("shadow") or {}
     path = info.get("path")
     if not path or not Path(path).exists():
-        return {}
+        return {}, {}
     scores = pd.read_parquet(path)
-    out = {}
-    for kind, version in (info.get("versions") or {}).items():
-        rows = shadow_worklist(worklist, scores, kind=kind)
-        if rows.empty:
-            continue
-        out[kind] = {"version": version,
-                     **live_performance(rows, labels, contacted=contacted).to_dict()}
-    return out
 
+    def judged(versions: dict[str, str], role: str,
+               touched: AbstractSet[str]) -> dict[str, Any]:
+        out = {}
+        for kind, version in versions.items():
+            rows = shadow_worklist(worklist, scores, kind=kind, role=role)
+            if not rows.empty:
+                out[kind] = {"version": version,
+                             **live_performance(rows, labels, contacted=touched).to_dict()}
+        return out
 
-def _holdout_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame) -> dict[str, Any]:
-    """Live performance of the champion on the random holdout (``meta["shadow"]``'s role
-    ``holdout`` rows, written by :func:`watch_run`), per population: ``{kind: {"version",
-    "table", ...}}``. Every holdout account counts, contacted or not: the rule, not the
-    model, put it where a collector found it, so this is a random sample of the population
-    (``models.live_agreement``)."""
-    import pandas as pd
-
-    from models.live import live_performance
-    from serving.shadow import shadow_worklist
-
-    info = (run.meta or {}).get("shadow") or {}
-    path = info.get("path")
-    if not info.get("holdout") or not path or not Path(path).exists():
-        return {}
-    scores = pd.read_parquet(path)
-    out = {}
-    for kind, version in info["holdout"].items():
-        rows = shadow_worklist(worklist, scores, kind=kind, role="holdout")
-        if not rows.empty:
-            out[kind] = {"version": version, **live_performance(rows, labels).to_dict()}
-    return out
+    return (judged(info.get("versions") or {}, "challenger", contacted),
+            judged(info.get("holdout") or {}, "holdout", frozenset()))
 
 
 def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> list[str]:
