@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.book import EVENT_DATE, Book
-from features.pit.promises import DEFAULT_GRACE_DAYS, promise_state
+from features.pit.promises import DEFAULT_GRACE_DAYS, invoice_accounts, promise_state
 from features.spec import (
     LOOP_CATEGORICAL,
     LOOP_FEATURE_COLUMNS,
@@ -63,12 +63,9 @@ def _per_account(values: pd.Series, ids: pd.Index, fill: float = np.nan) -> np.n
 
 def dispute_owners(book: Book) -> pd.Series:
     """The account of each row of ``book.disputes`` (same index; missing where the invoice
-    is unknown). Independent of ``as_of``: a training set computes it once for all its
-    dates (looking every invoice id up again per date cost ~10 s per date at 300k
-    accounts)."""
-    account_of = pd.Series(book.invoices["account_id"].to_numpy(),
-                           index=book.invoices["invoice_id"].to_numpy())
-    return book.disputes["invoice_id"].map(account_of)
+    is unknown): ``features.pit.promises.invoice_accounts``, which a training set computes
+    once for all its dates (``python -m bench.loop``)."""
+    return invoice_accounts(book, book.disputes["invoice_id"])
 
 
 def loop_features(book: Book, *, as_of: date | pd.Timestamp, accounts: Sequence[str],
@@ -136,10 +133,10 @@ def loop_features(book: Book, *, as_of: date | pd.Timestamp, accounts: Sequence[
 def with_loop_features(frame: pd.DataFrame, book: Book, *, grace_days: int = DEFAULT_GRACE_DAYS,
                        since: Mapping[str, pd.Timestamp | None] | None = None,
                        owners: pd.Series | None = None,
-                  pay_accounts: pd.Series | None = None) -> pd.DataFrame:
+                       pay_accounts: pd.Series | None = None) -> pd.DataFrame:
     """``frame`` (a feature frame or training-set chunk of *one* ``as_of``) with the loop
     features of its accounts appended (a new frame; ``frame`` is not mutated).
-    ``since`` and ``owners``: as :func:`loop_features`."""
+    ``since``, ``owners`` and ``pay_accounts``: as :func:`loop_features`."""
     if frame.empty:
         extra = loop_features(book, as_of=book.first_date, accounts=[], since={})
         return pd.concat([frame.reset_index(drop=True), extra], axis=1)

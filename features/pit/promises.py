@@ -64,13 +64,21 @@ def known_promises(book: Book, *, as_of: date | pd.Timestamp) -> pd.DataFrame:
     return p[known < cut].reset_index(drop=True)
 
 
-def payment_accounts(book: Book) -> pd.Series:
-    """The account of each row of ``book.payments`` (same index): its invoice's account.
-    Independent of ``as_of``; a caller computing promise states for many dates passes it
-    to :func:`promise_state` once instead of looking every invoice id up per date."""
+def invoice_accounts(book: Book, invoice_ids: pd.Series) -> pd.Series:
+    """The account of each invoice id in ``invoice_ids`` (same index; missing where the
+    book has no such invoice). Independent of ``as_of``: it hashes every invoice id of the
+    book (~1 s per million invoices), so callers that need it for many dates compute it
+    once (:func:`payment_accounts`, ``features.pit.loop.dispute_owners``)."""
     owner = pd.Series(book.invoices["account_id"].to_numpy(),
                       index=book.invoices["invoice_id"].to_numpy())
-    return book.payments["invoice_id"].map(owner)
+    return invoice_ids.map(owner)
+
+
+def payment_accounts(book: Book) -> pd.Series:
+    """The account of each row of ``book.payments`` (same index): its invoice's account
+    (a payment's own ``account_id`` is not used: no rule says it matches). A caller
+    computing promise states for many dates passes it to :func:`promise_state` once."""
+    return invoice_accounts(book, book.payments["invoice_id"])
 
 
 def promise_state(book: Book, *, as_of: date | pd.Timestamp,

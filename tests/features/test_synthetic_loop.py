@@ -36,3 +36,22 @@ def test_loop_events_are_valid_deterministic_and_carry_their_effect() -> None:
     broken, kept = (sum(v) / len(v) for v in (rates["broken"], rates["kept"]))
     assert len(rates["broken"]) > 30 and len(rates["kept"]) > 30
     assert broken > kept + 0.1, (broken, kept)
+
+
+def test_the_per_book_lookups_change_no_loop_feature() -> None:
+    # A training set computes each dispute's and payment's account once for all its dates
+    # (features.pit.training_set); the features must be those computed from scratch.
+    from features.pit.loop import dispute_owners, recorded_since
+    from features.pit.promises import payment_accounts
+
+    book = generate_book(250, seed=4, start="2023-01-01", end="2024-03-31", loop=True)
+    accounts = book.accounts["account_id"].tolist()
+    since = recorded_since(book)
+    lookups = {"owners": dispute_owners(book), "pay_accounts": payment_accounts(book)}
+    assert lookups["owners"].notna().all() and lookups["pay_accounts"].notna().all()
+    for as_of in pd.to_datetime(["2023-06-05", "2023-11-13", "2024-03-04"]):
+        scratch = loop_features(book, as_of=as_of, accounts=accounts, since=since)
+        assert scratch["n_disputes_opened_90d"].sum() > 0  # the lookups are exercised
+        pd.testing.assert_frame_equal(
+            loop_features(book, as_of=as_of, accounts=accounts, since=since, **lookups),
+            scratch)
