@@ -293,7 +293,7 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
     ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
     never a failed run. The file goes with its run (``serving.store`` retention)."""
     from models.live_policy import persistent_drift
-    from models.registry import CHALLENGER, load_champion, load_model
+    from models.registry import CHALLENGER, NoChampionError, load_champion, load_model
     from models.registry_aliases import alias_version
     from pipelines.steps_base import materiality, model_names
     from serving.shadow import shadow_scores
@@ -317,8 +317,10 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
             try:  # the champion that ranked the rest of the population tonight
                 champions[kind] = load_champion(name, tracking_uri=uri)
                 held[kind] = str(champions[kind].version or "")
-            except Exception:  # noqa: BLE001 - no gated champion: the rule ranks it all
+            except NoChampionError:  # no gated champion: the rule ranks it all
                 continue
+            except Exception as exc:  # a broken champion must not stop the night either
+                lines.append(f"shadow: {kind} champion not scored on the holdout: {exc}")
     with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
         if challengers or champions:
             scores = shadow_scores(book, as_of=as_of, challengers=challengers,
