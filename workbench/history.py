@@ -12,9 +12,9 @@ that can hold the account: the cost does not grow with the book (measured in the
 
 Why a sorted file and not store tables: 50M invoice rows would make the store (and its
 backups, and every publish on SQLite) several times larger for a read-only copy of data
-that is already on disk, and a rebuild is a sort (polars, one account range at a time so memory holds one range:
-about :data:`ROWS_PER_PASS` invoices) instead of a
-bulk load. The index remembers the staged files' sizes and modification times
+that is already on disk, and a rebuild is a sort (polars, one account range of about
+:data:`ROWS_PER_PASS` invoices at a time, so memory holds one range) instead of a bulk
+load. The index remembers the staged files' sizes and modification times
 (``fingerprint.json``) and is rebuilt when they change (the nightly ingest re-stages).
 
 Time semantics: :func:`account_history` applies the run's ``as_of``: invoices issued,
