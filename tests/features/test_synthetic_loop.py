@@ -6,8 +6,9 @@ from __future__ import annotations
 import pandas as pd
 
 from features import build_labels, generate_book
-from features.contract.validation import validate_tables
+from features.contract.validation import validate_folder, validate_tables
 from features.pit.loop import loop_features
+from features.synthetic import write_book_folder
 from features.synthetic.loop import loop_events
 
 
@@ -36,6 +37,25 @@ def test_loop_events_are_valid_deterministic_and_carry_their_effect() -> None:
     broken, kept = (sum(v) / len(v) for v in (rates["broken"], rates["kept"]))
     assert len(rates["broken"]) > 30 and len(rates["kept"]) > 30
     assert broken > kept + 0.1, (broken, kept)
+
+
+def test_a_book_ending_before_its_window_has_no_contact_after_its_last_event(
+        tmp_path) -> None:
+    # Generated a block at a time, the contacts are first cut at the window's end, then at
+    # the book's last event (a tiny book's comes earlier): as loop_events cuts them.
+    kw = {"seed": 36, "end": "2023-12-31"}
+    book = generate_book(2, loop=True, **kw)
+    # the case: 23 contacts before the window's end, 21 before the last event (measured)
+    assert book.last_date < pd.Timestamp("2023-12-31")
+    promises, contacts = loop_events(generate_book(2, **kw), seed=36)
+    pd.testing.assert_frame_equal(book.contacts, contacts)
+    pd.testing.assert_frame_equal(book.promises, promises)
+    assert book.contacts["contact_date"].lt(book.last_date).all()
+    write_book_folder(2, tmp_path, fmt="csv", loop=True, **kw)
+    written = validate_folder(tmp_path).book
+    for table, key in (("promises", "promise_id"), ("contacts", "contact_id")):
+        pd.testing.assert_frame_equal(  # (validation orders the rows its own way)
+            getattr(written, table).sort_values(key, ignore_index=True), getattr(book, table))
 
 
 def test_the_per_book_lookups_change_no_loop_feature() -> None:
