@@ -132,18 +132,21 @@ class IdWidths:
         self.loop = max(8, len(str(n_invoices)))
 
 
-def accounts_table(p: dict[str, np.ndarray], w: IdWidths, *, text: bool) -> pa.Table:
-    """The accounts table (all accounts, including any that never invoiced)."""
-    n = len(p["segment"])
-    num = np.arange(1, n + 1)
+def accounts_table(
+    p: dict[str, np.ndarray], w: IdWidths, *, text: bool, lo: int = 0, hi: int | None = None
+) -> pa.Table:
+    """The accounts table of accounts ``[lo, hi)`` (default all, including any that never
+    invoiced); a row depends on its account alone, so slices concatenate to the whole."""
+    hi = len(p["segment"]) if hi is None else hi
+    num = np.arange(lo + 1, hi + 1)
     cols = {
         "account_id": ids("A", num, w.account),
         "name": ids("Customer ", num, w.account),
-        "segment": labels(p["segment"], core.SEGMENTS),
-        "region": labels(p["region"], core.REGIONS),
-        "credit_limit": _money(np.round(p["credit_limit"] * 100).astype(np.int64), text),
-        "created_date": _dates(p["created"], text),
-        **contact_columns(num, p["region"], w),
+        "segment": labels(p["segment"][lo:hi], core.SEGMENTS),
+        "region": labels(p["region"][lo:hi], core.REGIONS),
+        "credit_limit": _money(np.round(p["credit_limit"][lo:hi] * 100).astype(np.int64), text),
+        "created_date": _dates(p["created"][lo:hi], text),
+        **contact_columns(num, p["region"][lo:hi], w),
     }
     return pa.table(cols, schema=schema("accounts", text=text))
 
@@ -180,7 +183,6 @@ def contact_columns(num: np.ndarray, region: np.ndarray, w: IdWidths) -> dict[st
 def event_tables(
     ev: dict[str, dict[str, np.ndarray]],
     p: dict[str, np.ndarray],
-    account_ids: pa.Array,
     *,
     inv_offset: int,
     w: IdWidths,
@@ -194,7 +196,7 @@ def event_tables(
     inv, pay, dis = ev["invoices"], ev["payments"], ev["disputes"]
     m = len(inv["acc"])
     inv_ids = ids("I", np.arange(inv_offset + 1, inv_offset + m + 1), w.invoice)
-    inv_acc = account_ids.take(pa.array(inv["acc"]))
+    inv_acc = ids("A", inv["acc"] + 1, w.account)  # (account_id of account index i)
     invoices = pa.table(
         {
             "invoice_id": inv_ids,

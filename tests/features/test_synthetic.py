@@ -229,7 +229,7 @@ def read_clean(out: Path, fmt: str, n_rows: dict[str, int]) -> dict[str, pd.Data
     return frames
 
 
-@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+@pytest.mark.parametrize("fmt", ["csv"])  # Parquet: test_chunks_are_seamless
 def test_written_folder_equals_book(tmp_path: Path, fmt: str) -> None:
     book = generate_book(150, seed=2)
     summary = write_book_folder(150, tmp_path, seed=2, fmt=fmt)
