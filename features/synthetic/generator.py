@@ -278,7 +278,6 @@ def generate_book_with_truth(
 def _generate(
     n_accounts: int, *, seed: int, start: date | str, end: date | str,
     independent_lateness: bool, behaviour_change: date | str | None, loop: bool,
-    chunk_accounts: int | None = None,
 ) -> tuple[Book, pd.DataFrame]:
     """The book (with the loop's tables when ``loop``) and its truth, held in memory."""
     s, e = _day(start), _day(end)
@@ -289,8 +288,7 @@ def _generate(
     change = None if behaviour_change is None else _day(behaviour_change)
     for tables, info in _chunks(n_accounts, seed, s, e, text=False,
                                 independent_lateness=independent_lateness,
-                                behaviour_change=change, loop=loop,
-                                chunk_accounts=chunk_accounts):
+                                behaviour_change=change, loop=loop):
         p, widths = info.get("params", p), info.get("widths", widths)
         last = max(last, info.get("last_day", -1))
         for name, tbl in tables.items():
