@@ -1,6 +1,7 @@
 """Benchmark: write a synthetic book folder (Parquet) and report time, peak memory and rows.
 
-    python -m bench.generate --accounts 1000000 [--out DIR] [--json PATH] [--baseline-accounts N]
+    python -m bench.generate --accounts 1000000 [--loop] [--out DIR] [--json PATH]
+                             [--baseline-accounts N]
 
 Target (issue 2 / DESIGN section 10): 1M accounts (~50M invoices) in under 180 s and under
 8 GB peak RSS on 2 cores. The baseline, measured in the same run on a smaller book
@@ -8,8 +9,10 @@ Target (issue 2 / DESIGN section 10): 1M accounts (~50M invoices) in under 180 s
 build the whole book in memory (``generate_book``) and write it with pandas
 (``features.contract.io.write_book``); the printed ratio compares rows written per second.
 Peak RSS is the process's ``ru_maxrss`` right after the main run (the baseline runs after
-it, so it cannot inflate the figure). Run on a quiet machine: other processes sharing the
-2 cores inflate wall time, which is why CPU seconds are printed too.
+it, so it cannot inflate the figure). ``--loop`` also writes the collections loop's
+promises and contacts (as ``delinq generate`` does by default), streamed chunk by chunk with
+the other tables; the baseline stays the four core tables. Run on a quiet machine: other
+processes sharing the 2 cores inflate wall time, which is why CPU seconds are printed too.
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def run(
     *,
     seed: int = 0,
     baseline_accounts: int | None = None,
+    loop: bool = False,
 ) -> dict:
     """Write a ``accounts``-account book to ``out`` (a temp dir, removed, when None).
 
@@ -69,7 +73,7 @@ def run(
     target = Path(out) if out else Path(tempfile.mkdtemp(prefix="delinq-bench-gen-"))
     try:
         cpu0, t0 = time.process_time(), time.perf_counter()
-        summary = write_book_folder(accounts, target, seed=seed)
+        summary = write_book_folder(accounts, target, seed=seed, loop=loop)
         seconds = time.perf_counter() - t0
         cpu = time.process_time() - cpu0
         peak = _rss_mb()
@@ -85,6 +89,7 @@ def run(
         "benchmark": "generate",
         "accounts": accounts,
         "seed": seed,
+        "loop": loop,
         "seconds": round(seconds, 3),
         "cpu_seconds": round(cpu, 3),
         "peak_rss_mb": round(peak, 1),
@@ -123,9 +128,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--baseline-accounts", type=int, default=None,
                     help="size of the pandas baseline run (0 = skip)")
+    ap.add_argument("--loop", action="store_true",
+                    help="also write the collections loop's promises and contacts")
     args = ap.parse_args(argv)
     r = run(args.accounts, args.out, args.json_path, seed=args.seed,
-            baseline_accounts=args.baseline_accounts)
+            baseline_accounts=args.baseline_accounts, loop=args.loop)
     print(f"accounts        {r['accounts']:,}")
     for table, n in r["rows"].items():
         print(f"rows.{table:<10} {n:,}")

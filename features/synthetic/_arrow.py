@@ -19,12 +19,14 @@ import pyarrow.compute as pc
 
 from features.contract.book import columns_of
 from features.synthetic import _core as core
+from features.synthetic import loop
 
 NATIVE_TYPES: Final = {"str": pa.large_string(), "datetime64[s]": pa.timestamp("s"),
                        "float64": pa.float64(), "Int64": pa.int64()}
 #: Columns that hold dates or amounts (text in the raw-export schema).
 DATE_COLS: Final = {"issue_date", "due_date", "payment_date", "opened_date", "resolved_date",
-                    "created_date"}
+                    "created_date", "promised_date", "contact_date", "recorded_date",
+                    "cancelled_date"}
 AMOUNT_COLS: Final = {"amount", "credit_limit"}
 
 
@@ -126,20 +128,25 @@ class IdWidths:
         self.account = max(7, len(str(n_accounts)))
         self.invoice = max(9, len(str(2 * n_invoices + 1000)))
         self.payment = max(9, len(str(3 * n_invoices + 1000)))
+        # at most one contact (and promise) per invoice
+        self.loop = max(8, len(str(n_invoices)))
 
 
-def accounts_table(p: dict[str, np.ndarray], w: IdWidths, *, text: bool) -> pa.Table:
-    """The accounts table (all accounts, including any that never invoiced)."""
-    n = len(p["segment"])
-    num = np.arange(1, n + 1)
+def accounts_table(
+    p: dict[str, np.ndarray], w: IdWidths, *, text: bool, lo: int = 0, hi: int | None = None
+) -> pa.Table:
+    """The accounts table of accounts ``[lo, hi)`` (default all, including any that never
+    invoiced); a row depends on its account alone, so slices concatenate to the whole."""
+    hi = len(p["segment"]) if hi is None else hi
+    num = np.arange(lo + 1, hi + 1)
     cols = {
         "account_id": ids("A", num, w.account),
         "name": ids("Customer ", num, w.account),
-        "segment": labels(p["segment"], core.SEGMENTS),
-        "region": labels(p["region"], core.REGIONS),
-        "credit_limit": _money(np.round(p["credit_limit"] * 100).astype(np.int64), text),
-        "created_date": _dates(p["created"], text),
-        **contact_columns(num, p["region"], w),
+        "segment": labels(p["segment"][lo:hi], core.SEGMENTS),
+        "region": labels(p["region"][lo:hi], core.REGIONS),
+        "credit_limit": _money(np.round(p["credit_limit"][lo:hi] * 100).astype(np.int64), text),
+        "created_date": _dates(p["created"][lo:hi], text),
+        **contact_columns(num, p["region"][lo:hi], w),
     }
     return pa.table(cols, schema=schema("accounts", text=text))
 
@@ -176,7 +183,6 @@ def contact_columns(num: np.ndarray, region: np.ndarray, w: IdWidths) -> dict[st
 def event_tables(
     ev: dict[str, dict[str, np.ndarray]],
     p: dict[str, np.ndarray],
-    account_ids: pa.Array,
     *,
     inv_offset: int,
     w: IdWidths,
@@ -190,7 +196,7 @@ def event_tables(
     inv, pay, dis = ev["invoices"], ev["payments"], ev["disputes"]
     m = len(inv["acc"])
     inv_ids = ids("I", np.arange(inv_offset + 1, inv_offset + m + 1), w.invoice)
-    inv_acc = account_ids.take(pa.array(inv["acc"]))
+    inv_acc = ids("A", inv["acc"] + 1, w.account)  # (account_id of account index i)
     invoices = pa.table(
         {
             "invoice_id": inv_ids,
@@ -239,3 +245,53 @@ def number_payments(payments: pa.Table, pay_offset: int, w: IdWidths) -> pa.Tabl
     col = payments.schema.get_field_index("payment_id")
     new = ids("P", np.arange(pay_offset + 1, pay_offset + k + 1), w.payment)
     return payments.set_column(col, "payment_id", new)
+
+
+def loop_tables(
+    lp: dict[str, np.ndarray], inv_ids: pa.Array, inv_acc: pa.Array, amount: np.ndarray,
+    *, text: bool,
+) -> dict[str, pa.Table]:
+    """Contacts and promises of one block (``features.synthetic.loop.draw``'s ``lp`` over
+    the invoices ``inv_ids`` of accounts ``inv_acc``, ``amount`` in cents) as Arrow
+    tables. Their ids are left null: :func:`number_loop` fills them in book order."""
+    row = pa.array(lp["row"])
+    k = len(lp["row"])
+    none = np.zeros(k, dtype=bool)
+    contacts = pa.table(
+        {
+            "contact_id": pa.nulls(k, pa.large_string()),
+            "account_id": inv_acc.take(row),
+            "contact_date": _dates(lp["contact"], text),
+            "channel": labels(lp["channel"], loop.CHANNELS),
+            "outcome": labels(lp["outcome"], loop.OUTCOMES),
+            "recorded_date": _dates(lp["contact"], text, none),
+        },
+        schema=schema("contacts", text=text),
+    )
+    made = np.flatnonzero(lp["promised"])
+    rows, j = lp["row"][made], len(made)
+    promises = pa.table(
+        {
+            "promise_id": pa.nulls(j, pa.large_string()),
+            "account_id": inv_acc.take(pa.array(rows)),
+            "created_date": _dates(lp["contact"][made], text),
+            "promised_date": _dates(lp["date"][made], text),
+            "amount": _money(amount[rows], text),
+            "invoice_id": inv_ids.take(pa.array(rows)),
+            "recorded_date": _dates(lp["contact"][made], text, none[:j]),
+            "cancelled_date": _dates(lp["contact"][made], text, none[:j]),
+        },
+        schema=schema("promises", text=text),
+    )
+    return {"promises": promises, "contacts": contacts}
+
+
+#: Id column and prefix of each loop table (ids ``CT00000000``, ... in book order).
+LOOP_IDS: Final = {"contacts": ("contact_id", "CT"), "promises": ("promise_id", "PR")}
+
+
+def number_loop(table: str, tbl: pa.Table, offset: int, w: IdWidths) -> pa.Table:
+    """Fill the loop table's id column with ``<prefix><offset>``, ``<offset + 1>``, ..."""
+    col, prefix = LOOP_IDS[table]
+    new = ids(prefix, np.arange(offset, offset + tbl.num_rows), w.loop)
+    return tbl.set_column(tbl.schema.get_field_index(col), col, new)

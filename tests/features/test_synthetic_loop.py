@@ -3,20 +3,30 @@ with its documented effect (promise breakers are riskier, keepers less so)."""
 
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
-from features import build_labels, generate_book
-from features.contract.validation import validate_tables
+import pandas as pd
+import pytest
+
+from features import Book, build_labels, generate_book
+from features.contract.validation import validate_folder, validate_tables
 from features.pit.loop import loop_features
+from features.synthetic import write_book_folder
 from features.synthetic.loop import loop_events
 
 
-def test_loop_events_are_valid_deterministic_and_carry_their_effect() -> None:
-    book = generate_book(250, seed=4, start="2023-01-01", end="2024-03-31", loop=True)
+@pytest.fixture(scope="module")
+def book() -> Book:
+    return generate_book(250, seed=4, start="2023-01-01", end="2024-03-31", loop=True)
+
+
+def test_loop_events_are_valid_deterministic_and_carry_their_effect(book: Book) -> None:
     assert len(book.promises) > 100 and len(book.contacts) > len(book.promises)
-    again = loop_events(generate_book(250, seed=4, start="2023-01-01", end="2024-03-31"),
-                        seed=4)
+    # the generator's streamed loop (one block here) is the rule applied to the whole Book
+    # (loop_events reads only its invoices and payments)
+    again = loop_events(book, seed=4)
     pd.testing.assert_frame_equal(again[0], book.promises)
+    pd.testing.assert_frame_equal(again[1], book.contacts)
     # the tables pass the contract's own rules
     raw = {t: f for t, f in book.tables().items()}
     assert validate_tables(raw, max_bad_share=0.0).ok
@@ -38,13 +48,31 @@ def test_loop_events_are_valid_deterministic_and_carry_their_effect() -> None:
     assert broken > kept + 0.1, (broken, kept)
 
 
-def test_the_per_book_lookups_change_no_loop_feature() -> None:
+def test_a_book_ending_before_its_window_has_no_contact_after_its_last_event(
+        tmp_path: Path) -> None:
+    # Generated a block at a time, the contacts are first cut at the window's end, then at
+    # the book's last event (a tiny book's comes earlier): as loop_events cuts them.
+    kw = {"seed": 36, "end": "2023-12-31"}
+    tiny = generate_book(2, loop=True, **kw)
+    # the case: 23 contacts before the window's end, 21 before the last event (measured)
+    assert tiny.last_date < pd.Timestamp("2023-12-31")
+    promises, contacts = loop_events(tiny, seed=36)
+    pd.testing.assert_frame_equal(tiny.contacts, contacts)
+    pd.testing.assert_frame_equal(tiny.promises, promises)
+    assert tiny.contacts["contact_date"].lt(tiny.last_date).all()
+    write_book_folder(2, tmp_path, fmt="csv", loop=True, **kw)
+    written = validate_folder(tmp_path).book
+    for table, key in (("promises", "promise_id"), ("contacts", "contact_id")):
+        pd.testing.assert_frame_equal(  # (validation orders the rows its own way)
+            getattr(written, table).sort_values(key, ignore_index=True), getattr(tiny, table))
+
+
+def test_the_per_book_lookups_change_no_loop_feature(book: Book) -> None:
     # A training set computes each dispute's and payment's account once for all its dates
     # (features.pit.training_set); the features must be those computed from scratch.
     from features.pit.loop import dispute_owners, recorded_since
     from features.pit.promises import payment_accounts
 
-    book = generate_book(250, seed=4, start="2023-01-01", end="2024-03-31", loop=True)
     accounts = book.accounts["account_id"].tolist()
     since = recorded_since(book)
     lookups = {"owners": dispute_owners(book), "pay_accounts": payment_accounts(book)}
