@@ -2,8 +2,10 @@
 state's champions (trained on what was known before 2024-03-01) publish a worklist every
 Monday, with a random holdout of 20% of the accounts ranked by the aging rule
 (``live_holdout_share``); collectors work the top 10% of each list; once the labels
-resolve, the early runs' live AUC agrees with the offline test period's, and a book whose
-payers change behaviour demotes the model after ``live_fallback_runs`` runs.
+resolve, the early runs' holdout is judged against the offline test period under the
+evidence rule (on this 400-account book: too few to judge, never "differs"; the
+2,000-account ``python -m bench.live`` reaches verdicts), and a book whose payers change
+behaviour demotes the model after ``live_fallback_runs`` runs.
 
 What "agrees" means (``models.live_agreement``): per resolved run x population, the
 account-bootstrap interval of the difference live AUC minus offline test-period AUC (one
@@ -16,8 +18,9 @@ served (the training's served calibration of each population). The live rows are
 ranked highest, so its AUC is lower by construction (selection bias: the test shows it),
 while the holdout is a random sample of the population that no model-driven priority
 touched, scored by the champion beside the run (``serving.shadow``, role ``holdout``).
-18 cells are judged at once, so each interval is at the Bonferroni level 1 - 5%/18: the
-family of verdicts is wrong with at most 5% probability when live and offline agree.
+The cells with enough evidence and the two pooled verdicts are judged at once, so each
+interval is at the Bonferroni level 1 - 5%/(their number): the family of verdicts is wrong
+with at most 5% probability when live and offline agree.
 
 Library level (``serving.score.score_book``, ``features.build_labels``,
 ``models.live``/``models.live_policy``): the store-and-MLflow path is
@@ -110,7 +113,9 @@ def weeks(trained_state) -> list[dict]:
                   served=_served(trained_state), holdout_share=HOLDOUT)
 
 
-def test_early_runs_resolve_and_the_holdout_agrees_with_offline(weeks, trained_state) -> None:
+def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
+    weeks, trained_state
+) -> None:
     resolved = [r for r in weeks if "live" in r["meta"]]
     # + 60 days of horizon: runs up to 2024-05-02 resolve by 2024-07-01, the rest wait
     assert len(weeks) == WEEKS
@@ -119,6 +124,13 @@ def test_early_runs_resolve_and_the_holdout_agrees_with_offline(weeks, trained_s
     offline = {pop: r.test[["account_id", "y"] + (["weight"] if "weight" in r.test else [])]
                .assign(probability=np.asarray(r.test_scores.proba))
                for pop, r in trained_state.results.items()}
+    # the offline figure of the calibrated probability, what a worklist publishes (the
+    # training report's AUC is the raw score's, ~0.01 higher: the calibration's ties)
+    offline_auc = {pop: auc_agreement(frame, frame, resamples=1).live_auc
+                   for pop, frame in offline.items()}
+    for pop, frame in offline.items():
+        assert offline_auc[pop] == pytest.approx(roc_auc_score(
+            frame["y"], frame["probability"], sample_weight=frame.get("weight")))
     cells = [(run, pop) for run in resolved for pop in ("early_warning", "persistence")]
     enough = [evidence(run["holdout_rows"][pop]).enough for run, pop in cells]
     # Bonferroni over what is judged: the cells with enough evidence and the pooled runs
@@ -137,25 +149,28 @@ def test_early_runs_resolve_and_the_holdout_agrees_with_offline(weeks, trained_s
                                                           "account_id"])
         assert _row(live["holdout"][pop], population=pop, ranked_by="model")["n_rows"] == len(
             held)
-        assert untouched["rule_basis"] == "served"  # beside the aging rule as served
+        # beside the aging rule as served where the training left its calibration (a
+        # validation period too thin for one: the rule's key, and the row says so)
+        served = pop in _served(trained_state)
+        assert untouched["rule_basis"] == ("served" if served else "key")
         judged = judge_agreement(held, offline[pop], level=level, seed=len(verdicts))
         verdicts.append((run["as_of"], pop, judged.line()))
-        # a cell too small is not judged; one with enough evidence agrees
+        # a cell too small is not judged (no interval drawn); one with enough evidence agrees
         assert judged.verdict in ("agrees", "too few"), verdicts
         assert (judged.verdict == "too few") == (not evidence(held).enough)
-        cell = auc_agreement(held, offline[pop], level=level, seed=len(verdicts))
-        # the offline figure of the calibrated probability, what a worklist publishes (the
-        # training report's AUC is the raw score's, ~0.01 higher: the calibration's ties)
-        assert cell.offline_auc == pytest.approx(roc_auc_score(
-            offline[pop]["y"], offline[pop]["probability"],
-            sample_weight=offline[pop].get("weight")))
-        biased.append(untouched["auc"] - cell.offline_auc)
-    # each population over its resolved runs pooled (accounts counted once): judged, agrees
+        biased.append(untouched["auc"] - offline_auc[pop])
+    # each population over its resolved runs pooled: the holdout's accounts recur weekly,
+    # so the evidence is its distinct accounts, fewer than its rows; never "differs". This
+    # 400-account book's holdout is too small for a verdict (the 2,000-account bench's is
+    # not: python -m bench.live, issue 19's table)
     for pop in ("early_warning", "persistence"):
         pooled = pool_runs({str(run["as_of"]): run["holdout_rows"][pop] for run in resolved})
         judged = judge_agreement(pooled, offline[pop], runs=len(resolved), level=level)
         verdicts.append(("pooled", pop, judged.line()))
-        assert judged.verdict == "agrees", verdicts
+        assert judged.verdict in ("agrees", "too few"), verdicts
+        assert judged.live.positive + judged.live.negative < len(pooled)
+        assert judged.live.positive >= max(evidence(r["holdout_rows"][pop]).positive
+                                           for r in resolved)
     # the untouched slice sits below the offline figure on average: the selection bias
     # the holdout is there to avoid
     assert np.mean(biased) < 0, biased
