@@ -21,9 +21,16 @@ ranked by the aging rule on the list, scored by the champion beside the run
 population, the live ROC-AUC with the offline test-period AUC of the calibrated
 probability (the test rows rebuilt from the training set and scored by the registered
 champion), by the account-bootstrap interval of the difference live minus offline
-(``models.live_agreement``, 1000 paired draws): ``agrees`` when the 95% interval covers 0;
-``familywise`` at the Bonferroni level over all cells of the table. The live rows judged
-are the holdout's (a random sample of the population: unbiased); the untouched slice's
+(``models.live_agreement``, 1000 paired draws) under its **evidence rule**: a cell is
+judged only when its holdout holds at least 30 positive and 30 negative accounts (the
+quality gate's minimum, ``models.live_agreement.MIN_ACCOUNTS``), else it is "too few";
+judged, it ``agrees`` when the 95% interval covers 0 (``familywise``: at the Bonferroni
+level over the judged cells). Each population is also judged over its resolved runs pooled
+(``models.live_agreement.pool_runs``: the holdout's accounts are the same every week, so
+the evidence is counted in distinct accounts and the bootstrap draws accounts, an account
+bringing its rows of every week). The summary table gives per population the runs
+resolved, judged, agreeing and too few, and the pooled verdict. The live rows judged are
+the holdout's (a random sample of the population: unbiased); the untouched slice's
 difference is shown beside it: the contacted top 10% of the list is the model's highest
 ranked rows, so that slice's AUC is biased low by construction, not by the model.
 """
@@ -107,6 +114,7 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
     from features.pit.labels import build_labels
     from features.synthetic import generate_book
     from models.live import contacted_accounts, label_horizon_days
+    from models.live_agreement import pool_runs
     from pipelines import steps
     from pipelines.settings import load_settings
     from pipelines.steps_live import evaluate_live, recorded_contacts
@@ -157,21 +165,36 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
                                            until=as_of + timedelta(days=horizon))
             rows += _run_rows(as_of, payload, wl, labels, shadow, contacted=set(contacted),
                               offline=offline)
-    judged = [r for r in rows if r["status"] == "resolved"]
+    judged = [r for r in rows if r["status"] == "resolved" and r["verdict"] != "too few"]
     family = 1 - (1 - LEVEL) / max(1, len(judged))
     for r in judged:  # the same draws (seeded), judged at the familywise level
         r["familywise"] = _agreement(r["holdout"], offline[r["population"]],
-                                     level=family).agrees
-    return {"rows": rows, "demotions": [dict(d) for d in live.demotions],
+                                     level=family).verdict == "agrees"
+    pooled = {}
+    for pop in offline:  # one champion version per population in this bench
+        runs = {r["as_of"]: r["holdout"] for r in rows
+                if r["status"] == "resolved" and r["population"] == pop}
+        if runs:
+            pooled[pop] = _agreement(pool_runs(runs), offline[pop], runs=len(runs))
+    return {"rows": rows, "pooled": pooled, "demotions": [dict(d) for d in live.demotions],
             "offline": {m.model: m.metrics_table.get("lightgbm", {}) for m in trained.models},
             "timings": timings, "accounts": accounts, "family_level": family,
             "behaviour_change": behaviour_change, "data_end": live.data_end.isoformat()}
 
 
-def _agreement(live: pd.DataFrame, offline: pd.DataFrame, *, level: float = LEVEL) -> Any:
+def _agreement(live: pd.DataFrame, offline: pd.DataFrame, *, level: float = LEVEL,
+               runs: int = 1) -> Any:
+    """The evidence rule's verdict (``models.live_agreement.judge_agreement``)."""
+    from models.live_agreement import judge_agreement
+
+    return judge_agreement(live, offline, level=level, runs=runs)
+
+
+def _raw(live: pd.DataFrame, offline: pd.DataFrame) -> Any:
+    """The interval alone, whatever the evidence (the biased untouched slice's, shown)."""
     from models.live_agreement import auc_agreement
 
-    return auc_agreement(live, offline, level=level)
+    return auc_agreement(live, offline, level=LEVEL)
 
 
 def _resolved(wl: pd.DataFrame, labels: pd.DataFrame, pop: str) -> pd.DataFrame:
@@ -202,11 +225,12 @@ def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame
         untouched = untouched[~untouched["account_id"].isin(contacted)]
         held = _resolved(shadow_worklist(wl, shadow, kind=pop, role="holdout"), labels, pop)
         assert len(held) == held_fig["n_rows"] and len(untouched) == row["n_rows"]
-        cell = _agreement(held, offline[pop])
+        verdict = _agreement(held, offline[pop])
+        cell = verdict.agreement or _raw(held, offline[pop])  # figures shown either way
         # the same accounts in the test period: is a gap the sample's or the period's?
         same = offline[pop][offline[pop]["account_id"].isin(set(held["account_id"]))]
-        same_auc = (_agreement(same, same, level=LEVEL).live_auc if len(same) else None)
-        biased = _agreement(untouched, offline[pop])
+        same_auc = _raw(same, same).live_auc if len(same) else None
+        biased = _raw(untouched, offline[pop])
         out.append({
             "as_of": as_of.isoformat(), "population": pop, "status": "resolved",
             "n_untouched": row["n_rows"], "n_contacted": (every or row)["n_rows"] - row["n_rows"],
@@ -217,8 +241,8 @@ def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame
             "holdout_rule_auc": held_fig["rule_auc"],
             "offline_auc": cell.offline_auc, "offline_lo": cell.offline_low,
             "offline_hi": cell.offline_high, "diff": cell.difference, "diff_lo": cell.low,
-            "diff_hi": cell.high, "agrees": cell.agrees, "holdout": held[
-                ["account_id", "y", "probability"]],
+            "diff_hi": cell.high, "verdict": verdict.verdict, "evidence": verdict.live.line(),
+            "familywise": None, "holdout": held[["account_id", "y", "probability"]],
         })
     return out
 
@@ -227,7 +251,7 @@ def markdown(result: dict[str, Any]) -> str:
     """The live-vs-offline table as Markdown."""
     head = ["as_of", "population", "holdout rows (positives)", "holdout AUC (rule)",
             "offline test AUC [95%]", "offline AUC, holdout's accounts",
-            "holdout - offline [95%]", "agrees", "familywise",
+            "holdout - offline [95%]", "verdict (evidence rule)", "familywise",
             "untouched rows (contacted)", "untouched AUC", "untouched - offline [95%]"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
@@ -248,19 +272,47 @@ def markdown(result: dict[str, Any]) -> str:
             f"[{f(r['offline_lo'])}, {f(r['offline_hi'])}] | {f(r['offline_same_auc'])} | "
             f"{f(r['diff'], '+')} "
             f"[{f(r['diff_lo'], '+')}, {f(r['diff_hi'], '+')}] | "
-            f"{'yes' if r['agrees'] else 'no'} | {'yes' if r['familywise'] else 'no'} | "
+            f"{_cell_verdict(r)} | "
+            f"{'' if r['familywise'] is None else ('yes' if r['familywise'] else 'no')} | "
             f"{r['n_untouched']} ({r['n_contacted']}) | {f(r['untouched_auc'])} | "
             f"{f(r['untouched_diff'], '+')} [{f(r['untouched_lo'], '+')}, "
             f"{f(r['untouched_hi'], '+')}] |")
-    judged = [r for r in result["rows"] if r["status"] == "resolved"]
-    if judged:
-        lines.append(f"\n{sum(r['agrees'] for r in judged)} of {len(judged)} cells agree at "
-                     f"95%; {sum(r['familywise'] for r in judged)} of {len(judged)} at the "
-                     f"familywise level (each {result['family_level']:.4f}); untouched slice: "
-                     f"{sum(r['untouched_lo'] <= 0 <= r['untouched_hi'] for r in judged)} of "
-                     f"{len(judged)} at 95% (biased: the contacted top is gone)")
+    resolved = [r for r in result["rows"] if r["status"] == "resolved"]
+    if resolved:
+        lines += ["", summary_table(result)]
+        judged = [r for r in resolved if r["verdict"] != "too few"]
+        lines.append(f"\nper run: {sum(r['verdict'] == 'agrees' for r in judged)} of "
+                     f"{len(judged)} judged cells agree at 95%, "
+                     f"{sum(bool(r['familywise']) for r in judged)} at the familywise level "
+                     f"(each {result['family_level']:.4f}); "
+                     f"{len(resolved) - len(judged)} of {len(resolved)} too few to judge; "
+                     "untouched slice: "
+                     f"{sum(r['untouched_lo'] <= 0 <= r['untouched_hi'] for r in resolved)} of "
+                     f"{len(resolved)} at 95% (biased: the contacted top is gone)")
     for d in result["demotions"]:
         lines.append(f"\ndemoted: {d['reason']}")
+    return "\n".join(lines)
+
+
+def _cell_verdict(r: dict[str, Any]) -> str:
+    if r["verdict"] == "too few":
+        return r["evidence"]
+    return r["verdict"]
+
+
+def summary_table(result: dict[str, Any]) -> str:
+    """Per population: runs resolved, judged (enough evidence), agreeing, too few, and
+    the verdict over its resolved runs pooled (``models.live_agreement``'s rule)."""
+    head = ["population", "runs resolved", "judged", "agreeing", "too few",
+            "pooled runs: verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for pop, pooled in result["pooled"].items():
+        mine = [r for r in result["rows"]
+                if r["status"] == "resolved" and r["population"] == pop]
+        judged = [r for r in mine if r["verdict"] != "too few"]
+        lines.append(f"| {pop} | {len(mine)} | {len(judged)} | "
+                     f"{sum(r['verdict'] == 'agrees' for r in judged)} | "
+                     f"{len(mine) - len(judged)} | {pooled.line()} |")
     return "\n".join(lines)
 
 
@@ -281,7 +333,9 @@ def main() -> None:
     print(f"\ntimings (s): {json.dumps({k: round(v, 1) for k, v in result['timings'].items()})}")
     if args.json:
         rows = [{k: v for k, v in r.items() if k != "holdout"} for r in result["rows"]]
-        args.json.write_text(json.dumps({**result, "rows": rows}, indent=2, default=str))
+        pooled = {k: v.line() for k, v in result["pooled"].items()}
+        args.json.write_text(json.dumps({**result, "rows": rows, "pooled": pooled}, indent=2,
+                                        default=str))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import numpy as np
 import pandas as pd
@@ -68,6 +68,9 @@ TAG_REASON = "gate.reason"
 PASSED, FAILED = "passed", "failed"
 #: Condition names, in the order they are checked (``GateOutcome.failed``).
 CONDITIONS = ("evidence", "not_constant", "beats_aging_rule")
+#: Fewest distinct positive accounts a judgement needs (:attr:`GatePolicy.min_positive_accounts`'s
+#: default; ``models.live_agreement`` requires as many of each class in a live sample).
+MIN_POSITIVE_ACCOUNTS: Final = 30
 #: Tolerance of "AUC not below the rule's" (float noise only).
 _AUC_TIE = 1e-9
 #: Resamples per block of the bootstrap: bounds memory at ~block x rows x 8 bytes.
@@ -88,7 +91,7 @@ class GatePolicy:
     show a model's gain over the rule as served).
     """
 
-    min_positive_accounts: int = 30
+    min_positive_accounts: int = MIN_POSITIVE_ACCOUNTS
     min_positive_rows: int = 100
     resamples: int = 1000
     quantile: float = 0.05

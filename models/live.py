@@ -29,17 +29,29 @@ Per subset of resolved rows, keyed by ``slice`` x ``population`` x ``ranked_by``
 - ``ranked_by``: rows a gated ``model`` ranked, rows the ``aging_rule`` ranked (no gated
   champion; their probability is the rule's calibration), and ``all``.
 
+**The rule compared with** is the aging rule **as served** (``models.rule``), what would
+have ranked those accounts without the model, the comparison the quality gate makes
+(``models.gate``): its probability is the rule's served calibration
+(``rule_calibrations``: population -> ``models.rule.RuleCalibration``, the one the run's
+scoring resolved, ``meta["rule_calibrations"]``; on rows the rule ranked, the published
+probability already is it) and its worklist order ``models.rule.served_priority``
+(probability x open balance, the past-due amount without a probability). A subset whose
+model-ranked rows have no known served calibration (a run scored before it was recorded,
+or without a rule for that population) is compared with the rule's bare key instead, and
+its ``rule_basis`` says so (:data:`RULE_BASES`): a figure never claims more than it is.
+
 Metrics (``models.evaluate``'s definitions, one of each):
 
-- ``auc`` / ``rule_auc``: ROC-AUC of the published probability / of the aging rule's key
-  (``models.evaluate.aging_rule_score``), both over the rows that have a probability (the
-  same accounts); NaN with one class only;
+- ``auc`` / ``rule_auc``: ROC-AUC of the published probability / of the served rule's
+  probability (its key where it has none: thin data, or basis ``key``), both over the rows
+  that have a published probability (the same accounts); NaN with one class only. Both
+  are calibrated probabilities, ties of either calibration counted alike;
 - ``capture@10`` / ``rule_capture@10``: share of the subset's realized delinquent dollars
   (labels' ``delinquent_amount``) held by its top 10% of rows in the published order
-  (``rank``) / in the rule's order (ties by open balance): ``capture_at_k``;
+  (``rank``) / in the served rule's order (``served_priority``; basis ``key``: the key's
+  order), ties by open balance: ``capture_at_k``;
 - ``ece`` (10 equal-frequency bins, ``expected_calibration_error``) and ``brier`` of the
-  published probability; the rule has no probability on model-ranked rows (its calibrator
-  lives with the training, not the worklist), so no rule calibration is given there;
+  published probability;
 - the reliability curve: per bin (the ECE's bins), rows, mean probability, observed rate.
 
 Pure functions; inputs are never mutated.
@@ -60,6 +72,7 @@ from sklearn.metrics import roc_auc_score
 from features.spec import MODELS, as_day
 from models.calibration import brier
 from models.evaluate import aging_rule_score, capture_at_k, expected_calibration_error
+from models.rule import RuleCalibration, numeric_column, served_priority
 
 #: Slices of the accounts: all, and those with no recorded contact before resolution.
 SLICES: Final = ("all", "untouched")
@@ -71,11 +84,14 @@ RANKED_BY: Final = ("model", "aging_rule", "all")
 CAPTURE_K: Final = 10
 #: Equal-frequency bins of the reliability curve and of the ECE.
 RELIABILITY_BINS: Final = 10
-#: Columns of :attr:`LivePerformance.table`.
+#: What a row's rule figures compare with: the aging rule as served (its served
+#: calibration known for every row) or its bare key (module docstring).
+RULE_BASES: Final = ("served", "key")
+#: Columns of :attr:`LivePerformance.table` (``rule_basis`` last: the one text column).
 TABLE_COLUMNS: Final = (
     "slice", "population", "ranked_by", "n_rows", "n_positive", "delinquent_amount",
     "n_probability", "auc", "rule_auc", f"capture@{CAPTURE_K}", f"rule_capture@{CAPTURE_K}",
-    "ece", "brier",
+    "ece", "brier", "rule_basis",
 )
 #: Columns of :attr:`LivePerformance.reliability`.
 RELIABILITY_COLUMNS: Final = (
@@ -126,12 +142,15 @@ class LivePerformance:
         }
 
 
-def live_performance(worklist: pd.DataFrame, labels: pd.DataFrame, *,
-                     contacted: AbstractSet[str] = frozenset()) -> LivePerformance:
+def live_performance(
+    worklist: pd.DataFrame, labels: pd.DataFrame, *, contacted: AbstractSet[str] = frozenset(),
+    rule_calibrations: Mapping[str, RuleCalibration] | None = None,
+) -> LivePerformance:
     """Realized metrics of the published ``worklist`` against its resolved ``labels``
     (module docstring), per slice, population and scorer; ``contacted``: account ids with
     a recorded contact or promise between the run's ``as_of`` and their label's
-    resolution (empty: none recorded)."""
+    resolution (empty: none recorded); ``rule_calibrations``: the aging rule's served
+    calibration per population (:func:`served_rule_columns`)."""
     lab = labels[["account_id", "model", "y", "delinquent_amount"]].rename(
         columns={"model": "label_model"})
     lab = lab.assign(account_id=lab["account_id"].astype(str))
@@ -150,6 +169,8 @@ def live_performance(worklist: pd.DataFrame, labels: pd.DataFrame, *,
         "contacted": int(joined["account_id"].isin(ids).sum()) if ids else 0,
     }
     rows = joined[resolved].reset_index(drop=True)
+    rule_p, known = served_rule_columns(rows, rule_calibrations or {})
+    rows = rows.assign(rule_probability=rule_p, rule_known=known)
     untouched = ~rows["account_id"].isin(ids) if ids else pd.Series(True, index=rows.index)
     table, bins = [], []
     for slc in SLICES:
@@ -173,15 +194,27 @@ def live_performance(worklist: pd.DataFrame, labels: pd.DataFrame, *,
 
 def subset_metrics(rows: pd.DataFrame) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """(metrics, reliability bins) of resolved worklist rows (``y``, ``delinquent_amount``,
-    ``rank``, ``probability``, ``open_balance``, ``oldest_dpd``): see the module docstring.
-    """
+    ``rank``, ``probability``, ``open_balance``, ``oldest_dpd``, ``past_due_amount``, and
+    :func:`served_rule_columns`' ``rule_probability`` / ``rule_known`` when the served
+    rule is known): see the module docstring."""
     y = rows["y"].to_numpy(dtype=float)
     amount = rows["delinquent_amount"].to_numpy(dtype=float)
     p = pd.to_numeric(rows["probability"], errors="coerce").to_numpy(dtype=float)
-    rule = aging_rule_score(rows)
     balance = pd.to_numeric(rows["open_balance"], errors="coerce").to_numpy(dtype=float)
     has_p = np.isfinite(p)
     published = -rows["rank"].to_numpy(dtype=float)  # the worklist's own order, no ties
+    key = aging_rule_score(rows)
+    served = "rule_known" in rows and bool(rows["rule_known"].to_numpy(dtype=bool).all())
+    if served:
+        rule_p = rows["rule_probability"].to_numpy(dtype=float)
+        # the served rule's own score: its probability; its key where it has none (thin
+        # data: no calibration), the score the gate's AUC judges the rule by
+        rule = rule_p if np.isfinite(rule_p[has_p]).all() else key
+        past_due = (numeric_column(rows, "past_due_amount") if "past_due_amount" in rows
+                    else np.full(len(rows), np.nan))  # read only where p is NaN
+        rule_order = served_priority(rule_p, open_balance=balance, past_due_amount=past_due)
+    else:
+        rule, rule_order = key, key
     out: dict[str, Any] = {
         "n_rows": len(rows),
         "n_positive": int((y == 1).sum()),
@@ -190,12 +223,35 @@ def subset_metrics(rows: pd.DataFrame) -> tuple[dict[str, Any], list[dict[str, A
         "auc": _auc(y[has_p], p[has_p]),
         "rule_auc": _auc(y[has_p], rule[has_p]),
         f"capture@{CAPTURE_K}": capture_at_k(published, amount, k=CAPTURE_K),
-        f"rule_capture@{CAPTURE_K}": capture_at_k(rule, amount, k=CAPTURE_K, tiebreak=balance),
+        f"rule_capture@{CAPTURE_K}": capture_at_k(rule_order, amount, k=CAPTURE_K,
+                                                  tiebreak=balance),
         "ece": (expected_calibration_error(y[has_p], p[has_p], bins=RELIABILITY_BINS)
                 if has_p.any() else float("nan")),
         "brier": brier(y[has_p], p[has_p]) if has_p.any() else float("nan"),
+        "rule_basis": "served" if served else "key",
     }
     return out, reliability_bins(y[has_p], p[has_p])
+
+
+def served_rule_columns(rows: pd.DataFrame, calibrations: Mapping[str, RuleCalibration],
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """``(rule_probability, known)`` per worklist row (``model``, ``scorer``,
+    ``probability``, ``oldest_dpd``, ``open_balance``): the aging rule's served
+    probability (0-1; NaN where it has none) and whether it is known. A row the rule
+    ranked published it; a model-ranked row gets ``calibrations[its population]``'s
+    prediction, unknown when the population has none."""
+    out = np.full(len(rows), np.nan)
+    known = np.zeros(len(rows), dtype=bool)
+    by_rule = (rows["scorer"] == "aging_rule").to_numpy()
+    out[by_rule] = numeric_column(rows, "probability")[by_rule]
+    known[by_rule] = True
+    model = rows["model"].to_numpy(dtype=object)
+    for pop, cal in calibrations.items():
+        at = ~by_rule & (model == pop)
+        if at.any():
+            out[at] = cal.predict(rows[at])
+            known[at] = True
+    return out, known
 
 
 def reliability_bins(y: np.ndarray, p: np.ndarray, *,
@@ -216,9 +272,10 @@ def reliability_bins(y: np.ndarray, p: np.ndarray, *,
 
 def headline(live: Mapping[str, Any] | None) -> str:
     """A few characters for a run list, from a stored ``meta["live"]`` (``to_dict``):
-    ``AUC 0.81 vs 0.74`` (published vs aging rule, all resolved rows the model ranked;
-    rows the rule ranked when no model did); ``-`` when not evaluated, ``n/a`` when no
-    subset has an AUC (one class only)."""
+    ``AUC 0.81 vs 0.74`` (published vs the aging rule as served, all resolved rows the
+    model ranked; rows the rule ranked when no model did: `` (rule)``; `` (key)`` when the
+    rule's served calibration was unknown and its bare key stood in, ``rule_basis``);
+    ``-`` when not evaluated, ``n/a`` when no subset has an AUC (one class only)."""
     if not live:
         return "-"
     row = _row(live, slice="all", population="all", ranked_by="model")
@@ -227,6 +284,7 @@ def headline(live: Mapping[str, Any] | None) -> str:
         row, tag = _row(live, slice="all", population="all", ranked_by="all"), " (rule)"
     if not row or row.get("auc") is None or row.get("rule_auc") is None:
         return "n/a"
+    tag += " (key)" if row.get("rule_basis") == "key" else ""
     return f"AUC {row['auc']:.2f} vs {row['rule_auc']:.2f}{tag}"
 
 
@@ -288,7 +346,7 @@ def flat_metrics(live: Mapping[str, Any]) -> dict[str, float]:
     out = {f"counts.{k}": float(v) for k, v in live.get("counts", {}).items()}
     for row in live.get("table", []):
         key = f"{row['slice']}.{row['population']}.{row['ranked_by']}"
-        for name in TABLE_COLUMNS[3:]:
+        for name in TABLE_COLUMNS[3:-1]:  # the numbers (not rule_basis)
             value = row.get(name)
             if value is not None and np.isfinite(value):
                 out[f"{key}.{name.replace('@', '_at_')}"] = float(value)
@@ -320,12 +378,16 @@ def staleness_lines(as_of: date | pd.Timestamp, data_ends: Mapping[str, str | da
     return lines
 
 
-def live_slices(worklist: pd.DataFrame, labels: pd.DataFrame, accounts: pd.DataFrame, *,
-                as_of: date | pd.Timestamp,
-                contacted: AbstractSet[str] = frozenset()) -> dict[str, list[dict[str, Any]]]:
+def live_slices(
+    worklist: pd.DataFrame, labels: pd.DataFrame, accounts: pd.DataFrame, *,
+    as_of: date | pd.Timestamp, contacted: AbstractSet[str] = frozenset(),
+    rule_calibrations: Mapping[str, RuleCalibration] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
     """Per population, the slices (``models.slices``) of the resolved, untouched rows a
-    model ranked: the published probability beside the aging rule per customer segment,
-    region, size and tenure band. ``accounts``: ``account_id``, ``account_segment``,
+    model ranked: the published probability beside the aging rule as served (its
+    probability by ``rule_calibrations[population]``; the rule's key for a population
+    without one, the table's ``rule_basis`` says which) per customer segment, region,
+    size and tenure band. ``accounts``: ``account_id``, ``account_segment``,
     ``account_region``, ``first_invoice`` (the account's first issue date): tenure is
     ``as_of - first_invoice`` in days. JSON-safe records (NaN as None)."""
     from models.slices import slice_metrics
@@ -341,9 +403,12 @@ def live_slices(worklist: pd.DataFrame, labels: pd.DataFrame, accounts: pd.DataF
     first = pd.to_datetime(rows["first_invoice"])
     rows = rows.assign(tenure_days=(pd.Timestamp(as_day(as_of)) - first).dt.days)
     out = {}
+    cals = rule_calibrations or {}
     for pop in MODELS:
         part = rows[rows["model"] == pop]
         if len(part):
-            table = slice_metrics(part, probability=part["probability"].to_numpy(float))
+            rule_p = cals[pop].predict(part) if pop in cals else None
+            table = slice_metrics(part, probability=part["probability"].to_numpy(float),
+                                  rule_probability=rule_p)
             out[pop] = _records(table)
     return out

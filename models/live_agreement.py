@@ -26,24 +26,60 @@ accounts are ranked by the aging rule, so no model-driven priority touched them,
 champion's probability of them is kept beside the run (``serving.shadow``, role
 ``holdout``) to be judged once the labels resolve.
 
+**The evidence rule** (pre-registered: fixed before any run was judged by it, in
+:func:`judge_agreement`; tried top to bottom, the first that matches decides). The live
+sample is a population's resolved holdout rows, of one run or pooled over its resolved
+runs of one champion version (the offline figure is that version's test period):
+
+=====  ==============================================  =====================================
+ #      when                                            verdict (:attr:`AgreementVerdict.line`)
+=====  ==============================================  =====================================
+ 1      the live sample holds fewer than                ``too few to judge (N positive / M
+        :data:`MIN_ACCOUNTS` distinct accounts with a   negative accounts; needs 30 each)``
+        positive label, or fewer with a negative one    (no interval is drawn)
+ 2      the offline test period holds fewer (the        ``too few to judge (offline: ...)``
+        gate's own minimum; a gated model's has them)
+ 3      the difference's interval covers 0              ``agrees``
+ 4      otherwise                                       ``differs`` (live below / above)
+=====  ==============================================  =====================================
+
+:data:`MIN_ACCOUNTS` is the quality gate's evidence minimum
+(``models.gate.MIN_POSITIVE_ACCOUNTS``, one definition), asked of *both* classes here: an
+AUC compares positives with negatives, and ten negative accounts make an interval that
+covers almost anything, or, drawn from a handful of accounts, misses by their quirks. A
+verdict needs independent units, and the unit is the account: the holdout's accounts are
+the same every week (a stable hash, ``models.live_policy.in_holdout``), so nine weekly runs
+of 45 accounts are 45 accounts, not 405. Hence **pooling** (:func:`pool_runs`): a
+population's resolved runs are judged together, every resolved row kept (tagged with its
+run), the evidence counted in *distinct* accounts and the bootstrap drawing accounts, an
+account drawn ``c`` times bringing its rows of every week ``c`` times; the interval then
+carries the correlation of an account's weekly rows instead of counting them as new
+evidence. A small holdout thus reaches a verdict only when enough distinct accounts of
+each class have resolved; until then its line says how many it holds.
+
 Pure functions; nothing here reads the clock or mutates its inputs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, Final
 
 import numpy as np
 import pandas as pd
 
-from models.gate import draw_counts
+from models.gate import MIN_POSITIVE_ACCOUNTS, draw_counts
 from models.rule import numeric_column
 
 #: Account-bootstrap draws of the difference.
 RESAMPLES: Final = 1000
 #: Two-sided level of the difference's interval.
 LEVEL: Final = 0.95
+#: Distinct accounts of each class (positive, negative) a sample needs for a verdict.
+MIN_ACCOUNTS: Final = MIN_POSITIVE_ACCOUNTS
+#: The verdicts of the evidence rule (module docstring), in rule order.
+VERDICTS: Final = ("too few", "agrees", "differs")
 #: Cells of ``resamples x rows`` per block of draws (bounds memory at ~8 bytes each).
 _BLOCK_CELLS: Final = 4_000_000
 
@@ -143,3 +179,134 @@ def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int =
         low=lo, high=hi, live_low=llo, live_high=lhi, offline_low=olo, offline_high=ohi,
         n_live=len(parts[0][1]), n_offline=len(parts[1][1]), level=level,
         resamples=resamples)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Distinct accounts of each class in a sample (``positive``: with a ``y == 1`` row,
+    ``negative``: with a ``y == 0`` row; an account whose label changed between pooled
+    runs is in both) and the ``minimum`` each needs (:data:`MIN_ACCOUNTS`)."""
+
+    positive: int
+    negative: int
+    minimum: int = MIN_ACCOUNTS
+
+    @property
+    def enough(self) -> bool:
+        """Whether both classes reach the minimum (rule 1 of the module docstring)."""
+        return min(self.positive, self.negative) >= self.minimum
+
+    def line(self) -> str:
+        """``too few to judge (N positive / M negative accounts; needs 30 each)``, or
+        ``N positive / M negative accounts`` when enough."""
+        counts = f"{self.positive:,} positive / {self.negative:,} negative accounts"
+        if self.enough:
+            return counts
+        return f"too few to judge ({counts}; needs {self.minimum} each)"
+
+    def holdout_line(self) -> str:
+        """What a report says of a run's random holdout: ``too few to judge live vs offline
+        (...; needs 30 each)`` or ``N positive / M negative accounts, enough to judge live
+        vs offline``."""
+        if self.enough:
+            return f"{self.line()}, enough to judge live vs offline"
+        return self.line().replace("too few to judge", "too few to judge live vs offline", 1)
+
+
+def evidence(rows: pd.DataFrame, *, minimum: int = MIN_ACCOUNTS) -> Evidence:
+    """The :class:`Evidence` of resolved rows (``account_id``, ``y`` 0/1; rows with a
+    missing ``y`` or ``probability``, when present, are left out as in
+    :func:`auc_agreement`)."""
+    y = numeric_column(rows, "y")
+    ok = np.isfinite(y)
+    if "probability" in rows.columns:
+        ok &= np.isfinite(numeric_column(rows, "probability"))
+    acc = rows["account_id"].astype(str).to_numpy()[ok]
+    y = y[ok]
+    return Evidence(positive=int(pd.unique(acc[y == 1]).size),
+                    negative=int(pd.unique(acc[y == 0]).size), minimum=minimum)
+
+
+def evidence_of_counts(*, n_rows: int, n_positive: int,
+                       minimum: int = MIN_ACCOUNTS) -> Evidence:
+    """The :class:`Evidence` of one run's stored figures (``models.live`` table row:
+    ``n_rows``, ``n_positive``): a run lists each account once, so rows are accounts."""
+    return Evidence(positive=int(n_positive), negative=int(n_rows) - int(n_positive),
+                    minimum=minimum)
+
+
+@dataclass(frozen=True)
+class AgreementVerdict:
+    """The evidence rule's verdict (module docstring): ``evidence`` of the live sample and
+    of the offline test period, ``runs`` pooled, and the :class:`AucAgreement` when the
+    evidence sufficed (None for "too few": no interval is drawn)."""
+
+    live: Evidence
+    offline: Evidence
+    runs: int
+    agreement: AucAgreement | None
+
+    @property
+    def verdict(self) -> str:
+        """One of :data:`VERDICTS`."""
+        if self.agreement is None:
+            return "too few"
+        return "agrees" if self.agreement.agrees else "differs"
+
+    def line(self) -> str:
+        """The verdict in words with its numbers, for a report."""
+        if not self.live.enough:
+            return f"{self.live.line()}; {self.runs} run(s)"
+        if not self.offline.enough:
+            return f"too few to judge (offline: {self.offline.line()})"
+        a = self.agreement
+        assert a is not None
+        where = "" if a.agrees else (" (live below)" if a.high < 0 else " (live above)")
+        return (f"{self.verdict}{where}: live AUC {a.live_auc:.3f} vs offline "
+                f"{a.offline_auc:.3f}, difference {a.difference:+.3f} "
+                f"[{a.low:+.3f}, {a.high:+.3f}] ({a.level:.0%} account bootstrap); "
+                f"{self.live.line()}, {self.runs} run(s)")
+
+
+def pool_runs(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """One population's resolved live rows of several runs (run id -> rows with
+    ``account_id``, ``y``, ``probability``) as one frame with a ``run_id`` column: every
+    row kept; :func:`auc_agreement` resamples accounts, so an account's rows of every
+    run move together (module docstring)."""
+    parts = [frame.assign(run_id=str(run)) for run, frame in runs.items()]
+    if not parts:
+        return pd.DataFrame({"account_id": pd.Series(dtype=str), "y": pd.Series(dtype=float),
+                             "probability": pd.Series(dtype=float),
+                             "run_id": pd.Series(dtype=str)})
+    return pd.concat(parts, ignore_index=True)
+
+
+def judge_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, runs: int = 1,
+                    minimum: int = MIN_ACCOUNTS, resamples: int = RESAMPLES,
+                    level: float = LEVEL, seed: int = 0) -> AgreementVerdict:
+    """The evidence rule (module docstring) on ``live`` (one run's rows, or
+    :func:`pool_runs` of ``runs`` runs) against ``offline`` (the test period's rows):
+    "too few" without drawing anything below ``minimum`` distinct accounts of a class,
+    else :func:`auc_agreement`'s interval decides."""
+    got, off = evidence(live, minimum=minimum), evidence(offline, minimum=minimum)
+    agreement = (auc_agreement(live, offline, resamples=resamples, level=level, seed=seed)
+                 if got.enough and off.enough else None)
+    return AgreementVerdict(live=got, offline=off, runs=int(runs), agreement=agreement)
+
+
+def holdout_lines(live: Mapping[str, Any]) -> list[str]:
+    """Per population with a random holdout judged in a run's ``live`` figures
+    (``meta["live"]``), the evidence rule (module docstring) on that holdout alone
+    (:meth:`Evidence.holdout_line`), e.g. ``persistence holdout: too few to judge live vs
+    offline (35 positive / 10 negative accounts; needs 30 each)``: the nightly summary's
+    and ``delinq runs evaluate``'s line. A run lists each account once: rows are accounts."""
+    lines = []
+    for kind, held in sorted(((live or {}).get("holdout") or {}).items()):
+        row = next((r for r in held.get("table", [])
+                    if (r.get("slice"), r.get("population"), r.get("ranked_by"))
+                    == ("all", kind, "model")), None)
+        if row is None:
+            continue
+        ev = evidence_of_counts(n_rows=row["n_rows"], n_positive=row["n_positive"])
+        lines.append(f"{kind} holdout: {ev.holdout_line()}")
+    return lines

@@ -59,8 +59,11 @@ def training_summary(
 
 def _slices(result: TrainingResult) -> list[dict[str, Any]]:
     """The test period per customer segment, region, size and tenure band, the model
-    beside the aging rule (``models.slices``), JSON-safe (NaN as None)."""
-    table = slice_metrics(result.test, probability=result.test_scores.proba)
+    beside the aging rule as served (its probability on the test period, the gate's
+    baseline; ``models.slices``), JSON-safe (NaN as None)."""
+    rule = result.baseline_scores.get("aging_rule")
+    table = slice_metrics(result.test, probability=result.test_scores.proba,
+                          rule_probability=None if rule is None else rule.proba)
     return [{k: (None if isinstance(v, float) and v != v else v) for k, v in r.items()}
             for r in table.to_dict(orient="records")]
 

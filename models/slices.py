@@ -10,10 +10,15 @@ A slice is one value of one dimension:
 - ``tenure``: days since the account's first invoice at ``as_of`` (``tenure_days``) in
   :data:`TENURE_EDGES` bands.
 
-Per slice: rows, positives, the model's ROC-AUC and the aging rule's
-(``models.evaluate.aging_rule_score``) on the same rows, and ``below_rule`` when the
-model's is lower. A slice with one class only, or fewer than ``min_rows`` rows, has no
-AUCs and is never flagged (too few to say). Pure functions; inputs are not mutated.
+Per slice: rows, positives, the model's ROC-AUC and the aging rule's on the same rows,
+and ``below_rule`` when the model's is lower. The rule is the aging rule **as served**
+(``models.rule``; what the quality gate compares with): its calibrated probability
+(``rule_probability``: the training's served calibration of the test period, a run's
+served calibration live), or, where the served rule has no probability (thin data) or the
+caller knows none, its bare key (``models.evaluate.aging_rule_score``); ``rule_basis``
+(``served`` / ``key``) says which, and so does the flagged line. A slice with one class
+only, or fewer than ``min_rows`` rows, has no AUCs and is never flagged (too few to say).
+Pure functions; inputs are not mutated.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ TENURE_LABELS: Final = ("under 6 months", "6 months-2 years", "2 years+")
 DIMENSIONS: Final = ("segment", "region", "size", "tenure")
 #: Columns of :func:`slice_metrics`.
 SLICE_COLUMNS: Final = ("dimension", "value", "n_rows", "n_positive", "auc", "rule_auc",
-                        "below_rule")
+                        "below_rule", "rule_basis")
+#: How a flagged line names the rule of each ``rule_basis``.
+RULE_NAMES: Final = {"served": "the aging rule as served", "key": "the aging rule's key"}
 #: Fewest rows for a slice's AUCs.
 MIN_ROWS: Final = 30
 
@@ -66,16 +73,23 @@ def slice_keys(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def slice_metrics(rows: pd.DataFrame, *, probability: np.ndarray,
+                  rule_probability: np.ndarray | None = None,
                   min_rows: int = MIN_ROWS) -> pd.DataFrame:
     """Per slice (:func:`slice_keys` of ``rows``), the model's AUC (``probability``, one
-    per row) beside the aging rule's on the same rows (``rows``' ``oldest_dpd`` and
-    ``open_balance``); ``rows['y']`` the 0/1 label (:data:`SLICE_COLUMNS`). Sampled rows
-    (a ``weight`` column, ``features.pit.sampling``): counts and AUCs weighted, the full
-    set's (``min_rows`` counts the rows kept)."""
+    per row) beside the aging rule's on the same rows: the served rule's probability
+    (``rule_probability``, one per row) when given and defined on every row, else its key
+    (``rows``' ``oldest_dpd`` and ``open_balance``); ``rows['y']`` the 0/1 label
+    (:data:`SLICE_COLUMNS`). Sampled rows (a ``weight`` column,
+    ``features.pit.sampling``): counts and AUCs weighted, the full set's (``min_rows``
+    counts the rows kept)."""
     keys = slice_keys(rows)
     y = rows["y"].to_numpy(dtype=float)
     p = np.asarray(probability, dtype=float)
-    rule = aging_rule_score(rows)
+    served = rule_probability is not None and bool(
+        np.isfinite(np.asarray(rule_probability, dtype=float)).all())
+    rule = (np.asarray(rule_probability, dtype=float) if served
+            else aging_rule_score(rows))
+    basis = "served" if served else "key"
     w = row_weights(rows)
     weight = np.ones(len(rows)) if w is None else w
     out = []
@@ -92,7 +106,8 @@ def slice_metrics(rows: pd.DataFrame, *, probability: np.ndarray,
             out.append({"dimension": dim, "value": str(value),
                         "n_rows": int(round(weight[idx].sum())),
                         "n_positive": int(round(ww[yy == 1].sum())), "auc": auc,
-                        "rule_auc": rule_auc, "below_rule": bool(both and auc < rule_auc)})
+                        "rule_auc": rule_auc, "below_rule": bool(both and auc < rule_auc),
+                        "rule_basis": basis})
     return pd.DataFrame(out, columns=list(SLICE_COLUMNS))
 
 
@@ -100,6 +115,7 @@ def flagged_lines(table: pd.DataFrame | list[dict[str, Any]], *, model: str) -> 
     """One line per slice where the model is below the rule, for a report."""
     frame = pd.DataFrame(table, columns=list(SLICE_COLUMNS))
     bad = frame[frame["below_rule"].astype(bool)]
-    return [f"{model}: below the aging rule on {r.dimension} = {r.value} "
+    return [f"{model}: below {RULE_NAMES.get(r.rule_basis, RULE_NAMES['key'])} on "
+            f"{r.dimension} = {r.value} "
             f"(AUC {r.auc:.3f} vs {r.rule_auc:.3f}, {r.n_rows:,} rows)"
             for r in bad.itertuples(index=False)]

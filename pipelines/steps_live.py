@@ -94,6 +94,7 @@ def evaluate_live(
         live_performance,
         live_slices,
     )
+    from models.live_agreement import holdout_lines
     from models.slices import flagged_lines
     from pipelines.steps_base import export_dir, materiality
     from pipelines.steps_ingest import read_book
@@ -135,12 +136,14 @@ def evaluate_live(
                 contacted = contacted_accounts(
                     *events, as_of=run.as_of, until=run.as_of + timedelta(days=horizon))
                 source = _events_line(*events)
-            live = live_performance(worklist, labels, contacted=contacted)
-            shadow, holdout = _shadow_live(run, worklist, labels, contacted)
+            rules = served_rules(run.meta)
+            live = live_performance(worklist, labels, contacted=contacted,
+                                    rule_calibrations=rules)
+            shadow, holdout = _shadow_live(run, worklist, labels, contacted, rules)
             if shadow:
                 store.set_run_meta(run.run_id, "live_shadow", shadow)
             slices = live_slices(worklist, labels, accounts, as_of=run.as_of,
-                                 contacted=contacted)
+                                 contacted=contacted, rule_calibrations=rules)
             payload = {
                 "slices": slices,
                 "holdout": holdout,
@@ -153,6 +156,8 @@ def evaluate_live(
             payload["mlflow_run_id"] = _log(settings, run, payload)
             store.set_run_meta(run.run_id, "live", payload)
             line = headline(payload)
+            held = holdout_lines(payload)  # the evidence rule's count per holdout
+            line = "; ".join([line, *held]) if held else line
             for kind, table in slices.items():
                 for flagged in flagged_lines(table, model=kind):
                     progress(f"  run {run.run_id} slice {flagged}")
@@ -249,8 +254,20 @@ def write_audit(settings: Settings, *, action: str, target: str, before: Any, af
         engine.dispose()
 
 
+def served_rules(meta: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The aging rule's served calibration per population of a run (``models.rule.
+    RuleCalibration``, from ``meta["rule_calibrations"]`` recorded by its scoring); empty
+    for a run scored before they were recorded (its live figures then compare with the
+    rule's key, ``models.live``'s ``rule_basis``)."""
+    from models.rule import RuleCalibration
+
+    stored = (meta or {}).get("rule_calibrations") or {}
+    return {str(k): RuleCalibration.from_dict(v) for k, v in stored.items()}
+
+
 def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
-                 contacted: AbstractSet[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+                 contacted: AbstractSet[str], rules: Mapping[str, Any] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Live performance of what :func:`watch_run` scored beside the run (``meta["shadow"]``,
     one file read once), per population ``{kind: {"version", "table", ...}}``: the shadow
     challengers (``versions``; the untouched slice by ``contacted``) and the champion on
@@ -275,7 +292,8 @@ def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
             rows = shadow_worklist(worklist, scores, kind=kind, role=role)
             if not rows.empty:
                 out[kind] = {"version": version,
-                             **live_performance(rows, labels, contacted=touched).to_dict()}
+                             **live_performance(rows, labels, contacted=touched,
+                                                rule_calibrations=rules).to_dict()}
         return out
 
     return (judged(info.get("versions") or {}, "challenger", contacted),

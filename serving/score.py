@@ -274,6 +274,9 @@ def score_book(
         "cpu_timings": dict(timer.cpu),
         "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
         "rule_lines": [r.line for k, r in rules.items() if k not in models],
+        # the aging rule as served tonight, per population it was resolved for: what live
+        # performance compares the published ranking with (models.live, issue 19)
+        "rule_calibrations": {k: r.calibration.to_dict() for k, r in rules.items()},
         "holdout": {k: int((held & (model_of == k)).sum()) for k in models if held.any()},
         "n_held": {str(k): int(v) for k, v in
                    worklist["hold"].dropna().value_counts().items()},

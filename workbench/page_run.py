@@ -91,7 +91,11 @@ def live_view(meta: Mapping[str, Any], *, as_of: date,
     model's AUC is below the rule's (``models.live_policy.below_rule``); the rows the model
     ranked, or every row (``ranked_by`` ``all``) where the rule ranked the population.
     ``slices``: per population, the per-dimension table of ``models.slices`` (``below_rule``
-    flagged). ``counts``, ``data_end`` and ``contacts`` as stored."""
+    flagged). ``counts``, ``data_end`` and ``contacts`` as stored. The holdout's row has
+    ``evidence``: its accounts per class against the evidence rule of
+    ``models.live_agreement`` (``too few to judge ...`` below ``min_accounts`` of a class);
+    ``key_basis``: some row compares with the rule's bare key (``models.live``)."""
+    from models.live_agreement import MIN_ACCOUNTS, evidence_of_counts
     from models.live_policy import below_rule
 
     live = meta.get("live")
@@ -107,17 +111,23 @@ def live_view(meta: Mapping[str, Any], *, as_of: date,
     for pop in (*MODELS, "all"):
         for slc, label in LIVE_SLICES:
             row = pick(live.get("table", []), slc, pop)
-            if row:
-                rows.append({**row, "label": label, "by_rule": row["ranked_by"] != "model",
+            if row:  # a figure stored before ``rule_basis`` was compared with the key
+                rows.append({**row, "rule_basis": row.get("rule_basis") or "key",
+                             "label": label, "by_rule": row["ranked_by"] != "model",
                              "below": row["ranked_by"] == "model" and below_rule(
                                  live, population=pop, slice=slc) is not None})
         held = (live.get("holdout") or {}).get(pop)
         row = pick(held.get("table", []), "all", pop) if held else None
         if row:
-            rows.append({**row, "label": "random holdout (ranked by the rule, scored by "
+            ev = evidence_of_counts(n_rows=row["n_rows"], n_positive=row["n_positive"])
+            rows.append({**row, "rule_basis": row.get("rule_basis") or "key",
+                         "label": "random holdout (ranked by the rule, scored by "
                          f"champion v{held.get('version')})", "by_rule": False,
+                         "evidence": ev.holdout_line(),
                          "below": below_rule(held, population=pop, slice="all") is not None})
     return {"resolved": True, "rows": rows, "slices": live.get("slices") or {},
+            "key_basis": any(r.get("rule_basis") == "key" for r in rows),
+            "has_holdout": any(r.get("evidence") for r in rows), "min_accounts": MIN_ACCOUNTS,
             "counts": live.get("counts") or {}, "data_end": live.get("data_end"),
             "contacts": live.get("contacts")}
 

@@ -19,6 +19,7 @@ from models.live import (
     reliability_bins,
     resolves_on,
 )
+from models.rule import RuleCalibration
 
 CAP = f"capture@{CAPTURE_K}"
 RULE_CAP = f"rule_capture@{CAPTURE_K}"
@@ -88,6 +89,32 @@ def test_model_ranked_early_warning_rows_against_the_rule() -> None:
     assert row["ece"] == pytest.approx(0.35)
     # squared: .01 + .36 + .36 + .01 = .74 / 4
     assert row["brier"] == pytest.approx(0.185)
+
+
+# The aging rule as served: smoothed rates per DPD band (A dpd 0 preventive .2; B, C, D
+# early .4) -> rule probability A .2, B .4, C .4, D .4; priority x balance: A 200, B 800,
+# C 200, D 1200.
+BANDS = {"early_warning": RuleCalibration(source="dpd_band", band_rates={
+    "preventive": 0.2, "early": 0.4, "delinquent": 0.6, "late": 0.8})}
+
+
+def test_model_ranked_rows_against_the_rule_as_served() -> None:
+    live = live_performance(WORKLIST, LABELS, rule_calibrations=BANDS)
+    row = _row(live, population="early_warning", ranked_by="model")
+    assert row["rule_basis"] == "served"
+    # positives A .2, C .4; negatives B .4, D .4: A loses both, C ties both: 1 / 4
+    assert row["rule_auc"] == pytest.approx(0.25)
+    # ceil(0.4) = 1 row: the served rule's first is D (1200), 0 of 1500 dollars (the bare
+    # key's first, C, held 500)
+    assert row[RULE_CAP] == 0.0
+    # the model's own figures do not depend on the rule's calibration
+    plain = _row(live_performance(WORKLIST, LABELS), population="early_warning",
+                 ranked_by="model")
+    assert (row["auc"], row[CAP]) == (plain["auc"], plain[CAP])
+    assert plain["rule_basis"] == "key"
+    # persistence rows the rule ranked are served whatever is given: E .7 first (as published)
+    assert _row(live, population="persistence", ranked_by="aging_rule")["rule_basis"] == (
+        "served")
 
 
 def test_rule_ranked_rows_are_reported_separately() -> None:
@@ -171,8 +198,11 @@ def test_inputs_are_not_mutated_and_the_dict_is_json_safe() -> None:
 
 def test_headline_prefers_model_ranked_rows() -> None:
     live = live_performance(WORKLIST, LABELS).to_dict()
-    # all populations, model-ranked rows A B C D: .75 vs .50
-    assert headline(live) == "AUC 0.75 vs 0.50"
+    # all populations, model-ranked rows A B C D: .75 vs .50 (no served calibration
+    # given: the rule's key stood in, and the figure says so)
+    assert headline(live) == "AUC 0.75 vs 0.50 (key)"
+    served = live_performance(WORKLIST, LABELS, rule_calibrations=BANDS).to_dict()
+    assert headline(served) == "AUC 0.75 vs 0.25"  # the served rule's .25 (test below)
     rule_only = live_performance(WORKLIST[WORKLIST["scorer"] == "aging_rule"],
                                  LABELS).to_dict()
     assert headline(rule_only) == "n/a"  # E, F: one row with a probability
@@ -180,8 +210,8 @@ def test_headline_prefers_model_ranked_rows() -> None:
     # rows only the rule ranked, with both classes: the figure says so
     rule_rows = WORKLIST[WORKLIST["account_id"].isin(["A", "B", "C", "D"])].assign(
         scorer="aging_rule")
-    # AUCs as in the model-ranked test: published probability .75, rule key .50
-    assert headline(live_performance(rule_rows, LABELS).to_dict()) == "AUC 0.75 vs 0.50 (rule)"
+    # the rule ranked them: its published probability *is* the served rule's (.75 each)
+    assert headline(live_performance(rule_rows, LABELS).to_dict()) == "AUC 0.75 vs 0.75 (rule)"
 
 
 def test_a_run_resolves_after_the_label_horizon() -> None:

@@ -1,6 +1,7 @@
 """Live vs offline agreement (issue 19): the weighted AUC matches scikit-learn's, and the
 paired account bootstrap of the difference covers 0 for two samples of one population and
-not for a ranking that lost its skill."""
+not for a ranking that lost its skill; the evidence rule judges only samples with enough
+distinct accounts of each class, pooled runs counting each account once."""
 
 from __future__ import annotations
 
@@ -9,7 +10,16 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from models.live_agreement import auc_agreement, weighted_aucs
+from models.gate import MIN_POSITIVE_ACCOUNTS, GatePolicy
+from models.live_agreement import (
+    MIN_ACCOUNTS,
+    auc_agreement,
+    evidence,
+    evidence_of_counts,
+    judge_agreement,
+    pool_runs,
+    weighted_aucs,
+)
 
 
 def test_weighted_auc_is_sklearns_with_ties_and_weights() -> None:
@@ -51,3 +61,61 @@ def test_two_samples_of_one_population_agree_and_a_lost_skill_does_not() -> None
     doubled = auc_agreement(live, offline.assign(weight=2.0), resamples=50)
     assert doubled.offline_auc == pytest.approx(same.offline_auc)
     assert len(live) == 300 and "weight" not in offline  # inputs untouched
+
+
+# The evidence rule (models.live_agreement's rule table), one test per edge, on hand-built
+# samples: ``pos`` positive and ``neg`` negative accounts, one row each.
+def _sample(pos: int, neg: int, *, prefix: str = "a", skill: float = 1.0) -> pd.DataFrame:
+    y = np.r_[np.ones(pos), np.zeros(neg)]
+    rng = np.random.default_rng(pos * 1000 + neg)
+    p = 1 / (1 + np.exp(-(skill * (2 * y - 1) + rng.normal(size=pos + neg))))
+    return pd.DataFrame({"account_id": [f"{prefix}{i}" for i in range(pos + neg)],
+                         "y": y, "probability": p})
+
+
+OFFLINE = _sample(200, 400, prefix="t")
+
+
+def test_rule_1_below_the_gates_minimum_of_either_class_is_too_few_to_judge() -> None:
+    assert MIN_ACCOUNTS == MIN_POSITIVE_ACCOUNTS == GatePolicy().min_positive_accounts == 30
+    few = judge_agreement(_sample(29, 40), OFFLINE, resamples=50)
+    assert few.verdict == "too few" and few.agreement is None  # no interval drawn
+    assert few.line() == ("too few to judge (29 positive / 40 negative accounts; "
+                          "needs 30 each); 1 run(s)")
+    assert judge_agreement(_sample(40, 29), OFFLINE, resamples=50).verdict == "too few"
+    # at the minimum of both classes: judged
+    enough = judge_agreement(_sample(30, 30), OFFLINE, resamples=50)
+    assert enough.verdict in ("agrees", "differs") and enough.agreement is not None
+
+
+def test_pooled_runs_count_each_account_once() -> None:
+    # three weekly runs of the same 40 positive / 12 negative accounts: 156 rows, still
+    # 12 negative accounts (the holdout re-uses its accounts every week)
+    same = pool_runs({f"w{k}": _sample(40, 12) for k in range(3)})
+    assert len(same) == 156 and set(same["run_id"]) == {"w0", "w1", "w2"}
+    ev = evidence(same)
+    assert (ev.positive, ev.negative, ev.enough) == (40, 12, False)
+    assert judge_agreement(same, OFFLINE, runs=3, resamples=50).verdict == "too few"
+    # three runs of different accounts: 36 negative accounts, judged
+    other = pool_runs({f"w{k}": _sample(40, 12, prefix=f"r{k}-") for k in range(3)})
+    assert evidence(other).negative == 36
+    assert judge_agreement(other, OFFLINE, runs=3, resamples=50).agreement is not None
+    # an account whose label changed between runs counts for both classes; rows without
+    # a label or probability do not count
+    flip = pd.DataFrame({"account_id": ["x", "x", "y"], "y": [1.0, 0.0, np.nan],
+                         "probability": [0.5, 0.5, 0.5]})
+    assert (evidence(flip).positive, evidence(flip).negative) == (1, 1)
+    assert evidence_of_counts(n_rows=45, n_positive=35).line() == (
+        "too few to judge (35 positive / 10 negative accounts; needs 30 each)")
+
+
+def test_rule_2_an_offline_period_below_the_minimum_is_too_few_too() -> None:
+    out = judge_agreement(_sample(40, 40), _sample(20, 400, prefix="t"), resamples=50)
+    assert out.verdict == "too few" and out.line().startswith("too few to judge (offline: ")
+
+
+def test_rules_3_and_4_the_interval_decides_once_the_evidence_suffices() -> None:
+    agrees = judge_agreement(_sample(60, 120, prefix="l"), OFFLINE, resamples=200)
+    assert agrees.verdict == "agrees" and agrees.line().startswith("agrees: live AUC ")
+    lost = judge_agreement(_sample(60, 120, prefix="l", skill=0.0), OFFLINE, resamples=200)
+    assert lost.verdict == "differs" and lost.line().startswith("differs (live below): ")

@@ -47,8 +47,15 @@ def test_a_slice_where_the_model_is_below_the_rule_is_flagged() -> None:
     seg = table[table["dimension"] == "segment"].iloc[0]
     assert seg["n_rows"] == 80 and seg["auc"] == pytest.approx(0.5)
     (line,) = flagged_lines(table, model="early_warning")
-    assert line == ("early_warning: below the aging rule on region = south "
+    assert line == ("early_warning: below the aging rule's key on region = south "
                     "(AUC 0.000 vs 1.000, 40 rows)")
+    assert set(table["rule_basis"]) == {"key"}  # no served probability given
+    # the rule as served: its probability, here backwards in the north as well
+    served = slice_metrics(rows, probability=p, rule_probability=1.0 - p)
+    north = served[served["value"] == "north"].iloc[0]
+    assert north["rule_basis"] == "served" and north["rule_auc"] == 0.0
+    (line,) = flagged_lines(served, model="early_warning")
+    assert line.startswith("early_warning: below the aging rule as served on region = south")
     # too few rows: no AUC, never flagged
     small = slice_metrics(rows.iloc[:20], probability=p[:20], min_rows=30)
     assert small["auc"].isna().all() and not small["below_rule"].any()
@@ -65,5 +72,8 @@ def test_the_training_report_gives_the_slices(trained_state) -> None:
     assert (slices.groupby("dimension")["n_rows"].sum() == len(test)).all()
     report = format_report(summary)
     flagged = slices[slices["below_rule"]]
+    # compared with the rule as served (its calibrated probability on the test period)
+    assert set(slices["rule_basis"]) == {"served"}
     for r in flagged.itertuples(index=False):
-        assert f"slice: early_warning: below the aging rule on {r.dimension} = {r.value}" in report
+        assert (f"slice: early_warning: below the aging rule as served on {r.dimension} = "
+                f"{r.value}") in report

@@ -13,11 +13,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from models.live_agreement import holdout_lines
 from pipelines import steps
 from pipelines.artifacts import live_markdown
 from pipelines.cli import app
 from pipelines.settings import load_settings
-from pipelines.steps_live import NO_CONTACTS, evaluate_live
+from pipelines.steps_live import NO_CONTACTS, evaluate_live, served_rules
 from serving.shadow import shadow_worklist
 from serving.store import WorklistStore
 
@@ -82,9 +83,13 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
         worklist = store.read_worklist(as_of=OLD)
         assert "live" not in store.current_run(as_of=RECENT).meta
     stored = run.meta["live"]
-    # exactly the figures of the stored worklist against the label training uses
+    # exactly the figures of the stored worklist against the label training uses, beside
+    # the aging rule as served that night (its calibrations recorded by the scoring)
     labels = build_labels(trained_state.book, as_of=OLD, data_end=date(2024, 7, 1))
-    expected = live_performance(worklist, labels).to_dict()
+    rules = served_rules(run.meta)
+    assert set(rules) == {"early_warning", "persistence"}  # the holdout resolved both
+    expected = live_performance(worklist, labels, rule_calibrations=rules).to_dict()
+    assert {r["rule_basis"] for r in stored["table"]} == {"served"}
     assert stored["table"] == expected["table"]
     assert stored["reliability"] == expected["reliability"]
     assert stored["counts"] == expected["counts"]
@@ -100,8 +105,11 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
         rows = shadow_worklist(worklist, shadow, kind=kind, role="holdout")
         on_list = worklist[(worklist["model"] == kind) & (worklist["scorer"] == "aging_rule")]
         assert len(rows) == len(on_list) == run.meta["holdout"][kind] > 0
-        assert stored["holdout"][kind]["table"] == live_performance(rows, labels).to_dict()[
-            "table"]
+        assert stored["holdout"][kind]["table"] == live_performance(
+            rows, labels, rule_calibrations=rules).to_dict()["table"]
+        # the nightly's line says the evidence rule's count of the holdout's accounts
+        (line,) = [ln for ln in holdout_lines(stored) if ln.startswith(f"{kind} holdout: ")]
+        assert line in result.output and "positive /" in line
     overall = next(r for r in stored["table"] if (r["slice"], r["population"],
                                                   r["ranked_by"]) == ("all", "all", "model"))
     # the published models rank the realized outcome (the offline test AUCs are ~0.85)

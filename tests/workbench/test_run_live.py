@@ -46,7 +46,11 @@ def test_the_run_page_shows_live_performance_once_resolved(bench: Bench, trained
                       r["ranked_by"]) == ("untouched", "persistence", "model"))
         forced["auc"] = forced["rule_auc"] - 0.05
         slices["early_warning"][0] |= {"auc": 0.4, "rule_auc": 0.6, "below_rule": True}
+        # a random holdout of 45 accounts, 10 of them negative: below the evidence rule
+        held = {**forced, "slice": "all", "n_rows": 45, "n_positive": 35}
         store.set_run_meta(run["run_id"], "live", {**live, "slices": slices,
+                                                   "holdout": {"persistence": {
+                                                       "version": "1", "table": [held]}},
                                                    "data_end": DATA_END.isoformat(),
                                                    "contacts": "recorded events: test"})
     page = client.get(f"/runs/{run['run_id']}").text
@@ -64,6 +68,12 @@ def test_the_run_page_shows_live_performance_once_resolved(bench: Bench, trained
             # flagged exactly where the model's AUC is below the rule's
             assert ("below the rule" in cells[-1]) == (want["auc"] < want["rule_auc"])
     assert "below the rule" in shown[("persistence", "untouched")][-1]
+    # the holdout's row says the evidence rule's count; the rule is stated under the table
+    assert ("too few to judge live vs offline (35 positive / 10 negative accounts; needs 30 "
+            "each)") in shown[("persistence", "random holdout")][1]
+    assert 'id="live-evidence-rule"' in page and "at least 30 positive and 30 negative" in page
+    # no served calibration recorded for these figures: the rule's key, said so
+    assert "(rule's key)" in shown[("persistence", "untouched")][1]
     for pop, table in slices.items():
         cells = _cells(page, f"live-slices-{pop}")
         assert [(c[0], c[1]) for c in cells] == [(r["dimension"], r["value"]) for r in table]
