@@ -51,6 +51,7 @@ STAGES: dict[tuple[str, str], str] = {
     ("features/contract/validation.py", "write_quarantine"): "validate",
     ("features/contract/canonical.py", "to_pandas"): "validate: to book",
     ("features/contract/io.py", "write_book"): "stage book (write)",
+    ("features/contract/io.py", "write_staged_book"): "stage book (write)",
     ("pipelines/steps.py", "read_book"): "read staged book",
     ("pipelines/steps_ingest.py", "read_book"): "read staged book",
     ("pipelines/steps.py", "reap_stale_runs"): "store: open",
