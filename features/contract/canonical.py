@@ -59,7 +59,7 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
         values[col] = R.enumeration(values[col])
     if table == "invoices" and "document_type" in values:
         is_credit = credit_values(kept.get_column(R.value("document_type")))
-        values["amount"] = pl.when(values["document_type"].is_in(is_credit)).then(
+        values["amount"] = pl.when(values["document_type"].is_in(is_credit.implode())).then(
             -values["amount"].abs()).otherwise(values["amount"])
     ordered = [c for c in columns_of(table) if c in values]
     out = kept.select(*[values[c].alias(c) for c in ordered],
