@@ -1,6 +1,7 @@
 """Benchmark: the nightly from files to a published store, through the steps layer.
 
     python -m bench.nightly --accounts 100000 [--json PATH] [--train-accounts N]
+    python -m bench.nightly --book DIR [--json PATH]     # a book written beforehand
 
 Issue 20's target: 1M accounts / 50M invoices, read, validate, plausibility checks,
 features, scoring, explanations, reasons, KPIs and the store write under 60 s and 6 GB
@@ -9,9 +10,17 @@ peak on 2 cores (measure the whole process with ``/usr/bin/time -v``). Steps:
 1. train both models (quick LightGBM settings) on a small book and register them as
    champions in a throw-away MLflow store (not timed);
 2. write the book to score (``--accounts``, ~50 invoices per account) as Parquet (not
-   timed);
+   timed), or take the folder ``--book`` (e.g. ``delinq generate --accounts 1000000
+   --out DIR``);
 3. time :func:`pipelines.steps.ingest` then :func:`pipelines.steps.score` as of the day
    after the book's last event, as the nightly flow runs them.
+
+Steps 1 and 2 run in a child process, so nothing they allocate (the generator's arrays,
+LightGBM, MLflow's caches) stays in the measured process: ``peak_rss_self_mb`` is this
+process's own ``ru_maxrss``, the nightly's peak. ``/usr/bin/time -v`` reports the largest
+of the process and its children, which includes the book generation's peak: for the
+nightly's peak alone with ``/usr/bin/time -v``, write the book first with ``delinq
+generate`` and pass ``--book``.
 
 Per-stage figures come from a sampling profiler (every ``--interval`` seconds a thread
 reads the process's RSS and CPU time and the main thread's stack, and charges the interval
@@ -25,7 +34,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import subprocess
 import sys
 import tempfile
 import threading
@@ -40,6 +51,7 @@ STAGES: dict[tuple[str, str], str] = {
     ("features/contract/validation.py", "write_quarantine"): "validate",
     ("features/contract/canonical.py", "to_pandas"): "validate: to book",
     ("features/contract/io.py", "write_book"): "stage book (write)",
+    ("features/contract/io.py", "write_staged_book"): "stage book (write)",
     ("pipelines/steps.py", "read_book"): "read staged book",
     ("pipelines/steps_ingest.py", "read_book"): "read staged book",
     ("pipelines/steps.py", "reap_stale_runs"): "store: open",
@@ -58,7 +70,28 @@ STAGES: dict[tuple[str, str], str] = {
     ("serving/score.py", "_worklist"): "worklist",
     ("serving/store.py", "write_run"): "store write",
     ("serving/store.py", "begin_run"): "store: open",
+    # what used to be "other" (issue 20's 1M profile: 54 s unattributed)
+    ("pipelines/steps_ingest.py", "_remember"): "stage book (fingerprint)",
+    ("pipelines/steps_ingest.py", "_handed"): "read staged book",
+    ("pipelines/steps_ingest.py", "_replace_dir"): "stage book (swap)",
+    ("features/contract/validation.py", "render"): "validate: summary",
+    ("serving/loop_events.py", "read_loop_events"): "store: read events",
+    ("serving/loop_events.py", "book_with_events"): "loop events",
+    ("serving/loop_worklist.py", "loop_facts"): "loop facts",
+    ("serving/rule_scoring.py", "rule_part"): "rule scoring",
+    ("serving/score.py", "score_book"): "score (other)",
+    ("serving/score.py", "score_into_store"): "store (other)",
+    ("serving/store.py", "read_worklist"): "store: read",
+    ("serving/store.py", "read_drift"): "store: read",
+    ("pipelines/steps_live.py", "watch_run"): "watch (shadow, drift)",
+    ("serving/shadow.py", "shadow_scores"): "shadow scores",
+    ("pipelines/steps_score.py", "score"): "score step (other)",
+    ("pipelines/steps_ingest.py", "ingest"): "ingest step (other)",
 }
+#: Label of a sample taken while a module is being imported (innermost frame ``<module>``).
+IMPORTS = "imports"
+#: The checkout's root (with a trailing slash): frames under it are the project's.
+_ROOT = str(Path(__file__).resolve().parents[1]) + "/"
 #: Stages whose label includes the enclosing stage (who paid for it).
 NESTED = {"prepare", "features"}
 
@@ -72,26 +105,33 @@ class Sampler:
         self.rows: dict[str, dict[str, float]] = {}
         self.order: list[str] = []
         self.peak = 0.0
+        #: "other" samples by the innermost project frames on the stack (who to attribute)
+        self.other: dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def _stage(self) -> str:
+    def _stage(self) -> tuple[str, str]:
         frame = sys._current_frames().get(self.main)
         found: list[str] = []
+        ours: list[str] = []  # the project's frames, innermost first (for "other")
         while frame is not None:
             code = frame.f_code
+            if code.co_name == "<module>" and frame.f_globals.get("__name__") != "__main__":
+                found.append(IMPORTS)
             for (suffix, name), label in STAGES.items():
                 if code.co_name == name and code.co_filename.endswith(suffix):
                     found.append(label)
                     break
+            if code.co_filename.startswith(_ROOT) and "/.venv/" not in code.co_filename:
+                ours.append(f"{code.co_filename[len(_ROOT):]}:{code.co_name}")
             frame = frame.f_back
         if not found:
-            return "other"
+            return "other", " < ".join(ours[:3])
         inner = found[0]
         if inner in NESTED:
             outer = next((f for f in found[1:] if f not in NESTED), None)
-            return f"{outer} > {inner}" if outer else inner
-        return inner
+            return (f"{outer} > {inner}" if outer else inner), ""
+        return inner, ""
 
     @staticmethod
     def _rss_mb() -> float:
@@ -101,9 +141,11 @@ class Sampler:
     def _run(self) -> None:
         last_t, last_cpu = time.perf_counter(), sum(os.times()[:2])
         while not self._stop.wait(self.interval):
-            stage = self._stage()
+            stage, where = self._stage()
             rss = self._rss_mb()
             now, cpu = time.perf_counter(), sum(os.times()[:2])
+            if stage == "other":
+                self.other[where] = self.other.get(where, 0.0) + now - last_t
             row = self.rows.get(stage)
             if row is None:
                 row = self.rows[stage] = {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0}
@@ -127,13 +169,23 @@ class Sampler:
                 for s in self.order]
 
 
-def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
-        train_accounts: int = 3_000, interval: float = 0.01) -> dict:
-    """Run the benchmark; returns (and optionally writes as JSON) the figures."""
-    from datetime import timedelta
-
+def _setup(tracking_uri: str, train_accounts: int, seed: int, accounts: int,
+           book: str | None) -> None:
+    """Steps 1 and 2 (run in a child process): register the champions, write the book."""
     from bench.score import _train
     from features.synthetic import write_book_folder
+
+    _train(train_accounts, tracking_uri, seed)
+    if book is not None:
+        write_book_folder(accounts, book, seed=seed)
+
+
+def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
+        train_accounts: int = 3_000, interval: float = 0.01, book: str | None = None) -> dict:
+    """Run the benchmark; returns (and optionally writes as JSON) the figures. ``book``: an
+    existing book folder to ingest (``accounts`` is then ignored)."""
+    from datetime import timedelta
+
     from pipelines import steps
     from pipelines.settings import Settings
 
@@ -142,22 +194,30 @@ def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
         settings = Settings(data_dir=tmp / "data", early_warning_model="bench-early-warning",
                             persistence_model="bench-persistence", seed=seed)
         settings.data_dir.mkdir(parents=True)
-        _train(train_accounts, settings.resolved_tracking_uri, seed)
-        write_book_folder(accounts, tmp / "book", seed=seed)
+        source = Path(book) if book is not None else tmp / "book"
+        # A fresh interpreter (not fork: nothing of this process is copied into it).
+        args = (settings.resolved_tracking_uri, train_accounts, seed, accounts,
+                None if book is not None else str(source))
+        subprocess.run([sys.executable, "-c", f"from bench.nightly import _setup; _setup{args!r}"],
+                       cwd=_ROOT, check=True)
         cpu0, t0 = sum(os.times()[:2]), time.perf_counter()
         with Sampler(interval) as sampler:
-            ingested = steps.ingest(settings=settings, source=tmp / "book")
+            ingested = steps.ingest(settings=settings, source=source)
             scored = steps.score(settings=settings, book=ingested.staged,
                                  as_of=ingested.last_date + timedelta(days=1))
         seconds, cpu = time.perf_counter() - t0, sum(os.times()[:2]) - cpu0
         result = {
-            "accounts": accounts,
+            "accounts": ingested.accounts,
             "invoices": ingested.invoices,
             "scored": scored.n_scored,
             "seconds": round(seconds, 2),
             "cpu_seconds": round(cpu, 2),
             "peak_rss_sampled_mb": round(sampler.peak, 1),
+            "peak_rss_self_mb": round(
+                resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "stages": sampler.table(),
+            "other_by_caller": {k: round(v, 2) for k, v in sorted(
+                sampler.other.items(), key=lambda kv: -kv[1])[:15]},
             "top_account_ids": [r["account_id"] for r in scored.top],
         }
     finally:
@@ -174,16 +234,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-accounts", type=int, default=3_000)
     parser.add_argument("--interval", type=float, default=0.01)
+    parser.add_argument("--book", default=None,
+                        help="an existing book folder to ingest instead of writing one")
     args = parser.parse_args(argv)
     r = run(args.accounts, args.json_path, seed=args.seed, train_accounts=args.train_accounts,
-            interval=args.interval)
+            interval=args.interval, book=args.book)
     print(f"nightly: {r['accounts']:,} accounts, {r['invoices']:,} invoices, "
           f"{r['scored']:,} scored: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
-          f"peak RSS (sampled) {r['peak_rss_sampled_mb']:,.0f} MB")
+          f"peak RSS (sampled) {r['peak_rss_sampled_mb']:,.0f} MB, "
+          f"(this process's ru_maxrss) {r['peak_rss_self_mb']:,.0f} MB")
     print(f"{'stage':<34} {'wall s':>8} {'CPU s':>8} {'peak RSS MB':>12}")
     for row in r["stages"]:
         print(f"{row['stage']:<34} {row['wall_s']:>8.2f} {row['cpu_s']:>8.2f} "
               f"{row['peak_rss_mb']:>12,.0f}")
+    if r["other_by_caller"]:
+        print("'other' by the innermost project frames (wall s):")
+        for where, secs in r["other_by_caller"].items():
+            print(f"  {secs:>8.2f}  {where or '(no project frame)'}")
 
 
 if __name__ == "__main__":

@@ -171,7 +171,7 @@ def ingest(*, settings: Settings, source: Path,
     """Validate the data folder ``source`` (bad rows to :func:`quarantine_dir`) and stage
     the kept rows as Parquet at :func:`staging_dir` for the later steps. A plausibility
     anomaly stops here (nothing staged) unless ``accept_anomalies``."""
-    from features.contract.io import write_book
+    from features.contract.io import write_staged_book
 
     t0 = time.perf_counter()
     _remember(staging_dir(settings), None)  # free the last staged Book before reading
@@ -180,7 +180,7 @@ def ingest(*, settings: Settings, source: Path,
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    write_book(book, tmp)
+    write_staged_book(book, tmp)  # (cheap Parquet settings: a hand-off, read whole)
     _replace_dir(tmp, target)
     _remember(target, book)  # for read_book in this process (the files for any other)
     facts["seconds"] = time.perf_counter() - t0

@@ -300,7 +300,8 @@ def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
             judged(info.get("holdout") or {}, "holdout", frozenset()))
 
 
-def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> list[str]:
+def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str,
+              features: pd.DataFrame | None = None) -> list[str]:
     """What the nightly adds to a published run (issue 19): the shadow challengers'
     scores (each population whose registered model has a ``challenger`` other than its
     champion) and, with ``settings.live_holdout_share``, the champion's scores of the
@@ -309,7 +310,10 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
     in the run's ``meta["shadow"]`` (``versions``: challengers, ``holdout``: champions),
     never published; and warning lines for drift alerts that persisted over
     ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
-    never a failed run. The file goes with its run (``serving.store`` retention)."""
+    never a failed run. The file goes with its run (``serving.store`` retention).
+    ``features``: the book's features at ``as_of`` under the settings' materiality when the
+    caller built them already (the scoring's snapshot, ``features.pit.snapshot``), so the
+    book is not encoded a second time."""
     from models.live_policy import persistent_drift
     from models.registry import CHALLENGER, NoChampionError, load_champion, load_model
     from models.registry_aliases import alias_version
@@ -344,7 +348,8 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str) -> li
             scores = shadow_scores(book, as_of=as_of, challengers=challengers,
                                    materiality=materiality(settings), holdout=champions,
                                    holdout_share=settings.live_holdout_share,
-                                   grace_days=settings.promise_grace_days)
+                                   grace_days=settings.promise_grace_days,
+                                   features=features)
             path = shadow_path(settings, run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             scores.to_parquet(path, index=False)

@@ -160,6 +160,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
             extra_meta={**run_meta, "kpis": kpis}, snapshot=shared,
             holdout_share=settings.live_holdout_share, grace_days=settings.promise_grace_days,
         )
+    features = shared.features  # the shadow scores' too (watch_run): one encoding a run
     del shared
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
@@ -170,7 +171,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
                             max_age_days=settings.stale_model_days)
     drift_lines = drift_flags(drift)
     # issue 19: shadow challengers scored beside the run, drift alerts that persist
-    watch = watch_run(settings=settings, book=staged, as_of=as_of, run_id=record.run_id)
+    watch = watch_run(settings=settings, book=staged, as_of=as_of, run_id=record.run_id,
+                      features=features)
     flags = [*stale, *watch, *drift_lines]
     # said by the run's message (printed by the CLI) and the flows' summaries
     rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))

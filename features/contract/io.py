@@ -158,6 +158,34 @@ def write_book(book: Book, out_dir: str | Path, *, fmt: Format = "parquet") -> d
     return write_tables(book.tables(), out_dir, fmt=fmt)
 
 
+#: Parquet settings of a staged book (``pipelines.steps_ingest.ingest``), the hand-off
+#: between the nightly's steps, not an archive: written once, read whole (the features
+#: read every row; the workbench sorts its own per-account index from it,
+#: ``workbench.history``), so no column statistics (no reader prunes by them), one row
+#: group per ~4M rows, and LZ4 (several times cheaper to write than snappy with
+#: dictionaries, decoded as fast).
+STAGED_PARQUET: dict[str, object] = {"compression": "lz4", "write_statistics": False,
+                                     "row_group_size": 4 * 2**20}
+
+
+def write_staged_book(book: Book, out_dir: str | Path) -> dict[str, Path]:
+    """Write ``book`` as Parquet for the later steps (:data:`STAGED_PARQUET`); it reads
+    back (:func:`read_folder`) with the same dtypes as :func:`write_book`'s files."""
+    import pyarrow.parquet as pq
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for table, frame in book.tables().items():
+        target = out_dir / file_name(table)
+        # (from_pandas keeps the pandas metadata, so the dtypes come back as written)
+        data = pa.Table.from_pandas(frame, preserve_index=False)
+        pq.write_table(data, target, **STAGED_PARQUET)
+        del data
+        written[table] = target
+    return written
+
+
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:
     """Dates as ``YYYY-MM-DD`` strings (times are dropped: the contract holds dates)."""
     dates = {

@@ -213,3 +213,23 @@ def test_credits_net_the_ar_and_count_as_negative_sales():
     assert kpis.best_possible_dso == 0.0
     # CEI: B = AR at 06-01 = K1 50; S = 0; E = 20; Ec = 0 -> (50 - 20) / 50 x 100 = 60
     assert kpis.cei == 60.0
+
+
+def test_kpis_from_the_snapshots_prepared_arrays_equal_the_books():
+    # the nightly hands the scoring's encoding to the KPIs (one prepare a run): same
+    # figures, credits and prepayments included
+    from features.pit.snapshot import prepare_book
+
+    credits = make_book(  # a prepayment (credit on account) and a credit note
+        [("K1", "C", "2024-03-01", "2024-03-31", 50.0),
+         ("K2", "C", "2024-07-05", "2024-08-04", 30.0),
+         ("L1", "D", "2024-06-01", "2024-07-01", 80.0),
+         ("C2", "D", "2024-06-15", "2024-06-15", -80.0)],
+        [("K2", "2024-06-25", 30.0)])
+    for book in (BOOK, NO_SALES, credits):
+        for as_of in (AS_OF, date(2024, 6, 1)):
+            want = compute_kpis(book, as_of=as_of, previous=(date(2024, 6, 1), ["A", "C"]))
+            got = compute_kpis(book, as_of=as_of, previous=(date(2024, 6, 1), ["A", "C"]),
+                               prepared=prepare_book(book))
+            assert got.as_dict() == want.as_dict()
+

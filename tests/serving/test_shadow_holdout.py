@@ -50,6 +50,21 @@ def test_a_shadow_of_the_champion_ranks_and_scores_like_the_published_list(
     assert len(published) == len(published.drop_duplicates("account_id"))  # not mutated
 
 
+def test_shadow_scores_from_the_snapshots_features_equal_the_books(trained_state) -> None:
+    # the nightly hands the scoring's snapshot features to the shadow scores (watch_run):
+    # one encoding of the book a run, the same scores for both roles
+    from features.pit.snapshot import snapshot
+
+    models = trained_state.models
+    kwargs = {"as_of": AS_OF, "challengers": {"early_warning": models["early_warning"]},
+              "holdout": models, "holdout_share": 0.2}
+    want = shadow_scores(trained_state.book, **kwargs)
+    got = shadow_scores(trained_state.book, features=snapshot(
+        trained_state.book, as_of=AS_OF).features, **kwargs)
+    assert set(want["role"]) == {"challenger", "holdout"}
+    pd.testing.assert_frame_equal(got, want)
+
+
 def test_the_holdout_is_ranked_by_the_rule(trained_state, published) -> None:
     rules = {k: RuleScorer(kind=k, why="holdout", calibration=RuleCalibration(
         source="none", evidence={"rows": 0, "positive_rows": 0}))
