@@ -42,7 +42,6 @@ from features.spec import (
 from models.drift import bin_counts, psi_from_counts
 from models.live_policy import in_holdout
 from models.model import DelinqModel
-from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from models.rule import served_priority
 from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
@@ -492,6 +491,9 @@ def load_champions(
     first", with the gate line of the last trained version when it failed the gate) when
     one is missing, and ``UngatedChampionError`` for a champion without a gate pass.
     """
+    # MLflow is imported here, not with the module: a Dask worker that only scores a
+    # partition never loads it (issue 20)
+    from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
     loaded: dict[str, DelinqModel] = {}
     for key, registered in model_names.items():
         try:

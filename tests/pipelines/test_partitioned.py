@@ -162,6 +162,7 @@ def single(trained_state, env, tmp_path_factory: pytest.TempPathFactory
     assert set(got["worklist"]["hold"].dropna()) >= {"promise", "snooze"}, got["meta"]
     assert got["meta"]["holdout"]["early_warning"] > 0
     assert set(got["shadow"]["role"]) == {"challenger", "holdout"}
+    assert len(got["drift"]) > 10  # the champions' PSI checks (summed bin counts on Dask)
     return staged.staged, got
 
 
