@@ -123,6 +123,62 @@ def flag(value: float) -> str:
     return "watch" if value >= WATCH else "ok"
 
 
+def bin_counts(
+    profile: dict[str, Any], frame: pd.DataFrame, *, scores: np.ndarray | None = None
+) -> dict[str, list[float]]:
+    """Rows per reference bin of each profiled feature in ``frame`` (and of ``scores``
+    under ``__score__``), in the bins of ``profile``. Counts of disjoint row sets add up
+    (partitions of one run); :func:`psi_from_counts` turns their sum into the PSI table, so
+    a book's PSI is the same however its rows were split (never an average of PSIs)."""
+    out: dict[str, list[float]] = {}
+    n = len(frame)
+    for name, ref in profile["features"].items():
+        col = frame[name] if name in frame.columns else pd.Series([np.nan] * n)
+        if ref["kind"] == "numeric":
+            shares = _numeric_shares(_as_float(col), np.asarray(ref["edges"], dtype=float))
+        else:
+            shares = _categorical_shares(col, ref["levels"])
+        out[name] = [float(round(x * n)) for x in shares]
+    if scores is not None:
+        ref = profile["score"]
+        shares = _numeric_shares(_as_float(scores), np.asarray(ref["edges"], dtype=float))
+        out[SCORE_KEY] = [float(round(x * len(scores))) for x in shares]
+    return out
+
+
+def add_counts(*counts: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The bin counts of several row sets together (:func:`bin_counts` of each)."""
+    total: dict[str, list[float]] = {}
+    for c in counts:
+        for name, values in c.items():
+            have = total.get(name)
+            total[name] = (list(values) if have is None
+                           else [a + b for a, b in zip(have, values, strict=True)])
+    return total
+
+
+def psi_from_counts(profile: dict[str, Any], counts: dict[str, list[float]]) -> pd.DataFrame:
+    """The PSI table (as :func:`psi_table`) of summed bin counts (:func:`bin_counts`)."""
+    rows = []
+    for name, ref in profile["features"].items():
+        if name not in counts:
+            continue
+        expected = (ref["shares"] if ref["kind"] == "numeric"
+                    else [*ref["shares"], ref["other_share"], ref["missing_share"]])
+        rows.append((name, psi(expected, _shares(counts[name]))))
+    if SCORE_KEY in counts:
+        rows.append((SCORE_KEY, psi(profile["score"]["shares"], _shares(counts[SCORE_KEY]))))
+    table = pd.DataFrame(rows, columns=["feature", "psi"])
+    table["flag"] = [flag(v) for v in table["psi"]]
+    return table.sort_values("psi", ascending=False, kind="mergesort").reset_index(drop=True)
+
+
+def _shares(counts: Sequence[float]) -> np.ndarray:
+    c = np.asarray(counts, dtype=float)
+    n = c.sum()
+    return c / n if n else np.zeros(len(c))
+
+
 def psi_table(
     profile: dict[str, Any], frame: pd.DataFrame, *, scores: np.ndarray | None = None
 ) -> pd.DataFrame:
@@ -131,20 +187,4 @@ def psi_table(
     Columns: ``feature`` (``__score__`` for the score), ``psi``, ``flag``; sorted by PSI,
     largest first. A feature missing from ``frame`` is reported as all-missing.
     """
-    rows = []
-    for name, ref in profile["features"].items():
-        col = frame[name] if name in frame.columns else pd.Series([np.nan] * len(frame))
-        if ref["kind"] == "numeric":
-            actual = _numeric_shares(_as_float(col), np.asarray(ref["edges"], dtype=float))
-            expected = ref["shares"]
-        else:
-            actual = _categorical_shares(col, ref["levels"])
-            expected = [*ref["shares"], ref["other_share"], ref["missing_share"]]
-        rows.append((name, psi(expected, actual)))
-    if scores is not None:
-        ref = profile["score"]
-        actual = _numeric_shares(_as_float(scores), np.asarray(ref["edges"], dtype=float))
-        rows.append((SCORE_KEY, psi(ref["shares"], actual)))
-    table = pd.DataFrame(rows, columns=["feature", "psi"])
-    table["flag"] = [flag(v) for v in table["psi"]]
-    return table.sort_values("psi", ascending=False, kind="mergesort").reset_index(drop=True)
+    return psi_from_counts(profile, bin_counts(profile, frame, scores=scores))

@@ -41,6 +41,7 @@ from pipelines.artifacts import (
 )
 from pipelines.errors import user_errors
 from pipelines.notify import notify_failure, notify_warnings
+from pipelines.partitioned import partition_runner
 from pipelines.progress import progress, routed
 from pipelines.settings import (
     ENV_PREFIX,
@@ -169,10 +170,12 @@ def train_task(settings: Settings, book: Path | None = None,
 def score_task(settings: Settings, book: Path, as_of: date,
                why: dict[str, str] | None = None,
                accept_anomalies: bool = False) -> ScoreSummary:
-    """:func:`pipelines.steps.score`."""
+    """:func:`pipelines.steps.score` (its partitions on Dask when ``settings.partitions``
+    > 1: :mod:`pipelines.partitioned`)."""
     with _to_run_log():
         return steps.score(settings=settings, book=book, as_of=as_of, why=why,
-                           accept_anomalies=accept_anomalies)
+                           accept_anomalies=accept_anomalies,
+                           run_parts=partition_runner(settings))
 
 
 @task(name="prune", **_IO)

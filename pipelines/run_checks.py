@@ -67,19 +67,26 @@ def check_run(*, settings: Settings, book: Book, as_of: date,
     is the one its worklist shows). ``snapshot``: the book's features at ``as_of`` under
     ``materiality`` already built (``features.pit.snapshot``: the scoring's, not rebuilt)."""
     from features import build_features
-    from features.contract.plausibility import (
-        RunTotals,
-        as_of_anomalies,
-        totals_anomalies,
-    )
+    from features.contract.plausibility import RunTotals
 
-    limits = plausibility(settings)
-    found = as_of_anomalies(as_of=as_of, last_event=book.last_date.date(), plausible=limits)
     if snapshot is not None:
         snapshot.check(as_of=as_of, materiality=materiality)
     feats = (snapshot.features if snapshot is not None
              else build_features(book, as_of=as_of, materiality=materiality))
-    totals = RunTotals.of(feats)
+    return run_meta_of_totals(settings=settings, totals=RunTotals.of(feats), as_of=as_of,
+                              last_event=book.last_date.date(),
+                              accept_anomalies=accept_anomalies)
+
+
+def run_meta_of_totals(*, settings: Settings, totals: RunTotals, as_of: date,
+                       last_event: date, accept_anomalies: bool = False) -> dict[str, Any]:
+    """:func:`check_run` on a run's ``totals`` (e.g. added up over its account partitions,
+    ``pipelines.steps_partitioned``) and the book's ``last_event`` (its last event's day):
+    the same checks, errors and returned meta."""
+    from features.contract.plausibility import as_of_anomalies, totals_anomalies
+
+    limits = plausibility(settings)
+    found = as_of_anomalies(as_of=as_of, last_event=last_event, plausible=limits)
     previous, previous_as_of = last_run_totals(settings=settings)
     found += totals_anomalies(totals, previous, plausible=limits, previous_as_of=previous_as_of)
     if found and not accept_anomalies:

@@ -36,9 +36,12 @@ ENV_PREFIX = "DELINQ_"
 #: Separator of nested keys in environment variables: ``DELINQ_TRAIN__VAL_WEEKS``.
 ENV_NESTED = "__"
 #: ``DELINQ_`` variables that are not settings (they are read elsewhere), so the unknown-key
-#: check lets them pass: the settings file path, the tests' PostgreSQL server and the
-#: benchmarks' folder of real data sets.
-OTHER_ENV_VARS = frozenset({"DELINQ_CONFIG", "DELINQ_TEST_PG_URL", "DELINQ_SHARED_DATA"})
+#: check lets them pass: the settings file path, the tests' PostgreSQL server, the
+#: benchmarks' folder of real data sets and the tests' worker-death hook
+#: (:data:`TEST_DIE_AFTER_PART_ENV`).
+TEST_DIE_AFTER_PART_ENV = "DELINQ_TEST_DIE_AFTER_PART"
+OTHER_ENV_VARS = frozenset({"DELINQ_CONFIG", "DELINQ_TEST_PG_URL", "DELINQ_SHARED_DATA",
+                            TEST_DIE_AFTER_PART_ENV})
 
 
 #: Settings that may carry credentials: never shown unmasked, never a flow-run parameter
@@ -353,6 +356,19 @@ class Settings(BaseSettings):
     # Notification (issue 18): where a failed scheduled run is reported (JSON POST).
     notify_webhook_url: SecretStr | None = Field(
         None, description="Webhook URL told when a scheduled run fails (may hold a token)."
+    )
+    # Scale-out (issue 20): the nightly's score in account partitions, on Dask when P > 1.
+    partitions: int = Field(
+        1, ge=1, description="Account partitions of the nightly score (crc32 of account_id); "
+        "1: one process, no cluster."
+    )
+    work_location: str | None = Field(
+        None, description="Where partitions and their outputs are written: a path or an "
+        "fsspec URL every Dask worker can reach (default <data_dir>/work)."
+    )
+    dask_scheduler: str | None = Field(
+        None, description="Address of an existing Dask scheduler (tcp://host:8786); unset: "
+        "a local cluster of worker processes when partitions > 1."
     )
     # Orchestration (DESIGN section 9).
     timezone: str = "UTC"

@@ -300,26 +300,26 @@ def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
             judged(info.get("holdout") or {}, "holdout", frozenset()))
 
 
-def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str,
-              features: pd.DataFrame | None = None) -> list[str]:
-    """What the nightly adds to a published run (issue 19): the shadow challengers'
-    scores (each population whose registered model has a ``challenger`` other than its
-    champion) and, with ``settings.live_holdout_share``, the champion's scores of the
-    random holdout's accounts (which the published list ranked by the rule), both written
-    to ``<data_dir>/shadow/<run_id>.parquet`` (``serving.shadow``, column ``role``) and named
-    in the run's ``meta["shadow"]`` (``versions``: challengers, ``holdout``: champions),
-    never published; and warning lines for drift alerts that persisted over
-    ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
-    never a failed run. The file goes with its run (``serving.store`` retention).
-    ``features``: the book's features at ``as_of`` under the settings' materiality when the
-    caller built them already (the scoring's snapshot, ``features.pit.snapshot``), so the
-    book is not encoded a second time."""
-    from models.live_policy import persistent_drift
+@dataclass(frozen=True)
+class ShadowModels:
+    """What :func:`watch_run` scores beside a run, loaded once: the populations'
+    ``challengers`` (and their ``versions``), with ``settings.live_holdout_share`` the
+    ``champions`` that score the holdout (and their versions, ``held``), and ``lines``
+    for a model that could not be loaded."""
+
+    challengers: dict[str, Any]
+    versions: dict[str, str]
+    champions: dict[str, Any]
+    held: dict[str, str]
+    lines: tuple[str, ...] = ()
+
+
+def shadow_models(*, settings: Settings) -> ShadowModels:
+    """Load the models :func:`watch_run` scores beside a run (see :class:`ShadowModels`); a
+    model that cannot be loaded is a line, never a failed run."""
     from models.registry import CHALLENGER, NoChampionError, load_champion, load_model
     from models.registry_aliases import alias_version
-    from pipelines.steps_base import materiality, model_names
-    from serving.shadow import shadow_scores
-    from serving.store import WorklistStore
+    from pipelines.steps_base import model_names
 
     lines: list[str] = []
     challengers, versions = {}, {}
@@ -343,13 +343,39 @@ def watch_run(*, settings: Settings, book: Book, as_of: date, run_id: str,
                 continue
             except Exception as exc:  # a broken champion must not stop the night either
                 lines.append(f"shadow: {kind} champion not scored on the holdout: {exc}")
+    return ShadowModels(challengers, versions, champions, held, tuple(lines))
+
+
+def watch_run(*, settings: Settings, book: Book | None, as_of: date, run_id: str,
+              scored: tuple[ShadowModels, pd.DataFrame] | None = None) -> list[str]:
+    """What the nightly adds to a published run (issue 19): the shadow challengers'
+    scores (each population whose registered model has a ``challenger`` other than its
+    champion) and, with ``settings.live_holdout_share``, the champion's scores of the
+    random holdout's accounts (which the published list ranked by the rule), both written
+    to ``<data_dir>/shadow/<run_id>.parquet`` (``serving.shadow``, column ``role``) and named
+    in the run's ``meta["shadow"]`` (``versions``: challengers, ``holdout``: champions),
+    never published; and warning lines for drift alerts that persisted over
+    ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
+    never a failed run. The file goes with its run (``serving.store`` retention).
+    ``scored``: the models (:func:`shadow_models`) and their scores already computed
+    (the nightly's account partitions score them with the run, ``serving.partitioned``;
+    ``book`` unused), else they are loaded and ``book`` scored here."""
+    from models.live_policy import persistent_drift
+    from pipelines.steps_base import materiality
+    from serving.shadow import shadow_scores
+    from serving.store import WorklistStore
+
+    loaded = shadow_models(settings=settings) if scored is None else scored[0]
+    lines = list(loaded.lines)
+    challengers, versions = loaded.challengers, loaded.versions
+    champions, held = loaded.champions, loaded.held
     with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
         if challengers or champions:
-            scores = shadow_scores(book, as_of=as_of, challengers=challengers,
-                                   materiality=materiality(settings), holdout=champions,
-                                   holdout_share=settings.live_holdout_share,
-                                   grace_days=settings.promise_grace_days,
-                                   features=features)
+            scores = scored[1] if scored is not None else shadow_scores(
+                book, as_of=as_of, challengers=challengers,
+                materiality=materiality(settings), holdout=champions,
+                holdout_share=settings.live_holdout_share,
+                grace_days=settings.promise_grace_days)
             path = shadow_path(settings, run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             scores.to_parquet(path, index=False)

@@ -6,15 +6,14 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipelines.progress import heartbeat, progress
-from pipelines.run_checks import check_run
+from pipelines.progress import progress
 from pipelines.settings import Settings
-from pipelines.steps_base import action_policy, export_dir, materiality, model_names
-from pipelines.steps_ingest import read_book
+from pipelines.steps_base import export_dir
 from pipelines.summaries import ScoreSummary
 from serving.store_io import display_url
 
@@ -118,20 +117,25 @@ def run_kpis(*, settings: Settings, book: Book, as_of: date,
 
 def score(*, settings: Settings, book: Path, as_of: date,
           why: dict[str, str] | None = None,
-          accept_anomalies: bool = False) -> ScoreSummary:
+          accept_anomalies: bool = False,
+          run_parts: Callable[[Any], list[str]] | None = None) -> ScoreSummary:
     """Score every account of the staged book ``book`` with open receivables as of
     ``as_of`` (events strictly before it) with the champion models, and a population
     without a gated champion with the aging rule (``why``: model -> why it has none, when
     the caller knows, e.g. training stopped); write the worklist run to the store and its
-    Parquet export, with the receivables KPIs (:func:`run_kpis`) in the run's
-    ``meta["kpis"]``. The summary's ``rule_lines`` say which populations the rule ranked.
-    The run checks (:func:`check_run`) come first: a failed one stops before anything is
-    written, unless ``accept_anomalies`` (then the run's meta records it)."""
-    from features.pit.snapshot import snapshot
+    Parquet export, with the receivables KPIs in the run's ``meta["kpis"]``. The summary's
+    ``rule_lines`` say which populations the rule ranked. The run checks
+    (``pipelines.run_checks``) come before anything is written: a failed one stops the
+    run, unless ``accept_anomalies`` (then the run's meta records it).
+
+    The scoring goes through the partitioned steps (:mod:`pipelines.steps_partitioned`)
+    with ``settings.partitions`` account partitions, here in this process, or by
+    ``run_parts`` (the flows': Prefect tasks on a Dask cluster,
+    ``pipelines.partitioned``); P = 1, the default, is the same code in one process."""
     from models.live import staleness_lines
     from pipelines.artifacts import drift_flags, worklist_table
     from pipelines.steps_live import watch_run
-    from serving.score import run_scoring
+    from pipelines.steps_partitioned import score_partitioned
     from serving.store import WorklistStore
     from serving.worklist import kpi_line
 
@@ -140,28 +144,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
     progress(f"scoring as of {as_of.isoformat()} (exact TreeSHAP reasons for every account)")
     t0 = time.perf_counter()
     reap_stale_runs(settings=settings)
-    staged = read_book(book)
-    # The book is encoded and its features built once, here; the run checks, the KPIs and
-    # the scoring all read this one snapshot (each used to rebuild them).
-    with heartbeat("features"):
-        shared = snapshot(staged, as_of=as_of, materiality=materiality(settings))
-    run_meta = check_run(settings=settings, book=staged, as_of=as_of,
-                         accept_anomalies=accept_anomalies, materiality=materiality(settings),
-                         snapshot=shared)
-    with heartbeat("scoring"):
-        kpis = run_kpis(settings=settings, book=staged, as_of=as_of, snapshot=shared)
-        record = run_scoring(
-            staged, as_of=as_of, tracking_uri=settings.resolved_tracking_uri,
-            store_url=settings.resolved_store_url, export_dir=export_dir(settings),
-            model_names=model_names(settings), table_budget_mb=settings.shap_table_budget_mb,
-            policy=action_policy(settings), materiality=materiality(settings),
-            why=why, delinquency_dpd=settings.delinquency_dpd,
-            persistence_days=settings.persistence_days,
-            extra_meta={**run_meta, "kpis": kpis}, snapshot=shared,
-            holdout_share=settings.live_holdout_share, grace_days=settings.promise_grace_days,
-        )
-    features = shared.features  # the shadow scores' too (watch_run): one encoding a run
-    del shared
+    record, shadow = score_partitioned(settings=settings, book=book, as_of=as_of, why=why,
+                                       accept_anomalies=accept_anomalies, run_parts=run_parts)
     with WorklistStore(settings.resolved_store_url) as store:
         top = store.read_worklist(as_of=as_of, top=TOP_ROWS)
         drift = store.read_drift(record.run_id)
@@ -171,8 +155,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
                             max_age_days=settings.stale_model_days)
     drift_lines = drift_flags(drift)
     # issue 19: shadow challengers scored beside the run, drift alerts that persist
-    watch = watch_run(settings=settings, book=staged, as_of=as_of, run_id=record.run_id,
-                      features=features)
+    watch = watch_run(settings=settings, book=None, as_of=as_of, run_id=record.run_id,
+                      scored=shadow)
     flags = [*stale, *watch, *drift_lines]
     # said by the run's message (printed by the CLI) and the flows' summaries
     rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))

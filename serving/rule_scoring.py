@@ -39,7 +39,6 @@ import pyarrow.compute as pc
 
 from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 from models.model import DelinqModel
-from models.registry import NoChampionError, UngatedChampionError, last_trained, load_champion
 from models.rule import RuleCalibration, choose_rule_calibration, resolved_history, rule_score
 from serving.reasons import FACT_FEATURE, REASON_COLUMNS, render_reason
 from serving.store_schema import RULE_SCORER
@@ -90,6 +89,9 @@ def resolve_scorers(
     ``book`` already encoded, ``features.pit.snapshot.prepare_book``). ``every_rule``:
     a key with a champion gets a rule too (it ranks the random holdout, issue 19).
     """
+    # MLflow is imported here, not with the module: a Dask worker that only scores a
+    # partition never loads it (issue 20)
+    from models.registry import NoChampionError, UngatedChampionError, last_trained, load_champion
     day = as_day(as_of)
     models: dict[str, DelinqModel] = {}
     rules: dict[str, RuleScorer] = {}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -39,10 +39,9 @@ from features.spec import (
     as_day,
     check_feature_frame,
 )
-from models.drift import psi_table
+from models.drift import bin_counts, psi_from_counts
 from models.live_policy import in_holdout
 from models.model import DelinqModel
-from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
 from models.rule import served_priority
 from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
@@ -74,12 +73,16 @@ class ScoreResult:
     as ``shap_<feature>`` (raw-score units; ``base_value + sum(shap_*) == raw_score``).
     ``drift``: ``model``, ``feature`` (``__score__`` for the score), ``psi``, ``flag``.
     ``meta``: counts, per-stage ``timings`` in seconds and a one-line ``message``.
+    ``drift_counts``: model -> feature -> rows per reference bin (``models.drift.bin_counts``)
+    of the rows ``drift`` was computed from: they add up over account partitions
+    (``serving.partitioned``).
     """
 
     worklist: pd.DataFrame
     explanations: pd.DataFrame
     drift: pd.DataFrame
     meta: dict[str, Any] = field(default_factory=dict)
+    drift_counts: dict[str, dict[str, list[float]]] = field(default_factory=dict)
 
 
 class _Timer:
@@ -137,6 +140,7 @@ def score_book(
     grace_days: int = DEFAULT_GRACE_DAYS,
     snoozes: pd.DataFrame | None = None,
     final_notice: Collection[str] = (),
+    history_start: date | pd.Timestamp | None = None,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -171,10 +175,15 @@ def score_book(
     up" and a first reason naming it. A model trained with the loop features
     (``features.spec.LOOP_FEATURE_SET_VERSION``) gets them computed from the book.
 
+    ``history_start``: the first day of the history the reasons cite (default
+    ``book.first_date``; an account partition of a book passes the whole book's,
+    ``serving.partitioned``).
+
     Raises :class:`FeatureSetMismatchError` when a model's feature set is none of
     :data:`FEATURE_SET_VERSIONS` and ``KeyError`` when a population has neither.
     """
     rules = dict(rules or {})
+    start = pd.Timestamp(book.first_date if history_start is None else history_start)
     check_feature_set(models)
     as_of_ts = pd.Timestamp(as_day(as_of))
     timer = _Timer()
@@ -208,6 +217,7 @@ def score_book(
     scorer = np.full(n, "model", dtype=object)
     calibration = np.full(n, "validation", dtype=object)
     reason_parts, expl_parts, drift_parts = [], [], []
+    drift_counts: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, int] = {}
     held = np.zeros(n, dtype=bool)
     if holdout_share > 0:
@@ -244,14 +254,17 @@ def score_book(
             reasons = reason_codes(
                 part, phi, model.feature_names, segment=part["segment"], currency=currency,
                 typical=typical_values(model), population=name,
-                history_days=(as_of_ts - pd.Timestamp(book.first_date)).days,
+                history_days=(as_of_ts - start).days,
             )
             reason_parts.append(reasons.set_index(pd.Index(rows)))
         with timer.stage("explanations"):
             expl_parts.append(_explanations(part, x, phi, base, ex.raw_score, name,
                                              version[rows]))
         with timer.stage("drift"):
-            drift_parts.append(_drift(model, x, probability[rows], name))
+            if model.reference_profile:
+                drift_counts[name] = bin_counts(model.reference_profile, x,
+                                                scores=probability[rows])
+                drift_parts.append(drift_table(model, drift_counts[name], name))
 
     with timer.stage("worklist"):
         reasons_all = pd.concat(reason_parts).sort_index()
@@ -283,7 +296,8 @@ def score_book(
     }
     if meta["rule_lines"]:
         meta["message"] += "; " + "; ".join(meta["rule_lines"])
-    return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
+    return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta,
+                       drift_counts=drift_counts)
 
 
 def _worklist(
@@ -324,15 +338,7 @@ def _worklist(
         # dunning sent the final notice: the policy table hands the account to a person
         final_notice_sent=feats["account_id"].astype("str").isin(set(final_notice)).to_numpy(),
     )
-    held = loop["hold"].notna().to_numpy()
-    # The main ranking first, then the held accounts (issue 17); within each, highest
-    # priority first; ties (and NaN priorities, last) broken by account_id. Arrow sorts
-    # the string key in C++ (a numpy lexsort on Python strings takes seconds at 1M).
-    keys = pa.table({"h": held.astype(np.int8), "p": np.nan_to_num(priority, nan=-np.inf),
-                     "id": pa.array(feats["account_id"].astype("str"))})
-    order = pc.sort_indices(keys, sort_keys=[("h", "ascending"), ("p", "descending"),
-                                             ("id", "ascending")])
-    order = order.to_numpy()
+    order = rank_order(priority, feats["account_id"], held=loop["hold"].notna().to_numpy())
     rank = np.empty(len(order), dtype=np.int64)
     rank[order] = np.arange(1, len(order) + 1)
     wl = pd.DataFrame(
@@ -361,6 +367,23 @@ def _worklist(
     wl["calibration"] = pd.Series(calibration, dtype="str")
     wl["as_of"] = as_of.to_datetime64().astype("datetime64[s]")
     return wl.iloc[order].reset_index(drop=True)[list(WORKLIST_COLUMNS)]
+
+
+def rank_order(priority: np.ndarray, account_ids: pd.Series,
+               held: np.ndarray | None = None) -> np.ndarray:
+    """Row positions in worklist order (the one ranking rule of a worklist, also of account
+    partitions merged, ``serving.partitioned``): the main ranking first, then the ``held``
+    rows (issue 17); within each, highest ``priority`` first; ties (and NaN priorities,
+    last) broken by ``account_id``."""
+    # Arrow sorts the string key in C++ (a numpy lexsort on Python strings takes seconds
+    # at 1M).
+    held = np.zeros(len(account_ids), dtype=bool) if held is None else np.asarray(held, bool)
+    keys = pa.table({"h": held.astype(np.int8),
+                     "p": np.nan_to_num(np.asarray(priority, dtype=np.float64), nan=-np.inf),
+                     "id": pa.array(account_ids.astype("str"))})
+    order = pc.sort_indices(keys, sort_keys=[("h", "ascending"), ("p", "descending"),
+                                             ("id", "ascending")])
+    return order.to_numpy()
 
 
 def _name_broken_promises(wl: pd.DataFrame, loop: pd.DataFrame, rows: np.ndarray,
@@ -409,12 +432,10 @@ def _explanations(
     return pd.concat([head, values, shap], axis=1)
 
 
-def _drift(model: DelinqModel, x: pd.DataFrame, scores: np.ndarray, name: str) -> pd.DataFrame:
-    profile = model.reference_profile
-    if not profile:
-        return pd.DataFrame({"model": pd.Series(dtype="str"), "feature": pd.Series(dtype="str"),
-                             "psi": pd.Series(dtype="float64"), "flag": pd.Series(dtype="str")})
-    table = psi_table(profile, x, scores=scores)
+def drift_table(model: DelinqModel, counts: dict[str, list[float]], name: str) -> pd.DataFrame:
+    """The drift rows of population ``name`` (``model``, ``feature``, ``psi``, ``flag``): the
+    PSI of its bin ``counts`` (``models.drift.bin_counts``; summed over partitions)."""
+    table = psi_from_counts(model.reference_profile, counts)
     table.insert(0, "model", name)
     return table
 
@@ -473,6 +494,9 @@ def load_champions(
     first", with the gate line of the last trained version when it failed the gate) when
     one is missing, and ``UngatedChampionError`` for a champion without a gate pass.
     """
+    # MLflow is imported here, not with the module: a Dask worker that only scores a
+    # partition never loads it (issue 20)
+    from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
     loaded: dict[str, DelinqModel] = {}
     for key, registered in model_names.items():
         try:
@@ -542,7 +566,7 @@ def run_scoring(
 
 
 def score_into_store(
-    book: Book,
+    book: Book | None,
     *,
     as_of: date | pd.Timestamp,
     models: Mapping[str, DelinqModel],
@@ -557,8 +581,13 @@ def score_into_store(
     snapshot: Snapshot | None = None,
     holdout_share: float = 0.0,
     grace_days: int = DEFAULT_GRACE_DAYS,
+    scored: Callable[[], ScoreResult] | None = None,
 ) -> RunRecord:
     """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
+
+    ``scored``: where the run's result comes from instead (the merge of a book's account
+    partitions, ``serving.partitioned``, which read the store's events themselves;
+    ``book`` unused).
 
     The events the workbench recorded in this store strictly before ``as_of`` (promises,
     contacts, disputes, snoozes: ``serving.loop_events``) are scored with the book, so what
@@ -588,8 +617,8 @@ def score_into_store(
                   "feature_set_version": FEATURE_SET_VERSION},
         )
         try:
-            events = store.read_loop_events(as_of=day)
-            result = score_book(
+            events = store.read_loop_events(as_of=day) if scored is None else None
+            result = scored() if scored is not None else score_book(
                 book_with_events(book, events), as_of=day, models=models,
                 table_budget_mb=table_budget_mb, policy=policy, rules=rules,
                 materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,

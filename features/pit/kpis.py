@@ -102,7 +102,9 @@ def months_back(as_of: date, k: int) -> date:
     return date(year, month, min(as_of.day, calendar.monthrange(year, month)[1]))
 
 
-def _receivables(prep: Prepared, as_of: date) -> Receivables:
+def _receivable_sums(prep: Prepared, as_of: date) -> tuple[float, dict[str, float], float]:
+    """Unrounded ``(total AR, aging, unapplied credit)`` at ``as_of``: sums over accounts,
+    so those of disjoint account sets add up (:func:`merge_kpi_parts`)."""
     state = open_state(prep, as_of)
     acc_of_inv = np.repeat(np.arange(len(prep.acc_ptr) - 1), np.diff(prep.acc_ptr))
     per_acc = np.bincount(acc_of_inv[state.positions], weights=state.amount_open,
@@ -115,9 +117,17 @@ def _receivables(prep: Prepared, as_of: date) -> Receivables:
     for name, (lo, hi) in zip(AGING_NAMES[1:], AGING_BUCKETS, strict=True):
         in_bucket = (dpd >= lo) if hi is None else ((dpd >= lo) & (dpd <= hi))
         aging[name] = float(state.amount_open[in_bucket].sum())
+    return total, aging, float(netted.sum())
+
+
+def _rounded(total: float, aging: dict[str, float], netted: float) -> Receivables:
     return Receivables(total_ar=round(total, 2), aging={k: round(v, 2) for k, v in aging.items()},
-                       unapplied_credit=round(float(netted.sum()), 2),
+                       unapplied_credit=round(netted, 2),
                        current_ar=round(min(aging["current"], total), 2))
+
+
+def _receivables(prep: Prepared, as_of: date) -> Receivables:
+    return _rounded(*_receivable_sums(prep, as_of))
 
 
 def receivables(book: Book, *, as_of: date | pd.Timestamp) -> Receivables:
@@ -160,22 +170,37 @@ def countback_days(receivable: float, months: Sequence[tuple[float, int]]) -> fl
     return days
 
 
-def _sales_months(book: Book, as_of: date) -> list[tuple[float, int]]:
-    """``(credit sales, days)`` of the months back from ``as_of`` down to the book's first
-    invoice (latest first)."""
-    issued = book.invoices["issue_date"]
-    issued = issued[issued < pd.Timestamp(as_of)]
-    if issued.empty:
+def _month_edges(first: date | None, as_of: date) -> list[date]:
+    """Month edges from ``as_of`` back past ``first`` (the first invoice before
+    ``as_of``), ascending; none without one."""
+    if first is None:
         return []
-    first = issued.min().date()
     edges, k = [as_of], 1
     while edges[-1] > first:
         edges.append(months_back(as_of, k))
         k += 1
-    edges.reverse()
-    sales = _sales_between(book, edges)
+    return edges[::-1]
+
+
+def _first_issue(book: Book, as_of: date) -> date | None:
+    issued = book.invoices["issue_date"]
+    issued = issued[issued < pd.Timestamp(as_of)]
+    return None if issued.empty else issued.min().date()
+
+
+def _months_of(sales: Sequence[float], edges: Sequence[date]) -> list[tuple[float, int]]:
+    """``(credit sales, days)`` per month, latest first, from sales between ``edges``."""
     days = [(b - a).days for a, b in zip(edges[:-1], edges[1:], strict=True)]
     return [(round(float(x), 2), n) for x, n in zip(sales, days, strict=True)][::-1]
+
+
+def _sales_months(book: Book, as_of: date) -> list[tuple[float, int]]:
+    """``(credit sales, days)`` of the months back from ``as_of`` down to the book's first
+    invoice (latest first)."""
+    edges = _month_edges(_first_issue(book, as_of), as_of)
+    if not edges:
+        return []
+    return _months_of(_sales_between(book, edges), edges)
 
 
 def _dso_pair(book: Book, as_of: date, now: Receivables) -> tuple[float | None, float | None]:
@@ -221,6 +246,22 @@ def collection_effectiveness_index(book: Book, *, as_of: date | pd.Timestamp) ->
                 _receivables(prep, day))
 
 
+def _promise_counts(book: Book, as_of: date, grace_days: int) -> tuple[int, int]:
+    """``(kept, decided)`` promises falling due in the month before ``as_of`` (see
+    :func:`promise_kept_rate`): counts, so those of disjoint account sets add up."""
+    if book.promises.empty:
+        return 0, 0
+    states = promise_state(book, as_of=as_of, grace_days=grace_days)
+    due = (states["promised_date"] >= pd.Timestamp(months_back(as_of, 1))) & (
+        states["promised_date"] < pd.Timestamp(as_of))
+    decided = states[due & states["state"].isin(["kept", "broken"])]
+    return int((decided["state"] == "kept").sum()), int(len(decided))
+
+
+def _kept_rate(kept: int, decided: int) -> float | None:
+    return None if not decided else float(kept / decided * 100.0)
+
+
 def promise_kept_rate(book: Book, *, as_of: date | pd.Timestamp,
                       grace_days: int = DEFAULT_GRACE_DAYS) -> float | None:
     """Share (percent) of the promises to pay falling due in the month before ``as_of``
@@ -228,16 +269,7 @@ def promise_kept_rate(book: Book, *, as_of: date | pd.Timestamp,
     at ``as_of`` (kept or broken, ``features.pit.promises.promise_state``; cancelled and
     still open ones are left out): ``kept / (kept + broken) x 100``. None when no such
     promise is decided (a book without promises included)."""
-    day = as_day(as_of)
-    if book.promises.empty:
-        return None
-    states = promise_state(book, as_of=day, grace_days=grace_days)
-    due = (states["promised_date"] >= pd.Timestamp(months_back(day, 1))) & (
-        states["promised_date"] < pd.Timestamp(day))
-    decided = states[due & states["state"].isin(["kept", "broken"])]
-    if decided.empty:
-        return None
-    return float((decided["state"] == "kept").mean() * 100.0)
+    return _kept_rate(*_promise_counts(book, as_day(as_of), grace_days))
 
 
 def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
@@ -247,6 +279,11 @@ def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
     day = as_day(as_of)
     if since > day:
         raise ValueError(f"since ({since}) is after as_of ({day})")
+    return round(_collected_sum(book, account_ids=account_ids, since=since, as_of=day), 2)
+
+
+def _collected_sum(book: Book, *, account_ids: Iterable[str], since: date,
+                   as_of: date) -> float:
     inv, pay = book.invoices, book.payments
     accounts = pa.array(inv["account_id"])
     ids = pa.array([str(a) for a in account_ids], type=accounts.type)
@@ -255,9 +292,9 @@ def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
     invoices = pa.array(inv["invoice_id"]).filter(theirs).cast(pay_inv.type)
     mine = pc.is_in(pay_inv, value_set=invoices)
     when = pay["payment_date"]
-    dated = ((when >= pd.Timestamp(since)) & (when < pd.Timestamp(day))).to_numpy(bool)
+    dated = ((when >= pd.Timestamp(since)) & (when < pd.Timestamp(as_of))).to_numpy(bool)
     paid = pay["amount"].to_numpy(np.float64)[dated & mine.to_numpy(zero_copy_only=False)]
-    return round(float(paid.sum()), 2)
+    return float(paid.sum())
 
 
 def compute_kpis(book: Book, *, as_of: date | pd.Timestamp,
@@ -283,3 +320,60 @@ def compute_kpis(book: Book, *, as_of: date | pd.Timestamp,
         cei=cei, promise_kept_rate=promise_kept_rate(book, as_of=day),
         collected_from_worklist=collected,
         previous_as_of=None if previous is None else previous[0])
+
+
+def kpi_part(book: Book, *, as_of: date | pd.Timestamp, first_issue: date | None,
+             previous: tuple[date, Iterable[str]] | None = None,
+             prepared: Prepared | None = None) -> dict[str, Any]:
+    """The additive pieces of the KPIs of ``book``, one account partition of a larger book
+    (JSON-ready, unrounded sums): receivables at ``as_of`` and a month before, credit sales
+    per month back to ``first_issue`` (the *whole* book's first invoice before ``as_of``),
+    the month's sales, the amount collected from ``previous``'s accounts, the promises
+    kept and decided. ``prepared``: ``book`` already encoded (as :func:`compute_kpis`).
+    :func:`merge_kpi_parts` of the parts of every partition is :func:`compute_kpis` of the
+    whole book (to the cent: sums are rounded once, after adding)."""
+    day = as_day(as_of)
+    prep = prepare(book) if prepared is None else prepared
+    start = months_back(day, 1)
+    edges = _month_edges(first_issue, day)
+    collected = None
+    if previous is not None:
+        collected = _collected_sum(book, account_ids=previous[1], since=previous[0], as_of=day)
+    return {"now": _receivable_sums(prep, day), "begin": _receivable_sums(prep, start),
+            "edges": [d.isoformat() for d in edges],
+            "sales": [float(x) for x in _sales_between(book, edges)] if edges else [],
+            "month_sales": float(_sales_between(book, [start, day])[0]),
+            "collected": collected,
+            "promises": list(_promise_counts(book, day, DEFAULT_GRACE_DAYS))}
+
+
+def merge_kpi_parts(parts: Sequence[dict[str, Any]], *, as_of: date | pd.Timestamp,
+                    previous_as_of: date | None = None) -> Kpis:
+    """The KPIs of a book from the :func:`kpi_part` of each of its account partitions."""
+    day = as_day(as_of)
+
+    def receivable(key: str) -> Receivables:
+        total = sum(float(p[key][0]) for p in parts)
+        aging = {name: sum(float(p[key][1][name]) for p in parts) for name in AGING_NAMES}
+        return _rounded(total, aging, sum(float(p[key][2]) for p in parts))
+
+    now, begin = receivable("now"), receivable("begin")
+    edges = [date.fromisoformat(d) for d in parts[0]["edges"]] if parts else []
+    dso = best = None
+    if edges:
+        sales = np.sum([p["sales"] for p in parts], axis=0)
+        months = _months_of(sales, edges)
+        dso = round(countback_days(now.total_ar, months), 2)
+        best = round(countback_days(now.current_ar, months), 2)
+    month_sales = round(sum(float(p["month_sales"]) for p in parts), 2)
+    collected = None
+    if previous_as_of is not None:
+        collected = round(sum(float(p["collected"] or 0.0) for p in parts), 2)
+    return Kpis(
+        as_of=day, total_ar=now.total_ar, aging=now.aging,
+        unapplied_credit=now.unapplied_credit, dso=dso, best_possible_dso=best,
+        average_days_delinquent=None if dso is None or best is None else round(dso - best, 2),
+        cei=_cei(begin, month_sales, now),
+        promise_kept_rate=_kept_rate(sum(int(p["promises"][0]) for p in parts),
+                                     sum(int(p["promises"][1]) for p in parts)),
+        collected_from_worklist=collected, previous_as_of=previous_as_of)
