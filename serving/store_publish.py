@@ -51,6 +51,11 @@ def _in_flip(run_id: str) -> None:
     """Called inside the flip's transaction before it commits (a fault-injection seam)."""
 
 
+def _after_drop_step(run_id: str, rows_done: int) -> None:
+    """Called by :func:`drop_rows` after each committed delete transaction (a
+    fault-injection seam)."""
+
+
 def write_rows(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:
     """Insert a run's worklist rows in chunks, each committed on its own (step 1)."""
     return store_bulk.insert_chunks(engine, S.worklist, wl, constants={"run_id": run_id})
@@ -151,6 +156,7 @@ def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
                         waiting = waiters.any()
                 if waiting:
                     waiters.let_in()
+                _after_drop_step(run_id, lo)
         with store_io.writing(engine) as conn:
             for table in (S.drift, store_totals.worklist_totals):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
