@@ -16,7 +16,7 @@ Guarantees:
   which no reader looks at (:mod:`serving.store_publish`). On SQLite (one writer at a
   time) a chunk is committed early when another writer waits at the store's turnstile
   (:func:`serving.store_io.make_engine`), so an analyst's event waits about one insert
-  step (~40 ms of work) instead of the whole publish. An exception anywhere (a frame
+  step (~10 ms of work) instead of the whole publish. An exception anywhere (a frame
   breaking the schema, a database error, a failed file write, the flip itself) leaves
   the previous run current and intact, records the new run as ``failed`` with the error
   message and deletes the rows it had written. A writer killed mid-write leaves an
@@ -58,7 +58,7 @@ Guarantees:
   the account history resolve published runs; :meth:`WorklistStore.list_runs` skips
   hidden runs). Its worklist rows (1M for a 1M-account run) then go in chunks, each its
   own transaction, committed early when another writer waits at the turnstile, as in the
-  publish: an analyst's event waits about one step (~40 ms), not the whole delete. Then
+  publish: an analyst's event waits about one step (~10 ms), not the whole delete. Then
   its files, then ONE short transaction deletes its record (or, for a run whose KPIs
   stay, records ``meta["scores_pruned"]``). An exception or a kill between chunks leaves
   the run hidden, never half-shown; the next writer (:meth:`WorklistStore.begin_run`,

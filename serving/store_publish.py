@@ -141,11 +141,13 @@ def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
                                    .where(w.c.run_id == run_id)).scalar_one_or_none() or 0)
         pacer = store_bulk.Pacer()
         lo = 0
-        with store_io.Waiters(engine.url) as waiters:
+        with (engine.connect() as conn, store_io.Waiters(engine.url) as waiters,
+              store_io.stepped_writes(conn) as checkpoint):
+            conn.execution_options(sqlite_begin="IMMEDIATE")
             while lo < top:
                 end = min(top, lo + store_bulk.CHUNK_ROWS)
                 waiting = False
-                with store_io.writing(engine) as conn:
+                with conn.begin():
                     while lo < end and not waiting:  # steps; commit when a writer waits
                         step = min(pacer.rows(), end - lo)
                         t = time.perf_counter()
@@ -156,6 +158,7 @@ def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
                         waiting = waiters.any()
                 if waiting:
                     waiters.let_in()
+                checkpoint()
                 _after_drop_step(run_id, lo)
         with store_io.writing(engine) as conn:
             for table in (S.drift, store_totals.worklist_totals):
