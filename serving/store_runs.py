@@ -207,10 +207,12 @@ def _hide(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timedel
                     f"{last.isoformat(timespec='seconds')}); let it finish or stop it first"
                 )
         meta = dict(row["meta"] or {})
-        # A deletion already under way keeps its mark (it knows whether it was published).
-        meta.setdefault(DELETING_KEY, {
-            "published": bool(row["is_current"]),
-            "scores_pruned": None if keep_record_as is None else keep_record_as.isoformat()})
+        # A deletion already under way knows whether the run was published; what to keep
+        # is this caller's to say.
+        earlier = meta.get(DELETING_KEY) if isinstance(meta.get(DELETING_KEY), dict) else {}
+        meta[DELETING_KEY] = {
+            "published": bool(earlier.get("published", row["is_current"])),
+            "scores_pruned": None if keep_record_as is None else keep_record_as.isoformat()}
         conn.execute(r.update().where(r.c.run_id == run_id).values(is_current=False,
                                                                      meta=meta))
         for table in (S.drift, S.explanations, worklist_totals):
