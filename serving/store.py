@@ -16,7 +16,7 @@ Guarantees:
   which no reader looks at (:mod:`serving.store_publish`). On SQLite (one writer at a
   time) a chunk is committed early when another writer waits at the store's turnstile
   (:func:`serving.store_io.make_engine`), so an analyst's event waits about one insert
-  step (~40 ms of work) instead of the whole publish. An exception anywhere (a frame
+  step (~10 ms of work) instead of the whole publish. An exception anywhere (a frame
   breaking the schema, a database error, a failed file write, the flip itself) leaves
   the previous run current and intact, records the new run as ``failed`` with the error
   message and deletes the rows it had written. A writer killed mid-write leaves an
@@ -51,6 +51,18 @@ Guarantees:
   the next writer (marked ``failed``, its files removed, then its rows deleted with those
   of any replaced run a killed writer left: :func:`serving.store_publish.sweep`);
   :meth:`WorklistStore.delete_run` deletes a run with its files.
+- **Deleting and pruning never hold the write lock long, nor show a half-deleted run**
+  (:func:`serving.store_runs.delete`, :meth:`WorklistStore.prune`). A run is first hidden
+  in ONE short transaction (un-published, marked ``meta["deleting"]``, its drift, totals
+  and explanations reference deleted): from then on no read shows it (worklist reads and
+  the account history resolve published runs; :meth:`WorklistStore.list_runs` skips
+  hidden runs). Its worklist rows (1M for a 1M-account run) then go in chunks, each its
+  own transaction, committed early when another writer waits at the turnstile, as in the
+  publish: an analyst's event waits about one step (~10 ms), not the whole delete. Then
+  its files, then ONE short transaction deletes its record (or, for a run whose KPIs
+  stay, records ``meta["scores_pruned"]``). An exception or a kill between chunks leaves
+  the run hidden, never half-shown; the next writer (:meth:`WorklistStore.begin_run`,
+  :meth:`WorklistStore.prune`) finishes the deletion.
 
 Timestamps (``started_at``, ``finished_at``, ``heartbeat_at``) come from ``clock`` (UTC now
 by default): they record when the store did things, not what the data is as of.
@@ -189,6 +201,8 @@ class WorklistStore:
         now = self._now()
         self._reap(now, self.stale_after)
         store_publish.sweep(self._engine)  # rows of reaped (and killed-after-flip) runs
+        store_runs.finish_deletions(self._engine, explanations_dir=self.explanations_dir,
+                                    export_dir=self.export_dir)  # of a killed delete/prune
         run_id = f"{as_of.isoformat()}-{uuid.uuid4().hex[:12]}"
         row = {
             "run_id": run_id,
@@ -500,12 +514,14 @@ class WorklistStore:
         return frame.astype({"model": "str", "feature": "str", "psi": "float64", "flag": "str"})
 
     def list_runs(self) -> pd.DataFrame:
-        """All runs, oldest first: one row per run with the :class:`RunRecord` fields."""
+        """All runs, oldest first: one row per run with the :class:`RunRecord` fields.
+        A run being deleted (hidden, :func:`serving.store_runs.is_hidden`) is left out."""
         with self._engine.connect() as conn:
             rows = conn.execute(
                 self._runs_query().order_by(S.runs.c.started_at, S.runs.c.run_id)
             ).mappings().all()
-        records = [record_of(r).__dict__ for r in rows]
+        records = [record_of(r).__dict__ for r in rows
+                   if not store_runs.is_hidden(r["meta"])]
         return pd.DataFrame.from_records(records, columns=RUN_FIELDS)
 
     # ------------------------------------------------------------------ helpers

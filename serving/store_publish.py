@@ -51,6 +51,11 @@ def _in_flip(run_id: str) -> None:
     """Called inside the flip's transaction before it commits (a fault-injection seam)."""
 
 
+def _after_drop_step(run_id: str, rows_done: int) -> None:
+    """Called by :func:`drop_rows` after each committed delete transaction (a
+    fault-injection seam)."""
+
+
 def write_rows(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:
     """Insert a run's worklist rows in chunks, each committed on its own (step 1)."""
     return store_bulk.insert_chunks(engine, S.worklist, wl, constants={"run_id": run_id})
@@ -136,11 +141,13 @@ def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
                                    .where(w.c.run_id == run_id)).scalar_one_or_none() or 0)
         pacer = store_bulk.Pacer()
         lo = 0
-        with store_io.Waiters(engine.url) as waiters:
+        with (engine.connect() as conn, store_io.Waiters(engine.url) as waiters,
+              store_io.stepped_writes(conn) as checkpoint):
+            conn.execution_options(sqlite_begin="IMMEDIATE")
             while lo < top:
                 end = min(top, lo + store_bulk.CHUNK_ROWS)
                 waiting = False
-                with store_io.writing(engine) as conn:
+                with conn.begin():
                     while lo < end and not waiting:  # steps; commit when a writer waits
                         step = min(pacer.rows(), end - lo)
                         t = time.perf_counter()
@@ -151,6 +158,8 @@ def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
                         waiting = waiters.any()
                 if waiting:
                     waiters.let_in()
+                checkpoint()
+                _after_drop_step(run_id, lo)
         with store_io.writing(engine) as conn:
             for table in (S.drift, store_totals.worklist_totals):
                 conn.execute(table.delete().where(table.c.run_id == run_id))

@@ -14,8 +14,13 @@ folder ``<explanations_dir>/<run_id>/`` and staged exports
   the heartbeat period and any lock wait) belongs to a dead process: :func:`reap` marks it
   ``failed`` with a message saying so and removes its files. Writers reap when they begin
   a run; ``delinq runs`` reaps too.
-- **Deleting** a run (:func:`delete`) removes its rows, its explanation folder and, when it
-  was the published run of its ``as_of``, that date's export.
+- **Deleting** a run (:func:`delete`, and :func:`prune`'s deletions) removes its rows, its
+  explanation folder and, when it was the published run of its ``as_of``, that date's
+  export, in short transactions: first the run is hidden (un-published and marked
+  :data:`DELETING_KEY` in ONE transaction, with its small rows), then its worklist rows go
+  in chunks that let a waiting writer in (:func:`serving.store_publish.drop_rows`), then
+  its record. A deletion killed midway leaves a hidden run that the next writer finishes
+  (:func:`finish_deletions`).
 - **Facts learned later** about a run (its live performance once its labels resolved,
   issue 19) go under one key of its ``meta`` JSON (:func:`set_meta`), without a schema
   change. Guarantees: the read-modify-write of ``meta`` is ONE transaction that holds the
@@ -156,12 +161,41 @@ def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timede
     """Delete ``run_id``: its rows in every table, its explanation folder and, if it was
     the published run of its ``as_of``, that date's export. Returns the run's row.
 
+    In short transactions (:func:`_hide`, then :func:`_finish`): the run is first hidden,
+    so no reader sees it half-deleted, and a deletion killed midway is finished by the
+    next writer (:func:`finish_deletions`).
+
     ``KeyError`` for an unknown run; :class:`RunInProgressError` for a running run whose
     heartbeat is fresh (its process is alive: let it finish, or stop it first).
     """
+    row = _hide(engine, run_id, now=now, stale_after=stale_after, keep_record_as=None)
+    _finish(engine, run_id, row["meta"][DELETING_KEY], as_of=_as_date(row["as_of"]),
+            explanations_dir=explanations_dir, export_dir=export_dir)
+    mark = row["meta"].pop(DELETING_KEY)
+    row["is_current"] = bool(mark["published"])  # the run as it was
+    return row
+
+
+#: Key of a run's ``meta`` marking a deletion in progress (:func:`_hide`): ``published``
+#: (whether the run was its ``as_of``'s published run, so its export goes too) and
+#: ``scores_pruned`` (None: the whole run goes; a date: only its rows and files go, the
+#: record stays with ``meta["scores_pruned"]`` set to that date).
+DELETING_KEY: Final = "deleting"
+
+
+def _hide(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timedelta,
+          keep_record_as: date | None) -> dict[str, Any]:
+    """The first, short transaction of a deletion: un-publish the run, mark it
+    :data:`DELETING_KEY` and delete its small rows (drift, totals, explanations
+    reference). From its commit on, no reader sees the run (reads resolve published runs,
+    :meth:`serving.store.WorklistStore.list_runs` skips marked ones), so its worklist rows
+    can go chunk by chunk. Returns the run's row as it is after this transaction."""
     r = S.runs
     with store_io.writing(engine) as conn:
-        row = conn.execute(sa.select(r).where(r.c.run_id == run_id)).mappings().first()
+        query = sa.select(r).where(r.c.run_id == run_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).mappings().first()
         if row is None:
             raise KeyError(f"no run {run_id!r}")
         row = dict(row)
@@ -172,18 +206,69 @@ def delete(engine: sa.Engine, run_id: str, *, now: datetime, stale_after: timede
                     f"run {run_id} is in progress (last heartbeat "
                     f"{last.isoformat(timespec='seconds')}); let it finish or stop it first"
                 )
-        # Un-published first (short), so that its rows can go chunk by chunk without a
-        # reader seeing the run shrink; a crash in between leaves it un-published, and
-        # deleting it again finishes the job.
-        conn.execute(r.update().where(r.c.run_id == run_id).values(is_current=False))
-    store_publish.drop_rows(engine, [run_id])
-    with store_io.writing(engine) as conn:
-        for table in (S.worklist, S.drift, S.explanations, worklist_totals):
+        meta = dict(row["meta"] or {})
+        # A deletion already under way knows whether the run was published; what to keep
+        # is this caller's to say.
+        earlier = meta.get(DELETING_KEY) if isinstance(meta.get(DELETING_KEY), dict) else {}
+        meta[DELETING_KEY] = {
+            "published": bool(earlier.get("published", row["is_current"])),
+            "scores_pruned": None if keep_record_as is None else keep_record_as.isoformat()}
+        conn.execute(r.update().where(r.c.run_id == run_id).values(is_current=False,
+                                                                     meta=meta))
+        for table in (S.drift, S.explanations, worklist_totals):
             conn.execute(table.delete().where(table.c.run_id == run_id))
-        conn.execute(r.delete().where(r.c.run_id == run_id))
-    remove_files(run_id, as_of=_as_date(row["as_of"]), explanations_dir=explanations_dir,
-                 export_dir=export_dir, published=bool(row["is_current"]))
+    row.update(is_current=False, meta=meta)
     return row
+
+
+def _finish(engine: sa.Engine, run_id: str, mark: dict[str, Any], *, as_of: date,
+            explanations_dir: Path | None, export_dir: Path | None) -> None:
+    """The rest of a deletion hidden by :func:`_hide`: the worklist rows in chunks that a
+    waiting writer may interrupt (:func:`serving.store_publish.drop_rows`), the files,
+    then one short transaction deleting the run's record, or, when the mark keeps it,
+    setting ``meta["scores_pruned"]`` and removing the mark. Idempotent: a second call
+    (the next writer after a kill) finishes what the first left."""
+    store_publish.drop_rows(engine, [run_id])
+    remove_files(run_id, as_of=as_of, explanations_dir=explanations_dir,
+                 export_dir=export_dir, published=bool(mark.get("published")))
+    r = S.runs
+    kept_as = mark.get("scores_pruned")
+    with store_io.writing(engine) as conn:
+        if kept_as is None:
+            conn.execute(r.delete().where(r.c.run_id == run_id))
+            return
+        query = sa.select(r.c.meta).where(r.c.run_id == run_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        meta = conn.execute(query).scalar_one_or_none()
+        if meta is None:
+            return
+        meta = {k: v for k, v in dict(meta).items() if k != DELETING_KEY}
+        meta[SCORES_PRUNED_KEY] = kept_as
+        conn.execute(r.update().where(r.c.run_id == run_id).values(meta=meta))
+
+
+def finish_deletions(engine: sa.Engine, *, explanations_dir: Path | None,
+                     export_dir: Path | None) -> list[str]:
+    """Finish every deletion a killed process left hidden but not done (:func:`_finish`);
+    return the run ids. Writers call it when they begin a run and before pruning."""
+    r = S.runs
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(r.c.run_id, r.c.as_of, r.c.meta)
+                            .where(~r.c.is_current)).all()
+    done = []
+    for run_id, as_of, meta in rows:
+        mark = meta.get(DELETING_KEY) if isinstance(meta, dict) else None
+        if isinstance(mark, dict):
+            _finish(engine, run_id, mark, as_of=_as_date(as_of),
+                    explanations_dir=explanations_dir, export_dir=export_dir)
+            done.append(run_id)
+    return done
+
+
+def is_hidden(meta: Any) -> bool:
+    """Whether a run's ``meta`` marks a deletion in progress (the run is not shown)."""
+    return isinstance(meta, dict) and meta.get(DELETING_KEY) is not None
 
 
 def remove_files(run_id: str, *, as_of: date, explanations_dir: Path | None,
@@ -240,9 +325,11 @@ def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores
       their rows and files. A run whose ``meta`` holds KPIs (``"kpis"``) keeps its record,
       KPIs included, until ``as_of`` is more than ``keep_kpis_days`` before ``today``
       (``scores``: its ``meta["scores_pruned"]`` says when its rows went); every other
-      such run is deleted with everything of theirs (:func:`delete`, ``runs``). Running
-      runs are never touched. ``keep_kpis_days`` None or below ``keep_scores_days``: KPIs
-      go with the scores.
+      such run is deleted with everything of theirs (:func:`delete`, ``runs``). Either
+      way the run is hidden first and its rows go in chunks (:func:`_hide`,
+      :func:`_finish`): a run whose scores went is no longer its ``as_of``'s published
+      run. Running runs are never touched. ``keep_kpis_days`` None or below
+      ``keep_scores_days``: KPIs go with the scores.
     - Export folders ``<export_dir>/<as_of>/`` older than ``keep_exports_days`` go.
 
     ``today`` is the caller's date (the nightly's ``as_of``): the library reads no clock.
@@ -250,6 +337,7 @@ def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores
     r, e = S.runs, S.explanations
     gone: dict[str, list[str]] = {"explanations": [], "runs": [], "scores": [], "exports": []}
     kpi_days = max(keep_kpis_days or 0, keep_scores_days)
+    finish_deletions(engine, explanations_dir=explanations_dir, export_dir=export_dir)
     with engine.connect() as conn:
         published = conn.execute(
             sa.select(r.c.run_id).join(e, e.c.run_id == r.c.run_id)
@@ -291,18 +379,12 @@ def prune(engine: sa.Engine, *, today: date, keep_explanations: int, keep_scores
 
 def _drop_scores(engine: sa.Engine, run_id: str, *, today: date,
                  explanations_dir: Path | None, export_dir: Path | None) -> None:
-    """Delete a run's rows and files but keep its record (its KPIs), marked pruned."""
-    r = S.runs
-    with store_io.writing(engine) as conn:
-        row = conn.execute(sa.select(r.c.as_of, r.c.is_current).where(r.c.run_id == run_id)
-                           ).first()
-        if row is None:
-            return
-        for table in (S.worklist, S.drift, S.explanations, worklist_totals):
-            conn.execute(table.delete().where(table.c.run_id == run_id))
-    set_meta(engine, run_id, SCORES_PRUNED_KEY, today.isoformat())
-    remove_files(run_id, as_of=_as_date(row.as_of), explanations_dir=explanations_dir,
-                 export_dir=export_dir, published=bool(row.is_current))
+    """Delete a run's rows and files but keep its record (its KPIs), marked pruned
+    ``today``; hidden first and in chunks, as :func:`delete`."""
+    row = _hide(engine, run_id, now=datetime.max.replace(tzinfo=UTC), stale_after=STALE_AFTER,
+                keep_record_as=today)
+    _finish(engine, run_id, row["meta"][DELETING_KEY], as_of=_as_date(row["as_of"]),
+            explanations_dir=explanations_dir, export_dir=export_dir)
 
 
 def set_meta(engine: sa.Engine, run_id: str, key: str, value: Any) -> dict[str, Any]:

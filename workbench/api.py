@@ -264,8 +264,10 @@ def record(request: Request, account_id: AccountId,
             raise HTTPException(404, f"no account {account_id!r} in any run")
     if row is not None:
         balance = float(row["open_balance"])
-    index = wb.history_index()
     invoices = None
+    # The book is read only to check an invoice the event names (a row-group decode per
+    # table: the most expensive part of a note's write, and not needed for it).
+    index = wb.history_index() if getattr(body, "invoice_id", None) is not None else None
     if index is not None and run is not None:
         invoices = account_history(index, account_id, as_of=run.as_of).invoice_ids or None
     facts = ev.AccountFacts(account_id=account_id, open_balance=balance, invoice_ids=invoices)

@@ -234,7 +234,12 @@ def score_history(conn: sa.Connection, account_id: str, *, limit: int = 400) -> 
 
 
 def in_any_run(conn: sa.Connection, account_id: str) -> bool:
-    return conn.execute(sa.select(_W.c.run_id).where(_W.c.account_id == account_id)
+    """Whether the account has a row in a published run (any ``as_of``). Rows of a run
+    still being written, failed, replaced or being deleted do not count: they are not
+    published, and would vanish (index lookup on ``(account_id, run_id)``)."""
+    r = S.runs
+    return conn.execute(sa.select(_W.c.run_id).join(r, r.c.run_id == _W.c.run_id)
+                        .where(_W.c.account_id == account_id, r.c.is_current)
                         .limit(1)).first() is not None
 
 

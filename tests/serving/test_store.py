@@ -348,6 +348,7 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
     store = WorklistStore(url, explanations_dir=tmp_path / "ex")
     old = publish(store, 10, seed=1)
     started, commits, seen = threading.Event(), [], []
+    w = S.worklist
     real_rows = store_bulk._sqlite_rows
 
     def slow_rows(part, names, constants):  # type: ignore[no-untyped-def]
@@ -363,7 +364,10 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
                 conn.execute(store_events.events.insert().values(
                     kind="note", account_id="A0100000", recorded_at=datetime.now(UTC),
                     recorded_by="ann", event_date=DAY, note="waited at the turnstile"))
-            seen.append((list(commits), store.current_run(as_of=DAY)))
+                # What the publish had committed when it let the event in.
+                written = conn.execute(sa.select(sa.func.count()).select_from(w).where(
+                    w.c.run_id != old.run_id)).scalar_one()
+            seen.append((written, store.current_run(as_of=DAY)))
         finally:
             engine.dispose()
 
@@ -377,10 +381,33 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
     finally:
         thread.join(60)
         store.close()
-    (commits_then, current_then), = seen
+    (written_then, current_then), = seen
     assert current_then == old  # written mid-publish
-    assert commits_then and commits_then[0] < 2_000  # the publish committed early for it
+    assert 0 < written_then < 2_000  # the publish committed early for it
     assert commits[-1] == 2_000 and new.n_scored == 2_000
+
+
+def test_a_stepped_writer_checkpoints_after_its_commits_not_inside_them(tmp_path: Path) -> None:
+    # SQLite checkpoints inside the COMMIT that crosses the WAL threshold, and the
+    # turnstile opens after the commit: a long writer turns that off and checkpoints
+    # itself once the writers it let in are in; its pooled connection gets it back.
+    engine = store_io.make_engine(sa.make_url(f"sqlite:///{tmp_path / 'w.db'}"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x INTEGER)")
+        with engine.connect() as conn, store_io.stepped_writes(conn) as checkpoint:
+            driver = conn.connection.dbapi_connection
+            assert driver.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            with conn.begin():
+                conn.exec_driver_sql("INSERT INTO t VALUES (1)")
+            checkpoint()
+            busy, frames, done = driver.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            assert busy == 0 and frames == done > 0  # all copied already
+        with engine.connect() as conn:
+            assert conn.connection.dbapi_connection.execute(
+                "PRAGMA wal_autocheckpoint").fetchone()[0] == store_io.SQLITE_AUTOCHECKPOINT_PAGES
+    finally:
+        engine.dispose()
 
 
 def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -122,3 +122,68 @@ def test_kpis_outlive_the_scores_they_were_computed_beside(
     monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
     assert load_settings(retain_kpis_days=1).resolved_retain_kpis_days == 30 + 30 + 60
     assert load_settings().resolved_retain_kpis_days == 730
+
+
+def test_a_prune_killed_between_chunks_hides_the_run_and_the_next_writer_finishes_it(
+        url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sqlalchemy as sa
+
+    from serving import store_bulk, store_publish, store_runs
+    from serving import store_schema as S
+
+    monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 3)  # 9 rows: three delete transactions
+    old_day, kpi_day = DAY - timedelta(days=60), DAY - timedelta(days=50)
+    with WorklistStore(url, export_dir=tmp_path / "exports",
+                       explanations_dir=tmp_path / "explanations") as store:
+        old = publish(store, 9, as_of=old_day, seed=1)
+        kpi = publish(store, 9, as_of=kpi_day, seed=2)
+        store.set_run_meta(kpi.run_id, store_runs.KPIS_KEY, {"dso_days": 40.0})
+        recent = publish(store, 4, as_of=DAY, seed=3)
+        policy = {"today": DAY, "keep_explanations": 9, "keep_scores_days": 30,
+                  "keep_exports_days": 999, "keep_kpis_days": 90}
+
+        def rows_of(run_id: str) -> int:
+            with store._engine.connect() as conn:
+                return int(conn.execute(sa.select(sa.func.count()).select_from(S.worklist)
+                                        .where(S.worklist.c.run_id == run_id)).scalar_one())
+
+        seen: list[str] = []
+
+        def reader_then_kill(run_id: str, rows_done: int) -> None:
+            # A reader between two committed chunks sees no trace of the run being deleted.
+            day = old_day if run_id == old.run_id else kpi_day
+            assert 0 < rows_of(run_id) < 9 or rows_done == 9
+            assert store.current_run(as_of=day) is None
+            assert store.read_worklist(as_of=day).empty
+            assert run_id not in set(store.list_runs()["run_id"])
+            with pytest.raises(KeyError):
+                store.read_explanations(run_id)
+            if run_id not in seen:  # killed once, after its first chunk
+                seen.append(run_id)
+                raise RuntimeError("killed between two chunks")
+
+        monkeypatch.setattr(store_publish, "_after_drop_step", reader_then_kill)
+        with pytest.raises(RuntimeError, match="killed"):
+            store.prune(**policy)
+        assert seen == [old.run_id] and 0 < rows_of(old.run_id) < 9  # half-deleted, hidden
+        assert set(store.list_runs()["run_id"]) == {kpi.run_id, recent.run_id}
+        # The next prune finishes the old run's deletion, then is killed in the KPI run's.
+        with pytest.raises(RuntimeError, match="killed"):
+            store.prune(**policy)
+        assert seen == [old.run_id, kpi.run_id] and rows_of(old.run_id) == 0
+        assert 0 < rows_of(kpi.run_id) < 9
+        assert set(store.list_runs()["run_id"]) == {recent.run_id}
+        # The next writer (a run beginning) finishes it.
+        store.fail_run(store.begin_run(as_of=DAY, meta={}), message="test")
+        assert rows_of(kpi.run_id) == 0
+        runs = store.list_runs().set_index("run_id")
+        assert old.run_id not in runs.index
+        assert runs.loc[kpi.run_id, "meta"]["scores_pruned"] == DAY.isoformat()
+        assert "deleting" not in runs.loc[kpi.run_id, "meta"]
+        assert runs.loc[kpi.run_id, "meta"]["kpis"] == {"dso_days": 40.0}
+        assert not bool(runs.loc[kpi.run_id, "is_current"])
+        assert not (tmp_path / "explanations" / old.run_id).exists()
+        assert not (tmp_path / "explanations" / kpi.run_id).exists()
+        assert len(store.read_worklist(as_of=DAY)) == 4  # the recent run untouched
+        assert store.prune(**policy) == {"explanations": [], "runs": [], "scores": [],
+                                         "exports": []}

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 
 from features.spec import ContactChannel, ContactOutcome, EventKind
 from serving import store_schema
+from serving.actions import ACTIONS
 from serving.store import WorklistStore, current_revision, upgrade
 from serving.store_events import (
     CONTACT_COLUMNS,
@@ -255,10 +256,23 @@ def test_a_failed_rule_writes_nothing(bench: Bench) -> None:
         record_event(engine, PromiseIn(kind="promise", promised_date=date(2000, 1, 1),
                                        amount=1.0),
                      facts=AccountFacts("A1", 10.0, None), user=user, now=bench.clock())
+    # An account whose only row is in a run still being written (not published) does
+    # not exist for the workbench: no event on it, no account page.
+    store = bench.app.state.wb.store
+    running = store.begin_run(as_of=bench.clock().date(), meta={})
+    with engine.begin() as conn:
+        conn.execute(store_schema.worklist.insert().values(
+            run_id=running, rank=1, account_id="GHOST-1", segment="preventive",
+            open_balance=50.0, model="early_warning", priority=1.0, action=ACTIONS[0],
+            as_of=bench.clock().date()))
+    note = {"kind": "note", "note": "hello"}
+    assert _post(bench, Role.ANALYST, "GHOST-1", note).status_code == 404
+    assert bench.client(Role.ANALYST).get("/api/accounts/GHOST-1").status_code == 404
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(events)).scalar() == 0
         assert conn.execute(sa.select(sa.func.count()).select_from(audit).where(
             audit.c.action.like("event.%"))).scalar() == 0
+    store.fail_run(running, message="test")
 
 
 # ------------------------------------------------------------------ the store migration
