@@ -207,23 +207,6 @@ def test_quiet_run_restores_environment_and_handlers(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- flows
 
 
-@pytest.fixture(scope="session")
-def main_job(prefect_server, tmp_path_factory):
-    """The main job at small size, once: (result, printed lines, settings)."""
-    from pipelines.jobs import run_main_job
-
-    data_dir = tmp_path_factory.mktemp("demo")
-    # On 300 accounts the early-warning model cannot show it beats the aging rule as
-    # served (exposure orders both lists alike; see tests.factories.STATE_GATE): the gate
-    # is given the same tolerance as the session's trained state, so a champion exists.
-    settings = load_settings(data_dir=data_dir, seed=3, gate={"capture_tolerance": 0.1,
-                                                                  "auc_tolerance": 0.01})
-    lines: list[str] = []
-    result = run_main_job(data_dir=data_dir, settings=settings, accounts=ACCOUNTS,
-                          echo=lines.append)
-    return result, lines, settings
-
-
 def _artifacts(key: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
