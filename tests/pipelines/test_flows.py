@@ -207,23 +207,6 @@ def test_quiet_run_restores_environment_and_handlers(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- flows
 
 
-@pytest.fixture(scope="session")
-def main_job(prefect_server, tmp_path_factory):
-    """The main job at small size, once: (result, printed lines, settings)."""
-    from pipelines.jobs import run_main_job
-
-    data_dir = tmp_path_factory.mktemp("demo")
-    # On 300 accounts the early-warning model cannot show it beats the aging rule as
-    # served (exposure orders both lists alike; see tests.factories.STATE_GATE): the gate
-    # is given the same tolerance as the session's trained state, so a champion exists.
-    settings = load_settings(data_dir=data_dir, seed=3, gate={"capture_tolerance": 0.1,
-                                                                  "auc_tolerance": 0.01})
-    lines: list[str] = []
-    result = run_main_job(data_dir=data_dir, settings=settings, accounts=ACCOUNTS,
-                          echo=lines.append)
-    return result, lines, settings
-
-
 def _artifacts(key: str) -> list:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
@@ -398,18 +381,24 @@ def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(
         "WA_Fn-UseC_-Accounts-Receivable.csv")
     if not sample.is_file():
         pytest.skip(f"the IBM AR sample is not at {sample}")
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
     env = prefect_api_env  # the session's server, not a temporary one per `delinq run`
     cli = [sys.executable, "-m", "pipelines.cli"]
     subprocess.run([*cli, "import", "--format", "ibm_ar", str(sample), "--out",
                     str(tmp_path / "book")], cwd=tmp_path, env=env, check=True,
                    capture_output=True, timeout=300)
-    proc = subprocess.run([*cli, "run", str(tmp_path / "book"), "--state-dir",
-                           str(tmp_path / "end")],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900)
-    output = proc.stdout + proc.stderr
-    assert proc.returncode == 0, output
-    assert "Traceback" not in output, output
-    line = next(x for x in proc.stdout.splitlines() if x.startswith("nothing is open as of"))
+    # In this process (CliRunner, on the session's server): this run is about its message;
+    # the process boundary of `delinq run` is the subprocess run below (and the bad-folder
+    # test's), and a subprocess costs seconds of imports.
+    runner = CliRunner()
+    done = runner.invoke(app, ["run", str(tmp_path / "book"), "--state-dir",
+                               str(tmp_path / "end")])
+    assert done.exit_code == 0, (done.output, done.exception)
+    assert "Traceback" not in done.output, done.output
+    line = next(x for x in done.stdout.splitlines() if x.startswith("nothing is open as of"))
     assert "2014-01-10" in line and "2014-01-09" in line and "--as-of" in line, line
 
     proc = subprocess.run([*cli, "run", str(tmp_path / "book"), "--state-dir",
@@ -426,9 +415,10 @@ def test_run_on_the_imported_ibm_sample_ends_with_a_rule_ranked_run(
         # the calibration source is stated (here: too few positives for any probability)
         assert any(x in line for x in ("calibrated on", "smoothed rate per DPD band",
                                        "no probability (n/a, thin data")), line
-    shown = subprocess.run([*cli, "worklist", str(tmp_path / "state")], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=300)
-    assert shown.returncode == 0 and "ranked by the aging rule" in shown.stdout, shown.stdout
+    # `delinq worklist` reads the store only: in this process (its subprocess runs are the
+    # store-error tests').
+    shown = runner.invoke(app, ["worklist", str(tmp_path / "state")])
+    assert shown.exit_code == 0 and "ranked by the aging rule" in shown.stdout, shown.output
     assert "aging_rule" in shown.stdout or "aging rule" in shown.stdout
 
 
