@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -41,16 +40,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-NAMES = {"early_warning": "bench-early-warning", "persistence": "bench-persistence"}
-
-
-def _rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
-
-
-def _cpu_s() -> float:
-    t = os.times()
-    return t.user + t.system
+from bench.score import NAMES, _cpu_s, _rss_mb  # one definition for both benchmarks
 
 
 def _settings(root: Path, partitions: int, scheduler: str | None,

@@ -50,6 +50,7 @@ from serving.score import (
     _Timer,
     drift_table,
     rank_order,
+    run_meta,
     score_book,
 )
 from serving.shadow import SHADOW_COLUMNS, shadow_scores
@@ -177,28 +178,13 @@ def merge_partitions(
             counts = add_counts(*(p.drift_counts[name] for p in full if name in p.drift_counts))
             drift_parts.append(drift_table(models[name], counts, name))
         drift = pd.concat(drift_parts, ignore_index=True) if drift_parts else _empty_drift()
-    n = len(worklist)
-    segments = worklist["segment"].astype(object).value_counts().to_dict()
     holdout = _summed([p.meta.get("holdout") or {} for p in full])
-    meta = {
-        "as_of": as_of_ts.date().isoformat(),
-        "n_accounts": n,
-        "n_by_model": dict(sorted(_summed([p.meta.get("n_by_model", {}) for p in full])
-                                  .items())),
-        "n_by_segment": {str(k): int(v) for k, v in segments.items()},
-        "amount_at_risk": float(worklist["priority"].sum()),
-        "n_drift_alerts": int((drift["flag"] == "alert").sum()) if len(drift) else 0,
-        "timings": dict(timer.seconds),
-        "cpu_timings": dict(timer.cpu),
-        "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
-        "rule_lines": rule_lines,
-        # as serving.score.score_book records it: what live performance compares with
-        "rule_calibrations": {k: r.calibration.to_dict() for k, r in (rules or {}).items()},
-        "holdout": {k: holdout[k] for k in models if k in holdout},
-        "n_held": _summed([p.meta.get("n_held") or {} for p in full]),
-    }
-    if rule_lines:
-        meta["message"] += "; " + "; ".join(rule_lines)
+    meta = run_meta(
+        as_of_ts=as_of_ts, worklist=worklist, drift=drift, timer=timer,
+        n_by_model=dict(sorted(_summed([p.meta.get("n_by_model", {}) for p in full]).items())),
+        models=models, rules=rules or {},
+        holdout={k: holdout[k] for k in models if k in holdout},
+        n_held=_summed([p.meta.get("n_held") or {} for p in full]))
     return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta)
 
 

@@ -275,27 +275,11 @@ def score_book(
         drift = (pd.concat(drift_parts, ignore_index=True) if drift_parts
                  else _empty_drift())
 
-    segments = feats["segment"].astype(object).value_counts().to_dict()
-    meta = {
-        "as_of": as_of_ts.date().isoformat(),
-        "n_accounts": n,
-        "n_by_model": counts,
-        "n_by_segment": {str(k): int(v) for k, v in segments.items()},
-        "amount_at_risk": float(worklist["priority"].sum()),
-        "n_drift_alerts": int((drift["flag"] == "alert").sum()) if len(drift) else 0,
-        "timings": dict(timer.seconds),
-        "cpu_timings": dict(timer.cpu),
-        "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
-        "rule_lines": [r.line for k, r in rules.items() if k not in models],
-        # the aging rule as served tonight, per population it was resolved for: what live
-        # performance compares the published ranking with (models.live, issue 19)
-        "rule_calibrations": {k: r.calibration.to_dict() for k, r in rules.items()},
-        "holdout": {k: int((held & (model_of == k)).sum()) for k in models if held.any()},
-        "n_held": {str(k): int(v) for k, v in
-                   worklist["hold"].dropna().value_counts().items()},
-    }
-    if meta["rule_lines"]:
-        meta["message"] += "; " + "; ".join(meta["rule_lines"])
+    meta = run_meta(
+        as_of_ts=as_of_ts, worklist=worklist, drift=drift, timer=timer, n_by_model=counts,
+        models=models, rules=rules,
+        holdout={k: int((held & (model_of == k)).sum()) for k in models if held.any()},
+        n_held={str(k): int(v) for k, v in worklist["hold"].dropna().value_counts().items()})
     return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta,
                        drift_counts=drift_counts)
 
@@ -438,6 +422,40 @@ def drift_table(model: DelinqModel, counts: dict[str, list[float]], name: str) -
     table = psi_from_counts(model.reference_profile, counts)
     table.insert(0, "model", name)
     return table
+
+
+def run_meta(
+    *, as_of_ts: pd.Timestamp, worklist: pd.DataFrame, drift: pd.DataFrame, timer: _Timer,
+    n_by_model: Mapping[str, int], models: Mapping[str, DelinqModel],
+    rules: Mapping[str, RuleScorer], holdout: Mapping[str, int], n_held: Mapping[str, int],
+) -> dict[str, Any]:
+    """A scored run's ``meta`` (one definition for a book scored whole and for a run merged
+    from partitions, ``serving.partitioned``): counts per model, segment and hold, the
+    amount at risk (currency units), drift alerts, stage timings (seconds), the message,
+    and the aging rule's lines (populations it ranked) and calibrations."""
+    n = len(worklist)
+    segments = worklist["segment"].astype(object).value_counts().to_dict()
+    rule_lines = [r.line for k, r in rules.items() if k not in models]
+    meta = {
+        "as_of": as_of_ts.date().isoformat(),
+        "n_accounts": n,
+        "n_by_model": dict(n_by_model),
+        "n_by_segment": {str(k): int(v) for k, v in segments.items()},
+        "amount_at_risk": float(worklist["priority"].sum()),
+        "n_drift_alerts": int((drift["flag"] == "alert").sum()) if len(drift) else 0,
+        "timings": dict(timer.seconds),
+        "cpu_timings": dict(timer.cpu),
+        "message": f"scored {n:,} accounts with open receivables as of {as_of_ts.date()}",
+        "rule_lines": rule_lines,
+        # the aging rule as served tonight, per population it was resolved for: what live
+        # performance compares the published ranking with (models.live, issue 19)
+        "rule_calibrations": {k: r.calibration.to_dict() for k, r in rules.items()},
+        "holdout": dict(holdout),
+        "n_held": dict(n_held),
+    }
+    if rule_lines:
+        meta["message"] += "; " + "; ".join(rule_lines)
+    return meta
 
 
 def _empty_result(
