@@ -13,7 +13,10 @@ times brings each of its rows, in both frames, ``c`` times (``c x weight`` for a
 test period's rows). One draw serves both frames, so an account present in both (the same
 customer in the test period and on the live list) moves both figures together: the paired
 interval is the honest one for correlated estimates, and narrower than two independent
-ones would be.
+ones would be. It carries the accounts' noise, not a period's: the test period is one
+window of weeks and the live runs another, so "differs" can be the book changing between
+them (a real difference, not an error); :func:`subset_aucs` places a holdout's AUC among
+random subsets of its population's accounts to tell that from an unusual draw.
 
 Which live rows make the comparison unbiased is the caller's choice and the whole point:
 the offline AUC is over *every* resolved row of the population, so the live rows must be a
