@@ -13,7 +13,10 @@ times brings each of its rows, in both frames, ``c`` times (``c x weight`` for a
 test period's rows). One draw serves both frames, so an account present in both (the same
 customer in the test period and on the live list) moves both figures together: the paired
 interval is the honest one for correlated estimates, and narrower than two independent
-ones would be.
+ones would be. It carries the accounts' noise, not a period's: the test period is one
+window of weeks and the live runs another, so "differs" can be the book changing between
+them (a real difference, not an error); :func:`subset_aucs` places a holdout's AUC among
+random subsets of its population's accounts to tell that from an unusual draw.
 
 Which live rows make the comparison unbiased is the caller's choice and the whole point:
 the offline AUC is over *every* resolved row of the population, so the live rows must be a
@@ -279,6 +282,28 @@ def pool_runs(runs: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
                              "probability": pd.Series(dtype=float),
                              "run_id": pd.Series(dtype=str)})
     return pd.concat(parts, ignore_index=True)
+
+
+def subset_aucs(rows: pd.DataFrame, *, accounts: int, draws: int = 500,
+                seed: int = 0) -> np.ndarray:
+    """ROC-AUCs (``draws`` values, 0-1) of random subsets of ``accounts`` distinct accounts
+    of ``rows`` (``account_id``, ``y`` 0/1, ``probability``, optional ``weight``), drawn
+    without replacement, each account bringing all its rows (of every pooled run): the
+    spread a random holdout of that many accounts shows by the luck of the draw alone,
+    to place a holdout's AUC among (is a gap the sample's or the period's?). Rows with a
+    missing ``y`` or ``probability`` are left out; NaN for a subset with one class only.
+    Raises ``ValueError`` when ``accounts`` is not within 1 .. the distinct accounts."""
+    y, p = numeric_column(rows, "y"), numeric_column(rows, "probability")
+    ok = np.isfinite(y) & np.isfinite(p)
+    w = numeric_column(rows, "weight") if "weight" in rows.columns else np.ones(len(rows))
+    codes, index = pd.factorize(rows["account_id"].astype(str).to_numpy()[ok])
+    if not 1 <= accounts <= len(index):
+        raise ValueError(f"accounts must be within 1 .. {len(index)}, got {accounts}")
+    rng = np.random.default_rng(seed)
+    picked = np.zeros((draws, len(index)), dtype=bool)
+    chosen = np.argsort(rng.random((draws, len(index))), axis=1)[:, :accounts]
+    np.put_along_axis(picked, chosen, True, axis=1)
+    return weighted_aucs(y[ok], p[ok], picked[:, codes] * w[ok])
 
 
 def judge_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, runs: int = 1,

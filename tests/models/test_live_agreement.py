@@ -18,6 +18,7 @@ from models.live_agreement import (
     evidence_of_counts,
     judge_agreement,
     pool_runs,
+    subset_aucs,
     weighted_aucs,
 )
 
@@ -119,3 +120,22 @@ def test_rules_3_and_4_the_interval_decides_once_the_evidence_suffices() -> None
     assert agrees.verdict == "agrees" and agrees.line().startswith("agrees: live AUC ")
     lost = judge_agreement(_sample(60, 120, prefix="l", skill=0.0), OFFLINE, resamples=200)
     assert lost.verdict == "differs" and lost.line().startswith("differs (live below): ")
+
+
+def test_subset_aucs_draw_whole_accounts_without_replacement() -> None:
+    # a ranks above b and d, c only above b: of the 6 pairs of accounts, {c, d} scores 0,
+    # {a, c} and {b, d} hold one class (NaN), the other three 1; a brings both its rows
+    rows = pd.DataFrame({"account_id": ["a", "a", "b", "c", "d", "e"],
+                         "y": [1.0, 1.0, 0.0, 1.0, 0.0, 0.0],
+                         "probability": [0.9, 0.85, 0.1, 0.2, 0.8, np.nan]})
+    got = subset_aucs(rows, accounts=2, draws=300, seed=1)
+    assert got.shape == (300,)
+    assert set(got[np.isfinite(got)]) == {0.0, 1.0}
+    assert 0.05 < np.mean(got == 0.0) < 0.3 and np.isnan(got).any()  # 1 pair in 6
+    # every account drawn: the whole sample's AUC each time (e's row has no probability)
+    whole = subset_aucs(rows, accounts=4, draws=3)
+    ok = rows["probability"].notna()
+    np.testing.assert_allclose(whole, roc_auc_score(rows["y"][ok], rows["probability"][ok]))
+    for bad in (0, 5):
+        with pytest.raises(ValueError, match="accounts must be within 1 .. 4"):
+            subset_aucs(rows, accounts=bad)
