@@ -24,21 +24,26 @@ def warm() -> float:
     import pandas as pd
 
     from features.pit.training_set import build_training_set
+    from features.spec import MODEL_OF_SEGMENT
     from features.synthetic import generate_book
     from models.train import TrainConfig, TrainingResult, train_models
     from serving.score import score_book
 
     t0 = time.perf_counter()
-    book = generate_book(120, seed=1, start="2023-01-01", end="2023-12-31")
+    book = generate_book(300, seed=7, start="2023-01-01", end="2023-12-31")
     end = pd.Timestamp("2023-12-31")
     dates = list(pd.date_range("2023-04-03", end - pd.Timedelta(days=7), freq="7D"))
     training_set = build_training_set(book, as_of_dates=dates, data_end=end)
-    quick = TrainConfig(n_estimators=10, min_child_samples=5, val_weeks=4, test_weeks=4,
+    quick = TrainConfig(n_estimators=20, min_child_samples=10, val_weeks=6, test_weeks=6,
                         n_jobs=1, early_stopping_rounds=5)
     trained = train_models(training_set, config=quick)
     models = {k: r.model for k, r in trained.items() if isinstance(r, TrainingResult)}
-    if models:
-        score_book(book, as_of=end, models=models)
+    if len(models) == len(trained):
+        score_book(book, as_of=end, models=models)  # features, TreeSHAP, reasons
+    else:  # a population without a model: its explanations still compile the kernels
+        for kind, model in models.items():
+            model.explain(training_set[training_set["segment"].map(
+                MODEL_OF_SEGMENT) == kind].head(200))
     return time.perf_counter() - t0
 
 
