@@ -96,7 +96,7 @@ def build_index(book_dir: Path, index_dir: Path) -> dict[str, int]:
             frame = frame.drop("account_id", strict=False).join(owner, on="invoice_id",
                                                                   how="inner")
         frames[table] = frame
-    cuts = _account_cuts(book_dir, owner)
+    cuts = _account_cuts(owner)
     rows = {}
     for table, frame in frames.items():
         keys = [k for k in _SORT_KEYS[table] if k in frame.collect_schema().names()]
@@ -111,8 +111,9 @@ def build_index(book_dir: Path, index_dir: Path) -> dict[str, int]:
     return rows
 
 
-def _account_cuts(book_dir: Path, owner: Any) -> list[str]:
-    """Account ids that cut the book into ranges of about :data:`ROWS_PER_PASS` invoices.
+def _account_cuts(owner: Any) -> list[str]:
+    """Account ids that cut ``owner`` (invoice_id, account_id; lazy) into ranges of about
+    :data:`ROWS_PER_PASS` invoices.
 
     The index is written one account range at a time (each range filtered, sorted and
     appended in order), so memory holds one range, not a whole table: one collect of the
@@ -153,7 +154,7 @@ def _write_sorted(frame: Any, keys: list[str], cuts: list[str], path: Path) -> i
                                           write_statistics=["account_id"])
             writer.write_table(data.cast(schema), row_group_size=ROWS_PER_GROUP)
             written += data.num_rows
-            del data
+            del data  # freed before the next range is collected
     finally:
         if writer is not None:
             writer.close()
