@@ -346,8 +346,8 @@ def shadow_models(*, settings: Settings) -> ShadowModels:
     return ShadowModels(challengers, versions, champions, held, tuple(lines))
 
 
-def watch_run(*, settings: Settings, book: Book | None, as_of: date, run_id: str,
-              scored: tuple[ShadowModels, pd.DataFrame] | None = None) -> list[str]:
+def watch_run(*, settings: Settings, run_id: str,
+              scored: tuple[ShadowModels, pd.DataFrame]) -> list[str]:
     """What the nightly adds to a published run (issue 19): the shadow challengers'
     scores (each population whose registered model has a ``challenger`` other than its
     champion) and, with ``settings.live_holdout_share``, the champion's scores of the
@@ -357,25 +357,17 @@ def watch_run(*, settings: Settings, book: Book | None, as_of: date, run_id: str
     never published; and warning lines for drift alerts that persisted over
     ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
     never a failed run. The file goes with its run (``serving.store`` retention).
-    ``scored``: the models (:func:`shadow_models`) and their scores already computed
-    (the nightly's account partitions score them with the run, ``serving.partitioned``;
-    ``book`` unused), else they are loaded and ``book`` scored here."""
+    ``scored``: the models (:func:`shadow_models`) and their scores, computed with the
+    run by its account partitions (``serving.partitioned``)."""
     from models.live_policy import persistent_drift
-    from pipelines.steps_base import materiality
-    from serving.shadow import shadow_scores
     from serving.store import WorklistStore
 
-    loaded = shadow_models(settings=settings) if scored is None else scored[0]
+    loaded, scores = scored
     lines = list(loaded.lines)
     challengers, versions = loaded.challengers, loaded.versions
     champions, held = loaded.champions, loaded.held
     with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
         if challengers or champions:
-            scores = scored[1] if scored is not None else shadow_scores(
-                book, as_of=as_of, challengers=challengers,
-                materiality=materiality(settings), holdout=champions,
-                holdout_share=settings.live_holdout_share,
-                grace_days=settings.promise_grace_days)
             path = shadow_path(settings, run_id)
             path.parent.mkdir(parents=True, exist_ok=True)
             scores.to_parquet(path, index=False)

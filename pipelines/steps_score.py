@@ -155,8 +155,7 @@ def score(*, settings: Settings, book: Path, as_of: date,
                             max_age_days=settings.stale_model_days)
     drift_lines = drift_flags(drift)
     # issue 19: shadow challengers scored beside the run, drift alerts that persist
-    watch = watch_run(settings=settings, book=None, as_of=as_of, run_id=record.run_id,
-                      scored=shadow)
+    watch = watch_run(settings=settings, run_id=record.run_id, scored=shadow)
     flags = [*stale, *watch, *drift_lines]
     # said by the run's message (printed by the CLI) and the flows' summaries
     rule_lines = tuple(str(x) for x in record.meta.get("rule_lines", []))

@@ -51,7 +51,7 @@ def test_a_shadow_of_the_champion_ranks_and_scores_like_the_published_list(
 
 
 def test_shadow_scores_from_the_snapshots_features_equal_the_books(trained_state) -> None:
-    # the nightly hands the scoring's snapshot features to the shadow scores (watch_run):
+    # each partition hands its snapshot features to the shadow scores (serving.partitioned):
     # one encoding of the book a run, the same scores for both roles
     from features.pit.snapshot import snapshot
 
