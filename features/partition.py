@@ -58,7 +58,7 @@ def partition_name(index: int) -> str:
     return f"part-{index:05d}"
 
 
-def _fs(location: str | Path) -> tuple[Any, str]:
+def fs_path(location: str | Path) -> tuple[Any, str]:
     """(fsspec filesystem, path) of a local path or an fsspec URL."""
     from fsspec.core import url_to_fs
 
@@ -71,15 +71,15 @@ def join(location: str | Path, *names: str) -> str:
 
 
 def _batches(path: str, columns: list[str] | None = None) -> Iterator[pa.RecordBatch]:
-    fs, p = _fs(path)
+    fs, p = fs_path(path)
     with fs.open(p, "rb") as fh:
         yield from pq.ParquetFile(fh).iter_batches(batch_size=BATCH_ROWS, columns=columns)
 
 
 def _table_path(book_dir: str | Path, table: str) -> str | None:
-    fs, _ = _fs(book_dir)
+    fs, _ = fs_path(book_dir)
     path = join(book_dir, f"{table}.parquet")
-    return path if fs.exists(_fs(path)[1]) else None
+    return path if fs.exists(fs_path(path)[1]) else None
 
 
 def invoice_partitions(book_dir: str | Path, partitions: int) -> tuple[pd.Index, np.ndarray]:
@@ -108,24 +108,28 @@ def write_partitions(book_dir: str | Path, work: str | Path, *,
     partition, empty when it has no rows there, with the staged file's schema, so each
     partition reads as a book. Each folder appears whole (temporary name, then rename),
     replacing what a previous run left."""
-    fs, root = _fs(work)
+    fs, root = fs_path(work)
     fs.makedirs(root, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     tmp = [join(work, f".{partition_name(i)}.tmp-{token}") for i in range(partitions)]
     for folder in tmp:
-        fs.makedirs(_fs(folder)[1], exist_ok=True)
+        fs.makedirs(fs_path(folder)[1], exist_ok=True)
     invoice_index, invoice_part = invoice_partitions(book_dir, partitions)
     try:
         for table in ALL_TABLES:
             source = _table_path(book_dir, table)
             if source is None:
                 continue
-            schema = pq.read_schema(_fs(source)[1], filesystem=fs)
-            writers = [pq.ParquetWriter(_fs(join(t, f"{table}.parquet"))[1], schema,
+            schema = pq.read_schema(fs_path(source)[1], filesystem=fs)
+            writers = [pq.ParquetWriter(fs_path(join(t, f"{table}.parquet"))[1], schema,
                                         filesystem=fs) for t in tmp]
             try:
+                done = 0  # invoices: rows already split (read in the map's order)
                 for batch in _batches(source):
-                    if table in _BY_ACCOUNT:
+                    if table == "invoices":  # hashed once, by invoice_partitions
+                        part = invoice_part[done:done + batch.num_rows]
+                        done += batch.num_rows
+                    elif table in _BY_ACCOUNT:
                         part = partition_of(batch.column("account_id").to_pylist(),
                                             partitions)
                     else:
@@ -145,13 +149,13 @@ def write_partitions(book_dir: str | Path, work: str | Path, *,
         done = []
         for i, folder in enumerate(tmp):
             target = join(work, partition_name(i))
-            _replace(fs, _fs(folder)[1], _fs(target)[1])
+            _replace(fs, fs_path(folder)[1], fs_path(target)[1])
             done.append(target)
         return done
     finally:
         for folder in tmp:
-            if fs.exists(_fs(folder)[1]):
-                fs.rm(_fs(folder)[1], recursive=True)
+            if fs.exists(fs_path(folder)[1]):
+                fs.rm(fs_path(folder)[1], recursive=True)
 
 
 def _replace(fs: Any, tmp: str, target: str) -> None:
@@ -172,12 +176,12 @@ def read_partition(location: str | Path) -> Book:
     :func:`write_partitions`, or a staged book; a path or an fsspec URL), already
     validated: typed by ``Book.from_frames``, not re-checked."""
 
-    fs, _ = _fs(location)
+    fs, _ = fs_path(location)
     tables = {}
     for table in ALL_TABLES:
         path = _table_path(location, table)
         if path is not None:
-            with fs.open(_fs(path)[1], "rb") as fh:
+            with fs.open(fs_path(path)[1], "rb") as fh:
                 tables[table] = pd.read_parquet(fh)
     return Book.from_frames(**tables)
 
@@ -187,7 +191,7 @@ def book_dates(book_dir: str | Path) -> tuple[pd.Timestamp, pd.Timestamp]:
     properties define them, read column by column (never the whole book)."""
     import pyarrow.compute as pc
 
-    fs, _ = _fs(book_dir)
+    fs, _ = fs_path(book_dir)
     columns = {"invoices": ["issue_date"], "payments": ["payment_date"],
                "disputes": ["opened_date", "resolved_date"]}
     first, last = None, []
@@ -195,7 +199,7 @@ def book_dates(book_dir: str | Path) -> tuple[pd.Timestamp, pd.Timestamp]:
         path = _table_path(book_dir, table)
         if path is None:
             continue
-        data = pq.read_table(_fs(path)[1], columns=names, filesystem=fs)
+        data = pq.read_table(fs_path(path)[1], columns=names, filesystem=fs)
         for name in names:
             lo_hi = pc.min_max(data.column(name))
             if lo_hi["max"].is_valid:

@@ -157,7 +157,7 @@ def evaluate_live(
             store.set_run_meta(run.run_id, "live", payload)
             line = headline(payload)
             held = holdout_lines(payload)  # the evidence rule's count per holdout
-            line = "; ".join([line, *held]) if held else line
+            line = "; ".join([line, *held])
             for kind, table in slices.items():
                 for flagged in flagged_lines(table, model=kind):
                     progress(f"  run {run.run_id} slice {flagged}")

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
+from features.partition import fs_path, join
 from features.pit.promises import DEFAULT_GRACE_DAYS
 from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 from models.drift import add_counts
@@ -204,18 +205,8 @@ def merge_shadow(parts: Sequence[PartScore]) -> pd.DataFrame:
 # --------------------------------------------------------------------------- part files
 
 
-def _fs(location: str) -> tuple[Any, str]:
-    from fsspec.core import url_to_fs
-
-    return url_to_fs(str(location))
-
-
-def _path(location: str, name: str) -> str:
-    return "/".join([str(location).rstrip("/"), name])
-
-
 def _atomic_write(location: str, name: str, data: bytes) -> None:
-    fs, target = _fs(_path(location, name))
+    fs, target = fs_path(join(location, name))
     tmp = f"{target}.tmp-{uuid.uuid4().hex[:8]}"
     with fs.open(tmp, "wb") as fh:
         fh.write(data)
@@ -233,15 +224,15 @@ def _parquet_bytes(frame: pd.DataFrame) -> bytes:
 def write_frame(frame: pd.DataFrame, location: str, name: str) -> str:
     """Write ``frame`` as Parquet to ``location``/``name`` (temporary name, renamed);
     returns its location."""
-    fs, root = _fs(location)
+    fs, root = fs_path(location)
     fs.makedirs(root, exist_ok=True)
     _atomic_write(location, name, _parquet_bytes(frame))
-    return _path(location, name)
+    return join(location, name)
 
 
 def read_frame(path: str) -> pd.DataFrame:
     """The Parquet file at ``path`` (a path or an fsspec URL)."""
-    fs, p = _fs(path)
+    fs, p = fs_path(path)
     with fs.open(p, "rb") as fh:
         return pd.read_parquet(fh)
 
@@ -250,7 +241,7 @@ def write_part(part: PartScore, location: str) -> str:
     """Write ``part`` under ``location`` (created): its three Parquet files, then
     :data:`META_FILE` (counts, meta), each under a temporary name renamed into place.
     Writing the same part again gives the same files. Returns the JSON file's location."""
-    fs, root = _fs(location)
+    fs, root = fs_path(location)
     fs.makedirs(root, exist_ok=True)
     _atomic_write(location, WORKLIST_FILE, _parquet_bytes(part.worklist))
     _atomic_write(location, EXPLANATIONS_FILE, _parquet_bytes(part.explanations))
@@ -258,24 +249,24 @@ def write_part(part: PartScore, location: str) -> str:
     meta = {"drift_counts": part.drift_counts, "meta": part.meta, "kpis": part.kpis,
             "totals": part.totals}
     _atomic_write(location, META_FILE, json.dumps(meta, sort_keys=True, default=str).encode())
-    return _path(location, META_FILE)
+    return join(location, META_FILE)
 
 
 def part_done(location: str) -> bool:
     """Whether a complete part is under ``location`` (its JSON, written last, exists)."""
-    fs, path = _fs(_path(location, META_FILE))
+    fs, path = fs_path(join(location, META_FILE))
     return bool(fs.exists(path))
 
 
 def read_part(location: str) -> PartScore:
     """The part :func:`write_part` wrote under ``location`` (dtypes as scored: strings
     as ``str``, ``as_of`` in seconds)."""
-    fs, _ = _fs(location)
-    with fs.open(_fs(_path(location, META_FILE))[1], "rb") as fh:
+    fs, _ = fs_path(location)
+    with fs.open(fs_path(join(location, META_FILE))[1], "rb") as fh:
         meta = json.loads(fh.read())
     frames = []
     for name in (WORKLIST_FILE, EXPLANATIONS_FILE, SHADOW_FILE):
-        with fs.open(_fs(_path(location, name))[1], "rb") as fh:
+        with fs.open(fs_path(join(location, name))[1], "rb") as fh:
             frames.append(pd.read_parquet(fh))
     worklist, explanations, shadow = frames
     for column, dtype in _WORKLIST_DTYPES.items():
@@ -289,14 +280,14 @@ def read_part(location: str) -> PartScore:
 def save_scorers(scorers: RunScorers, location: str) -> str:
     """Write the run's :class:`RunScorers` to ``location``/``scorers.pkl`` for the
     partitions' workers; returns its location."""
-    fs, root = _fs(location)
+    fs, root = fs_path(location)
     fs.makedirs(root, exist_ok=True)
     _atomic_write(location, "scorers.pkl", pickle.dumps(scorers))
-    return _path(location, "scorers.pkl")
+    return join(location, "scorers.pkl")
 
 
 def load_scorers(path: str) -> RunScorers:
     """The :class:`RunScorers` written by :func:`save_scorers` (a file this run wrote)."""
-    fs, p = _fs(path)
+    fs, p = fs_path(path)
     with fs.open(p, "rb") as fh:
         return pickle.loads(fh.read())  # noqa: S301 - written by this run, not user input
