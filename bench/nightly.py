@@ -43,7 +43,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-
 #: (file suffix, function name) -> stage label; the innermost match on the stack wins.
 STAGES: dict[tuple[str, str], str] = {
     ("features/contract/io.py", "read_source"): "read files",
