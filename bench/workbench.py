@@ -37,10 +37,12 @@ Targets (issue 16, 2 cores): worklist pages and searches p95 < 50 ms; account pa
 100 ms; event write during a publish p95 < 200 ms. Other processes inflate every figure:
 the load average is recorded before and after. Measured building 100k accounts on 2
 loaded cores (load 14-18): 0.83 GB under ``--work``; book 31 s, 29 older runs 186 s,
-latest publish 65 s, history index and directory 179 s. 1M accounts: ~10 GB of disk under
-``--work`` (plus ~1.5 GB while the write scenario's run is published) and, on a quiet
-machine, roughly 20-40 minutes to build, then ~5-10 minutes to measure; run it again with
-the same ``--work`` to measure only (the build is reused).
+latest publish 65 s, history index and directory 179 s. 1M accounts (load 15-20): 4.7 GB
+under ``--work`` (``disk_gb`` in ``built.json``; ~0.8 GB more while the write scenario's
+run is published); book 243 s, older runs 87 s, latest publish 309 s, history index and
+directory 1,297 s; measuring took ~18 minutes on a quiet machine (the write scenario's
+1M publish yields to every waiting writer); run it again with the same ``--work`` to
+measure only (the build is reused).
 """
 
 from __future__ import annotations
