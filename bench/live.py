@@ -21,7 +21,10 @@ ranked by the aging rule on the list, scored by the champion beside the run
 population, the live ROC-AUC with the offline test-period AUC of the calibrated
 probability (the test rows rebuilt from the training set and scored by the registered
 champion), by the account-bootstrap interval of the difference live minus offline
-(``models.live_agreement``, 1000 paired draws) under its **evidence rule**: a cell is
+(``models.live_agreement``, 1000 paired draws, each shifted by the champion's **period
+spread** at the cell's lag: rule 4, recorded at training by ``models.live_period`` and read
+back from MLflow, ``period_spreads``; printed above the table) under its **evidence
+rule**: a cell is
 judged only when its holdout holds at least 30 positive and 30 negative accounts (the
 quality gate's minimum, ``models.live_agreement.MIN_ACCOUNTS``), else it is "too few";
 judged, it ``agrees`` when the 95% interval covers 0 (``familywise``: at the Bonferroni
@@ -65,6 +68,22 @@ FIRST_RUN = date(2024, 9, 2)
 TOP_SHARE = 0.10
 HOLDOUT_SHARE = 0.2
 LEVEL = 0.95
+
+
+def period_spreads(settings: Any, trained: Any) -> dict[str, Any]:
+    """Per population with a champion, the period spread recorded when it was trained
+    (``models.registry_aliases.period_spread_of``; the live check's rule 4, fixed then)."""
+    from models.live_agreement import PeriodSpread
+    from models.registry_aliases import alias_version, period_spread_of
+
+    out = {}
+    for m in trained.models:
+        version = alias_version(m.registered_name, tracking_uri=settings.resolved_tracking_uri)
+        data = None if version is None else period_spread_of(
+            m.registered_name, version, tracking_uri=settings.resolved_tracking_uri)
+        if data is not None:
+            out[m.model] = PeriodSpread.from_dict(data)
+    return out
 
 
 def offline_rows(settings: Any, staged: Path, trained: Any, *,
@@ -141,6 +160,7 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
     staged = steps.ingest(settings=settings, source=folder / "source").staged
     trained = steps.train(settings=settings, book=staged, data_end=first_run)
     offline = offline_rows(settings, staged, trained, data_end=first_run)
+    spreads = period_spreads(settings, trained)
     timings = {"train": time.perf_counter() - t0}
     t1 = time.perf_counter()
     dates = [first_run + timedelta(days=7 * k) for k in range(weeks)]
@@ -176,29 +196,33 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
             contacted = contacted_accounts(*events, as_of=as_of,
                                            until=as_of + timedelta(days=horizon))
             rows += _run_rows(as_of, payload, wl, labels, shadow, contacted=set(contacted),
-                              offline=offline)
+                              offline=offline, spreads=spreads)
     judged = [r for r in rows if r["status"] == "resolved" and r["verdict"] != "too few"]
     family = 1 - (1 - LEVEL) / max(1, len(judged))
     for r in judged:  # the same draws (seeded), judged at the familywise level
-        r["familywise"] = _agreement(r["holdout"], offline[r["population"]],
-                                     level=family).verdict == "agrees"
+        r["familywise"] = _agreement(r["holdout"], offline[r["population"]], level=family,
+                                     period=spreads.get(r["population"]),
+                                     dates=(r["as_of"], r["as_of"])).verdict == "agrees"
     pooled, gap = {}, {}
     for pop in offline:  # one champion version per population in this bench
         mine = [r for r in rows if r["status"] == "resolved" and r["population"] == pop]
         if mine:
             held = pool_runs({r["as_of"]: r["holdout"] for r in mine})
-            pooled[pop] = _agreement(held, offline[pop], runs=len(mine))
+            pooled[pop] = _agreement(held, offline[pop], runs=len(mine),
+                                     period=spreads.get(pop),
+                                     dates=(mine[0]["as_of"], mine[-1]["as_of"]))
             gap[pop] = gap_sources(held, pool_runs({r["as_of"]: r["rest"] for r in mine}),
                                    offline[pop])
     return {"rows": rows, "pooled": pooled, "gap": gap,
             "demotions": [dict(d) for d in live.demotions],
             "offline": {m.model: m.metrics_table.get("lightgbm", {}) for m in trained.models},
             "timings": timings, "accounts": accounts, "family_level": family,
+            "periods": {k: v.to_dict() for k, v in spreads.items()},
             "behaviour_change": behaviour_change, "data_end": live.data_end.isoformat()}
 
 
 def gap_sources(held: pd.DataFrame, rest: pd.DataFrame, offline: pd.DataFrame, *,
-                draws: int = 500) -> dict[str, float]:
+                draws: int = 200) -> dict[str, float]:
     """Is a pooled holdout's gap to the offline AUC the period's or the sample's? ``held``
     and ``rest``: the pooled resolved rows (``account_id``, ``y``, ``probability``) of the
     holdout and of the rest of the population (ranked by the champion) over the same runs.
@@ -207,25 +231,39 @@ def gap_sources(held: pd.DataFrame, rest: pd.DataFrame, offline: pd.DataFrame, *
     contacts change no outcome in the synthetic book, so its AUC is unbiased here);
     ``subset_mean`` / ``subset_sd``: the AUC of random holdout-sized account subsets of
     the whole population (``models.live_agreement.subset_aucs``), ``above``: the share of
-    them at or above the holdout's AUC (near 0 or 1: an unusual draw)."""
+    them at or above the holdout's AUC (near 0 or 1: an unusual draw). ``draws`` (200)
+    serves both: the subsets and the paired account bootstrap of ``rest_diff`` (a 95%
+    interval's ends move by ~0.1 of its sd at 200 draws; a diagnostic, not a verdict);
+    the holdout's AUC is a point figure, no draws."""
     from models.live_agreement import auc_agreement, subset_aucs
 
     both = pd.concat([held, rest], ignore_index=True)
     sims = subset_aucs(both, accounts=held["account_id"].nunique(), draws=draws)
     sims = sims[np.isfinite(sims)]
-    a = auc_agreement(held, offline)
-    r = auc_agreement(rest, offline)
-    return {"holdout_auc": a.live_auc, "rest_auc": r.live_auc, "rest_diff": r.difference,
+    a = _point_auc(held)
+    r = auc_agreement(rest, offline, resamples=draws)
+    return {"holdout_auc": a, "rest_auc": r.live_auc, "rest_diff": r.difference,
             "rest_lo": r.low, "rest_hi": r.high, "subset_mean": float(sims.mean()),
-            "subset_sd": float(sims.std()), "above": float(np.mean(sims >= a.live_auc))}
+            "subset_sd": float(sims.std()), "above": float(np.mean(sims >= a))}
+
+
+def _point_auc(rows: pd.DataFrame) -> float:
+    """The (weighted) ROC-AUC of ``rows``, no draws."""
+    from models.live_agreement import weighted_aucs
+
+    w = rows["weight"].to_numpy(float) if "weight" in rows else np.ones(len(rows))
+    return float(weighted_aucs(rows["y"].to_numpy(float), rows["probability"].to_numpy(float),
+                               w[None, :])[0])
 
 
 def _agreement(live: pd.DataFrame, offline: pd.DataFrame, *, level: float = LEVEL,
-               runs: int = 1) -> Any:
-    """The evidence rule's verdict (``models.live_agreement.judge_agreement``)."""
+               runs: int = 1, period: Any = None, dates: tuple[Any, Any] | None = None) -> Any:
+    """The evidence rule's verdict (``models.live_agreement.judge_agreement``), with the
+    champion's recorded period spread (rule 4) at the lag of ``dates``."""
     from models.live_agreement import judge_agreement
 
-    return judge_agreement(live, offline, level=level, runs=runs)
+    return judge_agreement(live, offline, level=level, runs=runs, period=period,
+                           live_dates=dates)
 
 
 def _raw(live: pd.DataFrame, offline: pd.DataFrame) -> Any:
@@ -245,7 +283,8 @@ def _resolved(wl: pd.DataFrame, labels: pd.DataFrame, pop: str) -> pd.DataFrame:
 
 def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame,
               shadow: pd.DataFrame, *, contacted: set[str],
-              offline: dict[str, pd.DataFrame]) -> list[dict[str, Any]]:
+              offline: dict[str, pd.DataFrame],
+              spreads: dict[str, Any]) -> list[dict[str, Any]]:
     from serving.shadow import shadow_worklist
 
     out = []
@@ -263,11 +302,12 @@ def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame
         untouched = untouched[~untouched["account_id"].isin(contacted)]
         held = _resolved(shadow_worklist(wl, shadow, kind=pop, role="holdout"), labels, pop)
         assert len(held) == held_fig["n_rows"] and len(untouched) == row["n_rows"]
-        verdict = _agreement(held, offline[pop])
+        verdict = _agreement(held, offline[pop], period=spreads.get(pop),
+                             dates=(as_of, as_of))
         cell = verdict.agreement or _raw(held, offline[pop])  # figures shown either way
         # the same accounts in the test period: is a gap the sample's or the period's?
         same = offline[pop][offline[pop]["account_id"].isin(set(held["account_id"]))]
-        same_auc = _raw(same, same).live_auc if len(same) else None
+        same_auc = _point_auc(same) if len(same) else None
         biased = _raw(untouched, offline[pop])
         out.append({
             "as_of": as_of.isoformat(), "population": pop, "status": "resolved",
@@ -280,6 +320,7 @@ def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame
             "offline_auc": cell.offline_auc, "offline_lo": cell.offline_low,
             "offline_hi": cell.offline_high, "diff": cell.difference, "diff_lo": cell.low,
             "diff_hi": cell.high, "verdict": verdict.verdict, "evidence": verdict.live.line(),
+            "accounts_sd": cell.sd, "period_sd": cell.period_sd, "lag": verdict.lag,
             "familywise": None, "holdout": held[["account_id", "y", "probability"]],
             "rest": _resolved(wl[wl["scorer"] == "model"], labels, pop)[
                 ["account_id", "y", "probability"]],
@@ -291,9 +332,11 @@ def markdown(result: dict[str, Any]) -> str:
     """The live-vs-offline table as Markdown."""
     head = ["as_of", "population", "holdout rows (positives)", "holdout AUC (rule)",
             "offline test AUC [95%]", "offline AUC, holdout's accounts",
-            "holdout - offline [95%]", "verdict (evidence rule)", "familywise",
+            "holdout - offline [95%]", "sd: accounts / period (lag)",
+            "verdict (evidence rule)", "familywise",
             "untouched rows (contacted)", "untouched AUC", "untouched - offline [95%]"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines = [*period_lines(result), "", "| " + " | ".join(head) + " |",
+             "|" + "---|" * len(head)]
 
     def f(x: Any, sign: str = "") -> str:
         if x is None or (isinstance(x, float) and not np.isfinite(x)):
@@ -312,6 +355,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"[{f(r['offline_lo'])}, {f(r['offline_hi'])}] | {f(r['offline_same_auc'])} | "
             f"{f(r['diff'], '+')} "
             f"[{f(r['diff_lo'], '+')}, {f(r['diff_hi'], '+')}] | "
+            f"{f(r['accounts_sd'])} / {f(r['period_sd'])} "
+            f"({'-' if r['lag'] is None else format(r['lag'], '.1f')}) | "
             f"{_cell_verdict(r)} | "
             f"{'' if r['familywise'] is None else ('yes' if r['familywise'] else 'no')} | "
             f"{r['n_untouched']} ({r['n_contacted']}) | {f(r['untouched_auc'])} | "
@@ -332,6 +377,18 @@ def markdown(result: dict[str, Any]) -> str:
     for d in result["demotions"]:
         lines.append(f"\ndemoted: {d['reason']}")
     return "\n".join(lines)
+
+
+def period_lines(result: dict[str, Any]) -> list[str]:
+    """Per population, the period spread recorded at training (rule 4's input)."""
+    lines = []
+    for pop, spread in result.get("periods", {}).items():
+        aucs = ", ".join(f"{w['start']}..{w['end']} {w['auc']:.3f} (sd {w['sd']:.3f})"
+                         for w in spread["windows"])
+        lags = ", ".join(f"lag {j}: {v:.3f}" for j, v in enumerate(spread["sigma_by_lag"], 1))
+        lines.append(f"period spread, {pop} (recorded at training, {spread['window_weeks']}"
+                     f"-week windows, out of time): {aucs}; sigma {lags or 'none'}")
+    return lines
 
 
 def _cell_verdict(r: dict[str, Any]) -> str:

@@ -29,10 +29,11 @@ accounts are ranked by the aging rule, so no model-driven priority touched them,
 champion's probability of them is kept beside the run (``serving.shadow``, role
 ``holdout``) to be judged once the labels resolve.
 
-**The evidence rule** (pre-registered: fixed before any run was judged by it, in
-:func:`judge_agreement`; tried top to bottom, the first that matches decides). The live
-sample is a population's resolved holdout rows, of one run or pooled over its resolved
-runs of one champion version (the offline figure is that version's test period):
+**The evidence rule** (pre-registered: the period part was fixed, with the rule below, in
+the commit that added it and before ``bench.live`` was run again; :func:`judge_agreement`;
+tried top to bottom, the first that matches decides). The live sample is a population's
+resolved holdout rows, of one run or pooled over its resolved runs of one champion version
+(the offline figure is that version's test period):
 
 =====  ==============================================  =====================================
  #      when                                            verdict (:attr:`AgreementVerdict.line`)
@@ -42,9 +43,50 @@ runs of one champion version (the offline figure is that version's test period):
         positive label, or fewer with a negative one    (no interval is drawn)
  2      the offline test period holds fewer (the        ``too few to judge (offline: ...)``
         gate's own minimum; a gated model's has them)
- 3      the difference's interval covers 0              ``agrees``
- 4      otherwise                                       ``differs`` (live below / above)
+ 3      no :class:`PeriodSpread` was recorded when the  ``agrees`` / ``differs`` on the
+        champion was trained (trained before it was,    account bootstrap alone, the line
+        or a history too short for two windows)         saying ``accounts only: no period
+                                                        spread recorded``
+ 4      the interval of live minus offline covers 0,    ``agrees``
+        each account-bootstrap draw of the difference
+        shifted by an independent normal draw of sd
+        :meth:`PeriodSpread.sigma` at the live
+        sample's lag (two-level: periods, accounts)
+ 5      otherwise                                       ``differs`` (live below / above)
 =====  ==============================================  =====================================
+
+**Why the period part** (rule 4). An offline test-period AUC is one period's estimate: the
+account bootstrap says how much it moves with the accounts drawn, not how much the metric
+moves from one period of that length to the next, and the live weeks are another period.
+On a book whose separability grows with its age (the synthetic one: 8-week windows
+0.815 -> 0.903 in half a year), a model that ranks exactly as well as it will on any period
+"differs" from its own test period by the accounts-only rule. How much the AUC moves
+between periods is measured **at training time, on data known then**
+(``models.live_period.period_spread``, stored with the model version in MLflow, so the
+live check cannot be tuned after seeing live data):
+
+- windows of the test period's length (``test_weeks``) stepping back from the test period
+  (window 0 is the test period's own dates), at most :data:`PERIOD_WINDOWS`;
+- each window judged **out of time**: a model refitted with the champion's parameters and
+  boosting rounds on the rows whose labels resolved before the window's own validation
+  gap (the layout of the real split: train, ``val_weeks``, then the window), scoring only
+  that window. The final model's own AUC on earlier windows is not evidence: it was fitted
+  on them (in-sample, optimistic and flat), and its validation period chose its rounds and
+  calibration; the test period alone is one window, no spread. Refits, not the final
+  model, are what "the test-period AUC of a model trained ``k`` windows earlier" means;
+- per lag ``j`` windows, the movement ``sigma_j = sqrt(max(0, mean(d^2 - v)))`` over the
+  pairs of windows ``j`` apart: ``d`` the difference of their AUCs, ``v`` its own paired
+  account-bootstrap variance (:func:`auc_agreement`'s ``sd``), subtracted because the live
+  check's bootstrap already carries the accounts' noise. The mean square, not the
+  variance: a steady trend is movement (it is what makes live differ from offline);
+- at judgment, the lag ``m`` (in windows) is from the test period's midpoint to the live
+  sample's (the middle of its first and last run's ``as_of``); ``sigma(m)`` is linear
+  between ``(0, 0)`` and the recorded ``(j, sigma_j)`` and beyond the last recorded lag
+  ``J`` grows in proportion, ``sigma_J * m / J`` (a trend's growth, the conservative one
+  of the usual shapes: a random walk grows as ``sqrt(m)``, a stationary wobble not at all).
+
+The period draws are a separate seeded stream: the account draws (and rules 1-3's
+figures) are the same with or without a spread.
 
 :data:`MIN_ACCOUNTS` is the quality gate's evidence minimum
 (``models.gate.MIN_POSITIVE_ACCOUNTS``, one definition), asked of *both* classes here: an
@@ -65,8 +107,9 @@ Pure functions; nothing here reads the clock or mutates its inputs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import date
 from typing import Any, Final
 
 import numpy as np
@@ -85,6 +128,12 @@ MIN_ACCOUNTS: Final = MIN_POSITIVE_ACCOUNTS
 VERDICTS: Final = ("too few", "agrees", "differs")
 #: Cells of ``resamples x rows`` per block of draws (bounds memory at ~8 bytes each).
 _BLOCK_CELLS: Final = 4_000_000
+#: Most windows of the test period's length the period spread judges (window 0 = the test
+#: period): five steps back, about ten months of an 8-week test period's history.
+PERIOD_WINDOWS: Final = 6
+#: Account-bootstrap draws of each window pair's difference in the period spread (its
+#: variance only, not a tail quantile: a few hundred draws give it within ~10%).
+PERIOD_RESAMPLES: Final = 200
 
 
 @dataclass(frozen=True)
@@ -93,7 +142,9 @@ class AucAgreement:
     ``difference`` (live minus offline), its account-bootstrap interval ``low``..``high``
     at ``level``, and ``agrees`` (the interval covers 0). ``live_low``/``live_high`` and
     ``offline_low``/``offline_high``: each figure's own interval from the same draws.
-    ``n_live``/``n_offline``: rows; NaN figures when a frame has one class only."""
+    ``n_live``/``n_offline``: rows; NaN figures when a frame has one class only.
+    ``sd``: the standard deviation of the accounts' draws of the difference;
+    ``period_sd``: the sd of the period shift added to each draw (0: accounts only)."""
 
     live_auc: float
     offline_auc: float
@@ -108,6 +159,8 @@ class AucAgreement:
     n_offline: int
     level: float
     resamples: int
+    sd: float = float("nan")
+    period_sd: float = 0.0
 
     @property
     def agrees(self) -> bool:
@@ -139,13 +192,18 @@ def weighted_aucs(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.n
 
 
 def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int = RESAMPLES,
-                  level: float = LEVEL, seed: int = 0) -> AucAgreement:
+                  level: float = LEVEL, seed: int = 0, period_sd: float = 0.0) -> AucAgreement:
     """The paired account-bootstrap comparison (module docstring) of two frames of
     resolved rows, each with ``account_id``, ``y`` (0/1) and ``probability`` (0-1; what
     ROC-AUC ranks), and an optional ``weight`` (a sampled test period's row weights).
-    Rows with a missing ``y`` or ``probability`` are left out."""
+    Rows with a missing ``y`` or ``probability`` are left out. ``period_sd`` (AUC units,
+    >= 0): each draw of the difference is shifted by an independent normal draw of that sd
+    (rule 4 of the module docstring; a separate stream seeded from ``seed``, so the
+    accounts' draws are the same with or without it)."""
     if not 0.0 < level < 1.0:
         raise ValueError(f"level must be within (0, 1), got {level}")
+    if not period_sd >= 0.0:
+        raise ValueError(f"period_sd must be >= 0, got {period_sd}")
     parts = []
     for frame in (live, offline):
         y, p = numeric_column(frame, "y"), numeric_column(frame, "probability")
@@ -167,6 +225,9 @@ def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int =
         for k, (_, y, p, w) in enumerate(parts):
             draws[k, b0:b0 + n] = weighted_aucs(y, p, counts[:, acc[k]] * w)
     diff = draws[0] - draws[1]
+    sd = float(np.nanstd(diff)) if np.isfinite(diff).any() else float("nan")
+    if period_sd > 0:
+        diff = diff + np.random.default_rng([seed, 1]).normal(0.0, period_sd, resamples)
     q = ((1.0 - level) / 2.0, 1.0 - (1.0 - level) / 2.0)
 
     def interval(values: np.ndarray) -> tuple[float, float]:
@@ -181,7 +242,7 @@ def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int =
         live_auc=points[0], offline_auc=points[1], difference=points[0] - points[1],
         low=lo, high=hi, live_low=llo, live_high=lhi, offline_low=olo, offline_high=ohi,
         n_live=len(parts[0][1]), n_offline=len(parts[1][1]), level=level,
-        resamples=resamples)
+        resamples=resamples, sd=sd, period_sd=float(period_sd))
 
 
 @dataclass(frozen=True)
@@ -239,6 +300,83 @@ def evidence_of_counts(*, n_rows: int, n_positive: int,
 
 
 @dataclass(frozen=True)
+class PeriodSpread:
+    """How much the model's test-period AUC moves from one period of the test period's
+    length to another (rule 4 of the module docstring), measured at training time
+    (``models.live_period.period_spread``) and stored with the model version.
+    ``window_weeks``: the windows' length (the test period's, weeks); ``test_start`` /
+    ``test_end``: the test period (ISO dates); ``windows``: per window, newest first
+    (window 0 = the test period), ``start``, ``end`` (ISO), ``auc`` (0-1, out of time),
+    ``sd`` (its account-bootstrap sd), ``rows``, ``positive_accounts``,
+    ``negative_accounts``; ``sigma_by_lag``: ``sigma_j`` (AUC units) for lags
+    ``j = 1, 2, ...`` windows (empty with fewer than two windows)."""
+
+    window_weeks: int
+    test_start: str
+    test_end: str
+    windows: tuple[dict[str, Any], ...] = ()
+    sigma_by_lag: tuple[float, ...] = ()
+    method: str = field(default=(
+        "out-of-time refits per window (the champion's parameters and rounds, labels "
+        "resolved before the window's validation gap); sigma_j = sqrt(max(0, mean(d^2 - v))) "
+        "over window pairs j apart"))
+
+    def lag_windows(self, first: date | str | pd.Timestamp,
+                    last: date | str | pd.Timestamp | None = None) -> float:
+        """The lag, in windows, from the test period's midpoint to the midpoint of a live
+        sample whose runs span ``first`` .. ``last`` (``as_of`` dates; one run: ``first``)."""
+        t0, t1 = pd.Timestamp(self.test_start), pd.Timestamp(self.test_end)
+        a0 = pd.Timestamp(first)
+        a1 = pd.Timestamp(last) if last is not None else a0
+        days = ((a0 + (a1 - a0) / 2) - (t0 + (t1 - t0) / 2)) / pd.Timedelta(days=1)
+        return float(days) / (7.0 * self.window_weeks)
+
+    def sigma(self, lag: float) -> float:
+        """The period sd (AUC units) at ``lag`` windows (module docstring): linear between
+        ``(0, 0)`` and the recorded ``(j, sigma_j)``, in proportion beyond the last; NaN
+        when none is recorded."""
+        if not self.sigma_by_lag:
+            return float("nan")
+        lag = abs(float(lag))
+        last = len(self.sigma_by_lag)
+        if lag >= last:
+            return float(self.sigma_by_lag[-1]) * lag / last
+        return float(np.interp(lag, np.arange(last + 1.0), [0.0, *self.sigma_by_lag]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON) for the MLflow artifact."""
+        return {"window_weeks": self.window_weeks, "test_start": self.test_start,
+                "test_end": self.test_end, "windows": [dict(w) for w in self.windows],
+                "sigma_by_lag": list(self.sigma_by_lag), "method": self.method}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PeriodSpread:
+        """The inverse of :meth:`to_dict`."""
+        return cls(window_weeks=int(data["window_weeks"]), test_start=str(data["test_start"]),
+                   test_end=str(data["test_end"]),
+                   windows=tuple(dict(w) for w in data.get("windows", ())),
+                   sigma_by_lag=tuple(float(v) for v in data.get("sigma_by_lag", ())),
+                   method=str(data.get("method", cls.method)))
+
+
+def movement_by_lag(aucs: Sequence[float], pair_variance: Mapping[tuple[int, int], float],
+                    ) -> tuple[float, ...]:
+    """``sigma_j`` for ``j = 1 .. len(aucs) - 1`` (module docstring): per lag, over the
+    pairs ``(k, k + j)`` of windows with finite AUCs, ``sqrt(max(0, mean(d^2 - v)))``,
+    ``d`` their AUC difference, ``v = pair_variance[(k, k + j)]`` its accounts' variance;
+    the list stops at the first lag without a pair."""
+    out = []
+    for lag in range(1, len(aucs)):
+        terms = [(aucs[k] - aucs[k + lag]) ** 2 - pair_variance.get((k, k + lag), 0.0)
+                 for k in range(len(aucs) - lag)
+                 if np.isfinite(aucs[k]) and np.isfinite(aucs[k + lag])]
+        if not terms:
+            break
+        out.append(float(np.sqrt(max(0.0, float(np.mean(terms))))))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class AgreementVerdict:
     """The evidence rule's verdict (module docstring): ``evidence`` of the live sample and
     of the offline test period, ``runs`` pooled, and the :class:`AucAgreement` when the
@@ -248,6 +386,8 @@ class AgreementVerdict:
     offline: Evidence
     runs: int
     agreement: AucAgreement | None
+    #: The lag (windows) the period sd was taken at; None: no spread recorded (rule 3).
+    lag: float | None = None
 
     @property
     def verdict(self) -> str:
@@ -265,9 +405,12 @@ class AgreementVerdict:
         a = self.agreement
         assert a is not None
         where = "" if a.agrees else (" (live below)" if a.high < 0 else " (live above)")
+        basis = (f"{a.level:.0%}: accounts sd {a.sd:.3f}, period sd {a.period_sd:.3f} at "
+                 f"lag {self.lag:.1f} test periods" if self.lag is not None else
+                 f"{a.level:.0%} account bootstrap; accounts only: no period spread recorded")
         return (f"{self.verdict}{where}: live AUC {a.live_auc:.3f} vs offline "
                 f"{a.offline_auc:.3f}, difference {a.difference:+.3f} "
-                f"[{a.low:+.3f}, {a.high:+.3f}] ({a.level:.0%} account bootstrap); "
+                f"[{a.low:+.3f}, {a.high:+.3f}] ({basis}); "
                 f"{self.live.line()}, {self.runs} run(s)")
 
 
@@ -308,15 +451,25 @@ def subset_aucs(rows: pd.DataFrame, *, accounts: int, draws: int = 500,
 
 def judge_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, runs: int = 1,
                     minimum: int = MIN_ACCOUNTS, resamples: int = RESAMPLES,
-                    level: float = LEVEL, seed: int = 0) -> AgreementVerdict:
+                    level: float = LEVEL, seed: int = 0,
+                    period: PeriodSpread | None = None,
+                    live_dates: tuple[Any, Any] | None = None) -> AgreementVerdict:
     """The evidence rule (module docstring) on ``live`` (one run's rows, or
     :func:`pool_runs` of ``runs`` runs) against ``offline`` (the test period's rows):
     "too few" without drawing anything below ``minimum`` distinct accounts of a class,
-    else :func:`auc_agreement`'s interval decides."""
+    else :func:`auc_agreement`'s interval decides, widened by the champion's recorded
+    ``period`` spread at the lag of ``live_dates`` (the first and last run's ``as_of``;
+    both needed for rule 4, else rule 3: accounts only)."""
     got, off = evidence(live, minimum=minimum), evidence(offline, minimum=minimum)
-    agreement = (auc_agreement(live, offline, resamples=resamples, level=level, seed=seed)
+    lag, period_sd = None, 0.0
+    if period is not None and live_dates is not None and period.sigma_by_lag:
+        lag = period.lag_windows(*live_dates)
+        period_sd = period.sigma(lag)
+    agreement = (auc_agreement(live, offline, resamples=resamples, level=level, seed=seed,
+                               period_sd=period_sd)
                  if got.enough and off.enough else None)
-    return AgreementVerdict(live=got, offline=off, runs=int(runs), agreement=agreement)
+    return AgreementVerdict(live=got, offline=off, runs=int(runs), agreement=agreement,
+                            lag=lag)
 
 
 def holdout_lines(live: Mapping[str, Any]) -> list[str]:

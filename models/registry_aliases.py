@@ -224,3 +224,44 @@ __all__ = ["ALIAS_EXPERIMENT", "alias_version", "DEMOTED_TAG", "HISTORY_TAG", "L
            "ROLLED_BACK_TAG", "AliasChange", "NoChampionError", "RollbackError",
            "champion_history", "demote", "log_live_performance", "promote", "record_champion",
            "rollback"]
+
+
+#: The training run's artifact holding the model's period spread (``models.live_period``).
+PERIOD_ARTIFACT: Final = "period_spread.json"
+
+
+def log_period_spread(*, tracking_uri: str, run_id: str, spread: Mapping[str, Any]) -> None:
+    """Store a model version's period spread (``models.live_agreement.PeriodSpread.to_dict``,
+    computed at training time) on its training run: the artifact :data:`PERIOD_ARTIFACT`
+    and the metrics ``period.sigma_lag<j>`` (AUC units), so the live check reads what was
+    fixed before any live label existed."""
+    metrics = {f"period.sigma_lag{j}": float(v)
+               for j, v in enumerate(spread.get("sigma_by_lag", ()), start=1)}
+    with quiet_mlflow():
+        c = client(tracking_uri)
+        c.log_dict(run_id, dict(spread), PERIOD_ARTIFACT)
+        log_run_data(c, run_id, {"period.windows": len(spread.get("windows", ()))}, metrics)
+
+
+def period_spread_of(registered_name: str, version: str, *,
+                     tracking_uri: str) -> dict[str, Any] | None:
+    """The period spread recorded when ``version`` of ``registered_name`` was trained
+    (:func:`log_period_spread`), or None (trained before it was recorded, or unknown)."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from mlflow.artifacts import download_artifacts
+
+    if never_created(tracking_uri):
+        return None
+    with quiet_mlflow():
+        c = client(tracking_uri)
+        try:
+            run_id = c.get_model_version(registered_name, str(version)).run_id
+            with tempfile.TemporaryDirectory() as tmp:
+                local = download_artifacts(run_id=run_id, artifact_path=PERIOD_ARTIFACT,
+                                           dst_path=tmp, tracking_uri=tracking_uri)
+                return dict(json.loads(Path(local).read_text()))
+        except (MlflowException, OSError, ValueError):
+            return None

@@ -22,6 +22,7 @@ from pipelines.steps_base import (
 )
 from pipelines.steps_events import model_features, with_store_events
 from pipelines.steps_ingest import read_book
+from pipelines.steps_live import record_period_spreads
 from pipelines.summaries import ModelSummary, TrainingSetSummary, TrainSummary
 
 if TYPE_CHECKING:
@@ -152,6 +153,10 @@ def _train_and_register(
                                  extra_params={**label_params(settings),
                                                **sampling_params(settings)},
                                  gate=gate_policy(settings))
+    with budget.stage("period spread"):  # the live check's, fixed now (models.live_agreement)
+        record_period_spreads(frame=frame, results=results, config=train_config(settings),
+                              runs={k: r.run_id for k, r in registrations.items()},
+                              tracking_uri=settings.resolved_tracking_uri)
     outcome = training_summary(results, registrations)
     models = tuple(
         ModelSummary(

@@ -13,10 +13,12 @@ from sklearn.metrics import roc_auc_score
 from models.gate import MIN_POSITIVE_ACCOUNTS, GatePolicy
 from models.live_agreement import (
     MIN_ACCOUNTS,
+    PeriodSpread,
     auc_agreement,
     evidence,
     evidence_of_counts,
     judge_agreement,
+    movement_by_lag,
     pool_runs,
     subset_aucs,
     weighted_aucs,
@@ -115,11 +117,67 @@ def test_rule_2_an_offline_period_below_the_minimum_is_too_few_too() -> None:
     assert out.verdict == "too few" and out.line().startswith("too few to judge (offline: ")
 
 
-def test_rules_3_and_4_the_interval_decides_once_the_evidence_suffices() -> None:
+def test_rules_3_to_5_the_interval_decides_once_the_evidence_suffices() -> None:
     agrees = judge_agreement(_sample(60, 120, prefix="l"), OFFLINE, resamples=200)
     assert agrees.verdict == "agrees" and agrees.line().startswith("agrees: live AUC ")
+    assert "accounts only: no period spread recorded" in agrees.line()  # rule 3
     lost = judge_agreement(_sample(60, 120, prefix="l", skill=0.0), OFFLINE, resamples=200)
     assert lost.verdict == "differs" and lost.line().startswith("differs (live below): ")
+
+
+#: A spread recorded at training: 8-week windows, the test period 2024-05-06..06-30.
+SPREAD = PeriodSpread(window_weeks=8, test_start="2024-05-06", test_end="2024-06-30",
+                      sigma_by_lag=(0.02, 0.05))
+
+
+def test_the_period_sd_grows_with_the_lag_as_pre_registered() -> None:
+    # lag from the test period's midpoint (06-02 12:00) in 8-week windows
+    assert SPREAD.lag_windows("2024-07-28") == pytest.approx((56 - 0.5) / 56)
+    assert SPREAD.lag_windows("2024-09-02", "2024-10-28") == pytest.approx(
+        SPREAD.lag_windows("2024-09-30"))  # a pooled sample: the middle of its runs
+    # linear from (0, 0) through the recorded lags, in proportion beyond the last
+    assert [SPREAD.sigma(x) for x in (0, 0.5, 1, 1.5, 2, 3)] == pytest.approx(
+        [0.0, 0.01, 0.02, 0.035, 0.05, 0.075])
+    assert np.isnan(PeriodSpread(8, "2024-05-06", "2024-06-30").sigma(1.0))
+    assert PeriodSpread.from_dict(SPREAD.to_dict()) == SPREAD
+
+
+def test_movement_by_lag_takes_the_accounts_noise_out_and_keeps_a_trend() -> None:
+    # a steady trend of +0.03 per window: every lag-j difference is 0.03 j; each pair's
+    # own accounts' variance (0.0001) is taken out of its square
+    aucs = [0.90, 0.87, 0.84, 0.81]
+    var = {(i, j): 1e-4 for i in range(4) for j in range(i + 1, 4)}
+    got = movement_by_lag(aucs, var)
+    assert got == pytest.approx([np.sqrt(0.03 ** 2 - 1e-4), np.sqrt(0.06 ** 2 - 1e-4),
+                                 np.sqrt(0.09 ** 2 - 1e-4)])
+    # differences smaller than the accounts' noise: no movement (not a negative one)
+    assert movement_by_lag([0.80, 0.805], {(0, 1): 1e-3}) == (0.0,)
+    assert movement_by_lag([0.80], {}) == ()
+
+
+def test_rule_4_the_period_shift_widens_the_interval_not_the_accounts_draws() -> None:
+    live = _sample(60, 120, prefix="l", skill=0.45)
+    alone = auc_agreement(live, OFFLINE, resamples=300)
+    both = auc_agreement(live, OFFLINE, resamples=300, period_sd=0.08)
+    # the same account draws (sd, each figure's own interval), a wider difference interval
+    assert (both.sd, both.live_low, both.offline_high) == (
+        alone.sd, alone.live_low, alone.offline_high)
+    assert both.high - both.low > alone.high - alone.low + 2 * 1.5 * 0.08 * 0.5
+    assert both.difference == alone.difference and both.period_sd == 0.08
+    with pytest.raises(ValueError, match="period_sd"):
+        auc_agreement(live, OFFLINE, period_sd=-0.1)
+    # judged: accounts only it differs; with a spread recorded, the lag's sd decides
+    assert not alone.agrees
+    wide = PeriodSpread(window_weeks=8, test_start="2024-05-06", test_end="2024-06-30",
+                        sigma_by_lag=(0.1,))
+    judged = judge_agreement(live, OFFLINE, resamples=300, period=wide,
+                             live_dates=("2024-09-02", "2024-10-28"))
+    assert judged.lag == pytest.approx(wide.lag_windows("2024-09-30"))
+    assert judged.agreement.period_sd == pytest.approx(wide.sigma(judged.lag))
+    assert judged.verdict == "agrees", judged.line()
+    assert f"period sd {wide.sigma(judged.lag):.3f} at lag {judged.lag:.1f}" in judged.line()
+    # without the live runs' dates the lag is unknown: accounts only (rule 3)
+    assert judge_agreement(live, OFFLINE, resamples=300, period=wide).verdict == "differs"
 
 
 def test_subset_aucs_draw_whole_accounts_without_replacement() -> None:
