@@ -38,14 +38,16 @@ probability already is it) and its worklist order ``models.rule.served_priority`
 (probability x open balance, the past-due amount without a probability). A subset whose
 model-ranked rows have no known served calibration (a run scored before it was recorded,
 or without a rule for that population) is compared with the rule's bare key instead, and
-its ``rule_basis`` says so (:data:`RULE_BASES`): a figure never claims more than it is.
+its ``rule_basis`` says so (``models.slices.RULE_BASES``): a figure never claims more than it
+is.
 
 Metrics (``models.evaluate``'s definitions, one of each):
 
 - ``auc`` / ``rule_auc``: ROC-AUC of the published probability / of the served rule's
-  probability (its key where it has none: thin data, or basis ``key``), both over the rows
-  that have a published probability (the same accounts); NaN with one class only. Both
-  are calibrated probabilities, ties of either calibration counted alike;
+  probability (its key, and basis ``key``, where it has none on a row judged, thin data,
+  or is unknown: one decision with the slices, ``models.slices.rule_auc_score``), both
+  over the rows that have a published probability (the same accounts); NaN with one class
+  only. Both are calibrated probabilities, ties of either calibration counted alike;
 - ``capture@10`` / ``rule_capture@10``: share of the subset's realized delinquent dollars
   (labels' ``delinquent_amount``) held by its top 10% of rows in the published order
   (``rank``) / in the served rule's order (``served_priority``; basis ``key``: the key's
@@ -73,6 +75,7 @@ from features.spec import MODELS, as_day
 from models.calibration import brier
 from models.evaluate import aging_rule_score, capture_at_k, expected_calibration_error
 from models.rule import RuleCalibration, numeric_column, served_priority
+from models.slices import rule_auc_score
 
 #: Slices of the accounts: all, and those with no recorded contact before resolution.
 SLICES: Final = ("all", "untouched")
@@ -84,9 +87,6 @@ RANKED_BY: Final = ("model", "aging_rule", "all")
 CAPTURE_K: Final = 10
 #: Equal-frequency bins of the reliability curve and of the ECE.
 RELIABILITY_BINS: Final = 10
-#: What a row's rule figures compare with: the aging rule as served (its served
-#: calibration known for every row) or its bare key (module docstring).
-RULE_BASES: Final = ("served", "key")
 #: Columns of :attr:`LivePerformance.table` (``rule_basis`` last: the one text column).
 TABLE_COLUMNS: Final = (
     "slice", "population", "ranked_by", "n_rows", "n_positive", "delinquent_amount",
@@ -203,18 +203,16 @@ def subset_metrics(rows: pd.DataFrame) -> tuple[dict[str, Any], list[dict[str, A
     balance = pd.to_numeric(rows["open_balance"], errors="coerce").to_numpy(dtype=float)
     has_p = np.isfinite(p)
     published = -rows["rank"].to_numpy(dtype=float)  # the worklist's own order, no ties
-    key = aging_rule_score(rows)
     served = "rule_known" in rows and bool(rows["rule_known"].to_numpy(dtype=bool).all())
-    if served:
-        rule_p = rows["rule_probability"].to_numpy(dtype=float)
-        # the served rule's own score: its probability; its key where it has none (thin
-        # data: no calibration), the score the gate's AUC judges the rule by
-        rule = rule_p if np.isfinite(rule_p[has_p]).all() else key
+    rule_p = rows["rule_probability"].to_numpy(dtype=float) if served else None
+    # the AUC's rule score and its basis: one decision with the slices (models.slices)
+    rule, basis = rule_auc_score(rows, rule_p, judged=has_p)
+    if rule_p is not None:  # the served rule's worklist order, whatever the AUC's basis
         past_due = (numeric_column(rows, "past_due_amount") if "past_due_amount" in rows
                     else np.full(len(rows), np.nan))  # read only where p is NaN
         rule_order = served_priority(rule_p, open_balance=balance, past_due_amount=past_due)
     else:
-        rule, rule_order = key, key
+        rule_order = aging_rule_score(rows)
     out: dict[str, Any] = {
         "n_rows": len(rows),
         "n_positive": int((y == 1).sum()),
@@ -228,7 +226,7 @@ def subset_metrics(rows: pd.DataFrame) -> tuple[dict[str, Any], list[dict[str, A
         "ece": (expected_calibration_error(y[has_p], p[has_p], bins=RELIABILITY_BINS)
                 if has_p.any() else float("nan")),
         "brier": brier(y[has_p], p[has_p]) if has_p.any() else float("nan"),
-        "rule_basis": "served" if served else "key",
+        "rule_basis": basis,
     }
     return out, reliability_bins(y[has_p], p[has_p])
 

@@ -16,7 +16,8 @@ and ``below_rule`` when the model's is lower. The rule is the aging rule **as se
 (``rule_probability``: the training's served calibration of the test period, a run's
 served calibration live), or, where the served rule has no probability (thin data) or the
 caller knows none, its bare key (``models.evaluate.aging_rule_score``); ``rule_basis``
-(``served`` / ``key``) says which, and so does the flagged line. A slice with one class
+(``served`` / ``key``) says which, and so does the flagged line. One decision for the
+slices and the live table (``models.live``): :func:`rule_auc_score`. A slice with one class
 only, or fewer than ``min_rows`` rows, has no AUCs and is never flagged (too few to say).
 Pure functions; inputs are not mutated.
 """
@@ -43,6 +44,9 @@ DIMENSIONS: Final = ("segment", "region", "size", "tenure")
 #: Columns of :func:`slice_metrics`.
 SLICE_COLUMNS: Final = ("dimension", "value", "n_rows", "n_positive", "auc", "rule_auc",
                         "below_rule", "rule_basis")
+#: What a rule figure compares with (``rule_basis``): the aging rule as served (its
+#: probability, finite on every row judged) or its bare key (:func:`rule_auc_score`).
+RULE_BASES: Final = ("served", "key")
 #: How a flagged line names the rule of each ``rule_basis``.
 RULE_NAMES: Final = {"served": "the aging rule as served", "key": "the aging rule's key"}
 #: Fewest rows for a slice's AUCs.
@@ -72,24 +76,36 @@ def slice_keys(rows: pd.DataFrame) -> pd.DataFrame:
     }, index=rows.index)
 
 
+def rule_auc_score(rows: pd.DataFrame, rule_probability: np.ndarray | None, *,
+                   judged: np.ndarray) -> tuple[np.ndarray, str]:
+    """The aging rule's score for an AUC beside the model's on ``rows`` (one per row) and
+    its ``rule_basis`` (:data:`RULE_BASES`): the served rule's probability (0-1) when known
+    (not None) and finite on every ``judged`` row (a bool mask: the rows the AUCs read),
+    ``"served"``; else its key (``oldest_dpd`` then ``open_balance``,
+    ``models.evaluate.aging_rule_score``), ``"key"``: no served calibration known, or one
+    without a probability there (thin data), so the figure is the key's and says so."""
+    if rule_probability is not None:
+        p = np.asarray(rule_probability, dtype=float)
+        if np.isfinite(p[np.asarray(judged, dtype=bool)]).all():
+            return p, "served"
+    return aging_rule_score(rows), "key"
+
+
 def slice_metrics(rows: pd.DataFrame, *, probability: np.ndarray,
                   rule_probability: np.ndarray | None = None,
                   min_rows: int = MIN_ROWS) -> pd.DataFrame:
     """Per slice (:func:`slice_keys` of ``rows``), the model's AUC (``probability``, one
-    per row) beside the aging rule's on the same rows: the served rule's probability
-    (``rule_probability``, one per row) when given and defined on every row, else its key
-    (``rows``' ``oldest_dpd`` and ``open_balance``); ``rows['y']`` the 0/1 label
+    per row) beside the aging rule's on the same rows (:func:`rule_auc_score`: the served
+    rule's probability, ``rule_probability``, when given and defined on every row judged,
+    else its key); ``rows['y']`` the 0/1 label
     (:data:`SLICE_COLUMNS`). Sampled rows (a ``weight`` column,
     ``features.pit.sampling``): counts and AUCs weighted, the full set's (``min_rows``
     counts the rows kept)."""
     keys = slice_keys(rows)
     y = rows["y"].to_numpy(dtype=float)
     p = np.asarray(probability, dtype=float)
-    served = rule_probability is not None and bool(
-        np.isfinite(np.asarray(rule_probability, dtype=float)).all())
-    rule = (np.asarray(rule_probability, dtype=float) if served
-            else aging_rule_score(rows))
-    basis = "served" if served else "key"
+    rule, basis = rule_auc_score(rows, rule_probability,
+                                 judged=np.isfinite(p) & np.isfinite(y))
     w = row_weights(rows)
     weight = np.ones(len(rows)) if w is None else w
     out = []

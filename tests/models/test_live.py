@@ -117,6 +117,30 @@ def test_model_ranked_rows_against_the_rule_as_served() -> None:
         "served")
 
 
+def test_a_served_rule_without_a_probability_is_the_keys_figure_in_both_tables() -> None:
+    """One decision (``models.slices.rule_auc_score``) and one label for the live table and
+    the slices: a served calibration too thin for a probability leaves the key's AUC, so
+    ``key``, not ``served``; a NaN outside the rows judged does not count."""
+    from models.slices import rule_auc_score, slice_metrics
+
+    thin = {"early_warning": RuleCalibration(source="none", evidence={"rows": 0,
+                                                                      "positive_rows": 0})}
+    row = _row(live_performance(WORKLIST, LABELS, rule_calibrations=thin),
+               population="early_warning", ranked_by="model")
+    plain = _row(live_performance(WORKLIST, LABELS), population="early_warning",
+                 ranked_by="model")
+    assert (row["rule_basis"], row["rule_auc"]) == ("key", plain["rule_auc"])
+    rows = WORKLIST.merge(LABELS[["account_id", "y"]], on="account_id")
+    rows = rows[rows["y"].notna()].reset_index(drop=True)
+    p = np.linspace(0.1, 0.9, len(rows))
+    nan = np.full(len(rows), np.nan)
+    table = slice_metrics(rows, probability=p, rule_probability=nan, min_rows=1)
+    assert set(table["rule_basis"]) == {"key"}
+    half = np.where(np.arange(len(rows)) == 0, np.nan, 0.5)
+    assert rule_auc_score(rows, half, judged=np.arange(len(rows)) > 0)[1] == "served"
+    assert rule_auc_score(rows, half, judged=np.ones(len(rows), bool))[1] == "key"
+
+
 def test_rule_ranked_rows_are_reported_separately() -> None:
     live = live_performance(WORKLIST, LABELS)
     row = _row(live, population="persistence", ranked_by="aging_rule")
