@@ -9,8 +9,9 @@ behaviour demotes the model after ``live_fallback_runs`` runs.
 
 What "agrees" means (``models.live_agreement``): per resolved run x population, the
 account-bootstrap interval of the difference live AUC minus offline test-period AUC (one
-draw of accounts for both figures: an account is in both) covers 0, judged under the
-evidence rule: a holdout with fewer than 30 positive or 30 negative accounts is "too few to
+draw of accounts for both figures: an account is in both), each draw shifted by the
+champion's period spread at the run's lag (rule 4: ``models.live_period``, what the
+training records), covers 0, judged under the evidence rule: a holdout with fewer than 30 positive or 30 negative accounts is "too few to
 judge", and each population is judged again over its resolved runs pooled (accounts
 counted once, the bootstrap drawing accounts). Live figures compare with the aging rule as
 served (the training's served calibration of each population). The live rows are the
@@ -39,6 +40,7 @@ from features.pit import build_features
 from features.pit.labels import build_labels
 from models.live import live_performance, resolves_on
 from models.live_agreement import auc_agreement, evidence, judge_agreement, pool_runs
+from models.live_period import period_spread
 from models.live_policy import demotion_check
 from models.rule import RuleCalibration
 from serving.rule_scoring import RuleScorer
@@ -97,6 +99,13 @@ def _weeks(book, models, first: date, *, served: dict, holdout_share: float = 0.
     return runs
 
 
+def _resolved_ids(run: dict, pop: str) -> set[str]:
+    """Accounts of population ``pop`` on a run's list with a resolved label of it."""
+    lab, wl = run["labels"], run["worklist"]
+    ids = set(lab.loc[(lab["model"] == pop) & lab["y"].notna(), "account_id"].astype(str))
+    return ids & set(wl.loc[wl["model"] == pop, "account_id"].astype(str))
+
+
 def _row(live: dict, **key: str) -> dict:
     return next(r for r in live["table"] if all(r[k] == v for k, v in key.items()))
 
@@ -131,6 +140,9 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
     for pop, frame in offline.items():
         assert offline_auc[pop] == pytest.approx(roc_auc_score(
             frame["y"], frame["probability"], sample_weight=frame.get("weight")))
+    # the period spread each champion would have recorded at training (rule 4)
+    spreads = {pop: period_spread(trained_state.training_set, r, config=trained_state.config)
+               for pop, r in trained_state.results.items()}
     cells = [(run, pop) for run in resolved for pop in ("early_warning", "persistence")]
     enough = [evidence(run["holdout_rows"][pop]).enough for run, pop in cells]
     # Bonferroni over what is judged: the cells with enough evidence and the pooled runs
@@ -153,7 +165,8 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
         # validation period too thin for one: the rule's key, and the row says so)
         served = pop in _served(trained_state)
         assert untouched["rule_basis"] == ("served" if served else "key")
-        judged = judge_agreement(held, offline[pop], level=level, seed=len(verdicts))
+        judged = judge_agreement(held, offline[pop], level=level, seed=len(verdicts),
+                                 period=spreads[pop], live_dates=(run["as_of"], run["as_of"]))
         verdicts.append((run["as_of"], pop, judged.line()))
         # a cell too small is not judged (no interval drawn); one with enough evidence agrees
         assert judged.verdict in ("agrees", "too few"), verdicts
@@ -165,12 +178,24 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
     # not: python -m bench.live, issue 19's table)
     for pop in ("early_warning", "persistence"):
         pooled = pool_runs({str(run["as_of"]): run["holdout_rows"][pop] for run in resolved})
-        judged = judge_agreement(pooled, offline[pop], runs=len(resolved), level=level)
+        judged = judge_agreement(pooled, offline[pop], runs=len(resolved), level=level,
+                                 period=spreads[pop],
+                                 live_dates=(resolved[0]["as_of"], resolved[-1]["as_of"]))
         verdicts.append(("pooled", pop, judged.line()))
         assert judged.verdict in ("agrees", "too few"), verdicts
         assert judged.live.positive + judged.live.negative < len(pooled)
-        assert judged.live.positive >= max(evidence(r["holdout_rows"][pop]).positive
-                                           for r in resolved)
+        # the evidence is the distinct accounts with a positive week, counted here from
+        # the weekly rows themselves
+        positive = set().union(*(set(r["holdout_rows"][pop].query("y == 1")["account_id"])
+                                 for r in resolved))
+        assert judged.live.positive == len(positive)
+        # pooling's premise: the holdout keeps its accounts from week to week (an account
+        # of this population on two lists is in both holdouts or in neither)
+        for a, b in zip(resolved, resolved[1:], strict=False):
+            both = _resolved_ids(a, pop) & _resolved_ids(b, pop)
+            held_a = set(a["holdout_rows"][pop]["account_id"].astype(str)) & both
+            held_b = set(b["holdout_rows"][pop]["account_id"].astype(str)) & both
+            assert held_a == held_b and 0 < len(held_a) < len(both), (a["as_of"], pop)
     # the untouched slice sits below the offline figure on average: the selection bias
     # the holdout is there to avoid
     assert np.mean(biased) < 0, biased
