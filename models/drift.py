@@ -53,15 +53,18 @@ def _numeric_profile(values: Any, bins: int = 10) -> dict[str, Any]:
     }
 
 
-def _numeric_shares(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """Shares of len(edges)+1 value bins (right-closed inner edges) then the missing bin."""
-    n = len(v)
-    if n == 0:
-        return np.zeros(len(edges) + 2)
+def _numeric_counts(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Rows in each of len(edges)+1 value bins (right-closed inner edges), then the missing
+    bin."""
     miss = np.isnan(v)
     idx = np.searchsorted(np.asarray(edges, dtype=float), v[~miss], side="left")
     counts = np.bincount(idx, minlength=len(edges) + 1).astype(float)
-    return np.append(counts, miss.sum()) / n
+    return np.append(counts, float(miss.sum()))
+
+
+def _numeric_shares(v: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Shares of :func:`_numeric_counts`' bins (all 0 without rows)."""
+    return _numeric_counts(v, edges) / max(len(v), 1)
 
 
 def _categorical_profile(values: pd.Series) -> dict[str, Any]:
@@ -77,16 +80,14 @@ def _categorical_profile(values: pd.Series) -> dict[str, Any]:
     }
 
 
-def _categorical_shares(values: pd.Series, levels: Sequence[str]) -> np.ndarray:
+def _categorical_counts(values: pd.Series, levels: Sequence[str]) -> np.ndarray:
+    """Rows per training level, then unseen levels, then missing."""
     s = values.astype(object)
-    n = len(s)
-    if n == 0:
-        return np.zeros(len(levels) + 2)
     present = s[s.notna()].astype(str)
     counts = present.value_counts()
-    known = np.array([float(counts.get(lv, 0)) for lv in levels])
+    known = np.array([float(counts.get(lv, 0)) for lv in levels], dtype=float)
     other = float(len(present) - known.sum())
-    return np.append(known, [other, float(s.isna().sum())]) / n
+    return np.append(known, [other, float(len(s) - len(present))])
 
 
 def reference_profile(
@@ -135,14 +136,14 @@ def bin_counts(
     for name, ref in profile["features"].items():
         col = frame[name] if name in frame.columns else pd.Series([np.nan] * n)
         if ref["kind"] == "numeric":
-            shares = _numeric_shares(_as_float(col), np.asarray(ref["edges"], dtype=float))
+            counts = _numeric_counts(_as_float(col), np.asarray(ref["edges"], dtype=float))
         else:
-            shares = _categorical_shares(col, ref["levels"])
-        out[name] = [float(round(x * n)) for x in shares]
+            counts = _categorical_counts(col, ref["levels"])
+        out[name] = [float(x) for x in counts]
     if scores is not None:
         ref = profile["score"]
-        shares = _numeric_shares(_as_float(scores), np.asarray(ref["edges"], dtype=float))
-        out[SCORE_KEY] = [float(round(x * len(scores))) for x in shares]
+        counts = _numeric_counts(_as_float(scores), np.asarray(ref["edges"], dtype=float))
+        out[SCORE_KEY] = [float(x) for x in counts]
     return out
 
 

@@ -44,7 +44,6 @@ from pipelines.steps_score import (
     check_disk,
     prune,
     reap_stale_runs,
-    run_kpis,
     score,
 )
 from pipelines.steps_train import (
@@ -73,7 +72,6 @@ __all__ = [
     "read_book",
     "read_training_set",
     "reap_stale_runs",
-    "run_kpis",
     "sampling_params",
     "score",
     "staging_dir",

@@ -9,17 +9,13 @@ import time
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipelines.progress import progress
 from pipelines.settings import Settings
 from pipelines.steps_base import export_dir
 from pipelines.summaries import ScoreSummary
 from serving.store_io import display_url
-
-if TYPE_CHECKING:
-    from features.contract.book import Book
-    from features.pit.snapshot import Snapshot
 
 #: Rows of the worklist's top kept in a score summary (for artifacts and reports).
 TOP_ROWS = 10
@@ -90,29 +86,6 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
              f"{len(gone['exports'])} export folders, {len(gone['shadow'])} shadow files "
              "removed")
     return gone
-
-
-def run_kpis(*, settings: Settings, book: Book, as_of: date,
-             snapshot: Snapshot | None = None) -> dict[str, Any]:
-    """The run's receivables KPIs (:func:`features.pit.kpis.compute_kpis`, JSON-ready), the
-    amount collected counted on the worklist of the latest published run before
-    ``as_of``; ``seconds``: the time they took. ``snapshot``: ``book`` already prepared
-    (the scoring's, :mod:`features.pit.snapshot`), not encoded again."""
-    from features.pit.kpis import compute_kpis
-    from serving.store import WorklistStore
-
-    t0 = time.perf_counter()
-    previous = None
-    with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
-        runs = store.list_runs()
-        runs = runs[runs["is_current"] & (runs["as_of"] < as_of)]
-        if not runs.empty:
-            prev_as_of = max(runs["as_of"])
-            ids = store.read_worklist(as_of=prev_as_of)["account_id"]
-            previous = (prev_as_of, ids.astype("str").tolist())
-    kpis = compute_kpis(book, as_of=as_of, previous=previous,
-                        prepared=None if snapshot is None else snapshot.prepared).as_dict()
-    return {**kpis, "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def score(*, settings: Settings, book: Path, as_of: date,
