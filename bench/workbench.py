@@ -1,7 +1,8 @@
 """Benchmark: the workbench over HTTP on a store of 30 runs, the latest with N accounts.
 
     python -m bench.workbench [--accounts 1000000] [--older-accounts 20000] [--clients 8]
-                              [--requests 400] [--work DIR] [--store-url URL] [--json PATH]
+                              [--low-clients CPUS] [--workers CPUS] [--requests 400]
+                              [--work DIR] [--store-url URL] [--json PATH]
 
 Builds (timed, not part of the figures; reused when ``--work`` already holds a build of
 the same size):
@@ -14,12 +15,17 @@ the same size):
   latest run over every account with 60-feature explanations (``bench.store``'s
   ``synthetic_run``, its ids mapped onto the book's).
 
-Then a ``delinq serve``-style uvicorn server in its own process (``--serve``: the app of
-``workbench.create_app``, one process, wrapped only to add a ``Server-Timing`` header) and
+Then a server started as ``delinq serve`` starts it (``--serve``: migrations applied once,
+then ``--workers`` uvicorn processes through ``workbench.serve_workers``, each building
+the app of ``workbench.create_app`` wrapped only to add a ``Server-Timing`` header) and
 ``--clients`` concurrent HTTP clients (threads with keep-alive connections, signed in by
 API token or, for the page, by the login form). Each scenario sends ``--requests``
 requests; reported per scenario: p50/p95/max of the server time (the app's, from the
-header) and of the client's round trip, in milliseconds:
+header) and of the client's round trip, in milliseconds, and the CPU milliseconds the
+server's processes used per request (``cpu ms/req``: what a request costs whatever the
+number of clients waiting). The read scenarios run again with ``--low-clients`` clients
+(default one per CPU; rows ``<scenario>@<n>`` in the JSON), so the figures show both load
+levels; the server's peak RSS per process is recorded (``server_peak_rss_mb``):
 
 - ``worklist_first|middle|last``: ``GET /api/worklist`` (50 rows by priority; the middle and
   last pages through the keyset cursor of the row before them);
@@ -184,17 +190,75 @@ class ServerTiming:
         await self.app(scope, receive, timed_send)
 
 
-def serve(work: Path, url: str, port: int) -> None:
-    """Run the workbench on ``port`` as ``delinq serve`` does (one uvicorn process)."""
-    import uvicorn
+#: Environment of the bench server's worker processes: the build folder and store URL.
+WORK_ENV, URL_ENV = "BENCH_WORKBENCH_WORK", "BENCH_WORKBENCH_STORE_URL"
 
-    from workbench import WorkbenchConfig, create_app, open_workbench
 
-    config = WorkbenchConfig(store_url=url, state_dir=work, book_dir=work / "staging" / "book",
-                             export_dir=work / "explanations")
-    wb = open_workbench(config)
-    uvicorn.run(ServerTiming(create_app(config, workbench=wb)), host="127.0.0.1", port=port,
-                log_level="warning")
+def _config(work: Path, url: str) -> Any:
+    from workbench import WorkbenchConfig
+
+    return WorkbenchConfig(store_url=url, state_dir=work, book_dir=work / "staging" / "book",
+                           export_dir=work / "explanations")
+
+
+def timed_app() -> Any:
+    """The app of one server worker process (uvicorn's factory, as ``delinq serve``'s
+    ``worker_app``): the workbench over the build, with the ``Server-Timing`` header."""
+    from workbench import create_app
+
+    return ServerTiming(create_app(_config(Path(os.environ[WORK_ENV]), os.environ[URL_ENV])))
+
+
+def serve(work: Path, url: str, port: int, workers: int) -> None:
+    """Run the workbench on ``port`` as ``delinq serve`` does: migrations applied once,
+    then ``workers`` uvicorn processes (``workbench.serve_workers``)."""
+    from workbench import open_workbench, serve_workers
+
+    open_workbench(_config(work, url)).close()
+    os.environ[WORK_ENV], os.environ[URL_ENV] = str(work), url
+    serve_workers(f"{__name__}:timed_app", host="127.0.0.1", port=port, workers=workers,
+                  log_level="warning")
+
+
+def _server_processes(pid: int, workers: int, timeout_s: float = 120.0) -> list[Any]:
+    """The server's processes: the supervisor (or single process) and its ``workers``
+    worker processes (waited for: the first may answer before the others are up)."""
+    import psutil
+
+    top = psutil.Process(pid)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        children = top.children(recursive=True)
+        if workers <= 1 or len(children) >= workers or time.monotonic() > deadline:
+            return [top, *children]
+        time.sleep(0.2)
+
+
+def _cpu_s(procs: list[Any]) -> float:
+    """CPU seconds (user + system) used so far by ``procs`` (0 for a process gone)."""
+    import psutil
+
+    total = 0.0
+    for p in procs:
+        try:
+            t = p.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+def _peak_rss_mb(procs: list[Any]) -> dict[str, float]:
+    """Peak resident memory (VmHWM, MB) of each server process, by pid."""
+    out = {}
+    for p in procs:
+        try:
+            for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    out[str(p.pid)] = round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            continue
+    return out
 
 
 def _free_port() -> int:
@@ -248,9 +312,15 @@ def _signed_in(base: str) -> Any:
 
 
 def _run_scenario(clients: list[Any], requests: list[Callable[[Any], Any]],
-                  *, expect: tuple[int, ...] = (200,)) -> dict[str, Any]:
-    """Send ``requests`` spread over the clients, all at once; server and round-trip ms."""
-    server: list[float] = []
+                  *, expect: tuple[int, ...] = (200,),
+                  server: list[Any] | None = None) -> dict[str, Any]:
+    """Send ``requests`` spread over the clients, all at once; server and round-trip ms,
+    and the CPU milliseconds the ``server`` processes used per request (the cost that
+    does not depend on how many clients wait: other processes on the machine still slow
+    it a little, through caches)."""
+    processes = server or []
+    cpu_before = _cpu_s(processes)
+    timings: list[float] = []
     wall: list[float] = []
     lock = threading.Lock()
     errors: list[str] = []
@@ -267,13 +337,17 @@ def _run_scenario(clients: list[Any], requests: list[Callable[[Any], Any]],
                     errors.append(f"{r.status_code}: {r.text[:200]}")
                 wall.append(dt)
                 if timing.startswith("app;dur="):
-                    server.append(float(timing.split("=", 1)[1]))
+                    timings.append(float(timing.split("=", 1)[1]))
 
     with ThreadPoolExecutor(len(clients)) as pool:
         list(pool.map(worker, range(len(clients))))
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
-    return {"server_ms": _stats(server), "round_trip_ms": _stats(wall)}
+    out: dict[str, Any] = {"server_ms": _stats(timings), "round_trip_ms": _stats(wall)}
+    if processes:
+        out["server_cpu_ms_per_request"] = round(
+            (_cpu_s(processes) - cpu_before) * 1000.0 / max(len(requests), 1), 2)
+    return out
 
 
 def _get(path: str, **params: Any) -> Callable[[Any], Any]:
@@ -281,50 +355,66 @@ def _get(path: str, **params: Any) -> Callable[[Any], Any]:
 
 
 def measure(base: str, work: Path, built: dict[str, Any], *, url: str, clients_n: int,
-            n: int) -> dict[str, Any]:
+            n: int, low_clients: int | None = None,
+            server: list[Any] | None = None) -> dict[str, Any]:
+    """Every scenario with ``clients_n`` clients; the read scenarios again with
+    ``low_clients`` (keys ``<scenario>@<low_clients>``; None: not measured)."""
     import pyarrow.parquet as pq
-
-    from workbench.queries import encode_cursor
-    from workbench.schemas import Sort
 
     accounts = pq.read_table(work / "staging" / "book" / "accounts.parquet",
                              columns=["account_id", "name"])
     ids = np.asarray(accounts.column("account_id").to_pylist(), dtype=object)
     names = np.asarray(accounts.column("name").to_pylist(), dtype=object)
     rng = np.random.default_rng(3)
-    total = len(ids)
     token = built["token"]
     api = [_client(base, token) for _ in range(clients_n)]
     for c in api:
         c.get("/api/worklist", params={"limit": 1})  # connect, warm
-    out: dict[str, Any] = {}
-    middle = encode_cursor(Sort.PRIORITY, None, total // 2)
-    last = encode_cursor(Sort.PRIORITY, None, max(total - 50, 0))
-    out["worklist_first"] = _run_scenario(api, [_get("/api/worklist")] * n)
-    out["worklist_middle"] = _run_scenario(api, [_get("/api/worklist", after=middle)] * n)
-    out["worklist_last"] = _run_scenario(api, [_get("/api/worklist", after=last)] * n)
-    rare = [_get("/api/worklist", sort="dpd", **RARE)] * n
-    out["rare_filter_dpd"] = _run_scenario(api, rare)
-    # Name prefixes a person would type: a name less its last two characters, any case.
-    picked = names[rng.choice(total, size=n)]
-    out["name_search"] = _run_scenario(
-        api, [_get("/api/worklist", q=str(p)[:-2].lower()) for p in picked])
-    segments = ["preventive", "early", "delinquent", "late"]
-    regions = ["north_america", "emea", "apac", "latam"]
-    out["filtered_totals"] = _run_scenario(api, [
-        _get("/api/worklist/totals", segment=segments[i % 4], region=regions[(i // 4) % 4])
-        for i in range(n)])
     pages = [_signed_in(base) for _ in range(clients_n)]
-    sample = [str(a) for a in ids[rng.choice(total, size=n, replace=False)]]
-    out["account_page"] = _run_scenario(pages, [_get(f"/accounts/{a}") for a in sample])
-    sample = [str(a) for a in ids[rng.choice(total, size=n, replace=False)]]
-    out["account_api"] = _run_scenario(api, [_get(f"/api/accounts/{a}") for a in sample])
+    out: dict[str, Any] = {}
+    levels = [clients_n] + ([low_clients] if low_clients and low_clients != clients_n else [])
+    for level in levels:
+        for name, (kind, requests) in _reads(ids, names, rng=rng, n=n).items():
+            clients = (api if kind == "api" else pages)[:level]
+            key = name if level == clients_n else f"{name}@{level}"
+            out[key] = {"clients": level,
+                        **_run_scenario(clients, requests, server=server)}
     out["event_write_idle"] = _writes_idle(api, ids=ids, rng=rng)
     out["event_write_during_publish"] = _writes_during_publish(
-        api, work, url=url, ids=ids, rng=rng, accounts=total)
+        api, work, url=url, ids=ids, rng=rng, accounts=len(ids))
     for c in api + pages:
         c.close()
     return out
+
+
+def _reads(ids: np.ndarray, names: np.ndarray, *, rng: np.random.Generator,
+           n: int) -> dict[str, tuple[str, list[Callable[[Any], Any]]]]:
+    """The read scenarios: name -> (``api`` or ``page`` clients, ``n`` requests)."""
+    from workbench.queries import encode_cursor
+    from workbench.schemas import Sort
+
+    total = len(ids)
+    middle = encode_cursor(Sort.PRIORITY, None, total // 2)
+    last = encode_cursor(Sort.PRIORITY, None, max(total - 50, 0))
+    # Name prefixes a person would type: a name less its last two characters, any case.
+    picked = names[rng.choice(total, size=n)]
+    segments = ["preventive", "early", "delinquent", "late"]
+    regions = ["north_america", "emea", "apac", "latam"]
+    page_sample = [str(a) for a in ids[rng.choice(total, size=n, replace=False)]]
+    api_sample = [str(a) for a in ids[rng.choice(total, size=n, replace=False)]]
+    return {
+        "worklist_first": ("api", [_get("/api/worklist")] * n),
+        "worklist_middle": ("api", [_get("/api/worklist", after=middle)] * n),
+        "worklist_last": ("api", [_get("/api/worklist", after=last)] * n),
+        "rare_filter_dpd": ("api", [_get("/api/worklist", sort="dpd", **RARE)] * n),
+        "name_search": ("api", [_get("/api/worklist", q=str(p)[:-2].lower())
+                                for p in picked]),
+        "filtered_totals": ("api", [
+            _get("/api/worklist/totals", segment=segments[i % 4],
+                 region=regions[(i // 4) % 4]) for i in range(n)]),
+        "account_page": ("page", [_get(f"/accounts/{a}") for a in page_sample]),
+        "account_api": ("api", [_get(f"/api/accounts/{a}") for a in api_sample]),
+    }
 
 
 def _paced_writes(api: list[Any], *, ids: np.ndarray, rng: np.random.Generator,
@@ -415,17 +505,24 @@ def publish_only(work: Path, url: str) -> None:
 
 # ------------------------------------------------------------------------------ report
 def table(results: dict[str, Any]) -> str:
-    lines = [f"{'scenario':<28} {'server p50':>10} {'p95':>8} {'target p95':>10} "
-             f"{'met':>4} {'round trip p95':>15}"]
-    for name in [*TARGETS_MS, "event_write_idle"]:  # idle: no target, for comparison
-        r = results.get(name)
-        if r is None:
-            continue
+    """One row per scenario and number of clients: server p50/p95 (ms), the target, the
+    server's CPU ms per request, the round trip p95."""
+    lines = [f"{'scenario':<28} {'clients':>7} {'server p50':>10} {'p95':>8} "
+             f"{'target p95':>10} {'met':>4} {'cpu ms/req':>10} {'round trip p95':>15}"]
+    names = [*TARGETS_MS, "event_write_idle"]  # idle: no target, for comparison
+    keys = [k for name in names for k in sorted(
+        (k for k in results if k == name or k.startswith(f"{name}@")), key=len)]
+    for key in keys:
+        r = results[key]
+        name = key.split("@", 1)[0]
         s, w = r["server_ms"], r["round_trip_ms"]
         target = TARGETS_MS.get(name)
         met = "-" if target is None else "yes" if s.get("p95", float("inf")) < target else "NO"
-        lines.append(f"{name:<28} {s.get('p50', float('nan')):>10.1f} "
+        cpu = r.get("server_cpu_ms_per_request")
+        lines.append(f"{name:<28} {r.get('clients', '-'):>7} "
+                     f"{s.get('p50', float('nan')):>10.1f} "
                      f"{s.get('p95', float('nan')):>8.1f} {target or '-':>10} {met:>4} "
+                     f"{'-' if cpu is None else f'{cpu:.1f}':>10} "
                      f"{w.get('p95', float('nan')):>15.1f}")
     return "\n".join(lines)
 
@@ -435,6 +532,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--older-accounts", type=int, default=20_000)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--low-clients", type=int, default=os.cpu_count() or 1,
+                        help="The read scenarios again with this many clients (default: "
+                        "one per CPU; 0: not measured).")
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                        help="Server processes (default: the number of CPUs, as delinq "
+                        "serve).")
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--work", type=Path, default=None)
     parser.add_argument("--store-url", default=None,
@@ -448,13 +551,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     work = (args.work or Path(tempfile.mkdtemp(prefix="bench_workbench_"))).resolve()
     url = args.store_url or f"sqlite:///{work / 'worklist.db'}"
     if args.serve:
-        serve(work, url, args.port)
+        serve(work, url, args.port, args.workers)
         return {}
     if args.publish_only:
         publish_only(work, url)
         return {}
     out: dict[str, Any] = {"load_before": round(os.getloadavg()[0], 2),
-                           "cpus": os.cpu_count()}
+                           "cpus": os.cpu_count(), "workers": args.workers}
     try:
         t = time.perf_counter()
         built = build(work, accounts=args.accounts, older=args.older_accounts, url=url)
@@ -463,12 +566,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         port = _free_port()
         server = subprocess.Popen([sys.executable, "-m", "bench.workbench", "--serve",
                                    "--work", str(work), "--store-url", url,
-                                   "--port", str(port)])
+                                   "--port", str(port), "--workers", str(args.workers)])
         try:
             base = f"http://127.0.0.1:{port}"
             _wait_up(base, server)
+            processes = _server_processes(server.pid, args.workers)
             out["results"] = measure(base, work, built, url=url, clients_n=args.clients,
-                                     n=args.requests)
+                                     n=args.requests, low_clients=args.low_clients,
+                                     server=processes)
+            out["server_peak_rss_mb"] = _peak_rss_mb(processes)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -478,8 +584,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(out, indent=2, default=str))
     print()
-    print(f"{args.accounts:,} accounts in the latest of {RUNS} runs; {args.clients} clients; "
-          f"load {out['load_before']} -> {out.get('load_after')} on {out['cpus']} CPUs")
+    print(f"{args.accounts:,} accounts in the latest of {RUNS} runs; {args.clients} and "
+          f"{args.low_clients} clients; {args.workers} server processes; load "
+          f"{out['load_before']} -> {out.get('load_after')} on {out['cpus']} CPUs; server "
+          f"peak RSS MB {out.get('server_peak_rss_mb')}")
     print(table(out.get("results", {})))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))

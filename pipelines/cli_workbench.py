@@ -10,6 +10,7 @@ else (never logged).
 from __future__ import annotations
 
 import getpass
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -21,9 +22,11 @@ from pipelines.cli_support import fail as _fail
 from pipelines.cli_support import guarded as _guarded
 from pipelines.cli_support import settings_for as _settings
 from pipelines.cli_support import store_errors as _store_errors
-from pipelines.settings import Settings
+from pipelines.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
+    from fastapi import FastAPI
+
     from workbench.config import WorkbenchConfig
 
 users_app = typer.Typer(help="Workbench users: add, list, disable, and API tokens.",
@@ -165,12 +168,13 @@ def users_token(username: Annotated[str, typer.Argument()],
 def serve(
     host: Annotated[str | None, typer.Option(help="Address (default: settings).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (default: settings).")] = None,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Server processes (default: the number of CPUs).")] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Serve the workbench (API and pages) over the settings' store with uvicorn."""
-    import uvicorn
-
-    from workbench import create_app, open_workbench, refresh_history
+    """Serve the workbench (API and pages) over the settings' store with uvicorn:
+    ``--workers`` processes answering on one port."""
+    from workbench import open_workbench, refresh_history, serve_workers
     from workbench.history import is_current
     from workbench.security import KeyFileError
 
@@ -178,19 +182,35 @@ def serve(
     config = workbench_config(settings)
     with _store_errors(settings):
         try:
-            wb = _guarded(open_workbench, config)
+            wb = _guarded(open_workbench, config)  # migrations, the session key: once
         except KeyFileError as exc:
             _fail(str(exc))
-        book = config.book_dir
-        if book is not None and (book / "invoices.parquet").exists() and \
-                not is_current(book, wb.index_dir):
-            typer.echo(f"indexing the staged book {book} for account history ...")
-            _guarded(refresh_history, wb)
+        try:
+            book = config.book_dir
+            if book is not None and (book / "invoices.parquet").exists() and \
+                    not is_current(book, wb.index_dir):
+                typer.echo(f"indexing the staged book {book} for account history ...")
+                _guarded(refresh_history, wb)
+        finally:
+            wb.close()  # each worker process opens its own
     host = host or settings.workbench.host
     port = port or settings.workbench.port
-    typer.echo(f"workbench on http://{host}:{port}/ (API document: /openapi.json); Ctrl-C "
-               "stops it")
-    uvicorn.run(create_app(config, workbench=wb), host=host, port=port, log_level="info")
+    workers = workers or os.cpu_count() or 1
+    typer.echo(f"workbench on http://{host}:{port}/ (API document: /openapi.json; "
+               f"{workers} worker process{'es' if workers > 1 else ''}); Ctrl-C stops it")
+    # The workers build their app from the same settings: the environment, the settings
+    # file, and this command's state folder (passed down as its environment variable).
+    os.environ[f"{ENV_PREFIX}DATA_DIR"] = str(Path(settings.data_dir).resolve())
+    serve_workers(f"{__name__}:worker_app", host=host, port=port, workers=workers,
+                  log_level="info")
+
+
+def worker_app() -> FastAPI:
+    """The app of one `delinq serve` worker process (uvicorn's factory): the workbench
+    over the settings' store, opened by this process."""
+    from workbench import create_app
+
+    return create_app(workbench_config(_settings()))
 
 
 def demo_lines(settings: Settings, *, data_dir: Path, password: str, launcher: str) -> str:

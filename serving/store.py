@@ -477,6 +477,13 @@ class WorklistStore:
         Rows are in written order; columns are as written by the scorer. Raises
         ``KeyError`` if the run has no stored explanations (unknown, failed or replaced).
         """
+        return self.read_explanation_table(run_id, account_ids=account_ids).to_pandas()
+
+    def read_explanation_table(
+        self, run_id: str, *, account_ids: list[str] | None = None
+    ) -> pa.Table:
+        """:meth:`read_explanations` as the Arrow table read from the run's file (no
+        pandas frame: the workbench's account page reads one row of ~120 columns)."""
         with self._engine.connect() as conn:
             path = conn.execute(
                 sa.select(S.explanations.c.path).where(S.explanations.c.run_id == run_id)
@@ -484,10 +491,9 @@ class WorklistStore:
         if path is None:
             raise KeyError(f"run {run_id!r} has no stored explanations in {self!r}")
         try:
-            table = store_io.read_parquet_accounts(Path(path), account_ids)
+            return store_io.read_parquet_accounts(Path(path), account_ids)
         except FileNotFoundError as exc:
             raise KeyError(f"run {run_id!r} was replaced while reading; read again") from exc
-        return table.to_pandas()
 
     def read_loop_events(self, *, as_of: date) -> LoopEvents:
         """The workbench's events recorded strictly before ``as_of`` (UTC midnight), as

@@ -7,7 +7,8 @@ serves it); it never imports Prefect or the pipelines.
 
 - :func:`create_app`: the FastAPI app over a :class:`WorkbenchConfig`
   (:func:`open_workbench` opens its store and key first; :func:`refresh_history` indexes
-  the staged book for the account page);
+  the staged book for the account page; :func:`serve_workers` serves an app factory
+  with uvicorn in several processes);
 - :mod:`workbench.users`: users, tokens and the audit trail (``delinq users``);
 - :mod:`workbench.events`: the event kinds, their rules and ``record_event``;
 - :mod:`workbench.history`: the account-history index of the staged book.
@@ -21,7 +22,13 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.app import create_app, open_store_engine, open_workbench, refresh_history
+    from workbench.app import (
+        create_app,
+        open_store_engine,
+        open_workbench,
+        refresh_history,
+        serve_workers,
+    )
     from workbench.config import AnalystScope, WorkbenchConfig
 
 _EXPORTS = {
@@ -29,11 +36,12 @@ _EXPORTS = {
     "open_store_engine": "workbench.app",
     "open_workbench": "workbench.app",
     "refresh_history": "workbench.app",
+    "serve_workers": "workbench.app",
     "AnalystScope": "workbench.config",
     "WorkbenchConfig": "workbench.config",
 }
 __all__ = ["AnalystScope", "WorkbenchConfig", "create_app", "open_store_engine",
-           "open_workbench", "refresh_history"]
+           "open_workbench", "refresh_history", "serve_workers"]
 
 
 def __getattr__(name: str) -> Any:

@@ -166,22 +166,29 @@ def worklist_totals(
 
 def _explanation(request: Request, run_id: str, account_id: str) -> Explanation | None:
     try:
-        frame = _wb(request).store.read_explanations(run_id, account_ids=[account_id])
+        table = _wb(request).store.read_explanation_table(run_id, account_ids=[account_id])
     except KeyError:
         return None
-    if frame.empty:
+    if table.num_rows == 0:
         return None
-    row = frame.iloc[0].to_dict()
+    # One row of ~120 columns: plain Python values straight from Arrow (a pandas frame of
+    # one row cost more than reading it).
+    row = {k: _plain(v) for k, v in table.slice(0, 1).to_pylist()[0].items()}
     features: dict[str, dict[str, Any]] = {}
     for col, value in row.items():
         if col.startswith("shap_"):
             name = col[len("shap_"):]
-            features[name] = {"value": _finite(_scalar(row.get(name))),
-                              "shap": _finite(_scalar(value))}
-    return Explanation(model=_scalar(row.get("model")),
-                       model_version=_scalar(row.get("model_version")),
-                       base_value=_finite(_scalar(row.get("base_value"))),
-                       raw_score=_finite(_scalar(row.get("raw_score"))), features=features)
+            features[name] = {"value": row.get(name), "shap": value}
+    return Explanation(model=row.get("model"), model_version=row.get("model_version"),
+                       base_value=row.get("base_value"), raw_score=row.get("raw_score"),
+                       features=features)
+
+
+def _plain(value: Any) -> Any:
+    """An Arrow value as the API shows it: a missing or non-finite number is None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _reasons(text: str | None) -> list[dict[str, Any]]:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 from fastapi import FastAPI, HTTPException, Request
@@ -31,6 +31,12 @@ from workbench.security import SessionSigner, load_session_key
 TEMPLATES = Path(__file__).with_name("templates")
 #: Seconds between checks that the history index still matches the staged book.
 INDEX_CHECK_EVERY_S = 10.0
+#: File (under ``<state>/workbench``) of the recent failed sign-ins, shared by every
+#: server process (:class:`workbench.auth.LoginLimiter`).
+LOGIN_FAILURES = "login_failures.json"
+#: Lock file (under ``<state>/workbench``) held while the history index is rebuilt, so
+#: that of several server processes seeing a re-staged book one rebuilds it.
+INDEX_LOCK = "history.lock"
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -41,7 +47,7 @@ SECURITY_HEADERS = {
 
 @dataclass
 class Workbench:
-    """What the routes share (``app.state.wb``)."""
+    """What the routes share (``app.state.wb``): one per server process."""
 
     config: WorkbenchConfig
     store: WorklistStore
@@ -87,7 +93,7 @@ class Workbench:
 
         def run() -> None:
             try:
-                refresh_history(self)
+                refresh_history(self, only_if_stale=True)
             finally:
                 with self._index_lock:
                     self._building = False
@@ -114,17 +120,35 @@ class Workbench:
         self.engine.dispose()
 
 
-def refresh_history(wb: Workbench) -> dict[str, int] | None:
+def refresh_history(wb: Workbench, *, only_if_stale: bool = False) -> dict[str, int] | None:
     """Build the history index from the staged book and refresh the account directory
-    (name, region) in the store; None when there is no staged book."""
+    (name, region) in the store; rows per table, None when there is no staged book (or,
+    ``only_if_stale``, when the index is already current: another server process rebuilt
+    it). One process at a time builds (a lock file under ``<state>/workbench``)."""
     book = wb.config.book_dir
     if book is None or not (Path(book) / "invoices.parquet").exists():
         return None
-    rows = history.build_index(Path(book), wb.index_dir)
-    sync_directory(wb.engine, wb.index_dir / "accounts.parquet")
+    with _exclusive(wb.config.workbench_dir / INDEX_LOCK):
+        # Another server process may have rebuilt it while this one waited for the lock.
+        if only_if_stale and history.is_current(Path(book), wb.index_dir):
+            rows = None
+        else:
+            rows = history.build_index(Path(book), wb.index_dir)
+            sync_directory(wb.engine, wb.index_dir / "accounts.parquet")
     with wb._index_lock:
         wb._index = history.HistoryIndex(wb.index_dir)
     return rows
+
+
+@contextlib.contextmanager
+def _exclusive(lock: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``lock`` (created if missing), waited for."""
+    import fcntl
+
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
 
 
 def sync_directory(engine: sa.Engine, accounts: Path) -> int:
@@ -180,9 +204,38 @@ def open_workbench(config: WorkbenchConfig) -> Workbench:
         config=config, store=store, engine=engine,
         signer=SessionSigner(key, max_age_s=config.session_hours * 3600.0),
         limiter=LoginLimiter(max_failures=config.login_max_failures,
-                             window_s=config.login_window_s, clock=config.clock),
+                             window_s=config.login_window_s, clock=config.clock,
+                             path=config.workbench_dir / LOGIN_FAILURES),
         templates=Jinja2Templates(directory=str(TEMPLATES)),
     )
+
+
+class SecurityHeaders:
+    """ASGI middleware: :data:`SECURITY_HEADERS` and ``Cache-Control: no-store`` on every
+    response that does not set them itself. Plain ASGI (it only edits the start message),
+    not Starlette's ``BaseHTTPMiddleware``, which streams every response through a task
+    group and cost more than some routes' own work."""
+
+    _DEFAULTS: Final = [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                        for k, v in {**SECURITY_HEADERS, "Cache-Control": "no-store"}.items()]
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {k.lower() for k, _ in headers}
+                headers += [(k, v) for k, v in self._DEFAULTS if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _error(status: int, detail: str, errors: list[dict[str, Any]] | None = None,
@@ -227,14 +280,28 @@ def create_app(config: WorkbenchConfig, *, workbench: Workbench | None = None) -
         where = ".".join(first["loc"])
         return _error(422, f"invalid request: {where}: {first['msg']}", errors)
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Any) -> Any:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     app.include_router(api.router)
     app.include_router(pages.router)
     return app
+
+
+def serve_workers(factory: str, *, host: str, port: int, workers: int,
+                  log_level: str = "info") -> None:
+    """Serve the app that ``factory`` (``"module:function"``, no arguments) builds with
+    uvicorn in ``workers`` processes sharing one listening socket (uvicorn's supervisor
+    restarts a worker that dies); blocks until stopped (Ctrl-C, SIGTERM).
+
+    Each process calls ``factory`` and opens its own workbench (engine, history index),
+    so the routes use one process's Python and several serve in parallel. What a process
+    keeps in memory stays correct when another process writes: runs, users and tokens
+    are read from the store on every request, the explanation locator is keyed by the
+    file's size and modification time, the history index is checked against the staged
+    book every :data:`INDEX_CHECK_EVERY_S` seconds (one process rebuilds it, under a
+    lock), and failed sign-ins are counted in a shared file (:data:`LOGIN_FAILURES`).
+    """
+    import uvicorn
+
+    uvicorn.run(factory, factory=True, host=host, port=port, workers=workers,
+                log_level=log_level)

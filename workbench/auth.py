@@ -5,16 +5,20 @@
   the ``X-CSRF-Token`` header (forms carry it as the ``csrf_token`` field). Anonymous API
   calls get 401; pages redirect to the login page.
 - Failed sign-ins are counted per (username, client address) in a sliding window; past the
-  limit the login answers 429 until the window has passed (in memory: one server process).
+  limit the login answers 429 until the window has passed. The count is shared by every
+  server process (``delinq serve --workers N``) through a small file under the state
+  folder, locked while read and written (in memory when no file is given: one process).
 """
 
 from __future__ import annotations
 
-import collections
+import contextlib
+import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any, Final
 
 from fastapi import Depends, HTTPException, Request
@@ -30,38 +34,88 @@ _UNSAFE: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class LoginLimiter:
-    """At most ``max_failures`` failed sign-ins per key within ``window_s`` seconds."""
+    """At most ``max_failures`` failed sign-ins per key within ``window_s`` seconds.
+
+    ``path``: a JSON file holding the recent failures, so that every server process
+    counts the same failures (each operation holds an exclusive ``flock`` on
+    ``<path>.lock`` while it reads and rewrites the file: sign-ins are rare, the file
+    small, since expired failures are dropped on every write). None: in this process's
+    memory only.
+    """
 
     def __init__(self, *, max_failures: int, window_s: float,
-                 clock: Callable[[], datetime]) -> None:
+                 clock: Callable[[], datetime], path: Path | None = None) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self._clock = clock
-        self._failures: dict[tuple[str, str], collections.deque[float]] = {}
+        self._path = path
+        self._failures: dict[str, list[float]] = {}
         self._lock = threading.Lock()
 
-    def _recent(self, key: tuple[str, str]) -> collections.deque[float]:
+    @contextlib.contextmanager
+    def _state(self, *, write: bool) -> Iterator[dict[str, list[float]]]:
+        """The failures by key, expired ones dropped (saved back if ``write``)."""
         now = self._clock().timestamp()
-        q = self._failures.setdefault(key, collections.deque())
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        return q
+        with self._lock, _file_lock(self._path):
+            failures = self._failures if self._path is None else _read_json(self._path)
+            failures = {k: [t for t in v if t > now - self.window_s]
+                        for k, v in failures.items()}
+            failures = {k: v for k, v in failures.items() if v}
+            yield failures
+            if write or self._path is None:
+                if self._path is None:
+                    self._failures = failures
+                else:
+                    _write_json(self._path, failures)
 
     def retry_after(self, key: tuple[str, str]) -> int | None:
         """Seconds to wait when ``key`` is over the limit, else None."""
-        with self._lock:
-            q = self._recent(key)
+        with self._state(write=False) as failures:
+            q = failures.get(_key(key), [])
             if len(q) < self.max_failures:
                 return None
             return max(1, int(q[0] + self.window_s - self._clock().timestamp()) + 1)
 
     def failed(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._recent(key).append(self._clock().timestamp())
+        with self._state(write=True) as failures:
+            failures.setdefault(_key(key), []).append(self._clock().timestamp())
 
     def succeeded(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._failures.pop(key, None)
+        with self._state(write=True) as failures:
+            failures.pop(_key(key), None)
+
+
+def _key(key: tuple[str, str]) -> str:
+    return json.dumps(list(key))
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path | None) -> Iterator[None]:
+    """An exclusive ``flock`` on ``<path>.lock`` (nothing when ``path`` is None)."""
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def _read_json(path: Path) -> dict[str, list[float]]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):  # none yet, or damaged: no failures known
+        return {}
+    return {str(k): [float(t) for t in v] for k, v in data.items()
+            if isinstance(v, list)} if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, failures: dict[str, list[float]]) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(failures))
+    tmp.replace(path)  # readers (under the lock anyway) never see half a file
 
 
 @dataclass(frozen=True)

@@ -186,12 +186,21 @@ class _SortedTable:
         return range(bisect.bisect_left(self.maxs, account_id),
                      bisect.bisect_right(self.mins, account_id))
 
-    def rows(self, account_id: str) -> pa.Table:
+    def rows(self, account_id: str, columns: tuple[str, ...] | None = None) -> pa.Table:
+        """The rows of ``account_id``: all columns, or ``account_id`` and those of
+        ``columns`` the table has (only they are decoded)."""
+        names = None
+        if columns is not None:
+            have = set(self.file.schema_arrow.names)
+            names = ["account_id", *(c for c in columns if c in have and c != "account_id")]
         groups = list(self.groups(account_id))
         if not groups:
-            return self.file.schema_arrow.empty_table()
+            empty = self.file.schema_arrow.empty_table()
+            return empty if names is None else empty.select(names)
         with self._lock:
-            part = self.file.read_row_groups(groups)
+            # One thread: a row group of one table is small, and the server's other
+            # requests (or worker processes) use the other cores.
+            part = self.file.read_row_groups(groups, columns=names, use_threads=False)
         return part.filter(pc.equal(part.column("account_id"), account_id))
 
 
@@ -203,11 +212,13 @@ class HistoryIndex:
         self._tables = {t: _SortedTable(self.index_dir / f"{t}.parquet") for t in TABLES
                         if (self.index_dir / f"{t}.parquet").exists()}
 
-    def table(self, table: str, account_id: str) -> pa.Table:
-        """The rows of ``table`` for ``account_id`` (empty if none or no such table)."""
+    def table(self, table: str, account_id: str,
+              columns: tuple[str, ...] | None = None) -> pa.Table:
+        """The rows of ``table`` for ``account_id`` (empty if none or no such table):
+        every column, or ``account_id`` and those of ``columns`` the table has."""
         if table not in self._tables:
             return pa.table({"account_id": pa.array([], pa.string())})
-        return self._tables[table].rows(account_id)
+        return self._tables[table].rows(account_id, columns)
 
     def groups_read(self, table: str, account_id: str) -> int:
         """How many row groups a lookup decodes (for tests and measurements)."""
@@ -242,6 +253,12 @@ def _rows(table: pa.Table, columns: tuple[str, ...]) -> list[dict[str, Any]]:
     return rows
 
 
+def _read(index: HistoryIndex, table: str, account_id: str,
+          columns: tuple[str, ...]) -> list[dict[str, Any]]:
+    """:func:`_rows` of the account's rows of ``table``, decoding only ``columns``."""
+    return _rows(index.table(table, account_id, columns), columns)
+
+
 def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
                     max_payments: int = 200) -> AccountHistory:
     """The account's invoices, payments and disputes known strictly before ``as_of``.
@@ -251,13 +268,13 @@ def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
     with its days late (payment date - due date). An account has tens of rows, so this is
     plain Python over the few rows its row groups hold.
     """
-    invoices = _rows(index.table("invoices", account_id),
+    invoices = _read(index, "invoices", account_id,
                      ("invoice_id", "issue_date", "due_date", "amount"))
-    payments = _rows(index.table("payments", account_id),
+    payments = _read(index, "payments", account_id,
                      ("payment_id", "invoice_id", "payment_date", "amount", "method"))
-    disputes = _rows(index.table("disputes", account_id),
+    disputes = _read(index, "disputes", account_id,
                      ("invoice_id", "opened_date", "resolved_date", "reason"))
-    accounts = _rows(index.table("accounts", account_id),
+    accounts = _read(index, "accounts", account_id,
                      ("name", "segment", "region", "credit_limit", "created_date",
                       "contact_name", "email", "phone", "language"))
     profile = {k: v for k, v in accounts[0].items() if v is not None} if accounts else {}

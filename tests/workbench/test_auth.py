@@ -104,6 +104,28 @@ def test_login_is_rate_limited_per_user_and_client(bench: Bench) -> None:
     assert _login(client, "manager", PASSWORD).status_code == 303
 
 
+def test_failed_sign_ins_are_counted_across_server_processes(tmp_path: Path) -> None:
+    """`delinq serve --workers N`: each process has its own limiter over one shared file,
+    so a guesser gains nothing from landing on another worker."""
+    from datetime import UTC, datetime
+
+    from workbench.auth import LoginLimiter
+
+    def clock() -> datetime:
+        return datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+    first, second = (LoginLimiter(max_failures=2, window_s=60.0, clock=clock,
+                                  path=tmp_path / "failures.json") for _ in range(2))
+    key = ("manager", "10.0.0.7")
+    first.failed(key)
+    assert second.retry_after(key) is None  # one failure: under the limit
+    second.failed(key)
+    assert first.retry_after(key) == 61 and second.retry_after(key) == 61
+    assert first.retry_after(("analyst", "10.0.0.7")) is None
+    second.succeeded(key)
+    assert first.retry_after(key) is None
+
+
 def test_session_expires(bench: Bench, tmp_path: Path) -> None:
     from workbench.security import SessionSigner
 
