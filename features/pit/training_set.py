@@ -29,10 +29,10 @@ import pandas as pd
 
 from features.contract.book import Book
 from features.pit import _kernels, _prep
+from features.pit._loop_rows import LoopRows
 from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_columns, labels_frame
-from features.pit.loop import dispute_owners, recorded_since, with_loop_features
-from features.pit.promises import DEFAULT_GRACE_DAYS, payment_accounts
+from features.pit.promises import DEFAULT_GRACE_DAYS
 from features.pit.sampling import CENSORED, WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
     DEFAULT_MATERIALITY,
@@ -228,11 +228,18 @@ def _chunks(book: Book, dates: Iterable[date | pd.Timestamp], *, delinquency_dpd
     else:
         chunks = _sampled_chunks(prep, days, label_kw, sampling, stats, stage)
     if book.has_events:  # the collections loop's features (issue 17), date by date
-        # as_of-independent lookups once, not once per date
-        since, owners, pays = recorded_since(book), dispute_owners(book), payment_accounts(book)
-        chunks = (with_loop_features(c, book, grace_days=grace_days, since=since,
-                                     owners=owners, pay_accounts=pays) for c in chunks)
+        with stage("features"):  # event rows matched to accounts once, not once per date
+            loop = LoopRows(book, prep.account_ids, grace_days=grace_days)
+        chunks = _with_loop(chunks, loop, stage)
     return prep, label_kw, chunks
+
+
+def _with_loop(chunks: Iterator[pd.DataFrame], loop: LoopRows,
+               stage: StageHook) -> Iterator[pd.DataFrame]:
+    for chunk in chunks:
+        with stage("features"):
+            out = loop.features(chunk)
+        yield out
 
 
 def _empty(prep: Prepared, label_kw: dict, sampling: Sampling | None) -> pd.DataFrame:

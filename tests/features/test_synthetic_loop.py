@@ -67,19 +67,34 @@ def test_a_book_ending_before_its_window_has_no_contact_after_its_last_event(
             getattr(written, table).sort_values(key, ignore_index=True), getattr(tiny, table))
 
 
-def test_the_per_book_lookups_change_no_loop_feature(book: Book) -> None:
-    # A training set computes each dispute's and payment's account once for all its dates
-    # (features.pit.training_set); the features must be those computed from scratch.
-    from features.pit.loop import dispute_owners, recorded_since
-    from features.pit.promises import payment_accounts
+def test_the_training_sets_loop_rows_change_no_loop_feature(book: Book) -> None:
+    # A training set matches each event row to its account once for all its dates and
+    # computes a date's loop features from the rows of that date's accounts only
+    # (features.pit._loop_rows): the features must be those of the whole book from scratch,
+    # also for promises without an invoice (paid by their account's payments) and one
+    # naming another account's invoice.
+    from dataclasses import replace
 
-    accounts = book.accounts["account_id"].tolist()
-    since = recorded_since(book)
-    lookups = {"owners": dispute_owners(book), "pay_accounts": payment_accounts(book)}
-    assert lookups["owners"].notna().all() and lookups["pay_accounts"].notna().all()
+    import numpy as np
+
+    from features.pit._loop_rows import LoopRows
+    from features.pit._prep import prepare
+    from features.pit.loop import with_loop_features
+
+    promises = book.promises.copy()
+    promises.loc[promises.index[::3], "invoice_id"] = None
+    owner = book.invoices.set_index("invoice_id")["account_id"]
+    first = promises.index[promises["invoice_id"].notna()][0]
+    promises.loc[first, "invoice_id"] = owner[owner != promises.loc[first, "account_id"]].index[0]
+    book = replace(book, promises=promises)
+    loop = LoopRows(book, prepare(book).account_ids)
+    accounts = pd.Series(sorted(book.accounts["account_id"]), dtype="str")
+    some = np.sort(np.random.default_rng(0).choice(len(accounts), 50, replace=False))
     for as_of in pd.to_datetime(["2023-06-05", "2023-11-13", "2024-03-04"]):
-        scratch = loop_features(book, as_of=as_of, accounts=accounts, since=since)
-        assert scratch["n_disputes_opened_90d"].sum() > 0  # the lookups are exercised
-        pd.testing.assert_frame_equal(
-            loop_features(book, as_of=as_of, accounts=accounts, since=since, **lookups),
-            scratch)
+        chunk = pd.DataFrame({"account_id": accounts, "as_of": as_of.as_unit("s")})
+        scratch = with_loop_features(chunk, book)
+        assert scratch["n_disputes_opened_90d"].sum() > 0
+        assert scratch["n_broken_promises_180d"].sum() > 0
+        pd.testing.assert_frame_equal(loop.features(chunk), scratch)
+        pd.testing.assert_frame_equal(loop.features(chunk.iloc[some].reset_index(drop=True)),
+                                      scratch.iloc[some].reset_index(drop=True))
