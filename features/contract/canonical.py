@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 
 from features.contract import rules as R
-from features.contract.book import CREDIT_DOCUMENT_TYPES, DATE_DTYPE, columns_of
+from features.contract.book import CODE_DTYPE, DATE_DTYPE, as_codes, columns_of, is_credit_type
 
 # Canonical row order of each Book table (invoice and account ids are unique once
 # validated; payments and disputes break ties on every other contract column).
@@ -73,18 +73,13 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
 
 
 def credit_values(document_types: pl.Series) -> pl.Series:
-    """The distinct ``document_type`` values that name a credit note (:func:`credit_type`).
+    """The distinct ``document_type`` values that name a credit note (the one rule,
+    ``book.is_credit_type``).
 
-    A document type has a handful of values over millions of invoices: the normalising
-    text pass runs on the distinct values only, then rows are matched by equality."""
+    A document type has a handful of values over millions of invoices: the rule runs on
+    the distinct values only, then rows are matched by equality."""
     distinct = document_types.unique().drop_nulls()
-    return distinct.filter(distinct.to_frame("t").select(credit_type(pl.col("t"))).to_series())
-
-
-def credit_type(text: pl.Expr) -> pl.Expr:
-    """True where a ``document_type`` names a credit note (``book.is_credit_type``)."""
-    keys = ["".join(ch for ch in t if ch.isalnum()) for t in CREDIT_DOCUMENT_TYPES]
-    return text.str.to_lowercase().str.replace_all(r"[^a-z0-9]", "").is_in(keys).fill_null(False)
+    return distinct.filter(pl.Series([is_credit_type(t) for t in distinct], dtype=pl.Boolean))
 
 
 def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
@@ -103,8 +98,14 @@ def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
     columns: dict[str, pd.Series] = {}
     for name in order:
         if name in frame.columns:
+            series = frame.drop_in_place(name)
+            if types.get(name) == CODE_DTYPE:
+                text = series.cast(pl.String)
+                series = text.cast(pl.Enum(text.drop_nulls().unique().sort().to_list()))
+                del text
             # (through a one-column frame: its chunks are kept as they are, not merged)
-            arrow = frame.drop_in_place(name).to_frame().to_arrow().column(0)
+            arrow = series.to_frame().to_arrow().column(0)
+            del series
         else:
             arrow = pa.nulls(height, kinds.get(types.get(name, "str"), pa.large_string()))
         if types.get(name) == DATE_DTYPE:
@@ -115,6 +116,9 @@ def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
             types_mapper={pa.int64(): pd.Int64Dtype()}.get, self_destruct=True)[name]
         del arrow
         dtype = types.get(name)
+        if dtype == CODE_DTYPE:
+            columns[name] = as_codes(column)
+            continue
         # All-null string columns come back as object/float: give them the canonical dtype.
         columns[name] = column.astype(dtype) if dtype and str(column.dtype) != dtype else column
     return pd.DataFrame(columns, copy=False)

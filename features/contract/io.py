@@ -130,14 +130,20 @@ def file_name(table: str, fmt: Format = "parquet") -> str:
 
 
 def write_tables(
-    tables: Mapping[str, pd.DataFrame], out_dir: str | Path, *, fmt: Format = "parquet"
+    tables: Mapping[str, pd.DataFrame], out_dir: str | Path, *, fmt: Format = "parquet",
+    parquet: Mapping[str, object] | None = None,
 ) -> dict[str, Path]:
     """Write tables to ``out_dir`` (created) and return ``{table: path}``.
 
     Contract tables are written as ``<table>.<fmt>``; any other key (e.g. ``targets``) as
     ``_<key>.<fmt>``, a side table never read as data. CSV dates are written ``YYYY-MM-DD``
     and missing values as empty cells, so a CSV round trip through validation is lossless.
+    Parquet keeps the pandas metadata (the dtypes, codes included, come back as written);
+    ``parquet``: options of ``pyarrow.parquet.write_table`` (default: pandas' own, snappy),
+    e.g. :data:`STAGED_PARQUET`.
     """
+    import pyarrow.parquet as pq
+
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"fmt must be 'parquet' or 'csv', not {fmt!r}")
     out_dir = Path(out_dir)
@@ -146,7 +152,9 @@ def write_tables(
     for table, frame in tables.items():
         target = out_dir / file_name(table, fmt)
         if fmt == "parquet":
-            frame.to_parquet(target, index=False)
+            data = pa.Table.from_pandas(frame, preserve_index=False)
+            pq.write_table(data, target, **{"compression": "snappy", **(parquet or {})})
+            del data
         else:
             _csv_ready(frame).to_csv(target, index=False)
         written[table] = target
@@ -154,7 +162,7 @@ def write_tables(
 
 
 def write_book(book: Book, out_dir: str | Path, *, fmt: Format = "parquet") -> dict[str, Path]:
-    """Write the four tables of ``book`` as a data folder; returns ``{table: path}``."""
+    """Write the tables of ``book`` as a data folder; returns ``{table: path}``."""
     return write_tables(book.tables(), out_dir, fmt=fmt)
 
 
@@ -169,21 +177,10 @@ STAGED_PARQUET: dict[str, object] = {"compression": "lz4", "write_statistics": F
 
 
 def write_staged_book(book: Book, out_dir: str | Path) -> dict[str, Path]:
-    """Write ``book`` as Parquet for the later steps (:data:`STAGED_PARQUET`); it reads
-    back (:func:`read_folder`) with the same dtypes as :func:`write_book`'s files."""
-    import pyarrow.parquet as pq
-
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    written = {}
-    for table, frame in book.tables().items():
-        target = out_dir / file_name(table)
-        # (from_pandas keeps the pandas metadata, so the dtypes come back as written)
-        data = pa.Table.from_pandas(frame, preserve_index=False)
-        pq.write_table(data, target, **STAGED_PARQUET)
-        del data
-        written[table] = target
-    return written
+    """Write ``book`` as Parquet for the later steps (:func:`write_tables` with
+    :data:`STAGED_PARQUET`); it reads back (:func:`read_folder`) with the same dtypes as
+    :func:`write_book`'s files."""
+    return write_tables(book.tables(), out_dir, parquet=STAGED_PARQUET)
 
 
 def _csv_ready(frame: pd.DataFrame) -> pd.DataFrame:

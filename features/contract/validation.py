@@ -427,6 +427,10 @@ def _validate(
         is_bad = pl.col(R.RULE) > 0
         bad = R.decoded(frame.filter(is_bad), table)
         height = frame.height
+        # The raw contract cells served the rules and the bad rows' quarantine (taken
+        # above); the kept rows need only the parsed values: the raw cells are freed now,
+        # never copied by the filter below, never held beside the Book's columns.
+        frame = frame.drop([c for c in frame.columns if c in columns_of(table)])
         # The kept rows, filtered once (a filter copies every column) and only when a row
         # is bad; canonical() and the credit counts below both read them.
         good = frame if bad.is_empty() else frame.filter(~is_bad)

@@ -21,7 +21,8 @@ from features.contract.book import columns_of
 from features.synthetic import _core as core
 from features.synthetic import loop
 
-NATIVE_TYPES: Final = {"str": pa.large_string(), "datetime64[s]": pa.timestamp("s"),
+NATIVE_TYPES: Final = {"str": pa.large_string(), "category": pa.large_string(),  # (files: text)
+                       "datetime64[s]": pa.timestamp("s"),
                        "float64": pa.float64(), "Int64": pa.int64()}
 #: Columns that hold dates or amounts (text in the raw-export schema).
 DATE_COLS: Final = {"issue_date", "due_date", "payment_date", "opened_date", "resolved_date",

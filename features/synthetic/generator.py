@@ -80,11 +80,14 @@ import pyarrow.parquet as pq
 
 from features.contract.book import (
     ALL_TABLES,
+    CODE_DTYPE,
     DATE_DTYPE,
     EVENT_DATE,
     EVENT_TABLES,
     TABLES,
     Book,
+    as_codes,
+    columns_of,
     conform,
 )
 from features.synthetic import _arrow as sa
@@ -232,6 +235,8 @@ def _to_pandas(table: str, tbl: pa.Table) -> pd.DataFrame:
     for col in df.columns:
         if col in sa.DATE_COLS:
             df[col] = df[col].astype(DATE_DTYPE)
+        elif columns_of(table).get(col) == CODE_DTYPE:
+            df[col] = as_codes(df[col])
     return df
 
 

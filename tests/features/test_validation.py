@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from features.contract.book import TABLES, Book
+from features.contract.book import TABLES, Book, columns_of
 from features.contract.io import read_folder, write_book, write_tables
 from features.contract.rules import RULES
 from features.contract.validation import (
@@ -146,7 +146,11 @@ def test_clean_source_keeps_every_row_with_canonical_dtypes() -> None:
     book = result.book
     assert_books_equal(book, Book.from_frames(*book.tables().values()))
     assert book.invoices["amount"].tolist() == [100.0, 250.5, 80.0, 1200.25, 42.1]
-    assert str(book.invoices["issue_date"].dtype) == "datetime64[s]"
+    for table, frame in book.tables().items():  # the contract's dtypes, codes included
+        assert {c: str(frame[c].dtype) for c in columns_of(table)} == columns_of(table)
+    # A code: one small integer per row and its sorted values (a missing one stays missing).
+    assert book.invoices["currency"].cat.categories.tolist() == ["USD"]
+    assert book.invoices["currency"].isna().sum() == 1
     assert book.invoices["terms_days"].isna().sum() == 1
     # A4 has invoices but no accounts row: it gets a bare one.
     assert sorted(book.accounts["account_id"]) == ["A1", "A2", "A3", "A4"]
