@@ -21,9 +21,12 @@ demo: $(STAMP)
 	$(BIN)/delinq demo
 
 # ruff, then the import contracts of pyproject.toml (layers, no Prefect below pipelines, no
-# other package's private modules), then the tests.
+# other package's private modules), then the tests on TEST_WORKERS processes (pytest-xdist;
+# loadgroup: the tests of one live server run on one worker, see tests/conftest.py).
+# `make test TEST_WORKERS=0` runs them in this one process.
+TEST_WORKERS ?= 2
 test: lint
-	$(BIN)/python -m pytest -q --durations=10
+	$(BIN)/python -m pytest -q --durations=10 -n $(TEST_WORKERS) --dist loadgroup
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

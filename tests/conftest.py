@@ -18,6 +18,11 @@ in subprocesses, so they still create their stores through the migrations.
 ``trained_state``: both models trained once on a small synthetic book and registered in a
 temporary MLflow store (``tests.factories.TrainedState``), shared by the whole session so
 that tests needing a trained model, a champion or a registry do not train again.
+
+Parallel runs (``make test`` runs ``pytest -n 2 --dist loadgroup``, pytest-xdist): each
+worker is a process of its own, so every session fixture above is built once per worker
+that needs it (a worker's own temporary folder, its own PostgreSQL schemas). Tests sharing
+a live server (:data:`XDIST_GROUPS`) run on one worker so that it is started once.
 """
 
 from __future__ import annotations
@@ -32,6 +37,22 @@ import pytest
 from tests.factories import TrainedState, build_trained_state
 
 PG_ENV = "DELINQ_TEST_PG_URL"
+
+#: A session fixture holding a live server, and the xdist group of every test that uses it
+#: (directly or through another fixture): under ``--dist loadgroup`` a group runs on one
+#: worker, so the server starts once (the Prefect server, ~20 s of start-up, and the main
+#: job run on it, ~40 s; one Chromium) instead of once per worker. The Dask tests use the
+#: Prefect server, so they run there too, one after the other, never two clusters at once.
+XDIST_GROUPS = {"prefect_server": "prefect", "browser": "browser"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = getattr(item, "fixturenames", ())
+        group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in used), None)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")
@@ -72,7 +93,6 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def trained_state(tmp_path_factory: pytest.TempPathFactory) -> TrainedState:
     return build_trained_state(tmp_path_factory.mktemp("trained_state"))
-
 
 
 _MIGRATE: list = []  # MLflow's own _initialize_tables, once replaced

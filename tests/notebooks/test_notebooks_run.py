@@ -29,7 +29,9 @@ from nbformat.v4 import new_code_cell
 from tests.factories import FAST, STATE_GATE
 from tests.notebooks.test_notebooks_clean import NOTEBOOK_DIR
 
-pytestmark = pytest.mark.slow
+# One worker runs the three in order (pytest-xdist): they share the module's folder, where
+# the explanation notebook finds the champions the retraining notebook registered.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("notebooks")]
 
 #: The small book and quick training the notebooks run on here. Training needs 600
 #: accounts: on 300 the retrained challenger fails the gate, and on 300 or 400 one of the
