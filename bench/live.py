@@ -54,6 +54,8 @@ accounts are an unusual draw of the live weeks' (1.5% of random same-sized subse
 its AUC; mean 0.883, sd 0.026): the two together exceed the interval, narrowly. Seed 1:
 persistence pooled **agrees**, 0.793 vs 0.860, -0.067 [-0.164, +0.024] (accounts sd 0.039,
 period sd 0.028; 73 / 51 accounts); early warning has no champion (failed the gate).
+Seed 2: persistence pooled **agrees**, 0.817 vs 0.853, -0.037 [-0.130, +0.050] (accounts sd
+0.044, period sd 0.011; 49 / 51 accounts); early warning has no champion either.
 The period spreads recorded at training (out-of-time windows, newest first), seed 0:
 early warning 0.842, 0.824, 0.810, 0.796, 0.795 (sigma by lag 0.000, 0.022, 0.036,
 0.045); persistence 0.817, 0.799, 0.867, 0.877, 0.827 (0.037, 0.052, 0.038, 0.000).
