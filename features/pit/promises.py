@@ -150,19 +150,29 @@ def _payments_toward(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.T
     wanted = pc.is_in(pay_invoice, value_set=_strings(p["invoice_id"][named]))
     wanted = wanted.to_numpy(zero_copy_only=False)
     unnamed = _strings(p["account_id"][~named]).unique()
+    their_ids = their_accounts = None
     if len(unnamed) and pay_accounts is not None:
         wanted |= pc.is_in(_strings(pay_accounts), value_set=unnamed).to_numpy(
             zero_copy_only=False)
     elif len(unnamed):
         invoices = book.invoices
         theirs = pc.is_in(_strings(invoices["account_id"]), value_set=unnamed)
-        wanted |= pc.is_in(pay_invoice, value_set=_strings(invoices["invoice_id"]).filter(
-            theirs)).to_numpy(zero_copy_only=False)
+        their_ids = _strings(invoices["invoice_id"]).filter(theirs)
+        their_accounts = _strings(invoices["account_id"]).filter(theirs)
+        wanted |= pc.is_in(pay_invoice, value_set=their_ids).to_numpy(zero_copy_only=False)
     known = wanted & (payments["payment_date"] < cut).to_numpy(dtype=bool)
     pay = payments[known]
     # A payment's account is its invoice's (validation fills it; hand-made books may not).
-    accounts = (invoice_accounts(book, pay["invoice_id"]) if pay_accounts is None
-                else pay_accounts[known])
+    # Only the promises naming no invoice join on it, so only the accounts of those
+    # promises' invoices are looked up (the others match no such promise either way).
+    if pay_accounts is not None:
+        accounts = pay_accounts[known]
+    elif their_ids is None:
+        accounts = pd.Series(np.nan, index=pay.index, dtype=object)
+    else:
+        owner = their_accounts.take(pc.index_in(pay_invoice.filter(pa.array(known)),
+                                                value_set=their_ids))
+        accounts = pd.Series(owner.to_numpy(zero_copy_only=False), index=pay.index)
     pay = pd.DataFrame({"invoice_id": pay["invoice_id"],
                         "account_id": accounts,
                         "payment_date": pay["payment_date"], "amount": pay["amount"]})
