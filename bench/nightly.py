@@ -80,6 +80,7 @@ STAGES: dict[tuple[str, str], str] = {
     ("serving/rule_scoring.py", "rule_part"): "rule scoring",
     ("serving/score.py", "score_book"): "score (other)",
     ("serving/score.py", "score_into_store"): "store (other)",
+    ("serving/score.py", "_run_into_store"): "store (other)",
     ("serving/store.py", "read_worklist"): "store: read",
     ("serving/store.py", "read_drift"): "store: read",
     ("pipelines/steps_live.py", "watch_run"): "watch (shadow, drift)",

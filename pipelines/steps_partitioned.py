@@ -298,9 +298,9 @@ def merge_and_publish(*, settings: Settings, planned: Planned,
     ``pipelines.steps_live.watch_run``)."""
     from features.pit.kpis import merge_kpi_parts
     from pipelines.run_checks import run_meta_of_totals
-    from pipelines.steps_base import export_dir, materiality
+    from pipelines.steps_base import export_dir
     from serving.partitioned import PartScore, merge_partitions, merge_shadow, read_part
-    from serving.score import score_into_store
+    from serving.score import publish_result
 
     plan, scorers = planned.plan, planned.scorers
     t_merge = time.perf_counter()
@@ -321,12 +321,11 @@ def merge_and_publish(*, settings: Settings, planned: Planned,
     timings = {"load_models": planned.load_seconds}
     if len(outputs) > 1:
         timings["merge_read"] = merge_seconds
-    record = score_into_store(
-        None, as_of=plan.as_of, models=scorers.models, rules=scorers.rules,
+    record = publish_result(
+        result, as_of=plan.as_of, models=scorers.models, rules=scorers.rules,
         store_url=settings.resolved_store_url, export_dir=export_dir(settings),
-        materiality=materiality(settings),
         extra_meta={**run_meta, "kpis": kpis, "partitions": len(outputs)},
-        timings=timings, scored=lambda: result)
+        timings=timings)
     return record, (planned.shadow, shadow)
 
 

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 from models.model import DelinqModel
 from models.rule import RuleCalibration, choose_rule_calibration, resolved_history, rule_score
+from serving.reason_render import TEMPLATES, template_columns
 from serving.reasons import FACT_FEATURE, REASON_COLUMNS, render_reason
 from serving.store_schema import RULE_SCORER
 
@@ -183,23 +184,28 @@ def rule_reasons(part: pd.DataFrame, *, currency: str = "$") -> pd.DataFrame:
     share of the balance when something is past due; no mitigating reason. ``reasons_json``
     lists them with direction ``fact`` (no SHAP: the rule has none)."""
     n = len(part)
-    values = {c: part[c].to_numpy() for c in part.columns}
+    # only the columns the two templates read (a feature row has ~100)
+    values = {c: part[c].to_numpy() for c in dict.fromkeys(
+        c for f in RULE_FACTS for c in template_columns(f, TEMPLATES[f]))}
     texts = {f: render_reason(f, values, currency=currency) for f in RULE_FACTS}
     past_due = np.nan_to_num(part["past_due_amount"].to_numpy(dtype=float), nan=0.0) > 0
     second = pc.if_else(pa.array(past_due), texts["past_due_amount"],
                         pa.nulls(n, pa.string()))
+    first_text, second_text = texts[FACT_FEATURE].to_pylist(), second.to_pylist()
     out = pd.DataFrame(index=part.index)
-    out["reason_1"] = pd.Series(texts[FACT_FEATURE].to_pylist(), index=part.index,
-                                dtype=object)
-    out["reason_2"] = pd.Series(second.to_pylist(), index=part.index, dtype=object)
+    out["reason_1"] = pd.Series(first_text, index=part.index, dtype=object)
+    out["reason_2"] = pd.Series(second_text, index=part.index, dtype=object)
     out["reason_3"] = pd.Series([None] * n, index=part.index, dtype=object)
     out["mitigating_reason"] = pd.Series([None] * n, index=part.index, dtype=object)
+    # Python lists, not frame lookups, in the per-row loop (that cost ~1 ms a row)
     items = []
-    for i in range(n):
-        facts = [(FACT_FEATURE, values[FACT_FEATURE][i], out["reason_1"].iat[i])]
-        if past_due[i]:
-            facts.append(("past_due_amount", values["past_due_amount"][i],
-                          out["reason_2"].iat[i]))
+    for oldest, amount, due, t1, t2 in zip(values[FACT_FEATURE].tolist(),
+                                           values["past_due_amount"].tolist(),
+                                           past_due.tolist(), first_text, second_text,
+                                           strict=True):
+        facts = [(FACT_FEATURE, oldest, t1)]
+        if due:
+            facts.append(("past_due_amount", amount, t2))
         items.append(json.dumps([
             {"feature": f, "value": None if pd.isna(v) else round(float(v), 6), "shap": None,
              "text": t, "direction": "fact"} for f, v, t in facts if t is not None]))

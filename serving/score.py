@@ -584,7 +584,7 @@ def run_scoring(
 
 
 def score_into_store(
-    book: Book | None,
+    book: Book,
     *,
     as_of: date | pd.Timestamp,
     models: Mapping[str, DelinqModel],
@@ -599,13 +599,9 @@ def score_into_store(
     snapshot: Snapshot | None = None,
     holdout_share: float = 0.0,
     grace_days: int = DEFAULT_GRACE_DAYS,
-    scored: Callable[[], ScoreResult] | None = None,
 ) -> RunRecord:
-    """Begin a run, score (:func:`score_book`, drift included) and write it atomically.
-
-    ``scored``: where the run's result comes from instead (the merge of a book's account
-    partitions, ``serving.partitioned``, which read the store's events themselves;
-    ``book`` unused).
+    """Begin a run, score (:func:`score_book`, drift included) and write it atomically
+    (:func:`publish_result`'s run life, the scoring inside it).
 
     The events the workbench recorded in this store strictly before ``as_of`` (promises,
     contacts, disputes, snoozes: ``serving.loop_events``) are scored with the book, so what
@@ -616,13 +612,60 @@ def score_into_store(
     the scoring stages, the store's own figures, ``write`` and ``total`` (seconds).
     ``snapshot``: the book's features at ``as_of`` already built (see :func:`run_scoring`).
     """
-    from serving.store import WorklistStore
-
     if snapshot is not None:
         snapshot.check(as_of=as_of, materiality=materiality)
+    day = as_day(as_of)
+
+    def scored(store: Any) -> ScoreResult:
+        events = store.read_loop_events(as_of=day)
+        return score_book(
+            book_with_events(book, events), as_of=day, models=models,
+            table_budget_mb=table_budget_mb, policy=policy, rules=rules,
+            materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
+            holdout_share=holdout_share,
+            features=None if snapshot is None else snapshot.features,
+            final_notice=store.read_final_notices())
+
+    return _run_into_store(scored, as_of=day, models=models, rules=rules,
+                           store_url=store_url, export_dir=export_dir, timings=timings,
+                           extra_meta=extra_meta)
+
+
+def publish_result(
+    result: ScoreResult,
+    *,
+    as_of: date | pd.Timestamp,
+    models: Mapping[str, DelinqModel],
+    store_url: str,
+    export_dir: str | Path | None,
+    rules: Mapping[str, RuleScorer] | None = None,
+    timings: Mapping[str, float] | None = None,
+    extra_meta: Mapping[str, Any] | None = None,
+) -> RunRecord:
+    """Publish a result scored already (the merge of a book's account partitions,
+    ``serving.partitioned``) as one run: the same run life as :func:`score_into_store`
+    (begun, written atomically, marked ``failed`` on any exception), without scoring."""
+    return _run_into_store(lambda _store: result, as_of=as_day(as_of), models=models,
+                           rules=rules, store_url=store_url, export_dir=export_dir,
+                           timings=timings, extra_meta=extra_meta)
+
+
+def _run_into_store(
+    scored: Callable[[Any], ScoreResult],
+    *,
+    as_of: date,
+    models: Mapping[str, DelinqModel],
+    rules: Mapping[str, RuleScorer] | None,
+    store_url: str,
+    export_dir: str | Path | None,
+    timings: Mapping[str, float] | None,
+    extra_meta: Mapping[str, Any] | None,
+) -> RunRecord:
+    """The one run life: begin a run, ``scored(store)`` (its result), write it atomically;
+    on any exception the run is marked failed and the exception re-raised."""
+    from serving.store import WorklistStore
 
     t0 = time.perf_counter()
-    day = as_day(as_of)
     versions = {k: m.version or "" for k, m in models.items()}
     versions |= {k: RULE_SCORER for k in (rules or {}) if k not in models}
     store = WorklistStore(
@@ -630,20 +673,12 @@ def score_into_store(
     )
     try:
         run_id = store.begin_run(
-            as_of=day,
+            as_of=as_of,
             meta={**dict(extra_meta or {}), "model_versions": versions,
                   "feature_set_version": FEATURE_SET_VERSION},
         )
         try:
-            events = store.read_loop_events(as_of=day) if scored is None else None
-            result = scored() if scored is not None else score_book(
-                book_with_events(book, events), as_of=day, models=models,
-                table_budget_mb=table_budget_mb, policy=policy, rules=rules,
-                materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
-                holdout_share=holdout_share,
-                features=None if snapshot is None else snapshot.features,
-                final_notice=store.read_final_notices(),
-            )
+            result = scored(store)
             meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
                     "feature_set_version": FEATURE_SET_VERSION,
                     # issue 19, staleness: the newest as_of of each champion's training set

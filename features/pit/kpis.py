@@ -339,10 +339,12 @@ def kpi_part(book: Book, *, as_of: date | pd.Timestamp, first_issue: date | None
     collected = None
     if previous is not None:
         collected = _collected_sum(book, account_ids=previous[1], since=previous[0], as_of=day)
+    # the last month of the walk back is [start, day): the CEI's month, not summed again
+    # (without edges nothing was issued before as_of in the whole book: no sales)
+    sales = [float(x) for x in _sales_between(book, edges)] if edges else []
     return {"now": _receivable_sums(prep, day), "begin": _receivable_sums(prep, start),
-            "edges": [d.isoformat() for d in edges],
-            "sales": [float(x) for x in _sales_between(book, edges)] if edges else [],
-            "month_sales": float(_sales_between(book, [start, day])[0]),
+            "edges": [d.isoformat() for d in edges], "sales": sales,
+            "month_sales": sales[-1] if sales else 0.0,
             "collected": collected,
             "promises": list(_promise_counts(book, day, DEFAULT_GRACE_DAYS))}
 
