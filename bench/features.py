@@ -84,20 +84,24 @@ _LEAN = {
 }
 
 
-def _generate(accounts: int, seed: int) -> Book:
+def _generate(accounts: int, seed: int, *, loop: bool = False) -> Book:
     """``features.synthetic.generate_book`` restricted, chunk by chunk, to the columns the
-    features use (same rows and values; the unused text columns would double memory)."""
+    features use (same rows and values; the unused text columns would double memory).
+    ``loop``: with the collections loop's promises and contacts (as ``delinq generate``
+    writes them: ``delinq train`` then computes the loop features too)."""
     import pyarrow as pa
 
     from features.synthetic import generator as synthetic
 
     start, end = synthetic._day("2023-01-01"), synthetic._day("2024-12-31")
     parts: dict[str, list[pa.Table]] = {t: [] for t in _LEAN}
-    for tables, _info in synthetic._chunks(accounts, seed, start, end, text=False):
+    if loop:
+        parts |= {"promises": [], "contacts": []}
+    for tables, _info in synthetic._chunks(accounts, seed, start, end, text=False, loop=loop):
         for name, tbl in tables.items():
-            parts[name].append(tbl.select(_LEAN[name]))
+            parts[name].append(tbl.select(_LEAN[name]) if name in _LEAN else tbl)
     frames = {}
-    for name in _LEAN:
+    for name in list(parts):
         table = pa.concat_tables(parts.pop(name))
         df = table.to_pandas(split_blocks=True, self_destruct=True)
         del table

@@ -2,9 +2,10 @@
 
 ``python -m bench.retrain --accounts 100000 --json out.json``
 generates a synthetic book (``bench.features._generate``: the contract columns the
-features read), then runs the retrain's stages as ``delinq train`` times them
-(``models.stages.StageBudget``: wall seconds, CPU seconds, sampled peak RSS and the
-process high-water mark per stage, printed as a table):
+features read; with ``--loop`` also the promises and contacts ``delinq generate`` writes,
+whose loop features ``delinq train`` computes), then runs the retrain's stages as
+``delinq train`` times them (``models.stages.StageBudget``: wall seconds, CPU seconds,
+sampled peak RSS and the process high-water mark per stage, printed as a table):
 
 - ``labels``, ``sampling``, ``features``: labels of every (account, ``as_of``) of the
   weekly grid, the sample (``models.train.TrainConfig().sampling()``, the product's
@@ -49,7 +50,7 @@ from bench.features import _generate
 
 
 def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
-            folder: Path) -> dict[str, Any]:
+            folder: Path, loop: bool = False) -> dict[str, Any]:
     """Run the stages on a book of ``accounts`` accounts; the figures as a dict."""
     from features.pit.training_set import as_of_grid, write_training_set
     from models.gate import judge_all
@@ -65,7 +66,7 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
     label = "sampled" if sampled else "full (sampling off)"
     print(f"{accounts:,} accounts, {label}", flush=True)
     t0 = time.perf_counter()
-    held = {"book": _generate(accounts, seed)}  # popped by the stage that uses it last
+    held = {"book": _generate(accounts, seed, loop=loop)}  # popped by the stage that uses it last
     gen_seconds = time.perf_counter() - t0
     dates = as_of_grid(held["book"], freq="weekly")
     n_invoices = len(held["book"].invoices)
@@ -92,6 +93,7 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
     cpu = sum(s["cpu_seconds"] for s in stages.values())
     return {
         "accounts": accounts,
+        "loop": loop,
         "invoices": n_invoices,
         "as_of_dates": len(dates),
         "sampled": sampled,
@@ -117,7 +119,8 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
 
 
 def run(accounts: int = 100_000, *, baseline_accounts: int = 3_000, seed: int = 3,
-        max_rows: int | None = None, json_path: str | Path | None = None) -> dict[str, Any]:
+        max_rows: int | None = None, json_path: str | Path | None = None,
+        loop: bool = False) -> dict[str, Any]:
     """Run the baseline and the sampled retrain, print the figures, write JSON if asked."""
     from features.pit.sampling import Sampling
     from features.pit.training_set import as_of_grid, write_training_set
@@ -133,8 +136,9 @@ def run(accounts: int = 100_000, *, baseline_accounts: int = 3_000, seed: int = 
                                as_of_dates=as_of_grid(tiny)[:2], sampling=sampling)
         compile_seconds = time.perf_counter() - t0
         base = retrain(baseline_accounts, seed=seed, sampled=False, max_rows=None,
-                       folder=folder) if baseline_accounts else None
-        main = retrain(accounts, seed=seed, sampled=True, max_rows=max_rows, folder=folder)
+                       folder=folder, loop=loop) if baseline_accounts else None
+        main = retrain(accounts, seed=seed, sampled=True, max_rows=max_rows, folder=folder,
+                       loop=loop)
     result: dict[str, Any] = {
         "run": main,
         "baseline": base,
@@ -165,9 +169,12 @@ def main(argv: list[str] | None = None) -> None:
                         help="sample budget per model (default: TrainConfig's)")
     parser.add_argument("--seed", type=int, default=3)
     parser.add_argument("--json", dest="json_path", default=None)
+    parser.add_argument("--loop", action="store_true",
+                        help="books with promises and contacts, as delinq generate writes "
+                             "(the loop features are then part of the features stage)")
     args = parser.parse_args(argv)
     run(args.accounts, baseline_accounts=args.baseline_accounts, seed=args.seed,
-        max_rows=args.max_rows, json_path=args.json_path)
+        max_rows=args.max_rows, json_path=args.json_path, loop=args.loop)
 
 
 if __name__ == "__main__":

@@ -182,12 +182,15 @@ def default_data_end(book: Book) -> date:
     return as_day(book.last_date) + timedelta(days=1)
 
 
-def label_columns(prep: Prepared, as_of: date, *, delinquency_dpd: int,
-                  persistence_days: int, data_end: date,
-                  materiality: Materiality = DEFAULT_MATERIALITY,
-                  tolerance_cents: int = CLEAR_TOLERANCE_CENTS) -> tuple[np.ndarray, dict]:
-    """(scored account rows, {column: values}) of the labels at ``as_of``, columns in the
-    :func:`build_labels` order minus ``account_id`` and ``as_of``."""
+def label_arrays(prep: Prepared, as_of: date, *, delinquency_dpd: int,
+                 persistence_days: int, data_end: date,
+                 materiality: Materiality = DEFAULT_MATERIALITY,
+                 tolerance_cents: int = CLEAR_TOLERANCE_CENTS
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The labels at ``as_of`` as plain arrays over the scored account rows: (rows, model
+    code (int8, index into ``features.spec.MODELS``), ``y`` (float64, NaN when censored),
+    resolved date (``datetime64[s]``, NaT when censored), ``delinquent_amount``). What a
+    training set's sampler reads for every date (no strings built)."""
     model, y, resolved, amt = _labels(
         day_number(as_of), day_number(data_end), int(delinquency_dpd),
         int(persistence_days), int(tolerance_cents), materiality, prep.acc_ptr, prep.issue,
@@ -197,13 +200,24 @@ def label_columns(prep: Prepared, as_of: date, *, delinquency_dpd: int,
     res = resolved[rows]
     res_dates = np.where(res == NONE, np.datetime64("NaT"),
                          res.astype("datetime64[D]")).astype("datetime64[s]")
-    y = y[rows]
+    return rows, model[rows], y[rows], res_dates, amt[rows]
+
+
+def label_columns(prep: Prepared, as_of: date, *, delinquency_dpd: int,
+                  persistence_days: int, data_end: date,
+                  materiality: Materiality = DEFAULT_MATERIALITY,
+                  tolerance_cents: int = CLEAR_TOLERANCE_CENTS) -> tuple[np.ndarray, dict]:
+    """(scored account rows, {column: values}) of the labels at ``as_of``, columns in the
+    :func:`build_labels` order minus ``account_id`` and ``as_of``."""
+    rows, model, y, res_dates, amt = label_arrays(
+        prep, as_of, delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
+        data_end=data_end, materiality=materiality, tolerance_cents=tolerance_cents)
     return rows, {
-        "model": pd.Series(np.asarray(MODELS, dtype=object)[model[rows]], dtype="str"),
+        "model": pd.Series(np.asarray(MODELS, dtype=object)[model], dtype="str"),
         "y": y,
         "label_resolved_date": res_dates,
         "censored": np.isnan(y),
-        "delinquent_amount": amt[rows],
+        "delinquent_amount": amt,
     }
 
 

@@ -31,7 +31,7 @@ from features.contract.book import Book
 from features.pit import _kernels, _prep
 from features.pit._loop_rows import LoopRows
 from features.pit._prep import Prepared, day_number
-from features.pit.labels import default_data_end, label_columns, labels_frame
+from features.pit.labels import default_data_end, label_arrays, label_columns, labels_frame
 from features.pit.promises import DEFAULT_GRACE_DAYS
 from features.pit.sampling import CENSORED, WEIGHT, Sampling, outcome_codes, sample_rows
 from features.spec import (
@@ -99,14 +99,6 @@ def _full_chunks(prep: Prepared, dates: list[date], label_kw: dict,
         yield frame
 
 
-def _model_codes(model: pd.Series) -> np.ndarray:
-    codes = np.full(len(model), -1, np.int8)
-    values = model.to_numpy()
-    for m, name in enumerate(MODELS):
-        codes[values == name] = m
-    return codes
-
-
 @dataclass
 class _DateLabels:
     """One date's labels, compact (every row of the grid is held until the rates are
@@ -150,11 +142,9 @@ def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
     counts = np.zeros((len(dates), len(MODELS), 3), dtype=np.int64)  # date, model, outcome
     for d, as_of in enumerate(dates):
         with stage("labels"):
-            rows, labels = label_columns(prep, as_of, **label_kw)
-        lab = _DateLabels(rows=rows.astype(np.int32), model=_model_codes(labels["model"]),
-                          y=labels["y"].astype(np.float32),
-                          resolved=labels["label_resolved_date"],
-                          amount=labels["delinquent_amount"])
+            rows, model, y, resolved, amount = label_arrays(prep, as_of, **label_kw)
+        lab = _DateLabels(rows=rows.astype(np.int32), model=model, y=y.astype(np.float32),
+                          resolved=resolved, amount=amount)
         outcomes = outcome_codes(lab.y)
         for m in range(len(MODELS)):
             counts[d, m] = np.bincount(outcomes[lab.model == m], minlength=3)
