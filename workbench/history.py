@@ -96,6 +96,10 @@ def build_index(book_dir: Path, index_dir: Path) -> dict[str, int]:
             frame = frame.drop("account_id", strict=False).join(owner, on="invoice_id",
                                                                   how="inner")
         frames[table] = frame
+    # The book's codes (dictionary columns: currency, method, ...) as plain text: the index
+    # keeps the schema it always had.
+    frames = {t: f.with_columns(pl.col(pl.Categorical).cast(pl.String))
+              for t, f in frames.items()}
     cuts = _account_cuts(owner)
     rows = {}
     for table, frame in frames.items():

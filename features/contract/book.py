@@ -139,7 +139,8 @@ def columns_of(table: str) -> dict[str, str]:
 
 def empty_table(table: str) -> pd.DataFrame:
     """A zero-row frame of ``table`` with every contract column and canonical dtype."""
-    return pd.DataFrame({c: pd.Series(dtype=d) for c, d in columns_of(table).items()})
+    return pd.DataFrame({c: as_codes(pd.Series(dtype=ID_DTYPE)) if d == CODE_DTYPE
+                         else pd.Series(dtype=d) for c, d in columns_of(table).items()})
 
 
 def conform(table: str, frame: pd.DataFrame) -> pd.DataFrame:
