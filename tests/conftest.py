@@ -46,13 +46,24 @@ PG_ENV = "DELINQ_TEST_PG_URL"
 XDIST_GROUPS = {"prefect_server": "prefect", "browser": "browser"}
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+@pytest.hookimpl(trylast=True)  # after xdist's own hook (see below)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         used = getattr(item, "fixturenames", ())
         group = next((g for fixture, g in XDIST_GROUPS.items() if fixture in used), None)
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
+    if not getattr(config.option, "loadgroup", False):  # not an xdist worker of loadgroup
+        return
+    # xdist 3.8 groups a test by an "@group" suffix of its node id, which it sets through
+    # `item._nodeid`; pytest 9.2 reads the id from `item._id`, so without this the groups
+    # are silently ignored (checked: the notebooks ran on both workers). Set it here.
+    from _pytest.nodeid import coerce_node_id
+
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark is not None and "@" not in item.nodeid:
+            item._id = coerce_node_id(f"{item.nodeid}@{mark.args[0]}")
 
 
 @pytest.fixture(scope="session")
