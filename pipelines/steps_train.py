@@ -153,7 +153,7 @@ def _train_and_register(
                                  extra_params={**label_params(settings),
                                                **sampling_params(settings)},
                                  gate=gate_policy(settings))
-    with budget.stage("period spread"):  # the live check's, fixed now (models.live_agreement)
+    with budget.stage("period_spread"):  # the live check's, fixed now (models.live_agreement)
         record_period_spreads(frame=frame, results=results, config=train_config(settings),
                               runs={k: r.run_id for k, r in registrations.items()},
                               tracking_uri=settings.resolved_tracking_uri)

@@ -11,9 +11,10 @@ What "agrees" means (``models.live_agreement``): per resolved run x population, 
 account-bootstrap interval of the difference live AUC minus offline test-period AUC (one
 draw of accounts for both figures: an account is in both), each draw shifted by the
 champion's period spread at the run's lag (rule 4: ``models.live_period``, what the
-training records), covers 0, judged under the evidence rule: a holdout with fewer than 30 positive or 30 negative accounts is "too few to
-judge", and each population is judged again over its resolved runs pooled (accounts
-counted once, the bootstrap drawing accounts). Live figures compare with the aging rule as
+training records), covers 0, judged under the evidence rule: a holdout with fewer than 30
+positive or 30 negative accounts is "too few to judge", and each population is judged
+again over its resolved runs pooled (accounts counted once, the bootstrap drawing
+accounts). Live figures compare with the aging rule as
 served (the training's served calibration of each population). The live rows are the
 **holdout**'s: the untouched slice is the list minus its contacted top, the rows the model
 ranked highest, so its AUC is lower by construction (selection bias: the test shows it),
