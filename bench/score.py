@@ -9,7 +9,7 @@ Target (DESIGN section 11): 1M accounts in under 3 minutes on 2 cores. Steps:
 2. write the book to score (``--accounts``, ~50 invoices per account) as Parquet and read
    it back through validation, as ``delinq score DATA_DIR`` does (timed apart, not part
    of ``seconds``);
-3. time :func:`serving.score.run_scoring` as of the day after the book's last event: load
+3. time :func:`serving.score_run.run_scoring` as of the day after the book's last event: load
    the champions, build features, score, explain (exact TreeSHAP), reason codes, actions,
    drift, and the atomic write to a throw-away SQLite store with its Parquet files.
 
@@ -84,7 +84,7 @@ def _naive_reasons(values: pd.DataFrame, phi: np.ndarray, names: list[str]) -> l
 def _baseline(book: Any, as_of: pd.Timestamp, tracking_uri: str, rows: int) -> dict:
     """Accounts/s of pred_contrib + per-row reasons on ``rows`` accounts of one model."""
     from features import build_features
-    from serving.score import load_champions
+    from serving.score_run import load_champions
 
     model = load_champions(tracking_uri=tracking_uri, model_names=NAMES)["early_warning"]
     feats = build_features(book, as_of=as_of.date()).head(rows)
@@ -110,7 +110,7 @@ def run(
     """Run the benchmark; returns (and optionally writes as JSON) the figures."""
     from features.contract.validation import validate_folder
     from features.synthetic import write_book_folder
-    from serving.score import run_scoring
+    from serving.score_run import run_scoring
 
     tmp = Path(tempfile.mkdtemp(prefix="delinq-bench-score-"))
     try:

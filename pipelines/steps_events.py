@@ -3,7 +3,7 @@ loop features a model may use.
 
 :func:`with_store_events` adds the events recorded in the worklist store (promises,
 contacts, disputes: ``serving.loop_events``) to a staged book before a training set is
-built; scoring reads them itself (``serving.score.score_into_store``, in the store it
+built; scoring reads them itself (``serving.score_run.score_into_store``, in the store it
 writes). :func:`model_features` decides whether the loop features are model inputs: only
 when each of their sources was recorded since before the validation period starts (so the
 validation and test periods never see a feature that is missing because nothing was

@@ -300,7 +300,7 @@ def merge_and_publish(*, settings: Settings, planned: Planned,
     from pipelines.run_checks import run_meta_of_totals
     from pipelines.steps_base import export_dir
     from serving.partitioned import PartScore, merge_partitions, merge_shadow, read_part
-    from serving.score import publish_result
+    from serving.score_run import publish_result
 
     plan, scorers = planned.plan, planned.scorers
     t_merge = time.perf_counter()

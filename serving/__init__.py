@@ -17,15 +17,16 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from serving.score import ScoreResult, load_champions, score_book, score_into_store
+    from serving.score import ScoreResult, score_book
+    from serving.score_run import load_champions, score_into_store
     from serving.store import RunRecord, WorklistStore, upgrade
     from serving.worklist import format_worklist
 
 _EXPORTS = {
     "ScoreResult": "serving.score",
-    "load_champions": "serving.score",
+    "load_champions": "serving.score_run",
     "score_book": "serving.score",
-    "score_into_store": "serving.score",
+    "score_into_store": "serving.score_run",
     "RunRecord": "serving.store",
     "WorklistStore": "serving.store",
     "upgrade": "serving.store",

@@ -2,7 +2,7 @@
 
 :func:`score_book` is the pure library step (features, calibrated probability of the model
 that fits each account's segment, priority, rank, action, reason codes, exact TreeSHAP
-vectors, PSI drift). :func:`run_scoring` adds the side effects: it loads the champion
+vectors, PSI drift). ``serving.score_run`` adds the side effects: it loads the champion
 models from MLflow and writes one atomic run into the worklist store.
 
 Time semantics: features use everything dated strictly before ``as_of`` (see
@@ -11,13 +11,11 @@ Time semantics: features use everything dated strictly before ``as_of`` (see
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -45,14 +43,12 @@ from models.model import DelinqModel
 from models.rule import served_priority
 from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
-from serving.loop_events import book_with_events
 from serving.loop_worklist import broken_reason, loop_facts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
-from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers, rule_part
+from serving.rule_scoring import RULE_SCORER, RuleScorer, rule_part
 
 if TYPE_CHECKING:
-    from features.pit.snapshot import Snapshot
-    from serving.store import RunRecord
+    pass
 
 #: The worklist's columns in store order: the store's boundary schema is the one definition.
 WORKLIST_COLUMNS: tuple[str, ...] = tuple(store_schema.WORKLIST_COLUMNS)
@@ -151,7 +147,7 @@ def score_book(
     the highest priority over the whole book (ties broken by ``account_id``). Explanations
     are exact TreeSHAP values of each account's own model (``models.treeshap``).
     ``final_notice``: ids of accounts dunning sent its final notice (the policy table hands
-    them to a person; :func:`score_into_store` reads them from the store).
+    them to a person; ``serving.score_run.score_into_store`` reads them from the store).
 
     ``rules`` maps a population without a gated champion to the aging-rule scorer
     (``serving.rule_scoring``) that ranks it instead: its rows have ``scorer`` =
@@ -501,206 +497,3 @@ _WORKLIST_DTYPES = {
     "hold_date": "datetime64[s]",
     "hold_ends": "datetime64[s]",
 }
-
-
-def load_champions(
-    *, tracking_uri: str, model_names: Mapping[str, str]
-) -> dict[str, DelinqModel]:
-    """The ``champion`` of each registered model: ``{"early_warning": .., ...}``.
-
-    Raises ``models.registry.NoChampionError`` ("no champion model: run `delinq train`
-    first", with the gate line of the last trained version when it failed the gate) when
-    one is missing, and ``UngatedChampionError`` for a champion without a gate pass.
-    """
-    # MLflow is imported here, not with the module: a Dask worker that only scores a
-    # partition never loads it (issue 20)
-    from models.registry import NoChampionError, UngatedChampionError, gate_reason, load_champion
-    loaded: dict[str, DelinqModel] = {}
-    for key, registered in model_names.items():
-        try:
-            loaded[key] = load_champion(registered, tracking_uri=tracking_uri)
-        except UngatedChampionError:
-            raise
-        except NoChampionError as exc:
-            # A trained version that failed the quality gate says why in one line.
-            why = gate_reason(registered, tracking_uri=tracking_uri)
-            if why:
-                raise NoChampionError(
-                    f"no champion model: no trained version of {key} model {registered!r} "
-                    f"passed the quality gate; the last: {why}"
-                ) from exc
-            raise NoChampionError(
-                f"no champion model: run `delinq train` first ({key} model {registered!r} "
-                "has no champion)"
-            ) from exc
-    return loaded
-
-
-def run_scoring(
-    book: Book,
-    *,
-    as_of: date | pd.Timestamp,
-    tracking_uri: str,
-    store_url: str,
-    export_dir: str | Path | None,
-    model_names: Mapping[str, str],
-    table_budget_mb: int = 512,
-    policy: ActionPolicy = DEFAULT_POLICY,
-    why: Mapping[str, str] | None = None,
-    delinquency_dpd: int | None = None,
-    persistence_days: int | None = None,
-    materiality: Materiality = DEFAULT_MATERIALITY,
-    extra_meta: Mapping[str, Any] | None = None,
-    snapshot: Snapshot | None = None,
-    holdout_share: float = 0.0,
-    grace_days: int = DEFAULT_GRACE_DAYS,
-) -> RunRecord:
-    """Score ``book`` as of ``as_of`` and publish one run in the store.
-
-    Each entry of ``model_names`` (model key -> registered name) is scored by its gated
-    champion, or, without one, by the aging rule (``serving.rule_scoring.resolve_scorers``;
-    ``why``: key -> why there is no model, when the caller knows; the labels of the rule's
-    history calibration use ``delinquency_dpd`` and ``persistence_days``); then
-    :func:`score_into_store`. ``extra_meta`` is recorded in the run's meta (e.g. the
-    plausibility totals and accepted anomalies). ``snapshot``: ``book`` prepared once with
-    its features at ``as_of`` under ``materiality`` (``features.pit.snapshot``), shared
-    with the caller's other steps instead of being computed again.
-    """
-    t0 = time.perf_counter()
-    if snapshot is not None:
-        snapshot.check(as_of=as_of, materiality=materiality)
-    models, rules = resolve_scorers(
-        book, as_of=as_of, tracking_uri=tracking_uri, model_names=model_names, why=why,
-        delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
-        materiality=materiality, prepared=None if snapshot is None else snapshot.prepared,
-        every_rule=holdout_share > 0)
-    return score_into_store(
-        book, as_of=as_of, models=models, rules=rules, store_url=store_url,
-        export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
-        materiality=materiality, extra_meta=extra_meta, holdout_share=holdout_share,
-        timings={"load_models": time.perf_counter() - t0}, snapshot=snapshot,
-        grace_days=grace_days,
-    )
-
-
-def score_into_store(
-    book: Book,
-    *,
-    as_of: date | pd.Timestamp,
-    models: Mapping[str, DelinqModel],
-    store_url: str,
-    export_dir: str | Path | None,
-    table_budget_mb: int = 512,
-    policy: ActionPolicy = DEFAULT_POLICY,
-    materiality: Materiality = DEFAULT_MATERIALITY,
-    timings: Mapping[str, float] | None = None,
-    rules: Mapping[str, RuleScorer] | None = None,
-    extra_meta: Mapping[str, Any] | None = None,
-    snapshot: Snapshot | None = None,
-    holdout_share: float = 0.0,
-    grace_days: int = DEFAULT_GRACE_DAYS,
-) -> RunRecord:
-    """Begin a run, score (:func:`score_book`, drift included) and write it atomically
-    (:func:`publish_result`'s run life, the scoring inside it).
-
-    The events the workbench recorded in this store strictly before ``as_of`` (promises,
-    contacts, disputes, snoozes: ``serving.loop_events``) are scored with the book, so what
-    an analyst records changes the next run's worklist (issue 17).
-
-    On any exception the run is marked ``failed`` (the previous worklist for that ``as_of``
-    stays current) and the exception is re-raised. The returned record's ``timings`` hold
-    the scoring stages, the store's own figures, ``write`` and ``total`` (seconds).
-    ``snapshot``: the book's features at ``as_of`` already built (see :func:`run_scoring`).
-    """
-    if snapshot is not None:
-        snapshot.check(as_of=as_of, materiality=materiality)
-    day = as_day(as_of)
-
-    def scored(store: Any) -> ScoreResult:
-        events = store.read_loop_events(as_of=day)
-        return score_book(
-            book_with_events(book, events), as_of=day, models=models,
-            table_budget_mb=table_budget_mb, policy=policy, rules=rules,
-            materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
-            holdout_share=holdout_share,
-            features=None if snapshot is None else snapshot.features,
-            final_notice=store.read_final_notices())
-
-    return _run_into_store(scored, as_of=day, models=models, rules=rules,
-                           store_url=store_url, export_dir=export_dir, timings=timings,
-                           extra_meta=extra_meta)
-
-
-def publish_result(
-    result: ScoreResult,
-    *,
-    as_of: date | pd.Timestamp,
-    models: Mapping[str, DelinqModel],
-    store_url: str,
-    export_dir: str | Path | None,
-    rules: Mapping[str, RuleScorer] | None = None,
-    timings: Mapping[str, float] | None = None,
-    extra_meta: Mapping[str, Any] | None = None,
-) -> RunRecord:
-    """Publish a result scored already (the merge of a book's account partitions,
-    ``serving.partitioned``) as one run: the same run life as :func:`score_into_store`
-    (begun, written atomically, marked ``failed`` on any exception), without scoring."""
-    return _run_into_store(lambda _store: result, as_of=as_day(as_of), models=models,
-                           rules=rules, store_url=store_url, export_dir=export_dir,
-                           timings=timings, extra_meta=extra_meta)
-
-
-def _run_into_store(
-    scored: Callable[[Any], ScoreResult],
-    *,
-    as_of: date,
-    models: Mapping[str, DelinqModel],
-    rules: Mapping[str, RuleScorer] | None,
-    store_url: str,
-    export_dir: str | Path | None,
-    timings: Mapping[str, float] | None,
-    extra_meta: Mapping[str, Any] | None,
-) -> RunRecord:
-    """The one run life: begin a run, ``scored(store)`` (its result), write it atomically;
-    on any exception the run is marked failed and the exception re-raised."""
-    from serving.store import WorklistStore
-
-    t0 = time.perf_counter()
-    versions = {k: m.version or "" for k, m in models.items()}
-    versions |= {k: RULE_SCORER for k in (rules or {}) if k not in models}
-    store = WorklistStore(
-        store_url, export_dir=Path(export_dir) if export_dir else None, upgrade=True
-    )
-    try:
-        run_id = store.begin_run(
-            as_of=as_of,
-            meta={**dict(extra_meta or {}), "model_versions": versions,
-                  "feature_set_version": FEATURE_SET_VERSION},
-        )
-        try:
-            result = scored(store)
-            meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
-                    "feature_set_version": FEATURE_SET_VERSION,
-                    # issue 19, staleness: the newest as_of of each champion's training set
-                    "champion_data_end": {k: m.data_window.get("test_end") or None
-                                          for k, m in models.items()}}
-            meta["timings"] = {**dict(timings or {}), **result.meta["timings"]}
-            t_write = time.perf_counter()
-            record = store.write_run(
-                run_id,
-                worklist=result.worklist,
-                explanations=result.explanations,
-                drift=result.drift,
-                meta=meta,
-            )
-        except BaseException as exc:
-            # write_run marks its own failures; this covers everything before it.
-            with contextlib.suppress(Exception):
-                store.fail_run(run_id, message=f"{type(exc).__name__}: {exc}")
-            raise
-        total = time.perf_counter() - t0 + sum((timings or {}).values())
-        return replace(record, timings={**record.timings,
-                                        "write": time.perf_counter() - t_write,
-                                        "total": total})
-    finally:
-        store.close()

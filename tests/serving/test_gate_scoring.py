@@ -9,7 +9,7 @@ import pytest
 
 from models.gate import TAG, GatePolicy
 from models.registry import NoChampionError, UngatedChampionError, gate_reason, register_result
-from serving.score import load_champions
+from serving.score_run import load_champions
 from tests.factories import STATE_GATE, TrainedState
 
 

@@ -215,12 +215,13 @@ def test_accounts_never_seen_in_training_are_scored(book, models) -> None:
 
 def test_score_into_store_writes_a_run_and_fails_cleanly(book, models, tmp_path, monkeypatch):
     from serving import score as S
+    from serving.score_run import score_into_store
     from serving.store import WorklistStore
 
     url = f"sqlite:///{tmp_path / 'worklist.db'}"
     kwargs = dict(as_of=AS_OF.date(), models=models, store_url=url,
                   export_dir=tmp_path / "exports")
-    record = S.score_into_store(book, **kwargs)
+    record = score_into_store(book, **kwargs)
     assert record.status == "succeeded" and record.n_scored > 0
     assert {"features", "explain", "write", "total"} <= set(record.timings)
     with WorklistStore(url) as store:
@@ -233,7 +234,7 @@ def test_score_into_store_writes_a_run_and_fails_cleanly(book, models, tmp_path,
 
     monkeypatch.setattr(S, "reason_codes", boom)
     with pytest.raises(RuntimeError, match="injected failure"):
-        S.score_into_store(book, **kwargs)
+        score_into_store(book, **kwargs)
     with WorklistStore(url) as store:
         runs = store.list_runs()
         after = store.read_worklist(as_of=AS_OF.date())
@@ -242,13 +243,13 @@ def test_score_into_store_writes_a_run_and_fails_cleanly(book, models, tmp_path,
     pd.testing.assert_frame_equal(after, first)  # the previous worklist is intact
 
     monkeypatch.undo()
-    empty = S.score_into_store(book, **{**kwargs, "as_of": pd.Timestamp("2022-06-01").date()})
+    empty = score_into_store(book, **{**kwargs, "as_of": pd.Timestamp("2022-06-01").date()})
     assert empty.status == "succeeded" and empty.n_scored == 0
     assert empty.message.startswith("no accounts with open receivables as of 2022-06-01")
 
 
 def test_score_into_store_upgrades_an_older_store(book, models, tmp_path, monkeypatch):
-    from serving.score import score_into_store
+    from serving.score_run import score_into_store
     from serving.store import WorklistStore, current_revision
     from tests.serving.test_store import publish
     from tests.serving.test_store_migrations import NEXT, _code_knowing, _with_second_revision
@@ -265,7 +266,7 @@ def test_score_into_store_upgrades_an_older_store(book, models, tmp_path, monkey
 
 
 def test_run_scoring_loads_the_champions(book, trained_state, tmp_path) -> None:
-    from serving.score import run_scoring
+    from serving.score_run import run_scoring
     from serving.store import WorklistStore
 
     url = f"sqlite:///{tmp_path / 'worklist.db'}"
@@ -279,7 +280,7 @@ def test_run_scoring_loads_the_champions(book, trained_state, tmp_path) -> None:
 
 def test_no_champion_is_ranked_by_the_aging_rule_saying_why(book, trained_state,
                                                             tmp_path) -> None:
-    from serving.score import run_scoring
+    from serving.score_run import run_scoring
     from serving.store import WorklistStore
 
     # A real MLflow store without these names (issue 12: the rule ranks instead of

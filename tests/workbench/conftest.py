@@ -39,7 +39,7 @@ class Scored:
 
 @pytest.fixture(scope="session")
 def scored(trained_state: TrainedState, tmp_path_factory: pytest.TempPathFactory) -> Scored:
-    from serving.score import score_into_store
+    from serving.score_run import score_into_store
 
     root = tmp_path_factory.mktemp("workbench_state")
     book_dir = root / "staging" / "book"

@@ -8,7 +8,7 @@ from datetime import timedelta
 import pandas as pd
 
 from serving.actions import AWAIT_PROMISE
-from serving.score import score_into_store
+from serving.score_run import score_into_store
 from serving.store import WorklistStore
 from tests.workbench.conftest import Bench
 from workbench.roles import Role
