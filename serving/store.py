@@ -366,8 +366,8 @@ class WorklistStore:
                 retired = store_publish.flip(
                     conn, run_id=run.run_id, as_of=run.as_of, n_rows=wl.num_rows,
                     totals=totals, drift=dr, explanations=reference,
-                    values={"status": "succeeded", "finished_at": self._now(),
-                            "n_scored": wl.num_rows,
+                    now=self._now,
+                    values={"status": "succeeded", "n_scored": wl.num_rows,
                             "n_by_segment": {c["values"]: int(c["counts"]) for c in counts},
                             **values})
         timings["store_flip_s"] = round(time.perf_counter() - t, 3)

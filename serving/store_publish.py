@@ -36,8 +36,8 @@ step 1).
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
-from datetime import date
+from collections.abc import Callable, Iterable
+from datetime import date, datetime
 from typing import Any
 
 import pyarrow as pa
@@ -79,11 +79,15 @@ def flip(
     drift: pa.Table,
     explanations: dict[str, Any] | None,
     values: dict[str, Any],
+    now: Callable[[], datetime],
 ) -> list[str]:
     """Publish ``run_id`` (step 3) in ``conn``'s open write transaction; return the ids
     of the runs it retired (their worklist rows are left for :func:`drop_rows`).
 
-    ``values``: the run's columns to set (status, finished_at, counts, meta, ...).
+    ``values``: the run's columns to set (status, counts, meta, ...); ``finished_at`` is
+    ``now()`` read once the publish lock is held, so of two runs of one ``as_of`` the one
+    published last (the current one) never has the earlier ``finished_at`` (PostgreSQL's
+    lock is taken here, after the caller built ``values``).
     Raises ``RuntimeError`` if the run is no longer ``running`` (reaped meanwhile).
     """
     if conn.dialect.name == "postgresql":
@@ -106,7 +110,7 @@ def flip(
     _in_flip(run_id)
     r = S.runs
     done = conn.execute(r.update().where(r.c.run_id == run_id, r.c.status == "running")
-                        .values(is_current=True, **values)).rowcount
+                        .values(is_current=True, **values, finished_at=now())).rowcount
     if done != 1:
         raise RuntimeError(f"run {run_id} is no longer running (reaped while it was "
                            "written?): not published")
