@@ -412,6 +412,8 @@ def table(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    from workbench.config import default_workers
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=1_000_000)
     parser.add_argument("--older-accounts", type=int, default=20_000)
@@ -419,7 +421,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--low-clients", type=int, default=os.cpu_count() or 1,
                         help="The read scenarios again with this many clients (default: "
                         "one per CPU; 0: not measured).")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+    parser.add_argument("--workers", type=int, default=default_workers(),
                         help="Server processes (default: the number of CPUs, as delinq "
                         "serve).")
     parser.add_argument("--requests", type=int, default=400)

@@ -175,6 +175,7 @@ def serve(
     """Serve the workbench (API and pages) over the settings' store with uvicorn:
     ``--workers`` processes answering on one port."""
     from workbench import open_workbench, refresh_history, serve_workers
+    from workbench.config import default_workers
     from workbench.history import is_current
     from workbench.security import KeyFileError
 
@@ -195,7 +196,7 @@ def serve(
             wb.close()  # each worker process opens its own
     host = host or settings.workbench.host
     port = port or settings.workbench.port
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers()
     typer.echo(f"workbench on http://{host}:{port}/ (API document: /openapi.json; "
                f"{workers} worker process{'es' if workers > 1 else ''}); Ctrl-C stops it")
     # The workers build their app from the same settings: the environment, the settings

@@ -173,7 +173,7 @@ def _explanation(request: Request, run_id: str, account_id: str) -> Explanation 
         return None
     # One row of ~120 columns: plain Python values straight from Arrow (a pandas frame of
     # one row cost more than reading it).
-    row = {k: _plain(v) for k, v in table.slice(0, 1).to_pylist()[0].items()}
+    row = {k: _finite(v) for k, v in table.slice(0, 1).to_pylist()[0].items()}
     features: dict[str, dict[str, Any]] = {}
     for col, value in row.items():
         if col.startswith("shap_"):
@@ -184,11 +184,6 @@ def _explanation(request: Request, run_id: str, account_id: str) -> Explanation 
                        features=features)
 
 
-def _plain(value: Any) -> Any:
-    """An Arrow value as the API shows it: a missing or non-finite number is None."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _reasons(text: str | None) -> list[dict[str, Any]]:

@@ -7,6 +7,7 @@ part of the config, so tests can move time.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -66,3 +67,8 @@ class WorkbenchConfig:
     def workbench_dir(self) -> Path:
         """``<state_dir>/workbench``: the session key and the history index."""
         return Path(self.state_dir) / "workbench"
+
+
+def default_workers() -> int:
+    """Server processes of ``delinq serve`` when none are given: one per CPU."""
+    return os.cpu_count() or 1

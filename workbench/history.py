@@ -171,6 +171,7 @@ class _SortedTable:
 
     def __init__(self, path: Path) -> None:
         self.file = pq.ParquetFile(path)
+        self.names = frozenset(self.file.schema_arrow.names)  # built once, read per lookup
         self._lock = threading.Lock()  # a ParquetFile is not safe for concurrent reads
         meta = self.file.metadata
         col = self.file.schema_arrow.get_field_index("account_id")
@@ -195,8 +196,8 @@ class _SortedTable:
         ``columns`` the table has (only they are decoded)."""
         names = None
         if columns is not None:
-            have = set(self.file.schema_arrow.names)
-            names = ["account_id", *(c for c in columns if c in have and c != "account_id")]
+            names = ["account_id",
+                     *(c for c in columns if c in self.names and c != "account_id")]
         groups = list(self.groups(account_id))
         if not groups:
             empty = self.file.schema_arrow.empty_table()
