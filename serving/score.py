@@ -16,7 +16,7 @@ from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,9 +46,6 @@ from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recomm
 from serving.loop_worklist import broken_reason, loop_facts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
 from serving.rule_scoring import RULE_SCORER, RuleScorer, rule_part
-
-if TYPE_CHECKING:
-    pass
 
 #: The worklist's columns in store order: the store's boundary schema is the one definition.
 WORKLIST_COLUMNS: tuple[str, ...] = tuple(store_schema.WORKLIST_COLUMNS)

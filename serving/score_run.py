@@ -206,16 +206,12 @@ def _run_into_store(
     store = WorklistStore(
         store_url, export_dir=Path(export_dir) if export_dir else None, upgrade=True
     )
+    stamp = {"model_versions": versions, "feature_set_version": FEATURE_SET_VERSION}
     try:
-        run_id = store.begin_run(
-            as_of=as_of,
-            meta={**dict(extra_meta or {}), "model_versions": versions,
-                  "feature_set_version": FEATURE_SET_VERSION},
-        )
+        run_id = store.begin_run(as_of=as_of, meta={**dict(extra_meta or {}), **stamp})
         try:
             result = scored(store)
-            meta = {**dict(extra_meta or {}), **result.meta, "model_versions": versions,
-                    "feature_set_version": FEATURE_SET_VERSION,
+            meta = {**dict(extra_meta or {}), **result.meta, **stamp,
                     # issue 19, staleness: the newest as_of of each champion's training set
                     "champion_data_end": {k: m.data_window.get("test_end") or None
                                           for k, m in models.items()}}
