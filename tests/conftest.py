@@ -64,6 +64,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         mark = item.get_closest_marker("xdist_group")
         if mark is not None and "@" not in item.nodeid:
             item._id = coerce_node_id(f"{item.nodeid}@{mark.args[0]}")
+            # if pytest stops reading `_id` too, say so instead of splitting the group
+            assert item.nodeid.endswith(f"@{mark.args[0]}"), item.nodeid
 
 
 @pytest.fixture(scope="session")

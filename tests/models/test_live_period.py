@@ -36,8 +36,6 @@ def test_windows_step_back_from_the_test_period_and_the_movement_is_theirs(
         assert min(older["positive_accounts"], older["negative_accounts"]) >= 30
         assert 0.5 < older["auc"] <= 1 and 0 < older["sd"] < 0.1
     assert len(spread.sigma_by_lag) == len(spread.windows) - 1
-    # lag 1: the windows' AUC difference less its pair's accounts' variance (not more)
-    assert spread.sigma_by_lag[0] <= abs(w0["auc"] - spread.windows[1]["auc"]) + 1e-12
     assert spread.sigma(1.0) == spread.sigma_by_lag[0]
 
 
