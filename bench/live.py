@@ -255,25 +255,16 @@ def gap_sources(held: pd.DataFrame, rest: pd.DataFrame, offline: pd.DataFrame, *
     serves both: the subsets and the paired account bootstrap of ``rest_diff`` (a 95%
     interval's ends move by ~0.1 of its sd at 200 draws; a diagnostic, not a verdict);
     the holdout's AUC is a point figure, no draws."""
-    from models.live_agreement import auc_agreement, subset_aucs
+    from models.live_agreement import auc_agreement, point_auc, subset_aucs
 
     both = pd.concat([held, rest], ignore_index=True)
     sims = subset_aucs(both, accounts=held["account_id"].nunique(), draws=draws)
     sims = sims[np.isfinite(sims)]
-    a = _point_auc(held)
+    a = point_auc(held)
     r = auc_agreement(rest, offline, resamples=draws)
     return {"holdout_auc": a, "rest_auc": r.live_auc, "rest_diff": r.difference,
             "rest_lo": r.low, "rest_hi": r.high, "subset_mean": float(sims.mean()),
             "subset_sd": float(sims.std()), "above": float(np.mean(sims >= a))}
-
-
-def _point_auc(rows: pd.DataFrame) -> float:
-    """The (weighted) ROC-AUC of ``rows``, no draws."""
-    from models.live_agreement import weighted_aucs
-
-    w = rows["weight"].to_numpy(float) if "weight" in rows else np.ones(len(rows))
-    return float(weighted_aucs(rows["y"].to_numpy(float), rows["probability"].to_numpy(float),
-                               w[None, :])[0])
 
 
 def _agreement(live: pd.DataFrame, offline: pd.DataFrame, *, level: float = LEVEL,
@@ -306,6 +297,7 @@ def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame
               shadow: pd.DataFrame, *, contacted: set[str],
               offline: dict[str, pd.DataFrame],
               spreads: dict[str, Any]) -> list[dict[str, Any]]:
+    from models.live_agreement import point_auc
     from serving.shadow import shadow_worklist
 
     out = []
@@ -331,7 +323,7 @@ def _run_rows(as_of: date, payload: dict, wl: pd.DataFrame, labels: pd.DataFrame
             spread is None or verdict.lag is None) else spread.sigma(verdict.lag))
         # the same accounts in the test period: is a gap the sample's or the period's?
         same = offline[pop][offline[pop]["account_id"].isin(set(held["account_id"]))]
-        same_auc = _point_auc(same) if len(same) else None
+        same_auc = point_auc(same) if len(same) else None
         biased = _raw(untouched, offline[pop])
         out.append({
             "as_of": as_of.isoformat(), "population": pop, "status": "resolved",

@@ -83,7 +83,7 @@ STAGES: dict[tuple[str, str], str] = {
     ("serving/score_run.py", "_run_into_store"): "store (other)",
     ("serving/store.py", "read_worklist"): "store: read",
     ("serving/store.py", "read_drift"): "store: read",
-    ("pipelines/steps_live.py", "watch_run"): "watch (shadow, drift)",
+    ("pipelines/steps_shadow.py", "watch_run"): "watch (shadow, drift)",
     ("serving/shadow.py", "shadow_scores"): "shadow scores",
     ("pipelines/steps_score.py", "score"): "score step (other)",
     ("pipelines/steps_ingest.py", "ingest"): "ingest step (other)",

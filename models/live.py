@@ -151,17 +151,10 @@ def live_performance(
     a recorded contact or promise between the run's ``as_of`` and their label's
     resolution (empty: none recorded); ``rule_calibrations``: the aging rule's served
     calibration per population (:func:`served_rule_columns`)."""
-    lab = labels[["account_id", "model", "y", "delinquent_amount"]].rename(
-        columns={"model": "label_model"})
-    lab = lab.assign(account_id=lab["account_id"].astype(str))
-    wl = worklist.assign(account_id=worklist["account_id"].astype(str))
-    joined = wl.merge(lab, on="account_id", how="left", validate="one_to_one")
-    has_label = joined["label_model"].notna()
-    mismatch = has_label & (joined["label_model"] != joined["model"])
-    resolved = has_label & ~mismatch & joined["y"].notna()
+    joined, has_label, mismatch, resolved = _joined(worklist, labels)
     ids = set(map(str, contacted))
     counts = {
-        "worklist": len(wl),
+        "worklist": len(joined),
         "resolved": int(resolved.sum()),
         "censored": int((has_label & ~mismatch & joined["y"].isna()).sum()),
         "unlabelled": int((~has_label).sum()),
@@ -190,6 +183,30 @@ def live_performance(
         reliability=pd.DataFrame(bins, columns=list(RELIABILITY_COLUMNS)),
         counts=counts,
     )
+
+
+def resolved_rows(worklist: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``worklist`` whose label resolved (what :func:`live_performance` judges):
+    joined with ``labels`` by ``account_id`` (as str), the label of the row's own
+    population (``model``), ``y`` known; the worklist's columns plus ``y`` and
+    ``delinquent_amount``. Inputs are not mutated."""
+    joined, _, _, resolved = _joined(worklist, labels)
+    return joined[resolved].drop(columns=["label_model"]).reset_index(drop=True)
+
+
+def _joined(worklist: pd.DataFrame, labels: pd.DataFrame,
+            ) -> tuple[pd.DataFrame, pd.Series, pd.Series, pd.Series]:
+    """The worklist left-joined with its labels, and the masks: has a label, of another
+    population, resolved (one definition for :func:`live_performance` and
+    :func:`resolved_rows`)."""
+    lab = labels[["account_id", "model", "y", "delinquent_amount"]].rename(
+        columns={"model": "label_model"})
+    lab = lab.assign(account_id=lab["account_id"].astype(str))
+    wl = worklist.assign(account_id=worklist["account_id"].astype(str))
+    joined = wl.merge(lab, on="account_id", how="left", validate="one_to_one")
+    has_label = joined["label_model"].notna()
+    mismatch = has_label & (joined["label_model"] != joined["model"])
+    return joined, has_label, mismatch, has_label & ~mismatch & joined["y"].notna()
 
 
 def subset_metrics(rows: pd.DataFrame) -> tuple[dict[str, Any], list[dict[str, Any]]]:

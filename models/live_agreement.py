@@ -191,6 +191,15 @@ def weighted_aucs(y: np.ndarray, score: np.ndarray, weights: np.ndarray) -> np.n
         return np.where(den > 0, num / den, np.nan)
 
 
+def point_auc(rows: pd.DataFrame) -> float:
+    """The ROC-AUC (0-1) of resolved ``rows`` (``y`` 0/1, ``probability``, optional
+    ``weight``: a sampled period's row weights), no draws: :func:`weighted_aucs` under the
+    rows' own weights. NaN with one class only."""
+    y = numeric_column(rows, "y")
+    w = numeric_column(rows, "weight") if "weight" in rows.columns else np.ones(len(rows))
+    return float(weighted_aucs(y, numeric_column(rows, "probability"), w[None, :])[0])
+
+
 def auc_agreement(live: pd.DataFrame, offline: pd.DataFrame, *, resamples: int = RESAMPLES,
                   level: float = LEVEL, seed: int = 0, period_sd: float = 0.0) -> AucAgreement:
     """The paired account-bootstrap comparison (module docstring) of two frames of

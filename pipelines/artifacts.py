@@ -159,13 +159,14 @@ def summary_markdown(
 def live_markdown(rows: Sequence[Mapping[str, Any]], *, data_end: date, pending: int) -> str:
     """The nightly's live-performance section (issue 19): one line per past run evaluated
     this time (``pipelines.steps_live.LiveSummary.evaluated``: realized AUC vs the aging
-    rule as served, and per random holdout the evidence rule's count of its accounts:
-    too few to judge live vs offline below ``models.live_agreement.MIN_ACCOUNTS`` of a
-    class, ``models.live_agreement.holdout_lines``; resolved and undecided rows), how many
-    runs still wait for their labels."""
+    rule as served, and per random holdout live vs its champion's offline test period,
+    ``models.live_verdict.agreement_lines``: agrees, differs or too few to judge, pooled
+    over the version's resolved runs; resolved and undecided rows), how many runs still
+    wait for their labels."""
     lines = ["", "## Live performance of past runs", ""]
     if rows:
-        lines += _md_table(["run", "as_of", "AUC vs the aging rule as served; holdout evidence",
+        lines += _md_table(["run", "as_of",
+                            "AUC vs the aging rule as served; holdout live vs offline",
                             "resolved", "undecided"],
                            [[r["run_id"], r["as_of"], r["headline"], r["resolved"],
                              r["censored"]] for r in rows])

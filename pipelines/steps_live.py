@@ -18,8 +18,9 @@ says how many events were read, or :data:`NO_CONTACTS`. :func:`evaluate_live` ta
 contacted ids per run (``contacts``) as a seam for other sources (an ERP's own tables).
 With a random holdout (``live_holdout_share``), ``meta["live"]["holdout"]`` holds the
 champion's live figures on the holdout's accounts (scored beside the run by
-:func:`watch_run`): the unbiased sample ``models.live_agreement`` compares with the
-offline test period (the ``untouched`` slice is not one: the contacted top is gone).
+``pipelines.steps_shadow.watch_run``): the unbiased sample ``models.live_agreement``
+compares with the offline test period (the ``untouched`` slice is not one: the contacted
+top is gone).
 
 No "now": resolution is judged against the book's own end, never the clock.
 """
@@ -80,12 +81,15 @@ class LiveSummary:
 def evaluate_live(
     *, settings: Settings, book: Path, redo: bool = False,
     contacts: Callable[[str], AbstractSet[str]] | None = None,
+    models_uri: str | None = None,
 ) -> LiveSummary:
     """Evaluate the published runs whose labels resolved in the staged book ``book`` and
     that have no live performance yet (every resolved run with ``redo``); see the module
     docstring. ``contacts(run_id)``: the account ids with a recorded contact or promise
     between that run's ``as_of`` and their label's resolution (default: the store's
-    recorded events, :func:`recorded_contacts`)."""
+    recorded events, :func:`recorded_contacts`). Each random holdout is judged against its
+    champion version's offline test period (:func:`judge_holdouts`), what its training
+    recorded read from the registry at ``models_uri`` (default: the settings' store)."""
     from features.pit.labels import build_labels, default_data_end
     from models.live import (
         contacted_accounts,
@@ -95,6 +99,7 @@ def evaluate_live(
         live_slices,
     )
     from models.live_agreement import holdout_lines
+    from models.live_verdict import agreement_lines
     from models.slices import flagged_lines
     from pipelines.steps_base import export_dir, materiality
     from pipelines.steps_ingest import read_book
@@ -118,6 +123,15 @@ def evaluate_live(
                and (redo or "live" not in (r.meta or {}))]
         pending = int(sum(r.as_of + timedelta(days=horizon) > data_end
                           for r in published.itertuples(index=False)))
+        references: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+        def reference(kind: str, version: str) -> tuple[Any, Any]:
+            if (kind, version) not in references:  # read once per version
+                references[kind, version] = champion_reference(
+                    settings, kind, version, models_uri=models_uri)
+            return references[kind, version]
+
+        earlier = [(r.run_id, r.as_of) for r in published.itertuples(index=False)]
         if due:
             progress(f"live performance: {len(due)} past run(s) whose labels resolved by "
                      f"{data_end} (horizon {horizon} days)")
@@ -139,7 +153,7 @@ def evaluate_live(
             rules = served_rules(run.meta)
             live = live_performance(worklist, labels, contacted=contacted,
                                     rule_calibrations=rules)
-            shadow, holdout = _shadow_live(run, worklist, labels, contacted, rules)
+            shadow, holdout, held = _shadow_live(run, worklist, labels, contacted, rules)
             if shadow:
                 store.set_run_meta(run.run_id, "live_shadow", shadow)
             slices = live_slices(worklist, labels, accounts, as_of=run.as_of,
@@ -147,6 +161,10 @@ def evaluate_live(
             payload = {
                 "slices": slices,
                 "holdout": holdout,
+                "agreement": judge_holdouts(
+                    settings=settings, run=run, held=held, earlier=earlier,
+                    versions=((run.meta or {}).get("shadow") or {}).get("holdout") or {},
+                    reference=reference),
                 "as_of": run.as_of.isoformat(),
                 "data_end": data_end.isoformat(),
                 "label_horizon_days": horizon,
@@ -156,8 +174,10 @@ def evaluate_live(
             payload["mlflow_run_id"] = _log(settings, run, payload)
             store.set_run_meta(run.run_id, "live", payload)
             line = headline(payload)
-            held = holdout_lines(payload)  # the evidence rule's count per holdout
-            line = "; ".join([line, *held])
+            # per holdout, live vs offline (or, where its champion's offline test period
+            # was not recorded, the evidence rule's count of its accounts)
+            judged = agreement_lines(payload)
+            line = "; ".join([line, *(judged or holdout_lines(payload))])
             for kind, table in slices.items():
                 for flagged in flagged_lines(table, model=kind):
                     progress(f"  run {run.run_id} slice {flagged}")
@@ -171,6 +191,8 @@ def evaluate_live(
         runs = store.list_runs()
         demotions = apply_demotions(settings=settings, runs=runs)
         if settings.promote_on_live:
+            from pipelines.steps_shadow import promote_on_live
+
             demotions += promote_on_live(settings=settings, runs=store.list_runs())
     return LiveSummary(data_end=data_end, evaluated=tuple(rows), pending=pending,
                        seconds=time.perf_counter() - t0, demotions=tuple(demotions))
@@ -267,23 +289,30 @@ def served_rules(meta: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
                  contacted: AbstractSet[str], rules: Mapping[str, Any] | None = None,
-                 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Live performance of what :func:`watch_run` scored beside the run (``meta["shadow"]``,
-    one file read once), per population ``{kind: {"version", "table", ...}}``: the shadow
-    challengers (``versions``; the untouched slice by ``contacted``) and the champion on
-    the random holdout (``holdout``; every holdout account counts, contacted or not: the
-    rule, not the model, put it where a collector found it, so it is a random sample of the
-    population, ``models.live_agreement``)."""
+                 ) -> tuple[dict[str, Any], dict[str, Any], dict[str, pd.DataFrame]]:
+    """Live performance of what ``pipelines.steps_shadow.watch_run`` scored beside the
+    run (``meta["shadow"]``, one file read once), per population ``{kind: {"version",
+    "table", ...}}``: the shadow challengers (``versions``; the untouched slice by
+    ``contacted``) and the champion on the random holdout (``holdout``; every holdout
+    account counts, contacted or not: the rule, not the model, put it where a collector
+    found it, so it is a random sample of the population, ``models.live_agreement``); and
+    per population the holdout's resolved rows
+    (``account_id``, ``y``, ``probability``: what the live check judges)."""
     import pandas as pd
 
-    from models.live import live_performance
+    from models.live import live_performance, resolved_rows
     from serving.shadow import shadow_worklist
 
     info = (run.meta or {}).get("shadow") or {}
     path = info.get("path")
     if not path or not Path(path).exists():
-        return {}, {}
+        return {}, {}, {}
     scores = pd.read_parquet(path)
+    held_rows = {}
+    for kind in info.get("holdout") or {}:
+        rows = resolved_rows(shadow_worklist(worklist, scores, kind=kind, role="holdout"),
+                             labels)
+        held_rows[kind] = rows[["account_id", "y", "probability"]]
 
     def judged(versions: dict[str, str], role: str,
                touched: AbstractSet[str]) -> dict[str, Any]:
@@ -297,164 +326,96 @@ def _shadow_live(run: Any, worklist: pd.DataFrame, labels: pd.DataFrame,
         return out
 
     return (judged(info.get("versions") or {}, "challenger", contacted),
-            judged(info.get("holdout") or {}, "holdout", frozenset()))
+            judged(info.get("holdout") or {}, "holdout", frozenset()), held_rows)
 
 
-@dataclass(frozen=True)
-class ShadowModels:
-    """What :func:`watch_run` scores beside a run, loaded once: the populations'
-    ``challengers`` (and their ``versions``), with ``settings.live_holdout_share`` the
-    ``champions`` that score the holdout (and their versions, ``held``), and ``lines``
-    for a model that could not be loaded."""
+def judge_holdouts(*, settings: Settings, run: Any, held: Mapping[str, pd.DataFrame],
+                   versions: Mapping[str, str], earlier: list[tuple[str, date]],
+                   reference: Callable[[str, str], tuple[Any, Any]],
+                   ) -> dict[str, dict[str, Any]]:
+    """The live check of a run's random holdouts (``models.live_verdict``): ``held``, per
+    population, its resolved rows; ``versions`` the champion version that scored each.
+    The rows are kept (:func:`holdout_rows_path`, with the version) so that a later run
+    pools them: each population is judged on this run alone and pooled with the
+    ``earlier`` published runs (``(run_id, as_of)``) whose kept rows the same version
+    scored. ``reference(kind, version)``: that version's offline test rows and period
+    spread (:func:`champion_reference`; None, None when not recorded). Returns per
+    population ``{"version", "run", "pooled"}`` (``models.live_verdict.judge_holdout``)
+    or ``{"version", "line"}`` (``models.live_verdict.NOT_RECORDED``)."""
+    import pandas as pd
 
-    challengers: dict[str, Any]
-    versions: dict[str, str]
-    champions: dict[str, Any]
-    held: dict[str, str]
-    lines: tuple[str, ...] = ()
+    from models.live_verdict import NOT_RECORDED, judge_holdout
+
+    path = holdout_rows_path(settings, run.run_id)
+    mine = [rows.assign(model=kind, version=str(versions[kind]))
+            for kind, rows in held.items()]
+    if mine:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.concat(mine, ignore_index=True).to_parquet(path, index=False)
+    kept = {}
+    for run_id, as_of in earlier:
+        other = holdout_rows_path(settings, run_id)
+        if as_of < run.as_of and other.exists():
+            kept[as_of.isoformat()] = pd.read_parquet(other)
+    out: dict[str, dict[str, Any]] = {}
+    for kind, rows in held.items():
+        version = str(versions[kind])
+        offline, period = reference(kind, version)
+        if offline is None:
+            out[kind] = {"version": version, "line": NOT_RECORDED}
+            continue
+        runs = {day: frame[(frame["model"] == kind) & (frame["version"] == version)]
+                for day, frame in kept.items()}
+        runs = {day: frame for day, frame in runs.items() if len(frame)}
+        runs[run.as_of.isoformat()] = rows
+        out[kind] = {"version": version, **judge_holdout(runs, offline, period=period)}
+    return out
 
 
-def shadow_models(*, settings: Settings) -> ShadowModels:
-    """Load the models :func:`watch_run` scores beside a run (see :class:`ShadowModels`); a
-    model that cannot be loaded is a line, never a failed run."""
-    from models.registry import CHALLENGER, NoChampionError, load_champion, load_model
-    from models.registry_aliases import alias_version
+def champion_reference(settings: Settings, kind: str, version: str, *,
+                       models_uri: str | None = None) -> tuple[Any, Any]:
+    """What the live check compares ``version`` of the ``kind`` model with, recorded when
+    it was trained: its offline test rows (``models.registry_offline.offline_test_of``)
+    and its ``models.live_agreement.PeriodSpread`` (None each when not recorded), read
+    from the registry at ``models_uri`` (default: the settings' tracking store)."""
+    from models.live_agreement import PeriodSpread
+    from models.registry_aliases import period_spread_of
+    from models.registry_offline import offline_test_of
     from pipelines.steps_base import model_names
 
-    lines: list[str] = []
-    challengers, versions = {}, {}
-    uri = settings.resolved_tracking_uri
-    for kind, name in model_names(settings).items():
-        version = alias_version(name, tracking_uri=uri, alias=CHALLENGER)
-        if version is None or version == alias_version(name, tracking_uri=uri):
+    uri = models_uri or settings.resolved_tracking_uri
+    name = model_names(settings)[kind]
+    offline = offline_test_of(name, version, tracking_uri=uri)
+    spread = period_spread_of(name, version, tracking_uri=uri)
+    return offline, None if spread is None else PeriodSpread.from_dict(spread)
+
+
+def holdout_rows_path(settings: Settings, run_id: str) -> Path:
+    """Where a run's resolved holdout rows are kept for pooling (:func:`judge_holdouts`):
+    ``<data_dir>/shadow/resolved/<run_id>.parquet``, removed with the run
+    (``pipelines.steps_shadow.prune_shadow``)."""
+    return Path(settings.data_dir) / "shadow" / "resolved" / f"{run_id}.parquet"
+
+
+def record_offline_tests(*, results: Mapping[str, Any], runs: Mapping[str, str],
+                         tracking_uri: str) -> dict[str, int]:
+    """At training time, each trained model's offline test rows
+    (``models.live_verdict.offline_test_rows``: what the live check compares a run's
+    random holdout with), stored on its training run (``runs``: kind -> MLflow run id;
+    ``models.registry_offline.log_offline_test``), so the nightly never rebuilds the
+    training set for it. Returns kind -> rows stored."""
+    from models.live_verdict import offline_test_rows
+    from models.registry_offline import log_offline_test
+    from models.train import TrainingResult
+
+    out = {}
+    for kind, result in results.items():
+        if not isinstance(result, TrainingResult) or kind not in runs:
             continue
-        try:
-            challengers[kind] = load_model(name, tracking_uri=uri, alias=CHALLENGER)
-            versions[kind] = version
-        except Exception as exc:  # a broken challenger must not stop the night
-            lines.append(f"shadow: {kind} challenger v{version} not scored: {exc}")
-    champions, held = {}, {}
-    if settings.live_holdout_share > 0:
-        for kind, name in model_names(settings).items():
-            try:  # the champion that ranked the rest of the population tonight
-                champions[kind] = load_champion(name, tracking_uri=uri)
-                held[kind] = str(champions[kind].version or "")
-            except NoChampionError:  # no gated champion: the rule ranks it all
-                continue
-            except Exception as exc:  # a broken champion must not stop the night either
-                lines.append(f"shadow: {kind} champion not scored on the holdout: {exc}")
-    return ShadowModels(challengers, versions, champions, held, tuple(lines))
-
-
-def watch_run(*, settings: Settings, run_id: str,
-              scored: tuple[ShadowModels, pd.DataFrame]) -> list[str]:
-    """What the nightly adds to a published run (issue 19): the shadow challengers'
-    scores (each population whose registered model has a ``challenger`` other than its
-    champion) and, with ``settings.live_holdout_share``, the champion's scores of the
-    random holdout's accounts (which the published list ranked by the rule), both written
-    to ``<data_dir>/shadow/<run_id>.parquet`` (``serving.shadow``, column ``role``) and named
-    in the run's ``meta["shadow"]`` (``versions``: challengers, ``holdout``: champions),
-    never published; and warning lines for drift alerts that persisted over
-    ``settings.drift_persist_runs`` runs. A model that cannot be loaded or scored is a line,
-    never a failed run. The file goes with its run (``serving.store`` retention).
-    ``scored``: the models (:func:`shadow_models`) and their scores, computed with the
-    run by its account partitions (``serving.partitioned``)."""
-    from models.live_policy import persistent_drift
-    from serving.store import WorklistStore
-
-    loaded, scores = scored
-    lines = list(loaded.lines)
-    challengers, versions = loaded.challengers, loaded.versions
-    champions, held = loaded.champions, loaded.held
-    with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
-        if challengers or champions:
-            path = shadow_path(settings, run_id)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            scores.to_parquet(path, index=False)
-            store.set_run_meta(run_id, "shadow", {
-                "path": str(path.resolve()), "versions": versions, "holdout": held,
-                "holdout_share": settings.live_holdout_share, "rows": int(len(scores))})
-            what = [f"{k} challenger v{v}" for k, v in versions.items()]
-            what += [f"{k} champion v{v} on the holdout" for k, v in held.items()]
-            progress(f"  shadow: {', '.join(what)} scored {len(scores):,} accounts "
-                     "(not published)")
-        if settings.drift_persist_runs:
-            runs = store.list_runs()
-            runs = runs[(runs["status"] == "succeeded") & runs["is_current"]]
-            recent = runs.sort_values("as_of").tail(settings.drift_persist_runs)
-            history = []
-            for rid in recent["run_id"]:
-                drift = store.read_drift(rid)
-                alerts = drift[drift["flag"] == "alert"]
-                history.append(set(zip(alerts["model"], alerts["feature"], strict=True)))
-            lines += persistent_drift(history, runs=settings.drift_persist_runs)
-    return lines
-
-
-def shadow_path(settings: Settings, run_id: str) -> Path:
-    """Where a run's shadow scores are kept: ``<data_dir>/shadow/<run_id>.parquet``."""
-    return Path(settings.data_dir) / "shadow" / f"{run_id}.parquet"
-
-
-def prune_shadow(*, settings: Settings, runs: pd.DataFrame) -> list[str]:
-    """Retention of the shadow files (``<data_dir>/shadow/<run_id>.parquet``): each file
-    whose run is gone from the store (``runs``: ``WorklistStore.list_runs`` after the
-    store's own retention, or a ``delinq runs delete``) or whose scores were pruned
-    (``meta["scores_pruned"]``: without its worklist rows the file judges nothing) is
-    deleted. Returns the run ids whose file went. Called by ``pipelines.steps.prune``
-    (``delinq runs prune`` and the nightly's retention), so the files follow the store's
-    retention settings."""
-    folder = Path(settings.data_dir) / "shadow"
-    if not folder.is_dir():
-        return []
-    keep = {str(r.run_id) for r in runs.itertuples(index=False)
-            if not (r.meta or {}).get("scores_pruned")}
-    gone = []
-    for path in sorted(folder.glob("*.parquet")):
-        if path.stem not in keep:
-            path.unlink(missing_ok=True)
-            gone.append(path.stem)
-    return gone
-
-
-def promote_on_live(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str, Any]]:
-    """With ``settings.promote_on_live``: promote a shadow challenger that ranked the
-    untouched accounts better than the champion (AUC) in the latest
-    ``settings.live_fallback_runs`` resolved runs (``models.live_policy.shadow_wins``),
-    if it passed the quality gate; audited like a demotion."""
-    from models.live_policy import shadow_wins
-    from models.registry import CHALLENGER
-    from models.registry_aliases import alias_version, promote
-    from pipelines.steps_base import model_names
-
-    published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
-    records = [{"run_id": r.run_id, "as_of": r.as_of, "meta": r.meta or {}}
-               for r in published.itertuples(index=False)]
-    uri = settings.resolved_tracking_uri
-    changes = []
-    for kind, name in model_names(settings).items():
-        champion = alias_version(name, tracking_uri=uri)
-        challenger = alias_version(name, tracking_uri=uri, alias=CHALLENGER)
-        if champion is None or challenger is None:
-            continue
-        streak = shadow_wins(records, kind=kind, champion=champion, challenger=challenger)
-        if len(streak) < settings.live_fallback_runs:
-            continue
-        figures = "; ".join(f"{d} AUC {a:.3f} vs {b:.3f}" for _, d, a, b in streak)
-        reason = (f"{kind} challenger v{challenger} ranked untouched accounts better than "
-                  f"champion v{champion} in {len(streak)} consecutive resolved runs "
-                  f"({figures}); promoted on live evidence (promote_on_live)")
-        try:
-            change = promote(name, tracking_uri=uri, version=challenger, reason=reason)
-        except ValueError as exc:
-            progress(f"  not promoted: {exc}")
-            continue
-        record = {**change.to_dict(), "kind": kind}
-        write_audit(settings, action="model.promote", target=f"model:{name}",
-                    before={"champion": champion}, after=record)
-        progress(f"  promoted: {reason}")
-        changes.append(record)
-    return changes
+        rows = offline_test_rows(result)
+        log_offline_test(tracking_uri=tracking_uri, run_id=runs[kind], rows=rows)
+        out[kind] = len(rows)
+    return out
 
 
 def account_slices(book: Book) -> pd.DataFrame:

@@ -8,7 +8,7 @@ process, is the default and goes through the same functions.
    (``features.partition``) into data folders under the work location (P = 1: the staged
    folder itself, no copy). The run's :class:`~serving.partitioned.RunScorers` are loaded
    once: champions and aging rules, the shadow challengers and the holdout's champions
-   (``pipelines.steps_live.shadow_models``), the store's loop events known at ``as_of``
+   (``pipelines.steps_shadow.shadow_models``), the store's loop events known at ``as_of``
    and dunning's final notices; with P > 1 they are written there for the workers.
 2. :func:`score_one_partition` (a worker, once per partition; the flows run these as
    Prefect tasks on a Dask cluster): the partition's snapshot (``features.pit.snapshot``),
@@ -20,7 +20,7 @@ process, is the default and goes through the same functions.
 3. :func:`merge_and_publish` (driver): the book-wide rank, drift from the summed bin
    counts, the run checks on the added-up totals (before anything is published), the KPIs
    from their added-up pieces, then the store's one atomic publish; the shadow scores go
-   beside the run (``pipelines.steps_live.watch_run``).
+   beside the run (``pipelines.steps_shadow.watch_run``).
 
 What is book-wide and how it is carried: the random holdout is a stable hash of each
 account id (``models.live_policy.in_holdout``), so every partition selects its own share of
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
     from features.contract.book import Book
     from features.pit.snapshot import Snapshot
-    from pipelines.steps_live import ShadowModels
+    from pipelines.steps_shadow import ShadowModels
     from serving.partitioned import PartScore, RunScorers
     from serving.store import RunRecord
 
@@ -135,7 +135,7 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     from features.pit.snapshot import snapshot
     from pipelines.steps_base import materiality, model_names
     from pipelines.steps_ingest import read_book
-    from pipelines.steps_live import shadow_models
+    from pipelines.steps_shadow import shadow_models
     from serving.partitioned import RunScorers, save_scorers, write_frame
     from serving.rule_scoring import resolve_scorers
     from serving.store import WorklistStore
@@ -295,7 +295,7 @@ def merge_and_publish(*, settings: Settings, planned: Planned,
     checks on the added-up totals, merge the KPIs of the parts
     (``features.pit.kpis.merge_kpi_parts``) and publish the run in the store in one atomic
     write. Returns the run's record and its shadow models and scores (for
-    ``pipelines.steps_live.watch_run``)."""
+    ``pipelines.steps_shadow.watch_run``)."""
     from features.pit.kpis import merge_kpi_parts
     from pipelines.run_checks import run_meta_of_totals
     from pipelines.steps_base import export_dir

@@ -67,9 +67,9 @@ def prune(*, settings: Settings, today: date) -> dict[str, list[str]]:
     """Apply the settings' retention policy as of ``today`` (explanation files of the
     newest ``retain_explanations_runs`` published runs kept; runs older than
     ``resolved_retain_scores_days`` and exports older than ``retain_exports_days``
-    deleted, and their shadow files, ``pipelines.steps_live.prune_shadow``); returns what
+    deleted, and their shadow files, ``pipelines.steps_shadow.prune_shadow``); returns what
     went."""
-    from pipelines.steps_live import prune_shadow
+    from pipelines.steps_shadow import prune_shadow
     from serving.store import WorklistStore
 
     with WorklistStore(settings.resolved_store_url, export_dir=export_dir(settings),
@@ -107,8 +107,8 @@ def score(*, settings: Settings, book: Path, as_of: date,
     ``pipelines.partitioned``); P = 1, the default, is the same code in one process."""
     from models.live import staleness_lines
     from pipelines.artifacts import drift_flags, worklist_table
-    from pipelines.steps_live import watch_run
     from pipelines.steps_partitioned import score_partitioned
+    from pipelines.steps_shadow import watch_run
     from serving.store import WorklistStore
     from serving.worklist import kpi_line
 

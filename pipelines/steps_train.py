@@ -157,6 +157,11 @@ def _train_and_register(
         record_period_spreads(frame=frame, results=results, config=train_config(settings),
                               runs={k: r.run_id for k, r in registrations.items()},
                               tracking_uri=settings.resolved_tracking_uri)
+    with budget.stage("offline_rows"):  # what the live check compares a holdout with
+        from pipelines.steps_live import record_offline_tests
+
+        record_offline_tests(results=results, runs={k: r.run_id for k, r in registrations.items()},
+                             tracking_uri=settings.resolved_tracking_uri)
     outcome = training_summary(results, registrations)
     models = tuple(
         ModelSummary(

@@ -92,11 +92,14 @@ def live_view(meta: Mapping[str, Any], *, as_of: date,
     ranked, or every row (``ranked_by`` ``all``) where the rule ranked the population.
     ``slices``: per population, the per-dimension table of ``models.slices`` (``below_rule``
     flagged). ``counts``, ``data_end`` and ``contacts`` as stored. The holdout's row has
-    ``evidence``: its accounts per class against the evidence rule of
-    ``models.live_agreement`` (``too few to judge ...`` below ``min_accounts`` of a class);
+    ``evidence``: live vs offline as the evaluation judged it (``models.live_verdict.
+    verdict_text``), or for a run judged before that check existed its accounts per class
+    against the evidence rule of ``models.live_agreement`` (``too few to judge ...``
+    below ``min_accounts`` of a class);
     ``key_basis``: some row compares with the rule's bare key (``models.live``)."""
     from models.live_agreement import MIN_ACCOUNTS, evidence_of_counts
     from models.live_policy import below_rule
+    from models.live_verdict import verdict_text
 
     live = meta.get("live")
     if not live:
@@ -123,7 +126,8 @@ def live_view(meta: Mapping[str, Any], *, as_of: date,
             rows.append({**row, "rule_basis": row.get("rule_basis") or "key",
                          "label": "random holdout (ranked by the rule, scored by "
                          f"champion v{held.get('version')})", "by_rule": False,
-                         "evidence": ev.holdout_line(),
+                         "evidence": verdict_text((live.get("agreement") or {}).get(pop))
+                         or ev.holdout_line(),
                          "below": below_rule(held, population=pop, slice="all") is not None})
     return {"resolved": True, "rows": rows, "slices": live.get("slices") or {},
             "key_basis": any(r.get("rule_basis") == "key" for r in rows),

@@ -13,12 +13,20 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from models.live_agreement import holdout_lines
+from models.live_agreement import holdout_lines, judge_agreement
+from models.live_verdict import NOT_RECORDED, offline_test_rows
+from models.registry_offline import offline_test_of
 from pipelines import steps
 from pipelines.artifacts import live_markdown
 from pipelines.cli import app
 from pipelines.settings import load_settings
-from pipelines.steps_live import NO_CONTACTS, evaluate_live, served_rules
+from pipelines.steps_live import (
+    NO_CONTACTS,
+    evaluate_live,
+    holdout_rows_path,
+    record_offline_tests,
+    served_rules,
+)
 from serving.shadow import shadow_worklist
 from serving.store import WorklistStore
 
@@ -107,9 +115,13 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
         assert len(rows) == len(on_list) == run.meta["holdout"][kind] > 0
         assert stored["holdout"][kind]["table"] == live_performance(
             rows, labels, rule_calibrations=rules).to_dict()["table"]
-        # the nightly's line says the evidence rule's count of the holdout's accounts
+        # the evidence rule's count of the holdout's accounts (a run judged before the
+        # live check existed); this one's champion recorded no offline test rows in the
+        # store the evaluation reads: its line says so instead of a verdict
         (line,) = [ln for ln in holdout_lines(stored) if ln.startswith(f"{kind} holdout: ")]
-        assert line in result.output and "positive /" in line
+        assert "positive /" in line
+        assert stored["agreement"][kind] == {"version": "1", "line": NOT_RECORDED}
+        assert f"{kind} holdout: {NOT_RECORDED}" in result.output
     overall = next(r for r in stored["table"] if (r["slice"], r["population"],
                                                   r["ranked_by"]) == ("all", "all", "model"))
     # the published models rank the realized outcome (the offline test AUCs are ~0.85)
@@ -138,12 +150,41 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     assert "/".join(ages) in recent_line  # both stale
     assert f"{(OLD - ends['early_warning']).days}d/" in line and "!" not in line
 
-    # evaluated once: the next call skips it; --all (redo) evaluates it again
+    # evaluated once: the next call skips it; --all (redo) evaluates it again, here with
+    # the champions' offline test rows recorded as training records them (the shared
+    # registry: read-only for every other test, an added artifact changes none of theirs)
     again = evaluate_live(settings=settings, book=ingested.staged)
     assert again.evaluated == () and again.pending == 1
-    redo = evaluate_live(settings=settings, book=ingested.staged, redo=True)
+    recorded_rows = record_offline_tests(
+        results=trained_state.results, tracking_uri=trained_state.tracking_uri,
+        runs={k: r.run_id for k, r in trained_state.registrations.items()})
+    redo = evaluate_live(settings=settings, book=ingested.staged, redo=True,
+                         models_uri=trained_state.tracking_uri)
     assert [r["run_id"] for r in redo.evaluated] == [old.run_id]
     assert len(client.search_runs([exp.experiment_id])) == 2
+    with WorklistStore(settings.resolved_store_url) as store:
+        judged = store.current_run(as_of=OLD).meta["live"]["agreement"]
+    kept = pd.read_parquet(holdout_rows_path(settings, old.run_id))
+    for kind, result in trained_state.results.items():
+        offline = offline_test_of(trained_state.names[kind], "1",
+                                  tracking_uri=trained_state.tracking_uri)
+        pd.testing.assert_frame_equal(offline, offline_test_rows(result))
+        assert recorded_rows[kind] == len(offline)
+        # the holdout's resolved rows, kept with the version for later runs to pool
+        rows = kept[(kept["model"] == kind) & (kept["version"] == "1")]
+        held = live_performance(shadow_worklist(worklist, shadow, kind=kind, role="holdout"),
+                                labels, rule_calibrations=rules).to_dict()["table"]
+        assert len(rows) == next(r["n_rows"] for r in held if r["population"] == kind)
+        # judged by the evidence rule against that test period: on this book's holdout
+        # (~40 accounts a population) too few, with the counts in the sentence
+        want = judge_agreement(rows, offline, period=None, live_dates=(OLD, OLD))
+        assert judged[kind]["version"] == "1" and judged[kind]["pooled"]["runs"] == 1
+        assert judged[kind]["pooled"]["verdict"] == want.verdict == "too few"
+        assert judged[kind]["pooled"]["line"] == (
+            f"too few accounts to judge live vs offline ({want.live.positive} positive / "
+            f"{want.live.negative} negative over 1 run; needs 30 each)")
+        assert f"{kind} holdout: this run, champion v1: {judged[kind]['pooled']['line']}" in (
+            redo.evaluated[0]["headline"])
     # the contacts seam: contacted accounts leave the untouched slice
     top = set(worklist.head(20)["account_id"])
     seamed = evaluate_live(settings=settings, book=ingested.staged, redo=True,
@@ -178,12 +219,15 @@ def test_a_resolved_run_is_evaluated_stored_logged_and_listed(
     assert [p.stem for p in folder.glob("*.parquet")] == [old.run_id]
     shadow.head(1).to_parquet(folder / "deleted-run.parquet")
     shadow.head(1).to_parquet(folder / f"{recent.run_id}.parquet")
+    kept.to_parquet(folder / "resolved" / "deleted-run.parquet")
     today = OLD + timedelta(days=settings.resolved_retain_scores_days + 1)
     assert today <= RECENT + timedelta(days=settings.resolved_retain_scores_days)
     pruned = CliRunner().invoke(app, ["runs", "--state-dir", str(env["state"]), "prune",
                                       "--today", today.isoformat()])
     assert pruned.exit_code == 0, pruned.output
     assert [p.stem for p in folder.glob("*.parquet")] == [recent.run_id]
+    # a run's resolved holdout rows stay while the run does (later runs pool them)
+    assert [p.stem for p in (folder / "resolved").glob("*.parquet")] == [old.run_id]
 
 
 def _record(settings, account_id: str, *, contact: date | None = None,
@@ -225,6 +269,48 @@ def test_the_nightly_section_lists_the_runs_evaluated() -> None:
     assert "1 run(s) newly evaluated against the book up to 2024-07-01; 2 published" in text
     empty = live_markdown([], data_end=date(2024, 7, 1), pending=0)
     assert "| run |" not in empty and "0 run(s) newly evaluated" in empty
+
+
+def test_a_holdout_is_pooled_with_the_earlier_runs_of_its_champion_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from models.live_agreement import pool_runs
+    from pipelines.steps_live import judge_holdouts
+
+    monkeypatch.setenv("DELINQ_CONFIG", str(tmp_path / "absent.toml"))
+    settings = load_settings(data_dir=tmp_path / "state")
+    rng = np.random.default_rng(5)
+
+    def rows(n: int) -> pd.DataFrame:  # resolved rows of accounts a0 .. a<n-1>
+        risk = rng.normal(size=n)
+        return pd.DataFrame({"account_id": [f"a{i}" for i in range(n)],
+                             "y": (rng.random(n) < 1 / (1 + np.exp(-risk))).astype(float),
+                             "probability": 1 / (1 + np.exp(-risk - rng.normal(size=n)))})
+
+    offline = rows(600)
+    recorded = {"1": (offline, None), "2": (None, None)}  # v2 trained before the rows were
+    runs = [SimpleNamespace(run_id=f"r{k}", as_of=date(2024, 9, 2) + timedelta(days=7 * k))
+            for k in range(3)]
+    held = [rows(50), rows(50), rows(50)]
+    earlier = [(r.run_id, r.as_of) for r in runs]
+    out = [judge_holdouts(settings=settings, run=run, held={"persistence": h},
+                          versions={"persistence": v}, earlier=earlier,
+                          reference=lambda kind, version: recorded[version])
+           for run, h, v in zip(runs, held, ("1", "2", "1"), strict=True)]
+    assert out[1]["persistence"] == {"version": "2", "line": NOT_RECORDED}
+    # the third run pools with the first (same version), not with the second's
+    pooled = out[2]["persistence"]["pooled"]
+    assert (pooled["runs"], pooled["first"], pooled["last"]) == (2, "2024-09-02", "2024-09-16")
+    want = judge_agreement(pool_runs({"2024-09-02": held[0], "2024-09-16": held[2]}), offline,
+                           runs=2)
+    assert pooled["verdict"] == want.verdict and pooled["positive"] == want.live.positive
+    assert out[2]["persistence"]["run"]["runs"] == 1
+    kept = pd.read_parquet(holdout_rows_path(settings, "r1"))
+    assert set(kept["version"]) == {"2"} and len(kept) == 50
 
 
 def test_demotion_moves_the_champion_audits_it_and_the_rule_says_why(

@@ -10,6 +10,7 @@ from datetime import date, timedelta
 
 from features.pit.labels import build_labels
 from models.live import live_performance, live_slices
+from models.live_verdict import judge_holdout, offline_test_rows, verdict_text
 from pipelines.steps_live import account_slices
 from serving.store import WorklistStore
 from tests.workbench.conftest import Bench
@@ -72,6 +73,22 @@ def test_the_run_page_shows_live_performance_once_resolved(bench: Bench, trained
     assert ("too few to judge live vs offline (35 positive / 10 negative accounts; needs 30 "
             "each)") in shown[("persistence", "random holdout")][1]
     assert 'id="live-evidence-rule"' in page and "at least 30 positive and 30 negative" in page
+    # judged by the evaluation (``meta["live"]["agreement"]``): the row says the verdict,
+    # live first, pooled over the version's runs and this run alone
+    offline = offline_test_rows(trained_state.results["persistence"])
+    weeks = {"2024-03-04": offline.head(len(offline) // 2),
+             "2024-03-11": offline.tail(len(offline) // 2)}
+    judged = {"version": "1", **judge_holdout(weeks, offline)}
+    with WorklistStore(bench.config.store_url) as store:
+        stored = store.current_run(as_of=as_of).meta["live"]
+        store.set_run_meta(run["run_id"], "live", {**stored,
+                                                   "agreement": {"persistence": judged}})
+    page = client.get(f"/runs/{run['run_id']}").text
+    said = {(r[0], r[1].split(" (")[0]): r for r in _cells(page, "live-table")}[
+        ("persistence", "random holdout")][1]
+    assert verdict_text(judged).startswith("pooled over 2 runs 2024-03-04 .. 2024-03-11 of "
+                                           "champion v1: ")
+    assert verdict_text(judged) in said and "live AUC " in said and ": agrees (" in said
     # no served calibration recorded for these figures: the rule's key, said so
     assert "(rule's key)" in shown[("persistence", "untouched")][1]
     for pop, table in slices.items():
