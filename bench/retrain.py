@@ -17,7 +17,9 @@ sampled peak RSS and the process high-water mark per stage, printed as a table):
   split, each model's LightGBM fit (with its drift reference and test scores), the
   calibration and the baselines with the metrics (``models.train.train_models``);
 - ``gate``: the quality gate's account bootstrap on each test period;
-- ``mlflow``: MLflow logging and registration (SQLite in a temporary folder).
+- ``mlflow``: MLflow logging and registration (SQLite in a temporary folder);
+- ``period_spread``: each model's out-of-time refits (``models.live_period``), the last
+  stage of ``delinq train``.
 
 The same stages run first, in the same process, on a *baseline*: a book of
 ``--baseline-accounts`` accounts (default 3,000) trained in full (sampling off), the
@@ -54,6 +56,7 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
     """Run the stages on a book of ``accounts`` accounts; the figures as a dict."""
     from features.pit.training_set import as_of_grid, write_training_set
     from models.gate import judge_all
+    from models.live_period import period_spread
     from models.registry import default_tracking_uri, register
     from models.stages import StageBudget
     from models.train import TrainConfig, TrainingResult, train_models
@@ -78,7 +81,6 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
         with budget.stage("read"):
             frame = read_training_set(path)
         results = train_models(frame, config=config, stages=budget.stage)
-        del frame
         trained = {k: r for k, r in results.items() if isinstance(r, TrainingResult)}
         with budget.stage("gate"):
             gates = judge_all(trained)
@@ -86,6 +88,10 @@ def retrain(accounts: int, *, seed: int, sampled: bool, max_rows: int | None,
         names = {k: f"bench-{k}-{accounts}-{int(sampled)}" for k in trained}
         with budget.stage("mlflow"):
             register(trained, tracking_uri=uri, names=names)
+        with budget.stage("period_spread"):  # as delinq train: the live check's refits
+            for r in trained.values():
+                period_spread(frame, r, config=config)
+        del frame
     for line in budget.lines():
         print(f"  {line}", flush=True)
     stages = budget.as_dict()

@@ -18,14 +18,18 @@ and flat: no evidence of how it generalises), and its validation period chose it
 and calibration; the test period alone is one window, no spread.
 
 Then per lag ``j`` the movement ``sigma_j`` (``models.live_agreement.movement_by_lag``),
-each pair's own accounts' variance (a paired account bootstrap of
-``models.live_agreement.PERIOD_RESAMPLES`` draws) taken out, since the live check's
-bootstrap carries the accounts' noise already.
+each pair's own accounts' variance taken out, since the live check's bootstrap carries the
+accounts' noise already. The variances come from one account bootstrap of
+``models.live_agreement.PERIOD_RESAMPLES`` draws shared by all windows
+(:func:`window_draws`): every pair is paired by account as in
+``models.live_agreement.auc_agreement``, and the draws cost one AUC per window instead of
+two per pair (up to 15 pairs).
 
 Cost: at most ``PERIOD_WINDOWS`` extra fits per model, each on at most
 :data:`REFIT_MAX_ROWS` rows (a seeded uniform subsample above it: the refits estimate
-how the AUC moves, not the best model), with the champion's rounds. Pure: no MLflow, no
-clock; inputs are never mutated.
+how the AUC moves, not the best model), with the champion's rounds; rows are taken by
+position, only the columns a refit reads. Pure: no MLflow, no clock; inputs are never
+mutated.
 """
 
 from __future__ import annotations
@@ -38,11 +42,12 @@ import numpy as np
 import pandas as pd
 
 from features.pit.sampling import row_weights
+from models.gate import draw_counts
 from models.live_agreement import (
+    LEVEL,
     PERIOD_RESAMPLES,
     PERIOD_WINDOWS,
     PeriodSpread,
-    auc_agreement,
     evidence,
     movement_by_lag,
     weighted_aucs,
@@ -52,6 +57,11 @@ from models.train import TrainConfig, TrainingResult, monotone_constraints
 
 #: Most training rows of one refit (a seeded uniform subsample above it).
 REFIT_MAX_ROWS: Final = 200_000
+#: Cells (draws x rows) of one block of bootstrap weights (~32 MB of float64).
+_BLOCK_CELLS: Final = 4_000_000
+#: The standard normal's quantile at ``(1 + LEVEL) / 2``: a window's sd is its bootstrap
+#: interval's width over ``2 * _Z`` (robust to a few degenerate draws).
+_Z: Final = 1.959963984540054
 
 
 def window_bounds(result: TrainingResult, *, config: TrainConfig,
@@ -73,12 +83,17 @@ def period_spread(training_set: pd.DataFrame, result: TrainingResult, *,
                   resamples: int = PERIOD_RESAMPLES) -> PeriodSpread:
     """The :class:`~models.live_agreement.PeriodSpread` of the trained ``result`` (its
     population's rows of ``training_set``, the frame it was trained from; see the module
-    docstring). ``sigma_by_lag`` is empty when fewer than two windows could be judged."""
-    rows = training_set[(training_set["model"] == result.kind)
-                        & ~training_set["censored"].astype(bool)
-                        & training_set["y"].notna()]
-    as_of = pd.to_datetime(rows["as_of"])
-    resolved = pd.to_datetime(rows["label_resolved_date"])
+    docstring). ``sigma_by_lag`` is empty when fewer than two windows could be judged.
+    Rows are selected by position: no copy of the population's frame, only each refit's
+    (sampled) rows of the columns it reads."""
+    keep = ((training_set["model"] == result.kind).to_numpy()
+            & ~training_set["censored"].astype(bool).to_numpy()
+            & training_set["y"].notna().to_numpy())
+    pos = np.flatnonzero(keep)
+    as_of = pd.to_datetime(training_set["as_of"].to_numpy()[pos])
+    resolved = pd.to_datetime(training_set["label_resolved_date"].to_numpy()[pos])
+    light = training_set[["account_id", "y", *(["weight"] if "weight" in training_set
+                                               else [])]]
     names = list(result.model.feature_names)
     rounds = int(result.params.get("best_iteration") or config.n_estimators)
     judged: list[dict[str, Any]] = []
@@ -86,14 +101,15 @@ def period_spread(training_set: pd.DataFrame, result: TrainingResult, *,
     embargo = pd.Timedelta(days=config.embargo_days)
     for k, (val_start, start, end) in enumerate(window_bounds(result, config=config,
                                                               windows=windows)):
-        train = rows[(as_of < val_start - embargo) & (resolved < val_start)]
-        window = rows[(as_of >= start) & (as_of <= end)]
-        if not (evidence(train).enough and evidence(window).enough):
+        train_at = pos[np.asarray((as_of < val_start - embargo) & (resolved < val_start))]
+        window_at = pos[np.asarray((as_of >= start) & (as_of <= end))]
+        window = light.iloc[window_at]
+        if not (evidence(light.iloc[train_at]).enough and evidence(window).enough):
             break
         scored = window[["account_id", "y"]].assign(
             account_id=window["account_id"].astype(str),
-            probability=_refit_scores(train, window, names=names, config=config,
-                                      rounds=rounds, seed=config.seed + k))
+            probability=_refit_scores(training_set, train_at, window_at, names=names,
+                                      config=config, rounds=rounds, seed=config.seed + k))
         w = row_weights(window)
         if w is not None:
             scored = scored.assign(weight=w)
@@ -105,26 +121,60 @@ def period_spread(training_set: pd.DataFrame, result: TrainingResult, *,
                        "sd": float("nan"), "rows": len(scored),
                        "positive_accounts": ev.positive, "negative_accounts": ev.negative})
         frames.append(scored)
-    variance = {}
-    for i in range(len(frames)):
-        for j in range(i + 1, len(frames)):
-            pair = auc_agreement(frames[i], frames[j], resamples=resamples, seed=i * 31 + j)
-            variance[(i, j)] = pair.sd ** 2
-            if j == i + 1:  # each window's own sd, for the report (95% width / 3.92)
-                judged[i]["sd"] = (pair.live_high - pair.live_low) / 3.92
-                judged[j]["sd"] = (pair.offline_high - pair.offline_low) / 3.92
+    draws = window_draws(frames, resamples=resamples, seed=config.seed)
+    variance = {(i, j): float(np.nanvar(draws[i] - draws[j]))
+                for i in range(len(frames)) for j in range(i + 1, len(frames))}
+    for k, window_auc in enumerate(draws):  # each window's own sd, for the report
+        if np.isfinite(window_auc).any():
+            low, high = np.nanquantile(window_auc, [(1 - LEVEL) / 2, (1 + LEVEL) / 2])
+            judged[k]["sd"] = float((high - low) / (2 * _Z))
     b = result.bounds
     return PeriodSpread(window_weeks=config.test_weeks, test_start=str(b.test_start.date()),
                         test_end=str(b.test_end.date()), windows=tuple(judged),
                         sigma_by_lag=movement_by_lag([w["auc"] for w in judged], variance))
 
 
-def _refit_scores(train: pd.DataFrame, window: pd.DataFrame, *, names: Sequence[str],
-                  config: TrainConfig, rounds: int, seed: int) -> np.ndarray:
-    """Raw scores of ``window`` by LightGBM refitted on ``train`` with ``config``'s
-    parameters (monotone as configured) and ``rounds`` rounds."""
-    if len(train) > REFIT_MAX_ROWS:
-        train = train.sample(n=REFIT_MAX_ROWS, random_state=seed)
+def window_draws(frames: Sequence[pd.DataFrame], *, resamples: int,
+                 seed: int = 0) -> np.ndarray:
+    """``(len(frames), resamples)`` AUCs of each window's scored rows (``account_id``,
+    ``y``, ``probability``, optional ``weight``) under one account bootstrap shared by all
+    windows: each draw gives every account of any window a multiplicity
+    (``models.gate.draw_counts``), so every pair of windows is paired as in
+    ``models.live_agreement.auc_agreement`` (an account in both counts alike in both), and
+    one set of draws gives every pair's variance (``var(A_i - A_j)``) and every window's
+    spread: ``len(frames)`` AUCs per draw instead of two per pair."""
+    if not frames:
+        return np.empty((0, resamples))
+    ids = [f["account_id"].astype(str).to_numpy() for f in frames]
+    codes, index = pd.factorize(np.concatenate(ids))
+    ends = np.cumsum([len(i) for i in ids])
+    parts = [(codes[e - len(i):e], f["y"].to_numpy(float), f["probability"].to_numpy(float),
+              f["weight"].to_numpy(float) if "weight" in f else np.ones(len(f)))
+             for f, i, e in zip(frames, ids, ends, strict=True)]
+    rng = np.random.default_rng(seed)
+    out = np.empty((len(frames), resamples))
+    block = max(1, _BLOCK_CELLS // max(1, max(len(i) for i in ids)))
+    for b0 in range(0, resamples, block):
+        n = min(block, resamples - b0)
+        counts = draw_counts(rng, n, len(index))  # copies of each account in each draw
+        for k, (acc, y, p, w) in enumerate(parts):
+            out[k, b0:b0 + n] = weighted_aucs(y, p, counts[:, acc] * w)
+    return out
+
+
+def _refit_scores(training_set: pd.DataFrame, train_at: np.ndarray, window_at: np.ndarray, *,
+                  names: Sequence[str], config: TrainConfig, rounds: int,
+                  seed: int) -> np.ndarray:
+    """Raw scores of the rows ``window_at`` (positions in ``training_set``) by LightGBM
+    refitted on the rows ``train_at`` (at most :data:`REFIT_MAX_ROWS` of them: a seeded
+    uniform subsample, drawn as ``DataFrame.sample(n, random_state=seed)`` draws) with
+    ``config``'s parameters (monotone as configured) and ``rounds`` rounds."""
+    if len(train_at) > REFIT_MAX_ROWS:
+        pick = np.random.RandomState(seed).choice(len(train_at), REFIT_MAX_ROWS, replace=False)
+        train_at = train_at[pick]
+    cols = [training_set.columns.get_loc(c) for c in
+            [*names, "y", *(["weight"] if "weight" in training_set else [])]]
+    train = training_set.iloc[train_at, cols]
     cats = categorical_levels(train, names)
     params = config.lgbm_params(len(train))
     if config.monotone:
@@ -133,5 +183,7 @@ def _refit_scores(train: pd.DataFrame, window: pd.DataFrame, *, names: Sequence[
     clf = lgb.LGBMClassifier(**params)
     clf.fit(feature_matrix(train, names, cats), train["y"].to_numpy(dtype=int),
             sample_weight=row_weights(train))
+    del train
+    window = training_set.iloc[window_at, cols[:len(names)]]
     return np.asarray(clf.predict(feature_matrix(window, names, cats), raw_score=True),
                       dtype=float)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
+from urllib.parse import urlparse
 
 import mlflow.pyfunc
 import numpy as np
@@ -61,6 +61,7 @@ from models.mlflow_store import (
     UngatedChampionError,
     default_tracking_uri,
     quiet_mlflow,
+    run_artifact_text,
 )
 from models.mlflow_store import client as _client
 from models.mlflow_store import experiment_id as _experiment_id
@@ -421,15 +422,8 @@ def last_trained(registered_name: str, *, tracking_uri: str) -> dict[str, Any] |
         mv = max(versions, key=lambda v: int(v.version))
         calibration = None
         try:
-            root = client.get_run(mv.run_id).info.artifact_uri
-            if urlparse(root).scheme in ("", "file"):  # read in place (no progress bar)
-                data = json.loads((Path(unquote(urlparse(root).path)) / RULE_ARTIFACT)
-                                  .read_text())
-            else:
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = download_artifacts(run_id=mv.run_id, artifact_path=RULE_ARTIFACT,
-                                               dst_path=tmp, tracking_uri=tracking_uri)
-                    data = json.loads(Path(local).read_text())
+            data = json.loads(run_artifact_text(client, mv.run_id, RULE_ARTIFACT,
+                                                tracking_uri=tracking_uri))
             calibration = RuleCalibration.from_dict(data)
         except (MlflowException, OSError, KeyError, ValueError):
             calibration = None  # too thin at training, or trained before the artifact
@@ -453,14 +447,8 @@ def version_metrics(registered_name: str, version: str, *,
         client = _client(tracking_uri)
         try:
             mv = client.get_model_version(registered_name, str(version))
-            root = client.get_run(mv.run_id).info.artifact_uri
-            if urlparse(root).scheme in ("", "file"):  # read in place (no progress bar)
-                text = (Path(unquote(urlparse(root).path)) / METRICS_ARTIFACT).read_text()
-            else:
-                with tempfile.TemporaryDirectory() as tmp:
-                    local = download_artifacts(run_id=mv.run_id, artifact_path=METRICS_ARTIFACT,
-                                               dst_path=tmp, tracking_uri=tracking_uri)
-                    text = Path(local).read_text()
+            text = run_artifact_text(client, mv.run_id, METRICS_ARTIFACT,
+                                     tracking_uri=tracking_uri)
         except (MlflowException, OSError):
             return {}
     table = pd.read_csv(io.StringIO(text), index_col=0)

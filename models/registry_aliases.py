@@ -28,6 +28,7 @@ from models.mlflow_store import (
     log_run_data,
     never_created,
     quiet_mlflow,
+    run_artifact_text,
     version_by_alias,
 )
 
@@ -248,10 +249,6 @@ def period_spread_of(registered_name: str, version: str, *,
     """The period spread recorded when ``version`` of ``registered_name`` was trained
     (:func:`log_period_spread`), or None (trained before it was recorded, or unknown)."""
     import json
-    import tempfile
-    from pathlib import Path
-
-    from mlflow.artifacts import download_artifacts
 
     if never_created(tracking_uri):
         return None
@@ -259,9 +256,7 @@ def period_spread_of(registered_name: str, version: str, *,
         c = client(tracking_uri)
         try:
             run_id = c.get_model_version(registered_name, str(version)).run_id
-            with tempfile.TemporaryDirectory() as tmp:
-                local = download_artifacts(run_id=run_id, artifact_path=PERIOD_ARTIFACT,
-                                           dst_path=tmp, tracking_uri=tracking_uri)
-                return dict(json.loads(Path(local).read_text()))
+            return dict(json.loads(run_artifact_text(c, run_id, PERIOD_ARTIFACT,
+                                                     tracking_uri=tracking_uri)))
         except (MlflowException, OSError, ValueError):
             return None

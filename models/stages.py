@@ -37,7 +37,7 @@ SAMPLE_SECONDS: Final = 0.05
 #: the model kind): their seconds add up to the retrain's.
 TOP_LEVEL: Final = ("validation", "read", "labels", "sampling", "features", "split",
                     "early_warning", "persistence", "calibration", "baselines", "gate",
-                    "mlflow")
+                    "mlflow", "period_spread")
 #: MLflow artifact name of the stage table on a training run.
 ARTIFACT: Final = "stage_budget.txt"
 
@@ -164,15 +164,20 @@ class StageBudget:
                 for k, v in figs.items() if k != "calls"}
 
 
+def title_line(budget: StageBudget) -> str:
+    """The stage table's title: wall and CPU seconds summed over the :data:`TOP_LEVEL`
+    stages recorded (every stage of the retrain, the last included), the process's peak."""
+    top = [f for f in budget.figures if f.name in TOP_LEVEL]
+    total, cpu = sum(f.seconds for f in top), sum(f.cpu_seconds for f in top)
+    return (f"  stages ({total:.1f} s wall, {cpu:.1f} s cpu; peak RSS "
+            f"{process_peak_mb():,.0f} MB):")
+
+
 def report_stages(budget: StageBudget, *, tracking_uri: str,
                   run_ids: Mapping[str, str | None], emit: Callable[[str], None]) -> None:
-    """Emit the stage table (one ``emit`` call per line, after a title line) and log it on
-    the MLflow runs of ``run_ids`` (:func:`log_stage_budget`)."""
-    figures = budget.figures
-    top = [f for f in figures if f.name in TOP_LEVEL]
-    total, cpu = sum(f.seconds for f in top), sum(f.cpu_seconds for f in top)
-    emit(f"  stages ({total:.1f} s wall, {cpu:.1f} s cpu; peak RSS "
-         f"{process_peak_mb():,.0f} MB):")
+    """Emit the stage table (one ``emit`` call per line, after :func:`title_line`) and log
+    it on the MLflow runs of ``run_ids`` (:func:`log_stage_budget`)."""
+    emit(title_line(budget))
     for line in budget.lines():
         emit(f"    {line}")
     log_stage_budget(budget, tracking_uri=tracking_uri, run_ids=run_ids)

@@ -464,26 +464,3 @@ def _log(settings: Settings, run: Any, payload: Mapping[str, Any]) -> str:
         model_versions={"early_warning": run.early_warning_version,
                         "persistence": run.persistence_version},
         metrics=flat_metrics(payload), payload=payload)
-
-
-def record_period_spreads(*, frame: pd.DataFrame, results: Mapping[str, Any], config: Any,
-                          runs: Mapping[str, str], tracking_uri: str) -> dict[str, Any]:
-    """At training time, each trained model's period spread (``models.live_period``, the
-    live check's rule 4 in ``models.live_agreement``) from the training set ``frame`` it
-    was trained on, stored on its training run (``runs``: kind -> MLflow run id;
-    ``models.registry_aliases.log_period_spread``). Returns kind -> the stored dict."""
-    from models.live_period import period_spread
-    from models.registry_aliases import log_period_spread
-    from models.train import TrainingResult
-
-    out = {}
-    for kind, result in results.items():
-        if not isinstance(result, TrainingResult) or kind not in runs:
-            continue
-        spread = period_spread(frame, result, config=config).to_dict()
-        log_period_spread(tracking_uri=tracking_uri, run_id=runs[kind], spread=spread)
-        lags = ", ".join(f"{v:.3f}" for v in spread["sigma_by_lag"]) or "none (too few windows)"
-        progress(f"  {kind}: period spread over {len(spread['windows'])} window(s) of "
-                 f"{spread['window_weeks']} weeks, sigma by lag {lags}")
-        out[kind] = spread
-    return out

@@ -4,10 +4,11 @@ train both models and register them (champion only past the gate)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from contextlib import nullcontext
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipelines.progress import heartbeat, progress
 from pipelines.settings import Settings
@@ -22,7 +23,6 @@ from pipelines.steps_base import (
 )
 from pipelines.steps_events import model_features, with_store_events
 from pipelines.steps_ingest import read_book
-from pipelines.steps_live import record_period_spreads
 from pipelines.summaries import ModelSummary, TrainingSetSummary, TrainSummary
 
 if TYPE_CHECKING:
@@ -121,6 +121,29 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
                 if summary.kept_rows not in (None, summary.rows) else "")
              + f" ({summary.seconds:.1f} s)")
     return summary
+
+
+def record_period_spreads(*, frame: pd.DataFrame, results: Mapping[str, Any], config: Any,
+                          runs: Mapping[str, str], tracking_uri: str) -> dict[str, Any]:
+    """At training time, each trained model's period spread (``models.live_period``, the
+    live check's rule 4 in ``models.live_agreement``) from the training set ``frame`` it
+    was trained on, stored on its training run (``runs``: kind -> MLflow run id;
+    ``models.registry_aliases.log_period_spread``). Returns kind -> the stored dict."""
+    from models.live_period import period_spread
+    from models.registry_aliases import log_period_spread
+    from models.train import TrainingResult
+
+    out = {}
+    for kind, result in results.items():
+        if not isinstance(result, TrainingResult) or kind not in runs:
+            continue
+        spread = period_spread(frame, result, config=config).to_dict()
+        log_period_spread(tracking_uri=tracking_uri, run_id=runs[kind], spread=spread)
+        lags = ", ".join(f"{v:.3f}" for v in spread["sigma_by_lag"]) or "none (too few windows)"
+        progress(f"  {kind}: period spread over {len(spread['windows'])} window(s) of "
+                 f"{spread['window_weeks']} weeks, sigma by lag {lags}")
+        out[kind] = spread
+    return out
 
 
 def _train_and_register(

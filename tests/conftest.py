@@ -31,10 +31,14 @@ import os
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tests.factories import TrainedState, build_trained_state
+
+if TYPE_CHECKING:
+    from models.live_agreement import PeriodSpread
 
 PG_ENV = "DELINQ_TEST_PG_URL"
 
@@ -106,6 +110,16 @@ def pg_schema_url(pg_url: str) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def trained_state(tmp_path_factory: pytest.TempPathFactory) -> TrainedState:
     return build_trained_state(tmp_path_factory.mktemp("trained_state"))
+
+
+@pytest.fixture(scope="session")
+def trained_spreads(trained_state: TrainedState) -> dict[str, PeriodSpread]:
+    """The period spread (``models.live_period.period_spread``: up to 6 refits per model)
+    of each of ``trained_state``'s models, computed once per session (process)."""
+    from models.live_period import period_spread
+
+    return {kind: period_spread(trained_state.training_set, r, config=trained_state.config)
+            for kind, r in trained_state.results.items()}
 
 
 _MIGRATE: list = []  # MLflow's own _initialize_tables, once replaced

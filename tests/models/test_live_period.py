@@ -1,24 +1,21 @@
 """The period spread recorded at training (issue 19; ``models.live_period``, rule 4 of
 ``models.live_agreement``): window 0 is the test period, each window is judged out of time
 (changing the outcomes its refit must not see leaves its AUC unchanged), the movement by lag
-is the stored windows' (accounts' noise taken out), and the training step stores it on the
-model version's run, read back by version."""
+is the stored windows' (accounts' noise taken out). The training step that stores it on the
+model version's run is tested in ``tests/pipelines/test_train_steps.py``."""
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
 from models.live_agreement import PeriodSpread
 from models.live_period import period_spread, window_bounds
-from models.registry_aliases import period_spread_of
 
 
-@pytest.fixture(scope="module")
-def spread(trained_state) -> PeriodSpread:
-    r = trained_state.results["early_warning"]
-    return period_spread(trained_state.training_set, r, config=trained_state.config)
+@pytest.fixture
+def spread(trained_spreads) -> PeriodSpread:
+    return trained_spreads["early_warning"]
 
 
 def test_windows_step_back_from_the_test_period_and_the_movement_is_theirs(
@@ -54,24 +51,3 @@ def test_a_window_is_judged_out_of_time(spread, trained_state) -> None:
     assert scrambled.windows[0]["auc"] == spread.windows[0]["auc"]
     assert scrambled.windows[1]["auc"] != pytest.approx(spread.windows[1]["auc"], abs=1e-3)
     assert frame["y"].equals(trained_state.training_set["y"])  # input untouched
-
-
-def test_the_training_step_stores_the_spread_on_the_versions_run(
-    spread, trained_state, tmp_path
-) -> None:
-    from pipelines.steps_live import record_period_spreads
-
-    # the shared state's store (already migrated), under a name of this test's own
-    uri = trained_state.tracking_uri
-    c = MlflowClient(tracking_uri=uri)
-    run_id = c.create_run(c.create_experiment("period-spread-test")).info.run_id
-    c.create_registered_model("period-spread-test")
-    c.create_model_version("period-spread-test", source=str(tmp_path), run_id=run_id)
-    assert period_spread_of("period-spread-test", "1", tracking_uri=uri) is None
-    stored = record_period_spreads(
-        frame=trained_state.training_set,
-        results={"early_warning": trained_state.results["early_warning"]},
-        config=trained_state.config, runs={"early_warning": run_id}, tracking_uri=uri)
-    back = PeriodSpread.from_dict(period_spread_of("period-spread-test", "1", tracking_uri=uri))
-    assert back == PeriodSpread.from_dict(stored["early_warning"]) == spread
-    assert c.get_run(run_id).data.metrics["period.sigma_lag1"] == spread.sigma_by_lag[0]

@@ -41,7 +41,6 @@ from features.pit import build_features
 from features.pit.labels import build_labels
 from models.live import live_performance, resolves_on
 from models.live_agreement import auc_agreement, evidence, judge_agreement, pool_runs
-from models.live_period import period_spread
 from models.live_policy import demotion_check
 from models.rule import RuleCalibration
 from serving.rule_scoring import RuleScorer
@@ -124,7 +123,7 @@ def weeks(trained_state) -> list[dict]:
 
 
 def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
-    weeks, trained_state
+    weeks, trained_state, trained_spreads
 ) -> None:
     resolved = [r for r in weeks if "live" in r["meta"]]
     # + 60 days of horizon: runs up to 2024-05-02 resolve by 2024-07-01, the rest wait
@@ -141,9 +140,7 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
     for pop, frame in offline.items():
         assert offline_auc[pop] == pytest.approx(roc_auc_score(
             frame["y"], frame["probability"], sample_weight=frame.get("weight")))
-    # the period spread each champion would have recorded at training (rule 4)
-    spreads = {pop: period_spread(trained_state.training_set, r, config=trained_state.config)
-               for pop, r in trained_state.results.items()}
+    # trained_spreads: the period spread each champion recorded at training (rule 4)
     cells = [(run, pop) for run in resolved for pop in ("early_warning", "persistence")]
     enough = [evidence(run["holdout_rows"][pop]).enough for run, pop in cells]
     # Bonferroni over what is judged: the cells with enough evidence and the pooled runs
@@ -167,7 +164,8 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
         served = pop in _served(trained_state)
         assert untouched["rule_basis"] == ("served" if served else "key")
         judged = judge_agreement(held, offline[pop], level=level, seed=len(verdicts),
-                                 period=spreads[pop], live_dates=(run["as_of"], run["as_of"]))
+                                 period=trained_spreads[pop],
+                                 live_dates=(run["as_of"], run["as_of"]))
         verdicts.append((run["as_of"], pop, judged.line()))
         # a cell too small is not judged (no interval drawn); one with enough evidence agrees
         assert judged.verdict in ("agrees", "too few"), verdicts
@@ -180,7 +178,7 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
     for pop in ("early_warning", "persistence"):
         pooled = pool_runs({str(run["as_of"]): run["holdout_rows"][pop] for run in resolved})
         judged = judge_agreement(pooled, offline[pop], runs=len(resolved), level=level,
-                                 period=spreads[pop],
+                                 period=trained_spreads[pop],
                                  live_dates=(resolved[0]["as_of"], resolved[-1]["as_of"]))
         verdicts.append(("pooled", pop, judged.line()))
         assert judged.verdict in ("agrees", "too few"), verdicts
