@@ -50,6 +50,7 @@ STAGES: dict[tuple[str, str], str] = {
     ("features/contract/validation.py", "write_quarantine"): "validate",
     ("features/contract/canonical.py", "to_pandas"): "validate: to book",
     ("features/contract/io.py", "write_staged_book"): "stage book (write)",
+    ("pipelines/steps_ingest.py", "wait_staged"): "stage book (wait)",
     ("pipelines/steps.py", "read_book"): "read staged book",
     ("pipelines/steps_ingest.py", "read_book"): "read staged book",
     ("pipelines/steps.py", "reap_stale_runs"): "store: open",
@@ -202,7 +203,8 @@ def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
                        cwd=_ROOT, check=True)
         cpu0, t0 = sum(os.times()[:2]), time.perf_counter()
         with Sampler(interval) as sampler:
-            ingested = steps.ingest(settings=settings, source=source)
+            # as the nightly flow: the staged files written beside the scoring
+            ingested = steps.ingest(settings=settings, source=source, background=True)
             scored = steps.score(settings=settings, book=ingested.staged,
                                  as_of=ingested.last_date + timedelta(days=1))
         seconds, cpu = time.perf_counter() - t0, sum(os.times()[:2]) - cpu0

@@ -176,11 +176,21 @@ def publish_result(
     rules: Mapping[str, RuleScorer] | None = None,
     timings: Mapping[str, float] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> RunRecord:
     """Publish a result scored already (the merge of a book's account partitions,
     ``serving.partitioned``) as one run: the same run life as :func:`score_into_store`
-    (begun, written atomically, marked ``failed`` on any exception), without scoring."""
-    return _run_into_store(lambda _store: result, as_of=as_day(as_of), models=models,
+    (begun, written atomically, marked ``failed`` on any exception), without scoring.
+    ``ready``: called in the run before its rows are written (e.g. waiting for the scored
+    book's staged files, ``pipelines.steps_ingest.wait_staged``); its exception fails the
+    run with its message."""
+
+    def scored(_store: Any) -> ScoreResult:
+        if ready is not None:
+            ready()
+        return result
+
+    return _run_into_store(scored, as_of=as_day(as_of), models=models,
                            rules=rules, store_url=store_url, export_dir=export_dir,
                            timings=timings, extra_meta=extra_meta)
 
