@@ -349,12 +349,10 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
     old = publish(store, 10, seed=1)
     started, commits, seen = threading.Event(), [], []
     w = S.worklist
-    real_rows = store_bulk._sqlite_rows
 
-    def slow_rows(part, names, constants):  # type: ignore[no-untyped-def]
+    def slow_step(table: str, done: int) -> None:
         started.set()
         time.sleep(0.02)  # a slow step: the publish lasts > 1 s
-        return real_rows(part, names, constants)
 
     def analyst() -> None:
         started.wait(30)
@@ -371,7 +369,7 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
         finally:
             engine.dispose()
 
-    monkeypatch.setattr(store_bulk, "_sqlite_rows", slow_rows)
+    monkeypatch.setattr(store_bulk, "_in_step", slow_step)
     monkeypatch.setattr(store_bulk, "_after_chunk",
                         lambda table, done: table == "worklist" and commits.append(done))
     thread = threading.Thread(target=analyst)
