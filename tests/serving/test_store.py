@@ -668,9 +668,9 @@ def test_bench_store_reports_each_part(tmp_path: Path) -> None:
 def test_read_explanations_of_a_few_accounts_reads_their_row_groups(
     store: WorklistStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serving import store_io
+    from serving import store_files
 
-    monkeypatch.setattr(store_io, "EXPLANATION_ROWS_PER_GROUP", 4)
+    monkeypatch.setattr(store_files, "EXPLANATION_ROWS_PER_GROUP", 4)
     wl, ex, dr = frames(30, seed=13)
     run_id = store.begin_run(as_of=DAY, meta={})
     rec = store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
