@@ -43,6 +43,7 @@ NAMES = {"early_warning": "bench-early-warning", "persistence": "bench-persisten
 
 
 def _rss_mb() -> float:
+    """This process's peak resident memory (MB, ``ru_maxrss``)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -199,7 +199,7 @@ def bench_store(
     a throw-away database (the benchmark creates the store's tables there).
     """
     from serving.store import WorklistStore
-    from serving.store_io import write_explanations_parquet
+    from serving.store_files import write_explanations_parquet
     from serving.store_schema import check_worklist
 
     with tempfile.TemporaryDirectory(prefix="delinq-bench-store-") as tmp:

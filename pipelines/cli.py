@@ -210,8 +210,9 @@ def score(
 
     settings = _settings(data_dir=state_dir)
     with _session(settings), _store_errors(settings):
+        # the staged files are written beside the scoring, which waits for them to publish
         ingested = _guarded(steps.ingest, settings=settings, source=data_dir,
-                            accept_anomalies=accept_anomalies)
+                            accept_anomalies=accept_anomalies, background=True)
         _echo(ingested.report)
         scored = _guarded(steps.score, settings=settings, book=ingested.staged, as_of=day,
                           accept_anomalies=accept_anomalies)

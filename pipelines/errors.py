@@ -29,8 +29,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types whose message is meant for the user as it is."""
     from features.contract.validation import DataContractError
     from models.errors import NoChampionError, SplitError  # not models.registry: light
+    from pipelines.steps_ingest import StagingError
     from serving.store import RunInProgressError, StoreError
 
     return (DataContractError, NoChampionError, FileNotFoundError, PrefectServerUnavailable,
             SettingsError, SplitError, StoreError, RunInProgressError, ReadOnlyStateError,
-            NotEnoughDiskError)
+            NotEnoughDiskError, StagingError)

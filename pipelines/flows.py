@@ -143,10 +143,12 @@ def generate_task(settings: Settings, out: Path, accounts: int, start: date,
 
 @task(name="ingest", **_IO)
 def ingest_task(settings: Settings, source: Path,
-                accept_anomalies: bool = False) -> IngestSummary:
-    """:func:`pipelines.steps.ingest`."""
+                accept_anomalies: bool = False, background: bool = False) -> IngestSummary:
+    """:func:`pipelines.steps.ingest` (``background``: the staged files written on a
+    thread; the score step waits for them before it publishes)."""
     with _to_run_log():
-        return steps.ingest(settings=settings, source=source, accept_anomalies=accept_anomalies)
+        return steps.ingest(settings=settings, source=source, accept_anomalies=accept_anomalies,
+                            background=background)
 
 
 @task(name="build-training-set", cache_policy=NO_CACHE)
@@ -342,7 +344,7 @@ def nightly_score(
     try:
         steps.check_disk(settings=s)  # stop before starting, in one line, on a full disk
         source = Path(data_source) if data_source else book_folder(s)
-        stages["ingest"] = ingest_task(s, source, accept_anomalies)
+        stages["ingest"] = ingest_task(s, source, accept_anomalies, background=True)
         stages["score"] = score_task(s, stages["ingest"].staged, day,
                                        accept_anomalies=accept_anomalies)
         prune_task(s, day)  # retention, once the new run is safely published

@@ -38,7 +38,7 @@ from pipelines.steps_base import (
     train_config,
     training_set_path,
 )
-from pipelines.steps_ingest import generate, ingest, read_book, validate
+from pipelines.steps_ingest import generate, ingest, read_book, validate, wait_staged
 from pipelines.steps_score import (
     TOP_ROWS,
     check_disk,
@@ -79,4 +79,5 @@ __all__ = [
     "train_config",
     "training_set_path",
     "validate",
+    "wait_staged",
 ]

@@ -7,7 +7,15 @@ later step may run in another process). Within one process the Book that :func:`
 just validated is handed over in memory instead: :func:`read_book` returns it while the
 staged folder is still exactly the one this process wrote (same files, sizes and
 modification times), and reads the files otherwise. At 1M accounts this saves reading
-~8 GB back (~30 s) in the nightly and ``delinq train``."""
+~8 GB back (~30 s) in the nightly and ``delinq train``.
+
+``ingest(background=True)`` (the nightly, whose score step follows in this process) writes
+the staged files on a thread instead (pyarrow's Parquet writer releases the GIL, so it runs
+on the second core beside the scoring): as before, the files go to a temporary folder
+swapped in whole when written. Until then :func:`read_book` in this process returns the
+Book in memory (the files will hold exactly it); reading the files, and publishing a run
+scored from it (:func:`wait_staged`, called by the score step), waits for the write, and a
+failed write fails them with :class:`StagingError` naming it."""
 
 from __future__ import annotations
 
@@ -32,12 +40,58 @@ if TYPE_CHECKING:
 # --------------------------------------------------------------------------- book I/O
 
 
+class StagingError(RuntimeError):
+    """The validated book could not be written to the staging folder (a background write
+    of :func:`ingest`, reported where it is waited for: :func:`wait_staged`)."""
+
+
+class _StagingWrite:
+    """The write of one validated Book to its staging folder, on a thread of its own:
+    written under a temporary name, then swapped in whole (:func:`_replace_dir`)."""
+
+    def __init__(self, book: Book, target: Path) -> None:
+        self.target = target
+        self.error: BaseException | None = None
+        #: the written folder's fingerprint (:func:`_stamp`), once written
+        self.stamp: tuple[tuple[str, int, int, int], ...] | None = None
+        # Not a daemon: a process that exits before anyone waits still finishes the write.
+        self._thread = threading.Thread(target=self._run, args=(book,), name="stage-book")
+        self._thread.start()
+
+    def _run(self, book: Book) -> None:
+        from features.contract.io import write_staged_book
+
+        try:
+            tmp = self.target.with_name(self.target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            write_staged_book(book, tmp)  # (cheap Parquet settings: a hand-off, read whole)
+            _replace_dir(tmp, self.target)
+            self.stamp = _stamp(self.target)
+        except BaseException as exc:  # reported by wait()
+            self.error = exc
+
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self) -> BaseException | None:
+        """Block until written; the write's exception, if it failed."""
+        self._thread.join()
+        return self.error
+
+    def wait(self) -> None:
+        """Block until written; :class:`StagingError` if the write failed."""
+        if self.join() is not None:
+            raise StagingError(
+                f"staging the validated book to {self.target} failed: "
+                f"{type(self.error).__name__}: {self.error}") from self.error
+
+
 @dataclass(frozen=True)
 class _Staged:
-    """The Book this process last staged, with the folder's fingerprint when written."""
+    """The Book this process last staged, with its write (done, or still on its thread)."""
 
     folder: Path
-    stamp: tuple[tuple[str, int, int, int], ...]
+    write: _StagingWrite
     book: Book
 
 
@@ -55,24 +109,40 @@ def _stamp(folder: Path) -> tuple[tuple[str, int, int, int], ...]:
     return tuple((f.name, (st := f.stat()).st_size, st.st_mtime_ns, st.st_ino) for f in files)
 
 
-def _remember(folder: Path, book: Book | None) -> None:
+def _remember(folder: Path, book: Book | None, write: _StagingWrite | None = None) -> None:
     global _last
     with _lock:
-        _last = None if book is None else _Staged(folder.resolve(), _stamp(folder), book)
+        _last = None if book is None or write is None else _Staged(folder.resolve(), write,
+                                                                    book)
+
+
+def wait_staged(path: Path) -> None:
+    """Wait until this process's staging write of ``path`` (if any) is done, so that the
+    files are there (a no-op when nothing is being written). :class:`StagingError` when
+    that write failed: a run scored from the Book in memory must not be published then
+    (the score step calls this before publishing)."""
+    with _lock:
+        last = _last
+    if last is not None and Path(path).resolve() == last.folder:
+        last.write.wait()
 
 
 def _handed(folder: Path) -> Book | None:
-    """The Book this process staged at ``folder``, if the folder still holds exactly
-    those files; else None (another process re-staged it, or nothing was staged here)."""
+    """The Book this process staged at ``folder``: while its write is running (the files
+    will hold exactly it), or if the folder still holds exactly the files written; else
+    None (the write failed, another process re-staged it, or nothing was staged here)."""
     with _lock:
         last = _last
-    if last is None or not folder.is_dir() or folder.resolve() != last.folder:
+    if last is None or folder.resolve() != last.folder:
         return None
-    try:
-        if _stamp(folder) != last.stamp:
+    if not last.write.running():
+        if last.write.error is not None or not folder.is_dir():
             return None
-    except OSError:  # a file vanished while looking: read what is there
-        return None
+        try:
+            if _stamp(folder) != last.write.stamp:
+                return None
+        except OSError:  # a file vanished while looking: read what is there
+            return None
     from features.contract.book import ALL_TABLES
 
     # Shallow copies: under pandas' copy-on-write a caller writing into its frames copies
@@ -92,6 +162,7 @@ def read_book(path: Path, *, reuse: bool = True) -> Book:
 
     if reuse and (book := _handed(Path(path))) is not None:
         return book
+    wait_staged(Path(path))  # this process's write of it, if any, first
     tables = {t: frame for t, (_, frame) in read_folder(path).items()}
     return Book.from_frames(**tables)
 
@@ -167,22 +238,29 @@ def validate(*, settings: Settings, source: Path, quarantine: Path | None = None
 
 
 def ingest(*, settings: Settings, source: Path,
-           accept_anomalies: bool = False) -> IngestSummary:
+           accept_anomalies: bool = False, background: bool = False) -> IngestSummary:
     """Validate the data folder ``source`` (bad rows to :func:`quarantine_dir`) and stage
     the kept rows as Parquet at :func:`staging_dir` for the later steps. A plausibility
-    anomaly stops here (nothing staged) unless ``accept_anomalies``."""
-    from features.contract.io import write_staged_book
+    anomaly stops here (nothing staged) unless ``accept_anomalies``.
 
+    ``background``: return once validated, the staged files written on a thread (see the
+    module; :func:`wait_staged` waits for them, and the score step does before it
+    publishes). The summary's ``seconds`` then exclude the write."""
     t0 = time.perf_counter()
-    _remember(staging_dir(settings), None)  # free the last staged Book before reading
-    book, facts = _validate(settings, source, None, accept_anomalies)
     target = staging_dir(settings)
+    with _lock:
+        last = _last
+    if last is not None:  # a write of the last ingest still running: let it end first
+        last.write.join()
+    _remember(target, None)  # free the last staged Book before reading
+    book, facts = _validate(settings, source, None, accept_anomalies)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_staged_book(book, tmp)  # (cheap Parquet settings: a hand-off, read whole)
-    _replace_dir(tmp, target)
-    _remember(target, book)  # for read_book in this process (the files for any other)
+    write = _StagingWrite(book, target)
+    # for read_book in this process (the files for any other)
+    _remember(target, book, write)
+    if not background and (error := write.join()) is not None:
+        _remember(target, None)
+        raise error  # as it was raised (a full disk, a read-only folder, ...)
     facts["seconds"] = time.perf_counter() - t0
     progress(
         f"  kept {facts['invoices']:,} invoices of {facts['accounts']:,} accounts, "

@@ -134,7 +134,7 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     from features.partition import book_dates, write_partitions
     from features.pit.snapshot import snapshot
     from pipelines.steps_base import materiality, model_names
-    from pipelines.steps_ingest import read_book
+    from pipelines.steps_ingest import StagingError, read_book, wait_staged
     from pipelines.steps_shadow import shadow_models
     from serving.partitioned import RunScorers, save_scorers, write_frame
     from serving.rule_scoring import resolve_scorers
@@ -143,9 +143,17 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     n = int(settings.partitions)
     work = join(work_location(settings), f"score-{as_of.isoformat()}")
     staged = shared = None
-    if n == 1:
+    try:  # a staging write on a thread that failed: a failed run says so
+        if n == 1:
+            staged = read_book(book)  # in memory while being staged
+        else:
+            wait_staged(Path(book))  # the partitions are split from the staged files
+    except StagingError as exc:
+        with WorklistStore(settings.resolved_store_url, upgrade=True) as store:
+            store.record_blocked(as_of=as_of, reason=str(exc))
+        raise
+    if staged is not None:
         books = [str(Path(book).resolve())]
-        staged = read_book(book)
         # The book is encoded and its features built once, here; the KPIs, the run checks'
         # totals, the aging rule's history and the scoring all read this one snapshot.
         with heartbeat("features"):
@@ -295,10 +303,13 @@ def merge_and_publish(*, settings: Settings, planned: Planned,
     checks on the added-up totals, merge the KPIs of the parts
     (``features.pit.kpis.merge_kpi_parts``) and publish the run in the store in one atomic
     write. Returns the run's record and its shadow models and scores (for
-    ``pipelines.steps_shadow.watch_run``)."""
+    ``pipelines.steps_shadow.watch_run``). A book staged on a thread
+    (``steps.ingest(background=True)``) must be written before the run is published: the
+    run waits for it, and is recorded failed with the write's error if it failed."""
     from features.pit.kpis import merge_kpi_parts
     from pipelines.run_checks import run_meta_of_totals
     from pipelines.steps_base import export_dir
+    from pipelines.steps_ingest import wait_staged
     from serving.partitioned import PartScore, merge_partitions, merge_shadow, read_part
     from serving.score_run import publish_result
 
@@ -325,7 +336,7 @@ def merge_and_publish(*, settings: Settings, planned: Planned,
         result, as_of=plan.as_of, models=scorers.models, rules=scorers.rules,
         store_url=settings.resolved_store_url, export_dir=export_dir(settings),
         extra_meta={**run_meta, "kpis": kpis, "partitions": len(outputs)},
-        timings=timings)
+        timings=timings, ready=lambda: wait_staged(Path(plan.books[0])))
     return record, (planned.shadow, shadow)
 
 

@@ -27,9 +27,11 @@ Nothing here reads the clock.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
+from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own (C)
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -203,11 +205,24 @@ def rule_reasons(part: pd.DataFrame, *, currency: str = "$") -> pd.DataFrame:
                                            values["past_due_amount"].tolist(),
                                            past_due.tolist(), first_text, second_text,
                                            strict=True):
-        facts = [(FACT_FEATURE, oldest, t1)]
-        if due:
-            facts.append(("past_due_amount", amount, t2))
-        items.append(json.dumps([
-            {"feature": f, "value": None if pd.isna(v) else round(float(v), 6), "shap": None,
-             "text": t, "direction": "fact"} for f, v, t in facts if t is not None]))
+        facts = [] if t1 is None else [_fact_json(FACT_FEATURE, oldest, t1)]
+        if due and t2 is not None:
+            facts.append(_fact_json("past_due_amount", amount, t2))
+        items.append(f"[{', '.join(facts)}]")
     out["reasons_json"] = pd.Series(items, index=part.index, dtype=object)
     return out[list(REASON_COLUMNS)]
+
+
+def _fact_json(feature: str, value: object, text: str) -> str:
+    """``json.dumps`` of one fact of ``reasons_json`` (``{"feature", "value" rounded to 6
+    places or null, "shap": null, "text", "direction": "fact"}``), byte for byte, written
+    directly: ``json.dumps`` of a list of dicts per row was ~70% of the rule's scoring."""
+    if isinstance(value, float):  # the usual case, without pd.isna's dispatch
+        x = float(value)
+        number = ("null" if x != x else repr(round(x, 6)) if math.isfinite(x)
+                  else json.dumps(x))  # (json's float is repr; Infinity as json writes it)
+    else:
+        number = ("null" if value is None or pd.isna(value)
+                  else json.dumps(round(float(value), 6)))
+    return (f'{{"feature": {_json_text(feature)}, "value": {number}, "shap": null, '
+            f'"text": {_json_text(text)}, "direction": "fact"}}')

@@ -45,7 +45,8 @@ from serving import store_schema
 from serving.actions import BROKEN_PROMISE, DEFAULT_POLICY, ActionPolicy, recommend_actions
 from serving.loop_worklist import broken_reason, loop_facts
 from serving.reasons import REASON_COLUMNS, reason_codes, typical_values
-from serving.rule_scoring import RULE_SCORER, RuleScorer, rule_part
+from serving.rule_scoring import RuleScorer, rule_part
+from serving.store_schema import RULE_SCORER
 
 #: The worklist's columns in store order: the store's boundary schema is the one definition.
 WORKLIST_COLUMNS: tuple[str, ...] = tuple(store_schema.WORKLIST_COLUMNS)

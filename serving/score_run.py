@@ -2,7 +2,9 @@
 publish one run atomically (DESIGN section 8).
 
 :func:`run_scoring` loads the champion models from MLflow (or resolves the aging rule for a
-population without one) and calls :func:`score_into_store`, which begins a run, scores
+population without one) and calls :func:`score_into_store` (the library's whole path in one
+call, without the steps layer: ``bench.score`` and the tests; the product's nightly goes
+through ``pipelines.steps_partitioned`` and :func:`publish_result`), which begins a run, scores
 (``serving.score.score_book``) and writes it; :func:`publish_result` publishes a result
 scored already (the merge of a book's account partitions, ``serving.partitioned``). Both go
 through one run life (:func:`_run_into_store`): on any exception the run is marked
@@ -30,8 +32,9 @@ from features.spec import DEFAULT_MATERIALITY, FEATURE_SET_VERSION, Materiality,
 from models.model import DelinqModel
 from serving.actions import DEFAULT_POLICY, ActionPolicy
 from serving.loop_events import book_with_events
-from serving.rule_scoring import RULE_SCORER, RuleScorer, resolve_scorers
+from serving.rule_scoring import RuleScorer, resolve_scorers
 from serving.score import ScoreResult, score_book
+from serving.store_schema import RULE_SCORER
 
 if TYPE_CHECKING:
     from features.pit.snapshot import Snapshot
@@ -109,7 +112,7 @@ def run_scoring(
         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         materiality=materiality, prepared=None if snapshot is None else snapshot.prepared,
         every_rule=holdout_share > 0)
-    return score_into_store(
+    return _score_into_store(  # the snapshot checked above, once
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
         materiality=materiality, extra_meta=extra_meta, holdout_share=holdout_share,
@@ -149,6 +152,31 @@ def score_into_store(
     """
     if snapshot is not None:
         snapshot.check(as_of=as_of, materiality=materiality)
+    return _score_into_store(
+        book, as_of=as_of, models=models, store_url=store_url, export_dir=export_dir,
+        table_budget_mb=table_budget_mb, policy=policy, materiality=materiality,
+        timings=timings, rules=rules, extra_meta=extra_meta, snapshot=snapshot,
+        holdout_share=holdout_share, grace_days=grace_days)
+
+
+def _score_into_store(
+    book: Book,
+    *,
+    as_of: date | pd.Timestamp,
+    models: Mapping[str, DelinqModel],
+    store_url: str,
+    export_dir: str | Path | None,
+    table_budget_mb: int,
+    policy: ActionPolicy,
+    materiality: Materiality,
+    timings: Mapping[str, float] | None,
+    rules: Mapping[str, RuleScorer] | None,
+    extra_meta: Mapping[str, Any] | None,
+    snapshot: Snapshot | None,
+    holdout_share: float,
+    grace_days: int,
+) -> RunRecord:
+    """:func:`score_into_store` with ``snapshot`` already checked by the caller."""
     day = as_day(as_of)
 
     def scored(store: Any) -> ScoreResult:
@@ -176,11 +204,21 @@ def publish_result(
     rules: Mapping[str, RuleScorer] | None = None,
     timings: Mapping[str, float] | None = None,
     extra_meta: Mapping[str, Any] | None = None,
+    ready: Callable[[], None] | None = None,
 ) -> RunRecord:
     """Publish a result scored already (the merge of a book's account partitions,
     ``serving.partitioned``) as one run: the same run life as :func:`score_into_store`
-    (begun, written atomically, marked ``failed`` on any exception), without scoring."""
-    return _run_into_store(lambda _store: result, as_of=as_day(as_of), models=models,
+    (begun, written atomically, marked ``failed`` on any exception), without scoring.
+    ``ready``: called in the run before its rows are written (e.g. waiting for the scored
+    book's staged files, ``pipelines.steps_ingest.wait_staged``); its exception fails the
+    run with its message."""
+
+    def scored(_store: Any) -> ScoreResult:
+        if ready is not None:
+            ready()
+        return result
+
+    return _run_into_store(scored, as_of=as_day(as_of), models=models,
                            rules=rules, store_url=store_url, export_dir=export_dir,
                            timings=timings, extra_meta=extra_meta)
 

@@ -28,13 +28,11 @@ Guarantees:
 - **Totals** per (segment, action, region, scorer) of each run's rows are summed from its
   worklist before the flip and inserted by it (:mod:`serving.store_totals`), so they
   appear with the run, for the workbench's filtered totals.
-- **Explanations** (SHAP vector and feature values of every scored account, 1M x 60 x 2
-  numbers) are a wide Parquet file per run beside the store, referenced by the
-  ``explanations`` table. Measured for 1M accounts x 60 features (``python -m bench.store
-  --compare-explanations``, same run, same loaded machine): the file took 21 s wall (6 s
-  CPU), a wide SQLite table ~137 s and a long (account, feature) table ~540 s. The file is
-  written on a thread while the worklist rows go into the database, and a reader of a few
-  accounts decodes only their row groups.
+- **Explanations** (SHAP vector and feature values of every scored account) are a wide
+  Parquet file per run beside the store (:mod:`serving.store_files`), referenced by the
+  ``explanations`` table, written on a thread while the rows go into the database. At 1M
+  accounts x 60 features (``python -m bench.store --compare-explanations``, one loaded
+  machine) the file took 21 s wall (6 s CPU), a wide SQLite table ~137 s, a long one ~540 s.
 - **Parquet export** per ``as_of``: ``<export_dir>/<as_of>/worklist.parquet`` and
   ``explanations.parquet`` (a hard link to the run's file when possible), written under a
   temporary name and renamed after the commit (each rename is atomic on POSIX).
@@ -77,19 +75,27 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import loop_events, store_bulk, store_io, store_migrate, store_publish, store_runs
+from serving import (
+    loop_events,
+    store_bulk,
+    store_files,
+    store_io,
+    store_migrate,
+    store_publish,
+    store_runs,
+)
 from serving import store_schema as S
 from serving.loop_events import LoopEvents
+from serving.store_files import EXPLANATIONS_FORMAT
 from serving.store_io import (
     StoreDamagedError,
     StoreError,
@@ -108,7 +114,6 @@ __all__ = [
     "WorklistStore", "current_revision", "revision_status", "upgrade",
 ]
 
-EXPLANATIONS_FORMAT = "parquet-wide-v1"
 
 
 def _utc_now() -> datetime:
@@ -309,8 +314,10 @@ class WorklistStore:
             dr = S.check_drift(drift)
             t_check = time.perf_counter()
             # Files go on a thread (Arrow releases the GIL) while rows go into the database.
-            files = pool.submit(self._write_files, run_id, run.as_of, wl, ex, staged)
-            timings = self._publish(run, wl, dr, files, meta, t_check - t0)
+            files = pool.submit(store_files.write_run_files, run_dir, self.export_dir,
+                                run_id, run.as_of, wl, ex, staged)
+            timings = store_publish.publish(self._engine, run, wl, dr, files, meta,
+                                            check_s=t_check - t0, now=self._now)
         except BaseException as exc:
             pool.shutdown(wait=True)
             for path in staged:
@@ -331,82 +338,6 @@ class WorklistStore:
         for old in retired:
             shutil.rmtree(self._run_dir(old), ignore_errors=True)
         return self._run(run_id)
-
-    def _publish(
-        self,
-        run: RunRecord,
-        wl: pa.Table,
-        dr: pa.Table,
-        files: Future[tuple[Path | None, int]],
-        meta: dict[str, Any],
-        check_s: float,
-    ) -> dict[str, Any]:
-        """Rows in chunks, totals by a read, then the flip (:mod:`serving.store_publish`)."""
-        t_start = time.perf_counter()
-        timings: dict[str, Any] = {"store_check_s": round(check_s, 3)}
-        store_publish.write_rows(self._engine, run.run_id, wl)
-        timings["store_worklist_s"] = round(time.perf_counter() - t_start, 3)
-        t = time.perf_counter()
-        totals = store_publish.read_totals(self._engine, run.run_id, wl)
-        timings["store_totals_s"] = round(time.perf_counter() - t, 3)
-        t = time.perf_counter()
-        path, size = files.result()
-        timings["store_files_wait_s"] = round(time.perf_counter() - t, 3)
-        reference = None if path is None else {
-            "format": EXPLANATIONS_FORMAT, "path": str(path), "n_rows": wl.num_rows,
-            "columns": store_io.parquet_columns(path), "size_bytes": size}
-        counts = pc.value_counts(wl.column("segment")).to_pylist()
-        values = meta_columns(meta, base=run)
-        t = time.perf_counter()
-        with self._engine.connect() as conn:
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-            with conn.begin():
-                timings["store_total_s"] = round(time.perf_counter() - t_start + check_s, 3)
-                values["timings"] = {**values.get("timings", {}), **timings}
-                retired = store_publish.flip(
-                    conn, run_id=run.run_id, as_of=run.as_of, n_rows=wl.num_rows,
-                    totals=totals, drift=dr, explanations=reference,
-                    now=self._now,
-                    values={"status": "succeeded", "n_scored": wl.num_rows,
-                            "n_by_segment": {c["values"]: int(c["counts"]) for c in counts},
-                            **values})
-        timings["store_flip_s"] = round(time.perf_counter() - t, 3)
-        timings["_retired"] = retired
-        return timings
-
-    def _write_files(
-        self, run_id: str, as_of: date, wl: pa.Table, ex: pa.Table, staged: list[Path]
-    ) -> tuple[Path | None, int]:
-        """Write the run's explanation file and stage the exports (temp names)."""
-        path: Path | None = None
-        size = 0
-        meta = {b"delinq.run_id": run_id.encode(), b"delinq.as_of": as_of.isoformat().encode()}
-        if ex.num_columns:
-            run_dir = self._run_dir(run_id)
-            run_dir.mkdir(parents=True, exist_ok=True)
-            path = run_dir / "explanations.parquet"
-            tmp = run_dir / ".explanations.parquet.tmp"
-            tagged = ex.replace_schema_metadata({**(ex.schema.metadata or {}), **meta})
-            store_io.write_explanations_parquet(tagged, tmp)
-            os.replace(tmp, path)
-            size = path.stat().st_size
-        if self.export_dir is not None:
-            out = self.export_dir / as_of.isoformat()
-            out.mkdir(parents=True, exist_ok=True)
-            # Staged under the run's id, so a reaper finds the files of a dead run.
-            tag = run_id
-            tmp = out / f".{tag}.worklist.parquet"
-            staged.append(tmp)
-            table = wl.add_column(0, "run_id", pa.repeat(pa.scalar(run_id), wl.num_rows))
-            store_io.write_parquet(table.replace_schema_metadata(meta), tmp)
-            if path is not None:
-                tmp = out / f".{tag}.explanations.parquet"
-                staged.append(tmp)
-                try:
-                    os.link(path, tmp)  # same bytes, no second encode
-                except OSError:
-                    shutil.copyfile(path, tmp)
-        return path, size
 
     def fail_run(self, run_id: str, *, message: str) -> None:
         """Record a ``running`` run as ``failed`` with ``message`` (it is never published)."""
@@ -491,7 +422,7 @@ class WorklistStore:
         if path is None:
             raise KeyError(f"run {run_id!r} has no stored explanations in {self!r}")
         try:
-            return store_io.read_parquet_accounts(Path(path), account_ids)
+            return store_files.read_parquet_accounts(Path(path), account_ids)
         except FileNotFoundError as exc:
             raise KeyError(f"run {run_id!r} was replaced while reading; read again") from exc
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import functools
 import os
 import sqlite3
 import time
@@ -22,20 +21,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.pool import QueuePool, StaticPool
 
 from serving import redact
 
-# zstd without dictionary encoding of number columns: dictionary attempts on 120 float
-# columns were half the CPU of the write and made the file larger (bench/store.py).
-# Row groups of 16k rows: reading a few accounts decodes only their groups.
-PARQUET_OPTIONS: dict[str, Any] = {"compression": "zstd", "row_group_size": 16_384}
 BUSY_TIMEOUT_MS = 120_000
 #: PostgreSQL advisory-lock namespace of the store ("del"): publishes lock (space, as_of
 #: ordinal), migrations lock (space, 0).
@@ -45,96 +36,6 @@ PG_LOCK_SPACE = 0x64656C
 #: opened per request pays the file open, the PRAGMAs and the schema parse (~a few ms)
 #: each time. A connection costs its page cache (2 MB by default) only as it fills.
 SQLITE_POOL_SIZE = 16
-
-
-#: Row groups of a run's explanation file: the account page reads one account's SHAP vector,
-#: so it decodes one group of ~120 columns. Measured on 100k accounts x 60 features (loaded
-#: 2-core machine): a 16,384-row group decoded in 76 ms, a 2,048-row one in 14 ms, for a
-#: file 3% larger and a write 20% slower.
-EXPLANATION_ROWS_PER_GROUP = 2_048
-
-
-def write_parquet(table: pa.Table, path: Path) -> None:
-    """Parquet with dictionary encoding only for repetitive text (not ids, not numbers)."""
-    _write(table, path, PARQUET_OPTIONS["row_group_size"])
-
-
-def write_explanations_parquet(table: pa.Table, path: Path) -> None:
-    """A run's explanation file: :func:`write_parquet` with
-    :data:`EXPLANATION_ROWS_PER_GROUP`-row groups."""
-    _write(table, path, EXPLANATION_ROWS_PER_GROUP)
-
-
-def _write(table: pa.Table, path: Path, row_group_size: int) -> None:
-    repetitive = [
-        f.name for f in table.schema
-        if f.name != "account_id"
-        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type)
-             or pa.types.is_dictionary(f.type))
-    ]
-    options = {**PARQUET_OPTIONS, "row_group_size": row_group_size}
-    pq.write_table(table, path, use_dictionary=repetitive, **options)
-
-
-def read_parquet_accounts(path: Path, account_ids: list[str] | None) -> pa.Table:
-    """The whole file, or only the rows of ``account_ids`` (reading just their row groups).
-
-    Which row groups hold which accounts comes from :func:`_locator`: the file's
-    ``account_id`` column is read once per file (and kept for a few files), so looking up
-    one account of a 1M-account run decodes one row group instead of 1M ids each time;
-    the file's footer is parsed then too and kept (a 1M-account explanation file has ~500
-    row groups of ~120 column chunks each: parsing that footer on every lookup cost more
-    than decoding the one row group).
-    """
-    if account_ids is None:
-        return pq.read_table(path)
-    wanted = sorted({str(a) for a in account_ids})
-    st = Path(path).stat()
-    ids, positions, bounds, meta = _locator(str(path), st.st_size, st.st_mtime_ns)
-    rows = [int(positions[i]) for a in wanted for i in _positions(ids, a)]
-    groups = sorted(set(np.searchsorted(bounds, rows, side="right") - 1))
-    with pq.ParquetFile(path, metadata=meta) as f:
-        if not groups:
-            return f.schema_arrow.empty_table()
-        part = f.read_row_groups(groups)
-    keep = pc.is_in(part.column("account_id"), value_set=pa.array(wanted, pa.string()))
-    return part.filter(keep)
-
-
-@functools.lru_cache(maxsize=4)
-def _locator(path: str, size: int, mtime_ns: int
-             ) -> tuple[pa.Array, np.ndarray, np.ndarray, pq.FileMetaData]:
-    """``(ids sorted, their row numbers, row-group start rows, footer)`` of a Parquet file
-    with an ``account_id`` column; keyed by size and modification time, so a rewritten
-    file is read again. About 20 bytes per account (20 MB for a 1M-account run), and the
-    parsed footer."""
-    with pq.ParquetFile(path) as f:
-        ids = f.read(columns=["account_id"]).column("account_id").combine_chunks()
-        bounds = np.cumsum([0] + [f.metadata.row_group(i).num_rows
-                                  for i in range(f.num_row_groups)])
-        meta = f.metadata
-    order = pc.sort_indices(ids)
-    return ids.take(order), order.to_numpy(), bounds, meta
-
-
-def _positions(ids: pa.Array, account_id: str) -> range:
-    """Indices of ``account_id`` in the sorted ``ids`` (binary search; empty if absent)."""
-    lo, hi = 0, len(ids)
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ids[mid].as_py() < account_id:
-            lo = mid + 1
-        else:
-            hi = mid
-    end = lo
-    while end < len(ids) and ids[end].as_py() == account_id:
-        end += 1
-    return range(lo, end)
-
-
-def parquet_columns(path: Path) -> list[str]:
-    """Column names of a Parquet file (from its footer only)."""
-    return pq.read_schema(path).names
 
 
 def normalise_url(url: str) -> sa.URL:

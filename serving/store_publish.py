@@ -37,14 +37,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from datetime import date, datetime
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from serving import store_bulk, store_io, store_totals
+from serving import store_bulk, store_files, store_io, store_totals
 from serving import store_schema as S
+from serving.store_files import EXPLANATIONS_FORMAT
+from serving.store_records import RunRecord, meta_columns
 
 
 def _in_flip(run_id: str) -> None:
@@ -54,6 +59,54 @@ def _in_flip(run_id: str) -> None:
 def _after_drop_step(run_id: str, rows_done: int) -> None:
     """Called by :func:`drop_rows` after each committed delete transaction (a
     fault-injection seam)."""
+
+
+def publish(
+    engine: sa.Engine,
+    run: RunRecord,
+    wl: pa.Table,
+    dr: pa.Table,
+    files: Future[tuple[Path | None, int]],
+    meta: dict[str, Any],
+    *,
+    check_s: float,
+    now: Callable[[], datetime],
+) -> dict[str, Any]:
+    """Publish ``run`` (checked frames ``wl`` and ``dr``; its explanation file being
+    written by ``files``): rows in chunks (:func:`write_rows`), totals by a read
+    (:func:`read_totals`), then the flip (:func:`flip`). Returns the store's timings
+    (seconds; ``check_s`` is the caller's check), with ``_retired``: the runs the flip
+    retired (their rows for :func:`drop_rows`)."""
+    t_start = time.perf_counter()
+    timings: dict[str, Any] = {"store_check_s": round(check_s, 3)}
+    write_rows(engine, run.run_id, wl)
+    timings["store_worklist_s"] = round(time.perf_counter() - t_start, 3)
+    t = time.perf_counter()
+    totals = read_totals(engine, run.run_id, wl)
+    timings["store_totals_s"] = round(time.perf_counter() - t, 3)
+    t = time.perf_counter()
+    path, size = files.result()
+    timings["store_files_wait_s"] = round(time.perf_counter() - t, 3)
+    reference = None if path is None else {
+        "format": EXPLANATIONS_FORMAT, "path": str(path), "n_rows": wl.num_rows,
+        "columns": store_files.parquet_columns(path), "size_bytes": size}
+    counts = pc.value_counts(wl.column("segment")).to_pylist()
+    values = meta_columns(meta, base=run)
+    t = time.perf_counter()
+    with engine.connect() as conn:
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            timings["store_total_s"] = round(time.perf_counter() - t_start + check_s, 3)
+            values["timings"] = {**values.get("timings", {}), **timings}
+            retired = flip(
+                conn, run_id=run.run_id, as_of=run.as_of, n_rows=wl.num_rows,
+                totals=totals, drift=dr, explanations=reference, now=now,
+                values={"status": "succeeded", "n_scored": wl.num_rows,
+                        "n_by_segment": {c["values"]: int(c["counts"]) for c in counts},
+                        **values})
+    timings["store_flip_s"] = round(time.perf_counter() - t, 3)
+    timings["_retired"] = retired
+    return timings
 
 
 def write_rows(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:

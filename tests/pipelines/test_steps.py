@@ -167,3 +167,81 @@ def test_a_settings_typo_is_one_line_exit_2(tmp_path: Path, no_config: None,
     result = CliRunner().invoke(app, ["worklist", str(tmp_path)])
     assert result.exit_code == 2
     assert "DELINQ_DELINQUENCY_DPD" in result.output and "Traceback" not in result.output
+
+
+def test_a_staging_write_on_a_thread_is_waited_for_and_its_failure_fails_the_run(
+    tmp_path: Path, no_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ingest(background=True)``: the Book is handed over in memory while its files are
+    written; the run waits for them before it publishes; a failed write fails the run with
+    its own message, keeps the previous staged folder and run, and fails a read of the
+    files; without ``background`` the write's error is raised by ingest as it was."""
+    import threading
+    from datetime import timedelta
+
+    import features.contract.io as fio
+    from pipelines.steps_ingest import StagingError
+    from serving.store import WorklistStore
+
+    real = fio.write_staged_book
+    gate = threading.Event()
+
+    def gated(book: object, out: Path) -> object:
+        assert gate.wait(30)
+        return real(book, out)
+
+    src = tmp_path / "src"
+    settings = load_settings(data_dir=tmp_path / "state")
+    steps.generate(settings=settings, out=src, accounts=20, start="2023-01-01",
+                   end="2024-06-30")
+    monkeypatch.setattr(fio, "write_staged_book", gated)
+    first = steps.ingest(settings=settings, source=src, background=True)
+    assert not first.staged.exists()  # still being written
+    handed = steps.read_book(first.staged)  # the Book in memory meanwhile
+    gate.set()
+    steps.wait_staged(first.staged)
+    staged = steps.read_book(first.staged, reuse=False)
+    for table in ("invoices", "payments", "accounts"):
+        pd.testing.assert_frame_equal(getattr(handed, table), getattr(staged, table))
+    day = first.last_date + timedelta(days=1)
+    published = steps.score(settings=settings, book=first.staged, as_of=day)
+    assert published.status == "succeeded"
+
+    def full(book: object, out: Path) -> object:
+        assert gate.wait(30)  # fails while the run is being scored
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "invoices.parquet").write_bytes(b"half")
+        raise OSError(28, "No space left on device")
+
+    import pipelines.steps_partitioned as sp
+
+    real_parts = sp.run_parts_in_process
+
+    def scored_then_fail(planned: object) -> object:
+        parts = real_parts(planned)
+        gate.set()
+        return parts
+
+    gate.clear()
+    monkeypatch.setattr(fio, "write_staged_book", full)
+    monkeypatch.setattr(sp, "run_parts_in_process", scored_then_fail)
+    steps.generate(settings=settings, out=src, accounts=12, start="2023-01-01",
+                   end="2024-06-30")
+    second = steps.ingest(settings=settings, source=src, background=True)
+    for _ in range(2):  # found at the publish, then at once by the next run
+        with pytest.raises(StagingError, match="staging the validated book .*No space left"):
+            steps.score(settings=settings, book=second.staged, as_of=day)
+    with WorklistStore(settings.resolved_store_url) as store:
+        runs = store.list_runs()
+        assert store.current_run(as_of=day).run_id == published.run_id
+    failed = runs[runs["status"] == "failed"]
+    assert len(failed) == 2 and all("No space left on device" in m for m in failed["message"])
+    with pytest.raises(StagingError):  # the files are not this Book's: not read as it
+        steps.read_book(second.staged)
+    # the previous staged folder is intact, no half-written one swapped in
+    from features.contract.io import read_folder
+
+    assert len(read_folder(second.staged)["accounts"][1]) == 20
+    with pytest.raises(OSError, match="No space left"):  # in the foreground: as raised
+        steps.ingest(settings=settings, source=src)
+    assert len(steps.read_book(second.staged).accounts) == 20

@@ -230,3 +230,24 @@ def test_chosen_reasons_are_the_extreme_shap_values(rows: list[list[float]]) -> 
         assert [t for t in texts if isinstance(t, str)] == [
             it["text"] for it in items if it["direction"] == "raises"
         ]
+
+
+def test_the_rules_reasons_json_is_json_dumps_byte_for_byte() -> None:
+    """The aging rule writes each fact of ``reasons_json`` directly (no ``json.dumps`` per
+    row): the same bytes as ``json.dumps`` of the fact, whatever the value and text."""
+    import json
+
+    import numpy as np
+
+    from serving.rule_scoring import _fact_json
+
+    texts = ['Oldest invoice "INV-1" is 95 days past due', "5 000 \u20ac en retard\n", "\\ ü"]
+    values = [95.0, 1 / 3, 1e-9, 123456789.123456789, -0.0, float("nan"), float("inf"),
+              None, 7, np.float64(2.5), np.int64(3)]
+    for text in texts:
+        for value in values:
+            expected = json.dumps({
+                "feature": "past_due_amount",
+                "value": None if value is None or value != value else round(float(value), 6),
+                "shap": None, "text": text, "direction": "fact"})
+            assert _fact_json("past_due_amount", value, text) == expected, (value, text)

@@ -13,9 +13,10 @@ from features.pit.labels import build_labels
 from models.live import live_performance
 from models.live_policy import in_holdout
 from models.rule import RuleCalibration
-from serving.rule_scoring import RULE_SCORER, RuleScorer
+from serving.rule_scoring import RuleScorer
 from serving.score import score_book
 from serving.shadow import SHADOW_COLUMNS, shadow_scores, shadow_worklist
+from serving.store_schema import RULE_SCORER
 
 AS_OF = date(2024, 3, 1)
 

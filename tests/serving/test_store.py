@@ -349,12 +349,10 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
     old = publish(store, 10, seed=1)
     started, commits, seen = threading.Event(), [], []
     w = S.worklist
-    real_rows = store_bulk._sqlite_rows
 
-    def slow_rows(part, names, constants):  # type: ignore[no-untyped-def]
+    def slow_step(table: str, done: int) -> None:
         started.set()
         time.sleep(0.02)  # a slow step: the publish lasts > 1 s
-        return real_rows(part, names, constants)
 
     def analyst() -> None:
         started.wait(30)
@@ -371,7 +369,7 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
         finally:
             engine.dispose()
 
-    monkeypatch.setattr(store_bulk, "_sqlite_rows", slow_rows)
+    monkeypatch.setattr(store_bulk, "_in_step", slow_step)
     monkeypatch.setattr(store_bulk, "_after_chunk",
                         lambda table, done: table == "worklist" and commits.append(done))
     thread = threading.Thread(target=analyst)
@@ -670,9 +668,9 @@ def test_bench_store_reports_each_part(tmp_path: Path) -> None:
 def test_read_explanations_of_a_few_accounts_reads_their_row_groups(
     store: WorklistStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from serving import store_io
+    from serving import store_files
 
-    monkeypatch.setattr(store_io, "EXPLANATION_ROWS_PER_GROUP", 4)
+    monkeypatch.setattr(store_files, "EXPLANATION_ROWS_PER_GROUP", 4)
     wl, ex, dr = frames(30, seed=13)
     run_id = store.begin_run(as_of=DAY, meta={})
     rec = store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
