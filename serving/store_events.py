@@ -121,6 +121,9 @@ account_directory = sa.Table(
     sa.Column("region", sa.Text),
 )
 sa.Index("ix_account_directory_region", account_directory.c.region)
+# Revision 0008: a worklist page filtered by region joins the directory on this index alone.
+sa.Index("ix_account_directory_region_of", account_directory.c.account_id,
+         account_directory.c.region)
 # Revision 0005: the workbench's name-prefix search is a range on the lower-cased name.
 sa.Index("ix_account_directory_name", sa.func.lower(account_directory.c.name))
 

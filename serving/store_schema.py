@@ -89,7 +89,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0007"
+REVISION: Final = "0008"
 
 metadata = sa.MetaData()
 
@@ -162,9 +162,12 @@ SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = {
     "dpd": sa.func.coalesce(worklist.c.oldest_dpd, sa.literal_column("-1000000000.0")),
 }
 # Revision 0005: one index per sort key (rank's is the primary key), in the order the
-# keyset pages read them: a page is an index range, whatever its depth.
+# keyset pages read them: a page is an index range, whatever its depth. Revision 0008:
+# segment, action and account id after the rank, so a filtered page tests its filters and
+# joins the directory from the index entry, reading only passing rows from the table.
 for _name, _key in SORT_KEYS.items():
-    sa.Index(f"ix_worklist_{_name}", worklist.c.run_id, sa.desc(_key), worklist.c.rank)
+    sa.Index(f"ix_worklist_{_name}", worklist.c.run_id, sa.desc(_key), worklist.c.rank,
+             worklist.c.segment, worklist.c.action, worklist.c.account_id)
 
 explanations = sa.Table(
     "explanations",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 from serving import store_io
 from serving.store import WorklistStore
 from workbench import history
-from workbench.auth import LoginLimiter
+from workbench.auth import LoginLimiter, exclusive_lock
 from workbench.config import WorkbenchConfig
 from workbench.security import SessionSigner, load_session_key
 
@@ -37,6 +37,13 @@ LOGIN_FAILURES = "login_failures.json"
 #: Lock file (under ``<state>/workbench``) held while the history index is rebuilt, so
 #: that of several server processes seeing a re-staged book one rebuilds it.
 INDEX_LOCK = "history.lock"
+#: Bytes of a SQLite store that each of the workbench's connections maps into memory
+#: (``PRAGMA mmap_size``): its reads of a large store's indexes then come from the shared
+#: page cache without a system call and a copy per page (a rare worklist filter of a
+#: 1M-account run read ~6,000 index pages at random: 6.2 -> 3.8 ms CPU). Address space,
+#: not memory: the pages are the operating system's file cache (counted in a process's
+#: RSS once touched, shared by every process reading the file).
+SQLITE_MMAP_BYTES: Final = 4 * 2**30
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "X-Frame-Options": "DENY",
@@ -128,7 +135,7 @@ def refresh_history(wb: Workbench, *, only_if_stale: bool = False) -> dict[str, 
     book = wb.config.book_dir
     if book is None or not (Path(book) / "invoices.parquet").exists():
         return None
-    with _exclusive(wb.config.workbench_dir / INDEX_LOCK):
+    with exclusive_lock(wb.config.workbench_dir / INDEX_LOCK):
         # Another server process may have rebuilt it while this one waited for the lock.
         if only_if_stale and history.is_current(Path(book), wb.index_dir):
             rows = None
@@ -138,17 +145,6 @@ def refresh_history(wb: Workbench, *, only_if_stale: bool = False) -> dict[str, 
     with wb._index_lock:
         wb._index = history.HistoryIndex(wb.index_dir)
     return rows
-
-
-@contextlib.contextmanager
-def _exclusive(lock: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on ``lock`` (created if missing), waited for."""
-    import fcntl
-
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield
 
 
 def sync_directory(engine: sa.Engine, accounts: Path) -> int:
@@ -189,6 +185,12 @@ def open_store_engine(store_url: str) -> sa.Engine:
     return store_io.make_engine(store_io.normalise_url(store_url))
 
 
+def _map_pages(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute(f"PRAGMA mmap_size = {SQLITE_MMAP_BYTES}")
+    cursor.close()
+
+
 def open_workbench(config: WorkbenchConfig) -> Workbench:
     """Open the store (applying pending migrations: the workbench writes events) and the
     session key; raises the store's one-line errors."""
@@ -196,6 +198,8 @@ def open_workbench(config: WorkbenchConfig) -> Workbench:
     try:
         url = store_io.normalise_url(config.store_url)
         engine = store_io.make_engine(url)
+        if engine.dialect.name == "sqlite":
+            sa.event.listen(engine, "connect", _map_pages)
         key = load_session_key(config.workbench_dir / "session.key")
     except BaseException:
         store.close()

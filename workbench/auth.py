@@ -7,14 +7,14 @@
 - Failed sign-ins are counted per (username, client address) in a sliding window; past the
   limit the login answers 429 until the window has passed. The count is shared by every
   server process (``delinq serve --workers N``) through a small file under the state
-  folder, locked while read and written (in memory when no file is given: one process).
+  folder, locked while read and written (:func:`exclusive_lock`, the workbench's one
+  inter-process lock).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,36 +37,29 @@ class LoginLimiter:
     """At most ``max_failures`` failed sign-ins per key within ``window_s`` seconds.
 
     ``path``: a JSON file holding the recent failures, so that every server process
-    counts the same failures (each operation holds an exclusive ``flock`` on
+    counts the same failures (each operation holds :func:`exclusive_lock` on
     ``<path>.lock`` while it reads and rewrites the file: sign-ins are rare, the file
-    small, since expired failures are dropped on every write). None: in this process's
-    memory only.
+    small, since expired failures are dropped on every write).
     """
 
     def __init__(self, *, max_failures: int, window_s: float,
-                 clock: Callable[[], datetime], path: Path | None = None) -> None:
+                 clock: Callable[[], datetime], path: Path) -> None:
         self.max_failures = max_failures
         self.window_s = window_s
         self._clock = clock
         self._path = path
-        self._failures: dict[str, list[float]] = {}
-        self._lock = threading.Lock()
 
     @contextlib.contextmanager
     def _state(self, *, write: bool) -> Iterator[dict[str, list[float]]]:
         """The failures by key, expired ones dropped (saved back if ``write``)."""
         now = self._clock().timestamp()
-        with self._lock, _file_lock(self._path):
-            failures = self._failures if self._path is None else _read_json(self._path)
+        with exclusive_lock(self._path.with_name(self._path.name + ".lock")):
             failures = {k: [t for t in v if t > now - self.window_s]
-                        for k, v in failures.items()}
+                        for k, v in _read_json(self._path).items()}
             failures = {k: v for k, v in failures.items() if v}
             yield failures
-            if write or self._path is None:
-                if self._path is None:
-                    self._failures = failures
-                else:
-                    _write_json(self._path, failures)
+            if write:
+                _write_json(self._path, failures)
 
     def retry_after(self, key: tuple[str, str]) -> int | None:
         """Seconds to wait when ``key`` is over the limit, else None."""
@@ -90,15 +83,14 @@ def _key(key: tuple[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path | None) -> Iterator[None]:
-    """An exclusive ``flock`` on ``<path>.lock`` (nothing when ``path`` is None)."""
-    if path is None:
-        yield
-        return
+def exclusive_lock(lock: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on the file ``lock`` (created if missing), waited for; held
+    until the block ends. Serialises the workbench's server processes (and their threads:
+    each call opens its own file description) around a shared file."""
     import fcntl
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
         yield
 
