@@ -38,7 +38,12 @@ from features.contract.book import (
     columns_of,
     empty_table,
 )
-from features.contract.canonical import canonical, to_pandas, with_bare_accounts
+from features.contract.canonical import (
+    account_dtype,
+    canonical,
+    to_pandas,
+    with_bare_accounts,
+)
 from features.contract.credits import credit_notes, describe, payment_credits
 from features.contract.headers import normalised_header, suggestion
 from features.contract.io import read_source, table_files
@@ -52,7 +57,6 @@ from features.contract.options import (
 from features.contract.parsing import missing_token
 from features.contract.plausibility import Anomaly, bare_warning, table_anomalies, unknown_warning
 from features.contract.rules import RULES, DataContractError
-from features.keys import first_occurrence
 
 __all__ = [
     "RULES",
@@ -397,6 +401,7 @@ def _validate(
     held = pl.DataFrame()
     parents = pl.DataFrame()
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
+    codes: dict[str, pd.CategoricalDtype] = {}
     for table in _ORDER:
         if table not in raw:
             continue
@@ -435,12 +440,15 @@ def _validate(
         # is bad; canonical() and the credit counts below both read them.
         good = frame if bad.is_empty() else frame.filter(~is_bad)
         del frame
-        canon = canonical(good, table)
+        canon = canonical(good, table, rows=table == "invoices")
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
-            # changes (linear, no hashing).
-            ids = canon.get_column("account_id")
-            seen = ids.filter(first_occurrence(ids)).to_frame()
+            # changes, and each invoice's account code a running count (linear, no
+            # hashing); payments take their invoice's code.
+            parents, accounts = R.with_account_codes(
+                parents, canon.drop_in_place(R.ROW), canon.get_column("account_id"))
+            seen = accounts.to_frame()
+            codes = {"account_id": account_dtype(accounts)}
         if table == "payments":
             credits.update(payment_credits(good, parents.get_column(R.value("amount"))))
         del good
@@ -451,7 +459,7 @@ def _validate(
         if table == "accounts":
             warnings += bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
             canon = with_bare_accounts(canon, seen)
-        kept[table] = to_pandas(canon, table)
+        kept[table] = to_pandas(canon, table, codes if table == "payments" else None)
         del canon
         quarantine[table] = _quarantine(bad, options[table], plausible)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
