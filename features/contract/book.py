@@ -11,7 +11,8 @@ Canonical dtypes (the contract every consumer may rely on):
 - codes (:data:`CODE_DTYPE`, pandas ``category`` with its categories sorted): the
   low-cardinality text of the big tables, ``currency`` and ``document_type`` (invoices),
   ``method`` (payments), ``reason`` (disputes), ``channel`` and ``outcome`` (contacts), and
-  payments' ``account_id`` (a copy of its invoice's account that no feature reads): a
+  payments' ``account_id`` (always its invoice's account, whatever the file says, with the
+  sorted distinct invoiced accounts as categories; no feature reads it): a
   handful of distinct values over millions of rows, held as int8/int16/int32 codes
   plus one small dictionary instead of one string per row (at 100k accounts the four codes
   of invoices and payments took ~270 MB as strings, ~35 MB as codes). Values compare, filter

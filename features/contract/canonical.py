@@ -7,6 +7,8 @@ order so that shuffled input gives the same Book.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import polars as pl
 import pyarrow as pa
@@ -43,18 +45,18 @@ def is_sorted(frame: pl.DataFrame, keys: list[str]) -> bool:
     return bool(frame.select(in_order.all()).item())
 
 
-def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
-    """Kept rows with parsed values under contract names, in canonical column/row order."""
+def canonical(kept: pl.DataFrame, table: str, *, rows: bool = False) -> pl.DataFrame:
+    """Kept rows with parsed values under contract names, in canonical column/row order.
+
+    Payments' ``account_id`` is their invoice's account code (``rules.ACCOUNT_CODE``, set
+    by ``rules.child_rules``), not text. ``rows``: keep the record number (``rules.ROW``)
+    as the last column.
+    """
     contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
     extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
     values = {c: pl.col(R.value(c)) for c in contract}
-    if table == "payments" and "__parent_account" in kept.columns:
-        # Each payment carries its invoice's account (filled when the source left it out;
-        # rules.child_rules adds the invoice's only then).
-        parent = pl.col("__parent_account")
-        values["account_id"] = pl.coalesce(values["account_id"], parent) if (
-            "account_id" in values
-        ) else parent
+    if table == "payments" and R.ACCOUNT_CODE in kept.columns:
+        values["account_id"] = pl.col(R.ACCOUNT_CODE)
     for col in R.ENUMERATIONS.get(table, {}):
         values[col] = R.enumeration(values[col])
     if table == "invoices" and "document_type" in values:
@@ -63,7 +65,8 @@ def canonical(kept: pl.DataFrame, table: str) -> pl.DataFrame:
             -values["amount"].abs()).otherwise(values["amount"])
     ordered = [c for c in columns_of(table) if c in values]
     out = kept.select(*[values[c].alias(c) for c in ordered],
-                      *[pl.col(c).cast(pl.String) for c in extras])
+                      *[pl.col(c).cast(pl.String) for c in extras],
+                      *([pl.col(R.ROW)] if rows else []))
     keys = [k for k in SORT_KEYS[table] if k in out.columns]
     if table in ("payments", "disputes"):  # no unique id: every column breaks ties
         keys += [c for c in ordered if c not in keys]
@@ -82,14 +85,17 @@ def credit_values(document_types: pl.Series) -> pl.Series:
     return distinct.filter(pl.Series([is_credit_type(t) for t in distinct], dtype=pl.Boolean))
 
 
-def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
+def to_pandas(frame: pl.DataFrame, table: str,
+              codes: Mapping[str, pd.CategoricalDtype] | None = None) -> pd.DataFrame:
     """A canonical polars table as a pandas frame with every contract column and dtype.
 
     Converts column by column and *empties* ``frame`` as it goes (``drop_in_place``): a
     column's polars buffers are freed as soon as its pandas copy exists (unless another
     frame shares them), so the table is held about once, not twice (polars strings are
     views; pandas' are Arrow ``large_string``, so ids are copied once, here). The pandas
-    columns are not consolidated into 2-D blocks (no further copy).
+    columns are not consolidated into 2-D blocks (no further copy). ``codes``: columns that
+    already hold integer codes (no nulls) into the categories of the given dtype (sorted
+    ``str``): they become that ``category`` directly, without any text.
     """
     types = columns_of(table)
     order = list(types) + [c for c in frame.columns if c not in types]
@@ -97,6 +103,11 @@ def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
     kinds = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
     columns: dict[str, pd.Series] = {}
     for name in order:
+        if name in frame.columns and codes and name in codes:
+            values = frame.drop_in_place(name).cast(pl.Int32).to_numpy()
+            columns[name] = pd.Series(pd.Categorical.from_codes(
+                values, dtype=codes[name], validate=False), name=name, copy=False)
+            continue
         if name in frame.columns:
             series = frame.drop_in_place(name)
             if types.get(name) == CODE_DTYPE:
@@ -122,6 +133,14 @@ def to_pandas(frame: pl.DataFrame, table: str) -> pd.DataFrame:
         # All-null string columns come back as object/float: give them the canonical dtype.
         columns[name] = column.astype(dtype) if dtype and str(column.dtype) != dtype else column
     return pd.DataFrame(columns, copy=False)
+
+
+def account_dtype(accounts: pl.Series) -> pd.CategoricalDtype:
+    """The code dtype of sorted distinct account ids (``str`` categories), against which
+    payments' ``account_id`` holds its invoice's account (``rules.ACCOUNT_CODE``)."""
+    arrow = accounts.to_frame().to_arrow().column(0).cast(pa.large_string())
+    ids = pa.table({"c": arrow}).to_pandas()["c"].array
+    return pd.CategoricalDtype(pd.Index(ids, dtype="str"))
 
 
 def with_bare_accounts(accounts: pl.DataFrame | None, seen: pl.DataFrame) -> pl.DataFrame:

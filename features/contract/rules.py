@@ -304,23 +304,45 @@ def _duplicates(frame: pl.DataFrame, table: str, id_col: str) -> pl.DataFrame:
 
 def parents_of(invoices: pl.DataFrame) -> pl.DataFrame:
     """The slim view of checked invoices that payment/dispute rules need, in file order
-    (row ``i`` is the file's record ``i + 1``: no record-number column is kept)."""
-    return invoices.select(value("invoice_id"), value("issue_date"), value("account_id"),
-                           value("amount"), RULE)
+    (row ``i`` is the file's record ``i + 1``: no record-number column is kept). Their
+    accounts are added as codes (:func:`with_account_codes`) once the kept invoices are
+    canonical, not held as strings."""
+    return invoices.select(value("invoice_id"), value("issue_date"), value("amount"), RULE)
 
 
+#: Internal column of ``parents``: the invoice's account as a code, its position among the
+#: sorted distinct accounts of the kept invoices (null for a quarantined invoice).
+ACCOUNT_CODE: Final = "__account_code"
 #: Internal column of checked payments/disputes: the row of their invoice in ``parents``
 #: (null when the invoice is not among the kept ones).
 PARENT: Final = "__parent"
 
 
+def with_account_codes(parents: pl.DataFrame, rows: pl.Series,
+                       account_ids: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """``parents`` with :data:`ACCOUNT_CODE`, and the sorted distinct accounts it codes.
+
+    ``rows``/``account_ids``: the record numbers (:data:`ROW`) and accounts of the kept
+    invoices in canonical order (sorted by account), so the distinct accounts are where the
+    id changes and a code is a running count: linear, no hashing of 50M strings (a
+    payment's account is then its invoice's code, ``child_rules``).
+    """
+    first = first_occurrence(account_ids)
+    codes = first.cast(pl.UInt32).cum_sum() - 1
+    column = pl.repeat(None, parents.height, dtype=pl.UInt32, eager=True).alias(ACCOUNT_CODE)
+    if len(rows):
+        column = column.scatter(rows - 1, codes)
+    return parents.with_columns(column), account_ids.filter(first)
+
+
 def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.DataFrame:
     """Rules of payments/disputes that need their invoice (``parents``: see parents_of).
 
-    Adds :data:`PARENT` and the invoice's issue date (``__parent_issue``); payments whose
-    ``account_id`` is missing somewhere also get the invoice's (``__parent_account``),
-    which the kept rows take in its place. (The invoice's amount is read through
-    :data:`PARENT` when needed, not copied beside every payment.)
+    Adds :data:`PARENT` and the invoice's issue date (``__parent_issue``); payments also
+    get their invoice's account code (:data:`ACCOUNT_CODE`), which the kept rows hold as
+    their ``account_id`` (a payment's account is its invoice's: the one the workbench and
+    every feature use). (The invoice's amount is read through :data:`PARENT` when needed,
+    not copied beside every payment.)
     """
     inv_id, issue = value("invoice_id"), value("issue_date")
     alive = parents.get_column(RULE) == 0
@@ -329,10 +351,8 @@ def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.Da
     if kept.height < parents.height:  # rows of ``kept`` to rows of ``parents``
         at = alive.arg_true().cast(pl.Int64).gather(at)
     added = [at.alias(PARENT), parents.get_column(issue).gather(at).alias("__parent_issue")]
-    own = value("account_id")
-    if table == "payments" and (own not in frame.columns
-                                or frame.get_column(own).null_count()):
-        added.append(parents.get_column(own).gather(at).alias("__parent_account"))
+    if table == "payments" and ACCOUNT_CODE in parents.columns:
+        added.append(parents.get_column(ACCOUNT_CODE).gather(at))
     frame = frame.with_columns(added)
     found = pl.col("__parent_issue").is_not_null()
     dropped = parents.filter((pl.col(RULE) > 0) & pl.col(inv_id).is_not_null())

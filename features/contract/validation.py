@@ -25,22 +25,23 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
-import pyarrow as pa
 
 from features.contract import held_out
 from features.contract import rules as R
 from features.contract.book import (
     ALL_TABLES,
-    DATE_DTYPE,
     EVENT_TABLES,
-    REQUIRED,
     Book,
     columns_of,
     empty_table,
 )
-from features.contract.canonical import canonical, to_pandas, with_bare_accounts
+from features.contract.canonical import (
+    account_dtype,
+    canonical,
+    to_pandas,
+    with_bare_accounts,
+)
 from features.contract.credits import credit_notes, describe, payment_credits
-from features.contract.headers import normalised_header, suggestion
 from features.contract.io import read_source, table_files
 from features.contract.options import (
     Plausibility,
@@ -49,10 +50,14 @@ from features.contract.options import (
     ReadOptionsMap,
     options_for,
 )
-from features.contract.parsing import missing_token
 from features.contract.plausibility import Anomaly, bare_warning, table_anomalies, unknown_warning
+from features.contract.raw_checks import (
+    check_columns,
+    check_currency,
+    check_types,
+    to_polars,
+)
 from features.contract.rules import RULES, DataContractError
-from features.keys import first_occurrence
 
 __all__ = [
     "RULES",
@@ -225,116 +230,6 @@ def write_quarantine(quarantine: Mapping[str, pd.DataFrame], out_dir: str | Path
 # --------------------------------------------------------------------------- internals
 
 
-def _check_columns(
-    table: str, columns: list[str], height: int, name: str, info: ReadInfo | None
-) -> dict[str, str]:
-    """Whole-file checks that need no row parsing; return the header renames to apply.
-
-    Raises the first violation: ``empty_file``, ``missing_column`` (with a hint: a near
-    match, a known alias, or a delimiter that looks wrong).
-    """
-    data = [c for c in columns if not c.startswith("__")]
-    if not data or (table == "invoices" and height == 0):
-        raise DataContractError(name, None, "empty_file", "has no data rows")
-    renames = normalised_header(data, table)
-    named = [renames.get(c, c) for c in data]
-    for col in REQUIRED[table]:
-        if col not in named:  # (raised before any type check: the header is wrong)
-            hint = suggestion(col, data, table)
-            if info is not None and info.delimiter is not None and len(data) == 1:
-                hint += f" (read with delimiter {info.delimiter!r}, {info.delimiter_how})"
-            raise DataContractError(name, col, "missing_column", "is required but missing" + hint)
-    return renames
-
-
-def _check_types(frame: pl.DataFrame, table: str, name: str) -> None:
-    """``unsupported_type`` for a contract column whose stored type holds no value (a list,
-    a struct, bytes, a time of day): it could only be misread."""
-    for col in columns_of(table):
-        if col not in frame.columns:
-            continue
-        dtype = frame.schema[col]
-        if dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null, pl.Date) or isinstance(
-                dtype, (pl.Datetime, pl.Enum)) or dtype.is_numeric():
-            continue
-        wanted = {DATE_DTYPE: "date", "float64": "number", "Int64": "whole number"}.get(
-            columns_of(table)[col], "text")
-        raise DataContractError(name, col, "unsupported_type",
-                                f"has the stored type {dtype}, which holds no {wanted}; store "
-                                "it as text or a number")
-
-
-def _check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -> None:
-    """``mixed_currency`` when invoices hold more than one currency (case/space-insensitive;
-    missing-value tokens are no currency).
-
-    The common single-currency case costs one linear comparison, no hashing.
-    """
-    if "currency" not in invoices.columns:
-        return
-    cur = invoices.get_column("currency").cast(pl.String)
-    present = cur.filter(cur.is_not_null() & (cur != ""))
-    if present.is_empty() or (present == present[0]).all():
-        return
-    found = present.str.strip_chars().str.to_uppercase()
-    found = found.filter(~found.to_frame("c").select(missing_token(pl.col("c"), tokens))
-                         .to_series()).unique().sort()
-    if len(found) > 1:
-        shown = ", ".join(found.head(5).to_list())
-        raise DataContractError(
-            name, "currency", "mixed_currency",
-            f"has {len(found)} currencies ({shown}) and no exchange rate",
-        )
-
-
-def _to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,
-               owned: bool = False) -> pl.DataFrame:
-    """The raw frame in polars (zero-copy for Arrow-backed and numeric columns), with the
-    1-based record number. ``owned``: the frame was read here and nobody else holds it, so
-    its columns may be rechunked in place (see :func:`_contiguous`)."""
-    names = [str(c) for c in frame.columns]
-    reserved = [c for c in names if c.startswith("__") and c != R.MALFORMED]
-    if reserved:
-        raise DataContractError(name, reserved[0], "reserved_column",
-                                "starts with '__', which is reserved for validation's own columns")
-    if isinstance(frame, pl.DataFrame):
-        return _contiguous(frame, owned).with_columns(
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
-    twice = sorted({c for c in names if names.count(c) > 1})
-    if twice:
-        raise DataContractError(name, twice[0], "duplicate_column", "appears twice in the header")
-    fixed = {
-        c: frame[c].astype("str")
-        for c in frame.columns
-        if frame[c].dtype == object or isinstance(frame[c].dtype, pd.CategoricalDtype)
-    }
-    if fixed:
-        frame = frame.assign(**fixed)
-    frame = frame.set_axis(names, axis=1)
-    try:
-        out = pl.from_pandas(frame.reset_index(drop=True))
-    except (pl.exceptions.PolarsError, pa.ArrowException, TypeError, ValueError) as exc:
-        raise DataContractError(name, None, "unreadable_file",
-                                f"has columns polars cannot read ({exc})") from exc
-    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
-
-
-def _contiguous(frame: pl.DataFrame, owned: bool) -> pl.DataFrame:
-    """``frame`` with every column in one chunk (a Parquet file read gives one chunk per
-    row group), rechunked one column at a time: polars aligns the chunks of a frame whose
-    columns differ (the record number is one chunk) by copying every column at once,
-    which at the first ``with_columns`` would hold the table twice. ``owned``: rechunk
-    ``frame`` itself (its old chunks are freed column by column; the values are the same)
-    rather than a shallow copy (a caller's frame keeps its chunks alive meanwhile)."""
-    if max(frame.n_chunks("all"), default=1) <= 1:
-        return frame
-    if not owned:
-        frame = frame.clone()
-    for i, name in enumerate(frame.columns):
-        frame.replace_column(i, frame.get_column(name).rechunk())
-    return frame
-
-
 def _quarantine(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility) -> pd.DataFrame:
     """Quarantined rows (decoded) as read: source columns as strings + _row, _rule, _message."""
     source = [c for c in bad.columns if not c.startswith("__")]
@@ -383,7 +278,7 @@ def _validate(
         given = raw.get(table)
         if given is not None and not callable(given):
             name = sources.get(table, table)
-            _check_columns(table, [str(c) for c in given.columns], len(given), name, None)
+            check_columns(table, [str(c) for c in given.columns], len(given), name, None)
 
     kept: dict[str, pd.DataFrame] = {}
     quarantine: dict[str, pd.DataFrame] = {}
@@ -397,20 +292,21 @@ def _validate(
     held = pl.DataFrame()
     parents = pl.DataFrame()
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
+    codes: dict[str, pd.CategoricalDtype] = {}
     for table in _ORDER:
         if table not in raw:
             continue
         name = sources.get(table, table)
         given = raw.pop(table)
         source, info = _loaded(given, name)
-        frame = _to_polars(source, name, owned=callable(given))
+        frame = to_polars(source, name, owned=callable(given))
         del source
-        renames = _check_columns(table, frame.columns, frame.height, name, info)
+        renames = check_columns(table, frame.columns, frame.height, name, info)
         if renames:
             frame = frame.rename(renames)
-        _check_types(frame, table, name)
+        check_types(frame, table, name)
         if table == "invoices":
-            _check_currency(frame, name, options[table].missing)
+            check_currency(frame, name, options[table].missing)
         frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
         read_info[table] = replace(
             info, decimal=parsed.decimal, decimal_how=parsed.decimal_how,
@@ -435,12 +331,15 @@ def _validate(
         # is bad; canonical() and the credit counts below both read them.
         good = frame if bad.is_empty() else frame.filter(~is_bad)
         del frame
-        canon = canonical(good, table)
+        canon = canonical(good, table, rows=table == "invoices")
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
-            # changes (linear, no hashing).
-            ids = canon.get_column("account_id")
-            seen = ids.filter(first_occurrence(ids)).to_frame()
+            # changes, and each invoice's account code a running count (linear, no
+            # hashing); payments take their invoice's code.
+            parents, accounts = R.with_account_codes(
+                parents, canon.drop_in_place(R.ROW), canon.get_column("account_id"))
+            seen = accounts.to_frame()
+            codes = {"account_id": account_dtype(accounts)}
         if table == "payments":
             credits.update(payment_credits(good, parents.get_column(R.value("amount"))))
         del good
@@ -451,7 +350,7 @@ def _validate(
         if table == "accounts":
             warnings += bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
             canon = with_bare_accounts(canon, seen)
-        kept[table] = to_pandas(canon, table)
+        kept[table] = to_pandas(canon, table, codes if table == "payments" else None)
         del canon
         quarantine[table] = _quarantine(bad, options[table], plausible)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())

@@ -20,19 +20,16 @@ import numpy as np
 import pandas as pd
 
 from features.contract.book import Book
-from features.keys import match_ids
+from features.keys import match_ids, values_at
 from features.pit.loop import recorded_since, with_loop_features
-from features.pit.promises import DEFAULT_GRACE_DAYS
+from features.pit.promises import DEFAULT_GRACE_DAYS, toward_any_promise
 
 
 def _owners(book: Book, invoice_rows: np.ndarray, index: pd.Index) -> pd.Series:
     """The account id of each child row (``invoice_rows``: its invoice's row, -1 when
     unknown), as ``features.pit.promises.invoice_accounts`` gives it (missing when
     unknown)."""
-    ids = book.invoices["account_id"]
-    values = ids.to_numpy(dtype=object).take(np.maximum(invoice_rows, 0))
-    out = pd.Series(values, index=index, dtype=ids.dtype)
-    return out.where(invoice_rows >= 0)
+    return values_at(book.invoices["account_id"], invoice_rows, index)
 
 
 class LoopRows:
@@ -69,11 +66,20 @@ class LoopRows:
         pay = book.payments
         pay_inv = match_ids(pay["invoice_id"], inv_ids)
         pay_code = codes(pay_inv)
-        named_inv = np.zeros(n_inv + 1, dtype=bool)  # the last slot: unknown invoices
-        named_inv[self._prom_inv[named]] = True
-        bare_acc = np.zeros(len(account_ids) + 1, dtype=bool)  # type: ignore[arg-type]
-        bare_acc[self._prom_code[~named]] = True
-        useful = named_inv[pay_inv] | bare_acc[pay_code]
+
+        def of_invoices(ids: pd.Series) -> np.ndarray:
+            named_inv = np.zeros(n_inv + 1, dtype=bool)  # the last slot: unknown invoices
+            named_inv[self._prom_inv[ids.index]] = True
+            return named_inv[pay_inv]
+
+        def of_accounts(ids: pd.Series) -> np.ndarray:
+            bare_acc = np.zeros(len(account_ids) + 1, dtype=bool)  # type: ignore[arg-type]
+            bare_acc[self._prom_code[ids.index]] = True
+            return bare_acc[pay_code]
+
+        # (the matchers read the promises' codes by row: a range index makes labels rows)
+        useful = toward_any_promise(prom.reset_index(drop=True), of_invoices=of_invoices,
+                                    of_accounts=of_accounts)
         self._pay = pay[useful]
         self._pay_inv, self._pay_code = pay_inv[useful], pay_code[useful]
         self._pay_accounts = _owners(book, self._pay_inv, self._pay.index)

@@ -31,15 +31,16 @@ Amounts are in the book's currency, ``grace_days`` in days (setting
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
+from functools import partial
 from typing import Final
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from features.contract.book import Book
+from features.keys import index_in, is_in, values_at
 from features.spec import CLEAR_TOLERANCE_CENTS, as_day, to_cents
 
 #: Days after the promised date in which a payment still keeps the promise (a transfer
@@ -71,23 +72,8 @@ def invoice_accounts(book: Book, invoice_ids: pd.Series) -> pd.Series:
     book has no such invoice). Independent of ``as_of``: it hashes every invoice id of the
     book (Arrow's hash lookup, ~0.1 s per million invoices), so callers that need it for
     many dates compute it once (:func:`payment_accounts`, ``features.pit.loop.dispute_owners``)."""
-    position = pc.index_in(_strings(invoice_ids), value_set=_strings(book.invoices["invoice_id"]))
-    owner = _strings(book.invoices["account_id"]).take(position)
-    values = owner.to_numpy(zero_copy_only=False)
-    if owner.null_count:  # missing as NaN, as a pandas lookup gives it
-        values[owner.is_null().to_numpy(zero_copy_only=False)] = np.nan
-    return pd.Series(values, index=invoice_ids.index, name=invoice_ids.name)
-
-
-def _strings(values: pd.Series) -> pa.Array:
-    """``values`` (ids: strings, Arrow-backed, categorical or object) as an Arrow string
-    array, for Arrow's hash lookups."""
-    array = pa.array(values, from_pandas=True)
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    if pa.types.is_dictionary(array.type):
-        array = array.dictionary_decode()
-    return array if array.type == pa.string() else array.cast(pa.string())
+    rows = index_in(invoice_ids, book.invoices["invoice_id"])
+    return values_at(book.invoices["account_id"], rows, invoice_ids.index, invoice_ids.name)
 
 
 def payment_accounts(book: Book) -> pd.Series:
@@ -134,6 +120,22 @@ def promise_state(book: Book, *, as_of: date | pd.Timestamp,
     return out[list(PROMISE_STATE_COLUMNS)]
 
 
+def toward_any_promise(promises: pd.DataFrame, *,
+                       of_invoices: Callable[[pd.Series], np.ndarray],
+                       of_accounts: Callable[[pd.Series], np.ndarray]) -> np.ndarray:
+    """Which payments can count toward some promise of ``promises`` (bool per payment): the
+    one statement of the module docstring's rule, a payment of the invoice a promise
+    names, else of the account of a promise naming no invoice (dates are checked later,
+    per promise). ``of_invoices(ids)`` / ``of_accounts(ids)``: whether each payment's
+    invoice / account is among ``ids`` (the caller's matcher; ``of_accounts`` is not
+    called when every promise names an invoice)."""
+    named = promises["invoice_id"].notna().to_numpy()
+    wanted = of_invoices(promises["invoice_id"][named])
+    if not named.all():
+        wanted = wanted | of_accounts(promises["account_id"][~named].drop_duplicates())
+    return wanted
+
+
 def _payments_toward(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Timestamp,
                      pay_accounts: pd.Series | None = None) -> tuple[np.ndarray, pd.Series]:
     """(paid toward each promise, day the payments reached its amount or NaT)."""
@@ -141,25 +143,23 @@ def _payments_toward(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.T
     if n == 0:
         return np.zeros(0), pd.Series(dtype="datetime64[s]")
     payments = book.payments
-    named = p["invoice_id"].notna()
-    # Only a payment of a promised invoice, or of an account with a promise that names no
-    # invoice, can count toward a promise: the others are left out before the joins (a
-    # book holds ~50 payments per promise). Filtering keeps the payments' order, so the
-    # joins below give the rows they gave on the whole table, in the same order.
-    pay_invoice = _strings(payments["invoice_id"])
-    wanted = pc.is_in(pay_invoice, value_set=_strings(p["invoice_id"][named]))
-    wanted = wanted.to_numpy(zero_copy_only=False)
-    unnamed = _strings(p["account_id"][~named]).unique()
+    # The payments no promise can count are left out before the joins (a book holds ~50
+    # payments per promise). Filtering keeps the payments' order, so the joins below give
+    # the rows they gave on the whole table, in the same order.
+    pay_invoice = payments["invoice_id"]
     their_ids = their_accounts = None
-    if len(unnamed) and pay_accounts is not None:
-        wanted |= pc.is_in(_strings(pay_accounts), value_set=unnamed).to_numpy(
-            zero_copy_only=False)
-    elif len(unnamed):
-        invoices = book.invoices
-        theirs = pc.is_in(_strings(invoices["account_id"]), value_set=unnamed)
-        their_ids = _strings(invoices["invoice_id"]).filter(theirs)
-        their_accounts = _strings(invoices["account_id"]).filter(theirs)
-        wanted |= pc.is_in(pay_invoice, value_set=their_ids).to_numpy(zero_copy_only=False)
+
+    def of_accounts(unnamed: pd.Series) -> np.ndarray:
+        nonlocal their_ids, their_accounts
+        if pay_accounts is not None:
+            return is_in(pay_accounts, unnamed)
+        invoices = book.invoices  # a payment's account is its invoice's
+        theirs = is_in(invoices["account_id"], unnamed)
+        their_ids, their_accounts = invoices["invoice_id"][theirs], invoices["account_id"][theirs]
+        return is_in(pay_invoice, their_ids)
+
+    wanted = toward_any_promise(p, of_invoices=partial(is_in, pay_invoice),
+                                of_accounts=of_accounts)
     known = wanted & (payments["payment_date"] < cut).to_numpy(dtype=bool)
     pay = payments[known]
     # A payment's account is its invoice's (validation fills it; hand-made books may not).
@@ -170,9 +170,7 @@ def _payments_toward(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.T
     elif their_ids is None:
         accounts = pd.Series(np.nan, index=pay.index, dtype=object)
     else:
-        owner = their_accounts.take(pc.index_in(pay_invoice.filter(pa.array(known)),
-                                                value_set=their_ids))
-        accounts = pd.Series(owner.to_numpy(zero_copy_only=False), index=pay.index)
+        accounts = values_at(their_accounts, index_in(pay["invoice_id"], their_ids), pay.index)
     pay = pd.DataFrame({"invoice_id": pay["invoice_id"],
                         "account_id": accounts,
                         "payment_date": pay["payment_date"], "amount": pay["amount"]})

@@ -1,0 +1,130 @@
+"""Whole-file checks of a raw table, and the raw table in polars: the first steps of
+validation (:mod:`features.contract.validation`), before any row is parsed.
+
+Each check raises :class:`~features.contract.rules.DataContractError` naming the file, the
+column and the rule (``empty_file``, ``missing_column``, ``unsupported_type``,
+``mixed_currency``, ``reserved_column``, ``duplicate_column``, ``unreadable_file``).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import polars as pl
+import pyarrow as pa
+
+from features.contract import rules as R
+from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
+from features.contract.headers import normalised_header, suggestion
+from features.contract.options import ReadInfo
+from features.contract.parsing import missing_token
+from features.contract.rules import DataContractError
+
+
+def check_columns(
+    table: str, columns: list[str], height: int, name: str, info: ReadInfo | None
+) -> dict[str, str]:
+    """Whole-file checks that need no row parsing; return the header renames to apply.
+
+    Raises the first violation: ``empty_file``, ``missing_column`` (with a hint: a near
+    match, a known alias, or a delimiter that looks wrong).
+    """
+    data = [c for c in columns if not c.startswith("__")]
+    if not data or (table == "invoices" and height == 0):
+        raise DataContractError(name, None, "empty_file", "has no data rows")
+    renames = normalised_header(data, table)
+    named = [renames.get(c, c) for c in data]
+    for col in REQUIRED[table]:
+        if col not in named:  # (raised before any type check: the header is wrong)
+            hint = suggestion(col, data, table)
+            if info is not None and info.delimiter is not None and len(data) == 1:
+                hint += f" (read with delimiter {info.delimiter!r}, {info.delimiter_how})"
+            raise DataContractError(name, col, "missing_column", "is required but missing" + hint)
+    return renames
+
+
+def check_types(frame: pl.DataFrame, table: str, name: str) -> None:
+    """``unsupported_type`` for a contract column whose stored type holds no value (a list,
+    a struct, bytes, a time of day): it could only be misread."""
+    for col in columns_of(table):
+        if col not in frame.columns:
+            continue
+        dtype = frame.schema[col]
+        if dtype in (pl.String, pl.Categorical, pl.Boolean, pl.Null, pl.Date) or isinstance(
+                dtype, (pl.Datetime, pl.Enum)) or dtype.is_numeric():
+            continue
+        wanted = {DATE_DTYPE: "date", "float64": "number", "Int64": "whole number"}.get(
+            columns_of(table)[col], "text")
+        raise DataContractError(name, col, "unsupported_type",
+                                f"has the stored type {dtype}, which holds no {wanted}; store "
+                                "it as text or a number")
+
+
+def check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -> None:
+    """``mixed_currency`` when invoices hold more than one currency (case/space-insensitive;
+    missing-value tokens are no currency).
+
+    The common single-currency case costs one linear comparison, no hashing.
+    """
+    if "currency" not in invoices.columns:
+        return
+    cur = invoices.get_column("currency").cast(pl.String)
+    present = cur.filter(cur.is_not_null() & (cur != ""))
+    if present.is_empty() or (present == present[0]).all():
+        return
+    found = present.str.strip_chars().str.to_uppercase()
+    found = found.filter(~found.to_frame("c").select(missing_token(pl.col("c"), tokens))
+                         .to_series()).unique().sort()
+    if len(found) > 1:
+        shown = ", ".join(found.head(5).to_list())
+        raise DataContractError(
+            name, "currency", "mixed_currency",
+            f"has {len(found)} currencies ({shown}) and no exchange rate",
+        )
+
+
+def to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,
+               owned: bool = False) -> pl.DataFrame:
+    """The raw frame in polars (zero-copy for Arrow-backed and numeric columns), with the
+    1-based record number. ``owned``: the frame was read here and nobody else holds it, so
+    its columns may be rechunked in place (see :func:`contiguous`)."""
+    names = [str(c) for c in frame.columns]
+    reserved = [c for c in names if c.startswith("__") and c != R.MALFORMED]
+    if reserved:
+        raise DataContractError(name, reserved[0], "reserved_column",
+                                "starts with '__', which is reserved for validation's own columns")
+    if isinstance(frame, pl.DataFrame):
+        return contiguous(frame, owned).with_columns(
+            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+    twice = sorted({c for c in names if names.count(c) > 1})
+    if twice:
+        raise DataContractError(name, twice[0], "duplicate_column", "appears twice in the header")
+    fixed = {
+        c: frame[c].astype("str")
+        for c in frame.columns
+        if frame[c].dtype == object or isinstance(frame[c].dtype, pd.CategoricalDtype)
+    }
+    if fixed:
+        frame = frame.assign(**fixed)
+    frame = frame.set_axis(names, axis=1)
+    try:
+        out = pl.from_pandas(frame.reset_index(drop=True))
+    except (pl.exceptions.PolarsError, pa.ArrowException, TypeError, ValueError) as exc:
+        raise DataContractError(name, None, "unreadable_file",
+                                f"has columns polars cannot read ({exc})") from exc
+    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+
+
+def contiguous(frame: pl.DataFrame, owned: bool) -> pl.DataFrame:
+    """``frame`` with every column in one chunk (a Parquet file read gives one chunk per
+    row group), rechunked one column at a time: polars aligns the chunks of a frame whose
+    columns differ (the record number is one chunk) by copying every column at once,
+    which at the first ``with_columns`` would hold the table twice. ``owned``: rechunk
+    ``frame`` itself (its old chunks are freed column by column; the values are the same)
+    rather than a shallow copy (a caller's frame keeps its chunks alive meanwhile)."""
+    if max(frame.n_chunks("all"), default=1) <= 1:
+        return frame
+    if not owned:
+        frame = frame.clone()
+    for i, name in enumerate(frame.columns):
+        frame.replace_column(i, frame.get_column(name).rechunk())
+    return frame
