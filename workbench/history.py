@@ -288,9 +288,10 @@ def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
     """The account's invoices, payments and disputes known strictly before ``as_of``.
 
     Open invoices (the clearing rule of ``features.spec``): amount, paid, open amount, due
-    date and DPD, dispute state. Payments newest first (at most ``max_payments``), each
-    with its days late (payment date - due date). An account has tens of rows, so this is
-    plain Python over the few rows its row groups hold.
+    date and DPD, dispute state. Payments newest first (ties: invoice id, then payment id,
+    descending; at most ``max_payments``), each with its days late (payment date - due
+    date). An account has tens of rows, so this is plain Python over the few rows its row
+    groups hold.
     """
     invoices = _read(index, "invoices", account_id,
                      ("invoice_id", "issue_date", "due_date", "amount"))
@@ -325,7 +326,10 @@ def account_history(index: HistoryIndex, account_id: str, *, as_of: date,
     for p in payments:
         d = due.get(p["invoice_id"])
         p["days_late"] = None if d is None else (p["payment_date"] - d).days
-    payments.sort(key=lambda p: (p["payment_date"], p["invoice_id"]), reverse=True)
+    # The payment id breaks ties (two payments of one invoice on one day): the index's
+    # sort leaves them in any order, and a rebuilt index must show the same page.
+    payments.sort(key=lambda p: (p["payment_date"], p["invoice_id"], p["payment_id"] or ""),
+                  reverse=True)
     return AccountHistory(profile=profile, open_invoices=open_invoices,
                           payments=payments[:max_payments],
                           disputes=[d for d in disputes if d["opened_date"] < as_of],
