@@ -9,6 +9,7 @@ run). A missing probability (an aging-rule row on thin data) or DPD sorts last.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from dataclasses import dataclass
 from datetime import date
@@ -84,63 +85,97 @@ def decode_cursor(sort: Sort, cursor: str) -> tuple[float | None, int]:
     return key, rank
 
 
-def _filtered(query: sa.Select[Any], *, run_id: str, filters: Filters,
-              today: date, by_account: bool = False) -> sa.Select[Any]:
-    """``query`` over the run's worklist rows (joined to state and directory) that pass
-    ``filters``: the one definition the pages, the totals and the API share."""
+#: The largest code point: every string starting with ``p`` sorts in [p, p + _MAX).
+_MAX = "\U0010ffff"
+
+
+def _shape(filters: Filters) -> tuple[Any, ...]:
+    """What decides the statement of ``filters`` (which filters, not their values): the
+    statements are built once per shape (:func:`_statement`) and run with :func:`_values`."""
+    assignee = None if filters.assignee is None else bool(filters.assignee)
+    return (filters.segment is not None, filters.action is not None,
+            filters.region is not None, assignee, filters.snoozed,
+            bool(filters.account_prefix), bool(filters.name_prefix), bool(filters.search))
+
+
+def _values(*, run_id: str, filters: Filters, today: date) -> dict[str, Any]:
+    """The bound values of ``filters``' statement (names of :func:`_filtered`'s params)."""
+    values: dict[str, Any] = {"run_id": run_id}
+    for name in ("segment", "action", "region"):
+        if getattr(filters, name) is not None:
+            values[name] = getattr(filters, name)
+    if filters.assignee:
+        values["assignee"] = filters.assignee
+    if filters.snoozed is not None:
+        values["today"] = today
+    # Ranges, never LIKE (which would scan, and read % and _ in the prefix as wildcards).
+    for name, prefix in (("account", filters.account_prefix), ("search_id", filters.search)):
+        if prefix:
+            values[f"{name}_lo"], values[f"{name}_hi"] = prefix, prefix + _MAX
+    for name, prefix in (("name", filters.name_prefix), ("search_name", filters.search)):
+        if prefix:
+            values[f"{name}_lo"], values[f"{name}_hi"] = prefix.lower(), prefix.lower() + _MAX
+    return values
+
+
+def _filtered(query: sa.Select[Any], *, shape: tuple[Any, ...],
+              by_account: bool = False) -> sa.Select[Any]:
+    """``query`` over the run's worklist rows (joined to state and directory) that pass the
+    filters of ``shape`` (:func:`_shape`; values bound by name, :func:`_values`): the one
+    definition the pages, the totals and the API share."""
     st, d = account_state, account_directory
+    segment, action, region, assignee, snoozed, account, name, search = shape
     # ``by_account``: a narrow search finds its few accounts through the account index
     # (account_id, run_id); the run's equality, wrapped, no longer lures SQLite into
     # scanning the whole run instead.
-    in_run = (sa.func.coalesce(_W.c.run_id, "") == run_id if by_account
-              else _W.c.run_id == run_id)
+    run_id = sa.bindparam("run_id", type_=sa.String)
+    in_run = sa.func.coalesce(_W.c.run_id, "") == run_id if by_account else _W.c.run_id == run_id
     query = (query.select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
                                .outerjoin(d, d.c.account_id == _W.c.account_id))
              .where(in_run))
-    if filters.segment is not None:
-        query = query.where(_W.c.segment == filters.segment)
-    if filters.action is not None:
-        query = query.where(_W.c.action == filters.action)
-    if filters.region is not None:
-        query = query.where(d.c.region == filters.region)
-    if filters.assignee is not None:
-        query = query.where(st.c.assignee.is_(None) if filters.assignee == ""
-                            else st.c.assignee == filters.assignee)
-    if filters.snoozed is not None:
-        snoozed = sa.and_(st.c.snoozed_until.is_not(None), st.c.snoozed_until > today)
-        query = query.where(snoozed if filters.snoozed else ~snoozed)
-    if filters.account_prefix:
-        query = query.where(_id_prefix(filters.account_prefix))
-    if filters.name_prefix:
-        query = query.where(_W.c.account_id.in_(_named(filters.name_prefix)))
-    if filters.search:
-        query = query.where(sa.or_(_id_prefix(filters.search),
-                                   _W.c.account_id.in_(_named(filters.search))))
+    if segment:
+        query = query.where(_W.c.segment == sa.bindparam("segment"))
+    if action:
+        query = query.where(_W.c.action == sa.bindparam("action"))
+    if region:
+        query = query.where(d.c.region == sa.bindparam("region"))
+    if assignee is not None:
+        query = query.where(st.c.assignee == sa.bindparam("assignee") if assignee
+                            else st.c.assignee.is_(None))
+    if snoozed is not None:
+        today = sa.bindparam("today", type_=sa.Date)
+        held = sa.and_(st.c.snoozed_until.is_not(None), st.c.snoozed_until > today)
+        query = query.where(held if snoozed else ~held)
+    if account:
+        query = query.where(_range(_W.c.account_id, "account"))
+    if name:
+        query = query.where(_W.c.account_id.in_(_named("name")))
+    if search:
+        query = query.where(sa.or_(_range(_W.c.account_id, "search_id"),
+                                   _W.c.account_id.in_(_named("search_name"))))
     return query
 
 
-def _range(column: Any, prefix: str) -> Any:
-    # Every string starting with ``prefix`` sorts in [prefix, prefix + U+10FFFF): an index
-    # range, where LIKE would scan (and would read % and _ in the prefix as wildcards).
-    return sa.and_(column >= prefix, column < prefix + "\U0010ffff")
+def _range(column: Any, name: str) -> Any:
+    """``column`` in [``<name>_lo``, ``<name>_hi``): an index range."""
+    return sa.and_(column >= sa.bindparam(f"{name}_lo", type_=sa.String),
+                   column < sa.bindparam(f"{name}_hi", type_=sa.String))
 
 
-def _id_prefix(prefix: str) -> Any:
-    return _range(_W.c.account_id, prefix)
-
-
-def _named(prefix: str) -> sa.Select[Any]:
-    """Ids of the directory's accounts whose name starts with ``prefix`` (any case)."""
+def _named(name: str) -> sa.Select[Any]:
+    """Ids of the directory's accounts whose lower-cased name is in the range ``name``."""
     d = account_directory
-    return sa.select(d.c.account_id).where(_range(sa.func.lower(d.c.name), prefix.lower()))
+    return sa.select(d.c.account_id).where(_range(sa.func.lower(d.c.name), name))
 
 
 def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
                   after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
     """One page of the run's worklist and the cursor of the next (None at the end)."""
-    query = page_query(run_id=run_id, filters=filters, sort=sort, after=after, limit=limit,
-                       today=today, narrow=narrow_search(conn, run_id=run_id, filters=filters))
-    rows = [dict(r._mapping) for r in conn.execute(query).all()]
+    narrow = narrow_search(conn, run_id=run_id, filters=filters)
+    statement = _page(_shape(filters), sort, after is not None, narrow)
+    values = {**_values(run_id=run_id, filters=filters, today=today),
+              **_page_values(sort, after, limit)}
+    rows = [dict(r._mapping) for r in conn.execute(statement, values).all()]
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = None
@@ -163,42 +198,69 @@ def narrow_search(conn: sa.Connection, *, run_id: str, filters: Filters) -> bool
     (counted through the account index, never more than that many rows read)."""
     if not filters.searching:
         return False
-    probe = _filtered(sa.select(sa.literal(1)), run_id=run_id, by_account=True,
-                      filters=Filters(search=filters.search, name_prefix=filters.name_prefix,
-                                      account_prefix=filters.account_prefix),
-                      today=date.min).limit(NARROW_SEARCH + 1)
-    n = conn.execute(sa.select(sa.func.count()).select_from(probe.subquery())).scalar_one()
+    search = Filters(search=filters.search, name_prefix=filters.name_prefix,
+                     account_prefix=filters.account_prefix)
+    n = conn.execute(_probe(_shape(search)),
+                     _values(run_id=run_id, filters=search, today=date.min)).scalar_one()
     return int(n) <= NARROW_SEARCH
+
+
+@functools.lru_cache(maxsize=64)
+def _probe(shape: tuple[Any, ...]) -> sa.Select[Any]:
+    """The statement of :func:`narrow_search` for a search of ``shape`` (built once)."""
+    probe = _filtered(sa.select(sa.literal(1)), shape=shape, by_account=True)
+    return sa.select(sa.func.count()).select_from(probe.limit(NARROW_SEARCH + 1).subquery())
+
+
+def _page_values(sort: Sort, after: str | None, limit: int) -> dict[str, Any]:
+    """The bound values of a page statement's cursor and limit (:func:`_page`)."""
+    values: dict[str, Any] = {"limit": limit + 1}
+    if after is not None:
+        last, rank = decode_cursor(sort, after)
+        if sort is not Sort.PRIORITY and last is None:
+            raise CursorError("cursor without a sort key; start again without `after`")
+        values["after_rank"] = rank
+        if sort is not Sort.PRIORITY:
+            values["after_key"] = last
+    return values
 
 
 def page_query(*, run_id: str, filters: Filters, sort: Sort, after: str | None, limit: int,
                today: date, narrow: bool = False) -> sa.Select[Any]:
-    """The statement of :func:`worklist_page`: ``limit + 1`` rows (one more tells whether
-    there is a next page), in the sort's order from its index (``ix_worklist_<sort>``),
-    or, for a ``narrow`` search (:func:`narrow_search`), through the account index."""
+    """The statement of :func:`worklist_page`, its values bound: ``limit + 1`` rows (one
+    more tells whether there is a next page), in the sort's order from its index
+    (``ix_worklist_<sort>``), or, for a ``narrow`` search (:func:`narrow_search`),
+    through the account index."""
+    return _page(_shape(filters), sort, after is not None, narrow).params(
+        **_values(run_id=run_id, filters=filters, today=today),
+        **_page_values(sort, after, limit))
+
+
+@functools.lru_cache(maxsize=256)
+def _page(shape: tuple[Any, ...], sort: Sort, after: bool, narrow: bool) -> sa.Select[Any]:
+    """The page statement of a filter ``shape``, sort and cursor (built once, values bound
+    at execution: building and keying it cost more than running it)."""
     st, d = account_state, account_directory
     cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
     query = _filtered(
         sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until),
-        run_id=run_id, filters=filters, today=today, by_account=narrow)
+        shape=shape, by_account=narrow)
     # A narrow search: the order expressions are "+ 0" so that SQLite cannot walk a sort
     # index instead (filtering the whole run) as it would, assuming most rows match.
-    searching = narrow
-    rank = _W.c.rank + 0 if searching else _W.c.rank
+    rank = _W.c.rank + 0 if narrow else _W.c.rank
+    after_rank = sa.bindparam("after_rank", type_=sa.Integer)
     if sort is Sort.PRIORITY:
         query = query.order_by(rank)
-        if after is not None:
-            query = query.where(_W.c.rank > decode_cursor(sort, after)[1])
+        if after:
+            query = query.where(_W.c.rank > after_rank)
     else:
         key = _KEYS[sort]
-        order = key + 0 if searching else key
+        order = key + 0 if narrow else key
         query = query.add_columns(key.label("_key")).order_by(order.desc(), rank)
-        if after is not None:
-            last, rank = decode_cursor(sort, after)
-            if last is None:
-                raise CursorError("cursor without a sort key; start again without `after`")
-            query = query.where(sa.or_(key < last, sa.and_(key == last, _W.c.rank > rank)))
-    return query.limit(limit + 1)
+        if after:
+            last = sa.bindparam("after_key", type_=sa.Double)
+            query = query.where(sa.or_(key < last, sa.and_(key == last, _W.c.rank > after_rank)))
+    return query.limit(sa.bindparam("limit", type_=sa.Integer))
 
 
 _ITEM_COLUMNS = ("rank", "account_id", "segment", "open_balance", "past_due_amount",
@@ -257,12 +319,18 @@ def worklist_totals(conn: sa.Connection, *, run_id: str, filters: Filters,
                                    action=filters.action, region=filters.region)
         if stored is not None:
             return stored
-    row = conn.execute(_filtered(
-        sa.select(*store_totals.aggregates(_W.c.oldest_dpd, _W.c.open_balance,
-                                           _W.c.priority)),
-        run_id=run_id, filters=filters, today=today,
-        by_account=narrow_search(conn, run_id=run_id, filters=filters))).one()
+    row = conn.execute(_totals(_shape(filters), narrow_search(conn, run_id=run_id,
+                                                              filters=filters)),
+                       _values(run_id=run_id, filters=filters, today=today)).one()
     return store_totals.as_totals(row)
+
+
+@functools.lru_cache(maxsize=64)
+def _totals(shape: tuple[Any, ...], narrow: bool) -> sa.Select[Any]:
+    """The statement summing the rows of a filter ``shape`` (built once)."""
+    return _filtered(sa.select(*store_totals.aggregates(_W.c.oldest_dpd, _W.c.open_balance,
+                                                        _W.c.priority)),
+                     shape=shape, by_account=narrow)
 
 
 def rule_ranked(conn: sa.Connection, *, run_id: str) -> int:

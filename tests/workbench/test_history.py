@@ -18,7 +18,7 @@ from workbench import history
 
 def test_index_lookups_read_few_row_groups_and_match_the_book(tmp_path: Path,
                                                               monkeypatch) -> None:
-    monkeypatch.setattr(history, "ROWS_PER_GROUP", 256)
+    monkeypatch.setattr(history, "ROWS_PER_GROUP", dict.fromkeys(history.TABLES, 256))
     book = generate_book(300, seed=3, start="2023-01-01", end="2023-12-31")
     write_book(book, tmp_path / "book")
     rows = history.build_index(tmp_path / "book", tmp_path / "index")
@@ -118,3 +118,18 @@ def test_profile_carries_the_contact_data(tmp_path: Path) -> None:
     assert profile["email"] == ("ap@customer0000010.example.com;"
                                 "billing@customer0000010.example.com")
     assert profile["phone"] == "+1 555 0000010" and profile["language"] in ("en", "de")
+
+
+def test_an_index_written_in_another_layout_is_not_current(tmp_path: Path) -> None:
+    """Row-group sizes changed (:data:`workbench.history.LAYOUT`): the server rebuilds the
+    index it finds instead of reading one in the old layout forever."""
+    import json
+
+    book = make_book(invoices=[("I1", "A1", "2024-01-01", "2024-01-31", 100.0)])
+    write_book(book, tmp_path / "book")
+    history.build_index(tmp_path / "book", tmp_path / "index")
+    assert history.is_current(tmp_path / "book", tmp_path / "index")
+    stamp = tmp_path / "index" / history.FINGERPRINT
+    older = {k: v for k, v in json.loads(stamp.read_text()).items() if k != "layout"}
+    stamp.write_text(json.dumps(older))  # what an index of the first layout holds
+    assert not history.is_current(tmp_path / "book", tmp_path / "index")

@@ -75,8 +75,11 @@ def test_search_by_name_prefix_in_any_case_or_by_id_prefix(bench: Bench) -> None
 def test_every_sort_reads_its_own_index(bench: Bench) -> None:
     wb = bench.app.state.wb  # type: ignore[attr-defined]
     run = wb.store.current_run()
-    for sort in (Sort.PROBABILITY, Sort.BALANCE, Sort.DPD):
-        query = queries.page_query(run_id=run.run_id, filters=queries.Filters(), sort=sort,
+    rare = queries.Filters(segment="late", action="personal follow-up", region="emea")
+    for sort, filters in [(s, f) for s in (Sort.PROBABILITY, Sort.BALANCE, Sort.DPD)
+                          for f in (queries.Filters(), rare)]:
+        # A rare filter too (0008): its sort index, its filters tested on the index entry.
+        query = queries.page_query(run_id=run.run_id, filters=filters, sort=sort,
                                    after=queries.encode_cursor(sort, 0.5, 3), limit=50,
                                    today=run.as_of)
         sql = str(query.compile(wb.engine, compile_kwargs={"literal_binds": True}))
