@@ -83,8 +83,12 @@ population that had a champion. Seed 1 (5,000; load 13-28, 301.1 + 9.8 CPU s, pe
 1.26 GB): again persistence only (early warning offline 0.833, no champion); pooled
 **agrees**, live 0.859 vs 0.835, +0.024 [-0.037, +0.079] (accounts sd 0.023, period sd
 0.020; 107 / 146 accounts), 9 of 9 per-run cells agree; rest of the population -0.001
-[-0.027, +0.026], subsets 12.5% >= the holdout's. Seed 2: in the lead's report. The
-product's verdict (``models.live_verdict``, stored
+[-0.027, +0.026], subsets 12.5% >= the holdout's. Seed 2 (5,000; load 28 -> 10, 288.1 +
+10.1 CPU s, peak 1.22 GB): persistence only again (early warning offline 0.832, no
+champion); pooled **agrees**, live 0.851 vs 0.870, -0.019 [-0.083, +0.041] (accounts sd
+0.023, period sd 0.021; 120 / 150 accounts), 8 of 8 judged per-run cells agree, 1 too
+few (29 negative accounts); rest of the population -0.018 [-0.045, +0.007], subsets 55.0%.
+The product's verdict (``models.live_verdict``, stored
 with each resolved run by ``pipelines.steps_live.evaluate_live``) is printed under the
 table since (the ``510dbee`` run predates it); a wiring check of the branch at the previous
 size (2,000, seed 0: not a verdict run) printed the product's pooled lines with exactly
