@@ -68,6 +68,32 @@ command's default, ``--accounts 5000 --seed 0`` (about 2.5x the holdout accounts
 agreement rule of ``models.live_agreement`` unchanged): every judged pooled cell must
 agree. Seeds 1 and 2 at 5,000 accounts are run and reported beside it, whatever they say;
 no other size or seed is tried for the verdict.
+
+**The verdict run** (2026-11-30, main's code at ``510dbee``; load 8-13 on 2 shared cores,
+321.7 CPU s user + 11.3 system, peak RSS 1.34 GB): seed 0 at 5,000 accounts has a
+persistence champion only (early warning was trained, offline AUC 0.831, but is not the
+champion: nothing of its population is judged). Persistence pooled over 9 resolved runs
+**agrees**: live 0.849 vs offline 0.835, +0.014 [-0.070, +0.092] (accounts sd 0.025,
+period sd 0.033 at a lag of 1.7 test periods; 122 positive / 136 negative accounts); 8 of
+8 judged per-run cells agree (also at the familywise level), 1 too few (29 negative
+accounts); the rest of the population moved -0.003 [-0.031, +0.023], the holdout's AUC is
+an ordinary draw (23.0% of random same-sized subsets reach it). Every judged pooled cell
+agrees: the pre-registered done-when is met on this command's default, for the one
+population that had a champion. Seed 1 (5,000; load 13-28, 301.1 + 9.8 CPU s, peak
+1.26 GB): again persistence only (early warning offline 0.833, no champion); pooled
+**agrees**, live 0.859 vs 0.835, +0.024 [-0.037, +0.079] (accounts sd 0.023, period sd
+0.020; 107 / 146 accounts), 9 of 9 per-run cells agree; rest of the population -0.001
+[-0.027, +0.026], subsets 12.5% >= the holdout's. Seed 2 (5,000; load 28 -> 10, 288.1 +
+10.1 CPU s, peak 1.22 GB): persistence only again (early warning offline 0.832, no
+champion); pooled **agrees**, live 0.851 vs 0.870, -0.019 [-0.083, +0.041] (accounts sd
+0.023, period sd 0.021; 120 / 150 accounts), 8 of 8 judged per-run cells agree, 1 too
+few (29 negative accounts); rest of the population -0.018 [-0.045, +0.007], subsets 55.0%.
+The product's verdict (``models.live_verdict``, stored
+with each resolved run by ``pipelines.steps_live.evaluate_live``) is printed under the
+table since (the ``510dbee`` run predates it); a wiring check of the branch at the previous
+size (2,000, seed 0: not a verdict run) printed the product's pooled lines with exactly
+the table's figures (early warning -0.022 [-0.076, +0.028], persistence +0.118 [+0.006,
++0.223]): the rows stored at training are the test period rebuilt here.
 """
 
 from __future__ import annotations
@@ -166,6 +192,7 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
     from features.synthetic import generate_book
     from models.live import contacted_accounts, label_horizon_days
     from models.live_agreement import pool_runs
+    from models.live_verdict import verdict_text
     from pipelines import steps
     from pipelines.settings import load_settings
     from pipelines.steps_live import evaluate_live, recorded_contacts
@@ -217,6 +244,15 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
                                            until=as_of + timedelta(days=horizon))
             rows += _run_rows(as_of, payload, wl, labels, shadow, contacted=set(contacted),
                               offline=offline, spreads=spreads)
+    # what the product stored and the run page says (``models.live_verdict``): the last
+    # resolved run's verdict per population, pooled over its champion version's runs
+    product = {}
+    last = max((r["as_of"] for r in rows if r["status"] == "resolved"), default=None)
+    if last is not None:
+        with WorklistStore(settings.resolved_store_url) as store:
+            meta = store.current_run(as_of=date.fromisoformat(last)).meta or {}
+        product = {pop: verdict_text(judged)
+                   for pop, judged in ((meta.get("live") or {}).get("agreement") or {}).items()}
     judged = [r for r in rows if r["status"] == "resolved" and r["verdict"] != "too few"]
     family = 1 - (1 - LEVEL) / max(1, len(judged))
     for r in judged:  # the same draws (seeded), judged at the familywise level
@@ -233,7 +269,7 @@ def simulate(folder: Path, *, accounts: int, seed: int = 0,
                                      dates=(mine[0]["as_of"], mine[-1]["as_of"]))
             gap[pop] = gap_sources(held, pool_runs({r["as_of"]: r["rest"] for r in mine}),
                                    offline[pop])
-    return {"rows": rows, "pooled": pooled, "gap": gap,
+    return {"rows": rows, "pooled": pooled, "gap": gap, "product": product,
             "demotions": [dict(d) for d in live.demotions],
             "offline": {m.model: m.metrics_table.get("lightgbm", {}) for m in trained.models},
             "timings": timings, "accounts": accounts, "family_level": family,
@@ -390,6 +426,8 @@ def markdown(result: dict[str, Any]) -> str:
                      "untouched slice: "
                      f"{sum(r['untouched_lo'] <= 0 <= r['untouched_hi'] for r in resolved)} of "
                      f"{len(resolved)} at 95% (biased: the contacted top is gone)")
+    for pop, text in result.get("product", {}).items():
+        lines.append(f"\nthe product's verdict ({pop}, the last resolved run's page): {text}")
     for d in result["demotions"]:
         lines.append(f"\ndemoted: {d['reason']}")
     return "\n".join(lines)

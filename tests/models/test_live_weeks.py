@@ -42,6 +42,7 @@ from features.pit.labels import build_labels
 from models.live import live_performance, resolves_on
 from models.live_agreement import auc_agreement, evidence, judge_agreement, pool_runs
 from models.live_policy import demotion_check
+from models.live_verdict import judge_holdout, offline_test_rows
 from models.rule import RuleCalibration
 from serving.rule_scoring import RuleScorer
 from serving.score import score_book
@@ -171,6 +172,17 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
         assert judged.verdict in ("agrees", "too few"), verdicts
         assert (judged.verdict == "too few") == (not evidence(held).enough)
         biased.append(untouched["auc"] - offline_auc[pop])
+    # the product's own check (``models.live_verdict``, what the nightly stores and the run
+    # page says) judges from the rows a version records at training: the same test period
+    for pop, result in trained_state.results.items():
+        recorded = offline_test_rows(result)
+        pd.testing.assert_series_equal(recorded["probability"], offline[pop]["probability"],
+                                       check_names=False, check_index=False)
+        product = judge_holdout({r["as_of"].isoformat(): r["holdout_rows"][pop]
+                                 for r in resolved}, recorded, period=spreads[pop])
+        assert product["pooled"]["runs"] == len(resolved)
+        assert product["pooled"]["verdict"] in ("agrees", "too few"), product
+        verdicts.append(("product", pop, product["pooled"]["line"]))
     # each population over its resolved runs pooled: the holdout's accounts recur weekly,
     # so the evidence is its distinct accounts, fewer than its rows; never "differs". This
     # 400-account book's holdout is too small for a verdict (the 2,000-account bench's is
