@@ -105,3 +105,28 @@ def materiality(settings: Settings) -> Materiality:
     from features.spec import Materiality
 
     return Materiality(**settings.materiality.model_dump(exclude_none=True))
+
+
+#: The audit trail's actor of what the pipeline does by itself (demotions, promotions).
+ACTOR = "delinq"
+
+
+def write_audit(settings: Settings, *, action: str, target: str, before: Any, after: Any,
+                actor: str | None = None) -> None:
+    """Append one row to the store's audit table (migration 0004; the workbench's trail),
+    ``actor`` defaulting to :data:`ACTOR`, ``at`` the wall clock (when it was recorded)."""
+    from datetime import UTC, datetime
+
+    from serving import store_io
+    from serving.store import WorklistStore
+    from serving.store_events import audit
+
+    WorklistStore(settings.resolved_store_url, upgrade=True).close()
+    engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url))
+    try:
+        with engine.begin() as conn:
+            conn.execute(audit.insert().values(
+                at=datetime.now(UTC), actor=actor or ACTOR, action=action,
+                target=target[:256], before=before, after=after))
+    finally:
+        engine.dispose()

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.progress import progress
 from pipelines.settings import Settings
+from pipelines.steps_base import write_audit
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -203,7 +204,8 @@ def apply_demotions(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str,
     untouched accounts below the aging rule (``models.live_policy.demotion_check`` over the
     published ``runs`` of ``WorklistStore.list_runs``): the registry moves it to
     ``challenger`` with the reason (the next scoring's aging-rule line says it), and the
-    store's audit table records it (actor :data:`ACTOR`). Returns the changes made."""
+    store's audit table records it (actor :data:`pipelines.steps_base.ACTOR`). Returns the
+    changes made."""
     from models.live_policy import demotion_check
     from models.registry_aliases import alias_version, demote
     from pipelines.steps_base import model_names
@@ -249,31 +251,6 @@ def rollback_model(*, settings: Settings, kind: str, reason: str = "",
     progress(f"  {kind}: champion v{change.from_version or '-'} -> v{change.to_version} "
              f"({change.reason})")
     return record
-
-
-#: The audit trail's actor of what the pipeline does by itself (demotions).
-ACTOR = "delinq"
-
-
-def write_audit(settings: Settings, *, action: str, target: str, before: Any, after: Any,
-                actor: str | None = None) -> None:
-    """Append one row to the store's audit table (migration 0004; the workbench's trail),
-    ``actor`` defaulting to :data:`ACTOR`, ``at`` the wall clock (when it was recorded)."""
-    from datetime import UTC, datetime
-
-    from serving import store_io
-    from serving.store import WorklistStore
-    from serving.store_events import audit
-
-    WorklistStore(settings.resolved_store_url, upgrade=True).close()
-    engine = store_io.make_engine(store_io.normalise_url(settings.resolved_store_url))
-    try:
-        with engine.begin() as conn:
-            conn.execute(audit.insert().values(
-                at=datetime.now(UTC), actor=actor or ACTOR, action=action,
-                target=target[:256], before=before, after=after))
-    finally:
-        engine.dispose()
 
 
 def served_rules(meta: Mapping[str, Any] | None) -> dict[str, Any]:

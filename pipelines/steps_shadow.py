@@ -9,7 +9,7 @@ published (:func:`watch_run`, ``serving.shadow``), the files' retention
 computed by :mod:`pipelines.steps_live` once the run's labels resolve.
 
 No "now": nothing here reads the clock (the audit row's ``at`` is
-``pipelines.steps_live.write_audit``'s).
+``pipelines.steps_base.write_audit``'s).
 """
 
 from __future__ import annotations
@@ -155,8 +155,7 @@ def promote_on_live(*, settings: Settings, runs: pd.DataFrame) -> list[dict[str,
     from models.live_policy import shadow_wins
     from models.registry import CHALLENGER
     from models.registry_aliases import alias_version, promote
-    from pipelines.steps_base import model_names
-    from pipelines.steps_live import write_audit
+    from pipelines.steps_base import model_names, write_audit
 
     published = runs[(runs["status"] == "succeeded") & runs["is_current"]]
     records = [{"run_id": r.run_id, "as_of": r.as_of, "meta": r.meta or {}}

@@ -179,13 +179,13 @@ def test_early_runs_resolve_and_the_holdout_is_judged_by_the_evidence_rule(
         pd.testing.assert_series_equal(recorded["probability"], offline[pop]["probability"],
                                        check_names=False, check_index=False)
         product = judge_holdout({r["as_of"].isoformat(): r["holdout_rows"][pop]
-                                 for r in resolved}, recorded, period=spreads[pop])
+                                 for r in resolved}, recorded, period=trained_spreads[pop])
         assert product["pooled"]["runs"] == len(resolved)
         assert product["pooled"]["verdict"] in ("agrees", "too few"), product
         verdicts.append(("product", pop, product["pooled"]["line"]))
     # each population over its resolved runs pooled: the holdout's accounts recur weekly,
     # so the evidence is its distinct accounts, fewer than its rows; never "differs". This
-    # 400-account book's holdout is too small for a verdict (the 2,000-account bench's is
+    # 400-account book's holdout is too small for a verdict (the 5,000-account bench's is
     # not: python -m bench.live, issue 19's table)
     for pop in ("early_warning", "persistence"):
         pooled = pool_runs({str(run["as_of"]): run["holdout_rows"][pop] for run in resolved})
