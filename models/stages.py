@@ -37,7 +37,7 @@ SAMPLE_SECONDS: Final = 0.05
 #: the model kind): their seconds add up to the retrain's.
 TOP_LEVEL: Final = ("validation", "read", "labels", "sampling", "features", "split",
                     "early_warning", "persistence", "calibration", "baselines", "gate",
-                    "mlflow", "period_spread")
+                    "mlflow", "period_spread", "offline_rows")
 #: MLflow artifact name of the stage table on a training run.
 ARTIFACT: Final = "stage_budget.txt"
 

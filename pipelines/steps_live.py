@@ -374,27 +374,6 @@ def holdout_rows_path(settings: Settings, run_id: str) -> Path:
     return Path(settings.data_dir) / "shadow" / "resolved" / f"{run_id}.parquet"
 
 
-def record_offline_tests(*, results: Mapping[str, Any], runs: Mapping[str, str],
-                         tracking_uri: str) -> dict[str, int]:
-    """At training time, each trained model's offline test rows
-    (``models.live_verdict.offline_test_rows``: what the live check compares a run's
-    random holdout with), stored on its training run (``runs``: kind -> MLflow run id;
-    ``models.registry_offline.log_offline_test``), so the nightly never rebuilds the
-    training set for it. Returns kind -> rows stored."""
-    from models.live_verdict import offline_test_rows
-    from models.registry_offline import log_offline_test
-    from models.train import TrainingResult
-
-    out = {}
-    for kind, result in results.items():
-        if not isinstance(result, TrainingResult) or kind not in runs:
-            continue
-        rows = offline_test_rows(result)
-        log_offline_test(tracking_uri=tracking_uri, run_id=runs[kind], rows=rows)
-        out[kind] = len(rows)
-    return out
-
-
 def account_slices(book: Book) -> pd.DataFrame:
     """``account_id``, ``account_segment``, ``account_region`` (the accounts table's, when
     the book has one) and ``first_invoice`` (first issue date) of every invoiced account:

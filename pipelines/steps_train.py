@@ -123,6 +123,27 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
     return summary
 
 
+def record_offline_tests(*, results: Mapping[str, Any], runs: Mapping[str, str],
+                         tracking_uri: str) -> dict[str, int]:
+    """At training time, each trained model's offline test rows
+    (``models.live_verdict.offline_test_rows``: what the live check compares a run's
+    random holdout with), stored on its training run (``runs``: kind -> MLflow run id;
+    ``models.registry_offline.log_offline_test``), so the nightly never rebuilds the
+    training set for it. Returns kind -> rows stored."""
+    from models.live_verdict import offline_test_rows
+    from models.registry_offline import log_offline_test
+    from models.train import TrainingResult
+
+    out = {}
+    for kind, result in results.items():
+        if not isinstance(result, TrainingResult) or kind not in runs:
+            continue
+        rows = offline_test_rows(result)
+        log_offline_test(tracking_uri=tracking_uri, run_id=runs[kind], rows=rows)
+        out[kind] = len(rows)
+    return out
+
+
 def record_period_spreads(*, frame: pd.DataFrame, results: Mapping[str, Any], config: Any,
                           runs: Mapping[str, str], tracking_uri: str) -> dict[str, Any]:
     """At training time, each trained model's period spread (``models.live_period``, the
@@ -181,8 +202,6 @@ def _train_and_register(
                               runs={k: r.run_id for k, r in registrations.items()},
                               tracking_uri=settings.resolved_tracking_uri)
     with budget.stage("offline_rows"):  # what the live check compares a holdout with
-        from pipelines.steps_live import record_offline_tests
-
         record_offline_tests(results=results, runs={k: r.run_id for k, r in registrations.items()},
                              tracking_uri=settings.resolved_tracking_uri)
     outcome = training_summary(results, registrations)

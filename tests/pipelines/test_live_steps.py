@@ -24,9 +24,9 @@ from pipelines.steps_live import (
     NO_CONTACTS,
     evaluate_live,
     holdout_rows_path,
-    record_offline_tests,
     served_rules,
 )
+from pipelines.steps_train import record_offline_tests
 from serving.shadow import shadow_worklist
 from serving.store import WorklistStore
 

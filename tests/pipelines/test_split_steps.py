@@ -119,7 +119,8 @@ def test_split_options_reach_the_trainer(tmp_path: Path, no_config: None) -> Non
     out = steps.train(settings=settings, training_set=path)
     # The stage budget (issue 11 item 3): every stage timed, in order, and logged per run.
     assert list(out.stages) == ["read", "split", "early_warning", "calibration", "baselines",
-                                "persistence", "gate", "mlflow", "period_spread"]
+                                "persistence", "gate", "mlflow", "period_spread",
+                                "offline_rows"]
     assert all(s["seconds"] > 0 and s["rss_peak_mb"] > 0 for s in out.stages.values())
     import mlflow
 

@@ -148,7 +148,7 @@ def test_train_command_honours_training_settings(tmp_path: Path, no_config: None
     # The stage table (issue 11 item 3): validation first, MLflow logging, then the live
     # check's period spread (measured on the registered versions, logged to their runs).
     table = [x.split()[0] for x in result.output.splitlines() if " s wall " in x]
-    assert table[0] == "validation" and table[-2:] == ["mlflow", "period_spread"]
+    assert table[0] == "validation" and table[-3:] == ["mlflow", "period_spread", "offline_rows"]
     assert {"labels", "features", "early_warning", "persistence", "calibration", "baselines",
             "gate"} <= set(table)
     settings = load_settings(data_dir=state)
