@@ -112,14 +112,27 @@ def trained_state(tmp_path_factory: pytest.TempPathFactory) -> TrainedState:
     return build_trained_state(tmp_path_factory.mktemp("trained_state"))
 
 
+class _Spreads(dict):
+    """kind -> the period spread of ``trained_state``'s model, computed on first use."""
+
+    def __init__(self, state: TrainedState) -> None:
+        super().__init__()
+        self.state = state
+
+    def __missing__(self, kind: str) -> PeriodSpread:
+        from models.live_period import period_spread
+
+        self[kind] = period_spread(self.state.training_set, self.state.results[kind],
+                                   config=self.state.config)
+        return self[kind]
+
+
 @pytest.fixture(scope="session")
 def trained_spreads(trained_state: TrainedState) -> dict[str, PeriodSpread]:
     """The period spread (``models.live_period.period_spread``: up to 6 refits per model)
-    of each of ``trained_state``'s models, computed once per session (process)."""
-    from models.live_period import period_spread
-
-    return {kind: period_spread(trained_state.training_set, r, config=trained_state.config)
-            for kind, r in trained_state.results.items()}
+    of each of ``trained_state``'s models (``trained_spreads[kind]``), computed once per
+    session (process) and only for the kinds a test reads."""
+    return _Spreads(trained_state)
 
 
 _MIGRATE: list = []  # MLflow's own _initialize_tables, once replaced
