@@ -131,21 +131,30 @@ def version_by_alias(client: Any, registered_name: str, alias: str) -> Any | Non
         return None
 
 
-def run_artifact_text(client: MlflowClient, run_id: str, artifact_path: str, *,
-                      tracking_uri: str) -> str:
-    """The text of the artifact ``artifact_path`` of run ``run_id``: read in place when the
-    run's artifacts are local files (an embedded store: nothing copied, no progress bar),
-    else downloaded to a temporary folder. MLflow's and the file system's errors
-    (``MlflowException``, ``OSError``) propagate: each caller says what a missing artifact
-    means."""
+@contextlib.contextmanager
+def run_artifact(client: MlflowClient, run_id: str, artifact_path: str, *,
+                 tracking_uri: str) -> Iterator[Path]:
+    """The local path of the artifact ``artifact_path`` of run ``run_id`` while the
+    ``with`` block runs: the file itself when the run's artifacts are local files (an
+    embedded store: nothing copied, no progress bar), else a download to a temporary folder
+    removed afterwards. MLflow's and the file system's errors (``MlflowException``,
+    ``OSError``) propagate: each caller says what a missing artifact means."""
     import tempfile
 
     from mlflow.artifacts import download_artifacts
 
     root = client.get_run(run_id).info.artifact_uri
     if urlparse(root).scheme in ("", "file"):
-        return (Path(unquote(urlparse(root).path)) / artifact_path).read_text()
+        yield Path(unquote(urlparse(root).path)) / artifact_path
+        return
     with tempfile.TemporaryDirectory() as tmp:
-        local = download_artifacts(run_id=run_id, artifact_path=artifact_path, dst_path=tmp,
-                                   tracking_uri=tracking_uri)
-        return Path(local).read_text()
+        yield Path(download_artifacts(run_id=run_id, artifact_path=artifact_path,
+                                      dst_path=tmp, tracking_uri=tracking_uri))
+
+
+def run_artifact_text(client: MlflowClient, run_id: str, artifact_path: str, *,
+                      tracking_uri: str) -> str:
+    """The text of the artifact ``artifact_path`` of run ``run_id`` (:func:`run_artifact`;
+    its errors propagate)."""
+    with run_artifact(client, run_id, artifact_path, tracking_uri=tracking_uri) as path:
+        return path.read_text()

@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import Final
 
 import pandas as pd
-from mlflow.artifacts import download_artifacts
 from mlflow.exceptions import MlflowException
 
-from models.mlflow_store import client, never_created, quiet_mlflow
+from models.mlflow_store import client, never_created, quiet_mlflow, run_artifact
 
 #: The training run's artifact holding the version's offline test rows.
 OFFLINE_ARTIFACT: Final = "offline_test.parquet"
@@ -43,11 +42,9 @@ def offline_test_of(registered_name: str, version: str, *,
         return None
     with quiet_mlflow():
         try:
-            run_id = client(tracking_uri).get_model_version(registered_name,
-                                                            str(version)).run_id
-            with tempfile.TemporaryDirectory() as tmp:
-                local = download_artifacts(run_id=run_id, artifact_path=OFFLINE_ARTIFACT,
-                                           dst_path=tmp, tracking_uri=tracking_uri)
+            c = client(tracking_uri)
+            run_id = c.get_model_version(registered_name, str(version)).run_id
+            with run_artifact(c, run_id, OFFLINE_ARTIFACT, tracking_uri=tracking_uri) as local:
                 return pd.read_parquet(local)
         except (MlflowException, OSError, ValueError):
             return None
