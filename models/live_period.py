@@ -35,6 +35,7 @@ mutated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from statistics import NormalDist
 from typing import Any, Final
 
 import lightgbm as lgb
@@ -59,9 +60,10 @@ from models.train import TrainConfig, TrainingResult, monotone_constraints
 REFIT_MAX_ROWS: Final = 200_000
 #: Cells (draws x rows) of one block of bootstrap weights (~32 MB of float64).
 _BLOCK_CELLS: Final = 4_000_000
-#: The standard normal's quantile at ``(1 + LEVEL) / 2``: a window's sd is its bootstrap
-#: interval's width over ``2 * _Z`` (robust to a few degenerate draws).
-_Z: Final = 1.959963984540054
+#: The standard normal's quantile at ``(1 + LEVEL) / 2`` (derived from LEVEL, so the two
+#: cannot disagree): a window's sd is its bootstrap interval's width over ``2 * _Z``
+#: (robust to a few degenerate draws).
+_Z: Final = NormalDist().inv_cdf((1 + LEVEL) / 2)
 
 
 def window_bounds(result: TrainingResult, *, config: TrainConfig,
