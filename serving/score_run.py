@@ -112,7 +112,7 @@ def run_scoring(
         delinquency_dpd=delinquency_dpd, persistence_days=persistence_days,
         materiality=materiality, prepared=None if snapshot is None else snapshot.prepared,
         every_rule=holdout_share > 0)
-    return _score_into_store(  # the snapshot checked above, once
+    return score_into_store(  # checked before resolve_scorers used it; again there (cheap)
         book, as_of=as_of, models=models, rules=rules, store_url=store_url,
         export_dir=export_dir, table_budget_mb=table_budget_mb, policy=policy,
         materiality=materiality, extra_meta=extra_meta, holdout_share=holdout_share,
@@ -152,31 +152,6 @@ def score_into_store(
     """
     if snapshot is not None:
         snapshot.check(as_of=as_of, materiality=materiality)
-    return _score_into_store(
-        book, as_of=as_of, models=models, store_url=store_url, export_dir=export_dir,
-        table_budget_mb=table_budget_mb, policy=policy, materiality=materiality,
-        timings=timings, rules=rules, extra_meta=extra_meta, snapshot=snapshot,
-        holdout_share=holdout_share, grace_days=grace_days)
-
-
-def _score_into_store(
-    book: Book,
-    *,
-    as_of: date | pd.Timestamp,
-    models: Mapping[str, DelinqModel],
-    store_url: str,
-    export_dir: str | Path | None,
-    table_budget_mb: int,
-    policy: ActionPolicy,
-    materiality: Materiality,
-    timings: Mapping[str, float] | None,
-    rules: Mapping[str, RuleScorer] | None,
-    extra_meta: Mapping[str, Any] | None,
-    snapshot: Snapshot | None,
-    holdout_share: float,
-    grace_days: int,
-) -> RunRecord:
-    """:func:`score_into_store` with ``snapshot`` already checked by the caller."""
     day = as_day(as_of)
 
     def scored(store: Any) -> ScoreResult:
