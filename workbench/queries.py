@@ -171,10 +171,9 @@ def _named(name: str) -> sa.Select[Any]:
 def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
                   after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
     """One page of the run's worklist and the cursor of the next (None at the end)."""
-    narrow = narrow_search(conn, run_id=run_id, filters=filters)
-    statement = _page(_shape(filters), sort, after is not None, narrow)
-    values = {**_values(run_id=run_id, filters=filters, today=today),
-              **_page_values(sort, after, limit)}
+    statement, values = _page_statement(
+        run_id=run_id, filters=filters, sort=sort, after=after, limit=limit, today=today,
+        narrow=narrow_search(conn, run_id=run_id, filters=filters))
     rows = [dict(r._mapping) for r in conn.execute(statement, values).all()]
     more = len(rows) > limit
     rows = rows[:limit]
@@ -231,9 +230,18 @@ def page_query(*, run_id: str, filters: Filters, sort: Sort, after: str | None, 
     more tells whether there is a next page), in the sort's order from its index
     (``ix_worklist_<sort>``), or, for a ``narrow`` search (:func:`narrow_search`),
     through the account index."""
-    return _page(_shape(filters), sort, after is not None, narrow).params(
-        **_values(run_id=run_id, filters=filters, today=today),
-        **_page_values(sort, after, limit))
+    statement, values = _page_statement(run_id=run_id, filters=filters, sort=sort,
+                                        after=after, limit=limit, today=today, narrow=narrow)
+    return statement.params(**values)
+
+
+def _page_statement(*, run_id: str, filters: Filters, sort: Sort, after: str | None,
+                    limit: int, today: date,
+                    narrow: bool) -> tuple[sa.Select[Any], dict[str, Any]]:
+    """A page's cached statement (:func:`_page`) and the values to run it with."""
+    return (_page(_shape(filters), sort, after is not None, narrow),
+            {**_values(run_id=run_id, filters=filters, today=today),
+             **_page_values(sort, after, limit)})
 
 
 @functools.lru_cache(maxsize=256)
