@@ -95,14 +95,36 @@ def feature_matrix(
     for c in feature_names:
         if c in categories:
             levels = pd.Index(list(categories[c]), dtype=object)
-            values = frame[c].astype(object).where(frame[c].notna(), None)
-            values = values.map(lambda v: None if v is None else str(v))
-            values = values.where(values.isin(levels), None)  # unseen level -> missing
-            cols[c] = pd.Categorical(values, dtype=pd.CategoricalDtype(levels))
+            cols[c] = pd.Categorical.from_codes(_level_codes(frame[c], levels),
+                                                dtype=pd.CategoricalDtype(levels))
         else:
             v = pd.to_numeric(frame[c], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
             cols[c] = np.where(np.isfinite(v), v, np.nan)
     return pd.DataFrame(cols, index=frame.index)
+
+
+def _level_codes(values: pd.Series, levels: pd.Index) -> np.ndarray:
+    """Code in ``levels`` of each value's ``str`` (-1: missing or an unseen level).
+
+    ``str`` is applied once per distinct value, not per row (a per-row ``map`` was ~30% of
+    the shadow scores at 100k accounts): a categorical's categories, or the distinct texts
+    of a string column. Other columns (mixed objects, numbers: ``1`` and ``1.0`` are one
+    distinct value but two texts) keep the per-row ``str``."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        texts = [str(v) for v in values.cat.categories]
+        codes = values.cat.codes.to_numpy()
+    elif pd.api.types.is_string_dtype(values.dtype) and (
+            not pd.api.types.is_object_dtype(values.dtype)
+            or pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty")):
+        codes, uniques = pd.factorize(values)  # missing values -> -1
+        texts = [str(v) for v in uniques]
+    else:
+        present = values.notna().to_numpy()
+        texts = [str(v) for v in values.to_numpy(dtype=object)[present]]
+        codes = np.full(len(values), -1, np.int64)
+        codes[present] = np.arange(len(texts))
+    lut = np.append(levels.get_indexer(pd.Index(texts, dtype=object)), -1)
+    return lut[np.where(codes >= 0, codes, len(texts))]
 
 
 # ---------------------------------------------------------------------------- model

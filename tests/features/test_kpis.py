@@ -233,3 +233,35 @@ def test_kpis_from_the_snapshots_prepared_arrays_equal_the_books():
                                prepared=prepare_book(book))
             assert got.as_dict() == want.as_dict()
 
+
+
+def test_promise_kept_rate_counts_payments_made_before_the_month():
+    """The kept rate reads only the month's promises and the payments from their creation
+    on (``_promise_counts``): a promise made long before its due month is kept by payments
+    made before the month too, and agrees with the states of the whole book."""
+    import pandas as pd
+
+    from features.pit.promises import promise_state
+
+    book = make_book(
+        invoices=[("I1", "A", "2024-01-01", "2024-01-31", 500.0),
+                  ("I2", "A", "2024-02-01", "2024-03-02", 500.0),
+                  ("K1", "B", "2024-01-01", "2024-01-31", 500.0)],
+        payments=[("I1", "2024-02-10", 150.0),   # before the month: counts toward P1
+                  ("I1", "2024-06-10", 50.0),    # in the month: P1 reaches 200 here
+                  ("I2", "2024-01-20", 300.0),   # before P2 was made: does not count
+                  ("K1", "2024-06-05", 100.0)])  # B's P3 (no invoice named) kept
+    promises = pd.DataFrame({
+        "promise_id": ["P1", "P2", "P3", "P4"], "account_id": ["A", "A", "B", "B"],
+        "created_date": pd.to_datetime(["2024-02-01", "2024-02-15", "2024-05-20",
+                                        "2024-01-10"]),
+        "promised_date": pd.to_datetime(["2024-06-12", "2024-06-15", "2024-06-08",
+                                         "2024-02-01"]),  # P4: due before the month
+        "amount": [200.0, 300.0, 100.0, 50.0], "invoice_id": ["I1", "I2", None, None],
+        "recorded_date": [None] * 4, "cancelled_date": [None] * 4})
+    book = type(book).from_frames(book.invoices, book.payments, book.accounts,
+                                  book.disputes, promises)
+    # P1 kept (150 before the month + 50 in it), P2 broken, P3 kept; P4 is not in the month
+    assert promise_kept_rate(book, as_of=AS_OF) == pytest.approx(2 / 3 * 100.0)
+    states = promise_state(book, as_of=AS_OF).set_index("promise_id")["state"]
+    assert states.to_dict() == {"P1": "kept", "P2": "broken", "P3": "kept", "P4": "broken"}

@@ -88,3 +88,27 @@ def test_the_package_face_resolves_every_name() -> None:
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         models.nope  # noqa: B018
     assert sorted(models.__all__) == sorted(models._EXPORTS)
+
+
+def test_feature_matrix_maps_each_categorical_value_by_its_text():
+    """Training levels are matched by ``str`` of each value, whatever the column's dtype
+    (categorical, Arrow strings, objects, numbers); missing and unseen values -> NaN."""
+    import numpy as np
+    import pandas as pd
+
+    from models.model import feature_matrix
+
+    frame = pd.DataFrame({
+        "cat": pd.Categorical(["x", "q", None, "y"]),
+        "text": pd.Series(["x", "y", None, "q"], dtype="str"),
+        "mixed": pd.Series(["x", 1, 1.0, True], dtype=object),
+        "number": [1.0, np.nan, 2.0, 1.0],
+    }).set_axis([7, 8, 9, 10])
+    levels = ["1", "1.0", "2.0", "True", "x", "y"]
+    x = feature_matrix(frame, list(frame.columns), dict.fromkeys(frame.columns, levels))
+    as_text = {c: [None if pd.isna(v) else v for v in x[c].astype(object)] for c in x}
+    assert as_text == {"cat": ["x", None, None, "y"], "text": ["x", "y", None, None],
+                       "mixed": ["x", "1", "1.0", "True"],
+                       "number": ["1.0", None, "2.0", "1.0"]}
+    assert list(x.index) == [7, 8, 9, 10]
+    assert all(list(x[c].cat.categories) == levels for c in x)
