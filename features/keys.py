@@ -259,6 +259,13 @@ def match_ids(query: Strings, reference: Strings, *,
     return out
 
 
+def is_strictly_sorted(values: Strings) -> bool:
+    """Whether null-free string ids are strictly ascending (byte order): the check
+    :func:`match_ids` makes of its reference, for a caller matching several queries
+    against one reference (pass the answer as ``reference_sorted``)."""
+    return bool(_strictly_sorted(*_buffers(values)))
+
+
 def _has_repeats(ro: np.ndarray, rd: np.ndarray) -> bool:
     """Whether an id occurs twice in the (unsorted) reference: each row matched against
     the reference itself finds an earlier row."""

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
-from features.keys import match_ids
+from features.keys import is_strictly_sorted, match_ids
 from features.pit._credits import allocate, needs_allocation
 from features.spec import CLEAR_TOLERANCE_CENTS, ordered_categories, to_cents
 
@@ -139,10 +139,11 @@ def _categories(values: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[s
 
 
 def _children(ids: pd.Series, inv_ids: pd.Series, rank: np.ndarray, day: np.ndarray,
-              n_inv: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+              n_inv: int, *, ids_sorted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(order, invoice position, ptr) of child rows (payments/disputes) grouped by invoice
-    position then day; rows of unknown invoices are dropped."""
-    pos = match_ids(ids, inv_ids)
+    position then day; rows of unknown invoices are dropped. ``ids_sorted``: whether
+    ``inv_ids`` is strictly ascending (checked once by the caller for both children)."""
+    pos = match_ids(ids, inv_ids, reference_sorted=ids_sorted)
     keep = pos >= 0
     if not keep.all():
         sel = np.flatnonzero(keep)
@@ -219,12 +220,13 @@ def prepare(book: Book) -> Prepared:
     acc_ids = pa.array(acc["account_id"])
     universe = pc.unique(acc_ids)
     universe = universe.take(pc.sort_indices(universe))
-    inv_acc = match_ids(inv["account_id"], universe)
+    # the universe is sorted and distinct here: no check of it (one pass) per match
+    inv_acc = match_ids(inv["account_id"], universe, reference_sorted=True)
     if (inv_acc < 0).any():  # accounts missing from the accounts table (bare Book)
         extra = pc.unique(pa.array(inv["account_id"]).filter(pa.array(inv_acc < 0)))
         universe = pa.concat_arrays([universe, extra.cast(universe.type)])
         universe = universe.take(pc.sort_indices(universe))
-        inv_acc = match_ids(inv["account_id"], universe)
+        inv_acc = match_ids(inv["account_id"], universe, reference_sorted=True)
     credits = None
     is_credit = inv["amount"].to_numpy(np.float64) < 0
     if is_credit.any():  # credit notes: credits of their account, not invoices
@@ -249,8 +251,10 @@ def prepare(book: Book) -> Prepared:
 
     pay = book.payments
     pay_day_raw = _days(pay["payment_date"], NONE)
+    # one sortedness pass over the invoice ids for both children (a canonical book's are)
+    ids_sorted = is_strictly_sorted(inv["invoice_id"])
     p_order, _, pay_ptr = _children(pay["invoice_id"], inv["invoice_id"], rank, pay_day_raw,
-                                    n_inv)
+                                    n_inv, ids_sorted=ids_sorted)
     pay_day = _take(pay_day_raw, p_order)
     pay_amt = _take(pay["amount"].to_numpy(np.float64), p_order)
     pay_ptr, pay_day, pay_amt, coa_ptr, coa_day, coa_amt = _applications(
@@ -259,7 +263,7 @@ def prepare(book: Book) -> Prepared:
     dis = book.disputes
     dis_open_raw = _days(dis["opened_date"], NONE)
     d_order, _, dis_ptr = _children(dis["invoice_id"], inv["invoice_id"], rank, dis_open_raw,
-                                    n_inv)
+                                    n_inv, ids_sorted=ids_sorted)
     dis_open = _take(dis_open_raw, d_order)
     dis_res = _take(_days(dis["resolved_date"], NEVER), d_order)
 
