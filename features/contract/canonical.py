@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 
 from features.contract import rules as R
-from features.contract.book import CODE_DTYPE, DATE_DTYPE, as_codes, columns_of, is_credit_type
+from features.contract.book import (
+    CODE_DTYPE,
+    DATE_DTYPE,
+    ID_DTYPE,
+    as_codes,
+    columns_of,
+    is_credit_type,
+)
 
 # Canonical row order of each Book table (invoice and account ids are unique once
 # validated; payments and disputes break ties on every other contract column).
@@ -81,7 +89,7 @@ def credit_values(document_types: pl.Series) -> pl.Series:
 
     A document type has a handful of values over millions of invoices: the rule runs on
     the distinct values only, then rows are matched by equality."""
-    distinct = document_types.unique().drop_nulls()
+    distinct = document_types.unique().drop_nulls().cast(pl.String)
     return distinct.filter(pl.Series([is_credit_type(t) for t in distinct], dtype=pl.Boolean))
 
 
@@ -108,6 +116,10 @@ def to_pandas(frame: pl.DataFrame, table: str,
             columns[name] = pd.Series(pd.Categorical.from_codes(
                 values, dtype=codes[name], validate=False), name=name, copy=False)
             continue
+        if name in frame.columns and frame.schema[name] == pl.Categorical and (
+                types.get(name) == CODE_DTYPE):
+            columns[name] = _codes_of(frame.drop_in_place(name))
+            continue
         if name in frame.columns:
             series = frame.drop_in_place(name)
             if types.get(name) == CODE_DTYPE:
@@ -133,6 +145,23 @@ def to_pandas(frame: pl.DataFrame, table: str,
         # All-null string columns come back as object/float: give them the canonical dtype.
         columns[name] = column.astype(dtype) if dtype and str(column.dtype) != dtype else column
     return pd.DataFrame(columns, copy=False)
+
+
+def _codes_of(series: pl.Series) -> pd.Series:
+    """A polars ``Categorical`` as the Book's codes (:data:`CODE_DTYPE`: the distinct
+    values present, sorted, as ``str`` categories), without one string per row: its
+    physical codes are renumbered through a table as long as its dictionary."""
+    distinct = series.unique().drop_nulls()
+    names = distinct.cast(pl.String)
+    order = names.arg_sort().to_numpy()
+    physical = distinct.to_physical().to_numpy().astype(np.int64)
+    table = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)  # last: null
+    table[physical[order]] = np.arange(len(order), dtype=np.int32)
+    codes = table[series.to_physical().fill_null(len(table) - 1).to_numpy()]
+    categories = pd.Index(names.gather(order).to_list(), dtype=ID_DTYPE)
+    return pd.Series(pd.Categorical.from_codes(
+        codes, dtype=pd.CategoricalDtype(categories), validate=False),
+        name=series.name, copy=False)
 
 
 def account_dtype(accounts: pl.Series) -> pd.CategoricalDtype:

@@ -52,6 +52,7 @@ from features.contract.options import (
 )
 from features.contract.plausibility import Anomaly, bare_warning, table_anomalies, unknown_warning
 from features.contract.raw_checks import (
+    as_categories,
     check_columns,
     check_currency,
     check_types,
@@ -305,6 +306,7 @@ def _validate(
         if renames:
             frame = frame.rename(renames)
         check_types(frame, table, name)
+        frame = as_categories(frame, table)
         if table == "invoices":
             check_currency(frame, name, options[table].missing)
         frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
