@@ -37,12 +37,13 @@ from features.contract.book import (
 )
 from features.contract.canonical import (
     account_dtype,
+    at_order,
     canonical,
     to_pandas,
     with_bare_accounts,
 )
-from features.contract.credits import credit_notes, describe, payment_credits
-from features.contract.io import read_source, table_files
+from features.contract.credits import credit_columns, credit_notes, describe, payment_credits
+from features.contract.io import read_source, return_freed_memory, table_files
 from features.contract.options import (
     Plausibility,
     ReadInfo,
@@ -327,33 +328,39 @@ def _validate(
         height = frame.height
         # The raw contract cells served the rules and the bad rows' quarantine (taken
         # above); the kept rows need only the parsed values: the raw cells are freed now,
-        # never copied by the filter below, never held beside the Book's columns.
+        # never held beside the Book's columns.
         frame = frame.drop([c for c in frame.columns if c in columns_of(table)])
-        # The kept rows, filtered once (a filter copies every column) and only when a row
-        # is bad; canonical() and the credit counts below both read them.
-        good = frame if bad.is_empty() else frame.filter(~is_bad)
-        del frame
-        canon = canonical(good, table, rows=table == "invoices")
+        # The kept rows are never filtered nor sorted as a whole (each would copy the
+        # table): canonical() gives their order, and each column is gathered by it as it
+        # is converted (to_pandas), its source freed then.
+        keep = None if bad.is_empty() else frame.get_column(R.RULE) == 0
+        if table == "payments":
+            checked = frame.select(*credit_columns())
+            credits.update(payment_credits(checked if keep is None else checked.filter(keep),
+                                           parents.get_column(R.value("amount"))))
+            del checked
+        canon, order = canonical(frame, table, rows=table == "invoices", keep=keep)
+        del frame, keep
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
             # changes, and each invoice's account code a running count (linear, no
             # hashing); payments take their invoice's code.
+            first = at_order(canon.select(R.ROW, "account_id", "amount"), order)
+            canon.drop_in_place(R.ROW)
             parents, accounts = R.with_account_codes(
-                parents, canon.drop_in_place(R.ROW), canon.get_column("account_id"))
+                parents, first.get_column(R.ROW), first.get_column("account_id"))
             seen = accounts.to_frame()
             codes = {"account_id": account_dtype(accounts)}
-        if table == "payments":
-            credits.update(payment_credits(good, parents.get_column(R.value("amount"))))
-        del good
-        if table == "invoices":
-            credits.update(credit_notes(canon))
+            credits.update(credit_notes(first))
+            del first
         if table in ("payments", "disputes"):
             warnings += unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
         if table == "accounts":
+            canon, order = at_order(canon, order), None  # (a small table)
             warnings += bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
             canon = with_bare_accounts(canon, seen)
-        kept[table] = to_pandas(canon, table, codes if table == "payments" else None)
-        del canon
+        kept[table] = to_pandas(canon, table, codes if table == "payments" else None, order)
+        del canon, order
         quarantine[table] = _quarantine(bad, options[table], plausible)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
         rows[table].update(
@@ -362,6 +369,8 @@ def _validate(
         charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
         if error is None and charged.height > max_bad_share * height:
             error = _too_many(name, charged, height, max_bad_share, sources)
+        del bad, charged
+        return_freed_memory()  # (this table's working frames: before the next is read)
     if "accounts" not in kept:
         kept["accounts"] = to_pandas(seen.clone(), "accounts")  # (to_pandas empties it)
     if held.height:
