@@ -14,6 +14,28 @@ by :class:`~features.contract.options.ReadOptions` or detected, and reported in
 :attr:`ValidationResult.read_info`) or typed Parquet tables, whose typed columns skip
 string parsing. The work is vectorised in polars; the returned Book holds pandas frames in
 canonical dtypes, sorted in a canonical order (so shuffled input gives the same Book).
+
+Memory (issues 11 and 20: validation set the peak of the 1M nightly and retrain). Tables
+are validated one at a time (invoices, payments, disputes, the event tables, accounts),
+each read when its turn comes; what is held at once is:
+
+- the Book so far (pandas: the tables already converted), and ``parents``, the checked
+  invoices' slim view in file order (id, issue date, amount, rule code, account code)
+  that the payments, disputes and promises rules look their invoice up in;
+- the current table as read (every source column: text as 16-byte polars views, optional
+  codes as ``Categorical``, see ``raw_checks.as_categories``), plus the parsed values of
+  the columns parsing changes (dates), the record number, the rules' codes and, for
+  payments and disputes, their invoice's row, issue date and account code;
+- transiently, the invoice-id lookup's buffers (``features.keys``).
+
+Nothing is held twice: the bad rows are copied out (few), the raw cells dropped, and the
+kept rows are never filtered nor sorted as a whole; :func:`~features.contract.canonical.
+canonical` gives their canonical order and each column is gathered by it and converted
+to pandas one at a time, its polars buffers freed then (``canonical.to_pandas``), and
+freed heap pages are handed back after each table (``io.return_freed_memory``). So the
+peak is reached during the payments rules: the Book's invoices + ``parents`` + the
+payments as read and checked + the lookup's buffers (at 100k accounts ~1.25 GB above
+the interpreter, the Book ~0.73 GB of it), and grows linearly with the book.
 """
 
 from __future__ import annotations
