@@ -34,7 +34,7 @@ canonical` gives their canonical order and each column is gathered by it and con
 to pandas one at a time, its polars buffers freed then (``canonical.to_pandas``), and
 freed heap pages are handed back after each table (``io.return_freed_memory``). So the
 peak is reached during the payments rules: the Book's invoices + ``parents`` + the
-payments as read and checked + the lookup's buffers (at 100k accounts ~1.25 GB above
+payments as read and checked + the lookup's buffers (at 100k accounts ~1.4 GB above
 the interpreter, the Book ~0.73 GB of it), and grows linearly with the book.
 """
 
