@@ -9,12 +9,20 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numpy as np
 import pandas as pd
 import polars as pl
 import pyarrow as pa
 
 from features.contract import rules as R
-from features.contract.book import CODE_DTYPE, DATE_DTYPE, as_codes, columns_of, is_credit_type
+from features.contract.book import (
+    CODE_DTYPE,
+    DATE_DTYPE,
+    ID_DTYPE,
+    as_codes,
+    columns_of,
+    is_credit_type,
+)
 
 # Canonical row order of each Book table (invoice and account ids are unique once
 # validated; payments and disputes break ties on every other contract column).
@@ -45,34 +53,59 @@ def is_sorted(frame: pl.DataFrame, keys: list[str]) -> bool:
     return bool(frame.select(in_order.all()).item())
 
 
-def canonical(kept: pl.DataFrame, table: str, *, rows: bool = False) -> pl.DataFrame:
-    """Kept rows with parsed values under contract names, in canonical column/row order.
+def canonical(frame: pl.DataFrame, table: str, *, rows: bool = False,
+              keep: pl.Series | None = None) -> tuple[pl.DataFrame, pl.Series | None]:
+    """Parsed values under contract names, in canonical column order, and the canonical
+    row order of the kept rows: ``(values, order)``.
 
+    ``values`` has every row of ``frame`` (kept or not) in file order and shares its
+    buffers (no copy but for the columns a rule rewrites); ``order`` holds the positions
+    of the kept rows (``keep``: a boolean mask, None = every row) in canonical order, or
+    None when that is every row as it stands (a clean file written in canonical order).
+    The rows are never filtered or sorted as a whole: each column is gathered by
+    ``order`` when it is converted (:func:`to_pandas`), so the table is never held twice.
     Payments' ``account_id`` is their invoice's account code (``rules.ACCOUNT_CODE``, set
     by ``rules.child_rules``), not text. ``rows``: keep the record number (``rules.ROW``)
     as the last column.
     """
-    contract = [c for c in columns_of(table) if R.value(c) in kept.columns]
-    extras = [c for c in kept.columns if not c.startswith("__") and c not in columns_of(table)]
+    contract = [c for c in columns_of(table) if R.value(c) in frame.columns]
+    extras = [c for c in frame.columns if not c.startswith("__") and c not in columns_of(table)]
     values = {c: pl.col(R.value(c)) for c in contract}
-    if table == "payments" and R.ACCOUNT_CODE in kept.columns:
+    if table == "payments" and R.ACCOUNT_CODE in frame.columns:
         values["account_id"] = pl.col(R.ACCOUNT_CODE)
     for col in R.ENUMERATIONS.get(table, {}):
         values[col] = R.enumeration(values[col])
     if table == "invoices" and "document_type" in values:
-        is_credit = credit_values(kept.get_column(R.value("document_type")))
+        is_credit = credit_values(frame.get_column(R.value("document_type")))
         values["amount"] = pl.when(values["document_type"].is_in(is_credit.implode())).then(
             -values["amount"].abs()).otherwise(values["amount"])
     ordered = [c for c in columns_of(table) if c in values]
-    out = kept.select(*[values[c].alias(c) for c in ordered],
-                      *[pl.col(c).cast(pl.String) for c in extras],
-                      *([pl.col(R.ROW)] if rows else []))
+    out = frame.select(*[values[c].alias(c) for c in ordered],
+                       *[pl.col(c).cast(pl.String) for c in extras],
+                       *([pl.col(R.ROW)] if rows else []))
     keys = [k for k in SORT_KEYS[table] if k in out.columns]
     if table in ("payments", "disputes"):  # no unique id: every column breaks ties
         keys += [c for c in ordered if c not in keys]
-    if not is_sorted(out, keys):
-        out = out.sort(keys, nulls_last=True, maintain_order=True)
-    return out
+    return out, _order(out.select(keys), keep)
+
+
+def _order(keys: pl.DataFrame, keep: pl.Series | None) -> pl.Series | None:
+    """Positions of the kept rows sorted by ``keys`` (ascending, nulls last, ties in file
+    order), or None when that is every row in place. Only the key columns of the kept
+    rows are copied, and only for as long as the sort takes."""
+    kept = keys if keep is None else keys.filter(keep)
+    if is_sorted(kept, list(keys.columns)):
+        return None if keep is None else keep.arg_true()
+    by = kept.select(pl.arg_sort_by(list(keys.columns), nulls_last=True,
+                                    maintain_order=True)).to_series()
+    del kept
+    return by if keep is None else keep.arg_true().gather(by)
+
+
+def at_order(frame: pl.DataFrame, order: pl.Series | None) -> pl.DataFrame:
+    """``frame``'s rows at ``order`` (see :func:`canonical`): the kept rows in canonical
+    order, for the few columns a caller reads before the table is converted."""
+    return frame if order is None else frame.gather(order)
 
 
 def credit_values(document_types: pl.Series) -> pl.Series:
@@ -81,15 +114,18 @@ def credit_values(document_types: pl.Series) -> pl.Series:
 
     A document type has a handful of values over millions of invoices: the rule runs on
     the distinct values only, then rows are matched by equality."""
-    distinct = document_types.unique().drop_nulls()
+    distinct = document_types.unique().drop_nulls().cast(pl.String)
     return distinct.filter(pl.Series([is_credit_type(t) for t in distinct], dtype=pl.Boolean))
 
 
 def to_pandas(frame: pl.DataFrame, table: str,
-              codes: Mapping[str, pd.CategoricalDtype] | None = None) -> pd.DataFrame:
+              codes: Mapping[str, pd.CategoricalDtype] | None = None,
+              order: pl.Series | None = None) -> pd.DataFrame:
     """A canonical polars table as a pandas frame with every contract column and dtype.
 
-    Converts column by column and *empties* ``frame`` as it goes (``drop_in_place``): a
+    ``order``: the rows to take, in this order (:func:`canonical`'s), gathered column by
+    column (None: every row as it stands). Converts column by column and *empties*
+    ``frame`` as it goes (``drop_in_place``): a
     column's polars buffers are freed as soon as its pandas copy exists (unless another
     frame shares them), so the table is held about once, not twice (polars strings are
     views; pandas' are Arrow ``large_string``, so ids are copied once, here). The pandas
@@ -98,18 +134,27 @@ def to_pandas(frame: pl.DataFrame, table: str,
     ``str``): they become that ``category`` directly, without any text.
     """
     types = columns_of(table)
-    order = list(types) + [c for c in frame.columns if c not in types]
-    height = frame.height
+    names = list(types) + [c for c in frame.columns if c not in types]
+    height = frame.height if order is None else len(order)
+
+    def take(name: str) -> pl.Series:
+        series = frame.drop_in_place(name)
+        return series if order is None else series.gather(order)
+
     kinds = {DATE_DTYPE: pa.timestamp("s"), "float64": pa.float64(), "Int64": pa.int64()}
     columns: dict[str, pd.Series] = {}
-    for name in order:
+    for name in names:
         if name in frame.columns and codes and name in codes:
-            values = frame.drop_in_place(name).cast(pl.Int32).to_numpy()
+            values = take(name).cast(pl.Int32).to_numpy()
             columns[name] = pd.Series(pd.Categorical.from_codes(
                 values, dtype=codes[name], validate=False), name=name, copy=False)
             continue
+        if name in frame.columns and frame.schema[name] == pl.Categorical and (
+                types.get(name) == CODE_DTYPE):
+            columns[name] = _codes_of(take(name))
+            continue
         if name in frame.columns:
-            series = frame.drop_in_place(name)
+            series = take(name)
             if types.get(name) == CODE_DTYPE:
                 text = series.cast(pl.String)
                 series = text.cast(pl.Enum(text.drop_nulls().unique().sort().to_list()))
@@ -133,6 +178,23 @@ def to_pandas(frame: pl.DataFrame, table: str,
         # All-null string columns come back as object/float: give them the canonical dtype.
         columns[name] = column.astype(dtype) if dtype and str(column.dtype) != dtype else column
     return pd.DataFrame(columns, copy=False)
+
+
+def _codes_of(series: pl.Series) -> pd.Series:
+    """A polars ``Categorical`` as the Book's codes (:data:`CODE_DTYPE`: the distinct
+    values present, sorted, as ``str`` categories), without one string per row: its
+    physical codes are renumbered through a table as long as its dictionary."""
+    distinct = series.unique().drop_nulls()
+    names = distinct.cast(pl.String)
+    order = names.arg_sort().to_numpy()
+    physical = distinct.to_physical().to_numpy().astype(np.int64)
+    table = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)  # last: null
+    table[physical[order]] = np.arange(len(order), dtype=np.int32)
+    codes = table[series.to_physical().fill_null(len(table) - 1).to_numpy()]
+    categories = pd.Index(names.gather(order).to_list(), dtype=ID_DTYPE)
+    return pd.Series(pd.Categorical.from_codes(
+        codes, dtype=pd.CategoricalDtype(categories), validate=False),
+        name=series.name, copy=False)
 
 
 def account_dtype(accounts: pl.Series) -> pd.CategoricalDtype:

@@ -29,6 +29,11 @@ def credit_notes(invoices: pl.DataFrame) -> dict[str, float]:
     return {"credit_notes": len(neg), "credit_note_amount": round(-float(neg.sum()), 2)}
 
 
+def credit_columns() -> tuple[str, ...]:
+    """The columns of checked payments that :func:`payment_credits` reads."""
+    return (value("payment_date"), "__parent_issue", "__parent", value("amount"))
+
+
 def payment_credits(kept: pl.DataFrame, invoice_amounts: pl.Series) -> dict[str, float]:
     """Prepayments and overpaid invoices among kept payments (checked frames, with the
     invoice's issue date ``__parent_issue`` and row ``__parent`` beside each row;

@@ -234,6 +234,10 @@ def parse_columns(
     # pass that parsed columns and required ids get for control characters and padding).
     strings = [c for c in present if frame.schema[c] == pl.String]
     as_written = [c for c in strings if _kind(present[c]) == "text" and c not in REQUIRED[table]]
+    # Optional text held as a Categorical (``raw_checks.as_categories``) is kept as written
+    # too, without ever becoming one string per row: its probe reads its distinct values.
+    coded = [c for c in present if frame.schema[c] == pl.Categorical
+             and _kind(present[c]) == "text" and c not in REQUIRED[table]]
     probes = [
         pl.col(c).cast(pl.Binary).bin.contains(b"\x00").any().alias(c) if c in as_written
         else pl.col(c).str.contains(_SUSPECT).any().alias(c)
@@ -243,11 +247,18 @@ def parse_columns(
     probes += [pl.col(c).str.contains(",", literal=True).any().alias(f"comma:{c}")
                for c in strings if _kind(present[c]) in ("float", "int")]
     needs = frame.select(probes).row(0, named=True) if probes else {}
+    needs |= {c: bool(frame.get_column(c).unique().cast(pl.String)
+                      .str.contains("\x00", literal=True).any())
+              for c in coded if c in SHOWN_TEXT}
     for col, dtype in present.items():
         src_type, kind = frame.schema[col], _kind(dtype)
         if kind != "text" and (src_type.is_temporal() or src_type.is_numeric()):
             continue  # typed: cast below, no text
-        if src_type != pl.String:
+        if col in coded:
+            texts[col] = pl.col(col)
+            if needs.get(col):
+                control[col] = pl.col(col).cast(pl.String).str.contains("\x00", literal=True)
+        elif src_type != pl.String:
             texts[col] = _as_text(pl.col(col), src_type).str.strip_chars()
         elif col in as_written:
             texts[col] = pl.col(col)

@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from features.contract import rules as R
-from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
+from features.contract.book import CODE_DTYPE, DATE_DTYPE, OPTIONAL, REQUIRED, columns_of
 from features.contract.headers import normalised_header, suggestion
 from features.contract.options import ReadInfo
 from features.contract.parsing import missing_token
@@ -67,7 +67,10 @@ def check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -
     """
     if "currency" not in invoices.columns:
         return
-    cur = invoices.get_column("currency").cast(pl.String)
+    cur = invoices.get_column("currency")
+    if cur.dtype == pl.Categorical:  # (see ``as_categories``: its distinct values say it)
+        cur = cur.unique()
+    cur = cur.cast(pl.String)
     present = cur.filter(cur.is_not_null() & (cur != ""))
     if present.is_empty() or (present == present[0]).all():
         return
@@ -80,6 +83,23 @@ def check_currency(invoices: pl.DataFrame, name: str, tokens: tuple[str, ...]) -
             name, "currency", "mixed_currency",
             f"has {len(found)} currencies ({shown}) and no exchange rate",
         )
+
+
+def as_categories(frame: pl.DataFrame, table: str) -> pl.DataFrame:
+    """``frame`` with its optional code columns (contract dtype ``CODE_DTYPE``, e.g.
+    ``method``, ``currency``, payments' ``account_id``) read as text turned into polars
+    ``Categorical``, one column at a time.
+
+    Why: polars holds a text cell as a 16-byte view whatever its length, so a code column
+    of 50M rows costs 800 MB as read; as a ``Categorical`` it is 4-byte codes plus the few
+    distinct values (200 MB), and the rules, the quarantine and the Book's codes read it as
+    the same text (:mod:`features.contract.parsing` parses its distinct values only). The
+    cells are not changed (no strip, no case): optional codes are kept as written."""
+    coded = [c for c, d in OPTIONAL[table].items()
+             if d == CODE_DTYPE and c in frame.columns and frame.schema[c] == pl.String]
+    for name in coded:
+        frame = frame.with_columns(frame.get_column(name).cast(pl.Categorical))
+    return frame
 
 
 def to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,

@@ -14,6 +14,28 @@ by :class:`~features.contract.options.ReadOptions` or detected, and reported in
 :attr:`ValidationResult.read_info`) or typed Parquet tables, whose typed columns skip
 string parsing. The work is vectorised in polars; the returned Book holds pandas frames in
 canonical dtypes, sorted in a canonical order (so shuffled input gives the same Book).
+
+Memory (issues 11 and 20: validation set the peak of the 1M nightly and retrain). Tables
+are validated one at a time (invoices, payments, disputes, the event tables, accounts),
+each read when its turn comes; what is held at once is:
+
+- the Book so far (pandas: the tables already converted), and ``parents``, the checked
+  invoices' slim view in file order (id, issue date, amount, rule code, account code)
+  that the payments, disputes and promises rules look their invoice up in;
+- the current table as read (every source column: text as 16-byte polars views, optional
+  codes as ``Categorical``, see ``raw_checks.as_categories``), plus the parsed values of
+  the columns parsing changes (dates), the record number, the rules' codes and, for
+  payments and disputes, their invoice's row, issue date and account code;
+- transiently, the invoice-id lookup's buffers (``features.keys``).
+
+Nothing is held twice: the bad rows are copied out (few), the raw cells dropped, and the
+kept rows are never filtered nor sorted as a whole; :func:`~features.contract.canonical.
+canonical` gives their canonical order and each column is gathered by it and converted
+to pandas one at a time, its polars buffers freed then (``canonical.to_pandas``), and
+freed heap pages are handed back after each table (``io.return_freed_memory``). So the
+peak is reached during the payments rules: the Book's invoices + ``parents`` + the
+payments as read and checked + the lookup's buffers (at 100k accounts ~1.4 GB above
+the interpreter, the Book ~0.73 GB of it), and grows linearly with the book.
 """
 
 from __future__ import annotations
@@ -37,12 +59,13 @@ from features.contract.book import (
 )
 from features.contract.canonical import (
     account_dtype,
+    at_order,
     canonical,
     to_pandas,
     with_bare_accounts,
 )
-from features.contract.credits import credit_notes, describe, payment_credits
-from features.contract.io import read_source, table_files
+from features.contract.credits import credit_columns, credit_notes, describe, payment_credits
+from features.contract.io import read_source, return_freed_memory, table_files
 from features.contract.options import (
     Plausibility,
     ReadInfo,
@@ -52,6 +75,7 @@ from features.contract.options import (
 )
 from features.contract.plausibility import Anomaly, bare_warning, table_anomalies, unknown_warning
 from features.contract.raw_checks import (
+    as_categories,
     check_columns,
     check_currency,
     check_types,
@@ -305,6 +329,7 @@ def _validate(
         if renames:
             frame = frame.rename(renames)
         check_types(frame, table, name)
+        frame = as_categories(frame, table)
         if table == "invoices":
             check_currency(frame, name, options[table].missing)
         frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
@@ -325,33 +350,39 @@ def _validate(
         height = frame.height
         # The raw contract cells served the rules and the bad rows' quarantine (taken
         # above); the kept rows need only the parsed values: the raw cells are freed now,
-        # never copied by the filter below, never held beside the Book's columns.
+        # never held beside the Book's columns.
         frame = frame.drop([c for c in frame.columns if c in columns_of(table)])
-        # The kept rows, filtered once (a filter copies every column) and only when a row
-        # is bad; canonical() and the credit counts below both read them.
-        good = frame if bad.is_empty() else frame.filter(~is_bad)
-        del frame
-        canon = canonical(good, table, rows=table == "invoices")
+        # The kept rows are never filtered nor sorted as a whole (each would copy the
+        # table): canonical() gives their order, and each column is gathered by it as it
+        # is converted (to_pandas), its source freed then.
+        keep = None if bad.is_empty() else frame.get_column(R.RULE) == 0
+        if table == "payments":
+            checked = frame.select(*credit_columns())
+            credits.update(payment_credits(checked if keep is None else checked.filter(keep),
+                                           parents.get_column(R.value("amount"))))
+            del checked
+        canon, order = canonical(frame, table, rows=table == "invoices", keep=keep)
+        del frame, keep
         if table == "invoices":
             # Canonical invoices are sorted by account_id: distinct accounts are where it
             # changes, and each invoice's account code a running count (linear, no
             # hashing); payments take their invoice's code.
+            first = at_order(canon.select(R.ROW, "account_id", "amount"), order)
+            canon.drop_in_place(R.ROW)
             parents, accounts = R.with_account_codes(
-                parents, canon.drop_in_place(R.ROW), canon.get_column("account_id"))
+                parents, first.get_column(R.ROW), first.get_column("account_id"))
             seen = accounts.to_frame()
             codes = {"account_id": account_dtype(accounts)}
-        if table == "payments":
-            credits.update(payment_credits(good, parents.get_column(R.value("amount"))))
-        del good
-        if table == "invoices":
-            credits.update(credit_notes(canon))
+            credits.update(credit_notes(first))
+            del first
         if table in ("payments", "disputes"):
             warnings += unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
         if table == "accounts":
+            canon, order = at_order(canon, order), None  # (a small table)
             warnings += bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
             canon = with_bare_accounts(canon, seen)
-        kept[table] = to_pandas(canon, table, codes if table == "payments" else None)
-        del canon
+        kept[table] = to_pandas(canon, table, codes if table == "payments" else None, order)
+        del canon, order
         quarantine[table] = _quarantine(bad, options[table], plausible)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())
         rows[table].update(
@@ -360,6 +391,8 @@ def _validate(
         charged = bad.filter(~pl.col(R.RULE).is_in(list(R.DERIVED_RULES)))
         if error is None and charged.height > max_bad_share * height:
             error = _too_many(name, charged, height, max_bad_share, sources)
+        del bad, charged
+        return_freed_memory()  # (this table's working frames: before the next is read)
     if "accounts" not in kept:
         kept["accounts"] = to_pandas(seen.clone(), "accounts")  # (to_pandas empties it)
     if held.height:
