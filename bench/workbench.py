@@ -18,14 +18,20 @@ the same size):
 Then a server started as ``delinq serve`` starts it (``--serve``: migrations applied once,
 then ``--workers`` uvicorn processes through ``workbench.serve_workers``, each building
 the app of ``workbench.create_app`` wrapped only to add a ``Server-Timing`` header) and
-``--clients`` concurrent HTTP clients (threads with keep-alive connections, signed in by
-API token or, for the page, by the login form). Each scenario sends ``--requests``
-requests; reported per scenario: p50/p95/max of the server time (the app's, from the
-header) and of the client's round trip, in milliseconds, and the CPU milliseconds the
-server's processes used per request (``cpu ms/req``: what a request costs whatever the
-number of clients waiting). The read scenarios run again with ``--low-clients`` clients
-(default one per CPU; rows ``<scenario>@<n>`` in the JSON), so the figures show both load
-levels; the server's peak RSS per process is recorded (``server_peak_rss_mb``):
+``--clients`` concurrent HTTP clients (threads, each with one keep-alive ``http.client``
+connection, :class:`bench.workbench_client.HttpClient`, signed in by API token or, for the
+page, by the login form). The clients are the load, not the product: they read each body
+as bytes without parsing it (the bench checks status codes and the ``Server-Timing``
+header), since on 2 cores their own CPU takes turns with the server's (until session 9
+they were ``httpx`` clients: 1.6 CPU ms per worklist request against 0.5 now, at 100k
+accounts; what is measured is unchanged). Each scenario sends ``--requests`` requests;
+reported per scenario: p50/p95/max of the server time (the app's, from the header) and of
+the client's round trip, in milliseconds, the CPU milliseconds the server's processes used
+per request (``cpu ms/req``: what a request costs whatever the number of clients waiting)
+and those this process, the clients, used per request (``client cpu``). The read scenarios
+run again with ``--low-clients`` clients (default one per CPU; rows ``<scenario>@<n>`` in
+the JSON), so the figures show both load levels; the server's peak RSS per process is
+recorded (``server_peak_rss_mb``):
 
 - ``worklist_first|middle|last``: ``GET /api/worklist`` (50 rows by priority; the middle and
   last pages through the keyset cursor of the row before them);
@@ -71,6 +77,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.workbench_client import HttpClient
 from bench.workbench_server import cpu_s, free_port, peak_rss_mb, serve, server_processes, wait_up
 
 AS_OF = date(2025, 1, 6)
@@ -213,16 +220,12 @@ def mint_token(url: str) -> str:
         engine.dispose()
 
 
-def _client(base: str, token: str | None) -> Any:
-    import httpx
-
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=base, headers=headers, timeout=60.0)
+def _client(base: str, token: str | None) -> HttpClient:
+    return HttpClient(base, {"authorization": f"Bearer {token}"} if token else None)
 
 
-def _signed_in(base: str) -> Any:
-    """A client signed in through the login form (the pages need a browser session)."""
-    client = _client(base, None)
+def signed_in(client: Any) -> Any:
+    """``client`` signed in through the login form (the pages need a browser session)."""
     page = client.get("/login").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert csrf is not None, "no CSRF token on the login page"
@@ -238,9 +241,10 @@ def _run_scenario(clients: list[Any], requests: list[Callable[[Any], Any]],
     """Send ``requests`` spread over the clients, all at once; server and round-trip ms,
     and the CPU milliseconds the ``server`` processes used per request (the cost that
     does not depend on how many clients wait: other processes on the machine still slow
-    it a little, through caches)."""
+    it a little, through caches) and this process, the clients, used per request."""
     processes = server or []
     cpu_before = cpu_s(processes)
+    client_before = time.process_time()
     timings: list[float] = []
     wall: list[float] = []
     lock = threading.Lock()
@@ -264,7 +268,10 @@ def _run_scenario(clients: list[Any], requests: list[Callable[[Any], Any]],
         list(pool.map(worker, range(len(clients))))
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
-    out: dict[str, Any] = {"server_ms": _stats(timings), "round_trip_ms": _stats(wall)}
+    out: dict[str, Any] = {"server_ms": _stats(timings), "round_trip_ms": _stats(wall),
+                           "client_cpu_ms_per_request": round(
+                               (time.process_time() - client_before) * 1000.0
+                               / max(len(requests), 1), 2)}
     if processes:
         out["server_cpu_ms_per_request"] = round(
             (cpu_s(processes) - cpu_before) * 1000.0 / max(len(requests), 1), 2)
@@ -291,7 +298,7 @@ def measure(base: str, work: Path, built: dict[str, Any], *, url: str, clients_n
     api = [_client(base, token) for _ in range(clients_n)]
     for c in api:
         c.get("/api/worklist", params={"limit": 1})  # connect, warm
-    pages = [_signed_in(base) for _ in range(clients_n)]
+    pages = [signed_in(_client(base, None)) for _ in range(clients_n)]
     out: dict[str, Any] = {}
     levels = [clients_n] + ([low_clients] if low_clients and low_clients != clients_n else [])
     for level in levels:
@@ -427,9 +434,10 @@ def publish_only(work: Path, url: str) -> None:
 # ------------------------------------------------------------------------------ report
 def table(results: dict[str, Any]) -> str:
     """One row per scenario and number of clients: server p50/p95 (ms), the target, the
-    server's CPU ms per request, the round trip p95."""
+    server's and the clients' CPU ms per request, the round trip p95."""
     lines = [f"{'scenario':<28} {'clients':>7} {'server p50':>10} {'p95':>8} "
-             f"{'target p95':>10} {'met':>4} {'cpu ms/req':>10} {'round trip p95':>15}"]
+             f"{'target p95':>10} {'met':>4} {'cpu ms/req':>10} {'client cpu':>10} "
+             f"{'round trip p95':>15}"]
     names = [*TARGETS_MS, "event_write_idle"]  # idle: no target, for comparison
     keys = [k for name in names for k in sorted(
         (k for k in results if k == name or k.startswith(f"{name}@")), key=len)]
@@ -440,10 +448,12 @@ def table(results: dict[str, Any]) -> str:
         target = TARGETS_MS.get(name)
         met = "-" if target is None else "yes" if s.get("p95", float("inf")) < target else "NO"
         cpu = r.get("server_cpu_ms_per_request")
+        client = r.get("client_cpu_ms_per_request")
         lines.append(f"{name:<28} {r.get('clients', '-'):>7} "
                      f"{s.get('p50', float('nan')):>10.1f} "
                      f"{s.get('p95', float('nan')):>8.1f} {target or '-':>10} {met:>4} "
                      f"{'-' if cpu is None else f'{cpu:.1f}':>10} "
+                     f"{'-' if client is None else f'{client:.1f}':>10} "
                      f"{w.get('p95', float('nan')):>15.1f}")
     return "\n".join(lines)
 

@@ -69,6 +69,7 @@ by default): they record when the store did things, not what the data is as of.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import socket
@@ -366,10 +367,7 @@ class WorklistStore:
     def current_run(self, *, as_of: date | None = None) -> RunRecord | None:
         """The published run for ``as_of`` (the latest ``as_of`` if None), or None."""
         with self._engine.connect() as conn:
-            row = conn.execute(
-                self._runs_query().where(S.runs.c.run_id == _current_run_id(as_of))
-            ).mappings().first()
-        return None if row is None else record_of(row)
+            return current_run_of(conn, as_of=as_of)
 
     def read_worklist(
         self, *, as_of: date | None = None, top: int | None = None, segment: str | None = None
@@ -462,7 +460,8 @@ class WorklistStore:
         return pd.DataFrame.from_records(records, columns=RUN_FIELDS)
 
     # ------------------------------------------------------------------ helpers
-    def _runs_query(self) -> sa.Select[Any]:
+    @staticmethod
+    def _runs_query() -> sa.Select[Any]:
         return sa.select(S.runs, S.explanations.c.path.label("explanations_path")).outerjoin(
             S.explanations, S.explanations.c.run_id == S.runs.c.run_id
         )
@@ -489,15 +488,33 @@ class WorklistStore:
 
 
 # ---------------------------------------------------------------------- module helpers
-def _current_run_id(as_of: date | None) -> sa.ScalarSelect[Any]:
-    """Sub-select of the current run's id for ``as_of`` (the latest current if None)."""
+def _current_run_id(as_of: date | sa.BindParameter[Any] | None) -> sa.ScalarSelect[Any]:
+    """Sub-select of the current run's id for ``as_of`` (a date or a bound parameter; the
+    latest current if None)."""
     r = S.runs
     if as_of is None:
         latest = sa.select(sa.func.max(r.c.as_of)).where(r.c.is_current).scalar_subquery()
         day: Any = latest
     else:
-        day = as_date(as_of)
+        day = as_of if isinstance(as_of, sa.BindParameter) else as_date(as_of)
     return sa.select(r.c.run_id).where(r.c.is_current, r.c.as_of == day).scalar_subquery()
+
+
+def current_run_of(conn: sa.Connection, *, as_of: date | None = None) -> RunRecord | None:
+    """:meth:`WorklistStore.current_run` on the caller's connection (a reader of the run
+    and its rows in one transaction: the workbench's worklist)."""
+    values = {} if as_of is None else {"as_of": as_date(as_of)}
+    row = conn.execute(_current_run_query(as_of is None), values).mappings().first()
+    return None if row is None else record_of(row)
+
+
+@functools.cache
+def _current_run_query(latest: bool) -> sa.Select[Any]:
+    """:meth:`WorklistStore.current_run`'s statement, for the latest ``as_of`` or the bound
+    ``as_of``: built once (the workbench reads the current run on every request, and
+    building and keying the statement cost more than running it)."""
+    as_of = None if latest else sa.bindparam("as_of", type_=sa.Date)
+    return WorklistStore._runs_query().where(S.runs.c.run_id == _current_run_id(as_of))
 
 
 def _in_memory(url: sa.URL) -> bool:

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import json
 import math
+import typing
 from datetime import date
 from typing import Annotated, Any, Final
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Request
+from fastapi.responses import Response
 from pydantic import TypeAdapter
 
 from features.spec import SEGMENTS, EventKind
+from serving.store import current_run_of
 from serving.store_events import audit
 from workbench import events as ev
 from workbench import queries
@@ -87,12 +90,20 @@ def _now(request: Request) -> Any:
     return _wb(request).config.clock()
 
 
-def _run(request: Request, as_of: date | None) -> RunOut:
-    run = _wb(request).store.current_run(as_of=as_of)
+def _run_fields(request: Request, as_of: date | None,
+                conn: sa.Connection | None = None) -> dict[str, Any]:
+    """The fields of the current run for ``as_of`` (latest if None), read on ``conn`` if
+    given (with the rows that follow: one connection, one snapshot); 404 without one."""
+    run = (_wb(request).store.current_run(as_of=as_of) if conn is None
+           else current_run_of(conn, as_of=as_of))
     if run is None:
         when = f"as of {as_of}" if as_of else "yet"
         raise HTTPException(404, f"no published run {when}")
-    return RunOut.model_validate(run.__dict__)
+    return run.__dict__
+
+
+def _run(request: Request, as_of: date | None) -> RunOut:
+    return RunOut.model_validate(_run_fields(request, as_of))
 
 
 def _finite(value: Any) -> Any:
@@ -101,16 +112,31 @@ def _finite(value: Any) -> Any:
     return value
 
 
+#: The float fields of a worklist item: the only ones a non-finite value can reach.
+_ITEM_FLOATS: Final = tuple(
+    name for name, f in WorklistItem.model_fields.items()
+    if f.annotation is float or float in typing.get_args(f.annotation))
+
+
 def _finite_row(row: dict[str, Any]) -> dict[str, Any]:
     """``row`` with its non-finite floats as None (in place: rows fresh from a query)."""
-    for key, value in row.items():
+    for key in _ITEM_FLOATS:
+        value = row.get(key)
         if value.__class__ is float and not math.isfinite(value):
             row[key] = None
     return row
 
 
-#: Validates a page's rows in one call (50 ``model_validate`` calls cost more).
-_ITEMS: Final = TypeAdapter(list[WorklistItem])
+#: A worklist page and its totals, validated and serialised in one call each (per-row
+#: ``model_validate`` calls, and FastAPI's second pass over a returned model, cost more).
+_PAGE: Final = TypeAdapter(WorklistPage)
+_TOTALS: Final = TypeAdapter(WorklistTotals)
+
+
+def _json(adapter: TypeAdapter[Any], value: Any) -> Response:
+    """``value`` (validated by ``adapter``) as the JSON body FastAPI would send for the
+    route's ``response_model`` (the same bytes and headers), serialised here once."""
+    return Response(adapter.dump_json(value, by_alias=True), media_type="application/json")
 
 
 @router.get("/health", response_model=Health, tags=["health"], responses={})
@@ -119,7 +145,7 @@ def health() -> Health:
     return Health(status="ok")
 
 
-def _filters(
+async def _filters(  # async: pure, so it needs no worker thread
     segment: SegmentQ = None,
     action: Annotated[str | None, Query(max_length=200)] = None,
     region: Annotated[str | None, Query(max_length=200)] = None,
@@ -148,18 +174,19 @@ def worklist(
     after: Annotated[str | None, Query(max_length=400, description="next_cursor of the "
                                        "previous page.")] = None,
     limit: Annotated[int, Query(ge=1, le=queries.MAX_PAGE)] = 50,
-) -> WorklistPage:
+) -> Response:
     """A page of the current run's worklist (keyset pagination; ranks are book-wide)."""
-    run = _run(request, as_of)
     try:
         with _wb(request).engine.connect() as conn:
+            run = _run_fields(request, as_of, conn)
             rows, cursor = queries.worklist_page(
-                conn, run_id=run.run_id, filters=filters, sort=sort, after=after, limit=limit,
-                today=_now(request).date())
+                conn, run_id=run["run_id"], filters=filters, sort=sort, after=after,
+                limit=limit, today=_now(request).date())
     except queries.CursorError as exc:
         raise HTTPException(422, str(exc)) from None
-    items = _ITEMS.validate_python([_finite_row(r) for r in rows])
-    return WorklistPage(run=run, sort=sort, items=items, next_cursor=cursor)
+    return _json(_PAGE, _PAGE.validate_python({
+        "run": run, "sort": sort, "items": [_finite_row(r) for r in rows],
+        "next_cursor": cursor}))
 
 
 @router.get("/api/worklist/totals", response_model=WorklistTotals, tags=["worklist"],
@@ -167,14 +194,14 @@ def worklist(
 def worklist_totals(
     request: Request, caller: CallerDep, filters: FiltersDep,
     as_of: Annotated[date | None, Query(description="Run date (default: latest).")] = None,
-) -> WorklistTotals:
+) -> Response:
     """Totals of the filtered rows (by segment, action and region: precomputed at publish
     time; with live filters: summed)."""
-    run = _run(request, as_of)
     with _wb(request).engine.connect() as conn:
-        totals = queries.worklist_totals(conn, run_id=run.run_id, filters=filters,
+        run = _run_fields(request, as_of, conn)
+        totals = queries.worklist_totals(conn, run_id=run["run_id"], filters=filters,
                                          today=_now(request).date())
-    return WorklistTotals(run=run, **totals)
+    return _json(_TOTALS, _TOTALS.validate_python({"run": run, **totals}))
 
 
 def _explanation(request: Request, run_id: str, account_id: str) -> Explanation | None:

@@ -174,7 +174,9 @@ def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: S
     statement, values = _page_statement(
         run_id=run_id, filters=filters, sort=sort, after=after, limit=limit, today=today,
         narrow=narrow_search(conn, run_id=run_id, filters=filters))
-    rows = [dict(r._mapping) for r in conn.execute(statement, values).all()]
+    result = conn.execute(statement, values)
+    keys = tuple(result.keys())
+    rows = [dict(zip(keys, r, strict=True)) for r in result.all()]
     more = len(rows) > limit
     rows = rows[:limit]
     cursor = None

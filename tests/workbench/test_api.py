@@ -175,3 +175,21 @@ def test_every_response_of_every_route_is_documented(bench: Bench) -> None:
                 if code.startswith(("4", "5")):
                     schema = response["content"]["application/json"]["schema"]
                     assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, code)
+
+
+def test_worklist_bodies_are_the_documented_models_serialised(bench: Bench) -> None:
+    """The worklist and totals routes serialise their bodies themselves (once): the bytes
+    must be those of their response models, as FastAPI would send them."""
+    from workbench.schemas import WorklistPage, WorklistTotals
+
+    client = bench.client(Role.ANALYST)
+    for url, model in (("/api/worklist?sort=dpd&limit=7", WorklistPage),
+                       ("/api/worklist/totals?segment=late", WorklistTotals),
+                       ("/api/worklist/totals?snoozed=false", WorklistTotals)):
+        r = client.get(url)
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"] == "application/json"
+        assert r.content == model.model_validate_json(r.content).model_dump_json().encode()
+    run = client.get("/api/worklist?limit=3").json()["run"]  # the current run, as /api/runs
+    summary = client.get(f"/api/runs/{run['run_id']}").json()
+    assert run["is_current"] and run == {k: summary[k] for k in run}
