@@ -342,6 +342,7 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     parts = list(chunks)
     if not parts:
         return _empty(prep, label_kw, sampling)
+    del prep, chunks  # the encoding (~3 GB at 1M accounts) is freed before the stacking
     return pd.concat(parts, ignore_index=True)
 
 
