@@ -88,11 +88,12 @@ class _StagingWrite:
 
 @dataclass(frozen=True)
 class _Staged:
-    """The Book this process last staged, with its write (done, or still on its thread)."""
+    """The Book this process last staged, with its write (done, or still on its thread);
+    ``book`` None once handed over for good (``read_book(release=True)``)."""
 
     folder: Path
     write: _StagingWrite
-    book: Book
+    book: Book | None
 
 
 # One slot: the last staged Book of this process (replaced by the next ingest, which
@@ -116,6 +117,14 @@ def _remember(folder: Path, book: Book | None, write: _StagingWrite | None = Non
                                                                     book)
 
 
+def _forget_book(folder: Path) -> None:
+    """Drop the remembered Book of ``folder`` (keep its write, for :func:`wait_staged`)."""
+    global _last
+    with _lock:
+        if _last is not None and folder.resolve() == _last.folder:
+            _last = _Staged(_last.folder, _last.write, None)
+
+
 def wait_staged(path: Path) -> None:
     """Wait until this process's staging write of ``path`` (if any) is done, so that the
     files are there (a no-op when nothing is being written). :class:`StagingError` when
@@ -133,7 +142,7 @@ def _handed(folder: Path) -> Book | None:
     None (the write failed, another process re-staged it, or nothing was staged here)."""
     with _lock:
         last = _last
-    if last is None or folder.resolve() != last.folder:
+    if last is None or last.book is None or folder.resolve() != last.folder:
         return None
     if not last.write.running():
         if last.write.error is not None or not folder.is_dir():
@@ -150,18 +159,26 @@ def _handed(folder: Path) -> Book | None:
     return type(last.book)(**{t: getattr(last.book, t).copy(deep=False) for t in ALL_TABLES})
 
 
-def read_book(path: Path, *, reuse: bool = True) -> Book:
+def read_book(path: Path, *, reuse: bool = True, release: bool = False) -> Book:
     """The Book staged by :func:`ingest` (already validated: typed, not re-checked).
 
     ``reuse``: when this process staged ``path`` and the folder is unchanged since, return
     that Book from memory (equal to what the files hold) instead of reading the files;
-    ``reuse=False`` always reads the files.
+    ``reuse=False`` always reads the files. ``release``: this process forgets the Book it
+    staged at ``path`` (the write still waited for by :func:`wait_staged`), so the caller
+    holds the only reference: dropping it frees the Book (the retrain, whose later stages
+    need only the training set: ~7.6 GB at 1M accounts). A later read of ``path`` reads
+    the files.
     """
     from features.contract.book import Book
     from features.contract.io import read_folder
 
     if reuse and (book := _handed(Path(path))) is not None:
+        if release:
+            _forget_book(Path(path))
         return book
+    if release:
+        _forget_book(Path(path))
     wait_staged(Path(path))  # this process's write of it, if any, first
     tables = {t: frame for t, (_, frame) in read_folder(path).items()}
     return Book.from_frames(**tables)

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import numpy as np
 import pandas as pd
@@ -33,7 +33,15 @@ from features.pit._loop_rows import LoopRows
 from features.pit._prep import Prepared, day_number
 from features.pit.labels import default_data_end, label_arrays, label_columns, labels_frame
 from features.pit.promises import DEFAULT_GRACE_DAYS
-from features.pit.sampling import CENSORED, WEIGHT, Sampling, outcome_codes, sample_rows
+from features.pit.sampling import (
+    CENSORED,
+    NEGATIVE,
+    POSITIVE,
+    WEIGHT,
+    Sampling,
+    outcome_codes,
+    sample_rows,
+)
 from features.spec import (
     DEFAULT_MATERIALITY,
     DELINQUENT_DPD,
@@ -51,6 +59,36 @@ StageHook = Callable[[str], AbstractContextManager[Any]]
 def no_stage(name: str) -> AbstractContextManager[Any]:
     """The :data:`StageHook` that times nothing (no budget given)."""
     return nullcontext()
+
+
+#: The columns of each Book table that a training set reads (the encoding of
+#: ``features.pit._prep``, the labels, the kernel features and the collections loop's
+#: features with their ``recorded_since`` days; checked by
+#: ``tests/features/test_training_view.py``). Ids that only name a row (``payment_id``),
+#: the payment's account code and method, the invoice's terms, currency and document type
+#: (validation already turned credit notes into negative amounts) and the accounts' contact
+#: data are read by nothing here: at 1M accounts they are ~1.5 GB of the ~7.6 GB Book.
+TRAINING_COLUMNS: Final[dict[str, tuple[str, ...]]] = {
+    "invoices": ("invoice_id", "account_id", "issue_date", "due_date", "amount",
+                 "reference_invoice_id"),
+    "payments": ("invoice_id", "payment_date", "amount"),
+    "accounts": ("account_id", "segment", "region", "credit_limit", "created_date"),
+    "disputes": ("invoice_id", "opened_date", "resolved_date"),
+    "promises": ("promise_id", "account_id", "created_date", "promised_date", "amount",
+                 "invoice_id", "recorded_date", "cancelled_date"),
+    "contacts": ("contact_id", "account_id", "contact_date", "outcome", "recorded_date"),
+}
+
+
+def training_view(book: Book) -> Book:
+    """``book`` with only the :data:`TRAINING_COLUMNS` of each table (those it holds): the
+    same rows, so :func:`build_training_set` and :func:`write_training_set` give the same
+    training set from it. A projection: its frames share their columns with ``book``'s
+    (never copied, never mutated), so once the caller drops ``book`` the other columns
+    are freed while the training set is built."""
+    return Book(**{table: frame[[c for c in columns if c in frame.columns]]
+                   for table, columns in TRAINING_COLUMNS.items()
+                   if (frame := getattr(book, table)) is not None})
 
 
 def as_of_grid(book: Book, *, freq: Literal["weekly", "monthly"] = "weekly",
@@ -99,16 +137,48 @@ def _full_chunks(prep: Prepared, dates: list[date], label_kw: dict,
         yield frame
 
 
+#: The resolved day of a censored label in :class:`_DateLabels` (int32 days, for NaT).
+_NO_DAY: Final = np.iinfo(np.int32).min
+#: ``y`` of each outcome code (``features.pit.sampling.outcome_codes``' inverse: labels
+#: are 0, 1 or missing).
+_Y_OF_OUTCOME: Final = np.full(3, np.nan)
+_Y_OF_OUTCOME[[POSITIVE, NEGATIVE]] = (1.0, 0.0)
+
+
 @dataclass
 class _DateLabels:
     """One date's labels, compact (every row of the grid is held until the rates are
-    known: about 25 bytes a row)."""
+    known: 18 bytes a row, ~1.1 GB over the 61M rows of a 1M-account weekly grid): account
+    row (int32), model code and outcome code (int8 each: ``y`` is 0, 1 or missing), resolved
+    day (int32 days since 1970, :data:`_NO_DAY` when censored) and the amount (float64:
+    exact). :meth:`take` gives the label values of the kept rows, equal to
+    ``label_arrays``'."""
 
     rows: np.ndarray
     model: np.ndarray
-    y: np.ndarray
+    outcome: np.ndarray
     resolved: np.ndarray
     amount: np.ndarray
+
+    @classmethod
+    def of(cls, rows: np.ndarray, model: np.ndarray, y: np.ndarray, resolved: np.ndarray,
+           amount: np.ndarray) -> _DateLabels:
+        """From ``label_arrays``' (rows, model, y, resolved dates, amount)."""
+        outcome = outcome_codes(y)
+        if not np.array_equal(_Y_OF_OUTCOME[outcome], y, equal_nan=True):
+            raise AssertionError("labels other than 0, 1 or missing")
+        days = resolved.astype("datetime64[D]").view(np.int64)
+        days = np.where(np.isnat(resolved), _NO_DAY, days).astype(np.int32)
+        return cls(rows=rows.astype(np.int32), model=model, outcome=outcome, resolved=days,
+                   amount=amount)
+
+    def take(self, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(``y`` (float64), resolved dates (``datetime64[s]``, NaT when censored),
+        amount) of the rows at positions ``keep``."""
+        days = self.resolved[keep]
+        resolved = np.where(days == _NO_DAY, np.datetime64("NaT"),
+                            days.astype("datetime64[D]")).astype("datetime64[s]")
+        return _Y_OF_OUTCOME[self.outcome[keep]], resolved, self.amount[keep]
 
 
 def _holdout_dates(sampling: Sampling, dates: list[date], counts: np.ndarray
@@ -142,12 +212,9 @@ def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
     counts = np.zeros((len(dates), len(MODELS), 3), dtype=np.int64)  # date, model, outcome
     for d, as_of in enumerate(dates):
         with stage("labels"):
-            rows, model, y, resolved, amount = label_arrays(prep, as_of, **label_kw)
-        lab = _DateLabels(rows=rows.astype(np.int32), model=model, y=y.astype(np.float32),
-                          resolved=resolved, amount=amount)
-        outcomes = outcome_codes(lab.y)
+            lab = _DateLabels.of(*label_arrays(prep, as_of, **label_kw))
         for m in range(len(MODELS)):
-            counts[d, m] = np.bincount(outcomes[lab.model == m], minlength=3)
+            counts[d, m] = np.bincount(lab.outcome[lab.model == m], minlength=3)
         per_date.append(lab)
     with stage("sampling"):
         in_holdout, period = _holdout_dates(sampling, dates, counts)
@@ -162,21 +229,21 @@ def _sampled_chunks(prep: Prepared, dates: list[date], label_kw: dict,
         lab = per_date[i]
         per_date[i] = None  # type: ignore[call-overload]  # free as we go
         with stage("sampling"):
-            keep, weight = sample_rows(lab.model, outcome_codes(lab.y),
+            keep, weight = sample_rows(lab.model, lab.outcome,
                                        day=day_number(as_of), seed=sampling.seed,
                                        rates=holdout_rates if in_holdout[i] else rates)
             accounts = lab.rows[keep].astype(np.int64)
         with stage("features"):
             _, feats = _kernels.feature_columns(prep, as_of, accounts=accounts,
                                                 materiality=label_kw["materiality"])
-            y = lab.y[keep].astype(np.float64)
+            y, resolved, amount = lab.take(keep)
             labels = {
                 "model": pd.Series(np.asarray(MODELS, dtype=object)[lab.model[keep]],
                                    dtype="str"),
                 "y": y,
-                "label_resolved_date": lab.resolved[keep],
+                "label_resolved_date": resolved,
                 "censored": np.isnan(y),
-                "delinquent_amount": lab.amount[keep],
+                "delinquent_amount": amount,
             }
             frame = _frame(prep, accounts, feats, labels, weight)
         yield frame
@@ -275,6 +342,7 @@ def build_training_set(book: Book, *, as_of_dates: Iterable[date | pd.Timestamp]
     parts = list(chunks)
     if not parts:
         return _empty(prep, label_kw, sampling)
+    del prep, chunks  # the encoding (~3 GB at 1M accounts) is freed before the stacking
     return pd.concat(parts, ignore_index=True)
 
 

@@ -5,12 +5,15 @@ worklist; the worklist, the summary and the run say which rows the rule ranked a
 
 from __future__ import annotations
 
+import gc
+import weakref
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
-from pipelines import steps
+from models.stages import StageBudget
+from pipelines import steps, steps_ingest
 from pipelines.settings import load_settings
 from serving.store import WorklistStore
 
@@ -30,6 +33,23 @@ def _book(tmp_path: Path, accounts: int, **kw: object) -> tuple[object, Path]:
     steps.generate(settings=settings, out=tmp_path / "book", accounts=accounts,
                    start="2023-01-01", end="2024-06-30", **kw)
     return settings, steps.ingest(settings=settings, source=tmp_path / "book")
+
+
+class _BookFreed(StageBudget):
+    """A stage budget that checks, as the first stage after the training set is built
+    (``split``) starts, that the staged Book the ingest handed over is freed (issue 11:
+    the later stages of a retrain never hold it)."""
+
+    def __init__(self, book: weakref.ref) -> None:
+        super().__init__()
+        self.book, self.checked = book, False
+
+    def stage(self, name: str) -> object:
+        if name == "split" and not self.checked:
+            gc.collect()
+            assert self.book() is None, "the staged Book outlives the training set"
+            self.checked = True
+        return super().stage(name)
 
 
 def _check_rule_run(settings: object, scored: object, kinds: set[str]) -> None:
@@ -62,7 +82,9 @@ def test_a_book_whose_models_fail_the_gate_is_ranked_by_the_rule_calibrated_on_v
     # both hold enough evidence (158 and 30 positive accounts), so the gate fails on the
     # comparison itself, with the default settings.
     settings, ingested = _book(tmp_path, 500, independent_lateness=True)
-    trained = steps.train(settings=settings, book=ingested.staged)
+    budget = _BookFreed(weakref.ref(steps_ingest._last.book))
+    trained = steps.train(settings=settings, book=ingested.staged, budget=budget)
+    assert budget.checked  # (issue 11: the stages after the training set hold no Book)
     assert trained.promoted == []
     served = "the aging rule as served (probability x open balance, calibrated on the validation"
     for m in trained.models:

@@ -1,8 +1,11 @@
 """The steps build a sampled training set (issue 11): streamed to Parquet, counted as the
-full grid, read back with the spec's dtypes and its weights."""
+full grid, read back with the spec's dtypes and its weights; once built, the process no
+longer holds the staged Book."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,7 @@ from features.pit.sampling import WEIGHT
 from features.pit.training_set import as_of_grid, build_training_set
 from features.spec import check_feature_frame
 from features.synthetic import write_book_folder
-from pipelines import steps
+from pipelines import steps, steps_ingest
 from pipelines.settings import load_settings
 
 
@@ -29,8 +32,14 @@ def test_sampled_training_set_step(tmp_path: Path, no_config: None) -> None:
                              train={"sample_max_rows": 1500,
                                     "sample_holdout_max_rows": 500})
     staged = steps.ingest(settings=settings, source=src).staged
+    handed_over = weakref.ref(steps_ingest._last.book)  # the in-memory hand-over's Book
+    steps.read_book(staged)  # a read without release (the score path's): still held
+    gc.collect()
+    assert handed_over() is not None
     summary = steps.build_training_set(settings=settings, book=staged)
-    book = steps.read_book(staged)
+    gc.collect()  # built: nothing holds the Book any more (issue 11: memory)
+    assert handed_over() is None
+    book = steps.read_book(staged)  # from the files now
     full = build_training_set(book, as_of_dates=as_of_grid(book))
     frame = steps.read_training_set(summary.path)
     check_feature_frame(frame)
