@@ -230,7 +230,7 @@ def read_parquet_accounts(path: Path, account_ids: list[str] | None) -> pa.Table
     ids, positions, bounds, meta, lists = _locator(str(path), st.st_size, st.st_mtime_ns)
     rows = [int(positions[i]) for a in wanted for i in _positions(ids, a)]
     groups = sorted(set(np.searchsorted(bounds, rows, side="right") - 1))
-    with pq.ParquetFile(path, metadata=meta) as f:
+    with pq.ParquetFile(path, metadata=meta, memory_map=True) as f:
         if not groups:
             part = f.schema_arrow.empty_table()
         else:
