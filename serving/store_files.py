@@ -169,6 +169,18 @@ class _Lists:
             plan.append((source, j, cast))
         return plan
 
+    def row(self, narrow: dict[str, Any]) -> dict[str, Any]:
+        """One stored row (``to_pylist``'s dict) as the wide table's ``to_pylist`` row."""
+        out = {}
+        for (source, j, cast), field in zip(self._plan, self.wide, strict=True):
+            if j < 0:
+                out[field.name] = narrow[source]
+                continue
+            items = narrow[source]
+            value = None if items is None else items[j]
+            out[field.name] = value if cast is None or value is None else _plain(value, cast)
+        return out
+
     def widen(self, narrow: pa.Table) -> pa.Table:
         """The wide table of rows read in the lists layout (columns, types and metadata as
         the scorer's table)."""
@@ -183,6 +195,16 @@ class _Lists:
             own = narrow.column(source)
             arrays.append(own if own.type == field.type else own.cast(field.type))
         return pa.Table.from_arrays(arrays, schema=self.wide)
+
+
+def _plain(value: float, t: pa.DataType) -> Any:
+    """A float64 list item as the Python value of its wide column's type ``t`` (a
+    :func:`_listable` type other than float64)."""
+    if pa.types.is_integer(t):
+        return int(value)
+    if pa.types.is_boolean(t):
+        return bool(value)
+    return value  # float32 or float16: the float64 item is that value exactly
 
 
 def _to_list(columns: list[pa.ChunkedArray], n: int) -> pa.Array:
@@ -225,6 +247,23 @@ def read_parquet_accounts(path: Path, account_ids: list[str] | None) -> pa.Table
         table = pq.read_table(path)
         lists = _layout(table.schema.metadata or {})
         return table if lists is None else lists.widen(table)
+    part, lists = _stored_rows(path, account_ids)
+    return part if lists is None else lists.widen(part)
+
+
+def read_explanation_rows(path: Path, account_ids: list[str]) -> list[dict[str, Any]]:
+    """``read_parquet_accounts(path, account_ids).to_pylist()`` (file order; plain Python
+    values keyed by the wide table's columns, NaN and None as stored) without building
+    the wide table: the account page reads one row, and ~120 one-value columns cost more
+    to build than to read."""
+    part, lists = _stored_rows(path, account_ids)
+    rows = part.to_pylist()
+    return rows if lists is None else [lists.row(r) for r in rows]
+
+
+def _stored_rows(path: Path, account_ids: list[str]) -> tuple[pa.Table, _Lists | None]:
+    """The file's rows of ``account_ids`` as stored (decoding only their row groups) and
+    the file's lists layout (None: a wide file)."""
     wanted = sorted({str(a) for a in account_ids})
     st = Path(path).stat()
     ids, positions, bounds, meta, lists = _locator(str(path), st.st_size, st.st_mtime_ns)
@@ -232,14 +271,11 @@ def read_parquet_accounts(path: Path, account_ids: list[str] | None) -> pa.Table
     groups = sorted(set(np.searchsorted(bounds, rows, side="right") - 1))
     with pq.ParquetFile(path, metadata=meta, memory_map=True) as f:
         if not groups:
-            part = f.schema_arrow.empty_table()
-        else:
-            # One thread: a few small groups; decode threads cost more CPU than they save.
-            part = f.read_row_groups(groups, use_threads=False)
-    if groups:
-        keep = pc.is_in(part.column("account_id"), value_set=pa.array(wanted, pa.string()))
-        part = part.filter(keep)
-    return part if lists is None else lists.widen(part)
+            return f.schema_arrow.empty_table(), lists
+        # One thread: a few small groups; decode threads cost more CPU than they save.
+        part = f.read_row_groups(groups, use_threads=False)
+    keep = pc.is_in(part.column("account_id"), value_set=pa.array(wanted, pa.string()))
+    return part.filter(keep), lists
 
 
 def _layout(meta: dict[bytes, bytes]) -> _Lists | None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 from datetime import date
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Final
 
 import sqlalchemy as sa
@@ -26,7 +27,9 @@ from fastapi import APIRouter, Body, Depends, HTTPException, Path, Query, Reques
 from pydantic import TypeAdapter
 
 from features.spec import SEGMENTS, EventKind
+from serving import store_files
 from serving.store_events import audit
+from serving.store_records import RunRecord
 from workbench import events as ev
 from workbench import queries
 from workbench.auth import Caller, CallerDep, needs
@@ -88,11 +91,15 @@ def _now(request: Request) -> Any:
 
 
 def _run(request: Request, as_of: date | None) -> RunOut:
+    return RunOut.model_validate(_run_record(request, as_of).__dict__)
+
+
+def _run_record(request: Request, as_of: date | None) -> RunRecord:
     run = _wb(request).store.current_run(as_of=as_of)
     if run is None:
         when = f"as of {as_of}" if as_of else "yet"
         raise HTTPException(404, f"no published run {when}")
-    return RunOut.model_validate(run.__dict__)
+    return run
 
 
 def _finite(value: Any) -> Any:
@@ -177,16 +184,20 @@ def worklist_totals(
     return WorklistTotals(run=run, **totals)
 
 
-def _explanation(request: Request, run_id: str, account_id: str) -> Explanation | None:
+def _explanation(path: str | None, account_id: str) -> Explanation | None:
+    """The account's row of the run's explanation file at ``path`` (the run record's: no
+    second query for it), None when the run has none or was replaced while reading."""
+    if path is None:
+        return None
     try:
-        table = _wb(request).store.read_explanation_table(run_id, account_ids=[account_id])
-    except KeyError:
+        # One row of ~120 values as plain Python values (an Arrow table or a pandas frame
+        # of one row cost more to build than the row costs to read).
+        rows = store_files.read_explanation_rows(FilePath(path), [account_id])
+    except FileNotFoundError:
         return None
-    if table.num_rows == 0:
+    if not rows:
         return None
-    # One row of ~120 columns: plain Python values straight from Arrow (a pandas frame of
-    # one row cost more than reading it).
-    row = {k: _finite(v) for k, v in table.slice(0, 1).to_pylist()[0].items()}
+    row = {k: _finite(v) for k, v in rows[0].items()}
     features: dict[str, dict[str, Any]] = {}
     for col, value in row.items():
         if col.startswith("shap_"):
@@ -228,7 +239,8 @@ def account(request: Request, caller: CallerDep, account_id: AccountId,
             as_of: Annotated[date | None, Query()] = None) -> AccountDetail:
     """One account in the current run (or the run of ``as_of``), with its history."""
     wb = _wb(request)
-    run = _run(request, as_of)
+    record = _run_record(request, as_of)
+    run = RunOut.model_validate(record.__dict__)
     with wb.engine.connect() as conn:
         row = queries.account_row(conn, run_id=run.run_id, account_id=account_id)
         if row is None:
@@ -241,7 +253,7 @@ def account(request: Request, caller: CallerDep, account_id: AccountId,
     return AccountDetail(
         account_id=account_id, run=run,
         score=WorklistItem.model_validate({k: _finite(v) for k, v in row.items()}),
-        reasons=reasons, explanation=_explanation(request, run.run_id, account_id),
+        reasons=reasons, explanation=_explanation(record.explanations_path, account_id),
         profile=past.profile if past else {}, history_available=past is not None,
         open_invoices=past.open_invoices if past else [],
         payments=past.payments if past else [], disputes=past.disputes if past else [],

@@ -140,3 +140,23 @@ def test_lists_without_nulls_give_the_same_table(wide: pa.Table, tmp_path: Path)
     sf.write_explanations_parquet(filled, path)
     assert _same(sf.read_parquet_accounts(path, None), filled)
     assert _same(sf.read_parquet_accounts(path, ["A003", "A006"]), filled.take([3, 6]))
+
+
+@pytest.mark.parametrize("layout", ["lists", "wide"])
+def test_rows_as_dicts_are_the_wide_tables_rows(wide: pa.Table, tmp_path: Path,
+                                                layout: str) -> None:
+    path = tmp_path / "explanations.parquet"
+    if layout == "lists":
+        sf.write_explanations_parquet(wide, path)
+    else:
+        sf._write(wide, path, 4)
+    wanted = ["A010", "A002", "A003", "A004", "A005", "missing"]
+    rows = sf.read_explanation_rows(path, wanted)
+    want = sf.read_parquet_accounts(path, wanted).to_pylist()
+    assert [r["account_id"] for r in rows] == ["A002", "A003", "A004", "A005", "A010"]
+    plain = [{k: "NaN" if isinstance(v, float) and math.isnan(v) else v for k, v in r.items()}
+             for r in (*rows, *want)]
+    assert plain[:5] == plain[5:]
+    assert [type(v) for v in rows[0].values()] == [type(v) for v in want[0].values()]
+    assert isinstance(rows[1]["invoices"], int) and isinstance(rows[0]["disputed"], bool)
+    assert sf.read_explanation_rows(path, ["missing"]) == []
