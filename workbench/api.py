@@ -20,6 +20,7 @@ import json
 import math
 import typing
 from datetime import date
+from pathlib import Path as FilePath
 from typing import Annotated, Any, Final
 
 import sqlalchemy as sa
@@ -28,8 +29,10 @@ from fastapi.responses import Response
 from pydantic import TypeAdapter
 
 from features.spec import SEGMENTS, EventKind
+from serving import store_files
 from serving.store import current_run_of
 from serving.store_events import audit
+from serving.store_records import RunRecord
 from workbench import events as ev
 from workbench import queries
 from workbench.auth import Caller, CallerDep, needs
@@ -90,16 +93,22 @@ def _now(request: Request) -> Any:
     return _wb(request).config.clock()
 
 
-def _run_fields(request: Request, as_of: date | None,
-                conn: sa.Connection | None = None) -> dict[str, Any]:
-    """The fields of the current run for ``as_of`` (latest if None), read on ``conn`` if
-    given (with the rows that follow: one connection, one snapshot); 404 without one."""
+def _run_record(request: Request, as_of: date | None,
+                conn: sa.Connection | None = None) -> RunRecord:
+    """The current run for ``as_of`` (latest if None), read on ``conn`` if given (with the
+    rows that follow: one connection, one snapshot); 404 without one."""
     run = (_wb(request).store.current_run(as_of=as_of) if conn is None
            else current_run_of(conn, as_of=as_of))
     if run is None:
         when = f"as of {as_of}" if as_of else "yet"
         raise HTTPException(404, f"no published run {when}")
-    return run.__dict__
+    return run
+
+
+def _run_fields(request: Request, as_of: date | None,
+                conn: sa.Connection | None = None) -> dict[str, Any]:
+    """The fields of :func:`_run_record` (what a response's ``run`` holds)."""
+    return _run_record(request, as_of, conn).__dict__
 
 
 def _run(request: Request, as_of: date | None) -> RunOut:
@@ -204,16 +213,20 @@ def worklist_totals(
     return _json(_TOTALS, _TOTALS.validate_python({"run": run, **totals}))
 
 
-def _explanation(request: Request, run_id: str, account_id: str) -> Explanation | None:
+def _explanation(path: str | None, account_id: str) -> Explanation | None:
+    """The account's row of the run's explanation file at ``path`` (the run record's: no
+    second query for it), None when the run has none or was replaced while reading."""
+    if path is None:
+        return None
     try:
-        table = _wb(request).store.read_explanation_table(run_id, account_ids=[account_id])
-    except KeyError:
+        # One row of ~120 values as plain Python values (an Arrow table or a pandas frame
+        # of one row cost more to build than the row costs to read).
+        rows = store_files.read_explanation_rows(FilePath(path), [account_id])
+    except FileNotFoundError:
         return None
-    if table.num_rows == 0:
+    if not rows:
         return None
-    # One row of ~120 columns: plain Python values straight from Arrow (a pandas frame of
-    # one row cost more than reading it).
-    row = {k: _finite(v) for k, v in table.slice(0, 1).to_pylist()[0].items()}
+    row = {k: _finite(v) for k, v in rows[0].items()}
     features: dict[str, dict[str, Any]] = {}
     for col, value in row.items():
         if col.startswith("shap_"):
@@ -255,7 +268,8 @@ def account(request: Request, caller: CallerDep, account_id: AccountId,
             as_of: Annotated[date | None, Query()] = None) -> AccountDetail:
     """One account in the current run (or the run of ``as_of``), with its history."""
     wb = _wb(request)
-    run = _run(request, as_of)
+    record = _run_record(request, as_of)
+    run = RunOut.model_validate(record.__dict__)
     with wb.engine.connect() as conn:
         row = queries.account_row(conn, run_id=run.run_id, account_id=account_id)
         if row is None:
@@ -268,7 +282,7 @@ def account(request: Request, caller: CallerDep, account_id: AccountId,
     return AccountDetail(
         account_id=account_id, run=run,
         score=WorklistItem.model_validate({k: _finite(v) for k, v in row.items()}),
-        reasons=reasons, explanation=_explanation(request, run.run_id, account_id),
+        reasons=reasons, explanation=_explanation(record.explanations_path, account_id),
         profile=past.profile if past else {}, history_available=past is not None,
         open_invoices=past.open_invoices if past else [],
         payments=past.payments if past else [], disputes=past.disputes if past else [],

@@ -4,9 +4,14 @@ the server sends, checked against the API's answers)."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import pyarrow.parquet as pq
+import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
+from serving import store_files
+from serving import store_schema as S
 from tests.workbench.conftest import PASSWORD, Bench
 from workbench.roles import Role
 
@@ -148,3 +153,27 @@ def test_mine_and_snoozed_filters_follow_the_recorded_events(bench: Bench) -> No
     assert snoozed not in rest and len(rest) == 50
     unassigned = client.get("/worklist", params={"assignee": "-", "q": mine})
     assert _accounts(unassigned.text) == []
+
+
+def test_a_run_written_in_the_wide_layout_shows_the_same_account(bench: Bench,
+                                                                 tmp_path: Path) -> None:
+    """A store published before the lists layout (its runs' explanation files wide, no
+    layout key) serves the same account page and API answer."""
+    client, api = _signed_in(bench), bench.client(Role.ANALYST)
+    items = api.get("/api/worklist", params={"limit": 3}).json()["items"]
+    engine = bench.app.state.wb.engine  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        (path,) = conn.execute(sa.select(S.explanations.c.path)).scalars().all()
+    assert pq.read_schema(path).metadata[store_files.FORMAT_KEY] == \
+        store_files.EXPLANATIONS_FORMAT.encode()
+    before = {a["account_id"]: (api.get(f"/api/accounts/{a['account_id']}").json(),
+                                client.get(f"/accounts/{a['account_id']}").text)
+              for a in items}
+    wide = tmp_path / "wide.parquet"  # as main wrote it before (the store copy's own file)
+    store_files._write(store_files.read_parquet_accounts(Path(path), None), wide, 2048)
+    with engine.begin() as conn:
+        conn.execute(S.explanations.update().values(path=str(wide)))
+    for acct, (detail, page) in before.items():
+        assert detail["explanation"]["features"]
+        assert api.get(f"/api/accounts/{acct}").json() == detail
+        assert client.get(f"/accounts/{acct}").text == page
