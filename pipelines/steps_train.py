@@ -10,6 +10,7 @@ from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from features.contract.io import return_freed_memory
 from pipelines.progress import heartbeat, progress
 from pipelines.settings import Settings
 from pipelines.steps_base import (
@@ -45,17 +46,8 @@ def _training_book(settings: Settings, book_path: Path, data_end: date | None = 
 
     view = training_view(with_store_events(settings, read_book(book_path, release=True),
                                            as_of=data_end))
-    _return_freed_memory()
+    return_freed_memory()
     return view
-
-
-def _return_freed_memory() -> None:
-    """Return to the system what the Arrow memory pool keeps of freed buffers (its
-    allocator holds them for reuse otherwise, so the freed Book would still count in the
-    process's resident set)."""
-    import pyarrow as pa
-
-    pa.default_memory_pool().release_unused()
 
 
 def _training_frame(settings: Settings, book_path: Path, data_end: date | None = None,
@@ -77,7 +69,7 @@ def _training_frame(settings: Settings, book_path: Path, data_end: date | None =
                       stages=None if budget is None else budget.stage,
                       grace_days=settings.promise_grace_days)
     del book  # the last reference (:func:`_training_book`): the later stages never hold it
-    _return_freed_memory()
+    return_freed_memory()
     return frame, len(dates)
 
 
@@ -141,7 +133,7 @@ def build_training_set(*, settings: Settings, book: Path) -> TrainingSetSummary:
             sampling=train_config(settings).sampling(),
             grace_days=settings.promise_grace_days)
     del staged
-    _return_freed_memory()
+    return_freed_memory()
     counts = read_training_set(out, columns=_COUNT_COLUMNS if stats.rates else
                                _COUNT_COLUMNS[:-1])
     summary = _summarise_training_set(settings, counts, path=out, as_of_dates=len(dates),
