@@ -73,7 +73,23 @@ class _Cookies:
         return {"cookie": "; ".join(f"{k}={v}" for k, v in self.values.items())}
 
 
-class HttpClient:
+class _Verbs:
+    """``get`` and ``post`` of both clients, on their own ``request``."""
+
+    def request(self, method: str, target: str, *, body: bytes = b"",
+                headers: dict[str, str] | None = None) -> Reply:
+        raise NotImplementedError
+
+    def get(self, path: str, params: dict[str, Any] | None = None) -> Reply:
+        return self.request("GET", _target(path, params))
+
+    def post(self, path: str, *, json: Any = None, data: dict[str, str] | None = None,
+             headers: dict[str, str] | None = None) -> Reply:
+        body, content = _body(json, data)
+        return self.request("POST", path, body=body, headers={**content, **(headers or {})})
+
+
+class HttpClient(_Verbs):
     """One keep-alive HTTP/1.1 connection to ``base`` (``http://host:port``), reopened
     once if the server closed it; ``headers`` go with every request."""
 
@@ -85,14 +101,6 @@ class HttpClient:
         self._headers = dict(headers or {})
         self._cookies = _Cookies()
         self._conn: http.client.HTTPConnection | None = None
-
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Reply:
-        return self.request("GET", _target(path, params))
-
-    def post(self, path: str, *, json: Any = None, data: dict[str, str] | None = None,
-             headers: dict[str, str] | None = None) -> Reply:
-        body, content = _body(json, data)
-        return self.request("POST", path, body=body, headers={**content, **(headers or {})})
 
     def request(self, method: str, target: str, *, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> Reply:
@@ -122,7 +130,7 @@ class HttpClient:
             self._conn = None
 
 
-class AsgiClient:
+class AsgiClient(_Verbs):
     """Requests to the ASGI ``app`` in this process, one at a time, without a socket or
     HTTP parsing (the app's cost alone). The app runs on an event loop in a thread of its
     own under one long-lived task, as under a server: anyio's worker threads (where sync
@@ -157,14 +165,6 @@ class AsgiClient:
             finally:
                 if profiler is not None:
                     profiler.disable()
-
-    def get(self, path: str, params: dict[str, Any] | None = None) -> Reply:
-        return self.request("GET", _target(path, params))
-
-    def post(self, path: str, *, json: Any = None, data: dict[str, str] | None = None,
-             headers: dict[str, str] | None = None) -> Reply:
-        body, content = _body(json, data)
-        return self.request("POST", path, body=body, headers={**content, **(headers or {})})
 
     def request(self, method: str, target: str, *, body: bytes = b"",
                 headers: dict[str, str] | None = None) -> Reply:

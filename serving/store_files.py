@@ -127,6 +127,12 @@ class _Lists:
         wide = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(meta[WIDE_SCHEMA_KEY])))
         return cls(values=tuple(lists["values"]), shap=tuple(lists["shap"]), wide=wide)
 
+    def _lists(self) -> list[tuple[str, tuple[str, ...]]]:
+        """The list columns with at least one item (a run ranked by the rule has no SHAP
+        value: Arrow has no fixed-size list of size 0, so the file has no such column)."""
+        return [(name, items) for name, items in ((VALUES_COLUMN, self.values),
+                                                  (SHAP_COLUMN, self.shap)) if items]
+
     def _listed(self) -> set[str]:
         return {*self.values, *(SHAP_PREFIX + f for f in self.shap)}
 
@@ -136,8 +142,8 @@ class _Lists:
         run id and as_of, stay on the file as well)."""
         listed = self._listed()
         fields = [f for f in wide if f.name not in listed]
-        fields += [pa.field(VALUES_COLUMN, pa.list_(pa.float64(), len(self.values))),
-                   pa.field(SHAP_COLUMN, pa.list_(pa.float64(), len(self.shap)))]
+        fields += [pa.field(name, pa.list_(pa.float64(), len(items)))
+                   for name, items in self._lists()]
         # The wide table's pandas metadata describes columns this file does not have: it
         # stays in the wide schema only (a reader of the file alone sees plain columns).
         own = {k: v for k, v in (wide.metadata or {}).items() if k != b"pandas"}
@@ -152,8 +158,10 @@ class _Lists:
         n = wide.num_rows
         arrays = [wide.column(f.name) for f in schema
                   if f.name not in (VALUES_COLUMN, SHAP_COLUMN)]
-        arrays.append(_to_list([wide.column(c) for c in self.values], n))
-        arrays.append(_to_list([wide.column(SHAP_PREFIX + f) for f in self.shap], n))
+        if self.values:
+            arrays.append(_to_list([wide.column(c) for c in self.values], n))
+        if self.shap:
+            arrays.append(_to_list([wide.column(SHAP_PREFIX + f) for f in self.shap], n))
         return pa.Table.from_arrays(arrays, schema=schema)
 
     @functools.cached_property
@@ -185,8 +193,8 @@ class _Lists:
         """The wide table of rows read in the lists layout (columns, types and metadata as
         the scorer's table)."""
         n = narrow.num_rows
-        lists = {VALUES_COLUMN: _from_list(narrow.column(VALUES_COLUMN), len(self.values), n),
-                 SHAP_COLUMN: _from_list(narrow.column(SHAP_COLUMN), len(self.shap), n)}
+        lists = {name: _from_list(narrow.column(name), len(items), n)
+                 for name, items in self._lists()}
         arrays = []
         for (source, j, cast), field in zip(self._plan, self.wide, strict=True):
             if j >= 0:

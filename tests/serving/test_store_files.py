@@ -160,3 +160,19 @@ def test_rows_as_dicts_are_the_wide_tables_rows(wide: pa.Table, tmp_path: Path,
     assert [type(v) for v in rows[0].values()] == [type(v) for v in want[0].values()]
     assert isinstance(rows[1]["invoices"], int) and isinstance(rows[0]["disputed"], bool)
     assert sf.read_explanation_rows(path, ["missing"]) == []
+
+
+def test_a_run_without_shap_values_has_no_list_columns_and_reads_back(
+    wide: pa.Table, tmp_path: Path
+) -> None:
+    # A run ranked by the rule: reasons, no SHAP value (Arrow has no fixed-size list of
+    # size 0, so the file must leave such a column out rather than fail to write).
+    rule = wide.drop_columns([n for n in wide.column_names
+                              if n.startswith("shap_") or n in ("invoices", "rate")])
+    path = tmp_path / "explanations.parquet"
+    sf.write_explanations_parquet(rule, path)
+    stored = pq.ParquetFile(path)
+    assert sf.VALUES_COLUMN not in stored.schema_arrow.names
+    assert sf.SHAP_COLUMN not in stored.schema_arrow.names
+    assert _same(sf.read_parquet_accounts(path, None), rule)
+    assert sf.read_explanation_rows(path, ["A002"]) == rule.slice(2, 1).to_pylist()
