@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.nightly import current_rss_mb
+
 #: (file suffix, function name) -> step label; the innermost match on the stack wins.
 STEPS: dict[tuple[str, str], str] = {
     ("features/contract/io.py", "read_source"): "read file",
@@ -56,11 +58,6 @@ STEPS: dict[tuple[str, str], str] = {
     ("features/contract/validation.py", "write_quarantine"): "write quarantine",
 }
 _VALIDATE = ("features/contract/validation.py", "_validate")
-
-
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
 class StepSampler:
@@ -96,7 +93,7 @@ class StepSampler:
         last_t, last_cpu = time.perf_counter(), sum(os.times()[:2])
         while not self._stop.wait(self.interval):
             where = self._where()
-            rss = _rss_mb()
+            rss = current_rss_mb()
             now, cpu = time.perf_counter(), sum(os.times()[:2])
             row = self.rows.setdefault(where, {"wall_s": 0.0, "cpu_s": 0.0, "peak_rss_mb": 0.0})
             row["wall_s"] += now - last_t
@@ -118,14 +115,14 @@ def run(folder: str, *, interval: float = 0.02) -> dict[str, Any]:
     """Validate ``folder`` under the sampler; returns the figures."""
     import features.contract.validation as validation
 
-    rss0 = _rss_mb()
+    rss0 = current_rss_mb()
     with tempfile.TemporaryDirectory(prefix="delinq-bench-valsteps-") as qdir:
         cpu0, t0 = sum(os.times()[:2]), time.perf_counter()
         with StepSampler(interval) as sampler:
             result = validation.validate_folder(folder, quarantine_dir=qdir,
                                                 accept_anomalies=True)
         seconds, cpu = time.perf_counter() - t0, sum(os.times()[:2]) - cpu0
-    held = _rss_mb()
+    held = current_rss_mb()
     out = {
         "module": validation.__file__,
         "invoices": len(result.book.invoices),
