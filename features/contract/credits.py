@@ -45,10 +45,17 @@ def payment_credits(kept: pl.DataFrame, invoice_amounts: pl.Series) -> dict[str,
     # linear and without hashing the ids.
     parent = kept.get_column("__parent").to_numpy()
     paid = np.bincount(parent, weights=kept.get_column(value("amount")).to_numpy(),
-                       minlength=len(invoice_amounts))
-    has = np.bincount(parent, minlength=len(invoice_amounts)) > 0
-    cents = np.round((paid[has] - invoice_amounts.to_numpy()[has]) * 100)
-    excess = cents[cents >= 1]
+                       minlength=len(invoice_amounts)).astype(np.float64, copy=False)
+    has = np.zeros(len(invoice_amounts), dtype=bool)
+    has[parent] = True
+    # In place, over every invoice (those without payments are masked out after): the
+    # same float operations as on the paid ones alone, without three temporaries as long
+    # as the invoices (at 50M invoices ~1.2 GB at validation's peak).
+    cents = paid  # (float even without payments: numpy's bincount of nothing is int)
+    cents -= invoice_amounts.to_numpy()
+    cents *= 100
+    np.round(cents, out=cents)
+    excess = cents[has & (cents >= 1)]
     return {
         "prepayments": early.height,
         "prepayment_amount": round(float(early.get_column(value("amount")).sum()), 2),
