@@ -134,9 +134,11 @@ def _view_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return views, joined, starts
 
 
-def _span(o, d, s, i):  # type: ignore[no-untyped-def]
-    """(bytes array, start, length) of string ``i`` of a column in kernel form: compiled
-    only (see :func:`_span_overload`)."""
+def _span(o, s, i):  # type: ignore[no-untyped-def]
+    """(whether the bytes are in ``o``, not ``d``; their start; their length) of string
+    ``i`` of a column in kernel form ``(o, d, s)``: compiled only (see
+    :func:`_span_overload`). (Not the bytes' array itself: returning an array from a
+    compiled function costs reference counting on every string compared.)"""
     raise NotImplementedError
 
 
@@ -154,29 +156,32 @@ def _is_views(o: nb.types.Array) -> bool:
     return isinstance(o.dtype, nb.types.Integer) and o.dtype.bitwidth == 8
 
 
-@overload(_span, jit_options={"nogil": True})
-def _span_overload(o, d, s, i):  # type: ignore[no-untyped-def]
+@nb.njit(inline="always")
+def _int32_at(o, at):  # type: ignore[no-untyped-def]
+    """The little-endian int32 at byte ``at`` of a view buffer (Arrow's lengths, buffer
+    indexes and offsets are non-negative)."""
+    return (np.int64(o[at]) | (np.int64(o[at + 1]) << 8) | (np.int64(o[at + 2]) << 16)
+            | (np.int64(o[at + 3]) << 24))
+
+
+@overload(_span, inline="always")
+def _span_overload(o, s, i):  # type: ignore[no-untyped-def]
     if _is_views(o):
-        def views(o, d, s, i):  # type: ignore[no-untyped-def]
+        def views(o, s, i):  # type: ignore[no-untyped-def]
             at = VIEW_BYTES * i
-            n = (np.int64(o[at]) | (np.int64(o[at + 1]) << 8) | (np.int64(o[at + 2]) << 16)
-                 | (np.int64(o[at + 3]) << 24))
+            n = _int32_at(o, at)
             if n <= VIEW_INLINE:
-                return o, at + 4, n
-            buf = (np.int64(o[at + 8]) | (np.int64(o[at + 9]) << 8)
-                   | (np.int64(o[at + 10]) << 16) | (np.int64(o[at + 11]) << 24))
-            off = (np.int64(o[at + 12]) | (np.int64(o[at + 13]) << 8)
-                   | (np.int64(o[at + 14]) << 16) | (np.int64(o[at + 15]) << 24))
-            return d, s[buf] + off, n
+                return True, at + 4, n
+            return False, s[_int32_at(o, at + 8)] + _int32_at(o, at + 12), n
         return views
 
-    def offsets(o, d, s, i):  # type: ignore[no-untyped-def]
+    def offsets(o, s, i):  # type: ignore[no-untyped-def]
         a = np.int64(o[i])
-        return d, a, np.int64(o[i + 1]) - a
+        return False, a, np.int64(o[i + 1]) - a
     return offsets
 
 
-@overload(_size, jit_options={"nogil": True})
+@overload(_size, inline="always")
 def _size_overload(o):  # type: ignore[no-untyped-def]
     if _is_views(o):
         return lambda o: len(o) // VIEW_BYTES
@@ -185,12 +190,14 @@ def _size_overload(o):  # type: ignore[no-untyped-def]
 
 @nb.njit(cache=True, nogil=True)
 def _eq(ao, ad, as_, i, bo, bd, bs, j):
-    x, a0, la = _span(ao, ad, as_, i)
-    y, b0, lb = _span(bo, bd, bs, j)
+    fa, a0, la = _span(ao, as_, i)
+    fb, b0, lb = _span(bo, bs, j)
     if la != lb:
         return False
-    for k in range(la):  # noqa: SIM110 (a plain loop compiles to the tightest numba code)
-        if x[a0 + k] != y[b0 + k]:
+    for k in range(la):
+        u = ao[a0 + k] if fa else ad[a0 + k]
+        v = bo[b0 + k] if fb else bd[b0 + k]
+        if u != v:
             return False
     return True
 
@@ -198,10 +205,11 @@ def _eq(ao, ad, as_, i, bo, bd, bs, j):
 @nb.njit(cache=True, nogil=True)
 def _cmp(ao, ad, as_, i, bo, bd, bs, j):
     """Byte-wise comparison of string i of a with string j of b: -1, 0 or 1."""
-    x, a0, la = _span(ao, ad, as_, i)
-    y, b0, lb = _span(bo, bd, bs, j)
+    fa, a0, la = _span(ao, as_, i)
+    fb, b0, lb = _span(bo, bs, j)
     for k in range(min(la, lb)):
-        u, v = x[a0 + k], y[b0 + k]
+        u = ao[a0 + k] if fa else ad[a0 + k]
+        v = bo[b0 + k] if fb else bd[b0 + k]
         if u != v:
             return -1 if u < v else 1
     return -1 if la < lb else (1 if la > lb else 0)
@@ -210,10 +218,10 @@ def _cmp(ao, ad, as_, i, bo, bd, bs, j):
 @nb.njit(cache=True, nogil=True)
 def _hash(o, d, s, i):
     """FNV-1a with a murmur3 finaliser (FNV's low bits alone cluster on id-like strings)."""
-    x, a0, n = _span(o, d, s, i)
+    f, a0, n = _span(o, s, i)
     h = np.uint64(14695981039346656037)
     for k in range(a0, a0 + n):
-        h = (h ^ np.uint64(x[k])) * np.uint64(1099511628211)
+        h = (h ^ np.uint64(o[k] if f else d[k])) * np.uint64(1099511628211)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
