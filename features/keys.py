@@ -12,7 +12,9 @@ million rows. Real exports (and the synthetic book) list payments roughly in inv
 and invoices grouped by account, so :func:`match_ids` first tries a *hinted* match (the
 previous row's match or the next ones, galloping when the reference is sorted), which is a
 sequential scan, and falls back to a hash table only for the rows that miss. Results never
-depend on input order, only speed does.
+depend on input order, only speed does. Strings are compared where they are: Arrow's
+offsets layout (pandas, Arrow) or polars' 16-byte string views (ids of at most 12 bytes
+inline), never copied from one layout to the other (``_buffers``).
 
 - :func:`match_ids`: row in ``reference`` of each query id (numpy, -1 when absent);
 - :func:`lookup`: the same for polars Series with nulls (validation), unique table keys;
@@ -30,6 +32,7 @@ import pandas as pd
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
+from numba.extending import overload
 
 Strings = pd.Series | pa.Array | pa.ChunkedArray | pl.Series
 
@@ -70,11 +73,30 @@ def values_at(values: pd.Series, rows: np.ndarray, index: pd.Index | None = None
     return pd.Series(pd.array(taken, dtype="str"), index=index, name=name)
 
 
-def _buffers(values: Strings) -> tuple[np.ndarray, np.ndarray]:
-    """(offsets, bytes) of a null-free string column, zero-copy where Arrow allows (int32 or
-    int64 offsets)."""
+#: Bytes per row of Arrow's (and polars') string view layout: int32 length, then either
+#: the string itself (at most 12 bytes, zero-padded) or a 4-byte prefix, the int32 index
+#: of a data buffer and the int32 offset of the string in it.
+VIEW_BYTES = 16
+VIEW_INLINE = 12
+
+
+def _buffers(values: Strings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A null-free string column in the kernels' form ``(o, d, s)``, without copying the
+    strings where the layout allows:
+
+    - offsets (Arrow ``string``/``large_string``, pandas ``str``): ``o`` the int32/int64
+      offsets (n + 1), ``d`` the bytes, ``s`` unused;
+    - string views (polars' strings, Arrow ``string_view``): ``o`` the 16-byte views as
+      uint8 (16 n), ``d`` the data buffers (the one buffer as is, several concatenated:
+      only when a string is longer than 12 bytes, as shorter ones are inline in their
+      view), ``s`` the start of each data buffer in ``d`` (int64).
+
+    Why views stay views: at 1M accounts casting both sides of the invoice-id lookup to
+    offsets held ~1.8 GB more at validation's peak (issues 11 and 20).
+    """
     if isinstance(values, pl.Series):
-        arr = values.rechunk().to_arrow()
+        # newest: polars' own string views, zero-copy (the default casts to large_string)
+        arr = values.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
     elif isinstance(values, pa.Array | pa.ChunkedArray):
         arr = values
     else:
@@ -85,46 +107,123 @@ def _buffers(values: Strings) -> tuple[np.ndarray, np.ndarray]:
         width = np.int64
     elif pa.types.is_string(arr.type):
         width = np.int32
-    else:  # string views (polars), dictionaries: one copy to plain offsets
+    elif pa.types.is_string_view(arr.type):
+        return _view_buffers(arr)
+    else:  # dictionaries, binary...: one copy to plain offsets
         arr = arr.cast(pa.large_string())
         width = np.int64
     bufs = arr.buffers()
     offsets = np.frombuffer(bufs[1], dtype=width)[arr.offset: arr.offset + len(arr) + 1]
     data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(
         1, np.uint8)
-    return offsets, data
+    return offsets, data, np.zeros(1, np.int64)
+
+
+def _view_buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_buffers` of a ``string_view`` array (see there)."""
+    bufs = arr.buffers()
+    start, stop = VIEW_BYTES * arr.offset, VIEW_BYTES * (arr.offset + len(arr))
+    views = np.frombuffer(bufs[1], dtype=np.uint8)[start:stop] if len(arr) else np.zeros(
+        0, np.uint8)
+    lengths = views.view(np.int32)[::VIEW_BYTES // 4]
+    data = [b for b in bufs[2:] if b is not None]
+    if not data or lengths.max(initial=0) <= VIEW_INLINE:  # every string inline: no bytes
+        return views, np.zeros(1, np.uint8), np.zeros(1, np.int64)
+    sizes = np.array([b.size for b in data], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+    joined = np.frombuffer(data[0], dtype=np.uint8) if len(data) == 1 else np.concatenate(
+        [np.frombuffer(b, dtype=np.uint8) for b in data])
+    return views, joined, starts
+
+
+def _span(o, s, i):  # type: ignore[no-untyped-def]
+    """(whether the bytes are in ``o``, not ``d``; their start; their length) of string
+    ``i`` of a column in kernel form ``(o, d, s)``: compiled only (see
+    :func:`_span_overload`). (Not the bytes' array itself: returning an array from a
+    compiled function costs reference counting on every string compared.)"""
+    raise NotImplementedError
+
+
+def _size(o):  # type: ignore[no-untyped-def]
+    """Number of strings of a column in kernel form: compiled only."""
+    raise NotImplementedError
+
+
+def _rows(o: np.ndarray) -> int:
+    """:func:`_size` outside compiled code."""
+    return len(o) // VIEW_BYTES if o.dtype == np.uint8 else len(o) - 1
+
+
+def _is_views(o: nb.types.Array) -> bool:
+    return isinstance(o.dtype, nb.types.Integer) and o.dtype.bitwidth == 8
+
+
+@nb.njit(inline="always")
+def _int32_at(o, at):  # type: ignore[no-untyped-def]
+    """The little-endian int32 at byte ``at`` of a view buffer (Arrow's lengths, buffer
+    indexes and offsets are non-negative)."""
+    return (np.int64(o[at]) | (np.int64(o[at + 1]) << 8) | (np.int64(o[at + 2]) << 16)
+            | (np.int64(o[at + 3]) << 24))
+
+
+@overload(_span, inline="always")
+def _span_overload(o, s, i):  # type: ignore[no-untyped-def]
+    if _is_views(o):
+        def views(o, s, i):  # type: ignore[no-untyped-def]
+            at = VIEW_BYTES * i
+            n = _int32_at(o, at)
+            if n <= VIEW_INLINE:
+                return True, at + 4, n
+            return False, s[_int32_at(o, at + 8)] + _int32_at(o, at + 12), n
+        return views
+
+    def offsets(o, s, i):  # type: ignore[no-untyped-def]
+        a = np.int64(o[i])
+        return False, a, np.int64(o[i + 1]) - a
+    return offsets
+
+
+@overload(_size, inline="always")
+def _size_overload(o):  # type: ignore[no-untyped-def]
+    if _is_views(o):
+        return lambda o: len(o) // VIEW_BYTES
+    return lambda o: len(o) - 1
 
 
 @nb.njit(cache=True, nogil=True)
-def _eq(ao, ad, i, bo, bd, j):
-    la = ao[i + 1] - ao[i]
-    if la != bo[j + 1] - bo[j]:
+def _eq(ao, ad, as_, i, bo, bd, bs, j):
+    fa, a0, la = _span(ao, as_, i)
+    fb, b0, lb = _span(bo, bs, j)
+    if la != lb:
         return False
-    a0, b0 = ao[i], bo[j]
-    for k in range(la):  # noqa: SIM110 (a plain loop compiles to the tightest numba code)
-        if ad[a0 + k] != bd[b0 + k]:
+    for k in range(la):
+        u = ao[a0 + k] if fa else ad[a0 + k]
+        v = bo[b0 + k] if fb else bd[b0 + k]
+        if u != v:
             return False
     return True
 
 
 @nb.njit(cache=True, nogil=True)
-def _cmp(ao, ad, i, bo, bd, j):
+def _cmp(ao, ad, as_, i, bo, bd, bs, j):
     """Byte-wise comparison of string i of a with string j of b: -1, 0 or 1."""
-    la, lb = ao[i + 1] - ao[i], bo[j + 1] - bo[j]
-    a0, b0 = ao[i], bo[j]
+    fa, a0, la = _span(ao, as_, i)
+    fb, b0, lb = _span(bo, bs, j)
     for k in range(min(la, lb)):
-        x, y = ad[a0 + k], bd[b0 + k]
-        if x != y:
-            return -1 if x < y else 1
+        u = ao[a0 + k] if fa else ad[a0 + k]
+        v = bo[b0 + k] if fb else bd[b0 + k]
+        if u != v:
+            return -1 if u < v else 1
     return -1 if la < lb else (1 if la > lb else 0)
 
 
 @nb.njit(cache=True, nogil=True)
-def _hash(o, d, i):
+def _hash(o, d, s, i):
     """FNV-1a with a murmur3 finaliser (FNV's low bits alone cluster on id-like strings)."""
+    f, a0, n = _span(o, s, i)
     h = np.uint64(14695981039346656037)
-    for k in range(o[i], o[i + 1]):
-        h = (h ^ np.uint64(d[k])) * np.uint64(1099511628211)
+    for k in range(a0, a0 + n):
+        h = (h ^ np.uint64(o[k] if f else d[k])) * np.uint64(1099511628211)
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -132,15 +231,22 @@ def _hash(o, d, i):
 
 
 @nb.njit(cache=True, nogil=True)
-def _strictly_sorted(o, d):
-    for i in range(len(o) - 2):  # noqa: SIM110 (numba: plain loop)
-        if _cmp(o, d, i, o, d, i + 1) >= 0:
+def _sorted(o, d, s, strict):
+    """Whether the strings ascend (byte order), strictly or not."""
+    least = 1 if strict else 0  # _cmp(next, this) must be at least this
+    for i in range(_size(o) - 1):  # noqa: SIM110 (numba: plain loop)
+        if _cmp(o, d, s, i + 1, o, d, s, i) < least:
             return False
     return True
 
 
 @nb.njit(cache=True, nogil=True)
-def _find_sorted(qo, qd, j, ro, rd, k, m, r):
+def _strictly_sorted(o, d, s):
+    return _sorted(o, d, s, True)
+
+
+@nb.njit(cache=True, nogil=True)
+def _find_sorted(qo, qd, qs, j, ro, rd, rs, k, m, r):
     """(row of query ``j`` or -1, next hint) in a strictly sorted reference of ``m`` rows,
     from hint ``k`` (``r``: the sign of ref[k] - query): a few merge steps forward (sorted
     queries hit here), else galloping away from the hint and a binary search. Exact: a miss
@@ -150,14 +256,14 @@ def _find_sorted(qo, qd, j, ro, rd, k, m, r):
     while r < 0 and steps < 3 and c + 1 < m:
         c += 1
         steps += 1
-        r = _cmp(ro, rd, c, qo, qd, j)
+        r = _cmp(ro, rd, rs, c, qo, qd, qs, j)
     if r == 0:
         return c, c
     if r > 0 and steps > 0:  # ref[c - 1] < q < ref[c]: absent
         return -1, c
     if r < 0:  # beyond ref[c]: window doubling forward
         lo, step = c, 1
-        while lo + step < m and _cmp(ro, rd, lo + step, qo, qd, j) < 0:
+        while lo + step < m and _cmp(ro, rd, rs, lo + step, qo, qd, qs, j) < 0:
             lo += step
             step *= 2
         hi = min(lo + step, m)
@@ -165,38 +271,38 @@ def _find_sorted(qo, qd, j, ro, rd, k, m, r):
         lo, hi = -1, c
     while hi - lo > 1:  # invariant: ref[lo] < q <= ref[hi] (ends are sentinels)
         mid = (lo + hi) // 2
-        if _cmp(ro, rd, mid, qo, qd, j) < 0:
+        if _cmp(ro, rd, rs, mid, qo, qd, qs, j) < 0:
             lo = mid
         else:
             hi = mid
-    if hi < m and _eq(qo, qd, j, ro, rd, hi):
+    if hi < m and _eq(qo, qd, qs, j, ro, rd, rs, hi):
         return hi, hi
     return -1, min(hi, m - 1)
 
 
 @nb.njit(cache=True, nogil=True)
-def _match_hinted(qo, qd, ro, rd, ref_sorted):
+def _match_hinted(qo, qd, qs, ro, rd, rs, ref_sorted):
     """Index into the reference of each query string, -1 where not found this way.
 
     A strictly sorted reference is searched exactly (:func:`_find_sorted`). Otherwise the
     previous match and the next two rows are tried (ordered exports hit here) and the rest
     is left to :func:`_match_hashed`.
     """
-    n, m = len(qo) - 1, len(ro) - 1
+    n, m = _size(qo), _size(ro)
     out = np.full(n, -1, np.int64)
     if m == 0:
         return out
     k = 0
     for j in range(n):
         if ref_sorted:
-            r = _cmp(ro, rd, k, qo, qd, j)
+            r = _cmp(ro, rd, rs, k, qo, qd, qs, j)
             if r == 0:  # the hint itself (a repeated id), without a call
                 out[j] = k
             else:
-                out[j], k = _find_sorted(qo, qd, j, ro, rd, k, m, r)
+                out[j], k = _find_sorted(qo, qd, qs, j, ro, rd, rs, k, m, r)
             continue
         for c in range(k, min(k + 3, m)):
-            if _eq(qo, qd, j, ro, rd, c):
+            if _eq(qo, qd, qs, j, ro, rd, rs, c):
                 out[j] = c
                 k = c
                 break
@@ -204,7 +310,7 @@ def _match_hinted(qo, qd, ro, rd, ref_sorted):
 
 
 @nb.njit(cache=True, nogil=True)
-def _match_hashed(qo, qd, ro, rd, out):
+def _match_hashed(qo, qd, qs, ro, rd, rs, out):
     """Fill the -1 entries of ``out``: a hash table over those query strings, then one
     sequential scan of the reference (first occurrence wins). Ids not found stay -1."""
     miss = np.flatnonzero(out < 0)
@@ -216,19 +322,19 @@ def _match_hashed(qo, qd, ro, rd, out):
     nxt = np.full(len(miss), -1, np.int64)  # chain of further queries with the same string
     for t in range(len(miss)):
         j = miss[t]
-        s = _hash(qo, qd, j) & mask
-        while table[s] >= 0 and not _eq(qo, qd, miss[table[s]], qo, qd, j):
+        s = _hash(qo, qd, qs, j) & mask
+        while table[s] >= 0 and not _eq(qo, qd, qs, miss[table[s]], qo, qd, qs, j):
             s = (s + np.uint64(1)) & mask
         if table[s] >= 0:
             nxt[t] = nxt[table[s]]
             nxt[table[s]] = t
         else:
             table[s] = t
-    for r in range(len(ro) - 1):
-        s = _hash(ro, rd, r) & mask
+    for r in range(_size(ro)):
+        s = _hash(ro, rd, rs, r) & mask
         while table[s] >= 0:
             t = table[s]
-            if _eq(qo, qd, miss[t], ro, rd, r):
+            if _eq(qo, qd, qs, miss[t], ro, rd, rs, r):
                 while t >= 0:
                     if out[miss[t]] < 0:
                         out[miss[t]] = r
@@ -246,16 +352,16 @@ def match_ids(query: Strings, reference: Strings, *,
     ``reference_sorted``: whether the reference is strictly ascending (byte order), when the
     caller knows; checked here otherwise (one linear pass).
     """
-    qo, qd = _buffers(query)
-    ro, rd = _buffers(reference)
-    ref_sorted = _strictly_sorted(ro, rd) if reference_sorted is None else reference_sorted
-    out = _match_hinted(qo, qd, ro, rd, ref_sorted)
-    if not ref_sorted and _has_repeats(ro, rd):
+    qo, qd, qs = _buffers(query)
+    ro, rd, rs = _buffers(reference)
+    ref_sorted = _strictly_sorted(ro, rd, rs) if reference_sorted is None else reference_sorted
+    out = _match_hinted(qo, qd, qs, ro, rd, rs, ref_sorted)
+    if not ref_sorted and _has_repeats(ro, rd, rs):
         # The hint window can land on a later copy of a repeated id: only the one scan of
         # the reference in order finds every first occurrence.
-        out = _match_hashed(qo, qd, ro, rd, np.full(len(out), -1, np.int64))
+        out = _match_hashed(qo, qd, qs, ro, rd, rs, np.full(len(out), -1, np.int64))
     elif not ref_sorted and (out < 0).any():
-        out = _match_hashed(qo, qd, ro, rd, out)
+        out = _match_hashed(qo, qd, qs, ro, rd, rs, out)
     return out
 
 
@@ -266,17 +372,24 @@ def is_strictly_sorted(values: Strings) -> bool:
     return bool(_strictly_sorted(*_buffers(values)))
 
 
-def _has_repeats(ro: np.ndarray, rd: np.ndarray) -> bool:
+def _has_repeats(ro: np.ndarray, rd: np.ndarray, rs: np.ndarray) -> bool:
     """Whether an id occurs twice in the (unsorted) reference: each row matched against
     the reference itself finds an earlier row."""
-    first = _match_hashed(ro, rd, ro, rd, np.full(len(ro) - 1, -1, np.int64))
+    first = _match_hashed(ro, rd, rs, ro, rd, rs, np.full(_rows(ro), -1, np.int64))
     return bool((first != np.arange(len(first))).any())
 
 
-def _is_sorted(keys: pl.Series) -> bool:
-    """Ascending, nulls anywhere ignored pairwise (one linear pass)."""
+def _is_sorted(keys: pl.Series, *, in_place: bool = True) -> bool:
+    """Ascending, nulls anywhere ignored pairwise (one linear pass).
+
+    ``in_place``: null-free strings are compared where they are (:func:`_sorted`), not
+    through polars' comparison with a shifted copy of the keys (16 bytes a row) and two
+    masks, ~1 GB at 50M payments during validation's peak; polars' costs ~3x less CPU, so
+    a caller that copies the keys anyway passes False."""
     if len(keys) < 2:
         return True
+    if in_place and keys.dtype == pl.String and keys.null_count() == 0:
+        return bool(_sorted(*_buffers(keys), False))
     prev = keys.shift(1)
     return bool(((keys >= prev) | keys.is_null() | prev.is_null()).all())
 
@@ -290,7 +403,7 @@ def first_occurrence(keys: pl.Series) -> pl.Series:
     if n == 0:
         return pl.Series(dtype=pl.Boolean)
     not_null = keys.is_not_null()
-    if keys.null_count() == 0 and _is_sorted(keys):
+    if keys.null_count() == 0 and _is_sorted(keys, in_place=False):
         return (keys != keys.shift(1)).fill_null(True)
     hashes = keys.hash(seed=0).to_numpy()
     ordered = np.sort(hashes[not_null.to_numpy()])

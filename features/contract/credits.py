@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+import numba as nb
 import numpy as np
 import polars as pl
 
@@ -41,20 +42,37 @@ def payment_credits(kept: pl.DataFrame, invoice_amounts: pl.Series) -> dict[str,
     overpaid when its payments exceed its amount by a cent or more; the excess is the
     credit."""
     early = kept.filter(pl.col(value("payment_date")) < pl.col("__parent_issue"))
-    # Per invoice by its row number (a kept payment always has one): a weighted bincount,
+    # Per invoice by its row number (a kept payment always has one): a weighted count,
     # linear and without hashing the ids.
-    parent = kept.get_column("__parent").to_numpy()
-    paid = np.bincount(parent, weights=kept.get_column(value("amount")).to_numpy(),
-                       minlength=len(invoice_amounts))
-    has = np.bincount(parent, minlength=len(invoice_amounts)) > 0
-    cents = np.round((paid[has] - invoice_amounts.to_numpy()[has]) * 100)
-    excess = cents[cents >= 1]
+    paid, has = _paid(kept.get_column("__parent").to_numpy(),
+                      kept.get_column(value("amount")).to_numpy(), len(invoice_amounts))
+    # In place, over every invoice (those without payments are masked out after): the
+    # same float operations as on the paid ones alone, without three temporaries as long
+    # as the invoices (at 50M invoices ~1.2 GB at validation's peak).
+    cents = paid
+    cents -= invoice_amounts.to_numpy()
+    cents *= 100
+    np.round(cents, out=cents)
+    excess = cents[has & (cents >= 1)]
     return {
         "prepayments": early.height,
         "prepayment_amount": round(float(early.get_column(value("amount")).sum()), 2),
         "overpaid_invoices": len(excess),
         "overpaid_amount": round(float(excess.sum()) / 100, 2),
     }
+
+
+@nb.njit(cache=True, nogil=True)
+def _paid(parent: np.ndarray, amount: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(sum of the payments' ``amount`` per invoice row ``parent``, whether it has any) over
+    ``n`` invoices: ``np.bincount`` with weights (the same sums, added in row order), which
+    would first copy both columns (it copies read-only arrays, as polars' are)."""
+    paid = np.zeros(n, np.float64)
+    has = np.zeros(n, np.bool_)
+    for i in range(len(parent)):
+        paid[parent[i]] += amount[i]
+        has[parent[i]] = True
+    return paid, has
 
 
 def describe(counts: Mapping[str, float]) -> str | None:

@@ -292,3 +292,33 @@ def test_shuffled_rows_apply_credits_the_same_way(case, seed):
     pd.testing.assert_frame_equal(build_features(book, as_of=as_of),
                                   build_features(shuffled, as_of=as_of),
                                   check_exact=False, rtol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(n_invoices=st.integers(0, 30), seed=st.integers(0, 2**32 - 1))
+def test_payment_credits_sum_exactly_as_a_weighted_bincount(n_invoices: int, seed: int) -> None:
+    """The per-invoice sums (added in row order, in place) equal numpy's weighted bincount
+    and the former expression bit for bit, on amounts that overpay by fractions of a cent."""
+    import polars as pl
+
+    from features.contract.credits import _paid, payment_credits
+    from features.contract.parsing import value
+
+    rng = np.random.default_rng(seed)
+    n_pay = int(rng.integers(0, 60)) if n_invoices else 0
+    parent = rng.integers(0, max(n_invoices, 1), n_pay).astype(np.int64)
+    amount = np.round(rng.uniform(0.01, 500, n_pay), 2) + rng.choice([0, 0.004, 0.006], n_pay)
+    invoices = np.round(rng.uniform(1, 800, n_invoices), 2)
+    paid, has = _paid(parent, amount, n_invoices)
+    expected = np.bincount(parent, weights=amount, minlength=n_invoices)
+    assert paid.tobytes() == expected.astype(np.float64).tobytes()
+    assert has.tolist() == (np.bincount(parent, minlength=n_invoices) > 0).tolist()
+    day = pl.Series([date(2024, 1, 2)] * n_pay, dtype=pl.Date)
+    kept = pl.DataFrame({value("payment_date"): day, "__parent_issue": day,
+                         "__parent": pl.Series(parent, dtype=pl.Int64),
+                         value("amount"): pl.Series(amount, dtype=pl.Float64)})
+    got = payment_credits(kept, pl.Series(invoices, dtype=pl.Float64))
+    cents = np.round((expected[has] - invoices[has]) * 100)
+    excess = cents[cents >= 1]
+    assert got["overpaid_invoices"] == len(excess)
+    assert got["overpaid_amount"] == round(float(excess.sum()) / 100, 2)

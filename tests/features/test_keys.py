@@ -1,12 +1,28 @@
-"""The id matchers of ``features.keys``: Arrow hash lookups against a value set, and reading
-another column at the rows found (``index_in``, ``is_in``, ``values_at``)."""
+"""The id matchers of ``features.keys``: Arrow hash lookups against a value set, reading
+another column at the rows found (``index_in``, ``is_in``, ``values_at``), and the merge on
+polars' string views in place (ids inline in their view or not, sliced, in several data
+buffers, empty)."""
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from features.keys import index_in, is_in, match_ids, values_at
+from features.keys import (
+    _is_sorted,
+    index_in,
+    is_in,
+    is_strictly_sorted,
+    lookup,
+    match_ids,
+    values_at,
+)
 
 
 def test_index_in_and_is_in_agree_with_match_ids_on_ids_of_every_form() -> None:
@@ -26,3 +42,88 @@ def test_values_at_reads_the_rows_found_and_leaves_the_others_missing() -> None:
     assert out.dtype == "str" and out.name == "account_id"
     assert out.index.tolist() == [10, 11, 12]
     assert out.tolist()[0] == "A3" and pd.isna(out[11]) and out[12] == "A1"
+
+
+# ------------------------------------------- polars' string views, matched in place
+# Ids of every layout: inline in their 16-byte view (at most 12 bytes, the synthetic
+# book's), out of line (13 bytes and more, in a data buffer), sharing the 4-byte prefix a
+# view also holds, empty, multi-byte UTF-8.
+IDS = ["", "I1", "I000000001", "I00000000001", "I000000000001", "I0000000000001",
+       "I000000000000000000002", "I0000", "I0001", "Ä", "Äx" * 9, "ab", "ab\x00", "abc"]
+
+
+def _expected(query: list[str], reference: list[str]) -> list[int]:
+    first: dict[str, int] = {}
+    for i, r in enumerate(reference):
+        first.setdefault(r, i)
+    return [first.get(q, -1) for q in query]
+
+
+@settings(max_examples=60, deadline=None)
+@given(reference=st.lists(st.sampled_from(IDS), max_size=25),
+       query=st.lists(st.sampled_from([*IDS, "I000000000003", "zz"]), max_size=30),
+       sort_ref=st.booleans(), sort_query=st.booleans(), cut=st.integers(0, 3))
+def test_match_ids_on_views_equals_offsets_and_a_dictionary(
+        reference: list[str], query: list[str], sort_ref: bool, sort_query: bool,
+        cut: int) -> None:
+    if sort_ref:  # (byte order: Python's order of these str is the UTF-8 bytes' order)
+        reference = sorted(set(reference))
+    if sort_query:
+        query = sorted(query)
+    # A slice of a longer column: its views start past the buffer's first (polars keeps
+    # the parent's buffers), the layout a filtered or sliced column has.
+    ref_views = pl.Series(["pad"] * cut + reference, dtype=pl.String)[cut:]
+    expected = _expected(query, reference)
+    for known in (None, sort_ref or None):
+        got = match_ids(pl.Series(query, dtype=pl.String), ref_views, reference_sorted=known)
+        assert got.tolist() == expected
+    offsets = match_ids(pa.array(query, pa.large_string()), pa.array(reference, pa.string()))
+    assert offsets.tolist() == expected
+    # one side views, the other offsets
+    assert match_ids(pl.Series(query, dtype=pl.String),
+                     pa.array(reference, pa.large_string())).tolist() == expected
+    assert is_strictly_sorted(ref_views) == (
+        all(a < b for a, b in itertools.pairwise(r.encode() for r in reference)))
+
+
+def test_views_in_several_data_buffers_and_arrow_slices() -> None:
+    parts = [pa.array(["x" * 20, "short", "y" * 30], pa.string_view()),
+             pa.array(["z" * 15, "q", "x" * 20], pa.string_view())]
+    column = pa.concat_arrays(parts)  # two data buffers: views index the second
+    assert len(column.buffers()) == 4
+    values = column.to_pylist()
+    query = pa.array(["x" * 20, "z" * 15, "q", "y" * 30, "y" * 29, "short"], pa.string_view())
+    assert match_ids(query, column).tolist() == _expected(query.to_pylist(), values)
+    tail = column.slice(2)  # a view array with an offset
+    assert match_ids(query, tail).tolist() == _expected(query.to_pylist(), values[2:])
+    assert match_ids(query.slice(1, 3), tail).tolist() == _expected(
+        query.to_pylist()[1:4], values[2:])
+
+
+def test_empty_columns_match_nothing() -> None:
+    empty = pl.Series([], dtype=pl.String)
+    assert match_ids(empty, pl.Series(["a"])).tolist() == []
+    assert match_ids(pl.Series(["a", "b" * 20]), empty).tolist() == [-1, -1]
+    assert is_strictly_sorted(empty)
+    assert lookup(pl.Series(["a", None]), empty).to_list() == [None, None]
+
+
+@settings(max_examples=60, deadline=None)
+@given(keys=st.lists(st.sampled_from(IDS), max_size=20), sort=st.booleans())
+def test_is_sorted_on_views_agrees_with_polars(keys: list[str], sort: bool) -> None:
+    series = pl.Series(sorted(keys) if sort else keys, dtype=pl.String)
+    by_polars = bool(((series >= series.shift(1)) | series.shift(1).is_null()).all())
+    assert _is_sorted(series) == _is_sorted(series, in_place=False) == by_polars
+
+
+@settings(max_examples=40, deadline=None)
+@given(table=st.lists(st.sampled_from(IDS), unique=True, max_size=12),
+       keys=st.lists(st.one_of(st.none(), st.sampled_from([*IDS, "nope" * 4])), max_size=25),
+       sort=st.booleans())
+def test_lookup_on_long_ids_with_nulls(table: list[str], keys: list[str | None],
+                                       sort: bool) -> None:
+    if sort:  # both sides sorted: the merge of the views
+        table = sorted(table)
+        keys = sorted(k for k in keys if k is not None) + [k for k in keys if k is None]
+    got = lookup(pl.Series(keys, dtype=pl.String), pl.Series(table, dtype=pl.String))
+    assert got.to_list() == [table.index(k) if k in table else None for k in keys]

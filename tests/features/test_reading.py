@@ -406,3 +406,26 @@ def test_utf16_and_set_encodings(tmp_path: Path) -> None:
     latin = validate_folder(tmp_path / "latin", read_options={"*": {"encoding": "latin-1"}})
     assert "Zürich" in set(latin.book.invoices["account_id"])
     assert "encoding iso8859-1" in latin.render()
+
+
+def test_parquet_is_read_column_by_column_as_a_whole_read_gives_it(tmp_path: Path) -> None:
+    """Validation reads Parquet one column at a time, each in one chunk (memory: issue 11):
+    the same frame as polars' whole-file read, of a file of several row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.contract.io import read_source
+
+    table = pa.table({"invoice_id": [f"I{i:020d}" for i in range(1000)],
+                      "amount": [float(i) if i % 7 else None for i in range(1000)],
+                      "note": ["x" * (i % 30) for i in range(1000)]})
+    pq.write_table(table, tmp_path / "invoices.parquet", row_group_size=128)
+    frame, info = read_source(tmp_path / "invoices.parquet")
+    assert info.kind == "parquet" and frame.n_chunks("all") == [1, 1, 1]
+    assert_frame_equal(frame, pl.read_parquet(tmp_path / "invoices.parquet"))
+    # a file polars refuses is still unreadable_file (two columns of one name)
+    twice = pa.table([pa.array([1]), pa.array([2])], names=["amount", "amount"])
+    pq.write_table(twice, tmp_path / "payments.parquet")
+    with pytest.raises(DataContractError) as info_:
+        read_source(tmp_path / "payments.parquet")
+    assert info_.value.rule == "unreadable_file"
