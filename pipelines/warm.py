@@ -2,9 +2,10 @@
 
 ``make install`` runs ``python -m pipelines.warm`` after installing, the way pip
 byte-compiles modules: the point-in-time feature kernels (``features.pit``), the credit
-rules, validation's row order (``features.row_order``) and the exact TreeSHAP kernels
-(``models.treeshap``) are compiled with ``cache=True``, so the first nightly, training, notebook or test run in a fresh checkout
-loads them instead of compiling them (tens of seconds of CPU on 2 cores).
+rules, validation's id lookups and row order (``features.keys``, ``features.row_order``)
+and the exact TreeSHAP kernels (``models.treeshap``) are compiled with ``cache=True``, so
+the first nightly, training, notebook or test run in a fresh checkout loads them instead of
+compiling them (tens of seconds of CPU on 2 cores).
 
 It runs the library on a tiny synthetic book (features and labels at a few weekly dates,
 a quick training of both models, exact explanations and the scoring) entirely in memory:
@@ -22,10 +23,9 @@ import time
 def warm() -> float:
     """Compile the kernels (see the module docstring); seconds taken."""
     import pandas as pd
-    import polars as pl
 
+    from features.contract.validation import validate_tables
     from features.pit.training_set import build_training_set
-    from features.row_order import arg_sort_rows
     from features.spec import MODEL_OF_SEGMENT
     from features.synthetic import generate_book
     from models.train import TrainConfig, TrainingResult, train_models
@@ -33,8 +33,12 @@ def warm() -> float:
 
     t0 = time.perf_counter()
     book = generate_book(300, seed=7, start="2023-01-01", end="2023-12-31")
-    # validation's sort of a shuffled export (text ids as packed integer digits)
-    arg_sort_rows(pl.from_pandas(book.invoices[["account_id", "invoice_id"]].iloc[::-1]))
+    # validation's id lookups (polars string views) and, on the tables in reverse, the
+    # unsorted paths: hash lookups and the canonical sort (``features.row_order``)
+    tables = {name: frame.astype(str) for name, frame in book.tables().items()}
+    validate_tables(tables, max_bad_share=1.0)
+    validate_tables({name: frame.iloc[::-1] for name, frame in tables.items()},
+                    max_bad_share=1.0)
     end = pd.Timestamp("2023-12-31")
     dates = list(pd.date_range("2023-04-03", end - pd.Timedelta(days=7), freq="7D"))
     training_set = build_training_set(book, as_of_dates=dates, data_end=end)
