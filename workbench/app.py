@@ -327,5 +327,9 @@ def serve_workers(factory: str, *, host: str, port: int, workers: int,
     """
     import uvicorn
 
+    from workbench.http_protocol import NoDelayH11Protocol
+
+    # Nagle's algorithm off on every connection (TCP_NODELAY): with several workers
+    # uvicorn's own socket left it on, ~40 ms per response (workbench.http_protocol).
     uvicorn.run(factory, factory=True, host=host, port=port, workers=workers,
-                log_level=log_level)
+                log_level=log_level, http=NoDelayH11Protocol)
