@@ -18,6 +18,7 @@ import base64
 import functools
 import json
 import os
+import threading
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -273,8 +274,7 @@ def _stored_rows(path: Path, account_ids: list[str]) -> tuple[pa.Table, _Lists |
     """The file's rows of ``account_ids`` as stored (decoding only their row groups) and
     the file's lists layout (None: a wide file)."""
     wanted = sorted({str(a) for a in account_ids})
-    st = Path(path).stat()
-    ids, positions, bounds, meta, lists = _locator(str(path), st.st_size, st.st_mtime_ns)
+    ids, positions, bounds, meta, lists = locate(path)
     rows = [int(positions[i]) for a in wanted for i in _positions(ids, a)]
     groups = sorted(set(np.searchsorted(bounds, rows, side="right") - 1))
     with pq.ParquetFile(path, metadata=meta, memory_map=True) as f:
@@ -296,6 +296,24 @@ def _layout(meta: dict[bytes, bytes]) -> _Lists | None:
         raise ValueError(f"explanation file layout {name!r} is not known to this code "
                          f"(it reads {WIDE_FORMAT!r} and {EXPLANATIONS_FORMAT!r})")
     return _Lists.from_metadata(meta)
+
+
+#: Held while :func:`locate` looks up or builds a locator: the server's first requests for
+#: a new run's file arrive together (8 clients: each of a process's threads built the
+#: same 1M-account locator at once, ~1 s of CPU each, and every request of the process
+#: waited 3-5 s); they now wait for one build.
+_LOCATING = threading.Lock()
+
+
+def locate(path: Path) -> tuple[pa.Array, np.ndarray, np.ndarray, pq.FileMetaData,
+                                _Lists | None]:
+    """:func:`_locator` of the file at ``path`` as it is now (built once per file
+    version and process, by one thread at a time). The workbench calls it when a server
+    process starts, so that the first account page of the current run does not wait for
+    it."""
+    st = Path(path).stat()
+    with _LOCATING:
+        return _locator(str(path), st.st_size, st.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=4)

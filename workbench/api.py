@@ -267,14 +267,23 @@ def _scalar(value: Any) -> Any:
 def account(request: Request, caller: CallerDep, account_id: AccountId,
             as_of: Annotated[date | None, Query()] = None) -> AccountDetail:
     """One account in the current run (or the run of ``as_of``), with its history."""
+    with _wb(request).engine.connect() as conn:
+        return account_detail(request, conn, account_id, as_of)
+
+
+def account_detail(request: Request, conn: sa.Connection, account_id: str,
+                   as_of: date | None) -> AccountDetail:
+    """What ``GET /api/accounts/{account_id}`` answers, its store reads on ``conn`` (one
+    connection for the run, the row, the score history and the events; the account page
+    reads its caller and banner on it too); 404 when the account is not in the run."""
     wb = _wb(request)
-    record = _run_record(request, as_of)
+    record = _run_record(request, as_of, conn)
     run = RunOut.model_validate(record.__dict__)
-    with wb.engine.connect() as conn:
-        row = queries.account_row(conn, run_id=run.run_id, account_id=account_id)
-        if row is None:
-            raise HTTPException(404, f"account {account_id!r} is not in run {run.run_id}")
-        points = queries.score_history(conn, account_id)
+    row = queries.account_row(conn, run_id=run.run_id, account_id=account_id)
+    if row is None:
+        raise HTTPException(404, f"account {account_id!r} is not in run {run.run_id}")
+    points = queries.score_history(conn, account_id)
+    events = ev.list_events(conn, account_id=account_id, limit=200)
     reasons = _reasons(row.pop("reasons_json"))
     index = wb.history_index()
     past = (account_history(index, account_id, as_of=run.as_of) if index is not None
@@ -288,7 +297,7 @@ def account(request: Request, caller: CallerDep, account_id: AccountId,
         payments=past.payments if past else [], disputes=past.disputes if past else [],
         score_history=[ScorePoint.model_validate({k: _finite(v) for k, v in p.items()})
                        for p in points],
-        events=ev.list_events(wb.engine, account_id=account_id, limit=200),
+        events=events,
     )
 
 

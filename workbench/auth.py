@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Final
 
+import sqlalchemy as sa
 from fastapi import Depends, HTTPException, Request
 
 from workbench.roles import Right, can
@@ -128,8 +129,9 @@ def new_session(user: User | None) -> dict[str, Any]:
     return {"u": None if user is None else user.username, "csrf": new_csrf_token()}
 
 
-def caller_or_none(request: Request) -> Caller | None:
-    """The authenticated caller of ``request``, or None (anonymous, bad token, disabled)."""
+def caller_or_none(request: Request, conn: sa.Connection | None = None) -> Caller | None:
+    """The authenticated caller of ``request``, or None (anonymous, bad token, disabled);
+    a session's user read on ``conn`` when given (the page's one connection)."""
     wb = request.app.state.wb
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -138,7 +140,7 @@ def caller_or_none(request: Request) -> Caller | None:
         return None if user is None else Caller(user=user, via="token")
     session = session_of(request)
     if session and isinstance(session.get("u"), str):
-        user = enabled_user(wb.engine, session["u"])
+        user = enabled_user(wb.engine if conn is None else conn, session["u"])
         if user is not None:
             return Caller(user=user, via="session", csrf=session.get("csrf"))
     return None

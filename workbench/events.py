@@ -34,7 +34,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from features.spec import ContactChannel, ContactOutcome, EventKind
 from serving.store_events import account_state, events
 from workbench.roles import Right, can
-from workbench.users import User, get_user, utc, write_audit
+from workbench.users import User, connected, get_user, utc, write_audit
 
 TEXT_MAX = 4000
 ID_MAX = 64
@@ -308,10 +308,11 @@ def record_event(engine: sa.Engine, body: Any, *, facts: AccountFacts, user: Use
     return out
 
 
-def list_events(engine: sa.Engine, *, account_id: str | None = None,
+def list_events(bind: sa.Engine | sa.Connection, *, account_id: str | None = None,
                 recorded_by: str | None = None, kind: EventKind | None = None,
                 before: int | None = None, limit: int = 50) -> list[EventOut]:
-    """Events newest first, filtered; ``before``: only event ids below it (keyset)."""
+    """Events newest first, filtered; ``before``: only event ids below it (keyset);
+    ``bind``: an engine or the request's connection (:func:`workbench.users.connected`)."""
     query = sa.select(events).order_by(events.c.event_id.desc()).limit(limit)
     if account_id is not None:
         query = query.where(events.c.account_id == account_id)
@@ -321,7 +322,7 @@ def list_events(engine: sa.Engine, *, account_id: str | None = None,
         query = query.where(events.c.kind == EventKind(kind).value)
     if before is not None:
         query = query.where(events.c.event_id < before)
-    with engine.connect() as conn:
+    with connected(bind) as conn:
         return [event_out(r) for r in conn.execute(query).all()]
 
 

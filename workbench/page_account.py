@@ -15,6 +15,7 @@ from datetime import date
 from typing import Any, Final
 from urllib.parse import quote
 
+import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import TypeAdapter, ValidationError
@@ -64,13 +65,19 @@ def _as_of(value: str | None) -> date | None:
 def _page(request: Request, caller: Caller, account_id: str, as_of: date | None, *,
           form_errors: dict[str, str] | None = None,
           form_values: dict[str, dict[str, str]] | None = None,
-          status: int = 200) -> Response:
+          status: int = 200, conn: sa.Connection | None = None) -> Response:
+    """The page; every store read on ``conn`` (the request's one connection; one is opened
+    when None)."""
+    if conn is None:
+        with request.app.state.wb.engine.connect() as own:
+            return _page(request, caller, account_id, as_of, form_errors=form_errors,
+                         form_values=form_values, status=status, conn=own)
     try:
-        detail = api.account(request, caller, account_id, as_of)
+        detail = api.account_detail(request, conn, account_id, as_of)
     except HTTPException as exc:
         return render(request, caller, "account.html",
                       {"missing": str(exc.detail), "account_id": account_id, "run": None},
-                      status=exc.status_code)
+                      status=exc.status_code, conn=conn)
     expl = detail.explanation
     waterfall = charts.waterfall_svg(base_value=expl.base_value if expl else None,
                                      features=expl.features if expl else {})
@@ -83,15 +90,18 @@ def _page(request: Request, caller: Caller, account_id: str, as_of: date | None,
         "form_values": form_values or {}, "can_record": can(caller.user.role, Right.RECORD),
         "as_of_value": detail.run.as_of.isoformat(),
         "action_url": f"/accounts/{quote(account_id, safe='')}/events",
-    }, status=status)
+    }, status=status, conn=conn)
 
 
 @router.get("/accounts/{account_id}", response_class=HTMLResponse)
 def account_page(request: Request, account_id: str) -> Response:
-    caller = page_caller(request)
-    if caller is None:
-        return to_login()
-    return _page(request, caller, account_id, _as_of(request.query_params.get("as_of")))
+    # One connection for the caller, the account's rows, its events and the banner.
+    with request.app.state.wb.engine.connect() as conn:
+        caller = page_caller(request, conn)
+        if caller is None:
+            return to_login()
+        return _page(request, caller, account_id, _as_of(request.query_params.get("as_of")),
+                     conn=conn)
 
 
 def _message(exc: ValidationError) -> str:

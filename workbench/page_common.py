@@ -11,11 +11,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Final
 
+import sqlalchemy as sa
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
 from workbench.auth import Caller, caller_or_none
 from workbench.queries import nightly_trouble
+from workbench.users import connected
 
 STATIC: Final = Path(__file__).with_name("static")
 HTMX_FILE: Final = "htmx-2.0.11.min.js"
@@ -38,9 +40,10 @@ def static(name: str) -> Response:
     return response
 
 
-def page_caller(request: Request) -> Caller | None:
-    """The caller of a page: a signed-in browser session only (tokens are for the API)."""
-    caller = caller_or_none(request)
+def page_caller(request: Request, conn: sa.Connection | None = None) -> Caller | None:
+    """The caller of a page: a signed-in browser session only (tokens are for the API);
+    read on ``conn`` when given (the page's one connection)."""
+    caller = caller_or_none(request, conn)
     return caller if caller is not None and caller.via == "session" else None
 
 
@@ -49,12 +52,13 @@ def to_login() -> RedirectResponse:
 
 
 def render(request: Request, caller: Caller, template: str, context: dict[str, Any],
-           *, status: int = 200) -> Response:
+           *, status: int = 200, conn: sa.Connection | None = None) -> Response:
     """``template`` with the signed-in user, their CSRF token (every form carries it) and
-    the banner of a failed or blocked latest run (:func:`workbench.queries.nightly_trouble`)."""
+    the banner of a failed or blocked latest run (:func:`workbench.queries.nightly_trouble`,
+    read on ``conn`` when given: the page's one connection)."""
     wb = request.app.state.wb
-    with wb.engine.connect() as conn:
-        banner = nightly_trouble(conn)
+    with connected(wb.engine if conn is None else conn) as c:
+        banner = nightly_trouble(c)
     return wb.templates.TemplateResponse(
         request, template, {"user": caller.user, "csrf": caller.csrf, "banner": banner,
                             **context},

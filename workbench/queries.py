@@ -13,7 +13,7 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Final
 
 import sqlalchemy as sa
 
@@ -281,28 +281,38 @@ _ITEM_COLUMNS = ("rank", "account_id", "segment", "open_balance", "past_due_amou
 
 def account_row(conn: sa.Connection, *, run_id: str, account_id: str) -> dict | None:
     """The account's worklist row in the run with its directory and state (index lookup)."""
-    st, d = account_state, account_directory
-    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
-    row = conn.execute(
-        sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until)
-        .select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
-                     .outerjoin(d, d.c.account_id == _W.c.account_id))
-        .where(_W.c.run_id == run_id, _W.c.account_id == account_id)
-    ).first()
+    row = conn.execute(_ACCOUNT_ROW, {"run_id": run_id, "account_id": account_id}).first()
     return None if row is None else dict(row._mapping)
 
 
 def score_history(conn: sa.Connection, account_id: str, *, limit: int = 400) -> list[dict]:
     """The account's row in every published run, oldest ``as_of`` first."""
-    r = S.runs
-    rows = conn.execute(
-        sa.select(_W.c.run_id, r.c.as_of, _W.c.rank, _W.c.segment, _W.c.probability,
-                  _W.c.priority, _W.c.action)
-        .join(r, r.c.run_id == _W.c.run_id)
-        .where(_W.c.account_id == account_id, r.c.is_current)
-        .order_by(r.c.as_of.desc()).limit(limit)
-    ).all()
+    rows = conn.execute(_SCORE_HISTORY, {"account_id": account_id, "limit": limit}).all()
     return [dict(x._mapping) for x in reversed(rows)]
+
+
+def _account_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
+    """The statements of :func:`account_row` and :func:`score_history`, values bound at
+    execution (built once: building and keying them cost more than running them; the
+    account page runs both)."""
+    st, d, r = account_state, account_directory, S.runs
+    cols = [c for c in _W.c if c.name in _ITEM_COLUMNS]
+    row = (sa.select(*cols, d.c.name, d.c.region, st.c.assignee, st.c.snoozed_until)
+           .select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
+                        .outerjoin(d, d.c.account_id == _W.c.account_id))
+           .where(_W.c.run_id == sa.bindparam("run_id", type_=sa.String),
+                  _W.c.account_id == sa.bindparam("account_id", type_=sa.String)))
+    history = (sa.select(_W.c.run_id, r.c.as_of, _W.c.rank, _W.c.segment, _W.c.probability,
+                         _W.c.priority, _W.c.action)
+               .join(r, r.c.run_id == _W.c.run_id)
+               .where(_W.c.account_id == sa.bindparam("account_id", type_=sa.String),
+                      r.c.is_current)
+               .order_by(r.c.as_of.desc())
+               .limit(sa.bindparam("limit", type_=sa.Integer)))
+    return row, history
+
+
+_ACCOUNT_ROW, _SCORE_HISTORY = _account_statements()
 
 
 def in_any_run(conn: sa.Connection, account_id: str) -> bool:
@@ -358,14 +368,17 @@ def nightly_trouble(conn: sa.Connection) -> dict[str, Any] | None:
     ``as_of``, ``status`` ("failed", or "was blocked" when its meta says ``blocked``) and
     ``reason`` (its message); None when the latest run succeeded or there is none. The
     pages show it as a banner: analysts must know the worklist they see may be stale."""
-    r = S.runs
-    row = conn.execute(
-        sa.select(r.c.run_id, r.c.as_of, r.c.status, r.c.message, r.c.meta)
-        .where(r.c.status != "running").order_by(r.c.started_at.desc()).limit(1)
-    ).first()
+    row = conn.execute(_LATEST_FINISHED).first()
     if row is None or row.status != "failed":
         return None
     blocked = isinstance(row.meta, dict) and bool(row.meta.get("blocked"))
     return {"run_id": row.run_id, "as_of": row.as_of,
             "status": "was blocked" if blocked else "failed",
             "reason": " ".join((row.message or "no reason recorded").split())[:300]}
+
+
+#: The latest finished run (:func:`nightly_trouble`, on every page: built once).
+_LATEST_FINISHED: Final = (
+    sa.select(S.runs.c.run_id, S.runs.c.as_of, S.runs.c.status, S.runs.c.message,
+              S.runs.c.meta)
+    .where(S.runs.c.status != "running").order_by(S.runs.c.started_at.desc()).limit(1))

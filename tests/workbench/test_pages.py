@@ -177,3 +177,25 @@ def test_a_run_written_in_the_wide_layout_shows_the_same_account(bench: Bench,
         assert detail["explanation"]["features"]
         assert api.get(f"/api/accounts/{acct}").json() == detail
         assert client.get(f"/accounts/{acct}").text == page
+
+
+def test_an_account_page_reads_the_store_on_one_connection(bench: Bench) -> None:
+    client = _signed_in(bench)
+    acct = bench.client(Role.ANALYST).get("/api/worklist", params={"limit": 1}).json()[
+        "items"][0]["account_id"]
+    engine = bench.app.state.wb.engine  # type: ignore[attr-defined]
+    checkouts: list[object] = []
+
+    def count(*args: object) -> None:
+        checkouts.append(args)
+
+    sa.event.listen(engine, "checkout", count)
+    try:
+        page = client.get(f"/accounts/{acct}")
+        assert page.status_code == 200 and acct in page.text
+        assert len(checkouts) == 1  # caller, run, row, history, events, banner: one
+        checkouts.clear()
+        missing = client.get("/accounts/no-such-account")
+        assert missing.status_code == 404 and len(checkouts) == 1
+    finally:
+        sa.event.remove(engine, "checkout", count)
