@@ -24,7 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from serving import store_files, store_io
 from serving.store import WorklistStore
-from workbench import history
+from workbench import history, prewarm
 from workbench.auth import LoginLimiter, exclusive_lock
 from workbench.config import WorkbenchConfig
 from workbench.security import SessionSigner, load_session_key
@@ -38,6 +38,8 @@ LOGIN_FAILURES = "login_failures.json"
 #: Lock file (under ``<state>/workbench``) held while the history index is rebuilt, so
 #: that of several server processes seeing a re-staged book one rebuilds it.
 INDEX_LOCK = "history.lock"
+#: Lock file held by the one server process reading the store's file into the page cache.
+PREWARM_LOCK = "prewarm.lock"
 #: Bytes of a SQLite store that each of the workbench's connections maps into memory
 #: (``PRAGMA mmap_size``): its reads of a large store's indexes then come from the shared
 #: page cache without a system call and a copy per page (a rare worklist filter of a
@@ -127,9 +129,18 @@ class Workbench:
         """Open what the first requests would otherwise open: the history index and the
         current run's explanation locator (:func:`serving.store_files.locate`, ~0.6 s of
         CPU for a 1M-account run). A run published later is located by its first account
-        request (one thread builds, the others wait)."""
-        self.history_index()
+        request (one thread builds, the others wait). Also starts reading the files behind
+        those requests into the kernel's page cache, in the background
+        (:mod:`workbench.prewarm`)."""
         run = self.store.current_run()
+        store = prewarm.store_file(self.engine.url)
+        files = [store] if store is not None else []
+        if run is not None and run.explanations_path is not None:
+            files.append(Path(run.explanations_path))
+        if self.index_dir.is_dir():
+            files += sorted(p for p in self.index_dir.rglob("*") if p.is_file())
+        prewarm.start(files, self.config.workbench_dir / PREWARM_LOCK)
+        self.history_index()
         if run is not None and run.explanations_path is not None:
             with contextlib.suppress(FileNotFoundError):  # replaced meanwhile: read later
                 store_files.locate(Path(run.explanations_path))
