@@ -23,6 +23,7 @@ own buffer cache: its server is left alone.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 from pathlib import Path
 
@@ -60,6 +61,10 @@ def read_into_cache(paths: list[Path], lock: Path) -> int | None:
         total = 0
         for path in paths:
             with contextlib.suppress(OSError), open(path, "rb", buffering=0) as f:
+                # No readahead: the kernel then caches the file in single pages, as the
+                # servers' own random reads would, not in large folios, which a reader's
+                # memory map (SQLite's mmap_size) maps whole on a fault (see above)
+                os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
                 while read := f.readinto(buffer):
                     total += read
         return total
