@@ -129,17 +129,12 @@ class Workbench:
         """Open what the first requests would otherwise open: the history index and the
         current run's explanation locator (:func:`serving.store_files.locate`, ~0.6 s of
         CPU for a 1M-account run). A run published later is located by its first account
-        request (one thread builds, the others wait). Also starts reading the files behind
-        those requests into the kernel's page cache, in the background
-        (:mod:`workbench.prewarm`)."""
+        request (one thread builds, the others wait). Also starts reading the SQLite store's
+        file into the kernel's page cache, in the background (:mod:`workbench.prewarm`)."""
         run = self.store.current_run()
         store = prewarm.store_file(self.engine.url)
-        files = [store] if store is not None else []
-        if run is not None and run.explanations_path is not None:
-            files.append(Path(run.explanations_path))
-        if self.index_dir.is_dir():
-            files += sorted(p for p in self.index_dir.rglob("*") if p.is_file())
-        prewarm.start(files, self.config.workbench_dir / PREWARM_LOCK)
+        if store is not None:
+            prewarm.start([store], self.config.workbench_dir / PREWARM_LOCK)
         self.history_index()
         if run is not None and run.explanations_path is not None:
             with contextlib.suppress(FileNotFoundError):  # replaced meanwhile: read later

@@ -1,5 +1,4 @@
-"""The files behind the first requests, read once into the kernel's page cache when a
-server starts: the SQLite store, the account-history index, the current run's explanations.
+"""The SQLite store's file read once into the kernel's page cache when a server starts.
 
 A name search touches the worklist, directory and state rows of every account whose name
 has the prefix (~100 accounts for a name less its last two characters at 1M accounts):
@@ -10,9 +9,8 @@ concurrent clients the waits queued into a p95 of 142 ms at 4.2 ms of CPU per se
 pages of a run published while the server runs are in the cache already (just written);
 the ones a long-running server has not touched since it started are not.
 
-So a starting server process reads the files once, sequentially (the 1M bench store's
-2.0 GB in ~3.4 s, mostly kernel copies; its history index 1.9 GB and explanations 0.3 GB
-likewise, for the account page's reads), on a background thread while requests are
+So a starting server process reads the file once, sequentially (the 1M bench store's
+2.0 GB in ~3.4 s, mostly kernel copies), on a background thread while requests are
 served; the bytes are thrown away: what stays is the kernel's cache, which gives the
 memory back to anyone who needs it more. One process of a multi-worker server does it (a
 non-blocking ``flock``: the others skip). ``posix_fadvise(WILLNEED)`` was tried first: it
@@ -61,9 +59,8 @@ def read_into_cache(paths: list[Path], lock: Path) -> int | None:
         total = 0
         for path in paths:
             with contextlib.suppress(OSError), open(path, "rb", buffering=0) as f:
-                # No readahead: the kernel then caches the file in single pages, as the
-                # servers' own random reads would, not in large folios, which a reader's
-                # memory map (SQLite's mmap_size) maps whole on a fault (see above)
+                # No readahead: cached in single pages, as the servers' own random reads
+                # would cache them (the file is read whole anyway)
                 os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_RANDOM)
                 while read := f.readinto(buffer):
                     total += read
