@@ -84,16 +84,21 @@ def _key(key: tuple[str, str]) -> str:
 
 
 @contextlib.contextmanager
-def exclusive_lock(lock: Path) -> Iterator[None]:
-    """An exclusive ``flock`` on the file ``lock`` (created if missing), waited for; held
-    until the block ends. Serialises the workbench's server processes (and their threads:
-    each call opens its own file description) around a shared file."""
+def exclusive_lock(lock: Path, *, wait: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on the file ``lock`` (created if missing), held until the
+    block ends; yields whether it is held. Serialises the workbench's server processes
+    (and their threads: each call opens its own file description) around a shared file.
+    ``wait=False``: when another holds it, yield False at once instead of waiting."""
     import fcntl
 
     lock.parent.mkdir(parents=True, exist_ok=True)
     with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes
-        yield
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # released when the file closes
 
 
 def _read_json(path: Path) -> dict[str, list[float]]:

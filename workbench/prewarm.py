@@ -27,6 +27,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from workbench.auth import exclusive_lock
+
 #: Bytes read per call (one reused buffer: the process's memory does not grow).
 CHUNK = 1 << 20
 
@@ -47,13 +49,8 @@ def read_into_cache(paths: list[Path], lock: Path) -> int | None:
     """Read each file of ``paths`` from start to end into one reused buffer; bytes read
     (a file gone meanwhile, or not a file, counts nothing), or None when another process
     holds ``lock`` (it is reading the same files)."""
-    import fcntl
-
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+    with exclusive_lock(lock, wait=False) as held:
+        if not held:
             return None
         buffer = bytearray(CHUNK)
         total = 0
