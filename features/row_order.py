@@ -66,7 +66,8 @@ def _column_digits(series: pl.Series) -> Iterator[np.ndarray]:
         yield series.is_null().to_numpy().astype(np.uint64)
     dtype = series.dtype
     if dtype == pl.Categorical:
-        yield _categorical_ranks(series)
+        codes, _ = lexical_codes(series)  # (a null's -1: the null flag orders it)
+        yield np.maximum(codes, 0).astype(np.uint64)
     elif dtype in (pl.String, pl.Utf8):
         yield from _text_digits(series)
     elif dtype.is_float():
@@ -94,14 +95,17 @@ def _float_key(values: np.ndarray) -> np.ndarray:
     return np.where(negative, ~bits, bits | _SIGN)
 
 
-def _categorical_ranks(series: pl.Series) -> np.ndarray:
-    """A categorical's rank of its text among its distinct values (lexical order)."""
+def lexical_codes(series: pl.Series) -> tuple[np.ndarray, pl.Series]:
+    """A polars ``Categorical`` as codes into its distinct values sorted as text:
+    ``(codes, values)``, ``codes`` int32 with -1 for a null. Its physical codes are
+    renumbered through a table as long as its dictionary: no string per row."""
     distinct = series.unique().drop_nulls()
+    names = distinct.cast(pl.String)
+    order = names.arg_sort().to_numpy()
     physical = distinct.to_physical().to_numpy().astype(np.int64)
-    rank = np.zeros(int(physical.max(initial=-1)) + 2, dtype=np.uint64)  # last: null
-    rank[physical[distinct.cast(pl.String).arg_sort().to_numpy()]] = np.arange(
-        len(physical), dtype=np.uint64)
-    return rank[series.to_physical().fill_null(len(rank) - 1).to_numpy()]
+    table = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)  # last: null
+    table[physical[order]] = np.arange(len(order), dtype=np.int32)
+    return table[series.to_physical().fill_null(len(table) - 1).to_numpy()], names.gather(order)
 
 
 def _text_digits(series: pl.Series) -> Iterator[np.ndarray]:

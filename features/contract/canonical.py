@@ -23,7 +23,7 @@ from features.contract.book import (
     columns_of,
     is_credit_type,
 )
-from features.row_order import arg_sort_rows
+from features.row_order import arg_sort_rows, lexical_codes
 
 # Canonical row order of each Book table (invoice and account ids are unique once
 # validated; payments and disputes break ties on every other contract column).
@@ -183,16 +183,10 @@ def to_pandas(frame: pl.DataFrame, table: str,
 
 def _codes_of(series: pl.Series) -> pd.Series:
     """A polars ``Categorical`` as the Book's codes (:data:`CODE_DTYPE`: the distinct
-    values present, sorted, as ``str`` categories), without one string per row: its
-    physical codes are renumbered through a table as long as its dictionary."""
-    distinct = series.unique().drop_nulls()
-    names = distinct.cast(pl.String)
-    order = names.arg_sort().to_numpy()
-    physical = distinct.to_physical().to_numpy().astype(np.int64)
-    table = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)  # last: null
-    table[physical[order]] = np.arange(len(order), dtype=np.int32)
-    codes = table[series.to_physical().fill_null(len(table) - 1).to_numpy()]
-    categories = pd.Index(names.gather(order).to_list(), dtype=ID_DTYPE)
+    values present, sorted, as ``str`` categories), without one string per row
+    (:func:`features.row_order.lexical_codes`)."""
+    codes, names = lexical_codes(series)
+    categories = pd.Index(names.to_list(), dtype=ID_DTYPE)
     return pd.Series(pd.Categorical.from_codes(
         codes, dtype=pd.CategoricalDtype(categories), validate=False),
         name=series.name, copy=False)
