@@ -3,9 +3,10 @@
 A name search touches the worklist, directory and state rows of every account whose name
 has the prefix (~100 accounts for a name less its last two characters at 1M accounts):
 ~300 rows in random places of the SQLite file. Read from the disk, each is a wait, not
-work: measured on the 1M-account bench store (2.0 GB), 200 searches one after another took
-p50 11.0 / p95 63.1 ms with the file out of the cache and 1.4 / 2.0 ms with it in; under 8
-concurrent clients the waits queued into a p95 of 142 ms at 4.2 ms of CPU per search. The
+work: on the 1M-account bench store (2.1 GB), 200 searches one after another took p50
+10.3 / p95 19.4 ms with the file out of the cache and 1.5 / 1.7 ms with it in (``python -m
+bench.search_cache --work DIR``); under 8 concurrent clients the waits queued into a p95
+of 142 ms at 4.2 ms of CPU per search (``python -m bench.workbench``). The
 pages of a run published while the server runs are in the cache already (just written);
 the ones a long-running server has not touched since it started are not.
 
