@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+from concurrent.futures import ThreadPoolExecutor
 
 from uvicorn.config import Config
 from uvicorn.server import ServerState
@@ -41,8 +42,16 @@ async def _accepted_nodelay(protocol: type[asyncio.Protocol]) -> int:
     return value
 
 
+def _run(protocol: type[asyncio.Protocol]) -> int:
+    """:func:`_accepted_nodelay` on a thread of its own: an earlier test on this xdist
+    worker (Playwright's sync API) may have left an event loop running in this thread,
+    where ``asyncio.run`` refuses to start."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, _accepted_nodelay(protocol)).result()
+
+
 def test_connections_have_nagle_off() -> None:
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    assert asyncio.run(_accepted_nodelay(H11Protocol)) == 0  # what uvicorn did
-    assert asyncio.run(_accepted_nodelay(NoDelayH11Protocol)) != 0
+    assert _run(H11Protocol) == 0  # what uvicorn did
+    assert _run(NoDelayH11Protocol) != 0
