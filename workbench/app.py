@@ -70,6 +70,7 @@ class Workbench:
     _building: bool = False
     _checked_at: float = -1e18
     _metrics: dict[tuple[str, str], dict[str, dict[str, float]]] = field(default_factory=dict)
+    _checkpointer: store_io.Checkpointer | None = None
 
     @property
     def index_dir(self) -> Path:
@@ -130,7 +131,11 @@ class Workbench:
         current run's explanation locator (:func:`serving.store_files.locate`, ~0.6 s of
         CPU for a 1M-account run). A run published later is located by its first account
         request (one thread builds, the others wait). Also starts reading the SQLite store's
-        file into the kernel's page cache, in the background (:mod:`workbench.prewarm`)."""
+        file into the kernel's page cache, in the background (:mod:`workbench.prewarm`), and
+        the store's checkpoints (:class:`serving.store_io.Checkpointer`)."""
+        if self._checkpointer is None:
+            self._checkpointer = store_io.Checkpointer(self.engine)
+            self._checkpointer.start()
         run = self.store.current_run()
         store = prewarm.store_file(self.engine.url)
         if store is not None:
@@ -141,6 +146,9 @@ class Workbench:
                 store_files.locate(Path(run.explanations_path))
 
     def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.stop()
+            self._checkpointer = None
         self.store.close()
         self.engine.dispose()
 
@@ -215,7 +223,9 @@ def open_workbench(config: WorkbenchConfig) -> Workbench:
     store = WorklistStore(config.store_url, upgrade=True, export_dir=config.export_dir)
     try:
         url = store_io.normalise_url(config.store_url)
-        engine = store_io.make_engine(url)
+        # Events never checkpoint in their commits (they would copy a publish's pages
+        # while holding the turnstile): the process's Checkpointer does (:meth:`warm`).
+        engine = store_io.make_engine(url, checkpoint_in_commit=False)
         if engine.dialect.name == "sqlite":
             sa.event.listen(engine, "connect", _map_pages)
         key = load_session_key(config.workbench_dir / "session.key")

@@ -410,6 +410,75 @@ def test_a_stepped_writer_checkpoints_after_its_commits_not_inside_them(tmp_path
         engine.dispose()
 
 
+def _fill_wal(conn: sa.Connection, pages: int = 1_500) -> None:
+    """Commit ~``pages`` new 4 KiB pages (over SQLite's checkpoint threshold of 1,000)."""
+    with conn.begin():
+        conn.exec_driver_sql(
+            "INSERT INTO t WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c "
+            f"WHERE i < {pages}) SELECT randomblob(4000) FROM c")
+
+
+def test_a_stepped_writer_checkpoints_at_most_once_a_period(tmp_path: Path) -> None:
+    # Each checkpoint syncs the file; after every commit of a publish that lets events in
+    # that was most of its time. The first call checkpoints, one right after does not.
+    db = tmp_path / "w.db"
+    engine = store_io.make_engine(sa.make_url(f"sqlite:///{db}"))
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+        with engine.connect() as conn, store_io.stepped_writes(conn, every_s=0.3) as checkpoint:
+            _fill_wal(conn, 10)
+            checkpoint()
+            first = db.stat().st_size
+            _fill_wal(conn, 10)
+            checkpoint()  # within the period: skipped
+            assert db.stat().st_size == first
+            time.sleep(0.35)
+            checkpoint()
+            assert db.stat().st_size > first
+    finally:
+        engine.dispose()
+
+
+def test_an_engine_that_does_not_checkpoint_in_commits_leaves_it_to_its_checkpointer(
+        tmp_path: Path) -> None:
+    # SQLite checkpoints inside the COMMIT that finds the WAL over its threshold (the
+    # default engine shows it: the file grows at the commit). A server's engine does not:
+    # its Checkpointer's thread copies the pages, and stops with it.
+    default, lazy = tmp_path / "default.db", tmp_path / "lazy.db"
+    for db, in_commit in ((default, True), (lazy, False)):
+        engine = store_io.make_engine(sa.make_url(f"sqlite:///{db}"),
+                                      checkpoint_in_commit=in_commit)
+        checkpointer = store_io.Checkpointer(engine, every_s=0.05)
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql("CREATE TABLE t (x BLOB)")
+            with engine.connect() as conn:
+                assert conn.connection.dbapi_connection.execute(
+                    "PRAGMA wal_autocheckpoint").fetchone()[0] == (
+                        store_io.SQLITE_AUTOCHECKPOINT_PAGES if in_commit else 0)
+                _fill_wal(conn)
+                # the pages were copied into the file by the commit, or are in the WAL only
+                assert (db.stat().st_size > 4_000_000) is in_commit
+                if in_commit:
+                    continue
+                # a long writer's steps leave the engine's setting as it was
+                with store_io.stepped_writes(conn):
+                    pass
+                assert conn.connection.dbapi_connection.execute(
+                    "PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+            checkpointer.start()
+            deadline = time.monotonic() + 5
+            while db.stat().st_size < 4_000_000 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert db.stat().st_size > 4_000_000
+            checkpointer.stop()
+            assert not any(t.name == "store-checkpoint" for t in threading.enumerate())
+        finally:
+            checkpointer.stop()
+            engine.dispose()
+
+
 def _break(kind: str, wl: pd.DataFrame, ex: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     wl, ex = wl.copy(), ex.copy()
     if kind == "missing_column":

@@ -47,3 +47,18 @@ def test_concurrent_first_lookups_build_the_locator_once(bench: Bench) -> None:
         t.join()
     assert store_files._locator.cache_info().misses == 1
     assert len(set(found)) == 1 and found[0] > 0
+
+
+def test_a_server_checkpoints_on_a_thread_of_its_own_not_in_its_writes(bench: Bench) -> None:
+    # An event's commit must not copy a publish's pages into the file while it holds the
+    # turnstile (serving.store_io.Checkpointer): the server's connections do not
+    # checkpoint, its thread does while it runs, and stops with it.
+    wb = bench.app.state.wb  # type: ignore[attr-defined]
+    with wb.engine.connect() as conn:
+        assert conn.connection.dbapi_connection.execute(
+            "PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    with TestClient(bench.app):  # type: ignore[arg-type]
+        assert [t for t in threading.enumerate() if t.name == "store-checkpoint"]
+        busy, frames, copied = wb._checkpointer.checkpoint()
+        assert busy == 0 and copied == frames
+    assert not [t for t in threading.enumerate() if t.name == "store-checkpoint"]
