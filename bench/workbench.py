@@ -30,8 +30,10 @@ the client's round trip, in milliseconds, the CPU milliseconds the server's proc
 per request (``cpu ms/req``: what a request costs whatever the number of clients waiting)
 and those this process, the clients, used per request (``client cpu``). The read scenarios
 run again with ``--low-clients`` clients (default one per CPU; rows ``<scenario>@<n>`` in
-the JSON), so the figures show both load levels; the server's peak RSS per process is
-recorded (``server_peak_rss_mb``):
+the JSON), so the figures show both load levels; per server process, the peak RSS
+(``server_peak_rss_mb``: VmHWM, which counts the store's and the history index's pages
+the process has mapped, shared page cache) and its own memory at the end
+(``server_rss_anon_mb``: RssAnon) are recorded:
 
 - ``worklist_first|middle|last``: ``GET /api/worklist`` (50 rows by priority; the middle and
   last pages through the keyset cursor of the row before them);
@@ -544,6 +546,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                                      n=args.requests, low_clients=args.low_clients,
                                      server=processes)
             out["server_peak_rss_mb"] = peak_rss_mb(processes)
+            out["server_rss_anon_mb"] = peak_rss_mb(processes, "RssAnon")
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -556,7 +559,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{args.accounts:,} accounts in the latest of {RUNS} runs; {args.clients} and "
           f"{args.low_clients} clients; {args.workers} server processes; load "
           f"{out['load_before']} -> {out.get('load_after')} on {out['cpus']} CPUs; server "
-          f"peak RSS MB {out.get('server_peak_rss_mb')}")
+          f"peak RSS MB {out.get('server_peak_rss_mb')} (mapped files included); own memory "
+          f"(RssAnon) MB {out.get('server_rss_anon_mb')}")
     print(table(out.get("results", {})))
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))

@@ -94,13 +94,16 @@ def cpu_s(procs: list[Any]) -> float:
     return total
 
 
-def peak_rss_mb(procs: list[Any]) -> dict[str, float]:
-    """Peak resident memory (VmHWM, MB) of each server process, by pid."""
+def peak_rss_mb(procs: list[Any], field: str = "VmHWM") -> dict[str, float]:
+    """A memory figure of each server process from ``/proc/<pid>/status``, MB by pid:
+    ``VmHWM`` (peak resident, counting the file pages it has mapped: SQLite's
+    ``mmap_size``, the history index's Arrow memory map, shared page cache) or
+    ``RssAnon`` (its own memory now: heap, arrays, caches)."""
     out = {}
     for p in procs:
         try:
             for line in Path(f"/proc/{p.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
+                if line.startswith(f"{field}:"):
                     out[str(p.pid)] = round(int(line.split()[1]) / 1024, 1)
         except OSError:
             continue
