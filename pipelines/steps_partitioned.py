@@ -92,15 +92,27 @@ class PartitionPlan:
 class Planned:
     """The driver's side of a plan: the plan, the scorers loaded once, the shadow models
     (for the run's meta), the previous worklist's account ids, and in one process the
-    staged book and its snapshot (read once, shared by every step)."""
+    staged book, its features at ``as_of`` and its :class:`Pieces` (all from one snapshot,
+    built once; its prepared arrays are not kept, see :func:`plan_partitions`)."""
 
     plan: PartitionPlan
     scorers: RunScorers
     shadow: ShadowModels
     previous_ids: list[str] | None
     book: Book | None = None
-    snapshot: Snapshot | None = None
+    features: pd.DataFrame | None = None
+    pieces: Pieces | None = None
     load_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Pieces:
+    """A partition's additive pieces of the run's KPIs (``features.pit.kpis.kpi_part``,
+    with the ``seconds`` they took) and of its run-check totals (open balance, accounts,
+    late accounts), merged by :func:`merge_and_publish`."""
+
+    kpis: dict[str, Any]
+    totals: dict[str, Any]
 
 
 def work_location(settings: Settings) -> str:
@@ -130,7 +142,9 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
                     why: dict[str, str] | None = None) -> Planned:
     """Split the staged book ``book`` into ``settings.partitions`` partitions under
     :func:`work_location` and load the run's scorers once (see the module); with one
-    partition the staged book is read and its snapshot built here, nothing is written."""
+    partition the staged book is read, its snapshot built here and the partition's
+    :class:`Pieces` taken from it (the snapshot's prepared arrays then go), nothing is
+    written."""
     from features.partition import book_dates, write_partitions
     from features.pit.snapshot import snapshot
     from pipelines.steps_base import materiality, model_names
@@ -200,8 +214,16 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
         holdout_share=float(settings.live_holdout_share),
         grace_days=int(settings.promise_grace_days),
         previous_as_of=previous_as_of, previous_ids=ids_file)
+    if shared is None:
+        return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
+                       load_seconds=load_seconds)
+    # What needs the prepared arrays is done here (the scorers above, the KPI pieces and
+    # totals now), so they are freed before the scoring: ~2 GB at 1M accounts that would
+    # otherwise be held through the scoring's own peak.
+    pieces = _pieces(plan, staged, shared, previous_ids)
     return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
-                   book=staged, snapshot=shared, load_seconds=load_seconds)
+                   book=staged, features=shared.features, pieces=pieces,
+                   load_seconds=load_seconds)
 
 
 def _previous_worklist(store: Any, as_of: date) -> tuple[date | None, list[str] | None]:
@@ -215,15 +237,35 @@ def _previous_worklist(store: Any, as_of: date) -> tuple[date | None, list[str] 
     return previous, store.read_worklist(as_of=previous)["account_id"].astype("str").tolist()
 
 
+def _pieces(plan: PartitionPlan, book: Book, shared: Snapshot,
+            previous_ids: list[str] | None) -> Pieces:
+    """The :class:`Pieces` of the partition ``book`` of ``plan`` from its snapshot."""
+    from features.contract.plausibility import RunTotals
+    from features.pit.kpis import kpi_part
+
+    t0 = time.perf_counter()
+    previous = None
+    if plan.previous_as_of is not None and previous_ids is not None:
+        previous = (plan.previous_as_of, previous_ids)
+    first_issue = plan.first_date if plan.first_date < plan.as_of else None
+    kpis = kpi_part(book, as_of=plan.as_of, first_issue=first_issue, previous=previous,
+                    prepared=shared.prepared)
+    totals = RunTotals.of(shared.features)
+    return Pieces(kpis={**kpis, "seconds": time.perf_counter() - t0},
+                  totals={"open_balance": totals.open_balance, "accounts": totals.accounts,
+                          "late": round(totals.share_late * totals.accounts)})
+
+
 def _score_part(plan: PartitionPlan, index: int, scorers: RunScorers, *,
                 previous_ids: list[str] | None, book: Book | None = None,
-                shared: Snapshot | None = None) -> PartScore:
-    """The scoring of partition ``index`` of ``plan`` with ``scorers`` (``book`` and
-    ``shared``: the partition's book and snapshot when the caller holds them, else read
-    from ``plan.books[index]`` and built here), its KPI pieces and run-check totals."""
-    from features.contract.plausibility import RunTotals
+                features: pd.DataFrame | None = None,
+                pieces: Pieces | None = None) -> PartScore:
+    """The scoring of partition ``index`` of ``plan`` with ``scorers``, its KPI pieces and
+    run-check totals (``book``, ``features`` and ``pieces``: the partition's book, its
+    features and :class:`Pieces` when the caller holds them, else read from
+    ``plan.books[index]`` and built here from one snapshot, whose prepared arrays are
+    dropped before the scoring)."""
     from features.partition import read_partition
-    from features.pit.kpis import kpi_part
     from features.pit.snapshot import snapshot
     from features.spec import Materiality
     from serving.actions import ActionPolicy
@@ -231,24 +273,17 @@ def _score_part(plan: PartitionPlan, index: int, scorers: RunScorers, *,
 
     material = Materiality(**plan.materiality)
     part_book = book if book is not None else read_partition(plan.books[index])
-    if shared is None:
+    if features is None or pieces is None:
         shared = snapshot(part_book, as_of=plan.as_of, materiality=material)
+        pieces = _pieces(plan, part_book, shared, previous_ids)
+        features = shared.features
+        del shared  # its prepared arrays: the scoring does not read them
     part = score_partition(
         part_book, as_of=plan.as_of, scorers=scorers, history_start=plan.first_date,
-        features=shared.features, table_budget_mb=plan.table_budget_mb,
+        features=features, table_budget_mb=plan.table_budget_mb,
         policy=ActionPolicy(**plan.policy), materiality=material,
         holdout_share=plan.holdout_share, grace_days=plan.grace_days)
-    t0 = time.perf_counter()
-    previous = None
-    if plan.previous_as_of is not None and previous_ids is not None:
-        previous = (plan.previous_as_of, previous_ids)
-    first_issue = plan.first_date if plan.first_date < plan.as_of else None
-    kpis = kpi_part(part_book, as_of=plan.as_of, first_issue=first_issue, previous=previous,
-                    prepared=shared.prepared)
-    totals = RunTotals.of(shared.features)
-    return replace(part, kpis={**kpis, "seconds": time.perf_counter() - t0},
-                   totals={"open_balance": totals.open_balance, "accounts": totals.accounts,
-                           "late": round(totals.share_late * totals.accounts)})
+    return replace(part, kpis=pieces.kpis, totals=pieces.totals)
 
 
 def score_one_partition(plan: PartitionPlan, index: int) -> str:
@@ -280,7 +315,8 @@ def run_parts_in_process(planned: Planned) -> list[PartScore]:
     one = len(planned.plan.books) == 1
     return [_score_part(planned.plan, i, planned.scorers, previous_ids=planned.previous_ids,
                         book=planned.book if one else None,
-                        shared=planned.snapshot if one else None)
+                        features=planned.features if one else None,
+                        pieces=planned.pieces if one else None)
             for i in range(len(planned.plan.books))]
 
 
@@ -353,6 +389,8 @@ def score_partitioned(
         outputs: list[Any]
         if run_parts is None or len(planned.plan.books) == 1:
             outputs = list(run_parts_in_process(planned))
+            # the features are scored: not held through the merge and the store write
+            planned = replace(planned, book=None, features=None, pieces=None)
         else:
             outputs = list(run_parts(planned.plan))
         return merge_and_publish(settings=settings, planned=planned, outputs=outputs,

@@ -119,16 +119,18 @@ def score_partition(
     ``final_notice``: ``scorers.final_notice`` unless given. The loop's events are
     ``scorers.events`` (none when None)."""
     events = scorers.events if scorers.events is not None else LoopEvents.empty()
+    # The shadow scores first (they read only the book and its features): their model
+    # matrices are then never held beside the scoring's worklist and explanations.
+    shadow = shadow_scores(book, as_of=as_of, challengers=scorers.challengers,
+                           materiality=materiality, holdout=scorers.champions,
+                           holdout_share=holdout_share, features=features,
+                           grace_days=grace_days)
     result = score_book(
         book_with_events(book, events), as_of=as_of, models=scorers.models,
         table_budget_mb=table_budget_mb, policy=policy, rules=scorers.rules,
         materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
         holdout_share=holdout_share, features=features, history_start=history_start,
         final_notice=scorers.final_notice if final_notice is None else final_notice)
-    shadow = shadow_scores(book, as_of=as_of, challengers=scorers.challengers,
-                           materiality=materiality, holdout=scorers.champions,
-                           holdout_share=holdout_share, features=features,
-                           grace_days=grace_days)
     return PartScore(worklist=result.worklist, explanations=result.explanations,
                      drift_counts=result.drift_counts, meta=dict(result.meta), shadow=shadow)
 

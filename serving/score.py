@@ -260,12 +260,22 @@ def score_book(
                                                 scores=probability[rows])
                 drift_parts.append(drift_table(model, drift_counts[name], name))
 
+    # Memory (issue 20): the last pass's inputs (a copy of its rows, its model matrix and
+    # SHAP values) are not held through what follows, and each gathered whole below frees
+    # its parts at once, so the reasons are held at most twice (never three times: parts,
+    # their concatenation, its sorted copy) and the explanations are concatenated before
+    # the worklist exists.
+    part = ex = x = phi = reasons = ranked = None
     with timer.stage("worklist"):
-        reasons_all = pd.concat(reason_parts).sort_index()
+        explanations = pd.concat(expl_parts, ignore_index=True)
+        expl_parts.clear()
+        reasons_all = pd.concat(reason_parts)
+        reason_parts.clear()
+        reasons_all = reasons_all.sort_index()
         worklist = _worklist(frame, model_of, probability, version, reasons_all, as_of_ts, policy,
                              scorer=scorer, calibration=calibration, loop=loop,
                              currency=currency, final_notice=final_notice)
-        explanations = pd.concat(expl_parts, ignore_index=True)
+        del reasons_all
         drift = (pd.concat(drift_parts, ignore_index=True) if drift_parts
                  else _empty_drift())
 

@@ -245,3 +245,37 @@ def test_a_staging_write_on_a_thread_is_waited_for_and_its_failure_fails_the_run
     with pytest.raises(OSError, match="No space left"):  # in the foreground: as raised
         steps.ingest(settings=settings, source=src)
     assert len(steps.read_book(second.staged).accounts) == 20
+
+
+def test_the_scoring_holds_the_features_not_the_encoded_book(
+    tmp_path: Path, no_config: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 20 (memory): the nightly's one snapshot serves the scorers, the KPIs and the
+    run checks' totals before the book is scored; its prepared arrays (the book encoded,
+    ~2 GB at 1M accounts) are gone when the scoring starts, and the run still publishes
+    its KPIs and totals."""
+    import gc
+    from datetime import timedelta
+
+    import pipelines.steps_partitioned as sp
+    from features.pit.snapshot import PreparedBook
+
+    real_parts = sp.run_parts_in_process
+    alive: list[int] = []
+
+    def counted(planned: object) -> object:
+        gc.collect()
+        alive.append(sum(isinstance(o, PreparedBook) for o in gc.get_objects()))
+        return real_parts(planned)
+
+    monkeypatch.setattr(sp, "run_parts_in_process", counted)
+    src = tmp_path / "src"
+    settings = load_settings(data_dir=tmp_path / "state")
+    steps.generate(settings=settings, out=src, accounts=20, start="2023-01-01",
+                   end="2024-06-30")
+    ingested = steps.ingest(settings=settings, source=src)
+    day = ingested.last_date + timedelta(days=1)
+    published = steps.score(settings=settings, book=ingested.staged, as_of=day)
+    assert alive == [0]
+    assert published.status == "succeeded" and published.n_scored > 0
+    assert published.kpis["total_ar"] > 0
