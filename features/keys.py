@@ -261,6 +261,11 @@ def _find_sorted(qo, qd, qs, j, ro, rd, rs, k, m, r):
         return c, c
     if r > 0 and steps > 0:  # ref[c - 1] < q < ref[c]: absent
         return -1, c
+    # the same by one comparison when the query did not go back before ref[c - 1]: sorted
+    # queries absent from a sparse reference (payments against the invoices promises
+    # name) then cost two comparisons each, not a binary search
+    if r > 0 and (c == 0 or _cmp(ro, rd, rs, c - 1, qo, qd, qs, j) < 0):
+        return -1, c
     if r < 0:  # beyond ref[c]: window doubling forward
         lo, step = c, 1
         while lo + step < m and _cmp(ro, rd, rs, lo + step, qo, qd, qs, j) < 0:

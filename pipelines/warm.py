@@ -24,7 +24,10 @@ def warm() -> float:
     """Compile the kernels (see the module docstring); seconds taken."""
     import pandas as pd
 
+    from features.contract.book import Book
     from features.contract.validation import validate_tables
+    from features.pit import build_features
+    from features.pit.promises import promise_state
     from features.pit.training_set import build_training_set
     from features.spec import MODEL_OF_SEGMENT
     from features.synthetic import generate_book
@@ -52,6 +55,15 @@ def warm() -> float:
         for kind, model in models.items():
             model.explain(training_set[training_set["segment"].map(
                 MODEL_OF_SEGMENT) == kind].head(200))
+    # the promise states' id matching (the book above has no promises) and the openness
+    # rule's applications of a credit note (nor credit notes)
+    promise_state(generate_book(30, seed=7, start="2023-01-01", end="2023-12-31", loop=True),
+                  as_of=end)
+    day = pd.Timestamp("2023-01-01")
+    credit = pd.DataFrame({"invoice_id": ["I1", "C1"], "account_id": ["A", "A"],
+                           "issue_date": [day, day], "due_date": [day, day],
+                           "amount": [100.0, -30.0]})
+    build_features(Book.from_frames(credit), as_of=end.date())
     return time.perf_counter() - t0
 
 
