@@ -98,8 +98,8 @@ def _days(values: pd.Series, missing: np.int64) -> np.ndarray:
 
 @nb.njit(cache=True, nogil=True)
 def _day_numbers(secs, missing):
-    """One pass (numpy's integer division and the NaT mask took ~6x as long: ~2 s of
-    the 1M nightly's prepare over its six date columns)."""
+    """One pass: numpy's integer division and NaT mask took 0.89 s over the six date
+    columns of the 1M book (50M invoices and payments), this 0.58 s."""
     out = np.empty(len(secs), np.int32)
     for i in range(len(secs)):
         v = secs[i]
@@ -205,9 +205,10 @@ def _by_owner_then_day(owner: np.ndarray, day: np.ndarray, owner_ptr: np.ndarray
     """``np.lexsort((day, owner))`` (stable): rows by owner (an invoice position or an
     account), then day. ``allocate`` writes its rows account by account, each account's
     owners within its range of ``owner_ptr`` (invoice positions ``acc_ptr``, or accounts),
-    so each account's block is sorted on its own: at 1M accounts one lexsort of the 50M
-    applications cost ~8 s of the nightly (issue 20), the blocks ~1 s. Rows not in such
-    blocks (never written so) take the lexsort."""
+    so each account's block is sorted on its own: 15M applications of 300k accounts took
+    2.3 s by one lexsort, 0.4 s by blocks (only books with credit notes, prepayments or
+    overpayments have applications to sort). Rows not in such blocks (never written so)
+    take the lexsort."""
     if len(owner) and owner.min() >= 0 and owner.max() < owner_ptr[-1]:
         order = _segment_order(owner, day, owner_ptr)
         if len(order) == len(owner):
@@ -237,7 +238,7 @@ def _applications(
         ids = ids.take(pa.array(order))
     if order is None and ids_sorted:  # positions are the ids' ranks (a canonical book)
         inv_rank = np.arange(n_inv, dtype=np.int64)
-    else:  # rank of each position's id: the pool's last tie (a sort of 50M ids: ~10 s)
+    else:  # rank of each position's id: the pool's last tie (a sort of every id)
         inv_rank = np.empty(n_inv, np.int64)
         inv_rank[pc.sort_indices(ids).to_numpy()] = np.arange(n_inv)
     if credits is None:
