@@ -78,7 +78,8 @@ class StoreUnavailableError(StoreError):
 
 def sqlite_path(url: sa.URL) -> Path | None:
     """The file of a SQLite store URL (None for PostgreSQL or an in-memory SQLite)."""
-    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+    if (url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:")
+            or url.query.get("mode") == "memory"):
         return None
     return Path(url.database)
 
@@ -441,8 +442,7 @@ class Checkpointer:
         return int(row[0]), int(row[1]), int(row[2])
 
     def start(self) -> None:
-        if (self._thread is not None or self._engine.dialect.name != "sqlite"
-                or self._engine.url.database in (None, "", ":memory:")):
+        if self._thread is not None or sqlite_path(self._engine.url) is None:
             return
         self._thread = threading.Thread(target=self._run, name="store-checkpoint",
                                         daemon=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from serving import store_io
 from workbench.auth import exclusive_lock
 
 #: Bytes read per call (one reused buffer: the process's memory does not grow).
@@ -37,13 +38,8 @@ CHUNK = 1 << 20
 def store_file(url: sa.URL | str) -> Path | None:
     """The file of a SQLite store at ``url``; None for another database, an in-memory one
     or a file that does not exist."""
-    url = sa.make_url(url)
-    if url.get_backend_name() != "sqlite" or not url.database:
-        return None
-    if url.database == ":memory:" or url.query.get("mode") == "memory":
-        return None
-    path = Path(url.database)
-    return path if path.is_file() else None
+    path = store_io.sqlite_path(sa.make_url(url))
+    return path if path is not None and path.is_file() else None
 
 
 def read_into_cache(paths: list[Path], lock: Path) -> int | None:
