@@ -257,10 +257,10 @@ def _code_pairs(code: np.ndarray, rows: np.ndarray, pay_code: np.ndarray,
     sorted_code, sorted_rows = code[order], rows[order]
     distinct, start = np.unique(sorted_code, return_index=True)
     ptr = np.append(start, len(sorted_code)).astype(np.int64)
-    has = np.zeros(int(distinct[-1]) + 1, dtype=np.bool_)
-    has[distinct] = True
+    slot = np.full(int(distinct[-1]) + 1, -1, dtype=np.int64)  # code -> its promises' block
+    slot[distinct] = np.arange(len(distinct))
     args = (pay_code, np.zeros(0, np.int64) if via is None else via, via is not None, pay_s,
-            cut_s, has, distinct, ptr, sorted_rows, created_s, last_s)
+            cut_s, slot, ptr, sorted_rows, created_s, last_s)
     n = _pair_kernel(*args, np.zeros(0, np.int64), np.zeros(0, np.int64))
     out_row, out_pay = np.empty(n, np.int64), np.empty(n, np.int64)
     _pair_kernel(*args, out_row, out_pay)
@@ -268,30 +268,24 @@ def _code_pairs(code: np.ndarray, rows: np.ndarray, pay_code: np.ndarray,
 
 
 @nb.njit(cache=True, nogil=True)
-def _pair_kernel(pay_code, via, through, pay_s, cut_s, has, distinct, ptr, rows,
+def _pair_kernel(pay_code, via, through, pay_s, cut_s, slot, ptr, rows,
                  created_s, last_s, out_row, out_pay):
     """:func:`_code_pairs`' pairs written to ``out_row``/``out_pay`` when they are not
-    empty; returns their number. One pass over the payments; a binary search only for a
-    payment whose code some promise has."""
+    empty; returns their number. One pass over the payments; ``slot[code]``: the block
+    of ``rows`` (``ptr``) of the promises with that code, -1 for none."""
     fill = len(out_row) > 0
     n = 0
     for j in range(len(pay_code)):
         c = pay_code[j]
         if through:
             c = via[c] if 0 <= c < len(via) else -1
-        if c < 0 or c >= len(has) or not has[c]:
+        if c < 0 or c >= len(slot) or slot[c] < 0:
             continue
         d = pay_s[j]
         if d >= cut_s:
             continue
-        lo, hi = 0, len(distinct)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if distinct[mid] < c:
-                lo = mid + 1
-            else:
-                hi = mid
-        for k in range(ptr[lo], ptr[lo + 1]):
+        b = slot[c]
+        for k in range(ptr[b], ptr[b + 1]):
             r = rows[k]
             if created_s[r] <= d and d <= last_s[r]:
                 if fill:
