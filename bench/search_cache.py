@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from bench.workbench import stats
 from serving.store import current_run_of
 from workbench import prewarm
 from workbench.queries import Filters, narrow_search, page_query
@@ -47,8 +48,7 @@ def _searches(conn: sa.Connection, run_id: str, prefixes: list[str]) -> dict[str
                                 after=None, limit=50, today=date.today(),
                                 narrow=narrow)).fetchall()
         times.append((time.perf_counter() - t) * 1000)
-    return {"n": len(times), "p50": round(float(np.percentile(times, 50)), 2),
-            "p95": round(float(np.percentile(times, 95)), 2), "max": round(max(times), 2)}
+    return stats(times)
 
 
 def measure(work: Path, *, searches: int, seed: int) -> dict[str, Any]:

@@ -81,7 +81,7 @@ from typing import Any
 import numpy as np
 
 from bench.workbench_client import HttpClient
-from bench.workbench_server import cpu_s, free_port, peak_rss_mb, serve, server_processes, wait_up
+from bench.workbench_server import cpu_s, free_port, serve, server_processes, status_mb, wait_up
 
 AS_OF = date(2025, 1, 6)
 RUNS = 30
@@ -236,7 +236,8 @@ def build(work: Path, *, accounts: int, older: int, url: str) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------ clients
-def _stats(values: list[float]) -> dict[str, float]:
+def stats(values: list[float]) -> dict[str, float]:
+    """n, p50, p95 and max of ``values`` (milliseconds), rounded to 0.01."""
     arr = np.asarray(values, dtype=float)
     if not len(arr):
         return {"n": 0}
@@ -306,7 +307,7 @@ def _run_scenario(clients: list[Any], requests: list[Callable[[Any], Any]],
         list(pool.map(worker, range(len(clients))))
     if errors:
         raise RuntimeError(f"{len(errors)} failed requests, e.g. {errors[0]}")
-    out: dict[str, Any] = {"server_ms": _stats(timings), "round_trip_ms": _stats(wall),
+    out: dict[str, Any] = {"server_ms": stats(timings), "round_trip_ms": stats(wall),
                            "client_cpu_ms_per_request": round(
                                (time.process_time() - client_before) * 1000.0
                                / max(len(requests), 1), 2)}
@@ -419,7 +420,7 @@ def _writes_idle(api: list[Any], *, ids: np.ndarray, rng: np.random.Generator,
     end = time.perf_counter() + seconds
     server, wall = _paced_writes(api, ids=ids, rng=rng,
                                  running=lambda: time.perf_counter() < end)
-    return {"server_ms": _stats(server), "round_trip_ms": _stats(wall)}
+    return {"server_ms": stats(server), "round_trip_ms": stats(wall)}
 
 
 def _writes_during_publish(api: list[Any], work: Path, *, url: str, ids: np.ndarray,
@@ -443,7 +444,7 @@ def _writes_during_publish(api: list[Any], work: Path, *, url: str, ids: np.ndar
         if proc.poll() is None:
             proc.kill()
     info = json.loads(ready.read_text() or "{}")
-    return {"server_ms": _stats(server), "round_trip_ms": _stats(wall),
+    return {"server_ms": stats(server), "round_trip_ms": stats(wall),
             "publish_s": round(publish_s, 1), "accounts": accounts, **info}
 
 
@@ -545,8 +546,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             out["results"] = measure(base, work, built, url=url, clients_n=args.clients,
                                      n=args.requests, low_clients=args.low_clients,
                                      server=processes)
-            out["server_peak_rss_mb"] = peak_rss_mb(processes)
-            out["server_rss_anon_mb"] = peak_rss_mb(processes, "RssAnon")
+            out["server_peak_rss_mb"] = status_mb(processes, "VmHWM")
+            out["server_rss_anon_mb"] = status_mb(processes, "RssAnon")
         finally:
             server.terminate()
             server.wait(timeout=30)

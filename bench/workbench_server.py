@@ -94,7 +94,7 @@ def cpu_s(procs: list[Any]) -> float:
     return total
 
 
-def peak_rss_mb(procs: list[Any], field: str = "VmHWM") -> dict[str, float]:
+def status_mb(procs: list[Any], field: str) -> dict[str, float]:
     """A memory figure of each server process from ``/proc/<pid>/status``, MB by pid:
     ``VmHWM`` (peak resident, counting the file pages it has mapped: SQLite's
     ``mmap_size``, the history index's Arrow memory map, shared page cache) or
