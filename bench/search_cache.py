@@ -9,7 +9,7 @@ less its last two characters, lower case: ~100 matching accounts at 1M):
 
 1. ``cold``: the store's file dropped from the kernel's page cache first
    (``posix_fadvise(DONTNEED)``: no root needed; pages the kernel cannot drop stay);
-2. ``warm``: the same file read once by :func:`workbench.prewarm.read_into_cache`, as a
+2. ``warm``: the same file read once by :func:`workbench.prewarm.read_in_child`, as a
    starting server does, then new searches (other prefixes of the same kind).
 
 Prints p50 / p95 / max milliseconds of each. The difference is waits for the disk, not
@@ -57,16 +57,18 @@ def measure(work: Path, *, searches: int, seed: int) -> dict[str, Any]:
                           columns=["name"]).column("name").to_pylist()
     rng = np.random.default_rng(seed)
     picked = [str(names[i])[:-2].lower() for i in rng.choice(len(names), 2 * searches)]
+    # The file is opened (and closed) here before any connection: a close while a SQLite
+    # connection of this process is open would drop its locks (workbench.prewarm).
+    with open(db, "rb") as handle:
+        os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
     engine = sa.create_engine(f"sqlite:///{db}")
     try:
         with engine.connect() as conn:
             run = current_run_of(conn)
             assert run is not None, f"no finished run in {db}"
-            with open(db, "rb") as handle:
-                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
             cold = _searches(conn, run.run_id, picked[:searches])
             with tempfile.TemporaryDirectory() as tmp:
-                read = prewarm.read_into_cache([db], Path(tmp) / "prewarm.lock")
+                read = prewarm.read_in_child([db], Path(tmp) / "prewarm.lock")
             warm = _searches(conn, run.run_id, picked[searches:])
     finally:
         engine.dispose()

@@ -17,12 +17,22 @@ memory back to anyone who needs it more. One process of a multi-worker server do
 non-blocking ``flock``: the others skip). ``posix_fadvise(WILLNEED)`` was tried first: it
 returns at once but the kernel read less than half of the file. A PostgreSQL store has its
 own buffer cache: its server is left alone.
+
+The reading runs in a **child process**, never in the server's own: closing a descriptor
+of a file drops every POSIX lock the closing process holds on it, including the ones its
+SQLite connections hold on the store (SQLite's "How To Corrupt" page, section 2.2). With
+the server's shared lock on the database file gone, another process's connection closing
+believed itself the last one and checkpointed and deleted the WAL under the server's
+readers: their next read failed (``SQLITE_IOERR_SHORT_READ``, a 500) on a small store,
+where the read ends at once (``tests/workbench/test_prewarm.py`` reproduces it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -45,7 +55,10 @@ def store_file(url: sa.URL | str) -> Path | None:
 def read_into_cache(paths: list[Path], lock: Path) -> int | None:
     """Read each file of ``paths`` from start to end into one reused buffer; bytes read
     (a file gone meanwhile, or not a file, counts nothing), or None when another process
-    holds ``lock`` (it is reading the same files)."""
+    holds ``lock`` (it is reading the same files).
+
+    Only in a process with no SQLite connection on ``paths`` (see the module docstring):
+    a server calls :func:`read_in_child`."""
     with exclusive_lock(lock, wait=False) as held:
         if not held:
             return None
@@ -61,16 +74,30 @@ def read_into_cache(paths: list[Path], lock: Path) -> int | None:
         return total
 
 
+def read_in_child(paths: list[Path], lock: Path) -> int | None:
+    """:func:`read_into_cache` in a child process (this module run as a script), waited
+    for: what it returns, or None when the child failed."""
+    done = subprocess.run([sys.executable, "-m", "workbench.prewarm", str(lock),
+                           *map(str, paths)], capture_output=True, text=True, check=False)
+    text = done.stdout.strip()
+    return int(text) if done.returncode == 0 and text.isdigit() else None
+
+
 def start(paths: list[Path], lock: Path) -> threading.Thread | None:
-    """:func:`read_into_cache` of ``paths`` on a daemon thread (started and returned), or
-    None when there is nothing to read."""
+    """:func:`read_in_child` of ``paths`` waited for on a daemon thread (started and
+    returned), or None when there is nothing to read."""
     if not paths:
         return None
 
     def run() -> None:
         with contextlib.suppress(OSError):  # an optimisation must never fail a server
-            read_into_cache(paths, lock)
+            read_in_child(paths, lock)
 
     thread = threading.Thread(target=run, name="delinq-prewarm", daemon=True)
     thread.start()
     return thread
+
+
+if __name__ == "__main__":  # read_in_child's child: LOCK PATH...; prints the bytes read
+    _read = read_into_cache([Path(p) for p in sys.argv[2:]], Path(sys.argv[1]))
+    print("" if _read is None else _read)

@@ -8,6 +8,9 @@ import ctypes.util
 import fcntl
 import mmap
 import os
+import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -80,6 +83,33 @@ def test_reading_runs_on_a_background_thread(tmp_path: Path) -> None:
     thread.join(10)
     assert not thread.is_alive() and (tmp_path / "wb" / "prewarm.lock").exists()
     assert prewarm.start([], tmp_path / "prewarm.lock") is None
+
+
+def test_the_read_leaves_the_servers_sqlite_locks_alone(tmp_path: Path) -> None:
+    """A server's connection holds a shared lock on the database file while it is open
+    (WAL mode); a connection of another process that closes checks for that lock before
+    checkpointing and deleting the WAL (as the last connection does). Were the file read
+    in the server's process, closing that descriptor would drop the server's lock: the
+    other process deletes the WAL under the server's readers (SQLITE_IOERR_SHORT_READ)."""
+    db = tmp_path / "worklist.db"
+    server = sqlite3.connect(db)
+    server.execute("PRAGMA journal_mode=WAL")
+    server.execute("CREATE TABLE t (x INTEGER)")
+    server.executemany("INSERT INTO t VALUES (?)", [(i,) for i in range(1000)])
+    server.commit()
+    wal = tmp_path / "worklist.db-wal"
+    try:
+        assert server.execute("SELECT count(*) FROM t").fetchone() == (1000,) and wal.exists()
+        thread = prewarm.start([db], tmp_path / "prewarm.lock")
+        assert thread is not None
+        thread.join(30)
+        other = ("import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); "
+                 "c.execute('SELECT count(*) FROM t').fetchall(); c.close()")
+        subprocess.run([sys.executable, "-c", other, str(db)], check=True, timeout=30)
+        assert wal.exists(), "another process's close deleted the WAL under the server"
+        assert server.execute("SELECT count(*) FROM t").fetchone() == (1000,)
+    finally:
+        server.close()
 
 
 def test_a_server_start_reads_its_store(bench: Bench,
