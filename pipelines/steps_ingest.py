@@ -18,9 +18,9 @@ scored from it (:func:`wait_staged`, called by the score step), waits for the wr
 failed write fails them with :class:`StagingError` naming it.
 
 The Book in memory lacks the columns only the staged files keep
-(``features.contract.book.STAGED_ONLY``: payments' ``payment_id``) from the start: the
-write holds the last reference to them, freed once written (at 1M accounts ~0.85 GB not
-held through the scoring)."""
+(``features.contract.book.STAGED_ONLY``: payments' ``payment_id``, invoices'
+``terms_days``) from the start: the write holds the last reference to them, freed once
+written (at 1M accounts ~1.2 GB not held through the scoring)."""
 
 from __future__ import annotations
 

@@ -29,7 +29,7 @@ Canonical dtypes (the contract every consumer may rely on):
 - dates: ``datetime64[s]`` at midnight, no timezone (dates, not timestamps);
 - amounts: ``float64`` in the book's currency (one currency per book); an invoice row with a
   negative amount is a *credit note* (applied by the openness rule, ``features.pit``);
-- ``terms_days``: ``Int64`` (nullable), days from issue to due;
+- ``terms_days``: ``Int64`` (nullable), days from issue to due (staged only, below);
 - ``channel``, ``outcome`` (contacts): codes whose values are those of
   ``features.spec.ContactChannel`` / ``ContactOutcome``.
 
@@ -57,10 +57,11 @@ openness rounds them to cents before comparing (``features.spec.to_cents``). Row
 carries no meaning (results never depend on it); validation writes the canonical order
 (invoices by account, payments by invoice then date), which the encoding reads fastest.
 
-Staged-only columns: :data:`STAGED_ONLY` (payments' ``payment_id``) is in a Book read
-from files or validated, but not in the Book the ingest step hands over in memory to the
-later steps of its process (``pipelines.steps_ingest``): only the staged files keep it,
-and no library function reads it. Every other column is always present.
+Staged-only columns: :data:`STAGED_ONLY` (payments' ``payment_id``, invoices'
+``terms_days``) are in a Book read from files or validated, but not in the Book the ingest
+step hands over in memory to the later steps of its process (``pipelines.steps_ingest``):
+only the staged files keep them, and no library function reads them. Every other column
+is always present.
 
 Time semantics: nothing in a Book is "as of" anything. Cut-offs are applied by the feature
 and label functions (``as_of`` keyword), which treat everything dated strictly before
@@ -89,11 +90,13 @@ EVENT_TABLES: Final = ("promises", "contacts")
 ALL_TABLES: Final = (*TABLES, *EVENT_TABLES)
 
 #: Columns a Book handed over in memory after staging may lack (:func:`without_staged_only`):
-#: ids that only name a row, which no library function reads. The staged files hold them
-#: (the workbench's account history reads ``payment_id`` there); the nightly's scoring, in
-#: the process that staged the book, holds no copy (at 1M accounts, 50M payment ids:
-#: ~0.85 GB).
-STAGED_ONLY: Final[dict[str, tuple[str, ...]]] = {"payments": ("payment_id",)}
+#: columns no library function reads, payments' ``payment_id`` (an id that only names a
+#: row) and invoices' ``terms_days`` (the features take terms from the due and issue
+#: dates). The staged files hold them (the workbench's account history reads
+#: ``payment_id`` there); the nightly's scoring, in the process that staged the book,
+#: holds no copy (at 1M accounts, 50M payment ids ~0.85 GB, 50M nullable terms ~0.4 GB).
+STAGED_ONLY: Final[dict[str, tuple[str, ...]]] = {"invoices": ("terms_days",),
+                                                  "payments": ("payment_id",)}
 
 #: Required and optional columns of each table, with their canonical dtype.
 REQUIRED: Final[dict[str, dict[str, str]]] = {
