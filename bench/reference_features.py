@@ -71,6 +71,9 @@ def known_invoices(book: Book, as_of: pd.Timestamp) -> pd.DataFrame:
     """
     inv = book.invoices[(book.invoices["issue_date"] < as_of) & (book.invoices["amount"] > 0)]
     inv = inv[["invoice_id", "account_id", "issue_date", "due_date", "amount"]].copy()
+    # the Book's account codes as text: the reference groups and joins its frames on the
+    # plain ids (pandas cannot reindex between two category dtypes of different widths)
+    inv["account_id"] = inv["account_id"].astype("str")
     applied = applied_payments(book)
     pay = applied[applied["payment_date"] < as_of]
     pay = pay.merge(inv[["invoice_id"]], on="invoice_id")  # semi-join (ids are unique)

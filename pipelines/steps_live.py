@@ -378,8 +378,10 @@ def account_slices(book: Book) -> pd.DataFrame:
     """``account_id``, ``account_segment``, ``account_region`` (the accounts table's, when
     the book has one) and ``first_invoice`` (first issue date) of every invoiced account:
     what ``models.live.live_slices`` slices by."""
-    first = (book.invoices.groupby(book.invoices["account_id"].astype(str))["issue_date"]
+    # grouped on the accounts' codes (no id string per invoice), the few ids then as text
+    first = (book.invoices.groupby("account_id", observed=True)["issue_date"]
              .min().rename("first_invoice").reset_index())
+    first["account_id"] = first["account_id"].astype(str)
     acc = book.accounts
     if acc is None or acc.empty:
         return first.assign(account_segment=None, account_region=None)

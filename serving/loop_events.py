@@ -146,7 +146,7 @@ def book_with_events(book: Book, events: LoopEvents) -> Book:
     """
     if events.n_events == 0:
         return book
-    accounts = set(book.invoices["account_id"])
+    accounts = set(book.invoices["account_id"].unique())  # (codes: no string per row)
     invoices = set(book.invoices["invoice_id"])
 
     def keep(frame: pd.DataFrame, column: str, known: set[str]) -> pd.DataFrame:

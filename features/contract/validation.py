@@ -379,13 +379,17 @@ def _validate(
             codes = {"account_id": account_dtype(accounts)}
             credits.update(credit_notes(first))
             del first
+            # The Book's invoices hold their account as that code too (book.py), not one
+            # id string per invoice: parents are in file order, as ``canon``'s rows are.
+            canon = canon.with_columns(parents.get_column(R.ACCOUNT_CODE).alias("account_id"))
         if table in ("payments", "disputes"):
             warnings += unknown_warning(bad, parents, name, sources.get("invoices", "invoices"))
         if table == "accounts":
             canon, order = at_order(canon, order), None  # (a small table)
             warnings += bare_warning(canon, seen, name, sources.get("invoices", "invoices"))
             canon = with_bare_accounts(canon, seen)
-        kept[table] = to_pandas(canon, table, codes if table == "payments" else None, order)
+        kept[table] = to_pandas(canon, table,
+                                codes if table in ("invoices", "payments") else None, order)
         del canon, order
         quarantine[table] = _quarantine(bad, options[table], plausible)
         counts = dict(bad.get_column(R.RULE).value_counts().iter_rows())

@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
-from features.keys import is_strictly_sorted, match_ids
+from features.keys import id_array, is_strictly_sorted, match_ids
 from features.pit._credits import allocate, needs_allocation
 from features.spec import CLEAR_TOLERANCE_CENTS, ordered_categories, to_cents
 
@@ -274,7 +274,7 @@ def prepare(book: Book) -> Prepared:
     # the universe is sorted and distinct here: no check of it (one pass) per match
     inv_acc = match_ids(inv["account_id"], universe, reference_sorted=True)
     if (inv_acc < 0).any():  # accounts missing from the accounts table (bare Book)
-        extra = pc.unique(pa.array(inv["account_id"]).filter(pa.array(inv_acc < 0)))
+        extra = pc.unique(id_array(inv["account_id"][inv_acc < 0]))
         universe = pa.concat_arrays([universe, extra.cast(universe.type)])
         universe = universe.take(pc.sort_indices(universe))
         inv_acc = match_ids(inv["account_id"], universe, reference_sorted=True)

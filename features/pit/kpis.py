@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
+from features.keys import is_in
 from features.pit._prep import Prepared, day_number, prepare
 from features.pit.open_invoices import open_state
 from features.pit.promises import DEFAULT_GRACE_DAYS, promise_state
@@ -296,9 +297,8 @@ def collected_from(book: Book, *, account_ids: Iterable[str], since: date,
 def _collected_sum(book: Book, *, account_ids: Iterable[str], since: date,
                    as_of: date) -> float:
     inv, pay = book.invoices, book.payments
-    accounts = pa.array(inv["account_id"])
-    ids = pa.array([str(a) for a in account_ids], type=accounts.type)
-    theirs = pc.is_in(accounts, value_set=ids)
+    ids = pa.array([str(a) for a in account_ids], type=pa.string())
+    theirs = pa.array(is_in(inv["account_id"], ids))  # (codes: through their categories)
     pay_inv = pa.array(pay["invoice_id"])
     invoices = pa.array(inv["invoice_id"]).filter(theirs).cast(pay_inv.type)
     mine = pc.is_in(pay_inv, value_set=invoices)

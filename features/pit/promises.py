@@ -235,8 +235,7 @@ def _invoice_account_codes(accounts: pd.Series, pay_inv: np.ndarray,
         return match_ids(accounts, universe, reference_sorted=True)
     rows = np.unique(pay_inv[(pay_inv >= 0) & (pay_inv < n)])
     codes = np.full(n, -1, np.int64)
-    codes[rows] = match_ids(id_array(accounts).take(pa.array(rows)), universe,
-                            reference_sorted=True)
+    codes[rows] = match_ids(accounts.iloc[rows], universe, reference_sorted=True)
     return codes
 
 

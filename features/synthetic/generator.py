@@ -86,6 +86,7 @@ from features.contract.book import (
     as_codes,
     columns_of,
     conform,
+    with_invoice_accounts,
 )
 from features.contract.io import return_freed_memory
 from features.synthetic import _arrow as sa
@@ -297,6 +298,8 @@ def _generate(
     for t in EVENT_TABLES:
         if t in frames:
             frames[t] = conform(t, frames[t])
+    frames["payments"] = with_invoice_accounts(frames["payments"],
+                                               frames["invoices"]["account_id"].dtype)
     book = Book(**frames)
     return book, _truth(p, frames["accounts"]["account_id"])
 

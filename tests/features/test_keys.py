@@ -44,6 +44,25 @@ def test_values_at_reads_the_rows_found_and_leaves_the_others_missing() -> None:
     assert out.tolist()[0] == "A3" and pd.isna(out[11]) and out[12] == "A1"
 
 
+def test_a_code_column_is_matched_through_its_categories_as_its_strings_are() -> None:
+    # A Book's code column (invoices' account_id): categories not all used, not in row
+    # order, a missing row; every matcher answers as it does for the same strings.
+    text = pd.Series(["A3", "A1", None, "A3", "A0"], dtype="str")
+    codes = text.astype(pd.CategoricalDtype(pd.Index(["A0", "A1", "A3", "A9"], dtype="str")))
+    reference = pd.Series(["A1", "A9", "A3", "A2"], dtype="str")
+    present = text.notna().to_numpy()
+    want = np.array([2, 0, -1, 2, -1])
+    assert match_ids(codes[present], reference).tolist() == want[present].tolist()
+    assert match_ids(codes[present], reference).tolist() == match_ids(
+        text[present], reference).tolist()
+    assert index_in(codes, reference).tolist() == want.tolist()
+    assert is_in(codes, reference).tolist() == (want >= 0).tolist()
+    rows = np.array([4, -1, 2, 0, 3])
+    got, expect = values_at(codes, rows), values_at(text, rows)
+    assert got.dtype == "str" and got.tolist()[0] == "A0" and got.tolist()[3:] == ["A3", "A3"]
+    assert got.isna().tolist() == expect.isna().tolist() == [False, True, True, False, False]
+
+
 # ------------------------------------------- polars' string views, matched in place
 # Ids of every layout: inline in their 16-byte view (at most 12 bytes, the synthetic
 # book's), out of line (13 bytes and more, in a data buffer), sharing the 4-byte prefix a

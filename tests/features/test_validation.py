@@ -156,6 +156,10 @@ def test_clean_source_keeps_every_row_with_canonical_dtypes() -> None:
     assert sorted(book.accounts["account_id"]) == ["A1", "A2", "A3", "A4"]
     # Payments carry their invoice's account when the source left it empty.
     assert book.payments["account_id"].tolist() == ["A1", "A1", "A1", "A2"]
+    # Invoices' accounts are codes too, against the same sorted invoiced accounts.
+    invoiced = sorted(set(book.invoices["account_id"]))
+    assert book.invoices["account_id"].cat.categories.tolist() == invoiced
+    assert book.invoices["account_id"].dtype == book.payments["account_id"].dtype
     assert book.accounts.set_index("account_id").loc["A3", "credit_limit"] == 100000.5
 
 
