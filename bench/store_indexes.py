@@ -14,7 +14,21 @@ process's CPU seconds (wall seconds are load-dependent; the figure to compare is
   order of the inserts matters);
 - ``build_after``: no secondary index during the insert, then each built by
   ``CREATE INDEX`` over the whole table (every run's rows: an upper bound of what building
-  the run's own entries once would cost).
+  the run's own entries once would cost);
+- ``int_run_id``: every index as it is, but ``run_id`` a small integer (a run number)
+  instead of the text id every key comparison starts with;
+- ``narrow_sort``: the sort indexes of revision 0005 (``run_id``, key, ``rank``), without
+  revision 0008's ``segment``, ``action``, ``account_id`` (what 0008's tail costs);
+- ``account_run_first``: every index as it is but the account index keyed
+  ``(run_id, account_id)``: a run's entries one range, not each beside the same
+  account's entries of every other run (with ``--prior`` runs, what the interleaving
+  costs). Not a drop-in: without ``ANALYZE`` statistics SQLite answers the workbench's
+  account history and narrow searches by scanning the worklist;
+- ``per_run_table``: the run's rows in a table of its own (no ``run_id`` column, ``rank``
+  the rowid), its four indexes (the same keys without ``run_id``) built by ``CREATE
+  INDEX`` after its rows: the cheapest the run's entries can be had. Not a drop-in: the
+  workbench's statements name one ``worklist`` table, and each ``CREATE INDEX`` is one
+  statement holding SQLite's write lock for seconds (the publish's steps are 10 ms).
 """
 
 from __future__ import annotations
@@ -51,24 +65,94 @@ def _cpu() -> float:
     return t.user + t.system
 
 
+def _ddl(engine: sa.Engine, name: str) -> str:
+    """The ``CREATE`` statement of the table or index ``name`` as SQLite holds it."""
+    with engine.connect() as conn:
+        return str(conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = ?",
+                                        (name,)).scalar_one())
+
+
+def _int_run_id(engine: sa.Engine) -> None:
+    """Recreate the (empty) worklist with an integer ``run_id``, its indexes as they are."""
+    indexes = [_ddl(engine, ix) for ix in INDEXES]
+    table = _ddl(engine, "worklist").replace("run_id VARCHAR(64)", "run_id INTEGER")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE worklist")
+        conn.exec_driver_sql(table)
+        for ddl in indexes:
+            conn.exec_driver_sql(ddl)
+
+
+def _narrow_sort(engine: sa.Engine) -> None:
+    """Revision 0005's sort indexes: no ``segment, action, account_id`` after ``rank``."""
+    with engine.begin() as conn:
+        for ix in INDEXES:
+            if ix != "ix_worklist_account":
+                ddl = _ddl(engine, ix).replace(", segment, action, account_id)", ")")
+                conn.exec_driver_sql(f"DROP INDEX {ix}")
+                conn.exec_driver_sql(ddl)
+
+
+def _account_run_first(engine: sa.Engine) -> None:
+    """The account index keyed ``(run_id, account_id)`` instead of ``(account_id, run_id)``."""
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_worklist_account")
+        conn.exec_driver_sql("CREATE INDEX ix_worklist_account ON worklist (run_id, account_id)")
+
+
+def _per_run_table(engine: sa.Engine, rows: pa.Table) -> dict[str, float]:
+    """The run's rows into a table of its own, then its indexes by ``CREATE INDEX``."""
+    table = (_ddl(engine, "worklist").replace("TABLE worklist", "TABLE worklist_run")
+             .replace("run_id VARCHAR(64) NOT NULL, ", "")
+             .replace("rank INTEGER NOT NULL", "rank INTEGER PRIMARY KEY"))
+    table = table[:table.index(", \n\tCONSTRAINT pk_worklist")] + "\n)"
+    indexes = [_ddl(engine, ix).replace(f"INDEX {ix} ON worklist", f"INDEX {ix}_run ON "
+                                        "worklist_run").replace("run_id, ", "")
+               .replace(", run_id)", ")") for ix in INDEXES]
+    target = sa.Table("worklist_run", sa.MetaData(),
+                      *(sa.Column(c.name) for c in S.worklist.columns if c.name != "run_id"))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(table)
+    cpu, wall = _cpu(), time.perf_counter()
+    store_bulk.insert_chunks(engine, target, rows, constants={})
+    out = {"insert_cpu_s": _cpu() - cpu, "insert_wall_s": time.perf_counter() - wall}
+    cpu = _cpu()
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"PRAGMA cache_size = -{store_bulk.SQLITE_WRITE_CACHE_KIB}")
+        for ddl in indexes:
+            conn.exec_driver_sql(ddl)
+    out["build_cpu_s"] = _cpu() - cpu
+    return out
+
+
 def _variant(rows: pa.Table, prior: int, name: str, folder: Path) -> dict[str, float]:
     engine = sa.create_engine(f"sqlite:///{folder / f'{name}.db'}")
     try:
         metadata.create_all(engine)
         with engine.begin() as conn:
             conn.exec_driver_sql("PRAGMA journal_mode = WAL")
-        for k in range(prior):
-            store_bulk.insert_chunks(engine, S.worklist, rows,
-                                     constants={"run_id": f"2024-02-{k + 1:02d}-prior{k:07d}"})
+        run_ids = [f"2024-02-{k + 1:02d}-prior{k:07d}" for k in range(prior)] + ["2024-03-01-x"]
+        if name == "int_run_id":
+            _int_run_id(engine)
+            run_ids = list(range(1, prior + 2))
+        if name == "narrow_sort":
+            _narrow_sort(engine)
+        if name == "account_run_first":
+            _account_run_first(engine)
+        for run_id in run_ids[:-1]:
+            store_bulk.insert_chunks(engine, S.worklist, rows, constants={"run_id": run_id})
+        if name == "per_run_table":
+            return {k: round(v, 2) for k, v in _per_run_table(engine, rows).items()}
         kind, _, index = name.partition("_")
-        keep = {"all": set(INDEXES), "only": {index}, "sorted": {index}}.get(kind, set())
+        keep = {"all": set(INDEXES), "only": {index}, "sorted": {index}, "int": set(INDEXES),
+                "narrow": set(INDEXES), "account": set(INDEXES)}.get(kind, set())
         with engine.begin() as conn:
             for ix in set(INDEXES) - keep:
                 conn.exec_driver_sql(f"DROP INDEX {ix}")
         data = rows.take(pc.sort_indices(rows, sort_keys=INDEXES[index])) if kind == "sorted" \
             else rows
         cpu, wall = _cpu(), time.perf_counter()
-        store_bulk.insert_chunks(engine, S.worklist, data, constants={"run_id": "2024-03-01-x"})
+        store_bulk.insert_chunks(engine, S.worklist, data, constants={"run_id": run_ids[-1]})
         out = {"insert_cpu_s": _cpu() - cpu, "insert_wall_s": time.perf_counter() - wall}
         if kind == "build":
             cpu = _cpu()
@@ -83,15 +167,22 @@ def _variant(rows: pa.Table, prior: int, name: str, folder: Path) -> dict[str, f
         engine.dispose()
 
 
-def run(n_rows: int, prior: int) -> dict[str, Any]:
-    """CPU (and wall) seconds of each variant (see the module docstring)."""
+def run(n_rows: int, prior: int, *, only: list[str] | None = None) -> dict[str, Any]:
+    """CPU (and wall) seconds of each variant (see the module docstring), or of ``only``
+    those."""
     wl, _, _ = synthetic_run(n_rows, features=1)
     rows = S.check_worklist(wl, as_of=DAY)
     names = ["all", "none", *(f"only_{ix}" for ix in INDEXES),
-             *(f"sorted_{ix}" for ix in INDEXES), "build_after"]
+             *(f"sorted_{ix}" for ix in INDEXES), "build_after", "int_run_id", "narrow_sort",
+             "account_run_first", "per_run_table"]
+    names = [n for n in names if only is None or n in only]
     out: dict[str, Any] = {"rows": n_rows, "prior_runs": prior,
                            "load_avg_1m_before": round(os.getloadavg()[0], 1)}
     with tempfile.TemporaryDirectory(prefix="delinq-bench-indexes-") as tmp:
+        # Not recorded: the process's first write pays one-off costs (measured: the first
+        # variant ~40% more CPU than the same variant run again).
+        (Path(tmp) / "warm").mkdir()
+        _variant(rows.slice(0, min(n_rows, 20_000)), 0, "all", Path(tmp) / "warm")
         for name in names:
             out[name] = _variant(rows, prior, name, Path(tmp))
             print(name, out[name], flush=True)
@@ -103,9 +194,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rows", type=int, default=100_000)
     ap.add_argument("--prior", type=int, default=2)
+    ap.add_argument("--only", nargs="*", default=None, help="variants to run (default: all)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
-    out = run(args.rows, args.prior)
+    out = run(args.rows, args.prior, only=args.only)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 
