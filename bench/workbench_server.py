@@ -74,14 +74,27 @@ def server_processes(pid: int, workers: int, timeout_s: float = 120.0) -> list[A
     top = psutil.Process(pid)
     deadline = time.monotonic() + timeout_s
     while True:
-        children = top.children(recursive=True)
+        children = [c for c in top.children(recursive=True) if not _prewarm_child(c)]
         if workers <= 1 or len(children) >= workers or time.monotonic() > deadline:
             return [top, *children]
         time.sleep(0.2)
 
 
+def _prewarm_child(process: Any) -> bool:
+    """Whether ``process`` is a worker's short-lived page-cache reader
+    (``workbench.prewarm.read_in_child``): not a server process; its CPU counts in its
+    worker's (:func:`cpu_s`) once it ends."""
+    import psutil
+
+    try:
+        return "workbench.prewarm" in process.cmdline()
+    except psutil.Error:
+        return True  # gone already
+
+
 def cpu_s(procs: list[Any]) -> float:
-    """CPU seconds (user + system) used so far by ``procs`` (0 for a process gone)."""
+    """CPU seconds (user + system) used so far by ``procs`` and their ended children
+    (a worker's prewarm reader; 0 for a process gone)."""
     import psutil
 
     total = 0.0
@@ -90,7 +103,7 @@ def cpu_s(procs: list[Any]) -> float:
             t = p.cpu_times()
         except psutil.Error:
             continue
-        total += t.user + t.system
+        total += t.user + t.system + t.children_user + t.children_system
     return total
 
 
