@@ -14,12 +14,12 @@ event and published in a throw-away store):
   worker processes (one thread each) started by the benchmark, or the existing scheduler
   at ``--scheduler`` (its workers' CPU counts then include whatever else they ran).
 
-Each mode runs in its own child process so that its peak RSS (``ru_maxrss``) is its own;
-for the partitioned mode the driver's peak and each worker's peak are reported (a worker's
-peak is the largest partition it scored). CPU seconds of the partitioned mode add the
-driver's and the workers'. Models: quick champions trained on a small book
-(``--train-accounts``), not timed. The book is written by ``delinq generate``'s writer and
-staged by ``delinq validate``'s ingest (timed apart).
+Each mode runs in its own child process so that its peak RSS (``VmHWM``,
+``bench.score._rss_mb``) is its own; for the partitioned mode the driver's peak and each
+worker's peak are reported (a worker's peak is the largest partition it scored). CPU seconds
+of the partitioned mode add the driver's and the workers'. Models: quick champions trained
+on a small book (``--train-accounts``), not timed. The book is written by ``delinq
+generate``'s writer and staged by ``delinq validate``'s ingest (timed apart).
 
 The ratio printed is partitioned / single per-account wall cost; run it with the
 single-process mode at 1M and the partitioned mode at 5M to get the issue's figure
