@@ -401,6 +401,13 @@ def match_ids(query: Strings, reference: Strings, *,
     return out
 
 
+def sorted_unique(ids: pa.Array) -> pa.Array:
+    """The distinct ids in ascending (byte) order: a reference :func:`match_ids` searches
+    with ``reference_sorted=True`` (no check of it per match)."""
+    distinct = pc.unique(ids)
+    return distinct.take(pc.sort_indices(distinct))
+
+
 def is_strictly_sorted(values: Strings) -> bool:
     """Whether null-free string ids are strictly ascending (byte order): the check
     :func:`match_ids` makes of its reference, for a caller matching several queries

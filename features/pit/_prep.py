@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from features.contract.book import Book
-from features.keys import id_array, is_strictly_sorted, match_ids
+from features.keys import id_array, is_strictly_sorted, match_ids, sorted_unique
 from features.pit._credits import allocate, needs_allocation
 from features.spec import CLEAR_TOLERANCE_CENTS, ordered_categories, to_cents
 
@@ -269,14 +269,12 @@ def prepare(book: Book) -> Prepared:
     """Flatten ``book`` into the arrays the kernels read (see module docstring)."""
     inv, acc = book.invoices, book.accounts
     acc_ids = pa.array(acc["account_id"])
-    universe = pc.unique(acc_ids)
-    universe = universe.take(pc.sort_indices(universe))
+    universe = sorted_unique(acc_ids)
     # the universe is sorted and distinct here: no check of it (one pass) per match
     inv_acc = match_ids(inv["account_id"], universe, reference_sorted=True)
     if (inv_acc < 0).any():  # accounts missing from the accounts table (bare Book)
-        extra = pc.unique(id_array(inv["account_id"][inv_acc < 0]))
-        universe = pa.concat_arrays([universe, extra.cast(universe.type)])
-        universe = universe.take(pc.sort_indices(universe))
+        extra = id_array(inv["account_id"][inv_acc < 0])
+        universe = sorted_unique(pa.concat_arrays([universe, extra.cast(universe.type)]))
         inv_acc = match_ids(inv["account_id"], universe, reference_sorted=True)
     credits = None
     is_credit = inv["amount"].to_numpy(np.float64) < 0

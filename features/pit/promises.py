@@ -39,10 +39,16 @@ import numba as nb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from features.contract.book import Book
-from features.keys import id_array, index_in, is_strictly_sorted, match_ids, values_at
+from features.keys import (
+    id_array,
+    index_in,
+    is_strictly_sorted,
+    match_ids,
+    sorted_unique,
+    values_at,
+)
 from features.spec import CLEAR_TOLERANCE_CENTS, as_day, to_cents
 
 #: Days after the promised date in which a payment still keeps the promise (a transfer
@@ -191,7 +197,7 @@ def _toward_pairs(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Time
         # codes: positions among the distinct invoice ids promises name (sorted), which
         # the payments (listed by invoice in a canonical book) meet as a merge
         wanted = p["invoice_id"][named]
-        universe = _sorted_unique(id_array(wanted))
+        universe = sorted_unique(id_array(wanted))
         code_named = match_ids(wanted, universe, reference_sorted=True)
         pay_named = match_ids(payments["invoice_id"], universe, reference_sorted=True)
     rows_unnamed, code_unnamed = np.flatnonzero(~named), np.zeros(0, np.int64)
@@ -199,7 +205,7 @@ def _toward_pairs(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Time
     if len(rows_unnamed):
         wanted = p["account_id"][~named]
         if pay_accounts is not None:
-            universe = _sorted_unique(id_array(wanted))
+            universe = sorted_unique(id_array(wanted))
             pay_unnamed = index_in(pay_accounts, universe)
         else:
             # a payment's account is its invoice's: the invoice row of each payment, then
@@ -208,7 +214,7 @@ def _toward_pairs(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Time
             inv_ids = invoices["invoice_id"]
             pay_unnamed = match_ids(payments["invoice_id"], inv_ids,
                                     reference_sorted=is_strictly_sorted(inv_ids))
-            universe = _sorted_unique(pa.concat_arrays([
+            universe = sorted_unique(pa.concat_arrays([
                 id_array(book.accounts["account_id"]), id_array(wanted)]))
             via = _invoice_account_codes(invoices["account_id"], pay_unnamed, universe)
         code_unnamed = match_ids(wanted, universe, reference_sorted=True)
@@ -237,12 +243,6 @@ def _invoice_account_codes(accounts: pd.Series, pay_inv: np.ndarray,
     codes = np.full(n, -1, np.int64)
     codes[rows] = match_ids(accounts.iloc[rows], universe, reference_sorted=True)
     return codes
-
-
-def _sorted_unique(ids: pa.Array) -> pa.Array:
-    """The distinct ids in ascending (byte) order: a reference ``match_ids`` searches."""
-    distinct = pc.unique(ids)
-    return distinct.take(pc.sort_indices(distinct))
 
 
 def _code_pairs(code: np.ndarray, rows: np.ndarray, pay_code: np.ndarray,
