@@ -173,14 +173,10 @@ def _insert_rolled_back(store: Any, run_id: str, data: pa.Table, out: dict[str, 
     from serving import store_bulk
     from serving.store_schema import worklist
 
-    with store._engine.connect() as conn:
+    # The publish's page cache (store_bulk.insert_chunks), so that this figure is the
+    # publish's rows: at SQLite's default 2 MB each insert re-reads evicted index pages.
+    with store._engine.connect() as conn, store_bulk.write_cache(conn):
         conn.execution_options(sqlite_begin="IMMEDIATE")
-        if conn.dialect.name == "sqlite":
-            # The publish's page cache (store_bulk.insert_chunks), so that this figure is
-            # the publish's rows: at SQLite's default 2 MB each insert re-reads evicted
-            # index pages.
-            driver = conn.connection.dbapi_connection
-            driver.execute(f"PRAGMA cache_size = -{store_bulk.SQLITE_WRITE_CACHE_KIB}")  # type: ignore[union-attr]
         with conn.begin() as txn:
             before = _server_cpu_s(conn)
             store_bulk.bulk_insert(conn, worklist, data, constants={"run_id": run_id})
@@ -188,8 +184,6 @@ def _insert_rolled_back(store: Any, run_id: str, data: pa.Table, out: dict[str, 
             if before is not None and after is not None:
                 out["worklist_insert_alone_server_cpu_s"] = round(after - before, 3)
             txn.rollback()
-        if conn.dialect.name == "sqlite":
-            driver.execute("PRAGMA cache_size = -2000")  # type: ignore[union-attr]  # default
 
 
 def bench_store(

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from itertools import repeat
 from typing import Any, Final
 
@@ -199,6 +200,22 @@ def _copy_postgres(
     return done
 
 
+@contextmanager
+def write_cache(conn: sa.Connection) -> Iterator[None]:
+    """A SQLite connection's page cache at :data:`SQLITE_WRITE_CACHE_KIB` while the block
+    runs, back to SQLite's default (2 MB) before the connection returns to the pool;
+    nothing on another database."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    driver = conn.connection.dbapi_connection
+    driver.execute(f"PRAGMA cache_size = -{SQLITE_WRITE_CACHE_KIB}")  # type: ignore[union-attr]
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA cache_size = -2000")  # type: ignore[union-attr]  # the default
+
+
 def insert_chunks(
     engine: sa.Engine,
     target: sa.Table,
@@ -227,49 +244,42 @@ def insert_chunks(
     pacer = Pacer()
     done = 0
     with (engine.connect() as conn, store_io.Waiters(engine.url) as waiters,
-          store_io.stepped_writes(conn) as checkpoint):
+          store_io.stepped_writes(conn) as checkpoint, write_cache(conn)):
         conn.execution_options(sqlite_begin="IMMEDIATE")
         driver = conn.connection.dbapi_connection
-        if dialect == "sqlite":
-            driver.execute(f"PRAGMA cache_size = -{SQLITE_WRITE_CACHE_KIB}")  # type: ignore[union-attr]
         sql = _sqlite_sql(target.name, names)
         rows: list[tuple] = []  # the Python rows of data[first:], one chunk at a time
         first = 0
-        try:
-            while done < data.num_rows:
-                end = min(data.num_rows, done + CHUNK_ROWS)
-                if dialect == "sqlite":
-                    if done - first >= len(rows):
-                        # A chunk's rows built at once, each step a slice of them: built
-                        # per step (~200 rows on a loaded machine), the per-column
-                        # conversions cost ~a third of the insert itself.
-                        rows = _sqlite_rows(data.slice(done, CHUNK_ROWS), names, constants)
-                        first = done
-                    end = min(end, first + len(rows))  # within the rows built
-                    waiting = False
-                    with conn.begin():
-                        while done < end and not waiting:
-                            step = min(pacer.rows(), end - done)
-                            t = time.perf_counter()
-                            _in_step(target.name, done)
-                            driver.executemany(sql, rows[done - first:done - first + step])  # type: ignore[union-attr]
-                            pacer.took(step, time.perf_counter() - t)
-                            done += step
-                            waiting = waiters.any()  # then commit now and let it in
-                    if waiting:
-                        waiters.let_in()
-                    checkpoint()  # after the commit, beside the writers let in
-                else:
-                    csv = _csv_bytes(data.slice(done, end - done), names, constants)
-                    with conn.begin(), driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
-                            _copy_sql(target.name, names)) as copy:
-                        copy.write(csv)
-                    done = end
-                hook(target.name, done)
-        finally:
+        while done < data.num_rows:
+            end = min(data.num_rows, done + CHUNK_ROWS)
             if dialect == "sqlite":
-                # Back to the default before the connection returns to the pool.
-                driver.execute("PRAGMA cache_size = -2000")  # type: ignore[union-attr]
+                if done - first >= len(rows):
+                    # A chunk's rows built at once, each step a slice of them: built
+                    # per step (~200 rows on a loaded machine), the per-column
+                    # conversions cost ~a third of the insert itself.
+                    rows = _sqlite_rows(data.slice(done, CHUNK_ROWS), names, constants)
+                    first = done
+                end = min(end, first + len(rows))  # within the rows built
+                waiting = False
+                with conn.begin():
+                    while done < end and not waiting:
+                        step = min(pacer.rows(), end - done)
+                        t = time.perf_counter()
+                        _in_step(target.name, done)
+                        driver.executemany(sql, rows[done - first:done - first + step])  # type: ignore[union-attr]
+                        pacer.took(step, time.perf_counter() - t)
+                        done += step
+                        waiting = waiters.any()  # then commit now and let it in
+                if waiting:
+                    waiters.let_in()
+                checkpoint()  # after the commit, beside the writers let in
+            else:
+                csv = _csv_bytes(data.slice(done, end - done), names, constants)
+                with conn.begin(), driver.cursor() as cursor, cursor.copy(  # type: ignore[union-attr]
+                        _copy_sql(target.name, names)) as copy:
+                    copy.write(csv)
+                done = end
+            hook(target.name, done)
     return done
 
 
