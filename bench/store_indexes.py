@@ -117,8 +117,7 @@ def _per_run_table(engine: sa.Engine, rows: pa.Table) -> dict[str, float]:
     store_bulk.insert_chunks(engine, target, rows, constants={})
     out = {"insert_cpu_s": _cpu() - cpu, "insert_wall_s": time.perf_counter() - wall}
     cpu = _cpu()
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"PRAGMA cache_size = -{store_bulk.SQLITE_WRITE_CACHE_KIB}")
+    with engine.begin() as conn, store_bulk.write_cache(conn):  # the publish's cache
         for ddl in indexes:
             conn.exec_driver_sql(ddl)
     out["build_cpu_s"] = _cpu() - cpu
