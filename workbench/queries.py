@@ -122,17 +122,15 @@ def _filtered(query: sa.Select[Any], *, shape: tuple[Any, ...],
               by_account: bool = False) -> sa.Select[Any]:
     """``query`` over the run's worklist rows (joined to state and directory) that pass the
     filters of ``shape`` (:func:`_shape`; values bound by name, :func:`_values`): the one
-    definition the pages, the totals and the API share."""
+    definition the pages, the totals and the API share. ``by_account``: a search's rows
+    are found through the account index (:func:`_searched`), not by walking the run."""
     st, d = account_state, account_directory
     segment, action, region, assignee, snoozed, account, name, search = shape
-    # ``by_account``: a narrow search finds its few accounts through the account index
-    # (account_id, run_id); the run's equality, wrapped, no longer lures SQLite into
-    # scanning the whole run instead.
-    run_id = sa.bindparam("run_id", type_=sa.String)
-    in_run = sa.func.coalesce(_W.c.run_id, "") == run_id if by_account else _W.c.run_id == run_id
-    query = (query.select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
-                               .outerjoin(d, d.c.account_id == _W.c.account_id))
-             .where(in_run))
+    query = query.select_from(_W.outerjoin(st, st.c.account_id == _W.c.account_id)
+                              .outerjoin(d, d.c.account_id == _W.c.account_id))
+    query = query.where(_W.c.run_id == _RUN_ID)
+    if by_account and search:
+        query = query.where(_W.c.account_id.in_(_searched()))
     if segment:
         query = query.where(_W.c.segment == sa.bindparam("segment"))
     if action:
@@ -154,6 +152,25 @@ def _filtered(query: sa.Select[Any], *, shape: tuple[Any, ...],
         query = query.where(sa.or_(_range(_W.c.account_id, "search_id"),
                                    _W.c.account_id.in_(_named("search_name"))))
     return query
+
+
+_RUN_ID: Final = sa.bindparam("run_id", type_=sa.String)
+
+
+def _ids_in_run(name: str) -> sa.Select[Any]:
+    """Account ids of the run's rows in the range ``name``: one range of the account
+    index ``(run_id, account_id)``."""
+    w = _W.alias("by_id")
+    return sa.select(w.c.account_id).where(w.c.run_id == _RUN_ID, _range(w.c.account_id, name))
+
+
+def _searched() -> sa.CompoundSelect:
+    """The account ids a narrow search reads (its id prefix's in the run, its name
+    prefix's in the directory), as one list: SQLite then looks each up in the account
+    index ``(run_id, account_id)``; with the search's ``OR`` it would walk the whole run
+    through an index starting with ``run_id`` (without statistics it takes an equality on
+    the first column of an index for ~10 rows)."""
+    return sa.union(_ids_in_run("search_id"), _named("search_name"))
 
 
 def _range(column: Any, name: str) -> Any:
@@ -196,7 +213,8 @@ NARROW_SEARCH = 2000
 
 def narrow_search(conn: sa.Connection, *, run_id: str, filters: Filters) -> bool:
     """Whether ``filters`` search for at most :data:`NARROW_SEARCH` accounts of the run
-    (counted through the account index, never more than that many rows read)."""
+    (each prefix's matches counted through the account index up to one more than that:
+    their sum bounds the accounts the search matches)."""
     if not filters.searching:
         return False
     search = Filters(search=filters.search, name_prefix=filters.name_prefix,
@@ -208,9 +226,19 @@ def narrow_search(conn: sa.Connection, *, run_id: str, filters: Filters) -> bool
 
 @functools.lru_cache(maxsize=64)
 def _probe(shape: tuple[Any, ...]) -> sa.Select[Any]:
-    """The statement of :func:`narrow_search` for a search of ``shape`` (built once)."""
-    probe = _filtered(sa.select(sa.literal(1)), shape=shape, by_account=True)
-    return sa.select(sa.func.count()).select_from(probe.limit(NARROW_SEARCH + 1).subquery())
+    """The statement of :func:`narrow_search` for a search of ``shape`` (built once): the
+    run's accounts each of its prefixes matches, counted up to ``NARROW_SEARCH + 1`` each
+    and added (at least the accounts the search matches: a bound, read lazily through the
+    account index, where counting their union would first read all of them)."""
+    *_, account, name, search = shape
+    by_id = [_ids_in_run(n) for n, on in (("account", account), ("search_id", search)) if on]
+    by_name = [sa.select(_W.c.account_id).where(_W.c.run_id == _RUN_ID,
+                                                _W.c.account_id.in_(_named(n)))
+               for n, on in (("name", name), ("search_name", search)) if on]
+    arms = [*by_id, *by_name]
+    counts = [sa.select(sa.func.count()).select_from(
+        arm.limit(NARROW_SEARCH + 1).subquery()).scalar_subquery() for arm in arms]
+    return sa.select(functools.reduce(lambda a, b: a + b, counts))
 
 
 def _page_values(sort: Sort, after: str | None, limit: int) -> dict[str, Any]:
@@ -291,6 +319,17 @@ def score_history(conn: sa.Connection, account_id: str, *, limit: int = 400) -> 
     return [dict(x._mapping) for x in reversed(rows)]
 
 
+#: The published runs' ids (one per ``as_of``), read from the partial index
+#: ``ux_runs_current_as_of``. An account's rows across runs are each run's entry of the
+#: account index ``(run_id, account_id)``, looked up from these (a few hundred runs).
+#: The predicate is the index's own text: SQLite uses a partial index only for a query
+#: whose WHERE has its very term (``is_current``, not the ``is_current = 1`` SQLAlchemy
+#: writes for a boolean column); uncorrelated, so that it reads ``runs`` of its own.
+_PUBLISHED: Final = (sa.select(S.runs.c.run_id)
+                     .where(sa.literal_column("runs.is_current"))
+                     .correlate(None))
+
+
 def _account_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
     """The statements of :func:`account_row` and :func:`score_history`, values bound at
     execution (built once: building and keying them cost more than running them; the
@@ -305,8 +344,8 @@ def _account_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
     history = (sa.select(_W.c.run_id, r.c.as_of, _W.c.rank, _W.c.segment, _W.c.probability,
                          _W.c.priority, _W.c.action)
                .join(r, r.c.run_id == _W.c.run_id)
-               .where(_W.c.account_id == sa.bindparam("account_id", type_=sa.String),
-                      r.c.is_current)
+               .where(_W.c.run_id.in_(_PUBLISHED),
+                      _W.c.account_id == sa.bindparam("account_id", type_=sa.String))
                .order_by(r.c.as_of.desc())
                .limit(sa.bindparam("limit", type_=sa.Integer)))
     return row, history
@@ -318,10 +357,10 @@ _ACCOUNT_ROW, _SCORE_HISTORY = _account_statements()
 def in_any_run(conn: sa.Connection, account_id: str) -> bool:
     """Whether the account has a row in a published run (any ``as_of``). Rows of a run
     still being written, failed, replaced or being deleted do not count: they are not
-    published, and would vanish (index lookup on ``(account_id, run_id)``)."""
-    r = S.runs
-    return conn.execute(sa.select(_W.c.run_id).join(r, r.c.run_id == _W.c.run_id)
-                        .where(_W.c.account_id == account_id, r.c.is_current)
+    published, and would vanish (index lookups on ``(run_id, account_id)``, one per
+    published run)."""
+    return conn.execute(sa.select(_W.c.run_id)
+                        .where(_W.c.run_id.in_(_PUBLISHED), _W.c.account_id == account_id)
                         .limit(1)).first() is not None
 
 

@@ -88,16 +88,35 @@ def test_every_sort_reads_its_own_index(bench: Bench) -> None:
                               conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
         assert f"ix_worklist_{sort.value}" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # read in the index's order, never sorted
-    # A narrow search reads its few accounts through the account index, not the run.
-    search = queries.Filters(search="customer 00")
-    with wb.engine.connect() as conn:
-        assert queries.narrow_search(conn, run_id=run.run_id, filters=search)
+    # A narrow search reads its few accounts through the account index (run_id,
+    # account_id), each looked up or one range of it, never the whole run: a search by id
+    # or name (its OR), by name, by id.
+    some_id = wb.store.read_worklist(as_of=run.as_of, top=1)["account_id"].iloc[0]
+    for search in (queries.Filters(search="customer 00"),
+                   queries.Filters(name_prefix="customer 00"),
+                   queries.Filters(account_prefix=some_id[:-1])):
+        with wb.engine.connect() as conn:
+            assert queries.narrow_search(conn, run_id=run.run_id, filters=search)
         query = queries.page_query(run_id=run.run_id, filters=search, sort=Sort.DPD,
                                    after=None, limit=50, today=run.as_of, narrow=True)
-        sql = str(query.compile(wb.engine, compile_kwargs={"literal_binds": True}))
-        plan = " | ".join(str(r[-1]) for r in
+        plan = _plan(wb.engine, query)
+        assert "worklist USING INDEX ix_worklist_account (run_id=? AND account_id" in plan, plan
+        assert "SCAN worklist" not in plan and "ix_worklist_dpd" not in plan, plan
+    # An account's rows across runs: the published runs from their partial index, then
+    # each run's entry of the account index (keyed by run first since 0009).
+    history = queries._SCORE_HISTORY.params(account_id=some_id, limit=400)
+    plan = _plan(wb.engine, history)
+    assert "SCAN runs USING INDEX ux_runs_current_as_of" in plan, plan
+    assert "worklist USING INDEX ix_worklist_account (run_id=? AND account_id=?)" in plan, plan
+    assert "SCAN worklist" not in plan, plan
+
+
+def _plan(engine: sa.Engine, query: sa.Select) -> str:
+    """SQLite's query plan of ``query`` (its values inlined), steps joined by " | "."""
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        return " | ".join(str(r[-1]) for r in
                           conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
-    assert "ix_worklist_account" in plan and "ix_worklist_dpd" not in plan, plan
 
 
 def test_audit_page_for_managers_only(bench: Bench) -> None:
