@@ -19,11 +19,13 @@ process's CPU seconds (wall seconds are load-dependent; the figure to compare is
   instead of the text id every key comparison starts with;
 - ``narrow_sort``: the sort indexes of revision 0005 (``run_id``, key, ``rank``), without
   revision 0008's ``segment``, ``action``, ``account_id`` (what 0008's tail costs);
-- ``account_run_first``: every index as it is but the account index keyed
-  ``(run_id, account_id)``: a run's entries one range, not each beside the same
-  account's entries of every other run (with ``--prior`` runs, what the interleaving
-  costs). Not a drop-in: without ``ANALYZE`` statistics SQLite answers the workbench's
-  account history and narrow searches by scanning the worklist;
+- ``account_first``: every index as it is but the account index keyed
+  ``(account_id, run_id)``, as before revision 0009 (``(run_id, account_id)``): each of
+  the run's entries beside the same account's entries of every other run, not the run's
+  entries one range (with ``--prior`` runs, what the interleaving costs: 300k rows into
+  a store of 30 runs took 17.4 CPU s this way, 8.0 keyed by run first);
+- ``without_rowid``: every index as it is, the table ``WITHOUT ROWID``: a row's columns
+  in the primary key's b-tree instead of a rowid table beside it (one b-tree fewer);
 - ``per_run_table``: the run's rows in a table of its own (no ``run_id`` column, ``rank``
   the rowid), its four indexes (the same keys without ``run_id``) built by ``CREATE
   INDEX`` after its rows: the cheapest the run's entries can be had. Not a drop-in: the
@@ -93,11 +95,24 @@ def _narrow_sort(engine: sa.Engine) -> None:
                 conn.exec_driver_sql(ddl)
 
 
-def _account_run_first(engine: sa.Engine) -> None:
-    """The account index keyed ``(run_id, account_id)`` instead of ``(account_id, run_id)``."""
+def _account_first(engine: sa.Engine) -> None:
+    """The account index keyed ``(account_id, run_id)`` (before revision 0009)."""
     with engine.begin() as conn:
         conn.exec_driver_sql("DROP INDEX ix_worklist_account")
-        conn.exec_driver_sql("CREATE INDEX ix_worklist_account ON worklist (run_id, account_id)")
+        conn.exec_driver_sql("CREATE INDEX ix_worklist_account ON worklist (account_id, run_id)")
+
+
+def _without_rowid(engine: sa.Engine) -> None:
+    """Recreate the (empty) worklist ``WITHOUT ROWID``, its indexes as they are: the rows
+    live in the primary key's b-tree ``(run_id, rank)`` (one b-tree fewer per row; the
+    secondary indexes end in ``(run_id, rank)`` instead of a rowid)."""
+    indexes = [_ddl(engine, ix) for ix in INDEXES]
+    table = _ddl(engine, "worklist").rstrip().rstrip(")").rstrip() + "\n) WITHOUT ROWID"
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE worklist")
+        conn.exec_driver_sql(table)
+        for ddl in indexes:
+            conn.exec_driver_sql(ddl)
 
 
 def _per_run_table(engine: sa.Engine, rows: pa.Table) -> dict[str, float]:
@@ -136,15 +151,18 @@ def _variant(rows: pa.Table, prior: int, name: str, folder: Path) -> dict[str, f
             run_ids = list(range(1, prior + 2))
         if name == "narrow_sort":
             _narrow_sort(engine)
-        if name == "account_run_first":
-            _account_run_first(engine)
+        if name == "without_rowid":
+            _without_rowid(engine)
+        if name == "account_first":
+            _account_first(engine)
         for run_id in run_ids[:-1]:
             store_bulk.insert_chunks(engine, S.worklist, rows, constants={"run_id": run_id})
         if name == "per_run_table":
             return {k: round(v, 2) for k, v in _per_run_table(engine, rows).items()}
         kind, _, index = name.partition("_")
         keep = {"all": set(INDEXES), "only": {index}, "sorted": {index}, "int": set(INDEXES),
-                "narrow": set(INDEXES), "account": set(INDEXES)}.get(kind, set())
+                "narrow": set(INDEXES), "account": set(INDEXES),
+                "without": set(INDEXES)}.get(kind, set())
         with engine.begin() as conn:
             for ix in set(INDEXES) - keep:
                 conn.exec_driver_sql(f"DROP INDEX {ix}")
@@ -173,7 +191,7 @@ def run(n_rows: int, prior: int, *, only: list[str] | None = None) -> dict[str, 
     rows = S.check_worklist(wl, as_of=DAY)
     names = ["all", "none", *(f"only_{ix}" for ix in INDEXES),
              *(f"sorted_{ix}" for ix in INDEXES), "build_after", "int_run_id", "narrow_sort",
-             "account_run_first", "per_run_table"]
+             "account_first", "without_rowid", "per_run_table"]
     names = [n for n in names if only is None or n in only]
     out: dict[str, Any] = {"rows": n_rows, "prior_runs": prior,
                            "load_avg_1m_before": round(os.getloadavg()[0], 1)}
