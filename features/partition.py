@@ -4,9 +4,11 @@ per-account work (features, scoring, explanations) run on several processes or m
 Every feature and score is a function of one account's history, so a book splits by
 account without changing any account's result: an account goes to partition
 ``crc32(account_id) mod P`` (:func:`partition_of`; zlib's crc32 of the UTF-8 id, stable
-across processes, machines and Python versions, unlike ``hash()``), every payment and
-dispute follows its invoice's account through an invoice-to-partition map, and the
-collections loop's promises and contacts (issue 17) follow their account.
+across processes, machines and Python versions, unlike ``hash()``), every payment follows
+its invoice's account (which validation wrote as the payment's ``account_id``), every
+dispute its invoice's partition, and the collections loop's promises and contacts (issue
+17) their account. Each distinct account is hashed once, not each row (50M invoices name
+1M accounts).
 
 Only a *validated* book is split (the staged book of ``pipelines.steps.ingest``): the
 book-wide rules (duplicate ids, payments of unknown invoices, the bad-row share,
@@ -29,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract.book import ALL_TABLES, Book
@@ -40,17 +43,64 @@ _BY_ACCOUNT = frozenset({"invoices", "accounts", "promises", "contacts"})
 BATCH_ROWS = 1_000_000
 
 
-def partition_of(account_ids: Iterable[Any], partitions: int) -> np.ndarray:
+def partition_of(account_ids: Iterable[Any] | pa.Array | pa.ChunkedArray,
+                 partitions: int) -> np.ndarray:
     """The partition (0 .. ``partitions`` - 1, int32) of each account id:
     ``zlib.crc32(UTF-8 id) mod partitions``. Ids are compared as text, as everywhere in
-    the data contract."""
+    the data contract. An Arrow array (a Parquet batch's column, dictionary-encoded or
+    not) is hashed once per *distinct* id and the result taken by row
+    (:func:`_arrow_partitions`): 1M accounts' 50M invoices hash 1M strings, not 50M."""
     if partitions < 1:
         raise ValueError(f"partitions must be at least 1, got {partitions}")
+    if isinstance(account_ids, pa.Array | pa.ChunkedArray):
+        return _arrow_partitions(account_ids, partitions)
     ids = [str(a) for a in account_ids]
     if partitions == 1:
         return np.zeros(len(ids), dtype=np.int32)
+    return _crc32_mod(ids, partitions)
+
+
+def _crc32_mod(ids: Iterable[str], partitions: int) -> np.ndarray:
+    """``crc32(UTF-8 id) mod partitions`` of each string (int32), one call per string."""
     return np.fromiter((zlib.crc32(a.encode("utf-8")) % partitions for a in ids),
-                       dtype=np.int32, count=len(ids))
+                       dtype=np.int32)
+
+
+class _DictionaryMemo:
+    """The partitions of the last dictionary seen: the batches of one Parquet column
+    carry the same dictionary (a staged book's account codes: every invoiced account), so
+    it is hashed once per column, not once per batch (an equality check is a memcmp)."""
+
+    def __init__(self) -> None:
+        self.dictionary: pa.Array | None = None
+        self.parts = np.zeros(0, dtype=np.int32)
+
+    def of(self, dictionary: pa.Array, partitions: int) -> np.ndarray:
+        if self.dictionary is None or not self.dictionary.equals(dictionary):
+            self.dictionary = dictionary
+            self.parts = _crc32_mod(dictionary.to_pylist(), partitions)
+        return self.parts
+
+
+def _arrow_partitions(ids: pa.Array | pa.ChunkedArray, partitions: int,
+                      memo: _DictionaryMemo | None = None) -> np.ndarray:
+    """:func:`partition_of` of an Arrow column: its distinct ids hashed (the dictionary
+    of a dictionary column, or the batch's distinct values), then taken by row. A missing
+    id is refused (a validated book has none)."""
+    if isinstance(ids, pa.ChunkedArray):
+        memo = memo or _DictionaryMemo()
+        return (np.concatenate([_arrow_partitions(c, partitions, memo) for c in ids.chunks])
+                if ids.num_chunks else np.zeros(0, dtype=np.int32))
+    if ids.null_count:
+        raise ValueError("an account id is missing: only a validated book is partitioned")
+    if partitions == 1:
+        return np.zeros(len(ids), dtype=np.int32)
+    if not pa.types.is_dictionary(ids.type):
+        ids = pc.dictionary_encode(ids)
+        parts = _crc32_mod(ids.dictionary.cast(pa.large_string()).to_pylist(), partitions)
+    else:
+        parts = (memo or _DictionaryMemo()).of(ids.dictionary.cast(pa.large_string()), partitions)
+    return parts[ids.indices.to_numpy(zero_copy_only=False)]
 
 
 def partition_name(index: int) -> str:
@@ -82,67 +132,54 @@ def _table_path(book_dir: str | Path, table: str) -> str | None:
     return path if fs.exists(fs_path(path)[1]) else None
 
 
-def invoice_partitions(book_dir: str | Path, partitions: int) -> tuple[pd.Index, np.ndarray]:
-    """The invoice-to-partition map of a staged book: the invoice ids (a hash index, built
-    once) and the partition of each, streamed from ``invoices.parquet`` (two columns)."""
-    ids: list[pa.Array] = []
-    parts: list[np.ndarray] = []
-    for batch in _batches(join(book_dir, "invoices.parquet"), ["invoice_id", "account_id"]):
-        ids.append(batch.column(0).cast(pa.string()))
-        parts.append(partition_of(batch.column(1).to_pylist(), partitions))
-    index = pd.Index(pa.chunked_array(ids, type=pa.string()).to_pandas() if ids else [],
-                     dtype=object)
-    return index, (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32))
-
-
 def write_partitions(book_dir: str | Path, work: str | Path, *,
                      partitions: int) -> list[str]:
     """Split the validated book staged at ``book_dir`` (Parquet, one file per table) into
     ``partitions`` data folders under ``work`` (a path or an fsspec URL); returns their
     locations, partition 0 first.
 
-    Invoices, accounts, promises and contacts go by their account's partition
-    (:func:`partition_of`),
-    payments and disputes by their invoice's (a row whose invoice is not in the book
-    cannot be there: validation quarantined it). Every table is written in every
-    partition, empty when it has no rows there, with the staged file's schema, so each
-    partition reads as a book. Each folder appears whole (temporary name, then rename),
-    replacing what a previous run left."""
+    Invoices, payments, accounts, promises and contacts go by their ``account_id``'s
+    partition (:func:`partition_of`; a payment's account is its invoice's: validation
+    writes it so, ``features.contract.book``), disputes by their invoice's (found among
+    the invoices while those are split: disputes are few, so only their invoices' ids are
+    kept). A missing account or a dispute of an invoice not in the book cannot be there
+    (validation quarantined it): refused. Every table is written in every partition,
+    empty when it has no rows there, with the staged file's schema, so each partition
+    reads as a book. Each folder appears whole (temporary name, then rename), replacing
+    what a previous run left: a re-run gives the same files."""
     fs, root = fs_path(work)
     fs.makedirs(root, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     tmp = [join(work, f".{partition_name(i)}.tmp-{token}") for i in range(partitions)]
     for folder in tmp:
         fs.makedirs(fs_path(folder)[1], exist_ok=True)
-    invoice_index, invoice_part = invoice_partitions(book_dir, partitions)
+    disputed = _disputed_invoices(book_dir)
+    found: list[tuple[pa.Array, np.ndarray]] = []  # (disputed invoice ids, their partitions)
     try:
-        for table in ALL_TABLES:
+        for table in ALL_TABLES:  # invoices first: the disputes' partitions come from them
             source = _table_path(book_dir, table)
             if source is None:
                 continue
             schema = pq.read_schema(fs_path(source)[1], filesystem=fs)
+            # Dictionary pages for the code columns only: the unique ids (invoice_id,
+            # payment_id) would each fill a dictionary page before falling back to plain.
+            codes = [f.name for f in schema if pa.types.is_dictionary(f.type)]
             writers = [pq.ParquetWriter(fs_path(join(t, f"{table}.parquet"))[1], schema,
-                                        filesystem=fs) for t in tmp]
+                                        filesystem=fs, use_dictionary=codes, **_WRITE)
+                       for t in tmp]
+            memo = _DictionaryMemo()
             try:
-                done = 0  # invoices: rows already split (read in the map's order)
                 for batch in _batches(source):
-                    if table == "invoices":  # hashed once, by invoice_partitions
-                        part = invoice_part[done:done + batch.num_rows]
-                        done += batch.num_rows
-                    elif table in _BY_ACCOUNT:
-                        part = partition_of(batch.column("account_id").to_pylist(),
-                                            partitions)
+                    if table == "disputes":
+                        part = _follow_invoices(batch.column("invoice_id"), found)
                     else:
-                        at = invoice_index.get_indexer(
-                            batch.column("invoice_id").to_pandas().astype(object))
-                        if (at < 0).any():
-                            raise ValueError(f"{table} names invoices that are not in the "
-                                             "book: only a validated book is partitioned")
-                        part = invoice_part[at]
-                    for i, writer in enumerate(writers):
-                        rows = np.flatnonzero(part == i)
-                        if len(rows):
-                            writer.write_batch(batch.take(pa.array(rows)))
+                        part = _arrow_partitions(batch.column("account_id"), partitions, memo)
+                    if table == "invoices" and len(disputed):
+                        hit = pc.is_in(batch.column("invoice_id"), value_set=disputed)
+                        rows = np.flatnonzero(hit.to_numpy(zero_copy_only=False))
+                        found.append((batch.column("invoice_id").take(pa.array(rows)),
+                                      part[rows]))
+                    _write_split(batch, part, writers)
             finally:
                 for writer in writers:
                     writer.close()
@@ -156,6 +193,62 @@ def write_partitions(book_dir: str | Path, work: str | Path, *,
         for folder in tmp:
             if fs.exists(fs_path(folder)[1]):
                 fs.rm(fs_path(folder)[1], recursive=True)
+
+
+#: Parquet settings of the partition files: a staged book's (read whole once, by the
+#: partition's scorer): LZ4, no column statistics.
+_WRITE: dict[str, Any] = {"compression": "lz4", "write_statistics": False}
+
+
+def _disputed_invoices(book_dir: str | Path) -> pa.Array:
+    """The distinct invoice ids the staged disputes name (as large strings)."""
+    source = _table_path(book_dir, "disputes")
+    if source is None:
+        return pa.array([], type=pa.large_string())
+    ids = [b.column(0).cast(pa.large_string()) for b in _batches(source, ["invoice_id"])]
+    return pc.unique(pa.chunked_array(ids, type=pa.large_string()))
+
+
+def _follow_invoices(invoice_ids: pa.Array, found: list[tuple[pa.Array, np.ndarray]]
+                     ) -> np.ndarray:
+    """The partition of each row's invoice among the (disputed) invoices split so far."""
+    ids = pa.chunked_array([f[0] for f in found], type=pa.large_string()).combine_chunks() \
+        if found else pa.array([], type=pa.large_string())
+    parts = np.concatenate([f[1] for f in found]) if found else np.zeros(0, np.int32)
+    at = pc.index_in(invoice_ids.cast(pa.large_string()), value_set=ids)
+    if at.null_count:
+        raise ValueError("disputes name invoices that are not in the book: only a "
+                         "validated book is partitioned")
+    return parts[at.to_numpy(zero_copy_only=False)]
+
+
+def _write_split(batch: pa.RecordBatch, part: np.ndarray,
+                 writers: list[pq.ParquetWriter]) -> None:
+    """Each partition's rows of ``batch`` to its writer, in the batch's order: one
+    stable sort by partition and one take, then a slice per partition."""
+    order = np.argsort(part, kind="stable")
+    bounds = np.searchsorted(part[order], np.arange(len(writers) + 1))
+    grouped = batch.take(pa.array(order))
+    for i, writer in enumerate(writers):
+        if bounds[i + 1] > bounds[i]:
+            writer.write_batch(_compact(grouped.slice(bounds[i], bounds[i + 1] - bounds[i])))
+
+
+def _compact(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """``batch`` with each dictionary column's dictionary cut to the values its rows use,
+    in the dictionary's order (a staged book's dictionaries are sorted, so they stay
+    sorted: ``features.contract.book.as_codes`` keeps them as they are). Why: a slice
+    keeps the whole dictionary, and Parquet writes it once per row group: a partition's
+    batch of invoices wrote every account of the book's ids beside its own (300k accounts,
+    8 partitions: 14.8 of the split's 20.5 CPU s)."""
+    columns = []
+    for column in batch.columns:
+        if pa.types.is_dictionary(column.type) and len(column.dictionary) > len(column):
+            used = pa.array(np.sort(pc.drop_null(pc.unique(column.indices)).to_numpy()))
+            codes = pc.index_in(column.indices, value_set=used).cast(column.type.index_type)
+            column = pa.DictionaryArray.from_arrays(codes, column.dictionary.take(used))
+        columns.append(column)
+    return pa.RecordBatch.from_arrays(columns, schema=batch.schema)
 
 
 def _replace(fs: Any, tmp: str, target: str) -> None:

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
-from features.contract.book import ALL_TABLES
+from features.contract.book import ALL_TABLES, Book
 from features.contract.io import write_book
 from features.partition import (
     book_dates,
@@ -49,13 +50,7 @@ def test_partitions_hold_the_book_and_follow_the_invoice(tmp_path: Path) -> None
         own = set(part.invoices["invoice_id"])
         assert set(part.payments["invoice_id"]) <= own
         assert set(part.disputes["invoice_id"]) <= own
-    for table in ALL_TABLES:
-        whole = getattr(book, table)
-        split = pd.concat([getattr(b, table) for b in books], ignore_index=True)
-        key = list(whole.columns)
-        pd.testing.assert_frame_equal(
-            split.sort_values(key, ignore_index=True),
-            whole.sort_values(key, ignore_index=True), check_dtype=False)
+    _assert_same_rows(book, books)
     assert book_dates(tmp_path / "staged") == (book.first_date, book.last_date)
 
     # a re-run replaces each folder whole: same files, nothing left of the first run
@@ -64,6 +59,57 @@ def test_partitions_hold_the_book_and_follow_the_invoice(tmp_path: Path) -> None
     assert sorted(p.name for p in (tmp_path / "work").iterdir()) == [
         partition_name(i) for i in range(3)]
     assert read_partition(again[1]).invoices.equals(books[1].invoices)
+
+
+def _as_text(frame: pd.DataFrame) -> pd.DataFrame:
+    """Code columns as their strings: each partition's codes have only its own values as
+    categories, so two partitions' codes concatenate to ``str`` (the Book's rule)."""
+    return frame.astype({c: "str" for c in frame.columns
+                         if isinstance(frame[c].dtype, pd.CategoricalDtype)})
+
+
+def _assert_same_rows(book: Book, parts: list[Book]) -> None:
+    """The partitions' rows of every table are the book's (compared sorted)."""
+    for table in ALL_TABLES:
+        whole = _as_text(getattr(book, table))
+        split = _as_text(pd.concat([getattr(b, table) for b in parts], ignore_index=True))
+        key = list(whole.columns)
+        pd.testing.assert_frame_equal(
+            split.sort_values(key, ignore_index=True),
+            whole.sort_values(key, ignore_index=True), check_dtype=False)
+
+
+def test_a_split_read_in_small_batches_is_the_same_and_keeps_only_its_codes(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches of 7 rows: the account dictionary hashed once and reused across batches,
+    # disputes finding invoices split in earlier batches, and each slice's dictionary cut
+    # to the accounts it holds.
+    book = generate_book(30, seed=4, start="2023-01-01", end="2023-09-30", loop=True)
+    assert len(book.disputes)
+    write_book(book, tmp_path / "staged")
+    monkeypatch.setattr("features.partition.BATCH_ROWS", 7)
+    parts = [read_partition(p) for p in write_partitions(
+        tmp_path / "staged", tmp_path / "work", partitions=3)]
+    _assert_same_rows(book, parts)
+    for i, part in enumerate(parts):
+        accounts = part.invoices["account_id"]
+        assert set(partition_of(accounts.cat.categories, 3)) <= {i}  # only its accounts
+        assert accounts.cat.categories.is_monotonic_increasing
+        own = set(part.invoices["invoice_id"])
+        assert set(part.payments["invoice_id"]) <= own
+        assert set(part.disputes["invoice_id"]) <= own
+    assert sum(len(p.disputes) for p in parts) == len(book.disputes)
+
+
+def test_a_dispute_of_an_invoice_not_in_the_book_is_refused(tmp_path: Path) -> None:
+    book = generate_book(10, seed=5, start="2023-01-01", end="2023-06-30")
+    stray = book.disputes.head(1).assign(invoice_id="NOT-AN-INVOICE")
+    write_book(type(book).from_frames(book.invoices, book.payments, book.accounts,
+                                      pd.concat([book.disputes, stray], ignore_index=True)),
+               tmp_path / "staged")
+    with pytest.raises(ValueError, match="disputes name invoices that are not in the book"):
+        write_partitions(tmp_path / "staged", tmp_path / "work", partitions=2)
+    assert not [p for p in (tmp_path / "work").iterdir()]  # no half-written folder left
 
 
 def test_drift_of_summed_bin_counts_is_the_whole_books() -> None:
