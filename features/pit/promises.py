@@ -60,6 +60,9 @@ PROMISE_STATES: Final = ("cancelled", "kept", "open", "broken")
 PROMISE_STATE_COLUMNS: Final = ("promise_id", "account_id", "created_date", "promised_date",
                                 "last_day", "amount", "invoice_id", "paid", "state",
                                 "resolved_date")
+#: The columns of ``book.payments`` the rule reads (a caller handing :func:`promise_state`
+#: a subset of the payments may take only these).
+PAYMENT_COLUMNS: Final = ("invoice_id", "payment_date", "amount")
 #: Columns of :func:`account_promises` (one row per account with a known promise).
 ACCOUNT_PROMISE_COLUMNS: Final = ("account_id", "open_promised_date", "open_promised_amount",
                                   "open_last_day", "last_broken_promise_id",
