@@ -12,11 +12,14 @@ Amounts are quarters, so every order of summation gives the same floats.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.contract.book import Book
+from features.keys import match_ids
 from features.pit.promises import (
     ACCOUNT_PROMISE_COLUMNS,
     account_promises,
@@ -132,6 +135,24 @@ def test_promise_states_equal_the_rule_read_literally(seed):
                                       pay_accounts=payment_accounts(book))
         pd.testing.assert_frame_equal(with_accounts, states)
         pd.testing.assert_frame_equal(account_promises(states), _literal_accounts(states))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_the_payments_invoice_rows_give_the_states_of_the_ids(seed):
+    """``pay_invoices`` (the nightly's: its encoding's match of the payments): the same
+    states, payments of invoices no row has (ids compared then) or not."""
+    book = _random_book(seed)
+    known = match_ids(book.payments["invoice_id"], book.invoices["invoice_id"]) >= 0
+    for payments in (book.payments, book.payments[known]):
+        b = replace(book, payments=payments)
+        rows = match_ids(b.payments["invoice_id"], b.invoices["invoice_id"]).astype(np.int32)
+        for cut in (BASE + 20 * D, BASE + 45 * D, BASE + 90 * D):
+            states = promise_state(b, as_of=cut, grace_days=GRACE, pay_invoices=rows)
+            expected = _literal_states(b, cut)
+            assert states["paid"].tolist() == expected["paid"].tolist()
+            pd.testing.assert_frame_equal(states, promise_state(b, as_of=cut, grace_days=GRACE))
+    with pytest.raises(ValueError, match="not this book's"):
+        promise_state(book, as_of=BASE, pay_invoices=np.zeros(len(book.payments) + 1, np.int32))
 
 
 def test_a_promise_without_an_invoice_counts_every_invoice_of_its_account():
