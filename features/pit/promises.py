@@ -338,8 +338,9 @@ def account_promises(states: pd.DataFrame) -> pd.DataFrame:
     out: dict[str, object] = {"account_id": ids}
 
     def subset(name: str, columns: list[str]) -> pd.DataFrame:
+        # the columns first: the rows of the id columns not read are never taken
         rows = np.flatnonzero((state == name).to_numpy(dtype=bool))
-        return states.iloc[rows][columns].assign(_code=codes[rows])
+        return states[columns].iloc[rows].assign(_code=codes[rows])
 
     def per_account(values: pd.Series) -> np.ndarray:  # indexed by code -> one per account
         return values.reindex(np.arange(n)).to_numpy()
