@@ -254,8 +254,44 @@ def _toward_pairs(book: Book, p: pd.DataFrame, last_day: pd.Series, cut: pd.Time
              if len(rows)]
     row = np.concatenate([r for r, _ in parts]) if parts else np.zeros(0, np.int64)
     pay = np.concatenate([q for _, q in parts]) if parts else np.zeros(0, np.int64)
-    order = np.lexsort((pay, pay_s[pay], row))
+    order = _pair_order(row, pay, pay_s[pay], len(p))
     return row[order], pay[order]
+
+
+@nb.njit(cache=True, nogil=True)
+def _pair_order(row, pay, day, n_rows):
+    """``np.lexsort((pay, day, row))``: the pairs by promise row, then payment date, then
+    payment row. A counting sort on the rows (``n_rows`` of them), then each promise's few
+    pairs sorted by (date, payment row) in place: the lexsort of 1.1M pairs took 0.12 s at
+    300k accounts. A promise with many pairs (an account's promise, over a long window)
+    takes two stable sorts instead of the insertion sort."""
+    n = len(row)
+    ptr = np.zeros(n_rows + 1, np.int64)
+    for k in range(n):
+        ptr[row[k] + 1] += 1
+    for r in range(n_rows):
+        ptr[r + 1] += ptr[r]
+    fill = ptr[:-1].copy()
+    order = np.empty(n, np.int64)
+    for k in range(n):  # stable: each row's pairs in their order here
+        order[fill[row[k]]] = k
+        fill[row[k]] += 1
+    for r in range(n_rows):
+        lo, hi = ptr[r], ptr[r + 1]
+        if hi - lo <= 64:
+            for i in range(lo + 1, hi):  # insertion sort on (date, payment row)
+                k = order[i]
+                j = i - 1
+                while j >= lo and (day[order[j]] > day[k] or (
+                        day[order[j]] == day[k] and pay[order[j]] > pay[k])):
+                    order[j + 1] = order[j]
+                    j -= 1
+                order[j + 1] = k
+        else:
+            block = order[lo:hi]
+            block = block[np.argsort(pay[block], kind="mergesort")]
+            order[lo:hi] = block[np.argsort(day[block], kind="mergesort")]
+    return order
 
 
 def _invoice_account_codes(accounts: pd.Series, pay_inv: np.ndarray,

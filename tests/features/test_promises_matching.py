@@ -22,6 +22,7 @@ from features.contract.book import Book
 from features.keys import match_ids
 from features.pit.promises import (
     ACCOUNT_PROMISE_COLUMNS,
+    _pair_order,
     account_promises,
     known_promises,
     payment_accounts,
@@ -169,3 +170,16 @@ def test_a_promise_without_an_invoice_counts_every_invoice_of_its_account():
     row = promise_state(book, as_of=BASE + 20 * D, grace_days=GRACE).iloc[0]
     assert row["paid"] == 50.0 and row["state"] == "kept"
     assert row["resolved_date"] == BASE + 3 * D  # 30 (X1) + 20 (X2), not B's 50
+
+
+def test_the_pairs_order_is_the_lexsort_of_rows_dates_and_payments():
+    """``_pair_order`` (a counting sort, then each promise's pairs by date): exactly
+    ``np.lexsort((pay, day, row))``, ties in their order, promises of many pairs too."""
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        n_rows, n = int(rng.integers(1, 30)), int(rng.integers(0, 400))
+        row = rng.integers(0, 1 if t % 3 == 0 else n_rows, n).astype(np.int64)
+        pay = rng.integers(0, 50, n).astype(np.int64)
+        day = rng.integers(0, 5, n).astype(np.int64) * 86400
+        got = _pair_order(row, pay, day, n_rows)
+        assert got.tolist() == np.lexsort((pay, day, row)).tolist()
