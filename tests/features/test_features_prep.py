@@ -60,6 +60,9 @@ def test_match_ids_on_ids_going_back_in_blocks():
         rng.shuffle(block)
         query += block
     query += ["I000000", "I009998", "I", "I009999z", "I005000"]
+    for back in (62, 63, 64, 65, 66, 200):  # around how far back the search looks first
+        for k in (3000, 3001):  # each from a hint at reference row 1500
+            query += ["I003000", f"I{k - 2 * back:06d}", "I003000", f"I{k - 2 * back - 1:06d}"]
     for known in (True, None):
         got = match_ids(pd.Series(query, dtype="str"), pd.Series(reference, dtype="str"),
                         reference_sorted=known)
