@@ -272,6 +272,10 @@ def _strictly_sorted(o, d, s):
     return _sorted(o, d, s, True)
 
 
+#: How far back from its hint :func:`_find_sorted` first looks for a query that went back.
+_BACK = 64
+
+
 @nb.njit(cache=True, nogil=True)
 def _find_sorted(qo, qd, qs, j, ro, rd, rs, k, m, r):
     """(row of query ``j`` or -1, next hint) in a strictly sorted reference of ``m`` rows,
@@ -299,8 +303,16 @@ def _find_sorted(qo, qd, qs, j, ro, rd, rs, k, m, r):
             lo += step
             step *= 2
         hi = min(lo + step, m)
-    else:  # the query went backwards: anywhere before the hint
+    else:  # the query went backwards: first among the hint's last 64 rows (ids listed
+        # in blocks, e.g. the invoices promises name account by account, go back a
+        # little: 7 comparisons where a search of the whole 15M invoice ids of 300k
+        # accounts took 24), else anywhere before them (one comparison more)
         lo, hi = -1, c
+        if c > _BACK:
+            if _cmp(ro, rd, rs, c - _BACK, qo, qd, qs, j) < 0:
+                lo = c - _BACK
+            else:
+                hi = c - _BACK
     while hi - lo > 1:  # invariant: ref[lo] < q <= ref[hi] (ends are sentinels)
         mid = (lo + hi) // 2
         if _cmp(ro, rd, rs, mid, qo, qd, qs, j) < 0:

@@ -47,6 +47,7 @@ from pipelines.settings import TEST_DIE_AFTER_PART_ENV as DIE_AFTER_PART_ENV
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
     from features.contract.book import Book
@@ -93,7 +94,9 @@ class Planned:
     """The driver's side of a plan: the plan, the scorers loaded once, the shadow models
     (for the run's meta), the previous worklist's account ids, and in one process the
     staged book, its features at ``as_of`` and its :class:`Pieces` (all from one snapshot,
-    built once; its prepared arrays are not kept, see :func:`plan_partitions`)."""
+    built once; its prepared arrays are not kept, see :func:`plan_partitions`, but for
+    ``pay_invoices``: each payment's invoice row, which the loop's promise states read,
+    ``features.pit._prep.Prepared``)."""
 
     plan: PartitionPlan
     scorers: RunScorers
@@ -103,6 +106,7 @@ class Planned:
     features: pd.DataFrame | None = None
     pieces: Pieces | None = None
     load_seconds: float = 0.0
+    pay_invoices: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +227,7 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     pieces = _pieces(plan, staged, shared, previous_ids)
     return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
                    book=staged, features=shared.features, pieces=pieces,
-                   load_seconds=load_seconds)
+                   load_seconds=load_seconds, pay_invoices=shared.prepared.pay_invoices)
 
 
 def _previous_worklist(store: Any, as_of: date) -> tuple[date | None, list[str] | None]:
@@ -259,12 +263,14 @@ def _pieces(plan: PartitionPlan, book: Book, shared: Snapshot,
 def _score_part(plan: PartitionPlan, index: int, scorers: RunScorers, *,
                 previous_ids: list[str] | None, book: Book | None = None,
                 features: pd.DataFrame | None = None,
-                pieces: Pieces | None = None) -> PartScore:
+                pieces: Pieces | None = None,
+                pay_invoices: np.ndarray | None = None) -> PartScore:
     """The scoring of partition ``index`` of ``plan`` with ``scorers``, its KPI pieces and
-    run-check totals (``book``, ``features`` and ``pieces``: the partition's book, its
-    features and :class:`Pieces` when the caller holds them, else read from
-    ``plan.books[index]`` and built here from one snapshot, whose prepared arrays are
-    dropped before the scoring)."""
+    run-check totals (``book``, ``features``, ``pieces`` and ``pay_invoices``: the
+    partition's book, its features, :class:`Pieces` and payments' invoice rows when the
+    caller holds them, else read from ``plan.books[index]`` and built here from one
+    snapshot, whose prepared arrays but the payments' invoice rows are dropped before the
+    scoring)."""
     from features.partition import read_partition
     from features.pit.snapshot import snapshot
     from features.spec import Materiality
@@ -276,13 +282,14 @@ def _score_part(plan: PartitionPlan, index: int, scorers: RunScorers, *,
     if features is None or pieces is None:
         shared = snapshot(part_book, as_of=plan.as_of, materiality=material)
         pieces = _pieces(plan, part_book, shared, previous_ids)
-        features = shared.features
+        features, pay_invoices = shared.features, shared.prepared.pay_invoices
         del shared  # its prepared arrays: the scoring does not read them
     part = score_partition(
         part_book, as_of=plan.as_of, scorers=scorers, history_start=plan.first_date,
         features=features, table_budget_mb=plan.table_budget_mb,
         policy=ActionPolicy(**plan.policy), materiality=material,
-        holdout_share=plan.holdout_share, grace_days=plan.grace_days)
+        holdout_share=plan.holdout_share, grace_days=plan.grace_days,
+        pay_invoices=pay_invoices)
     return replace(part, kpis=pieces.kpis, totals=pieces.totals)
 
 
@@ -316,7 +323,8 @@ def run_parts_in_process(planned: Planned) -> list[PartScore]:
     return [_score_part(planned.plan, i, planned.scorers, previous_ids=planned.previous_ids,
                         book=planned.book if one else None,
                         features=planned.features if one else None,
-                        pieces=planned.pieces if one else None)
+                        pieces=planned.pieces if one else None,
+                        pay_invoices=planned.pay_invoices if one else None)
             for i in range(len(planned.plan.books))]
 
 
@@ -390,7 +398,8 @@ def score_partitioned(
         if run_parts is None or len(planned.plan.books) == 1:
             outputs = list(run_parts_in_process(planned))
             # the features are scored: not held through the merge and the store write
-            planned = replace(planned, book=None, features=None, pieces=None)
+            planned = replace(planned, book=None, features=None, pieces=None,
+                              pay_invoices=None)
         else:
             outputs = list(run_parts(planned.plan))
         return merge_and_publish(settings=settings, planned=planned, outputs=outputs,

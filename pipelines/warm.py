@@ -28,6 +28,7 @@ def warm() -> float:
     from features.contract.validation import validate_tables
     from features.pit import build_features
     from features.pit.promises import promise_state
+    from features.pit.snapshot import prepare_book
     from features.pit.training_set import build_training_set
     from features.spec import MODEL_OF_SEGMENT
     from features.synthetic import generate_book
@@ -57,8 +58,10 @@ def warm() -> float:
                 MODEL_OF_SEGMENT) == kind].head(200))
     # the promise states' id matching (the book above has no promises) and the openness
     # rule's applications of a credit note (nor credit notes)
-    promise_state(generate_book(30, seed=7, start="2023-01-01", end="2023-12-31", loop=True),
-                  as_of=end)
+    looped = generate_book(30, seed=7, start="2023-01-01", end="2023-12-31", loop=True)
+    promise_state(looped, as_of=end)
+    # and the nightly's: the payments' invoice rows of its encoding (``pay_invoices``)
+    promise_state(looped, as_of=end, pay_invoices=prepare_book(looped).pay_invoices)
     day = pd.Timestamp("2023-01-01")
     credit = pd.DataFrame({"invoice_id": ["I1", "C1"], "account_id": ["A", "A"],
                            "issue_date": [day, day], "due_date": [day, day],

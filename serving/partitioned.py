@@ -110,14 +110,16 @@ def score_partition(
     holdout_share: float = 0.0,
     grace_days: int = DEFAULT_GRACE_DAYS,
     final_notice: Collection[str] | None = None,
+    pay_invoices: np.ndarray | None = None,
 ) -> PartScore:
     """Score the account partition ``book`` (the staged book's rows of some accounts, as
     ``features.partition`` splits it; or the whole book) as of ``as_of`` with ``scorers``
     (see the module). ``history_start``: the whole book's first day, which the reasons
     cite (default ``book.first_date``); ``features``: ``book``'s features with facts at
     ``as_of`` under ``materiality`` when the caller has them (``features.pit.snapshot``);
-    ``final_notice``: ``scorers.final_notice`` unless given. The loop's events are
-    ``scorers.events`` (none when None)."""
+    ``final_notice``: ``scorers.final_notice`` unless given; ``pay_invoices``: as
+    :func:`~serving.score.score_book`'s. The loop's events are ``scorers.events`` (none
+    when None)."""
     events = scorers.events if scorers.events is not None else LoopEvents.empty()
     # The shadow scores first (they read only the book and its features): their model
     # matrices are then never held beside the scoring's worklist and explanations.
@@ -130,7 +132,8 @@ def score_partition(
         table_budget_mb=table_budget_mb, policy=policy, rules=scorers.rules,
         materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
         holdout_share=holdout_share, features=features, history_start=history_start,
-        final_notice=scorers.final_notice if final_notice is None else final_notice)
+        final_notice=scorers.final_notice if final_notice is None else final_notice,
+        pay_invoices=pay_invoices)
     return PartScore(worklist=result.worklist, explanations=result.explanations,
                      drift_counts=result.drift_counts, meta=dict(result.meta), shadow=shadow)
 

@@ -135,6 +135,7 @@ def score_book(
     snoozes: pd.DataFrame | None = None,
     final_notice: Collection[str] = (),
     history_start: date | pd.Timestamp | None = None,
+    pay_invoices: np.ndarray | None = None,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -171,7 +172,9 @@ def score_book(
 
     ``history_start``: the first day of the history the reasons cite (default
     ``book.first_date``; an account partition of a book passes the whole book's,
-    ``serving.partitioned``).
+    ``serving.partitioned``). ``pay_invoices``: the row in ``book.invoices`` of each
+    payment's invoice (a snapshot's ``prepared.pay_invoices``, ``features.pit.snapshot``)
+    when the caller has it: the promises' states then match no payment id again.
 
     Raises :class:`FeatureSetMismatchError` when a model's feature set is none of
     :data:`FEATURE_SET_VERSIONS` and ``KeyError`` when a population has neither.
@@ -197,7 +200,7 @@ def score_book(
     frame = feats
     with timer.stage("loop"):
         loop = loop_facts(book, as_of=as_of_ts, accounts=feats["account_id"].tolist(),
-                          grace_days=grace_days, snoozes=snoozes)
+                          grace_days=grace_days, snoozes=snoozes, pay_invoices=pay_invoices)
 
     model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
     needed = sorted(set(model_of[pd.notna(model_of)]))

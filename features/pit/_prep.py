@@ -53,6 +53,14 @@ class Prepared:
     ``invoice_ids`` are in the book's order; ``inv_order[k]`` is the book row of the invoice
     at position ``k`` of the arrays (None when the book already lists invoices grouped by
     account, so positions are rows).
+
+    ``pay_invoices``: the row in ``book.invoices`` of each row of ``book.payments``'s
+    invoice (its first occurrence, -1 where unknown; int32), as
+    ``features.keys.match_ids(payments.invoice_id, invoices.invoice_id)`` gives it: the
+    encoding matches every payment to its invoice anyway, and the promises' rule
+    (``features.pit.promises.promise_state``) reads that match instead of matching the
+    payments' ids again. None when the book has credit notes (the arrays' invoices are
+    then not the book's rows).
     """
 
     account_ids: pa.Array
@@ -77,6 +85,7 @@ class Prepared:
     segment_cats: list[str]
     region_codes: np.ndarray
     region_cats: list[str]
+    pay_invoices: np.ndarray | None = None
 
     def invoice_id_column(self, positions: np.ndarray) -> pd.Series:
         """The ``invoice_id`` (pandas ``str``) of invoices at the given array positions."""
@@ -146,12 +155,11 @@ def _categories(values: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[s
     return out, cats
 
 
-def _children(ids: pd.Series, inv_ids: pd.Series, rank: np.ndarray, day: np.ndarray,
-              n_inv: int, *, ids_sorted: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _children(pos: np.ndarray, rank: np.ndarray, day: np.ndarray,
+              n_inv: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(order, invoice position, ptr) of child rows (payments/disputes) grouped by invoice
-    position then day; rows of unknown invoices are dropped. ``ids_sorted``: whether
-    ``inv_ids`` is strictly ascending (checked once by the caller for both children)."""
-    pos = match_ids(ids, inv_ids, reference_sorted=ids_sorted)
+    position then day, from each row's invoice row (``pos``: ``match_ids`` against the
+    invoices' ids, -1 unknown); rows of unknown invoices are dropped."""
     keep = pos >= 0
     if not keep.all():
         sel = np.flatnonzero(keep)
@@ -302,8 +310,11 @@ def prepare(book: Book) -> Prepared:
     pay_day_raw = _days(pay["payment_date"], NONE)
     # one sortedness pass over the invoice ids for both children (a canonical book's are)
     ids_sorted = is_strictly_sorted(inv["invoice_id"])
-    p_order, _, pay_ptr = _children(pay["invoice_id"], inv["invoice_id"], rank, pay_day_raw,
-                                    n_inv, ids_sorted=ids_sorted)
+    pay_rows = match_ids(pay["invoice_id"], inv["invoice_id"], reference_sorted=ids_sorted)
+    p_order, _, pay_ptr = _children(pay_rows, rank, pay_day_raw, n_inv)
+    # without credit notes the arrays' invoices are the book's rows (see Prepared)
+    pay_invoices = pay_rows.astype(np.int32) if credits is None else None
+    del pay_rows
     pay_day = _take(pay_day_raw, p_order)
     pay_amt = _take(pay["amount"].to_numpy(np.float64), p_order)
     pay_ptr, pay_day, pay_amt, coa_ptr, coa_day, coa_amt = _applications(
@@ -312,8 +323,9 @@ def prepare(book: Book) -> Prepared:
 
     dis = book.disputes
     dis_open_raw = _days(dis["opened_date"], NONE)
-    d_order, _, dis_ptr = _children(dis["invoice_id"], inv["invoice_id"], rank, dis_open_raw,
-                                    n_inv, ids_sorted=ids_sorted)
+    d_order, _, dis_ptr = _children(
+        match_ids(dis["invoice_id"], inv["invoice_id"], reference_sorted=ids_sorted), rank,
+        dis_open_raw, n_inv)
     dis_open = _take(dis_open_raw, d_order)
     dis_res = _take(_days(dis["resolved_date"], NEVER), d_order)
 
@@ -332,5 +344,5 @@ def prepare(book: Book) -> Prepared:
         dis_open=dis_open, dis_res=dis_res, coa_ptr=coa_ptr, coa_day=coa_day,
         coa_amt=coa_amt, credit_limit=credit, created=created,
         segment_codes=seg_codes, segment_cats=seg_cats, region_codes=reg_codes,
-        region_cats=reg_cats,
+        region_cats=reg_cats, pay_invoices=pay_invoices,
     )

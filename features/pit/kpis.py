@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any, Final
 
+import numba as nb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -52,7 +53,7 @@ from features.contract.book import Book
 from features.keys import is_in
 from features.pit._prep import Prepared, day_number, prepare
 from features.pit.open_invoices import open_state
-from features.pit.promises import DEFAULT_GRACE_DAYS, promise_state
+from features.pit.promises import DEFAULT_GRACE_DAYS, PAYMENT_COLUMNS, promise_state
 from features.spec import AGING_BUCKETS, as_day
 
 #: Aging bucket names, in order: not yet due, then :data:`features.spec.AGING_BUCKETS`.
@@ -136,17 +137,36 @@ def receivables(book: Book, *, as_of: date | pd.Timestamp) -> Receivables:
     return _receivables(prepare(book), as_day(as_of))
 
 
+@nb.njit(cache=True, nogil=True)
+def _binned_sums(issue, bounds, amount):
+    """Per ``[bounds[i], bounds[i + 1])`` the sum of ``amount`` of the rows whose ``issue``
+    falls in it, added in row order (as ``np.bincount`` adds its weights: the same floats),
+    in one pass: a search and a bin array over every invoice took 0.6 s at 300k accounts
+    (15M invoices)."""
+    n = len(bounds) - 1
+    out = np.zeros(max(n, 0), np.float64)
+    for i in range(len(issue)):
+        s = issue[i]
+        if n <= 0 or s < bounds[0] or s >= bounds[n]:
+            continue  # outside every month
+        lo, hi = 0, n  # bounds[lo] <= s < bounds[hi]
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if bounds[mid] <= s:
+                lo = mid
+            else:
+                hi = mid
+        out[lo] += amount[i]
+    return out
+
+
 def _sales_between(book: Book, edges: Sequence[date]) -> np.ndarray:
     """Net credit sales of each ``[edges[i], edges[i + 1])`` (ascending edges), unrounded."""
     # seconds since 1970 against the edges' midnights: the same months as whole days
     # (floor(s / 86400) >= d exactly when s >= d * 86400), without a division per invoice
     issue = book.invoices["issue_date"].to_numpy("datetime64[s]").view(np.int64)
     bounds = np.asarray([day_number(d) * 86400 for d in edges], dtype=np.int64)
-    idx = np.searchsorted(bounds, issue, side="right") - 1
-    n = len(bounds) - 1
-    idx[(idx < 0) | (idx >= n)] = n  # outside every month: one extra bin, dropped
-    amount = book.invoices["amount"].to_numpy(np.float64)
-    return np.bincount(idx, weights=amount, minlength=n + 1)[:n]
+    return _binned_sums(issue, bounds, book.invoices["amount"].to_numpy(np.float64))
 
 
 def credit_sales(book: Book, *, start: date, end: date) -> float:
@@ -261,10 +281,13 @@ def _promise_counts(book: Book, as_of: date, grace_days: int) -> tuple[int, int]
     # before as_of, so the states of the month's promises alone, against those payments
     # alone, are theirs in the whole book: the payment matching (~5M ids hashed at 100k
     # accounts) then runs on a few weeks of payments instead of the book's history.
+    # (only the columns the rule reads: the ids of every other column taken over the
+    # month's payments cost 0.5 s at 300k accounts)
     promises = promises[due]
     paid = book.payments["payment_date"]
     recent = ((paid >= promises["created_date"].min()) & (paid < cut)).to_numpy()
-    states = promise_state(replace(book, promises=promises, payments=book.payments[recent]),
+    payments = book.payments[list(PAYMENT_COLUMNS)][recent]
+    states = promise_state(replace(book, promises=promises, payments=payments),
                            as_of=as_of, grace_days=grace_days)
     decided = states[states["state"].isin(["kept", "broken"])]
     return int((decided["state"] == "kept").sum()), int(len(decided))

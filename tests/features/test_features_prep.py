@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -46,6 +47,39 @@ def test_match_ids_on_ordered_ids_with_gaps():
     query = [r for k, r in enumerate(reference) if k % 7 == 0 or 1000 < k < 1003] * 2
     got = match_ids(pd.Series(query, dtype="str"), pd.Series(reference, dtype="str"))
     assert got.tolist() == _expected(query, reference)
+
+
+def test_match_ids_on_ids_going_back_in_blocks():
+    # a sorted reference and queries that go back a little, block by block (the invoices
+    # promises name, account by account), found exactly, absent ones included
+    reference = [f"I{k:06d}" for k in range(0, 10000, 2)]
+    rng = np.random.default_rng(5)
+    query = []
+    for start in range(0, 10000, 60):
+        block = [f"I{k:06d}" for k in range(start, start + 60)]
+        rng.shuffle(block)
+        query += block
+    query += ["I000000", "I009998", "I", "I009999z", "I005000"]
+    for back in (62, 63, 64, 65, 66, 200):  # around how far back the search looks first
+        for k in (3000, 3001):  # each from a hint at reference row 1500
+            query += ["I003000", f"I{k - 2 * back:06d}", "I003000", f"I{k - 2 * back - 1:06d}"]
+    for known in (True, None):
+        got = match_ids(pd.Series(query, dtype="str"), pd.Series(reference, dtype="str"),
+                        reference_sorted=known)
+        assert got.tolist() == _expected(query, reference)
+
+
+def test_prepare_keeps_the_payments_invoice_rows_of_a_book_without_credit_notes():
+    book = random_book(11, n_accounts=4, n_invoices=30)
+    book = replace(book, invoices=book.invoices[book.invoices["amount"] > 0],
+                   payments=book.payments.sample(frac=1.0, random_state=3))
+    rows = prepare(book).pay_invoices
+    assert rows is not None and rows.dtype == np.int32
+    assert rows.tolist() == _expected(book.payments["invoice_id"].tolist(),
+                                      book.invoices["invoice_id"].tolist())
+    credit = book.invoices.iloc[:1].assign(invoice_id="C1", amount=-5.0)
+    with_credit = replace(book, invoices=pd.concat([book.invoices, credit], ignore_index=True))
+    assert prepare(with_credit).pay_invoices is None  # its arrays' invoices: not the book's
 
 
 def test_match_ids_takes_polars_and_a_known_sorted_reference():

@@ -12,13 +12,17 @@ Amounts are quarters, so every order of summation gives the same floats.
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from features.contract.book import Book
+from features.keys import match_ids
 from features.pit.promises import (
     ACCOUNT_PROMISE_COLUMNS,
+    _pair_order,
     account_promises,
     known_promises,
     payment_accounts,
@@ -134,6 +138,24 @@ def test_promise_states_equal_the_rule_read_literally(seed):
         pd.testing.assert_frame_equal(account_promises(states), _literal_accounts(states))
 
 
+@pytest.mark.parametrize("seed", range(60))
+def test_the_payments_invoice_rows_give_the_states_of_the_ids(seed):
+    """``pay_invoices`` (the nightly's: its encoding's match of the payments): the same
+    states, payments of invoices no row has (ids compared then) or not."""
+    book = _random_book(seed)
+    known = match_ids(book.payments["invoice_id"], book.invoices["invoice_id"]) >= 0
+    for payments in (book.payments, book.payments[known]):
+        b = replace(book, payments=payments)
+        rows = match_ids(b.payments["invoice_id"], b.invoices["invoice_id"]).astype(np.int32)
+        for cut in (BASE + 20 * D, BASE + 45 * D, BASE + 90 * D):
+            states = promise_state(b, as_of=cut, grace_days=GRACE, pay_invoices=rows)
+            expected = _literal_states(b, cut)
+            assert states["paid"].tolist() == expected["paid"].tolist()
+            pd.testing.assert_frame_equal(states, promise_state(b, as_of=cut, grace_days=GRACE))
+    with pytest.raises(ValueError, match="not this book's"):
+        promise_state(book, as_of=BASE, pay_invoices=np.zeros(len(book.payments) + 1, np.int32))
+
+
 def test_a_promise_without_an_invoice_counts_every_invoice_of_its_account():
     inv = pd.DataFrame({"invoice_id": ["X2", "X1", "Y1"], "account_id": ["A", "A", "B"],
                         "issue_date": [BASE] * 3, "due_date": [BASE + 30 * D] * 3,
@@ -148,3 +170,16 @@ def test_a_promise_without_an_invoice_counts_every_invoice_of_its_account():
     row = promise_state(book, as_of=BASE + 20 * D, grace_days=GRACE).iloc[0]
     assert row["paid"] == 50.0 and row["state"] == "kept"
     assert row["resolved_date"] == BASE + 3 * D  # 30 (X1) + 20 (X2), not B's 50
+
+
+def test_the_pairs_order_is_the_lexsort_of_rows_dates_and_payments():
+    """``_pair_order`` (a counting sort, then each promise's pairs by date): exactly
+    ``np.lexsort((pay, day, row))``, ties in their order, promises of many pairs too."""
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        n_rows, n = int(rng.integers(1, 30)), int(rng.integers(0, 400))
+        row = rng.integers(0, 1 if t % 3 == 0 else n_rows, n).astype(np.int64)
+        pay = rng.integers(0, 50, n).astype(np.int64)
+        day = rng.integers(0, 5, n).astype(np.int64) * 86400
+        got = _pair_order(row, pay, day, n_rows)
+        assert got.tolist() == np.lexsort((pay, day, row)).tolist()
