@@ -227,12 +227,17 @@ def _hashes(ids: pa.Array) -> np.ndarray:
 def _maybe_in(ids: pa.Array, hashes: np.ndarray) -> np.ndarray:
     """The rows of ``ids`` whose hash is in the sorted ``hashes``: every row whose id is
     among the hashed ids, and perhaps a few others (a collision; harmless here: the
-    disputes' exact match, :func:`_follow_invoices`, never finds those). A set lookup per
-    batch (``pyarrow.compute.is_in``) builds its set anew each call: 5M accounts' 5.7M
-    disputed invoices hashed again for each of 250 batches."""
+    disputes' exact match, :func:`_follow_invoices`, never finds those).
+
+    Why so: a set lookup per batch (``pyarrow.compute.is_in``) builds its set anew each
+    call (5M accounts: 5.7M disputed ids hashed again for each of 250 batches), and a
+    binary search of a batch's hashes in their order misses the cache at every step (1.1 s
+    a batch of 1M in 5.7M; ``perf``: two thirds of a 5M split). Sorted first, each search
+    starts where the last ended (0.14 s)."""
     h = _hashes(ids)
-    at = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
-    return np.flatnonzero(hashes[at] == h)
+    order = np.argsort(h)
+    at = np.minimum(np.searchsorted(hashes, h[order]), len(hashes) - 1)
+    return np.sort(order[hashes[at] == h[order]])
 
 
 def _follow_invoices(invoice_ids: pa.Array, ids: pa.Array, parts: np.ndarray) -> np.ndarray:
