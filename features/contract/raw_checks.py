@@ -95,11 +95,18 @@ def as_categories(frame: pl.DataFrame, table: str) -> pl.DataFrame:
     distinct values (200 MB), and the rules, the quarantine and the Book's codes read it as
     the same text (:mod:`features.contract.parsing` parses its distinct values only). The
     cells are not changed (no strip, no case): optional codes are kept as written."""
-    coded = [c for c, d in OPTIONAL[table].items()
-             if d == CODE_DTYPE and c in frame.columns and frame.schema[c] == pl.String]
+    coded = [c for c in code_columns(table)
+             if c in frame.columns and frame.schema[c] == pl.String]
     for name in coded:
         frame = frame.with_columns(frame.get_column(name).cast(pl.Categorical))
     return frame
+
+
+def code_columns(table: str) -> list[str]:
+    """The optional code columns of ``table`` (contract dtype ``CODE_DTYPE``) that
+    validation holds as polars ``Categorical`` (:func:`as_categories`; a Parquet file's
+    are read so directly, ``io.read_source(codes=...)``)."""
+    return [c for c, d in OPTIONAL[table].items() if d == CODE_DTYPE]
 
 
 def to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,

@@ -83,6 +83,7 @@ from features.contract.raw_checks import (
     check_columns,
     check_currency,
     check_types,
+    code_columns,
     to_polars,
 )
 from features.contract.rules import RULES, DataContractError
@@ -224,7 +225,8 @@ def validate_folder(
     sources = {t: file.name for t, file in files.items()}
     # Loaders, not frames: each table is read when its turn comes and freed after.
     raw: dict[str, pd.DataFrame | pl.DataFrame | Loader] = {
-        t: partial(read_source, file, options_for(t, read_options)) for t, file in files.items()
+        t: partial(read_source, file, options_for(t, read_options), codes=code_columns(t))
+        for t, file in files.items()
     }
     qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
     result, error = _validate(raw, sources, max_bad_share, read_options,
