@@ -68,7 +68,7 @@ from features.contract.canonical import (
     to_pandas,
     with_bare_accounts,
 )
-from features.contract.credits import credit_columns, credit_notes, describe, payment_credits
+from features.contract.credits import credit_notes, describe, payment_credits
 from features.contract.io import read_source, return_freed_memory, table_files
 from features.contract.options import (
     Plausibility,
@@ -363,10 +363,7 @@ def _validate(
         # is converted (to_pandas), its source freed then.
         keep = None if bad.is_empty() else frame.get_column(R.RULE) == 0
         if table == "payments":
-            checked = frame.select(*credit_columns())
-            credits.update(payment_credits(checked if keep is None else checked.filter(keep),
-                                           parents.get_column(R.value("amount"))))
-            del checked
+            credits.update(payment_credits(frame, parents.get_column(R.value("amount")), keep))
         canon, order = canonical(frame, table, rows=table == "invoices", keep=keep)
         del frame, keep
         if table == "invoices":
