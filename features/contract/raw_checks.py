@@ -120,8 +120,8 @@ def to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,
         raise DataContractError(name, reserved[0], "reserved_column",
                                 "starts with '__', which is reserved for validation's own columns")
     if isinstance(frame, pl.DataFrame):
-        return contiguous(frame, owned).with_columns(
-            pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+        return contiguous(frame, owned).with_columns(pl.int_range(
+            1, pl.len() + 1, dtype=R.index_dtype(frame.height)).alias(R.ROW))
     twice = sorted({c for c in names if names.count(c) > 1})
     if twice:
         raise DataContractError(name, twice[0], "duplicate_column", "appears twice in the header")
@@ -138,7 +138,8 @@ def to_polars(frame: pd.DataFrame | pl.DataFrame, name: str, *,
     except (pl.exceptions.PolarsError, pa.ArrowException, TypeError, ValueError) as exc:
         raise DataContractError(name, None, "unreadable_file",
                                 f"has columns polars cannot read ({exc})") from exc
-    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).alias(R.ROW))
+    return out.with_columns(pl.int_range(1, pl.len() + 1, dtype=R.index_dtype(out.height))
+                           .alias(R.ROW))
 
 
 def contiguous(frame: pl.DataFrame, owned: bool) -> pl.DataFrame:

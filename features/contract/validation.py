@@ -265,7 +265,7 @@ def _quarantine(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility
     source = [c for c in bad.columns if not c.startswith("__")]
     out = bad.select(
         *[pl.col(c).cast(pl.String).fill_null("") for c in source],
-        pl.col(R.ROW).alias("_row"),
+        pl.col(R.ROW).cast(pl.Int64).alias("_row"),
         pl.col(R.RULE).alias("_rule"),
         R.messages(bad, options, plausible).alias("_message"),
     )
