@@ -187,6 +187,7 @@ def test_every_rule_quarantines_its_bad_row(table: str, rule: str, row: dict) ->
     bad = result.quarantine[table]
     assert bad["_rule"].tolist() == [rule]
     assert bad["_row"].tolist() == [len(clean_raw()[table]) + 1]
+    assert bad["_row"].dtype == "int64"  # (validation numbers rows as UInt32 internally)
     assert isinstance(bad["_message"].iloc[0], str) and bad["_message"].iloc[0]
     for col, val in row.items():  # the row as read, strings
         assert bad[col].iloc[0] == val
