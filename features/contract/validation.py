@@ -321,6 +321,7 @@ def _validate(
     credits: dict[str, float] = {}
     held = pl.DataFrame()
     parents = pl.DataFrame()
+    ids_sorted: bool | None = None
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
     codes: dict[str, pd.CategoricalDtype] = {}
     for table in _ORDER:
@@ -345,10 +346,11 @@ def _validate(
         )
         if table == "invoices":
             parents = R.parents_of(frame)
+            ids_sorted = R.kept_ids_sorted(parents)  # (once: three tables look them up)
         elif table in ("payments", "disputes"):
-            frame = R.child_rules(frame, table, parents)
+            frame = R.child_rules(frame, table, parents, ids_sorted=ids_sorted)
         elif table in EVENT_TABLES:
-            frame = R.event_rules(frame, table, parents, seen)
+            frame = R.event_rules(frame, table, parents, seen, ids_sorted=ids_sorted)
         if table == "payments":  # no phantom delinquency: hold their invoices out
             frame, parents, held = held_out.flag(frame, parents)
         is_bad = pl.col(R.RULE) > 0

@@ -543,3 +543,25 @@ def test_ids_are_stripped_so_padded_references_match() -> None:
     assert result.ok
     assert "PZ" in set(result.book.payments.loc[
         result.book.payments["invoice_id"] == "I1", "payment_id"])
+
+
+def test_kept_ids_sorted_asks_about_the_kept_invoices_only() -> None:
+    """``rules.kept_ids_sorted`` (asked once per book, then passed to every lookup of the
+    invoices): a quarantined invoice out of order does not make the kept ids unsorted, a
+    kept one does; the lookups it feeds find the same rows either way."""
+    import polars as pl
+
+    from features.contract import rules as R
+    from features.contract.parsing import value
+    from features.keys import lookup
+
+    ids = pl.Series(value("invoice_id"), ["I1", "I3", "I2", "I4"])
+    dead = pl.DataFrame([ids, pl.Series(R.RULE, [0, 0, 1, 0], dtype=pl.UInt8)])
+    alive = dead.with_columns(pl.lit(0, dtype=pl.UInt8).alias(R.RULE))
+    assert R.kept_ids_sorted(dead) and not R.kept_ids_sorted(alive)
+    keys = pl.Series(["I4", None, "I1", "I9", "I3"])
+    kept = ids.filter(dead.get_column(R.RULE) == 0)
+    expected = [2, None, 0, None, 1]
+    assert lookup(keys, kept).to_list() == expected
+    assert lookup(keys, kept, table_sorted=True).to_list() == expected
+    assert lookup(keys, kept, table_sorted=False).to_list() == expected
