@@ -85,6 +85,8 @@ from features.contract.raw_checks import (
     check_types,
     code_columns,
     to_polars,
+    with_typed_dates,
+    without_typed_dates,
 )
 from features.contract.rules import RULES, DataContractError
 
@@ -340,6 +342,8 @@ def _validate(
         if table == "invoices":
             check_currency(frame, name, options[table].missing)
         frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
+        source_columns = frame.columns
+        frame, stored_dates = without_typed_dates(frame, table)
         read_info[table] = replace(
             info, decimal=parsed.decimal, decimal_how=parsed.decimal_how,
             date_formats=parsed.date_formats, renamed=tuple(renames.items()),
@@ -354,7 +358,8 @@ def _validate(
         if table == "payments":  # no phantom delinquency: hold their invoices out
             frame, parents, held = held_out.flag(frame, parents)
         is_bad = pl.col(R.RULE) > 0
-        bad = R.decoded(frame.filter(is_bad), table)
+        bad = R.decoded(with_typed_dates(frame.filter(is_bad), stored_dates, source_columns),
+                        table)
         height = frame.height
         # The raw contract cells served the rules and the bad rows' quarantine (taken
         # above); the kept rows need only the parsed values: the raw cells are freed now,

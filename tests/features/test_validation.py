@@ -565,3 +565,37 @@ def test_kept_ids_sorted_asks_about_the_kept_invoices_only() -> None:
     assert lookup(keys, kept).to_list() == expected
     assert lookup(keys, kept, table_sorted=True).to_list() == expected
     assert lookup(keys, kept, table_sorted=False).to_list() == expected
+
+
+def test_quarantine_shows_stored_dates_as_stored(tmp_path) -> None:
+    """Parquet dates stored as datetimes: validation drops a stored date column its parsed
+    days say exactly (memory, issue 20) and rebuilds the quarantined rows' cells from
+    them; a column with a time of day is kept as stored. Either way the quarantine shows
+    each cell as polars writes the stored value, in the file's column order."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 400
+    issue = [dt.datetime(2023, 1 + i % 12, 1 + i % 28) for i in range(n)]
+    due = [d + dt.timedelta(days=30) for d in issue]
+    due[5] = dt.datetime(2022, 1, 1)  # due before issue
+    due[11] = dt.datetime(2023, 12, 3, 13, 30)  # a time of day, on a bad row
+    amount = [100.0 + i for i in range(n)]
+    amount[11] = 0.0
+    table = pa.table({"invoice_id": [f"I{i:05d}" for i in range(n)],
+                      "issue_date": pa.array(issue, pa.timestamp("ms")),
+                      "account_id": [f"A{i // 20:04d}" for i in range(n)],
+                      "due_date": pa.array(due, pa.timestamp("us")), "amount": amount})
+    pq.write_table(table, tmp_path / "invoices.parquet", row_group_size=64)
+    result = validate_folder(tmp_path, quarantine_dir=tmp_path / "q", max_bad_share=1.0,
+                             accept_anomalies=True)
+    bad = result.quarantine["invoices"]
+    assert list(bad.columns)[:5] == ["invoice_id", "issue_date", "account_id", "due_date",
+                                     "amount"]
+    assert bad["_row"].tolist() == [6, 12]
+    stored = pl.read_parquet(tmp_path / "invoices.parquet")[[5, 11]]
+    for col in ("issue_date", "due_date"):
+        assert bad[col].tolist() == stored.get_column(col).cast(pl.String).to_list()
+    assert bad["due_date"].iloc[1].startswith("2023-12-03 13:30")
