@@ -37,9 +37,12 @@ kept rows are never filtered nor sorted as a whole; :func:`~features.contract.ca
 canonical` gives their canonical order and each column is gathered by it and converted
 to pandas one at a time, its polars buffers freed then (``canonical.to_pandas``), and
 freed heap pages are handed back after each table (``io.return_freed_memory``). So the
-peak is reached while the payments are read and checked: the Book's invoices +
-``parents`` + the payments (at 1M accounts ~11.0 GB; ~10.0 GB, mostly the Book, is still
-held when validation returns; it grows linearly with the book).
+peak is reached while the payments are checked and converted: the Book's invoices +
+``parents`` + the payments (at 1M accounts 9.8 GB, ``bench.validation_steps``; 9.4 GB is
+still held when validation returns: the Book, ~6.7 GB, and pages polars' allocator frees
+over the next seconds; it grows linearly with the book). Optional code columns are read
+as ``Categorical`` (``io.read_source(codes=...)``), and a stored date column its parsed
+days say exactly is dropped after parsing (``raw_checks.without_typed_dates``).
 """
 
 from __future__ import annotations
