@@ -434,6 +434,12 @@ def _has_repeats(ro: np.ndarray, rd: np.ndarray, rs: np.ndarray) -> bool:
     return bool((first != np.arange(len(first))).any())
 
 
+def ascending(keys: pl.Series) -> bool:
+    """Whether ``keys`` ascend (byte order; nulls ignored pairwise): the ``table_sorted``
+    of :func:`lookup`."""
+    return _is_sorted(keys)
+
+
 def _is_sorted(keys: pl.Series, *, in_place: bool = True) -> bool:
     """Ascending, nulls anywhere ignored pairwise (one linear pass).
 
@@ -518,17 +524,23 @@ def _narrow_lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
     return pl.Series(np.where(found, cand, -1)).cast(pl.Int64).replace(-1, None)
 
 
-def lookup(keys: pl.Series, table_keys: pl.Series) -> pl.Series:
+def lookup(keys: pl.Series, table_keys: pl.Series, *,
+           table_sorted: bool | None = None) -> pl.Series:
     """Row index (Int64) into ``table_keys`` of each key, null when absent.
 
     ``table_keys`` must be unique and non-null (the caller guarantees it: kept invoice ids).
     Sorted inputs (as written by the synthetic generator or from a canonical Book) take a
     linear merge; few keys (disputes) a hash lookup confirmed on the strings; anything
-    else a polars hash join.
+    else a polars hash join. ``table_sorted``: whether ``table_keys`` ascend
+    (:func:`ascending`), when the caller knows it (validation looks payments, disputes
+    and promises up in the same invoices: one pass over 50M ids, ~1.5 s, instead of
+    three); checked here otherwise.
     """
     if len(table_keys) == 0 or len(keys) == 0:
         return pl.Series([None] * len(keys), dtype=pl.Int64)
-    if _is_sorted(table_keys) and _is_sorted(keys.drop_nulls()):
+    if table_sorted is None:
+        table_sorted = _is_sorted(table_keys)
+    if table_sorted and _is_sorted(keys.drop_nulls()):
         return _sorted_lookup(keys, table_keys)
     if 4 * len(keys) <= len(table_keys):
         return _narrow_lookup(keys, table_keys)

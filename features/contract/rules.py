@@ -59,7 +59,7 @@ import polars as pl
 from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
 from features.contract.options import Plausibility, ReadOptions
 from features.contract.parsing import Parsed, date_wording, parse_columns, value
-from features.keys import first_occurrence, lookup
+from features.keys import ascending, first_occurrence, lookup
 from features.spec import ContactChannel, ContactOutcome
 
 RULES: Final = (
@@ -116,6 +116,16 @@ ENUMERATIONS: Final[dict[str, dict[str, tuple[str, ...]]]] = {
 # Rule and column are small integer codes while rows are checked (see ``code`` and
 # ``column_code``): far cheaper than strings on tens of millions of rows.
 RULE, COLUMN, ROW = "__rule", "__column", "__row"
+
+
+def index_dtype(height: int) -> pl.DataType:
+    """The integer type of a record number (:data:`ROW`) or row index (:data:`PARENT`)
+    among ``height`` rows: UInt32 below 2**32 rows (half of Int64's 8 bytes a row: at 1M
+    accounts 0.2 GB each beside the 50M payments at validation's peak), else Int64. The
+    quarantine reports record numbers as Int64 whatever this is."""
+    return pl.UInt32 if height < 2**32 - 1 else pl.Int64
+
+
 #: Internal column of a raw CSV table: null, or what is wrong with a malformed line.
 MALFORMED: Final = "__malformed"
 _DETAIL = "__detail"  # per-row detail of conflicting duplicates (which columns differ)
@@ -335,8 +345,19 @@ def with_account_codes(parents: pl.DataFrame, rows: pl.Series,
     return parents.with_columns(column), account_ids.filter(first)
 
 
-def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.DataFrame:
-    """Rules of payments/disputes that need their invoice (``parents``: see parents_of).
+def kept_ids_sorted(parents: pl.DataFrame) -> bool:
+    """Whether the kept invoices' ids (``parents`` with no rule broken) ascend: the
+    ``ids_sorted`` of :func:`child_rules` and :func:`event_rules`, asked once per book
+    (invoices held out later only remove ids from an ascending run: still ascending)."""
+    alive = parents.get_column(RULE) == 0
+    ids = parents.get_column(value("invoice_id"))
+    return ascending(ids if alive.all() else ids.filter(alive))
+
+
+def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame, *,
+                ids_sorted: bool | None = None) -> pl.DataFrame:
+    """Rules of payments/disputes that need their invoice (``parents``: see parents_of;
+    ``ids_sorted``: :func:`kept_ids_sorted` of them, None to have it checked).
 
     Adds :data:`PARENT` and the invoice's issue date (``__parent_issue``); payments also
     get their invoice's account code (:data:`ACCOUNT_CODE`), which the kept rows hold as
@@ -347,9 +368,10 @@ def child_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame) -> pl.Da
     inv_id, issue = value("invoice_id"), value("issue_date")
     alive = parents.get_column(RULE) == 0
     kept = parents if alive.all() else parents.filter(alive)
-    at = lookup(frame.get_column(inv_id), kept.get_column(inv_id))
+    at = lookup(frame.get_column(inv_id), kept.get_column(inv_id), table_sorted=ids_sorted)
     if kept.height < parents.height:  # rows of ``kept`` to rows of ``parents``
-        at = alive.arg_true().cast(pl.Int64).gather(at)
+        at = alive.arg_true().gather(at)
+    at = at.cast(index_dtype(parents.height))
     added = [at.alias(PARENT), parents.get_column(issue).gather(at).alias("__parent_issue")]
     if table == "payments" and ACCOUNT_CODE in parents.columns:
         added.append(parents.get_column(ACCOUNT_CODE).gather(at))
@@ -382,17 +404,18 @@ def enumeration(text: pl.Expr) -> pl.Expr:
 
 
 def event_rules(frame: pl.DataFrame, table: str, parents: pl.DataFrame,
-                accounts: pl.DataFrame) -> pl.DataFrame:
+                accounts: pl.DataFrame, *, ids_sorted: bool | None = None) -> pl.DataFrame:
     """Rules of promises/contacts that need the invoices: ``unknown_account`` (``accounts``:
     the distinct invoiced accounts of the kept invoices) and, for a promise naming an
-    invoice, ``unknown_invoice``."""
+    invoice, ``unknown_invoice`` (``ids_sorted``: as in :func:`child_rules`)."""
     known = lookup(frame.get_column(value("account_id")),
                    accounts.get_column("account_id")).is_not_null()
     checks: list[tuple[str, pl.Expr, pl.Expr | int]] = [
         ("unknown_account", ~pl.lit(known), column_code(table, "account_id"))]
     if table == "promises" and value("invoice_id") in frame.columns:
         alive = parents.filter(pl.col(RULE) == 0).get_column(value("invoice_id"))
-        found = lookup(frame.get_column(value("invoice_id")), alive).is_not_null()
+        found = lookup(frame.get_column(value("invoice_id")), alive,
+                       table_sorted=ids_sorted).is_not_null()
         named = pl.col(value("invoice_id")).is_not_null()
         checks.append(("unknown_invoice", named & ~pl.lit(found),
                        column_code(table, "invoice_id")))

@@ -37,9 +37,12 @@ kept rows are never filtered nor sorted as a whole; :func:`~features.contract.ca
 canonical` gives their canonical order and each column is gathered by it and converted
 to pandas one at a time, its polars buffers freed then (``canonical.to_pandas``), and
 freed heap pages are handed back after each table (``io.return_freed_memory``). So the
-peak is reached while the payments are read and checked: the Book's invoices +
-``parents`` + the payments (at 1M accounts ~11.0 GB; ~10.0 GB, mostly the Book, is still
-held when validation returns; it grows linearly with the book).
+peak is reached while the payments are checked and converted: the Book's invoices +
+``parents`` + the payments (at 1M accounts 9.8 GB, ``bench.validation_steps``; 9.4 GB is
+still held when validation returns: the Book, ~6.7 GB, and pages polars' allocator frees
+over the next seconds; it grows linearly with the book). Optional code columns are read
+as ``Categorical`` (``io.read_source(codes=...)``), and a stored date column its parsed
+days say exactly is dropped after parsing (``raw_checks.without_typed_dates``).
 """
 
 from __future__ import annotations
@@ -68,7 +71,7 @@ from features.contract.canonical import (
     to_pandas,
     with_bare_accounts,
 )
-from features.contract.credits import credit_columns, credit_notes, describe, payment_credits
+from features.contract.credits import credit_notes, describe, payment_credits
 from features.contract.io import read_source, return_freed_memory, table_files
 from features.contract.options import (
     Plausibility,
@@ -83,7 +86,10 @@ from features.contract.raw_checks import (
     check_columns,
     check_currency,
     check_types,
+    code_columns,
     to_polars,
+    with_typed_dates,
+    without_typed_dates,
 )
 from features.contract.rules import RULES, DataContractError
 
@@ -224,7 +230,8 @@ def validate_folder(
     sources = {t: file.name for t, file in files.items()}
     # Loaders, not frames: each table is read when its turn comes and freed after.
     raw: dict[str, pd.DataFrame | pl.DataFrame | Loader] = {
-        t: partial(read_source, file, options_for(t, read_options)) for t, file in files.items()
+        t: partial(read_source, file, options_for(t, read_options), codes=code_columns(t))
+        for t, file in files.items()
     }
     qdir = Path(quarantine_dir) if quarantine_dir is not None else path / "_quarantine"
     result, error = _validate(raw, sources, max_bad_share, read_options,
@@ -263,7 +270,7 @@ def _quarantine(bad: pl.DataFrame, options: ReadOptions, plausible: Plausibility
     source = [c for c in bad.columns if not c.startswith("__")]
     out = bad.select(
         *[pl.col(c).cast(pl.String).fill_null("") for c in source],
-        pl.col(R.ROW).alias("_row"),
+        pl.col(R.ROW).cast(pl.Int64).alias("_row"),
         pl.col(R.RULE).alias("_rule"),
         R.messages(bad, options, plausible).alias("_message"),
     )
@@ -319,6 +326,7 @@ def _validate(
     credits: dict[str, float] = {}
     held = pl.DataFrame()
     parents = pl.DataFrame()
+    ids_sorted: bool | None = None
     seen = pl.DataFrame({"account_id": []}, schema={"account_id": pl.String})
     codes: dict[str, pd.CategoricalDtype] = {}
     for table in _ORDER:
@@ -337,20 +345,24 @@ def _validate(
         if table == "invoices":
             check_currency(frame, name, options[table].missing)
         frame, parsed = R.row_local_rules(frame, table, options[table], plausible)
+        source_columns = frame.columns
+        frame, stored_dates = without_typed_dates(frame, table)
         read_info[table] = replace(
             info, decimal=parsed.decimal, decimal_how=parsed.decimal_how,
             date_formats=parsed.date_formats, renamed=tuple(renames.items()),
         )
         if table == "invoices":
             parents = R.parents_of(frame)
+            ids_sorted = R.kept_ids_sorted(parents)  # (once: three tables look them up)
         elif table in ("payments", "disputes"):
-            frame = R.child_rules(frame, table, parents)
+            frame = R.child_rules(frame, table, parents, ids_sorted=ids_sorted)
         elif table in EVENT_TABLES:
-            frame = R.event_rules(frame, table, parents, seen)
+            frame = R.event_rules(frame, table, parents, seen, ids_sorted=ids_sorted)
         if table == "payments":  # no phantom delinquency: hold their invoices out
             frame, parents, held = held_out.flag(frame, parents)
         is_bad = pl.col(R.RULE) > 0
-        bad = R.decoded(frame.filter(is_bad), table)
+        bad = R.decoded(with_typed_dates(frame.filter(is_bad), stored_dates, source_columns),
+                        table)
         height = frame.height
         # The raw contract cells served the rules and the bad rows' quarantine (taken
         # above); the kept rows need only the parsed values: the raw cells are freed now,
@@ -361,10 +373,7 @@ def _validate(
         # is converted (to_pandas), its source freed then.
         keep = None if bad.is_empty() else frame.get_column(R.RULE) == 0
         if table == "payments":
-            checked = frame.select(*credit_columns())
-            credits.update(payment_credits(checked if keep is None else checked.filter(keep),
-                                           parents.get_column(R.value("amount"))))
-            del checked
+            credits.update(payment_credits(frame, parents.get_column(R.value("amount")), keep))
         canon, order = canonical(frame, table, rows=table == "invoices", keep=keep)
         del frame, keep
         if table == "invoices":

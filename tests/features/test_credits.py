@@ -309,7 +309,7 @@ def test_payment_credits_sum_exactly_as_a_weighted_bincount(n_invoices: int, see
     parent = rng.integers(0, max(n_invoices, 1), n_pay).astype(np.int64)
     amount = np.round(rng.uniform(0.01, 500, n_pay), 2) + rng.choice([0, 0.004, 0.006], n_pay)
     invoices = np.round(rng.uniform(1, 800, n_invoices), 2)
-    paid, has = _paid(parent, amount, n_invoices)
+    paid, has = _paid(parent, amount, n_invoices, np.ones(0, np.bool_))
     expected = np.bincount(parent, weights=amount, minlength=n_invoices)
     assert paid.tobytes() == expected.astype(np.float64).tobytes()
     assert has.tolist() == (np.bincount(parent, minlength=n_invoices) > 0).tolist()
@@ -322,3 +322,16 @@ def test_payment_credits_sum_exactly_as_a_weighted_bincount(n_invoices: int, see
     excess = cents[cents >= 1]
     assert got["overpaid_invoices"] == len(excess)
     assert got["overpaid_amount"] == round(float(excess.sum()) / 100, 2)
+    # Rows not kept (quarantined: no invoice row, any amount, an earlier date) interleaved
+    # with the kept ones are read past, never counted: the same figures as the kept alone.
+    bad = pl.DataFrame({value("payment_date"): pl.Series([date(2023, 1, 1)] * n_pay,
+                                                          dtype=pl.Date),
+                        "__parent_issue": day, "__parent": pl.Series([None] * n_pay,
+                                                                      dtype=pl.Int64),
+                        value("amount"): pl.Series(amount * 7, dtype=pl.Float64)})
+    mixed = pl.concat([kept, bad]).with_columns(pl.int_range(2 * n_pay).alias("__i")).sort(
+        pl.col("__i") % max(n_pay, 1), "__i").drop("__i").rechunk()
+    keep = mixed.get_column(value("payment_date")) == date(2024, 1, 2)
+    assert payment_credits(mixed, pl.Series(invoices, dtype=pl.Float64), keep) == got
+    assert got["prepayments"] == 0 and payment_credits(
+        bad, pl.Series(invoices, dtype=pl.Float64), pl.Series([False] * n_pay))["prepayments"] == 0

@@ -429,3 +429,26 @@ def test_parquet_is_read_column_by_column_as_a_whole_read_gives_it(tmp_path: Pat
     with pytest.raises(DataContractError) as info_:
         read_source(tmp_path / "payments.parquet")
     assert info_.value.rule == "unreadable_file"
+
+
+def test_parquet_code_columns_are_read_as_categoricals_of_the_same_cells(tmp_path: Path) -> None:
+    """``read_source(codes=...)`` (validation's optional code columns, issue 20): a text
+    column is read as a ``Categorical`` holding the same cells (nulls, case and spaces as
+    written), in one chunk; a column named there but stored as a number, or absent, is read
+    as stored."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from features.contract.io import read_source
+
+    methods = [None if i % 11 == 0 else (" Wire" if i % 5 else "check") for i in range(1000)]
+    table = pa.table({"invoice_id": [f"I{i:05d}" for i in range(1000)],
+                      "method": pa.array(methods, pa.large_string()),
+                      "amount": [float(i) for i in range(1000)]})
+    pq.write_table(table, tmp_path / "payments.parquet", row_group_size=128)
+    frame, _ = read_source(tmp_path / "payments.parquet", codes=["method", "amount", "absent"])
+    assert frame.dtypes == [pl.String, pl.Categorical, pl.Float64]
+    assert frame.n_chunks("all") == [1, 1, 1]
+    assert frame.get_column("method").cast(pl.String).to_list() == methods
+    assert_frame_equal(frame.with_columns(pl.col("method").cast(pl.String)),
+                       pl.read_parquet(tmp_path / "payments.parquet"))

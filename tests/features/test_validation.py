@@ -187,6 +187,7 @@ def test_every_rule_quarantines_its_bad_row(table: str, rule: str, row: dict) ->
     bad = result.quarantine[table]
     assert bad["_rule"].tolist() == [rule]
     assert bad["_row"].tolist() == [len(clean_raw()[table]) + 1]
+    assert bad["_row"].dtype == "int64"  # (validation numbers rows as UInt32 internally)
     assert isinstance(bad["_message"].iloc[0], str) and bad["_message"].iloc[0]
     for col, val in row.items():  # the row as read, strings
         assert bad[col].iloc[0] == val
@@ -542,3 +543,59 @@ def test_ids_are_stripped_so_padded_references_match() -> None:
     assert result.ok
     assert "PZ" in set(result.book.payments.loc[
         result.book.payments["invoice_id"] == "I1", "payment_id"])
+
+
+def test_kept_ids_sorted_asks_about_the_kept_invoices_only() -> None:
+    """``rules.kept_ids_sorted`` (asked once per book, then passed to every lookup of the
+    invoices): a quarantined invoice out of order does not make the kept ids unsorted, a
+    kept one does; the lookups it feeds find the same rows either way."""
+    import polars as pl
+
+    from features.contract import rules as R
+    from features.contract.parsing import value
+    from features.keys import lookup
+
+    ids = pl.Series(value("invoice_id"), ["I1", "I3", "I2", "I4"])
+    dead = pl.DataFrame([ids, pl.Series(R.RULE, [0, 0, 1, 0], dtype=pl.UInt8)])
+    alive = dead.with_columns(pl.lit(0, dtype=pl.UInt8).alias(R.RULE))
+    assert R.kept_ids_sorted(dead) and not R.kept_ids_sorted(alive)
+    keys = pl.Series(["I4", None, "I1", "I9", "I3"])
+    kept = ids.filter(dead.get_column(R.RULE) == 0)
+    expected = [2, None, 0, None, 1]
+    assert lookup(keys, kept).to_list() == expected
+    assert lookup(keys, kept, table_sorted=True).to_list() == expected
+    assert lookup(keys, kept, table_sorted=False).to_list() == expected
+
+
+def test_quarantine_shows_stored_dates_as_stored(tmp_path) -> None:
+    """Parquet dates stored as datetimes: validation drops a stored date column its parsed
+    days say exactly (memory, issue 20) and rebuilds the quarantined rows' cells from
+    them; a column with a time of day is kept as stored. Either way the quarantine shows
+    each cell as polars writes the stored value, in the file's column order."""
+    import datetime as dt
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n = 400
+    issue = [dt.datetime(2023, 1 + i % 12, 1 + i % 28) for i in range(n)]
+    due = [d + dt.timedelta(days=30) for d in issue]
+    due[5] = dt.datetime(2022, 1, 1)  # due before issue
+    due[11] = dt.datetime(2023, 12, 3, 13, 30)  # a time of day, on a bad row
+    amount = [100.0 + i for i in range(n)]
+    amount[11] = 0.0
+    table = pa.table({"invoice_id": [f"I{i:05d}" for i in range(n)],
+                      "issue_date": pa.array(issue, pa.timestamp("ms")),
+                      "account_id": [f"A{i // 20:04d}" for i in range(n)],
+                      "due_date": pa.array(due, pa.timestamp("us")), "amount": amount})
+    pq.write_table(table, tmp_path / "invoices.parquet", row_group_size=64)
+    result = validate_folder(tmp_path, quarantine_dir=tmp_path / "q", max_bad_share=1.0,
+                             accept_anomalies=True)
+    bad = result.quarantine["invoices"]
+    assert list(bad.columns)[:5] == ["invoice_id", "issue_date", "account_id", "due_date",
+                                     "amount"]
+    assert bad["_row"].tolist() == [6, 12]
+    stored = pl.read_parquet(tmp_path / "invoices.parquet")[[5, 11]]
+    for col in ("issue_date", "due_date"):
+        assert bad[col].tolist() == stored.get_column(col).cast(pl.String).to_list()
+    assert bad["due_date"].iloc[1].startswith("2023-12-03 13:30")
