@@ -36,10 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.contract.book import ALL_TABLES, Book
+from features.contract.io import STAGED_PARQUET
 
-#: Tables split by their own ``account_id``; the others (payments, disputes) follow their
-#: invoice's account.
-_BY_ACCOUNT = frozenset({"invoices", "accounts", "promises", "contacts"})
 #: Rows per record batch read from the staged tables (bounds the split's memory).
 BATCH_ROWS = 1_000_000
 
@@ -203,8 +201,8 @@ def write_partitions(book_dir: str | Path, work: str | Path, *,
 
 
 #: Parquet settings of the partition files: a staged book's (read whole once, by the
-#: partition's scorer): LZ4, no column statistics.
-_WRITE: dict[str, Any] = {"compression": "lz4", "write_statistics": False}
+#: partition's scorer), less its row-group size (each batch's slice is a row group).
+_WRITE: dict[str, Any] = {k: v for k, v in STAGED_PARQUET.items() if k != "row_group_size"}
 
 
 def _disputed_invoices(book_dir: str | Path) -> np.ndarray:
