@@ -297,7 +297,10 @@ def _page(shape: tuple[Any, ...], sort: Sort, after: bool, narrow: bool) -> sa.S
         query = query.add_columns(key.label("_key")).order_by(order.desc(), rank)
         if after:
             last = sa.bindparam("after_key", type_=sa.Double)
-            query = query.where(sa.or_(key < last, sa.and_(key == last, _W.c.rank > after_rank)))
+            # "key <= last" first: a bound SQLite seeks the index to (the OR alone it
+            # tests on every entry from the run's first: a page at depth d walked d rows).
+            query = query.where(key <= last,
+                                sa.or_(key < last, sa.and_(key == last, _W.c.rank > after_rank)))
     return query.limit(sa.bindparam("limit", type_=sa.Integer))
 
 
