@@ -46,6 +46,26 @@ from the attached file cost what they cost from the store's table (1M rows: firs
 100k-row ``executemany`` calls (6.56 vs 6.64 CPU s), and the Python rows the
 ``executemany`` binds take ~0.7 CPU s (columns to lists 0.32, ``zip`` 0.38), a tenth of
 the insert.
+
+What ``per_run_file`` would need in the product (session 14's study; not built): on a
+SQLite file store, the publish builds ``<db stem>_rows/<run_id>.db`` as above (holding
+no lock of the store: analysts never wait for it), then copies the history rows into a
+``worklist_history`` table of the store from the attached file's account index in the
+publish's paced steps (``INSERT .. SELECT .. WHERE account_id > :last ORDER BY
+account_id LIMIT :step``: C only, committed early when a writer waits), and the flip
+records the file with the run (revision 0010: ``worklist_history`` on both databases,
+the run's file; PostgreSQL keeps its rows in ``worklist`` and fills the history by
+``COPY``). A reader of one run resolves it and its file in one snapshot and ``ATTACH``es
+the file (read-only) inside that transaction, which SQLite allows (``DETACH`` only after
+it); the workbench's statements stay as they are, run against the file through
+SQLAlchemy's ``schema_translate_map`` on a copy of ``worklist`` in a placeholder schema
+(the store's own table for PostgreSQL and for runs written before 0010); a pooled
+connection keeps its few latest attachments (SQLite allows 10). Reads across runs
+(score history, ``in_any_run``) read ``worklist_history`` (0010 fills it from
+``worklist``); a totals refresh attaches each run in turn. Retiring, deleting, sweeping
+and pruning delete the run's history rows in steps and unlink its file after the flip
+(a reader that attached it reads on until it ends). The rows folder is then part of the
+store, like the explanation files (backups copy it).
 """
 
 from __future__ import annotations
