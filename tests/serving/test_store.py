@@ -552,6 +552,19 @@ def test_schema_violations_name_the_column_and_fail_the_run(
         assert status == "failed"
 
 
+def test_nul_text_is_found_in_its_value_only() -> None:
+    """The NUL test searches a column's bytes at once, then the values: a NUL in bytes
+    outside an array's values (a slice) is no NUL of the column; one in any chunk is."""
+    import pyarrow as pa
+
+    values = pa.array(["ab", "c\x00d", None, "e"])
+    assert S._has_nul(values) and S._has_nul(values.slice(1, 1))
+    assert not S._has_nul(values.slice(2)) and not S._has_nul(values.slice(0, 1))
+    assert not S._has_nul(pa.nulls(3, pa.string())) and not S._has_nul(pa.array([], pa.string()))
+    assert S._has_nul(pa.chunked_array([["a"], [None, "b\x00"]]))
+    assert not S._has_nul(pa.chunked_array([["a"], ["b"]]))
+
+
 def test_aging_rule_rows_without_a_probability_round_trip(store: WorklistStore) -> None:
     """Thin data: the rule's rows have no probability ("n/a"), calibration ``none``."""
     wl, ex, dr = frames(12, seed=4)
