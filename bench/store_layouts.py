@@ -52,7 +52,9 @@ SQLite file store, the publish builds ``<db stem>_rows/<run_id>.db`` as above (h
 no lock of the store: analysts never wait for it), then copies the history rows into a
 ``worklist_history`` table of the store from the attached file's account index in the
 publish's paced steps (``INSERT .. SELECT .. WHERE account_id > :last ORDER BY
-account_id LIMIT :step``: C only, committed early when a writer waits), and the flip
+account_id LIMIT :step``, or a range of ids cut from the run's sorted ids: C only,
+committed early when a writer waits; measured at 1M rows, each step committed, load 7:
+0.79 CPU s in 132 steps, the longest 35 ms, against 0.69 in one statement), and the flip
 records the file with the run (revision 0010: ``worklist_history`` on both databases,
 the run's file; PostgreSQL keeps its rows in ``worklist`` and fills the history by
 ``COPY``). A reader of one run resolves it and its file in one snapshot and ``ATTACH``es
