@@ -51,7 +51,6 @@ from mlflow.protos.databricks_pb2 import (
 )
 
 from features.pit.sampling import row_weights
-from models import plots
 from models.card import model_card
 from models.gate import PASSED, TAG, TAG_REASON, GateOutcome, GatePolicy, judge_result
 from models.mlflow_store import (
@@ -190,6 +189,8 @@ def _shap_values(model: DelinqModel, x: pd.DataFrame) -> np.ndarray:
 
 
 def _figures(result: TrainingResult, seed: int) -> dict[str, Any]:
+    from models import plots  # here: matplotlib (~0.4 s to import) only when registering
+
     test = result.test
     y = test["y"].to_numpy(dtype=float)
     scorers = {"lightgbm": result.test_scores}
@@ -265,7 +266,9 @@ def register_result(
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 figures = _figures(result, seed=int(result.params.get("random_state", 0)))
-                for path in plots.save_all(figures, folder / "plots"):
+                from models.plots import save_all
+
+                for path in save_all(figures, folder / "plots"):
                     client.log_artifact(run_id, str(path), artifact_path="plots")
                 client.log_text(run_id, result.metrics.to_csv(), METRICS_ARTIFACT)
                 client.log_dict(run_id, model.reference_profile, "reference_profile.json")

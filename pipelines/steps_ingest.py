@@ -12,7 +12,8 @@ modification times), and reads the files otherwise. At 1M accounts this saves re
 ``ingest(background=True)`` (the nightly, whose score step follows in this process) writes
 the staged files on a thread instead (pyarrow's Parquet writer releases the GIL, so it runs
 on the second core beside the scoring): as before, the files go to a temporary folder
-swapped in whole when written. Until then :func:`read_book` in this process returns the
+swapped in whole when written; and the score step's modules are imported on another
+thread meanwhile (``pipelines.warm.import_on_thread``). Until then :func:`read_book` in this process returns the
 Book in memory (the files will hold exactly it); reading the files, and publishing a run
 scored from it (:func:`wait_staged`, called by the score step), waits for the write, and a
 failed write fails them with :class:`StagingError` naming it.
@@ -270,6 +271,10 @@ def ingest(*, settings: Settings, source: Path,
     module; :func:`wait_staged` waits for them, and the score step does before it
     publishes). The summary's ``seconds`` then exclude the write."""
     t0 = time.perf_counter()
+    if background:  # the nightly: its score step's imports go beside the reading
+        from pipelines.warm import import_on_thread
+
+        import_on_thread()
     target = staging_dir(settings)
     with _lock:
         last = _last

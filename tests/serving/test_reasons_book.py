@@ -86,3 +86,28 @@ def test_delinquent_rows_state_the_fact_and_residues_are_facts(scored) -> None:
             assert facts[0]["direction"] == "fact"
             assert "below the materiality threshold" in facts[0]["text"]
     assert np.isfinite(wl["probability"]).all()
+
+
+def test_reasons_in_blocks_are_the_reasons_of_the_whole(trained_state, monkeypatch) -> None:
+    # An account's reasons read only its own row: blocks of 7 accounts (the last one
+    # short; each block has its own mix of segments and missing values) give the frame
+    # of one pass over all of them, index, dtypes and every string.
+    from features.pit import build_features
+    from serving import reasons as R
+
+    feats = build_features(trained_state.book, as_of=trained_state.as_of.date(), facts=True)
+    feats = feats.iloc[::-1]  # an index that is not 0..n-1
+    model = trained_state.models["persistence"]
+    phi = model.explain(feats).values
+    assert len(feats) % 7 and len(feats) > 7 * 3
+
+    def run() -> pd.DataFrame:
+        return R.reason_codes(feats, phi, model.feature_names, segment=feats["segment"],
+                              typical=typical_values(model), population="persistence",
+                              history_days=365.0)
+
+    whole = run()
+    monkeypatch.setattr(R, "BLOCK_ROWS", 7)
+    blocks = run()
+    pd.testing.assert_frame_equal(blocks, whole)
+    assert whole["reasons_json"].notna().all() and whole["reason_1"].notna().any()
