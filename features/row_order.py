@@ -98,14 +98,38 @@ def _float_key(values: np.ndarray) -> np.ndarray:
 def lexical_codes(series: pl.Series) -> tuple[np.ndarray, pl.Series]:
     """A polars ``Categorical`` as codes into its distinct values sorted as text:
     ``(codes, values)``, ``codes`` int32 with -1 for a null. Its physical codes are
-    renumbered through a table as long as its dictionary: no string per row."""
-    distinct = series.unique().drop_nulls()
-    names = distinct.cast(pl.String)
+    renumbered through a table as long as its dictionary: no string per row, and no
+    hashing either (two linear passes over the physical codes: the first row of each,
+    then the table; polars' ``unique`` and numpy's gather took ~5 times as long)."""
+    physical = series.to_physical().cast(pl.UInt32)  # (an Enum's may be 8 bits)
+    top = physical.max()
+    size = 0 if top is None else int(top) + 1  # (slot ``size``: the nulls)
+    raw = (physical.fill_null(size) if physical.null_count() else physical).to_numpy()
+    first = np.full(size + 1, -1, dtype=np.int64)
+    _first_rows(raw, first)
+    present = np.flatnonzero(first[:size] >= 0)
+    names = series.gather(first[present]).cast(pl.String)
     order = names.arg_sort().to_numpy()
-    physical = distinct.to_physical().to_numpy().astype(np.int64)
-    table = np.full(int(physical.max(initial=-1)) + 2, -1, dtype=np.int32)  # last: null
-    table[physical[order]] = np.arange(len(order), dtype=np.int32)
-    return table[series.to_physical().fill_null(len(table) - 1).to_numpy()], names.gather(order)
+    table = np.full(size + 1, -1, dtype=np.int32)
+    table[present[order]] = np.arange(len(order), dtype=np.int32)
+    codes = np.empty(len(raw), dtype=np.int32)
+    _renumber(raw, table, codes)
+    return codes, names.gather(order)
+
+
+@nb.njit(cache=True, nogil=True)
+def _first_rows(raw, first):  # pragma: no cover - compiled
+    """``first[c]``: the first row whose physical code is ``c`` (-1 where none)."""
+    for i in range(len(raw)):
+        if first[raw[i]] < 0:
+            first[raw[i]] = i
+
+
+@nb.njit(cache=True, nogil=True)
+def _renumber(raw, table, out):  # pragma: no cover - compiled
+    """``out[i] = table[raw[i]]``."""
+    for i in range(len(raw)):
+        out[i] = table[raw[i]]
 
 
 def _text_digits(series: pl.Series) -> Iterator[np.ndarray]:

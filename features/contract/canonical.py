@@ -154,6 +154,10 @@ def to_pandas(frame: pl.DataFrame, table: str,
                 types.get(name) == CODE_DTYPE):
             columns[name] = _codes_of(take(name))
             continue
+        if name in frame.columns and frame.schema[name] == pl.Date and (
+                types.get(name) == DATE_DTYPE):
+            columns[name] = _dates(take(name))
+            continue
         if name in frame.columns:
             series = take(name)
             if types.get(name) == CODE_DTYPE:
@@ -179,6 +183,20 @@ def to_pandas(frame: pl.DataFrame, table: str,
         # All-null string columns come back as object/float: give them the canonical dtype.
         columns[name] = column.astype(dtype) if dtype and str(column.dtype) != dtype else column
     return pd.DataFrame(columns, copy=False)
+
+
+def _dates(series: pl.Series) -> pd.Series:
+    """A polars ``Date`` column as the Book's :data:`DATE_DTYPE` (midnight, seconds; a null
+    is NaT): its int32 days times 86,400 in one numpy pass. Why not through Arrow: its
+    cast to ``timestamp[s]`` and the conversion to pandas copied each column twice (at 1M
+    accounts the three 50M-row date columns took ~2 s of CPU, this ~0.3 s)."""
+    days = series.to_physical()
+    missing = days.is_null().to_numpy() if days.null_count() else None
+    seconds = (days.fill_null(0) if missing is not None else days).to_numpy().astype(np.int64)
+    seconds *= 86_400
+    if missing is not None:
+        seconds[missing] = np.iinfo(np.int64).min  # (NaT)
+    return pd.Series(seconds.view(DATE_DTYPE), name=series.name, copy=False)
 
 
 def _codes_of(series: pl.Series) -> pd.Series:

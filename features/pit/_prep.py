@@ -48,7 +48,8 @@ def day_number(day: date) -> int:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A Book as flat arrays (days are int32 days since 1970-01-01, see :func:`day_number`).
+    """A Book as flat arrays (days are int32 days since 1970-01-01, see :func:`day_number`;
+    the CSR offsets ``*_ptr`` int32, int64 only past 2**31 rows: :func:`_ptr`).
 
     ``invoice_ids`` are in the book's order; ``inv_order[k]`` is the book row of the invoice
     at position ``k`` of the arrays (None when the book already lists invoices grouped by
@@ -134,15 +135,23 @@ def _pairs_sorted(pos, d):
     return True
 
 
+def _ptr(group: np.ndarray, n: int) -> np.ndarray:
+    """CSR offsets of a sorted group-index array with ``n`` groups: int32 while the rows
+    fit (every book here; int64 beyond 2**31 rows). Why not int64 always: the payments'
+    and disputes' offsets have one entry per invoice, 2 x 0.4 GB at 1M accounts (50M
+    invoices) as int64, half that as int32 (the kernels read either)."""
+    ptr = np.zeros(n + 1, np.int32 if len(group) < 2**31 else np.int64)
+    _fill_ptr(group, ptr)
+    return ptr
+
+
 @nb.njit(cache=True)
-def _ptr(group, n):
-    """CSR offsets of a sorted group-index array with ``n`` groups."""
-    ptr = np.zeros(n + 1, np.int64)
+def _fill_ptr(group, ptr):
+    """:func:`_ptr` into ``ptr`` (zeros, one more than the groups)."""
     for g in group:
         ptr[g + 1] += 1
-    for k in range(n):
+    for k in range(len(ptr) - 1):
         ptr[k + 1] += ptr[k]
-    return ptr
 
 
 def _categories(values: pd.Series, rows: np.ndarray) -> tuple[np.ndarray, list[str]]:
@@ -224,6 +233,25 @@ def _by_owner_then_day(owner: np.ndarray, day: np.ndarray, owner_ptr: np.ndarray
     return np.lexsort((day, owner))
 
 
+#: Invoices per block of :func:`_needs_allocation` (its cents arrays: ~16 MB a block).
+_BLOCK = 1 << 20
+
+
+def _needs_allocation(issue: np.ndarray, amount: np.ndarray, pay_ptr: np.ndarray,
+                      pay_day: np.ndarray, pay_amt: np.ndarray) -> bool:
+    """``features.pit._credits.needs_allocation`` on amounts in currency units, a block of
+    invoices at a time: the same cents (``to_cents``) without the whole book's cents
+    arrays (at 1M accounts two int64 arrays of 50M, 0.8 GB at prepare's peak, for a book
+    that needs no allocation: the common case)."""
+    for lo in range(0, len(issue), _BLOCK):
+        hi = min(lo + _BLOCK, len(issue))
+        p_lo, p_hi = int(pay_ptr[lo]), int(pay_ptr[hi])
+        if needs_allocation(issue[lo:hi], to_cents(amount[lo:hi]), pay_ptr[lo:hi + 1] - p_lo,
+                            pay_day[p_lo:p_hi], to_cents(pay_amt[p_lo:p_hi])):
+            return True
+    return False
+
+
 def _applications(
     inv: pd.DataFrame, credits: pd.DataFrame | None, universe: pa.Array,
     order: np.ndarray | None, acc_ptr: np.ndarray, issue: np.ndarray, due: np.ndarray,
@@ -235,12 +263,12 @@ def _applications(
     without credit notes, prepayments or overpayments keeps its payments as they are.
     ``ids_sorted``: whether ``inv``'s invoice ids are strictly ascending."""
     n_acc, n_inv = len(acc_ptr) - 1, len(issue)
+    if credits is None and not _needs_allocation(issue, amount, pay_ptr, pay_day, pay_amt):
+        empty = np.zeros(0, np.int32)
+        return (pay_ptr, pay_day, pay_amt, np.zeros(n_acc + 1, pay_ptr.dtype), empty,
+                np.zeros(0, np.float64))
     amount_c = to_cents(amount)
     pay_c = to_cents(pay_amt)
-    if credits is None and not needs_allocation(issue, amount_c, pay_ptr, pay_day, pay_c):
-        empty = np.zeros(0, np.int32)
-        return (pay_ptr, pay_day, pay_amt, np.zeros(n_acc + 1, np.int64), empty,
-                np.zeros(0, np.float64))
     ids = pa.array(inv["invoice_id"])
     if order is not None:
         ids = ids.take(pa.array(order))
@@ -310,10 +338,12 @@ def prepare(book: Book) -> Prepared:
     pay_day_raw = _days(pay["payment_date"], NONE)
     # one sortedness pass over the invoice ids for both children (a canonical book's are)
     ids_sorted = is_strictly_sorted(inv["invoice_id"])
-    pay_rows = match_ids(pay["invoice_id"], inv["invoice_id"], reference_sorted=ids_sorted)
+    # int32 at once (the matcher's int64 rows, 0.4 GB at 1M accounts, not kept beside)
+    pay_rows = match_ids(pay["invoice_id"], inv["invoice_id"],
+                         reference_sorted=ids_sorted).astype(np.int32)
     p_order, _, pay_ptr = _children(pay_rows, rank, pay_day_raw, n_inv)
     # without credit notes the arrays' invoices are the book's rows (see Prepared)
-    pay_invoices = pay_rows.astype(np.int32) if credits is None else None
+    pay_invoices = pay_rows if credits is None else None
     del pay_rows
     pay_day = _take(pay_day_raw, p_order)
     pay_amt = _take(pay["amount"].to_numpy(np.float64), p_order)

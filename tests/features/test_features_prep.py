@@ -117,3 +117,31 @@ def test_bench_runs_small_and_reports(tmp_path):
         assert key in saved
     assert saved["reference_accounts"] == 30 and saved["reference_is_slice"]
     assert result["accounts"] == 60 and result["invoices"] > 0
+
+
+def test_prepare_offsets_are_int32_and_blocks_decide_allocation_as_the_whole_book():
+    from features.pit import _prep
+    from features.pit._credits import needs_allocation
+    from features.spec import to_cents
+
+    book = random_book(5, n_accounts=6, n_invoices=40)
+    book = replace(book, invoices=book.invoices[book.invoices["amount"] > 0])
+    prep = prepare(book)
+    assert {prep.acc_ptr.dtype, prep.pay_ptr.dtype, prep.dis_ptr.dtype} == {np.dtype(np.int32)}
+    args = (prep.issue, prep.amount, prep.pay_ptr, prep.pay_day, prep.pay_amt)
+    whole = needs_allocation(prep.issue, to_cents(prep.amount), prep.pay_ptr, prep.pay_day,
+                             to_cents(prep.pay_amt))
+    late = prep.pay_amt.copy()  # the last invoice's payments (one block boundary away)
+    last = len(prep.issue) - 1
+    late[prep.pay_ptr[last]:prep.pay_ptr[last + 1]] += prep.amount[last]
+    if prep.pay_ptr[last + 1] == prep.pay_ptr[last]:
+        late = None
+    old_block = _prep._BLOCK
+    try:
+        for block in (1, 3, 1 << 20):
+            _prep._BLOCK = block
+            assert _prep._needs_allocation(*args) == whole
+            if late is not None:  # an overpaid last invoice: found in its block
+                assert _prep._needs_allocation(*args[:4], late)
+    finally:
+        _prep._BLOCK = old_block
