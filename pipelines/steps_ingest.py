@@ -13,10 +13,11 @@ modification times), and reads the files otherwise. At 1M accounts this saves re
 the staged files on a thread instead (pyarrow's Parquet writer releases the GIL, so it runs
 on the second core beside the scoring): as before, the files go to a temporary folder
 swapped in whole when written; and the score step's modules are imported on another
-thread meanwhile (``pipelines.warm.import_on_thread``). Until then :func:`read_book` in this process returns the
-Book in memory (the files will hold exactly it); reading the files, and publishing a run
-scored from it (:func:`wait_staged`, called by the score step), waits for the write, and a
-failed write fails them with :class:`StagingError` naming it.
+thread meanwhile (``pipelines.warm.import_on_thread``). Until then :func:`read_book` in
+this process returns the Book in memory (the files will hold exactly it); reading the
+files, and publishing a run scored from it (:func:`wait_staged`, called by the score
+step), waits for the write, and a failed write fails them with :class:`StagingError`
+naming it.
 
 The Book in memory lacks the columns only the staged files keep
 (``features.contract.book.STAGED_ONLY``: payments' ``payment_id``, invoices'
