@@ -489,6 +489,34 @@ def match_ids(query: Strings, reference: Strings, *,
     return out
 
 
+@nb.njit(cache=True, nogil=True, _nrt=False)
+def _plain(o, d, s):
+    """Whether no string holds a byte below 0x21 (a control character or a space) or
+    0x7f, nor starts or ends with a byte above 0x7f (one of a multi-byte character)."""
+    for i in range(_size(o)):
+        f, a0, n = _span(o, s, i)
+        for k in range(a0, a0 + n):
+            b = o[k] if f else d[k]
+            if b < 0x21 or b == 0x7F:
+                return False
+        if n and ((o[a0] if f else d[a0]) > 0x7F or (o[a0 + n - 1] if f else d[a0 + n - 1])
+                  > 0x7F):
+            return False
+    return True
+
+
+def plainly_printable(values: pl.Series) -> bool:
+    """True when no id of ``values`` (polars strings) can hold a control character or
+    whitespace at either end: none holds an ASCII control character (NUL included) nor a
+    space, and none starts or ends with a non-ASCII character. False means "maybe" (a
+    space inside a name, a non-ASCII last letter): the caller asks its exact question
+    (a regex). Why: the regex costs ~20 ns an id (0.7 CPU s for the 30M ids of the
+    invoices of 300k accounts), this one linear pass over the views ~1 ns. Nulls: False."""
+    if values.dtype != pl.String or values.null_count():
+        return False
+    return bool(_plain(*_buffers(values)))
+
+
 def sorted_unique(ids: pa.Array) -> pa.Array:
     """The distinct ids in ascending (byte) order: a reference :func:`match_ids` searches
     with ``reference_sorted=True`` (no check of it per match)."""

@@ -21,6 +21,7 @@ from features.keys import (
     is_strictly_sorted,
     lookup,
     match_ids,
+    plainly_printable,
     values_at,
 )
 
@@ -180,3 +181,25 @@ def test_an_inline_id_is_its_bytes_whatever_its_view_holds_past_them() -> None:
     assert is_strictly_sorted(dirty)
     assert match_ids(clean, dirty).tolist() == [0, 1, 2, 3]
     assert match_ids(dirty, clean, reference_sorted=True).tolist() == [0, 1, 2, 3]
+
+
+_SUSPECT_TEXT = st.lists(st.sampled_from(["a", "I0", " ", "\t", "\x00", "\x1f", "\x7f", "\x85",
+                                          "\xa0", "\u3000", "é", "\u2028", "x" * 13]),
+                         max_size=6).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(_SUSPECT_TEXT, min_size=1, max_size=4))
+def test_plainly_printable_ids_have_nothing_the_control_regex_finds(ids: list[str]) -> None:
+    from features.contract.parsing import _SUSPECT
+
+    found = bool(pl.Series(ids).str.contains(_SUSPECT).any())
+    assert not (plainly_printable(pl.Series(ids)) and found)
+
+
+def test_plainly_printable_says_maybe_for_spaces_controls_and_non_ascii_ends() -> None:
+    assert plainly_printable(pl.Series(["I000000001", "Zürich", "x" * 30, ""]))
+    for odd in ["I1 ", " I1", "A B", "I\x00", "I\x7f", "\xa0I1", "I1\u3000", "é"]:
+        assert not plainly_printable(pl.Series(["I2", odd, "I3"])), odd
+    assert not plainly_printable(pl.Series(["I1", None]))
+    assert plainly_printable(pl.Series(["x" * 20 + "\x01", "I1"]).slice(1))  # (views of a slice)
