@@ -304,6 +304,27 @@ def _cmp(ao, ad, as_, i, bo, bd, bs, j):
     return -1 if la < lb else (1 if la > lb else 0)
 
 
+def _near_cmp(ao, ad, as_, i, bo, bd, bs, j):  # type: ignore[no-untyped-def]
+    """:func:`_cmp`, inlined where the hot loops compare neighbours: compiled only (see
+    :func:`_near_cmp_overload`)."""
+    raise NotImplementedError
+
+
+@overload(_near_cmp, inline="always")
+def _near_cmp_overload(ao, ad, as_, i, bo, bd, bs, j):  # type: ignore[no-untyped-def]
+    """Two ids inline in their views compared in place (:func:`_inline_cmp`), any others
+    by a call of :func:`_cmp`. Why: a call passes the six buffers (~40 words), which
+    costs more than the comparison; only the loops' first comparison is inlined, as
+    inlining every one made compiling take minutes."""
+    def impl(ao, ad, as_, i, bo, bd, bs, j):  # type: ignore[no-untyped-def]
+        fa, a0, la = _span(ao, as_, i)
+        fb, b0, lb = _span(bo, bs, j)
+        if fa and fb:
+            return _inline_cmp(ao, a0, la, bo, b0, lb)
+        return _cmp(ao, ad, as_, i, bo, bd, bs, j)
+    return impl
+
+
 @nb.njit(cache=True, nogil=True, _nrt=False)
 def _hash(o, d, s, i):
     """FNV-1a with a murmur3 finaliser (FNV's low bits alone cluster on id-like strings)."""
@@ -322,7 +343,7 @@ def _sorted(o, d, s, strict):
     """Whether the strings ascend (byte order), strictly or not."""
     least = 1 if strict else 0  # _cmp(next, this) must be at least this
     for i in range(_size(o) - 1):  # noqa: SIM110 (numba: plain loop)
-        if _cmp(o, d, s, i + 1, o, d, s, i) < least:
+        if _near_cmp(o, d, s, i + 1, o, d, s, i) < least:
             return False
     return True
 
@@ -409,8 +430,11 @@ def _hinted_into(out, qo, qd, qs, ro, rd, rs, ref_sorted):
     k = 0
     for j in range(n):
         if ref_sorted:
-            r = _cmp(ro, rd, rs, k, qo, qd, qs, j)
+            r = _near_cmp(ro, rd, rs, k, qo, qd, qs, j)
             if r == 0:  # the hint itself (a repeated id), without a call
+                out[j] = k
+            elif r < 0 and k + 1 < m and _near_cmp(ro, rd, rs, k + 1, qo, qd, qs, j) == 0:
+                k += 1  # the next one (ids listed in the reference's order), in place
                 out[j] = k
             else:
                 out[j], k = _find_sorted(qo, qd, qs, j, ro, rd, rs, k, m, r)
