@@ -22,6 +22,7 @@ import polars as pl
 
 from features.contract.book import DATE_DTYPE, REQUIRED, columns_of
 from features.contract.options import ReadOptions
+from features.keys import plainly_printable
 
 #: Free text kept exactly as written (only a blank cell is missing): "NA" may be a region
 #: (North America) and "None" a reason. Other text (ids, codes) honours missing tokens.
@@ -238,15 +239,20 @@ def parse_columns(
     # too, without ever becoming one string per row: its probe reads its distinct values.
     coded = [c for c in present if frame.schema[c] == pl.Categorical
              and _kind(present[c]) == "text" and c not in REQUIRED[table]]
+    # A column of plainly printable ids (``keys.plainly_printable``: one cheap pass over
+    # their bytes) has no cell the regex would find: it is not asked.
+    plain = {c for c in strings if c not in as_written and plainly_printable(
+        frame.get_column(c))}
     probes = [
         pl.col(c).cast(pl.Binary).bin.contains(b"\x00").any().alias(c) if c in as_written
         else pl.col(c).str.contains(_SUSPECT).any().alias(c)
-        for c in strings if c not in as_written or c in SHOWN_TEXT
+        for c in strings if (c not in as_written or c in SHOWN_TEXT) and c not in plain
     ]
     # Numbers: a comma anywhere means the grouping-aware parse (and decimal detection).
     probes += [pl.col(c).str.contains(",", literal=True).any().alias(f"comma:{c}")
                for c in strings if _kind(present[c]) in ("float", "int")]
     needs = frame.select(probes).row(0, named=True) if probes else {}
+    needs |= dict.fromkeys(plain, False)
     needs |= {c: bool(frame.get_column(c).unique().cast(pl.String)
                       .str.contains("\x00", literal=True).any())
               for c in coded if c in SHOWN_TEXT}

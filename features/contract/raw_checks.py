@@ -159,6 +159,10 @@ def contiguous(frame: pl.DataFrame, owned: bool) -> pl.DataFrame:
 
 
 
+#: A day in each time unit of a polars ``Datetime``.
+_DAY = {"ms": 86_400_000, "us": 86_400_000_000, "ns": 86_400_000_000_000}
+
+
 def without_typed_dates(frame: pl.DataFrame,
                         table: str) -> tuple[pl.DataFrame, dict[str, pl.DataType]]:
     """``frame`` without the stored date columns its parsed dates say exactly, and their
@@ -175,8 +179,11 @@ def without_typed_dates(frame: pl.DataFrame,
              and isinstance(schema[c], pl.Datetime) and schema[c].time_zone is None]
     if not dates:
         return frame, {}
+    # The parsed day of a stored datetime is its cast (``parsing.typed_date``): null where
+    # it is, else the same instant exactly when that is a midnight, which one modulo of
+    # its integer says (not a cast and a comparison of two columns: ~4x cheaper).
     same = frame.select(
-        *[pl.col(R.value(c)).cast(schema[c]).eq_missing(pl.col(c)).all().alias(c)
+        *[(pl.col(c).to_physical() % _DAY[schema[c].time_unit] == 0).all().alias(c)
           for c in dates]).row(0, named=True)
     gone = {c: schema[c] for c in dates if same[c]}
     return (frame.drop(list(gone)) if gone else frame), gone

@@ -21,6 +21,7 @@ from features.keys import (
     is_strictly_sorted,
     lookup,
     match_ids,
+    plainly_printable,
     values_at,
 )
 
@@ -146,3 +147,59 @@ def test_lookup_on_long_ids_with_nulls(table: list[str], keys: list[str | None],
         keys = sorted(k for k in keys if k is not None) + [k for k in keys if k is None]
     got = lookup(pl.Series(keys, dtype=pl.String), pl.Series(table, dtype=pl.String))
     assert got.to_list() == [table.index(k) if k in table else None for k in keys]
+
+
+def test_ids_inline_in_their_views_compare_by_their_bytes_to_their_length() -> None:
+    # Inline ids (at most 12 bytes) compare as words: the bytes past an id's length must
+    # count as nothing, a trailing NUL as a byte, and the last 4 bytes as the first 8 do.
+    ids = ["", "\x00", "a", "a\x00", "a\x00\x00", "ab", "abcdefg", "abcdefg\x00",
+           "abcdefgh", "abcdefgh\x00", "abcdefgh\x01", "abcdefghijk", "abcdefghijk\x00",
+           "abcdefghijkl", "abcdefghijkm", "abcdefghijkm\x00", "abcdefghijkz", "b", "\xff"]
+    assert [i.encode() for i in ids] == sorted(i.encode() for i in ids)
+    views = pl.Series(ids, dtype=pl.String)
+    assert is_strictly_sorted(views)
+    assert not is_strictly_sorted(views.reverse())
+    assert not is_strictly_sorted(pl.Series(["abcdefgh\x01", "abcdefgh\x00"]))
+    query = pl.Series(list(reversed(ids)) + ["a\x00\x00\x00", "abcdefghijkl\x00"])
+    want = list(reversed(range(len(ids)))) + [-1, -1]
+    for known in (True, None):
+        assert match_ids(query, views, reference_sorted=known).tolist() == want
+    shuffled = pl.Series(ids[1::2] + ids[::2], dtype=pl.String)  # (the hashed match)
+    assert match_ids(query, shuffled).tolist() == _expected(query.to_list(),
+                                                            shuffled.to_list())
+
+
+def test_an_inline_id_is_its_bytes_whatever_its_view_holds_past_them() -> None:
+    # A writer need not zero the rest of a short id's view: only its length counts.
+    def view(text: bytes, fill: int) -> bytes:
+        return len(text).to_bytes(4, "little") + text + bytes([fill]) * (12 - len(text))
+
+    texts = [b"ab", b"ab\x00", b"abcdefghi", b"b"]
+    dirty = pa.Array.from_buffers(pa.string_view(), len(texts), [
+        None, pa.py_buffer(b"".join(view(t, 0xFF) for t in texts))])
+    clean = pa.array([t.decode() for t in texts], pa.string_view())
+    assert is_strictly_sorted(dirty)
+    assert match_ids(clean, dirty).tolist() == [0, 1, 2, 3]
+    assert match_ids(dirty, clean, reference_sorted=True).tolist() == [0, 1, 2, 3]
+
+
+_SUSPECT_TEXT = st.lists(st.sampled_from(["a", "I0", " ", "\t", "\x00", "\x1f", "\x7f", "\x85",
+                                          "\xa0", "\u3000", "é", "\u2028", "x" * 13]),
+                         max_size=6).map("".join)
+
+
+@settings(max_examples=200, deadline=None)
+@given(ids=st.lists(_SUSPECT_TEXT, min_size=1, max_size=4))
+def test_plainly_printable_ids_have_nothing_the_control_regex_finds(ids: list[str]) -> None:
+    from features.contract.parsing import _SUSPECT
+
+    found = bool(pl.Series(ids).str.contains(_SUSPECT).any())
+    assert not (plainly_printable(pl.Series(ids)) and found)
+
+
+def test_plainly_printable_says_maybe_for_spaces_controls_and_non_ascii_ends() -> None:
+    assert plainly_printable(pl.Series(["I000000001", "Zürich", "x" * 30, ""]))
+    for odd in ["I1 ", " I1", "A B", "I\x00", "I\x7f", "\xa0I1", "I1\u3000", "é"]:
+        assert not plainly_printable(pl.Series(["I2", odd, "I3"])), odd
+    assert not plainly_printable(pl.Series(["I1", None]))
+    assert plainly_printable(pl.Series(["x" * 20 + "\x01", "I1"]).slice(1))  # (views of a slice)
