@@ -10,9 +10,9 @@ compiling them (tens of seconds of CPU on 2 cores).
 It runs the library on a tiny synthetic book (features and labels at a few weekly dates,
 a quick training of both models, exact explanations and the scoring) in memory, then the
 nightly's validation and encoding of that book written as Parquet and CSV files in a
-temporary folder (removed): nothing is kept but the kernels' caches. Running it again with a warm cache takes a
-few seconds. A failure here is printed and ignored: the kernels then compile on first use,
-as they would without it.
+temporary folder (removed): nothing is kept but the kernels' caches. Running it again
+with a warm cache takes a few seconds. A failure here is printed and ignored: the kernels
+then compile on first use, as they would without it.
 """
 
 from __future__ import annotations
