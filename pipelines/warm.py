@@ -42,10 +42,10 @@ def import_on_thread(modules: tuple[str, ...] = SCORING_MODULES) -> threading.Th
     """Import ``modules`` on a daemon thread (started; returned): the nightly's ingest
     (``steps.ingest(background=True)``) reads and validates on native code that releases
     the GIL, so the score step's imports run beside it on the second core instead of
-    after it. Safe because the project has no import cycles (``tools/import_cycles.py``
-    in CI): a module the main thread wants meanwhile waits on its import lock, never
-    deadlocks. A module that fails to import is left alone here: the score step's own
-    import raises its error where it belongs."""
+    after it. Safe because the project's modules import each other without cycles
+    (``../shared/tools/import_cycles.py`` finds none): a module both threads want is
+    imported once, the other waiting on its import lock. A module that fails to import
+    is left alone here: the score step's own import raises its error where it belongs."""
 
     def run() -> None:
         for name in modules:

@@ -226,8 +226,8 @@ def score_book(
                for name in needed if held.any()]
     for name, rows, by_rule in passes:
         # the last pass's rows, model matrix and SHAP values go before this pass's copy is
-        # made (they are in its explanation and reason parts already): at 1M accounts
-        # ~1.3 GB held otherwise at the second pass's start, the nightly's peak (issue 20)
+        # made (they are in its explanation and reason parts already; at 1M accounts they
+        # were ~1.3 GB held into the second pass)
         part = ex = x = phi = reasons = ranked = None
         part = frame.iloc[rows]
         counts[name] = counts.get(name, 0) + len(rows)
