@@ -190,10 +190,6 @@ def reason_codes(
     Accounts are done :data:`BLOCK_ROWS` at a time (the same result as all at once).
     """
     n = len(frame)
-    if n <= BLOCK_ROWS:
-        return _reason_block(frame, shap_values, feature_names, segment=segment,
-                             currency=currency, templates=templates, typical=typical,
-                             population=population, history_days=history_days)
     seg = None if segment is None else pd.Series(segment).to_numpy(dtype=object)
     if seg is not None and len(seg) != n:
         raise ValueError(f"segment has {len(seg)} values for {n} accounts")
@@ -201,12 +197,13 @@ def reason_codes(
     if shap.ndim != 2 or shap.shape[0] != n:
         raise ValueError(f"SHAP matrix shape {shap.shape} does not match ({n}, "
                          f"{len(feature_names)})")
-    blocks = [_reason_block(frame.iloc[a:a + BLOCK_ROWS], shap[a:a + BLOCK_ROWS],
-                            feature_names, segment=None if seg is None else seg[a:a + BLOCK_ROWS],
-                            currency=currency, templates=templates, typical=typical,
-                            population=population, history_days=history_days)
-              for a in range(0, n, BLOCK_ROWS)]
-    return pd.concat(blocks)
+    # one block at least: an empty frame gives the empty frame of the right columns
+    return pd.concat([
+        _reason_block(frame.iloc[a:a + BLOCK_ROWS], shap[a:a + BLOCK_ROWS], feature_names,
+                      segment=None if seg is None else seg[a:a + BLOCK_ROWS],
+                      currency=currency, templates=templates, typical=typical,
+                      population=population, history_days=history_days)
+        for a in range(0, max(n, 1), BLOCK_ROWS)])
 
 
 def _reason_block(
