@@ -21,8 +21,9 @@ naming it.
 
 The Book in memory lacks the columns only the staged files keep
 (``features.contract.book.STAGED_ONLY``: payments' ``payment_id``, invoices'
-``terms_days``) from the start: the write holds the last reference to them, freed once
-written (at 1M accounts ~1.2 GB not held through the scoring)."""
+``terms_days``) from the start: the write holds the last reference to them, and writes
+their tables first, each table released once written (at 1M accounts ~1.2 GB not held
+through the scoring, the payment ids freed after two tables' writes instead of six)."""
 
 from __future__ import annotations
 
@@ -61,21 +62,28 @@ class _StagingWrite:
         self.error: BaseException | None = None
         #: the written folder's fingerprint (:func:`_stamp`), once written
         self.stamp: tuple[tuple[str, int, int, int], ...] | None = None
+        # The tables, not the Book, and not as the thread's argument (a Thread holds its
+        # arguments until it ends): the write empties this mapping table by table, so the
+        # columns only the files keep are freed as soon as their table is written.
+        self._tables: dict[str, Any] = book.tables()
         # Not a daemon: a process that exits before anyone waits still finishes the write.
-        self._thread = threading.Thread(target=self._run, args=(book,), name="stage-book")
+        self._thread = threading.Thread(target=self._run, name="stage-book")
         self._thread.start()
 
-    def _run(self, book: Book) -> None:
+    def _run(self) -> None:
         from features.contract.io import write_staged_book
 
         try:
             tmp = self.target.with_name(self.target.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
-            write_staged_book(book, tmp)  # (cheap Parquet settings: a hand-off, read whole)
+            # (cheap Parquet settings: a hand-off, read whole)
+            write_staged_book(self._tables, tmp)
             _replace_dir(tmp, self.target)
             self.stamp = _stamp(self.target)
         except BaseException as exc:  # reported by wait()
             self.error = exc
+        finally:
+            self._tables.clear()  # a failed write frees the rest too
 
     def running(self) -> bool:
         return self._thread.is_alive()
