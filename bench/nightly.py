@@ -2,6 +2,7 @@
 
     python -m bench.nightly --accounts 100000 [--json PATH] [--train-accounts N]
     python -m bench.nightly --book DIR [--json PATH]     # a book written beforehand
+    python -m bench.nightly --book DIR --timeline T.csv  # every sample: where a peak falls
 
 Issue 20's target: 1M accounts / 50M invoices, read, validate, plausibility checks,
 features, scoring, explanations, reasons, KPIs and the store write under 60 s and 6 GB
@@ -119,6 +120,9 @@ class Sampler:
         self.peak = 0.0
         #: "other" samples by the innermost project frames on the stack (who to attribute)
         self.other: dict[str, float] = {}
+        #: every sample as (seconds since start, RSS MB, stage, staged write running):
+        #: where in time a peak falls, and whether the write was beside it (``--timeline``)
+        self.timeline: list[tuple[float, float, str, bool]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -147,6 +151,7 @@ class Sampler:
 
     def _run(self) -> None:
         last_t, last_cpu = time.perf_counter(), sum(os.times()[:2])
+        start = last_t
         while not self._stop.wait(self.interval):
             stage, where = self._stage()
             rss = current_rss_mb()
@@ -161,6 +166,8 @@ class Sampler:
             row["cpu_s"] += cpu - last_cpu
             row["peak_rss_mb"] = max(row["peak_rss_mb"], rss)
             self.peak = max(self.peak, rss)
+            writing = any(t.name == "stage-book" for t in threading.enumerate())
+            self.timeline.append((round(now - start, 3), round(rss, 1), stage, writing))
             last_t, last_cpu = now, cpu
 
     def __enter__(self) -> Sampler:
@@ -188,9 +195,12 @@ def _setup(tracking_uri: str, train_accounts: int, seed: int, accounts: int,
 
 
 def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
-        train_accounts: int = 3_000, interval: float = 0.01, book: str | None = None) -> dict:
+        train_accounts: int = 3_000, interval: float = 0.01, book: str | None = None,
+        timeline: str | None = None) -> dict:
     """Run the benchmark; returns (and optionally writes as JSON) the figures. ``book``: an
-    existing book folder to ingest (``accounts`` is then ignored)."""
+    existing book folder to ingest (``accounts`` is then ignored); ``timeline``: a CSV
+    file to write every sample to (seconds, RSS MB, stage, whether the staged book's
+    write was running)."""
     from datetime import timedelta
 
     from pipelines import steps
@@ -238,6 +248,9 @@ def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
         shutil.rmtree(tmp, ignore_errors=True)
     if json_path:
         Path(json_path).write_text(json.dumps(result, indent=2, default=str))
+    if timeline:
+        lines = [f'{t},{rss},"{stage}",{int(w)}' for t, rss, stage, w in sampler.timeline]
+        Path(timeline).write_text("seconds,rss_mb,stage,staged_write\n" + "\n".join(lines))
     return result
 
 
@@ -250,9 +263,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--interval", type=float, default=0.01)
     parser.add_argument("--book", default=None,
                         help="an existing book folder to ingest instead of writing one")
+    parser.add_argument("--timeline", default=None,
+                        help="a CSV file to write every sample to (where the peak falls)")
     args = parser.parse_args(argv)
     r = run(args.accounts, args.json_path, seed=args.seed, train_accounts=args.train_accounts,
-            interval=args.interval, book=args.book)
+            interval=args.interval, book=args.book, timeline=args.timeline)
     print(f"nightly: {r['accounts']:,} accounts, {r['invoices']:,} invoices, "
           f"{r['scored']:,} scored: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
           f"peak RSS (sampled) {r['peak_rss_sampled_mb']:,.0f} MB, "
