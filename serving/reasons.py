@@ -349,13 +349,45 @@ def _reason_block(
     for s, col in enumerate(("reason_1", "reason_2", "reason_3", "mitigating_reason")):
         take = pa.array(pos[:, s], mask=pos[:, s] < 0)
         out[col] = _to_series(text.take(take), frame.index)
-        items.append(pc.fill_null(item.take(take), ""))
-    # Items end with "," and empty slots are ""; (Arrow's null_handling="skip" drops
-    # all-null rows instead of yielding "", so it is not used here.)
-    body = pc.utf8_rtrim(pc.binary_join_element_wise(*items, ""), characters=",")
-    body = pc.binary_join_element_wise("[", body, "]", "")
-    out["reasons_json"] = _to_series(body, frame.index)
+        items.append(item.take(take))
+    out["reasons_json"] = _to_series(_json_list(items), frame.index)
     return out
+
+
+def _json_list(items: Sequence[pa.Array]) -> pa.Array:
+    """Each row's ``reasons_json``: its slots' items (JSON objects each ending with ",";
+    null for an empty slot) in slot order, as one JSON list."""
+    # Empty slots as "" (Arrow's null_handling="skip" drops all-null rows instead of
+    # yielding "", so it is not used here), then the last item's "," trimmed.
+    body = pc.utf8_rtrim(pc.binary_join_element_wise(*(pc.fill_null(i, "") for i in items),
+                                                     ""), characters=",")
+    return pc.binary_join_element_wise("[", body, "]", "")
+
+
+def fact_reasons(facts: Sequence[tuple[str, np.ndarray, pa.Array]],
+                 index: pd.Index) -> pd.DataFrame:
+    """Reasons that state facts with no SHAP behind them (the aging rule's), in the frame
+    :func:`reason_codes` returns: ``reason_k`` the text of the k-th fact (missing where
+    that fact is not stated), no mitigating reason, and ``reasons_json`` the stated facts
+    in order, each ``{"feature", "value" (rounded to 6 places, null when missing or
+    infinite), "shap": null, "text", "direction": "fact"}``. ``facts``: at most three
+    (feature, its value per row, its rendered text per row: null where not stated), the
+    texts from :func:`render_reason` (JSON-safe sentences: ``fmt_str``)."""
+    if len(facts) > _N_RISK:
+        raise ValueError(f"at most {_N_RISK} facts, not {len(facts)}")
+    n = len(index)
+    out = pd.DataFrame(index=index)
+    items = []
+    for k, (feature, values, text) in enumerate(facts, start=1):
+        out[f"reason_{k}"] = _to_series(text, index)
+        items.append(pc.binary_join_element_wise(
+            '{"feature":', json.dumps(feature), ',"value":', json_number(values),
+            ',"shap":null,"text":"', text, '","direction":"fact"},', ""))
+    for k in range(len(facts) + 1, _N_RISK + 1):
+        out[f"reason_{k}"] = _to_series(pa.nulls(n, pa.string()), index)
+    out["mitigating_reason"] = _to_series(pa.nulls(n, pa.string()), index)
+    out["reasons_json"] = _to_series(_json_list(items), index)
+    return out[list(REASON_COLUMNS)]
 
 
 def typical_values(model: object) -> dict[str, float] | None:

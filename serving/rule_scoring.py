@@ -26,12 +26,9 @@ Nothing here reads the clock.
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from json.encoder import encode_basestring_ascii as _json_text  # json.dumps' own (C)
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,7 +40,7 @@ from features.spec import DEFAULT_MATERIALITY, Materiality, as_day
 from models.model import DelinqModel
 from models.rule import RuleCalibration, choose_rule_calibration, resolved_history, rule_score
 from serving.reason_render import TEMPLATES, template_columns
-from serving.reasons import FACT_FEATURE, REASON_COLUMNS, render_reason
+from serving.reasons import FACT_FEATURE, fact_reasons, render_reason
 from serving.store_schema import RULE_SCORER
 
 if TYPE_CHECKING:
@@ -184,45 +181,14 @@ def rule_reasons(part: pd.DataFrame, *, currency: str = "$") -> pd.DataFrame:
     """The rule's facts as reasons: ``reason_1`` the oldest open invoice's days past due
     (with the past-due amount and the invoice), ``reason_2`` the past-due amount and its
     share of the balance when something is past due; no mitigating reason. ``reasons_json``
-    lists them with direction ``fact`` (no SHAP: the rule has none)."""
-    n = len(part)
+    lists them with direction ``fact`` (no SHAP: the rule has none;
+    ``serving.reasons.fact_reasons``)."""
     # only the columns the two templates read (a feature row has ~100)
     values = {c: part[c].to_numpy() for c in dict.fromkeys(
         c for f in RULE_FACTS for c in template_columns(f, TEMPLATES[f]))}
     texts = {f: render_reason(f, values, currency=currency) for f in RULE_FACTS}
     past_due = np.nan_to_num(part["past_due_amount"].to_numpy(dtype=float), nan=0.0) > 0
     second = pc.if_else(pa.array(past_due), texts["past_due_amount"],
-                        pa.nulls(n, pa.string()))
-    first_text, second_text = texts[FACT_FEATURE].to_pylist(), second.to_pylist()
-    out = pd.DataFrame(index=part.index)
-    out["reason_1"] = pd.Series(first_text, index=part.index, dtype=object)
-    out["reason_2"] = pd.Series(second_text, index=part.index, dtype=object)
-    out["reason_3"] = pd.Series([None] * n, index=part.index, dtype=object)
-    out["mitigating_reason"] = pd.Series([None] * n, index=part.index, dtype=object)
-    # Python lists, not frame lookups, in the per-row loop (that cost ~1 ms a row)
-    items = []
-    for oldest, amount, due, t1, t2 in zip(values[FACT_FEATURE].tolist(),
-                                           values["past_due_amount"].tolist(),
-                                           past_due.tolist(), first_text, second_text,
-                                           strict=True):
-        facts = [] if t1 is None else [_fact_json(FACT_FEATURE, oldest, t1)]
-        if due and t2 is not None:
-            facts.append(_fact_json("past_due_amount", amount, t2))
-        items.append(f"[{', '.join(facts)}]")
-    out["reasons_json"] = pd.Series(items, index=part.index, dtype=object)
-    return out[list(REASON_COLUMNS)]
-
-
-def _fact_json(feature: str, value: object, text: str) -> str:
-    """``json.dumps`` of one fact of ``reasons_json`` (``{"feature", "value" rounded to 6
-    places or null, "shap": null, "text", "direction": "fact"}``), byte for byte, written
-    directly: ``json.dumps`` of a list of dicts per row was ~70% of the rule's scoring."""
-    if isinstance(value, float):  # the usual case, without pd.isna's dispatch
-        x = float(value)
-        number = ("null" if x != x else repr(round(x, 6)) if math.isfinite(x)
-                  else json.dumps(x))  # (json's float is repr; Infinity as json writes it)
-    else:
-        number = ("null" if value is None or pd.isna(value)
-                  else json.dumps(round(float(value), 6)))
-    return (f'{{"feature": {_json_text(feature)}, "value": {number}, "shap": null, '
-            f'"text": {_json_text(text)}, "direction": "fact"}}')
+                        pa.nulls(len(part), pa.string()))
+    return fact_reasons([(FACT_FEATURE, values[FACT_FEATURE], texts[FACT_FEATURE]),
+                         ("past_due_amount", values["past_due_amount"], second)], part.index)

@@ -232,22 +232,40 @@ def test_chosen_reasons_are_the_extreme_shap_values(rows: list[list[float]]) -> 
         ]
 
 
-def test_the_rules_reasons_json_is_json_dumps_byte_for_byte() -> None:
-    """The aging rule writes each fact of ``reasons_json`` directly (no ``json.dumps`` per
-    row): the same bytes as ``json.dumps`` of the fact, whatever the value and text."""
+def test_the_rules_reasons_state_its_facts_as_json_whatever_the_values_and_ids() -> None:
+    """The aging rule's reasons (``rule_reasons`` through ``fact_reasons``): reason_1 the
+    oldest invoice's fact, reason_2 the past-due amount's only when something is past due,
+    no third or mitigating reason; ``reasons_json`` parses to exactly those facts in
+    order, values rounded to 6 places, null when missing or infinite, and stays JSON
+    whatever the invoice id holds (quotes, backslashes, control characters, non-ASCII)."""
     import json
 
     import numpy as np
 
-    from serving.rule_scoring import _fact_json
+    from serving.rule_scoring import rule_reasons
 
-    texts = ['Oldest invoice "INV-1" is 95 days past due', "5 000 \u20ac en retard\n", "\\ ü"]
-    values = [95.0, 1 / 3, 1e-9, 123456789.123456789, -0.0, float("nan"), float("inf"),
-              None, 7, np.float64(2.5), np.int64(3)]
-    for text in texts:
-        for value in values:
-            expected = json.dumps({
-                "feature": "past_due_amount",
-                "value": None if value is None or value != value else round(float(value), 6),
-                "shap": None, "text": text, "direction": "fact"})
-            assert _fact_json("past_due_amount", value, text) == expected, (value, text)
+    dpd = [95.0, 1 / 3, np.nan, 12.0, np.inf, 3.0]
+    past_due = [2736.375, 1e-9, np.nan, 0.0, 123456789.123456789, -5.0]
+    ids = ['INV-"1"', "a\\b", "ü-€", "x\ny", "\x01", "0042"]
+    part = pd.DataFrame({
+        "oldest_dpd": dpd, "past_due_amount": past_due, "oldest_invoice_id": ids,
+        "oldest_invoice_open": [100.0] * 6, "past_due_share": [0.4] * 6,
+    }, index=pd.RangeIndex(10, 16))
+    out = rule_reasons(part)
+    assert list(out.columns) == ["reason_1", "reason_2", "reason_3", "mitigating_reason",
+                                 "reasons_json"]
+    assert out.index.equals(part.index)
+    assert out["reason_3"].isna().all() and out["mitigating_reason"].isna().all()
+    for i, row in enumerate(out.itertuples(index=False)):
+        facts = json.loads(row.reasons_json)
+        stated = [t for t in (row.reason_1, row.reason_2) if isinstance(t, str)]
+        assert [f["text"] for f in facts] == stated
+        assert isinstance(row.reason_2, str) == (past_due[i] > 0)  # nan, 0, negative: none
+        assert all(f["shap"] is None and f["direction"] == "fact" for f in facts)
+        want = {"oldest_dpd": dpd[i], "past_due_amount": past_due[i]}
+        for f in facts:
+            v = want[f["feature"]]
+            assert f["value"] == (round(v, 6) if np.isfinite(v) else None), (i, f)
+        assert [f["feature"] for f in facts] == (
+            ["oldest_dpd"] * isinstance(row.reason_1, str)
+            + ["past_due_amount"] * isinstance(row.reason_2, str))
