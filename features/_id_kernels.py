@@ -41,7 +41,26 @@ def buffers(values: Strings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     Why views stay views: at 1M accounts casting both sides of the invoice-id lookup to
     offsets held ~1.8 GB more at validation's peak (issues 11 and 20).
+
+    The three arrays are read-only views whatever their source (no copy). Why: numba
+    compiles a kernel per array type, and writable and read-only arrays are two types:
+    polars ids of at most 12 bytes (``d`` a fresh array) and longer ones (``d`` polars'
+    read-only buffer) compiled every kernel again, 20-30 CPU s mid-run for the type
+    ``pipelines.warm`` had not met (its ids are short).
     """
+    o, d, s = _buffers(values)
+    return _read_only(o), _read_only(d), _read_only(s)
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """``a`` as a read-only view (the same memory)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view
+
+
+def _buffers(values: Strings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`buffers`, the arrays as they come (see there)."""
     if isinstance(values, pl.Series):
         # newest: polars' own string views, zero-copy (the default casts to large_string)
         arr = values.rechunk().to_arrow(compat_level=pl.CompatLevel.newest())
@@ -269,9 +288,10 @@ def ascends(o, d, s, strict):
     return True
 
 
-@nb.njit(cache=True, nogil=True, _nrt=False)
-def strictly_sorted(o, d, s):
-    return ascends(o, d, s, True)
+def strictly_sorted(o: np.ndarray, d: np.ndarray, s: np.ndarray) -> bool:
+    """:func:`ascends`, strictly. (Not a kernel of its own: compiled, it passed ``True``
+    as a literal, so ``ascends`` was compiled twice per column type, ~5 CPU s each.)"""
+    return bool(ascends(o, d, s, True))
 
 
 #: How far back from its hint :func:`_find_sorted` first looks for a query that went back.
@@ -348,7 +368,7 @@ def _hinted_into(out, qo, qd, qs, ro, rd, rs, ref_sorted):
     n, m = _size(qo), _size(ro)
     if m == 0:
         return
-    k = 0
+    k = np.int64(0)  # (not the literal 0: _find_sorted was compiled for it too)
     for j in range(n):
         if ref_sorted:
             r = _near_cmp(ro, rd, rs, k, qo, qd, qs, j)
