@@ -203,3 +203,23 @@ def test_plainly_printable_says_maybe_for_spaces_controls_and_non_ascii_ends() -
         assert not plainly_printable(pl.Series(["I2", odd, "I3"])), odd
     assert not plainly_printable(pl.Series(["I1", None]))
     assert plainly_printable(pl.Series(["x" * 20 + "\x01", "I1"]).slice(1))  # (views of a slice)
+
+
+def test_kernel_form_has_one_numba_type_per_layout_whatever_the_ids() -> None:
+    """Short ids (inline in their views, no data buffer), long ones (a file's read-only
+    buffer), an empty column and ids built in memory must reach the kernels as the same
+    numba types: each other type compiles every kernel again (20-30 CPU s, mid-run)."""
+    import numba as nb
+
+    from features._id_kernels import buffers
+
+    def types(values: object) -> tuple[object, ...]:
+        return tuple(nb.typeof(a) for a in buffers(values))
+
+    views = [pl.Series(["I1", "I2"]), pl.Series(["x" * 20, "I2"]), pl.Series([], dtype=pl.String),
+             pa.array(["x" * 20, "q"], pa.string_view())]
+    assert len({types(v) for v in views}) == 1
+    offsets = [pa.array(["I1", "x" * 20], pa.large_string()), pa.array([], pa.large_string()),
+               pd.Series(["I1", "I2"], dtype="str")]
+    assert len({types(v) for v in offsets}) == 1
+    assert all(not a.flags.writeable for v in views + offsets for a in buffers(v))
