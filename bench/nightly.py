@@ -19,7 +19,12 @@ peak on 2 cores (measure the whole process with ``/usr/bin/time -v``). Steps:
    timed), or take the folder ``--book`` (e.g. ``delinq generate --accounts 1000000
    --out DIR``);
 3. time :func:`pipelines.steps.ingest` then :func:`pipelines.steps.score` as of the day
-   after the book's last event, as the nightly flow runs them.
+   after the book's last event, as the nightly flow runs them (the run's ``seconds``);
+   then the flow's steps after the publish, retention (``steps.prune``) and the live
+   evaluation of past runs (``steps_live.evaluate_live``: in this fresh store no run is
+   due, so its cost is getting the book: from memory, or the staged files if the score
+   step let it go), timed apart (``after_publish_seconds``) but inside the peaks, which
+   are the whole nightly's. Dunning is off by default (the issue times it apart).
 
 Steps 1 and 2 run in a child process, so nothing they allocate (the generator's arrays,
 LightGBM, MLflow's caches) stays in the measured process: ``peak_rss_self_mb`` is this
@@ -94,6 +99,8 @@ STAGES: dict[tuple[str, str], str] = {
     ("serving/shadow.py", "shadow_scores"): "shadow scores",
     ("pipelines/steps_score.py", "score"): "score step (other)",
     ("pipelines/steps_ingest.py", "ingest"): "ingest step (other)",
+    ("pipelines/steps_score.py", "prune"): "after: prune",
+    ("pipelines/steps_live.py", "evaluate_live"): "after: live evaluation",
 }
 #: Label of a sample taken while a module is being imported (innermost frame ``<module>``).
 IMPORTS = "imports"
@@ -205,6 +212,7 @@ def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
 
     from pipelines import steps
     from pipelines.settings import Settings
+    from pipelines.steps_live import evaluate_live
 
     tmp = Path(tempfile.mkdtemp(prefix="delinq-bench-nightly-"))
     try:
@@ -221,9 +229,14 @@ def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
         with Sampler(interval) as sampler:
             # as the nightly flow: the staged files written beside the scoring
             ingested = steps.ingest(settings=settings, source=source, background=True)
-            scored = steps.score(settings=settings, book=ingested.staged,
-                                 as_of=ingested.last_date + timedelta(days=1))
-        seconds, cpu = time.perf_counter() - t0, sum(os.times()[:2]) - cpu0
+            as_of = ingested.last_date + timedelta(days=1)
+            scored = steps.score(settings=settings, book=ingested.staged, as_of=as_of)
+            seconds, cpu = time.perf_counter() - t0, sum(os.times()[:2]) - cpu0
+            # the flow's steps after the publish (dunning is off by default, timed apart)
+            steps.prune(settings=settings, today=as_of)
+            evaluate_live(settings=settings, book=ingested.staged)
+        after_s, after_cpu = time.perf_counter() - t0 - seconds, (
+            sum(os.times()[:2]) - cpu0 - cpu)
         from bench.score import _rss_mb as peak_rss_mb  # after the timed run (not in it)
 
         result = {
@@ -232,6 +245,8 @@ def run(accounts: int = 100_000, json_path: str | None = None, *, seed: int = 0,
             "scored": scored.n_scored,
             "seconds": round(seconds, 2),
             "cpu_seconds": round(cpu, 2),
+            "after_publish_seconds": round(after_s, 2),
+            "after_publish_cpu_seconds": round(after_cpu, 2),
             "peak_rss_sampled_mb": round(sampler.peak, 1),
             "peak_rss_self_mb": round(peak_rss_mb(), 1),
             "stages": sampler.table(),
@@ -271,7 +286,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"nightly: {r['accounts']:,} accounts, {r['invoices']:,} invoices, "
           f"{r['scored']:,} scored: {r['seconds']:.1f} s wall, {r['cpu_seconds']:.1f} s CPU, "
           f"peak RSS (sampled) {r['peak_rss_sampled_mb']:,.0f} MB, "
-          f"(this process's ru_maxrss) {r['peak_rss_self_mb']:,.0f} MB")
+          f"(this process's ru_maxrss) {r['peak_rss_self_mb']:,.0f} MB; then prune and live "
+          f"evaluation {r['after_publish_seconds']:.1f} s wall, "
+          f"{r['after_publish_cpu_seconds']:.1f} s CPU (in the peaks)")
     print("ranked by: " + ", ".join(
         f"{k} {v if v == 'aging_rule' else f'champion v{v}'}" for k, v in r["ranked_by"].items())
           + " (aging_rule: no gated champion; --train-accounts 20000 gates both)")
