@@ -22,9 +22,13 @@ Guarantees:
   message and deletes the rows it had written. A writer killed mid-write leaves an
   invisible ``running`` run: the next writer reaps it (below) and deletes its rows. A
   retired run's rows are deleted in chunks after the flip (no longer current: unread).
-- **Readers never see a mix.** Each read is one SQL statement that resolves the current run
-  and reads its rows together, so it sees one committed snapshot: the old run or the new.
-  SQLite runs in WAL mode (readers do not wait for the writer) with a busy timeout.
+- **Readers never see a mix.** Each read resolves the current run and reads its rows in
+  one committed snapshot (one statement, or on SQLite one transaction): the old run or
+  the new. SQLite runs in WAL mode (readers do not wait for the writer) with a busy
+  timeout. A run's rows are in the store's ``worklist`` table or, on a SQLite file store
+  since revision 0010, in a file of their own that the reader attaches in its snapshot
+  (:mod:`serving.store_rows`, the one place that resolves them); the reads across runs
+  (an account's score history) read ``worklist_history``, written with the rows.
 - **Totals** per (segment, action, region, scorer) of each run's rows are summed from its
   worklist before the flip and inserted by it (:mod:`serving.store_totals`), so they
   appear with the run, for the workbench's filtered totals.
@@ -92,6 +96,7 @@ from serving import (
     store_io,
     store_migrate,
     store_publish,
+    store_rows,
     store_runs,
 )
 from serving import store_schema as S
@@ -382,14 +387,24 @@ class WorklistStore:
             raise ValueError(f"segment must be one of {list(S.SEGMENTS)}, got {segment!r}")
         if top is not None and top < 0:
             raise ValueError(f"top must be >= 0, got {top}")
-        w = S.worklist
-        # One statement: the current run and its rows come from one snapshot.
-        query = sa.select(w).where(w.c.run_id == _current_run_id(as_of)).order_by(w.c.rank)
-        if segment is not None:
-            query = query.where(w.c.segment == segment)
-        if top is not None:
-            query = query.limit(top)
+        w = store_rows.run_worklist
         with self._engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # One transaction (SQLite's snapshot): the current run, then its rows from
+                # wherever they are (its file or the store's table).
+                run_id = conn.execute(sa.select(_current_run_id(as_of))).scalar_one_or_none()
+                conn = store_rows.run_rows(conn, run_id or "")
+                current: Any = run_id
+            else:
+                # One statement (PostgreSQL reads each statement's own snapshot; its runs'
+                # rows are always in the store's table).
+                conn = store_rows.run_rows(conn, "")
+                current = _current_run_id(as_of)
+            query = sa.select(w).where(w.c.run_id == current).order_by(w.c.rank)
+            if segment is not None:
+                query = query.where(w.c.segment == segment)
+            if top is not None:
+                query = query.limit(top)
             table = store_bulk.read_arrow(conn, query, _WORKLIST_ARROW)
         frame = table.to_pandas(date_as_object=False)
         for col in ("as_of", "hold_date", "hold_ends"):

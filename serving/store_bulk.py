@@ -294,7 +294,11 @@ def read_arrow(conn: sa.Connection, query: sa.Select[Any], schema: pa.Schema) ->
     fetches tuples from the raw cursor and builds each column with one ``pa.array`` call.
     Both skip SQLAlchemy's per-row result processing (the slow part for 1M rows).
     """
-    compiled = query.compile(dialect=conn.dialect)
+    # The connection's schema translation (a run's rows file: :mod:`serving.store_rows`)
+    # rendered in, as SQLAlchemy's own execution would.
+    translate = conn.get_execution_options().get("schema_translate_map")
+    compiled = query.compile(dialect=conn.dialect, schema_translate_map=translate,
+                             render_schema_translate=translate is not None)
     sql = str(compiled)
     if conn.dialect.name == "postgresql":
         driver = conn.connection.dbapi_connection

@@ -12,6 +12,7 @@ publishes in three steps:
    statement, and the account history only follows current runs. On SQLite a chunk is
    committed early, and the waiting writer let in, when another writer waits
    (:func:`serving.store_bulk.insert_chunks`).
+   Then the run's ``worklist_history`` rows (:func:`write_history`), the same way.
 2. **Totals** (:func:`read_totals`): summed from the run's worklist table with the
    account directory's regions, read without the write lock.
 3. **Flip** (:func:`flip`): ONE short transaction (SQLite ``BEGIN IMMEDIATE``; PostgreSQL
@@ -19,7 +20,7 @@ publishes in three steps:
    un-publishes the as_of's previous run and marks this one ``succeeded`` and current. A
    reader sees the old run or the new one, each whole, never a mix.
 
-After the flip, the retired run's worklist rows are deleted in chunks too
+After the flip, the retired run's worklist and history rows are deleted in chunks too
 (:func:`drop_rows`); it is no longer current, so nobody reads them. A failure before or in
 the flip leaves the previous run current and intact; the rows written so far are deleted
 (:func:`drop_rows`) by the failing writer or, if it died (``kill -9``), by the next writer
@@ -35,6 +36,7 @@ step 1).
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -57,8 +59,13 @@ def _in_flip(run_id: str) -> None:
 
 
 def _after_drop_step(run_id: str, rows_done: int) -> None:
-    """Called by :func:`drop_rows` after each committed delete transaction (a
-    fault-injection seam)."""
+    """Called by :func:`drop_rows` after each committed delete transaction of worklist
+    rows (a fault-injection seam)."""
+
+
+def _after_history_step(run_id: str, rows_done: int) -> None:
+    """Called by :func:`drop_rows` after each committed delete transaction of history rows
+    (a fault-injection seam)."""
 
 
 def publish(
@@ -81,6 +88,9 @@ def publish(
     timings: dict[str, Any] = {"store_check_s": round(check_s, 3)}
     write_rows(engine, run.run_id, wl)
     timings["store_worklist_s"] = round(time.perf_counter() - t_start, 3)
+    t = time.perf_counter()
+    write_history(engine, run.run_id, wl)
+    timings["store_history_s"] = round(time.perf_counter() - t, 3)
     t = time.perf_counter()
     totals = read_totals(engine, run.run_id, wl)
     timings["store_totals_s"] = round(time.perf_counter() - t, 3)
@@ -112,6 +122,15 @@ def publish(
 def write_rows(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:
     """Insert a run's worklist rows in chunks, each committed on its own (step 1)."""
     return store_bulk.insert_chunks(engine, S.worklist, wl, constants={"run_id": run_id})
+
+
+def write_history(engine: sa.Engine, run_id: str, wl: pa.Table) -> int:
+    """Insert a run's ``worklist_history`` rows in chunks, each committed on its own, in
+    the order of their key (appends to the run's range)."""
+    rows = wl.select(list(S.HISTORY_COLUMNS))
+    rows = rows.take(pc.sort_indices(rows.column("account_id")))
+    return store_bulk.insert_chunks(engine, S.worklist_history, rows,
+                                    constants={"run_id": run_id})
 
 
 def read_totals(engine: sa.Engine, run_id: str, wl: pa.Table) -> list[dict[str, Any]]:
@@ -186,51 +205,83 @@ def _retire(conn: sa.Connection, run_id: str, as_of: date) -> list[str]:
 
 def drop_rows(engine: sa.Engine, run_ids: Iterable[str]) -> None:
     """Delete the rows of runs nobody reads (failed, retired, being deleted): worklist
-    rows by rank range, in transactions of at most ``store_bulk.CHUNK_ROWS`` rows
-    committed early when another writer waits (as :func:`store_bulk.insert_chunks`), then
-    their drift and totals. Callers never
-    pass the current run of an as_of (a reader would see it shrink).
+    rows by rank range, then history rows, in transactions of at most
+    ``store_bulk.CHUNK_ROWS`` rows committed early when another writer waits (as
+    :func:`store_bulk.insert_chunks`), then their drift and totals. Callers never pass
+    the current run of an as_of (a reader would see it shrink).
     """
     w = S.worklist
     for run_id in run_ids:
         with engine.connect() as conn:
             top = int(conn.execute(sa.select(sa.func.max(w.c.rank))
                                    .where(w.c.run_id == run_id)).scalar_one_or_none() or 0)
-        pacer = store_bulk.Pacer()
-        lo = 0
-        with (engine.connect() as conn, store_io.Waiters(engine.url) as waiters,
-              store_io.stepped_writes(conn) as checkpoint):
-            conn.execution_options(sqlite_begin="IMMEDIATE")
-            while lo < top:
-                end = min(top, lo + store_bulk.CHUNK_ROWS)
-                waiting = False
-                with conn.begin():
-                    while lo < end and not waiting:  # steps; commit when a writer waits
-                        step = min(pacer.rows(), end - lo)
-                        t = time.perf_counter()
-                        conn.execute(w.delete().where(w.c.run_id == run_id, w.c.rank > lo,
-                                                      w.c.rank <= lo + step))
-                        pacer.took(step, time.perf_counter() - t)
-                        lo += step
-                        waiting = waiters.any()
-                if waiting:
-                    waiters.let_in()
-                checkpoint()
-                _after_drop_step(run_id, lo)
+        _in_steps(engine, functools.partial(_delete_ranks, run_id), run_id=run_id, top=top,
+                  hook=_after_drop_step)
+        _in_steps(engine, functools.partial(_delete_history, run_id), run_id=run_id,
+                  top=None, hook=_after_history_step)
         with store_io.writing(engine) as conn:
             for table in (S.drift, store_totals.worklist_totals):
                 conn.execute(table.delete().where(table.c.run_id == run_id))
 
 
+def _delete_ranks(run_id: str, conn: sa.Connection, lo: int, step: int) -> int:
+    """Delete the run's worklist rows of ranks ``lo + 1 .. lo + step``."""
+    w = S.worklist
+    conn.execute(w.delete().where(w.c.run_id == run_id, w.c.rank > lo, w.c.rank <= lo + step))
+    return step
+
+
+def _delete_history(run_id: str, conn: sa.Connection, lo: int, step: int) -> int:
+    """Delete ``step`` of the run's history rows (its first in key order; the key has no
+    rank to range over); returns how many went."""
+    h = S.worklist_history
+    first = sa.select(h.c.account_id).where(h.c.run_id == run_id).limit(step)
+    return conn.execute(h.delete().where(h.c.run_id == run_id,
+                                         h.c.account_id.in_(first))).rowcount
+
+
+def _in_steps(engine: sa.Engine, step_fn: Callable[[sa.Connection, int, int], int], *,
+              run_id: str, top: int | None, hook: Callable[[str, int], None]) -> None:
+    """Run ``step_fn(conn, rows_done, step)`` (it deletes up to ``step`` rows and returns
+    how many) in paced steps until ``top`` rows are done (None: until a step deletes
+    fewer than asked), in transactions of at most ``store_bulk.CHUNK_ROWS`` rows,
+    committed early when another writer waits (:func:`drop_rows`); ``hook(run_id,
+    rows_done)`` after each commit."""
+    pacer = store_bulk.Pacer()
+    lo = 0
+    more = top is None or lo < top
+    with (engine.connect() as conn, store_io.Waiters(engine.url) as waiters,
+          store_io.stepped_writes(conn) as checkpoint):
+        conn.execution_options(sqlite_begin="IMMEDIATE")
+        while more:
+            end = lo + store_bulk.CHUNK_ROWS if top is None else min(top,
+                                                                     lo + store_bulk.CHUNK_ROWS)
+            waiting = False
+            with conn.begin():
+                while more and lo < end and not waiting:  # steps; commit when a writer waits
+                    step = min(pacer.rows(), end - lo)
+                    t = time.perf_counter()
+                    done = step_fn(conn, lo, step)
+                    pacer.took(step, time.perf_counter() - t)
+                    lo += done
+                    more = done == step if top is None else lo < top
+                    waiting = waiters.any()
+            if waiting:
+                waiters.let_in()
+            checkpoint()
+            hook(run_id, lo)
+
+
 def sweep(engine: sa.Engine) -> list[str]:
     """Delete the rows left behind by runs that failed (a writer killed mid-write, then
     reaped) or were replaced (a writer killed after its flip); return their ids."""
-    r, w = S.runs, S.worklist
+    r, w, h = S.runs, S.worklist, S.worklist_history
     with engine.connect() as conn:
         candidates = conn.execute(sa.select(r.c.run_id).where(
             sa.or_(r.c.status == "failed", r.c.replaced_by.is_not(None)),
             ~r.c.is_current)).scalars().all()
-        left = [run_id for run_id in candidates if conn.execute(
-            sa.select(w.c.rank).where(w.c.run_id == run_id).limit(1)).first() is not None]
+        left = [run_id for run_id in candidates
+                if any(conn.execute(sa.select(t.c.run_id).where(t.c.run_id == run_id)
+                                    .limit(1)).first() is not None for t in (w, h))]
     drop_rows(engine, left)
     return left

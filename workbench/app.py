@@ -181,7 +181,6 @@ def sync_directory(engine: sa.Engine, accounts: Path) -> int:
 
     from serving import store_bulk, store_totals
     from serving.store_events import account_directory
-    from serving.store_schema import worklist
 
     if not accounts.exists():
         return 0
@@ -199,8 +198,7 @@ def sync_directory(engine: sa.Engine, accounts: Path) -> int:
             conn.execute(account_directory.delete())
             store_bulk.bulk_insert(conn, account_directory, table, constants={})
             # Totals by region follow the directory (same transaction: never out of step).
-            runs = conn.execute(sa.select(worklist.c.run_id).distinct()).scalars().all()
-            store_totals.compute(conn, runs)
+            store_totals.compute(conn, store_totals.runs_with_rows(conn))
     return table.num_rows
 
 
