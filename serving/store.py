@@ -312,6 +312,10 @@ class WorklistStore:
         t0 = time.perf_counter()
         staged: list[Path] = []
         run_dir: Path | None = None
+        database = store_io.sqlite_path(self.url)
+        # A SQLite file store's run rows go into a file of their own (serving.store_rows).
+        rows_file = (None if database is None
+                     else store_rows.rows_dir(database) / f"{run_id}.db")
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-parquet")
         try:
             run_dir = self._run_dir(run_id)
@@ -323,13 +327,16 @@ class WorklistStore:
             files = pool.submit(store_files.write_run_files, run_dir, self.export_dir,
                                 run_id, run.as_of, wl, ex, staged)
             timings = store_publish.publish(self._engine, run, wl, dr, files, meta,
-                                            check_s=t_check - t0, now=self._now)
+                                            check_s=t_check - t0, now=self._now,
+                                            rows_file=rows_file)
         except BaseException as exc:
             pool.shutdown(wait=True)
             for path in staged:
                 path.unlink(missing_ok=True)
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if rows_file is not None:
+                rows_file.unlink(missing_ok=True)
             with contextlib.suppress(Exception):
                 self.fail_run(run_id, message=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # else the next writer's sweep does it

@@ -162,6 +162,17 @@ def _insert_sqlite(
     return done
 
 
+def insert_raw(con: Any, table: str, data: pa.Table, *, constants: Mapping[str, Any],
+               names: list[str]) -> int:
+    """Insert ``data`` plus ``constants`` (columns ``names``, in that order) into SQLite
+    ``table`` on a plain ``sqlite3`` connection, chunk by chunk, in the caller's
+    transaction (a run's rows file: :mod:`serving.store_rowfile`). Returns the rows."""
+    sql = _sqlite_sql(table, names)
+    for start in range(0, data.num_rows, CHUNK_ROWS):
+        con.executemany(sql, _sqlite_rows(data.slice(start, CHUNK_ROWS), names, constants))
+    return data.num_rows
+
+
 def _copy_sql(table: str, names: list[str]) -> str:
     return f'COPY "{table}" ({", ".join(names)}) FROM STDIN (FORMAT csv)'
 

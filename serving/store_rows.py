@@ -3,9 +3,9 @@
 A run published into a SQLite file store has its rows in a SQLite file of their own,
 ``<db stem>_rows/<run_id>.db`` (``runs.rows_path``), in a table ``worklist`` of the
 store's columns (``rank`` the rowid, ``run_id`` the run's id in every row) with the
-store's sort and account indexes minus their leading ``run_id``
-(:mod:`serving.store_rowfile` builds it). Every other run (PostgreSQL, an in-memory
-store, runs written before 0010) has its rows in the store's ``worklist`` table. The
+store's sort and account indexes (:mod:`serving.store_rowfile` builds it). Every other
+run (PostgreSQL, an in-memory store, runs written before 0010) has its rows in the
+store's ``worklist`` table. The
 reads across runs (the score history, ``in_any_run``) never open a run's file: they read
 ``worklist_history`` (:data:`serving.store_schema.worklist_history`).
 
@@ -84,11 +84,11 @@ def run_rows(conn: sa.Connection, run_id: str) -> sa.Connection:
     connection, its ``schema_translate_map`` set (statements on other tables are
     unaffected). Raises :class:`RunRowsMissingError` if the run's file is gone."""
     path = rows_path(conn, run_id)
-    where = None if path is None else _attach(conn, path, run_id)
+    where = None if path is None else attach(conn, path, run_id)
     return conn.execution_options(schema_translate_map={ROWS_SCHEMA: where})
 
 
-def _attach(conn: sa.Connection, path: str, run_id: str) -> str:
+def attach(conn: sa.Connection, path: str, run_id: str) -> str:
     """The alias of ``path`` attached to ``conn``'s DBAPI connection (attached now if it
     was not): read-only, by URI."""
     attached: dict[str, str] = conn.connection.info.setdefault(_ATTACHED, {})

@@ -15,6 +15,9 @@ are kept; the fill reads the worklist once.
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -49,5 +52,19 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # Runs whose rows are in a file of their own get them back in ``worklist`` (where the
+    # code before 0010 reads them); the files stay, unread.
+    bind = op.get_bind()
+    for _run_id, path in bind.exec_driver_sql(
+            "SELECT run_id, rows_path FROM runs WHERE rows_path IS NOT NULL").all():
+        source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            names = [r[1] for r in source.execute("PRAGMA table_info(worklist)")]
+            rows = source.execute(f"SELECT {', '.join(names)} FROM worklist").fetchall()
+        finally:
+            source.close()
+        if rows:
+            bind.exec_driver_sql(f"INSERT INTO worklist ({', '.join(names)}) VALUES "
+                                 f"({', '.join('?' * len(names))})", rows)
     op.drop_column("runs", "rows_path")  # SQLite >= 3.35 and PostgreSQL
     op.drop_table("worklist_history")
