@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from serving import store_files, store_io
 from serving.store import WorklistStore
+from serving.store_rows import RunRowsMissingError
 from workbench import history, prewarm
 from workbench.auth import LoginLimiter, exclusive_lock
 from workbench.config import WorkbenchConfig
@@ -309,6 +310,11 @@ def create_app(config: WorkbenchConfig, *, workbench: Workbench | None = None) -
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RunRowsMissingError)
+    async def rows_missing(request: Request, exc: RunRowsMissingError) -> JSONResponse:
+        # A run's rows file gone from disk: say which, not a traceback (serving.store_rows).
+        return _error(503, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
