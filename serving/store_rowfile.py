@@ -9,7 +9,8 @@ the store's ``worklist`` table, holding no lock of the store (analysts never wai
   :mod:`serving.store_rows`), filled in rank order (appends) with the journal and syncs
   off (nobody reads the file before the flip records it, and a failure deletes it);
 - then its indexes, built by ``CREATE INDEX`` from the rows (a sort each, written in
-  order): the store's three sort indexes and its account index, the latter carrying the
+  order): the store's three sort indexes, its account index and its primary key
+  ``(run_id, rank)`` (``rank`` is the rowid here: an index), the account index carrying the
   columns of :data:`serving.store_schema.HISTORY_COLUMNS` (the publish copies
   ``worklist_history`` from it in key order). They keep the store's leading ``run_id``
   (one value per file): without it SQLite, which has no statistics, planned a page
@@ -55,7 +56,11 @@ def _indexes() -> list[str]:
     """The file's indexes (module docstring): the store's, the account index carrying the
     history's columns."""
     history = ", ".join(c for c in S.HISTORY_COLUMNS if c != "account_id")
-    out = [f"CREATE INDEX ix_worklist_account ON {FILE_TABLE} (run_id, account_id, {history})"]
+    out = [f"CREATE INDEX ix_worklist_account ON {FILE_TABLE} (run_id, account_id, {history})",
+           # The store's primary key: ``run_id = ? ORDER BY rank`` (a page by priority,
+           # the top rows) reads this range; else SQLite, taking the equality on ``run_id``
+           # for a few rows, read another index's range and sorted the whole run.
+           f"CREATE INDEX ix_worklist_rank ON {FILE_TABLE} (run_id, rank)"]
     for name, key in S.SORT_KEYS.items():
         text = str(key.compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True}))
         text = text.replace(f"{S.worklist.name}.", "")

@@ -72,7 +72,7 @@ def test_a_published_run_s_rows_are_its_file_read_as_from_the_table(
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     con.close()
     assert names == {"ix_worklist_account", "ix_worklist_probability", "ix_worklist_balance",
-                     "ix_worklist_dpd"}
+                     "ix_worklist_dpd", "ix_worklist_rank"}
 
 
 def test_a_totals_refresh_sums_a_run_s_file_as_the_publish_did(store: WorklistStore) -> None:

@@ -95,6 +95,15 @@ def test_every_sort_reads_its_own_index(bench: Bench) -> None:
         plan = _plan(wb.engine, query, bound=True, run_id=run.run_id)
         # (The file's indexes have no run_id: one run per file.)
         assert re.search(rf"ix_worklist_{sort.value} \((run_id=\? AND )?\S+<\?\)", plan), plan
+    # Rank's order (by priority, and the top rows) is the range of the run's primary key
+    # (in a run's file, the index of that key): read in order, never sorted.
+    for filters in (queries.Filters(), rare):
+        for after in (None, queries.encode_cursor(Sort.PRIORITY, None, 3)):
+            query = queries.page_query(run_id=run.run_id, filters=filters, sort=Sort.PRIORITY,
+                                       after=after, limit=50, today=run.as_of)
+            plan = _plan(wb.engine, query, bound=True, run_id=run.run_id)
+            assert plan.startswith("SEARCH run_rows_"), plan
+            assert "TEMP B-TREE" not in plan, plan
     # A narrow search reads its few accounts through the account index (run_id,
     # account_id), each looked up or one range of it, never the whole run: a search by id
     # or name (its OR), by name, by id.
