@@ -12,16 +12,21 @@ Guarantees:
 - **Atomic and idempotent.** ``write_run`` publishes the run as the current one for its
   ``as_of`` in ONE short transaction (the *flip*), retiring any earlier run for that date
   in it; readers see the old run or the new one, each whole. The rows go in before that,
-  in chunks committed one by one into the run while it is ``running`` and not current,
-  which no reader looks at (:mod:`serving.store_publish`). On SQLite (one writer at a
+  while the run is ``running`` and not current, which no reader looks at
+  (:mod:`serving.store_publish`): on a SQLite file store into a file of the run's own,
+  built holding no lock of the store (:mod:`serving.store_rowfile`), then its
+  ``worklist_history`` rows; elsewhere into ``worklist`` and ``worklist_history``. The
+  store's tables get them in chunks committed one by one. On SQLite (one writer at a
   time) a chunk is committed early when another writer waits at the store's turnstile
   (:func:`serving.store_io.make_engine`), so an analyst's event waits about one insert
   step (~10 ms of work) instead of the whole publish. An exception anywhere (a frame
   breaking the schema, a database error, a failed file write, the flip itself) leaves
   the previous run current and intact, records the new run as ``failed`` with the error
-  message and deletes the rows it had written. A writer killed mid-write leaves an
-  invisible ``running`` run: the next writer reaps it (below) and deletes its rows. A
-  retired run's rows are deleted in chunks after the flip (no longer current: unread).
+  message and deletes the rows (and rows file) it had written. A writer killed mid-write
+  leaves an invisible ``running`` run: the next writer reaps it (below) and deletes its
+  rows and the file no run records. A retired run's rows are deleted in chunks after the
+  flip (no longer current: unread), then its rows file is unlinked (a reader that
+  attached it reads on to the end of its transaction).
 - **Readers never see a mix.** Each read resolves the current run and reads its rows in
   one committed snapshot (one statement, or on SQLite one transaction): the old run or
   the new. SQLite runs in WAL mode (readers do not wait for the writer) with a busy
@@ -58,7 +63,8 @@ Guarantees:
   in ONE short transaction (un-published, marked ``meta["deleting"]``, its drift, totals
   and explanations reference deleted): from then on no read shows it (worklist reads and
   the account history resolve published runs; :meth:`WorklistStore.list_runs` skips
-  hidden runs). Its worklist rows (1M for a 1M-account run) then go in chunks, each its
+  hidden runs). Its worklist and history rows (1M for a 1M-account run; its rows file is
+  unlinked after them) then go in chunks, each its
   own transaction, committed early when another writer waits at the turnstile, as in the
   publish: an analyst's event waits about one step (~10 ms), not the whole delete. Then
   its files, then ONE short transaction deletes its record (or, for a run whose KPIs
