@@ -231,11 +231,11 @@ def make_engine(url: sa.URL, *, read_only: bool = False,
         cursor.close()
 
     if not memory:
-        from serving.store_rows import detach_all
+        from serving.store_rows import release
 
-        # A reader's attached run rows files (:mod:`serving.store_rows`) go when its
-        # connection returns to the pool, its transaction over.
-        event.listen(engine, "checkin", detach_all)
+        # A reader's attached run rows files (:mod:`serving.store_rows`): all but its
+        # latest few go when its connection returns to the pool, its transaction over.
+        event.listen(engine, "checkin", release)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:

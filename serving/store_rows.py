@@ -15,9 +15,9 @@ the connection :func:`run_rows` returns: that resolves the run's file in the rea
 open transaction (its snapshot: the run and its rows agree) and ``ATTACH``es the file
 read-only inside that transaction (SQLite allows it; ``DETACH`` only after it), then
 points the placeholder at the attached file, or at the store's own table, through
-SQLAlchemy's ``schema_translate_map``. A pooled connection detaches its files when it
-goes back to the pool (:func:`detach_all`, from :func:`serving.store_io.make_engine`):
-an ``ATTACH`` + ``DETACH`` costs 0.1-0.3 ms (``bench.store_layouts``). A run's file is
+SQLAlchemy's ``schema_translate_map``. A pooled connection keeps its latest few files
+attached when it goes back to the pool and detaches the others and any unlinked one
+(:func:`release`, from :func:`serving.store_io.make_engine`). A run's file is
 unlinked only after the flip that retired the run; a reader that attached it reads on
 until its transaction ends (POSIX keeps an open file). A file that is gone when a
 reader attaches it is a :class:`RunRowsMissingError` naming it, never a traceback.
@@ -92,16 +92,18 @@ def attach(conn: sa.Connection, path: str, run_id: str) -> str:
     """The alias of ``path`` attached to ``conn``'s DBAPI connection (attached now if it
     was not): read-only, by URI."""
     attached: dict[str, str] = conn.connection.info.setdefault(_ATTACHED, {})
-    alias = attached.get(path)
+    alias = attached.pop(path, None)
     if alias is not None:
+        attached[path] = alias  # the most recently used last
         return alias
     if len(attached) >= MAX_ATTACHED:
         raise StoreError(f"more than {MAX_ATTACHED} runs' rows read in one transaction")
-    alias = f"run_rows_{len(attached)}"
     if not Path(path).is_file():  # SQLite's own error would not name the file
         raise RunRowsMissingError(
             f"the rows of run {run_id} are missing: no file {path} (restore the store's "
             "rows folder with it, or delete the run: `delinq runs delete`)")
+    used = set(attached.values())
+    alias = next(f"run_rows_{i}" for i in range(MAX_ATTACHED) if f"run_rows_{i}" not in used)
     try:
         conn.exec_driver_sql(f"ATTACH DATABASE ? AS {alias}",
                              (f"{Path(path).resolve().as_uri()}?mode=ro",))
@@ -112,17 +114,28 @@ def attach(conn: sa.Connection, path: str, run_id: str) -> str:
     return alias
 
 
-def detach_all(dbapi_conn: Any, record: Any) -> None:
-    """Detach the run files a pooled connection attached (a pool ``checkin`` listener: the
-    connection's transaction has ended, so SQLite lets them go)."""
+#: Files a pooled connection keeps attached when it goes back to the pool (the most
+#: recently read): the next request for the current run then pays no ``ATTACH`` (opening
+#: the file and reading its schema).
+KEEP_ATTACHED: Final = 3
+
+
+def release(dbapi_conn: Any, record: Any) -> None:
+    """Detach, from a pooled connection going back to the pool (a pool ``checkin``
+    listener: its transaction has ended, so SQLite lets them go), the run files beyond
+    the :data:`KEEP_ATTACHED` most recently read and every file unlinked since (a
+    retired run's: its disk space comes back once no connection holds it)."""
     attached = record.info.get(_ATTACHED) if record is not None else None
     if not attached:
         return
-    for path, alias in list(attached.items()):
+    items = list(attached.items())
+    for n, (path, alias) in enumerate(items):
+        if n >= len(items) - KEEP_ATTACHED and Path(path).exists():
+            continue
         try:
             dbapi_conn.execute(f"DETACH DATABASE {alias}")
         except sqlite3.Error:
-            return  # still in a transaction: the aliases stay known, reused next time
+            continue  # still in a transaction: the alias stays known, reused next time
         del attached[path]
 
 
