@@ -47,7 +47,13 @@ from the attached file cost what they cost from the store's table (1M rows: firs
 ``executemany`` binds take ~0.7 CPU s (columns to lists 0.32, ``zip`` 0.38), a tenth of
 the insert.
 
-What ``per_run_file`` would need in the product (session 14's study; not built): on a
+Built in session 15 (``serving.store_rowfile``, ``serving.store_rows``, store revision
+0010), as below except: the file's indexes keep the store's leading ``run_id`` and the
+file also indexes the store's primary key ``(run_id, rank)`` (without them SQLite, which
+has no statistics, sorted the whole run for a page by priority or the top rows, and
+planned a page filtered by region from the directory); the history is copied in ranges
+of the run's sorted ids. What ``per_run_file`` would need in the product (session 14's
+study): on a
 SQLite file store, the publish builds ``<db stem>_rows/<run_id>.db`` as above (holding
 no lock of the store: analysts never wait for it), then copies the history rows into a
 ``worklist_history`` table of the store from the attached file's account index in the

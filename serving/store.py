@@ -12,19 +12,28 @@ Guarantees:
 - **Atomic and idempotent.** ``write_run`` publishes the run as the current one for its
   ``as_of`` in ONE short transaction (the *flip*), retiring any earlier run for that date
   in it; readers see the old run or the new one, each whole. The rows go in before that,
-  in chunks committed one by one into the run while it is ``running`` and not current,
-  which no reader looks at (:mod:`serving.store_publish`). On SQLite (one writer at a
+  while the run is ``running`` and not current, which no reader looks at
+  (:mod:`serving.store_publish`): on a SQLite file store into a file of the run's own,
+  built holding no lock of the store (:mod:`serving.store_rowfile`), then its
+  ``worklist_history`` rows; elsewhere into ``worklist`` and ``worklist_history``. The
+  store's tables get them in chunks committed one by one. On SQLite (one writer at a
   time) a chunk is committed early when another writer waits at the store's turnstile
   (:func:`serving.store_io.make_engine`), so an analyst's event waits about one insert
   step (~10 ms of work) instead of the whole publish. An exception anywhere (a frame
   breaking the schema, a database error, a failed file write, the flip itself) leaves
   the previous run current and intact, records the new run as ``failed`` with the error
-  message and deletes the rows it had written. A writer killed mid-write leaves an
-  invisible ``running`` run: the next writer reaps it (below) and deletes its rows. A
-  retired run's rows are deleted in chunks after the flip (no longer current: unread).
-- **Readers never see a mix.** Each read is one SQL statement that resolves the current run
-  and reads its rows together, so it sees one committed snapshot: the old run or the new.
-  SQLite runs in WAL mode (readers do not wait for the writer) with a busy timeout.
+  message and deletes the rows (and rows file) it had written. A writer killed mid-write
+  leaves an invisible ``running`` run: the next writer reaps it (below) and deletes its
+  rows and the file no run records. A retired run's rows are deleted in chunks after the
+  flip (no longer current: unread), then its rows file is unlinked (a reader that
+  attached it reads on to the end of its transaction).
+- **Readers never see a mix.** Each read resolves the current run and reads its rows in
+  one committed snapshot (one statement, or on SQLite one transaction): the old run or
+  the new. SQLite runs in WAL mode (readers do not wait for the writer) with a busy
+  timeout. A run's rows are in the store's ``worklist`` table or, on a SQLite file store
+  since revision 0010, in a file of their own that the reader attaches in its snapshot
+  (:mod:`serving.store_rows`, the one place that resolves them); the reads across runs
+  (an account's score history) read ``worklist_history``, written with the rows.
 - **Totals** per (segment, action, region, scorer) of each run's rows are summed from its
   worklist before the flip and inserted by it (:mod:`serving.store_totals`), so they
   appear with the run, for the workbench's filtered totals.
@@ -54,7 +63,8 @@ Guarantees:
   in ONE short transaction (un-published, marked ``meta["deleting"]``, its drift, totals
   and explanations reference deleted): from then on no read shows it (worklist reads and
   the account history resolve published runs; :meth:`WorklistStore.list_runs` skips
-  hidden runs). Its worklist rows (1M for a 1M-account run) then go in chunks, each its
+  hidden runs). Its worklist and history rows (1M for a 1M-account run; its rows file is
+  unlinked after them) then go in chunks, each its
   own transaction, committed early when another writer waits at the turnstile, as in the
   publish: an analyst's event waits about one step (~10 ms), not the whole delete. Then
   its files, then ONE short transaction deletes its record (or, for a run whose KPIs
@@ -92,6 +102,7 @@ from serving import (
     store_io,
     store_migrate,
     store_publish,
+    store_rows,
     store_runs,
 )
 from serving import store_schema as S
@@ -307,6 +318,10 @@ class WorklistStore:
         t0 = time.perf_counter()
         staged: list[Path] = []
         run_dir: Path | None = None
+        database = store_io.sqlite_path(self.url)
+        # A SQLite file store's run rows go into a file of their own (serving.store_rows).
+        rows_file = (None if database is None
+                     else store_rows.rows_dir(database) / f"{run_id}.db")
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-parquet")
         try:
             run_dir = self._run_dir(run_id)
@@ -318,13 +333,16 @@ class WorklistStore:
             files = pool.submit(store_files.write_run_files, run_dir, self.export_dir,
                                 run_id, run.as_of, wl, ex, staged)
             timings = store_publish.publish(self._engine, run, wl, dr, files, meta,
-                                            check_s=t_check - t0, now=self._now)
+                                            check_s=t_check - t0, now=self._now,
+                                            rows_file=rows_file)
         except BaseException as exc:
             pool.shutdown(wait=True)
             for path in staged:
                 path.unlink(missing_ok=True)
             if run_dir is not None:
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if rows_file is not None:
+                rows_file.unlink(missing_ok=True)
             with contextlib.suppress(Exception):
                 self.fail_run(run_id, message=f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(Exception):  # else the next writer's sweep does it
@@ -382,14 +400,24 @@ class WorklistStore:
             raise ValueError(f"segment must be one of {list(S.SEGMENTS)}, got {segment!r}")
         if top is not None and top < 0:
             raise ValueError(f"top must be >= 0, got {top}")
-        w = S.worklist
-        # One statement: the current run and its rows come from one snapshot.
-        query = sa.select(w).where(w.c.run_id == _current_run_id(as_of)).order_by(w.c.rank)
-        if segment is not None:
-            query = query.where(w.c.segment == segment)
-        if top is not None:
-            query = query.limit(top)
+        w = store_rows.run_worklist
         with self._engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # One transaction (SQLite's snapshot): the current run, then its rows from
+                # wherever they are (its file or the store's table).
+                run_id = conn.execute(sa.select(_current_run_id(as_of))).scalar_one_or_none()
+                conn = store_rows.run_rows(conn, run_id or "")
+                current: Any = run_id
+            else:
+                # One statement (PostgreSQL reads each statement's own snapshot; its runs'
+                # rows are always in the store's table).
+                conn = store_rows.run_rows(conn, "")
+                current = _current_run_id(as_of)
+            query = sa.select(w).where(w.c.run_id == current).order_by(w.c.rank)
+            if segment is not None:
+                query = query.where(w.c.segment == segment)
+            if top is not None:
+                query = query.limit(top)
             table = store_bulk.read_arrow(conn, query, _WORKLIST_ARROW)
         frame = table.to_pandas(date_as_object=False)
         for col in ("as_of", "hold_date", "hold_ends"):

@@ -162,6 +162,17 @@ def _insert_sqlite(
     return done
 
 
+def insert_raw(con: Any, table: str, data: pa.Table, *, constants: Mapping[str, Any],
+               names: list[str]) -> int:
+    """Insert ``data`` plus ``constants`` (columns ``names``, in that order) into SQLite
+    ``table`` on a plain ``sqlite3`` connection, chunk by chunk, in the caller's
+    transaction (a run's rows file: :mod:`serving.store_rowfile`). Returns the rows."""
+    sql = _sqlite_sql(table, names)
+    for start in range(0, data.num_rows, CHUNK_ROWS):
+        con.executemany(sql, _sqlite_rows(data.slice(start, CHUNK_ROWS), names, constants))
+    return data.num_rows
+
+
 def _copy_sql(table: str, names: list[str]) -> str:
     return f'COPY "{table}" ({", ".join(names)}) FROM STDIN (FORMAT csv)'
 
@@ -294,7 +305,11 @@ def read_arrow(conn: sa.Connection, query: sa.Select[Any], schema: pa.Schema) ->
     fetches tuples from the raw cursor and builds each column with one ``pa.array`` call.
     Both skip SQLAlchemy's per-row result processing (the slow part for 1M rows).
     """
-    compiled = query.compile(dialect=conn.dialect)
+    # The connection's schema translation (a run's rows file: :mod:`serving.store_rows`)
+    # rendered in, as SQLAlchemy's own execution would.
+    translate = conn.get_execution_options().get("schema_translate_map")
+    compiled = query.compile(dialect=conn.dialect, schema_translate_map=translate,
+                             render_schema_translate=translate is not None)
     sql = str(compiled)
     if conn.dialect.name == "postgresql":
         driver = conn.connection.dbapi_connection

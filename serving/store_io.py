@@ -230,6 +230,13 @@ def make_engine(url: sa.URL, *, read_only: bool = False,
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.close()
 
+    if not memory:
+        from serving.store_rows import release
+
+        # A reader's attached run rows files (:mod:`serving.store_rows`): all but its
+        # latest few go when its connection returns to the pool, its transaction over.
+        event.listen(engine, "checkin", release)
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")

@@ -1,12 +1,15 @@
 """Tables of the worklist store and the checks a run's frames pass before they are written.
 
-Four scoring tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL), and the
+Five scoring tables (SQLAlchemy Core, the same DDL on SQLite and PostgreSQL), and the
 workbench's users, events and audit (:mod:`serving.store_events`, on the same metadata;
 :mod:`serving.store_tables` holds them all):
 
 - ``runs``: one row per scoring run (``running`` -> ``succeeded`` | ``failed``); at most one
   run per ``as_of`` has ``is_current`` (a partial unique index enforces it).
-- ``worklist``: one row per scored account and run, keyed by ``(run_id, rank)``.
+- ``worklist``: one row per scored account and run, keyed by ``(run_id, rank)`` (a run
+  published on a SQLite file store since revision 0010 has its rows in a file of its own,
+  ``runs.rows_path``, in a table of the same columns: :mod:`serving.store_rows`).
+- ``worklist_history``: every run's rows as the reads across runs need them (0010).
 - ``explanations``: one row per run that *references* the run's explanation file: the full
   SHAP vectors and feature values of every scored account, as one wide Parquet file (see
   ``serving.store`` for why a file and not rows: measured).
@@ -89,7 +92,7 @@ DRIFT_COLUMNS: Final[dict[str, tuple[pa.DataType, bool, bool]]] = {
 }
 ID_LENGTH: Final = 64
 #: The Alembic revision (``serving/migrations/versions``) that creates exactly these tables.
-REVISION: Final = "0009"
+REVISION: Final = "0010"
 
 metadata = sa.MetaData()
 
@@ -115,6 +118,10 @@ runs = sa.Table(
     # is (``<host>:<pid>``); None for runs written before 0002.
     sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
     sa.Column("runner", sa.String(ID_LENGTH)),
+    # Revision 0010: the SQLite file holding the run's worklist rows (``<db
+    # stem>_rows/<run_id>.db``, :mod:`serving.store_rows`); None: its rows are in the
+    # ``worklist`` table (PostgreSQL, in-memory stores, runs written before 0010).
+    sa.Column("rows_path", sa.Text),
     sa.CheckConstraint(
         "status IN ('running', 'succeeded', 'failed')", name="ck_runs_status"
     ),
@@ -171,6 +178,24 @@ SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = {
 for _name, _key in SORT_KEYS.items():
     sa.Index(f"ix_worklist_{_name}", worklist.c.run_id, sa.desc(_key), worklist.c.rank,
              worklist.c.segment, worklist.c.action, worklist.c.account_id)
+
+#: The columns of a run's rows that the reads across runs need (the account page's score
+#: history, :func:`workbench.queries.in_any_run`), besides ``run_id``.
+HISTORY_COLUMNS: Final = ("account_id", "rank", "segment", "probability", "priority", "action")
+# Revision 0010: every run's rows as the reads across runs need them, keyed by run first
+# (a publish appends one range; an account's row in each published run is one lookup).
+# A run's own rows may live in a file of their own (``runs.rows_path``): these stay in
+# the store, so that reads across runs never open a file per run. Written by the publish
+# before its flip, deleted with the run's rows (:mod:`serving.store_publish`).
+worklist_history = sa.Table(
+    "worklist_history",
+    metadata,
+    sa.Column("run_id", sa.String(ID_LENGTH), nullable=False),
+    *(sa.Column(name, _SQL_TYPES[WORKLIST_COLUMNS[name][0]],
+                nullable=WORKLIST_COLUMNS[name][1]) for name in HISTORY_COLUMNS),
+    sa.PrimaryKeyConstraint("run_id", "account_id", name="pk_worklist_history"),
+    sqlite_with_rowid=False,
+)
 
 explanations = sa.Table(
     "explanations",

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 import sqlalchemy as sa
 
 from features.spec import AGING_BUCKETS
-from serving import store_bulk
+from serving import store_bulk, store_rows
 from serving import store_schema as S
 from serving.store_events import account_directory
 
@@ -142,14 +142,38 @@ def from_table(conn: sa.Connection, wl: pa.Table, *, run_id: str) -> list[dict[s
     return out
 
 
+#: The worklist columns :func:`from_table` sums (a run's rows read from its file).
+_SUMMED: Final = pa.schema([(n, S.WORKLIST_COLUMNS[n][0]) for n in (
+    "account_id", "segment", "action", "scorer", "oldest_dpd", "open_balance", "priority")])
+
+
 def compute(conn: sa.Connection, run_ids: Iterable[str]) -> None:
     """(Re)compute the totals of ``run_ids`` from their worklist rows, in the caller's
-    transaction (a run without rows gets none)."""
+    transaction (a run without rows gets none): one ``GROUP BY`` over the runs whose rows
+    are in the store's ``worklist``, :func:`from_table` over each run's rows file
+    (:func:`serving.store_rows.read_columns`)."""
     ids = list(run_ids)
     if not ids:
         return
     conn.execute(worklist_totals.delete().where(worklist_totals.c.run_id.in_(ids)))
-    conn.execute(_insert(ids))
+    in_files = [r for r in ids if store_rows.rows_path(conn, r) is not None]
+    in_table = [r for r in ids if r not in in_files]
+    if in_table:
+        conn.execute(_insert(in_table))
+    for run_id in in_files:
+        rows = from_table(conn, store_rows.read_columns(conn, run_id, _SUMMED.names, _SUMMED),
+                          run_id=run_id)
+        if rows:
+            conn.execute(worklist_totals.insert(), rows)
+
+
+def runs_with_rows(conn: sa.Connection) -> list[str]:
+    """Every run that has worklist rows, in the store's ``worklist`` or a file of its own."""
+    r = S.runs
+    in_table = conn.execute(sa.select(S.worklist.c.run_id).distinct()).scalars().all()
+    in_files = conn.execute(sa.select(r.c.run_id).where(r.c.rows_path.is_not(None))
+                            ).scalars().all()
+    return sorted({*in_table, *in_files})
 
 
 def refresh(engine: sa.Engine) -> int:
@@ -158,7 +182,7 @@ def refresh(engine: sa.Engine) -> int:
     with engine.connect() as conn:
         conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
-            ids = conn.execute(sa.select(S.worklist.c.run_id).distinct()).scalars().all()
+            ids = runs_with_rows(conn)
             compute(conn, ids)
     return len(ids)
 

@@ -24,6 +24,7 @@ from fastapi.templating import Jinja2Templates
 
 from serving import store_files, store_io
 from serving.store import WorklistStore
+from serving.store_rows import RunRowsMissingError
 from workbench import history, prewarm
 from workbench.auth import LoginLimiter, exclusive_lock
 from workbench.config import WorkbenchConfig
@@ -181,7 +182,6 @@ def sync_directory(engine: sa.Engine, accounts: Path) -> int:
 
     from serving import store_bulk, store_totals
     from serving.store_events import account_directory
-    from serving.store_schema import worklist
 
     if not accounts.exists():
         return 0
@@ -199,8 +199,7 @@ def sync_directory(engine: sa.Engine, accounts: Path) -> int:
             conn.execute(account_directory.delete())
             store_bulk.bulk_insert(conn, account_directory, table, constants={})
             # Totals by region follow the directory (same transaction: never out of step).
-            runs = conn.execute(sa.select(worklist.c.run_id).distinct()).scalars().all()
-            store_totals.compute(conn, runs)
+            store_totals.compute(conn, store_totals.runs_with_rows(conn))
     return table.num_rows
 
 
@@ -311,6 +310,11 @@ def create_app(config: WorkbenchConfig, *, workbench: Workbench | None = None) -
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         return _error(exc.status_code, str(exc.detail), headers=exc.headers)
+
+    @app.exception_handler(RunRowsMissingError)
+    async def rows_missing(request: Request, exc: RunRowsMissingError) -> JSONResponse:
+        # A run's rows file gone from disk: say which, not a traceback (serving.store_rows).
+        return _error(503, str(exc))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

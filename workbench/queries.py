@@ -18,15 +18,17 @@ from typing import Any, Final
 import sqlalchemy as sa
 
 from models.gate import RULE
+from serving import store_rows, store_totals
 from serving import store_schema as S
-from serving import store_totals
 from serving.store_events import account_directory, account_state
 from workbench.schemas import Sort
 
-_W = S.worklist
+#: One run's rows, wherever they are: every statement on them runs on the connection
+#: :func:`serving.store_rows.run_rows` returns for the run (its file or the store's table).
+_W = store_rows.run_worklist
 #: Sort key expression (descending) of each non-rank sort; nulls become the lowest value.
 #: The store's expressions, each with its index (``ix_worklist_<sort>``).
-_KEYS: dict[Sort, Any] = {sort: S.SORT_KEYS[sort.value]
+_KEYS: dict[Sort, Any] = {sort: store_rows.SORT_KEYS[sort.value]
                           for sort in (Sort.PROBABILITY, Sort.BALANCE, Sort.DPD)}
 MAX_PAGE = 500
 
@@ -188,6 +190,7 @@ def _named(name: str) -> sa.Select[Any]:
 def worklist_page(conn: sa.Connection, *, run_id: str, filters: Filters, sort: Sort,
                   after: str | None, limit: int, today: date) -> tuple[list[dict], str | None]:
     """One page of the run's worklist and the cursor of the next (None at the end)."""
+    conn = store_rows.run_rows(conn, run_id)
     statement, values = _page_statement(
         run_id=run_id, filters=filters, sort=sort, after=after, limit=limit, today=today,
         narrow=narrow_search(conn, run_id=run_id, filters=filters))
@@ -217,6 +220,7 @@ def narrow_search(conn: sa.Connection, *, run_id: str, filters: Filters) -> bool
     their sum bounds the accounts the search matches)."""
     if not filters.searching:
         return False
+    conn = store_rows.run_rows(conn, run_id)
     search = Filters(search=filters.search, name_prefix=filters.name_prefix,
                      account_prefix=filters.account_prefix)
     n = conn.execute(_probe(_shape(search)),
@@ -312,6 +316,7 @@ _ITEM_COLUMNS = ("rank", "account_id", "segment", "open_balance", "past_due_amou
 
 def account_row(conn: sa.Connection, *, run_id: str, account_id: str) -> dict | None:
     """The account's worklist row in the run with its directory and state (index lookup)."""
+    conn = store_rows.run_rows(conn, run_id)
     row = conn.execute(_ACCOUNT_ROW, {"run_id": run_id, "account_id": account_id}).first()
     return None if row is None else dict(row._mapping)
 
@@ -323,8 +328,9 @@ def score_history(conn: sa.Connection, account_id: str, *, limit: int = 400) -> 
 
 
 #: The published runs' ids (one per ``as_of``), read from the partial index
-#: ``ux_runs_current_as_of``. An account's rows across runs are each run's entry of the
-#: account index ``(run_id, account_id)``, looked up from these (a few hundred runs).
+#: ``ux_runs_current_as_of``. An account's rows across runs are each run's entry of
+#: ``worklist_history``'s key ``(run_id, account_id)`` (revision 0010: a run's own rows
+#: may be in a file of their own), looked up from these (a few hundred runs).
 #: The predicate is the index's own text: SQLite uses a partial index only for a query
 #: whose WHERE has its very term (``is_current``, not the ``is_current = 1`` SQLAlchemy
 #: writes for a boolean column); uncorrelated, so that it reads ``runs`` of its own.
@@ -344,11 +350,12 @@ def _account_statements() -> tuple[sa.Select[Any], sa.Select[Any]]:
                         .outerjoin(d, d.c.account_id == _W.c.account_id))
            .where(_W.c.run_id == sa.bindparam("run_id", type_=sa.String),
                   _W.c.account_id == sa.bindparam("account_id", type_=sa.String)))
-    history = (sa.select(_W.c.run_id, r.c.as_of, _W.c.rank, _W.c.segment, _W.c.probability,
-                         _W.c.priority, _W.c.action)
-               .join(r, r.c.run_id == _W.c.run_id)
-               .where(_W.c.run_id.in_(_PUBLISHED),
-                      _W.c.account_id == sa.bindparam("account_id", type_=sa.String))
+    h = S.worklist_history
+    history = (sa.select(h.c.run_id, r.c.as_of, h.c.rank, h.c.segment, h.c.probability,
+                         h.c.priority, h.c.action)
+               .join(r, r.c.run_id == h.c.run_id)
+               .where(h.c.run_id.in_(_PUBLISHED),
+                      h.c.account_id == sa.bindparam("account_id", type_=sa.String))
                .order_by(r.c.as_of.desc())
                .limit(sa.bindparam("limit", type_=sa.Integer)))
     return row, history
@@ -360,10 +367,11 @@ _ACCOUNT_ROW, _SCORE_HISTORY = _account_statements()
 def in_any_run(conn: sa.Connection, account_id: str) -> bool:
     """Whether the account has a row in a published run (any ``as_of``). Rows of a run
     still being written, failed, replaced or being deleted do not count: they are not
-    published, and would vanish (index lookups on ``(run_id, account_id)``, one per
-    published run)."""
-    return conn.execute(sa.select(_W.c.run_id)
-                        .where(_W.c.run_id.in_(_PUBLISHED), _W.c.account_id == account_id)
+    published, and would vanish (lookups of ``worklist_history``'s key ``(run_id,
+    account_id)``, one per published run)."""
+    h = S.worklist_history
+    return conn.execute(sa.select(h.c.run_id)
+                        .where(h.c.run_id.in_(_PUBLISHED), h.c.account_id == account_id)
                         .limit(1)).first() is not None
 
 
@@ -381,6 +389,7 @@ def worklist_totals(conn: sa.Connection, *, run_id: str, filters: Filters,
                                    action=filters.action, region=filters.region)
         if stored is not None:
             return stored
+    conn = store_rows.run_rows(conn, run_id)
     row = conn.execute(_totals(_shape(filters), narrow_search(conn, run_id=run_id,
                                                               filters=filters)),
                        _values(run_id=run_id, filters=filters, today=today)).one()
@@ -401,7 +410,7 @@ def rule_ranked(conn: sa.Connection, *, run_id: str) -> int:
     stored = store_totals.read(conn, run_id=run_id, scorer=RULE)
     if stored is not None:
         return int(stored["accounts"])
-    return int(conn.execute(sa.select(sa.func.count()).where(
+    return int(store_rows.run_rows(conn, run_id).execute(sa.select(sa.func.count()).where(
         _W.c.run_id == run_id, _W.c.scorer == RULE)).scalar_one())
 
 

@@ -109,7 +109,7 @@ def test_a_read_only_state_folder_is_read_and_not_written(work: Path) -> None:
     # (the writers' turnstile files: serving.store_io.make_engine)
     assert sorted(p.name for p in state.iterdir()) == [
         "exports", "worklist.db", "worklist.db-turnstile", "worklist.db-turnstile-waiting",
-        "worklist_explanations"]
+        "worklist_explanations", "worklist_rows"]
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])

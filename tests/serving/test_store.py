@@ -4,6 +4,7 @@ failure in the middle of a write, readers during a write, exports, schema checks
 from __future__ import annotations
 
 import json
+import sqlite3
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -18,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from features.spec import MODEL_OF_SEGMENT, SEGMENTS
-from serving import store_bulk, store_events, store_io, store_publish, store_totals
+from serving import store_bulk, store_events, store_io, store_publish, store_rows, store_totals
 from serving import store_schema as S
 from serving.store import RunRecord, StoreSchemaError, WorklistStore
 
@@ -243,8 +244,10 @@ def test_failure_mid_write_keeps_previous_run(
     seen: list[int] = []
 
     def explode(table: str, rows_done: int) -> None:
+        if table != rows_table(store):
+            return
         seen.append(rows_done)
-        if table == "worklist" and rows_done >= 14:
+        if rows_done >= 14:
             raise RuntimeError("disk on fire")
 
     monkeypatch.setattr(store_bulk, "CHUNK_ROWS", 7)
@@ -268,7 +271,8 @@ def test_failure_mid_write_keeps_previous_run(
     with pytest.raises(ValueError, match="failed"):
         store.write_run(run_id, worklist=wl, explanations=ex, drift=dr, meta={})
     assert _rows_of(store, run_id) == {"worklist": 0, "drift": 0, "explanations": 0,
-                                       "worklist_totals": 0}  # its chunks went again
+                                       "worklist_totals": 0, "worklist_history": 0}
+    assert rows_file(store, run_id) is None or not rows_file(store, run_id).exists()
 
     # The same for an exception inside the flip, all rows written, the old run retired.
     old_rows = _rows_of(store, old.run_id)
@@ -291,11 +295,43 @@ def test_failure_mid_write_keeps_previous_run(
 
 
 def _rows_of(store: WorklistStore, run_id: str) -> dict[str, int]:
-    """How many rows a run has in each of its tables (counted, visible or not)."""
+    """How many rows a run has in each of its tables (counted, visible or not; its
+    worklist rows in the store's table and in its rows file, recorded or not)."""
     with store._engine.connect() as conn:
-        return {t.name: conn.execute(sa.select(sa.func.count()).where(t.c.run_id == run_id)
-                                     ).scalar_one()
-                for t in (S.worklist, S.drift, S.explanations, store_totals.worklist_totals)}
+        out = {t.name: conn.execute(sa.select(sa.func.count()).where(t.c.run_id == run_id)
+                                    ).scalar_one()
+               for t in (S.worklist, S.drift, S.explanations, store_totals.worklist_totals,
+                         S.worklist_history)}
+    out["worklist"] += _file_rows(store, run_id)
+    return out
+
+
+def rows_file(store: WorklistStore, run_id: str) -> Path | None:
+    """Where a SQLite file store puts run ``run_id``'s rows file (None: no files)."""
+    database = store_io.sqlite_path(store.url)
+    return None if database is None else store_rows.rows_dir(database) / f"{run_id}.db"
+
+
+def _file_rows(store: WorklistStore, run_id: str) -> int:
+    path = rows_file(store, run_id)
+    if path is None or not path.exists():
+        return 0
+    con = sqlite3.connect(path)
+    try:
+        return int(con.execute("SELECT COUNT(*) FROM worklist").fetchone()[0])
+    finally:
+        con.close()
+
+
+def worklist_rows(store: WorklistStore, run_id: str) -> int:
+    """A run's worklist rows, in the store's table or in its rows file."""
+    return _rows_of(store, run_id)["worklist"]
+
+
+def rows_table(store: WorklistStore) -> str:
+    """The table a publish fills in chunks committed one by one: ``worklist`` (PostgreSQL),
+    or on a SQLite file store ``worklist_history`` (its rows go into their file first)."""
+    return "worklist" if rows_file(store, "x") is None else "worklist_history"
 
 
 def test_an_event_is_written_between_two_chunks_of_a_publish(
@@ -309,7 +345,7 @@ def test_an_event_is_written_between_two_chunks_of_a_publish(
     seen: list[tuple[int, str, float]] = []
 
     def write_event(table: str, rows_done: int) -> None:
-        if table != "worklist" or rows_done != 10:
+        if table != rows_table(store) or rows_done != 10:
             return
         t = time.perf_counter()
         with analyst.begin() as conn:
@@ -348,7 +384,7 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
     store = WorklistStore(url, explanations_dir=tmp_path / "ex")
     old = publish(store, 10, seed=1)
     started, commits, seen = threading.Event(), [], []
-    w = S.worklist
+    w = S.worklist_history  # the publish's committed steps (its rows are in their file)
 
     def slow_step(table: str, done: int) -> None:
         started.set()
@@ -371,7 +407,7 @@ def test_a_waiting_event_makes_a_sqlite_publish_commit_early(
 
     monkeypatch.setattr(store_bulk, "_in_step", slow_step)
     monkeypatch.setattr(store_bulk, "_after_chunk",
-                        lambda table, done: table == "worklist" and commits.append(done))
+                        lambda table, done: table == w.name and commits.append(done))
     thread = threading.Thread(target=analyst)
     thread.start()
     try:

@@ -324,6 +324,53 @@ def test_a_store_at_revision_0002_upgrades_keeping_every_run(url: str, tmp_path:
         for n, t, nl in shape["columns"]]
 
 
+def test_0010_fills_the_history_from_every_run_s_rows_and_records_no_rows_file(
+        url: str, tmp_path: Path) -> None:
+    """0010 copies the history columns of every run's worklist rows (published or not)
+    into ``worklist_history`` and adds ``runs.rows_path`` empty: the
+    rows of runs written before it stay in ``worklist``, read as before."""
+    from alembic import command
+
+    explanations = {"explanations_dir": tmp_path / "ex"}
+    with WorklistStore(url, upgrade=True, **explanations) as store:
+        runs = [publish(store, 6), publish(store, 4, as_of=DAY + timedelta(days=1), seed=3),
+                publish(store, 5, seed=4)]  # replaces the first
+        before = {r.run_id: store.read_worklist(as_of=r.as_of) for r in runs[1:]}
+    cols = ", ".join(store_schema.HISTORY_COLUMNS)
+    history_sql = f"SELECT run_id, {cols} FROM worklist_history ORDER BY run_id, account_id"
+    worklist_sql = f"SELECT run_id, {cols} FROM worklist ORDER BY run_id, account_id"
+    engine = store_io.make_engine(store_io.normalise_url(url))
+    try:
+        with engine.connect() as conn:
+            written = conn.exec_driver_sql(history_sql).all()  # by this code's publish
+        with engine.begin() as conn:
+            conn.exec_driver_sql("INSERT INTO worklist (run_id, rank, account_id, segment, "
+                                 "open_balance, model, priority, action, as_of) VALUES "
+                                 "('failed-run', 1, 'X1', 'current', 1.0, 'early_warning', "
+                                 "0.5, 'monitor', '2024-03-01')")
+            command.downgrade(alembic_config(conn), "0009")
+    finally:
+        engine.dispose()
+    assert "worklist_history" not in _tables(url)
+    assert upgrade(url) == store_schema.REVISION
+    engine = store_io.make_engine(store_io.normalise_url(url))
+    try:
+        with engine.connect() as conn:
+            filled = conn.exec_driver_sql(history_sql).all()
+            assert filled == conn.exec_driver_sql(worklist_sql).all()
+            # The replaced run's rows went after its replacement's flip.
+            assert {r[0] for r in filled} == {runs[1].run_id, runs[2].run_id, "failed-run"}
+            assert [r for r in filled if r[0] != "failed-run"] == written
+            assert conn.exec_driver_sql(
+                "SELECT COUNT(*) FROM runs WHERE rows_path IS NOT NULL").scalar() == 0
+    finally:
+        engine.dispose()
+    with WorklistStore(url, **explanations) as store:
+        for run in runs[1:]:
+            pd.testing.assert_frame_equal(store.read_worklist(as_of=run.as_of),
+                                          before[run.run_id])
+
+
 # ------------------------------------------------------------------------ a further revision
 #: This code's newest revision and the dummy revision the tests below add after it.
 HEAD = store_schema.REVISION

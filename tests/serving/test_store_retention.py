@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from pipelines.cli import app
 from pipelines.settings import load_settings
 from serving.store import WorklistStore
-from tests.serving.test_store import DAY, publish
+from tests.serving.test_store import DAY, publish, rows_table, worklist_rows
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -142,17 +142,22 @@ def test_a_prune_killed_between_chunks_hides_the_run_and_the_next_writer_finishe
         policy = {"today": DAY, "keep_explanations": 9, "keep_scores_days": 30,
                   "keep_exports_days": 999, "keep_kpis_days": 90}
 
+        # The rows deleted in chunks: the worklist's (PostgreSQL), or on a SQLite file
+        # store the history's (the run's worklist rows are its file, unlinked after).
+        chunked = S.worklist if rows_table(store) == "worklist" else S.worklist_history
+        seam = "_after_drop_step" if chunked is S.worklist else "_after_history_step"
+
         def rows_of(run_id: str) -> int:
             with store._engine.connect() as conn:
-                return int(conn.execute(sa.select(sa.func.count()).select_from(S.worklist)
-                                        .where(S.worklist.c.run_id == run_id)).scalar_one())
+                return int(conn.execute(sa.select(sa.func.count()).select_from(chunked)
+                                        .where(chunked.c.run_id == run_id)).scalar_one())
 
         seen: list[str] = []
 
         def reader_then_kill(run_id: str, rows_done: int) -> None:
             # A reader between two committed chunks sees no trace of the run being deleted.
             day = old_day if run_id == old.run_id else kpi_day
-            assert 0 < rows_of(run_id) < 9 or rows_done == 9
+            assert rows_of(run_id) < 9  # some rows gone, the run hidden
             assert store.current_run(as_of=day) is None
             assert store.read_worklist(as_of=day).empty
             assert run_id not in set(store.list_runs()["run_id"])
@@ -162,7 +167,7 @@ def test_a_prune_killed_between_chunks_hides_the_run_and_the_next_writer_finishe
                 seen.append(run_id)
                 raise RuntimeError("killed between two chunks")
 
-        monkeypatch.setattr(store_publish, "_after_drop_step", reader_then_kill)
+        monkeypatch.setattr(store_publish, seam, reader_then_kill)
         with pytest.raises(RuntimeError, match="killed"):
             store.prune(**policy)
         assert seen == [old.run_id] and 0 < rows_of(old.run_id) < 9  # half-deleted, hidden
@@ -176,6 +181,7 @@ def test_a_prune_killed_between_chunks_hides_the_run_and_the_next_writer_finishe
         # The next writer (a run beginning) finishes it.
         store.fail_run(store.begin_run(as_of=DAY, meta={}), message="test")
         assert rows_of(kpi.run_id) == 0
+        assert worklist_rows(store, kpi.run_id) == worklist_rows(store, old.run_id) == 0
         runs = store.list_runs().set_index("run_id")
         assert old.run_id not in runs.index
         assert runs.loc[kpi.run_id, "meta"]["scores_pruned"] == DAY.isoformat()

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from serving import store_schema as S
 from serving.store import RunInProgressError, WorklistStore
-from tests.serving.test_store import DAY, frames, publish
+from tests.serving.test_store import DAY, frames, publish, rows_table, worklist_rows
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,9 +32,11 @@ def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _worklist_rows(store: WorklistStore, run_id: str) -> int:
-    w = S.worklist
+    """The run's rows committed in chunks: its worklist rows (PostgreSQL), or on a SQLite
+    file store its history rows (its worklist rows went into their file first)."""
+    t = S.worklist if rows_table(store) == "worklist" else S.worklist_history
     with store._engine.connect() as conn:
-        return conn.execute(sa.select(sa.func.count()).where(w.c.run_id == run_id)).scalar_one()
+        return conn.execute(sa.select(sa.func.count()).where(t.c.run_id == run_id)).scalar_one()
 
 
 def _open(url: str, tmp_path: Path, **kwargs: object) -> WorklistStore:
@@ -50,12 +52,12 @@ _WRITER = textwrap.dedent('''
     sys.path.insert(0, sys.argv[1])
     from serving import store_bulk
     from serving.store import WorklistStore
-    from tests.serving.test_store import DAY, frames
+    from tests.serving.test_store import DAY, frames, rows_table
 
     url, work = sys.argv[2], Path(sys.argv[3])
 
     def hang_after_two(table, rows_done):
-        if table == "worklist" and rows_done == 20:
+        if table == rows_table(store) and rows_done == 20:
             run_id = (work / "run_id").read_text()
             staged = work / "exports" / DAY.isoformat()
             while len(list(staged.glob(f".{run_id}.*"))) < 2:
@@ -109,6 +111,8 @@ def test_a_killed_writer_is_reaped_by_the_next_writer_and_its_files_removed(
         assert store.reap_stale() == []
         assert store._run(dead).status == "running"
         assert _worklist_rows(store, dead) == 20
+        # A SQLite file store: its rows file was whole before those chunks; unread.
+        assert worklist_rows(store, dead) == (20 if rows_table(store) == "worklist" else 40)
         assert store.read_worklist(as_of=DAY).equals(worklist_before)
     # Eleven minutes later the next writer reaps it when it begins its own run.
     later = datetime.now(UTC) + timedelta(minutes=11)
@@ -121,6 +125,7 @@ def test_a_killed_writer_is_reaped_by_the_next_writer_and_its_files_removed(
         assert not run_dir.exists()
         assert not any(p.exists() for p in staged)
         assert _worklist_rows(store, dead) == 0  # swept with the reaped run
+        assert worklist_rows(store, dead) == 0  # its rows file too
         # The previous worklist stayed current and intact throughout.
         assert store.current_run(as_of=DAY).run_id == before.run_id  # type: ignore[union-attr]
         assert store.read_worklist(as_of=DAY).equals(worklist_before)

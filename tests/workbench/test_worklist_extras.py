@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from serving import store_rows
 from serving.store_events import account_directory
 from tests.factories import TrainedState
 from tests.workbench.conftest import Bench, Scored, make_bench
@@ -82,18 +83,27 @@ def test_every_sort_reads_its_own_index(bench: Bench) -> None:
         query = queries.page_query(run_id=run.run_id, filters=filters, sort=sort,
                                    after=queries.encode_cursor(sort, 0.5, 3), limit=50,
                                    today=run.as_of)
-        sql = str(query.compile(wb.engine, compile_kwargs={"literal_binds": True}))
-        with wb.engine.connect() as conn:
-            plan = " | ".join(str(r[-1]) for r in
-                              conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).all())
+        plan = _plan(wb.engine, query, run_id=run.run_id)
+        # Read from the run's rows file (a SQLite file store since 0010), attached.
+        assert plan.startswith("SEARCH run_rows_"), plan
         assert f"ix_worklist_{sort.value}" in plan, plan
         assert "TEMP B-TREE" not in plan, plan  # read in the index's order, never sorted
         # The page after a cursor starts at the cursor's key (a seek bounded by it), not
         # at the run's first entry (a page at depth d would walk d entries). Planned with
         # the values bound, as the workbench runs it: SQLite derives that bound from
         # literal values by itself, not from parameters.
-        plan = _plan(wb.engine, query, bound=True)
-        assert re.search(rf"ix_worklist_{sort.value} \(run_id=\? AND \S+<\?\)", plan), plan
+        plan = _plan(wb.engine, query, bound=True, run_id=run.run_id)
+        # (The file's indexes have no run_id: one run per file.)
+        assert re.search(rf"ix_worklist_{sort.value} \((run_id=\? AND )?\S+<\?\)", plan), plan
+    # Rank's order (by priority, and the top rows) is the range of the run's primary key
+    # (in a run's file, the index of that key): read in order, never sorted.
+    for filters in (queries.Filters(), rare):
+        for after in (None, queries.encode_cursor(Sort.PRIORITY, None, 3)):
+            query = queries.page_query(run_id=run.run_id, filters=filters, sort=Sort.PRIORITY,
+                                       after=after, limit=50, today=run.as_of)
+            plan = _plan(wb.engine, query, bound=True, run_id=run.run_id)
+            assert plan.startswith("SEARCH run_rows_"), plan
+            assert "TEMP B-TREE" not in plan, plan
     # A narrow search reads its few accounts through the account index (run_id,
     # account_id), each looked up or one range of it, never the whole run: a search by id
     # or name (its OR), by name, by id.
@@ -105,28 +115,39 @@ def test_every_sort_reads_its_own_index(bench: Bench) -> None:
             assert queries.narrow_search(conn, run_id=run.run_id, filters=search)
         query = queries.page_query(run_id=run.run_id, filters=search, sort=Sort.DPD,
                                    after=None, limit=50, today=run.as_of, narrow=True)
-        plan = _plan(wb.engine, query)
-        assert "worklist USING INDEX ix_worklist_account (run_id=? AND account_id" in plan, plan
+        plan = _plan(wb.engine, query, run_id=run.run_id)
+        assert re.search(r"worklist USING (COVERING )?INDEX ix_worklist_account "
+                         r"\((run_id=\? AND )?account_id", plan), plan
         assert "SCAN worklist" not in plan and "ix_worklist_dpd" not in plan, plan
     # An account's rows across runs: the published runs from their partial index, then
-    # each run's entry of the account index (keyed by run first since 0009).
+    # each run's entry of the history's key (0010; keyed by run first as the account
+    # index since 0009).
     history = queries._SCORE_HISTORY.params(account_id=some_id, limit=400)
     plan = _plan(wb.engine, history)
     assert "SCAN runs USING INDEX ux_runs_current_as_of" in plan, plan
-    assert "worklist USING INDEX ix_worklist_account (run_id=? AND account_id=?)" in plan, plan
+    assert ("SEARCH worklist_history USING PRIMARY KEY (run_id=? AND account_id=?)"
+            in plan), plan
     assert "SCAN worklist" not in plan, plan
 
 
-def _plan(engine: sa.Engine, query: sa.Select, *, bound: bool = False) -> str:
+def _plan(engine: sa.Engine, query: sa.Select, *, bound: bool = False,
+          run_id: str | None = None) -> str:
     """SQLite's query plan of ``query`` (its values inlined, or ``bound`` as parameters),
-    steps joined by " | "."""
-    if bound:
-        compiled = query.compile(engine)
-        sql = str(compiled)
-        params = tuple(compiled.params[name] for name in compiled.positiontup or [])
-    else:
-        sql, params = str(query.compile(engine, compile_kwargs={"literal_binds": True})), ()
+    steps joined by " | "; a statement on one run's rows planned where ``run_id``'s rows
+    are, as the workbench runs it (:func:`serving.store_rows.run_rows`)."""
     with engine.connect() as conn:
+        if run_id is not None:
+            conn = store_rows.run_rows(conn, run_id)
+        translate = conn.get_execution_options().get("schema_translate_map")
+        kw: dict = {"schema_translate_map": translate,
+                    "render_schema_translate": translate is not None}
+        if bound:
+            compiled = query.compile(engine, **kw)
+            sql = str(compiled)
+            params = tuple(compiled.params[name] for name in compiled.positiontup or [])
+        else:
+            sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}, **kw))
+            params = ()
         return " | ".join(str(r[-1]) for r in
                           conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all())
 
