@@ -231,11 +231,9 @@ def make_engine(url: sa.URL, *, read_only: bool = False,
         cursor.close()
 
     if not memory:
-        from serving.store_rows import release
-
         # A reader's attached run rows files (:mod:`serving.store_rows`): all but its
         # latest few go when its connection returns to the pool, its transaction over.
-        event.listen(engine, "checkin", release)
+        event.listen(engine, "checkin", release_rows)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
@@ -493,3 +491,32 @@ def explanations_dir(url: sa.URL, given: Path | None, export_dir: Path | None) -
     if export_dir is not None:
         return export_dir / "_explanations"
     return None
+
+
+#: Where a pooled connection remembers the run rows files it attached (``{path: alias}``,
+#: the most recently read last): written by ``serving.store_rows.attach``.
+ATTACHED_ROWS: Final = "delinq_rows_attached"
+#: Files a pooled connection keeps attached when it goes back to the pool (the most
+#: recently read): the next request for the current run then pays no ``ATTACH`` (opening
+#: the file and reading its schema).
+KEEP_ATTACHED: Final = 3
+
+
+def release_rows(dbapi_conn: Any, record: Any) -> None:
+    """Detach, from a pooled connection going back to the pool (a pool ``checkin``
+    listener: its transaction has ended, so SQLite lets them go), the run rows files
+    beyond the :data:`KEEP_ATTACHED` most recently read and every file unlinked since (a
+    retired run's: its disk space comes back once no connection holds it). Here, with
+    the engines, not in :mod:`serving.store_rows` (which imports this module)."""
+    attached = record.info.get(ATTACHED_ROWS) if record is not None else None
+    if not attached:
+        return
+    items = list(attached.items())
+    for n, (path, alias) in enumerate(items):
+        if n >= len(items) - KEEP_ATTACHED and Path(path).exists():
+            continue
+        try:
+            dbapi_conn.execute(f"DETACH DATABASE {alias}")
+        except sqlite3.Error:
+            continue  # still in a transaction: the alias stays known, reused next time
+        del attached[path]

@@ -17,7 +17,7 @@ read-only inside that transaction (SQLite allows it; ``DETACH`` only after it), 
 points the placeholder at the attached file, or at the store's own table, through
 SQLAlchemy's ``schema_translate_map``. A pooled connection keeps its latest few files
 attached when it goes back to the pool and detaches the others and any unlinked one
-(:func:`release`, from :func:`serving.store_io.make_engine`). A run's file is
+(``serving.store_io.release_rows``, a listener of the engines it makes). A run's file is
 unlinked only after the flip that retired the run; a reader that attached it reads on
 until its transaction ends (POSIX keeps an open file). A file that is gone when a
 reader attaches it is a :class:`RunRowsMissingError` naming it, never a traceback.
@@ -27,20 +27,18 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import pyarrow as pa
 import sqlalchemy as sa
 
 from serving import store_schema as S
-from serving.store_io import StoreError
+from serving.store_io import ATTACHED_ROWS, StoreError
 
 #: The placeholder schema of :data:`run_worklist` (never a real schema).
 ROWS_SCHEMA: Final = "delinq_run_rows"
 #: The table of a run's rows file.
 FILE_TABLE: Final = "worklist"
-#: Where a pooled connection remembers its attached files (``{path: alias}``).
-_ATTACHED: Final = "delinq_rows_attached"
 #: SQLite attaches at most 10 databases to a connection (its compile-time default).
 MAX_ATTACHED: Final = 10
 
@@ -91,7 +89,7 @@ def run_rows(conn: sa.Connection, run_id: str) -> sa.Connection:
 def attach(conn: sa.Connection, path: str, run_id: str) -> str:
     """The alias of ``path`` attached to ``conn``'s DBAPI connection (attached now if it
     was not): read-only, by URI."""
-    attached: dict[str, str] = conn.connection.info.setdefault(_ATTACHED, {})
+    attached: dict[str, str] = conn.connection.info.setdefault(ATTACHED_ROWS, {})
     alias = attached.pop(path, None)
     if alias is not None:
         attached[path] = alias  # the most recently used last
@@ -112,31 +110,6 @@ def attach(conn: sa.Connection, path: str, run_id: str) -> str:
             f"the rows of run {run_id} cannot be read from {path}: {exc.orig}") from None
     attached[path] = alias
     return alias
-
-
-#: Files a pooled connection keeps attached when it goes back to the pool (the most
-#: recently read): the next request for the current run then pays no ``ATTACH`` (opening
-#: the file and reading its schema).
-KEEP_ATTACHED: Final = 3
-
-
-def release(dbapi_conn: Any, record: Any) -> None:
-    """Detach, from a pooled connection going back to the pool (a pool ``checkin``
-    listener: its transaction has ended, so SQLite lets them go), the run files beyond
-    the :data:`KEEP_ATTACHED` most recently read and every file unlinked since (a
-    retired run's: its disk space comes back once no connection holds it)."""
-    attached = record.info.get(_ATTACHED) if record is not None else None
-    if not attached:
-        return
-    items = list(attached.items())
-    for n, (path, alias) in enumerate(items):
-        if n >= len(items) - KEEP_ATTACHED and Path(path).exists():
-            continue
-        try:
-            dbapi_conn.execute(f"DETACH DATABASE {alias}")
-        except sqlite3.Error:
-            continue  # still in a transaction: the alias stays known, reused next time
-        del attached[path]
 
 
 def read_columns(conn: sa.Connection, run_id: str, columns: list[str],

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from serving import store_publish, store_rows, store_totals
+from serving import store_io, store_publish, store_rows, store_totals
 from serving import store_schema as S
 from serving.store import WorklistStore
 from serving.store_rows import RunRowsMissingError
@@ -167,7 +167,7 @@ def test_a_pooled_connection_keeps_its_latest_files_and_lets_unlinked_ones_go(
                     if r[1].startswith("run_rows")]
 
     kept = attached()
-    assert kept == [str(rows_file(store, r.run_id)) for r in runs[-store_rows.KEEP_ATTACHED:]]
+    assert kept == [str(rows_file(store, r.run_id)) for r in runs[-store_io.KEEP_ATTACHED:]]
     store.delete_run(runs[-1].run_id)  # its file unlinked: let go at the next check-in
     attached()
     assert attached() == kept[:-1]
