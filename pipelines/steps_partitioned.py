@@ -227,10 +227,12 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     # are freed before the scoring: at 1M accounts ~5 GB of book and ~2 GB of arrays that
     # would otherwise be held through the scoring's own peak.
     pieces = _pieces(plan, staged, shared, previous_ids)
-    reads = book_reads(staged, as_of=plan.as_of, scorers=scorers, features=shared.features,
+    features, pay_invoices = shared.features, shared.prepared.pay_invoices
+    del shared  # the prepared arrays (but each payment's invoice row) before the reads
+    reads = book_reads(staged, as_of=plan.as_of, scorers=scorers, features=features,
                        materiality=materiality(settings),
                        holdout_share=plan.holdout_share, grace_days=plan.grace_days,
-                       pay_invoices=shared.prepared.pay_invoices)
+                       pay_invoices=pay_invoices)
     return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
                    reads=reads, pieces=pieces, load_seconds=load_seconds)
 
