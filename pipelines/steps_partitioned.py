@@ -47,13 +47,12 @@ from pipelines.settings import TEST_DIE_AFTER_PART_ENV as DIE_AFTER_PART_ENV
 from pipelines.settings import Settings
 
 if TYPE_CHECKING:
-    import numpy as np
     import pandas as pd
 
     from features.contract.book import Book
     from features.pit.snapshot import Snapshot
     from pipelines.steps_shadow import ShadowModels
-    from serving.partitioned import PartScore, RunScorers
+    from serving.partitioned import BookReads, PartScore, RunScorers
     from serving.store import RunRecord
 
 #: The tests' worker-death hook (``DIE_AFTER_PART_ENV``) is a file path: the process that
@@ -92,21 +91,19 @@ class PartitionPlan:
 @dataclass(frozen=True)
 class Planned:
     """The driver's side of a plan: the plan, the scorers loaded once, the shadow models
-    (for the run's meta), the previous worklist's account ids, and in one process the
-    staged book, its features at ``as_of`` and its :class:`Pieces` (all from one snapshot,
-    built once; its prepared arrays are not kept, see :func:`plan_partitions`, but for
-    ``pay_invoices``: each payment's invoice row, which the loop's promise states read,
-    ``features.pit._prep.Prepared``)."""
+    (for the run's meta), the previous worklist's account ids, and in one process all the
+    scoring reads of the staged book (``reads``: its shadow scores, features at ``as_of``
+    and loop facts, ``serving.partitioned.BookReads``) and its :class:`Pieces`, all from
+    one snapshot, built once; neither the book nor its prepared arrays are kept (see
+    :func:`plan_partitions`)."""
 
     plan: PartitionPlan
     scorers: RunScorers
     shadow: ShadowModels
     previous_ids: list[str] | None
-    book: Book | None = None
-    features: pd.DataFrame | None = None
+    reads: BookReads | None = None
     pieces: Pieces | None = None
     load_seconds: float = 0.0
-    pay_invoices: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -147,14 +144,17 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     """Split the staged book ``book`` into ``settings.partitions`` partitions under
     :func:`work_location` and load the run's scorers once (see the module); with one
     partition the staged book is read, its snapshot built here and the partition's
-    :class:`Pieces` taken from it (the snapshot's prepared arrays then go), nothing is
-    written."""
+    :class:`Pieces` and everything its scoring reads of it (``Planned.reads``) taken from
+    it, nothing is written. This process's staged Book is then released
+    (``pipelines.steps_ingest.read_book(release=True)``): once the staging write is done,
+    the book and the snapshot's arrays are freed before the scoring's own peak (at 1M
+    accounts ~5 GB; a later step of the process reads the staged files)."""
     from features.partition import book_dates, write_partitions
     from features.pit.snapshot import snapshot
     from pipelines.steps_base import materiality, model_names
     from pipelines.steps_ingest import StagingError, read_book, wait_staged
     from pipelines.steps_shadow import shadow_models
-    from serving.partitioned import RunScorers, save_scorers, write_frame
+    from serving.partitioned import RunScorers, book_reads, save_scorers, write_frame
     from serving.rule_scoring import resolve_scorers
     from serving.store import WorklistStore
 
@@ -163,7 +163,8 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     staged = shared = None
     try:  # a staging write on a thread that failed: a failed run says so
         if n == 1:
-            staged = read_book(book)  # in memory while being staged
+            # in memory while being staged; ours alone (freed once read, see above)
+            staged = read_book(book, release=True)
         else:
             wait_staged(Path(book))  # the partitions are split from the staged files
     except StagingError as exc:
@@ -221,13 +222,19 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     if shared is None:
         return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
                        load_seconds=load_seconds)
-    # What needs the prepared arrays is done here (the scorers above, the KPI pieces and
-    # totals now), so they are freed before the scoring: ~2 GB at 1M accounts that would
-    # otherwise be held through the scoring's own peak.
+    # What reads the book or its prepared arrays is done here (the scorers above, the KPI
+    # pieces and totals, the shadow scores, the loop's facts and features now), so both
+    # are freed before the scoring: at 1M accounts ~5 GB of book and ~2 GB of arrays that
+    # would otherwise be held through the scoring's own peak.
     pieces = _pieces(plan, staged, shared, previous_ids)
+    features, pay_invoices = shared.features, shared.prepared.pay_invoices
+    del shared  # the prepared arrays (but each payment's invoice row) before the reads
+    reads = book_reads(staged, as_of=plan.as_of, scorers=scorers, features=features,
+                       materiality=materiality(settings),
+                       holdout_share=plan.holdout_share, grace_days=plan.grace_days,
+                       pay_invoices=pay_invoices)
     return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
-                   book=staged, features=shared.features, pieces=pieces,
-                   load_seconds=load_seconds, pay_invoices=shared.prepared.pay_invoices)
+                   reads=reads, pieces=pieces, load_seconds=load_seconds)
 
 
 def _previous_worklist(store: Any, as_of: date) -> tuple[date | None, list[str] | None]:
@@ -261,16 +268,13 @@ def _pieces(plan: PartitionPlan, book: Book, shared: Snapshot,
 
 
 def _score_part(plan: PartitionPlan, index: int, scorers: RunScorers, *,
-                previous_ids: list[str] | None, book: Book | None = None,
-                features: pd.DataFrame | None = None,
-                pieces: Pieces | None = None,
-                pay_invoices: np.ndarray | None = None) -> PartScore:
+                previous_ids: list[str] | None, reads: BookReads | None = None,
+                pieces: Pieces | None = None) -> PartScore:
     """The scoring of partition ``index`` of ``plan`` with ``scorers``, its KPI pieces and
-    run-check totals (``book``, ``features``, ``pieces`` and ``pay_invoices``: the
-    partition's book, its features, :class:`Pieces` and payments' invoice rows when the
-    caller holds them, else read from ``plan.books[index]`` and built here from one
-    snapshot, whose prepared arrays but the payments' invoice rows are dropped before the
-    scoring)."""
+    run-check totals (``reads`` and ``pieces``: what the scoring reads of the partition's
+    book and its :class:`Pieces` when the caller took them, else read from
+    ``plan.books[index]`` and built here from one snapshot, whose prepared arrays but the
+    payments' invoice rows are dropped before the scoring)."""
     from features.partition import read_partition
     from features.pit.snapshot import snapshot
     from features.spec import Materiality
@@ -278,18 +282,20 @@ def _score_part(plan: PartitionPlan, index: int, scorers: RunScorers, *,
     from serving.partitioned import score_partition
 
     material = Materiality(**plan.materiality)
-    part_book = book if book is not None else read_partition(plan.books[index])
-    if features is None or pieces is None:
+    part_book = features = pay_invoices = None
+    if reads is None or pieces is None:
+        part_book = read_partition(plan.books[index])
         shared = snapshot(part_book, as_of=plan.as_of, materiality=material)
         pieces = _pieces(plan, part_book, shared, previous_ids)
         features, pay_invoices = shared.features, shared.prepared.pay_invoices
         del shared  # its prepared arrays: the scoring does not read them
+        reads = None
     part = score_partition(
         part_book, as_of=plan.as_of, scorers=scorers, history_start=plan.first_date,
         features=features, table_budget_mb=plan.table_budget_mb,
         policy=ActionPolicy(**plan.policy), materiality=material,
         holdout_share=plan.holdout_share, grace_days=plan.grace_days,
-        pay_invoices=pay_invoices)
+        pay_invoices=pay_invoices, reads=reads)
     return replace(part, kpis=pieces.kpis, totals=pieces.totals)
 
 
@@ -318,13 +324,11 @@ def _die_after_part_hook() -> None:
 
 def run_parts_in_process(planned: Planned) -> list[PartScore]:
     """Score every partition of ``planned`` here, one after the other, keeping the parts
-    in memory (P = 1: with the book and snapshot the driver already holds)."""
+    in memory (P = 1: with what the driver read of the book and snapshot already)."""
     one = len(planned.plan.books) == 1
     return [_score_part(planned.plan, i, planned.scorers, previous_ids=planned.previous_ids,
-                        book=planned.book if one else None,
-                        features=planned.features if one else None,
-                        pieces=planned.pieces if one else None,
-                        pay_invoices=planned.pay_invoices if one else None)
+                        reads=planned.reads if one else None,
+                        pieces=planned.pieces if one else None)
             for i in range(len(planned.plan.books))]
 
 
@@ -398,8 +402,7 @@ def score_partitioned(
         if run_parts is None or len(planned.plan.books) == 1:
             outputs = list(run_parts_in_process(planned))
             # the features are scored: not held through the merge and the store write
-            planned = replace(planned, book=None, features=None, pieces=None,
-                              pay_invoices=None)
+            planned = replace(planned, reads=None, pieces=None)
         else:
             outputs = list(run_parts(planned.plan))
         return merge_and_publish(settings=settings, planned=planned, outputs=outputs,

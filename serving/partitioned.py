@@ -54,6 +54,7 @@ from serving.score import (
     run_meta,
     score_book,
 )
+from serving.score import book_reads as score_book_reads
 from serving.shadow import SHADOW_COLUMNS, shadow_scores
 
 #: File names of a part under its location.
@@ -97,8 +98,51 @@ class PartScore:
     totals: dict[str, Any] | None = None
 
 
-def score_partition(
+@dataclass(frozen=True)
+class BookReads:
+    """All the scoring of a partition reads of its book, taken while the book is held
+    (:func:`book_reads`): its ``shadow`` scores, its ``features`` (with the loop features
+    a champion reads) and their ``loop`` facts (``serving.score.book_reads``). Given to
+    :func:`score_partition` (``reads=``), the scoring needs no book: its owner frees it
+    before the scoring's own peak."""
+
+    shadow: pd.DataFrame
+    features: pd.DataFrame
+    loop: pd.DataFrame
+
+
+def book_reads(
     book: Book,
+    *,
+    as_of: date | pd.Timestamp,
+    scorers: RunScorers,
+    features: pd.DataFrame,
+    materiality: Materiality = DEFAULT_MATERIALITY,
+    holdout_share: float = 0.0,
+    grace_days: int = DEFAULT_GRACE_DAYS,
+    pay_invoices: np.ndarray | None = None,
+) -> BookReads:
+    """The :class:`BookReads` of the partition ``book`` (arguments as
+    :func:`score_partition`'s; ``features``: ``book``'s at ``as_of``, required): what
+    :func:`score_partition` would read of ``book``, the same values."""
+    events = scorers.events if scorers.events is not None else LoopEvents.empty()
+    # The shadow scores first (they read only the book and its features): their model
+    # matrices are then never held beside the scoring's worklist and explanations.
+    shadow = shadow_scores(book, as_of=as_of, challengers=scorers.challengers,
+                           materiality=materiality, holdout=scorers.champions,
+                           holdout_share=holdout_share, features=features,
+                           grace_days=grace_days)
+    if features.empty:
+        return BookReads(shadow=shadow, features=features, loop=pd.DataFrame())
+    feats, loop = score_book_reads(
+        book_with_events(book, events), as_of=as_of, models=scorers.models,
+        features=features, grace_days=grace_days, snoozes=events.snoozes,
+        pay_invoices=pay_invoices)
+    return BookReads(shadow=shadow, features=feats, loop=loop)
+
+
+def score_partition(
+    book: Book | None,
     *,
     as_of: date | pd.Timestamp,
     scorers: RunScorers,
@@ -111,6 +155,7 @@ def score_partition(
     grace_days: int = DEFAULT_GRACE_DAYS,
     final_notice: Collection[str] | None = None,
     pay_invoices: np.ndarray | None = None,
+    reads: BookReads | None = None,
 ) -> PartScore:
     """Score the account partition ``book`` (the staged book's rows of some accounts, as
     ``features.partition`` splits it; or the whole book) as of ``as_of`` with ``scorers``
@@ -119,21 +164,30 @@ def score_partition(
     ``as_of`` under ``materiality`` when the caller has them (``features.pit.snapshot``);
     ``final_notice``: ``scorers.final_notice`` unless given; ``pay_invoices``: as
     :func:`~serving.score.score_book`'s. The loop's events are ``scorers.events`` (none
-    when None)."""
+    when None). ``reads``: :func:`book_reads` of ``book`` taken already (``features`` and
+    ``pay_invoices`` are then not read); ``book`` may then be None (given
+    ``history_start``)."""
     events = scorers.events if scorers.events is not None else LoopEvents.empty()
-    # The shadow scores first (they read only the book and its features): their model
-    # matrices are then never held beside the scoring's worklist and explanations.
-    shadow = shadow_scores(book, as_of=as_of, challengers=scorers.challengers,
-                           materiality=materiality, holdout=scorers.champions,
-                           holdout_share=holdout_share, features=features,
-                           grace_days=grace_days)
+    if reads is not None:
+        shadow, features, loop = reads.shadow, reads.features, reads.loop
+    elif book is None:
+        raise ValueError("score_partition without reads needs the book")
+    else:
+        # The shadow scores first (they read only the book and its features): their model
+        # matrices are then never held beside the scoring's worklist and explanations.
+        shadow = shadow_scores(book, as_of=as_of, challengers=scorers.challengers,
+                               materiality=materiality, holdout=scorers.champions,
+                               holdout_share=holdout_share, features=features,
+                               grace_days=grace_days)
+        loop = None
     result = score_book(
-        book_with_events(book, events), as_of=as_of, models=scorers.models,
-        table_budget_mb=table_budget_mb, policy=policy, rules=scorers.rules,
-        materiality=materiality, grace_days=grace_days, snoozes=events.snoozes,
-        holdout_share=holdout_share, features=features, history_start=history_start,
+        None if book is None else book_with_events(book, events), as_of=as_of,
+        models=scorers.models, table_budget_mb=table_budget_mb, policy=policy,
+        rules=scorers.rules, materiality=materiality, grace_days=grace_days,
+        snoozes=events.snoozes, holdout_share=holdout_share, features=features,
+        history_start=history_start,
         final_notice=scorers.final_notice if final_notice is None else final_notice,
-        pay_invoices=pay_invoices)
+        pay_invoices=pay_invoices, loop=loop)
     return PartScore(worklist=result.worklist, explanations=result.explanations,
                      drift_counts=result.drift_counts, meta=dict(result.meta), shadow=shadow)
 

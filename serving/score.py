@@ -120,7 +120,7 @@ def check_feature_set(models: Mapping[str, DelinqModel],
 
 
 def score_book(
-    book: Book,
+    book: Book | None,
     *,
     as_of: date | pd.Timestamp,
     models: Mapping[str, DelinqModel],
@@ -136,6 +136,7 @@ def score_book(
     final_notice: Collection[str] = (),
     history_start: date | pd.Timestamp | None = None,
     pay_invoices: np.ndarray | None = None,
+    loop: pd.DataFrame | None = None,
 ) -> ScoreResult:
     """Score every account with open receivables at ``as_of`` (see :class:`ScoreResult`).
 
@@ -176,31 +177,45 @@ def score_book(
     payment's invoice (a snapshot's ``prepared.pay_invoices``, ``features.pit.snapshot``)
     when the caller has it: the promises' states then match no payment id again.
 
+    ``loop``: what the scoring reads of ``book`` beyond the features, taken beforehand by
+    :func:`book_reads` (which then gave ``features``, with the loop features a model
+    reads); ``book`` is not read then and may be None (the nightly frees its Book before
+    the scoring's own peak, ``pipelines.steps_partitioned``), given ``history_start``.
+
     Raises :class:`FeatureSetMismatchError` when a model's feature set is none of
     :data:`FEATURE_SET_VERSIONS` and ``KeyError`` when a population has neither.
     """
     rules = dict(rules or {})
-    start = pd.Timestamp(book.first_date if history_start is None else history_start)
+    if history_start is None:
+        if book is None:
+            raise ValueError("score_book without a book needs history_start")
+        history_start = book.first_date
+    start = pd.Timestamp(history_start)
     check_feature_set(models)
     as_of_ts = pd.Timestamp(as_day(as_of))
     timer = _Timer()
-    with timer.stage("features"):
-        # the facts reasons and actions cite (oldest open invoice, partial payer) come from
-        # the same pass and openness rule as the features
-        feats = features if features is not None else build_features(
-            book, as_of=as_of_ts.date(), facts=True, materiality=materiality)
-    if feats.empty:
+    if loop is None:
+        if book is None:
+            raise ValueError("score_book without a book needs loop (book_reads)")
+        with timer.stage("features"):
+            # the facts reasons and actions cite (oldest open invoice, partial payer) come
+            # from the same pass and openness rule as the features
+            feats = features if features is not None else build_features(
+                book, as_of=as_of_ts.date(), facts=True, materiality=materiality)
+        if feats.empty:
+            return _empty_result(models, as_of_ts, timer,
+                                 [r.line for k, r in rules.items() if k not in models])
+        feats, loop = book_reads(book, as_of=as_of_ts, models=models, features=feats,
+                                 grace_days=grace_days, snoozes=snoozes,
+                                 pay_invoices=pay_invoices, timer=timer)
+    elif features is None:
+        raise ValueError("score_book given loop needs the features book_reads gave")
+    elif features.empty:
         return _empty_result(models, as_of_ts, timer,
                              [r.line for k, r in rules.items() if k not in models])
-    check_feature_frame(feats)
-    feats = feats.reset_index(drop=True)
-    if any(f in LOOP_FEATURE_SPEC for m in models.values() for f in m.feature_names):
-        with timer.stage("features"):
-            feats = with_loop_features(feats, book, grace_days=grace_days)
+    else:
+        feats = features
     frame = feats
-    with timer.stage("loop"):
-        loop = loop_facts(book, as_of=as_of_ts, accounts=feats["account_id"].tolist(),
-                          grace_days=grace_days, snoozes=snoozes, pay_invoices=pay_invoices)
 
     model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)
     needed = sorted(set(model_of[pd.notna(model_of)]))
@@ -293,6 +308,38 @@ def score_book(
         n_held={str(k): int(v) for k, v in worklist["hold"].dropna().value_counts().items()})
     return ScoreResult(worklist=worklist, explanations=explanations, drift=drift, meta=meta,
                        drift_counts=drift_counts)
+
+
+def book_reads(
+    book: Book,
+    *,
+    as_of: date | pd.Timestamp,
+    models: Mapping[str, DelinqModel],
+    features: pd.DataFrame,
+    grace_days: int = DEFAULT_GRACE_DAYS,
+    snoozes: pd.DataFrame | None = None,
+    pay_invoices: np.ndarray | None = None,
+    timer: _Timer | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """What :func:`score_book` reads of ``book`` (with its recorded events) beyond the
+    features at ``as_of``: ``(features, loop)``, the non-empty ``features`` (default
+    index; checked, ``features.spec.check_feature_frame``) with the collections loop's
+    features appended when one of ``models`` reads them, and the loop facts of their
+    accounts, in their order (``serving.loop_worklist.loop_facts``; ``snoozes``,
+    ``grace_days``, ``pay_invoices`` as :func:`score_book`'s). Given both to
+    :func:`score_book` (``features=``, ``loop=``), the scoring reads nothing of ``book``
+    any more: its owner may free it first (at 1M accounts ~5 GB)."""
+    timer = timer or _Timer()
+    as_of_ts = pd.Timestamp(as_day(as_of))
+    check_feature_frame(features)
+    feats = features.reset_index(drop=True)
+    if any(f in LOOP_FEATURE_SPEC for m in models.values() for f in m.feature_names):
+        with timer.stage("features"):
+            feats = with_loop_features(feats, book, grace_days=grace_days)
+    with timer.stage("loop"):
+        loop = loop_facts(book, as_of=as_of_ts, accounts=feats["account_id"].tolist(),
+                          grace_days=grace_days, snoozes=snoozes, pay_invoices=pay_invoices)
+    return feats, loop
 
 
 def _worklist(

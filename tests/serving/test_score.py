@@ -371,3 +371,26 @@ def test_a_shared_snapshot_scores_exactly_as_building_the_features(book, models,
         shared.check(as_of=AS_OF.date() + pd.Timedelta(days=1), materiality=shared.materiality)
     with pytest.raises(ValueError, match="the snapshot is of"):
         shared.check(as_of=AS_OF.date(), materiality=NO_MATERIALITY)
+
+
+def test_the_books_reads_taken_first_score_without_the_book(book, models, result) -> None:
+    """Issue 20: what the scoring reads of the book (``book_reads``: features with the
+    loop's, the loop facts) taken first, the book-less scoring gives the same worklist,
+    explanations and drift to the bit (the nightly frees its Book before the scoring);
+    without them, a scoring without a book is refused."""
+    from features.pit.snapshot import snapshot
+    from serving.score import book_reads, score_book
+
+    feats, loop = book_reads(book, as_of=AS_OF.date(), models=models,
+                             features=snapshot(book, as_of=AS_OF.date()).features)
+    assert len(loop) == len(feats) and loop.index.equals(feats.index)
+    bookless = score_book(None, as_of=AS_OF.date(), models=models, table_budget_mb=64,
+                          features=feats, loop=loop, history_start=book.first_date)
+    pd.testing.assert_frame_equal(bookless.worklist, result.worklist)
+    pd.testing.assert_frame_equal(bookless.explanations, result.explanations)
+    pd.testing.assert_frame_equal(bookless.drift, result.drift)
+    with pytest.raises(ValueError, match="needs loop"):
+        score_book(None, as_of=AS_OF.date(), models=models, features=feats,
+                   history_start=book.first_date)
+    with pytest.raises(ValueError, match="needs history_start"):
+        score_book(None, as_of=AS_OF.date(), models=models, features=feats, loop=loop)
