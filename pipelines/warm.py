@@ -121,6 +121,7 @@ def _nightly_types(book: Book, end: pd.Timestamp) -> None:
 
     from features.contract.io import write_book
     from features.contract.validation import validate_folder
+    from features.pit.kpis import credit_sales
     from features.pit.snapshot import snapshot
 
     with tempfile.TemporaryDirectory(prefix="delinq-warm-") as tmp:
@@ -129,6 +130,8 @@ def _nightly_types(book: Book, end: pd.Timestamp) -> None:
             write_book(book, folder, fmt=fmt)
             validated = validate_folder(folder, quarantine_dir=Path(tmp) / f"q-{fmt}").book
             snapshot(validated, as_of=end.date())
+            # the KPIs' sums over such a Book's dates (read-only arrays: a type of their own)
+            credit_sales(validated, start=validated.first_date.date(), end=end.date())
 
 
 def main() -> int:
