@@ -145,10 +145,10 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     :func:`work_location` and load the run's scorers once (see the module); with one
     partition the staged book is read, its snapshot built here and the partition's
     :class:`Pieces` and everything its scoring reads of it (``Planned.reads``) taken from
-    it, nothing is written. This process's staged Book is then released
-    (``pipelines.steps_ingest.read_book(release=True)``): once the staging write is done,
-    the book and the snapshot's arrays are freed before the scoring's own peak (at 1M
-    accounts ~5 GB; a later step of the process reads the staged files)."""
+    it, nothing is written. The snapshot's arrays are freed before the scoring's own
+    peak (~2 GB at 1M accounts); the Book is not released: the nightly flow's live
+    evaluation after the publish reads it from memory (released, it read the staged files
+    back: at 1M accounts 20.7 s and the nightly's peak, 10.3 GB, session 15)."""
     from features.partition import book_dates, write_partitions
     from features.pit.snapshot import snapshot
     from pipelines.steps_base import materiality, model_names
@@ -163,8 +163,7 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
     staged = shared = None
     try:  # a staging write on a thread that failed: a failed run says so
         if n == 1:
-            # in memory while being staged; ours alone (freed once read, see above)
-            staged = read_book(book, release=True)
+            staged = read_book(book)  # in memory while being staged (see above)
         else:
             wait_staged(Path(book))  # the partitions are split from the staged files
     except StagingError as exc:
@@ -223,9 +222,9 @@ def plan_partitions(*, settings: Settings, book: Path, as_of: date,
         return Planned(plan=plan, scorers=scorers, shadow=shadow, previous_ids=previous_ids,
                        load_seconds=load_seconds)
     # What reads the book or its prepared arrays is done here (the scorers above, the KPI
-    # pieces and totals, the shadow scores, the loop's facts and features now), so both
-    # are freed before the scoring: at 1M accounts ~5 GB of book and ~2 GB of arrays that
-    # would otherwise be held through the scoring's own peak.
+    # pieces and totals, the shadow scores, the loop's facts and features now), so the
+    # scoring holds neither (the arrays are freed: ~2 GB at 1M accounts; the Book would be
+    # too if no later step of the process read it, see above).
     pieces = _pieces(plan, staged, shared, previous_ids)
     features, pay_invoices = shared.features, shared.prepared.pay_invoices
     del shared  # the prepared arrays (but each payment's invoice row) before the reads
