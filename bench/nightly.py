@@ -78,7 +78,7 @@ STAGES: dict[tuple[str, str], str] = {
     ("serving/reasons.py", "reason_codes"): "reasons",
     ("serving/score.py", "_explanations"): "explanations",
     ("serving/score.py", "_drift"): "drift",
-    ("serving/score.py", "_worklist"): "worklist",
+    ("serving/score_worklist.py", "worklist_frame"): "worklist",
     ("serving/store.py", "write_run"): "store write",
     ("serving/store.py", "begin_run"): "store: open",
     # what used to be "other" (issue 20's 1M profile: 54 s unattributed)

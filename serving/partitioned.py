@@ -9,7 +9,7 @@ the random holdout, dunning's final notices, reasons), the drift *bin counts* of
 (``models.drift.bin_counts``, which add up over partitions) and the shadow scores of the
 run's challengers and of the holdout's champions (``serving.shadow.shadow_scores``: both
 per account). :func:`merge_partitions` turns the parts into the run's one result: the
-book-wide rank (the one ranking rule, :func:`serving.score.rank_order`, held accounts
+book-wide rank (the one ranking rule, :func:`serving.score_worklist.rank_order`, held accounts
 last), drift as the PSI of the summed counts (never an average of per-partition PSIs) and
 the run's counts. A book scored as one partition and as P partitions give the same
 worklist, explanations and shadow scores (row order aside) and drift.
@@ -50,11 +50,11 @@ from serving.score import (
     _empty_result,
     _Timer,
     drift_table,
-    rank_order,
     run_meta,
     score_book,
 )
 from serving.score import book_reads as score_book_reads
+from serving.score_worklist import rank_order
 from serving.shadow import SHADOW_COLUMNS, shadow_scores
 
 #: File names of a part under its location.
@@ -208,7 +208,7 @@ def merge_partitions(
     rules: Mapping[str, RuleScorer] | None = None,
 ) -> ScoreResult:
     """The run's result from its partitions: worklist rows of every part ranked book-wide
-    (:func:`~serving.score.rank_order`: held accounts after the main ranking),
+    (:func:`~serving.score_worklist.rank_order`: held accounts after the main ranking),
     explanations concatenated (part order), drift as the PSI of the summed bin counts,
     counts and timings summed. One part is returned as scored (ranks and all)."""
     rule_lines = [r.line for k, r in (rules or {}).items() if k not in models]
