@@ -130,6 +130,9 @@ class Sampler:
         #: every sample as (seconds since start, RSS MB, stage, staged write running):
         #: where in time a peak falls, and whether the write was beside it (``--timeline``)
         self.timeline: list[tuple[float, float, str, bool]] = []
+        from pipelines.steps_ingest import STAGING_THREAD  # (run() imported it already)
+
+        self._writer = STAGING_THREAD
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -173,7 +176,7 @@ class Sampler:
             row["cpu_s"] += cpu - last_cpu
             row["peak_rss_mb"] = max(row["peak_rss_mb"], rss)
             self.peak = max(self.peak, rss)
-            writing = any(t.name == "stage-book" for t in threading.enumerate())
+            writing = any(t.name == self._writer for t in threading.enumerate())
             self.timeline.append((round(now - start, 3), round(rss, 1), stage, writing))
             last_t, last_cpu = now, cpu
 

@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from pipelines.progress import progress
 from pipelines.run_checks import plausibility
@@ -53,6 +53,10 @@ class StagingError(RuntimeError):
     of :func:`ingest`, reported where it is waited for: :func:`wait_staged`)."""
 
 
+#: The name of the thread writing a staged book (``bench.nightly`` looks for it).
+STAGING_THREAD: Final = "stage-book"
+
+
 class _StagingWrite:
     """The write of one validated Book to its staging folder, on a thread of its own:
     written under a temporary name, then swapped in whole (:func:`_replace_dir`)."""
@@ -67,7 +71,7 @@ class _StagingWrite:
         # columns only the files keep are freed as soon as their table is written.
         self._tables: dict[str, Any] = book.tables()
         # Not a daemon: a process that exits before anyone waits still finishes the write.
-        self._thread = threading.Thread(target=self._run, name="stage-book")
+        self._thread = threading.Thread(target=self._run, name=STAGING_THREAD)
         self._thread.start()
 
     def _run(self) -> None:

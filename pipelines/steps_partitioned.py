@@ -94,8 +94,8 @@ class Planned:
     (for the run's meta), the previous worklist's account ids, and in one process all the
     scoring reads of the staged book (``reads``: its shadow scores, features at ``as_of``
     and loop facts, ``serving.partitioned.BookReads``) and its :class:`Pieces`, all from
-    one snapshot, built once; neither the book nor its prepared arrays are kept (see
-    :func:`plan_partitions`)."""
+    one snapshot, built once; it holds neither the book nor the snapshot's prepared arrays
+    (see :func:`plan_partitions`)."""
 
     plan: PartitionPlan
     scorers: RunScorers

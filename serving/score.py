@@ -197,19 +197,17 @@ def score_book(
             # from the same pass and openness rule as the features
             feats = features if features is not None else build_features(
                 book, as_of=as_of_ts.date(), facts=True, materiality=materiality)
-        if feats.empty:
-            return _empty_result(models, as_of_ts, timer,
-                                 [r.line for k, r in rules.items() if k not in models])
-        feats, loop = book_reads(book, as_of=as_of_ts, models=models, features=feats,
-                                 grace_days=grace_days, snoozes=snoozes,
-                                 pay_invoices=pay_invoices, timer=timer)
+        if not feats.empty:
+            feats, loop = book_reads(book, as_of=as_of_ts, models=models, features=feats,
+                                     grace_days=grace_days, snoozes=snoozes,
+                                     pay_invoices=pay_invoices, timer=timer)
     elif features is None:
         raise ValueError("score_book given loop needs the features book_reads gave")
-    elif features.empty:
-        return _empty_result(models, as_of_ts, timer,
-                             [r.line for k, r in rules.items() if k not in models])
     else:
         feats = features
+    if feats.empty:
+        return _empty_result(models, as_of_ts, timer,
+                             [r.line for k, r in rules.items() if k not in models])
     frame = feats
 
     model_of = feats["segment"].astype(object).map(MODEL_OF_SEGMENT).to_numpy(dtype=object)

@@ -231,16 +231,16 @@ def write_staged_book(book: Book | MutableMapping[str, pd.DataFrame],
     :data:`STAGED_PARQUET`); it reads back (:func:`read_folder`) with the same dtypes as
     :func:`write_book`'s files.
 
-    ``book`` may be its tables (``Book.tables()``): that mapping is then emptied as it is
-    written, one table at a time, the tables holding :data:`STAGED_ONLY` columns first, so
-    a writer holding the only other reference to them frees each table once written (the
-    nightly's background write: at 1M accounts the payment ids, ~0.85 GB, go after the
-    first table instead of the last)."""
-    if isinstance(book, Book):
-        return write_tables(book.tables(), out_dir, parquet=STAGED_PARQUET)
+    Tables are written one at a time, the tables holding :data:`STAGED_ONLY` columns
+    first, each dropped from the mapping once written. ``book`` may be its tables
+    (``Book.tables()``): that mapping is then emptied, so a writer holding the only other
+    reference to them frees each table once written (the nightly's background write: at
+    1M accounts the payment ids, ~0.85 GB, go after the first table instead of the last);
+    a Book keeps its tables."""
+    tables = book.tables() if isinstance(book, Book) else book
     written: dict[str, Path] = {}
-    for table in sorted(book, key=lambda t: t not in STAGED_ONLY):  # stable: else as given
-        written |= write_tables({table: book.pop(table)}, out_dir, parquet=STAGED_PARQUET)
+    for table in sorted(tables, key=lambda t: t not in STAGED_ONLY):  # stable: else as given
+        written |= write_tables({table: tables.pop(table)}, out_dir, parquet=STAGED_PARQUET)
     return written
 
 
