@@ -121,7 +121,9 @@ def publish(
                 conn, run_id=run.run_id, as_of=run.as_of, n_rows=wl.num_rows,
                 totals=totals, drift=dr, explanations=reference, now=now,
                 values={"status": "succeeded", "n_scored": wl.num_rows,
-                        "rows_path": None if rows_file is None else str(rows_file),
+                        # the name: found in the store's rows folder however its URL
+                        # spells the store's path (serving.store_rows.rows_path)
+                        "rows_path": None if rows_file is None else rows_file.name,
                         "n_by_segment": {c["values"]: int(c["counts"]) for c in counts},
                         **values})
     timings["store_flip_s"] = round(time.perf_counter() - t, 3)
@@ -268,8 +270,7 @@ def _drop_file(engine: sa.Engine, run_id: str) -> None:
     attached it before reads on until its transaction ends."""
     r = S.runs
     with engine.connect() as conn:
-        path = conn.execute(sa.select(r.c.rows_path).where(r.c.run_id == run_id)
-                            ).scalar_one_or_none()
+        path = store_rows.rows_path(conn, run_id)
     if path is None:
         return
     with store_io.writing(engine) as conn:
@@ -348,7 +349,7 @@ def sweep(engine: sa.Engine) -> list[str]:
                                     .where(r.c.rows_path.is_not(None))).scalars())
         running = set(conn.execute(sa.select(r.c.run_id)
                                    .where(r.c.status == "running")).scalars())
-    orphans = [f for f in files if str(f) not in recorded and f.stem not in running]
+    orphans = [f for f in files if f.name not in recorded and f.stem not in running]
     drop_rows(engine, left)
     for orphan in orphans:
         orphan.unlink(missing_ok=True)

@@ -66,10 +66,31 @@ def rows_dir(database: Path) -> Path:
 
 def rows_path(conn: sa.Connection, run_id: str) -> str | None:
     """The run's rows file (None: its rows are in ``worklist``), read in ``conn``'s
-    transaction."""
+    transaction: ``runs.rows_path`` holds the file's name, found in the rows folder of
+    the store file ``conn`` opened (:func:`rows_dir`), however its URL spells it."""
     if conn.dialect.name != "sqlite":
         return None
-    return conn.execute(_ROWS_PATH, {"run_id": run_id}).scalar_one_or_none()
+    name = conn.execute(_ROWS_PATH, {"run_id": run_id}).scalar_one_or_none()
+    database = None if name is None else _store_file(conn)
+    if database is None:
+        return None
+    return str(rows_dir(database) / Path(name).name)
+
+
+def _store_file(conn: sa.Connection) -> Path | None:
+    """The file of the SQLite database ``conn`` opened (None: in memory), as SQLite names
+    it (``PRAGMA database_list``; a read-only engine's URL does not say it), once per
+    pooled connection."""
+    info = conn.connection.info
+    if _STORE_FILE not in info:
+        info[_STORE_FILE] = next(
+            (file for _, name, file in conn.exec_driver_sql("PRAGMA database_list")
+             if name == "main"), "")
+    return Path(info[_STORE_FILE]) if info[_STORE_FILE] else None
+
+
+#: Where a pooled connection remembers its store's file (:func:`_store_file`).
+_STORE_FILE: Final = "delinq_store_file"
 
 
 _ROWS_PATH: Final = sa.select(S.runs.c.rows_path).where(

@@ -118,8 +118,9 @@ runs = sa.Table(
     # is (``<host>:<pid>``); None for runs written before 0002.
     sa.Column("heartbeat_at", sa.DateTime(timezone=True)),
     sa.Column("runner", sa.String(ID_LENGTH)),
-    # Revision 0010: the SQLite file holding the run's worklist rows (``<db
-    # stem>_rows/<run_id>.db``, :mod:`serving.store_rows`); None: its rows are in the
+    # Revision 0010: the name of the SQLite file holding the run's worklist rows, in the
+    # store file's ``<db stem>_rows/`` folder (:mod:`serving.store_rows`: not a path, so a
+    # store opened by another spelling of its path, or moved whole, finds it); None: in the
     # ``worklist`` table (PostgreSQL, in-memory stores, runs written before 0010).
     sa.Column("rows_path", sa.Text),
     sa.CheckConstraint(

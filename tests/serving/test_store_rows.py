@@ -171,3 +171,25 @@ def test_a_pooled_connection_keeps_its_latest_files_and_lets_unlinked_ones_go(
     store.delete_run(runs[-1].run_id)  # its file unlinked: let go at the next check-in
     attached()
     assert attached() == kept[:-1]
+
+
+def test_a_store_opened_by_another_spelling_of_its_path_finds_and_keeps_its_files(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run's rows file is found from the store file ``runs.rows_path`` names it in, not
+    from the path the writer spelled: a store published by a relative URL and opened by
+    an absolute one (or from another folder, or moved whole) reads its runs, and its
+    sweep (every ``begin_run``) takes the live file for no orphan."""
+    monkeypatch.chdir(tmp_path)
+    wl, _, _ = frames(20, seed=4)
+    with WorklistStore("sqlite:///state/worklist.db", export_dir=tmp_path / "exports",
+                       explanations_dir=tmp_path / "ex") as relative:
+        run = publish(relative, 20, seed=4)
+    moved = tmp_path / "moved"
+    (tmp_path / "state").rename(moved)
+    monkeypatch.chdir(moved / "worklist_rows")  # anywhere else
+    with WorklistStore(f"sqlite:///{moved / 'worklist.db'}", export_dir=tmp_path / "exports",
+                       explanations_dir=tmp_path / "ex") as absolute:
+        absolute.begin_run(as_of=DAY + timedelta(days=1), meta={})  # sweeps
+        assert (moved / "worklist_rows" / f"{run.run_id}.db").is_file()
+        got = absolute.read_worklist(as_of=DAY)
+    assert got["account_id"].tolist() == wl["account_id"].tolist()

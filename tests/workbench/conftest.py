@@ -18,6 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from features.contract.io import write_book
+from serving.store_rows import rows_dir
 from tests.factories import TrainedState
 from workbench import WorkbenchConfig, create_app, open_workbench, refresh_history
 from workbench.roles import Role
@@ -86,8 +87,9 @@ class Bench:
 
 
 def copy_store(scored: Scored, folder: Path) -> Path:
-    """A copy of the scored SQLite store in ``folder`` (its explanation files are shared:
-    their paths are absolute in the store)."""
+    """A copy of the scored SQLite store in ``folder``, with its runs' rows files (found
+    beside the store file: ``serving.store_rows``); its explanation files are shared
+    (their paths are absolute in the store)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "worklist.db"
     src, dst = sqlite3.connect(scored.db), sqlite3.connect(target)
@@ -96,6 +98,8 @@ def copy_store(scored: Scored, folder: Path) -> Path:
     finally:
         src.close()
         dst.close()
+    if (rows := rows_dir(scored.db)).is_dir():
+        shutil.copytree(rows, rows_dir(target))
     shutil.copytree(scored.index_dir, folder / "workbench" / "history")
     return target
 

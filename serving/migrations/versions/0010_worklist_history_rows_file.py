@@ -57,7 +57,11 @@ def downgrade() -> None:
     bind = op.get_bind()
     for _run_id, path in bind.exec_driver_sql(
             "SELECT run_id, rows_path FROM runs WHERE rows_path IS NOT NULL").all():
-        source = sqlite3.connect(f"{Path(path).resolve().as_uri()}?mode=ro", uri=True)
+        # the file's name, in the store's ``<db stem>_rows/`` folder (written out here, as
+        # ``serving.store_rows.rows_dir`` says today: a revision does not follow later code)
+        database = Path(bind.engine.url.database)
+        file = database.with_name(f"{database.stem}_rows") / Path(path).name
+        source = sqlite3.connect(f"{file.resolve().as_uri()}?mode=ro", uri=True)
         try:
             names = [r[1] for r in source.execute("PRAGMA table_info(worklist)")]
             rows = source.execute(f"SELECT {', '.join(names)} FROM worklist").fetchall()
