@@ -47,11 +47,7 @@ _placeholder = sa.MetaData()
 run_worklist: Final = S.worklist.to_metadata(_placeholder, schema=ROWS_SCHEMA)
 #: :data:`serving.store_schema.SORT_KEYS` over :data:`run_worklist` (the same text: a
 #: statement's ``ORDER BY`` is its index's expression, in the store or in a run's file).
-SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = {
-    "probability": sa.func.coalesce(run_worklist.c.probability, sa.literal_column("-1.0")),
-    "balance": run_worklist.c.open_balance,
-    "dpd": sa.func.coalesce(run_worklist.c.oldest_dpd, sa.literal_column("-1000000000.0")),
-}
+SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = S.sort_keys(run_worklist)
 
 
 class RunRowsMissingError(StoreError):

@@ -167,11 +167,17 @@ sa.Index("ix_worklist_account", worklist.c.run_id, worklist.c.account_id)
 #: ``rank``: a missing probability or DPD becomes the lowest value (sorts last). The
 #: constants are SQL literals, not bound parameters, so that a query's ``ORDER BY`` is the
 #: very expression of its index (SQLite and PostgreSQL match expression indexes by text).
-SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = {
-    "probability": sa.func.coalesce(worklist.c.probability, sa.literal_column("-1.0")),
-    "balance": worklist.c.open_balance,
-    "dpd": sa.func.coalesce(worklist.c.oldest_dpd, sa.literal_column("-1000000000.0")),
-}
+def sort_keys(table: sa.Table) -> dict[str, sa.ColumnElement[float]]:
+    """:data:`SORT_KEYS` over ``table`` (a table of the worklist's columns: a run's rows
+    file is read through a copy of ``worklist``, ``serving.store_rows``)."""
+    return {
+        "probability": sa.func.coalesce(table.c.probability, sa.literal_column("-1.0")),
+        "balance": table.c.open_balance,
+        "dpd": sa.func.coalesce(table.c.oldest_dpd, sa.literal_column("-1000000000.0")),
+    }
+
+
+SORT_KEYS: Final[dict[str, sa.ColumnElement[float]]] = sort_keys(worklist)
 # Revision 0005: one index per sort key (rank's is the primary key), in the order the
 # keyset pages read them: a page is an index range, whatever its depth. Revision 0008:
 # segment, action and account id after the rank, so a filtered page tests its filters and
