@@ -156,8 +156,9 @@ def compute(conn: sa.Connection, run_ids: Iterable[str]) -> None:
     if not ids:
         return
     conn.execute(worklist_totals.delete().where(worklist_totals.c.run_id.in_(ids)))
-    in_files = [r for r in ids if store_rows.rows_path(conn, r) is not None]
-    in_table = [r for r in ids if r not in in_files]
+    in_file = {r: store_rows.rows_path(conn, r) is not None for r in ids}
+    in_files = [r for r in ids if in_file[r]]
+    in_table = [r for r in ids if not in_file[r]]
     if in_table:
         conn.execute(_insert(in_table))
     for run_id in in_files:
