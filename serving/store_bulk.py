@@ -148,29 +148,28 @@ def _insert_sqlite(
     constants: Mapping[str, Any],
     hook: Callable[[str, int], None],
 ) -> int:
-    sql = _sqlite_sql(table, names)
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    done = 0
     try:
-        for start in range(0, data.num_rows, CHUNK_ROWS):
-            part = data.slice(start, CHUNK_ROWS)
-            cursor.executemany(sql, _sqlite_rows(part, names, constants))
-            done += part.num_rows
-            hook(table, done)
+        return insert_raw(cursor, table, data, constants=constants, names=names, hook=hook)
     finally:
         cursor.close()
-    return done
 
 
 def insert_raw(con: Any, table: str, data: pa.Table, *, constants: Mapping[str, Any],
-               names: list[str]) -> int:
+               names: list[str], hook: Callable[[str, int], None] | None = None) -> int:
     """Insert ``data`` plus ``constants`` (columns ``names``, in that order) into SQLite
-    ``table`` on a plain ``sqlite3`` connection, chunk by chunk, in the caller's
-    transaction (a run's rows file: :mod:`serving.store_rowfile`). Returns the rows."""
+    ``table`` on a plain ``sqlite3`` connection or cursor, chunk by chunk, in the caller's
+    transaction (``hook(table, rows done)`` after each chunk); returns the rows. Also a
+    run's rows file's insert (:mod:`serving.store_rowfile`)."""
     sql = _sqlite_sql(table, names)
+    done = 0
     for start in range(0, data.num_rows, CHUNK_ROWS):
-        con.executemany(sql, _sqlite_rows(data.slice(start, CHUNK_ROWS), names, constants))
-    return data.num_rows
+        part = data.slice(start, CHUNK_ROWS)
+        con.executemany(sql, _sqlite_rows(part, names, constants))
+        done += part.num_rows
+        if hook is not None:
+            hook(table, done)
+    return done
 
 
 def _copy_sql(table: str, names: list[str]) -> str:
@@ -337,6 +336,12 @@ def read_arrow(conn: sa.Connection, query: sa.Select[Any], schema: pa.Schema) ->
         rows = cursor.execute(sql, params).fetchall()
     finally:
         cursor.close()
+    return sqlite_rows_table(rows, schema)
+
+
+def sqlite_rows_table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
+    """SQLite's fetched ``rows`` (tuples, columns in ``schema``'s order) as an Arrow table
+    of ``schema``: one ``pa.array`` per column (dates come as ``YYYY-MM-DD`` text)."""
     if not rows:
         return schema.empty_table()
     columns = list(zip(*rows, strict=True))

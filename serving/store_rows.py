@@ -152,8 +152,4 @@ def read_columns(conn: sa.Connection, run_id: str, columns: list[str],
                            ).fetchall()
     finally:
         own.close()
-    if not rows:
-        return schema.empty_table()
-    arrays = [pa.array(values, f.type) for values, f in zip(zip(*rows, strict=True), schema,
-                                                          strict=True)]
-    return pa.table(arrays, schema=schema)
+    return store_bulk.sqlite_rows_table(rows, schema)
